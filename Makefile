@@ -1,0 +1,53 @@
+# duel: two commands on a fresh machine (Python 3.11+ and make): `make run`, then `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= data.tar.gz
+USERS ?= 10000
+SEED ?= 42
+PYTEST_ARGS ?=
+export DBT_PROFILES_DIR := $(CURDIR)/dbt/duel
+
+.DEFAULT_GOAL := help
+.PHONY: help install run data test lock db-start db-stop db-status clean
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "duel needs Python 3.11+, found " + sys.version.split()[0] + "; set PYTHON=python3.11")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv and install the pinned dependencies
+
+$(DATA): | $(VENV)/.installed
+	$(BIN)/duel generate --users $(USERS) --seed $(SEED) -o $(DATA)
+
+data: $(DATA) ## Generate a demo ./data.tar.gz if there is none (never overwrites yours)
+
+run: install data ## Start the embedded Postgres, ingest ./data.tar.gz, build, report, summarise
+	$(BIN)/duel run $(DATA)
+
+test: install ## Run the whole test suite (real Postgres, real dbt, real dataset from ../shared)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lock: ## Regenerate requirements.txt from pyproject.toml
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra test --universal --python-version 3.11 -o requirements.txt --quiet
+
+db-start: install ## Start the embedded Postgres
+	$(BIN)/duel db start
+
+db-stop: install ## Stop the embedded Postgres
+	$(BIN)/duel db stop
+
+db-status: install ## Say what answers at PGHOST:PGPORT
+	$(BIN)/duel db status
+
+clean: ## Stop the server and remove .venv, .duel and out/ (keeps data.tar.gz)
+	-test -x $(BIN)/duel && $(BIN)/duel db stop
+	rm -rf $(VENV) .duel out

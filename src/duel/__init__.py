@@ -1,0 +1,3 @@
+"""duel: a lossless ELT pipeline for advocacy-platform JSON dumps (Postgres + dbt)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,4 @@
+from duel.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""The `duel` command: a thin layer over the package. Logs and progress go to stderr.
+
+Exit codes: 0 success; 1 user or data error (one line on stderr); 2 finished but files were
+quarantined and --strict asked to fail on that.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from duel import __version__
+from duel.exceptions import DuelError
+from duel.settings import Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_STRICT = 2
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Turn a DuelError into its one-line message and exit code; no tracebacks for user errors."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except DuelError as error:
+            _fail(error.message, error.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted; nothing of the unfinished step was committed", 130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.find_object(Settings) or load_settings()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="duel")
+@click.pass_context
+@handle_errors
+def cli(ctx: click.Context) -> None:
+    """duel: load messy advocacy-platform JSON dumps into Postgres, losslessly, and model them.
+
+    \b
+    Example:
+      duel run data.tar.gz        # start the database, ingest, build, report
+    """
+    ctx.obj = load_settings()
+
+
+# --- database -------------------------------------------------------------------------------
+
+@cli.group()
+def db() -> None:
+    """Manage the embedded Postgres (or check the one PG* variables point to).
+
+    \b
+    Example:
+      duel db start && duel db url
+    """
+
+
+@db.command("start")
+@click.pass_context
+@handle_errors
+def db_start(ctx: click.Context) -> None:
+    """Start the embedded server (initialises it on first use) and ensure the database.
+
+    \b
+    Example:
+      duel db start
+    """
+    from duel import db as database
+    from duel import server
+
+    settings = _settings(ctx)
+    database.ensure_ready(settings)
+    click.echo(server.status(settings).detail)
+
+
+@db.command("stop")
+@click.pass_context
+@handle_errors
+def db_stop(ctx: click.Context) -> None:
+    """Stop the embedded server (a server that is not ours is left alone).
+
+    \b
+    Example:
+      duel db stop
+    """
+    from duel import server
+
+    settings = _settings(ctx)
+    before = server.status(settings)
+    server.stop(settings)
+    click.echo("embedded server stopped" if before.embedded_running else "embedded server was not running")
+
+
+@db.command("status")
+@click.pass_context
+@handle_errors
+def db_status(ctx: click.Context) -> None:
+    """Say what answers at PGHOST:PGPORT. Exits 1 if nothing does.
+
+    \b
+    Example:
+      duel db status
+    """
+    from duel import server
+
+    state = server.status(_settings(ctx))
+    click.echo(state.detail)
+    if not state.answering:
+        sys.exit(1)
+
+
+@db.command("url")
+@click.option("--show-password", is_flag=True, help="Print the password instead of ***.")
+@click.pass_context
+@handle_errors
+def db_url(ctx: click.Context, show_password: bool) -> None:
+    """Print the libpq URL of the configured database.
+
+    \b
+    Example:
+      psql "$(duel db url --show-password)"
+    """
+    click.echo(_settings(ctx).url(redact=not show_password))
+
+
+# --- ingest ---------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("--strict", is_flag=True, help="Exit 2 when any file was quarantined.")
+@click.pass_context
+@handle_errors
+def ingest(ctx: click.Context, data: Path, as_json: bool, strict: bool) -> None:
+    """Load DATA (.tar.gz/.tgz/.tar, a directory of *.json, a .json or .ndjson file) into raw.
+
+    \b
+    Example:
+      duel ingest data.tar.gz --json
+    """
+    from duel import db as database
+    from duel.pipeline import ingest_with_progress
+    from duel.summary import render_ingest
+
+    settings = _settings(ctx)
+    database.ensure_ready(settings)
+    result = ingest_with_progress(settings, data)
+    if as_json:
+        click.echo(json.dumps(result.summary()))
+    else:
+        click.echo(render_ingest(result), err=True)
+    if strict and result.quarantined:
+        sys.exit(EXIT_STRICT)
+
+
+# --- generate -------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--users", type=click.IntRange(min=0), default=10_000, show_default=True,
+              help="How many user files to write.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same bytes).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("data.tar.gz"),
+              show_default=True, help="A .tar.gz/.tgz/.tar file, or a directory to write into.")
+@handle_errors
+def generate(users: int, seed: int, output: Path) -> None:
+    """Write a demo dump shaped like the real one, with its defects, deterministically.
+
+    \b
+    Example:
+      duel generate --users 10000 --seed 7 -o data.tar.gz
+    """
+    from duel.generate import write_dataset
+
+    written = write_dataset(output, users=users, seed=seed)
+    click.echo(f"wrote {written.files} files ({written.malformed} malformed) to {output}", err=True)
+
+
+# --- run ------------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("data", type=click.Path(path_type=Path), default=Path("data.tar.gz"))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("--strict", is_flag=True, help="Exit 2 when any file was quarantined.")
+@click.pass_context
+@handle_errors
+def run(ctx: click.Context, data: Path, as_json: bool, strict: bool) -> None:
+    """Start the database, ingest DATA, then run every later stage; print a summary.
+
+    \b
+    Example:
+      duel run data.tar.gz
+    """
+    from duel.pipeline import run_pipeline
+    from duel.summary import render_run
+
+    settings = _settings(ctx)
+    outcome = run_pipeline(settings, data)
+    if as_json:
+        click.echo(json.dumps(outcome.summary()))
+    click.echo(render_run(settings, outcome), err=True)
+    if strict and outcome.ingest.quarantined:
+        sys.exit(EXIT_STRICT)
+
+
+def main() -> None:
+    cli(prog_name="duel")

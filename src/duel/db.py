@@ -1,0 +1,102 @@
+"""Connections to Postgres, and making sure the configured database and `raw` schema exist.
+
+`ensure_ready(settings)` is what every command that needs the database calls: it uses a server
+that already answers at PGHOST:PGPORT (docker compose, a managed server), or starts the embedded
+one, then creates the database and the raw schema if they are missing.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from duel import server
+from duel.exceptions import DatabaseUnavailable
+from duel.settings import Settings
+
+
+def first_line(error: BaseException) -> str:
+    """The first meaningful line of a driver error, for one-line messages."""
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0].strip()
+
+
+def describe_failure(settings: Settings, error: BaseException, step: str | None = None) -> str:
+    where = f"Postgres at {settings.pg_host}:{settings.pg_port} (database {settings.pg_database})"
+    prefix = f"{step}: " if step else ""
+    return f"{prefix}lost or cannot reach {where}: {first_line(error)}"
+
+
+def connect(settings: Settings, *, database: str | None = None, autocommit: bool = False,
+            step: str | None = None) -> psycopg.Connection[Any]:
+    """Open a connection; a failure becomes a one-line DatabaseUnavailable."""
+    try:
+        return psycopg.connect(**settings.conninfo(database), autocommit=autocommit)  # type: ignore[arg-type]
+    except psycopg.OperationalError as error:
+        raise DatabaseUnavailable(describe_failure(settings, error, step)) from None
+
+
+def _check_server(settings: Settings) -> None:
+    """Start the embedded server if nothing answers; explain in one line if the port is taken."""
+    if not server.probe_port(settings.pg_host, settings.pg_port):
+        if settings.embedded and settings.is_loopback:
+            server.start(settings)
+            return
+        raise DatabaseUnavailable(
+            f"nothing answers at {settings.pg_host}:{settings.pg_port}; start Postgres there or set "
+            "PGHOST/PGPORT"
+        )
+    try:
+        psycopg.connect(**settings.conninfo("postgres"), autocommit=True).close()  # type: ignore[arg-type]
+    except psycopg.OperationalError as error:
+        message = first_line(error)
+        if "authentication" in message or "password" in message or "role" in message:
+            raise DatabaseUnavailable(
+                f"the Postgres at {settings.pg_host}:{settings.pg_port} refused user "
+                f"{settings.pg_user} ({message}); set PGUSER/PGPASSWORD for it, or PGPORT to a free "
+                "port for the embedded server"
+            ) from None
+        if "does not exist" in message:
+            return  # no "postgres" maintenance database; the target database may still exist
+        raise DatabaseUnavailable(
+            f"port {settings.pg_port} on {settings.pg_host} is held by something that is not a "
+            f"usable Postgres ({message}); set PGPORT to a free port"
+        ) from None
+
+
+def ensure_database(settings: Settings) -> None:
+    """Create the configured database if it is missing (concurrent callers are fine)."""
+    try:
+        with psycopg.connect(**settings.conninfo("postgres"), autocommit=True) as conn:  # type: ignore[arg-type]
+            exists = conn.execute(
+                "select 1 from pg_database where datname = %s", (settings.pg_database,)
+            ).fetchone()
+            if not exists:
+                try:
+                    conn.execute(sql.SQL("create database {}").format(sql.Identifier(settings.pg_database)))
+                except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                    pass
+    except psycopg.OperationalError as error:
+        if "does not exist" not in first_line(error):
+            raise DatabaseUnavailable(describe_failure(settings, error, "create database")) from None
+
+
+def raw_schema_sql() -> str:
+    return resources.files("duel").joinpath("sql/raw_schema.sql").read_text(encoding="utf-8")
+
+
+def ensure_raw_schema(settings: Settings) -> None:
+    """Create the `raw` schema and its tables if missing (idempotent DDL, under a lock)."""
+    with connect(settings, step="create raw schema") as conn:
+        conn.execute("select pg_advisory_xact_lock(hashtext('duel.ddl'))")
+        conn.execute(raw_schema_sql())
+
+
+def ensure_ready(settings: Settings) -> None:
+    """Server answering, database present, raw schema in place."""
+    _check_server(settings)
+    ensure_database(settings)
+    ensure_raw_schema(settings)

@@ -1,0 +1,44 @@
+"""Errors a user can act on. Each carries a one-line message; the CLI prints it and exits."""
+
+from __future__ import annotations
+
+
+class DuelError(Exception):
+    """Base class: a one-line, user-facing error. `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(DuelError):
+    """A setting is missing or has a value we cannot use."""
+
+
+class SourceError(DuelError):
+    """The input path does not exist or is not a kind of input we read."""
+
+
+class DatabaseUnavailable(DuelError):
+    """The database cannot be reached (or stopped answering) during a step."""
+
+
+class ServerError(DuelError):
+    """The embedded Postgres server could not be started, stopped or found."""
+
+
+class LockTimeout(DuelError):
+    """Another run holds the ingest lock for longer than the configured timeout."""
+
+
+class StepFailed(DuelError):
+    """A pipeline step (dbt build, report, export) failed; names the step."""
+
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(f"{step} failed: {message}")
+        self.step = step

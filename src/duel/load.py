@@ -1,0 +1,315 @@
+"""The ingest: every input file becomes loaded, unchanged, quarantined or skipped, in one batch.
+
+A batch is one transaction: it is visible whole or not at all. Files stream through in chunks
+(memory does not grow with the number of files); for each chunk we look up the current version
+of each file name, then COPY the new document versions, move the current-version pointers,
+store quarantined bytes, and record every file in the `raw.batch_files` ledger. Runs are
+serialised by an advisory lock, so overlapping ingests never duplicate a row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import postgres
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+
+from duel import __version__, db
+from duel.exceptions import DatabaseUnavailable, LockTimeout
+from duel.repair import Parsed, parse_document
+from duel.settings import Settings
+from duel.sources import SourceFile, iter_source
+
+LOCK_KEY = "duel.ingest"
+DOCUMENT_COLUMNS = ("source_name", "content_sha256", "batch_id", "parse_status", "parse_error",
+                    "repair", "byte_size", "document")
+DOCUMENT_TYPES = ("text", "text", "int8", "text", "text", "jsonb", "int4", "jsonb")
+LEDGER_COLUMNS = ("batch_id", "file_seq", "source_name", "status", "reason", "content_sha256",
+                  "byte_size")
+LEDGER_TYPES = ("int8", "int4", "text", "text", "text", "text", "int8")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one input file is, before we know whether the database already has it."""
+
+    seq: int
+    name: str
+    status: str  # clean | repaired | quarantined | skipped
+    size: int
+    sha256: str | None = None
+    parsed: Parsed | None = None
+    skip_reason: str | None = None
+    content: bytes | None = None  # kept only for quarantined files
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """The batch summary (`duel ingest --json`). files_seen = loaded+quarantined+skipped+unchanged."""
+
+    batch_id: int
+    source: str
+    files_seen: int = 0
+    loaded: int = 0
+    repaired: int = 0
+    quarantined: int = 0
+    skipped: int = 0
+    unchanged: int = 0
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, int]:
+        keys = ("batch_id", "files_seen", "loaded", "repaired", "quarantined", "skipped", "unchanged")
+        return {key: getattr(self, key) for key in keys}
+
+
+class _JsonTextDumper(Dumper):
+    """Binary COPY of ready-made JSON text (bytes) into a jsonb column: no re-serialising."""
+
+    format = Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: bytes) -> bytes:
+        return b"\x01" + obj
+
+
+def classify(seq: int, source: SourceFile, policy: str) -> Outcome:
+    """Parse (and if need be repair) one file. Pure: safe to run in a worker process."""
+    if source.skip_reason is not None:
+        return Outcome(seq, source.name, "skipped", source.size, skip_reason=source.skip_reason)
+    if source.oversize or source.data is None:
+        parsed = Parsed("quarantined", reason="too-large",
+                        detail=f"{source.size} bytes is over the size limit (DUEL_MAX_FILE_BYTES)")
+        return Outcome(seq, source.name, "quarantined", source.size, sha256="", parsed=parsed)
+    data = source.data
+    sha256 = hashlib.sha256(data).hexdigest()
+    parsed = parse_document(data, policy)
+    content = data if parsed.status == "quarantined" else None
+    return Outcome(seq, source.name, parsed.status, len(data), sha256, parsed, content=content)
+
+
+def iter_outcomes(files: Iterable[SourceFile], policy: str) -> Iterator[Outcome]:
+    for seq, source in enumerate(files):
+        yield classify(seq, source, policy)
+
+
+def _chunks(items: Iterable[Outcome], size: int) -> Iterator[list[Outcome]]:
+    chunk: list[Outcome] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class _Batch:
+    """Writes one batch inside one open transaction and keeps its counts."""
+
+    def __init__(self, conn: psycopg.Connection[Any], batch_id: int) -> None:
+        self.conn = conn
+        self.batch_id = batch_id
+        self.counts = dict.fromkeys(("files_seen", "loaded", "repaired", "quarantined", "skipped",
+                                     "unchanged"), 0)
+        self.quarantine_reasons: dict[str, int] = {}
+        self.skip_reasons: dict[str, int] = {}
+
+    def write_chunk(self, chunk: list[Outcome]) -> None:
+        loadable = [o for o in chunk if o.status in ("clean", "repaired")]
+        current = self._current_hashes({o.name for o in loadable})
+        new_docs: dict[tuple[str, str], Outcome] = {}
+        moves: dict[str, Outcome] = {}
+        ledger: list[tuple[Outcome, str, str | None]] = []
+        for outcome in chunk:
+            if outcome.status in ("clean", "repaired"):
+                if current.get(outcome.name) == outcome.sha256:
+                    ledger.append((outcome, "unchanged", None))
+                    continue
+                new_docs[(outcome.name, outcome.sha256)] = outcome  # type: ignore[index]
+                moves[outcome.name] = outcome
+                current[outcome.name] = outcome.sha256  # a later duplicate in this chunk is unchanged
+                ledger.append((outcome, "loaded" if outcome.status == "clean" else "repaired", None))
+            elif outcome.status == "quarantined":
+                reason = outcome.parsed.reason if outcome.parsed else "unknown"
+                ledger.append((outcome, "quarantined", reason))
+            else:
+                ledger.append((outcome, "skipped", outcome.skip_reason))
+        existing = self._existing_versions([o for o in new_docs.values() if o.name in current])
+        self._copy_documents([o for key, o in new_docs.items() if key not in existing])
+        self._move_current(moves)
+        self._store_quarantine([o for o, status, _ in ledger if status == "quarantined"])
+        self._copy_ledger(ledger)
+
+    def _current_hashes(self, names: set[str]) -> dict[str, str]:
+        if not names:
+            return {}
+        rows = self.conn.execute(
+            "select source_name, content_sha256 from raw.current_versions where source_name = any(%s)",
+            (list(names),),
+        ).fetchall()
+        return dict(rows)
+
+    def _existing_versions(self, outcomes: list[Outcome]) -> set[tuple[str, str]]:
+        """Versions already stored (a file reverted to an earlier content): not copied again."""
+        if not outcomes:
+            return set()
+        rows = self.conn.execute(
+            "select source_name, content_sha256 from raw.user_documents"
+            " where source_name = any(%s) and content_sha256 = any(%s)",
+            ([o.name for o in outcomes], [o.sha256 for o in outcomes]),
+        ).fetchall()
+        return {(name, sha) for name, sha in rows}
+
+    def _copy_documents(self, outcomes: list[Outcome]) -> None:
+        if not outcomes:
+            return
+        statement = f"copy raw.user_documents ({', '.join(DOCUMENT_COLUMNS)}) from stdin (format binary)"
+        with self.conn.cursor().copy(statement) as copy:
+            copy.set_types(list(DOCUMENT_TYPES))
+            for o in outcomes:
+                parsed = o.parsed
+                assert parsed is not None and parsed.document is not None
+                repair = orjson.dumps(parsed.repair) if parsed.repair is not None else None
+                copy.write_row((o.name, o.sha256, self.batch_id, parsed.status, parsed.parse_error,
+                                repair, o.size, parsed.document))
+
+    def _move_current(self, moves: dict[str, Outcome]) -> None:
+        if not moves:
+            return
+        with self.conn.cursor() as cur:
+            cur.execute("create temp table if not exists incoming_current"
+                        " (source_name text, content_sha256 text) on commit drop")
+            cur.execute("truncate incoming_current")
+            with cur.copy("copy incoming_current (source_name, content_sha256) from stdin") as copy:
+                for outcome in moves.values():
+                    copy.write_row((outcome.name, outcome.sha256))
+            cur.execute(
+                "insert into raw.current_versions (source_name, content_sha256, batch_id)"
+                " select source_name, content_sha256, %s from incoming_current"
+                " on conflict (source_name) do update"
+                " set content_sha256 = excluded.content_sha256, batch_id = excluded.batch_id,"
+                " updated_at = now()",
+                (self.batch_id,),
+            )
+
+    def _store_quarantine(self, outcomes: list[Outcome]) -> None:
+        if not outcomes:
+            return
+        rows = []
+        for o in outcomes:
+            parsed = o.parsed
+            assert parsed is not None
+            proposed = None
+            if parsed.repair is not None:
+                proposed = orjson.dumps({**parsed.repair, "document": orjson.Fragment(parsed.document)})
+            rows.append((o.name, o.sha256, self.batch_id, parsed.reason, parsed.detail,
+                         parsed.parse_error, o.size, o.content, proposed))
+        with self.conn.cursor() as cur:
+            cur.executemany(
+                "insert into raw.quarantine (source_name, content_sha256, batch_id, reason, detail,"
+                " parse_error, byte_size, content, proposed_repair)"
+                " values (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+                " on conflict (source_name, content_sha256) do nothing",
+                [(*row[:8], row[8].decode() if row[8] else None) for row in rows],
+            )
+
+    def _copy_ledger(self, ledger: list[tuple[Outcome, str, str | None]]) -> None:
+        statement = f"copy raw.batch_files ({', '.join(LEDGER_COLUMNS)}) from stdin (format binary)"
+        with self.conn.cursor().copy(statement) as copy:
+            copy.set_types(list(LEDGER_TYPES))
+            for outcome, status, reason in ledger:
+                copy.write_row((self.batch_id, outcome.seq, outcome.name, status, reason,
+                                outcome.sha256 or None, outcome.size))
+                self.counts["files_seen"] += 1
+                self.counts[status if status != "repaired" else "loaded"] += 1
+                if status == "repaired":
+                    self.counts["repaired"] += 1
+                if status == "quarantined" and reason:
+                    self.quarantine_reasons[reason] = self.quarantine_reasons.get(reason, 0) + 1
+                if status == "skipped" and reason:
+                    self.skip_reasons[reason] = self.skip_reasons.get(reason, 0) + 1
+
+
+def _open_batch(conn: psycopg.Connection[Any], source: str, shard: str | None,
+                lock_timeout_s: float) -> int:
+    conn.execute(f"set local lock_timeout = '{int(lock_timeout_s * 1000)}ms'")
+    try:
+        conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (LOCK_KEY,))
+    except psycopg.errors.LockNotAvailable:
+        raise LockTimeout(
+            f"another run holds the ingest lock (waited {lock_timeout_s:g}s); try again when it "
+            "finishes, or raise DUEL_LOCK_TIMEOUT"
+        ) from None
+    conn.execute("set local lock_timeout = 0")
+    row = conn.execute(
+        "insert into raw.batches (source_uri, shard, status, duel_version)"
+        " values (%s, %s, 'running', %s) returning batch_id",
+        (source, shard, __version__),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _record_failure(settings: Settings, source: str, shard: str | None, error: str) -> None:
+    """Best effort: a failed batch leaves one ledger row saying so, and nothing else."""
+    try:
+        with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
+            conn.execute(
+                "insert into raw.batches (source_uri, shard, status, finished_at, error, duel_version)"
+                " values (%s, %s, 'failed', now(), %s, %s)",
+                (source, shard, error[:2000], __version__),
+            )
+    except psycopg.Error:
+        pass
+
+
+def ingest(
+    settings: Settings,
+    path: Path,
+    *,
+    files: Iterable[SourceFile] | None = None,
+    shard: str | None = None,
+    on_file: Callable[[int], None] | None = None,
+) -> IngestResult:
+    """Ingest `path` (or the given `files` taken from it) as one atomic batch."""
+    source_files = files if files is not None else iter_source(path, settings.max_file_bytes)
+    source = str(path)
+    conn = db.connect(settings, step="ingest")
+    try:
+        with conn:
+            conn.adapters.register_dumper(None, _JsonTextDumper)
+            batch_id = _open_batch(conn, source, shard, settings.lock_timeout_s)
+            batch = _Batch(conn, batch_id)
+            for chunk in _chunks(iter_outcomes(source_files, settings.repair_policy), settings.batch_rows):
+                batch.write_chunk(chunk)
+                if on_file is not None:
+                    on_file(len(chunk))
+            conn.execute(
+                "update raw.batches set status = 'succeeded', finished_at = clock_timestamp(),"
+                " files_seen = %(files_seen)s, loaded = %(loaded)s, repaired = %(repaired)s,"
+                " quarantined = %(quarantined)s, skipped = %(skipped)s, unchanged = %(unchanged)s"
+                f" where batch_id = {batch_id}",
+                batch.counts,
+            )
+    except psycopg.OperationalError as error:
+        message = db.describe_failure(settings, error, "ingest")
+        _record_failure(settings, source, shard, message)
+        raise DatabaseUnavailable(message) from None
+    except LockTimeout:
+        raise
+    except Exception as error:
+        _record_failure(settings, source, shard, f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        conn.close()
+    return IngestResult(batch_id, source, **batch.counts,
+                        quarantine_reasons=batch.quarantine_reasons, skip_reasons=batch.skip_reasons)
+

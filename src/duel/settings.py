@@ -1,0 +1,193 @@
+"""One frozen settings object, built from the environment (and a git-ignored `.env`).
+
+Precedence: explicit overrides (CLI flags) > process environment > `.env` file > defaults.
+Connection settings are the standard libpq variables (PGHOST, PGPORT, PGUSER, PGPASSWORD,
+PGDATABASE) so psql, psycopg, dbt and Airflow all share one source; app settings are DUEL_*.
+This is the only module that reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from urllib.parse import quote
+
+from duel.exceptions import ConfigError
+
+# Defaults for the local embedded server only; every one is overridable.
+DEFAULT_PG = {
+    "PGHOST": "127.0.0.1",
+    "PGPORT": "5432",
+    "PGUSER": "postgres",
+    "PGPASSWORD": "pass",
+    "PGDATABASE": "duel",
+}
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+REPAIR_POLICIES = ("safe", "lenient")
+
+
+def _project_root() -> Path:
+    """The checkout this package lives in (src layout), else the working directory."""
+    here = Path(__file__).resolve().parent.parent.parent
+    return here if (here / "dbt" / "duel" / "dbt_project.yml").is_file() else Path.cwd()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the pipeline needs to know, passed down explicitly."""
+
+    pg_host: str = DEFAULT_PG["PGHOST"]
+    pg_port: int = int(DEFAULT_PG["PGPORT"])
+    pg_user: str = DEFAULT_PG["PGUSER"]
+    pg_password: str = field(default=DEFAULT_PG["PGPASSWORD"], repr=False)
+    pg_database: str = DEFAULT_PG["PGDATABASE"]
+    home: Path = Path(".duel")  # runtime state: embedded server data, airflow home
+    out_dir: Path = Path("out")  # report, exports
+    dbt_project_dir: Path = field(default_factory=lambda: _project_root() / "dbt" / "duel")
+    embedded: bool = True  # start the bundled server when nothing answers on a loopback host
+    max_file_bytes: int = 32 * 1024 * 1024
+    repair_policy: str = "safe"  # safe: only closing repairs load; lenient: rewritten ones too
+    workers: int = 0  # parse processes; 0 = one per core
+    batch_rows: int = 5000  # rows per COPY round trip / merge chunk
+    lock_timeout_s: float = 60.0
+    connect_timeout_s: int = 5
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_starttls: bool = True
+    notify_from: str | None = None
+    notify_to: tuple[str, ...] = ()
+    notify_webhook: str | None = field(default=None, repr=False)
+    pseudonym_key: str | None = field(default=None, repr=False)
+    schedule: str = "@daily"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.home / "pgdata"
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.pg_host in LOOPBACK_HOSTS
+
+    def url(self, *, redact: bool = True) -> str:
+        """A libpq URL; the password is shown as *** unless redact=False."""
+        password = "***" if redact else quote(self.pg_password, safe="")
+        host = f"[{self.pg_host}]" if ":" in self.pg_host else self.pg_host
+        return (
+            f"postgresql://{quote(self.pg_user, safe='')}:{password}@{host}:{self.pg_port}"
+            f"/{quote(self.pg_database, safe='')}"
+        )
+
+    def conninfo(self, database: str | None = None) -> dict[str, object]:
+        """Keyword arguments for psycopg.connect."""
+        return {
+            "host": self.pg_host,
+            "port": self.pg_port,
+            "user": self.pg_user,
+            "password": self.pg_password,
+            "dbname": database or self.pg_database,
+            "connect_timeout": self.connect_timeout_s,
+            "application_name": "duel",
+        }
+
+    def libpq_env(self) -> dict[str, str]:
+        """PG* variables for child processes (dbt, psql) so they reach the same database."""
+        return {
+            "PGHOST": self.pg_host,
+            "PGPORT": str(self.pg_port),
+            "PGUSER": self.pg_user,
+            "PGPASSWORD": self.pg_password,
+            "PGDATABASE": self.pg_database,
+        }
+
+    def with_overrides(self, **overrides: object) -> Settings:
+        """A copy with the given (non-None) fields replaced, e.g. from CLI flags."""
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def _as_int(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+
+
+def _as_bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    *,
+    dotenv: Path | None = Path(".env"),
+    **overrides: object,
+) -> Settings:
+    """Build Settings from `environ` (default: os.environ) over `.env`, then apply overrides."""
+    env: dict[str, str] = dict(_read_dotenv(dotenv)) if dotenv else {}
+    env.update(os.environ if environ is None else environ)
+    get = env.get
+    values: dict[str, object] = {
+        "pg_host": get("PGHOST") or DEFAULT_PG["PGHOST"],
+        "pg_port": _as_int("PGPORT", get("PGPORT") or DEFAULT_PG["PGPORT"]),
+        "pg_user": get("PGUSER") or DEFAULT_PG["PGUSER"],
+        "pg_password": get("PGPASSWORD", DEFAULT_PG["PGPASSWORD"]),
+        "pg_database": get("PGDATABASE") or DEFAULT_PG["PGDATABASE"],
+    }
+    paths = {"DUEL_HOME": "home", "DUEL_OUT": "out_dir", "DUEL_DBT_PROJECT_DIR": "dbt_project_dir"}
+    for var, name in paths.items():
+        if get(var):
+            values[name] = Path(get(var))  # type: ignore[arg-type]
+    ints = {
+        "DUEL_MAX_FILE_BYTES": "max_file_bytes",
+        "DUEL_WORKERS": "workers",
+        "DUEL_BATCH_ROWS": "batch_rows",
+        "DUEL_SMTP_PORT": "smtp_port",
+    }
+    for var, name in ints.items():
+        if get(var):
+            values[name] = _as_int(var, get(var))  # type: ignore[arg-type]
+    if get("DUEL_LOCK_TIMEOUT"):
+        values["lock_timeout_s"] = float(_as_int("DUEL_LOCK_TIMEOUT", get("DUEL_LOCK_TIMEOUT")))  # type: ignore[arg-type]
+    for var, name in {"DUEL_EMBEDDED": "embedded", "DUEL_SMTP_STARTTLS": "smtp_starttls"}.items():
+        if get(var) is not None:
+            values[name] = _as_bool(var, get(var))  # type: ignore[arg-type]
+    policy = get("DUEL_REPAIR", "safe").strip().lower()
+    if policy not in REPAIR_POLICIES:
+        raise ConfigError(f"DUEL_REPAIR must be one of {', '.join(REPAIR_POLICIES)}, got {policy!r}")
+    values["repair_policy"] = policy
+    strings = {
+        "DUEL_SMTP_HOST": "smtp_host",
+        "DUEL_SMTP_USER": "smtp_user",
+        "DUEL_SMTP_PASSWORD": "smtp_password",
+        "DUEL_NOTIFY_FROM": "notify_from",
+        "DUEL_NOTIFY_WEBHOOK": "notify_webhook",
+        "DUEL_PSEUDONYM_KEY": "pseudonym_key",
+        "DUEL_SCHEDULE": "schedule",
+    }
+    for var, name in strings.items():
+        if get(var):
+            values[name] = get(var)
+    if get("DUEL_NOTIFY_TO"):
+        values["notify_to"] = tuple(a.strip() for a in get("DUEL_NOTIFY_TO", "").split(",") if a.strip())
+    return Settings(**values).with_overrides(**overrides)  # type: ignore[arg-type]

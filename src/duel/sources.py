@@ -1,0 +1,159 @@
+"""Readers that turn an input path into a stream of files: tar archives, directories, (nd)json.
+
+Nothing is extracted to disk and nothing is followed: archive members are streamed, links,
+devices and paths escaping the archive are reported as skipped, never opened. Directory
+entries are not files and are not counted. Each yielded `SourceFile` carries its bytes, or a
+skip reason, or `oversize` when it is larger than the limit (its bytes are then not read).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from duel.exceptions import SourceError
+
+TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+DATA_SUFFIX = ".json"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """One input file: its name inside the source, and its bytes or why it was not read."""
+
+    name: str
+    data: bytes | None = None
+    size: int = 0
+    skip_reason: str | None = None
+    oversize: bool = False
+
+
+def not_data_reason(name: str) -> str | None:
+    """Why a file with this (relative, posix) name is not a data file, or None if it is."""
+    parts = name.split("/")
+    base = parts[-1]
+    if "__MACOSX" in parts[:-1]:
+        return "macos-metadata"
+    if base.startswith("._") or base == ".DS_Store":
+        return "macos-metadata"
+    if not base.lower().endswith(DATA_SUFFIX):
+        return "not-json"
+    return None
+
+
+def safe_member_name(name: str) -> str | None:
+    """The normalised relative name of an archive member, or None if it escapes the archive."""
+    if name.startswith("/") or "\\" in name or (len(name) > 1 and name[1] == ":"):
+        return None
+    normal = posixpath.normpath(name)
+    if normal == ".." or normal.startswith("../") or normal.startswith("/"):
+        return None
+    return normal.removeprefix("./")
+
+
+def iter_tar(path: Path, max_bytes: int) -> Iterator[SourceFile]:
+    try:
+        archive = tarfile.open(path, mode="r|*")
+    except (tarfile.TarError, OSError) as exc:
+        raise SourceError(f"{path}: not a readable tar archive ({exc})") from None
+    count = 0
+    try:
+        with archive:
+            for member in archive:
+                count += 1
+                if member.isdir():
+                    continue
+                name = safe_member_name(member.name)
+                if name is None:
+                    yield SourceFile(member.name, skip_reason="unsafe-path")
+                elif not member.isreg():
+                    yield SourceFile(name, skip_reason="not-a-regular-file")
+                elif (reason := not_data_reason(name)) is not None:
+                    yield SourceFile(name, size=member.size, skip_reason=reason)
+                elif member.size > max_bytes:
+                    yield SourceFile(name, size=member.size, oversize=True)
+                else:
+                    handle = archive.extractfile(member)
+                    data = handle.read() if handle is not None else b""
+                    yield SourceFile(name, data=data, size=len(data))
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise SourceError(f"{path}: archive is corrupt after {count} members ({exc})") from None
+
+
+def iter_directory(root: Path, max_bytes: int) -> Iterator[SourceFile]:
+    """Every file below `root`, recursively, in a stable order; links are reported, not followed."""
+    stack = [root]
+    while stack:
+        current = stack.pop()
+        try:
+            entries = sorted(os.scandir(current), key=lambda entry: entry.name)
+        except OSError as exc:
+            raise SourceError(f"{current}: cannot list directory ({exc.strerror})") from None
+        subdirs = []
+        for entry in entries:
+            name = Path(entry.path).relative_to(root).as_posix()
+            if entry.is_symlink():
+                yield SourceFile(name, skip_reason="symlink")
+            elif entry.is_dir(follow_symlinks=False):
+                subdirs.append(Path(entry.path))
+            elif not entry.is_file(follow_symlinks=False):
+                yield SourceFile(name, skip_reason="not-a-regular-file")
+            elif (reason := not_data_reason(name)) is not None:
+                yield SourceFile(name, skip_reason=reason)
+            else:
+                yield _read_file(Path(entry.path), name, max_bytes)
+        stack.extend(reversed(subdirs))
+
+
+def _read_file(path: Path, name: str, max_bytes: int) -> SourceFile:
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return SourceFile(name, skip_reason="not-a-regular-file")
+            if size > max_bytes:
+                return SourceFile(name, size=size, oversize=True)
+            data = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
+    if len(data) > max_bytes:  # grew while we read it
+        return SourceFile(name, size=len(data), oversize=True)
+    return SourceFile(name, data=data, size=len(data))
+
+
+def iter_ndjson(path: Path, max_bytes: int) -> Iterator[SourceFile]:
+    """One document per non-blank line, named `file.ndjson:LINE`."""
+    try:
+        handle = open(path, "rb")
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            name = f"{path.name}:{number}"
+            if len(line) > max_bytes:
+                yield SourceFile(name, size=len(line), oversize=True)
+            else:
+                yield SourceFile(name, data=line, size=len(line))
+
+
+def iter_source(path: Path, max_bytes: int) -> Iterator[SourceFile]:
+    """Dispatch on the kind of input; raise SourceError (one line) for what we cannot read."""
+    if not path.exists():
+        raise SourceError(f"no such file or directory: {path}")
+    if path.is_dir():
+        return iter_directory(path, max_bytes)
+    lowered = path.name.lower()
+    if lowered.endswith(TAR_SUFFIXES):
+        return iter_tar(path, max_bytes)
+    if lowered.endswith(".ndjson") or lowered.endswith(".jsonl"):
+        return iter_ndjson(path, max_bytes)
+    if lowered.endswith(DATA_SUFFIX):
+        return iter([_read_file(path, path.name, max_bytes)])
+    raise SourceError(f"{path}: not a .tar.gz, .tgz, .tar, .json or .ndjson file, nor a directory")

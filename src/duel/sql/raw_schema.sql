@@ -1,0 +1,76 @@
+-- The raw layer: written only by the loader (duel.load). Idempotent DDL, run by every command
+-- that needs the database. Documents are immutable versions keyed by (source_name, content_sha256).
+
+create schema if not exists raw;
+
+create table if not exists raw.batches (
+    batch_id bigint generated always as identity primary key,
+    source_uri text not null,
+    shard text,
+    status text not null check (status in ('running', 'succeeded', 'failed')),
+    started_at timestamptz not null default now(),
+    finished_at timestamptz,
+    files_seen integer,
+    loaded integer,
+    repaired integer,
+    quarantined integer,
+    skipped integer,
+    unchanged integer,
+    error text,
+    duel_version text not null
+);
+comment on table raw.batches is 'One row per ingest run (batch): when, from where, outcome and counts.';
+
+create table if not exists raw.user_documents (
+    source_name text not null,
+    content_sha256 text not null,
+    batch_id bigint not null references raw.batches (batch_id),
+    loaded_at timestamptz not null default now(),
+    parse_status text not null check (parse_status in ('clean', 'repaired')),
+    parse_error text,
+    repair jsonb,
+    byte_size integer not null,
+    document jsonb not null,
+    primary key (source_name, content_sha256)
+);
+comment on table raw.user_documents is
+    'One row per version of a user document: the parsed JSON as loaded, with lineage and repair record.';
+
+create table if not exists raw.current_versions (
+    source_name text primary key,
+    content_sha256 text not null,
+    batch_id bigint not null references raw.batches (batch_id),
+    updated_at timestamptz not null default now(),
+    foreign key (source_name, content_sha256) references raw.user_documents (source_name, content_sha256)
+);
+comment on table raw.current_versions is
+    'One row per source file name: which version of its document is current (the last one delivered).';
+
+create table if not exists raw.quarantine (
+    source_name text not null,
+    content_sha256 text not null,
+    batch_id bigint not null references raw.batches (batch_id),
+    quarantined_at timestamptz not null default now(),
+    reason text not null,
+    detail text,
+    parse_error text,
+    byte_size bigint not null,
+    content bytea,
+    proposed_repair jsonb,
+    primary key (source_name, content_sha256)
+);
+comment on table raw.quarantine is
+    'One row per distinct file that could not be loaded: its bytes intact (unless over the size limit) and why.';
+
+create table if not exists raw.batch_files (
+    batch_id bigint not null references raw.batches (batch_id),
+    file_seq integer not null,
+    source_name text not null,
+    status text not null check (status in ('loaded', 'repaired', 'unchanged', 'quarantined', 'skipped')),
+    reason text,
+    content_sha256 text,
+    byte_size bigint,
+    primary key (batch_id, file_seq)
+);
+comment on table raw.batch_files is
+    'One row per file seen by a batch: what became of it. The ledger that accounts for every input file.';

@@ -1,0 +1,108 @@
+"""Shared fixtures: a real embedded Postgres per test session, a throwaway database per test.
+
+Tests never read the developer's own environment or `.env`: settings are built from a fixed
+mapping. The real dataset is read from ../shared/data beside the checkout; its absence fails
+the run (it is never skipped).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from duel import db, server
+from duel.settings import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+REAL_DATA = Path(os.environ.get("DUEL_REAL_DATA", REPO.parent / "shared" / "data" / "duel-original-10k.tar.gz"))
+_db_counter = itertools.count()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def pg_home() -> Iterator[Path]:
+    """A world-searchable temp dir for the server (it runs as an unprivileged user under root)."""
+    home = Path(tempfile.mkdtemp(prefix="duel-test-", dir="/tmp"))
+    home.chmod(0o755)
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server(pg_home: Path) -> Iterator[Settings]:
+    """One embedded Postgres for the whole session, on a free loopback port."""
+    settings = load_settings(
+        {"PGPORT": str(free_port()), "PGDATABASE": "duel_session", "DUEL_HOME": str(pg_home / "state")},
+        dotenv=None,
+    )
+    server.start(settings)
+    db.ensure_ready(settings)
+    yield settings
+    server.stop(settings)
+
+
+@pytest.fixture
+def settings(pg_server: Settings, tmp_path: Path) -> Settings:
+    """Settings pointing at a fresh, empty database (with the raw schema) for this test."""
+    fresh = pg_server.with_overrides(pg_database=f"duel_t{os.getpid()}_{next(_db_counter)}",
+                                     out_dir=tmp_path / "out")
+    db.ensure_ready(fresh)
+    return fresh
+
+
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a `duel` subprocess gets: only what the test means it to see."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+        "DUEL_HOME": str(settings.home),
+        "DUEL_OUT": str(settings.out_dir),
+        **settings.libpq_env(),
+    }
+    env.update(extra)
+    return env
+
+
+def run_cli(settings: Settings, *args: str, cwd: Path | None = None,
+            **extra: str) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a separate process (python -m duel), capturing its output."""
+    return subprocess.run([sys.executable, "-m", "duel", *args], capture_output=True, text=True,
+                          env=cli_env(settings, **extra), cwd=cwd or REPO, timeout=900, check=False)
+
+
+def query(settings: Settings, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
+        return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    if not REAL_DATA.is_file():
+        pytest.fail(f"the real dataset is missing: {REAL_DATA} (CI must provide ../shared/data)")
+    return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def real_dir(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real dataset extracted once into a directory (safe: members are checked first)."""
+    target = tmp_path_factory.mktemp("real")
+    with tarfile.open(real_data) as archive:
+        archive.extractall(target, filter="data")
+    return target
