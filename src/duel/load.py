@@ -153,7 +153,7 @@ class _Batch:
             return {}
         rows = self.conn.execute(
             "select source_name, content_sha256 from raw.current_versions where source_name = any(%s)",
-            (list(names),),
+            (list(names),), binary=True,
         ).fetchall()
         return dict(rows)
 
@@ -164,7 +164,7 @@ class _Batch:
         rows = self.conn.execute(
             "select source_name, content_sha256 from raw.user_documents"
             " where source_name = any(%s) and content_sha256 = any(%s)",
-            ([o.name for o in outcomes], [o.sha256 for o in outcomes]),
+            ([o.name for o in outcomes], [o.sha256 for o in outcomes]), binary=True,
         ).fetchall()
         return {(name, sha) for name, sha in rows}
 

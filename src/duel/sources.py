@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-import tarfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from duel.exceptions import SourceError
+from duel.tarstream import TarFormatError, iter_members, open_archive
 
 TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 DATA_SUFFIX = ".json"
@@ -48,6 +49,9 @@ def not_data_reason(name: str) -> str | None:
 
 def safe_member_name(name: str) -> str | None:
     """The normalised relative name of an archive member, or None if it escapes the archive."""
+    if not name.startswith(("/", "./")) and ".." not in name and "//" not in name and "\\" not in name \
+            and "/./" not in name and ":" not in name:
+        return name  # the common case, already normal (checked without normpath: hot path)
     if name.startswith("/") or "\\" in name or (len(name) > 1 and name[1] == ":"):
         return None
     normal = posixpath.normpath(name)
@@ -57,31 +61,26 @@ def safe_member_name(name: str) -> str | None:
 
 
 def iter_tar(path: Path, max_bytes: int) -> Iterator[SourceFile]:
-    try:
-        archive = tarfile.open(path, mode="r|*")
-    except (tarfile.TarError, OSError) as exc:
-        raise SourceError(f"{path}: not a readable tar archive ({exc})") from None
+    """Stream an archive's members (plain or gzip-compressed tar); nothing touches the disk."""
     count = 0
     try:
-        with archive:
-            for member in archive:
+        with open_archive(path) as stream:
+            for member in iter_members(stream, max_bytes):
                 count += 1
-                if member.isdir():
+                if member.kind == "dir":
                     continue
                 name = safe_member_name(member.name)
                 if name is None:
                     yield SourceFile(member.name, skip_reason="unsafe-path")
-                elif not member.isreg():
+                elif member.kind != "file":
                     yield SourceFile(name, skip_reason="not-a-regular-file")
                 elif (reason := not_data_reason(name)) is not None:
                     yield SourceFile(name, size=member.size, skip_reason=reason)
-                elif member.size > max_bytes:
+                elif member.data is None:
                     yield SourceFile(name, size=member.size, oversize=True)
                 else:
-                    handle = archive.extractfile(member)
-                    data = handle.read() if handle is not None else b""
-                    yield SourceFile(name, data=data, size=len(data))
-    except (tarfile.TarError, EOFError, OSError) as exc:
+                    yield SourceFile(name, data=member.data, size=member.size)
+    except (TarFormatError, EOFError, OSError, zlib.error) as exc:
         raise SourceError(f"{path}: archive is corrupt after {count} members ({exc})") from None
 
 

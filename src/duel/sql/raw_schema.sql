@@ -1,5 +1,8 @@
 -- The raw layer: written only by the loader (duel.load). Idempotent DDL, run by every command
 -- that needs the database. Documents are immutable versions keyed by (source_name, content_sha256).
+-- No foreign keys: they cost a trigger call per row on million-row COPYs, and the loader keeps
+-- the references whole inside each batch's transaction (tests/test_load.py and the dbt
+-- relationship tests check them).
 
 create schema if not exists raw;
 
@@ -24,7 +27,7 @@ comment on table raw.batches is 'One row per ingest run (batch): when, from wher
 create table if not exists raw.user_documents (
     source_name text not null,
     content_sha256 text not null,
-    batch_id bigint not null references raw.batches (batch_id),
+    batch_id bigint not null,
     loaded_at timestamptz not null default now(),
     parse_status text not null check (parse_status in ('clean', 'repaired')),
     parse_error text,
@@ -39,9 +42,8 @@ comment on table raw.user_documents is
 create table if not exists raw.current_versions (
     source_name text primary key,
     content_sha256 text not null,
-    batch_id bigint not null references raw.batches (batch_id),
-    updated_at timestamptz not null default now(),
-    foreign key (source_name, content_sha256) references raw.user_documents (source_name, content_sha256)
+    batch_id bigint not null,
+    updated_at timestamptz not null default now()
 );
 comment on table raw.current_versions is
     'One row per source file name: which version of its document is current (the last one delivered).';
@@ -49,7 +51,7 @@ comment on table raw.current_versions is
 create table if not exists raw.quarantine (
     source_name text not null,
     content_sha256 text not null,
-    batch_id bigint not null references raw.batches (batch_id),
+    batch_id bigint not null,
     quarantined_at timestamptz not null default now(),
     reason text not null,
     detail text,
@@ -63,7 +65,7 @@ comment on table raw.quarantine is
     'One row per distinct file that could not be loaded: its bytes intact (unless over the size limit) and why.';
 
 create table if not exists raw.batch_files (
-    batch_id bigint not null references raw.batches (batch_id),
+    batch_id bigint not null,
     file_seq integer not null,
     source_name text not null,
     status text not null check (status in ('loaded', 'repaired', 'unchanged', 'quarantined', 'skipped')),
