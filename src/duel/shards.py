@@ -1,0 +1,122 @@
+"""Sharded ingest: slice one input into N batches that workers can load independently.
+
+A shard is the set of the source's files whose name hashes (CRC-32) to its index modulo N. By
+name, not by position, so every copy of a file name lands in the same shard in source order and
+"the last copy delivered is current" holds exactly as in a single-batch `duel ingest`. Each shard
+is its own idempotent batch (`duel.load.ingest(..., shard="i/N")`): a failed shard rolls back
+alone and retries alone, and a re-run of a shard that already loaded finds everything unchanged.
+`check_shards` then proves the shards together account for every file of the source, using the
+`raw.batch_files` ledger the batches wrote.
+
+    specs = plan_shards(path, 4)
+    results = [ingest_shard(settings, path, spec) for spec in specs]
+    check_shards(settings, path, results)
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from duel import db
+from duel.exceptions import ConfigError, DuelError
+from duel.load import IngestResult, ingest
+from duel.settings import Settings
+from duel.sources import SourceFile, iter_source
+
+MAX_SHARDS = 256
+
+
+class ShardMismatch(DuelError):
+    """The shards' batches do not account for exactly the files of the source."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShardSpec:
+    """Shard `index` of `count`: the files whose name hash modulo `count` is `index`."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.count <= MAX_SHARDS:
+            raise ConfigError(f"shard count must be between 1 and {MAX_SHARDS}, got {self.count}")
+        if not 0 <= self.index < self.count:
+            raise ConfigError(f"shard index must be between 0 and {self.count - 1}, got {self.index}")
+
+    @property
+    def label(self) -> str:
+        """`index/count`, as recorded in `raw.batches.shard`."""
+        return f"{self.index}/{self.count}"
+
+    @classmethod
+    def parse(cls, label: str) -> ShardSpec:
+        """The spec a `label` names, e.g. `ShardSpec.parse("1/4")`."""
+        index, sep, count = label.partition("/")
+        if not sep or not index.isdigit() or not count.isdigit():
+            raise ConfigError(f"a shard is written index/count, e.g. 1/4; got {label!r}")
+        return cls(int(index), int(count))
+
+    def holds(self, name: str) -> bool:
+        return zlib.crc32(name.encode("utf-8", "surrogateescape")) % self.count == self.index
+
+
+@dataclass(frozen=True)
+class ShardCheck:
+    """What `check_shards` verified: every source file is in exactly one shard's batch."""
+
+    files: int
+    shards: int
+    batch_ids: tuple[int, ...]
+
+
+def plan_shards(path: Path, count: int) -> list[ShardSpec]:
+    """The `count` shards of `path` (checked to exist and be a kind of input we read)."""
+    iter_source(path, 0)  # raises SourceError now, not in every shard, for a missing/unknown input
+    return [ShardSpec(index, count) for index in range(count)]
+
+
+def shard_files(settings: Settings, path: Path, spec: ShardSpec) -> Iterator[SourceFile]:
+    """The files of `path` that belong to `spec`, in source order (streamed, never all in memory)."""
+    return (source for source in iter_source(path, settings.max_file_bytes) if spec.holds(source.name))
+
+
+def ingest_shard(settings: Settings, path: Path, spec: ShardSpec) -> IngestResult:
+    """Load one shard as its own batch (atomic; re-running it loads nothing new)."""
+    return ingest(settings, path, files=shard_files(settings, path, spec), shard=spec.label)
+
+
+def check_shards(settings: Settings, path: Path, results: Sequence[IngestResult]) -> ShardCheck:
+    """Raise ShardMismatch unless the shards' batches saw every file of `path` exactly once."""
+    expected = sorted(ShardSpec(index, len(results)).label for index in range(len(results)))
+    labels, ledger = _ledger(settings, results)
+    if not results or labels != expected:
+        raise ShardMismatch(f"the batches {_ids(results)} are not one complete set of succeeded "
+                            f"shards: {labels or 'none'}")
+    source = Counter(source.name for source in iter_source(path, 0))
+    seen = sum(result.files_seen for result in results)
+    if seen != sum(source.values()):
+        raise ShardMismatch(f"the shards saw {seen} files but {path} holds {sum(source.values())}")
+    if ledger != source:
+        gaps = [f"{sum(names.values())} {what} (e.g. {min(names)})"
+                for what, names in (("missing", source - ledger), ("extra", ledger - source)) if names]
+        raise ShardMismatch(f"the shards' ledger differs from {path}: {', '.join(gaps)}")
+    return ShardCheck(sum(source.values()), len(results), tuple(sorted(r.batch_id for r in results)))
+
+
+def _ledger(settings: Settings, results: Sequence[IngestResult]) -> tuple[list[str], Counter[str]]:
+    """The shard labels of the succeeded batches among `results`, and the file names they recorded."""
+    batch_ids = [r.batch_id for r in results]
+    with db.connect(settings, step="check shards") as conn:
+        labels = conn.execute("select shard from raw.batches where batch_id = any(%s)"
+                              " and status = 'succeeded'", (batch_ids,)).fetchall()
+        names = conn.execute("select source_name, count(*) from raw.batch_files"
+                             " where batch_id = any(%s) group by 1", (batch_ids,)).fetchall()
+    return sorted(str(label) for (label,) in labels), Counter({str(name): int(n) for name, n in names})
+
+
+def _ids(results: Sequence[IngestResult]) -> str:
+    return ", ".join(str(r.batch_id) for r in results) or "(none)"
