@@ -61,9 +61,14 @@ def _check_server(settings: Settings) -> None:
             ) from None
         if "does not exist" in message:
             return  # no "postgres" maintenance database; the target database may still exist
+        if "starting up" in message or "shutting down" in message:
+            raise DatabaseUnavailable(
+                f"the Postgres at {settings.pg_host}:{settings.pg_port} is starting up or shutting "
+                "down; try again in a moment"
+            ) from None
         raise DatabaseUnavailable(
-            f"port {settings.pg_port} on {settings.pg_host} is held by something that is not a "
-            f"usable Postgres ({message}); set PGPORT to a free port"
+            f"port {settings.pg_port} on {settings.pg_host} is held by a program that does not "
+            "answer as Postgres; set PGPORT to a free port"
         ) from None
 
 

@@ -81,7 +81,10 @@ def iter_tar(path: Path, max_bytes: int) -> Iterator[SourceFile]:
                 else:
                     yield SourceFile(name, data=member.data, size=member.size)
     except (TarFormatError, EOFError, OSError, zlib.error) as exc:
-        raise SourceError(f"{path}: archive is corrupt after {count} members ({exc})") from None
+        if count == 0:
+            raise SourceError(f"{path}: not a readable tar archive ({exc})") from None
+        plural = "" if count == 1 else "s"
+        raise SourceError(f"{path}: archive is corrupt after {count} member{plural} ({exc})") from None
 
 
 def iter_directory(root: Path, max_bytes: int) -> Iterator[SourceFile]:
@@ -142,17 +145,29 @@ def iter_ndjson(path: Path, max_bytes: int) -> Iterator[SourceFile]:
                 yield SourceFile(name, data=line, size=len(line))
 
 
-def iter_source(path: Path, max_bytes: int) -> Iterator[SourceFile]:
-    """Dispatch on the kind of input; raise SourceError (one line) for what we cannot read."""
+def check_source(path: Path) -> str:
+    """The kind of input at `path` (tar, directory, ndjson, json); SourceError if unusable."""
     if not path.exists():
         raise SourceError(f"no such file or directory: {path}")
     if path.is_dir():
-        return iter_directory(path, max_bytes)
+        return "directory"
     lowered = path.name.lower()
     if lowered.endswith(TAR_SUFFIXES):
-        return iter_tar(path, max_bytes)
-    if lowered.endswith(".ndjson") or lowered.endswith(".jsonl"):
-        return iter_ndjson(path, max_bytes)
+        return "tar"
+    if lowered.endswith((".ndjson", ".jsonl")):
+        return "ndjson"
     if lowered.endswith(DATA_SUFFIX):
-        return iter([_read_file(path, path.name, max_bytes)])
+        return "json"
     raise SourceError(f"{path}: not a .tar.gz, .tgz, .tar, .json or .ndjson file, nor a directory")
+
+
+def iter_source(path: Path, max_bytes: int) -> Iterator[SourceFile]:
+    """Dispatch on the kind of input; raise SourceError (one line) for what we cannot read."""
+    kind = check_source(path)
+    if kind == "directory":
+        return iter_directory(path, max_bytes)
+    if kind == "tar":
+        return iter_tar(path, max_bytes)
+    if kind == "ndjson":
+        return iter_ndjson(path, max_bytes)
+    return iter([_read_file(path, path.name, max_bytes)])

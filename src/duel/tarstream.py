@@ -47,7 +47,10 @@ def _number(field: bytes) -> int:
 
 
 def _checksum_ok(header: bytes) -> bool:
-    stored = _number(header[148:156])
+    try:
+        stored = _number(header[148:156])
+    except TarFormatError:
+        return False
     return stored == sum(header) - sum(header[148:156]) + 8 * 32  # checksum field counts as spaces
 
 

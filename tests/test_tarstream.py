@@ -1,0 +1,68 @@
+"""duel.tarstream against archives written by the standard library in every tar format."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from duel.tarstream import Member, TarFormatError, iter_members, open_archive
+
+LONG = "mixed/" + "d" * 120 + "/user_1.json"
+
+
+def build(fmt: int, tmp_path: Path, mode: str = "w:gz") -> Path:
+    path = tmp_path / f"a{fmt}.tar" if mode == "w" else tmp_path / f"a{fmt}.tar.gz"
+    with tarfile.open(path, mode, format=fmt) as archive:
+        directory = tarfile.TarInfo("mixed")
+        directory.type = tarfile.DIRTYPE
+        archive.addfile(directory)
+        for name, data in (("mixed/user_0.json", b'{"a": 1}'), (LONG, b"x" * 700), ("big.json", b"y" * 2000)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("mixed/link.json")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/etc/passwd"
+        archive.addfile(link)
+        fifo = tarfile.TarInfo("mixed/fifo.json")
+        fifo.type = tarfile.FIFOTYPE
+        archive.addfile(fifo)
+        last = tarfile.TarInfo("mixed/user_2.json")
+        last.size = 3
+        archive.addfile(last, io.BytesIO(b"{}\n"))
+    return path
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+@pytest.mark.parametrize("mode", ["w", "w:gz"])
+def test_iter_members_reads_every_format(fmt: int, mode: str, tmp_path: Path) -> None:
+    path = build(fmt, tmp_path, mode)
+    with open_archive(path) as stream:
+        members = list(iter_members(stream, max_bytes=1000))
+    assert members == [
+        Member("mixed/", 0, "dir", None),
+        Member("mixed/user_0.json", 8, "file", b'{"a": 1}'),
+        Member(LONG, 700, "file", b"x" * 700),
+        Member("big.json", 2000, "file", None),
+        Member("mixed/link.json", 0, "other", None),
+        Member("mixed/fifo.json", 0, "other", None),
+        Member("mixed/user_2.json", 3, "file", b"{}\n"),
+    ]
+
+
+def test_iter_members_rejects_truncated_archive(tmp_path: Path) -> None:
+    path = build(tarfile.PAX_FORMAT, tmp_path, "w")
+    cut = tmp_path / "cut.tar"
+    cut.write_bytes(path.read_bytes()[:1800])
+    with open_archive(cut) as stream, pytest.raises(TarFormatError, match="unexpected end of archive"):
+        list(iter_members(stream, max_bytes=10_000))
+
+
+def test_iter_members_rejects_corrupt_header(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(b"this is not a tar archive".ljust(1024, b"!"))
+    with open_archive(bad) as stream, pytest.raises(TarFormatError, match="header checksum mismatch|bad number"):
+        list(iter_members(stream, max_bytes=10_000))
