@@ -193,6 +193,61 @@ def generate(users: int, seed: int, output: Path) -> None:
     click.echo(f"wrote {written.files} files ({written.malformed} malformed) to {output}", err=True)
 
 
+# --- report and export ----------------------------------------------------------------------
+
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory to write report.html into  [default: DUEL_OUT, i.e. out/]")
+@click.pass_context
+@handle_errors
+def report(ctx: click.Context, out: Path | None) -> None:
+    """Write a self-contained report.html (charts work offline) from the dbt_analysis models.
+
+    Prints the report's path on stdout.
+
+    \b
+    Example:
+      duel report --out out/ && xdg-open out/report.html
+    """
+    from duel.report import build_report
+
+    result = build_report(_settings(ctx), out)
+    click.echo(f"report: {result.charts} charts, {result.bytes / 1e6:.1f} MB", err=True)
+    click.echo(str(result.path))
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True,
+              help="File format of the exports.")
+@click.option("--pseudonymize", is_flag=True,
+              help="Replace names, emails and handles with stable keyed tokens (key: DUEL_PSEUDONYM_KEY).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory to write into  [default: DUEL_OUT/exports, i.e. out/exports/]")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest's files as JSON on stdout.")
+@click.pass_context
+@handle_errors
+def export(ctx: click.Context, fmt: str, pseudonymize: bool, out: Path | None, as_json: bool) -> None:
+    """Export every dbt_analysis model and dbt.base, dbt.advocacy_programs, dbt.tasks_completed.
+
+    One <schema>.<table>.csv|parquet file per model, and a manifest.json with each file's rows,
+    bytes and sha256.
+
+    \b
+    Example:
+      duel export --format parquet --pseudonymize --out shared-dump/
+    """
+    from dataclasses import asdict
+
+    from duel.export import export_models
+
+    result = export_models(_settings(ctx), fmt, out, pseudonymize)
+    rows = sum(entry.rows for entry in result.files)
+    click.echo(f"exported {len(result.files)} files, {rows:,} rows, to {result.directory}"
+               + (" (pseudonymized)" if pseudonymize else ""), err=True)
+    if as_json:
+        click.echo(json.dumps([asdict(entry) for entry in result.files]))
+
+
 # --- run ------------------------------------------------------------------------------------
 
 @cli.command()
