@@ -32,8 +32,14 @@ data: $(DATA) ## Generate a demo ./data.tar.gz if there is none (never overwrite
 run: install data ## Start the embedded Postgres, ingest ./data.tar.gz, build, report, summarise
 	$(BIN)/duel run $(DATA)
 
-test: install ## Run the whole test suite (real Postgres, real dbt, real dataset from ../shared)
+test: install browser ## Run the whole test suite (real Postgres, real dbt, real dataset from ../shared)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+.PHONY: browser
+browser: ## Install Debian's chromium for the report test, if /usr/bin/chromium is missing
+	@test -x /usr/bin/chromium || { \
+		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium; }
 
 lock: ## Regenerate requirements.txt from pyproject.toml
 	$(BIN)/python -m pip install --quiet uv
