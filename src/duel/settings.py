@@ -64,6 +64,7 @@ class Settings:
     notify_webhook: str | None = field(default=None, repr=False)
     pseudonym_key: str | None = field(default=None, repr=False)
     schedule: str = "@daily"
+    data: Path = Path("data.tar.gz")  # the Airflow DAG's input (DUEL_DATA); the CLI takes an argument
 
     @property
     def pgdata(self) -> Path:
@@ -154,7 +155,8 @@ def load_settings(
         "pg_password": get("PGPASSWORD", DEFAULT_PG["PGPASSWORD"]),
         "pg_database": get("PGDATABASE") or DEFAULT_PG["PGDATABASE"],
     }
-    paths = {"DUEL_HOME": "home", "DUEL_OUT": "out_dir", "DUEL_DBT_PROJECT_DIR": "dbt_project_dir"}
+    paths = {"DUEL_HOME": "home", "DUEL_OUT": "out_dir", "DUEL_DBT_PROJECT_DIR": "dbt_project_dir",
+             "DUEL_DATA": "data"}
     for var, name in paths.items():
         if get(var):
             values[name] = Path(get(var))  # type: ignore[arg-type]
