@@ -47,3 +47,120 @@ def test_ingest_raw_rows_match_files(settings: Settings, real_dir: Path) -> None
     files = {p.relative_to(real_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
              for p in (real_dir / "mixed").glob("*.json")}
     assert rows == files
+
+
+def test_ingest_changed_file_stores_one_new_version(settings: Settings, real_dir: Path, tmp_path: Path) -> None:
+    real_data_dir = real_dir
+    ingest(settings, real_data_dir)
+    changed = tmp_path / "mixed"
+    changed.mkdir()
+    original = (real_data_dir / "mixed" / "user_1.json").read_bytes()
+    new_bytes = original.replace(b'"shares": 55', b'"shares": 56')
+    (changed / "user_1.json").write_bytes(new_bytes)
+    result = ingest(settings, tmp_path)
+    assert result.summary() == {"batch_id": 2, "files_seen": 1, "loaded": 1, "repaired": 0,
+                                "quarantined": 0, "skipped": 0, "unchanged": 0}
+    versions = query(settings, "select content_sha256, batch_id, document->'advocacy_programs'->0"
+                               "->'tasks_completed'->0->>'shares' from raw.user_documents"
+                               " where source_name = 'mixed/user_1.json' order by batch_id")
+    assert versions == [(hashlib.sha256(original).hexdigest(), 1, "55"),
+                        (hashlib.sha256(new_bytes).hexdigest(), 2, "56")]
+    assert query(settings, "select content_sha256, batch_id from raw.current_versions"
+                           " where source_name = 'mixed/user_1.json'") == [(hashlib.sha256(new_bytes).hexdigest(), 2)]
+    assert query(settings, "select count(*) from raw.user_documents") == [(10001,)]
+
+
+def test_ingest_reverted_file_becomes_current_without_a_copy(settings: Settings, tmp_path: Path) -> None:
+    first, second = b'{"user_id": null, "v": 1}', b'{"user_id": null, "v": 2}'
+    (tmp_path / "u.json").write_bytes(first)
+    ingest(settings, tmp_path)
+    (tmp_path / "u.json").write_bytes(second)
+    ingest(settings, tmp_path)
+    (tmp_path / "u.json").write_bytes(first)
+    third = ingest(settings, tmp_path)
+    assert (third.loaded, third.unchanged) == (1, 0)
+    assert query(settings, "select count(*) from raw.user_documents") == [(2,)]
+    assert query(settings, "select content_sha256, batch_id from raw.current_versions") == [
+        (hashlib.sha256(first).hexdigest(), 3)]
+
+
+def test_ingest_quarantines_hopeless_file_with_bytes_intact(settings: Settings, tmp_path: Path) -> None:
+    hopeless = b'{"user_id": "abc", "name": \xff\xfe garbage'
+    archive = make_tar(tmp_path / "d.tar.gz", {"mixed/user_9.json": hopeless,
+                                              "mixed/user_1.json": b'{"user_id": null}'})
+    result = ingest(settings, archive)
+    assert result.summary() == {"batch_id": 1, "files_seen": 2, "loaded": 1, "repaired": 0,
+                                "quarantined": 1, "skipped": 0, "unchanged": 0}
+    assert query(settings, "select source_name, content_sha256, reason, detail, byte_size, content"
+                           " from raw.quarantine") == [
+        ("mixed/user_9.json", hashlib.sha256(hopeless).hexdigest(), "not-utf8",
+         "not UTF-8 text: invalid start byte at byte 27", len(hopeless), hopeless)]
+
+
+def test_ingest_skips_macos_metadata(settings: Settings, tmp_path: Path) -> None:
+    archive = make_tar(tmp_path / "d.tar.gz", {
+        "mixed/user_1.json": b'{"user_id": null}',
+        "mixed/._user_1.json": b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X",
+        "__MACOSX/mixed/._user_2.json": b"\x00\x05\x16\x07",
+        "mixed/.DS_Store": b"\x00\x00\x00\x01Bud1",
+    })
+    result = ingest(settings, archive)
+    assert result.summary() == {"batch_id": 1, "files_seen": 4, "loaded": 1, "repaired": 0,
+                                "quarantined": 0, "skipped": 3, "unchanged": 0}
+    assert query(settings, "select source_name, status, reason from raw.batch_files order by file_seq") == [
+        ("mixed/user_1.json", "loaded", None),
+        ("mixed/._user_1.json", "skipped", "macos-metadata"),
+        ("__MACOSX/mixed/._user_2.json", "skipped", "macos-metadata"),
+        ("mixed/.DS_Store", "skipped", "macos-metadata"),
+    ]
+    assert query(settings, "select source_name from raw.user_documents") == [("mixed/user_1.json",)]
+
+
+def test_ingest_directory_and_tarball_give_same_rows(settings: Settings, pg_server: Settings,
+                                                      real_data: Path, real_dir: Path) -> None:
+    from duel import db
+
+    other = pg_server.with_overrides(pg_database=settings.pg_database + "_dir")
+    db.ensure_ready(other)
+    ingest(settings, real_data)
+    ingest(other, real_dir)
+    rows = "select source_name, content_sha256, parse_status, repair, document from raw.user_documents order by 1"
+    assert query(settings, rows) == query(other, rows)
+
+
+def test_ingest_failed_batch_leaves_nothing_visible(settings: Settings, real_data: Path, tmp_path: Path) -> None:
+    import pytest
+
+    from duel.exceptions import SourceError
+
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(real_data.read_bytes()[:1_000_000])  # ~7,000 members in, then corrupt
+    with pytest.raises(SourceError, match="archive is corrupt after"):
+        ingest(settings, cut)
+    assert query(settings, "select count(*) from raw.user_documents") == [(0,)]
+    assert query(settings, "select count(*) from raw.batch_files") == [(0,)]
+    assert query(settings, "select count(*) from raw.current_versions") == [(0,)]
+    assert query(settings, "select status, files_seen from raw.batches") == [("failed", None)]
+    assert ingest(settings, real_data).summary()["loaded"] == 10000
+
+
+def test_ingest_ndjson_one_document_per_line(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "users.ndjson"
+    path.write_bytes(b'{"user_id": null, "n": 1}\n\n{"user_id": null, "n": 2}\n[3]\n')
+    result = ingest(settings, path)
+    assert (result.loaded, result.quarantined, result.files_seen) == (2, 1, 3)
+    assert query(settings, "select source_name, document->>'n' from raw.user_documents order by 1") == [
+        ("users.ndjson:1", "1"), ("users.ndjson:3", "2")]
+
+
+def test_ingest_duplicate_member_names_keep_the_last(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "dup.tar"
+    with tarfile.open(path, "w") as archive:
+        for data in (b'{"v": 1}', b'{"v": 2}'):
+            info = tarfile.TarInfo("mixed/user_1.json")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    result = ingest(settings, path)
+    assert (result.files_seen, result.loaded) == (2, 2)
+    assert query(settings, "select d.document->>'v' from raw.current_versions c join raw.user_documents d"
+                           " using (source_name, content_sha256)") == [("2",)]
