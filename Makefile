@@ -54,6 +54,19 @@ db-stop: install ## Stop the embedded Postgres
 db-status: install ## Say what answers at PGHOST:PGPORT
 	$(BIN)/duel db status
 
+# --- notebooks: JupyterLab (the `notebooks` extra, pinned where it meets requirements.txt) ------
+NOTEBOOK_PORT ?= 8888
+.PHONY: notebooks
+
+$(VENV)/.notebooks: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.txt -e '.[notebooks]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name duel --display-name "Python (duel)"
+	touch $@
+
+notebooks: $(VENV)/.notebooks ## JupyterLab on http://127.0.0.1:8888 with this venv's kernel "duel" (Ctrl-C stops)
+	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(NOTEBOOK_PORT) --notebook-dir "$(CURDIR)" \
+		$$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+
 clean: ## Stop the server and remove .venv, .duel and out/ (keeps data.tar.gz)
 	-test -x $(BIN)/duel && $(BIN)/duel db stop
 	rm -rf $(VENV) .duel out
