@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from statistics import fmean, median
 from typing import Any
 
 import orjson
@@ -331,6 +332,14 @@ class Distribution:
     @property
     def negative(self) -> int:
         return sum(1 for v in self.values if v < 0)
+
+    def row(self) -> dict[str, Any]:
+        """Counts and the five-number summary, for a table."""
+        ordered = sorted(self.values)
+        stats = {"min": ordered[0], "median": median(ordered), "mean": fmean(ordered),
+                 "max": ordered[-1]} if ordered else dict.fromkeys(("min", "median", "mean", "max"))
+        return {"measure": self.measure, "numeric": len(ordered), "unknown": self.unknown,
+                "negative": self.negative, **stats}
 
 
 def distributions(settings: Settings, path: Path) -> dict[str, Distribution]:
