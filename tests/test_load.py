@@ -164,3 +164,17 @@ def test_ingest_duplicate_member_names_keep_the_last(settings: Settings, tmp_pat
     assert (result.files_seen, result.loaded) == (2, 2)
     assert query(settings, "select d.document->>'v' from raw.current_versions c join raw.user_documents d"
                            " using (source_name, content_sha256)") == [("2",)]
+
+
+def test_ingest_parallel_gives_same_rows_as_single_process(settings: Settings, pg_server: Settings,
+                                                            real_data: Path) -> None:
+    from duel import db
+
+    parallel = pg_server.with_overrides(pg_database=settings.pg_database + "_par", workers=2, batch_rows=700)
+    db.ensure_ready(parallel)
+    single = settings.with_overrides(workers=1)
+    assert ingest(parallel, real_data).summary() == ingest(single, real_data).summary()
+    rows = ("select f.file_seq, f.source_name, f.status, d.content_sha256, d.parse_status, d.repair, d.document"
+            " from raw.batch_files f left join raw.user_documents d using (source_name, content_sha256)"
+            " order by f.file_seq")
+    assert query(parallel, rows) == query(single, rows)

@@ -10,10 +10,14 @@ serialised by an advisory lock, so overlapping ingests never duplicate a row.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from multiprocessing.pool import AsyncResult
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import psycopg
@@ -28,6 +32,7 @@ from duel.settings import Settings
 from duel.sources import SourceFile, iter_source
 
 LOCK_KEY = "duel.ingest"
+WINDOW = 2048  # files per unit of work handed to a parse worker
 DOCUMENT_COLUMNS = ("source_name", "content_sha256", "batch_id", "parse_status", "parse_error",
                     "repair", "byte_size", "document")
 DOCUMENT_TYPES = ("text", "text", "int8", "text", "text", "jsonb", "int4", "jsonb")
@@ -36,8 +41,7 @@ LEDGER_COLUMNS = ("batch_id", "file_seq", "source_name", "status", "reason", "co
 LEDGER_TYPES = ("int8", "int4", "text", "text", "text", "text", "int8")
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):  # a tuple, not a dataclass: built once per file on the hot path
     """What one input file is, before we know whether the database already has it."""
 
     seq: int
@@ -95,9 +99,45 @@ def classify(seq: int, source: SourceFile, policy: str) -> Outcome:
     return Outcome(seq, source.name, parsed.status, len(data), sha256, parsed, content=content)
 
 
-def iter_outcomes(files: Iterable[SourceFile], policy: str) -> Iterator[Outcome]:
-    for seq, source in enumerate(files):
-        yield classify(seq, source, policy)
+def _classify_window(start: int, files: list[SourceFile], policy: str) -> list[Outcome]:
+    return [classify(start + offset, source, policy) for offset, source in enumerate(files)]
+
+
+def _windows(files: Iterable[SourceFile], size: int) -> Iterator[list[SourceFile]]:
+    window: list[SourceFile] = []
+    for source in files:
+        window.append(source)
+        if len(window) >= size:
+            yield window
+            window = []
+    if window:
+        yield window
+
+
+def iter_outcomes(files: Iterable[SourceFile], policy: str, workers: int = 1) -> Iterator[Outcome]:
+    """Classify files in order. With workers > 1, hashing and parsing run in worker processes
+    while this process reads and writes; only a few windows are in flight, so memory stays flat.
+    Inputs of one window or less never start a worker."""
+    windows = _windows(files, WINDOW)
+    first = next(windows, None)
+    if first is None:
+        return
+    yield from _classify_window(0, first, policy)
+    seq = len(first)
+    if workers <= 1:
+        for window in windows:
+            yield from _classify_window(seq, window, policy)
+            seq += len(window)
+        return
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pending: deque[AsyncResult[list[Outcome]]] = deque()
+        for window in windows:
+            pending.append(pool.apply_async(_classify_window, (seq, window, policy)))
+            seq += len(window)
+            while len(pending) > 2 * workers:
+                yield from pending.popleft().get()
+        while pending:
+            yield from pending.popleft().get()
 
 
 def _chunks(items: Iterable[Outcome], size: int) -> Iterator[list[Outcome]]:
@@ -111,6 +151,27 @@ def _chunks(items: Iterable[Outcome], size: int) -> Iterator[list[Outcome]]:
         yield chunk
 
 
+class _SeenNames:
+    """A Bloom filter of the names this batch has written: when the database had no current
+    versions at the start, only a name seen before in this batch (or a rare false positive)
+    needs a lookup, so a first load of a million files makes no lookup queries at all."""
+
+    def __init__(self, bits: int = 1 << 24) -> None:
+        self.mask = bits - 1
+        self.bits = bytearray(bits // 8)
+
+    def _positions(self, name: str) -> tuple[int, int, int]:
+        value = hash(name) & 0xFFFFFFFFFFFFFFFF
+        return value & self.mask, (value >> 24) & self.mask, ((value >> 40) ^ (value * 31)) & self.mask
+
+    def add(self, name: str) -> None:
+        for position in self._positions(name):
+            self.bits[position >> 3] |= 1 << (position & 7)
+
+    def __contains__(self, name: str) -> bool:
+        return all(self.bits[p >> 3] & (1 << (p & 7)) for p in self._positions(name))
+
+
 class _Batch:
     """Writes one batch inside one open transaction and keeps its counts."""
 
@@ -121,10 +182,19 @@ class _Batch:
                                      "unchanged"), 0)
         self.quarantine_reasons: dict[str, int] = {}
         self.skip_reasons: dict[str, int] = {}
+        row = conn.execute("select exists (select 1 from raw.current_versions)").fetchone()
+        self.seen = None if row and row[0] else _SeenNames()
 
     def write_chunk(self, chunk: list[Outcome]) -> None:
-        loadable = [o for o in chunk if o.status in ("clean", "repaired")]
-        current = self._current_hashes({o.name for o in loadable})
+        names = {o.name for o in chunk if o.status in ("clean", "repaired")}
+        if self.seen is not None:  # the database started empty: only names this batch wrote
+            lookups = {name for name in names if name in self.seen}
+            for name in names:
+                self.seen.add(name)
+        else:
+            lookups = names
+        known = self._current_hashes(lookups)  # name -> current sha256, before this chunk
+        current = dict(known)
         new_docs: dict[tuple[str, str], Outcome] = {}
         moves: dict[str, Outcome] = {}
         ledger: list[tuple[Outcome, str, str | None]] = []
@@ -142,9 +212,10 @@ class _Batch:
                 ledger.append((outcome, "quarantined", reason))
             else:
                 ledger.append((outcome, "skipped", outcome.skip_reason))
-        existing = self._existing_versions([o for o in new_docs.values() if o.name in current])
+        existing = self._existing_versions([o for o in new_docs.values() if o.name in known])
         self._copy_documents([o for key, o in new_docs.items() if key not in existing])
-        self._move_current(moves)
+        self._insert_current([o for name, o in moves.items() if name not in known])
+        self._move_current([o for name, o in moves.items() if name in known])
         self._store_quarantine([o for o, status, _ in ledger if status == "quarantined"])
         self._copy_ledger(ledger)
 
@@ -181,24 +252,25 @@ class _Batch:
                 copy.write_row((o.name, o.sha256, self.batch_id, parsed.status, parsed.parse_error,
                                 repair, o.size, parsed.document))
 
-    def _move_current(self, moves: dict[str, Outcome]) -> None:
-        if not moves:
+    def _insert_current(self, outcomes: list[Outcome]) -> None:
+        """Current-version pointers for names the database has never seen: a plain COPY."""
+        if not outcomes:
             return
-        with self.conn.cursor() as cur:
-            cur.execute("create temp table if not exists incoming_current"
-                        " (source_name text, content_sha256 text) on commit drop")
-            cur.execute("truncate incoming_current")
-            with cur.copy("copy incoming_current (source_name, content_sha256) from stdin") as copy:
-                for outcome in moves.values():
-                    copy.write_row((outcome.name, outcome.sha256))
-            cur.execute(
-                "insert into raw.current_versions (source_name, content_sha256, batch_id)"
-                " select source_name, content_sha256, %s from incoming_current"
-                " on conflict (source_name) do update"
-                " set content_sha256 = excluded.content_sha256, batch_id = excluded.batch_id,"
-                " updated_at = now()",
-                (self.batch_id,),
-            )
+        statement = "copy raw.current_versions (source_name, content_sha256, batch_id) from stdin (format binary)"
+        with self.conn.cursor().copy(statement) as copy:
+            copy.set_types(["text", "text", "int8"])
+            for outcome in outcomes:
+                copy.write_row((outcome.name, outcome.sha256, self.batch_id))
+
+    def _move_current(self, outcomes: list[Outcome]) -> None:
+        """Point known names at their new version (changed files: few, so one upsert)."""
+        if not outcomes:
+            return
+        self.conn.execute(
+            "update raw.current_versions c set content_sha256 = m.sha, batch_id = %s, updated_at = now()"
+            " from unnest(%s::text[], %s::text[]) as m (name, sha) where c.source_name = m.name",
+            (self.batch_id, [o.name for o in outcomes], [o.sha256 for o in outcomes]),
+        )
 
     def _store_quarantine(self, outcomes: list[Outcome]) -> None:
         if not outcomes:
@@ -288,7 +360,10 @@ def ingest(
             conn.adapters.register_dumper(None, _JsonTextDumper)
             batch_id = _open_batch(conn, source, shard, settings.lock_timeout_s)
             batch = _Batch(conn, batch_id)
-            for chunk in _chunks(iter_outcomes(source_files, settings.repair_policy), settings.batch_rows):
+            # default: leave one core to the database server, which parses the jsonb we send
+            workers = settings.workers or max(1, (os.cpu_count() or 1) - 1)
+            outcomes = iter_outcomes(source_files, settings.repair_policy, workers)
+            for chunk in _chunks(outcomes, settings.batch_rows):
                 batch.write_chunk(chunk)
                 if on_file is not None:
                     on_file(len(chunk))

@@ -13,8 +13,8 @@ import posixpath
 import stat
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from duel.exceptions import SourceError
 from duel.tarstream import TarFormatError, iter_members, open_archive
@@ -23,8 +23,7 @@ TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 DATA_SUFFIX = ".json"
 
 
-@dataclass(frozen=True, slots=True)
-class SourceFile:
+class SourceFile(NamedTuple):  # a tuple, not a dataclass: built once per file on the hot path
     """One input file: its name inside the source, and its bytes or why it was not read."""
 
     name: str
@@ -36,6 +35,9 @@ class SourceFile:
 
 def not_data_reason(name: str) -> str | None:
     """Why a file with this (relative, posix) name is not a data file, or None if it is."""
+    if name.endswith(DATA_SUFFIX) and "/." not in name and not name.startswith(".") \
+            and "__MACOSX" not in name:
+        return None  # the common case, decided without splitting (hot path)
     parts = name.split("/")
     base = parts[-1]
     if "__MACOSX" in parts[:-1]:
@@ -45,6 +47,15 @@ def not_data_reason(name: str) -> str | None:
     if not base.lower().endswith(DATA_SUFFIX):
         return "not-json"
     return None
+
+
+def storable_name(name: str) -> str:
+    """The name as text Postgres can store: bytes that are not UTF-8 (decoded by the readers with
+    surrogateescape) become `\\xNN`, and a NUL becomes `\\x00`. Only such names change."""
+    if name.isascii() and "\x00" not in name:
+        return name  # the common case (hot path)
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text.replace("\x00", "\\x00")
 
 
 def safe_member_name(name: str) -> str | None:
@@ -69,9 +80,10 @@ def iter_tar(path: Path, max_bytes: int) -> Iterator[SourceFile]:
                 count += 1
                 if member.kind == "dir":
                     continue
-                name = safe_member_name(member.name)
+                raw_name = storable_name(member.name)
+                name = safe_member_name(raw_name)
                 if name is None:
-                    yield SourceFile(member.name, skip_reason="unsafe-path")
+                    yield SourceFile(raw_name, skip_reason="unsafe-path")
                 elif member.kind != "file":
                     yield SourceFile(name, skip_reason="not-a-regular-file")
                 elif (reason := not_data_reason(name)) is not None:
@@ -98,7 +110,7 @@ def iter_directory(root: Path, max_bytes: int) -> Iterator[SourceFile]:
             raise SourceError(f"{current}: cannot list directory ({exc.strerror})") from None
         subdirs = []
         for entry in entries:
-            name = Path(entry.path).relative_to(root).as_posix()
+            name = storable_name(Path(entry.path).relative_to(root).as_posix())
             if entry.is_symlink():
                 yield SourceFile(name, skip_reason="symlink")
             elif entry.is_dir(follow_symlinks=False):
@@ -138,7 +150,7 @@ def iter_ndjson(path: Path, max_bytes: int) -> Iterator[SourceFile]:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            name = f"{path.name}:{number}"
+            name = f"{storable_name(path.name)}:{number}"
             if len(line) > max_bytes:
                 yield SourceFile(name, size=len(line), oversize=True)
             else:
@@ -170,4 +182,4 @@ def iter_source(path: Path, max_bytes: int) -> Iterator[SourceFile]:
         return iter_tar(path, max_bytes)
     if kind == "ndjson":
         return iter_ndjson(path, max_bytes)
-    return iter([_read_file(path, path.name, max_bytes)])
+    return iter([_read_file(path, storable_name(path.name), max_bytes)])

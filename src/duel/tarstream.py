@@ -15,8 +15,7 @@ import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 BLOCK = 512
 REGULAR = (b"0", b"\x00", b"7")  # 7 = contiguous file, read as regular
@@ -27,8 +26,7 @@ class TarFormatError(Exception):
     """The archive is truncated or a header is corrupt."""
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
+class Member(NamedTuple):  # a tuple, not a dataclass: built once per file on the hot path
     name: str
     size: int
     kind: str  # file | dir | other
@@ -126,7 +124,9 @@ def iter_members(stream: BinaryIO, max_bytes: int) -> Iterator[Member]:
             name = header[345:500].split(b"\x00", 1)[0] + b"/" + name
         text_name = pax.get("path") or long_name or name.decode("utf-8", "surrogateescape")
         if "size" in pax:
-            size = int(pax["size"])
+            size = int(pax["size"]) if pax["size"].isascii() and pax["size"].isdigit() else -1
+            if size < 0:
+                raise TarFormatError(f"bad pax size {pax['size']!r}")
         long_name, pax = None, {}
         if kind in REGULAR:
             if size > max_bytes:
