@@ -158,9 +158,11 @@ def ingest(ctx: click.Context, data: Path, as_json: bool, strict: bool) -> None:
     """
     from duel import db as database
     from duel.pipeline import ingest_with_progress
+    from duel.sources import check_source
     from duel.summary import render_ingest
 
     settings = _settings(ctx)
+    check_source(data)
     database.ensure_ready(settings)
     result = ingest_with_progress(settings, data)
     if as_json:
