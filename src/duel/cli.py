@@ -179,10 +179,12 @@ def ingest(ctx: click.Context, data: Path, as_json: bool, strict: bool) -> None:
 @click.option("--users", type=click.IntRange(min=0), default=10_000, show_default=True,
               help="How many user files to write.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same bytes).")
+@click.option("--varied-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of users given 0-3 programs with 0-3 tasks each (the real dump has 1 and 1).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("data.tar.gz"),
               show_default=True, help="A .tar.gz/.tgz/.tar file, or a directory to write into.")
 @handle_errors
-def generate(users: int, seed: int, output: Path) -> None:
+def generate(users: int, seed: int, varied_rate: float, output: Path) -> None:
     """Write a demo dump shaped like the real one, with its defects, deterministically.
 
     \b
@@ -190,8 +192,11 @@ def generate(users: int, seed: int, output: Path) -> None:
       duel generate --users 10000 --seed 7 -o data.tar.gz
     """
     from duel.generate import write_dataset
+    from duel.progress import progress
 
-    written = write_dataset(output, users=users, seed=seed)
+    with progress(f"writing {output}", total=users) as advance:
+        written = write_dataset(output, users=users, seed=seed, varied_rate=varied_rate,
+                                on_progress=advance)
     click.echo(f"wrote {written.files} files ({written.malformed} malformed) to {output}", err=True)
 
 
