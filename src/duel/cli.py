@@ -200,6 +200,65 @@ def generate(users: int, seed: int, varied_rate: float, output: Path) -> None:
     click.echo(f"wrote {written.files} files ({written.malformed} malformed) to {output}", err=True)
 
 
+# --- transform and docs ---------------------------------------------------------------------
+
+@cli.command()
+@click.option("--full-refresh", is_flag=True, help="Rebuild the incremental models from scratch.")
+@click.option("--select", "select", multiple=True, metavar="SELECTOR",
+              help="Only these dbt nodes (dbt selector syntax); repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("-v", "--verbose", is_flag=True, help="Show dbt's own log lines on stderr.")
+@click.pass_context
+@handle_errors
+def transform(ctx: click.Context, full_refresh: bool, select: tuple[str, ...], as_json: bool,
+              verbose: bool) -> None:
+    """Build the dbt models and run their tests (dbt build) on the loaded data.
+
+    \b
+    Example:
+      duel transform --select staging --select base+
+    """
+    from duel import db as database
+    from duel.progress import progress
+    from duel.transform import build_models
+
+    settings = _settings(ctx)
+    database.ensure_ready(settings)
+    echo = (lambda line: click.echo(line, err=True)) if verbose else None
+    with progress("dbt build", unit="nodes") as advance:
+        result = build_models(settings, full_refresh=full_refresh, select=select, on_line=echo,
+                              on_progress=lambda done, total: advance(1))
+    if as_json:
+        click.echo(json.dumps(result.summary()))
+    click.echo(f"dbt build: {result.describe()}", err=True)
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
+              help="Port to serve on (127.0.0.1 only).")
+@click.option("--no-serve", is_flag=True, help="Only generate the docs; print where they are.")
+@click.pass_context
+@handle_errors
+def docs(ctx: click.Context, port: int, no_serve: bool) -> None:
+    """Generate the dbt docs (models, columns, lineage) and serve them on 127.0.0.1 until Ctrl-C.
+
+    \b
+    Example:
+      duel docs --port 8081    # then open http://127.0.0.1:8081
+    """
+    from duel import db as database
+    from duel.transform import generate_docs, serve_docs
+
+    settings = _settings(ctx)
+    database.ensure_ready(settings)
+    where = generate_docs(settings)
+    if no_serve:
+        click.echo(str(where / "index.html"))
+        return
+    click.echo(f"serving dbt docs on http://127.0.0.1:{port} (Ctrl-C stops)", err=True)
+    serve_docs(settings, port)
+
+
 # --- report and export ----------------------------------------------------------------------
 
 @cli.command()

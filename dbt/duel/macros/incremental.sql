@@ -1,0 +1,47 @@
+{#
+    Incremental core models rebuild only the documents whose current version arrived after
+    their last build. A model's watermark is the highest `batch_id` it holds: batches are
+    numbered in the order they commit (the loader serialises them), so every later change has
+    a higher number. A full refresh runs the same query without the filter, so both give the
+    same rows.
+#}
+{% macro batch_watermark() -%}
+    (select coalesce(max(batch_id), 0) from {{ this }})
+{%- endmacro %}
+
+{#
+    Pre-hook of the models with several rows per document (advocacy_programs, tasks_completed):
+    delete every row of a document that has a newer current version. delete+insert on user_key
+    alone would keep the old rows of a document whose new version has no programs or tasks.
+#}
+{% macro delete_rows_of_changed_documents() -%}
+    {%- if is_incremental() -%}
+    delete from {{ this }}
+    where user_key in (
+        select {{ surrogate_key(['source_name']) }}
+        from {{ ref('stg_current_versions') }}
+        where batch_id > {{ batch_watermark() }}
+    )
+    {%- endif -%}
+{%- endmacro %}
+
+{#
+    The body of the `current_documents` step the document staging models share: each file's
+    current version (raw.current_versions -> raw.user_documents), with its lineage. `documents`
+    and `current_versions` name the models' import steps.
+#}
+{% macro current_documents(documents, current_versions) -%}
+    select
+        cast({{ documents }}.source_name as text) as source_name,
+        cast({{ documents }}.content_sha256 as text) as content_sha256,
+        cast({{ current_versions }}.batch_id as bigint) as batch_id,
+        cast({{ documents }}.loaded_at as timestamptz) as loaded_at,
+        cast({{ current_versions }}.updated_at as timestamptz) as updated_at,
+        cast({{ documents }}.parse_status as text) as parse_status,
+        {{ documents }}.document
+
+    from {{ current_versions }}
+    inner join {{ documents }}
+        on {{ documents }}.source_name = {{ current_versions }}.source_name
+        and {{ documents }}.content_sha256 = {{ current_versions }}.content_sha256
+{%- endmacro %}

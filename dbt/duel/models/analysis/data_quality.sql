@@ -1,0 +1,217 @@
+with
+
+users as (
+
+    select * from {{ ref('base') }}
+
+),
+
+programs as (
+
+    select * from {{ ref('advocacy_programs') }}
+
+),
+
+tasks as (
+
+    select * from {{ ref('tasks_completed') }}
+
+),
+
+quarantine as (
+
+    select * from {{ ref('stg_quarantine') }}
+
+),
+
+batches as (
+
+    select * from {{ ref('stg_batches') }}
+
+),
+
+-- one row per record: its batch, kind, and each field's defect class (NULL when clean)
+user_fields as (
+
+    select
+        users.batch_id,
+        'user' as record_type,
+        users.is_clean,
+        field.name as field,
+        field.defect
+
+    from users
+    cross join lateral (
+        values
+            ('user_id', users.user_id_defect),
+            ('name', users.name_defect),
+            ('email', users.email_defect),
+            ('email', case when users.is_duplicate_email then 'duplicate' end),
+            ('instagram_handle', users.instagram_handle_defect),
+            ('tiktok_handle', users.tiktok_handle_defect),
+            ('joined_at', users.joined_at_defect),
+            ('advocacy_programs', users.advocacy_programs_defect)
+    ) as field (name, defect)
+
+),
+
+program_fields as (
+
+    select
+        programs.batch_id,
+        'program' as record_type,
+        programs.is_clean,
+        field.name as field,
+        field.defect
+
+    from programs
+    cross join lateral (
+        values
+            ('program_id', programs.program_id_defect),
+            ('brand', programs.brand_defect),
+            ('total_sales_attributed', programs.total_sales_attributed_defect),
+            ('tasks_completed', programs.tasks_completed_defect)
+    ) as field (name, defect)
+
+),
+
+task_fields as (
+
+    select
+        tasks.batch_id,
+        'task' as record_type,
+        tasks.is_clean,
+        field.name as field,
+        field.defect
+
+    from tasks
+    cross join lateral (
+        values
+            ('task_id', tasks.task_id_defect),
+            ('platform', tasks.platform_defect),
+            ('post_url', tasks.post_url_defect),
+            ('likes', tasks.likes_defect),
+            ('comments', tasks.comments_defect),
+            ('shares', tasks.shares_defect),
+            ('reach', tasks.reach_defect)
+    ) as field (name, defect)
+
+),
+
+-- files: a current document whose file was truncated and closed by the loader, or a file
+-- that could not be loaded at all (quarantined, by reason)
+file_fields as (
+
+    select
+        users.batch_id,
+        'file' as record_type,
+        not users.is_repaired as is_clean,
+        'file' as field,
+        case when users.is_repaired then 'repaired' end as defect
+
+    from users
+
+    union all
+
+    select
+        quarantine.batch_id,
+        'file' as record_type,
+        false as is_clean,
+        'file' as field,
+        'quarantined:' || quarantine.reason as defect
+
+    from quarantine
+
+),
+
+all_fields as (
+
+    select * from user_fields
+    union all
+    select * from program_fields
+    union all
+    select * from task_fields
+    union all
+    select * from file_fields
+
+),
+
+records as (
+
+    select batch_id, 'user' as record_type, is_clean from users
+    union all
+    select batch_id, 'program' as record_type, is_clean from programs
+    union all
+    select batch_id, 'task' as record_type, is_clean from tasks
+    union all
+    select batch_id, record_type, is_clean from file_fields
+
+),
+
+record_totals as (
+
+    select
+        batch_id,
+        record_type,
+        count(*) as records,
+        count(*) filter (where not is_clean) as records_affected
+
+    from records
+    group by 1, 2
+
+),
+
+-- each defect class per field, and per record kind one '(all fields)' row counting the
+-- records with any defect
+defect_counts as (
+
+    select
+        batch_id,
+        record_type,
+        field,
+        defect,
+        count(*) as defect_count
+
+    from all_fields
+    where defect is not null
+    group by 1, 2, 3, 4
+
+    union all
+
+    select
+        batch_id,
+        record_type,
+        '(all fields)' as field,
+        '(any defect)' as defect,
+        records_affected as defect_count
+
+    from record_totals
+
+),
+
+final as (
+
+    select
+        record_totals.batch_id,
+        batches.source_uri,
+        cast(record_totals.record_type as text) as record_type,
+        cast(defect_counts.field as text) as field,
+        cast(defect_counts.defect as text) as defect,
+        cast(defect_counts.defect_count as bigint) as defect_count,
+        cast(record_totals.records as bigint) as records,
+        cast(round(defect_counts.defect_count::numeric / record_totals.records, 6) as numeric(9, 6)) as defect_share,
+        cast(record_totals.records_affected as bigint) as records_affected,
+        cast(
+            round(1 - record_totals.records_affected::numeric / record_totals.records, 6) as numeric(9, 6)
+        ) as clean_share
+
+    from record_totals
+    inner join defect_counts
+        on defect_counts.batch_id = record_totals.batch_id
+        and defect_counts.record_type = record_totals.record_type
+    left join batches
+        on batches.batch_id = record_totals.batch_id
+
+)
+
+select * from final

@@ -1,0 +1,40 @@
+with
+
+tasks as (
+
+    select * from {{ ref('tasks_completed') }}
+
+),
+
+users as (
+
+    select * from {{ ref('base') }}
+
+),
+
+joined as (
+
+    select
+        cast(date_trunc('month', users.joined_at at time zone 'UTC') as date) as join_month,
+        tasks.*
+
+    from tasks
+    inner join users
+        on users.user_key = tasks.user_key
+
+),
+
+final as (
+
+    select
+        join_month,
+        platform,
+        cast(count(distinct user_key) as bigint) as user_count,
+        {{ engagement_measures('joined') }}
+
+    from joined
+    group by 1, 2
+
+)
+
+select * from final

@@ -1,0 +1,32 @@
+with
+
+batches as (
+
+    select * from {{ ref('stg_batches') }}
+
+),
+
+final as (
+
+    select
+        batch_id,
+        source_uri,
+        shard,
+        status,
+        started_at,
+        finished_at,
+        cast(round(cast(extract(epoch from finished_at - started_at) as numeric), 3) as numeric(12, 3))
+            as seconds,
+        files_seen,
+        loaded,
+        repaired,
+        quarantined,
+        skipped,
+        unchanged,
+        error
+
+    from batches
+
+)
+
+select * from final

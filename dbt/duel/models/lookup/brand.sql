@@ -1,0 +1,139 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='brand_id',
+        on_schema_change='fail',
+        indexes=[
+            {'columns': ['brand_id'], 'unique': true},
+            {'columns': ['brand_normalised']},
+        ],
+    )
+}}
+
+with
+
+batch_files as (
+
+    select * from {{ ref('stg_batch_files') }}
+
+),
+
+sightings as (
+
+    select * from {{ ref('stg_program_brands') }}
+
+),
+
+-- brands named by the versions each batch delivered (current or since replaced), so a brand
+-- keeps its id and first sighting when the files that named it change
+delivered as (
+
+    select
+        sightings.brand_id,
+        sightings.brand,
+        sightings.brand_normalised,
+        sightings.loaded_at,
+        batch_files.batch_id
+
+    from batch_files
+    inner join sightings
+        on sightings.source_name = batch_files.source_name
+        and sightings.content_sha256 = batch_files.content_sha256
+    where batch_files.is_new_version
+    {% if is_incremental() %}
+        and batch_files.batch_id > (select coalesce(max(last_seen_batch_id), 0) from {{ this }})
+    {% endif %}
+
+),
+
+seen as (
+
+    select
+        brand_id,
+        (array_agg(brand order by loaded_at, brand))[1] as brand,
+        min(brand_normalised) as brand_normalised,
+        min(loaded_at) as first_seen_at,
+        min(batch_id) as first_seen_batch_id,
+        max(batch_id) as last_seen_batch_id
+
+    from delivered
+    group by brand_id
+
+),
+
+{% if is_incremental() %}
+
+-- combine with what the table already holds: earliest sighting wins, latest batch is kept
+combined as (
+
+    select
+        seen.brand_id,
+        case
+            when existing.brand_id is null then seen.brand
+            when existing.first_seen_at < seen.first_seen_at then existing.brand
+            when seen.first_seen_at < existing.first_seen_at then seen.brand
+            else least(existing.brand, seen.brand)
+        end as brand,
+        seen.brand_normalised,
+        least(existing.first_seen_at, seen.first_seen_at) as first_seen_at,
+        least(existing.first_seen_batch_id, seen.first_seen_batch_id) as first_seen_batch_id,
+        greatest(existing.last_seen_batch_id, seen.last_seen_batch_id) as last_seen_batch_id
+
+    from seen
+    left join {{ this }} as existing
+        on existing.brand_id = seen.brand_id
+
+),
+
+{% else %}
+
+combined as (
+
+    select * from seen
+
+),
+
+{% endif %}
+
+unknown_brand as (
+
+    select
+        {{ unknown_brand_id() }} as brand_id,
+        cast('(unknown brand)' as text) as brand,
+        cast(null as text) as brand_normalised,
+        cast(null as timestamptz) as first_seen_at,
+        cast(null as bigint) as first_seen_batch_id,
+        cast(null as bigint) as last_seen_batch_id
+
+),
+
+final as (
+
+    select
+        brand_id,
+        brand,
+        brand_normalised,
+        false as is_unknown,
+        first_seen_at,
+        first_seen_batch_id,
+        last_seen_batch_id
+
+    from combined
+
+    union all
+
+    select
+        brand_id,
+        brand,
+        brand_normalised,
+        true as is_unknown,
+        first_seen_at,
+        first_seen_batch_id,
+        last_seen_batch_id
+
+    from unknown_brand
+
+)
+
+select * from final

@@ -1,0 +1,21 @@
+with
+
+source as (
+
+    select * from {{ source('raw', 'current_versions') }}
+
+),
+
+final as (
+
+    select
+        cast(source_name as text) as source_name,
+        cast(content_sha256 as text) as content_sha256,
+        cast(batch_id as bigint) as batch_id,
+        cast(updated_at as timestamptz) as updated_at
+
+    from source
+
+)
+
+select * from final

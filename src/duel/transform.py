@@ -1,0 +1,207 @@
+"""The dbt stage: `duel transform` builds the models (dbt build), `duel docs` serves their docs.
+
+dbt runs as a child process of this interpreter (`python -m dbt.cli.main`), so its environment
+is exactly what we give it: the PG* variables from the settings (profiles.yml reads them with
+env_var()), DBT_PROFILES_DIR pointing at the project, and target/ and logs/ under
+`settings.home`. A failed build raises StepFailed naming the failed models and tests, read from
+dbt's run_results.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from duel.exceptions import ConfigError, StepFailed
+from duel.settings import Settings
+
+STEP = "dbt build"
+FAILED = ("error", "fail", "runtime error")
+# Passed through to dbt from our own environment: what a child process needs to run at all.
+PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "SYSTEMROOT")
+_PROGRESS = re.compile(r"\b(\d+) of (\d+) (?:OK|PASS|WARN|ERROR|FAIL|SKIP|NO-OP)\b")
+MAX_NAMED = 3
+KINDS = ("models", "snapshots", "tests", "unit tests")
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    """One model, snapshot, test or unit test that did not simply pass."""
+
+    name: str
+    kind: str
+    status: str
+    message: str
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a `dbt build` did: node counts by kind and status, the warnings, the time taken."""
+
+    seconds: float
+    counts: dict[str, int] = field(default_factory=dict)
+    warnings: tuple[NodeResult, ...] = ()
+
+    def summary(self) -> dict[str, object]:
+        return {"seconds": round(self.seconds, 3), **self.counts,
+                "warnings": [w.name for w in self.warnings]}
+
+    def describe(self) -> str:
+        """One line, e.g. '22 models, 1 snapshot, 90 tests passed; 1 warning (accepted_values...)'."""
+        kinds = ", ".join(f"{n} {kind if n != 1 else kind[:-1]}" for kind, n in self.counts.items())
+        text = f"{kinds or 'nothing'} built and passed in {self.seconds:.1f}s"
+        if self.warnings:
+            text += f"; {len(self.warnings)} warning(s): {_names(self.warnings)}"
+        return text
+
+
+def project_dir(settings: Settings) -> Path:
+    path = settings.dbt_project_dir.resolve()
+    if not (path / "dbt_project.yml").is_file():
+        raise ConfigError(f"no dbt project at {path} (set DUEL_DBT_PROJECT_DIR)")
+    return path
+
+
+def target_dir(settings: Settings) -> Path:
+    """Where dbt writes manifest, run results and docs for these settings (under DUEL_HOME)."""
+    return settings.home.resolve() / "dbt" / "target"
+
+
+def dbt_env(settings: Settings) -> dict[str, str]:
+    """The child's whole environment: the connection from the settings, dbt's paths, no telemetry."""
+    env = {name: os.environ[name] for name in PASSTHROUGH if name in os.environ}
+    project = project_dir(settings)
+    env.update(settings.libpq_env())
+    env.update({
+        "DBT_PROFILES_DIR": str(project),
+        "DBT_PROJECT_DIR": str(project),
+        "DBT_TARGET_PATH": str(target_dir(settings)),
+        "DBT_LOG_PATH": str(target_dir(settings).parent / "logs"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DBT_USE_COLORS": "false",
+        "DBT_PRINTER_WIDTH": "100",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def dbt_command(settings: Settings, *args: str) -> list[str]:
+    """The dbt command line (this interpreter's dbt), with the project and profiles directory."""
+    project = str(project_dir(settings))
+    return [sys.executable, "-m", "dbt.cli.main", *args, "--project-dir", project, "--profiles-dir", project]
+
+
+def build_models(settings: Settings, full_refresh: bool = False, select: Iterable[str] | None = None,
+                 on_line: Callable[[str], None] | None = None,
+                 on_progress: Callable[[int, int], None] | None = None) -> BuildResult:
+    """Run `dbt build` (models, snapshot, tests, unit tests); raise StepFailed if anything fails.
+
+    `select` limits the build to dbt selectors (e.g. ["staging", "base+"]); `on_line` receives
+    dbt's log lines, `on_progress` (done, total) as nodes finish.
+    """
+    args = ["build"]
+    if full_refresh:
+        args.append("--full-refresh")
+    for selector in select or ():
+        args += ["--select", selector]
+    results = target_dir(settings) / "run_results.json"
+    results.unlink(missing_ok=True)  # a stale file must not be read as this run's outcome
+    started = time.perf_counter()
+    code, output = _run(settings, args, on_line, on_progress)
+    seconds = time.perf_counter() - started
+    nodes = _read_results(results)
+    failed = [n for n in nodes or () if n.status in FAILED]
+    if code != 0 or failed or nodes is None:
+        raise StepFailed(STEP, _failure_message(failed, nodes, output))
+    counts = {kind: n for kind in KINDS if (n := sum(1 for node in nodes if node.kind == kind))}
+    return BuildResult(seconds, counts, tuple(n for n in nodes if n.status == "warn"))
+
+
+def generate_docs(settings: Settings) -> Path:
+    """Run `dbt docs generate`; returns the directory holding index.html, manifest and catalog."""
+    code, output = _run(settings, ["docs", "generate"], None, None)
+    if code != 0:
+        raise StepFailed("dbt docs generate", _last_error(output))
+    return target_dir(settings)
+
+
+def serve_docs(settings: Settings, port: int = 8080) -> None:
+    """Serve the generated docs on http://127.0.0.1:PORT until interrupted (Ctrl-C)."""
+    command = dbt_command(settings, "docs", "serve", "--host", "127.0.0.1", "--port", str(port),
+                          "--no-browser")
+    result = subprocess.run(command, env=dbt_env(settings), cwd=target_dir(settings), check=False)
+    if result.returncode not in (0, -2, 130):
+        raise StepFailed("dbt docs serve", f"exit {result.returncode} (is port {port} free?)")
+
+
+def _run(settings: Settings, args: list[str], on_line: Callable[[str], None] | None,
+         on_progress: Callable[[int, int], None] | None) -> tuple[int, list[str]]:
+    """Run dbt, streaming its output lines; returns (exit code, lines)."""
+    target_dir(settings).mkdir(parents=True, exist_ok=True)
+    lines: list[str] = []
+    with subprocess.Popen(dbt_command(settings, *args), env=dbt_env(settings), cwd=project_dir(settings),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          errors="replace") as process:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = raw.rstrip("\n")
+            lines.append(line)
+            if on_line is not None:
+                on_line(line)
+            match = _PROGRESS.search(line)
+            if match and on_progress is not None:
+                on_progress(int(match.group(1)), int(match.group(2)))
+    return process.returncode, lines
+
+
+def _kind(unique_id: str) -> str:
+    resource = unique_id.split(".", 1)[0]
+    return {"model": "models", "snapshot": "snapshots", "test": "tests", "unit_test": "unit tests",
+            "seed": "seeds"}.get(resource, resource)
+
+
+def _read_results(path: Path) -> list[NodeResult] | None:
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    nodes = []
+    for result in data.get("results", []):
+        unique_id = result.get("unique_id", "")
+        message = (result.get("message") or "").strip()
+        first = next((line.strip() for line in message.splitlines() if line.strip()), "")
+        nodes.append(NodeResult(unique_id.split(".")[-1], _kind(unique_id), str(result.get("status")),
+                                first))
+    return nodes
+
+
+def _names(nodes: Iterable[NodeResult]) -> str:
+    nodes = list(nodes)
+    named = ", ".join(n.name for n in nodes[:MAX_NAMED])
+    return named + (f" and {len(nodes) - MAX_NAMED} more" if len(nodes) > MAX_NAMED else "")
+
+
+def _failure_message(failed: list[NodeResult], nodes: list[NodeResult] | None, output: list[str]) -> str:
+    """One line: which models and tests failed, and the first one's reason."""
+    if not failed:
+        return _last_error(output)
+    first = failed[0]
+    reason = f" ({first.message})" if first.message else ""
+    total = f" of {len(nodes)}" if nodes else ""
+    return f"{len(failed)}{total} failed: {_names(failed)}; {first.name}: {first.status}{reason}"
+
+
+def _last_error(output: list[str]) -> str:
+    """The gist of an error dbt printed before it could run anything (parse, connection)."""
+    text = [re.sub(r"^\S*\d\d:\d\d:\d\d\s+", "", line).strip() for line in output]
+    text = [line for line in text if line]
+    for index, line in enumerate(text):
+        if line.startswith("Encountered an error"):
+            return " ".join(text[index + 1:index + 4])[:500]
+    return text[-1][:500] if text else "dbt printed nothing"
