@@ -67,6 +67,29 @@ notebooks: $(VENV)/.notebooks ## JupyterLab on http://127.0.0.1:8888 with this v
 	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(NOTEBOOK_PORT) --notebook-dir "$(CURDIR)" \
 		$$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
+# --- Benchmark: its own venv (.venv-bench: the bench extra, locked in bench/requirements.txt) -----
+# `duel ingest` itself runs from .venv, exactly as users run it; inputs and the bench server live
+# under /tmp/duel-bench. See bench/README.md.
+.PHONY: bench bench-quick bench-lock
+BENCH_VENV ?= .venv-bench
+ARGS ?=
+
+$(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
+	$(BENCH_VENV)/bin/uv pip install --python $(BENCH_VENV)/bin/python --quiet -r bench/requirements.txt
+	touch $@
+
+bench: install $(BENCH_VENV)/.installed ## Benchmark duel ingest vs the notebook, dlt, floors at 10k/100k/1M (ARGS=--quick)
+	$(BENCH_VENV)/bin/python bench/run.py $(ARGS)
+
+bench-quick: ## The benchmark on the real 10,000 files only (under two minutes)
+	$(MAKE) bench ARGS=--quick
+
+bench-lock: install ## Regenerate bench/requirements.txt (the main dependencies + the bench extra)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(BIN)/uv pip compile pyproject.toml --extra bench --universal --python-version 3.11 -o bench/requirements.txt --quiet
+
 clean: ## Stop the server and remove .venv, .duel and out/ (keeps data.tar.gz)
 	-test -x $(BIN)/duel && $(BIN)/duel db stop
 	rm -rf $(VENV) .duel out

@@ -1,0 +1,248 @@
+"""Turn the harness's raw results into bench/results.md (tables, targets) and bench/results.png."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+MB = 2**20
+ORDER = ("duel", "notebook", "dlt", "floor_read", "floor_parse", "floor_copy")
+LABELS = {
+    "duel": "`duel ingest`",
+    "notebook": "notebook method",
+    "dlt": "dlt",
+    "floor_read": "floor: read",
+    "floor_parse": "floor: read+parse",
+    "floor_copy": "floor: read+parse+COPY",
+}
+COLORS = {"duel": "#d62728", "notebook": "#7f7f7f", "dlt": "#1f77b4", "floor_read": "#c7e9c0",
+          "floor_parse": "#74c476", "floor_copy": "#238b45"}
+
+
+def size_label(size: int) -> str:
+    if size % 1_000_000 == 0:
+        return f"{size // 1_000_000}M"
+    return f"{size // 1000}k" if size % 1000 == 0 else str(size)
+
+
+def summarise(runs: list[dict]) -> dict[tuple[int, str, str], dict]:
+    """Median seconds, largest peak RSS, and errors per (size, form, method)."""
+    groups: dict[tuple[int, str, str], list[dict]] = defaultdict(list)
+    for run in runs:
+        groups[(run["size"], run["form"], run["method"])].append(run)
+    summary = {}
+    for key, items in groups.items():
+        good = [r for r in items if not r["error"]]
+        summary[key] = {
+            "median": statistics.median(r["seconds"] for r in good) if good else None,
+            "peak": max(r["peak_rss"] for r in good) if good else None,
+            "n": len(good),
+            "errors": [r["error"] for r in items if r["error"]],
+            "extrapolated": False,
+        }
+    _extrapolate_notebook(summary)
+    return summary
+
+
+def _extrapolate_notebook(summary: dict[tuple[int, str, str], dict]) -> None:
+    """The notebook's method at 1M, from a power law through its 10k and 100k medians."""
+    for form in {form for _, form, _ in summary}:
+        small, large = summary.get((10_000, form, "notebook")), summary.get((100_000, form, "notebook"))
+        if not (small and large and small["median"] and large["median"]):
+            continue
+        if (1_000_000, form, "duel") not in summary:
+            continue
+        time_exponent = math.log10(large["median"] / small["median"])
+        rss_exponent = math.log10(large["peak"] / small["peak"])
+        summary[(1_000_000, form, "notebook")] = {
+            "median": large["median"] * 10**time_exponent, "peak": large["peak"] * 10**rss_exponent,
+            "n": 0, "errors": [], "extrapolated": True,
+            "exponents": (time_exponent, rss_exponent),
+        }
+
+
+def _fmt_s(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds:.2f}" if seconds < 10 else f"{seconds:.1f}" if seconds < 100 else f"{seconds:.0f}"
+
+
+def _ratio(summary: dict, size: int, form: str, method: str) -> float | None:
+    duel, other = summary.get((size, form, "duel")), summary.get((size, form, method))
+    if not (duel and other and duel["median"] and other["median"]):
+        return None
+    return other["median"] / duel["median"]
+
+
+def ingest_tables(summary: dict) -> list[str]:
+    lines = []
+    for size in sorted({s for s, _, _ in summary}):
+        lines += [f"### {size:,} files", "",
+                  "| Input | Method | Median wall s | Files/s | Peak RSS MB | Time ÷ `duel ingest` | Runs |",
+                  "|---|---|--:|--:|--:|--:|--:|"]
+        for form in ("tar.gz", "dir"):
+            for method in ORDER:
+                row = summary.get((size, form, method))
+                if row is None:
+                    continue
+                ratio = _ratio(summary, size, form, method)
+                label = LABELS[method] + (" **(extrapolated)**" if row["extrapolated"] else "")
+                rate = f"{size / row['median']:,.0f}" if row["median"] else "—"
+                peak = f"{row['peak'] / MB:,.0f}" if row["peak"] else "—"
+                runs = str(row["n"]) + (f" ({len(row['errors'])} failed: {row['errors'][0]})" if row["errors"] else "")
+                lines.append(f"| {size_label(size)} {form} | {label} | {_fmt_s(row['median'])} | {rate} | {peak} "
+                             f"| {'—' if ratio is None else f'{ratio:.2f}×'} | {runs if not row['extrapolated'] else 'from 10k and 100k'} |")
+        lines.append("")
+    return lines
+
+
+def _target(name: str, measured: str, ok: bool | None) -> str:
+    verdict = "not measured" if ok is None else ("**met**" if ok else "**NOT met**")
+    return f"| {name} | {measured} | {verdict} |"
+
+
+def targets(summary: dict, end_to_end: list[dict]) -> list[str]:
+    rows = ["| Target | Measured | Verdict |", "|---|---|---|"]
+    duel10 = summary.get((10_000, "tar.gz", "duel"))
+    floor = _ratio(summary, 10_000, "tar.gz", "floor_copy")
+    rows.append(_target("10k tar.gz: `duel ingest` within 1.3× of read+parse+COPY",
+                        "—" if floor is None else f"duel ÷ floor = {1 / floor:.2f}×", None if floor is None else 1 / floor <= 1.3))
+    for size, method, need in ((10_000, "notebook", 15), (10_000, "dlt", 4), (100_000, "notebook", 30), (100_000, "dlt", 5)):
+        for form in (("tar.gz",) if size == 10_000 else ("tar.gz", "dir")):
+            ratio = _ratio(summary, size, form, method)
+            rows.append(_target(f"{size_label(size)} {form}: ≥ {need}× faster than {LABELS[method]}",
+                                "—" if ratio is None else f"{ratio:.1f}×", None if ratio is None else ratio >= need))
+    peak = duel10["peak"] / MB if duel10 and duel10["peak"] else None
+    rows.append(_target("10k tar.gz: peak RSS < 100 MB", "—" if peak is None else f"{peak:.0f} MB",
+                        None if peak is None else peak < 100))
+    for form, limit in (("dir", 30), ("tar.gz", 45)):
+        row = summary.get((1_000_000, form, "duel"))
+        seconds = row["median"] if row else None
+        rows.append(_target(f"1M {form}: `duel ingest` < {limit} s", f"{_fmt_s(seconds)} s" if seconds else "—",
+                            None if seconds is None else seconds < limit))
+        peak = row["peak"] / MB if row and row["peak"] else None
+        rows.append(_target(f"1M {form}: peak RSS < 200 MB", f"{peak:.0f} MB" if peak else "—",
+                            None if peak is None else peak < 200))
+    rows += _end_to_end_targets(end_to_end)
+    return rows
+
+
+def _has_transform(record: dict) -> bool:
+    return any(step not in ("database", "ingest") for step in record.get("steps") or {})
+
+
+def _end_to_end_targets(end_to_end: list[dict]) -> list[str]:
+    rows = []
+    full10 = [r for r in end_to_end if r["label"] == "10k" and not r["error"]]
+    if full10:
+        note = "" if _has_transform(full10[0]) else " (ingest only: `duel run` has no dbt stage yet)"
+        rows.append(_target("`duel run` end to end on 10k < 15 s", f"{full10[0]['seconds']:.1f} s{note}",
+                            full10[0]["seconds"] < 15 if not note else None))
+    else:
+        rows.append(_target("`duel run` end to end on 10k < 15 s", _failure(end_to_end, "10k"), None))
+    big = {r["kind"]: r for r in end_to_end if r["label"] == "1M" and not r["error"]}
+    full, incremental = big.get("full"), big.get("incremental (1 % changed)")
+    if full and incremental:
+        share = incremental["seconds"] / full["seconds"]
+        note = "" if _has_transform(full) else " (ingest only: no dbt stage yet)"
+        rows.append(_target("1M: incremental `duel run` (1 % changed) < ⅕ of the full run",
+                            f"{incremental['seconds']:.1f} s vs {full['seconds']:.1f} s = {share:.2f}{note}",
+                            share < 0.2 if not note else None))
+    else:
+        rows.append(_target("1M: incremental `duel run` (1 % changed) < ⅕ of the full run",
+                            _failure(end_to_end, "1M"), None))
+    return rows
+
+
+def _failure(end_to_end: list[dict], label: str) -> str:
+    errors = [r["error"] for r in end_to_end if r["label"] == label and r["error"]]
+    return f"`duel run` failed: {errors[0]}" if errors else "—"
+
+
+def end_to_end_table(end_to_end: list[dict]) -> list[str]:
+    if not end_to_end:
+        return ["Not run."]
+    lines = ["| Run | Input | Wall s | Peak RSS MB | Stages (s, as `duel run --json` reports them) | Loaded / unchanged |",
+             "|---|---|--:|--:|---|--:|"]
+    for r in end_to_end:
+        steps = ", ".join(f"{k} {v:.1f}" for k, v in (r["steps"] or {}).items()) or "—"
+        outcome = f"ERROR {r['error']}" if r["error"] else f"{r['loaded']} / {r['unchanged']}"
+        lines.append(f"| {r['label']} {r['kind']} | `{Path(r['path']).name}` | {_fmt_s(r['seconds'])} "
+                     f"| {r['peak_rss'] / MB:,.0f} | {steps} | {outcome} |")
+    return lines
+
+
+def chart(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = sorted({(s, f) for s, f, _ in summary}, key=lambda g: (g[0], g[1] != "tar.gz"))
+    fig, axes = plt.subplots(2, 1, figsize=(12, 8), sharex=True)
+    width = 0.8 / len(ORDER)
+    for index, method in enumerate(ORDER):
+        for axis, field, scale in ((axes[0], "median", 1.0), (axes[1], "peak", 1 / MB)):
+            xs, ys, hatches = [], [], []
+            for g, (size, form) in enumerate(groups):
+                row = summary.get((size, form, method))
+                if row and row[field]:
+                    xs.append(g + (index - (len(ORDER) - 1) / 2) * width)
+                    ys.append(row[field] * scale)
+                    hatches.append("//" if row["extrapolated"] else "")
+            bars = axis.bar(xs, ys, width, color=COLORS[method], label=LABELS[method].strip("`"))
+            for bar, hatch in zip(bars, hatches):
+                bar.set_hatch(hatch)
+    axes[0].set_ylabel("median wall time, s (log)")
+    axes[1].set_ylabel("peak RSS of the process tree, MB (log)")
+    for axis in axes:
+        axis.set_yscale("log")
+        axis.grid(axis="y", which="both", alpha=0.3)
+    axes[1].set_xticks(range(len(groups)), [f"{size_label(s)} {f}" for s, f in groups])
+    axes[0].legend(ncol=3, fontsize=8)
+    axes[0].set_title("duel ingest vs the notebook's method, dlt and the floors (hatched: extrapolated)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(results: dict, out: Path) -> None:
+    summary = summarise(results["runs"])
+    m = results["machine"]
+    origins = sorted({f"{size_label(i['size'])}: {i['origin']}" for i in results["inputs"]})
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `make bench` (`python bench/run.py {_args(results['args'])}`) — see [bench/README.md](README.md).",
+        "",
+        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM; Postgres {m.get('postgres', '?')} "
+        "(the embedded server, one per bench run)",
+        f"- Date: {m['date']}; commit `{m['commit']}`; Python {m['python']}",
+        f"- Load average (1 min) at start {m['load_at_start']:.1f}, at end {m.get('load_at_end', 0):.1f} "
+        "(the machine is shared: ratios from one interleaved run are steadier than absolute times)",
+        f"- Inputs: {'; '.join(origins)}; warm page cache; whole run {results.get('seconds', 0) / 60:.0f} min",
+        "",
+        "## Targets (issue 7)",
+        "",
+        *targets(summary, results["end_to_end"]),
+        "",
+        "## Ingest: every method on the same input, a fresh database each run",
+        "",
+        *ingest_tables(summary),
+        "## End to end: `duel run` (ingest + dbt build + report)",
+        "",
+        *end_to_end_table(results["end_to_end"]),
+        "",
+        "![wall time and peak RSS per method](results.png)",
+        "",
+    ]
+    (out / "results.md").write_text("\n".join(lines), encoding="utf-8")
+    chart(summary, out / "results.png")
+
+
+def _args(args: dict) -> str:
+    if args.get("quick"):
+        return "--quick"
+    return f"--sizes {args['sizes']} --reps {args['reps']} --reps-large {args['reps_large']}"
