@@ -1,0 +1,259 @@
+"""Both notebooks, executed headless top to bottom (nbclient, this venv's python as the kernel)
+against the embedded Postgres and the real dataset; and both committed without outputs."""
+
+from __future__ import annotations
+
+import json
+import re
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import REPO, cli_env, query
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
+from nbclient import NotebookClient
+from nbformat import NotebookNode
+
+from duel import db
+from duel.settings import Settings
+
+NOTEBOOKS = ("data_debugging.ipynb", "data_output.ipynb")
+PLOTLY = "application/vnd.plotly.v1+json"
+KERNEL = "duel"  # the name `make notebooks` registers; here a throwaway spec for this interpreter
+
+
+@pytest.fixture(scope="module")
+def nb_settings(pg_server: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """One database for the module: the debugging notebook loads it, dbt builds it once."""
+    fresh = pg_server.with_overrides(pg_database=f"duel_nb{os.getpid()}",
+                                     out_dir=tmp_path_factory.mktemp("nb") / "out")
+    db.ensure_ready(fresh)
+    return fresh
+
+
+@pytest.fixture(scope="module")
+def kernels(tmp_path_factory: pytest.TempPathFactory) -> KernelSpecManager:
+    root = tmp_path_factory.mktemp("kernels")
+    (root / KERNEL).mkdir()
+    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "duel (test)", "language": "python"}
+    (root / KERNEL / "kernel.json").write_text(json.dumps(spec))
+    return KernelSpecManager(kernel_dirs=[str(root)])
+
+
+def execute(name: str, settings: Settings, kernels: KernelSpecManager, workdir: Path,
+            **parameters: object) -> NotebookNode:
+    """Run a notebook as committed, with `parameters` injected after its parameters cell (as
+    papermill does), in a kernel that sees only the test's PG*/DUEL_* settings; a cell error fails."""
+    notebook = nbformat.read(REPO / name, as_version=4)
+    at = next(i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", []))
+    source = "\n".join(f"{key} = {value!r}" for key, value in parameters.items())
+    notebook.cells.insert(at + 1, nbformat.v4.new_code_cell(
+        source, id="injected-parameters", metadata={"tags": ["injected-parameters"]}))
+    manager = KernelManager(kernel_name=KERNEL, kernel_spec_manager=kernels)
+    client = NotebookClient(notebook, km=manager, timeout=900, resources={"metadata": {"path": str(workdir)}})
+    client.execute(env=cli_env(settings))
+    return notebook
+
+
+def printed(notebook: NotebookNode, cell_id: str) -> str:
+    """What one cell printed on stdout."""
+    cell = next(c for c in notebook.cells if c.get("id") == cell_id)
+    return "".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
+
+
+def plotly_outputs(notebook: NotebookNode) -> int:
+    return sum(PLOTLY in output.get("data", {}) for cell in notebook.cells if cell.cell_type == "code"
+               for output in cell.outputs)
+
+
+def errors(notebook: NotebookNode) -> list[str]:
+    return [f"{o.ename}: {o.evalue}" for cell in notebook.cells if cell.cell_type == "code"
+            for o in cell.outputs if o.output_type == "error"]
+
+
+@pytest.fixture(scope="module")
+def debugging_first(nb_settings: Settings, kernels: KernelSpecManager, real_data: Path,
+                    tmp_path_factory: pytest.TempPathFactory) -> NotebookNode:
+    return execute("data_debugging.ipynb", nb_settings, kernels, tmp_path_factory.mktemp("work"),
+                   data_path=str(real_data))
+
+
+@pytest.fixture(scope="module")
+def debugging_second(debugging_first: NotebookNode, nb_settings: Settings, kernels: KernelSpecManager,
+                     real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> NotebookNode:
+    return execute("data_debugging.ipynb", nb_settings, kernels, tmp_path_factory.mktemp("work"),
+                   data_path=str(real_data))
+
+
+# --- the committed notebooks -----------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_committed_without_outputs(name: str) -> None:
+    notebook = nbformat.read(REPO / name, as_version=4)
+    dirty = [cell.get("id") for cell in notebook.cells if cell.cell_type == "code"
+             and (cell.outputs or cell.execution_count is not None)]
+    assert dirty == [], (f"{name} has outputs in cells {dirty}; clear them before committing: "
+                         f"jupyter nbconvert --clear-output --inplace {name}")
+
+
+@pytest.mark.parametrize(("name", "parameters"), [("data_debugging.ipynb", 'data_path = "./data.tar.gz"'),
+                                                    ("data_output.ipynb", "top_n = 10")])
+def test_notebook_imports_duel_first_then_parameters(name: str, parameters: str) -> None:
+    code = [cell for cell in nbformat.read(REPO / name, as_version=4).cells if cell.cell_type == "code"]
+    tagged = [i for i, cell in enumerate(code) if "parameters" in cell.metadata.get("tags", [])]
+    assert ("import duel" in code[0].source.splitlines(), tagged, code[1].source.split("  #")[0]) == (
+        True, [1], parameters)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_sections_ask_then_answer(name: str) -> None:
+    """Every numbered section opens with a markdown question and has an answer cell before the next."""
+    notebook = nbformat.read(REPO / name, as_version=4)
+    sections: list[list[str]] = []
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("## ") and cell.source[3].isdigit():
+            sections.append([cell.source.splitlines()[0]])
+        elif sections and "answer" in cell.metadata.get("tags", []):
+            sections[-1].append("answer")
+    assert [s for s in sections if s[-1] != "answer" or "?" not in s[0]] == []
+    assert len(sections) >= 6
+
+
+# --- data_debugging.ipynb --------------------------------------------------------------------
+
+def test_data_debugging_runs_without_errors(debugging_first: NotebookNode, debugging_second: NotebookNode) -> None:
+    assert (errors(debugging_first), errors(debugging_second)) == ([], [])
+
+
+def test_data_debugging_draws_its_charts(debugging_first: NotebookNode) -> None:
+    assert plotly_outputs(debugging_first) == 4  # field profile, distributions, record split, batches
+
+
+def test_data_debugging_file_counts_equal_the_ledger(debugging_first: NotebookNode, nb_settings: Settings) -> None:
+    ledger = dict(query(nb_settings, "select status, count(*)::int from raw.batch_files where batch_id = 1"
+                                     " group by 1"))
+    total = sum(ledger.values())
+    assert printed(debugging_first, "files-answer") == (
+        f"Of {total:,} files, {ledger.get('loaded', 0):,} are clean, {ledger.get('repaired', 0):,} need a repair, "
+        f"{ledger.get('quarantined', 0):,} would be quarantined and {ledger.get('skipped', 0):,} skipped.\n")
+
+
+def test_data_debugging_batch_summary_equals_raw_batches(debugging_first: NotebookNode,
+                                                          nb_settings: Settings) -> None:
+    [(loaded, repaired, unchanged, quarantined, skipped, seen)] = query(
+        nb_settings, "select loaded, repaired, unchanged, quarantined, skipped, files_seen from raw.batches"
+                     " where batch_id = 1")
+    assert printed(debugging_first, "load-answer") == (
+        f"Batch 1: loaded {loaded:,} (repaired {repaired:,}), unchanged {unchanged:,}, "
+        f"quarantined {quarantined:,}, skipped {skipped:,} of {seen:,} files.\n")
+    assert (loaded, repaired, seen) == (10000, 222, 10000)
+
+
+def test_data_debugging_rerun_loads_nothing_twice(debugging_second: NotebookNode, nb_settings: Settings) -> None:
+    assert printed(debugging_second, "load-answer") == (
+        "Batch 2: loaded 0 (repaired 0), unchanged 10,000, quarantined 0, skipped 0 of 10,000 files.\n")
+    assert query(nb_settings, "select count(*), count(distinct source_name) from raw.user_documents") == [
+        (10000, 10000)]
+
+
+def test_data_debugging_malformed_and_split(debugging_first: NotebookNode, nb_settings: Settings) -> None:
+    """The malformed count and the first repair's change equal what the load recorded."""
+    [(repaired, first, appended, removed)] = query(
+        nb_settings, "select count(*) over (), f.source_name, d.repair->>'appended', d.repair->>'removed'"
+                     " from raw.batch_files f join raw.user_documents d using (source_name, content_sha256)"
+                     " where f.batch_id = 1 and f.status = 'repaired' order by f.file_seq limit 1")
+    assert printed(debugging_first, "malformed-answer") == (
+        f"{repaired:,} files are malformed (closed {repaired:,}); in {first} the repair appended the missing "
+        f"closing bracket(s) {appended!r}, after dropping trailing {removed!r}.\n")
+    assert printed(debugging_first, "split-answer") == "4,967 of 10,000 records are clean (49.7%); 5,033 are messy.\n"
+
+
+# --- data_output.ipynb -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def output_run(debugging_second: NotebookNode, nb_settings: Settings, kernels: KernelSpecManager,
+               tmp_path_factory: pytest.TempPathFactory) -> NotebookNode:
+    """dbt builds the models once over what the debugging notebook loaded; then the results run."""
+    from duel.transform import build_models
+
+    build_models(nb_settings)
+    return execute("data_output.ipynb", nb_settings, kernels, tmp_path_factory.mktemp("work"))
+
+
+def test_data_output_runs_without_errors(output_run: NotebookNode) -> None:
+    assert errors(output_run) == []
+
+
+def test_data_output_draws_its_charts(output_run: NotebookNode) -> None:
+    assert plotly_outputs(output_run) == 5  # platform, join month, brands, sales outliers, defects
+
+
+def test_data_output_reads_models_only() -> None:
+    sources = "\n".join(cell.source for cell in nbformat.read(REPO / "data_output.ipynb", as_version=4).cells
+                        if cell.cell_type == "code")
+    schemas = set(re.findall(r"\b(\w+)\.\w+ as \w+\b", sources))
+    forbidden = [word for word in ("psycopg", "connect(", "postgresql://", "password", "raw.", "create ",
+                                   "insert ", "os.environ") if word in sources.lower()]
+    assert (schemas, forbidden) == ({"dbt", "dbt_lookup"}, [])
+
+
+def test_data_output_metrics_equal_the_model(output_run: NotebookNode, nb_settings: Settings) -> None:
+    [(tasks, reach)] = query(nb_settings, "select sum(task_count)::int, sum(total_reach)::bigint from dbt_analysis.metrics")
+    [(platform, platform_tasks)] = query(
+        nb_settings, "select coalesce(platform, 'unknown'), sum(task_count)::int from dbt_analysis.metrics"
+                     " group by 1 order by 2 desc limit 1")
+    assert printed(output_run, "metrics-answer") == (
+        f"{tasks:,} tasks had a total known reach of {reach:,}; {platform} has the most tasks ({platform_tasks:,}).\n")
+    assert tasks == 10000
+
+
+def test_data_output_top_advocates_equal_the_model(output_run: NotebookNode, nb_settings: Settings) -> None:
+    rows = query(nb_settings, "select ranking, coalesce(name, '(no name)'), value from dbt_analysis.top_advocates"
+                              " where rank = 1 order by ranking")
+    leaders = []
+    for ranking in sorted({r[0] for r in rows}):
+        names = sorted(name for rank, name, _ in rows if rank == ranking)
+        value = next(v for rank, _, v in rows if rank == ranking)
+        who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        shown = f"{float(value):,.2f}" if ranking == "sales" else f"{float(value):,.0f}"
+        leaders.append(f"by {ranking}, {who} ({shown}{' each' if len(names) > 1 else ''})")
+    assert printed(output_run, "advocates-answer") == "The top advocates: " + "; ".join(leaders) + ".\n"
+    assert [r[0] for r in rows][:1] == ["engagement"]
+
+
+def test_data_output_sales_equal_the_model(output_run: NotebookNode, nb_settings: Settings) -> None:
+    [(programs, sales)] = query(nb_settings, "select sum(program_count)::int, sum(attributed_sales)"
+                                             " from dbt_analysis.sales_attribution")
+    [(z, iqr, threshold, multiplier)] = query(
+        nb_settings, "select count(*) filter (where is_z_score_outlier)::int, count(*) filter (where is_iqr_outlier)::int,"
+                     " max(z_score_threshold), max(iqr_multiplier) from dbt_analysis.sales_outliers")
+    assert printed(output_run, "sales-answer") == (
+        f"{programs:,} programs carry {float(sales):,.2f} of attributed sales; {z:,} are outliers by z-score "
+        f"(|z| > {float(threshold):g}) and {iqr:,} by IQR ({float(multiplier):g} × IQR beyond the quartiles).\n")
+
+
+def test_data_output_quality_equals_the_model(output_run: NotebookNode, nb_settings: Settings) -> None:
+    [(batch, clean, records, share)] = query(
+        nb_settings, "select batch_id, clean_records, records, clean_share from dbt_analysis.data_quality_summary"
+                     " order by batch_id desc limit 1")
+    defects = query(nb_settings, "select record_type, field, defect, defect_count, records from dbt_analysis.data_quality"
+                                 " where batch_id = %s and field <> '(all fields)' and record_type <> 'file'", (batch,))
+    kind, field, defect, count, of = min(defects, key=lambda row: (-row[3], row[1]))
+    assert printed(output_run, "quality-answer") == (
+        f"In batch {batch}, {clean:,} of {records:,} records are fully clean ({float(share):.1%}); the most "
+        f"frequent defect is {kind}.{field} {defect} ({count:,} of {of:,}).\n")
+
+
+def test_data_output_joined_query_one_row_per_task(output_run: NotebookNode, nb_settings: Settings) -> None:
+    [(tasks, users, programs, brands)] = query(
+        nb_settings, "select count(*)::int, count(distinct t.user_key)::int, count(distinct t.program_key)::int,"
+                     " count(distinct p.brand_id)::int from dbt.tasks_completed t"
+                     " join dbt.advocacy_programs p using (program_key)")
+    assert printed(output_run, "join-answer") == (
+        f"The join returns {tasks:,} rows, one per task, for {users:,} users, {programs:,} programs and "
+        f"{brands:,} brands.\n")
+    assert tasks == 10000
