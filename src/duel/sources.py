@@ -80,11 +80,12 @@ def iter_tar(path: Path, max_bytes: int) -> Iterator[SourceFile]:
                 count += 1
                 if member.kind == "dir":
                     continue
-                raw_name = storable_name(member.name)
-                name = safe_member_name(raw_name)
+                name = safe_member_name(member.name)
                 if name is None:
-                    yield SourceFile(raw_name, skip_reason="unsafe-path")
-                elif member.kind != "file":
+                    yield SourceFile(storable_name(member.name), skip_reason="unsafe-path")
+                    continue
+                name = storable_name(name)  # after the check: its escapes are ours, not the archive's
+                if member.kind != "file":
                     yield SourceFile(name, skip_reason="not-a-regular-file")
                 elif (reason := not_data_reason(name)) is not None:
                     yield SourceFile(name, size=member.size, skip_reason=reason)
