@@ -14,9 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from duel import db
-from duel.exceptions import DuelError, StepFailed
+from duel.exceptions import DuelError, SourceError, StepFailed
 from duel.load import IngestResult, ingest
+from duel.notify import notify_failure, notify_success
 from duel.settings import Settings
+from duel.sources import check_source
+
+STAGES = ("database", "ingest", "transform", "report", "export")
 
 
 @dataclass(frozen=True)
@@ -65,9 +69,36 @@ def _timed(name: str, func: Callable[[], str], steps: list[StepResult]) -> None:
     steps.append(StepResult(name, time.perf_counter() - started, detail))
 
 
-def run_pipeline(settings: Settings, data: Path) -> RunOutcome:
-    """Database up, ingest, then the later stages; raises StepFailed naming the failed stage."""
+def run_pipeline(settings: Settings, data: Path, *, notify: bool = True) -> RunOutcome:
+    """Every stage in order, then the success notification (summary, report attached).
+
+    On failure: the failure notification (the step and its one-line error), then the error is
+    re-raised. A notification that cannot be sent is logged on stderr and never fails the run.
+    """
     steps: list[StepResult] = []
+    try:
+        outcome = _run_stages(settings, data, steps)
+    except Exception as error:
+        if notify:
+            notify_failure(settings, failed_step(error, steps), str(error))
+        raise
+    if notify:
+        notify_success(settings, outcome.summary(), [settings.out_dir / "report.html"])
+    return outcome
+
+
+def failed_step(error: Exception, steps: list[StepResult]) -> str:
+    """The stage an error belongs to: the one StepFailed names, else the first that did not finish."""
+    if isinstance(error, StepFailed):
+        return error.step
+    if isinstance(error, SourceError):
+        return "ingest"
+    return STAGES[min(len(steps), len(STAGES) - 1)]
+
+
+def _run_stages(settings: Settings, data: Path, steps: list[StepResult]) -> RunOutcome:
+    """Database up, ingest, transform, report, export; raises StepFailed naming the failed stage."""
+    check_source(data)  # a wrong path fails in one line before anything starts
     _timed("database", lambda: db.ensure_ready(settings) or settings.url(), steps)
     results: list[IngestResult] = []
 
@@ -76,4 +107,26 @@ def run_pipeline(settings: Settings, data: Path) -> RunOutcome:
         return f"batch {results[0].batch_id}"
 
     _timed("ingest", run_ingest, steps)
+    _timed("transform", lambda: _transform(settings), steps)
+    _timed("report", lambda: _report(settings), steps)
+    _timed("export", lambda: _export(settings), steps)
     return RunOutcome(results[0], tuple(steps))
+
+
+def _transform(settings: Settings) -> str:
+    from duel.transform import build_models
+
+    return build_models(settings).describe()
+
+
+def _report(settings: Settings) -> str:
+    from duel.report import build_report
+
+    return str(build_report(settings).path)
+
+
+def _export(settings: Settings) -> str:
+    from duel.export import export_models
+
+    result = export_models(settings)
+    return f"{len(result.files)} files in {result.directory}"
