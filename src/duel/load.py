@@ -33,6 +33,7 @@ from duel.sources import SourceFile, iter_source
 
 LOCK_KEY = "duel.ingest"
 WINDOW = 2048  # files per unit of work handed to a parse worker
+CHUNK_BYTES = 64 << 20  # cut a write chunk early when its documents hold this much memory
 DOCUMENT_COLUMNS = ("source_name", "content_sha256", "batch_id", "parse_status", "parse_error",
                     "repair", "byte_size", "document")
 DOCUMENT_TYPES = ("text", "text", "int8", "text", "text", "jsonb", "int4", "jsonb")
@@ -140,13 +141,21 @@ def iter_outcomes(files: Iterable[SourceFile], policy: str, workers: int = 1) ->
             yield from pending.popleft().get()
 
 
-def _chunks(items: Iterable[Outcome], size: int) -> Iterator[list[Outcome]]:
+def _held_bytes(outcome: Outcome) -> int:
+    document = outcome.parsed.document if outcome.parsed is not None else None
+    return len(outcome.content or b"") + len(document or b"")
+
+
+def _chunks(items: Iterable[Outcome], size: int, max_bytes: int = CHUNK_BYTES) -> Iterator[list[Outcome]]:
+    """Chunks of at most `size` files and about `max_bytes` of document bytes held in memory."""
     chunk: list[Outcome] = []
+    held = 0
     for item in items:
         chunk.append(item)
-        if len(chunk) >= size:
+        held += _held_bytes(item)
+        if len(chunk) >= size or held >= max_bytes:
             yield chunk
-            chunk = []
+            chunk, held = [], 0
     if chunk:
         yield chunk
 
@@ -312,7 +321,7 @@ class _Batch:
 
 def _open_batch(conn: psycopg.Connection[Any], source: str, shard: str | None,
                 lock_timeout_s: float) -> int:
-    conn.execute(f"set local lock_timeout = '{int(lock_timeout_s * 1000)}ms'")
+    conn.execute("select set_config('lock_timeout', %s, true)", (f"{int(lock_timeout_s * 1000)}ms",))
     try:
         conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (LOCK_KEY,))
     except psycopg.errors.LockNotAvailable:
@@ -371,11 +380,15 @@ def ingest(
                 "update raw.batches set status = 'succeeded', finished_at = clock_timestamp(),"
                 " files_seen = %(files_seen)s, loaded = %(loaded)s, repaired = %(repaired)s,"
                 " quarantined = %(quarantined)s, skipped = %(skipped)s, unchanged = %(unchanged)s"
-                f" where batch_id = {batch_id}",
-                batch.counts,
+                " where batch_id = %(batch_id)s",
+                {**batch.counts, "batch_id": batch_id},
             )
-    except psycopg.OperationalError as error:
-        message = db.describe_failure(settings, error, "ingest")
+    except psycopg.Error as error:
+        if conn.broken:  # the connection is gone: the server stopped or the network failed
+            message = db.describe_failure(settings, error, "ingest")
+        else:  # the server answered with an error (disk full, a constraint, a trigger...)
+            message = (f"ingest: the database refused the batch (Postgres at {settings.pg_host}:"
+                       f"{settings.pg_port}, database {settings.pg_database}): {db.first_line(error)}")
         _record_failure(settings, source, shard, message)
         raise DatabaseUnavailable(message) from None
     except LockTimeout:
