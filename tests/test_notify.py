@@ -123,7 +123,7 @@ def failure_body(step: str, error: str) -> str:
 
 
 def attachments(message: EmailMessage) -> dict[str, bytes]:
-    return {part.get_filename(): part.get_content() for part in message.iter_attachments()}  # type: ignore[misc]
+    return {part.get_filename(): part.get_payload(decode=True) for part in message.iter_attachments()}  # type: ignore[misc]
 
 
 # --- the library, against the sinks -----------------------------------------------------------
@@ -197,7 +197,7 @@ def test_run_success_mails_summary_with_report_attached(settings: Settings, real
     assert [line.split()[0] for line in body.split("Steps (seconds)\n")[1].splitlines() if line.startswith("  ")] \
         == list(summary["steps"])
     report = settings.out_dir / "report.html"
-    assert attachments(mail) == {"report.html": report.read_text()}
+    assert attachments(mail) == {"report.html": report.read_bytes()}
     assert webhook_sink.requests[0][2] == {"text": f":white_check_mark: {mail['Subject']}",
                                            "duel": {"status": "success", "summary": summary}}
 
@@ -212,8 +212,7 @@ def test_run_failure_mails_the_failed_step(settings: Settings, real_slice: Path,
     done = run_cli(settings, "run", str(real_slice), DUEL_DBT_PROJECT_DIR=str(broken),
                    DBT_PROFILES_DIR=str(broken), **notify_env(smtp_sink, webhook_sink))
     assert done.returncode == 1
-    error = done.stderr.strip().splitlines()[-1].removeprefix("error: ")
-    assert error.startswith("transform failed: ")
+    error = done.stderr.strip().splitlines()[-1].removeprefix("error: ")  # the CLI's one-line error
     mail = smtp_sink.messages[0]
     assert (len(smtp_sink.messages), mail["Subject"]) == (1, "duel run FAILED at step transform")
     assert text_of(mail) == failure_body("transform", error)
@@ -230,3 +229,13 @@ def test_run_succeeds_when_notifications_cannot_be_sent(settings: Settings, real
                    DUEL_SMTP_STARTTLS="false", DUEL_NOTIFY_TO="ops@example.test")
     assert done.returncode == 0, done.stderr
     assert "notification: could not send email: ConnectionRefusedError: " in done.stderr
+
+
+def test_failed_step_is_the_first_stage_that_did_not_finish(tmp_path: Path) -> None:
+    from duel.exceptions import SourceError, StepFailed
+    from duel.pipeline import StepResult, failed_step
+
+    done = [StepResult("database", 0.1), StepResult("ingest", 0.2)]
+    assert [failed_step(StepFailed("dbt build", "x"), done), failed_step(SourceError("no such path"), []),
+            failed_step(RuntimeError("x"), [*done, StepResult("transform", 1), StepResult("report", 1)])] == [
+        "transform", "ingest", "export"]

@@ -88,10 +88,8 @@ def run_pipeline(settings: Settings, data: Path, *, notify: bool = True) -> RunO
 
 
 def failed_step(error: Exception, steps: list[StepResult]) -> str:
-    """The stage an error belongs to: the one StepFailed names, else the first that did not finish."""
-    if isinstance(error, StepFailed):
-        return error.step
-    if isinstance(error, SourceError):
+    """The stage an error belongs to: the first that did not finish (a bad input path: ingest)."""
+    if isinstance(error, SourceError) and not steps:
         return "ingest"
     return STAGES[min(len(steps), len(STAGES) - 1)]
 
