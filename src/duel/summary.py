@@ -31,13 +31,15 @@ def render_ingest(result: IngestResult) -> str:
 def connection_help(settings: Settings) -> str:
     return "\n".join([
         "connect:",
-        f"  psql  psql \"{settings.url(redact=True)}\"   (password: PGPASSWORD, default in .env.example)",
-        f"  pgAdmin  host {settings.pg_host}  port {settings.pg_port}  maintenance db "
-        f"{settings.pg_database}  user {settings.pg_user}",
-        "  schemas  raw (loaded documents), dbt, dbt_lookup, dbt_analysis",
+        f"  psql     psql -h {settings.pg_host} -p {settings.pg_port} -U {settings.pg_user} {settings.pg_database}",
+        f"  pgAdmin  host {settings.pg_host}, port {settings.pg_port}, maintenance database "
+        f"{settings.pg_database}, username {settings.pg_user}",
+        "  password PGPASSWORD (the embedded server's local default is in .env.example)",
+        "  schemas  raw (as loaded), dbt (base, advocacy_programs, tasks_completed), dbt_lookup (brand),"
+        " dbt_analysis (metrics, reports)",
     ])
 
 
 def render_run(settings: Settings, outcome: RunOutcome) -> str:
-    steps = "  ".join(f"{s.name} {s.seconds:.1f}s" for s in outcome.steps)
-    return "\n".join([render_ingest(outcome.ingest), f"steps: {steps}", connection_help(settings)])
+    steps = [f"  {step.name:<10} {step.seconds:>6.1f}s  {step.detail}" for step in outcome.steps]
+    return "\n".join([render_ingest(outcome.ingest), "steps:", *steps, connection_help(settings)])
