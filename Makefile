@@ -54,6 +54,11 @@ db-stop: install ## Stop the embedded Postgres
 db-status: install ## Say what answers at PGHOST:PGPORT
 	$(BIN)/duel db status
 
+.PHONY: dbt-build
+dbt-build: install ## dbt build from the terminal (what `cd dbt/duel && dbt build` does; DB must hold data)
+	$(BIN)/duel db start
+	cd dbt/duel && $(abspath $(BIN))/dbt build
+
 # --- notebooks: JupyterLab (the `notebooks` extra, pinned where it meets requirements.txt) ------
 NOTEBOOK_PORT ?= 8888
 .PHONY: notebooks
