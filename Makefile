@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 export DBT_PROFILES_DIR := $(CURDIR)/dbt/duel
 
 .DEFAULT_GOAL := help
-.PHONY: help install run data test lock db-start db-stop db-status clean
+.PHONY: help install run data test lock db-start db-stop db-status clean airflow airflow-up test-airflow
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -44,6 +44,7 @@ browser: ## Install Debian's chromium for the report test, if /usr/bin/chromium 
 lock: ## Regenerate requirements.txt from pyproject.toml
 	$(BIN)/python -m pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --extra test --universal --python-version 3.11 -o requirements.txt --quiet
+	$(BIN)/uv pip compile pyproject.toml --extra airflow --extra test --universal --python-version 3.11 -o requirements-airflow.txt --quiet
 
 db-start: install ## Start the embedded Postgres
 	$(BIN)/duel db start
@@ -71,6 +72,33 @@ $(VENV)/.notebooks: $(VENV)/.installed
 notebooks: $(VENV)/.notebooks ## JupyterLab on http://127.0.0.1:8888 with this venv's kernel "duel" (Ctrl-C stops)
 	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(NOTEBOOK_PORT) --notebook-dir "$(CURDIR)" \
 		$$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+
+# --- Airflow: optional, in its own venv so the core install stays light -------------------------
+# requirements-airflow.txt: the `airflow` extra locked together with duel's own dependencies (~200
+# packages), installed with uv for speed. Tests: tests/airflow, with this venv's python.
+AIRFLOW_VENV ?= .venv-airflow
+AIRFLOW_BIN := $(AIRFLOW_VENV)/bin
+AIRFLOW_PORT ?= 8080
+AIRFLOW_ENV := PATH="$(CURDIR)/$(AIRFLOW_BIN):$$PATH" AIRFLOW_HOME="$(CURDIR)/.duel/airflow" \
+	AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/dags" AIRFLOW__CORE__LOAD_EXAMPLES=False DO_NOT_TRACK=1 \
+	DUEL_HOME="$(CURDIR)/.duel" DUEL_OUT="$(CURDIR)/out" DUEL_DATA="$(abspath $(DATA))"
+
+$(AIRFLOW_VENV)/.installed: pyproject.toml requirements-airflow.txt
+	test -x $(AIRFLOW_BIN)/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(AIRFLOW_BIN)/uv pip sync --python $(AIRFLOW_BIN)/python --quiet requirements-airflow.txt
+	$(AIRFLOW_BIN)/uv pip install --python $(AIRFLOW_BIN)/python --quiet --no-deps -e .
+	$(AIRFLOW_ENV) $(AIRFLOW_BIN)/airflow db migrate
+	touch $@
+
+airflow: $(AIRFLOW_VENV)/.installed ## Create .venv-airflow (Airflow 3, dbt, duel); AIRFLOW_HOME=.duel/airflow
+
+airflow-up: airflow ## Start `airflow standalone` on http://127.0.0.1:8080 (DAG duel_pipeline; Ctrl-C stops)
+	$(AIRFLOW_ENV) AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
+		AIRFLOW__API__BASE_URL=http://127.0.0.1:$(AIRFLOW_PORT) $(AIRFLOW_BIN)/airflow standalone
+
+test-airflow: airflow ## Run the DAG end to end (`airflow dags test`) on the real dataset; compare with `duel run`
+	$(AIRFLOW_BIN)/python -m pytest tests/airflow $(PYTEST_ARGS)
 
 # --- Benchmark: its own venv (.venv-bench: the bench extra, locked in bench/requirements.txt) -----
 # `duel ingest` itself runs from .venv, exactly as users run it; inputs and the bench server live

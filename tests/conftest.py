@@ -7,6 +7,7 @@ the run (it is never skipped).
 
 from __future__ import annotations
 
+import importlib.metadata
 import itertools
 import os
 import shutil
@@ -27,6 +28,13 @@ from duel.settings import Settings, load_settings
 REPO = Path(__file__).resolve().parent.parent
 REAL_DATA = Path(os.environ.get("DUEL_REAL_DATA", REPO.parent / "shared" / "data" / "duel-original-10k.tar.gz"))
 _db_counter = itertools.count()
+# tests/airflow needs Airflow: `make test-airflow` runs it with .venv-airflow's python.
+collect_ignore = ["airflow"]
+try:
+    importlib.metadata.distribution("apache-airflow")
+    collect_ignore = []
+except importlib.metadata.PackageNotFoundError:
+    pass
 
 
 def free_port() -> int:

@@ -83,9 +83,10 @@ def test_ingest_shards_equal_one_batch(settings: Settings, real_data: Path) -> N
     results = ingest_all(settings, real_data, 4)
     plain = other_database(settings, "plain")
     ingest(plain, real_data)
-    assert check_shards(settings, real_data, results) == ShardCheck(10000, 4, (1, 2, 3, 4))
-    assert sum(r.loaded for r in results) == 10000
-    assert sum(r.repaired for r in results) == 222
+    check = check_shards(settings, real_data, results)
+    assert check.summary() == {"batch_id": "1, 2, 3, 4", "files_seen": 10000, "loaded": 10000,
+                               "repaired": 222, "quarantined": 0, "skipped": 0, "unchanged": 0,
+                               "shards": 4, "steps": {}}
     assert query(settings, DOCUMENTS) == query(plain, DOCUMENTS)
     assert query(settings, CURRENT) == query(plain, CURRENT)
     assert query(settings, "select batch_id, shard, status from raw.batches order by 1") == [
@@ -99,7 +100,8 @@ def test_ingest_shards_twice_loads_nothing(settings: Settings, real_dir: Path) -
     again = ingest_all(settings, real_dir, 4)
     assert [(r.loaded, r.quarantined) for r in again] == [(0, 0)] * 4
     assert sum(r.unchanged for r in again) == 10000
-    assert check_shards(settings, real_dir, again) == ShardCheck(10000, 4, (5, 6, 7, 8))
+    assert check_shards(settings, real_dir, again) == ShardCheck(10000, 4, (5, 6, 7, 8), {
+        "loaded": 0, "repaired": 0, "quarantined": 0, "skipped": 0, "unchanged": 10000})
     assert query(settings, DOCUMENTS) == before
 
 
@@ -111,7 +113,8 @@ def test_ingest_shards_keep_the_last_copy_of_a_repeated_name(settings: Settings,
     results = ingest_all(settings, path, 3)
     plain = other_database(settings, "plain")
     ingest(plain, path)
-    assert check_shards(settings, path, results) == ShardCheck(5, 3, (1, 2, 3))
+    assert check_shards(settings, path, results) == ShardCheck(5, 3, (1, 2, 3), {
+        "loaded": 4, "repaired": 0, "quarantined": 0, "skipped": 1, "unchanged": 0})
     assert query(settings, CURRENT) == query(plain, CURRENT)
     assert query(settings, "select document->>'v' from raw.current_versions join raw.user_documents"
                            " using (source_name, content_sha256) where source_name = 'a.json'") == [("3",)]

@@ -18,16 +18,18 @@ from __future__ import annotations
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from duel import db
 from duel.exceptions import ConfigError, DuelError
 from duel.load import IngestResult, ingest
 from duel.settings import Settings
-from duel.sources import SourceFile, iter_source
+from duel.sources import SourceFile, check_source, iter_source
 
 MAX_SHARDS = 256
+TOTALS = ("loaded", "repaired", "quarantined", "skipped", "unchanged")
 
 
 class ShardMismatch(DuelError):
@@ -66,16 +68,23 @@ class ShardSpec:
 
 @dataclass(frozen=True)
 class ShardCheck:
-    """What `check_shards` verified: every source file is in exactly one shard's batch."""
+    """What `check_shards` verified (every source file is in exactly one shard), with the totals."""
 
     files: int
     shards: int
     batch_ids: tuple[int, ...]
+    totals: dict[str, int] = field(default_factory=dict)  # loaded, repaired, ... summed over shards
+
+    def summary(self) -> dict[str, Any]:
+        """Shaped like `duel run --json` (for notifications); Airflow times the steps itself."""
+        batches = ", ".join(map(str, self.batch_ids))
+        return {"batch_id": batches, "files_seen": self.files, **self.totals, "shards": self.shards,
+                "steps": {}}
 
 
 def plan_shards(path: Path, count: int) -> list[ShardSpec]:
     """The `count` shards of `path` (checked to exist and be a kind of input we read)."""
-    iter_source(path, 0)  # raises SourceError now, not in every shard, for a missing/unknown input
+    check_source(path)  # a missing or unreadable input fails here, once, not in every shard
     return [ShardSpec(index, count) for index in range(count)]
 
 
@@ -96,7 +105,7 @@ def check_shards(settings: Settings, path: Path, results: Sequence[IngestResult]
     if not results or labels != expected:
         raise ShardMismatch(f"the batches {_ids(results)} are not one complete set of succeeded "
                             f"shards: {labels or 'none'}")
-    source = Counter(source.name for source in iter_source(path, 0))
+    source = Counter(f.name for f in iter_source(path, 0))  # max_bytes 0: names only, no file read
     seen = sum(result.files_seen for result in results)
     if seen != sum(source.values()):
         raise ShardMismatch(f"the shards saw {seen} files but {path} holds {sum(source.values())}")
@@ -104,7 +113,8 @@ def check_shards(settings: Settings, path: Path, results: Sequence[IngestResult]
         gaps = [f"{sum(names.values())} {what} (e.g. {min(names)})"
                 for what, names in (("missing", source - ledger), ("extra", ledger - source)) if names]
         raise ShardMismatch(f"the shards' ledger differs from {path}: {', '.join(gaps)}")
-    return ShardCheck(sum(source.values()), len(results), tuple(sorted(r.batch_id for r in results)))
+    totals = {key: sum(getattr(r, key) for r in results) for key in TOTALS}
+    return ShardCheck(seen, len(results), tuple(sorted(r.batch_id for r in results)), totals)
 
 
 def _ledger(settings: Settings, results: Sequence[IngestResult]) -> tuple[list[str], Counter[str]]:

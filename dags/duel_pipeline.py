@@ -1,0 +1,124 @@
+"""duel_pipeline: the `duel run` stages as an Airflow DAG; every task is one call into the package.
+
+    prepare ─► ingest_shard ×N (mapped) ─► check_shards ─► dbt_build ─► report, export ─► notify
+
+- Ingest fans out over N shards of the input (`shards` param, default 4). Each shard is its own
+  idempotent batch, so workers share the load and a failed shard retries alone; `check_shards`
+  then proves the shards together saw every file of the input (`duel.shards`).
+- dbt: one task running `dbt build` (models, snapshot, tests, unit tests) through
+  `duel.transform.build_models`, exactly as `duel run` does. Per-model Cosmos tasks cost a dbt
+  start-up each (measured ~25 s a model here, ~9 min a run); see the README's Airflow section.
+- Connection: the PG* variables of the worker's environment, the ones duel, psql and dbt's
+  profiles.yml read; nothing is written here. Input: the run's `data` param, else DUEL_DATA.
+- Every task retries with exponential backoff (the shard check excepted: a count that does not
+  add up will not add up on a retry); failed attempts are announced through `duel.notify`.
+- Import does no work beyond reading settings from the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.sdk import Param, dag, task
+
+from duel.settings import load_settings
+
+
+def announce_failure(context: dict[str, Any]) -> None:
+    """on_failure_callback and on_retry_callback: the task, its try and its error, via duel.notify."""
+    from duel.notify import notify_failure
+
+    ti = context["ti"]
+    retrying = ", will retry" if ti.try_number <= ti.max_tries else ""
+    notify_failure(load_settings(), step=f"{ti.task_id} (Airflow try {ti.try_number}{retrying})",
+                   error=str(context.get("exception") or "failed"))
+
+
+def input_path(params: dict[str, Any]) -> Path:
+    return Path(params["data"]) if params["data"] else load_settings().data
+
+
+@dag(
+    dag_id="duel_pipeline",
+    schedule=load_settings().schedule,
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["duel"],
+    params={
+        "data": Param("", type="string", description="Input (.tar.gz, directory, ...); empty: DUEL_DATA"),
+        "shards": Param(4, type="integer", minimum=1, maximum=256, description="Ingest batches to fan out"),
+    },
+    default_args={
+        "retries": 3,
+        "retry_delay": timedelta(seconds=20),
+        "retry_exponential_backoff": 2.0,  # 20-40 s, then 40-80 s, 80-160 s
+        "max_retry_delay": timedelta(minutes=10),
+        "on_failure_callback": announce_failure,
+        "on_retry_callback": announce_failure,
+    },
+    doc_md=__doc__,
+)
+def duel_pipeline() -> None:
+    @task
+    def prepare(params: dict[str, Any] | None = None) -> list[str]:
+        """Database up (the embedded one if nothing answers), raw schema in place; plan the shards."""
+        from duel import db
+        from duel.shards import plan_shards
+
+        assert params is not None
+        db.ensure_ready(load_settings())
+        return [spec.label for spec in plan_shards(input_path(params), params["shards"])]
+
+    @task
+    def ingest_shard(shard: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        from duel.shards import ShardSpec, ingest_shard
+
+        assert params is not None
+        return dataclasses.asdict(ingest_shard(load_settings(), input_path(params), ShardSpec.parse(shard)))
+
+    @task(retries=0)
+    def check_shards(results: list[dict[str, Any]], params: dict[str, Any] | None = None) -> dict[str, Any]:
+        from duel.load import IngestResult
+        from duel.shards import check_shards
+
+        assert params is not None
+        results = [IngestResult(**result) for result in results]
+        return check_shards(load_settings(), input_path(params), results).summary()
+
+    @task
+    def dbt_build() -> str:
+        from duel.transform import build_models
+
+        return build_models(load_settings()).describe()
+
+    @task
+    def report() -> str:
+        from duel.report import build_report
+
+        return str(build_report(load_settings()).path)
+
+    @task
+    def export() -> str:
+        from duel.export import export_models
+
+        return str(export_models(load_settings()).manifest)
+
+    @task
+    def notify(summary: dict[str, Any], report_path: str) -> str:
+        from duel.notify import notify_success
+
+        delivery = notify_success(load_settings(), summary, attachments=[Path(report_path)])
+        return f"email {delivery.email}, webhook {delivery.webhook}"
+
+    summary = check_shards(ingest_shard.expand(shard=prepare()))
+    report_path, exported = report(), export()
+    summary >> dbt_build() >> [report_path, exported]
+    exported >> notify(summary, report_path)
+
+
+duel_pipeline()
