@@ -32,16 +32,23 @@
 #}
 {% macro current_documents(documents, current_versions) -%}
     select
-        cast({{ documents }}.source_name as text) as source_name,
-        cast({{ documents }}.content_sha256 as text) as content_sha256,
+        cast({{ current_versions }}.source_name as text) as source_name,
+        cast({{ current_versions }}.content_sha256 as text) as content_sha256,
         cast({{ current_versions }}.batch_id as bigint) as batch_id,
-        cast({{ documents }}.loaded_at as timestamptz) as loaded_at,
+        cast(current_document.loaded_at as timestamptz) as loaded_at,
         cast({{ current_versions }}.updated_at as timestamptz) as updated_at,
-        cast({{ documents }}.parse_status as text) as parse_status,
-        {{ documents }}.document
+        cast(current_document.parse_status as text) as parse_status,
+        current_document.document
 
     from {{ current_versions }}
-    inner join {{ documents }}
-        on {{ documents }}.source_name = {{ current_versions }}.source_name
-        and {{ documents }}.content_sha256 = {{ current_versions }}.content_sha256
+    -- one primary-key lookup per file: the limit (there is at most one row anyway) keeps the
+    -- planner from misjudging the two-column join as near-empty and scanning every document
+    -- when an incremental run needs only a few; source_name comes from current_versions so a
+    -- filter on it uses that table's primary key
+    cross join lateral (
+        select * from {{ documents }}
+        where {{ documents }}.source_name = {{ current_versions }}.source_name
+            and {{ documents }}.content_sha256 = {{ current_versions }}.content_sha256
+        limit 1
+    ) as current_document
 {%- endmacro %}

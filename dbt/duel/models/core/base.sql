@@ -13,6 +13,15 @@
     )
 }}
 
+{%- set user_columns = [
+    'user_key', 'user_id', 'name', 'email', 'instagram_handle', 'tiktok_handle', 'joined_at',
+    'program_count', 'content_sha256', 'batch_id', 'loaded_at', 'updated_at',
+] -%}
+{%- set defect_columns = [
+    'user_id_defect', 'name_defect', 'email_defect', 'instagram_handle_defect',
+    'tiktok_handle_defect', 'joined_at_defect', 'advocacy_programs_defect',
+] -%}
+
 with
 
 documents as (
@@ -23,9 +32,16 @@ documents as (
 
 {% if is_incremental() %}
 
-changed_files as (
+-- files whose current version arrived after the last build
+changed as (
 
-    select source_name
+    select
+        {% for column in user_columns %}{{ column }},
+        {% endfor -%}
+        source_name as source_file,
+        parse_status = 'repaired' as is_repaired,
+        {% for column in defect_columns %}{{ column }}{{ "," if not loop.last }}
+        {% endfor %}
     from documents
     where batch_id > {{ batch_watermark() }}
 
@@ -34,45 +50,58 @@ changed_files as (
 -- an email a changed file has now or had before: who else shares it may have changed
 touched_emails as (
 
-    select documents.email
-    from documents
-    inner join changed_files
-        on changed_files.source_name = documents.source_name
-    where documents.email is not null
+    select email from changed where email is not null
 
     union
 
     select existing.email
     from {{ this }} as existing
-    inner join changed_files
-        on changed_files.source_name = existing.source_file
+    inner join changed
+        on changed.source_file = existing.source_file
     where existing.email is not null
 
 ),
 
--- changed files, and every file whose duplicate-email flag they may change
-rebuilt_files as (
+-- unchanged files sharing such an email: their row is kept, only the flags are recomputed
+sharing as (
 
-    select source_name from changed_files
+    select
+        {% for column in user_columns %}{{ column }},
+        {% endfor -%}
+        source_file,
+        is_repaired,
+        {% for column in defect_columns %}{{ column }}{{ "," if not loop.last }}
+        {% endfor %}
+    from {{ this }}
+    where email in (select email from touched_emails)
+        and source_file not in (select source_file from changed)
 
-    union
+),
 
-    select existing.source_file
-    from {{ this }} as existing
-    where existing.email in (select email from touched_emails)
+rebuilt as (
+
+    select * from changed
+    union all
+    select * from sharing
+
+),
+
+{% else %}
+
+rebuilt as (
+
+    select
+        {% for column in user_columns %}{{ column }},
+        {% endfor -%}
+        source_name as source_file,
+        parse_status = 'repaired' as is_repaired,
+        {% for column in defect_columns %}{{ column }}{{ "," if not loop.last }}
+        {% endfor %}
+    from documents
 
 ),
 
 {% endif %}
-
-current_documents as (
-
-    select * from documents
-    {% if is_incremental() %}
-    where source_name in (select source_name from rebuilt_files)
-    {% endif %}
-
-),
 
 flagged as (
 
@@ -81,7 +110,7 @@ flagged as (
         coalesce(count(*) over (partition by email) > 1 and email is not null, false)
             as is_duplicate_email
 
-    from current_documents
+    from rebuilt
 
 ),
 
@@ -96,22 +125,20 @@ final as (
         tiktok_handle,
         joined_at,
         program_count,
-        source_name as source_file,
+        source_file,
         content_sha256,
         batch_id,
         loaded_at,
         updated_at,
-        parse_status = 'repaired' as is_repaired,
+        is_repaired,
         user_id is not null as is_identifiable,
         is_duplicate_email,
-        user_id_defect,
-        name_defect,
-        email_defect,
-        instagram_handle_defect,
-        tiktok_handle_defect,
-        joined_at_defect,
-        advocacy_programs_defect,
-        has_no_defects and not is_duplicate_email as is_clean
+        {% for column in defect_columns %}{{ column }},
+        {% endfor -%}
+        (
+            {% for column in defect_columns %}{{ column }} is null
+            and {% endfor %}not is_duplicate_email
+        ) as is_clean
 
     from flagged
 

@@ -37,9 +37,14 @@ delivered as (
         batch_files.batch_id
 
     from batch_files
-    inner join sightings
-        on sightings.source_name = batch_files.source_name
-        and sightings.content_sha256 = batch_files.content_sha256
+    -- per delivered version, its brands: offset 0 keeps this a lookup by primary key, so an
+    -- incremental run unnests only the versions of the new batches
+    cross join lateral (
+        select * from sightings
+        where sightings.source_name = batch_files.source_name
+            and sightings.content_sha256 = batch_files.content_sha256
+        offset 0
+    ) as sightings
     where batch_files.is_new_version
     {% if is_incremental() %}
         and batch_files.batch_id > (select coalesce(max(last_seen_batch_id), 0) from {{ this }})
