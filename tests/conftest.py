@@ -114,3 +114,19 @@ def real_dir(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     with tarfile.open(real_data) as archive:
         archive.extractall(target, filter="data")
     return target
+
+
+@pytest.fixture(scope="session")
+def real_built(pg_server: Settings, real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """One database with the real dataset ingested and the dbt project built, shared by the session.
+
+    Read it, never write to it (tests that change data use the per-test `settings` database).
+    """
+    from duel.load import ingest
+    from duel.transform import build_models
+
+    built = pg_server.with_overrides(pg_database="duel_real_built", out_dir=tmp_path_factory.mktemp("built-out"))
+    db.ensure_ready(built)
+    ingest(built, real_data)
+    build_models(built)
+    return built

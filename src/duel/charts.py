@@ -34,6 +34,7 @@ STATUS_COLOURS = {"loaded": COLOURS["primary"], "repaired": COLOURS["secondary"]
 SEQUENCE = ["#2F5D8A", "#E07A2F", "#2E8B57", "#8E5BB5", "#C0392B", "#11A39B", "#E3A21A", "#6B7280",
             "#D4668F", "#7FA8D1", "#A0522D", "#9BBF4A"]
 UNKNOWN = "unknown"
+ALL_FIELDS = "(all fields)"  # data_quality's per-record-type summary row
 
 
 def frame(rows: Rows) -> pd.DataFrame:
@@ -56,6 +57,10 @@ def _label(value: object) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return UNKNOWN
     return str(value)
+
+
+def _short(text: str, limit: int = 20) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def style(fig: go.Figure, title: str | None = None, height: int = 380) -> go.Figure:
@@ -111,42 +116,50 @@ def files_per_batch_chart(batches: Rows) -> go.Figure:
 
 
 def defects_by_field_chart(quality: Rows, batch_id: int | None = None) -> go.Figure:
-    """data_quality: rows affected per entity.field and defect class, for one batch (default: latest)."""
+    """data_quality: defect counts per record_type.field and defect class, for one batch (default: latest).
+
+    The model's "(all fields)" summary rows are left out (clean_share_trend_chart plots them).
+    """
     data = frame(quality)
     if data.empty:
         return empty_chart("no defects recorded")
     batch = data["batch_id"].max() if batch_id is None else batch_id
-    data = data[(data["batch_id"] == batch) & (data["rows_affected"].fillna(0) > 0)].copy()
+    data = data[(data["batch_id"] == batch) & (data["field"] != ALL_FIELDS)
+                & (data["defect_count"].fillna(0) > 0)].copy()
     if data.empty:
         return empty_chart(f"batch {batch}: no defects")
-    data["where"] = data["entity"].astype(str) + "." + data["field"].astype(str)
-    order = data.groupby("where")["rows_affected"].sum().sort_values().index.tolist()
+    data["where"] = data["record_type"].astype(str) + "." + data["field"].astype(str)
+    order = data.groupby("where")["defect_count"].sum().sort_values().index.tolist()
     fig = go.Figure()
     for i, (defect, part) in enumerate(data.groupby("defect", sort=True)):
-        fig.add_bar(y=part["where"], x=part["rows_affected"], name=str(defect), orientation="h",
+        fig.add_bar(y=part["where"], x=part["defect_count"], name=str(defect), orientation="h",
                     marker_color=SEQUENCE[i % len(SEQUENCE)],
-                    customdata=part[["share_affected"]].fillna(0) * 100,
-                    hovertemplate="%{y}<br>" + str(defect) + ": %{x:,} rows (%{customdata[0]:.1f}%)<extra></extra>")
-    fig.update_layout(barmode="stack", xaxis_title="rows affected", yaxis={"categoryorder": "array",
-                      "categoryarray": order})
-    return style(fig, f"Defects per field (batch {batch})", height=max(320, 26 * len(order) + 140))
+                    customdata=part[["defect_share"]].fillna(0) * 100,
+                    hovertemplate="%{y}<br>" + str(defect) + ": %{x:,} (%{customdata[0]:.1f}%)<extra></extra>")
+    fig.update_layout(barmode="stack", xaxis_title="records with the defect",
+                      yaxis={"categoryorder": "array", "categoryarray": order})
+    return style(fig, f"Defects per field (batch {batch})", height=max(340, 26 * len(order) + 150))
 
 
-def clean_share_trend_chart(summary: Rows) -> go.Figure:
-    """data_quality_summary: the share of fully clean records per batch, as a line over batches."""
-    data, labels = _by_batch(summary)
+def clean_share_trend_chart(quality: Rows) -> go.Figure:
+    """data_quality: per batch, the share of records with no defect, one line per record type."""
+    data = frame(quality)
+    if not data.empty:
+        data = data[data["field"] == ALL_FIELDS]
+    data, labels = _by_batch(data)
     if data.empty:
         return empty_chart("no batches yet")
+    data["label"] = labels
     fig = go.Figure()
-    fig.add_scatter(x=labels, y=data["clean_share"], mode="lines+markers+text", name="clean share",
-                    line={"color": COLOURS["good"], "width": 3}, marker={"size": 9},
-                    text=[f"{v:.1%}" if pd.notna(v) else "" for v in data["clean_share"]],
-                    textposition="top center", customdata=data[["clean_records", "records"]],
-                    hovertemplate="batch %{x}<br>%{customdata[0]:,} of %{customdata[1]:,} clean"
-                                  "<extra></extra>")
+    for i, (record_type, part) in enumerate(data.groupby("record_type", sort=True)):
+        fig.add_scatter(x=part["label"], y=part["clean_share"], mode="lines+markers", name=str(record_type),
+                        line={"color": SEQUENCE[i % len(SEQUENCE)], "width": 3}, marker={"size": 9},
+                        customdata=part[["records"]],
+                        hovertemplate=f"{record_type}s, batch %{{x}}<br>%{{y:.1%}} clean of "
+                                      "%{customdata[0]:,}<extra></extra>")
     fig.update_layout(xaxis_title="batch", xaxis_type="category",
-                      yaxis={"title": "clean records", "tickformat": ".0%", "range": [0, 1.08]})
-    return style(fig, "Share of fully clean records, per batch", height=320)
+                      yaxis={"title": "records with no defect", "tickformat": ".0%", "range": [0, 1.05]})
+    return style(fig, "Share of clean records, per batch", height=340)
 
 
 # --- engagement ----------------------------------------------------------------------------
@@ -176,23 +189,31 @@ def engagement_by_platform_chart(platforms: Rows) -> go.Figure:
     return fig
 
 
-def engagement_over_time_chart(by_month: Rows, measure: str = "engagement") -> go.Figure:
-    """engagement_by_join_month: `measure` per platform by the users' join month (one line each)."""
+def engagement_over_time_chart(by_month: Rows,
+                               measures: tuple[str, ...] = ("task_count", "engagement", "reach")) -> go.Figure:
+    """engagement_by_join_month: each of `measures` per platform by the users' join month, one panel each.
+
+    A month whose value is NULL (e.g. engagement where a part is unknown) leaves a gap, bridged by the line.
+    """
     data = frame(by_month)
     if data.empty or data["join_month"].isna().all():
         return empty_chart("no users with a join date")
     data = data[data["join_month"].notna()].sort_values("join_month")
     data["label"] = data["platform"].map(_label)
-    fig = go.Figure()
-    for platform, part in data.groupby("label", sort=True):
-        fig.add_scatter(x=pd.to_datetime(part["join_month"]), y=part[measure], mode="lines+markers",
-                        name=str(platform), line={"color": platform_colour(part["platform"].iloc[0]), "width": 2.5},
-                        hovertemplate=f"{platform}<br>%{{x|%b %Y}}: %{{y:,.4~g}}<extra></extra>")
-    axis = {"title": measure.replace("_", " ")}
-    if measure == "engagement_rate":
-        axis["tickformat"] = ".1%"
-    fig.update_layout(xaxis={"title": "users' join month", "tickformat": "%b %Y"}, yaxis=axis)
-    return style(fig, f"{measure.replace('_', ' ').capitalize()} by join month and platform")
+    fig = make_subplots(rows=len(measures), cols=1, shared_xaxes=True, vertical_spacing=0.07,
+                        subplot_titles=[m.replace("_", " ") for m in measures])
+    for row, measure in enumerate(measures, 1):
+        for platform, part in data.groupby("label", sort=True):
+            fig.add_scatter(x=pd.to_datetime(part["join_month"]), y=part[measure], mode="lines+markers",
+                            name=str(platform), legendgroup=str(platform), showlegend=row == 1, connectgaps=True,
+                            line={"color": platform_colour(part["platform"].iloc[0]), "width": 2.5},
+                            row=row, col=1, hovertemplate=f"{platform}<br>%{{x|%b %Y}}: %{{y:,.4~g}}<extra></extra>")
+        if measure == "engagement_rate":
+            fig.update_yaxes(tickformat=".1%", row=row, col=1)
+    fig.update_xaxes(tickformat="%b %Y")
+    fig.update_xaxes(title_text="users' join month", row=len(measures), col=1)
+    fig.update_annotations(font={"size": 13})
+    return style(fig, "By the users' join month, per platform", height=230 * len(measures) + 130)
 
 
 def top_advocates_chart(advocates: Rows, top_n: int = 10) -> go.Figure:
@@ -203,11 +224,12 @@ def top_advocates_chart(advocates: Rows, top_n: int = 10) -> go.Figure:
     rankings = [r for r in ("engagement", "reach", "sales") if r in set(data["ranking"])]
     fig = make_subplots(rows=1, cols=len(rankings), horizontal_spacing=0.16,
                         subplot_titles=[f"by {r}" for r in rankings])
-    for col, (ranking, colour) in enumerate(zip(rankings, (COLOURS["primary"], COLOURS["good"],
-                                                           COLOURS["secondary"])), 1):
+    ranking_colours = {"engagement": COLOURS["primary"], "reach": COLOURS["good"], "sales": COLOURS["secondary"]}
+    for col, ranking in enumerate(rankings, 1):
+        colour = ranking_colours[ranking]
         part = data[data["ranking"] == ranking].sort_values("rank").head(top_n).iloc[::-1]
-        names = [f"{int(r)}. {n if isinstance(n, str) else '(no name)'}"
-                 for n, r in zip(part["name"], part["rank"])]
+        names = [f"{int(r)}. {_short(n) if isinstance(n, str) else '(no name)'}"
+                 for n, r in zip(part["name"], part["rank"], strict=True)]
         positions = list(range(len(names)))  # by position, so tied or nameless users never merge
         fig.add_bar(y=positions, x=part["value"], orientation="h", marker_color=colour, showlegend=False,
                     name=ranking, row=1, col=col, text=names, textposition="none",
@@ -219,30 +241,33 @@ def top_advocates_chart(advocates: Rows, top_n: int = 10) -> go.Figure:
 
 # --- brands, programs and sales -------------------------------------------------------------
 
-def brand_performance_chart(programs: Rows, top_n: int = 15) -> go.Figure:
-    """engagement_by_program: the top brands by attributed sales, with their engagement (unknown brand out)."""
-    data = frame(programs)
-    if data.empty:
+def brand_performance_chart(brands: Rows, attribution: Rows, top_n: int = 15) -> go.Figure:
+    """engagement_by_brand + sales_attribution: top brands by attributed sales and by engagement.
+
+    The "unknown brand" member (is_unknown) is left out: it gathers every program without a usable brand.
+    """
+    engagement, sales = frame(brands), frame(attribution)
+    if engagement.empty and sales.empty:
         return empty_chart()
-    known = data[data["brand"].notna() & (data["brand"].map(_label) != UNKNOWN)]
-    if "brand_id" in data and "is_unknown_brand" in data:
-        known = known[~known["is_unknown_brand"].fillna(False)]
-    brands = (known.groupby("brand", as_index=False)
-              .agg(sales=("total_sales_attributed", "sum"), engagement=("engagement", "sum"),
-                   programs=("program_key", "count"))
-              .sort_values("sales", ascending=False).head(top_n).iloc[::-1])
-    if brands.empty:
-        return empty_chart("no programs with a known brand")
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
-                        subplot_titles=("Attributed sales", "Engagement"))
-    fig.add_bar(y=brands["brand"], x=brands["sales"], orientation="h", marker_color=COLOURS["secondary"],
-                name="sales", row=1, col=1, customdata=brands[["programs"]],
-                hovertemplate="%{y}<br>sales %{x:,.2f}<br>%{customdata[0]} program(s)<extra></extra>")
-    fig.add_bar(y=brands["brand"], x=brands["engagement"], orientation="h", marker_color=COLOURS["primary"],
-                name="engagement", row=1, col=2, hovertemplate="%{y}<br>engagement %{x:,}<extra></extra>")
-    fig.update_layout(showlegend=False)
+    unknown = set(engagement.loc[engagement["is_unknown"].fillna(False).astype(bool), "brand_id"]) \
+        if not engagement.empty else set()
+    by_sales = (sales[~sales["brand_id"].isin(unknown)].groupby("brand", as_index=False)
+                .agg(value=("attributed_sales", "sum"), programs=("program_count", "sum"))
+                .nlargest(top_n, "value").iloc[::-1]) if not sales.empty else sales
+    by_engagement = (engagement[~engagement["brand_id"].isin(unknown)]
+                     .rename(columns={"engagement": "value", "program_count": "programs"})
+                     .nlargest(top_n, "value").iloc[::-1]) if not engagement.empty else engagement
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.2,
+                        subplot_titles=(f"Top {top_n} by attributed sales", f"Top {top_n} by engagement"))
+    for col, (part, colour, fmt) in enumerate(((by_sales, COLOURS["secondary"], ",.2f"),
+                                               (by_engagement, COLOURS["primary"], ",")), 1):
+        if part.empty:
+            continue
+        fig.add_bar(y=part["brand"], x=part["value"], orientation="h", marker_color=colour, showlegend=False,
+                    row=1, col=col, customdata=part[["programs"]],
+                    hovertemplate="%{y}<br>%{x:" + fmt + "}<br>%{customdata[0]} program(s)<extra></extra>")
     fig.update_annotations(font={"size": 13})
-    return style(fig, f"Top {len(brands)} brands by attributed sales", height=max(380, 26 * len(brands) + 130))
+    return style(fig, height=max(380, 26 * top_n + 100))
 
 
 def program_performance_chart(programs: Rows) -> go.Figure:
@@ -261,49 +286,59 @@ def program_performance_chart(programs: Rows) -> go.Figure:
 
 
 def sales_by_platform_chart(attribution: Rows) -> go.Figure:
-    """sales_attribution: total attributed sales and programs per platform (summed over brands)."""
+    """sales_attribution: attributed sales per platform (summed over brands), outlier counts on hover."""
     data = frame(attribution)
     if data.empty:
         return empty_chart()
     data["label"] = data["platform"].map(_label)
     per = (data.groupby("label", as_index=False)
-           .agg(total_sales=("total_sales", "sum"), programs=("program_count", "sum"),
-                outliers_z=("outlier_count_z", "sum"), outliers_iqr=("outlier_count_iqr", "sum"))
-           .sort_values("total_sales", ascending=False))
+           .agg(sales=("attributed_sales", "sum"), programs=("program_count", "sum"),
+                outliers_z=("z_score_outlier_programs", "sum"), outliers_iqr=("iqr_outlier_programs", "sum"))
+           .sort_values("sales", ascending=False))
     fig = go.Figure()
-    fig.add_bar(x=per["label"], y=per["total_sales"], marker_color=[platform_colour(p if p != UNKNOWN else None)
-                                                                      for p in per["label"]],
-                customdata=per[["programs", "outliers_z", "outliers_iqr"]], name="sales",
-                text=[f"{v:,.0f}" for v in per["total_sales"]], textposition="outside",
+    fig.add_bar(x=per["label"], y=per["sales"], name="sales",
+                marker_color=[platform_colour(None if p == UNKNOWN else p) for p in per["label"]],
+                customdata=per[["programs", "outliers_z", "outliers_iqr"]],
+                text=[f"{v:,.0f}" for v in per["sales"]], textposition="outside",
                 hovertemplate="%{x}<br>sales %{y:,.2f}<br>%{customdata[0]:,} programs<br>outliers: "
-                              "%{customdata[1]} by z, %{customdata[2]} by IQR<extra></extra>")
+                              "%{customdata[1]} by z-score, %{customdata[2]} by IQR<extra></extra>")
     fig.update_layout(yaxis_title="attributed sales", showlegend=False)
     return style(fig, "Attributed sales by platform")
 
 
-def sales_outliers_chart(outliers: Rows) -> go.Figure:
-    """sales_outliers: the distribution of attributed sales per platform, outliers marked (z and IQR)."""
+def sales_outliers_chart(outliers: Rows, by: str | None = None) -> go.Figure:
+    """sales_outliers: every program's attributed sales (one dot each), outliers by z-score and by IQR marked.
+
+    One column of dots, or one per value of `by` (a column such as "brand"); the IQR fences are
+    drawn as dashed lines when the rows carry iqr_lower_bound / iqr_upper_bound.
+    """
     data = frame(outliers)
-    data = data[data["total_sales_attributed"].notna()] if not data.empty else data
+    data = data[data["total_sales_attributed"].notna()].copy() if not data.empty else data
     if data.empty:
         return empty_chart("no attributed sales")
-    data["label"] = data["platform"].map(_label)
+    data["group"] = data[by].map(_label) if by else "all programs"
+    z = data["is_z_score_outlier"].fillna(False).astype(bool)
+    iqr = data["is_iqr_outlier"].fillna(False).astype(bool)
     fig = go.Figure()
-    for platform, part in data.groupby("label", sort=True):
-        fig.add_box(x=part["label"], y=part["total_sales_attributed"], name=str(platform), boxpoints=False,
-                    marker_color=platform_colour(part["platform"].iloc[0]), showlegend=False,
-                    hoverinfo="y")
-    marks = (("is_outlier_z", "outlier by z-score", COLOURS["bad"], "x"),
-             ("is_outlier_iqr", "outlier by IQR", COLOURS["warn"], "diamond-open"))
-    for flag, name, colour, symbol in marks:
-        part = data[data[flag].fillna(False).astype(bool)]
-        fig.add_scatter(x=part["label"], y=part["total_sales_attributed"], mode="markers",
-                        name=f"{name} ({len(part):,})", marker={"color": colour, "symbol": symbol, "size": 10,
-                                                                "line": {"width": 2, "color": colour}},
-                        text=part["brand"].map(_label),
-                        hovertemplate="%{text}<br>%{y:,.2f}<extra>" + name + "</extra>")
-    fig.update_layout(yaxis_title="attributed sales per program", boxmode="group")
-    return style(fig, "Attributed sales per program, by platform, with outliers")
+    fig.add_box(x=data["group"], y=data["total_sales_attributed"], name="distribution", boxpoints=False,
+                marker_color=COLOURS["muted"], fillcolor="rgba(154,160,166,0.12)", hoverinfo="y")
+    kinds = (("within both rules", ~z & ~iqr, COLOURS["primary"], "circle", 4, 0.35),
+             ("outlier by z-score", z & ~iqr, COLOURS["bad"], "x", 10, 1.0),
+             ("outlier by IQR", iqr & ~z, COLOURS["warn"], "diamond", 10, 1.0),
+             ("outlier by both", z & iqr, COLOURS["bad"], "star", 12, 1.0))
+    for name, mask, colour, symbol, size, opacity in kinds:
+        part = data[mask]
+        fig.add_box(x=part["group"], y=part["total_sales_attributed"], name=f"{name} ({len(part):,})",
+                    boxpoints="all", jitter=0.6, pointpos=0, fillcolor="rgba(0,0,0,0)",
+                    line={"color": "rgba(0,0,0,0)"}, marker={"color": colour, "symbol": symbol, "size": size,
+                                                             "opacity": opacity},
+                    hovertemplate="%{y:,.2f}<extra>" + name + "</extra>")
+    for bound in ("iqr_lower_bound", "iqr_upper_bound"):
+        if bound in data and data[bound].notna().any():
+            fig.add_hline(y=float(data[bound].dropna().iloc[0]), line={"dash": "dash", "color": COLOURS["warn"]},
+                          annotation_text=bound.replace("_", " "), annotation_position="top right")
+    fig.update_layout(yaxis_title="attributed sales per program", boxmode="overlay")
+    return style(fig, "Attributed sales per program, outliers marked")
 
 
 # --- exploration before the load (data_debugging.ipynb, rows from duel.explore) ------------

@@ -37,6 +37,7 @@ CORE_MODELS = (("dbt", "base"), ("dbt", "advocacy_programs"), ("dbt", "tasks_com
 FORMATS = ("csv", "parquet")
 MANIFEST = "manifest.json"
 PERSONAL_COLUMN = re.compile(r"^(name|email|\w*_email|\w*_handle|(first|last|full|user|display)_name)$")
+TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "citext", "name"})  # only text is pseudonymized
 TOKEN_HEX_CHARS = 32  # 128 bits of the HMAC: collisions are not a practical concern
 PARQUET_BATCH_ROWS = 50_000
 UNORDERABLE_TYPES = frozenset({"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"})
@@ -109,8 +110,8 @@ def pseudonym(key: str, value: str) -> str:
 
 
 def is_personal(column: str) -> bool:
-    """Columns that hold a person's name, email or social handle."""
-    return bool(PERSONAL_COLUMN.match(column))
+    """Columns that hold a person's name, email or social handle (not flags about them: is_*, has_*)."""
+    return bool(PERSONAL_COLUMN.match(column)) and not column.startswith(("is_", "has_"))
 
 
 def list_relations(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
@@ -128,7 +129,8 @@ def list_relations(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
 
 def _columns(conn: psycopg.Connection[Any], schema: str, table: str, pseudonymize: bool) -> list[Column]:
     rows = conn.execute(_COLUMNS_SQL, (schema, table)).fetchall()
-    return [Column(str(name), str(kind), pseudonymize and is_personal(str(name))) for name, kind in rows]
+    return [Column(str(name), str(kind), pseudonymize and str(kind) in TEXT_TYPES and is_personal(str(name)))
+            for name, kind in rows]
 
 
 def _select(schema: str, table: str, columns: list[Column], pads: tuple[bytes, bytes] | None,

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
+import psycopg
 from psycopg import sql
 
 from duel import __version__, charts, db
@@ -29,11 +30,9 @@ from duel.settings import Settings
 
 SCHEMA = "dbt_analysis"
 MODELS = ("ingest_batches", "data_quality", "data_quality_summary", "engagement_by_platform",
-          "engagement_by_join_month", "top_advocates", "engagement_by_program", "sales_attribution",
-          "sales_outliers")
+          "engagement_by_join_month", "engagement_by_brand", "engagement_by_program", "top_advocates",
+          "sales_attribution", "sales_outliers")
 PROGRAM_COLUMNS = ("program_key", "brand", "engagement", "total_sales_attributed")
-OUTLIER_COLUMNS = ("program_key", "brand", "platform", "total_sales_attributed", "z_score",
-                   "is_outlier_z", "is_outlier_iqr")
 LEADERS = 10  # rows of the top-advocates table
 PLOT_CONFIG = {"displaylogo": False, "responsive": True,
                "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
@@ -60,29 +59,33 @@ def _fetch(conn: Any, model: str, columns: tuple[str, ...] | None = None,
 
 
 def _check_models(conn: Any) -> None:
-    present = {r[0] for r in conn.execute(
+    present = {str(r[0]) for r in conn.execute(
         "select table_name from information_schema.tables where table_schema = %s", (SCHEMA,))}
     missing = [m for m in MODELS if m not in present]
     if missing:
-        raise StepFailed("report", f"{SCHEMA}.{', '.join(missing)} missing; run `duel transform` first")
+        names = ", ".join(f"{SCHEMA}.{m}" for m in missing)
+        raise StepFailed("report", f"{names} missing; run `duel transform` first")
 
 
 def read_models(settings: Settings) -> dict[str, pd.DataFrame]:
     """Every model the report shows, from one consistent snapshot of dbt_analysis."""
     with db.connect(settings, step="report") as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
-        _check_models(conn)
-        return {
-            "batches": _fetch(conn, "ingest_batches", order_by=("batch_id",)),
-            "quality": _fetch(conn, "data_quality"),
-            "quality_summary": _fetch(conn, "data_quality_summary", order_by=("batch_id",)),
-            "platforms": _fetch(conn, "engagement_by_platform"),
-            "by_month": _fetch(conn, "engagement_by_join_month"),
-            "advocates": _fetch(conn, "top_advocates", order_by=("ranking", "rank")),
-            "programs": _fetch(conn, "engagement_by_program", PROGRAM_COLUMNS, order_by=("program_key",)),
-            "attribution": _fetch(conn, "sales_attribution"),
-            "outliers": _fetch(conn, "sales_outliers", OUTLIER_COLUMNS, order_by=("program_key",)),
-        }
+        with conn.transaction():
+            _check_models(conn)
+            return {
+                "batches": _fetch(conn, "ingest_batches", order_by=("batch_id",)),
+                "quality": _fetch(conn, "data_quality", order_by=("batch_id", "record_type", "field", "defect")),
+                "quality_summary": _fetch(conn, "data_quality_summary", order_by=("batch_id",)),
+                "platforms": _fetch(conn, "engagement_by_platform"),
+                "by_month": _fetch(conn, "engagement_by_join_month", order_by=("join_month", "platform")),
+                "advocates": _fetch(conn, "top_advocates", order_by=("ranking", "rank", "user_key")),
+                "brands": _fetch(conn, "engagement_by_brand", order_by=("brand_id",)),
+                "programs": _fetch(conn, "engagement_by_program", PROGRAM_COLUMNS, order_by=("program_key",)),
+                "attribution": _fetch(conn, "sales_attribution", order_by=("brand_id", "platform")),
+                "outliers": _fetch(conn, "sales_outliers", order_by=("program_key",)),
+            }
 
 
 def build_figures(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
@@ -90,11 +93,11 @@ def build_figures(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
     return {
         "files_per_batch": charts.files_per_batch_chart(models["batches"]),
         "defects_by_field": charts.defects_by_field_chart(models["quality"]),
-        "clean_share_trend": charts.clean_share_trend_chart(models["quality_summary"]),
+        "clean_share_trend": charts.clean_share_trend_chart(models["quality"]),
         "engagement_by_platform": charts.engagement_by_platform_chart(models["platforms"]),
         "engagement_over_time": charts.engagement_over_time_chart(models["by_month"]),
         "top_advocates": charts.top_advocates_chart(models["advocates"]),
-        "brand_performance": charts.brand_performance_chart(models["programs"]),
+        "brand_performance": charts.brand_performance_chart(models["brands"], models["attribution"]),
         "program_performance": charts.program_performance_chart(models["programs"]),
         "sales_by_platform": charts.sales_by_platform_chart(models["attribution"]),
         "sales_outliers": charts.sales_outliers_chart(models["outliers"]),
@@ -111,32 +114,36 @@ def _missing(value: Any) -> bool:
 
 def build_tables(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """The rows the template's tables show (small: a table is for reading, a chart for shape)."""
-    batches = models["batches"]
-    quality = models["quality"]
-    latest = batches.iloc[-1].to_dict() if not batches.empty else None
+    batches, quality = models["batches"], models["quality"]
     latest_quality = quality[quality["batch_id"] == quality["batch_id"].max()] if not quality.empty else quality
-    summary = models["quality_summary"]
-    outliers = models["outliers"]
-    flagged = outliers[outliers["is_outlier_z"].fillna(False).astype(bool)
-                       | outliers["is_outlier_iqr"].fillna(False).astype(bool)]
-    advocates = models["advocates"]
-    columns = {k: _records(advocates[advocates["ranking"] == k].sort_values("rank").head(LEADERS))
-               for k in ("engagement", "reach", "sales")}
-    leaderboard = [{k: (rows[i] if i < len(rows) else None) for k, rows in columns.items()}
-                   for i in range(max(map(len, columns.values()), default=0))]
+    summary_rows = latest_quality["field"] == charts.ALL_FIELDS
+    brand_names = dict(zip(models["brands"]["brand_id"], models["brands"]["brand"], strict=True))
+    outliers = models["outliers"].assign(brand=lambda d: d["brand_id"].map(brand_names))
+    flagged = outliers[outliers["is_z_score_outlier"].fillna(False).astype(bool)
+                       | outliers["is_iqr_outlier"].fillna(False).astype(bool)]
     return {
-        "latest_batch": latest,
+        "latest_batch": _records(batches.tail(1))[0] if not batches.empty else None,
         "batches": _records(batches.iloc[::-1].head(20)),
-        "clean": _records(summary.tail(1))[0] if not summary.empty else None,
-        "defects": _records(latest_quality[latest_quality["rows_affected"].fillna(0) > 0]
-                            .sort_values(["entity", "field", "defect"])),
+        "clean": _records(latest_quality[summary_rows].sort_values("record_type")),
+        "defects": _records(latest_quality[~summary_rows & (latest_quality["defect_count"].fillna(0) > 0)]
+                            .sort_values(["record_type", "defect_count"], ascending=[True, False])),
         "platforms": _records(models["platforms"].sort_values("engagement", ascending=False)),
-        "leaderboard": leaderboard,
-        "attribution": _records(models["attribution"].sort_values("total_sales", ascending=False).head(15)),
+        "leaderboard": _leaderboard(models["advocates"]),
+        "attribution": _records(models["attribution"].sort_values("attributed_sales", ascending=False).head(15)),
         "outliers": _records(flagged.sort_values("z_score", ascending=False, key=abs).head(20)),
         "outlier_total": len(flagged),
+        "thresholds": _records(outliers[["z_score_threshold", "iqr_multiplier"]].head(1)),
         "programs": len(models["programs"]),
+        "documents": _records(models["quality_summary"].tail(1))[0] if not models["quality_summary"].empty else None,
     }
+
+
+def _leaderboard(advocates: pd.DataFrame) -> list[dict[str, Any]]:
+    """Row i holds the i-th user of each ranking (engagement, reach, sales), or None past its end."""
+    columns = {k: _records(advocates[advocates["ranking"] == k].sort_values("rank").head(LEADERS))
+               for k in ("engagement", "reach", "sales")}
+    return [{k: (rows[i] if i < len(rows) else None) for k, rows in columns.items()}
+            for i in range(max(map(len, columns.values()), default=0))]
 
 
 # --- rendering ------------------------------------------------------------------------------

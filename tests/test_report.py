@@ -1,0 +1,123 @@
+"""The report: rendered from the real dataset's dbt_analysis, opened in headless Debian Chromium.
+
+Chromium comes from `make browser` (a dependency of `make test`); the test fails, not skips, when
+it is missing.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import run_cli
+from duel import charts
+from duel.report import MODELS, ReportResult, build_report
+from duel.settings import Settings
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage", "--virtual-time-budget=10000")
+CHARTS = 10
+
+
+def chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (make test does)")
+    return subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, page.as_uri()],
+                          capture_output=True, text=True, timeout=300, check=True)
+
+
+@pytest.fixture(scope="module")
+def report(real_built: Settings, tmp_path_factory: pytest.TempPathFactory) -> ReportResult:
+    return build_report(real_built, tmp_path_factory.mktemp("report"))
+
+
+@pytest.fixture(scope="module")
+def profile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    path = tmp_path_factory.mktemp("chromium-profile")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_report_draws_every_chart_in_chromium(report: ReportResult, profile: Path) -> None:
+    dom = chromium(report.path, profile, "--dump-dom").stdout
+    assert report.charts == CHARTS
+    assert dom.count('class="plot-container') == CHARTS
+    assert len(re.findall(r'<div id="chart-[a-z_]+" class="plotly-graph-div js-plotly-plot"', dom)) == CHARTS
+    drawn = [part for part in dom.split('id="chart-')[1:] if '<svg class="main-svg"' in part]
+    assert len(drawn) == CHARTS  # every chart's div holds plotly's drawn SVG
+
+
+@pytest.mark.slow
+def test_report_screenshot_is_not_blank(report: ReportResult, profile: Path, tmp_path: Path) -> None:
+    shot = tmp_path / "report.png"
+    chromium(report.path, profile, f"--screenshot={shot}", "--window-size=1400,4000")
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (1400, 4000)
+    colours = image.getcolors(maxcolors=1 << 24) or []
+    commonest = max(count for count, _ in colours)
+    assert len(colours) > 500  # charts, text and tables, not a flat page
+    assert commonest < 0.8 * 1400 * 4000
+
+
+@pytest.mark.slow
+def test_report_is_self_contained(report: ReportResult) -> None:
+    page = report.path.read_text()
+    assert re.findall(r"<script[^>]*\bsrc=|<link[^>]*\bhref=", page) == []
+    assert page.count("* plotly.js v") == 1  # the library, inlined once
+
+
+@pytest.mark.slow
+def test_report_shows_the_run_summary(real_built: Settings, report: ReportResult) -> None:
+    page = report.path.read_text()
+    stats = dict((label, value) for value, label in re.findall(
+        r'<div class="value">([^<]+)</div><div class="label">([^<]+)</div>', page))
+    assert {k: stats[k] for k in ("files seen", "loaded", "repaired", "quarantined", "skipped", "unchanged")} == {
+        "files seen": "10,000", "loaded": "10,000", "repaired": "222", "quarantined": "0", "skipped": "0",
+        "unchanged": "0"}
+    for heading in ("Run summary", "Data quality", "Engagement", "Top advocates", "Brands &amp; programs",
+                    "Sales attribution"):
+        assert f"<h2>{heading}</h2>" in page
+
+
+@pytest.mark.slow
+def test_report_cli_writes_into_out(real_built: Settings, tmp_path: Path) -> None:
+    done = run_cli(real_built, "report", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    size = (tmp_path / "report.html").stat().st_size
+    assert (done.stdout, done.stderr) == (f"{tmp_path / 'report.html'}\n",
+                                          f"report: {CHARTS} charts, {size / 1e6:.1f} MB\n")
+
+
+def test_report_cli_before_transform_fails_in_one_line(settings: Settings) -> None:
+    done = run_cli(settings, "report")
+    missing = ", ".join(f"dbt_analysis.{model}" for model in MODELS)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        1, "", f"error: report failed: {missing} missing; run `duel transform` first\n")
+
+
+def test_charts_say_no_data_for_empty_models() -> None:
+    empty = pd.DataFrame()
+    builders = [charts.files_per_batch_chart, charts.defects_by_field_chart, charts.clean_share_trend_chart,
+                charts.engagement_by_platform_chart, charts.engagement_over_time_chart,
+                charts.top_advocates_chart, charts.brand_performance_chart, charts.program_performance_chart,
+                charts.sales_by_platform_chart, charts.sales_outliers_chart]
+    figures = [build(empty, empty) if build is charts.brand_performance_chart else build(empty) for build in builders]
+    texts = [fig.layout.annotations[0].text for fig in figures]
+    assert texts == ["no batches yet", "no defects recorded", "no batches yet", "no data",
+                     "no users with a join date", "no identifiable advocates", "no data",
+                     "no program with both engagement and sales", "no data", "no attributed sales"]
+
+
+def test_charts_give_each_platform_one_colour() -> None:
+    assert [charts.platform_colour(p) for p in ("instagram", "tiktok", "facebook", None, "myspace")] == [
+        "#C13584", "#11A39B", "#1877F2", "#9AA0A6", "#E3A21A"]
