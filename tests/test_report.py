@@ -121,3 +121,12 @@ def test_charts_say_no_data_for_empty_models() -> None:
 def test_charts_give_each_platform_one_colour() -> None:
     assert [charts.platform_colour(p) for p in ("instagram", "tiktok", "facebook", None, "myspace")] == [
         "#C13584", "#11A39B", "#1877F2", "#9AA0A6", "#E3A21A"]
+
+
+def test_report_template_escapes_data() -> None:
+    from duel.report import environment
+
+    env = environment()
+    assert env.autoescape("report.html.j2") is True  # type: ignore[operator]
+    assert env.from_string("<td>{{ name }}</td>").render(name="<script>x</script>") == \
+        "<td>&lt;script&gt;x&lt;/script&gt;</td>"
