@@ -339,6 +339,16 @@ def _open_batch(conn: psycopg.Connection[Any], source: str, shard: str | None,
     return int(row[0])
 
 
+def _analyze(settings: Settings) -> None:
+    """Fresh planner statistics for the raw tables, so the dbt build right after a large load
+    does not plan its joins on the row counts of an empty table (best effort)."""
+    try:
+        with psycopg.connect(**settings.conninfo(), autocommit=True) as conn:  # type: ignore[arg-type]
+            conn.execute("analyze raw.user_documents, raw.current_versions, raw.batch_files")
+    except psycopg.Error:
+        pass
+
+
 def _record_failure(settings: Settings, source: str, shard: str | None, error: str) -> None:
     """Best effort: a failed batch leaves one ledger row saying so, and nothing else."""
     try:
@@ -398,6 +408,8 @@ def ingest(
         raise
     finally:
         conn.close()
+    if batch.counts["loaded"]:
+        _analyze(settings)
     return IngestResult(batch_id, source, **batch.counts,
                         quarantine_reasons=batch.quarantine_reasons, skip_reasons=batch.skip_reasons)
 
