@@ -270,9 +270,18 @@ def brand_performance_chart(brands: Rows, attribution: Rows, top_n: int = 15) ->
     return style(fig, height=max(380, 26 * top_n + 100))
 
 
-def program_performance_chart(programs: Rows) -> go.Figure:
-    """engagement_by_program: each program's engagement against its attributed sales (one dot each)."""
+def _of_total(shown: int, total: int | None, what: str = "programs") -> str:
+    if total is None or total <= shown:
+        return f"{shown:,} {what}"
+    return f"a sample of {shown:,} of {total:,} {what}"
+
+
+def program_performance_chart(programs: Rows, total: int | None = None) -> go.Figure:
+    """engagement_by_program: each program's engagement against its attributed sales (one dot each).
+
+    `total`: how many programs there are when `programs` is a sample of them (said in the title)."""
     data = frame(programs)
+    sampled = len(data)
     data = data[data["engagement"].notna() & data["total_sales_attributed"].notna()] if not data.empty else data
     if data.empty:
         return empty_chart("no program with both engagement and sales")
@@ -282,7 +291,7 @@ def program_performance_chart(programs: Rows) -> go.Figure:
                     text=data["brand"].map(_label),
                     hovertemplate="%{text}<br>engagement %{x:,}<br>sales %{y:,.2f}<extra></extra>")
     fig.update_layout(xaxis_title="engagement (likes + comments + shares)", yaxis_title="attributed sales")
-    return style(fig, f"Programs: engagement against attributed sales ({len(data):,} programs)")
+    return style(fig, f"Programs: engagement against attributed sales ({_of_total(sampled, total)})")
 
 
 def sales_by_platform_chart(attribution: Rows) -> go.Figure:
@@ -306,13 +315,15 @@ def sales_by_platform_chart(attribution: Rows) -> go.Figure:
     return style(fig, "Attributed sales by platform")
 
 
-def sales_outliers_chart(outliers: Rows, by: str | None = None) -> go.Figure:
+def sales_outliers_chart(outliers: Rows, total: int | None = None, by: str | None = None) -> go.Figure:
     """sales_outliers: every program's attributed sales (one dot each), outliers by z-score and by IQR marked.
 
     One column of dots, or one per value of `by` (a column such as "brand"); the IQR fences are
-    drawn as dashed lines when the rows carry iqr_lower_bound / iqr_upper_bound.
+    drawn as dashed lines when the rows carry iqr_lower_bound / iqr_upper_bound. `total`: how
+    many programs there are when the rows are a sample (every outlier plus an even spread).
     """
     data = frame(outliers)
+    shown = len(data)
     data = data[data["total_sales_attributed"].notna()].copy() if not data.empty else data
     if data.empty:
         return empty_chart("no attributed sales")
@@ -338,7 +349,7 @@ def sales_outliers_chart(outliers: Rows, by: str | None = None) -> go.Figure:
             fig.add_hline(y=float(data[bound].dropna().iloc[0]), line={"dash": "dash", "color": COLOURS["warn"]},
                           annotation_text=bound.replace("_", " "), annotation_position="top right")
     fig.update_layout(yaxis_title="attributed sales per program", boxmode="overlay")
-    return style(fig, "Attributed sales per program, outliers marked")
+    return style(fig, f"Attributed sales per program, outliers marked ({_of_total(shown, total)})")
 
 
 # --- exploration before the load (data_debugging.ipynb, rows from duel.explore) ------------

@@ -34,6 +34,10 @@ MODELS = ("ingest_batches", "data_quality", "data_quality_summary", "engagement_
           "sales_attribution", "sales_outliers")
 PROGRAM_COLUMNS = ("program_key", "brand", "engagement", "total_sales_attributed")
 LEADERS = 10  # rows of the top-advocates table
+# Per-program charts draw one dot per program: above this many programs they show a sample
+# (every outlier, plus programs taken in program_key order — an md5 hash, so an even spread).
+POINTS = 5000
+OUTLIER_ROWS = "is_z_score_outlier or is_iqr_outlier"
 PLOT_CONFIG = {"displaylogo": False, "responsive": True,
                "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
 
@@ -56,6 +60,26 @@ def _fetch(conn: Any, model: str, columns: tuple[str, ...] | None = None,
         cur.execute(query)
         names = [d.name for d in cur.description or ()]
         return pd.DataFrame(cur.fetchall(), columns=names)
+
+
+def _fetch_points(conn: Any, model: str, columns: tuple[str, ...] | None = None,
+                  keep: str | None = None) -> pd.DataFrame:
+    """A model's per-program rows for a dot chart, at most POINTS of them plus the rows where the
+    boolean expression `keep` holds (outliers); the model's full row count is in .attrs["total"]."""
+    table = sql.SQL("{}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(model))
+    select = sql.SQL(", ").join(map(sql.Identifier, columns)) if columns else sql.SQL("*")
+    total = int(conn.execute(sql.SQL("select count(*) from {}").format(table)).fetchone()[0])
+    sample = sql.SQL("select program_key from {} order by program_key limit {}").format(table, sql.Literal(POINTS))
+    condition = sql.SQL("program_key in ({})").format(sample)
+    if keep:
+        condition = sql.SQL("{} or {}").format(sql.SQL(keep), condition)  # keep: a constant below
+    query = sql.SQL("select {} from {} where {} order by program_key").format(select, table, condition)
+    with conn.cursor() as cur:
+        cur.execute(query)
+        names = [d.name for d in cur.description or ()]
+        frame = pd.DataFrame(cur.fetchall(), columns=names)
+    frame.attrs["total"] = total
+    return frame
 
 
 def _check_models(conn: Any) -> None:
@@ -82,9 +106,9 @@ def read_models(settings: Settings) -> dict[str, pd.DataFrame]:
                 "by_month": _fetch(conn, "engagement_by_join_month", order_by=("join_month", "platform")),
                 "advocates": _fetch(conn, "top_advocates", order_by=("ranking", "rank", "user_key")),
                 "brands": _fetch(conn, "engagement_by_brand", order_by=("brand_id",)),
-                "programs": _fetch(conn, "engagement_by_program", PROGRAM_COLUMNS, order_by=("program_key",)),
+                "programs": _fetch_points(conn, "engagement_by_program", PROGRAM_COLUMNS),
                 "attribution": _fetch(conn, "sales_attribution", order_by=("brand_id", "platform")),
-                "outliers": _fetch(conn, "sales_outliers", order_by=("program_key",)),
+                "outliers": _fetch_points(conn, "sales_outliers", keep=OUTLIER_ROWS),
             }
 
 
@@ -98,9 +122,9 @@ def build_figures(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
         "engagement_over_time": charts.engagement_over_time_chart(models["by_month"]),
         "top_advocates": charts.top_advocates_chart(models["advocates"]),
         "brand_performance": charts.brand_performance_chart(models["brands"], models["attribution"]),
-        "program_performance": charts.program_performance_chart(models["programs"]),
+        "program_performance": charts.program_performance_chart(models["programs"], models["programs"].attrs["total"]),
         "sales_by_platform": charts.sales_by_platform_chart(models["attribution"]),
-        "sales_outliers": charts.sales_outliers_chart(models["outliers"]),
+        "sales_outliers": charts.sales_outliers_chart(models["outliers"], models["outliers"].attrs["total"]),
     }
 
 
@@ -133,7 +157,7 @@ def build_tables(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
         "outliers": _records(flagged.sort_values("z_score", ascending=False, key=abs).head(20)),
         "outlier_total": len(flagged),
         "thresholds": _records(outliers[["z_score_threshold", "iqr_multiplier"]].head(1)),
-        "programs": len(models["programs"]),
+        "programs": models["programs"].attrs["total"],
         "documents": _records(models["quality_summary"].tail(1))[0] if not models["quality_summary"].empty else None,
     }
 
