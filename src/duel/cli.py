@@ -37,6 +37,9 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except DuelError as error:
             _fail(error.message, error.exit_code)
+        except OSError as error:  # a folder or file we cannot use (not writable, disk full...)
+            where = f"{error.filename}: " if error.filename else ""
+            _fail(f"{func.__name__.replace('_', ' ')}: cannot write or read {where}{error.strerror or error}")
         except KeyboardInterrupt:
             _fail("interrupted; nothing of the unfinished step was committed", 130)
 
