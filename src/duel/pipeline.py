@@ -6,7 +6,6 @@ pipeline has one definition.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from duel import db
 from duel.exceptions import DuelError, SourceError, StepFailed
 from duel.load import IngestResult, ingest
 from duel.notify import notify_failure, notify_success
+from duel.progress import progress
 from duel.settings import Settings
 from duel.sources import check_source
 
@@ -40,22 +40,9 @@ class RunOutcome:
 
 
 def ingest_with_progress(settings: Settings, data: Path) -> IngestResult:
-    """Ingest with a progress line on stderr when it is a terminal."""
-    if not sys.stderr.isatty():
-        return ingest(settings, data)
-    from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    columns = (SpinnerColumn(), TextColumn("ingesting {task.description}"), MofNCompleteColumn(),
-               TextColumn("files"), TimeElapsedColumn())
-    with Progress(*columns, transient=True, console=_stderr_console()) as progress:
-        task = progress.add_task(str(data), total=None)
-        return ingest(settings, data, on_file=lambda n: progress.advance(task, n))
-
-
-def _stderr_console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True)
+    """Ingest with a progress bar on stderr when it is a terminal."""
+    with progress(f"ingesting {data}") as advance:
+        return ingest(settings, data, on_file=advance)
 
 
 def _timed(name: str, func: Callable[[], str], steps: list[StepResult]) -> None:
