@@ -93,3 +93,9 @@ def test_transform_commands_have_examples(settings: Settings) -> None:
     for command in ("transform", "docs"):
         result = run_cli(settings, command, "--help")
         assert result.returncode == 0 and "Example:" in result.stdout, command
+
+
+def test_transform_source_freshness_passes_after_a_load(real_built: Settings) -> None:
+    from duel.transform import check_freshness
+
+    assert check_freshness(real_built) == {"raw.user_documents": "pass", "raw.current_versions": "pass"}
