@@ -100,13 +100,18 @@ def dbt_command(settings: Settings, *args: str) -> list[str]:
 
 def build_models(settings: Settings, full_refresh: bool = False, select: Iterable[str] | None = None,
                  on_line: Callable[[str], None] | None = None,
-                 on_progress: Callable[[int, int], None] | None = None) -> BuildResult:
+                 on_progress: Callable[[int, int], None] | None = None,
+                 unit_tests: bool = True) -> BuildResult:
     """Run `dbt build` (models, snapshot, tests, unit tests); raise StepFailed if anything fails.
 
     `select` limits the build to dbt selectors (e.g. ["staging", "base+"]); `on_line` receives
-    dbt's log lines, `on_progress` (done, total) as nodes finish.
+    dbt's log lines, `on_progress` (done, total) as nodes finish. `unit_tests=False` leaves out
+    the unit tests, which test the SQL's logic on fixtures, not the data (dbt's advice for
+    production builds; `duel run` does so, `duel transform` and CI run them).
     """
     args = ["build"]
+    if not unit_tests:
+        args += ["--exclude-resource-type", "unit_test"]
     if full_refresh:
         args.append("--full-refresh")
     for selector in select or ():
