@@ -25,12 +25,15 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 
 install: $(VENV)/.installed ## Create .venv and install the pinned dependencies
 
-$(DATA): | $(VENV)/.installed
-	$(BIN)/duel generate --users $(USERS) --seed $(SEED) -o $(DATA)
+DEMO := data.tar.gz
 
-data: $(DATA) ## Generate a demo ./data.tar.gz if there is none (never overwrites yours)
+$(DEMO): | $(VENV)/.installed
+	$(BIN)/duel generate --users $(USERS) --seed $(SEED) -o $(DEMO)
 
-run: install data ## Start the embedded Postgres, ingest ./data.tar.gz, build, report, summarise
+data: $(DEMO) ## Generate a demo ./data.tar.gz if there is none (never overwrites yours)
+
+# Only the default ./data.tar.gz is ever generated: a DATA=... that does not exist is an error.
+run: install $(if $(filter $(DEMO),$(DATA)),$(DEMO)) ## Start the embedded Postgres, ingest ./data.tar.gz (or DATA=...), build, report, summarise
 	$(BIN)/duel run $(DATA)
 
 test: install browser ## Run the whole test suite (real Postgres, real dbt, real dataset from ../shared)
