@@ -178,3 +178,27 @@ def test_ingest_parallel_gives_same_rows_as_single_process(settings: Settings, p
             " from raw.batch_files f left join raw.user_documents d using (source_name, content_sha256)"
             " order by f.file_seq")
     assert query(parallel, rows) == query(single, rows)
+
+
+def test_ingest_shards_load_side_by_side_but_exclude_whole_ingests(settings: Settings, tmp_path: Path) -> None:
+    import psycopg
+    import pytest
+
+    from duel.exceptions import LockTimeout
+    from duel.sources import iter_source
+
+    (tmp_path / "a.json").write_bytes(b'{"user_id": null, "n": 1}')
+    (tmp_path / "b.json").write_bytes(b'{"user_id": null, "n": 2}')
+    quick = settings.with_overrides(lock_timeout_s=1.0)
+    files = {f.name: f for f in iter_source(tmp_path, 1000)}
+    with psycopg.connect(**settings.conninfo()) as held:  # type: ignore[arg-type]
+        # what shard 1/2 holds while it loads
+        held.execute("select pg_advisory_xact_lock_shared(hashtext('duel.ingest'))")
+        held.execute("select pg_advisory_xact_lock(hashtext('duel.ingest:1/2'))")
+        assert ingest(quick, tmp_path, files=[files["b.json"]], shard="2/2").loaded == 1
+        with pytest.raises(LockTimeout, match=r"^another run holds the ingest lock \(waited 1s\)"):
+            ingest(quick, tmp_path, files=[files["a.json"]], shard="1/2")
+        with pytest.raises(LockTimeout, match=r"^another run holds the ingest lock \(waited 1s\)"):
+            ingest(quick, tmp_path)
+    assert ingest(quick, tmp_path).summary() == {"batch_id": 2, "files_seen": 2, "loaded": 1, "repaired": 0,
+                                                 "quarantined": 0, "skipped": 0, "unchanged": 1}

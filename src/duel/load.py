@@ -321,9 +321,17 @@ class _Batch:
 
 def _open_batch(conn: psycopg.Connection[Any], source: str, shard: str | None,
                 lock_timeout_s: float) -> int:
+    """Take the ingest lock and open the batch row. A whole ingest holds the lock exclusively.
+    A shard ("i/n", a slice of one input planned by duel.shards: disjoint by file name) holds it
+    shared, plus its own shard's lock: the shards of one plan load side by side, while any
+    whole ingest waits for them (and they for it)."""
     conn.execute("select set_config('lock_timeout', %s, true)", (f"{int(lock_timeout_s * 1000)}ms",))
     try:
-        conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (LOCK_KEY,))
+        if shard is None:
+            conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (LOCK_KEY,))
+        else:
+            conn.execute("select pg_advisory_xact_lock_shared(hashtext(%s))", (LOCK_KEY,))
+            conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"{LOCK_KEY}:{shard}",))
     except psycopg.errors.LockNotAvailable:
         raise LockTimeout(
             f"another run holds the ingest lock (waited {lock_timeout_s:g}s); try again when it "
