@@ -278,9 +278,12 @@ def report(ctx: click.Context, out: Path | None) -> None:
     Example:
       duel report --out out/ && xdg-open out/report.html
     """
+    from duel import db as database
     from duel.report import build_report
 
-    result = build_report(_settings(ctx), out)
+    settings = _settings(ctx)
+    database.ensure_ready(settings)
+    result = build_report(settings, out)
     click.echo(f"report: {result.charts} charts, {result.bytes / 1e6:.1f} MB", err=True)
     click.echo(str(result.path))
 
@@ -307,9 +310,12 @@ def export(ctx: click.Context, fmt: str, pseudonymize: bool, out: Path | None, a
     """
     from dataclasses import asdict
 
+    from duel import db as database
     from duel.export import export_models
 
-    result = export_models(_settings(ctx), fmt, out, pseudonymize)
+    settings = _settings(ctx)
+    database.ensure_ready(settings)
+    result = export_models(settings, fmt, out, pseudonymize)
     rows = sum(entry.rows for entry in result.files)
     click.echo(f"exported {len(result.files)} files, {rows:,} rows, to {result.directory}"
                + (" (pseudonymized)" if pseudonymize else ""), err=True)
