@@ -1,7 +1,7 @@
 """Look at a dump before loading it: what the files are, what repair does, how clean every field is.
 
 The functions behind `data_debugging.ipynb`. Each one streams the source once through the same
-readers and parser the ingest uses (`duel.sources.iter_source`, `duel.load.classify`, which calls
+readers and parser the ingest uses (`duel.sources.iter_source`, `duel.parse.classify`, which calls
 `duel.repair.parse_document`), so what the notebook shows is what `duel ingest` will do. Nothing is
 written anywhere; memory holds counts, the list of malformed files and the numeric values of the
 distributions, never the documents.
@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 
 from duel.exceptions import SourceError
-from duel.load import Outcome, classify
+from duel.parse import Outcome, classify
 from duel.repair import parse_document
 from duel.settings import Settings
 from duel.sources import iter_source

@@ -9,15 +9,11 @@ serialised by an advisory lock, so overlapping ingests never duplicate a row.
 
 from __future__ import annotations
 
-import hashlib
-import multiprocessing
 import os
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from multiprocessing.pool import AsyncResult
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 import psycopg
@@ -27,12 +23,11 @@ from psycopg.pq import Format
 
 from duel import __version__, db
 from duel.exceptions import DatabaseUnavailable, LockTimeout
-from duel.repair import Parsed, parse_document
+from duel.parse import Outcome, iter_outcomes
 from duel.settings import Settings
 from duel.sources import SourceFile, iter_source
 
 LOCK_KEY = "duel.ingest"
-WINDOW = 2048  # files per unit of work handed to a parse worker
 CHUNK_BYTES = 64 << 20  # cut a write chunk early when its documents hold this much memory
 DOCUMENT_COLUMNS = ("source_name", "content_sha256", "batch_id", "parse_status", "parse_error",
                     "repair", "byte_size", "document")
@@ -40,19 +35,6 @@ DOCUMENT_TYPES = ("text", "text", "int8", "text", "text", "jsonb", "int4", "json
 LEDGER_COLUMNS = ("batch_id", "file_seq", "source_name", "status", "reason", "content_sha256",
                   "byte_size")
 LEDGER_TYPES = ("int8", "int4", "text", "text", "text", "text", "int8")
-
-
-class Outcome(NamedTuple):  # a tuple, not a dataclass: built once per file on the hot path
-    """What one input file is, before we know whether the database already has it."""
-
-    seq: int
-    name: str
-    status: str  # clean | repaired | quarantined | skipped
-    size: int
-    sha256: str | None = None
-    parsed: Parsed | None = None
-    skip_reason: str | None = None
-    content: bytes | None = None  # kept only for quarantined files
 
 
 @dataclass(frozen=True)
@@ -83,62 +65,6 @@ class _JsonTextDumper(Dumper):
 
     def dump(self, obj: bytes) -> bytes:
         return b"\x01" + obj
-
-
-def classify(seq: int, source: SourceFile, policy: str) -> Outcome:
-    """Parse (and if need be repair) one file. Pure: safe to run in a worker process."""
-    if source.skip_reason is not None:
-        return Outcome(seq, source.name, "skipped", source.size, skip_reason=source.skip_reason)
-    if source.oversize or source.data is None:
-        parsed = Parsed("quarantined", reason="too-large",
-                        detail=f"{source.size} bytes is over the size limit (DUEL_MAX_FILE_BYTES)")
-        return Outcome(seq, source.name, "quarantined", source.size, sha256="", parsed=parsed)
-    data = source.data
-    sha256 = hashlib.sha256(data).hexdigest()
-    parsed = parse_document(data, policy)
-    content = data if parsed.status == "quarantined" else None
-    return Outcome(seq, source.name, parsed.status, len(data), sha256, parsed, content=content)
-
-
-def _classify_window(start: int, files: list[SourceFile], policy: str) -> list[Outcome]:
-    return [classify(start + offset, source, policy) for offset, source in enumerate(files)]
-
-
-def _windows(files: Iterable[SourceFile], size: int) -> Iterator[list[SourceFile]]:
-    window: list[SourceFile] = []
-    for source in files:
-        window.append(source)
-        if len(window) >= size:
-            yield window
-            window = []
-    if window:
-        yield window
-
-
-def iter_outcomes(files: Iterable[SourceFile], policy: str, workers: int = 1) -> Iterator[Outcome]:
-    """Classify files in order. With workers > 1, hashing and parsing run in worker processes
-    while this process reads and writes; only a few windows are in flight, so memory stays flat.
-    Inputs of one window or less never start a worker."""
-    windows = _windows(files, WINDOW)
-    first = next(windows, None)
-    if first is None:
-        return
-    yield from _classify_window(0, first, policy)
-    seq = len(first)
-    if workers <= 1:
-        for window in windows:
-            yield from _classify_window(seq, window, policy)
-            seq += len(window)
-        return
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        pending: deque[AsyncResult[list[Outcome]]] = deque()
-        for window in windows:
-            pending.append(pool.apply_async(_classify_window, (seq, window, policy)))
-            seq += len(window)
-            while len(pending) > 2 * workers:
-                yield from pending.popleft().get()
-        while pending:
-            yield from pending.popleft().get()
 
 
 def _held_bytes(outcome: Outcome) -> int:
