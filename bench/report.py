@@ -1,4 +1,7 @@
-"""Turn the harness's raw results into bench/results.md (tables, targets) and bench/results.png."""
+"""Turn the harness's raw results into bench/results.md (tables, targets) and bench/results.png.
+
+Re-render from saved samples: `python bench/report.py [bench/results.json]`.
+"""
 
 from __future__ import annotations
 
@@ -35,12 +38,15 @@ def summarise(runs: list[dict]) -> dict[tuple[int, str, str], dict]:
     summary = {}
     for key, items in groups.items():
         good = [r for r in items if not r["error"]]
+        killed = [r for r in items if r["error"] and r["error"].startswith("exit -9")]
+        counted = good or killed  # a run killed before it finished still bounds its time from below
         summary[key] = {
-            "median": statistics.median(r["seconds"] for r in good) if good else None,
-            "peak": max(r["peak_rss"] for r in good) if good else None,
+            "median": statistics.median(r["seconds"] for r in counted) if counted else None,
+            "peak": max(r["peak_rss"] for r in counted) if counted else None,
             "n": len(good),
             "errors": [r["error"] for r in items if r["error"]],
             "extrapolated": False,
+            "lower_bound": not good and bool(killed),
         }
     _extrapolate_notebook(summary)
     return summary
@@ -58,7 +64,7 @@ def _extrapolate_notebook(summary: dict[tuple[int, str, str], dict]) -> None:
         rss_exponent = math.log10(large["peak"] / small["peak"])
         summary[(1_000_000, form, "notebook")] = {
             "median": large["median"] * 10**time_exponent, "peak": large["peak"] * 10**rss_exponent,
-            "n": 0, "errors": [], "extrapolated": True,
+            "n": 0, "errors": [], "extrapolated": True, "lower_bound": large["lower_bound"],
             "exponents": (time_exponent, rss_exponent),
         }
 
@@ -67,6 +73,12 @@ def _fmt_s(seconds: float | None) -> str:
     if seconds is None:
         return "—"
     return f"{seconds:.2f}" if seconds < 10 else f"{seconds:.1f}" if seconds < 100 else f"{seconds:.0f}"
+
+
+def _bound(summary: dict, size: int, form: str, method: str) -> str:
+    """"> " where the number is only a lower bound (a run killed at the time limit)."""
+    row = summary.get((size, form, method))
+    return "> " if row and row.get("lower_bound") else ""
 
 
 def _ratio(summary: dict, size: int, form: str, method: str) -> float | None:
@@ -92,8 +104,12 @@ def ingest_tables(summary: dict) -> list[str]:
                 rate = f"{size / row['median']:,.0f}" if row["median"] else "—"
                 peak = f"{row['peak'] / MB:,.0f}" if row["peak"] else "—"
                 runs = str(row["n"]) + (f" ({len(row['errors'])} failed: {row['errors'][0]})" if row["errors"] else "")
-                lines.append(f"| {size_label(size)} {form} | {label} | {_fmt_s(row['median'])} | {rate} | {peak} "
-                             f"| {'—' if ratio is None else f'{ratio:.2f}×'} | {runs if not row['extrapolated'] else 'from 10k and 100k'} |")
+                if row["lower_bound"]:
+                    runs = "killed (SIGKILL) before it finished: a lower bound"
+                    rate, peak = f"< {rate}", f"> {peak}"
+                bound = _bound(summary, size, form, method)
+                lines.append(f"| {size_label(size)} {form} | {label} | {bound}{_fmt_s(row['median'])} | {rate} | {peak} "
+                             f"| {'—' if ratio is None else f'{bound}{ratio:.2f}×'} | {runs if not row['extrapolated'] else 'from 10k and 100k'} |")
         lines.append("")
     return lines
 
@@ -111,8 +127,10 @@ def targets(summary: dict, end_to_end: list[dict]) -> list[str]:
                         "—" if floor is None else f"duel ÷ floor = {1 / floor:.2f}×", None if floor is None else 1 / floor <= 1.3))
     for size, method, need in ((10_000, "notebook", 15), (10_000, "dlt", 4), (100_000, "notebook", 30), (100_000, "dlt", 5)):
         ratio = _ratio(summary, size, "tar.gz", method)
+        bound = _bound(summary, size, "tar.gz", method)
         rows.append(_target(f"{size_label(size)} tar.gz: ≥ {need}× faster than {LABELS[method]}",
-                            "—" if ratio is None else f"{ratio:.1f}×", None if ratio is None else ratio >= need))
+                            "—" if ratio is None else f"{bound}{ratio:.1f}×",
+                            None if ratio is None else (ratio >= need if not bound or ratio >= need else None)))
     peak = duel10["peak"] / MB if duel10 and duel10["peak"] else None
     rows.append(_target("10k tar.gz: peak RSS < 100 MB", "—" if peak is None else f"{peak:.0f} MB",
                         None if peak is None else peak < 100))
@@ -190,23 +208,51 @@ def chart(summary: dict, path: Path) -> None:
                 if row and row[field]:
                     xs.append(g + (index - (len(ORDER) - 1) / 2) * width)
                     ys.append(row[field] * scale)
-                    hatches.append("//" if row["extrapolated"] else "")
+                    hatches.append("//" if row["extrapolated"] else "xx" if row.get("lower_bound") else "")
             bars = axis.bar(xs, ys, width, color=COLORS[method], label=LABELS[method].strip("`"))
             for bar, hatch, y in zip(bars, hatches, ys):
                 bar.set_hatch(hatch)
-                axis.annotate(f"{y:.3g}", (bar.get_x() + bar.get_width() / 2, y), ha="center",
+                axis.annotate(f"{y:,.0f}" if y >= 100 else f"{y:.3g}", (bar.get_x() + bar.get_width() / 2, y), ha="center",
                               va="bottom", fontsize=6, rotation=90, xytext=(0, 2), textcoords="offset points")
     axes[0].set_ylabel("median wall time, s (log)")
     axes[1].set_ylabel("peak RSS of the process tree, MB (log)")
     for axis in axes:
         axis.set_yscale("log")
+        axis.set_ylim(top=axis.get_ylim()[1] * 5)  # room for the value labels
         axis.grid(axis="y", which="both", alpha=0.3)
     axes[1].set_xticks(range(len(groups)), [f"{size_label(s)} {f}" for s, f in groups])
     axes[0].legend(ncol=3, fontsize=8)
-    axes[0].set_title("duel ingest vs the notebook's method, dlt and the floors (hatched: extrapolated)")
+    axes[0].set_title("duel ingest vs the notebook's method, dlt and the floors (//: extrapolated, xx: lower bound)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def notes(results: dict, summary: dict) -> list[str]:
+    """What a reader must know to trust (or not) this particular run."""
+    m = results["machine"]
+    lines = []
+    if m.get("src_changed_during_run"):
+        lines.append("- `src/duel` changed on disk while this ran (it is installed editable and was being "
+                     "optimised in parallel): `duel` runs early and late in the run may differ.")
+    for (size, form, method), row in sorted(summary.items()):
+        if row.get("lower_bound") and not row["extrapolated"]:
+            lines.append(f"- {LABELS[method]} on {size_label(size)} {form} was killed from outside the harness (SIGKILL; "
+                         f"the harness's own limit is an hour) after {row['median']:.0f} s at {row['peak'] / MB:,.0f} MB: its "
+                         "time and memory are lower bounds.")
+        if row["extrapolated"]:
+            time_exponent, rss_exponent = row["exponents"]
+            lines.append(f"- The notebook method at 1M ({form}) is extrapolated, not run: time ∝ n^{time_exponent:.2f}, "
+                         f"memory ∝ n^{rss_exponent:.2f} through its 10k and 100k results"
+                         + (" (100k being a lower bound, so is this)" if row["lower_bound"] else "") + ".")
+    lines.append("- Peak RSS is of each method's own process tree; the Postgres server's memory is not counted.")
+    return lines
+
+
+def _analysis(out: Path) -> list[str]:
+    """The hand-written reading of the numbers (bench/analysis.md), kept across re-renders."""
+    path = out / "analysis.md"
+    return [path.read_text(encoding="utf-8").rstrip(), ""] if path.is_file() else []
 
 
 def write(results: dict, out: Path) -> None:
@@ -238,6 +284,11 @@ def write(results: dict, out: Path) -> None:
         "",
         *end_to_end_table(results["end_to_end"]),
         "",
+        "## Notes on this run",
+        "",
+        *notes(results, summary),
+        "",
+        *_analysis(out),
         "![wall time and peak RSS per method](results.png)",
         "",
     ]
@@ -249,3 +300,11 @@ def _args(args: dict) -> str:
     if args.get("quick"):
         return "--quick"
     return f"--sizes {args['sizes']} --reps {args['reps']} --reps-large {args['reps_large']}"
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    source = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).with_name("results.json"))
+    write(json.loads(source.read_text(encoding="utf-8")), source.parent)
