@@ -237,10 +237,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--duel", type=Path, default=REPO / ".venv" / "bin" / "duel")
     parser.add_argument("--no-end-to-end", action="store_true", help="skip the duel run measurements")
     parser.add_argument("--keep-server", action="store_true", help="leave the bench server running")
-    parser.add_argument("--out", type=Path, default=BENCH, help="where results.* are written")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where results.* are written (default bench/, or WORK/quick with --quick)")
     args = parser.parse_args(argv)
-    if args.quick:
+    if args.quick:  # a smoke run: it never overwrites the committed results
         args.sizes, args.forms, args.no_end_to_end = "10000", "tar.gz", True
+    if args.out is None:
+        args.out = args.work / "quick" if args.quick else BENCH
     return args
 
 
