@@ -100,8 +100,37 @@ def ensure_raw_schema(settings: Settings) -> None:
         conn.execute(raw_schema_sql())
 
 
+RAW_TABLES = ("batches", "user_documents", "current_versions", "quarantine", "batch_files")
+
+
+def _already_ready(settings: Settings) -> bool:
+    """The common case, in one connection: the database answers and has every raw table."""
+    try:
+        with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
+            row = conn.execute(
+                "select count(to_regclass('raw.' || t)) = %s from unnest(%s::text[]) as t",
+                (len(RAW_TABLES), list(RAW_TABLES)),
+            ).fetchone()
+            return bool(row and row[0])
+    except psycopg.Error:
+        return False  # the full check below says what is wrong, in one line
+
+
 def ensure_ready(settings: Settings) -> None:
     """Server answering, database present, raw schema in place."""
+    if _already_ready(settings):
+        return
     _check_server(settings)
     ensure_database(settings)
     ensure_raw_schema(settings)
+
+
+def analyze_raw(settings: Settings) -> None:
+    """Fresh planner statistics for the raw tables, so a dbt build right after a large load
+    does not plan its joins on the row counts of an empty table (best effort). The transform
+    runs it before each build; the ingest leaves it to it (and to autovacuum)."""
+    try:
+        with psycopg.connect(**settings.conninfo(), autocommit=True) as conn:  # type: ignore[arg-type]
+            conn.execute("analyze raw.user_documents, raw.current_versions, raw.batch_files")
+    except psycopg.Error:
+        pass

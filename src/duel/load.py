@@ -10,6 +10,8 @@ serialised by an advisory lock, so overlapping ingests never duplicate a row.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,7 @@ DOCUMENT_TYPES = ("text", "text", "int8", "text", "text", "jsonb", "int4", "json
 LEDGER_COLUMNS = ("batch_id", "file_seq", "source_name", "status", "reason", "content_sha256",
                   "byte_size")
 LEDGER_TYPES = ("int8", "int4", "text", "text", "text", "text", "int8")
+_LOADABLE = frozenset(("clean", "repaired"))
 
 
 @dataclass(frozen=True)
@@ -87,24 +90,79 @@ def _chunks(items: Iterable[Outcome], size: int, max_bytes: int = CHUNK_BYTES) -
 
 
 class _SeenNames:
-    """A Bloom filter of the names this batch has written: when the database had no current
-    versions at the start, only a name seen before in this batch (or a rare false positive)
-    needs a lookup, so a first load of a million files makes no lookup queries at all."""
+    """A one-hash Bloom filter of the names this batch has written: when the database had no
+    current versions at the start, only a name seen before in this batch (or a false positive,
+    about 1 in 130 at a million names) needs a lookup, so a first load of a million files makes
+    almost no lookup queries. 16 MiB, whatever the number of files."""
 
-    def __init__(self, bits: int = 1 << 24) -> None:
-        self.mask = bits - 1
-        self.bits = bytearray(bits // 8)
+    BITS = 1 << 27
 
-    def _positions(self, name: str) -> tuple[int, int, int]:
-        value = hash(name) & 0xFFFFFFFFFFFFFFFF
-        return value & self.mask, (value >> 24) & self.mask, ((value >> 40) ^ (value * 31)) & self.mask
+    def __init__(self) -> None:
+        self.bits = bytearray(self.BITS // 8)
 
-    def add(self, name: str) -> None:
-        for position in self._positions(name):
-            self.bits[position >> 3] |= 1 << (position & 7)
+    def check_and_add(self, names: Iterable[str]) -> set[str]:
+        """The names that may have been added before; adds them all."""
+        bits, mask = self.bits, self.BITS - 1
+        maybe = set()
+        for name in names:
+            position = hash(name) & mask
+            byte, bit = position >> 3, 1 << (position & 7)
+            if bits[byte] & bit:
+                maybe.add(name)
+            else:
+                bits[byte] |= bit
+        return maybe
 
-    def __contains__(self, name: str) -> bool:
-        return all(self.bits[p >> 3] & (1 << (p & 7)) for p in self._positions(name))
+
+class _Prefetch:
+    """Runs the read and parse stage in a thread, a few chunks ahead of the writes: the
+    database works on one chunk while the next is read and parsed (the GIL is released while
+    we wait on the server). Its errors are raised in the consumer; closing it stops it."""
+
+    _DONE = object()
+
+    def __init__(self, chunks: Iterator[list[Outcome]], depth: int = 2) -> None:
+        self.chunks = chunks
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._produce, name="duel-read", daemon=True)
+        self.thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            for chunk in self.chunks:
+                if not self._put(chunk):
+                    break
+            else:
+                self._put(self._DONE)
+        except BaseException as error:  # handed to the consumer, raised there
+            self._put(error)
+        finally:
+            close = getattr(self.chunks, "close", None)
+            if close is not None:
+                close()  # a worker pool inside the generator is shut down here
+
+    def __iter__(self) -> Iterator[list[Outcome]]:
+        while True:
+            item = self.queue.get()
+            if item is self._DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 class _Batch:
@@ -121,37 +179,50 @@ class _Batch:
         self.seen = None if row and row[0] else _SeenNames()
 
     def write_chunk(self, chunk: list[Outcome]) -> None:
-        names = {o.name for o in chunk if o.status in ("clean", "repaired")}
+        names = {o.name for o in chunk if o.status in _LOADABLE}
         if self.seen is not None:  # the database started empty: only names this batch wrote
-            lookups = {name for name in names if name in self.seen}
-            for name in names:
-                self.seen.add(name)
+            lookups = self.seen.check_and_add(names)
         else:
             lookups = names
         known = self._current_hashes(lookups)  # name -> current sha256, before this chunk
         current = dict(known)
         new_docs: dict[tuple[str, str], Outcome] = {}
         moves: dict[str, Outcome] = {}
-        ledger: list[tuple[Outcome, str, str | None]] = []
+        quarantined: list[Outcome] = []
+        ledger: list[tuple[Any, ...]] = []  # raw.batch_files rows, ready to COPY
+        counts = self.counts
+        batch_id = self.batch_id
         for outcome in chunk:
-            if outcome.status in ("clean", "repaired"):
-                if current.get(outcome.name) == outcome.sha256:
-                    ledger.append((outcome, "unchanged", None))
-                    continue
-                new_docs[(outcome.name, outcome.sha256)] = outcome  # type: ignore[index]
-                moves[outcome.name] = outcome
-                current[outcome.name] = outcome.sha256  # a later duplicate in this chunk is unchanged
-                ledger.append((outcome, "loaded" if outcome.status == "clean" else "repaired", None))
-            elif outcome.status == "quarantined":
+            status = outcome.status
+            reason = None
+            if status in _LOADABLE:
+                name, sha256 = outcome.name, outcome.sha256
+                if current.get(name) == sha256:
+                    status = "unchanged"
+                else:
+                    new_docs[(name, sha256)] = outcome  # type: ignore[index]
+                    moves[name] = outcome
+                    current[name] = sha256  # a later duplicate in this chunk is unchanged
+                    if status == "clean":
+                        status = "loaded"
+                    else:  # the ledger says "repaired"; the batch counts it loaded and repaired
+                        counts["repaired"] += 1
+            elif status == "quarantined":
                 reason = outcome.parsed.reason if outcome.parsed else "unknown"
-                ledger.append((outcome, "quarantined", reason))
+                quarantined.append(outcome)
+                _tally(self.quarantine_reasons, reason)
             else:
-                ledger.append((outcome, "skipped", outcome.skip_reason))
+                status, reason = "skipped", outcome.skip_reason
+                _tally(self.skip_reasons, reason)
+            counts["loaded" if status == "repaired" else status] += 1
+            counts["files_seen"] += 1
+            ledger.append((batch_id, outcome.seq, outcome.name, status, reason, outcome.sha256 or None,
+                           outcome.size))
         existing = self._existing_versions([o for o in new_docs.values() if o.name in known])
         self._copy_documents([o for key, o in new_docs.items() if key not in existing])
         self._insert_current([o for name, o in moves.items() if name not in known])
         self._move_current([o for name, o in moves.items() if name in known])
-        self._store_quarantine([o for o, status, _ in ledger if status == "quarantined"])
+        self._store_quarantine(quarantined)
         self._copy_ledger(ledger)
 
     def _current_hashes(self, names: set[str]) -> dict[str, str]:
@@ -180,12 +251,13 @@ class _Batch:
         statement = f"copy raw.user_documents ({', '.join(DOCUMENT_COLUMNS)}) from stdin (format binary)"
         with self.conn.cursor().copy(statement) as copy:
             copy.set_types(list(DOCUMENT_TYPES))
+            write_row, batch_id = copy.write_row, self.batch_id
             for o in outcomes:
                 parsed = o.parsed
                 assert parsed is not None and parsed.document is not None
                 repair = orjson.dumps(parsed.repair) if parsed.repair is not None else None
-                copy.write_row((o.name, o.sha256, self.batch_id, parsed.status, parsed.parse_error,
-                                repair, o.size, parsed.document))
+                write_row((o.name, o.sha256, batch_id, parsed.status, parsed.parse_error, repair,
+                           o.size, parsed.document))
 
     def _insert_current(self, outcomes: list[Outcome]) -> None:
         """Current-version pointers for names the database has never seen: a plain COPY."""
@@ -228,21 +300,18 @@ class _Batch:
                 [(*row[:8], row[8].decode() if row[8] else None) for row in rows],
             )
 
-    def _copy_ledger(self, ledger: list[tuple[Outcome, str, str | None]]) -> None:
+    def _copy_ledger(self, rows: list[tuple[Any, ...]]) -> None:
         statement = f"copy raw.batch_files ({', '.join(LEDGER_COLUMNS)}) from stdin (format binary)"
         with self.conn.cursor().copy(statement) as copy:
             copy.set_types(list(LEDGER_TYPES))
-            for outcome, status, reason in ledger:
-                copy.write_row((self.batch_id, outcome.seq, outcome.name, status, reason,
-                                outcome.sha256 or None, outcome.size))
-                self.counts["files_seen"] += 1
-                self.counts[status if status != "repaired" else "loaded"] += 1
-                if status == "repaired":
-                    self.counts["repaired"] += 1
-                if status == "quarantined" and reason:
-                    self.quarantine_reasons[reason] = self.quarantine_reasons.get(reason, 0) + 1
-                if status == "skipped" and reason:
-                    self.skip_reasons[reason] = self.skip_reasons.get(reason, 0) + 1
+            write_row = copy.write_row
+            for row in rows:
+                write_row(row)
+
+
+def _tally(counter: dict[str, int], reason: str | None) -> None:
+    if reason:
+        counter[reason] = counter.get(reason, 0) + 1
 
 
 def _open_batch(conn: psycopg.Connection[Any], source: str, shard: str | None,
@@ -271,16 +340,6 @@ def _open_batch(conn: psycopg.Connection[Any], source: str, shard: str | None,
     ).fetchone()
     assert row is not None
     return int(row[0])
-
-
-def _analyze(settings: Settings) -> None:
-    """Fresh planner statistics for the raw tables, so the dbt build right after a large load
-    does not plan its joins on the row counts of an empty table (best effort)."""
-    try:
-        with psycopg.connect(**settings.conninfo(), autocommit=True) as conn:  # type: ignore[arg-type]
-            conn.execute("analyze raw.user_documents, raw.current_versions, raw.batch_files")
-    except psycopg.Error:
-        pass
 
 
 def _record_failure(settings: Settings, source: str, shard: str | None, error: str) -> None:
@@ -316,10 +375,18 @@ def ingest(
             # default: leave one core to the database server, which parses the jsonb we send
             workers = settings.workers or max(1, (os.cpu_count() or 1) - 1)
             outcomes = iter_outcomes(source_files, settings.repair_policy, workers)
-            for chunk in _chunks(outcomes, settings.batch_rows):
-                batch.write_chunk(chunk)
-                if on_file is not None:
-                    on_file(len(chunk))
+            chunks = _chunks(outcomes, settings.batch_rows)
+            # one process: read and parse in a thread beside the writes. With parse workers,
+            # they already run beside the writes (and fork is kept out of threaded processes).
+            prefetch = _Prefetch(chunks) if workers <= 1 else None
+            try:
+                for chunk in prefetch or chunks:
+                    batch.write_chunk(chunk)
+                    if on_file is not None:
+                        on_file(len(chunk))
+            finally:
+                if prefetch is not None:
+                    prefetch.close()
             conn.execute(
                 "update raw.batches set status = 'succeeded', finished_at = clock_timestamp(),"
                 " files_seen = %(files_seen)s, loaded = %(loaded)s, repaired = %(repaired)s,"
@@ -342,8 +409,6 @@ def ingest(
         raise
     finally:
         conn.close()
-    if batch.counts["loaded"]:
-        _analyze(settings)
     return IngestResult(batch_id, source, **batch.counts,
                         quarantine_reasons=batch.quarantine_reasons, skip_reasons=batch.skip_reasons)
 

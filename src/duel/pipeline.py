@@ -15,7 +15,6 @@ from typing import Any
 from duel import db
 from duel.exceptions import DuelError, SourceError, StepFailed
 from duel.load import IngestResult, ingest
-from duel.notify import notify_failure, notify_success
 from duel.progress import progress
 from duel.settings import Settings
 from duel.sources import check_source
@@ -62,6 +61,8 @@ def run_pipeline(settings: Settings, data: Path, *, notify: bool = True) -> RunO
     On failure: the failure notification (the step and its one-line error), then the error is
     re-raised. A notification that cannot be sent is logged on stderr and never fails the run.
     """
+    from duel.notify import notify_failure, notify_success  # jinja2, smtplib: not on `duel ingest`'s path
+
     steps: list[StepResult] = []
     try:
         outcome = _run_stages(settings, data, steps)

@@ -20,8 +20,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -44,8 +43,7 @@ MAX_DIFF_CHARS = 4000
 MAX_REWRITE_BYTES = 128 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class Parsed:
+class Parsed(NamedTuple):  # a tuple, not a dataclass: built once per file on the hot path
     """The verdict on one file. `document` is JSON text ready for a jsonb column."""
 
     status: str  # clean | repaired | quarantined
@@ -233,7 +231,7 @@ def _from_utf16(data: bytes, policy: str) -> Parsed:
     if inner.status == "clean":
         return Parsed("repaired", inner.document, "UTF-16 text", {"kind": "transcoded", "from": "utf-16"})
     if inner.status == "repaired":
-        return replace(inner, repair={**(inner.repair or {}), "transcoded_from": "utf-16"})
+        return inner._replace(repair={**(inner.repair or {}), "transcoded_from": "utf-16"})
     return inner
 
 

@@ -77,23 +77,23 @@ def iter_tar(path: Path, max_bytes: int) -> Iterator[SourceFile]:
     count = 0
     try:
         with open_archive(path) as stream:
-            for member in iter_members(stream, max_bytes):
+            for member_name, size, kind, data in iter_members(stream, max_bytes):
                 count += 1
-                if member.kind == "dir":
+                if kind == "dir":
                     continue
-                name = safe_member_name(member.name)
+                name = safe_member_name(member_name)
                 if name is None:
-                    yield SourceFile(storable_name(member.name), skip_reason="unsafe-path")
+                    yield SourceFile(storable_name(member_name), skip_reason="unsafe-path")
                     continue
                 name = storable_name(name)  # after the check: its escapes are ours, not the archive's
-                if member.kind != "file":
+                if kind != "file":
                     yield SourceFile(name, skip_reason="not-a-regular-file")
                 elif (reason := not_data_reason(name)) is not None:
-                    yield SourceFile(name, size=member.size, skip_reason=reason)
-                elif member.data is None:
-                    yield SourceFile(name, size=member.size, oversize=True)
+                    yield SourceFile(name, size=size, skip_reason=reason)
+                elif data is None:
+                    yield SourceFile(name, size=size, oversize=True)
                 else:
-                    yield SourceFile(name, data=member.data, size=member.size)
+                    yield SourceFile(name, data, size)  # positional: keywords cost more (hot path)
     except (TarFormatError, EOFError, OSError, zlib.error) as exc:
         if count == 0:
             raise SourceError(f"{path}: not a readable tar archive ({exc})") from None
@@ -102,6 +102,8 @@ def iter_tar(path: Path, max_bytes: int) -> Iterator[SourceFile]:
 
 
 _SYMLINK, _DIRECTORY, _FILE, _OTHER = "l", "d", "f", "o"
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_GROWTH_READ = 1 << 20  # read size for a file that grew after its fstat
 
 
 def _listing(directory: str) -> list[str]:
@@ -111,12 +113,12 @@ def _listing(directory: str) -> list[str]:
     entries = []
     with os.scandir(directory) as scan:
         for entry in scan:
-            if entry.is_symlink():
-                kind = _SYMLINK
+            if entry.is_file(follow_symlinks=False):  # first: the common case, one call
+                kind = _FILE
             elif entry.is_dir(follow_symlinks=False):
                 kind = _DIRECTORY
-            elif entry.is_file(follow_symlinks=False):
-                kind = _FILE
+            elif entry.is_symlink():
+                kind = _SYMLINK
             else:
                 kind = _OTHER
             entries.append(f"{entry.name}\0{kind}")
@@ -134,20 +136,23 @@ def iter_directory(root: Path, max_bytes: int) -> Iterator[SourceFile]:
             entries = _listing(directory)
         except OSError as exc:
             raise SourceError(f"{directory}: cannot list directory ({exc.strerror})") from None
+        prefix = os.path.join(directory, "")  # joined to each name by `+`: os.path.join costs more
         subdirs = []
         for entry in entries:
-            base, kind = entry.rsplit("\0", 1)
+            base, kind = entry[:-2], entry[-1]  # `name\0kind`, kind one letter: slices, no split
             name = storable_name(relative + base)
-            if kind == _SYMLINK:
-                yield SourceFile(name, skip_reason="symlink")
+            if kind == _FILE:
+                reason = not_data_reason(name)
+                if reason is None:
+                    yield _read_file(prefix + base, name, max_bytes)
+                else:
+                    yield SourceFile(name, skip_reason=reason)
             elif kind == _DIRECTORY:
-                subdirs.append((os.path.join(directory, base), f"{relative}{base}/"))
-            elif kind == _OTHER:
-                yield SourceFile(name, skip_reason="not-a-regular-file")
-            elif (reason := not_data_reason(name)) is not None:
-                yield SourceFile(name, skip_reason=reason)
+                subdirs.append((prefix + base, f"{relative}{base}/"))
+            elif kind == _SYMLINK:
+                yield SourceFile(name, skip_reason="symlink")
             else:
-                yield _read_file(os.path.join(directory, base), name, max_bytes)
+                yield SourceFile(name, skip_reason="not-a-regular-file")
         stack.extend(reversed(subdirs))
 
 
@@ -155,7 +160,7 @@ def _read_file(path: str | Path, name: str, max_bytes: int) -> SourceFile:
     """One file's bytes, or `oversize` from its size alone. O_NOFOLLOW: a link swapped in after
     the listing is refused, never followed."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             return SourceFile(name, skip_reason="symlink")
@@ -164,26 +169,32 @@ def _read_file(path: str | Path, name: str, max_bytes: int) -> SourceFile:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return SourceFile(name, skip_reason="not-a-regular-file")
-        if info.st_size > max_bytes:
-            return SourceFile(name, size=info.st_size, oversize=True)
-        parts = []
-        held = 0
-        want = info.st_size + 1  # one byte more than its size: a short read is the end of file
-        while held <= max_bytes:
-            part = os.read(fd, min(want, max_bytes + 1 - held))
-            parts.append(part)
-            held += len(part)
-            if len(part) < want:
-                break
-            want = 1 << 20  # it grew while we read it: go on, up to the limit
+        size = info.st_size
+        if size > max_bytes:
+            return SourceFile(name, size=size, oversize=True)
+        data = os.read(fd, size + 1)  # one byte more than its size: a short read is the end of file
+        if len(data) > size:
+            data = _read_grown(fd, data, max_bytes)
     except OSError as exc:
         raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
     finally:
         os.close(fd)
-    data = parts[0] if len(parts) == 1 else b"".join(parts)
     if len(data) > max_bytes:  # grew while we read it
         return SourceFile(name, size=len(data), oversize=True)
-    return SourceFile(name, data=data, size=len(data))
+    return SourceFile(name, data, len(data))  # positional: keywords cost more (hot path)
+
+
+def _read_grown(fd: int, head: bytes, max_bytes: int) -> bytes:
+    """A file that grew while we read it: the rest of it, up to one byte over the limit."""
+    parts = [head]
+    held = len(head)
+    while held <= max_bytes:
+        part = os.read(fd, min(_GROWTH_READ, max_bytes + 1 - held))
+        parts.append(part)
+        held += len(part)
+        if len(part) < _GROWTH_READ:
+            break
+    return b"".join(parts)
 
 
 def iter_ndjson(path: Path, max_bytes: int) -> Iterator[SourceFile]:

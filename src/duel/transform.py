@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from duel.db import analyze_raw
 from duel.exceptions import ConfigError, StepFailed
 from duel.settings import Settings
 
@@ -119,6 +120,7 @@ def build_models(settings: Settings, full_refresh: bool = False, select: Iterabl
     results = target_dir(settings) / "run_results.json"
     results.unlink(missing_ok=True)  # a stale file must not be read as this run's outcome
     started = time.perf_counter()
+    analyze_raw(settings)  # the planner must see the rows the last ingest added
     code, output = _run(settings, args, on_line, on_progress)
     seconds = time.perf_counter() - started
     nodes = _read_results(results)
