@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -139,6 +138,7 @@ def files_counted(key: str, stdout: str) -> int | None:
 
 
 def measure_once(bench: Bench, method: Method, item: bench_inputs.Input, rep: int) -> dict:
+    bench_inputs.warm(item.path)
     database = bench.fresh_database(method.key)
     try:
         done = run_measured(command(bench, method.key, item.path), bench.env(database), bench.scratch())
@@ -177,6 +177,7 @@ def run_end_to_end(bench: Bench, label: str, paths: list[tuple[str, Path]]) -> l
     records = []
     try:
         for kind, path in paths:
+            bench_inputs.warm(path)
             done = run_measured([str(bench.duel), "run", str(path), "--json"], bench.env(database),
                                 bench.scratch(), timeout_s=4 * 3600)
             try:

@@ -93,36 +93,38 @@ def raw_schema_sql() -> str:
     return resources.files("duel").joinpath("sql/raw_schema.sql").read_text(encoding="utf-8")
 
 
-def ensure_raw_schema(settings: Settings) -> None:
-    """Create the `raw` schema and its tables if missing (idempotent DDL, under a lock)."""
-    with connect(settings, step="create raw schema") as conn:
-        conn.execute("select pg_advisory_xact_lock(hashtext('duel.ddl'))")
-        conn.execute(raw_schema_sql())
-
-
 RAW_TABLES = ("batches", "user_documents", "current_versions", "quarantine", "batch_files")
 
 
-def _already_ready(settings: Settings) -> bool:
-    """The common case, in one connection: the database answers and has every raw table."""
-    try:
-        with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
-            row = conn.execute(
-                "select count(to_regclass('raw.' || t)) = %s from unnest(%s::text[]) as t",
-                (len(RAW_TABLES), list(RAW_TABLES)),
-            ).fetchone()
-            return bool(row and row[0])
-    except psycopg.Error:
-        return False  # the full check below says what is wrong, in one line
+def _create_raw_schema(conn: psycopg.Connection[Any]) -> None:
+    """The raw schema and its tables, unless all are there (idempotent DDL, under a lock)."""
+    row = conn.execute(
+        "select count(to_regclass('raw.' || t)) = %s from unnest(%s::text[]) as t",
+        (len(RAW_TABLES), list(RAW_TABLES)),
+    ).fetchone()
+    if row and row[0]:
+        return
+    conn.execute("select pg_advisory_xact_lock(hashtext('duel.ddl'))")
+    conn.execute(raw_schema_sql())
+
+
+def ensure_raw_schema(settings: Settings) -> None:
+    """Create the `raw` schema and its tables if missing."""
+    with connect(settings, step="create raw schema") as conn:
+        _create_raw_schema(conn)
 
 
 def ensure_ready(settings: Settings) -> None:
-    """Server answering, database present, raw schema in place."""
-    if _already_ready(settings):
-        return
-    _check_server(settings)
-    ensure_database(settings)
-    ensure_raw_schema(settings)
+    """Server answering, database present, raw schema in place. The common case (the database
+    answers) costs one connection; the checks that explain a failure in one line run otherwise."""
+    try:
+        conn = psycopg.connect(**settings.conninfo())  # type: ignore[arg-type]
+    except psycopg.Error:
+        _check_server(settings)
+        ensure_database(settings)
+        conn = connect(settings, step="create raw schema")
+    with conn:
+        _create_raw_schema(conn)
 
 
 def analyze_raw(settings: Settings) -> None:

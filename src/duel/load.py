@@ -9,7 +9,6 @@ serialised by an advisory lock, so overlapping ingests never duplicate a row.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -25,11 +24,12 @@ from psycopg.pq import Format
 
 from duel import __version__, db
 from duel.exceptions import DatabaseUnavailable, LockTimeout
-from duel.parse import Outcome, iter_outcomes
+from duel.parse import Outcome, iter_outcomes, parse_pool
 from duel.settings import Settings
 from duel.sources import SourceFile, iter_source
 
 LOCK_KEY = "duel.ingest"
+FIRST_CHUNK = 500  # files in the first write chunk; chunks double from there up to batch_rows
 CHUNK_BYTES = 64 << 20  # cut a write chunk early when its documents hold this much memory
 DOCUMENT_COLUMNS = ("source_name", "content_sha256", "batch_id", "parse_status", "parse_error",
                     "repair", "byte_size", "document")
@@ -76,15 +76,19 @@ def _held_bytes(outcome: Outcome) -> int:
 
 
 def _chunks(items: Iterable[Outcome], size: int, max_bytes: int = CHUNK_BYTES) -> Iterator[list[Outcome]]:
-    """Chunks of at most `size` files and about `max_bytes` of document bytes held in memory."""
+    """Chunks of at most `size` files and about `max_bytes` of document bytes held in memory.
+    The first ones are small and double up to `size`: the database starts work early instead
+    of waiting idle while the first full chunk is read and parsed."""
     chunk: list[Outcome] = []
     held = 0
+    limit = min(size, FIRST_CHUNK)
     for item in items:
         chunk.append(item)
         held += _held_bytes(item)
-        if len(chunk) >= size or held >= max_bytes:
+        if len(chunk) >= limit or held >= max_bytes:
             yield chunk
             chunk, held = [], 0
+            limit = min(size, limit * 2)
     if chunk:
         yield chunk
 
@@ -372,20 +376,17 @@ def ingest(
             conn.adapters.register_dumper(None, _JsonTextDumper)
             batch_id = _open_batch(conn, source, shard, settings.lock_timeout_s)
             batch = _Batch(conn, batch_id)
-            # default: leave one core to the database server, which parses the jsonb we send
-            workers = settings.workers or max(1, (os.cpu_count() or 1) - 1)
-            outcomes = iter_outcomes(source_files, settings.repair_policy, workers)
-            chunks = _chunks(outcomes, settings.batch_rows)
-            # one process: read and parse in a thread beside the writes. With parse workers,
-            # they already run beside the writes (and fork is kept out of threaded processes).
-            prefetch = _Prefetch(chunks) if workers <= 1 else None
-            try:
-                for chunk in prefetch or chunks:
-                    batch.write_chunk(chunk)
-                    if on_file is not None:
-                        on_file(len(chunk))
-            finally:
-                if prefetch is not None:
+            # Parse in this process by default: measured on 2 cores, shipping files to worker
+            # processes and their outcomes back costs more than the parse it moves (bench/README.md).
+            with parse_pool(settings.workers or 1) as pool:
+                outcomes = iter_outcomes(source_files, settings.repair_policy, pool)
+                prefetch = _Prefetch(_chunks(outcomes, settings.batch_rows))
+                try:
+                    for chunk in prefetch:
+                        batch.write_chunk(chunk)
+                        if on_file is not None:
+                            on_file(len(chunk))
+                finally:
                     prefetch.close()
             conn.execute(
                 "update raw.batches set status = 'succeeded', finished_at = clock_timestamp(),"

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import multiprocessing.pool
 from collections import deque
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from multiprocessing.pool import AsyncResult
 from typing import NamedTuple
 
@@ -62,27 +64,32 @@ def _windows(files: Iterable[SourceFile], size: int) -> Iterator[list[SourceFile
         yield window
 
 
-def iter_outcomes(files: Iterable[SourceFile], policy: str, workers: int = 1) -> Iterator[Outcome]:
-    """Classify files in order. With workers > 1, hashing and parsing run in worker processes
-    while this process reads and writes; only a few windows are in flight, so memory stays flat.
-    Inputs of one window or less never start a worker."""
-    windows = _windows(files, WINDOW)
-    first = next(windows, None)
-    if first is None:
+def iter_outcomes(files: Iterable[SourceFile], policy: str,
+                  pool: multiprocessing.pool.Pool | None = None) -> Iterator[Outcome]:
+    """Classify files in order. With a pool, hashing and parsing run in its worker processes
+    while this process reads and writes; only a few windows are in flight, so memory stays flat."""
+    if pool is None:  # one file at a time: the first chunk is ready as soon as it is parsed
+        for seq, source in enumerate(files):
+            yield classify(seq, source, policy)
         return
-    yield from _classify_window(0, first, policy)
-    seq = len(first)
+    windows = _windows(files, WINDOW)
+    seq = 0
+    depth = 2 * pool._processes  # type: ignore[attr-defined]
+    pending: deque[AsyncResult[list[Outcome]]] = deque()
+    for window in windows:
+        pending.append(pool.apply_async(_classify_window, (seq, window, policy)))
+        seq += len(window)
+        while len(pending) > depth:
+            yield from pending.popleft().get()
+    while pending:
+        yield from pending.popleft().get()
+
+
+@contextmanager
+def parse_pool(workers: int) -> Iterator[multiprocessing.pool.Pool | None]:
+    """`workers` parse processes (forked now, before any thread starts), or None for one."""
     if workers <= 1:
-        for window in windows:
-            yield from _classify_window(seq, window, policy)
-            seq += len(window)
+        yield None
         return
     with multiprocessing.get_context("fork").Pool(workers) as pool:
-        pending: deque[AsyncResult[list[Outcome]]] = deque()
-        for window in windows:
-            pending.append(pool.apply_async(_classify_window, (seq, window, policy)))
-            seq += len(window)
-            while len(pending) > 2 * workers:
-                yield from pending.popleft().get()
-        while pending:
-            yield from pending.popleft().get()
+        yield pool
