@@ -66,3 +66,38 @@ def test_iter_members_rejects_corrupt_header(tmp_path: Path) -> None:
     bad.write_bytes(b"this is not a tar archive".ljust(1024, b"!"))
     with open_archive(bad) as stream, pytest.raises(TarFormatError, match="header checksum mismatch|bad number"):
         list(iter_members(stream, max_bytes=10_000))
+
+
+def _header(name: bytes, size_field: bytes, kind: bytes = b"0") -> bytes:
+    """A ustar header with the given raw size field and a correct checksum."""
+    header = bytearray(512)
+    header[0:len(name)] = name
+    header[100:108] = b"0000644\x00"
+    header[124:136] = size_field
+    header[148:156] = b" " * 8
+    header[156:157] = kind
+    header[257:263] = b"ustar\x00"
+    header[148:156] = f"{sum(header):06o}\x00 ".encode()
+    return bytes(header)
+
+
+def test_iter_members_rejects_a_negative_size(tmp_path: Path) -> None:
+    bad = tmp_path / "negative.tar"
+    bad.write_bytes(_header(b"user.json", b"-0000000001\x00") + bytes(1024))
+    with open_archive(bad) as stream, pytest.raises(TarFormatError, match="bad number field"):
+        list(iter_members(stream, max_bytes=10_000))
+
+
+def test_iter_members_checks_non_ascii_headers_exactly(tmp_path: Path) -> None:
+    """A header with non-ASCII bytes (a UTF-8 name) is summed in Python; one flipped byte fails."""
+    name = "usér-ß.json".encode()
+    good = _header(name, b"00000000002\x00") + b"{}".ljust(512, b"\x00") + bytes(1024)
+    path = tmp_path / "utf8.tar"
+    path.write_bytes(good)
+    with open_archive(path) as stream:
+        assert list(iter_members(stream, max_bytes=10_000)) == [Member("usér-ß.json", 2, "file", b"{}")]
+    corrupt = bytearray(good)
+    corrupt[1] ^= 0x01
+    path.write_bytes(bytes(corrupt))
+    with open_archive(path) as stream, pytest.raises(TarFormatError, match="header checksum mismatch"):
+        list(iter_members(stream, max_bytes=10_000))

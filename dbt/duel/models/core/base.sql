@@ -22,6 +22,18 @@
     'tiktok_handle_defect', 'joined_at_defect', 'advocacy_programs_defect',
 ] -%}
 
+{#- one row per current file, as the layers below need it: all of them, or those changed since the last build -#}
+{%- set documents_select -%}
+    select
+        {% for column in user_columns %}{{ column }},
+        {% endfor -%}
+        source_name as source_file,
+        parse_status = 'repaired' as is_repaired,
+        {% for column in defect_columns %}{{ column }}{{ "," if not loop.last }}
+        {% endfor %}
+    from documents
+{%- endset %}
+
 with
 
 documents as (
@@ -35,14 +47,7 @@ documents as (
 -- files whose current version arrived after the last build
 changed as (
 
-    select
-        {% for column in user_columns %}{{ column }},
-        {% endfor -%}
-        source_name as source_file,
-        parse_status = 'repaired' as is_repaired,
-        {% for column in defect_columns %}{{ column }}{{ "," if not loop.last }}
-        {% endfor %}
-    from documents
+    {{ documents_select }}
     where batch_id > {{ batch_watermark() }}
 
 ),
@@ -90,14 +95,7 @@ rebuilt as (
 
 rebuilt as (
 
-    select
-        {% for column in user_columns %}{{ column }},
-        {% endfor -%}
-        source_name as source_file,
-        parse_status = 'repaired' as is_repaired,
-        {% for column in defect_columns %}{{ column }}{{ "," if not loop.last }}
-        {% endfor %}
-    from documents
+    {{ documents_select }}
 
 ),
 
