@@ -117,6 +117,18 @@ class Bench:
         self.log(done.stdout.strip() or f"duel db {action}")
 
 
+def portable_paths(value: object) -> object:
+    """Paths inside the checkout or beside it (../shared) written relative to the checkout, so the
+    committed results name no one machine's directories; the bench work dir stays absolute."""
+    if isinstance(value, dict):
+        return {key: portable_paths(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [portable_paths(item) for item in value]
+    if isinstance(value, str) and value.startswith(str(REPO.parent) + os.sep):
+        return os.path.relpath(value, REPO)
+    return value
+
+
 def command(bench: Bench, key: str, path: Path) -> list[str]:
     python = str(bench.python)
     return {
@@ -290,7 +302,8 @@ def main(argv: list[str]) -> int:
     results["machine"]["src_changed_during_run"] = src_digest() != results["machine"]["src_digest"]  # type: ignore[index]
     results["seconds"] = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+    portable = portable_paths(json.loads(json.dumps(results, default=str)))
+    (args.out / "results.json").write_text(json.dumps(portable, indent=1), encoding="utf-8")
     report.write(results, args.out)
     bench.log(f"done in {results['seconds']:.0f} s: {args.out / 'results.md'}, {args.out / 'results.png'}")
     return 0
