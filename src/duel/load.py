@@ -1,10 +1,11 @@
 """The ingest: every input file becomes loaded, unchanged, quarantined or skipped, in one batch.
 
 A batch is one transaction: it is visible whole or not at all. Files stream through in chunks
-(memory does not grow with the number of files); for each chunk we look up the current version
-of each file name, then COPY the new document versions, move the current-version pointers,
-store quarantined bytes, and record every file in the `raw.batch_files` ledger. Runs are
-serialised by an advisory lock, so overlapping ingests never duplicate a row.
+(memory does not grow with the number of files), read and parsed in a thread a few chunks ahead
+of the writes; for each chunk we look up the current version of each file name, then COPY the
+new document versions, move the current-version pointers, store quarantined bytes, and record
+every file in the `raw.batch_files` ledger. Runs are serialised by an advisory lock, so
+overlapping ingests never duplicate a row.
 """
 
 from __future__ import annotations
@@ -377,7 +378,7 @@ def ingest(
             batch_id = _open_batch(conn, source, shard, settings.lock_timeout_s)
             batch = _Batch(conn, batch_id)
             # Parse in this process by default: measured on 2 cores, shipping files to worker
-            # processes and their outcomes back costs more than the parse it moves (bench/README.md).
+            # processes and their outcomes back costs more than the parse it moves (bench/analysis.md).
             with parse_pool(settings.workers or 1) as pool:
                 outcomes = iter_outcomes(source_files, settings.repair_policy, pool)
                 prefetch = _Prefetch(_chunks(outcomes, settings.batch_rows))
