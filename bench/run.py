@@ -124,7 +124,7 @@ def portable_paths(value: object) -> object:
         return {key: portable_paths(item) for key, item in value.items()}
     if isinstance(value, list):
         return [portable_paths(item) for item in value]
-    if isinstance(value, str) and value.startswith(str(REPO.parent) + os.sep):
+    if isinstance(value, (str, Path)) and str(value).startswith(str(REPO.parent) + os.sep):
         return os.path.relpath(value, REPO)
     return value
 
@@ -302,8 +302,8 @@ def main(argv: list[str]) -> int:
     results["machine"]["src_changed_during_run"] = src_digest() != results["machine"]["src_digest"]  # type: ignore[index]
     results["seconds"] = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
-    portable = portable_paths(json.loads(json.dumps(results, default=str)))
-    (args.out / "results.json").write_text(json.dumps(portable, indent=1), encoding="utf-8")
+    (args.out / "results.json").write_text(json.dumps(portable_paths(results), indent=1, default=str),
+                                           encoding="utf-8")
     report.write(results, args.out)
     bench.log(f"done in {results['seconds']:.0f} s: {args.out / 'results.md'}, {args.out / 'results.png'}")
     return 0

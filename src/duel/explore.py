@@ -1,7 +1,7 @@
 """Look at a dump before loading it: what the files are, what repair does, how clean every field is.
 
 The functions behind `data_debugging.ipynb`. Each one streams the source once through the same
-readers and parser the ingest uses (`duel.sources.iter_source`, `duel.parse.classify`, which calls
+readers and parser the ingest uses (`duel.sources.iter_source`, `duel.parse.iter_outcomes`, which calls
 `duel.repair.parse_document`), so what the notebook shows is what `duel ingest` will do. Nothing is
 written anywhere; memory holds counts, the list of malformed files and the numeric values of the
 distributions, never the documents.
@@ -33,7 +33,8 @@ from typing import Any
 import orjson
 
 from duel.exceptions import SourceError
-from duel.parse import Outcome, classify
+from duel import parse
+from duel.parse import Outcome
 from duel.repair import parse_document
 from duel.settings import Settings
 from duel.sources import iter_source
@@ -160,8 +161,7 @@ def iter_entities(document: dict[str, Any]) -> Iterator[tuple[str, list[tuple[st
 
 def iter_outcomes(settings: Settings, path: Path) -> Iterator[Outcome]:
     """Every file of the source classified exactly as the ingest classifies it (one pass)."""
-    for seq, source in enumerate(iter_source(path, settings.max_file_bytes)):
-        yield classify(seq, source, settings.repair_policy)
+    return parse.iter_outcomes(iter_source(path, settings.max_file_bytes), settings.repair_policy)
 
 
 def iter_documents(settings: Settings, path: Path) -> Iterator[dict[str, Any]]:

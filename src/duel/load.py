@@ -154,7 +154,7 @@ class _Prefetch:
         finally:
             close = getattr(self.chunks, "close", None)
             if close is not None:
-                close()  # a worker pool inside the generator is shut down here
+                close()  # the reader's archive or file is closed now, not when collected
 
     def __iter__(self) -> Iterator[list[Outcome]]:
         while True:
@@ -379,8 +379,9 @@ def ingest(
             batch = _Batch(conn, batch_id)
             # Parse in this process by default: measured on 2 cores, shipping files to worker
             # processes and their outcomes back costs more than the parse it moves (bench/analysis.md).
-            with parse_pool(settings.workers or 1) as pool:
-                outcomes = iter_outcomes(source_files, settings.repair_policy, pool)
+            workers = settings.workers or 1
+            with parse_pool(workers) as pool:
+                outcomes = iter_outcomes(source_files, settings.repair_policy, pool, 2 * workers)
                 prefetch = _Prefetch(_chunks(outcomes, settings.batch_rows))
                 try:
                     for chunk in prefetch:

@@ -65,21 +65,21 @@ def _windows(files: Iterable[SourceFile], size: int) -> Iterator[list[SourceFile
 
 
 def iter_outcomes(files: Iterable[SourceFile], policy: str,
-                  pool: multiprocessing.pool.Pool | None = None) -> Iterator[Outcome]:
+                  pool: multiprocessing.pool.Pool | None = None, in_flight: int = 4) -> Iterator[Outcome]:
     """Classify files in order. With a pool, hashing and parsing run in its worker processes
-    while this process reads and writes; only a few windows are in flight, so memory stays flat."""
+    while this process reads and writes; at most `in_flight` windows are out at once, so memory
+    stays flat."""
     if pool is None:  # one file at a time: the first chunk is ready as soon as it is parsed
         for seq, source in enumerate(files):
             yield classify(seq, source, policy)
         return
     windows = _windows(files, WINDOW)
     seq = 0
-    depth = 2 * pool._processes  # type: ignore[attr-defined]
     pending: deque[AsyncResult[list[Outcome]]] = deque()
     for window in windows:
         pending.append(pool.apply_async(_classify_window, (seq, window, policy)))
         seq += len(window)
-        while len(pending) > depth:
+        while len(pending) > in_flight:
             yield from pending.popleft().get()
     while pending:
         yield from pending.popleft().get()
