@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from duel.exceptions import SourceError
-from duel.sources import SourceFile, iter_source, not_data_reason, safe_member_name
+from duel.sources import SourceFile, identity_path, iter_source, not_data_reason, safe_member_name
 
 
 def add(archive: tarfile.TarFile, name: str, data: bytes = b"{}", kind: bytes = tarfile.REGTYPE,
@@ -68,13 +68,13 @@ def test_iter_source_tar_skips_and_never_follows(tmp_path: Path) -> None:
         add(archive, "mixed/hard.json", kind=tarfile.LNKTYPE, linkname="mixed/user_1.json")
         add(archive, "mixed/big.json", b"x" * 50)
     assert list(iter_source(path, max_bytes=40)) == [
-        SourceFile("mixed/user_1.json", b'{"a": 1}', 8),
+        SourceFile("mixed/user_1.json", b'{"a": 1}', 8, key_path="user_1.json"),
         SourceFile("mixed/._user_1.json", size=4, skip_reason="macos-metadata"),
         SourceFile("__MACOSX/mixed/._user_1.json", size=1, skip_reason="macos-metadata"),
         SourceFile("../evil.json", skip_reason="unsafe-path"),
         SourceFile("mixed/link.json", skip_reason="not-a-regular-file"),
         SourceFile("mixed/hard.json", skip_reason="not-a-regular-file"),
-        SourceFile("mixed/big.json", size=50, oversize=True),
+        SourceFile("mixed/big.json", size=50, oversize=True, key_path="big.json"),
     ]
 
 
@@ -89,9 +89,23 @@ def test_iter_source_directory_reports_links_and_recurses(tmp_path: Path) -> Non
         SourceFile("loop", skip_reason="symlink"),
         SourceFile("mixed/passwd.json", skip_reason="symlink"),
         SourceFile("mixed/readme.md", skip_reason="not-json"),
-        SourceFile("mixed/user_1.json", b"{}", 2),
-        SourceFile("mixed/deeper/user_2.json", b"[]", 2),
+        SourceFile("mixed/user_1.json", b"{}", 2, key_path="user_1.json"),
+        SourceFile("mixed/deeper/user_2.json", b"[]", 2, key_path="deeper/user_2.json"),
     ]
+
+
+def test_identity_path_drops_only_the_dumps_top_folder() -> None:
+    assert [identity_path(name) for name in ("mixed/user_17.json", "export-2025-07-24/user_17.json",
+                                             "user_17.json", "mixed/eu/user_1.json")] == [
+        "user_17.json", "user_17.json", "user_17.json", "eu/user_1.json"]
+
+
+def test_iter_source_directory_given_at_or_above_the_export_folder_keys_alike(tmp_path: Path) -> None:
+    (tmp_path / "mixed").mkdir()
+    (tmp_path / "mixed" / "user_1.json").write_bytes(b"{}")
+    above = [f.key_path for f in iter_source(tmp_path, max_bytes=100)]
+    at = [f.key_path for f in iter_source(tmp_path / "mixed", max_bytes=100)]
+    assert above == at == ["user_1.json"]
 
 
 def test_iter_source_ndjson_names_lines(tmp_path: Path) -> None:

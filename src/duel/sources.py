@@ -25,13 +25,19 @@ DATA_SUFFIX = ".json"
 
 
 class SourceFile(NamedTuple):  # a tuple, not a dataclass: built once per file on the hot path
-    """One input file: its name inside the source, and its bytes or why it was not read."""
+    """One input file: its name inside the source, and its bytes or why it was not read.
+
+    `name` is where it was found (lineage, shown to the user). `key_path` is the path that
+    identifies it (`identity_path`: the dump's own top-level folder removed), or None for a
+    document without a file of its own (an NDJSON line), which is identified by its content
+    (duel.identity)."""
 
     name: str
     data: bytes | None = None
     size: int = 0
     skip_reason: str | None = None
     oversize: bool = False
+    key_path: str | None = None
 
 
 def not_data_reason(name: str) -> str | None:
@@ -57,6 +63,15 @@ def storable_name(name: str) -> str:
         return name  # the common case (hot path)
     text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return text.replace("\x00", "\\x00")
+
+
+def identity_path(relative: str) -> str:
+    """The part of a file's path (relative to the dump: an archive's root or the directory given)
+    that identifies it: without the dump's own top-level folder, which is named after the export
+    (`mixed/`, `export-2025-07-24/`) and carries no identity. `mixed/user_17.json` and
+    `user_17.json` are both `user_17.json`; deeper folders are kept (`mixed/eu/u.json` is `eu/u.json`)."""
+    _top, sep, rest = relative.partition("/")
+    return rest if sep and rest else relative
 
 
 def safe_member_name(name: str) -> str | None:
@@ -91,9 +106,9 @@ def iter_tar(path: Path, max_bytes: int) -> Iterator[SourceFile]:
                 elif (reason := not_data_reason(name)) is not None:
                     yield SourceFile(name, size=size, skip_reason=reason)
                 elif data is None:
-                    yield SourceFile(name, size=size, oversize=True)
-                else:
-                    yield SourceFile(name, data, size)  # positional: keywords cost more (hot path)
+                    yield SourceFile(name, None, size, None, True, identity_path(name))
+                else:  # positional: keywords cost more (hot path)
+                    yield SourceFile(name, data, size, None, False, identity_path(name))
     except (TarFormatError, EOFError, OSError, zlib.error) as exc:
         if count == 0:
             raise SourceError(f"{path}: not a readable tar archive ({exc})") from None
@@ -144,7 +159,7 @@ def iter_directory(root: Path, max_bytes: int) -> Iterator[SourceFile]:
             if kind == _FILE:
                 reason = not_data_reason(name)
                 if reason is None:
-                    yield _read_file(prefix + base, name, max_bytes)
+                    yield _read_file(prefix + base, name, max_bytes, identity_path(name))
                 else:
                     yield SourceFile(name, skip_reason=reason)
             elif kind == _DIRECTORY:
@@ -156,7 +171,7 @@ def iter_directory(root: Path, max_bytes: int) -> Iterator[SourceFile]:
         stack.extend(reversed(subdirs))
 
 
-def _read_file(path: str | Path, name: str, max_bytes: int) -> SourceFile:
+def _read_file(path: str | Path, name: str, max_bytes: int, key_path: str | None = None) -> SourceFile:
     """One file's bytes, or `oversize` from its size alone. O_NOFOLLOW: a link swapped in after
     the listing is refused, never followed."""
     try:
@@ -171,7 +186,7 @@ def _read_file(path: str | Path, name: str, max_bytes: int) -> SourceFile:
             return SourceFile(name, skip_reason="not-a-regular-file")
         size = info.st_size
         if size > max_bytes:
-            return SourceFile(name, size=size, oversize=True)
+            return SourceFile(name, None, size, None, True, key_path)
         data = os.read(fd, size + 1)  # one byte more than its size: a short read is the end of file
         if len(data) > size:
             data = _read_grown(fd, data, max_bytes)
@@ -180,8 +195,8 @@ def _read_file(path: str | Path, name: str, max_bytes: int) -> SourceFile:
     finally:
         os.close(fd)
     if len(data) > max_bytes:  # grew while we read it
-        return SourceFile(name, size=len(data), oversize=True)
-    return SourceFile(name, data, len(data))  # positional: keywords cost more (hot path)
+        return SourceFile(name, None, len(data), None, True, key_path)
+    return SourceFile(name, data, len(data), None, False, key_path)  # positional: hot path
 
 
 def _read_grown(fd: int, head: bytes, max_bytes: int) -> bytes:
@@ -239,4 +254,5 @@ def iter_source(path: Path, max_bytes: int) -> Iterator[SourceFile]:
         return iter_tar(path, max_bytes)
     if kind == "ndjson":
         return iter_ndjson(path, max_bytes)
-    return iter([_read_file(path, storable_name(path.name), max_bytes)])
+    name = storable_name(path.name)
+    return iter([_read_file(path, name, max_bytes, name)])
