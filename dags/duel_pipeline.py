@@ -42,6 +42,11 @@ def input_path(params: dict[str, Any]) -> Path:
     return Path(params["data"]) if params["data"] else load_settings().data
 
 
+def run_settings(params: dict[str, Any]) -> Any:
+    """The settings of this run: the worker's environment, with the run's document key if given."""
+    return load_settings().with_overrides(document_key=params.get("document_key") or None)
+
+
 @dag(
     dag_id="duel_pipeline",
     schedule=load_settings().schedule,
@@ -52,6 +57,12 @@ def input_path(params: dict[str, Any]) -> Path:
     params={
         "data": Param("", type="string", description="Input (.tar.gz, directory, ...); empty: DUEL_DATA"),
         "shards": Param(4, type="integer", minimum=1, maximum=256, description="Ingest batches to fan out"),
+        "full": Param(False, type="boolean",
+                      description="The dump holds every document: delete current documents absent from it"),
+        "allow_mass_delete": Param(False, type="boolean",
+                                   description="With full: allow deleting more than half of the current documents"),
+        "document_key": Param("", type="string",
+                              description="How documents are identified (e.g. @file,user_id); empty: DUEL_DOCUMENT_KEY"),
     },
     default_args={
         "retries": 3,
@@ -79,16 +90,23 @@ def duel_pipeline() -> None:
         from duel.shards import ShardSpec, ingest_shard
 
         assert params is not None
-        return dataclasses.asdict(ingest_shard(load_settings(), input_path(params), ShardSpec.parse(shard)))
+        return dataclasses.asdict(ingest_shard(run_settings(params), input_path(params), ShardSpec.parse(shard)))
 
     @task(retries=0)
     def check_shards(results: list[dict[str, Any]], params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Every file in exactly one shard; then, for a complete dump, the deletes (duel.deletes:
+        a refused mass delete fails the run, the shards' loads stay)."""
         from duel.load import IngestResult
-        from duel.shards import check_shards
+        from duel.shards import check_shards, delete_absent
 
         assert params is not None
+        settings = run_settings(params)
         results = [IngestResult(**result) for result in results]
-        return check_shards(load_settings(), input_path(params), results).summary()
+        summary = check_shards(settings, input_path(params), results).summary()
+        if params["full"]:
+            deletes = delete_absent(settings, results, allow_mass_delete=params["allow_mass_delete"])
+            summary["deleted"] = deletes.deleted
+        return summary
 
     @task
     def dbt_build() -> str:

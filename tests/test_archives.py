@@ -49,7 +49,7 @@ def test_ingest_archive_skips_escapes_links_and_devices(settings: Settings, tmp_
     result = ingest_cli(settings, data)
     assert (result.returncode, result.stderr) == (0, "")
     assert json.loads(result.stdout) == {"batch_id": 1, "files_seen": 12, "loaded": 2, "repaired": 0,
-                                         "quarantined": 0, "skipped": 10, "unchanged": 0}
+                                         "quarantined": 0, "skipped": 10, "unchanged": 0, "deleted": 0, "keyless": 0}
     assert ledger(settings) == {
         "ok.json": ("loaded", None),
         "dir/inner.json": ("loaded", None),
@@ -96,7 +96,7 @@ def test_ingest_gzip_bomb_is_stopped_by_the_size_limit(settings: Settings, tmp_p
     assert data.stat().st_size < 4 << 20
     peak, stdout = peak_rss_mb(settings, data)
     assert json.loads(stdout) == {"batch_id": 1, "files_seen": 2, "loaded": 1, "repaired": 0,
-                                  "quarantined": 1, "skipped": 0, "unchanged": 0}
+                                  "quarantined": 1, "skipped": 0, "unchanged": 0, "deleted": 0, "keyless": 0}
     assert query(settings, "select source_name, reason, byte_size, content from raw.quarantine") == [
         ("bomb.json", "too-large", size, None)]
     assert peak < 128  # MB: the 512 MiB member is skipped through, never held

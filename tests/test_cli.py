@@ -21,7 +21,7 @@ def test_ingest_json_summary(settings: Settings, real_data: Path) -> None:
     result = run_cli(settings, "ingest", str(real_data), "--json")
     assert (result.returncode, json.loads(result.stdout)) == (0, {
         "batch_id": 1, "files_seen": 10000, "loaded": 10000, "repaired": 222, "quarantined": 0,
-        "skipped": 0, "unchanged": 0})
+        "skipped": 0, "unchanged": 0, "deleted": 0, "keyless": 0})
 
 
 def test_ingest_strict_exits_2_when_quarantined(settings: Settings, tmp_path: Path) -> None:
@@ -29,7 +29,7 @@ def test_ingest_strict_exits_2_when_quarantined(settings: Settings, tmp_path: Pa
     result = run_cli(settings, "ingest", str(tmp_path), "--json", "--strict")
     assert (result.returncode, json.loads(result.stdout)) == (2, {
         "batch_id": 1, "files_seen": 1, "loaded": 0, "repaired": 0, "quarantined": 1, "skipped": 0,
-        "unchanged": 0})
+        "unchanged": 0, "deleted": 0, "keyless": 0})
 
 
 def test_ingest_human_summary_on_stderr(settings: Settings, tmp_path: Path) -> None:

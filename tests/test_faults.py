@@ -27,7 +27,7 @@ from duel.settings import Settings, load_settings
 
 EMPTY = {"batch_files": 0, "user_documents": 0, "current_versions": 0, "quarantine": 0}
 REAL_SUMMARY = {"files_seen": 10000, "loaded": 10000, "repaired": 222, "quarantined": 0, "skipped": 0,
-                "unchanged": 0}
+                "unchanged": 0, "deleted": 0, "keyless": 0}
 SLOW_ROWS = "500"  # 20 ledger COPYs for the real dataset, each slowed down by the trigger below
 
 
@@ -109,7 +109,7 @@ def test_ingest_overlapping_runs_are_serialised(settings: Settings, real_data: P
     code, stdout, stderr = finish(patient)
     assert (code, stderr) == (0, "")
     assert json.loads(stdout) == {"batch_id": 2, "files_seen": 10000, "loaded": 0, "repaired": 0,
-                                  "quarantined": 0, "skipped": 0, "unchanged": 10000}
+                                  "quarantined": 0, "skipped": 0, "unchanged": 10000, "deleted": 0, "keyless": 0}
     assert query(settings, "select count(*), count(distinct (source_name, content_sha256)),"
                            " count(distinct source_name) from raw.user_documents") == [(10000, 10000, 10000)]
     assert query(settings, "select batch_id, status from raw.batches order by 1") == [

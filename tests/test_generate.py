@@ -243,7 +243,7 @@ def test_ingest_generated_tarball(settings: Settings, generated: tuple[Path, Wri
     result = ingest(settings, path)
     assert result.summary() == {"batch_id": 1, "files_seen": USERS, "loaded": USERS,
                                 "repaired": written.malformed, "quarantined": 0, "skipped": 0,
-                                "unchanged": 0}
+                                "unchanged": 0, "deleted": 0, "keyless": 0}
 
 
 def test_cli_generate_writes_and_reports(settings: Settings, tmp_path: Path) -> None:

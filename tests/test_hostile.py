@@ -56,6 +56,14 @@ VERDICTS = {
     "zoë-unicode-name.json": ("loaded", None, None),
 }
 LEDGER_TO_PARSE = {"loaded": "clean", "repaired": "repaired", "quarantined": "quarantined"}
+# A JSON array of user objects is not one document: the ingest loads one document per element.
+ARRAY_FILE, ARRAY_ELEMENTS = "array-of-users.json", 2
+
+
+def ingest_verdicts() -> dict[str, tuple[str, str | None]]:
+    """The ledger the ingest writes for the corpus: the parse verdicts, the array split up."""
+    verdicts = {name: (status, reason) for name, (status, reason, _) in VERDICTS.items() if name != ARRAY_FILE}
+    return verdicts | {f"{ARRAY_FILE}[{index}]": ("loaded", None) for index in range(ARRAY_ELEMENTS)}
 
 
 def ingest_cli(settings: Settings, data: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -111,12 +119,12 @@ def test_ingest_hostile_corpus_accounts_for_every_file(settings: Settings) -> No
     result = ingest_cli(settings, CORPUS)
     assert (result.returncode, result.stderr) == (0, "")
     summary = json.loads(result.stdout)
-    assert summary == {"batch_id": 1, "files_seen": 31, "loaded": 9, "repaired": 4, "quarantined": 21,
-                       "skipped": 1, "unchanged": 0}
-    assert ledger(settings) == {name: (status, reason) for name, (status, reason, _) in VERDICTS.items()}
+    assert summary == {"batch_id": 1, "files_seen": 32, "loaded": 11, "repaired": 4, "quarantined": 20,
+                       "skipped": 1, "unchanged": 0, "deleted": 0, "keyless": 0}
+    assert ledger(settings) == ingest_verdicts()
     assert_summary_matches_tables(settings, summary)
     stored = dict(query(settings, "select source_name, content from raw.quarantine"))
-    assert stored == {n: (CORPUS / n).read_bytes() for n, v in VERDICTS.items() if v[0] == "quarantined"}
+    assert stored == {n: (CORPUS / n).read_bytes() for n, v in ingest_verdicts().items() if v[0] == "quarantined"}
 
 
 def test_ingest_hostile_values_load_exactly(settings: Settings) -> None:
@@ -138,10 +146,10 @@ def test_ingest_hostile_corpus_twice_changes_nothing(settings: Settings) -> None
     ingest_cli(settings, CORPUS)
     before = query(settings, "select source_name, content_sha256, batch_id from raw.user_documents order by 1")
     again = json.loads(ingest_cli(settings, CORPUS).stdout)
-    assert again == {"batch_id": 2, "files_seen": 31, "loaded": 0, "repaired": 0, "quarantined": 21,
-                     "skipped": 1, "unchanged": 9}
+    assert again == {"batch_id": 2, "files_seen": 32, "loaded": 0, "repaired": 0, "quarantined": 20,
+                     "skipped": 1, "unchanged": 11, "deleted": 0, "keyless": 0}
     assert query(settings, "select source_name, content_sha256, batch_id from raw.user_documents order by 1") == before
-    assert table_counts(settings)["quarantine"] == 21  # the same bytes are not stored twice
+    assert table_counts(settings)["quarantine"] == 20  # the same bytes are not stored twice
 
 
 def test_ingest_real_dataset_with_hostile_corpus(settings: Settings, real_dir: Path, tmp_path: Path) -> None:
@@ -152,8 +160,8 @@ def test_ingest_real_dataset_with_hostile_corpus(settings: Settings, real_dir: P
     result = ingest_cli(settings, data)
     assert result.returncode == 0
     summary = json.loads(result.stdout)
-    assert summary == {"batch_id": 1, "files_seen": 10031, "loaded": 10009, "repaired": 226,
-                       "quarantined": 21, "skipped": 1, "unchanged": 0}
+    assert summary == {"batch_id": 1, "files_seen": 10032, "loaded": 10011, "repaired": 226,
+                       "quarantined": 20, "skipped": 1, "unchanged": 0, "deleted": 0, "keyless": 0}
     assert_summary_matches_tables(settings, summary)
     real = {p.relative_to(data).as_posix() for p in (data / "mixed").glob("*.json")}
     loaded = query(settings, "select source_name, count(*) from raw.user_documents"

@@ -26,7 +26,7 @@ def make_tar(path: Path, members: dict[str, bytes]) -> Path:
 def test_ingest_real_dataset_counts(settings: Settings, real_data: Path) -> None:
     result = ingest(settings, real_data)
     assert result.summary() == {"batch_id": 1, "files_seen": 10000, "loaded": 10000, "repaired": 222,
-                                "quarantined": 0, "skipped": 0, "unchanged": 0}
+                                "quarantined": 0, "skipped": 0, "unchanged": 0, "deleted": 0, "keyless": 0}
     assert query(settings, "select parse_status, count(*) from raw.user_documents group by 1 order by 1") == [
         ("clean", 9778), ("repaired", 222)]
     assert query(settings, "select count(*) from raw.current_versions") == [(10000,)]
@@ -37,7 +37,7 @@ def test_ingest_twice_changes_nothing(settings: Settings, real_data: Path) -> No
     before = query(settings, "select source_name, content_sha256, batch_id from raw.user_documents order by 1")
     again = ingest(settings, real_data)
     assert again.summary() == {"batch_id": 2, "files_seen": 10000, "loaded": 0, "repaired": 0,
-                               "quarantined": 0, "skipped": 0, "unchanged": 10000}
+                               "quarantined": 0, "skipped": 0, "unchanged": 10000, "deleted": 0, "keyless": 0}
     after = query(settings, "select source_name, content_sha256, batch_id from raw.user_documents order by 1")
     assert after == before
 
@@ -60,7 +60,7 @@ def test_ingest_changed_file_stores_one_new_version(settings: Settings, real_dir
     (changed / "user_1.json").write_bytes(new_bytes)
     result = ingest(settings, tmp_path)
     assert result.summary() == {"batch_id": 2, "files_seen": 1, "loaded": 1, "repaired": 0,
-                                "quarantined": 0, "skipped": 0, "unchanged": 0}
+                                "quarantined": 0, "skipped": 0, "unchanged": 0, "deleted": 0, "keyless": 0}
     versions = query(settings, "select content_sha256, batch_id, document->'advocacy_programs'->0"
                                "->'tasks_completed'->0->>'shares' from raw.user_documents"
                                " where source_name = 'mixed/user_1.json' order by batch_id")
@@ -91,7 +91,7 @@ def test_ingest_quarantines_hopeless_file_with_bytes_intact(settings: Settings, 
                                               "mixed/user_1.json": b'{"user_id": null}'})
     result = ingest(settings, archive)
     assert result.summary() == {"batch_id": 1, "files_seen": 2, "loaded": 1, "repaired": 0,
-                                "quarantined": 1, "skipped": 0, "unchanged": 0}
+                                "quarantined": 1, "skipped": 0, "unchanged": 0, "deleted": 0, "keyless": 0}
     assert query(settings, "select source_name, content_sha256, reason, detail, byte_size, content"
                            " from raw.quarantine") == [
         ("mixed/user_9.json", hashlib.sha256(hopeless).hexdigest(), "not-utf8",
@@ -107,7 +107,7 @@ def test_ingest_skips_macos_metadata(settings: Settings, tmp_path: Path) -> None
     })
     result = ingest(settings, archive)
     assert result.summary() == {"batch_id": 1, "files_seen": 4, "loaded": 1, "repaired": 0,
-                                "quarantined": 0, "skipped": 3, "unchanged": 0}
+                                "quarantined": 0, "skipped": 3, "unchanged": 0, "deleted": 0, "keyless": 0}
     assert query(settings, "select source_name, status, reason from raw.batch_files order by file_seq") == [
         ("mixed/user_1.json", "loaded", None),
         ("mixed/._user_1.json", "skipped", "macos-metadata"),
@@ -202,7 +202,7 @@ def test_ingest_shards_load_side_by_side_but_exclude_whole_ingests(settings: Set
         with pytest.raises(LockTimeout, match=r"^another run holds the ingest lock \(waited 1s\)"):
             ingest(quick, tmp_path)
     assert ingest(quick, tmp_path).summary() == {"batch_id": 2, "files_seen": 2, "loaded": 1, "repaired": 0,
-                                                 "quarantined": 0, "skipped": 0, "unchanged": 1}
+                                                 "quarantined": 0, "skipped": 0, "unchanged": 1, "deleted": 0, "keyless": 0}
 
 
 def test_prefetch_hands_chunks_in_order_and_raises_the_readers_error_in_the_writer() -> None:
@@ -240,3 +240,34 @@ def test_prefetch_close_stops_the_reader_and_closes_its_source() -> None:
     prefetch.close()
     assert first == [1] and not prefetch.thread.is_alive() and state["closed"]
     assert state["made"] <= 4  # at most the queue's depth and one in hand beyond what was taken
+
+
+def test_write_chunk_quarantines_the_one_document_the_database_refuses(settings: Settings) -> None:
+    """Whatever the parser let through that Postgres cannot store (here a number jsonb refuses,
+    built without the parser) costs only that document: the chunk is halved down to it."""
+    import psycopg
+
+    from duel.load import _Batch, _JsonTextDumper, finish_batch
+    from duel.parse import Outcome
+    from duel.repair import Parsed
+
+    def outcome(n: int, text: bytes) -> Outcome:
+        sha = hashlib.sha256(text).hexdigest()
+        return Outcome(f"mixed/u{n}.json", "clean", len(text), sha, Parsed("clean", text), key=f"file:u{n}.json")
+
+    chunk = [outcome(n, b'{"n": %d}' % n) for n in range(7)]
+    chunk[4] = outcome(4, b'{"n": 1e-20000}')
+    with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
+        conn.adapters.register_dumper(None, _JsonTextDumper)
+        batch_id = conn.execute("insert into raw.batches (source_uri, status, duel_version)"
+                                " values ('t', 'running', 't') returning batch_id").fetchone()[0]  # type: ignore[index]
+        batch = _Batch(conn, batch_id)
+        batch.write_chunk(chunk)
+        finish_batch(conn, batch_id, batch.counts)
+    assert (batch.counts["loaded"], batch.counts["quarantined"], batch.quarantine_reasons) == (
+        6, 1, {"database-refused": 1})
+    assert query(settings, "select source_name, reason, content from raw.quarantine") == [
+        ("mixed/u4.json", "database-refused", b'{"n": 1e-20000}')]
+    assert query(settings, "select file_seq, status from raw.batch_files order by 1") == [
+        (0, "loaded"), (1, "loaded"), (2, "loaded"), (3, "loaded"), (4, "quarantined"), (5, "loaded"), (6, "loaded")]
+    assert query(settings, "select count(*) from raw.user_documents") == [(6,)]

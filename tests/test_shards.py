@@ -86,7 +86,7 @@ def test_ingest_shards_equal_one_batch(settings: Settings, real_data: Path) -> N
     check = check_shards(settings, real_data, results)
     assert check.summary() == {"batch_id": "1, 2, 3, 4", "files_seen": 10000, "loaded": 10000,
                                "repaired": 222, "quarantined": 0, "skipped": 0, "unchanged": 0,
-                               "shards": 4, "steps": {}}
+                               "deleted": 0, "keyless": 0, "shards": 4, "steps": {}}
     assert query(settings, DOCUMENTS) == query(plain, DOCUMENTS)
     assert query(settings, CURRENT) == query(plain, CURRENT)
     assert query(settings, "select batch_id, shard, status from raw.batches order by 1") == [
@@ -101,7 +101,7 @@ def test_ingest_shards_twice_loads_nothing(settings: Settings, real_dir: Path) -
     assert [(r.loaded, r.quarantined) for r in again] == [(0, 0)] * 4
     assert sum(r.unchanged for r in again) == 10000
     assert check_shards(settings, real_dir, again) == ShardCheck(10000, 4, (5, 6, 7, 8), {
-        "loaded": 0, "repaired": 0, "quarantined": 0, "skipped": 0, "unchanged": 10000})
+        "loaded": 0, "repaired": 0, "quarantined": 0, "skipped": 0, "unchanged": 10000, "deleted": 0, "keyless": 0})
     assert query(settings, DOCUMENTS) == before
 
 
@@ -114,7 +114,7 @@ def test_ingest_shards_keep_the_last_copy_of_a_repeated_name(settings: Settings,
     plain = other_database(settings, "plain")
     ingest(plain, path)
     assert check_shards(settings, path, results) == ShardCheck(5, 3, (1, 2, 3), {
-        "loaded": 4, "repaired": 0, "quarantined": 0, "skipped": 1, "unchanged": 0})
+        "loaded": 4, "repaired": 0, "quarantined": 0, "skipped": 1, "unchanged": 0, "deleted": 0, "keyless": 0})
     assert query(settings, CURRENT) == query(plain, CURRENT)
     assert query(settings, "select document->>'v' from raw.current_versions join raw.user_documents"
                            " using (source_name, content_sha256) where source_name = 'a.json'") == [("3",)]
@@ -134,7 +134,7 @@ def test_check_shards_refuses_a_source_that_changed(settings: Settings, tmp_path
     make_tar(path, [(f"{n}.json", b"{}") for n in range(7)])
     with pytest.raises(ShardMismatch) as error:
         check_shards(settings, path, results)
-    assert str(error.value) == f"the shards saw 6 files but {path} holds 7"
+    assert str(error.value) == f"the shards' ledger differs from {path}: 1 missing (e.g. 6.json)"
 
 
 def test_check_shards_refuses_a_ledger_that_lost_a_file(settings: Settings, tmp_path: Path) -> None:
@@ -143,4 +143,4 @@ def test_check_shards_refuses_a_ledger_that_lost_a_file(settings: Settings, tmp_
     query(settings, "delete from raw.batch_files where source_name = '4.json' returning 1")
     with pytest.raises(ShardMismatch) as error:
         check_shards(settings, path, results)
-    assert str(error.value) == f"the shards' ledger differs from {path}: 1 missing (e.g. 4.json)"
+    assert str(error.value) == "the shards counted 6 files but their ledger holds 5"

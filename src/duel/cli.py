@@ -146,28 +146,45 @@ def db_url(ctx: click.Context, show_password: bool) -> None:
 
 # --- ingest ---------------------------------------------------------------------------------
 
+def dump_options(func: F) -> F:
+    """The options that say what a dump is: complete or not, and how its documents are identified."""
+    func = click.option("--document-key", metavar="SOURCES", default=None,
+                        help="How documents are identified: top-level fields and/or @file, first usable "
+                             "wins (default: DUEL_DOCUMENT_KEY, else @file,user_id).")(func)
+    func = click.option("--allow-mass-delete", is_flag=True,
+                        help="With --full: allow deleting more than half of the current documents.")(func)
+    func = click.option("--full", is_flag=True,
+                        help="DATA holds every document: delete current documents absent from it "
+                             "(refused if more than half would go, unless --allow-mass-delete).")(func)
+    return func
+
+
 @cli.command()
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--strict", is_flag=True, help="Exit 2 when any file was quarantined.")
+@dump_options
 @click.pass_context
 @handle_errors
-def ingest(ctx: click.Context, data: Path, as_json: bool, strict: bool) -> None:
+def ingest(ctx: click.Context, data: Path, as_json: bool, strict: bool, full: bool,
+           allow_mass_delete: bool, document_key: str | None) -> None:
     """Load DATA (.tar.gz/.tgz/.tar, a directory of *.json, a .json or .ndjson file) into raw.
 
     \b
-    Example:
+    Examples:
       duel ingest data.tar.gz --json
+      duel ingest export-2025-07-24.tar.gz --full      # a complete dump: absent users are deleted
+      duel ingest users.ndjson --document-key user_id,email
     """
     from duel import db as database
     from duel.pipeline import ingest_with_progress
     from duel.sources import check_source
     from duel.summary import render_ingest
 
-    settings = _settings(ctx)
+    settings = _settings(ctx).with_overrides(document_key=document_key)
     check_source(data)
     database.ensure_ready(settings)
-    result = ingest_with_progress(settings, data)
+    result = ingest_with_progress(settings, data, full=full, allow_mass_delete=allow_mass_delete)
     if as_json:
         click.echo(json.dumps(result.summary()))
     else:
@@ -329,20 +346,23 @@ def export(ctx: click.Context, fmt: str, pseudonymize: bool, out: Path | None, a
 @click.argument("data", type=click.Path(path_type=Path), default=Path("data.tar.gz"))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--strict", is_flag=True, help="Exit 2 when any file was quarantined.")
+@dump_options
 @click.pass_context
 @handle_errors
-def run(ctx: click.Context, data: Path, as_json: bool, strict: bool) -> None:
+def run(ctx: click.Context, data: Path, as_json: bool, strict: bool, full: bool,
+        allow_mass_delete: bool, document_key: str | None) -> None:
     """Start the database, ingest DATA, then run every later stage; print a summary.
 
     \b
-    Example:
+    Examples:
       duel run data.tar.gz
+      duel run export-2025-07-24.tar.gz --full         # a complete dump: absent users are deleted
     """
     from duel.pipeline import run_pipeline
     from duel.summary import render_run
 
-    settings = _settings(ctx)
-    outcome = run_pipeline(settings, data)
+    settings = _settings(ctx).with_overrides(document_key=document_key)
+    outcome = run_pipeline(settings, data, full=full, allow_mass_delete=allow_mass_delete)
     if as_json:
         click.echo(json.dumps(outcome.summary()))
     click.echo(render_run(settings, outcome), err=True)

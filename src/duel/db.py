@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 
 from duel import server
-from duel.exceptions import DatabaseUnavailable
+from duel.exceptions import DatabaseUnavailable, SchemaOutdated
 from duel.settings import Settings
 
 
@@ -103,9 +103,25 @@ def _create_raw_schema(conn: psycopg.Connection[Any]) -> None:
         (len(RAW_TABLES), list(RAW_TABLES)),
     ).fetchone()
     if row and row[0]:
+        _check_raw_version(conn)
         return
     conn.execute("select pg_advisory_xact_lock(hashtext('duel.ddl'))")
     conn.execute(raw_schema_sql())
+    _check_raw_version(conn)
+
+
+def _check_raw_version(conn: psycopg.Connection[Any]) -> None:
+    """Refuse, in one line, a raw schema written by an earlier duel (files keyed by their name)."""
+    row = conn.execute(
+        "select count(*) from information_schema.columns where table_schema = 'raw'"
+        " and table_name = 'current_versions' and column_name = 'document_key'"
+    ).fetchone()
+    if not row or not row[0]:
+        database = conn.info.dbname
+        raise SchemaOutdated(
+            f"database {database} holds a raw schema from an earlier duel (documents keyed by file "
+            f"name, not identity); ingest into a new database (set PGDATABASE) or drop {database} first"
+        )
 
 
 def ensure_raw_schema(settings: Settings) -> None:

@@ -28,6 +28,19 @@ class DatabaseUnavailable(DuelError):
     """The database cannot be reached (or stopped answering) during a step."""
 
 
+class SchemaOutdated(DuelError):
+    """The database's raw schema was written by an earlier duel and cannot be read as it is."""
+
+
+class MassDelete(DuelError):
+    """A complete (--full) dump would delete too many current documents; nothing was written."""
+
+    def __init__(self, message: str, *, deleting: int, current: int) -> None:
+        super().__init__(message)
+        self.deleting = deleting
+        self.current = current
+
+
 class ServerError(DuelError):
     """The embedded Postgres server could not be started, stopped or found."""
 

@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from duel.exceptions import SourceError
+from duel.identity import key_rule
 from duel import parse
 from duel.parse import Outcome
 from duel.repair import parse_document
@@ -161,7 +162,8 @@ def iter_entities(document: dict[str, Any]) -> Iterator[tuple[str, list[tuple[st
 
 def iter_outcomes(settings: Settings, path: Path) -> Iterator[Outcome]:
     """Every file of the source classified exactly as the ingest classifies it (one pass)."""
-    return parse.iter_outcomes(iter_source(path, settings.max_file_bytes), settings.repair_policy)
+    return parse.iter_outcomes(iter_source(path, settings.max_file_bytes), settings.repair_policy,
+                               key_rule(settings))
 
 
 def iter_documents(settings: Settings, path: Path) -> Iterator[dict[str, Any]]:

@@ -23,27 +23,31 @@ from psycopg import postgres
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
-from duel import __version__, db
-from duel.exceptions import DatabaseUnavailable, LockTimeout
+from duel import __version__, db, deletes
+from duel.exceptions import DatabaseUnavailable, LockTimeout, MassDelete
+from duel.identity import CONTENT_PREFIX, key_rule
 from duel.parse import Outcome, iter_outcomes, parse_pool
+from duel.repair import Parsed
 from duel.settings import Settings
 from duel.sources import SourceFile, iter_source
 
 LOCK_KEY = "duel.ingest"
 FIRST_CHUNK = 500  # files in the first write chunk; chunks double from there up to batch_rows
 CHUNK_BYTES = 64 << 20  # cut a write chunk early when its documents hold this much memory
-DOCUMENT_COLUMNS = ("source_name", "content_sha256", "batch_id", "parse_status", "parse_error",
-                    "repair", "byte_size", "document")
-DOCUMENT_TYPES = ("text", "text", "int8", "text", "text", "jsonb", "int4", "jsonb")
+DOCUMENT_COLUMNS = ("document_key", "content_sha256", "source_name", "batch_id", "parse_status",
+                    "parse_error", "repair", "byte_size", "document")
+DOCUMENT_TYPES = ("text", "text", "text", "int8", "text", "text", "jsonb", "int4", "jsonb")
 LEDGER_COLUMNS = ("batch_id", "file_seq", "source_name", "status", "reason", "content_sha256",
-                  "byte_size")
-LEDGER_TYPES = ("int8", "int4", "text", "text", "text", "text", "int8")
+                  "byte_size", "document_key")
+LEDGER_TYPES = ("int8", "int4", "text", "text", "text", "text", "int8", "text")
 _LOADABLE = frozenset(("clean", "repaired"))
 
 
 @dataclass(frozen=True)
 class IngestResult:
-    """The batch summary (`duel ingest --json`). files_seen = loaded+quarantined+skipped+unchanged."""
+    """The batch summary (`duel ingest --json`). files_seen = loaded+quarantined+skipped+unchanged;
+    `deleted` counts the documents a complete (--full) dump tombstoned, `keyless` the loaded
+    documents identified by their content (no usable key, duel.identity)."""
 
     batch_id: int
     source: str
@@ -53,11 +57,15 @@ class IngestResult:
     quarantined: int = 0
     skipped: int = 0
     unchanged: int = 0
+    deleted: int = 0
+    keyless: int = 0
+    full: bool = False
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     skip_reasons: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict[str, int]:
-        keys = ("batch_id", "files_seen", "loaded", "repaired", "quarantined", "skipped", "unchanged")
+        keys = ("batch_id", "files_seen", "loaded", "repaired", "quarantined", "skipped", "unchanged",
+                "deleted", "keyless")
         return {key: getattr(self, key) for key in keys}
 
 
@@ -95,9 +103,9 @@ def _chunks(items: Iterable[Outcome], size: int, max_bytes: int = CHUNK_BYTES) -
 
 
 class _SeenNames:
-    """A one-hash Bloom filter of the names this batch has written: when the database had no
-    current versions at the start, only a name seen before in this batch (or a false positive,
-    about 1 in 130 at a million names) needs a lookup, so a first load of a million files makes
+    """A one-hash Bloom filter of the document keys this batch has written: when the database had
+    no current versions at the start, only a key seen before in this batch (or a false positive,
+    about 1 in 130 at a million keys) needs a lookup, so a first load of a million files makes
     almost no lookup queries. 16 MiB, whatever the number of files."""
 
     BITS = 1 << 27
@@ -177,19 +185,39 @@ class _Batch:
         self.conn = conn
         self.batch_id = batch_id
         self.counts = dict.fromkeys(("files_seen", "loaded", "repaired", "quarantined", "skipped",
-                                     "unchanged"), 0)
+                                     "unchanged", "deleted", "keyless"), 0)
         self.quarantine_reasons: dict[str, int] = {}
         self.skip_reasons: dict[str, int] = {}
+        self.seq = 0  # the ledger's file_seq: documents in the order they were seen
         row = conn.execute("select exists (select 1 from raw.current_versions)").fetchone()
         self.seen = None if row and row[0] else _SeenNames()
 
     def write_chunk(self, chunk: list[Outcome]) -> None:
-        names = {o.name for o in chunk if o.status in _LOADABLE}
-        if self.seen is not None:  # the database started empty: only names this batch wrote
-            lookups = self.seen.check_and_add(names)
+        """Write a chunk under a savepoint. If the database refuses a value in it (a data
+        exception, SQLSTATE class 22: something the parser let through that Postgres cannot
+        store), the chunk is rolled back and written again in halves, down to the one document
+        that is refused, which is quarantined with the database's reason; the rest loads."""
+        state = (dict(self.counts), dict(self.quarantine_reasons), dict(self.skip_reasons), self.seq)
+        try:
+            with self.conn.transaction():
+                self._write_chunk(chunk)
+        except psycopg.errors.DataError as error:
+            self.counts, self.quarantine_reasons, self.skip_reasons, self.seq = (
+                state[0], state[1], state[2], state[3])
+            if len(chunk) == 1:
+                self._write_chunk([_refused(chunk[0], error)])
+                return
+            middle = len(chunk) // 2
+            self.write_chunk(chunk[:middle])
+            self.write_chunk(chunk[middle:])
+
+    def _write_chunk(self, chunk: list[Outcome]) -> None:
+        keys = {o.key for o in chunk if o.status in _LOADABLE}
+        if self.seen is not None:  # the database started empty: only keys this batch wrote
+            lookups = self.seen.check_and_add(keys)
         else:
-            lookups = names
-        known = self._current_hashes(lookups)  # name -> current sha256, before this chunk
+            lookups = keys
+        known = self._current_hashes(lookups)  # key -> current sha256, before this chunk
         current = dict(known)
         new_docs: dict[tuple[str, str], Outcome] = {}
         moves: dict[str, Outcome] = {}
@@ -197,17 +225,21 @@ class _Batch:
         ledger: list[tuple[Any, ...]] = []  # raw.batch_files rows, ready to COPY
         counts = self.counts
         batch_id = self.batch_id
+        seq = self.seq
         for outcome in chunk:
             status = outcome.status
             reason = None
+            key = outcome.key
             if status in _LOADABLE:
-                name, sha256 = outcome.name, outcome.sha256
-                if current.get(name) == sha256:
+                sha256 = outcome.sha256
+                if current.get(key) == sha256:  # type: ignore[arg-type]
                     status = "unchanged"
                 else:
-                    new_docs[(name, sha256)] = outcome  # type: ignore[index]
-                    moves[name] = outcome
-                    current[name] = sha256  # a later duplicate in this chunk is unchanged
+                    new_docs[(key, sha256)] = outcome  # type: ignore[index]
+                    moves[key] = outcome  # type: ignore[index]
+                    current[key] = sha256  # type: ignore[index,assignment]  # a later copy is unchanged
+                    if key.startswith(CONTENT_PREFIX):  # type: ignore[union-attr]
+                        counts["keyless"] += 1
                     if status == "clean":
                         status = "loaded"
                     else:  # the ledger says "repaired"; the batch counts it loaded and repaired
@@ -221,34 +253,36 @@ class _Batch:
                 _tally(self.skip_reasons, reason)
             counts["loaded" if status == "repaired" else status] += 1
             counts["files_seen"] += 1
-            ledger.append((batch_id, outcome.seq, outcome.name, status, reason, outcome.sha256 or None,
-                           outcome.size))
-        existing = self._existing_versions([o for o in new_docs.values() if o.name in known])
+            ledger.append((batch_id, seq, outcome.name, status, reason, outcome.sha256 or None,
+                           outcome.size, key))
+            seq += 1
+        self.seq = seq
+        existing = self._existing_versions([o for o in new_docs.values() if o.key in known])
         self._copy_documents([o for key, o in new_docs.items() if key not in existing])
-        self._insert_current([o for name, o in moves.items() if name not in known])
-        self._move_current([o for name, o in moves.items() if name in known])
+        self._insert_current([o for key, o in moves.items() if key not in known])
+        self._move_current([o for key, o in moves.items() if key in known])
         self._store_quarantine(quarantined)
         self._copy_ledger(ledger)
 
-    def _current_hashes(self, names: set[str]) -> dict[str, str]:
-        if not names:
+    def _current_hashes(self, keys: set[str | None]) -> dict[str, str]:
+        if not keys:
             return {}
         rows = self.conn.execute(
-            "select source_name, content_sha256 from raw.current_versions where source_name = any(%s)",
-            (list(names),), binary=True,
+            "select document_key, content_sha256 from raw.current_versions where document_key = any(%s)",
+            (list(keys),), binary=True,
         ).fetchall()
         return dict(rows)
 
     def _existing_versions(self, outcomes: list[Outcome]) -> set[tuple[str, str]]:
-        """Versions already stored (a file reverted to an earlier content): not copied again."""
+        """Versions already stored (a document reverted to an earlier content): not copied again."""
         if not outcomes:
             return set()
         rows = self.conn.execute(
-            "select source_name, content_sha256 from raw.user_documents"
-            " where source_name = any(%s) and content_sha256 = any(%s)",
-            ([o.name for o in outcomes], [o.sha256 for o in outcomes]), binary=True,
+            "select document_key, content_sha256 from raw.user_documents"
+            " where document_key = any(%s) and content_sha256 = any(%s)",
+            ([o.key for o in outcomes], [o.sha256 for o in outcomes]), binary=True,
         ).fetchall()
-        return {(name, sha) for name, sha in rows}
+        return {(key, sha) for key, sha in rows}
 
     def _copy_documents(self, outcomes: list[Outcome]) -> None:
         if not outcomes:
@@ -261,27 +295,31 @@ class _Batch:
                 parsed = o.parsed
                 assert parsed is not None and parsed.document is not None
                 repair = orjson.dumps(parsed.repair) if parsed.repair is not None else None
-                write_row((o.name, o.sha256, batch_id, parsed.status, parsed.parse_error, repair,
+                write_row((o.key, o.sha256, o.name, batch_id, parsed.status, parsed.parse_error, repair,
                            o.size, parsed.document))
 
     def _insert_current(self, outcomes: list[Outcome]) -> None:
-        """Current-version pointers for names the database has never seen: a plain COPY."""
+        """Current-version pointers for keys the database has never seen: a plain COPY."""
         if not outcomes:
             return
-        statement = "copy raw.current_versions (source_name, content_sha256, batch_id) from stdin (format binary)"
+        statement = ("copy raw.current_versions (document_key, content_sha256, source_name, batch_id)"
+                     " from stdin (format binary)")
         with self.conn.cursor().copy(statement) as copy:
-            copy.set_types(["text", "text", "int8"])
+            copy.set_types(["text", "text", "text", "int8"])
             for outcome in outcomes:
-                copy.write_row((outcome.name, outcome.sha256, self.batch_id))
+                copy.write_row((outcome.key, outcome.sha256, outcome.name, self.batch_id))
 
     def _move_current(self, outcomes: list[Outcome]) -> None:
-        """Point known names at their new version (changed files: few, so one upsert)."""
+        """Point known keys at their new version (changed or returning documents: few, one update)."""
         if not outcomes:
             return
         self.conn.execute(
-            "update raw.current_versions c set content_sha256 = m.sha, batch_id = %s, updated_at = now()"
-            " from unnest(%s::text[], %s::text[]) as m (name, sha) where c.source_name = m.name",
-            (self.batch_id, [o.name for o in outcomes], [o.sha256 for o in outcomes]),
+            "update raw.current_versions c set content_sha256 = m.sha, source_name = m.name,"
+            " batch_id = %s, is_deleted = false, updated_at = now()"
+            " from unnest(%s::text[], %s::text[], %s::text[]) as m (key, sha, name)"
+            " where c.document_key = m.key",
+            (self.batch_id, [o.key for o in outcomes], [o.sha256 for o in outcomes],
+             [o.name for o in outcomes]),
         )
 
     def _store_quarantine(self, outcomes: list[Outcome]) -> None:
@@ -294,15 +332,15 @@ class _Batch:
             proposed = None
             if parsed.repair is not None:
                 proposed = orjson.dumps({**parsed.repair, "document": orjson.Fragment(parsed.document)})
-            rows.append((o.name, o.sha256, self.batch_id, parsed.reason, parsed.detail,
-                         parsed.parse_error, o.size, o.content, proposed))
+            rows.append((o.name, o.key, o.sha256, self.batch_id, parsed.reason, parsed.detail,
+                         parsed.parse_error, o.size, o.content, proposed.decode() if proposed else None))
         with self.conn.cursor() as cur:
             cur.executemany(
-                "insert into raw.quarantine (source_name, content_sha256, batch_id, reason, detail,"
-                " parse_error, byte_size, content, proposed_repair)"
-                " values (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+                "insert into raw.quarantine (source_name, document_key, content_sha256, batch_id, reason,"
+                " detail, parse_error, byte_size, content, proposed_repair)"
+                " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
                 " on conflict (source_name, content_sha256) do nothing",
-                [(*row[:8], row[8].decode() if row[8] else None) for row in rows],
+                rows,
             )
 
     def _copy_ledger(self, rows: list[tuple[Any, ...]]) -> None:
@@ -314,13 +352,23 @@ class _Batch:
                 write_row(row)
 
 
+def _refused(outcome: Outcome, error: psycopg.Error) -> Outcome:
+    """A document the database refused to store, as a quarantined outcome with its reason."""
+    parsed = Parsed("quarantined", reason="database-refused",
+                    detail=f"Postgres refused a value: {db.first_line(error)}"[:500])
+    content = outcome.content
+    if content is None and outcome.parsed is not None:
+        content = outcome.parsed.document  # the text as it would have been stored
+    return outcome._replace(status="quarantined", parsed=parsed, content=content)
+
+
 def _tally(counter: dict[str, int], reason: str | None) -> None:
     if reason:
         counter[reason] = counter.get(reason, 0) + 1
 
 
 def _open_batch(conn: psycopg.Connection[Any], source: str, shard: str | None,
-                lock_timeout_s: float) -> int:
+                lock_timeout_s: float, *, full: bool = False, rule: str | None = None) -> int:
     """Take the ingest lock and open the batch row. A whole ingest holds the lock exclusively.
     A shard ("i/n", a slice of one input planned by duel.shards: disjoint by file name) holds it
     shared, plus its own shard's lock: the shards of one plan load side by side, while any
@@ -339,9 +387,9 @@ def _open_batch(conn: psycopg.Connection[Any], source: str, shard: str | None,
         ) from None
     conn.execute("set local lock_timeout = 0")
     row = conn.execute(
-        "insert into raw.batches (source_uri, shard, status, duel_version)"
-        " values (%s, %s, 'running', %s) returning batch_id",
-        (source, shard, __version__),
+        "insert into raw.batches (source_uri, shard, status, is_full, document_key_rule, duel_version)"
+        " values (%s, %s, 'running', %s, %s, %s) returning batch_id",
+        (source, shard, full, rule, __version__),
     ).fetchone()
     assert row is not None
     return int(row[0])
@@ -367,21 +415,33 @@ def ingest(
     files: Iterable[SourceFile] | None = None,
     shard: str | None = None,
     on_file: Callable[[int], None] | None = None,
+    full: bool = False,
+    allow_mass_delete: bool = False,
+    keep: Callable[[Outcome], bool] | None = None,
 ) -> IngestResult:
-    """Ingest `path` (or the given `files` taken from it) as one atomic batch."""
+    """Ingest `path` (or the given `files` taken from it) as one atomic batch. `full`: the dump
+    holds every document, so current documents absent from it are deleted (duel.deletes), within
+    the same transaction; a refused mass delete writes nothing. `keep`: only the documents it
+    accepts are this batch's (a shard's share)."""
+    if full and shard is not None:
+        raise ValueError("a shard is not a complete dump: delete with duel.shards.delete_absent")
+    rule = key_rule(settings)
     source_files = files if files is not None else iter_source(path, settings.max_file_bytes)
     source = str(path)
     conn = db.connect(settings, step="ingest")
     try:
         with conn:
             conn.adapters.register_dumper(None, _JsonTextDumper)
-            batch_id = _open_batch(conn, source, shard, settings.lock_timeout_s)
+            batch_id = _open_batch(conn, source, shard, settings.lock_timeout_s, full=full, rule=rule.text)
             batch = _Batch(conn, batch_id)
+            current_before = deletes.count_current(conn) if full else 0
             # Parse in this process by default: measured on 2 cores, shipping files to worker
             # processes and their outcomes back costs more than the parse it moves (bench/analysis.md).
             workers = settings.workers or 1
             with parse_pool(workers) as pool:
-                outcomes = iter_outcomes(source_files, settings.repair_policy, pool, 2 * workers)
+                outcomes = iter_outcomes(source_files, settings.repair_policy, rule, pool, 2 * workers)
+                if keep is not None:
+                    outcomes = filter(keep, outcomes)
                 prefetch = _Prefetch(_chunks(outcomes, settings.batch_rows))
                 try:
                     for chunk in prefetch:
@@ -390,13 +450,13 @@ def ingest(
                             on_file(len(chunk))
                 finally:
                     prefetch.close()
-            conn.execute(
-                "update raw.batches set status = 'succeeded', finished_at = clock_timestamp(),"
-                " files_seen = %(files_seen)s, loaded = %(loaded)s, repaired = %(repaired)s,"
-                " quarantined = %(quarantined)s, skipped = %(skipped)s, unchanged = %(unchanged)s"
-                " where batch_id = %(batch_id)s",
-                {**batch.counts, "batch_id": batch_id},
-            )
+            if full:
+                counts = batch.counts
+                batch.counts["deleted"] = deletes.tombstone_absent(
+                    conn, batch_id, [batch_id], current_before=current_before,
+                    delivered=counts["files_seen"] - counts["skipped"],
+                    allow_mass_delete=allow_mass_delete, first_seq=batch.seq)
+            finish_batch(conn, batch_id, batch.counts)
     except psycopg.Error as error:
         if conn.broken:  # the connection is gone: the server stopped or the network failed
             message = db.describe_failure(settings, error, "ingest")
@@ -405,13 +465,47 @@ def ingest(
                        f"{settings.pg_port}, database {settings.pg_database}): {db.first_line(error)}")
         _record_failure(settings, source, shard, message)
         raise DatabaseUnavailable(message) from None
-    except LockTimeout:
-        raise
+    except (LockTimeout, MassDelete):
+        raise  # nothing was written, and there is nothing to record
     except Exception as error:
         _record_failure(settings, source, shard, f"{type(error).__name__}: {error}")
         raise
     finally:
         conn.close()
-    return IngestResult(batch_id, source, **batch.counts,
+    return IngestResult(batch_id, source, **batch.counts, full=full,
                         quarantine_reasons=batch.quarantine_reasons, skip_reasons=batch.skip_reasons)
 
+
+def finish_batch(conn: psycopg.Connection[Any], batch_id: int, counts: dict[str, int]) -> None:
+    """Mark a batch succeeded, with its counts (in the batch's own transaction)."""
+    conn.execute(
+        "update raw.batches set status = 'succeeded', finished_at = clock_timestamp(),"
+        " files_seen = %(files_seen)s, loaded = %(loaded)s, repaired = %(repaired)s,"
+        " quarantined = %(quarantined)s, skipped = %(skipped)s, unchanged = %(unchanged)s,"
+        " deleted = %(deleted)s, keyless = %(keyless)s"
+        " where batch_id = %(batch_id)s",
+        {**counts, "batch_id": batch_id},
+    )
+
+
+def delete_absent_from(settings: Settings, batch_ids: list[int], *, allow_mass_delete: bool = False) -> IngestResult:
+    """A batch of its own that tombstones the current documents none of `batch_ids` delivered:
+    the deletes of a complete dump that was loaded as several batches (the DAG's shards)."""
+    source = "deletes after batches " + ", ".join(map(str, sorted(batch_ids)))
+    counts = dict.fromkeys(("files_seen", "loaded", "repaired", "quarantined", "skipped", "unchanged",
+                            "deleted", "keyless"), 0)
+    try:
+        with db.connect(settings, step="delete") as conn:
+            batch_id = _open_batch(conn, source, None, settings.lock_timeout_s, full=True,
+                                   rule=key_rule(settings).text)
+            row = conn.execute("select count(*) filter (where status <> 'skipped') from raw.batch_files"
+                               " where batch_id = any(%s)", (batch_ids,)).fetchone()
+            delivered = int(row[0]) if row else 0
+            current_before = deletes.count_current(conn)  # the shards' new documents included
+            counts["deleted"] = deletes.tombstone_absent(
+                conn, batch_id, batch_ids, current_before=current_before, delivered=delivered,
+                allow_mass_delete=allow_mass_delete, first_seq=0)
+            finish_batch(conn, batch_id, counts)
+    except psycopg.Error as error:
+        raise DatabaseUnavailable(f"delete: the database refused the deletes: {db.first_line(error)}") from None
+    return IngestResult(batch_id, source, **counts, full=True)

@@ -38,10 +38,11 @@ class RunOutcome:
         return {**self.ingest.summary(), "steps": {s.name: round(s.seconds, 3) for s in self.steps}}
 
 
-def ingest_with_progress(settings: Settings, data: Path) -> IngestResult:
-    """Ingest with a progress bar on stderr when it is a terminal."""
+def ingest_with_progress(settings: Settings, data: Path, *, full: bool = False,
+                         allow_mass_delete: bool = False) -> IngestResult:
+    """Ingest with a progress bar on stderr when it is a terminal (`full`: see duel.deletes)."""
     with progress(f"ingesting {data}") as advance:
-        return ingest(settings, data, on_file=advance)
+        return ingest(settings, data, on_file=advance, full=full, allow_mass_delete=allow_mass_delete)
 
 
 def _timed(name: str, func: Callable[[], str], steps: list[StepResult]) -> None:
@@ -55,7 +56,8 @@ def _timed(name: str, func: Callable[[], str], steps: list[StepResult]) -> None:
     steps.append(StepResult(name, time.perf_counter() - started, detail))
 
 
-def run_pipeline(settings: Settings, data: Path, *, notify: bool = True) -> RunOutcome:
+def run_pipeline(settings: Settings, data: Path, *, notify: bool = True, full: bool = False,
+                 allow_mass_delete: bool = False) -> RunOutcome:
     """Every stage in order, then the success notification (summary, report attached).
 
     On failure: the failure notification (the step and its one-line error), then the error is
@@ -65,7 +67,7 @@ def run_pipeline(settings: Settings, data: Path, *, notify: bool = True) -> RunO
 
     steps: list[StepResult] = []
     try:
-        outcome = _run_stages(settings, data, steps)
+        outcome = _run_stages(settings, data, steps, full=full, allow_mass_delete=allow_mass_delete)
     except Exception as error:
         if notify:
             notify_failure(settings, failed_step(error, steps), str(error))
@@ -82,14 +84,15 @@ def failed_step(error: Exception, steps: list[StepResult]) -> str:
     return STAGES[min(len(steps), len(STAGES) - 1)]
 
 
-def _run_stages(settings: Settings, data: Path, steps: list[StepResult]) -> RunOutcome:
+def _run_stages(settings: Settings, data: Path, steps: list[StepResult], *, full: bool,
+                allow_mass_delete: bool) -> RunOutcome:
     """Database up, ingest, transform, report, export; raises StepFailed naming the failed stage."""
     check_source(data)  # a wrong path fails in one line before anything starts
     _timed("database", lambda: db.ensure_ready(settings) or settings.url(), steps)
     results: list[IngestResult] = []
 
     def run_ingest() -> str:
-        results.append(ingest_with_progress(settings, data))
+        results.append(ingest_with_progress(settings, data, full=full, allow_mass_delete=allow_mass_delete))
         return f"batch {results[0].batch_id}"
 
     _timed("ingest", run_ingest, steps)

@@ -64,6 +64,7 @@ class Settings:
     notify_webhook: str | None = field(default=None, repr=False)
     pseudonym_key: str | None = field(default=None, repr=False)
     schedule: str = "@daily"
+    document_key: str = "@file,user_id"  # DUEL_DOCUMENT_KEY: how a document is identified (duel.identity)
     data: Path = Path("data.tar.gz")  # the Airflow DAG's input (DUEL_DATA); the CLI takes an argument
 
     @property
@@ -186,10 +187,15 @@ def load_settings(
         "DUEL_NOTIFY_WEBHOOK": "notify_webhook",
         "DUEL_PSEUDONYM_KEY": "pseudonym_key",
         "DUEL_SCHEDULE": "schedule",
+        "DUEL_DOCUMENT_KEY": "document_key",
     }
     for var, name in strings.items():
         if get(var):
             values[name] = get(var)
     if get("DUEL_NOTIFY_TO"):
         values["notify_to"] = tuple(a.strip() for a in get("DUEL_NOTIFY_TO", "").split(",") if a.strip())
-    return Settings(**values).with_overrides(**overrides)  # type: ignore[arg-type]
+    settings = Settings(**values).with_overrides(**overrides)  # type: ignore[arg-type]
+    from duel.identity import KeyRule
+
+    KeyRule.parse(settings.document_key)  # a malformed DUEL_DOCUMENT_KEY fails here, in one line
+    return settings

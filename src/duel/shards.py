@@ -15,6 +15,7 @@ alone and retries alone, and a re-run of a shard that already loaded finds every
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -24,12 +25,15 @@ from typing import Any
 
 from duel import db
 from duel.exceptions import ConfigError, DuelError
-from duel.load import IngestResult, ingest
+from duel.identity import key_rule
+from duel.load import IngestResult, delete_absent_from, ingest
+from duel.parse import Outcome
 from duel.settings import Settings
 from duel.sources import SourceFile, check_source, iter_source
 
 MAX_SHARDS = 256
-TOTALS = ("loaded", "repaired", "quarantined", "skipped", "unchanged")
+_ELEMENT = re.compile(r"^(.*\.json)\[[0-9]+\]$", re.IGNORECASE)
+TOTALS = ("loaded", "repaired", "quarantined", "skipped", "unchanged", "deleted", "keyless")
 
 
 class ShardMismatch(DuelError):
@@ -65,6 +69,11 @@ class ShardSpec:
     def holds(self, name: str) -> bool:
         return zlib.crc32(name.encode("utf-8", "surrogateescape")) % self.count == self.index
 
+    def holds_outcome(self, outcome: Outcome) -> bool:
+        """By the document's identity, so every delivery of one document is in one shard (and
+        its last one stays current); a skipped file, which has none, by its name."""
+        return self.holds(outcome.key or outcome.name)
+
 
 @dataclass(frozen=True)
 class ShardCheck:
@@ -89,13 +98,30 @@ def plan_shards(path: Path, count: int) -> list[ShardSpec]:
 
 
 def shard_files(settings: Settings, path: Path, spec: ShardSpec) -> Iterator[SourceFile]:
-    """The files of `path` that belong to `spec`, in source order (streamed, never all in memory)."""
-    return (source for source in iter_source(path, settings.max_file_bytes) if spec.holds(source.name))
+    """The files of `path` that may belong to `spec`, in source order (streamed, never all in
+    memory). A file identified by its path is decided here, before it is parsed; one whose key
+    comes from its content (a field rule, an NDJSON line, an array) is parsed by every shard and
+    kept by the one its key falls in (`ShardSpec.holds_outcome`)."""
+    by_path = not key_rule(settings).needs_fields
+    for source in iter_source(path, settings.max_file_bytes):
+        if source.skip_reason is not None:
+            if spec.holds(source.name):
+                yield source
+        elif not by_path or source.key_path is None or spec.holds("file:" + source.key_path):
+            yield source
 
 
 def ingest_shard(settings: Settings, path: Path, spec: ShardSpec) -> IngestResult:
     """Load one shard as its own batch (atomic; re-running it loads nothing new)."""
-    return ingest(settings, path, files=shard_files(settings, path, spec), shard=spec.label)
+    return ingest(settings, path, files=shard_files(settings, path, spec), shard=spec.label,
+                  keep=spec.holds_outcome)
+
+
+def delete_absent(settings: Settings, results: Sequence[IngestResult], *,
+                  allow_mass_delete: bool = False) -> IngestResult:
+    """After every shard of a complete (--full) dump loaded: tombstone the current documents that
+    none of them delivered, as one more batch (duel.deletes; its guard applies)."""
+    return delete_absent_from(settings, [r.batch_id for r in results], allow_mass_delete=allow_mass_delete)
 
 
 def check_shards(settings: Settings, path: Path, results: Sequence[IngestResult]) -> ShardCheck:
@@ -105,10 +131,11 @@ def check_shards(settings: Settings, path: Path, results: Sequence[IngestResult]
     if not results or labels != expected:
         raise ShardMismatch(f"the batches {_ids(results)} are not one complete set of succeeded "
                             f"shards: {labels or 'none'}")
-    source = Counter(f.name for f in iter_source(path, 0))  # max_bytes 0: names only, no file read
     seen = sum(result.files_seen for result in results)
-    if seen != sum(source.values()):
-        raise ShardMismatch(f"the shards saw {seen} files but {path} holds {sum(source.values())}")
+    if seen != sum(ledger.values()):
+        raise ShardMismatch(f"the shards counted {seen} files but their ledger holds {sum(ledger.values())}")
+    source = Counter(f.name for f in iter_source(path, 0))  # max_bytes 0: names only, no file read
+    ledger = _files_of(ledger)
     if ledger != source:
         gaps = [f"{sum(names.values())} {what} (e.g. {min(names)})"
                 for what, names in (("missing", source - ledger), ("extra", ledger - source)) if names]
@@ -124,8 +151,24 @@ def _ledger(settings: Settings, results: Sequence[IngestResult]) -> tuple[list[s
         labels = conn.execute("select shard from raw.batches where batch_id = any(%s)"
                               " and status = 'succeeded'", (batch_ids,)).fetchall()
         names = conn.execute("select source_name, count(*) from raw.batch_files"
-                             " where batch_id = any(%s) group by 1", (batch_ids,)).fetchall()
+                             " where batch_id = any(%s) and status <> 'deleted' group by 1",
+                             (batch_ids,)).fetchall()
     return sorted(str(label) for (label,) in labels), Counter({str(name): int(n) for name, n in names})
+
+
+def _files_of(ledger: Counter[str]) -> Counter[str]:
+    """Ledger names as source files: the elements of one JSON array (`users.json[3]`) are one file."""
+    files: Counter[str] = Counter()
+    arrays: set[str] = set()
+    for name, count in ledger.items():
+        match = _ELEMENT.match(name)
+        if match:
+            arrays.add(match.group(1))
+        else:
+            files[name] += count
+    for name in arrays:
+        files[name] += 1
+    return files
 
 
 def _ids(results: Sequence[IngestResult]) -> str:

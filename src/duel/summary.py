@@ -22,6 +22,10 @@ def render_ingest(result: IngestResult) -> str:
         f"  skipped      {result.skipped:>9,}" + (f"  ({_reasons(result.skip_reasons)})"
                                                  if result.skip_reasons else ""),
     ]
+    if result.full:
+        lines.append(f"  deleted      {result.deleted:>9,}  (a complete dump: current documents it did not hold)")
+    if result.keyless:
+        lines.append(f"  keyless      {result.keyless:>9,}  (loaded with no usable key: identified by content)")
     if result.quarantined:
         lines.append("  quarantined files: select * from raw.quarantine where batch_id = "
                      f"{result.batch_id};")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -52,6 +53,16 @@ def load_document(path: Path) -> dict[str, Any]:
 def key(*parts: object) -> uuid.UUID:
     """The surrogate key the models must produce: md5 of the parts joined by chr(31)."""
     return uuid.UUID(hashlib.md5("\x1f".join(map(str, parts)).encode()).hexdigest())
+
+
+def file_key(name: str) -> str:
+    """The document key of a file found at `name` in a dump: its path without the dump's folder."""
+    return "file:" + (name.split("/", 1)[1] if "/" in name else name)
+
+
+def fold(text: str) -> str:
+    """A brand name as the lookup normalises it: NFKC, whitespace runs as one space, case-folded."""
+    return re.sub(r"[ \t\n\r\f\v]+", " ", unicodedata.normalize("NFKC", text)).casefold()
 
 
 def _text(value: Any) -> str | None:
@@ -216,7 +227,7 @@ def compute_facts(directory: Path) -> Facts:
                 if defect:
                     facts.defects["program", name, defect] += 1
             if brand_defect is None:
-                brands.add(re.sub(r"\s+", " ", _text(program["brand"])).lower())
+                brands.add(fold(_text(program["brand"])))
             totals["programs"] += 1
             totals["sales"] += sales or 0
             for task in program["tasks_completed"]:

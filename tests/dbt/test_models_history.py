@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import query
-from json_facts import key
+from json_facts import file_key, key
 
 from duel import db
 from duel.load import ingest
@@ -97,13 +97,13 @@ def test_models_incremental_build_equals_full_refresh(history: History) -> None:
 def test_models_keys_are_identical_after_changes_and_full_refresh(history: History) -> None:
     settings = history.settings
     users = dict(query(settings, "select source_file, user_key from dbt.base"))
-    assert len(users) == 10000 and all(user_key == key(name) for name, user_key in users.items())
+    assert len(users) == 10000 and all(user_key == key(file_key(name)) for name, user_key in users.items())
     programs = {(name, position): program_key for program_key, name, position in query(
         settings, "select p.program_key, b.source_file, p.program_position"
                   " from dbt.advocacy_programs p join dbt.base b using (user_key)")}
     assert len(programs) == 10000  # user_1 lost its program, user_0 gained one
-    assert (EMPTIED, 1) not in programs and programs[(CHANGED, 2)] == key(CHANGED, 2)
-    assert all(program_key == key(*where) for where, program_key in programs.items())
+    assert (EMPTIED, 1) not in programs and programs[(CHANGED, 2)] == key(file_key(CHANGED), 2)
+    assert all(program_key == key(file_key(name), position) for (name, position), program_key in programs.items())
     brands_before = {row for row in history.first["dbt_lookup.brand"]}
     brands_after = {row for row in history.refreshed["dbt_lookup.brand"]}
     assert brands_before <= brands_after and len(brands_after - brands_before) == 1  # Brand New Co

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import query
-from json_facts import Facts, compute_facts, key
+from json_facts import Facts, compute_facts, file_key, key
 
 from duel.settings import Settings
 
@@ -115,13 +115,15 @@ def test_models_engagement_by_platform_sums_the_tasks(real_built: Settings) -> N
 @pytest.mark.slow
 def test_models_keys_derive_from_file_and_positions(real_built: Settings, facts: Facts) -> None:
     users = query(real_built, "select source_file, user_key from dbt.base")
-    assert dict(users) == {name: key(name) for name in facts.files}
+    assert dict(users) == {name: key(file_key(name)) for name in facts.files}
     programs = query(real_built, "select p.program_key, b.source_file, p.program_position, p.user_key"
                                  " from dbt.advocacy_programs p join dbt.base b using (user_key)")
-    assert all(k == key(name, position) and user == key(name) for k, name, position, user in programs)
+    assert all(k == key(file_key(name), position) and user == key(file_key(name))
+               for k, name, position, user in programs)
     tasks = query(real_built, "select t.task_key, t.program_key, b.source_file, t.program_position, t.task_position"
                               " from dbt.tasks_completed t join dbt.base b using (user_key)")
-    assert all(k == key(name, p, t) and program == key(name, p) for k, program, name, p, t in tasks)
+    assert all(k == key(file_key(name), p, t) and program == key(file_key(name), p)
+               for k, program, name, p, t in tasks)
     assert (len(programs), len(tasks)) == (10000, 10000)
 
 

@@ -42,7 +42,7 @@
 {%- endmacro %}
 
 {% macro uuid_value(json, defect) -%}
-    case when {{ defect }} is null then cast(lower({{ json_text(json) }}) as uuid) end
+    case when {{ defect }} is null then cast({{ lower_text(json_text(json)) }} as uuid) end
 {%- endmacro %}
 
 {# Free text (name): trimmed; a placeholder (any run of question marks) -> NULL. #}
@@ -65,13 +65,13 @@
         when {{ is_missing(json) }} then 'missing'
         when jsonb_typeof({{ json }}) <> 'string' then 'wrong-type'
         when {{ json_text(json) }} = '' then 'empty'
-        when lower({{ json_text(json) }}) in {{ sql_list(placeholders) }} then 'placeholder'
-        when lower({{ json_text(json) }}) !~ {{ email_pattern() }} then 'malformed'
+        when {{ lower_text(json_text(json)) }} in {{ sql_list(placeholders) }} then 'placeholder'
+        when {{ lower_text(json_text(json)) }} !~ {{ email_pattern() }} then 'malformed'
     end
 {%- endmacro %}
 
 {% macro email_value(json, defect) -%}
-    case when {{ defect }} is null then lower({{ json_text(json) }}) end
+    case when {{ defect }} is null then {{ lower_text(json_text(json)) }} end
 {%- endmacro %}
 
 {#
@@ -79,7 +79,7 @@
     rules (letters, digits, '.', '_', and a length range) is kept and flagged.
 #}
 {% macro handle_text(json) -%}
-    ('@' || ltrim(lower({{ json_text(json) }}), '@'))
+    ('@' || ltrim({{ lower_text(json_text(json)) }}, '@'))
 {%- endmacro %}
 
 {% macro handle_defect(json, placeholders, min_length, max_length) -%}
@@ -87,7 +87,7 @@
         when {{ is_missing(json) }} then 'missing'
         when jsonb_typeof({{ json }}) <> 'string' then 'wrong-type'
         when ltrim({{ json_text(json) }}, '@') = '' then 'empty'
-        when lower({{ json_text(json) }}) in {{ sql_list(placeholders) }} then 'placeholder'
+        when {{ lower_text(json_text(json)) }} in {{ sql_list(placeholders) }} then 'placeholder'
         when {{ handle_text(json) }} !~ '^@[a-z0-9._]{ {{- min_length }},{{ max_length -}} }$' then 'breaks-platform-rules'
     end
 {%- endmacro %}
@@ -102,7 +102,7 @@
         when {{ is_missing(json) }} then 'missing'
         when jsonb_typeof({{ json }}) <> 'string' then 'wrong-type'
         when {{ json_text(json) }} = '' then 'empty'
-        when lower({{ json_text(json) }}) in {{ sql_list(placeholders) }} then 'placeholder'
+        when {{ lower_text(json_text(json)) }} in {{ sql_list(placeholders) }} then 'placeholder'
         when {{ json_text(json) }} !~* {{ iso_timestamp_pattern() }} then 'unparseable'
         when not pg_input_is_valid({{ json_text(json) }}, 'timestamp') then 'unparseable'
     end
@@ -128,7 +128,7 @@
         when {{ json_text(json) }} = '' then 'empty'
         when {{ json_text(json) }} ~ '^[+-]?[0-9]+(\.[0-9]+)?$' then 'number'
         {%- if accepted %}
-        when lower({{ json_text(json) }}) not in {{ sql_list(accepted) }} then 'unknown-value'
+        when {{ lower_text(json_text(json)) }} not in {{ sql_list(accepted) }} then 'unknown-value'
         {%- endif %}
     end
 {%- endmacro %}
@@ -136,7 +136,7 @@
 {% macro label_value(json, defect, case_fold=false) -%}
     case
         when {{ defect }} is null or {{ defect }} = 'unknown-value'
-        then {% if case_fold %}lower({{ json_text(json) }}){% else %}{{ json_text(json) }}{% endif %}
+        then {% if case_fold %}{{ lower_text(json_text(json)) }}{% else %}{{ json_text(json) }}{% endif %}
     end
 {%- endmacro %}
 
@@ -146,7 +146,7 @@
         when {{ is_missing(json) }} then 'missing'
         when jsonb_typeof({{ json }}) <> 'string' then 'wrong-type'
         when {{ json_text(json) }} = '' then 'empty'
-        when lower({{ json_text(json) }}) in {{ sql_list(placeholders) }} then 'placeholder'
+        when {{ lower_text(json_text(json)) }} in {{ sql_list(placeholders) }} then 'placeholder'
         when {{ json_text(json) }} !~* {{ url_pattern() }} then 'malformed'
     end
 {%- endmacro %}
@@ -163,9 +163,9 @@
         when {{ is_missing(json) }} then 'missing'
         when jsonb_typeof({{ json }}) = 'string' and {{ json_text(json) }} = '' then 'empty'
         {%- if placeholders %}
-        when jsonb_typeof({{ json }}) = 'string' and lower({{ json_text(json) }}) in {{ sql_list(placeholders) }} then 'placeholder'
+        when jsonb_typeof({{ json }}) = 'string' and {{ lower_text(json_text(json)) }} in {{ sql_list(placeholders) }} then 'placeholder'
         {%- endif %}
-        when jsonb_typeof({{ json }}) = 'string' and lower({{ json_text(json) }}) in ('nan', '+nan', '-nan') then 'not-a-number'
+        when jsonb_typeof({{ json }}) = 'string' and {{ lower_text(json_text(json)) }} in ('nan', '+nan', '-nan') then 'not-a-number'
         when jsonb_typeof({{ json }}) not in ('number', 'string') then 'wrong-type'
         when jsonb_typeof({{ json }}) = 'string' and {{ json_text(json) }} !~* {{ decimal_pattern() }} then 'non-numeric'
         when jsonb_typeof({{ json }}) = 'string' and not pg_input_is_valid({{ json_text(json) }}, 'numeric') then 'out-of-range'
@@ -212,7 +212,10 @@
     jsonb_array_elements(case when jsonb_typeof({{ json }}) = 'array' then {{ json }} else '[]'::jsonb end)
 {%- endmacro %}
 
-{# The brand name brand_id derives from: trimmed, inner whitespace collapsed, lower-cased. #}
+{#
+    The brand name brand_id derives from: trimmed, NFKC-normalised, inner whitespace collapsed and
+    case-folded (macros/text.sql: the same on every database and collation).
+#}
 {% macro normalised_brand(brand) -%}
-    lower(regexp_replace({{ brand }}, '\s+', ' ', 'g'))
+    {{ fold_text(brand) }}
 {%- endmacro %}

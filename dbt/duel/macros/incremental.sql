@@ -11,14 +11,15 @@
 
 {#
     Pre-hook of the models with several rows per document (advocacy_programs, tasks_completed):
-    delete every row of a document that has a newer current version. delete+insert on user_key
-    alone would keep the old rows of a document whose new version has no programs or tasks.
+    delete every row of a document that has a newer current version or was deleted (a tombstone
+    is a version too). delete+insert on user_key alone would keep the old rows of a document whose
+    new version has no programs or tasks, and of a document that is gone.
 #}
 {% macro delete_rows_of_changed_documents() -%}
     {%- if is_incremental() -%}
     delete from {{ this }}
     where user_key in (
-        select {{ surrogate_key(['source_name']) }}
+        select {{ surrogate_key(['document_key']) }}
         from {{ ref('stg_current_versions') }}
         where batch_id > {{ batch_watermark() }}
     )
@@ -26,12 +27,13 @@
 {%- endmacro %}
 
 {#
-    The body of the `current_documents` step the document staging models share: each file's
-    current version (raw.current_versions -> raw.user_documents), with its lineage. `documents`
-    and `current_versions` name the models' import steps.
+    The body of the `current_documents` step the document staging models share: each current
+    (not deleted) document's current version (raw.current_versions -> raw.user_documents), with
+    its lineage. `documents` and `current_versions` name the models' import steps.
 #}
 {% macro current_documents(documents, current_versions) -%}
     select
+        cast({{ current_versions }}.document_key as text) as document_key,
         cast({{ current_versions }}.source_name as text) as source_name,
         cast({{ current_versions }}.content_sha256 as text) as content_sha256,
         cast({{ current_versions }}.batch_id as bigint) as batch_id,
@@ -43,12 +45,27 @@
     from {{ current_versions }}
     -- one primary-key lookup per file: the limit (there is at most one row anyway) keeps the
     -- planner from misjudging the two-column join as near-empty and scanning every document
-    -- when an incremental run needs only a few; source_name comes from current_versions so a
+    -- when an incremental run needs only a few; document_key comes from current_versions so a
     -- filter on it uses that table's primary key
     cross join lateral (
         select * from {{ documents }}
-        where {{ documents }}.source_name = {{ current_versions }}.source_name
+        where {{ documents }}.document_key = {{ current_versions }}.document_key
             and {{ documents }}.content_sha256 = {{ current_versions }}.content_sha256
         limit 1
     ) as current_document
+    where not {{ current_versions }}.is_deleted
+{%- endmacro %}
+
+{#
+    Post-hook of `base`: remove the rows of documents that are deleted now (their current version
+    is a tombstone). delete+insert only replaces rows it has a new row for, and a deleted document
+    has none. After the insert, so the build could still read their old emails.
+#}
+{% macro delete_rows_of_deleted_documents() -%}
+    {%- if is_incremental() -%}
+    delete from {{ this }}
+    where document_key in (
+        select document_key from {{ ref('stg_current_versions') }} where is_deleted
+    )
+    {%- endif -%}
 {%- endmacro %}

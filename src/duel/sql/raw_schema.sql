@@ -1,5 +1,8 @@
 -- The raw layer: written only by the loader (duel.load). Idempotent DDL, run by every command
--- that needs the database. Documents are immutable versions keyed by (source_name, content_sha256).
+-- that needs the database. Documents are immutable versions keyed by (document_key,
+-- content_sha256): the key is the document's identity (duel.identity), `source_name` only says
+-- where a version was found. Nothing is ever deleted: a document absent from a complete (--full)
+-- dump gets a tombstone version (parse_status 'deleted', content_sha256 'deleted', no document).
 -- No foreign keys: they cost a trigger call per row on million-row COPYs, and the loader keeps
 -- the references whole inside each batch's transaction (tests/test_load.py and the dbt
 -- relationship tests check them).
@@ -19,37 +22,46 @@ create table if not exists raw.batches (
     quarantined integer,
     skipped integer,
     unchanged integer,
+    deleted integer,
+    keyless integer,
+    is_full boolean not null default false,
+    document_key_rule text,
     error text,
     duel_version text not null
 );
 comment on table raw.batches is 'One row per ingest run (batch): when, from where, outcome and counts.';
 
 create table if not exists raw.user_documents (
-    source_name text not null,
+    document_key text not null,
     content_sha256 text not null,
+    source_name text not null,
     batch_id bigint not null,
     loaded_at timestamptz not null default now(),
-    parse_status text not null check (parse_status in ('clean', 'repaired')),
+    parse_status text not null check (parse_status in ('clean', 'repaired', 'deleted')),
     parse_error text,
     repair jsonb,
     byte_size integer not null,
-    document jsonb not null,
-    primary key (source_name, content_sha256)
+    document jsonb,
+    primary key (document_key, content_sha256),
+    check ((parse_status = 'deleted') = (document is null))
 );
 comment on table raw.user_documents is
-    'One row per version of a user document: the parsed JSON as loaded, with lineage and repair record.';
+    'One row per version of a user document (by identity): the parsed JSON as loaded, with lineage and repair record; a tombstone (parse_status deleted) when a complete dump no longer held it.';
 
 create table if not exists raw.current_versions (
-    source_name text primary key,
+    document_key text primary key,
     content_sha256 text not null,
+    source_name text not null,
     batch_id bigint not null,
+    is_deleted boolean not null default false,
     updated_at timestamptz not null default now()
 );
 comment on table raw.current_versions is
-    'One row per source file name: which version of its document is current (the last one delivered).';
+    'One row per document identity: which version is current (the last one delivered), or its tombstone.';
 
 create table if not exists raw.quarantine (
     source_name text not null,
+    document_key text,
     content_sha256 text not null,
     batch_id bigint not null,
     quarantined_at timestamptz not null default now(),
@@ -68,11 +80,12 @@ create table if not exists raw.batch_files (
     batch_id bigint not null,
     file_seq integer not null,
     source_name text not null,
-    status text not null check (status in ('loaded', 'repaired', 'unchanged', 'quarantined', 'skipped')),
+    status text not null check (status in ('loaded', 'repaired', 'unchanged', 'quarantined', 'skipped', 'deleted')),
     reason text,
+    document_key text,
     content_sha256 text,
     byte_size bigint,
     primary key (batch_id, file_seq)
 );
 comment on table raw.batch_files is
-    'One row per file seen by a batch: what became of it. The ledger that accounts for every input file.';
+    'One row per file (or document) seen by a batch, and per document a complete dump deleted: what became of it. The ledger that accounts for every input file.';

@@ -47,6 +47,8 @@ user_fields as (
             ('name', users.name_defect),
             ('email', users.email_defect),
             ('email', case when users.is_duplicate_email then 'duplicate' end),
+            ('document', case when users.has_newer_quarantined_delivery then 'stale' end),
+            ('document', case when starts_with(users.document_key, 'content:') then 'keyless' end),
             ('instagram_handle', users.instagram_handle_defect),
             ('tiktok_handle', users.tiktok_handle_defect),
             ('joined_at', users.joined_at_defect),

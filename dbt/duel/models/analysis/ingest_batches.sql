@@ -23,6 +23,9 @@ final as (
         quarantined,
         skipped,
         unchanged,
+        deleted,
+        keyless,
+        is_full,
         error
 
     from batches

@@ -41,7 +41,7 @@ delivered as (
     -- incremental run unnests only the versions of the new batches
     cross join lateral (
         select * from sightings
-        where sightings.source_name = batch_files.source_name
+        where sightings.document_key = batch_files.document_key
             and sightings.content_sha256 = batch_files.content_sha256
         offset 0
     ) as sightings

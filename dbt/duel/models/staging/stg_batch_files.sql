@@ -12,6 +12,7 @@ final as (
         cast(batch_id as bigint) as batch_id,
         cast(file_seq as integer) as file_seq,
         cast(source_name as text) as source_name,
+        cast(document_key as text) as document_key,
         cast(status as text) as status,
         cast(reason as text) as reason,
         cast(content_sha256 as text) as content_sha256,

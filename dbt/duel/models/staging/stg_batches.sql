@@ -21,6 +21,9 @@ final as (
         cast(quarantined as integer) as quarantined,
         cast(skipped as integer) as skipped,
         cast(unchanged as integer) as unchanged,
+        cast(deleted as integer) as deleted,
+        cast(keyless as integer) as keyless,
+        cast(is_full as boolean) as is_full,
         cast(error as text) as error
 
     from source

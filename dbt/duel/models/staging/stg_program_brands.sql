@@ -10,7 +10,7 @@ source as (
 programs as (
 
     select
-        cast(source.source_name as text) as source_name,
+        cast(source.document_key as text) as document_key,
         cast(source.content_sha256 as text) as content_sha256,
         cast(source.loaded_at as timestamptz) as loaded_at,
         program.program_json -> 'brand' as brand_json
@@ -34,7 +34,7 @@ classified as (
 cleaned as (
 
     select
-        source_name,
+        document_key,
         content_sha256,
         loaded_at,
         {{ label_value('brand_json', 'brand_defect') }} as brand
@@ -46,7 +46,7 @@ cleaned as (
 final as (
 
     select
-        source_name,
+        document_key,
         content_sha256,
         loaded_at,
         brand,

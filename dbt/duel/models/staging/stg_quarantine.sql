@@ -10,6 +10,7 @@ final as (
 
     select
         cast(source_name as text) as source_name,
+        cast(document_key as text) as document_key,
         cast(content_sha256 as text) as content_sha256,
         cast(batch_id as bigint) as batch_id,
         cast(quarantined_at as timestamptz) as quarantined_at,

@@ -22,6 +22,7 @@ current_documents as (
 unnested as (
 
     select
+        current_documents.document_key,
         current_documents.source_name,
         current_documents.content_sha256,
         current_documents.batch_id,
@@ -62,9 +63,10 @@ classified as (
 cleaned as (
 
     select
-        {{ surrogate_key(['source_name', 'program_position', 'task_position']) }} as task_key,
-        {{ surrogate_key(['source_name', 'program_position']) }} as program_key,
-        {{ surrogate_key(['source_name']) }} as user_key,
+        {{ surrogate_key(['document_key', 'program_position', 'task_position']) }} as task_key,
+        {{ surrogate_key(['document_key', 'program_position']) }} as program_key,
+        {{ surrogate_key(['document_key']) }} as user_key,
+        document_key,
         source_name,
         content_sha256,
         batch_id,

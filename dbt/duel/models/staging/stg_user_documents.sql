@@ -22,6 +22,7 @@ current_documents as (
 extracted as (
 
     select
+        document_key,
         source_name,
         content_sha256,
         batch_id,
@@ -61,7 +62,8 @@ classified as (
 cleaned as (
 
     select
-        {{ surrogate_key(['source_name']) }} as user_key,
+        {{ surrogate_key(['document_key']) }} as user_key,
+        document_key,
         source_name,
         content_sha256,
         batch_id,

@@ -1,0 +1,24 @@
+{#
+    Text normalisation that gives the same result on every database, whatever its collation or
+    locale (the embedded server's is C, where lower('É') is 'É'). Both use Postgres' builtin
+    collation provider (no ICU, no operating-system locale), so a key derived from their result is
+    the same everywhere. Python equivalents, for checks outside the database, are in each comment.
+#}
+
+{#
+    Lower-cased with Unicode's simple case mapping (Python: `text.lower()` for all but a few
+    special letters): emails, handles, platforms, uuids. Postgres 17+.
+#}
+{% macro lower_text(text) -%}
+    lower(({{ text }}) collate "pg_c_utf8")
+{%- endmacro %}
+
+{#
+    Compatibility-normalised and case-folded: Unicode NFKC, runs of whitespace as one space, then
+    full case folding (Python: `re.sub(r"[ \t\n\r\f\v]+", " ", unicodedata.normalize("NFKC", text)).casefold()`).
+    'NESTLÉ  Group', 'Nestlé group' and 'NESTLE\u0301 GROUP' all fold to 'nestlé group', and
+    'STRASSE' and 'Straße' to 'strasse'. Postgres 18+ (casefold, collation pg_unicode_fast).
+#}
+{% macro fold_text(text) -%}
+    casefold(regexp_replace(normalize(({{ text }}), nfkc), '[ \t\n\r\f\v]+', ' ', 'g') collate "pg_unicode_fast")
+{%- endmacro %}

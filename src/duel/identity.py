@@ -1,0 +1,121 @@
+"""Document identity: which user a document is, whatever the packaging of the dump.
+
+A document's key is the first usable source in the key rule (`DUEL_DOCUMENT_KEY`, a
+comma-separated list; default `@file,user_id`):
+
+- `@file`: the file's identity path (`duel.sources.identity_path`: its path inside the dump
+  without the dump's own top-level folder). Usable for a file of its own; not for an NDJSON line
+  or an element of a JSON array, whose position means nothing.
+- any other name: that top-level field of the document. Usable when it is a non-blank string
+  or an integer and not one of the field's placeholders (`vars.placeholders` in the dbt project,
+  the same list the staging models use). Strings are trimmed and case-folded, so
+  ` ABC@x.com` and `abc@x.com` are one key.
+
+A document with no usable key is identified by its content (`content:<sha256>`): it can never be
+merged with another user, but an edited copy of it is a new identity (with `--full`, the old one
+is deleted). The ingest counts these as `keyless`.
+
+Keys are text with their source as a prefix (`file:user_17.json`, `user_id:1ed6…`,
+`content:9f2c…`), so two sources never collide; dbt derives `user_key` from it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from duel.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from duel.settings import Settings
+
+FILE_SOURCE = "@file"
+DEFAULT_DOCUMENT_KEY = "@file,user_id"
+CONTENT_PREFIX = "content:"
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRule:
+    """The parsed `DUEL_DOCUMENT_KEY`: the key sources in order of preference."""
+
+    sources: tuple[str, ...]
+    placeholders: dict[str, frozenset[str]] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def parse(cls, text: str, placeholders: dict[str, frozenset[str]] | None = None) -> KeyRule:
+        """`@file,user_id` -> KeyRule(("@file", "user_id")); ConfigError (one line) if malformed."""
+        sources = tuple(part.strip() for part in text.split(",") if part.strip())
+        if not sources:
+            raise ConfigError("DUEL_DOCUMENT_KEY is empty: give top-level fields and/or @file, e.g. @file,user_id")
+        for source in sources:
+            if source != FILE_SOURCE and not _FIELD.match(source):
+                raise ConfigError(f"DUEL_DOCUMENT_KEY: {source!r} is neither @file nor a top-level field name")
+        if len(set(sources)) != len(sources):
+            raise ConfigError(f"DUEL_DOCUMENT_KEY names a source twice: {text!r}")
+        return cls(sources, placeholders or {})
+
+    @property
+    def text(self) -> str:
+        return ",".join(self.sources)
+
+    @property
+    def needs_fields(self) -> bool:
+        """Whether a file of its own may need its fields read (a field comes before @file)."""
+        return self.sources[0] != FILE_SOURCE
+
+
+def document_key(rule: KeyRule, key_path: str | None, document: bytes, sha256: str) -> str:
+    """The key of one parsed document (`document`: its JSON text, an object)."""
+    if key_path is not None and not rule.needs_fields:
+        return "file:" + key_path  # the common case: files by path, no field read
+    fields: dict[str, Any] | None = None
+    for source in rule.sources:
+        if source == FILE_SOURCE:
+            if key_path is not None:
+                return "file:" + key_path
+            continue
+        if fields is None:
+            value = orjson.loads(document)
+            fields = value if isinstance(value, dict) else {}
+        key = usable_value(fields.get(source), rule.placeholders.get(source, frozenset()))
+        if key is not None:
+            return f"{source}:{key}"
+    return CONTENT_PREFIX + sha256
+
+
+def usable_value(value: Any, placeholders: frozenset[str] = frozenset()) -> str | None:
+    """The key text of a field's value, or None when it cannot identify anyone."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if not isinstance(value, str):
+        return None
+    text = value.strip().casefold()
+    if not text or text in placeholders:
+        return None
+    return text
+
+
+def load_placeholders(dbt_project_dir: Path) -> dict[str, frozenset[str]]:
+    """The placeholder values per field: `vars.placeholders` of the dbt project, the one list
+    that the staging models and the identity rule both read."""
+    import yaml  # PyYAML comes with dbt
+
+    path = dbt_project_dir / "dbt_project.yml"
+    try:
+        project = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the dbt project ({exc.strerror})") from None
+    values = (project.get("vars") or {}).get("placeholders") or {}
+    return {name: frozenset(str(v).strip().casefold() for v in items) for name, items in values.items()}
+
+
+def key_rule(settings: Settings) -> KeyRule:
+    """The key rule the settings ask for, with the project's placeholders."""
+    return KeyRule.parse(settings.document_key, load_placeholders(settings.dbt_project_dir))

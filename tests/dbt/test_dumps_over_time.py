@@ -1,0 +1,258 @@
+"""A stream of dumps: identity that survives packaging, deletes, staleness and true history.
+
+Two databases are taken through a sequence of dumps each (see `files_history` and
+`ndjson_history`), built incrementally after every dump; the current models must then equal
+those built from the last complete state alone, and the snapshot must hold exactly one closed
+row per change or delete and one open row per current user.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import query
+
+from duel import db
+from duel.load import IngestResult, ingest
+from duel.settings import Settings
+from duel.transform import build_models
+
+pytestmark = pytest.mark.slow  # several dbt builds
+
+
+Docs = dict[str, bytes]  # file name (without the dump's folder) -> bytes
+# the columns that say where and when a version was loaded, not what it holds
+LINEAGE = {"batch_id", "loaded_at", "updated_at", "source_file", "newer_quarantined_batch_id",
+           "has_newer_quarantined_delivery", "is_clean"}
+CORE = ("dbt.base", "dbt.advocacy_programs", "dbt.tasks_completed")
+REBUILT = (*CORE, "dbt_lookup.brand", "dbt_analysis.engagement_by_user", "dbt_analysis.engagement_by_platform",
+           "dbt_analysis.engagement_by_brand", "dbt_analysis.top_advocates", "dbt_analysis.sales_attribution",
+           "dbt_analysis.data_quality_summary")
+
+
+def real_docs(real_dir: Path, count: int) -> Docs:
+    return {f"user_{n}.json": (real_dir / "mixed" / f"user_{n}.json").read_bytes() for n in range(count)}
+
+
+def parseable(docs: Docs) -> list[str]:
+    names = []
+    for name, data in docs.items():
+        try:
+            json.loads(data)
+        except ValueError:
+            continue
+        names.append(name)
+    return sorted(names, key=lambda n: int(n.split("_")[1].split(".")[0]))
+
+
+def edited(data: bytes, tag: str) -> bytes:
+    document = json.loads(data)
+    document["name"] = f"Edited {tag}"
+    return json.dumps(document, indent=4).encode()
+
+
+def write_tar(path: Path, top: str, docs: Docs) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in docs.items():
+            info = tarfile.TarInfo(f"{top}/{name}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def write_dir(path: Path, top: str, docs: Docs) -> Path:
+    (path / top).mkdir(parents=True)
+    for name, data in docs.items():
+        (path / top / name).write_bytes(data)
+    return path
+
+
+def write_ndjson(path: Path, documents: list[bytes], seed: int) -> Path:
+    lines = [json.dumps(json.loads(d)).encode() for d in documents]
+    random.Random(seed).shuffle(lines)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def rows(settings: Settings, table: str, drop: set[str] = LINEAGE) -> list[tuple[object, ...]]:
+    columns = [c for (c,) in query(settings, "select column_name from information_schema.columns"
+                                             " where table_schema || '.' || table_name = %s"
+                                             " order by ordinal_position", (table,))]
+    kept = [f'"{c}"' for c in columns if c not in drop]
+    order = ", ".join(str(position) for position in range(1, len(kept) + 1))
+    return query(settings, f"select {', '.join(kept)} from {table} order by {order}")
+
+
+def fresh(pg_server: Settings, name: str, tmp: Path) -> Settings:
+    settings = pg_server.with_overrides(pg_database=name, out_dir=tmp / name)
+    db.ensure_ready(settings)
+    return settings
+
+
+@dataclass(frozen=True)
+class FilesHistory:
+    settings: Settings
+    reference: Settings  # the last complete state, ingested alone into a fresh database
+    results: list[IngestResult]
+    changed: list[str]
+    final: Docs
+    incremental: dict[str, list[tuple[object, ...]]]  # REBUILT after the last incremental build
+
+
+@pytest.fixture(scope="module")
+def files_history(pg_server: Settings, real_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> FilesHistory:
+    """Four dumps of 60 real users: a tar.gz under mixed/, a complete directory under another
+    folder (10 changed, 8 deleted, 5 new), a complete tar.gz under a third folder (2 changed
+    again, a deleted user back as he was, another back changed, 3 deleted, user_5 broken so it is
+    quarantined), and a partial tar.gz (1 new, 1 changed)."""
+    tmp = tmp_path_factory.mktemp("files-history")
+    settings = fresh(pg_server, "duel_dumps_files", tmp)
+    everyone = real_docs(real_dir, 66)
+    d1 = {n: everyone[n] for n in list(everyone)[:60]}
+    changed = parseable(d1)[:10]
+    assert "user_5.json" not in changed[:2]
+    d2 = {n: d for n, d in d1.items() if n not in {f"user_{i}.json" for i in range(50, 58)}}
+    d2 |= {n: edited(d1[n], "once") for n in changed}
+    d2 |= {f"user_{i}.json": everyone[f"user_{i}.json"] for i in range(60, 65)}
+    d3 = {n: d for n, d in d2.items() if n not in {"user_40.json", "user_41.json", "user_42.json"}}
+    d3 |= {n: edited(d2[n], "twice") for n in changed[:2]}
+    d3["user_50.json"] = d1["user_50.json"]
+    d3["user_51.json"] = edited(d1["user_51.json"], "back") if "user_51.json" in parseable(d1) else b'{"user_id": null}'
+    d3_broken = d3 | {"user_5.json": d2["user_5.json"][: len(d2["user_5.json"]) // 2] + b'"unclosed'}
+    d4 = {"user_65.json": everyone["user_65.json"], "user_2.json": edited(d3["user_2.json"], "partial")}
+    results = [
+        ingest(settings, write_tar(tmp / "d1.tar.gz", "mixed", d1)),
+        ingest(settings, write_dir(tmp / "d2", "export-2025-07-24", d2), full=True),
+    ]
+    build_models(settings)  # after d1 and d2 together: the snapshot sees d2 only (one build)
+    results.append(ingest(settings, write_tar(tmp / "d3.tar.gz", "export-2025-07-25", d3_broken), full=True))
+    build_models(settings)
+    results.append(ingest(settings, write_tar(tmp / "d4.tar.gz", "delta", d4)))
+    build_models(settings)
+    incremental = {table: rows(settings, table, set()) for table in REBUILT}
+    final = d3 | d4
+    reference = fresh(pg_server, "duel_dumps_files_reference", tmp)
+    ingest(reference, write_tar(tmp / "final.tar.gz", "final", final))
+    build_models(reference)
+    return FilesHistory(settings, reference, results, changed, final, incremental)
+
+
+def test_dumps_summaries_count_changes_and_deletes(files_history: FilesHistory) -> None:
+    summaries = [r.summary() for r in files_history.results]
+    assert [{k: s[k] for k in ("files_seen", "loaded", "unchanged", "quarantined", "deleted")}
+            for s in summaries] == [
+        {"files_seen": 60, "loaded": 60, "unchanged": 0, "quarantined": 0, "deleted": 0},
+        {"files_seen": 57, "loaded": 15, "unchanged": 42, "quarantined": 0, "deleted": 8},
+        {"files_seen": 56, "loaded": 4, "unchanged": 51, "quarantined": 1, "deleted": 3},
+        {"files_seen": 2, "loaded": 2, "unchanged": 0, "quarantined": 0, "deleted": 0},
+    ]
+
+
+def test_dumps_core_models_equal_the_last_complete_state_alone(files_history: FilesHistory) -> None:
+    for table in CORE:
+        assert rows(files_history.settings, table) == rows(files_history.reference, table), table
+    assert query(files_history.settings, "select count(*) from dbt.base") == [(len(files_history.final),)]
+
+
+def test_dumps_identity_ignores_the_dumps_folder(files_history: FilesHistory) -> None:
+    keys = query(files_history.settings, "select document_key from dbt.base order by 1")
+    assert keys == [(f"file:{name}",) for name in sorted(files_history.final)]
+
+
+def test_dumps_incremental_build_equals_full_refresh(files_history: FilesHistory) -> None:
+    build_models(files_history.settings, full_refresh=True)
+    for table in REBUILT:
+        assert rows(files_history.settings, table, set()) == files_history.incremental[table], table
+
+
+def test_dumps_quarantined_delivery_marks_the_previous_version_stale(files_history: FilesHistory) -> None:
+    settings = files_history.settings
+    assert query(settings, "select document_key, name is not distinct from %s, has_newer_quarantined_delivery,"
+                           " newer_quarantined_batch_id, is_clean from dbt.base"
+                           " where has_newer_quarantined_delivery or document_key = 'file:user_5.json'",
+                 (json.loads(files_history.final["user_5.json"]).get("name"),)) == [
+        ("file:user_5.json", True, True, 3, False)]
+    assert query(settings, "select defect_count from dbt_analysis.data_quality"
+                           " where field = 'document' and defect = 'stale'") == [(1,)]
+
+
+def test_dumps_snapshot_closes_one_row_per_change_or_delete(files_history: FilesHistory) -> None:
+    settings = files_history.settings
+    # build 1 -> 2: 2 changed again, 3 deleted (user_50 and user_51 came back: new open rows);
+    # build 2 -> 3: user_2 changed
+    assert query(settings, "select count(*) filter (where dbt_valid_to is not null),"
+                           " count(*) filter (where dbt_valid_to is null) from dbt_snapshots.users_snapshot") == [
+        (6, len(files_history.final))]
+    assert query(settings, "select user_key from dbt_snapshots.users_snapshot where dbt_valid_to is null"
+                           " except all select user_key from dbt.base") == []
+    assert query(settings, "select document_key, count(*) from dbt_snapshots.users_snapshot"
+                           " where document_key in ('file:user_40.json', 'file:user_50.json', 'file:user_2.json')"
+                           " group by 1 order by 1") == [
+        ("file:user_2.json", 3 if "user_2.json" in files_history.changed[:2] else 2),
+        ("file:user_40.json", 1), ("file:user_50.json", 1)]
+
+
+def test_dumps_deleted_documents_keep_their_versions_in_raw(files_history: FilesHistory) -> None:
+    settings = files_history.settings
+    assert query(settings, "select document_key, parse_status, document is null from raw.user_documents"
+                           " where content_sha256 = 'deleted' order by 1") == [
+        (f"file:user_{n}.json", "deleted", True) for n in (40, 41, 42, 50, 51, 52, 53, 54, 55, 56, 57)]
+    assert query(settings, "select count(*) from raw.current_versions where is_deleted") == [(9,)]
+    assert query(settings, "select status, count(*) from raw.batch_files where status = 'deleted'"
+                           " group by 1") == [("deleted", 11)]
+
+
+@dataclass(frozen=True)
+class NdjsonHistory:
+    settings: Settings
+    results: list[IngestResult]
+    keys_before: dict[str, str]  # user_id -> user_key after the first build
+    keys_after: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def ndjson_history(pg_server: Settings, real_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> NdjsonHistory:
+    """40 real users as NDJSON, then a complete NDJSON dump in another order with 5 changed,
+    3 gone and 2 new (all with a user_id); users without a user_id are identified by content."""
+    tmp = tmp_path_factory.mktemp("ndjson-history")
+    settings = fresh(pg_server, "duel_dumps_ndjson", tmp)
+    docs = real_docs(real_dir, 80)
+    usable = [n for n in parseable(docs) if json.loads(docs[n]).get("user_id")]
+    keyless = [n for n in parseable(docs) if not json.loads(docs[n]).get("user_id")]
+    first = usable[:30] + keyless[:10]
+    changed, gone, new = usable[:5], usable[5:8], usable[30:32]
+    second = [edited(docs[n], "ndjson") if n in changed else docs[n] for n in first if n not in gone]
+    second += [docs[n] for n in new]
+    results = [ingest(settings, write_ndjson(tmp / "a.ndjson", [docs[n] for n in first], seed=1))]
+    build_models(settings)
+    keys_before = dict(query(settings, "select user_id::text, user_key::text from dbt.base where user_id is not null"))
+    results.append(ingest(settings, write_ndjson(tmp / "b.ndjson", second, seed=2), full=True))
+    build_models(settings)
+    keys_after = dict(query(settings, "select user_id::text, user_key::text from dbt.base where user_id is not null"))
+    return NdjsonHistory(settings, results, keys_before, keys_after)
+
+
+def test_ndjson_identity_is_the_user_id_not_the_line(ndjson_history: NdjsonHistory) -> None:
+    first, second = (r.summary() for r in ndjson_history.results)
+    assert {k: first[k] for k in ("files_seen", "loaded", "keyless")} == {"files_seen": 40, "loaded": 40,
+                                                                         "keyless": 10}
+    assert {k: second[k] for k in ("files_seen", "loaded", "unchanged", "deleted", "keyless")} == {
+        "files_seen": 39, "loaded": 7, "unchanged": 32, "deleted": 3, "keyless": 0}
+    kept = set(ndjson_history.keys_before) & set(ndjson_history.keys_after)
+    assert len(kept) == 27
+    assert all(ndjson_history.keys_before[uid] == ndjson_history.keys_after[uid] for uid in kept)
+
+
+def test_ndjson_snapshot_closes_changed_and_deleted_users(ndjson_history: NdjsonHistory) -> None:
+    assert query(ndjson_history.settings,
+                 "select count(*) filter (where dbt_valid_to is not null), count(*) filter (where dbt_valid_to is null),"
+                 " count(*) filter (where dbt_valid_to is null and starts_with(document_key, 'content:'))"
+                 " from dbt_snapshots.users_snapshot") == [(8, 39, 10)]
+    assert query(ndjson_history.settings, "select defect, sum(defect_count) from dbt_analysis.data_quality"
+                                          " where field = 'document' group by 1") == [("keyless", 10)]

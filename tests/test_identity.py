@@ -1,0 +1,69 @@
+"""Document identity: the key rule, usable values, the content fallback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from duel.exceptions import ConfigError
+from duel.identity import KeyRule, document_key, key_rule, load_placeholders
+from duel.settings import Settings, load_settings
+
+PLACEHOLDERS = {"email": frozenset({"invalid-email"})}
+
+
+def test_key_rule_parse_reads_sources_in_order() -> None:
+    assert KeyRule.parse(" @file , user_id,email ").sources == ("@file", "user_id", "email")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "DUEL_DOCUMENT_KEY is empty: give top-level fields and/or @file, e.g. @file,user_id"),
+    ("user id", "DUEL_DOCUMENT_KEY: 'user id' is neither @file nor a top-level field name"),
+    ("@path", "DUEL_DOCUMENT_KEY: '@path' is neither @file nor a top-level field name"),
+    ("email,email", "DUEL_DOCUMENT_KEY names a source twice: 'email,email'"),
+])
+def test_key_rule_parse_refuses_malformed_rules(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        KeyRule.parse(text)
+    assert str(error.value) == message
+
+
+def test_load_settings_refuses_a_malformed_document_key() -> None:
+    with pytest.raises(ConfigError, match="^DUEL_DOCUMENT_KEY: 'a b' is neither"):
+        load_settings({"DUEL_DOCUMENT_KEY": "a b"}, dotenv=None)
+
+
+def test_document_key_files_by_path_without_reading_fields() -> None:
+    rule = KeyRule.parse("@file,user_id")
+    assert document_key(rule, "user_17.json", b"not read", "ab") == "file:user_17.json"
+
+
+@pytest.mark.parametrize(("document", "expected"), [
+    (b'{"user_id": " 1ED6-X ", "email": "a@b.co"}', "user_id:1ed6-x"),
+    (b'{"user_id": 42}', "user_id:42"),
+    (b'{"user_id": null, "email": " A@B.CO "}', "email:a@b.co"),
+    (b'{"user_id": "", "email": "INVALID-EMAIL"}', "content:sha"),
+    (b'{"user_id": true, "email": ["a@b.co"]}', "content:sha"),
+    (b'{"user_id": "   "}', "content:sha"),
+])
+def test_document_key_first_usable_field_else_content(document: bytes, expected: str) -> None:
+    rule = KeyRule.parse("@file,user_id,email", PLACEHOLDERS)
+    assert document_key(rule, None, document, "sha") == expected
+
+
+def test_document_key_fields_first_identify_files_too() -> None:
+    rule = KeyRule.parse("user_id,@file")
+    assert document_key(rule, "a.json", b'{"user_id": "u1"}', "sha") == "user_id:u1"
+    assert document_key(rule, "a.json", b'{"user_id": null}', "sha") == "file:a.json"
+
+
+def test_load_placeholders_reads_the_dbt_projects_single_list(settings: Settings) -> None:
+    placeholders = load_placeholders(settings.dbt_project_dir)
+    assert placeholders["email"] == frozenset({"invalid-email"})
+    assert key_rule(settings).placeholders == placeholders
+
+
+def test_load_placeholders_missing_project_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=f"^{tmp_path}/dbt_project.yml: cannot read the dbt project"):
+        load_placeholders(tmp_path)
