@@ -5,8 +5,9 @@
 - Ingest fans out over N shards of the input (`shards` param, default 4). Each shard is its own
   idempotent batch, so workers share the load and a failed shard retries alone; `check_shards`
   then proves the shards together saw every file of the input (`duel.shards`).
-- dbt: one task running `dbt build` (models, snapshot, tests, unit tests) through
-  `duel.transform.build_models`, exactly as `duel run` does. Per-model Cosmos tasks cost a dbt
+- Every task is one call of a `duel.pipeline` stage function, the ones `duel run` calls (dbt:
+  `transform_stage`, the production build: models, snapshot, data tests; unit tests run in
+  `duel transform` and CI). Per-model Cosmos tasks cost a dbt
   start-up each (measured ~25 s a model here, ~9 min a run); see the README's Airflow section.
 - Connection: the PG* variables of the worker's environment, the ones duel, psql and dbt's
   profiles.yml read; nothing is written here. Input: the run's `data` param, else DUEL_DATA.
@@ -78,11 +79,11 @@ def duel_pipeline() -> None:
     @task
     def prepare(params: dict[str, Any] | None = None) -> list[str]:
         """Database up (the embedded one if nothing answers), raw schema in place; plan the shards."""
-        from duel import db
+        from duel.pipeline import database_stage
         from duel.shards import plan_shards
 
         assert params is not None
-        db.ensure_ready(load_settings())
+        database_stage(load_settings())
         return [spec.label for spec in plan_shards(input_path(params), params["shards"])]
 
     @task
@@ -110,21 +111,21 @@ def duel_pipeline() -> None:
 
     @task
     def dbt_build() -> str:
-        from duel.transform import build_models
+        from duel.pipeline import transform_stage
 
-        return build_models(load_settings()).describe()
+        return transform_stage(load_settings()).describe()
 
     @task
     def report() -> str:
-        from duel.report import build_report
+        from duel.pipeline import report_stage
 
-        return str(build_report(load_settings()).path)
+        return str(report_stage(load_settings()))
 
     @task
     def export() -> str:
-        from duel.export import export_models
+        from duel.pipeline import export_stage
 
-        return str(export_models(load_settings()).manifest)
+        return str(export_stage(load_settings()).manifest)
 
     @task
     def notify(summary: dict[str, Any], report_path: str) -> str:

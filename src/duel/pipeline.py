@@ -1,7 +1,9 @@
 """`duel run`: the stages in order (database, ingest, transform, report, export), timed.
 
-Every stage is a plain function of the settings; the CLI and the Airflow DAG call these, so the
-pipeline has one definition.
+Every stage is a plain function of the settings (`database_stage`, `ingest_stage`,
+`transform_stage`, `report_stage`, `export_stage`); `duel run` calls them in order and the
+Airflow DAG's tasks call the same functions (its ingest fans out as shards of `ingest_stage`'s
+batch, duel.shards), so the pipeline, and what a production build includes, has one definition.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from duel import db
 from duel.exceptions import DuelError, SourceError, StepFailed
@@ -19,7 +21,15 @@ from duel.progress import progress
 from duel.settings import Settings
 from duel.sources import check_source
 
+if TYPE_CHECKING:
+    from duel.export import ExportResult
+    from duel.transform import BuildResult
+
 STAGES = ("database", "ingest", "transform", "report", "export")
+# A production build (`duel run`, the DAG) runs the models, the snapshot and the data tests, not
+# the unit tests: they test the SQL on fixtures, not the data (dbt's advice); `duel transform`
+# and CI run them.
+PRODUCTION_UNIT_TESTS = False
 
 
 @dataclass(frozen=True)
@@ -38,11 +48,39 @@ class RunOutcome:
         return {**self.ingest.summary(), "steps": {s.name: round(s.seconds, 3) for s in self.steps}}
 
 
-def ingest_with_progress(settings: Settings, data: Path, *, full: bool = False,
-                         allow_mass_delete: bool = False) -> IngestResult:
+def database_stage(settings: Settings) -> str:
+    """The database answering (the embedded one started if need be), the raw schema in place."""
+    db.ensure_ready(settings)
+    return settings.url()
+
+
+def ingest_stage(settings: Settings, data: Path, *, full: bool = False,
+                 allow_mass_delete: bool = False) -> IngestResult:
     """Ingest with a progress bar on stderr when it is a terminal (`full`: see duel.deletes)."""
     with progress(f"ingesting {data}") as advance:
         return ingest(settings, data, on_file=advance, full=full, allow_mass_delete=allow_mass_delete)
+
+
+ingest_with_progress = ingest_stage  # the name `duel ingest` and the notebooks know
+
+
+def transform_stage(settings: Settings) -> BuildResult:
+    """The production dbt build (see PRODUCTION_UNIT_TESTS)."""
+    from duel.transform import build_models
+
+    return build_models(settings, unit_tests=PRODUCTION_UNIT_TESTS)
+
+
+def report_stage(settings: Settings) -> Path:
+    from duel.report import build_report
+
+    return build_report(settings).path
+
+
+def export_stage(settings: Settings) -> ExportResult:
+    from duel.export import export_models
+
+    return export_models(settings)
 
 
 def _timed(name: str, func: Callable[[], str], steps: list[StepResult]) -> None:
@@ -88,34 +126,20 @@ def _run_stages(settings: Settings, data: Path, steps: list[StepResult], *, full
                 allow_mass_delete: bool) -> RunOutcome:
     """Database up, ingest, transform, report, export; raises StepFailed naming the failed stage."""
     check_source(data)  # a wrong path fails in one line before anything starts
-    _timed("database", lambda: db.ensure_ready(settings) or settings.url(), steps)
+    _timed("database", lambda: database_stage(settings), steps)
     results: list[IngestResult] = []
 
     def run_ingest() -> str:
-        results.append(ingest_with_progress(settings, data, full=full, allow_mass_delete=allow_mass_delete))
+        results.append(ingest_stage(settings, data, full=full, allow_mass_delete=allow_mass_delete))
         return f"batch {results[0].batch_id}"
 
     _timed("ingest", run_ingest, steps)
-    _timed("transform", lambda: _transform(settings), steps)
-    _timed("report", lambda: _report(settings), steps)
-    _timed("export", lambda: _export(settings), steps)
+    _timed("transform", lambda: transform_stage(settings).describe(), steps)
+    _timed("report", lambda: str(report_stage(settings)), steps)
+
+    def run_export() -> str:
+        result = export_stage(settings)
+        return f"{len(result.files)} files in {result.directory}"
+
+    _timed("export", run_export, steps)
     return RunOutcome(results[0], tuple(steps))
-
-
-def _transform(settings: Settings) -> str:
-    from duel.transform import build_models
-
-    return build_models(settings, unit_tests=False).describe()  # unit tests: `duel transform`, CI
-
-
-def _report(settings: Settings) -> str:
-    from duel.report import build_report
-
-    return str(build_report(settings).path)
-
-
-def _export(settings: Settings) -> str:
-    from duel.export import export_models
-
-    result = export_models(settings)
-    return f"{len(result.files)} files in {result.directory}"
