@@ -19,6 +19,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,27 @@ def announce_failure(context: dict[str, Any]) -> None:
     retrying = ", will retry" if ti.try_number <= ti.max_tries else ""
     notify_failure(load_settings(), step=f"{ti.task_id} (Airflow try {ti.try_number}{retrying})",
                    error=str(context.get("exception") or "failed"))
+
+
+def fail_fast_unless_transient(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A duel error that a retry cannot mend (a bad setting or input, a refused statement, a
+    refused mass delete) fails the task at once; transient ones (the database unreachable, the
+    ingest lock held) go through the retries (`DuelError.transient`)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from airflow.exceptions import AirflowFailException
+
+        from duel.exceptions import DuelError
+
+        try:
+            return func(*args, **kwargs)
+        except DuelError as error:
+            if error.transient:
+                raise
+            raise AirflowFailException(str(error)) from error
+
+    return wrapper
 
 
 def input_path(params: dict[str, Any]) -> Path:
@@ -77,6 +100,7 @@ def run_settings(params: dict[str, Any]) -> Any:
 )
 def duel_pipeline() -> None:
     @task
+    @fail_fast_unless_transient
     def prepare(params: dict[str, Any] | None = None) -> list[str]:
         """Database up (the embedded one if nothing answers), raw schema in place; plan the shards."""
         from duel.pipeline import database_stage
@@ -87,6 +111,7 @@ def duel_pipeline() -> None:
         return [spec.label for spec in plan_shards(input_path(params), params["shards"])]
 
     @task
+    @fail_fast_unless_transient
     def ingest_shard(shard: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         from duel.shards import ShardSpec, ingest_shard
 
@@ -110,18 +135,21 @@ def duel_pipeline() -> None:
         return summary
 
     @task
+    @fail_fast_unless_transient
     def dbt_build() -> str:
         from duel.pipeline import transform_stage
 
         return transform_stage(load_settings()).describe()
 
     @task
+    @fail_fast_unless_transient
     def report() -> str:
         from duel.pipeline import report_stage
 
         return str(report_stage(load_settings()))
 
     @task
+    @fail_fast_unless_transient
     def export() -> str:
         from duel.pipeline import export_stage
 
