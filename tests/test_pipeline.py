@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
-from conftest import REPO
+import pytest
+from conftest import REPO, query
 
 from duel import pipeline
+from duel.settings import Settings
 
 DAG = REPO / "dags" / "duel_pipeline.py"
 # what a DAG task may call into: the stages, the shards that fan the ingest stage out, notifications
@@ -42,3 +45,40 @@ def test_pipeline_run_uses_the_stage_functions_in_order() -> None:
     called = [n.func.id for n in sorted(calls, key=lambda n: (n.lineno, n.col_offset))]  # type: ignore[attr-defined]
     assert called == ["database_stage", "ingest_stage", "transform_stage", "report_stage", "export_stage"]
     assert pipeline.PRODUCTION_UNIT_TESTS is False
+
+
+def _dump(path: Path, names: range) -> Path:
+    (path / "mixed").mkdir(parents=True)
+    task = {"task_id": None, "platform": "tiktok", "post_url": None, "likes": 1, "comments": 2, "shares": 3,
+            "reach": 10}
+    for n in names:
+        program = {"program_id": None, "brand": "Acme", "tasks_completed": [task], "total_sales_attributed": n}
+        (path / "mixed" / f"user_{n}.json").write_text(json.dumps({"user_id": None, "name": f"User {n}",
+                                                                   "advocacy_programs": [program]}))
+    return path
+
+
+def _outputs(settings: Settings) -> dict[str, bytes]:
+    return {str(p.relative_to(settings.out_dir)): p.read_bytes() for p in sorted(settings.out_dir.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.slow
+def test_pipeline_second_run_with_nothing_new_rebuilds_nothing(settings: Settings, tmp_path: Path) -> None:
+    data = _dump(tmp_path / "d", range(3))
+    first = pipeline.run_pipeline(settings, data, notify=False)
+    assert first.nothing_changed is False
+    tables = query(settings, "select t::text from dbt.base t order by 1")
+    outputs = _outputs(settings)
+    second = pipeline.run_pipeline(settings, data, notify=False)
+    assert (second.nothing_changed, second.ingest.unchanged, [s.name for s in second.steps]) == (
+        True, 3, ["database", "ingest", "transform", "report", "export"])
+    assert all(s.detail.startswith("skipped: nothing changed since the build of") for s in second.steps[2:])
+    assert second.summary()["nothing_changed"] is True
+    assert query(settings, "select t::text from dbt.base t order by 1") == tables
+    assert _outputs(settings) == outputs
+    forced = pipeline.run_pipeline(settings, data, notify=False, force=True)
+    assert forced.nothing_changed is False and forced.steps[2].detail.endswith("s")
+    changed = pipeline.run_pipeline(settings, _dump(tmp_path / "e", range(4)), notify=False)
+    assert (changed.nothing_changed, changed.ingest.loaded) == (False, 1)
+    assert query(settings, "select count(*) from dbt.base") == [(4,)]

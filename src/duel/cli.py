@@ -346,11 +346,13 @@ def export(ctx: click.Context, fmt: str, pseudonymize: bool, out: Path | None, a
 @click.argument("data", type=click.Path(path_type=Path), default=Path("data.tar.gz"))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--strict", is_flag=True, help="Exit 2 when any file was quarantined.")
+@click.option("--force", is_flag=True,
+              help="Rebuild the models, report and exports even when nothing changed since the last build.")
 @dump_options
 @click.pass_context
 @handle_errors
 def run(ctx: click.Context, data: Path, as_json: bool, strict: bool, full: bool,
-        allow_mass_delete: bool, document_key: str | None) -> None:
+        allow_mass_delete: bool, document_key: str | None, force: bool) -> None:
     """Start the database, ingest DATA, then run every later stage; print a summary.
 
     \b
@@ -362,7 +364,7 @@ def run(ctx: click.Context, data: Path, as_json: bool, strict: bool, full: bool,
     from duel.summary import render_run
 
     settings = _settings(ctx).with_overrides(document_key=document_key)
-    outcome = run_pipeline(settings, data, full=full, allow_mass_delete=allow_mass_delete)
+    outcome = run_pipeline(settings, data, full=full, allow_mass_delete=allow_mass_delete, force=force)
     if as_json:
         click.echo(json.dumps(outcome.summary()))
     click.echo(render_run(settings, outcome), err=True)

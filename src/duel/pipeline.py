@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from duel import db
+from duel import changes, db
 from duel.exceptions import DuelError, SourceError, StepFailed
 from duel.load import IngestResult, ingest
 from duel.progress import progress
@@ -43,9 +43,15 @@ class StepResult:
 class RunOutcome:
     ingest: IngestResult
     steps: tuple[StepResult, ...] = field(default_factory=tuple)
+    last_build: str | None = None  # when nothing changed: the time of the build that still holds
+
+    @property
+    def nothing_changed(self) -> bool:
+        return self.last_build is not None
 
     def summary(self) -> dict[str, Any]:
-        return {**self.ingest.summary(), "steps": {s.name: round(s.seconds, 3) for s in self.steps}}
+        return {**self.ingest.summary(), "nothing_changed": self.nothing_changed,
+                "steps": {s.name: round(s.seconds, 3) for s in self.steps}}
 
 
 def database_stage(settings: Settings) -> str:
@@ -95,8 +101,10 @@ def _timed(name: str, func: Callable[[], str], steps: list[StepResult]) -> None:
 
 
 def run_pipeline(settings: Settings, data: Path, *, notify: bool = True, full: bool = False,
-                 allow_mass_delete: bool = False) -> RunOutcome:
-    """Every stage in order, then the success notification (summary, report attached).
+                 allow_mass_delete: bool = False, force: bool = False) -> RunOutcome:
+    """Every stage in order, then the success notification (summary, report attached). When the
+    ingest changed nothing since the last complete build (duel.changes), the transform, report
+    and export are skipped, unless `force`.
 
     On failure: the failure notification (the step and its one-line error), then the error is
     re-raised. A notification that cannot be sent is logged on stderr and never fails the run.
@@ -105,7 +113,8 @@ def run_pipeline(settings: Settings, data: Path, *, notify: bool = True, full: b
 
     steps: list[StepResult] = []
     try:
-        outcome = _run_stages(settings, data, steps, full=full, allow_mass_delete=allow_mass_delete)
+        outcome = _run_stages(settings, data, steps, full=full, allow_mass_delete=allow_mass_delete,
+                              force=force)
     except Exception as error:
         if notify:
             notify_failure(settings, failed_step(error, steps), str(error))
@@ -123,7 +132,7 @@ def failed_step(error: Exception, steps: list[StepResult]) -> str:
 
 
 def _run_stages(settings: Settings, data: Path, steps: list[StepResult], *, full: bool,
-                allow_mass_delete: bool) -> RunOutcome:
+                allow_mass_delete: bool, force: bool) -> RunOutcome:
     """Database up, ingest, transform, report, export; raises StepFailed naming the failed stage."""
     check_source(data)  # a wrong path fails in one line before anything starts
     _timed("database", lambda: database_stage(settings), steps)
@@ -134,12 +143,26 @@ def _run_stages(settings: Settings, data: Path, steps: list[StepResult], *, full
         return f"batch {results[0].batch_id}"
 
     _timed("ingest", run_ingest, steps)
+    unchanged = None if force else changes.unchanged_since(settings)
+    if unchanged is not None:
+        detail = f"skipped: nothing changed since the build of {unchanged.finished_at} (--force rebuilds)"
+        steps.extend(StepResult(name, 0.0, detail) for name in ("transform", "report", "export"))
+        return RunOutcome(results[0], tuple(steps), last_build=unchanged.finished_at)
+    built_through = changes.last_batch_id(settings)  # before the build: what it sees, at least
     _timed("transform", lambda: transform_stage(settings).describe(), steps)
-    _timed("report", lambda: str(report_stage(settings)), steps)
+    reports: list[Path] = []
+
+    def run_report() -> str:
+        reports.append(report_stage(settings))
+        return str(reports[0])
+
+    _timed("report", run_report, steps)
+    exports: list[ExportResult] = []
 
     def run_export() -> str:
-        result = export_stage(settings)
-        return f"{len(result.files)} files in {result.directory}"
+        exports.append(export_stage(settings))
+        return f"{len(exports[0].files)} files in {exports[0].directory}"
 
     _timed("export", run_export, steps)
+    changes.record_build(settings, built_through, reports[0], exports[0].manifest)
     return RunOutcome(results[0], tuple(steps))

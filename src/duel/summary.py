@@ -46,4 +46,8 @@ def connection_help(settings: Settings) -> str:
 
 def render_run(settings: Settings, outcome: RunOutcome) -> str:
     steps = [f"  {step.name:<10} {step.seconds:>6.1f}s  {step.detail}" for step in outcome.steps]
-    return "\n".join([render_ingest(outcome.ingest), "steps:", *steps, connection_help(settings)])
+    lines = [render_ingest(outcome.ingest), "steps:", *steps]
+    if outcome.nothing_changed:
+        lines.append(f"nothing changed: the models, report and exports of the build of {outcome.last_build}"
+                     " still hold (duel run --force rebuilds them)")
+    return "\n".join([*lines, connection_help(settings)])
