@@ -153,7 +153,9 @@ def db_url(ctx: click.Context, show_password: bool) -> None:
 @click.pass_context
 @handle_errors
 def ingest(ctx: click.Context, data: Path, as_json: bool, strict: bool) -> None:
-    """Load DATA (.tar.gz/.tgz/.tar, a directory of *.json, a .json or .ndjson file) into raw.
+    """Load DATA into raw: an archive (.tar, .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz, .zip,
+    archives inside it read too), a directory of *.json, or a .json or .ndjson/.jsonl file (also
+    .gz, .bz2 or .xz compressed).
 
     \b
     Example:
@@ -185,7 +187,8 @@ def ingest(ctx: click.Context, data: Path, as_json: bool, strict: bool) -> None:
 @click.option("--varied-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of users given 0-3 programs with 0-3 tasks each (the real dump has 1 and 1).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("data.tar.gz"),
-              show_default=True, help="A .tar.gz/.tgz/.tar file, or a directory to write into.")
+              show_default=True, help="A .tar, .tar.gz/.tgz, .tar.bz2/.tbz2 or .tar.xz/.txz file, or a directory "
+              "to write into.")
 @handle_errors
 def generate(users: int, seed: int, varied_rate: float, output: Path) -> None:
     """Write a demo dump shaped like the real one, with its defects, deterministically.
