@@ -449,3 +449,14 @@ def test_iter_source_nested_archives_held_in_memory_are_bounded(tmp_path: Path) 
         SourceFile("big.tar/pad.txt", size=MAX_HELD_BYTES, skip_reason="not-json"),
         SourceFile("big.tar/u.json", b"{}", 2, key_path="u.json"),
     ]
+
+
+def test_iter_source_encrypted_zip_member_is_a_defect(tmp_path: Path) -> None:
+    data = bytearray(zip_bytes({"secret.json": USER, "open.json": b"{}"}))
+    at = data.index(b"PK\x01\x02")  # the first member's central header: set its "encrypted" flag
+    data[at + 8] |= 0x01
+    assert list(iter_source(write(tmp_path / "locked.zip", bytes(data)), max_bytes=100)) == [
+        SourceFile("secret.json", None, 8, key_path="secret.json",
+                   defect="unreadable-member: encrypted (no password is ever given)"),
+        SourceFile("open.json", b"{}", 2, key_path="open.json"),
+    ]

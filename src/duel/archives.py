@@ -207,6 +207,8 @@ class _ZipMember(io.RawIOBase):
         if self.opened is None:
             if self.overlaps:  # several members over the same bytes: a zip bomb's trick
                 raise zipfile.BadZipFile("its data overlaps the next member's")
+            if self.info.flag_bits & 0x1:
+                raise zipfile.BadZipFile("encrypted (no password is ever given)")
             self.opened = cast(BinaryIO, self.archive.open(self.info))
         data = self.opened.read(len(target))
         target[: len(data)] = data
