@@ -104,10 +104,12 @@ def read_bounded(stream: BinaryIO, limit: int) -> tuple[bytes | None, int]:
     return held.getvalue(), size  # the buffer itself, no copy
 
 
-def hold(stream: BinaryIO, size: int, budget: int) -> tuple[BinaryIO, bytes, bytes | None]:
+def hold(stream: BinaryIO | bytes, size: int, budget: int) -> tuple[BinaryIO, bytes, bytes | None]:
     """(a stream of a member, its first bytes, its bytes if held): read whole into memory when
     its size fits the budget (a zip needs that, and a corrupt member can then be kept), else
-    left a stream."""
+    left a stream. Bytes already read are held as they are."""
+    if isinstance(stream, bytes):
+        return io.BytesIO(stream), stream[:MAGIC_BYTES], stream
     if size <= budget:
         data, _length = read_bounded(stream, budget)
         if data is None:  # longer than its declared size: the readers bound that, but say so if not

@@ -17,6 +17,7 @@ quarantine with its bytes; a larger one is streamed, or quarantined if it is a z
 from __future__ import annotations
 
 import errno
+import io
 import os
 import posixpath
 import stat
@@ -113,7 +114,6 @@ def safe_member_name(name: str) -> str | None:
 def iter_archive(path: Path, max_bytes: int) -> Iterator[SourceFile]:
     """Stream an archive's members (a tar, plain or compressed, or a zip), and those of the
     archives inside it; nothing touches the disk. SourceError if the archive itself is unreadable."""
-    count = 0
     kind = "tar"
     try:
         with open(path, "rb") as raw:
@@ -124,44 +124,60 @@ def iter_archive(path: Path, max_bytes: int) -> Iterator[SourceFile]:
                 members = zip_members(raw)
             else:
                 members = iter_members(decompressed(raw, head), max_bytes, WANTED, NESTED_SUFFIXES)
-            for source in _iter_members(members, "", 0, max_bytes, MAX_HELD_BYTES):
-                count += 1
-                yield source
+            yield from _iter_members(members, "", 0, max_bytes, MAX_HELD_BYTES)
     except ArchiveLimitError as exc:
         raise SourceError(f"{path}: {kind} archive not read: {exc}") from None
+    except _Broken as broken:
+        raise SourceError(f"{path}: archive is corrupt after {_members(broken.count)} "
+                          f"({_why(broken.error)})") from None
     except READ_ERRORS as exc:
-        if count == 0:
-            raise SourceError(f"{path}: not a readable {kind} archive ({_why(exc)})") from None
-        raise SourceError(f"{path}: archive is corrupt after {_members(count)} ({_why(exc)})") from None
+        raise SourceError(f"{path}: not a readable {kind} archive ({_why(exc)})") from None
+
+
+class _Broken(Exception):
+    """An archive failed to read after `count` members."""
+
+    def __init__(self, count: int, error: BaseException) -> None:
+        super().__init__(count, error)
+        self.count, self.error = count, error
 
 
 def _iter_members(members: Iterator[Member], prefix: str, depth: int, max_bytes: int,
                   budget: int) -> Iterator[SourceFile]:
     """The files of one archive's members. `prefix` is the archive's path through the archives
     ("" for the input), `depth` how many archives it is nested in, `budget` the bytes it may
-    still hold in memory for the archives and compressed members inside it."""
-    for member_name, size, kind, data, stream in members:
-        if kind == "dir":
-            continue
-        name = safe_member_name(member_name)
-        if name is None:
-            yield SourceFile(storable_name(prefix + member_name), skip_reason="unsafe-path")
-            continue
-        name = storable_name(name)  # after the check: its escapes are ours, not the archive's
-        path = prefix + name
-        if kind != "file":
-            yield SourceFile(path, skip_reason="not-a-regular-file")
-        elif (reason := not_data_reason(name)) is None:
-            if data is not None:  # positional: keywords cost more (hot path)
-                yield SourceFile(path, data, size, None, False, identity_path(name))
-            elif stream is None or size > max_bytes:
-                yield SourceFile(path, None, size, None, True, identity_path(name))
-            else:  # a zip member: read now, at most one byte over the limit
-                yield _read_member(stream, path, identity_path(name), size, max_bytes)
-        elif stream is not None and name.lower().endswith(NESTED_SUFFIXES):
-            yield from _iter_nested(stream, path, name, size, depth, max_bytes, budget)
-        else:
-            yield SourceFile(path, size=size, skip_reason=reason)
+    still hold in memory for the archives and compressed members inside it. A read error after
+    the first member is raised as _Broken, with the count."""
+    count = 0
+    try:
+        for member_name, size, kind, data, stream in members:
+            count += 1
+            if kind == "dir":
+                continue
+            name = safe_member_name(member_name)
+            if name is None:
+                yield SourceFile(storable_name(prefix + member_name), skip_reason="unsafe-path")
+                continue
+            name = storable_name(name)  # after the check: its escapes are ours, not the archive's
+            path = prefix + name
+            if kind != "file":
+                yield SourceFile(path, skip_reason="not-a-regular-file")
+            elif (reason := not_data_reason(name)) is None:
+                if data is not None:  # positional: keywords cost more (hot path)
+                    yield SourceFile(path, data, size, None, False, identity_path(name))
+                elif stream is None or size > max_bytes:
+                    yield SourceFile(path, None, size, None, True, identity_path(name))
+                else:  # a zip member: read now, at most one byte over the limit
+                    yield _read_member(stream, path, identity_path(name), size, max_bytes)
+            elif (packed := stream if data is None else data) is not None \
+                    and name.lower().endswith(NESTED_SUFFIXES):  # (a small tar member comes read)
+                yield from _iter_nested(packed, path, name, size, depth, max_bytes, budget)
+            else:
+                yield SourceFile(path, size=size, skip_reason=reason)
+    except READ_ERRORS as exc:
+        if count == 0:
+            raise
+        raise _Broken(count, exc) from exc
 
 
 def _read_member(stream: BinaryIO, path: str, key_path: str, size: int, max_bytes: int) -> SourceFile:
@@ -172,22 +188,23 @@ def _read_member(stream: BinaryIO, path: str, key_path: str, size: int, max_byte
     return SourceFile(path, data, length, None, data is None, key_path)
 
 
-def _iter_nested(stream: BinaryIO, path: str, name: str, size: int, depth: int, max_bytes: int,
+def _iter_nested(stream: BinaryIO | bytes, path: str, name: str, size: int, depth: int, max_bytes: int,
                  budget: int) -> Iterator[SourceFile]:
-    """A member that is an archive, an NDJSON file or a compressed JSON file, read as one."""
+    """A member that is an archive, an NDJSON file or a compressed JSON file (its stream, or its
+    bytes if read already), read as one."""
     lowered = name.lower()
     if not lowered.endswith(ARCHIVE_SUFFIXES):
         yield from _iter_packed(stream, path, name, size, max_bytes, budget)
         return
     if depth >= MAX_NESTING:
         try:
-            data, _length = read_bounded(stream, max_bytes)
+            data, _length = read_bounded(io.BytesIO(stream) if isinstance(stream, bytes) else stream, max_bytes)
         except READ_ERRORS:
             data = None
         yield _defect(path, identity_path(name), "archive-too-deep",
                       f"an archive inside {depth + 1} archives; they are read {MAX_NESTING} deep", data, size)
         return
-    data, count = None, 0
+    data = None
     try:
         source, head, data = hold(stream, size, budget)
         if is_zip(head):
@@ -197,18 +214,18 @@ def _iter_nested(stream: BinaryIO, path: str, name: str, size: int, depth: int, 
             members = zip_members(source)
         else:
             members = iter_members(decompressed(source, head), max_bytes, WANTED, NESTED_SUFFIXES)
-        left = budget - len(data or b"")
-        for nested in _iter_members(members, path + "/", depth + 1, max_bytes, left):
-            count += 1
-            yield nested
+        left = max(budget - len(data or b""), 0)
+        yield from _iter_members(members, path + "/", depth + 1, max_bytes, left)
     except ArchiveLimitError as exc:
         yield _defect(path, identity_path(name), "archive-too-large", str(exc), _kept(data, max_bytes), size)
+    except _Broken as broken:
+        yield _defect(path, identity_path(name), "unreadable-archive",
+                      f"corrupt after {_members(broken.count)} ({_why(broken.error)})", _kept(data, max_bytes), size)
     except READ_ERRORS as exc:
-        detail = f"corrupt after {_members(count)} ({_why(exc)})" if count else _why(exc)
-        yield _defect(path, identity_path(name), "unreadable-archive", detail, _kept(data, max_bytes), size)
+        yield _defect(path, identity_path(name), "unreadable-archive", _why(exc), _kept(data, max_bytes), size)
 
 
-def _iter_packed(stream: BinaryIO, path: str, name: str, size: int, max_bytes: int,
+def _iter_packed(stream: BinaryIO | bytes, path: str, name: str, size: int, max_bytes: int,
                  budget: int) -> Iterator[SourceFile]:
     """An NDJSON member (one document per line) or a compressed JSON member."""
     data, count = None, 0

@@ -43,7 +43,7 @@ class Member(NamedTuple):  # a tuple, not a dataclass: built once per file on th
     name: str
     size: int
     kind: str  # file | dir | other
-    data: bytes | None  # the file's bytes; None when not read (other, dir, streamed, over max_bytes)
+    data: bytes | None  # the file's bytes; None when not read (other, dir, streamed, unwanted, over max_bytes)
     stream: BinaryIO | None = None  # a streamed member's bytes, valid until the next member
 
 
@@ -206,13 +206,16 @@ def _header_name(name: bytes, magic: bytes, prefix: bytes) -> str:
     return name.decode("utf-8", "surrogateescape")
 
 
-def iter_members(stream: BinaryIO, max_bytes: int, wanted: tuple[str, ...] | None = None,
+def iter_members(stream: BinaryIO, max_bytes: int, wanted: tuple[str, ...] = ("",),
                  streamed: tuple[str, ...] = ()) -> Iterator[Member]:
-    """Yield the archive's members in order; data only for regular files up to max_bytes whose
-    lowercased name ends with one of `wanted` (None: any name). With `wanted`, a regular member
-    whose lowercased name ends with one of `streamed` comes with a `stream` of its bytes instead,
-    whatever its size; what the caller leaves unread of it is skipped."""
+    """Yield the archive's members in order; data only for regular files up to max_bytes.
+
+    A regular member larger than a chunk (or than max_bytes, if less) is told by its lowercased
+    name; the small ones, most, are not looked at. If its name ends with one of `streamed`, it
+    comes with a `stream` of its bytes, whatever its size (what the caller leaves unread of it is
+    skipped); if it ends with none of `wanted` (default: any name), it is skipped, never held."""
     source = _Buffer(stream)
+    by_name = min(CHUNK, max_bytes)  # members larger than this are told by their name
     long_name: str | None = None
     pax: dict[str, str] = {}
     while True:
@@ -239,7 +242,7 @@ def iter_members(stream: BinaryIO, max_bytes: int, wanted: tuple[str, ...] | Non
                 raise TarFormatError(f"bad pax size {pax['size']!r}")
         long_name, pax = None, {}
         if kind in REGULAR:
-            if wanted is not None and not name.endswith(wanted):  # one call for most members (hot path)
+            if size > by_name:  # a large member (an int comparison for the others: hot path)
                 lowered = name.lower()
                 if lowered.endswith(streamed):
                     member = MemberStream(source, size)
