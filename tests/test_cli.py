@@ -58,7 +58,9 @@ def test_ingest_unsupported_file(settings: Settings, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello")
     result = run_cli(settings, "ingest", str(tmp_path / "notes.txt"))
     assert (result.returncode, result.stderr) == (
-        1, f"error: {tmp_path}/notes.txt: not a .tar.gz, .tgz, .tar, .json or .ndjson file, nor a directory\n")
+        1, f"error: {tmp_path}/notes.txt: not a supported input; give a directory or a .tar, .tar.gz/.tgz, "
+           ".tar.bz2/.tbz2, .tar.xz/.txz, .zip, .json or .ndjson/.jsonl file (.json and .ndjson may be .gz, .bz2 "
+           "or .xz compressed)\n")
 
 
 def test_ingest_corrupt_archive_writes_nothing(settings: Settings, tmp_path: Path, real_data: Path) -> None:

@@ -208,6 +208,14 @@ def test_write_dataset_directory_same_files_as_archive(tmp_path: Path) -> None:
         80, archive.malformed_names, sum(map(len, files.values())))
 
 
+@pytest.mark.parametrize("suffix", [".tar", ".tar.bz2", ".tbz2", ".tar.xz", ".txz"])
+def test_write_dataset_every_tar_compression_same_members(tmp_path: Path, suffix: str) -> None:
+    gz = write_dataset(tmp_path / "a.tar.gz", users=40, seed=9)
+    other = write_dataset(tmp_path / f"b{suffix}", users=40, seed=9)
+    assert read_members(other.path) == read_members(gz.path)
+    assert other.malformed_names == gz.malformed_names
+
+
 def test_write_dataset_refuses_a_directory_with_files(tmp_path: Path) -> None:
     write_dataset(tmp_path / "out", users=3, seed=1)
     with pytest.raises(DuelError) as error:
@@ -219,7 +227,8 @@ def test_write_dataset_refuses_a_file_name_it_cannot_write(tmp_path: Path) -> No
     with pytest.raises(DuelError) as error:
         write_dataset(tmp_path / "data.json", users=3, seed=1)
     assert error.value.message == (
-        f"{tmp_path}/data.json: write a .tar.gz, .tgz or .tar archive, or name a directory")
+        f"{tmp_path}/data.json: write a .tar, .tar.gz/.tgz, .tar.bz2/.tbz2 or .tar.xz/.txz archive, or name a "
+        "directory")
     assert list(tmp_path.iterdir()) == []
 
 

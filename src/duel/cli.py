@@ -168,7 +168,9 @@ def dump_options(func: F) -> F:
 @handle_errors
 def ingest(ctx: click.Context, data: Path, as_json: bool, strict: bool, full: bool,
            allow_mass_delete: bool, document_key: str | None) -> None:
-    """Load DATA (.tar.gz/.tgz/.tar, a directory of *.json, a .json or .ndjson file) into raw.
+    """Load DATA into raw: an archive (.tar, .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz, .zip,
+    archives inside it read too), a directory of *.json, or a .json or .ndjson/.jsonl file (also
+    .gz, .bz2 or .xz compressed).
 
     \b
     Examples:
@@ -202,7 +204,8 @@ def ingest(ctx: click.Context, data: Path, as_json: bool, strict: bool, full: bo
 @click.option("--varied-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of users given 0-3 programs with 0-3 tasks each (the real dump has 1 and 1).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("data.tar.gz"),
-              show_default=True, help="A .tar.gz/.tgz/.tar file, or a directory to write into.")
+              show_default=True, help="A .tar, .tar.gz/.tgz, .tar.bz2/.tbz2 or .tar.xz/.txz file, or a directory "
+              "to write into.")
 @handle_errors
 def generate(users: int, seed: int, varied_rate: float, output: Path) -> None:
     """Write a demo dump shaped like the real one, with its defects, deterministically.

@@ -260,7 +260,7 @@ def describe_repair(repair: dict[str, Any] | None) -> str:
 def repair_view(settings: Settings, path: Path, name: str | None = None) -> RepairView:
     """The file `name` (default: the first file that needs a repair) before and after repair."""
     for source in iter_source(path, settings.max_file_bytes):
-        if source.data is None or (name is not None and source.name != name):
+        if source.data is None or source.defect is not None or (name is not None and source.name != name):
             continue
         parsed = parse_document(source.data, settings.repair_policy)
         if name is None and parsed.status == "clean":

@@ -29,20 +29,23 @@ is byte-for-byte what `tarfile` writes (GNU format), with headers built from a t
 
 from __future__ import annotations
 
+import bz2
 import gzip
+import lzma
 import random
 import tarfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from duel.exceptions import DuelError
+from duel.sources import TAR_SUFFIXES
 
-TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 FILE_SUFFIXES = (".gz", ".zip", ".json", ".ndjson", ".jsonl", ".bz2", ".xz", ".zst")
 FOLDER = "mixed"
 
@@ -326,7 +329,8 @@ def write_dataset(
     compresslevel: int = 1,
     on_progress: Callable[[int], None] | None = None,
 ) -> Written:
-    """Write `users` user files to `output`: a .tar.gz/.tgz/.tar archive, else a directory.
+    """Write `users` user files to `output`: a tar archive (.tar, or compressed as its name says:
+    .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz), else a directory.
 
     An archive is written to a temporary name beside it and renamed when complete, so an
     interrupted run never leaves a truncated archive behind. A directory gets `mixed/` inside
@@ -336,10 +340,11 @@ def write_dataset(
         raise DuelError("malformed_rate and varied_rate must be between 0 and 1")
     lowered = output.name.lower()
     if lowered.endswith(FILE_SUFFIXES) and not lowered.endswith(TAR_SUFFIXES) and not output.is_dir():
-        raise DuelError(f"{output}: write a .tar.gz, .tgz or .tar archive, or name a directory")
+        raise DuelError(f"{output}: write a .tar, .tar.gz/.tgz, .tar.bz2/.tbz2 or .tar.xz/.txz archive, "
+                        "or name a directory")
     files = _iter_files(_Users(seed, malformed_rate, varied_rate), users, on_progress)
     if lowered.endswith(TAR_SUFFIXES):
-        malformed = _write_archive(output, files, lowered.endswith(".tar"), compresslevel)
+        malformed = _write_archive(output, files, lowered, compresslevel)
         size = output.stat().st_size
     else:
         malformed, size = _write_directory(output, files)
@@ -358,14 +363,24 @@ def _iter_files(maker: _Users, users: int,
         on_progress(users % PROGRESS_EVERY)
 
 
-def _write_archive(output: Path, files: Iterator[tuple[str, bytes, bool]], plain: bool,
+def _compressor(lowered: str, raw: BinaryIO, level: int) -> AbstractContextManager[BinaryIO]:
+    """The stream that compresses into `raw` as the archive's name says (.tar: none)."""
+    if lowered.endswith(".tar"):
+        return nullcontext(raw)
+    if lowered.endswith((".tar.bz2", ".tbz2")):
+        return bz2.BZ2File(raw, "wb", compresslevel=max(level, 1))  # type: ignore[return-value]
+    if lowered.endswith((".tar.xz", ".txz")):
+        return lzma.LZMAFile(raw, "wb", preset=level)  # type: ignore[return-value]
+    return gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=level, mtime=0)  # type: ignore[return-value]
+
+
+def _write_archive(output: Path, files: Iterator[tuple[str, bytes, bool]], lowered: str,
                    compresslevel: int) -> list[str]:
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.partial")
     malformed: list[str] = []
     try:
-        with open(partial, "wb") as raw, (nullcontext(raw) if plain else gzip.GzipFile(
-                filename="", mode="wb", fileobj=raw, compresslevel=compresslevel, mtime=0)) as sink:
+        with open(partial, "wb") as raw, _compressor(lowered, raw, compresslevel) as sink:
             tar = _TarStream(sink.write)
             try:
                 tar.add_directory(f"{FOLDER}/")
