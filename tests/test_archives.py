@@ -205,7 +205,7 @@ def test_ingest_bzip2_and_xz_bombs_are_stopped_by_the_size_limit(
     assert data.stat().st_size < 64 << 10
     peak, stdout = peak_rss_mb(settings, data)
     assert json.loads(stdout) == {"batch_id": 1, "files_seen": 2, "loaded": 1, "repaired": 0,
-                                  "quarantined": 1, "skipped": 0, "unchanged": 0}
+                                  "quarantined": 1, "skipped": 0, "unchanged": 0, "deleted": 0, "keyless": 0}
     assert query(settings, "select source_name, reason, byte_size from raw.quarantine") == [
         ("bomb.json", "too-large", 160 * MiB)]
     assert peak < 128
@@ -232,7 +232,7 @@ def test_ingest_zip_bomb_is_stopped_by_the_size_limit(settings: Settings, tmp_pa
     assert data.stat().st_size < 4 * MiB
     peak, stdout = peak_rss_mb(settings, data)
     assert json.loads(stdout) == {"batch_id": 1, "files_seen": 5, "loaded": 1, "repaired": 0,
-                                  "quarantined": 4, "skipped": 0, "unchanged": 0}
+                                  "quarantined": 4, "skipped": 0, "unchanged": 0, "deleted": 0, "keyless": 0}
     assert query(settings, "select source_name, reason, detail, byte_size from raw.quarantine order by 1") == [
         ("bomb.json", "too-large", f"{256 * MiB} bytes is over the size limit (DUEL_MAX_FILE_BYTES)", 256 * MiB),
         ("bomb.json.gz", "too-large", f"{32 * MiB + 1} bytes is over the size limit (DUEL_MAX_FILE_BYTES)",
@@ -260,7 +260,7 @@ def test_ingest_archives_nested_deep_are_bounded(settings: Settings, tmp_path: P
     assert data.stat().st_size < 4 * MiB
     peak, stdout = peak_rss_mb(settings, data)
     assert json.loads(stdout) == {"batch_id": 1, "files_seen": 7, "loaded": 4, "repaired": 0,
-                                  "quarantined": 2, "skipped": 1, "unchanged": 0}
+                                  "quarantined": 2, "skipped": 1, "unchanged": 0, "deleted": 0, "keyless": 0}
     assert ledger(settings) == {
         "l1.tar/l2.tar/l3.tar/zeros.txt": ("skipped", "not-json"),
         "l1.tar/l2.tar/l3.tar/u3.json": ("loaded", None),
@@ -284,7 +284,7 @@ def test_ingest_corrupt_nested_archive_is_quarantined_and_strict_fails(settings:
     result = run_cli(settings, "ingest", str(data), "--json", "--strict")
     assert (result.returncode, json.loads(result.stdout)) == (2, {
         "batch_id": 1, "files_seen": 2, "loaded": 1, "repaired": 0, "quarantined": 1, "skipped": 0,
-        "unchanged": 0})
+        "unchanged": 0, "deleted": 0, "keyless": 0})
     assert query(settings, "select source_name, reason, detail, byte_size, content from raw.quarantine") == [
         ("mixed/more.tar.gz", "unreadable-archive", "Error -3 while decompressing data: invalid stored block lengths",
          len(garbage), garbage)]
@@ -312,7 +312,7 @@ def test_ingest_real_dataset_repacked_gives_the_same_rows(settings: Settings, pg
     db.ensure_ready(other)
     assert ingest(settings, real_data).summary() == ingest(other, repacked).summary() == {
         "batch_id": 1, "files_seen": 10000, "loaded": 10000, "repaired": 222, "quarantined": 0, "skipped": 0,
-        "unchanged": 0}
+        "unchanged": 0, "deleted": 0, "keyless": 0}
     rows = "select source_name, content_sha256, parse_status, repair, document from raw.user_documents order by 1"
     assert query(settings, rows) == query(other, rows)
 
