@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from duel import db
+from duel import db, state
 from duel.exceptions import DuelError, SourceError, StepFailed
+from duel.generate import is_demo
 from duel.load import IngestResult, ingest
 from duel.progress import progress
-from duel.settings import Settings
+from duel.settings import DEFAULT_PG, DEMO_DATABASE, Settings
 from duel.sources import check_source
 
 STAGES = ("database", "ingest", "transform", "report", "export")
@@ -33,9 +34,36 @@ class StepResult:
 class RunOutcome:
     ingest: IngestResult
     steps: tuple[StepResult, ...] = field(default_factory=tuple)
+    settings: Settings | None = None  # as the run used them (the database follows the data)
+    server: db.Connected | None = None
+    demo: bool = False
 
     def summary(self) -> dict[str, Any]:
-        return {**self.ingest.summary(), "steps": {s.name: round(s.seconds, 3) for s in self.steps}}
+        where = {}
+        if self.server is not None:
+            where = {"database": self.server.database, "demo": self.demo,
+                     "server": {"host": self.server.host, "port": self.server.port,
+                                "embedded": self.server.own is not None, "started": self.server.started}}
+        return {**self.ingest.summary(), **where, "steps": {s.name: round(s.seconds, 3) for s in self.steps}}
+
+
+def settings_for_data(settings: Settings, data: Path) -> tuple[Settings, bool]:
+    """The settings to load `data` with, and whether it is the demo (`duel generate`'s). Unless
+    PGDATABASE was set (flag, environment, .env), demo data goes to its own database, duel_demo,
+    and any other data to duel, whatever the last run used."""
+    demo = is_demo(data)
+    if settings.chose("PGDATABASE"):
+        return settings, demo
+    database = DEMO_DATABASE if demo else DEFAULT_PG["PGDATABASE"]
+    return replace(settings, pg_database=database, origins={**settings.origins, "PGDATABASE": "data"}), demo
+
+
+def prepare_database(settings: Settings, data: Path, demo: bool) -> db.Connected:
+    """The database ready for `data` (server up, database and raw schema present), recorded in
+    DUEL_HOME as the one later commands use; returns which server it is on."""
+    connected = db.ensure_ready(settings)
+    state.write_database(settings.home, settings.pg_database, demo=demo, source=data.resolve())
+    return connected
 
 
 def ingest_with_progress(settings: Settings, data: Path) -> IngestResult:
@@ -85,7 +113,14 @@ def failed_step(error: Exception, steps: list[StepResult]) -> str:
 def _run_stages(settings: Settings, data: Path, steps: list[StepResult]) -> RunOutcome:
     """Database up, ingest, transform, report, export; raises StepFailed naming the failed stage."""
     check_source(data)  # a wrong path fails in one line before anything starts
-    _timed("database", lambda: db.ensure_ready(settings) or settings.url(), steps)
+    settings, demo = settings_for_data(settings, data)
+    servers: list[db.Connected] = []
+
+    def run_database() -> str:
+        servers.append(prepare_database(settings, data, demo))
+        return settings.url()
+
+    _timed("database", run_database, steps)
     results: list[IngestResult] = []
 
     def run_ingest() -> str:
@@ -96,7 +131,7 @@ def _run_stages(settings: Settings, data: Path, steps: list[StepResult]) -> RunO
     _timed("transform", lambda: _transform(settings), steps)
     _timed("report", lambda: _report(settings), steps)
     _timed("export", lambda: _export(settings), steps)
-    return RunOutcome(results[0], tuple(steps))
+    return RunOutcome(results[0], tuple(steps), settings, servers[0], demo)
 
 
 def _transform(settings: Settings) -> str:

@@ -87,6 +87,28 @@ def safe_member_name(name: str) -> str | None:
     return normal.removeprefix("./")
 
 
+# What a file that is not a (gzip-compressed) tar is, by its first bytes.
+_MAGIC = ((b"PK\x03\x04", "a zip archive"), (b"BZh", "bzip2-compressed data"), (b"\xfd7zXZ", "xz-compressed data"),
+          (b"\x28\xb5\x2f\xfd", "zstd-compressed data"), (b"7z\xbc\xaf", "a 7-Zip archive"))
+
+
+def not_an_archive(path: Path, error: BaseException) -> str:
+    """One line for an input named like a tar archive that is not one: what it is, what to do."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        head = b""
+    if head.startswith(b"\x1f\x8b"):
+        return f"{path}: gzip-compressed, but not a tar archive inside ({error}); make it with `tar czf`"
+    what = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+    if what is None:
+        what = "text" if head.isascii() and head.strip() else "unrecognised bytes"
+    expected = "a tar archive" if path.name.lower().endswith(".tar") else "a gzip-compressed tar archive"
+    return (f"{path}: {what}, not {expected}; give a .tar.gz made by `tar czf`, a .tar, a directory or "
+            ".json files")
+
+
 def iter_tar(path: Path, max_bytes: int) -> Iterator[SourceFile]:
     """Stream an archive's members (plain or gzip-compressed tar); nothing touches the disk."""
     count = 0
@@ -111,7 +133,7 @@ def iter_tar(path: Path, max_bytes: int) -> Iterator[SourceFile]:
                     yield SourceFile(name, data, size, None, False, identity_path(name))
     except (TarFormatError, EOFError, OSError, zlib.error) as exc:
         if count == 0:
-            raise SourceError(f"{path}: not a readable tar archive ({exc})") from None
+            raise SourceError(not_an_archive(path, exc)) from None
         plural = "" if count == 1 else "s"
         raise SourceError(f"{path}: archive is corrupt after {count} member{plural} ({exc})") from None
 
