@@ -70,8 +70,8 @@ def newcomer(real_data: Path) -> Iterator[Newcomer]:
                           check=True).stdout.strip()
     subprocess.run(["git", "clone", "--quiet", "--shared", "--no-checkout", str(REPO), str(clone)], check=True)
     subprocess.run(["git", "checkout", "--quiet", head], cwd=clone, check=True)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
-           "LANG": "C.UTF-8"}
+    # a newcomer's own environment (network, certificates, caches), minus any PG*/DUEL_* setting
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DUEL_", "VIRTUAL_ENV"))}
     port = free_port()
     run = subprocess.run(["make", "run", f"USERS={DEMO_USERS}"], cwd=clone, env={**env, "PGPORT": str(port)},
                          capture_output=True, text=True, timeout=1800, check=False)
