@@ -63,7 +63,7 @@ def pg_server(pg_home: Path) -> Iterator[Settings]:
     server.start(settings)
     db.ensure_ready(settings)
     yield settings
-    server.stop(settings)
+    server.stop(settings, immediate=True)  # its data directory is deleted next: no checkpoint
 
 
 @pytest.fixture

@@ -273,10 +273,15 @@ def test_is_demo_tells_demo_data_by_its_file_names(tmp_path: Path, generated: tu
 
 
 def test_demo_goes_to_its_own_database_and_never_meets_the_real_data(
-        settings: Settings, tmp_path: Path, real_data: Path) -> None:
-    """With PGDATABASE unset: the demo loads into duel_demo (and says so), the real dump into duel,
-    later commands use the last run's database, and no real user gets a demo version."""
+        settings: Settings, tmp_path: Path, real_dir: Path) -> None:
+    """With PGDATABASE unset: the demo loads into duel_demo (and says so), real data (500 files of the
+    real dump) into duel, later commands use the last run's database, and no real user gets a demo
+    version."""
     demo = write_dataset(tmp_path / "data.tar.gz", users=50, seed=1).path
+    real_slice = tmp_path / "real" / "mixed"
+    real_slice.mkdir(parents=True)
+    for path in sorted((real_dir / "mixed").glob("*.json"))[:500]:
+        (real_slice / path.name).write_bytes(path.read_bytes())
     env = {"PGDATABASE": "", "DUEL_HOME": str(tmp_path / "home")}
     try:
         loaded = run_cli(settings, "ingest", str(demo), **env)
@@ -286,12 +291,12 @@ def test_demo_goes_to_its_own_database_and_never_meets_the_real_data(
         assert (record["database"], record["demo"], record["source"]) == ("duel_demo", True, str(demo))
         url = run_cli(settings, "db", "url", **env)
         assert url.stdout == f"postgresql://postgres:***@127.0.0.1:{settings.pg_port}/duel_demo\n"
-        real = run_cli(settings, "ingest", str(real_data), "--json", **env)
-        assert (real.returncode, json.loads(real.stdout)["loaded"]) == (0, 10_000)
+        real = run_cli(settings, "ingest", str(real_slice.parent), "--json", **env)
+        assert (real.returncode, json.loads(real.stdout)["loaded"]) == (0, 500)
         assert run_cli(settings, "db", "url", **env).stdout.endswith("/duel\n")
         count = "select count(*), count(*) filter (where source_name like '%%demo_user_%%') from raw.user_documents"
         assert (query(settings.with_overrides(pg_database="duel"), count),
-                query(settings.with_overrides(pg_database="duel_demo"), count)) == ([(10_000, 0)], [(50, 50)])
+                query(settings.with_overrides(pg_database="duel_demo"), count)) == ([(500, 0)], [(50, 50)])
     finally:
         with psycopg.connect(**settings.conninfo("postgres"), autocommit=True) as conn:  # type: ignore[arg-type]
             conn.execute("drop database if exists duel with (force)")

@@ -298,12 +298,13 @@ def _listen(settings: Settings) -> str:
     return "127.0.0.1" if settings.pg_host == "localhost" else settings.pg_host
 
 
-def stop(settings: Settings) -> ServerStatus:
+def stop(settings: Settings, *, immediate: bool = False) -> ServerStatus:
     """Stop duel's embedded server of this DUEL_HOME wherever it listens (fast shutdown: open
-    transactions roll back); its address stays recorded for the next start."""
+    transactions roll back); its address stays recorded for the next start. `immediate` skips
+    the shutdown checkpoint, for a server whose data is thrown away next (the tests')."""
     own = running(settings)
     if own is not None:
-        _pg("pg_ctl", "stop", "-D", own.data_dir, "-m", "fast", "-w", "-t", "60")
+        _pg("pg_ctl", "stop", "-D", own.data_dir, "-m", "immediate" if immediate else "fast", "-w", "-t", "60")
         state.write_server(settings.home, ServerRecord(own.host, own.port, own.data_dir))
     return status(settings)
 
