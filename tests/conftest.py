@@ -62,6 +62,12 @@ def pg_server(pg_home: Path) -> Iterator[Settings]:
     )
     server.start(settings)
     db.ensure_ready(settings)
+    # A throwaway server: Postgres' own non-durable settings for tests (each test creates a database,
+    # which otherwise waits on fsync; a crash loses nothing we keep). Tests of crashes use their own.
+    with psycopg.connect(**settings.conninfo(), autocommit=True) as conn:  # type: ignore[arg-type]
+        for name in ("fsync", "synchronous_commit", "full_page_writes"):
+            conn.execute(f"alter system set {name} = off")
+        conn.execute("select pg_reload_conf()")
     yield settings
     server.stop(settings, immediate=True)  # its data directory is deleted next: no checkpoint
 
