@@ -10,7 +10,8 @@
   `duel transform` and CI). Per-model Cosmos tasks cost a dbt
   start-up each (measured ~25 s a model here, ~9 min a run); see the README's Airflow section.
 - Connection: the PG* variables of the worker's environment, the ones duel, psql and dbt's
-  profiles.yml read; nothing is written here. Input: the run's `data` param, else DUEL_DATA.
+  profiles.yml read, else what duel recorded in DUEL_HOME (its server's address; the database
+  `prepare` chose for the data); nothing is written here. Input: the run's `data` param, else DUEL_DATA.
 - Every task retries with exponential backoff (the shard check excepted: a count that does not
   add up will not add up on a retry); failed attempts are announced through `duel.notify`.
 - Import does no work beyond reading settings from the environment.
@@ -102,13 +103,17 @@ def duel_pipeline() -> None:
     @task
     @fail_fast_unless_transient
     def prepare(params: dict[str, Any] | None = None) -> list[str]:
-        """Database up (the embedded one if nothing answers), raw schema in place; plan the shards."""
-        from duel.pipeline import database_stage
+        """Database up (the embedded one if nothing answers), raw schema in place; plan the shards.
+        The database follows the data as in `duel run` (the demo's is duel_demo unless PGDATABASE is
+        set) and is recorded in DUEL_HOME, where the later tasks' settings find it."""
+        from duel.pipeline import database_stage, settings_for_data
         from duel.shards import plan_shards
 
         assert params is not None
-        database_stage(load_settings())
-        return [spec.label for spec in plan_shards(input_path(params), params["shards"])]
+        data = input_path(params)
+        settings, demo = settings_for_data(load_settings(), data)
+        database_stage(settings, data, demo)
+        return [spec.label for spec in plan_shards(data, params["shards"])]
 
     @task
     @fail_fast_unless_transient

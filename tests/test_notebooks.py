@@ -125,14 +125,17 @@ def test_notebook_sections_ask_then_answer(name: str) -> None:
 
 # --- data_debugging.ipynb --------------------------------------------------------------------
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_debugging_runs_without_errors(debugging_first: NotebookNode, debugging_second: NotebookNode) -> None:
     assert (errors(debugging_first), errors(debugging_second)) == ([], [])
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_debugging_draws_its_charts(debugging_first: NotebookNode) -> None:
     assert plotly_outputs(debugging_first) == 4  # field profile, distributions, record split, batches
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_debugging_file_counts_equal_the_ledger(debugging_first: NotebookNode, nb_settings: Settings) -> None:
     ledger = dict(query(nb_settings, "select status, count(*)::int from raw.batch_files where batch_id = 1"
                                      " group by 1"))
@@ -142,6 +145,7 @@ def test_data_debugging_file_counts_equal_the_ledger(debugging_first: NotebookNo
         f"{ledger.get('quarantined', 0):,} would be quarantined and {ledger.get('skipped', 0):,} skipped.\n")
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_debugging_batch_summary_equals_raw_batches(debugging_first: NotebookNode,
                                                           nb_settings: Settings) -> None:
     [(loaded, repaired, unchanged, quarantined, skipped, seen)] = query(
@@ -153,6 +157,7 @@ def test_data_debugging_batch_summary_equals_raw_batches(debugging_first: Notebo
     assert (loaded, repaired, seen) == (10000, 222, 10000)
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_debugging_rerun_loads_nothing_twice(debugging_second: NotebookNode, nb_settings: Settings) -> None:
     assert printed(debugging_second, "load-answer") == (
         "Batch 2: loaded 0 (repaired 0), unchanged 10,000, quarantined 0, skipped 0 of 10,000 files.\n")
@@ -160,6 +165,7 @@ def test_data_debugging_rerun_loads_nothing_twice(debugging_second: NotebookNode
         (10000, 10000)]
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_debugging_malformed_and_split(debugging_first: NotebookNode, nb_settings: Settings) -> None:
     """The malformed count and the first repair's change equal what the load recorded."""
     [(repaired, first, appended, removed)] = query(
@@ -184,10 +190,12 @@ def output_run(debugging_second: NotebookNode, nb_settings: Settings, kernels: K
     return execute("data_output.ipynb", nb_settings, kernels, tmp_path_factory.mktemp("work"))
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_output_runs_without_errors(output_run: NotebookNode) -> None:
     assert errors(output_run) == []
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_output_draws_its_charts(output_run: NotebookNode) -> None:
     assert plotly_outputs(output_run) == 5  # platform, join month, brands, sales outliers, defects
 
@@ -201,6 +209,7 @@ def test_data_output_reads_models_only() -> None:
     assert (schemas, forbidden) == ({"dbt", "dbt_lookup"}, [])
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_output_metrics_equal_the_model(output_run: NotebookNode, nb_settings: Settings) -> None:
     [(tasks, reach)] = query(nb_settings, "select sum(task_count)::int, sum(total_reach)::bigint from dbt_analysis.metrics")
     [(platform, platform_tasks)] = query(
@@ -211,6 +220,7 @@ def test_data_output_metrics_equal_the_model(output_run: NotebookNode, nb_settin
     assert tasks == 10000
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_output_top_advocates_equal_the_model(output_run: NotebookNode, nb_settings: Settings) -> None:
     rows = query(nb_settings, "select ranking, coalesce(name, '(no name)'), value from dbt_analysis.top_advocates"
                               " where rank = 1 order by ranking")
@@ -225,6 +235,7 @@ def test_data_output_top_advocates_equal_the_model(output_run: NotebookNode, nb_
     assert [r[0] for r in rows][:1] == ["engagement"]
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_output_sales_equal_the_model(output_run: NotebookNode, nb_settings: Settings) -> None:
     [(programs, sales)] = query(nb_settings, "select sum(program_count)::int, sum(attributed_sales)"
                                              " from dbt_analysis.sales_attribution")
@@ -236,6 +247,7 @@ def test_data_output_sales_equal_the_model(output_run: NotebookNode, nb_settings
         f"(|z| > {float(threshold):g}) and {iqr:,} by IQR ({float(multiplier):g} × IQR beyond the quartiles).\n")
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_output_quality_equals_the_model(output_run: NotebookNode, nb_settings: Settings) -> None:
     [(batch, clean, records, share)] = query(
         nb_settings, "select batch_id, clean_records, records, clean_share from dbt_analysis.data_quality_summary"
@@ -248,6 +260,7 @@ def test_data_output_quality_equals_the_model(output_run: NotebookNode, nb_setti
         f"frequent defect is {kind}.{field} {defect} ({count:,} of {of:,}).\n")
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_output_joined_query_one_row_per_task(output_run: NotebookNode, nb_settings: Settings) -> None:
     [(tasks, users, programs, brands)] = query(
         nb_settings, "select count(*)::int, count(distinct t.user_key)::int, count(distinct t.program_key)::int,"

@@ -140,8 +140,10 @@ def test_iter_source_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=r"fake.json.gz: not readable \(.+\)$"):
         list(iter_source(tmp_path / "fake.json.gz", 10))
     (tmp_path / "fake.tar.gz").write_bytes(b"not an archive at all" * 30)
-    with pytest.raises(SourceError, match=r"fake.tar.gz: not a readable tar archive \(header checksum mismatch\)$"):
+    with pytest.raises(SourceError) as caught:
         list(iter_source(tmp_path / "fake.tar.gz", 10))
+    assert caught.value.message == (f"{tmp_path}/fake.tar.gz: text, not a gzip-compressed tar archive; give a "
+                                    ".tar.gz made by `tar czf`, a .tar, a directory or .json files")
     with tarfile.open(tmp_path / "ok.tar", "w") as archive:
         for index in range(3):
             add(archive, f"user_{index}.json", b"{}" * 300)

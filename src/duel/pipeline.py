@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from duel import changes, db
+from duel import changes, db, state
 from duel.exceptions import DuelError, SourceError, StepFailed
+from duel.generate import is_demo
 from duel.load import IngestResult, ingest
 from duel.progress import progress
-from duel.settings import Settings
+from duel.settings import DEFAULT_PG, DEMO_DATABASE, Settings
 from duel.sources import check_source
 
 if TYPE_CHECKING:
@@ -43,6 +44,9 @@ class StepResult:
 class RunOutcome:
     ingest: IngestResult
     steps: tuple[StepResult, ...] = field(default_factory=tuple)
+    settings: Settings | None = None  # as the run used them (the database follows the data)
+    server: db.Connected | None = None
+    demo: bool = False
     last_build: str | None = None  # when nothing changed: the time of the build that still holds
 
     @property
@@ -50,14 +54,34 @@ class RunOutcome:
         return self.last_build is not None
 
     def summary(self) -> dict[str, Any]:
-        return {**self.ingest.summary(), "nothing_changed": self.nothing_changed,
+        where = {}
+        if self.server is not None:
+            where = {"database": self.server.database, "demo": self.demo,
+                     "server": {"host": self.server.host, "port": self.server.port,
+                                "embedded": self.server.own is not None, "started": self.server.started}}
+        return {**self.ingest.summary(), **where, "nothing_changed": self.nothing_changed,
                 "steps": {s.name: round(s.seconds, 3) for s in self.steps}}
 
 
-def database_stage(settings: Settings) -> str:
-    """The database answering (the embedded one started if need be), the raw schema in place."""
-    db.ensure_ready(settings)
-    return settings.url()
+def settings_for_data(settings: Settings, data: Path) -> tuple[Settings, bool]:
+    """The settings to load `data` with, and whether it is the demo (`duel generate`'s). Unless
+    PGDATABASE was set (flag, environment, .env), demo data goes to its own database, duel_demo,
+    and any other data to duel, whatever the last run used."""
+    demo = is_demo(data)
+    if settings.chose("PGDATABASE"):
+        return settings, demo
+    database = DEMO_DATABASE if demo else DEFAULT_PG["PGDATABASE"]
+    return replace(settings, pg_database=database, origins={**settings.origins, "PGDATABASE": "data"}), demo
+
+
+def database_stage(settings: Settings, data: Path | None = None, demo: bool = False) -> db.Connected:
+    """The database ready (server up, the embedded one started if need be; database and raw
+    schema present); with `data`, recorded in DUEL_HOME as the one later commands use. Returns
+    which server it is on."""
+    connected = db.ensure_ready(settings)
+    if data is not None:
+        state.write_database(settings.home, settings.pg_database, demo=demo, source=data.resolve())
+    return connected
 
 
 def ingest_stage(settings: Settings, data: Path, *, full: bool = False,
@@ -135,7 +159,14 @@ def _run_stages(settings: Settings, data: Path, steps: list[StepResult], *, full
                 allow_mass_delete: bool, force: bool) -> RunOutcome:
     """Database up, ingest, transform, report, export; raises StepFailed naming the failed stage."""
     check_source(data)  # a wrong path fails in one line before anything starts
-    _timed("database", lambda: database_stage(settings), steps)
+    settings, demo = settings_for_data(settings, data)
+    servers: list[db.Connected] = []
+
+    def run_database() -> str:
+        servers.append(database_stage(settings, data, demo))
+        return settings.url()
+
+    _timed("database", run_database, steps)
     results: list[IngestResult] = []
 
     def run_ingest() -> str:
@@ -147,7 +178,7 @@ def _run_stages(settings: Settings, data: Path, steps: list[StepResult], *, full
     if unchanged is not None:
         detail = f"skipped: nothing changed since the build of {unchanged.finished_at} (--force rebuilds)"
         steps.extend(StepResult(name, 0.0, detail) for name in ("transform", "report", "export"))
-        return RunOutcome(results[0], tuple(steps), last_build=unchanged.finished_at)
+        return RunOutcome(results[0], tuple(steps), settings, servers[0], demo, last_build=unchanged.finished_at)
     built_through = changes.last_batch_id(settings)  # before the build: what it sees, at least
     _timed("transform", lambda: transform_stage(settings).describe(), steps)
     reports: list[Path] = []
@@ -165,4 +196,4 @@ def _run_stages(settings: Settings, data: Path, steps: list[StepResult], *, full
 
     _timed("export", run_export, steps)
     changes.record_build(settings, built_through, reports[0], exports[0].manifest)
-    return RunOutcome(results[0], tuple(steps))
+    return RunOutcome(results[0], tuple(steps), settings, servers[0], demo)

@@ -111,6 +111,28 @@ def safe_member_name(name: str) -> str | None:
     return normal.removeprefix("./")
 
 
+# What a file that is not a (gzip-compressed) tar is, by its first bytes.
+_MAGIC = ((b"\x28\xb5\x2f\xfd", "zstd-compressed data"), (b"7z\xbc\xaf", "a 7-Zip archive"),
+          (b"Rar!", "a RAR archive"))
+
+
+def not_an_archive(path: Path, error: BaseException) -> str:
+    """One line for an input named like a tar archive that is not one: what it is, what to do."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        head = b""
+    if head.startswith(b"\x1f\x8b"):
+        return f"{path}: gzip-compressed, but not a tar archive inside ({error}); make it with `tar czf`"
+    what = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+    if what is None:
+        what = "text" if head.isascii() and head.strip() else "unrecognised bytes"
+    expected = "a tar archive" if path.name.lower().endswith(".tar") else "a gzip-compressed tar archive"
+    return (f"{path}: {what}, not {expected}; give a .tar.gz made by `tar czf`, a .tar, a directory or "
+            ".json files")
+
+
 def iter_archive(path: Path, max_bytes: int) -> Iterator[SourceFile]:
     """Stream an archive's members (a tar, plain or compressed, or a zip), and those of the
     archives inside it; nothing touches the disk. SourceError if the archive itself is unreadable."""
@@ -131,7 +153,9 @@ def iter_archive(path: Path, max_bytes: int) -> Iterator[SourceFile]:
         raise SourceError(f"{path}: archive is corrupt after {_members(broken.count)} "
                           f"({_why(broken.error)})") from None
     except READ_ERRORS as exc:
-        raise SourceError(f"{path}: not a readable {kind} archive ({_why(exc)})") from None
+        if kind == "zip":
+            raise SourceError(f"{path}: not a readable zip archive ({_why(exc)})") from None
+        raise SourceError(not_an_archive(path, exc)) from None
 
 
 class _Broken(Exception):

@@ -155,7 +155,7 @@ def generate_docs(settings: Settings) -> Path:
     return target_dir(settings)
 
 
-def serve_docs(settings: Settings, port: int = 8080) -> None:
+def serve_docs(settings: Settings, port: int = 8580) -> None:
     """Serve the generated docs on http://127.0.0.1:PORT until interrupted (Ctrl-C)."""
     command = dbt_command(settings, "docs", "serve", "--host", "127.0.0.1", "--port", str(port),
                           "--no-browser")
