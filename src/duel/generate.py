@@ -43,7 +43,6 @@ import random
 import re
 import tarfile
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -429,19 +428,18 @@ def _write_directory(output: Path, files: Iterator[tuple[str, bytes, bool]]) -> 
 def is_demo(path: Path) -> bool:
     """Whether `path` holds demo data: its first data file is named `demo_user_<i>.json` (what
     `write_dataset` writes). Reads one archive header or one directory entry; False when unsure."""
-    from duel.tarstream import TarFormatError, iter_members, open_archive
+    from duel.exceptions import SourceError
+    from duel.sources import iter_source
 
     try:
         if path.is_dir():
             folder = path / FOLDER if (path / FOLDER).is_dir() else path
             first = next((entry.name for entry in os.scandir(folder) if entry.name.endswith(".json")), None)
             return first is not None and DEMO_NAME.fullmatch(first) is not None
-        if not path.name.lower().endswith(TAR_SUFFIXES):
-            return False
-        with open_archive(path) as stream:
-            for member in iter_members(stream, 0):
-                if member.kind == "file":
-                    return DEMO_NAME.fullmatch(member.name.rpartition("/")[2]) is not None
-    except (OSError, EOFError, zlib.error, TarFormatError):  # unreadable: the ingest says why, in one line
+        for source in iter_source(path, 0):  # max_bytes 0: names only, nothing read
+            if source.skip_reason is None:
+                return DEMO_NAME.fullmatch(source.name.rpartition("/")[2]) is not None
+    except (OSError, SourceError):  # unreadable: the ingest says why, in one line
         return False
+    return False
     return False
