@@ -197,8 +197,8 @@ def test_generate_refuses_a_name_it_cannot_write(settings: Settings, tmp_path: P
     result = run_cli(settings, "generate", "--users", "3", "-o", name, cwd=tmp_path)
     suffix = name[name.index("."):]
     assert (result.returncode, result.stderr) == (
-        1, f"error: {name} has the extension {suffix}: name a .tar.gz, .tgz or .tar archive (e.g. -o "
-           "data.tar.gz), or a directory\n")
+        1, f"error: {name} has the extension {suffix}: name a .tar, .tar.gz/.tgz, .tar.bz2/.tbz2 or .tar.xz/.txz "
+           "archive (e.g. -o data.tar.gz), or a directory\n")
     assert list(tmp_path.iterdir()) == []
 
 

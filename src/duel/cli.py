@@ -235,9 +235,9 @@ def reset(ctx: click.Context, yes: bool) -> None:
 
 def dump_options(func: F) -> F:
     """The options that say what a dump is: complete or not, and how its documents are identified."""
-    func = click.option("--document-key", metavar="SOURCES", default=None,
-                        help="How documents are identified: top-level fields and/or @file, first usable "
-                             "wins (default: DUEL_DOCUMENT_KEY, else @file,user_id).")(func)
+    func = click.option("--document-key", metavar="SOURCES", default=None, show_default="DUEL_DOCUMENT_KEY, else @file,user_id",
+                        help="How documents are identified: top-level fields and/or @file, the first usable "
+                             "wins.")(func)
     func = click.option("--allow-mass-delete", is_flag=True,
                         help="With --full: allow deleting more than half of the current documents.")(func)
     func = click.option("--full", is_flag=True,

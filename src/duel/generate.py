@@ -429,13 +429,15 @@ def is_demo(path: Path) -> bool:
     """Whether `path` holds demo data: its first data file is named `demo_user_<i>.json` (what
     `write_dataset` writes). Reads one archive header or one directory entry; False when unsure."""
     from duel.exceptions import SourceError
-    from duel.sources import iter_source
+    from duel.sources import ARCHIVE_SUFFIXES, iter_source
 
     try:
         if path.is_dir():
             folder = path / FOLDER if (path / FOLDER).is_dir() else path
             first = next((entry.name for entry in os.scandir(folder) if entry.name.endswith(".json")), None)
             return first is not None and DEMO_NAME.fullmatch(first) is not None
+        if not path.name.lower().endswith(ARCHIVE_SUFFIXES):
+            return False  # demo data is an archive or a directory
         for source in iter_source(path, 0):  # max_bytes 0: names only, nothing read
             if source.skip_reason is None:
                 return DEMO_NAME.fullmatch(source.name.rpartition("/")[2]) is not None
