@@ -1,0 +1,138 @@
+"""What a Postgres `jsonb` column refuses, found in a document's text before it reaches COPY.
+
+A document that parses as JSON can still be refused by the database, and a refusal fails the
+whole batch. Found here, it is quarantined alone:
+
+- a number beyond `numeric` (jsonb stores every number as numeric): at most 131072 digits
+  before the decimal point (weight), 16383 after it (display scale: the fraction's digits minus
+  the exponent, trailing zeros included, so `0e-20000` and `1.00e-16383` are refused), and an
+  exponent of at most 1073741823 even for zero. Checked on the number's text: orjson reads
+  `1e-20000` as 0.0, and only the text says what Postgres will see;
+- nesting deeper than MAX_DEPTH (see its comment for why that number);
+- `\\u0000` (jsonb text cannot hold NUL).
+
+Unpaired surrogate escapes, the last thing jsonb refuses, never get here: orjson refuses them,
+and so does `repair._loads_exact`.
+
+The checks run on every file of a dump, so each starts with a scan that is nearly free when
+there is nothing to find.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# Nesting depth: containers inside containers, so `{}` is 1 and a user document is 5. Every
+# parser on the way accepts 512 with room to spare: orjson refuses beyond 1024; Python's json
+# (used for numbers beyond a double, and to prove lossless repairs) recurses and stops near
+# 990 from a shallow stack; Postgres' jsonb parser recurses within max_stack_depth: with the
+# default 2 MB it takes 14532 nested objects, with the smallest allowed setting (100 kB) 679.
+MAX_DEPTH = 512
+
+NUMERIC_MAX_INTEGER_DIGITS = 131072  # digits before the decimal point (NBASE weight <= 32767)
+NUMERIC_MAX_SCALE = 16383  # digits after it, as written (the dscale field's 14 bits)
+NUMERIC_MAX_EXPONENT = 1073741823  # numeric_in refuses a larger exponent (INT32_MAX / 2)
+NUMERIC_LIMITS = (f"Postgres numeric holds at most {NUMERIC_MAX_INTEGER_DIGITS} digits before the "
+                  f"decimal point and {NUMERIC_MAX_SCALE} after")
+
+NUL_DETAIL = "contains \\u0000, which Postgres jsonb cannot store"
+NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+# The scan before the precise check, for documents orjson parsed (nearly every one): orjson
+# refuses a number beyond a double (1e400, or 400 digits), so what it took can be out of range
+# only by a fraction of 16384 digits or more, an exponent below -9999 (`e-` and five digits) or
+# a zero with an exponent over 1073741823 (`0e` and ten digits). A pattern starting with two
+# literal bytes is searched for those bytes first, ten times faster than one starting with
+# `[eE]`, so each case of `e` has its own, and the uppercase ones run only if the file has an
+# `E` (memchr: nearly free). Without a run of LONG_RUN digits, a fraction has fewer, and with
+# an exponent over -10000 its scale is at most (LONG_RUN - 1) + 9999 <= 16383.
+LONG_RUN = 6000
+_NEGATIVE_EXPONENT, _NEGATIVE_EXPONENT_UPPER = re.compile(rb"e-[0-9]{5}"), re.compile(rb"E-[0-9]{5}")
+_ZERO_EXPONENT, _ZERO_EXPONENT_UPPER = re.compile(rb"0e\+?[0-9]{10}"), re.compile(rb"0E\+?[0-9]{10}")
+_LONG_RUN = re.compile(rb"(?<![0-9])[0-9]{%d}" % LONG_RUN)  # the lookbehind keeps it linear
+# The precise check, on the text outside strings.
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
+_RISKY = re.compile(rb"[eE][-+]?[0-9]{5}|(?<![0-9])[0-9]{%d}" % LONG_RUN)
+_NUMBER = re.compile(rb"-?([0-9]++)(?:\.([0-9]++))?(?:[eE]([-+]?[0-9]++))?")
+_NUMBER_CHARS = frozenset(b"0123456789.eE+-")
+
+
+def numeric_fits(number: bytes) -> bool:
+    """True when Postgres numeric (so jsonb) accepts the JSON number text `number`."""
+    match = _NUMBER.fullmatch(number)
+    if match is None:
+        raise ValueError(f"not a JSON number: {number[:40]!r}")
+    integer, fraction, exponent_text = match.group(1), match.group(2) or b"", match.group(3)
+    exponent = 0
+    if exponent_text:
+        magnitude = exponent_text.lstrip(b"+-").lstrip(b"0") or b"0"
+        if len(magnitude) > 10 or int(magnitude) > NUMERIC_MAX_EXPONENT:
+            return False
+        exponent = -int(magnitude) if exponent_text.startswith(b"-") else int(magnitude)
+    if len(fraction) - exponent > NUMERIC_MAX_SCALE:
+        return False
+    digits = integer + fraction
+    leading_zeros = len(digits) - len(digits.lstrip(b"0"))
+    if leading_zeros == len(digits):
+        return True  # zero: its weight is 0 whatever the exponent
+    power = len(integer) - 1 - leading_zeros + exponent  # of the first nonzero digit
+    return power < NUMERIC_MAX_INTEGER_DIGITS
+
+
+def number_out_of_range(document: bytes) -> bytes | None:
+    """The first number of a JSON document that Postgres numeric cannot hold, or None."""
+    outside = _STRING.sub(b'""', document)  # strings hold no numbers
+    for hint in _RISKY.finditer(outside):
+        start = hint.start()
+        while start and outside[start - 1] in _NUMBER_CHARS:
+            start -= 1
+        number = _NUMBER.match(outside, start)
+        if number is not None and not numeric_fits(number.group()):
+            return number.group()
+    return None
+
+
+def describe_number(number: bytes) -> str:
+    """A one-line quarantine detail naming the number, cut if long."""
+    shown = number[:40].decode("ascii")
+    if len(number) > 40:
+        shown += f"... ({len(number)} characters)"
+    return f"number {shown} is out of range: {NUMERIC_LIMITS}"
+
+
+def deeper_than(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """True when a parsed document nests containers more than `limit` deep. Iterative: it runs
+    on what parsers already accepted, which may be deeper than Python's recursion limit."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _orjson_number_hint(document: bytes) -> bool:
+    """False when no number orjson parsed in `document` can be out of range (see above)."""
+    return bool(_NEGATIVE_EXPONENT.search(document) or _ZERO_EXPONENT.search(document)
+                or (b"E" in document and (_NEGATIVE_EXPONENT_UPPER.search(document)
+                                          or _ZERO_EXPONENT_UPPER.search(document)))
+                or (len(document) >= LONG_RUN and _LONG_RUN.search(document)))
+
+
+def refusal(document: bytes, parsed: Any, parsed_by_orjson: bool = False) -> tuple[str, str] | None:
+    """(reason, detail) when jsonb would refuse `document` (already parsed as `parsed`), else None.
+    `parsed_by_orjson`: a quicker scan for numbers suffices. Runs on every file: each check
+    starts with a test that is nearly free when there is nothing to find."""
+    if b"\\" in document and b"\\u0000" in document and NUL_ESCAPE.search(document):
+        return "nul-character", NUL_DETAIL
+    if len(document) > 2 * MAX_DEPTH and document.count(b"[") + document.count(b"{") > MAX_DEPTH \
+            and deeper_than(parsed):
+        return "too-deep", f"nested more than {MAX_DEPTH} levels deep (the limit)"
+    if not parsed_by_orjson or _orjson_number_hint(document):
+        number = number_out_of_range(document)
+        if number is not None:
+            return "number-out-of-range", describe_number(number)
+    return None
