@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -46,7 +47,7 @@ def test_parse_document_truncated_mid_record_is_quarantined() -> None:
 
 
 def test_parse_document_rewrite_is_quarantined_under_safe_policy() -> None:
-    broken = TEXT.replace('"name": "Ann"', "'name': 'Ann'")
+    broken = TEXT.replace('"name": "Ann"', '"name": Ann')  # an unquoted word: its value is a guess
     parsed = parse_document(broken.encode())
     assert (parsed.status, parsed.reason) == ("quarantined", "repair-rewrites-content")
     assert parsed.repair is not None and parsed.repair["kind"] == "rewritten"
@@ -54,7 +55,7 @@ def test_parse_document_rewrite_is_quarantined_under_safe_policy() -> None:
 
 
 def test_parse_document_rewrite_loads_under_lenient_policy() -> None:
-    broken = TEXT.replace('"name": "Ann"', "'name': 'Ann'")
+    broken = TEXT.replace('"name": "Ann"', '"name": Ann')
     parsed = parse_document(broken.encode(), policy="lenient")
     assert parsed.status == "repaired"
     assert json.loads(parsed.document) == USER
@@ -78,9 +79,65 @@ def test_parse_document_quarantines_hopeless_input(data: bytes, reason: str, det
     assert (parsed.status, parsed.reason, parsed.detail) == ("quarantined", reason, detail)
 
 
-def test_parse_document_strips_utf8_bom() -> None:
+def test_parse_document_utf8_bom_is_an_encoding_fix() -> None:
     parsed = parse_document(b"\xef\xbb\xbf" + TEXT.encode())
-    assert (parsed.status, parsed.document, parsed.repair) == ("repaired", TEXT.encode(), {"kind": "bom-stripped"})
+    assert parsed == Parsed("repaired", TEXT.encode(), "UTF-8 byte order mark",
+                            {"kind": "encoding", "fixes": ["utf-8-bom"]})
+
+
+def test_parse_document_utf16_is_an_encoding_fix() -> None:
+    parsed = parse_document(TEXT.encode("utf-16"))
+    assert parsed == Parsed("repaired", TEXT.encode(), "UTF-16 text", {"kind": "encoding", "fixes": ["utf-16"]})
+
+
+LOSSLESS_DAMAGE = [
+    # (what the file says instead of TEXT's, the fixes recorded)
+    (('"advocacy_programs"', '// the programs\n    "advocacy_programs"'), ["comment"]),
+    (('"advocacy_programs"', '# the programs\n    "advocacy_programs"'), ["comment"]),
+    (('"email": "a@b.co"', '"email": /* checked */ "a@b.co"'), ["comment"]),
+    (('"reach": 4', '"reach": 4,'), ["trailing-comma"]),
+    (('"reach": 4\n', '"reach": 4,\n'), ["trailing-comma"]),
+    (('"name": "Ann"', "'name': 'Ann'"), ["single-quotes"]),
+    (('"post_url": "x"', "'post_url': 'say \"x\", it\\'s'"), ["single-quotes"]),
+    (('"name": "Ann"', '"name":\u00a0\f"Ann"'), ["whitespace"]),
+    (('"reach": 4', '"reach": 4, // "views": 5,'), ["comment", "trailing-comma"]),
+]
+
+
+@pytest.mark.parametrize(("change", "fixes"), LOSSLESS_DAMAGE)
+def test_parse_document_lossless_repair_loads_the_same_content(change: tuple[str, str], fixes: list[str]) -> None:
+    parsed = parse_document(TEXT.replace(*change, 1).encode())
+    expected = {**USER, "advocacy_programs": [{**USER["advocacy_programs"][0], "tasks_completed": [
+        {**USER["advocacy_programs"][0]["tasks_completed"][0],
+         "post_url": "say \"x\", it's" if "it" in change[1] else "x"}]}]}
+    assert (parsed.status, parsed.reason, parsed.repair) == ("repaired", None, {"kind": "lossless", "fixes": fixes})
+    assert json.loads(parsed.document) == expected
+
+
+def test_parse_document_lossless_repair_with_bom_names_both() -> None:
+    parsed = parse_document(b"\xef\xbb\xbf" + TEXT.replace('"reach": 4', '"reach": 4,').encode())
+    assert (parsed.status, parsed.repair) == ("repaired", {"kind": "lossless", "fixes": ["trailing-comma", "utf-8-bom"]})
+    assert parsed.parse_error == "trailing comma is not allowed: line 21 column 31 (char 605)"
+
+
+def test_parse_document_closed_with_bom_names_the_encoding_fix() -> None:
+    parsed = parse_document(b"\xef\xbb\xbf" + TEXT[:-1].encode())
+    assert (parsed.status, parsed.repair) == ("repaired", {"kind": "closed", "appended": "}", "removed": "\n",
+                                                           "fixes": ["utf-8-bom"]})
+
+
+@pytest.mark.parametrize("change", [
+    ('"name": "Ann",', '"name": "Ann"'),  # a missing comma: inserting one is a guess
+    ('"name": "Ann"', '"name": "Ann",,'),  # an empty member
+    ('"name": "Ann"', '"name": Ann'),  # an unquoted word
+    ('"likes": 1', '"likes": NaN'),
+    ('"likes": 1', '"likes": [,]'),  # a comma after nothing: in JavaScript, a hole
+    ('"name": "Ann"', '"name" "Ann"'),  # a missing colon
+])
+def test_parse_document_content_changing_repair_is_not_lossless(change: tuple[str, str]) -> None:
+    parsed = parse_document(TEXT.replace(*change, 1).encode())
+    assert (parsed.status, parsed.reason, (parsed.repair or {}).get("kind")) == (
+        "quarantined", "repair-rewrites-content", "rewritten")
 
 
 def test_closing_suffix_ignores_brackets_inside_strings() -> None:
@@ -100,3 +157,82 @@ def test_missing_keys_names_nested_paths() -> None:
           ("task_id", "platform", "post_url", "comments", "shares", "reach")],
         "advocacy_programs[0].tasks_completed[1]",
     ]
+
+
+def user_with(value: str) -> bytes:
+    """A small user document holding `value` (JSON text) as a task's likes."""
+    return TEXT.replace('"likes": 1', f'"likes": {value}', 1).encode()
+
+
+@pytest.mark.parametrize("number", [
+    "1" * 131072, "-" + "9" * 131072, "1e131071", "9.99e131071", "1e-16383", "0." + "0" * 16383,
+    "0e1073741823", "0e-16383", "1e400", "1e-400", "123456789012345678901234567890",
+])
+def test_parse_document_number_within_numeric_loads(number: str) -> None:
+    data = user_with(number)
+    assert parse_document(data) == Parsed("clean", data)
+
+
+@pytest.mark.parametrize(("number", "shown"), [
+    ("1" * 131073, "1" * 40 + "... (131073 characters)"),
+    ("1e131072", "1e131072"),
+    ("1E+131072", "1E+131072"),
+    ("1e-16384", "1e-16384"),
+    ("1e-20000", "1e-20000"),
+    ("-1.5E-20000", "-1.5E-20000"),
+    ("1.00e-16383", "1.00e-16383"),  # trailing zeros count: jsonb keeps the scale as written
+    ("0e-20000", "0e-20000"),
+    ("0e1073741824", "0e1073741824"),
+    ("0." + "0" * 16384, "0." + "0" * 38 + "... (16386 characters)"),
+])
+def test_parse_document_number_beyond_numeric_is_quarantined(number: str, shown: str) -> None:
+    parsed = parse_document(user_with(number))
+    assert (parsed.status, parsed.reason, parsed.detail) == ("quarantined", "number-out-of-range", (
+        f"number {shown} is out of range: Postgres numeric holds at most 131072 digits before the "
+        "decimal point and 16383 after"))
+
+
+def test_parse_document_number_text_inside_strings_is_not_a_number() -> None:
+    data = TEXT.replace('"Ann"', '"1e-20000 ' + "7" * 7000 + '"').encode()
+    assert parse_document(data) == Parsed("clean", data)
+
+
+@pytest.mark.parametrize(("data", "repair"), [
+    (user_with("1e-20000")[:-2], None),  # cut short: closed, then refused
+    (user_with("1e-20000").replace(b'"reach": 4', b'"reach": 4,'), None),  # lossless, then refused
+])
+def test_parse_document_repaired_number_beyond_numeric_is_quarantined(data: bytes, repair: None) -> None:
+    parsed = parse_document(data)
+    assert (parsed.status, parsed.reason, parsed.repair) == ("quarantined", "number-out-of-range", repair)
+
+
+def nested_user(depth: int) -> bytes:
+    """A user object nesting `depth` containers deep (the object itself is level 1)."""
+    return TEXT[:-2].encode() + b',\n    "deep": ' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"\n}"
+
+
+TOO_DEEP = "nested more than 512 levels deep (the limit)"
+
+
+@pytest.mark.parametrize(("variant", "change"), [
+    ("clean", lambda data: data),
+    ("exact", lambda data: data.replace(b'"likes": 1', b'"likes": 1e400')),  # orjson refuses: Python's json
+    ("lossless", lambda data: data.replace(b'"reach": 4', b'"reach": 4,')),
+    ("closed", lambda data: data[:-2]),
+])
+def test_parse_document_depth_limit_loads_and_one_more_is_too_deep(variant: str, change: Any) -> None:
+    at_limit, over = parse_document(change(nested_user(512))), parse_document(change(nested_user(513)))
+    assert at_limit.status == ("clean" if variant in ("clean", "exact") else "repaired")
+    assert json.loads(at_limit.document)["deep"] == json.loads(b"[" * 511 + b"]" * 511)
+    assert (over.status, over.reason, over.detail) == ("quarantined", "too-deep", TOO_DEEP)
+
+
+@pytest.mark.parametrize("data", [
+    b"[" * 100_000 + b"]" * 100_000,  # deeper than orjson (1024) and Python's json (about 990)
+    b'{"a": ' + b"[" * 2000 + b"]" * 2000 + b",}",  # and a trailing comma
+    b'{"user_id": ' + b"[" * 100_000,  # cut short
+    b'{"a":' * 100_000,
+])
+def test_parse_document_far_too_deep_is_quarantined(data: bytes) -> None:
+    parsed = parse_document(data)
+    assert (parsed.status, parsed.reason, parsed.detail) == ("quarantined", "too-deep", TOO_DEEP)
