@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 
-from duel.repair import Parsed, closing_suffix, missing_keys, parse_document
+from duel.repair import MAX_LOSSLESS_BYTES, Parsed, closing_suffix, missing_keys, parse_document
 
 USER = {
     "user_id": None, "name": "Ann", "email": "a@b.co", "instagram_handle": None,
@@ -236,3 +237,28 @@ def test_parse_document_depth_limit_loads_and_one_more_is_too_deep(variant: str,
 def test_parse_document_far_too_deep_is_quarantined(data: bytes) -> None:
     parsed = parse_document(data)
     assert (parsed.status, parsed.reason, parsed.detail) == ("quarantined", "too-deep", TOO_DEEP)
+
+
+def test_parse_document_lossless_repair_has_a_size_limit() -> None:
+    """Up to MAX_LOSSLESS_BYTES (1 MiB) a lossless repair loads; one byte more and it is
+    quarantined (the repair and its proof are linear, but a microsecond a token)."""
+    base = TEXT.replace('"reach": 4', '"reach": 4,').replace('"name": "Ann"', '"name": "Ann", "pad": ""')
+    at_limit = base.replace('"pad": ""', '"pad": "' + "x" * (MAX_LOSSLESS_BYTES - len(base)) + '"').encode()
+    parsed, over = parse_document(at_limit), parse_document(at_limit.replace(b'"pad": "', b'"pad": "x'))
+    assert (len(at_limit), parsed.status, parsed.repair) == (
+        MAX_LOSSLESS_BYTES, "repaired", {"kind": "lossless", "fixes": ["trailing-comma"]})
+    assert (over.status, over.reason, over.detail) == (
+        "quarantined", "too-large-to-repair", "1048577 bytes is over the 1048576-byte limit for repairs")
+
+
+def test_parse_document_many_long_exponents_take_linear_time() -> None:
+    """500,000 different numbers with five-digit exponents, each within numeric: checked in
+    seconds (each distinct number once), not minutes; one past the limit is found and named."""
+    numbers = b",".join(b"1.%de-10000" % i for i in range(500_000))
+    started = time.monotonic()
+    clean = parse_document(b'{"a": [' + numbers + b"]}")
+    refused = parse_document(b'{"a": [' + numbers + b", 1.5e-16383]}")
+    assert (clean.status, refused.reason, refused.detail) == ("clean", "number-out-of-range", (
+        "number 1.5e-16383 is out of range: Postgres numeric holds at most 131072 digits before the "
+        "decimal point and 16383 after"))
+    assert time.monotonic() - started < 60  # 3 s on this project's busy 2-core machine

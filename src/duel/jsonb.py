@@ -23,6 +23,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
+
 # Nesting depth: containers inside containers, so `{}` is 1 and a user document is 5. Every
 # parser on the way accepts 512 with room to spare: orjson refuses beyond 1024; Python's json
 # (used for numbers beyond a double, and to prove lossless repairs) recurses and stops near
@@ -45,18 +47,40 @@ NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 # a zero with an exponent over 1073741823 (`0e` and ten digits). A pattern starting with two
 # literal bytes is searched for those bytes first, ten times faster than one starting with
 # `[eE]`, so lowercase `e` has two, and the uppercase one runs only if the file has an `E`
-# (memchr: nearly free; 14 % of real files do, in names). Without a run of LONG_RUN digits, a fraction has fewer, and with
-# an exponent over -10000 its scale is at most (LONG_RUN - 1) + 9999 <= 16383.
+# (memchr: nearly free; 14 % of real files do, in names). Without a run of LONG_RUN digits, a
+# fraction has fewer, and with an exponent over -10000 its scale is at most
+# (LONG_RUN - 1) + 9999 <= 16383. Runs are found by mapping digits to `0` and everything else
+# to a space, then searching for LONG_RUN zeros: linear, where a regex is quadratic in a long
+# run or (with a lookbehind) 40 ns a byte.
 LONG_RUN = 6000
 _NEGATIVE_EXPONENT, _ZERO_EXPONENT = re.compile(rb"e-[0-9]{5}"), re.compile(rb"0e\+?[0-9]{10}")
 _EXPONENT_UPPER = re.compile(rb"E(?:-[0-9]{5}|\+?[0-9]{10})")  # `E` is rare: one scan, few tries
-_LONG_RUN = re.compile(rb"(?<![0-9])[0-9]{%d}" % LONG_RUN)  # the lookbehind keeps it linear
 _BACKSLASH, _UPPER_E = ord("\\"), ord("E")
-# The precise check, on the text outside strings.
+_DIGITS_ONLY = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))  # digits to "0", the rest " "
+_RUN = b"0" * LONG_RUN
+# The precise check, on the text outside strings (there, `e` is in numbers, `true` and `false`).
 _STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
-_RISKY = re.compile(rb"[eE][-+]?[0-9]{5}|(?<![0-9])[0-9]{%d}" % LONG_RUN)
+_LONG_EXPONENT = re.compile(rb"[eE]([-+]?[0-9]{5,}+)")
+_LONG_EXPONENT_NUMBER = re.compile(rb"(?<![0-9.])(-?[0-9]++(?:\.[0-9]++)?[eE]([-+]?[0-9]{5,}+))")
+# With no run of LONG_RUN digits, every number with an exponent in this range fits: the scale is
+# at most (LONG_RUN - 1) + 10383 = 16382, the first digit's power below 131072.
+_SAFE_EXPONENTS = range(-(NUMERIC_MAX_SCALE - LONG_RUN), NUMERIC_MAX_INTEGER_DIGITS - LONG_RUN)
 _NUMBER = re.compile(rb"-?([0-9]++)(?:\.([0-9]++))?(?:[eE]([-+]?[0-9]++))?")
+_NUMBER_TOKEN = re.compile(rb"(?<![0-9.eE+-])(-?[0-9]++(?:\.[0-9]++)?(?:[eE][-+]?[0-9]++)?)")
 _NUMBER_CHARS = frozenset(b"0123456789.eE+-")
+# orjson writes at most this deep (pinned by a test): a document it writes needs no walk
+ORJSON_WRITE_DEPTH = 254
+
+
+def _long_runs(text: bytes) -> list[int]:
+    """Where each run of LONG_RUN digits or more starts."""
+    digits = text.translate(_DIGITS_ONLY)
+    starts, at = [], digits.find(_RUN)
+    while at >= 0:
+        starts.append(at)
+        end = digits.find(b" ", at)
+        at = digits.find(_RUN, end) if end >= 0 else -1
+    return starts
 
 
 def numeric_fits(number: bytes) -> bool:
@@ -82,16 +106,27 @@ def numeric_fits(number: bytes) -> bool:
 
 
 def number_out_of_range(document: bytes) -> bytes | None:
-    """The first number of a JSON document that Postgres numeric cannot hold, or None."""
+    """The first number of a JSON document that Postgres numeric cannot hold, or None. Linear:
+    only numbers with a run of LONG_RUN digits or an exponent outside _SAFE_EXPONENTS are
+    checked, each distinct text once."""
     outside = _STRING.sub(b'""', document)  # strings hold no numbers
-    for hint in _RISKY.finditer(outside):
-        start = hint.start()
+    unsafe = {exponent for exponent in set(_LONG_EXPONENT.findall(outside))
+              if len(exponent) > 7 or int(exponent) not in _SAFE_EXPONENTS}
+    runs = _long_runs(outside) if len(outside) >= LONG_RUN else []
+    if not (unsafe or runs):
+        return None
+    at_runs = []
+    for start in runs:
         while start and outside[start - 1] in _NUMBER_CHARS:
             start -= 1
-        number = _NUMBER.match(outside, start)
-        if number is not None and not numeric_fits(number.group()):
-            return number.group()
-    return None
+        at_runs.append((start, _NUMBER.match(outside, start).group()))  # type: ignore[union-attr]
+    candidates = {number for _, number in at_runs}
+    if unsafe:
+        candidates.update(number for number, exponent in _LONG_EXPONENT_NUMBER.findall(outside) if exponent in unsafe)
+    refused = {number for number in candidates if not numeric_fits(number)}
+    if len(refused) > 16:  # a hostile file: one pass, not a search per number
+        return next(m.group(1) for m in _NUMBER_TOKEN.finditer(outside) if m.group(1) in refused)
+    return min(refused, key=outside.find) if refused else None
 
 
 def describe_number(number: bytes) -> str:
@@ -103,15 +138,22 @@ def describe_number(number: bytes) -> str:
 
 
 def deeper_than(value: Any, limit: int = MAX_DEPTH) -> bool:
-    """True when a parsed document nests containers more than `limit` deep. Iterative: it runs
-    on what parsers already accepted, which may be deeper than Python's recursion limit."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
+    """True when a parsed document nests containers more than `limit` deep. orjson writes only
+    what is at most ORJSON_WRITE_DEPTH deep, in C; deeper ones are walked level by level (not
+    recursively: parsers took it, and it may be deeper than Python's recursion limit)."""
+    if limit >= ORJSON_WRITE_DEPTH:
+        try:
+            orjson.dumps(value)
+            return False
+        except orjson.JSONEncodeError:
+            pass
+    level, depth = [value], 1
+    while level:
         if depth > limit:
             return True
-        children = item.values() if isinstance(item, dict) else item
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+        level = [child for item in level for child in (item.values() if isinstance(item, dict) else item)
+                 if isinstance(child, (dict, list))]
+        depth += 1
     return False
 
 
@@ -128,7 +170,7 @@ def refusal(document: bytes, parsed: Any, parsed_by_orjson: bool = False) -> tup
     if parsed_by_orjson and not (
             _NEGATIVE_EXPONENT.search(document) or _ZERO_EXPONENT.search(document)
             or (_UPPER_E in document and _EXPONENT_UPPER.search(document))
-            or (len(document) >= LONG_RUN and _LONG_RUN.search(document))):
+            or (len(document) >= LONG_RUN and _RUN in document.translate(_DIGITS_ONLY))):
         return None
     number = number_out_of_range(document)
     if number is not None:

@@ -37,15 +37,17 @@ _TOKEN = re.compile(r"""
   | [\f\v\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]++   # other whitespace
 """, re.VERBOSE | re.DOTALL)
 _SQ_ESCAPE = re.compile(r"""\\(.)|(")""", re.DOTALL)
-_KIND_OF_FIRST = {**dict.fromkeys(" \t\n\r", "space"), '"': "string", "'": "single-quoted",
-                  "/": "comment", "#": "comment", **dict.fromkeys("{}[]:,", "punctuation"),
-                  **dict.fromkeys("-0123456789", "number"), **dict.fromkeys("tfn", "literal")}
-_SKIPPED = frozenset(("space", "comment", "other-space"))
-_SCALARS = frozenset(("string", "single-quoted", "number", "literal"))
-_FIX_OF_KIND = {"comment": "comment", "other-space": "whitespace", "single-quoted": "single-quotes",
-                "trailing-comma": "trailing-comma"}
-OPEN_OBJECT, CLOSE_OBJECT, OPEN_ARRAY, CLOSE_ARRAY = ("p", "{"), ("p", "}"), ("p", "["), ("p", "]")
-COLON, COMMA = ("p", ":"), ("p", ",")
+# Each token as one character, so that finding what to fix is a regex over a short string:
+# whitespace " ", comment "c", other whitespace "w", string "s", single-quoted string "q",
+# number "n", literal "l", and punctuation as itself.
+_CODE_OF_FIRST = {**dict.fromkeys(" \t\n\r", " "), '"': "s", "'": "q", "/": "c", "#": "c",
+                  **{char: char for char in "{}[]:,"}, **dict.fromkeys("-0123456789", "n"),
+                  **dict.fromkeys("tfn", "l")}
+_SYNTAX = re.compile(r"[cwq]")  # a comment, other whitespace, a single-quoted string
+_TRAILING_COMMA = re.compile(r"[sqnl\]}][ cw]*+(,)(?=[ cw]*+[\]}])")  # after a value, before a closer
+_FIX_OF_CODE = {"c": "comment", "w": "whitespace", "q": "single-quotes", ",": "trailing-comma"}
+OPEN_OBJECT, CLOSE_OBJECT, OPEN_ARRAY, CLOSE_ARRAY = ("{", "{"), ("}", "}"), ("[", "["), ("]", "]")
+COLON, COMMA = (":", ":"), (",", ",")
 
 
 class NotLossless(ValueError):
@@ -59,15 +61,15 @@ def tokens(text: str) -> list[str] | None:
     return found if sum(map(len, found)) == len(text) else None
 
 
-def _kinds(found: list[str]) -> list[str]:
-    """Each token's kind; a comma after a value and before a closing bracket is `trailing-comma`."""
-    kinds = [_KIND_OF_FIRST.get(token[0], "other-space") for token in found]
-    significant = [i for i, kind in enumerate(kinds) if kind not in _SKIPPED]
-    for before, here, after in zip(significant, significant[1:], significant[2:]):
-        if found[here] == "," and found[after] in ("]", "}") and (
-                kinds[before] in _SCALARS or found[before] in ("]", "}")):
-            kinds[here] = "trailing-comma"
-    return kinds
+def _codes(found: list[str]) -> str:
+    return "".join([_CODE_OF_FIRST.get(token[0], "w") for token in found])
+
+
+def _fixes(codes: str) -> dict[int, str]:
+    """The tokens a lossless repair changes: their index -> what they are (a code)."""
+    fixes = {match.start(): match.group() for match in _SYNTAX.finditer(codes)}
+    fixes.update((match.start(1), ",") for match in _TRAILING_COMMA.finditer(codes))
+    return fixes
 
 
 def _requote(match: re.Match[str]) -> str:
@@ -87,17 +89,14 @@ def repair(text: str) -> tuple[str, list[str]] | None:
     found = tokens(text)
     if found is None:
         return None
-    out, fixes = [], set()
-    for token, kind in zip(found, _kinds(found)):
-        if kind == "single-quoted":
-            out.append(_double_quoted(token))
-        elif kind == "other-space" or token.startswith("/*"):
-            out.append(" ")  # keeps `1/**/2` two tokens, as it was
-        elif kind not in ("comment", "trailing-comma"):
-            out.append(token)
-        if kind in _FIX_OF_KIND:
-            fixes.add(_FIX_OF_KIND[kind])
-    return ("".join(out), sorted(fixes)) if fixes else None
+    fixes = _fixes(_codes(found))
+    if not fixes:
+        return None
+    out = found[:]  # every other token is kept as written
+    for index, code in fixes.items():
+        token = found[index]
+        out[index] = _double_quoted(token) if code == "q" else " " if code == "w" or token.startswith("/*") else ""
+    return "".join(out), sorted({_FIX_OF_CODE[code] for code in fixes.values()})
 
 
 class _Number(str):
@@ -140,20 +139,16 @@ def _events(value: Any) -> list[tuple[str, str]]:
 
 
 def _original_events(found: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
-    """The original's token sequence without what the fixes remove, and the fixes it needs."""
-    out, fixes = [], set()
-    for token, kind in zip(found, _kinds(found)):
-        if kind in _FIX_OF_KIND:
-            fixes.add(_FIX_OF_KIND[kind])
-        if kind == "string":
-            out.append(("s", json.loads(token)))
-        elif kind == "single-quoted":
-            out.append(("s", json.loads(_double_quoted(token))))
-        elif kind == "punctuation":
-            out.append(("p", token))
-        elif kind in ("number", "literal"):
-            out.append(("n" if kind == "number" else "l", token))
-    return out, sorted(fixes)
+    """The original's token sequence without what the fixes remove, and the fixes it needs.
+    A string is its value (without a backslash, its text is its value); any other token is
+    itself, tagged with its code."""
+    codes = _codes(found)
+    fixes = _fixes(codes)
+    removed = {index for index, code in fixes.items() if code != "q"}
+    events = [("s", token[1:-1] if "\\" not in token else json.loads(token)) if code == "s"
+              else ("s", json.loads(_double_quoted(token))) if code == "q" else (code, token)
+              for index, (token, code) in enumerate(zip(found, codes)) if code != " " and index not in removed]
+    return events, sorted({_FIX_OF_CODE[code] for code in fixes.values()})
 
 
 def prove(original: str, repaired: str) -> list[str]:
