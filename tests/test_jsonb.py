@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+import orjson
 import psycopg
 import pytest
 
-from duel.jsonb import MAX_DEPTH, deeper_than, number_out_of_range, numeric_fits
+from duel.jsonb import MAX_DEPTH, ORJSON_WRITE_DEPTH, deeper_than, number_out_of_range, numeric_fits
 from duel.settings import Settings
 
 # Each limit and one past it, every way a JSON number can reach it.
@@ -50,6 +54,19 @@ def test_number_out_of_range_finds_the_number_outside_strings() -> None:
     doc = b'{"a": "1e-20000", "b": [1, 2.5, {"c": -1.5E-20000}], "d": 1e-20000}'
     assert number_out_of_range(doc) == b"-1.5E-20000"
     assert number_out_of_range(b'{"a": "1e-20000", "b": "' + b"7" * 20000 + b'"}') is None
+
+
+def test_orjson_writes_no_deeper_than_deeper_than_assumes() -> None:
+    """deeper_than skips its walk when orjson.dumps succeeds: that holds only while orjson
+    refuses to write anything deeper than ORJSON_WRITE_DEPTH, itself below MAX_DEPTH."""
+    def nested(depth: int) -> list[Any]:
+        return json.loads("[" * depth + "]" * depth)  # type: ignore[no-any-return]
+
+    orjson.dumps(nested(ORJSON_WRITE_DEPTH))
+    with pytest.raises(orjson.JSONEncodeError):
+        orjson.dumps(nested(ORJSON_WRITE_DEPTH + 1))
+    assert ORJSON_WRITE_DEPTH < MAX_DEPTH
+    assert (deeper_than(nested(MAX_DEPTH)), deeper_than(nested(MAX_DEPTH + 1))) == (False, True)
 
 
 def test_deeper_than_counts_containers() -> None:
