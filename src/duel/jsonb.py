@@ -124,9 +124,9 @@ def number_out_of_range(document: bytes) -> bytes | None:
     if unsafe:
         candidates.update(number for number, exponent in _LONG_EXPONENT_NUMBER.findall(outside) if exponent in unsafe)
     refused = {number for number in candidates if not numeric_fits(number)}
-    if len(refused) > 16:  # a hostile file: one pass, not a search per number
-        return next(m.group(1) for m in _NUMBER_TOKEN.finditer(outside) if m.group(1) in refused)
-    return min(refused, key=outside.find) if refused else None
+    if not refused:
+        return None
+    return next(match.group(1) for match in _NUMBER_TOKEN.finditer(outside) if match.group(1) in refused)
 
 
 def describe_number(number: bytes) -> str:
