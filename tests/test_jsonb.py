@@ -74,7 +74,8 @@ def test_deeper_than_counts_containers() -> None:
             deeper_than({"a": [[], {"b": []}]}, 4)) == (True, False, True, False)
 
 
-def test_postgres_stores_max_depth_even_with_its_smallest_stack(server: psycopg.Connection) -> None:  # type: ignore[type-arg]
+def test_postgres_stores_max_depth_even_with_its_smallest_stack(
+        server: psycopg.Connection) -> None:  # type: ignore[type-arg]
     """The depth limit holds on any Postgres: at the default max_stack_depth (2 MB) jsonb takes
     over 10,000 levels, and at the smallest setting (100 kB) still more than MAX_DEPTH."""
     objects = '{"a":' * (MAX_DEPTH - 1) + "[]" + "}" * (MAX_DEPTH - 1)

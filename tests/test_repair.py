@@ -117,7 +117,8 @@ def test_parse_document_lossless_repair_loads_the_same_content(change: tuple[str
 
 def test_parse_document_lossless_repair_with_bom_names_both() -> None:
     parsed = parse_document(b"\xef\xbb\xbf" + TEXT.replace('"reach": 4', '"reach": 4,').encode())
-    assert (parsed.status, parsed.repair) == ("repaired", {"kind": "lossless", "fixes": ["trailing-comma", "utf-8-bom"]})
+    assert (parsed.status, parsed.repair) == ("repaired", {"kind": "lossless",
+                                                           "fixes": ["trailing-comma", "utf-8-bom"]})
     assert parsed.parse_error == "trailing comma is not allowed: line 21 column 31 (char 605)"
 
 
