@@ -214,7 +214,7 @@ class MalformedFile:
     status: str  # repaired | quarantined
     byte_size: int
     parse_error: str | None
-    verdict: str  # the repair kind (closed, bom-stripped, rewritten) or the quarantine reason
+    verdict: str  # the repair kind (encoding, lossless, closed, rewritten) or the quarantine reason
 
 
 def malformed_files(settings: Settings, path: Path) -> list[MalformedFile]:
@@ -252,8 +252,8 @@ def describe_repair(repair: dict[str, Any] | None) -> str:
         removed = repair.get("removed") or ""
         tail = f", after dropping trailing {removed!r}" if removed else ""
         return f"appended the missing closing bracket(s) {repair.get('appended')!r}{tail}"
-    if kind == "bom-stripped":
-        return "removed the UTF-8 byte order mark"
+    if kind in ("encoding", "lossless"):
+        return f"{kind} fixes, no value changed: {', '.join(repair.get('fixes') or [])}"
     return f"rewritten by json-repair ({len(repair.get('log') or [])} change(s)); content differs"
 
 

@@ -57,7 +57,7 @@ class Settings:
     dbt_project_dir: Path = field(default_factory=lambda: _project_root() / "dbt" / "duel")
     embedded: bool = True  # start the bundled server when nothing answers on a loopback host
     max_file_bytes: int = 32 * 1024 * 1024
-    repair_policy: str = "safe"  # safe: only closing repairs load; lenient: rewritten ones too
+    repair_policy: str = "safe"  # safe: encoding, lossless and closing repairs load; lenient: rewritten ones too
     workers: int = 0  # parse processes; 0 or 1 = parse in the loading process (the fastest on 2 cores)
     batch_rows: int = 5000  # rows per COPY round trip / merge chunk
     lock_timeout_s: float = 60.0
