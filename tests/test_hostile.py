@@ -235,7 +235,7 @@ def test_ingest_real_dataset_with_unstorable_files(settings: Settings, real_dir:
     assert (result.returncode, result.stderr) == (0, "")
     summary = json.loads(result.stdout)
     assert summary == {"batch_id": 1, "files_seen": 10011, "loaded": 10004, "repaired": 222,
-                       "quarantined": 7, "skipped": 0, "unchanged": 0}
+                       "quarantined": 7, "skipped": 0, "unchanged": 0, "deleted": 0, "keyless": 0}
     assert_summary_matches_tables(settings, summary)
     assert {n: v for n, v in ledger(settings).items() if n.startswith("unstorable/")} == {
         f"unstorable/{name}": (status, reason) for name, (_, status, reason) in UNSTORABLE.items()}
