@@ -225,10 +225,13 @@
 {%- endmacro %}
 
 {% macro amount_value(json, defect) -%}
-    case
-        when {{ defect }} is null or {{ defect }} = 'negative'
-        then cast(round({{ json_number(json) }}, 2) as numeric(18, 2))
-    end
+    cast(
+        case
+            when {{ defect }} is null or {{ defect }} = 'negative'
+            then round({{ json_number(json) }}, 2)
+        end
+        as numeric(18, 2)
+    )
 {%- endmacro %}
 
 {# Lists (advocacy_programs, tasks_completed): an array, possibly empty. #}
