@@ -4,16 +4,18 @@
     part is unknown; sums run over the known values (NULL when there is none) and
     tasks_with_unknown_* count what was left out. The rate divides the engagement of the tasks
     whose engagement and reach are both known by their reach, and is NULL unless that reach is
-    above zero.
+    above zero. Sums are numeric(38, 0) and the rate numeric(38, 6): with every count within
+    its range (at most 10^12, var measure_ranges) neither can overflow, whatever the number of
+    tasks.
 #}
 {% macro engagement_measures(tasks) -%}
         cast(count({{ tasks }}.task_key) as bigint) as task_count,
-        cast(sum({{ tasks }}.likes) as bigint) as likes,
-        cast(sum({{ tasks }}.comments) as bigint) as comments,
-        cast(sum({{ tasks }}.shares) as bigint) as shares,
-        cast(sum({{ tasks }}.engagement) as bigint) as engagement,
+        cast(sum({{ tasks }}.likes) as numeric(38, 0)) as likes,
+        cast(sum({{ tasks }}.comments) as numeric(38, 0)) as comments,
+        cast(sum({{ tasks }}.shares) as numeric(38, 0)) as shares,
+        cast(sum({{ tasks }}.engagement) as numeric(38, 0)) as engagement,
         cast(count({{ tasks }}.task_key) - count({{ tasks }}.engagement) as bigint) as tasks_with_unknown_engagement,
-        cast(sum({{ tasks }}.reach) as bigint) as reach,
+        cast(sum({{ tasks }}.reach) as numeric(38, 0)) as reach,
         cast(count({{ tasks }}.task_key) - count({{ tasks }}.reach) as bigint) as tasks_with_unknown_reach,
         cast(
             round(
@@ -21,6 +23,6 @@
                 / nullif(sum({{ tasks }}.reach) filter (where {{ tasks }}.engagement is not null), 0),
                 6
             )
-            as numeric(18, 6)
+            as numeric(38, 6)
         ) as engagement_rate
 {%- endmacro %}

@@ -34,7 +34,7 @@ final as (
         cast(count(*) as bigint) as task_count,
         cast(count(reach) as bigint) as tasks_with_reach,
         cast(round(avg(reach), 2) as numeric(20, 2)) as average_reach,
-        cast(coalesce(sum(reach), 0) as bigint) as total_reach
+        cast(coalesce(sum(reach), 0) as numeric(38, 0)) as total_reach
 
     from joined
     group by 1, 2, 3

@@ -66,7 +66,7 @@ final as (
         brands.brand,
         attributed.platform,
         cast(count(*) as bigint) as program_count,
-        cast(sum(attributed.attributed_sales) as numeric) as attributed_sales,
+        cast(round(sum(attributed.attributed_sales), 6) as numeric(38, 6)) as attributed_sales,
         cast(round(avg(attributed.attributed_sales), 6) as numeric(38, 6)) as average_attributed_sales,
         cast(count(*) filter (where attributed.is_z_score_outlier) as bigint) as z_score_outlier_programs,
         cast(count(*) filter (where attributed.is_iqr_outlier) as bigint) as iqr_outlier_programs

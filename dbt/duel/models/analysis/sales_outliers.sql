@@ -99,7 +99,7 @@ final as (
         brand_id,
         brand,
         platform,
-        cast(total_sales_attributed as numeric) as total_sales_attributed,
+        total_sales_attributed,
         cast(round(z_score, 6) as numeric(18, 6)) as z_score,
         cast(round(first_quartile, 6) as numeric(38, 6)) as q1,
         cast(round(third_quartile, 6) as numeric(38, 6)) as q3,

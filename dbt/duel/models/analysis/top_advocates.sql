@@ -18,7 +18,7 @@ sales as (
 
     select
         user_key,
-        sum(total_sales_attributed) as total_sales_attributed
+        cast(sum(total_sales_attributed) as numeric(38, 2)) as total_sales_attributed
 
     from programs
     where total_sales_attributed is not null
@@ -82,14 +82,14 @@ final as (
     select
         cast(ranking as text) as ranking,
         cast(rank as integer) as rank,
-        cast(value as numeric) as value,
+        cast(value as numeric(38, 2)) as value,
         user_key,
         user_id,
         name,
         email,
-        cast(engagement as bigint) as engagement,
-        cast(reach as bigint) as reach,
-        cast(total_sales_attributed as numeric) as total_sales_attributed
+        cast(engagement as numeric(38, 0)) as engagement,
+        cast(reach as numeric(38, 0)) as reach,
+        cast(total_sales_attributed as numeric(38, 2)) as total_sales_attributed
 
     from ranked
     where rank <= {{ limit }}
