@@ -205,14 +205,17 @@ class _ZipMember(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+    def read(self, size: int | None = -1) -> bytes:  # directly, not through readinto's copies
         if self.opened is None:
             if self.overlaps:  # several members over the same bytes: a zip bomb's trick
                 raise zipfile.BadZipFile("its data overlaps the next member's")
             if self.info.flag_bits & 0x1:
                 raise zipfile.BadZipFile("encrypted (no password is ever given)")
             self.opened = cast(BinaryIO, self.archive.open(self.info))
-        data = self.opened.read(len(target))
+        return self.opened.read(-1 if size is None else size)
+
+    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(target))
         target[: len(data)] = data
         return len(data)
 
