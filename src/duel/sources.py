@@ -214,8 +214,7 @@ def _iter_nested(stream: BinaryIO | bytes, path: str, name: str, size: int, dept
             members = zip_members(source)
         else:
             members = iter_members(decompressed(source, head), max_bytes, WANTED, NESTED_SUFFIXES)
-        left = max(budget - len(data or b""), 0)
-        yield from _iter_members(members, path + "/", depth + 1, max_bytes, left)
+        yield from _iter_members(members, path + "/", depth + 1, max_bytes, budget - len(data or b""))
     except ArchiveLimitError as exc:
         yield _defect(path, identity_path(name), "archive-too-large", str(exc), _kept(data, max_bytes), size)
     except _Broken as broken:
