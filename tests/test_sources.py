@@ -344,7 +344,7 @@ def test_iter_source_unreadable_members_are_defects_not_skips(tmp_path: Path) ->
         SourceFile("cut.tar/mixed/user_1.json", USER, 8, key_path="user_1.json"),
         SourceFile("cut.tar", cut, 1600, key_path="cut.tar",
                    defect="unreadable-archive: corrupt after 1 member (unexpected end of archive)"),
-        SourceFile("broken.json.gz", truncated, len(truncated), key_path="broken.json.gz",
+        SourceFile("broken.json.gz", truncated, len(truncated), key_path="broken.json",
                    defect="unreadable-member: Compressed file ended before the end-of-stream marker was reached"),
         SourceFile("dump.ndjson.xz", b"\xfd7zXZ\x00 truncated", 16, key_path="dump.ndjson.xz",
                    defect="unreadable-member: Corrupt input data"),

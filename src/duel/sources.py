@@ -228,13 +228,14 @@ def _iter_packed(stream: BinaryIO | bytes, path: str, name: str, size: int, max_
                  budget: int) -> Iterator[SourceFile]:
     """An NDJSON member (one document per line) or a compressed JSON member."""
     data, count = None, 0
-    key_path = identity_path(name)
+    lines = name.lower().endswith(NDJSON_SUFFIXES)
+    key_path = identity_path(name if lines else name.rsplit(".", 1)[0])  # a .json.gz is keyed as its .json
     try:
         source, head, data = hold(stream, size, min(budget, max_bytes))
         unpacked = decompressed(source, head)
-        if not name.lower().endswith(NDJSON_SUFFIXES):  # a compressed JSON file
+        if not lines:  # a compressed JSON file
             document, length = read_bounded(unpacked, max_bytes)
-            yield SourceFile(path, document, length, None, document is None, identity_path(name.rsplit(".", 1)[0]))
+            yield SourceFile(path, document, length, None, document is None, key_path)
             return
         for number, line, length in iter_lines(unpacked, max_bytes):
             count += 1
