@@ -166,10 +166,11 @@ def tar_bytes(files: dict[str, bytes], mode: str = "w") -> bytes:
 
 
 def zip_bytes(files: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    """A zip of `files`, the same bytes for the same files (a fixed time on every member)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", method) as archive:
         for name, data in files.items():
-            archive.writestr(name, data)
+            archive.writestr(zipfile.ZipInfo(name, date_time=(2025, 7, 23, 15, 38, 2)), data, compress_type=method)
     return buffer.getvalue()
 
 
@@ -345,7 +346,7 @@ def test_iter_source_unreadable_members_are_defects_not_skips(tmp_path: Path) ->
         SourceFile("cut.tar/mixed/user_1.json", USER, 8, key_path="user_1.json"),
         SourceFile("cut.tar", cut, 1600, key_path="cut.tar",
                    defect="unreadable-archive: corrupt after 1 member (unexpected end of archive)"),
-        SourceFile("broken.json.gz", truncated, len(truncated), key_path="broken.json.gz",
+        SourceFile("broken.json.gz", truncated, len(truncated), key_path="broken.json",
                    defect="unreadable-member: Compressed file ended before the end-of-stream marker was reached"),
         SourceFile("dump.ndjson.xz", b"\xfd7zXZ\x00 truncated", 16, key_path="dump.ndjson.xz",
                    defect="unreadable-member: Corrupt input data"),
@@ -462,3 +463,30 @@ def test_iter_source_encrypted_zip_member_is_a_defect(tmp_path: Path) -> None:
                    defect="unreadable-member: encrypted (no password is ever given)"),
         SourceFile("open.json", b"{}", 2, key_path="open.json"),
     ]
+
+
+def test_iter_source_names_do_not_depend_on_the_size_limit(tmp_path: Path) -> None:
+    """The same files, by name, whatever DUEL_MAX_FILE_BYTES (check_shards lists the input with
+    a limit of 0): a small zip comes read from its tar, a large one streamed, and either is held
+    only within what is left of MAX_HELD_BYTES, so a zip's fate does not depend on the limit."""
+    small_zip = zip_bytes({"s.json": os.urandom(16 << 10)}, zipfile.ZIP_STORED)  # 16 KiB: read with its tar
+
+    def held_tar(filler: int) -> bytes:
+        return tar_bytes({"filler.txt": bytes(filler), "small.zip": small_zip, "dump.ndjson": b"{}\n\n[]\n"})
+
+    first = MAX_HELD_BYTES - (1 << 20)
+    largest = MAX_HELD_BYTES // tarfile.RECORDSIZE * tarfile.RECORDSIZE  # a tar is whole records
+    held = held_tar(first + largest - len(held_tar(first)))
+    assert len(held) == largest  # held: MAX_HELD_BYTES - 8 KiB; the small zip does not fit in the rest
+    path = write(tmp_path / "input.zip", zip_bytes({
+        "held.tar": held, "u.json.gz": gzip.compress(b"{}"),
+        "deep.tar": nest(["deep.tar", "a.zip", "b.tar", "c.tar.gz"], {"u.json": b"{}"})}))
+    files = list(iter_source(path, max_bytes=100_000))
+    assert [f.name for f in iter_source(path, max_bytes=0)] == [f.name for f in files] == [
+        "held.tar/filler.txt", "held.tar/small.zip", "held.tar/dump.ndjson:1", "held.tar/dump.ndjson:3",
+        "u.json.gz", "deep.tar/u.json", "deep.tar/a.zip/u.json", "deep.tar/a.zip/b.tar/u.json",
+        "deep.tar/a.zip/b.tar/c.tar.gz"]
+    assert [f.defect for f in files if f.defect] == [
+        f"archive-too-large: {len(small_zip):,} bytes; a zip inside an archive is read in memory, where nested "
+        f"archives hold 33,554,432 bytes at most ({MAX_HELD_BYTES - largest:,} left)",
+        "archive-too-deep: an archive inside 4 archives; they are read 3 deep"]

@@ -107,9 +107,10 @@ def read_bounded(stream: BinaryIO, limit: int) -> tuple[bytes | None, int]:
 def hold(stream: BinaryIO | bytes, size: int, budget: int) -> tuple[BinaryIO, bytes, bytes | None]:
     """(a stream of a member, its first bytes, its bytes if held): read whole into memory when
     its size fits the budget (a zip needs that, and a corrupt member can then be kept), else
-    left a stream. Bytes already read are held as they are."""
+    left a stream. Bytes already read count as held only within the budget too, so that what is
+    held never depends on how the member came."""
     if isinstance(stream, bytes):
-        return io.BytesIO(stream), stream[:MAGIC_BYTES], stream
+        return io.BytesIO(stream), stream[:MAGIC_BYTES], stream if len(stream) <= budget else None
     if size <= budget:
         data, _length = read_bounded(stream, budget)
         if data is None:  # longer than its declared size: the readers bound that, but say so if not
@@ -205,14 +206,17 @@ class _ZipMember(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+    def read(self, size: int | None = -1) -> bytes:  # directly, not through readinto's copies
         if self.opened is None:
             if self.overlaps:  # several members over the same bytes: a zip bomb's trick
                 raise zipfile.BadZipFile("its data overlaps the next member's")
             if self.info.flag_bits & 0x1:
                 raise zipfile.BadZipFile("encrypted (no password is ever given)")
             self.opened = cast(BinaryIO, self.archive.open(self.info))
-        data = self.opened.read(len(target))
+        return self.opened.read(-1 if size is None else size)
+
+    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(target))
         target[: len(data)] = data
         return len(data)
 

@@ -238,8 +238,7 @@ def _iter_nested(stream: BinaryIO | bytes, path: str, name: str, size: int, dept
             members = zip_members(source)
         else:
             members = iter_members(decompressed(source, head), max_bytes, WANTED, NESTED_SUFFIXES)
-        left = max(budget - len(data or b""), 0)
-        yield from _iter_members(members, path + "/", depth + 1, max_bytes, left)
+        yield from _iter_members(members, path + "/", depth + 1, max_bytes, budget - len(data or b""))
     except ArchiveLimitError as exc:
         yield _defect(path, identity_path(name), "archive-too-large", str(exc), _kept(data, max_bytes), size)
     except _Broken as broken:
@@ -253,13 +252,14 @@ def _iter_packed(stream: BinaryIO | bytes, path: str, name: str, size: int, max_
                  budget: int) -> Iterator[SourceFile]:
     """An NDJSON member (one document per line) or a compressed JSON member."""
     data, count = None, 0
-    key_path = identity_path(name)
+    lines = name.lower().endswith(NDJSON_SUFFIXES)
+    key_path = identity_path(name if lines else name.rsplit(".", 1)[0])  # a .json.gz is keyed as its .json
     try:
         source, head, data = hold(stream, size, min(budget, max_bytes))
         unpacked = decompressed(source, head)
-        if not name.lower().endswith(NDJSON_SUFFIXES):  # a compressed JSON file
+        if not lines:  # a compressed JSON file
             document, length = read_bounded(unpacked, max_bytes)
-            yield SourceFile(path, document, length, None, document is None, identity_path(name.rsplit(".", 1)[0]))
+            yield SourceFile(path, document, length, None, document is None, key_path)
             return
         for number, line, length in iter_lines(unpacked, max_bytes):
             count += 1
