@@ -13,7 +13,7 @@ import unicodedata
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ ISO = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2
                  re.IGNORECASE)
 PLATFORMS = ("instagram", "tiktok", "facebook")
 BIGINT_MAX = 2**63 - 1
+CENT = Decimal("0.01")
 MISSING = object()
 
 
@@ -168,10 +169,12 @@ def count_value(value: Any) -> tuple[str | None, int | None]:
 
 
 def sales_value(value: Any) -> tuple[str | None, Decimal | None]:
+    """total_sales_attributed: (defect, amount rounded to cents, half away from zero)."""
     defect, number = _number(value, ("no-data",))
     if defect or number is None:
         return defect, None
-    return ("negative", number) if number < 0 else (None, number)
+    cents = number.quantize(CENT, rounding=ROUND_HALF_UP)
+    return ("negative", cents) if number < 0 else (None, cents)
 
 
 @dataclass
