@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 export DBT_PROFILES_DIR := $(CURDIR)/dbt/duel
 
 .DEFAULT_GOAL := help
-.PHONY: help install run data test lock db-start db-stop db-status clean airflow airflow-up test-airflow
+.PHONY: help install run data test test-fast lock db-start db-stop db-status clean airflow airflow-up test-airflow
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -21,9 +21,11 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv  # uv: the same pins, minutes faster
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@# the notebooks' kernel "duel" (this venv's python): `jupyter nbconvert --execute` works after `make run`
+	$(BIN)/python -m ipykernel install --sys-prefix --name duel --display-name "Python (duel)" >/dev/null
 	touch $@
 
-install: $(VENV)/.installed ## Create .venv and install the pinned dependencies
+install: $(VENV)/.installed ## Create .venv, install the pinned dependencies, register the notebooks' kernel "duel"
 
 DEMO := data.tar.gz
 
@@ -36,8 +38,15 @@ data: $(DEMO) ## Generate a demo ./data.tar.gz if there is none (never overwrite
 run: install $(if $(filter $(DEMO),$(DATA)),$(DEMO)) ## Start the embedded Postgres, ingest ./data.tar.gz (or DATA=...), build, report, summarise
 	$(BIN)/duel run $(DATA)
 
+# -v: each test's name as it starts and its result as it ends (a long test is never silent);
+# --durations: the slowest tests at the end.
+PYTEST_PROGRESS ?= -v --durations=15
+
 test: install browser ## Run the whole test suite (real Postgres, real dbt, real dataset from ../shared)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_PROGRESS) $(PYTEST_ARGS)
+
+test-fast: install ## The suite without the tests marked slow (dbt builds, notebooks, end-to-end runs): the edit-test loop
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_PROGRESS) $(PYTEST_ARGS)
 
 .PHONY: test-py312
 # pyenv's 3.12 first (its shim only works when 3.12 is selected), then any python3.12 that runs.
@@ -52,10 +61,12 @@ test-py312: browser ## Run the fast suite (not marked slow) on Python 3.12 in .v
 	.venv-py312/bin/python -m pytest -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
 
 .PHONY: browser
-browser: ## Install Debian's chromium for the report test, if /usr/bin/chromium is missing
+browser: ## Install Debian's chromium for the report test (apt, no recommends), if /usr/bin/chromium is missing
 	@test -x /usr/bin/chromium || { \
+		echo "installing chromium with apt (--no-install-recommends, about 25 packages) for the report test"; \
 		sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq chromium; }
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+			--no-install-recommends chromium; }
 
 lock: ## Regenerate requirements.txt from pyproject.toml
 	$(BIN)/python -m pip install --quiet uv
@@ -74,7 +85,7 @@ db-status: install ## Say what answers at PGHOST:PGPORT
 .PHONY: dbt-build
 dbt-build: install ## dbt build from the terminal (what `cd dbt/duel && dbt build` does; DB must hold data)
 	$(BIN)/duel db start
-	cd dbt/duel && $(abspath $(BIN))/dbt build
+	eval "$$($(BIN)/duel db env)" && cd dbt/duel && $(abspath $(BIN))/dbt build
 
 # --- notebooks: JupyterLab (the `notebooks` extra, pinned where it meets requirements.txt) ------
 NOTEBOOK_PORT ?= 8888
@@ -85,9 +96,10 @@ $(VENV)/.notebooks: $(VENV)/.installed
 	$(BIN)/python -m ipykernel install --sys-prefix --name duel --display-name "Python (duel)"
 	touch $@
 
+# answer_yes: the first Ctrl-C stops JupyterLab (no "Shutdown this Jupyter server (y/[n])?" prompt).
 notebooks: $(VENV)/.notebooks ## JupyterLab on http://127.0.0.1:8888 with this venv's kernel "duel" (Ctrl-C stops)
 	$(BIN)/jupyter lab --ip 127.0.0.1 --port $(NOTEBOOK_PORT) --notebook-dir "$(CURDIR)" \
-		$$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+		--ServerApp.answer_yes=True $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 # --- Airflow: optional, in its own venv so the core install stays light -------------------------
 # requirements-airflow.txt: the `airflow` extra locked together with duel's own dependencies (~200
@@ -139,6 +151,8 @@ bench-lock: install ## Regenerate bench/requirements.txt (the main dependencies 
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
 	$(BIN)/uv pip compile pyproject.toml --extra bench --universal --python-version 3.11 -o bench/requirements.txt --quiet
 
-clean: ## Stop the server and remove .venv, .duel and out/ (keeps data.tar.gz)
+clean: ## Stop the server; delete .venv, out/ and .duel: the embedded Postgres with EVERY database in it (keeps data.tar.gz)
 	-test -x $(BIN)/duel && $(BIN)/duel db stop
+	@test ! -d .duel/pgdata || echo "make clean: deleting .duel/pgdata, duel's embedded Postgres with every \
+	database in it (duel, duel_demo, ...); data.tar.gz and any other Postgres are kept"
 	rm -rf $(VENV) .duel out

@@ -5,11 +5,13 @@
 - Ingest fans out over N shards of the input (`shards` param, default 4). Each shard is its own
   idempotent batch, so workers share the load and a failed shard retries alone; `check_shards`
   then proves the shards together saw every file of the input (`duel.shards`).
-- dbt: one task running `dbt build` (models, snapshot, tests, unit tests) through
-  `duel.transform.build_models`, exactly as `duel run` does. Per-model Cosmos tasks cost a dbt
+- Every task is one call of a `duel.pipeline` stage function, the ones `duel run` calls (dbt:
+  `transform_stage`, the production build: models, snapshot, data tests; unit tests run in
+  `duel transform` and CI). Per-model Cosmos tasks cost a dbt
   start-up each (measured ~25 s a model here, ~9 min a run); see the README's Airflow section.
 - Connection: the PG* variables of the worker's environment, the ones duel, psql and dbt's
-  profiles.yml read; nothing is written here. Input: the run's `data` param, else DUEL_DATA.
+  profiles.yml read, else what duel recorded in DUEL_HOME (its server's address; the database
+  `prepare` chose for the data); nothing is written here. Input: the run's `data` param, else DUEL_DATA.
 - Every task retries with exponential backoff (the shard check excepted: a count that does not
   add up will not add up on a retry); failed attempts are announced through `duel.notify`.
 - Import does no work beyond reading settings from the environment.
@@ -18,6 +20,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,27 @@ def announce_failure(context: dict[str, Any]) -> None:
     retrying = ", will retry" if ti.try_number <= ti.max_tries else ""
     notify_failure(load_settings(), step=f"{ti.task_id} (Airflow try {ti.try_number}{retrying})",
                    error=str(context.get("exception") or "failed"))
+
+
+def fail_fast_unless_transient(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A duel error that a retry cannot mend (a bad setting or input, a refused statement, a
+    refused mass delete) fails the task at once; transient ones (the database unreachable, the
+    ingest lock held) go through the retries (`DuelError.transient`)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from airflow.exceptions import AirflowFailException
+
+        from duel.exceptions import DuelError
+
+        try:
+            return func(*args, **kwargs)
+        except DuelError as error:
+            if error.transient:
+                raise
+            raise AirflowFailException(str(error)) from error
+
+    return wrapper
 
 
 def input_path(params: dict[str, Any]) -> Path:
@@ -76,16 +101,22 @@ def run_settings(params: dict[str, Any]) -> Any:
 )
 def duel_pipeline() -> None:
     @task
+    @fail_fast_unless_transient
     def prepare(params: dict[str, Any] | None = None) -> list[str]:
-        """Database up (the embedded one if nothing answers), raw schema in place; plan the shards."""
-        from duel import db
+        """Database up (the embedded one if nothing answers), raw schema in place; plan the shards.
+        The database follows the data as in `duel run` (the demo's is duel_demo unless PGDATABASE is
+        set) and is recorded in DUEL_HOME, where the later tasks' settings find it."""
+        from duel.pipeline import database_stage, settings_for_data
         from duel.shards import plan_shards
 
         assert params is not None
-        db.ensure_ready(load_settings())
-        return [spec.label for spec in plan_shards(input_path(params), params["shards"])]
+        data = input_path(params)
+        settings, demo = settings_for_data(load_settings(), data)
+        database_stage(settings, data, demo)
+        return [spec.label for spec in plan_shards(data, params["shards"])]
 
     @task
+    @fail_fast_unless_transient
     def ingest_shard(shard: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         from duel.shards import ShardSpec, ingest_shard
 
@@ -109,22 +140,25 @@ def duel_pipeline() -> None:
         return summary
 
     @task
+    @fail_fast_unless_transient
     def dbt_build() -> str:
-        from duel.transform import build_models
+        from duel.pipeline import transform_stage
 
-        return build_models(load_settings()).describe()
+        return transform_stage(load_settings()).describe()
 
     @task
+    @fail_fast_unless_transient
     def report() -> str:
-        from duel.report import build_report
+        from duel.pipeline import report_stage
 
-        return str(build_report(load_settings()).path)
+        return str(report_stage(load_settings()))
 
     @task
+    @fail_fast_unless_transient
     def export() -> str:
-        from duel.export import export_models
+        from duel.pipeline import export_stage
 
-        return str(export_models(load_settings()).manifest)
+        return str(export_stage(load_settings()).manifest)
 
     @task
     def notify(summary: dict[str, Any], report_path: str) -> str:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,8 +62,14 @@ def pg_server(pg_home: Path) -> Iterator[Settings]:
     )
     server.start(settings)
     db.ensure_ready(settings)
+    # A throwaway server: Postgres' own non-durable settings for tests (each test creates a database,
+    # which otherwise waits on fsync; a crash loses nothing we keep). Tests of crashes use their own.
+    with psycopg.connect(**settings.conninfo(), autocommit=True) as conn:  # type: ignore[arg-type]
+        for name in ("fsync", "synchronous_commit", "full_page_writes"):
+            conn.execute(f"alter system set {name} = off")
+        conn.execute("select pg_reload_conf()")
     yield settings
-    server.stop(settings)
+    server.stop(settings, immediate=True)  # its data directory is deleted next: no checkpoint
 
 
 @pytest.fixture
@@ -130,3 +137,29 @@ def real_built(pg_server: Settings, real_data: Path, tmp_path_factory: pytest.Te
     ingest(built, real_data)
     build_models(built)
     return built
+
+
+@pytest.fixture
+def squatter() -> Iterator[int]:
+    """A program that holds a port and answers with something that is not Postgres."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    server.close()

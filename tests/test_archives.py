@@ -1,16 +1,24 @@
 """Hostile archives: members that escape, links, devices and FIFOs are skipped and reported; the
-ingest writes no file anywhere; a gzip bomb is stopped by the size limit without being held."""
+ingest writes no file anywhere; gzip, bzip2, xz and zip bombs and archives nested deep are
+stopped by the limits without being held; and duel.archives' bounded reads."""
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
 import json
+import lzma
 import tarfile
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
-from conftest import query
+import pytest
+from conftest import query, run_cli
 from test_hostile import CORPUS, ingest_cli, ledger, peak_rss_mb
 
+from duel.archives import compression, iter_lines, read_bounded
 from duel.settings import Settings
 
 USER = (CORPUS / "crlf.json").read_bytes()
@@ -134,3 +142,192 @@ class _Zeros(io.RawIOBase):
         self.left -= n
         return n
 
+
+
+# --- duel.archives: formats told by magic number, reads bounded ---------------------------------
+
+@pytest.mark.parametrize(("data", "kind"), [
+    (gzip.compress(b"{}"), "gzip"),
+    (bz2.compress(b"{}"), "bzip2"),
+    (bz2.compress(b""), "bzip2"),
+    (lzma.compress(b"{}"), "xz"),
+    (b"BZh9 is a member name, not bzip2", None),
+    (b'{"a": 1}', None),
+    (b"", None),
+])
+def test_compression_is_told_by_magic_number(data: bytes, kind: str | None) -> None:
+    assert compression(data[:10]) == kind
+
+
+def test_read_bounded_reads_one_byte_over_the_limit_at_most() -> None:
+    stream = io.BytesIO(b"x" * 1000)
+    assert read_bounded(io.BytesIO(b"x" * 10), 10) == (b"x" * 10, 10)
+    assert read_bounded(stream, 10) == (None, 11)
+    assert stream.tell() == 11
+    assert read_bounded(io.BytesIO(b""), 10) == (b"", 0)
+
+
+def test_iter_lines_skips_blank_and_bounds_long_lines() -> None:
+    stream = io.BytesIO(b"{}\n\n" + b"y" * 40 + b"\n \t \n" + b" " * 40 + b"\n[]")
+    assert list(iter_lines(stream, limit=10)) == [(1, b"{}\n", 3), (3, None, 41), (6, b"[]", 2)]
+
+
+# --- bombs: peak memory of a real `duel ingest` ----------------------------------------------
+
+MiB = 1 << 20
+
+
+def packed_tar(members: list[tuple[str, int | bytes]], compress: Callable[[bytes], bytes]) -> bytes:
+    """A compressed tar whose members given as a size are that many zero bytes, built without
+    holding them: the tar is compressed piece by piece into concatenated streams (gzip, bzip2
+    and xz readers read them as one), the same 1 MiB of zeros compressed once."""
+    zeros = compress(bytes(MiB))
+    pieces = []
+    for name, data in members:
+        info = tarfile.TarInfo(name)
+        info.size = data if isinstance(data, int) else len(data)
+        pieces.append(compress(info.tobuf(tarfile.GNU_FORMAT)))
+        if isinstance(data, int):
+            assert data % MiB == 0
+            pieces.extend([zeros] * (data // MiB))
+        else:
+            pieces.append(compress(data.ljust(-(-len(data) // 512) * 512, b"\x00")))
+    pieces.append(compress(bytes(1024)))
+    return b"".join(pieces)
+
+
+@pytest.mark.parametrize(("suffix", "compress"), [(".tar.bz2", bz2.compress), (".tar.xz", lzma.compress)])
+def test_ingest_bzip2_and_xz_bombs_are_stopped_by_the_size_limit(
+        settings: Settings, tmp_path: Path, suffix: str, compress: Callable[[bytes], bytes]) -> None:
+    """160 MiB of zeros in a few kB: quarantined as too large while streaming, never held."""
+    data = tmp_path / f"bomb{suffix}"
+    data.write_bytes(packed_tar([("bomb.json", 160 * MiB), ("after.json", USER)], compress))
+    assert data.stat().st_size < 64 << 10
+    peak, stdout = peak_rss_mb(settings, data)
+    assert json.loads(stdout) == {"batch_id": 1, "files_seen": 2, "loaded": 1, "repaired": 0,
+                                  "quarantined": 1, "skipped": 0, "unchanged": 0, "deleted": 0, "keyless": 0}
+    assert query(settings, "select source_name, reason, byte_size from raw.quarantine") == [
+        ("bomb.json", "too-large", 160 * MiB)]
+    assert peak < 128
+
+
+def test_ingest_zip_bomb_is_stopped_by_the_size_limit(settings: Settings, tmp_path: Path) -> None:
+    """A member declaring its 256 MiB is quarantined from its size; one declaring 16 MiB (under
+    the limit) that inflates to 64 MiB is read to 16 MiB and no further, and fails its CRC;
+    compressed members inflating to 512 MiB are read to one byte over the limit; none is held."""
+    data = tmp_path / "bomb.zip"
+    packed = gzip.compress(bytes(MiB)) * 512  # 512 MiB of zeros: gzip members, one after another
+    with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for name, size in (("liar.json", 64 * MiB), ("bomb.json", 256 * MiB)):
+            with archive.open(name, "w", force_zip64=True) as member:
+                for _ in range(size // MiB):
+                    member.write(bytes(MiB))
+        archive.writestr("bomb.json.gz", packed)
+        archive.writestr("bomb.ndjson.gz", packed)
+        archive.writestr("after.json", USER)
+    lying = bytearray(data.read_bytes())  # the liar is the first member: zipfile reads its central size
+    at = lying.index(b"PK\x01\x02")
+    lying[at + 24 : at + 28] = (16 * MiB).to_bytes(4, "little")
+    data.write_bytes(bytes(lying))
+    assert data.stat().st_size < 4 * MiB
+    peak, stdout = peak_rss_mb(settings, data)
+    assert json.loads(stdout) == {"batch_id": 1, "files_seen": 5, "loaded": 1, "repaired": 0,
+                                  "quarantined": 4, "skipped": 0, "unchanged": 0, "deleted": 0, "keyless": 0}
+    assert query(settings, "select source_name, reason, detail, byte_size from raw.quarantine order by 1") == [
+        ("bomb.json", "too-large", f"{256 * MiB} bytes is over the size limit (DUEL_MAX_FILE_BYTES)", 256 * MiB),
+        ("bomb.json.gz", "too-large", f"{32 * MiB + 1} bytes is over the size limit (DUEL_MAX_FILE_BYTES)",
+         32 * MiB + 1),
+        ("bomb.ndjson.gz:1", "too-large", f"{512 * MiB} bytes is over the size limit (DUEL_MAX_FILE_BYTES)",
+         512 * MiB),
+        ("liar.json", "unreadable-member", "Bad CRC-32 for file 'liar.json'", 16 * MiB),
+    ]
+    assert peak < 128
+
+
+def test_ingest_archives_nested_deep_are_bounded(settings: Settings, tmp_path: Path) -> None:
+    """Three archives of 29 MiB, one inside another (held together they would take 87 MiB), a
+    512 MiB bomb three archives down, and a fourth level: the first is held in memory, the others
+    streamed, the bomb quarantined as too large, the fourth as too deep; under 128 MB."""
+    l4 = tar_bytes({"u4.json": USER})
+    l3 = tar_bytes({"zeros.txt": bytes(29 * MiB), "u3.json": USER, "l4.tar": l4})
+    l2 = tar_bytes({"l3.tar": l3, "u2.json": USER})
+    l1 = tar_bytes({"l2.tar": l2, "u1.json": USER})
+    bomb = packed_tar([("bomb.json", 512 * MiB), ("after.json", USER)], gzip.compress)
+    data = tmp_path / "deep.tar.gz"
+    with tarfile.open(data, "w:gz", compresslevel=1) as archive:
+        add(archive, "l1.tar", l1)
+        add(archive, "b1.tar", tar_bytes({"b2.zip": zip_bytes({"b3.tar.gz": bomb})}))
+    assert data.stat().st_size < 4 * MiB
+    peak, stdout = peak_rss_mb(settings, data)
+    assert json.loads(stdout) == {"batch_id": 1, "files_seen": 7, "loaded": 4, "repaired": 0,
+                                  "quarantined": 2, "skipped": 1, "unchanged": 0, "deleted": 0, "keyless": 0}
+    assert ledger(settings) == {
+        "l1.tar/l2.tar/l3.tar/zeros.txt": ("skipped", "not-json"),
+        "l1.tar/l2.tar/l3.tar/u3.json": ("loaded", None),
+        "l1.tar/l2.tar/l3.tar/l4.tar": ("quarantined", "archive-too-deep"),
+        "l1.tar/l2.tar/u2.json": ("loaded", None),
+        "l1.tar/u1.json": ("loaded", None),
+        "b1.tar/b2.zip/b3.tar.gz/bomb.json": ("quarantined", "too-large"),
+        "b1.tar/b2.zip/b3.tar.gz/after.json": ("loaded", None),
+    }
+    assert query(settings, "select source_name, content from raw.quarantine where reason = 'archive-too-deep'") == [
+        ("l1.tar/l2.tar/l3.tar/l4.tar", l4)]
+    assert peak < 128
+
+
+def test_ingest_corrupt_nested_archive_is_quarantined_and_strict_fails(settings: Settings, tmp_path: Path) -> None:
+    """A nested archive that cannot be read is quarantined with its bytes and the reason, never
+    skipped: `--strict` exits 2 on it; what is readable around it loads."""
+    garbage = b"\x1f\x8b\x08\x00 this is no gzip stream"
+    data = tmp_path / "dump.zip"
+    data.write_bytes(zip_bytes({"mixed/user_1.json": USER, "mixed/more.tar.gz": garbage}))
+    result = run_cli(settings, "ingest", str(data), "--json", "--strict")
+    assert (result.returncode, json.loads(result.stdout)) == (2, {
+        "batch_id": 1, "files_seen": 2, "loaded": 1, "repaired": 0, "quarantined": 1, "skipped": 0,
+        "unchanged": 0, "deleted": 0, "keyless": 0})
+    assert query(settings, "select source_name, reason, detail, byte_size, content from raw.quarantine") == [
+        ("mixed/more.tar.gz", "unreadable-archive", "Error -3 while decompressing data: invalid stored block lengths",
+         len(garbage), garbage)]
+
+
+@pytest.mark.parametrize("suffix", [".zip", ".tar.xz"])
+def test_ingest_real_dataset_repacked_gives_the_same_rows(settings: Settings, pg_server: Settings, real_data: Path,
+                                                          tmp_path: Path, suffix: str) -> None:
+    """The real 10,000 files repacked as a zip and as a tar.xz load exactly as from the tar.gz."""
+    from duel import db
+    from duel.load import ingest
+
+    repacked = tmp_path / f"real{suffix}"
+    with tarfile.open(real_data) as source:
+        if suffix == ".zip":
+            with zipfile.ZipFile(repacked, "w", zipfile.ZIP_DEFLATED) as archive:
+                for member in source:
+                    if member.isfile():
+                        archive.writestr(member.name, source.extractfile(member).read())  # type: ignore[union-attr]
+        else:
+            with tarfile.open(repacked, "w:xz", preset=1) as archive:
+                for member in source:
+                    archive.addfile(member, source.extractfile(member) if member.isfile() else None)
+    other = pg_server.with_overrides(pg_database=settings.pg_database + "_repacked")
+    db.ensure_ready(other)
+    assert ingest(settings, real_data).summary() == ingest(other, repacked).summary() == {
+        "batch_id": 1, "files_seen": 10000, "loaded": 10000, "repaired": 222, "quarantined": 0, "skipped": 0,
+        "unchanged": 0, "deleted": 0, "keyless": 0}
+    rows = "select source_name, content_sha256, parse_status, repair, document from raw.user_documents order by 1"
+    assert query(settings, rows) == query(other, rows)
+
+
+def tar_bytes(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in files.items():
+            add(archive, name, data)
+    return buffer.getvalue()
+
+
+def zip_bytes(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()

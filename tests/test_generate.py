@@ -10,11 +10,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
-from conftest import run_cli
+from conftest import query, run_cli
 
 from duel.exceptions import DuelError
-from duel.generate import Written, _template, write_dataset
+from duel.generate import Written, _template, is_demo, write_dataset
 from duel.load import ingest
 from duel.settings import Settings
 
@@ -96,7 +97,7 @@ def test_write_dataset_members_in_order(generated: tuple[Path, Written]) -> None
     path, written = generated
     with tarfile.open(path) as archive:
         members = archive.getmembers()
-    assert [m.name for m in members] == ["mixed"] + [f"mixed/user_{i}.json" for i in range(USERS)]
+    assert [m.name for m in members] == ["demo"] + [f"demo/demo_user_{i}.json" for i in range(USERS)]
     assert [(m.type, m.mode) for m in members[:2]] == [(tarfile.DIRTYPE, 0o775), (tarfile.REGTYPE, 0o664)]
     metadata = {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members}
     assert metadata == {(0, 0, "root", "root", 1753285082)}
@@ -201,25 +202,33 @@ def test_write_dataset_directory_same_files_as_archive(tmp_path: Path) -> None:
     archive = write_dataset(tmp_path / "a.tar", users=80, seed=9)
     folder = write_dataset(tmp_path / "out", users=80, seed=9)
     files = {p.relative_to(tmp_path / "out").as_posix(): p.read_bytes()
-             for p in (tmp_path / "out" / "mixed").iterdir()}
+             for p in (tmp_path / "out" / "demo").iterdir()}
     members = {name: data for name, data in read_members(archive.path).items() if name.endswith(".json")}
     assert files == members
     assert (folder.files, folder.malformed_names, folder.size) == (
         80, archive.malformed_names, sum(map(len, files.values())))
 
 
+@pytest.mark.parametrize("suffix", [".tar", ".tar.bz2", ".tbz2", ".tar.xz", ".txz"])
+def test_write_dataset_every_tar_compression_same_members(tmp_path: Path, suffix: str) -> None:
+    gz = write_dataset(tmp_path / "a.tar.gz", users=40, seed=9)
+    other = write_dataset(tmp_path / f"b{suffix}", users=40, seed=9)
+    assert read_members(other.path) == read_members(gz.path)
+    assert other.malformed_names == gz.malformed_names
+
+
 def test_write_dataset_refuses_a_directory_with_files(tmp_path: Path) -> None:
     write_dataset(tmp_path / "out", users=3, seed=1)
     with pytest.raises(DuelError) as error:
         write_dataset(tmp_path / "out", users=3, seed=1)
-    assert error.value.message == f"{tmp_path}/out/mixed already holds files; name a new or empty directory"
+    assert error.value.message == f"{tmp_path}/out/demo already holds files; name a new or empty directory"
 
 
 def test_write_dataset_refuses_a_file_name_it_cannot_write(tmp_path: Path) -> None:
     with pytest.raises(DuelError) as error:
         write_dataset(tmp_path / "data.json", users=3, seed=1)
-    assert error.value.message == (
-        f"{tmp_path}/data.json: write a .tar.gz, .tgz or .tar archive, or name a directory")
+    assert error.value.message == (f"{tmp_path}/data.json has the extension .json: name a .tar, .tar.gz/.tgz, "
+                                   ".tar.bz2/.tbz2 or .tar.xz/.txz archive (e.g. -o data.tar.gz), or a directory")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -250,5 +259,62 @@ def test_cli_generate_writes_and_reports(settings: Settings, tmp_path: Path) -> 
     target = tmp_path / "d.tar.gz"
     result = run_cli(settings, "generate", "--users", "50", "--seed", "1", "-o", str(target))
     assert (result.returncode, result.stdout, result.stderr) == (
-        0, "", f"wrote 50 files (4 malformed) to {target}\n")
+        0, "", f"wrote 50 demo files (4 malformed) to {target}\n")
     assert sha256(target) == sha256(write_dataset(tmp_path / "again.tar.gz", users=50, seed=1).path)
+
+
+# --- demo data is never taken for real data ----------------------------------------------------
+
+def test_is_demo_tells_demo_data_by_its_file_names(tmp_path: Path, generated: tuple[Path, Written],
+                                                   real_data: Path, real_dir: Path) -> None:
+    plain = write_dataset(tmp_path / "d.tar", users=3, seed=1).path
+    folder = write_dataset(tmp_path / "folder", users=3, seed=1).path
+    (tmp_path / "fake.tar.gz").write_text("not an archive")
+    (tmp_path / "demo_user_1.json").write_text("{}")
+    cases = {"generated .tar.gz": generated[0], "generated .tar": plain, "generated directory": folder,
+             "its demo/ folder": folder / "demo", "the real dump": real_data, "the real dump extracted": real_dir,
+             "a corrupt archive": tmp_path / "fake.tar.gz", "a single .json": tmp_path / "demo_user_1.json"}
+    assert {name: is_demo(path) for name, path in cases.items()} == {
+        "generated .tar.gz": True, "generated .tar": True, "generated directory": True, "its demo/ folder": True,
+        "the real dump": False, "the real dump extracted": False, "a corrupt archive": False,
+        "a single .json": False}
+
+
+def test_demo_goes_to_its_own_database_and_never_meets_the_real_data(
+        settings: Settings, tmp_path: Path, real_dir: Path) -> None:
+    """With PGDATABASE unset: the demo loads into duel_demo (and says so), real data (500 files of the
+    real dump) into duel, later commands use the last run's database, and no real user gets a demo
+    version."""
+    demo = write_dataset(tmp_path / "data.tar.gz", users=50, seed=1).path
+    real_slice = tmp_path / "real" / "mixed"
+    real_slice.mkdir(parents=True)
+    for path in sorted((real_dir / "mixed").glob("*.json"))[:500]:
+        (real_slice / path.name).write_bytes(path.read_bytes())
+    env = {"PGDATABASE": "", "DUEL_HOME": str(tmp_path / "home")}
+    try:
+        loaded = run_cli(settings, "ingest", str(demo), **env)
+        assert (loaded.returncode, loaded.stderr.splitlines()[-1]) == (0, (
+            "data:    the DEMO (made by `duel generate`), in database duel_demo; a real dump goes to duel"))
+        record = json.loads((tmp_path / "home" / "database.json").read_text())
+        assert (record["database"], record["demo"], record["source"]) == ("duel_demo", True, str(demo))
+        url = run_cli(settings, "db", "url", **env)
+        assert url.stdout == f"postgresql://postgres:***@127.0.0.1:{settings.pg_port}/duel_demo\n"
+        real = run_cli(settings, "ingest", str(real_slice.parent), "--json", **env)
+        assert (real.returncode, json.loads(real.stdout)["loaded"]) == (0, 500)
+        assert run_cli(settings, "db", "url", **env).stdout.endswith("/duel\n")
+        count = "select count(*), count(*) filter (where source_name like '%%demo_user_%%') from raw.user_documents"
+        assert (query(settings.with_overrides(pg_database="duel"), count),
+                query(settings.with_overrides(pg_database="duel_demo"), count)) == ([(500, 0)], [(50, 50)])
+    finally:
+        with psycopg.connect(**settings.conninfo("postgres"), autocommit=True) as conn:  # type: ignore[arg-type]
+            conn.execute("drop database if exists duel with (force)")
+            conn.execute("drop database if exists duel_demo with (force)")
+
+
+def test_demo_named_explicitly_stays_in_the_chosen_database(settings: Settings, tmp_path: Path) -> None:
+    demo = write_dataset(tmp_path / "data.tar.gz", users=5, seed=1).path
+    loaded = run_cli(settings, "ingest", str(demo), DUEL_HOME=str(tmp_path / "home"))
+    assert (loaded.returncode, loaded.stderr.splitlines()[-1]) == (0, (
+        f"data:    the DEMO (made by `duel generate`), in database {settings.pg_database}; a real dump goes to "
+        "another database"))
+    assert query(settings, "select count(*) from raw.user_documents") == [(5,)]

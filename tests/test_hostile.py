@@ -27,31 +27,38 @@ VERDICTS = {
     "big-numbers.json": ("loaded", None, None),
     "binary-garbage.json": ("quarantined", "nul-byte", None),
     "bom-only.json": ("quarantined", "empty", None),
-    "comment.json": ("quarantined", "repair-rewrites-content", "rewritten"),
+    "comment.json": ("repaired", None, "lossless"),
     "concatenated-objects.json": ("quarantined", "several-documents", None),
     "concatenated-second-truncated.json": ("quarantined", "several-documents", None),
     "crlf-truncated.json": ("repaired", None, "closed"),
     "crlf.json": ("loaded", None, None),
+    "depth-512.json": ("loaded", None, None),
+    "depth-513.json": ("quarantined", "too-deep", None),
     "duplicate-keys.json": ("loaded", None, None),
     "empty.json": ("quarantined", "empty", None),
     "escaped-emoji-pair.json": ("loaded", None, None),
     "latin1.json": ("quarantined", "not-utf8", None),
     "lone-surrogate-truncated.json": ("quarantined", "unrepairable", None),
     "lone-surrogate.json": ("quarantined", "unrepairable", None),
+    "lossless-mixed.json": ("repaired", None, "lossless"),
     "nan-literal.json": ("quarantined", "repair-rewrites-content", "rewritten"),
     "not-json.txt": ("skipped", "not-json", None),
     "nul-byte-in-string.json": ("quarantined", "nul-byte", None),
     "nul-escape-truncated.json": ("quarantined", "nul-character", None),
     "nul-escape.json": ("quarantined", "nul-character", None),
     "null.json": ("quarantined", "not-an-object", None),
+    "number-exponent-underflow.json": ("quarantined", "number-out-of-range", None),
+    "number-long-fraction.json": ("quarantined", "number-out-of-range", None),
+    "number-zero-huge-exponent.json": ("quarantined", "number-out-of-range", None),
+    "numbers-at-the-limits.json": ("loaded", None, None),
     "scalar-string.json": ("quarantined", "not-an-object", None),
-    "single-quotes.json": ("quarantined", "repair-rewrites-content", "rewritten"),
-    "trailing-comma.json": ("quarantined", "repair-rewrites-content", "rewritten"),
+    "single-quotes.json": ("repaired", None, "lossless"),
+    "trailing-comma.json": ("repaired", None, "lossless"),
     "truncated-mid-string.json": ("quarantined", "repair-incomplete", None),
-    "utf16-be-bom.json": ("repaired", None, "transcoded"),
-    "utf16-le-bom.json": ("repaired", None, "transcoded"),
+    "utf16-be-bom.json": ("repaired", None, "encoding"),
+    "utf16-le-bom.json": ("repaired", None, "encoding"),
     "utf16-le-no-bom.json": ("quarantined", "nul-byte", None),
-    "utf8-bom.json": ("repaired", None, "bom-stripped"),
+    "utf8-bom.json": ("repaired", None, "encoding"),
     "whitespace-only.json": ("quarantined", "empty", None),
     "zoë-unicode-name.json": ("loaded", None, None),
 }
@@ -119,7 +126,7 @@ def test_ingest_hostile_corpus_accounts_for_every_file(settings: Settings) -> No
     result = ingest_cli(settings, CORPUS)
     assert (result.returncode, result.stderr) == (0, "")
     summary = json.loads(result.stdout)
-    assert summary == {"batch_id": 1, "files_seen": 32, "loaded": 11, "repaired": 4, "quarantined": 20,
+    assert summary == {"batch_id": 1, "files_seen": 39, "loaded": 17, "repaired": 8, "quarantined": 21,
                        "skipped": 1, "unchanged": 0, "deleted": 0, "keyless": 0}
     assert ledger(settings) == ingest_verdicts()
     assert_summary_matches_tables(settings, summary)
@@ -142,14 +149,30 @@ def test_ingest_hostile_values_load_exactly(settings: Settings) -> None:
                      ("utf16-le-bom.json", "Zoë Ångström")]
 
 
+def test_ingest_lossless_repair_and_limits_load_exactly(settings: Settings) -> None:
+    ingest_cli(settings, CORPUS)
+    mixed = query(settings, "select document, repair from raw.user_documents where source_name = 'lossless-mixed.json'")
+    expected = json.loads((CORPUS / "comment.json").read_text().replace("/* who */ ", "").replace(
+        '"Ada Hostile"', '"Ada \\"the\\" Hostile"'))
+    assert mixed == [(expected, {"kind": "lossless", "fixes": ["comment", "single-quotes", "trailing-comma",
+                                                                "whitespace"]})]
+    limits = query(settings, "select (document #>> '{advocacy_programs,0,tasks_completed,0,likes}')::numeric"
+                             " = '1e-16383'::numeric, document #>> '{advocacy_programs,0,tasks_completed,0,reach}',"
+                             " length(document #>> '{advocacy_programs,0,total_sales_attributed}')"
+                             " from raw.user_documents where source_name = 'numbers-at-the-limits.json'")
+    assert limits == [(True, "0", 131072)]  # 9.99e131071: 131072 digits, stored exactly
+    deep = query(settings, "select document -> 'deep' from raw.user_documents where source_name = 'depth-512.json'")
+    assert deep == [(json.loads("[" * 511 + "]" * 511),)]  # 512 levels, the object itself the first
+
+
 def test_ingest_hostile_corpus_twice_changes_nothing(settings: Settings) -> None:
     ingest_cli(settings, CORPUS)
     before = query(settings, "select source_name, content_sha256, batch_id from raw.user_documents order by 1")
     again = json.loads(ingest_cli(settings, CORPUS).stdout)
-    assert again == {"batch_id": 2, "files_seen": 32, "loaded": 0, "repaired": 0, "quarantined": 20,
-                     "skipped": 1, "unchanged": 11, "deleted": 0, "keyless": 0}
+    assert again == {"batch_id": 2, "files_seen": 39, "loaded": 0, "repaired": 0, "quarantined": 21,
+                     "skipped": 1, "unchanged": 17, "deleted": 0, "keyless": 0}
     assert query(settings, "select source_name, content_sha256, batch_id from raw.user_documents order by 1") == before
-    assert table_counts(settings)["quarantine"] == 20  # the same bytes are not stored twice
+    assert table_counts(settings)["quarantine"] == 21  # the same bytes are not stored twice
 
 
 def test_ingest_real_dataset_with_hostile_corpus(settings: Settings, real_dir: Path, tmp_path: Path) -> None:
@@ -160,8 +183,8 @@ def test_ingest_real_dataset_with_hostile_corpus(settings: Settings, real_dir: P
     result = ingest_cli(settings, data)
     assert result.returncode == 0
     summary = json.loads(result.stdout)
-    assert summary == {"batch_id": 1, "files_seen": 10032, "loaded": 10011, "repaired": 226,
-                       "quarantined": 20, "skipped": 1, "unchanged": 0, "deleted": 0, "keyless": 0}
+    assert summary == {"batch_id": 1, "files_seen": 10039, "loaded": 10017, "repaired": 230,
+                       "quarantined": 21, "skipped": 1, "unchanged": 0, "deleted": 0, "keyless": 0}
     assert_summary_matches_tables(settings, summary)
     real = {p.relative_to(data).as_posix() for p in (data / "mixed").glob("*.json")}
     loaded = query(settings, "select source_name, count(*) from raw.user_documents"
@@ -171,6 +194,60 @@ def test_ingest_real_dataset_with_hostile_corpus(settings: Settings, real_dir: P
 
 
 # --- big cases, generated at test time ------------------------------------------------------
+
+def user_file(**values: str) -> bytes:
+    """A corpus user document with some values replaced by raw JSON text (`likes="1e-20000"`)."""
+    text = (CORPUS / "comment.json").read_text().replace("/* who */ ", "")
+    for key, value in values.items():
+        text = re.sub(rf'("{key}": )[^,\n]+', lambda m: m.group(1) + value, text, count=1)
+    return text.encode()
+
+
+# name -> (document, ledger status, reason): what Postgres numeric and jsonb take, at each limit
+# and one past it. Before they were checked while parsing, any one of the refused files failed
+# the whole batch at COPY ("value overflows numeric format").
+UNSTORABLE = {
+    "digits-131072.json": (user_file(likes="1" * 131072), "loaded", None),
+    "digits-131073.json": (user_file(likes="1" * 131073), "quarantined", "number-out-of-range"),
+    "exponent-at-limit.json": (user_file(likes="1e-16383"), "loaded", None),
+    "exponent-underflow.json": (user_file(likes="1e-20000"), "quarantined", "number-out-of-range"),
+    "zero-exponent-at-limit.json": (user_file(reach="0e1073741823"), "loaded", None),
+    "zero-huge-exponent.json": (user_file(reach="0e1073741824"), "quarantined", "number-out-of-range"),
+    "fraction-16384.json": (user_file(total_sales_attributed="0." + "1" * 16384), "quarantined",
+                            "number-out-of-range"),
+    "exponent-underflow-cut-short.json": (user_file(likes="1e-20000")[:-2], "quarantined",
+                                          "number-out-of-range"),
+    "depth-512.json": ((CORPUS / "depth-512.json").read_bytes(), "loaded", None),
+    "depth-513.json": ((CORPUS / "depth-513.json").read_bytes(), "quarantined", "too-deep"),
+    "depth-100000.json": (b"[" * 100_000 + b"]" * 100_000, "quarantined", "too-deep"),
+}
+
+
+def test_ingest_real_dataset_with_unstorable_files(settings: Settings, real_dir: Path, tmp_path: Path) -> None:
+    """The issue's case: the real dump plus files Postgres would refuse. Each refused file is
+    quarantined alone with its reason; every other file loads, the edge values exactly."""
+    data = tmp_path / "dump"
+    shutil.copytree(real_dir, data)
+    (data / "unstorable").mkdir()
+    for name, (content, _, _) in UNSTORABLE.items():
+        (data / "unstorable" / name).write_bytes(content)
+    result = ingest_cli(settings, data)
+    assert (result.returncode, result.stderr) == (0, "")
+    summary = json.loads(result.stdout)
+    assert summary == {"batch_id": 1, "files_seen": 10011, "loaded": 10004, "repaired": 222,
+                       "quarantined": 7, "skipped": 0, "unchanged": 0, "deleted": 0, "keyless": 0}
+    assert_summary_matches_tables(settings, summary)
+    assert {n: v for n, v in ledger(settings).items() if n.startswith("unstorable/")} == {
+        f"unstorable/{name}": (status, reason) for name, (_, status, reason) in UNSTORABLE.items()}
+    assert query(settings, "select reason, count(*) from raw.quarantine group by 1 order by 1") == [
+        ("number-out-of-range", 5), ("too-deep", 2)]
+    likes = "document #>> '{advocacy_programs,0,tasks_completed,0,likes}'"
+    assert query(settings, f"select source_name, length({likes}), ({likes})::numeric = '1e-16383'::numeric"
+                           " from raw.user_documents where source_name in"
+                           " ('unstorable/digits-131072.json', 'unstorable/exponent-at-limit.json') order by 1") == [
+        ("unstorable/digits-131072.json", 131072, False), ("unstorable/exponent-at-limit.json", 16385, True)]
+
+
 
 def test_ingest_deep_nesting_is_quarantined_without_crash(settings: Settings, tmp_path: Path) -> None:
     data = tmp_path / "deep"
@@ -183,10 +260,10 @@ def test_ingest_deep_nesting_is_quarantined_without_crash(settings: Settings, tm
     result = ingest_cli(settings, data)
     assert (result.returncode, result.stderr) == (0, "")
     assert ledger(settings) == {
-        "closed-arrays.json": ("quarantined", "too-large-to-repair"),
-        "open-arrays.json": ("quarantined", "unparseable"),
-        "open-objects.json": ("quarantined", "too-large-to-repair"),
-        "user-then-deep.json": ("quarantined", "unparseable"),
+        "closed-arrays.json": ("quarantined", "too-deep"),
+        "open-arrays.json": ("quarantined", "too-deep"),
+        "open-objects.json": ("quarantined", "too-deep"),
+        "user-then-deep.json": ("quarantined", "too-deep"),
     }
 
 

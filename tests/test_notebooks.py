@@ -125,14 +125,17 @@ def test_notebook_sections_ask_then_answer(name: str) -> None:
 
 # --- data_debugging.ipynb --------------------------------------------------------------------
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_debugging_runs_without_errors(debugging_first: NotebookNode, debugging_second: NotebookNode) -> None:
     assert (errors(debugging_first), errors(debugging_second)) == ([], [])
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_debugging_draws_its_charts(debugging_first: NotebookNode) -> None:
     assert plotly_outputs(debugging_first) == 4  # field profile, distributions, record split, batches
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_debugging_file_counts_equal_the_ledger(debugging_first: NotebookNode, nb_settings: Settings) -> None:
     ledger = dict(query(nb_settings, "select status, count(*)::int from raw.batch_files where batch_id = 1"
                                      " group by 1"))
@@ -142,6 +145,7 @@ def test_data_debugging_file_counts_equal_the_ledger(debugging_first: NotebookNo
         f"{ledger.get('quarantined', 0):,} would be quarantined and {ledger.get('skipped', 0):,} skipped.\n")
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_debugging_batch_summary_equals_raw_batches(debugging_first: NotebookNode,
                                                           nb_settings: Settings) -> None:
     [(loaded, repaired, unchanged, quarantined, skipped, seen)] = query(
@@ -153,6 +157,7 @@ def test_data_debugging_batch_summary_equals_raw_batches(debugging_first: Notebo
     assert (loaded, repaired, seen) == (10000, 222, 10000)
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_debugging_rerun_loads_nothing_twice(debugging_second: NotebookNode, nb_settings: Settings) -> None:
     assert printed(debugging_second, "load-answer") == (
         "Batch 2: loaded 0 (repaired 0), unchanged 10,000, quarantined 0, skipped 0 of 10,000 files.\n")
@@ -160,6 +165,7 @@ def test_data_debugging_rerun_loads_nothing_twice(debugging_second: NotebookNode
         (10000, 10000)]
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_debugging_malformed_and_split(debugging_first: NotebookNode, nb_settings: Settings) -> None:
     """The malformed count and the first repair's change equal what the load recorded."""
     [(repaired, first, appended, removed)] = query(
@@ -184,10 +190,12 @@ def output_run(debugging_second: NotebookNode, nb_settings: Settings, kernels: K
     return execute("data_output.ipynb", nb_settings, kernels, tmp_path_factory.mktemp("work"))
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_output_runs_without_errors(output_run: NotebookNode) -> None:
     assert errors(output_run) == []
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_output_draws_its_charts(output_run: NotebookNode) -> None:
     # coverage, platform coverage and engagement, join month, advocates, brands, sales, outliers, defects
     assert plotly_outputs(output_run) == 9
@@ -202,6 +210,7 @@ def test_data_output_reads_models_only() -> None:
     assert (schemas, forbidden) == ({"dbt", "dbt_lookup"}, [])
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_output_overview_equals_the_model(output_run: NotebookNode, nb_settings: Settings) -> None:
     [(users, programs, tasks, known, share, sales_known, sales_share, sales, rate, rate_tasks)] = query(
         nb_settings, "select user_count, program_count, task_count, engagement_known, engagement_known_share,"
@@ -214,6 +223,7 @@ def test_data_output_overview_equals_the_model(output_run: NotebookNode, nb_sett
     assert (users, programs, tasks) == (10000, 10000, 10000)
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_output_platforms_are_compared_by_averages(output_run: NotebookNode, nb_settings: Settings) -> None:
     [(platform, average, known, tasks)] = query(
         nb_settings, "select platform, engagement_average, engagement_known, task_count"
@@ -227,6 +237,7 @@ def test_data_output_platforms_are_compared_by_averages(output_run: NotebookNode
         f"tasks); {rated} has the highest engagement rate ({float(rate):.2%}, over {rate_tasks:,} tasks).\n")
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_output_top_advocates_equal_the_model(output_run: NotebookNode, nb_settings: Settings) -> None:
     rows = query(nb_settings, "select ranking, label, value from dbt_analysis.top_advocates"
                               " where rank = 1 order by ranking")
@@ -241,6 +252,7 @@ def test_data_output_top_advocates_equal_the_model(output_run: NotebookNode, nb_
     assert [r[0] for r in rows][:1] == ["engagement"]
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_output_sales_equal_the_model(output_run: NotebookNode, nb_settings: Settings) -> None:
     [(known, programs, sales)] = query(nb_settings, "select sum(sales_known)::int, sum(program_count)::int,"
                                                     " sum(attributed_sales) from dbt_analysis.sales_attribution")
@@ -252,6 +264,7 @@ def test_data_output_sales_equal_the_model(output_run: NotebookNode, nb_settings
         f"scored programs are outliers within their peer group (|modified z| > {float(threshold):g}).\n")
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_output_quality_equals_the_model(output_run: NotebookNode, nb_settings: Settings) -> None:
     [(batch, clean, records, share)] = query(
         nb_settings, "select batch_id, clean_records, records, clean_share from dbt_analysis.data_quality_summary"
@@ -264,6 +277,7 @@ def test_data_output_quality_equals_the_model(output_run: NotebookNode, nb_setti
         f"frequent defect is {kind}.{field} {defect} ({count:,} of {of:,}).\n")
 
 
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_output_joined_query_one_row_per_task(output_run: NotebookNode, nb_settings: Settings) -> None:
     [(tasks, users, programs, brands)] = query(
         nb_settings, "select count(*)::int, count(distinct t.user_key)::int, count(distinct t.program_key)::int,"

@@ -1,5 +1,9 @@
 """Property-based tests (hypothesis) that mutate real documents: truncate anywhere, delete or
-duplicate characters, swap quotes, insert comments, trailing commas or stray bytes, re-encode.
+duplicate characters, swap quotes, insert comments, trailing commas, stray bytes or numbers past
+Postgres' limits, re-encode. And random documents written with random damage: lossless damage
+(comments, trailing commas, single quotes, odd whitespace, a BOM) loads the identical content;
+content-changing damage (a missing or extra comma or colon, a stray character, an unquoted word,
+NaN) is quarantined; the lossless proof refuses any repair whose content differs.
 
 The `ci` profile (the default) runs a fixed, derandomized set of 300 examples per property so CI
 is reproducible; HYPOTHESIS_PROFILE=dev explores with fresh randomness.
@@ -9,19 +13,26 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
+import random
+import re
 import tarfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
 from conftest import REAL_DATA, query
 from hypothesis import HealthCheck, given
+from hypothesis import assume as hypothesis_assume
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from duel import jsonb, lossless
+from duel.jsonb import NUL_ESCAPE
 from duel.load import ingest
-from duel.repair import _NUL_ESCAPE, UTF8_BOM, parse_document
+from duel.repair import UTF8_BOM, parse_document
 from duel.settings import Settings
 
 hsettings.register_profile("ci", max_examples=300, derandomize=True, deadline=None, print_blob=True,
@@ -31,6 +42,8 @@ hsettings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 SAMPLE = 60  # real documents to mutate (the first of the dump, clean and malformed alike)
 ENCODINGS = ("latin-1", "cp1252", "utf-16", "utf-16-le", "utf-16-be", "utf-8-sig", "utf-32")
+EXTREME_NUMBERS = (b"1e-16383", b"1e-16384", b"1e-20000", b"1.00e-16383", b"0e-20000", b"0e1073741823",
+                   b"0e1073741824", b"1e131071", b"1e131072", b"-1E+131072", b"9" * 7000, b"0." + b"1" * 16384)
 
 
 @functools.cache
@@ -60,7 +73,7 @@ def mutated(draw: st.DrawFn) -> bytes:
     data = draw(documents())
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
         kind = draw(st.sampled_from(("truncate", "delete", "duplicate", "quotes", "comment", "comma",
-                                     "bytes", "encode", "nul")))
+                                     "bytes", "encode", "nul", "number")))
         i = _at(draw, data)
         if kind == "truncate":
             data = data[:i]
@@ -79,6 +92,10 @@ def mutated(draw: st.DrawFn) -> bytes:
             data = data[:i] + draw(st.binary(min_size=1, max_size=6)) + data[i:]
         elif kind == "nul":
             data = data[:i] + draw(st.sampled_from((b"\x00", b"\\u0000", b"\\ud800", b"\\udc00"))) + data[i:]
+        elif kind == "number":  # a number at or past Postgres numeric's limits, as a value or anywhere
+            number = draw(st.sampled_from(EXTREME_NUMBERS))
+            data = re.sub(rb"(?<=: )-?[0-9][0-9.eE+-]*", lambda _: number, data, count=1) \
+                if draw(st.booleans()) else data[:i] + number + data[i:]
         else:
             text = data.decode("utf-8", "replace").replace("a", "\u00e9", 1)
             data = text.encode(draw(st.sampled_from(ENCODINGS)), "replace")
@@ -93,12 +110,13 @@ def assert_verdict_is_storable(data: bytes, policy: str) -> None:
     else:
         assert parsed.document is not None and parsed.reason is None
         assert isinstance(orjson.loads(parsed.document), dict) or parsed.document == data
-        assert _NUL_ESCAPE.search(parsed.document) is None  # jsonb refuses \u0000
+        assert jsonb.number_out_of_range(parsed.document) is None  # numeric holds every number
+        assert NUL_ESCAPE.search(parsed.document) is None  # jsonb refuses \u0000
         parsed.document.decode("utf-8")  # jsonb text is UTF-8
     if parsed.repair is not None:
-        assert _NUL_ESCAPE.search(orjson.dumps(parsed.repair)) is None  # the record is storable in jsonb too
+        assert NUL_ESCAPE.search(orjson.dumps(parsed.repair)) is None  # the record is storable in jsonb too
     if parsed.document is not None:
-        assert _NUL_ESCAPE.search(parsed.document) is None
+        assert NUL_ESCAPE.search(parsed.document) is None
     assert "\x00" not in (parsed.parse_error or "")  # text columns refuse NUL
 
 
@@ -133,7 +151,7 @@ def test_parse_document_clean_is_the_file_itself(data: bytes) -> None:
     parsed = parse_document(data)
     if parsed.status == "clean":
         assert parsed.document == data
-    if parsed.status == "repaired" and (parsed.repair or {}).get("kind") == "bom-stripped":
+    if parsed.status == "repaired" and parsed.repair == {"kind": "encoding", "fixes": ["utf-8-bom"]}:
         assert UTF8_BOM + parsed.document == data  # type: ignore[operator]
 
 
@@ -165,3 +183,187 @@ def test_ingest_accounts_for_every_mutated_file(settings: Settings, tmp_path: Pa
     assert {n for (n,) in docs} == loaded
     held = query(settings, "select source_name from raw.quarantine where batch_id = %s", (batch,))
     assert {n for (n,) in held} == quarantined
+
+
+# --- lossless repair: random documents written with random damage --------------------------
+
+TEXTS = st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=12)  # jsonb: no NUL
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | TEXTS
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXTS, inner, max_size=4),
+                      max_leaves=16)
+OBJECTS = st.dictionaries(TEXTS, VALUES, max_size=6)
+COMMENTS = ("/* note */", "/**/", "// note\n", "# note\n", "/* a // b # c */")
+ODD_SPACES = ("\u00a0", "\f", "\v", "\u2028", "\u3000", "\ufeff")
+CONTENT_DAMAGE = ("drop-comma", "double-comma", "leading-comma", "drop-colon", "stray-character",
+                  "unquoted-word", "nan")
+
+
+def single_quoted(value: str) -> str:
+    """`value` as a 'single-quoted' JSON5 string: JSON's escapes, `"` bare, `'` escaped."""
+    return "'" + json.dumps(value)[1:-1].replace('\\"', '"').replace("'", "\\'") + "'"
+
+
+class Writer:
+    """Writes a value as JSON text, drawing lossless damage (what a person or a lax exporter
+    writes) between and in tokens, and at most one content-changing damage if asked."""
+
+    def __init__(self, rng: random.Random, content_damage: str | None = None) -> None:
+        self.rng, self.applied, self.pending = rng, set[str](), content_damage
+        self.indent = rng.choice(("", " ", "\n  "))
+
+    def chance(self, one_in: int) -> bool:
+        return self.rng.randrange(one_in) == 0
+
+    def damage(self, kind: str) -> bool:
+        """Whether to apply content damage `kind` here (once, if it is the one asked for)."""
+        if self.pending == kind and self.chance(2):
+            self.pending = None
+            return True
+        return False
+
+    def gap(self) -> str:
+        if self.damage("stray-character"):
+            return " @ "
+        if self.chance(6):
+            self.applied.add("comment")
+            return self.rng.choice(COMMENTS)
+        if self.chance(8):
+            self.applied.add("whitespace")
+            return self.rng.choice(ODD_SPACES)
+        return self.indent
+
+    def string(self, value: str, is_key: bool) -> str:
+        if not is_key and self.damage("unquoted-word"):
+            return "unquoted"
+        if self.chance(4):
+            self.applied.add("single-quotes")
+            return single_quoted(value)
+        return json.dumps(value, ensure_ascii=self.chance(2))
+
+    def elements(self, parts: list[str]) -> str:
+        joined = ""
+        for index, part in enumerate(parts):
+            if index:
+                joined += " " if self.damage("drop-comma") else ",," if self.damage("double-comma") else ","
+            elif self.damage("leading-comma"):
+                joined += ","
+            joined += part
+        if parts and self.chance(3):
+            self.applied.add("trailing-comma")
+            joined += self.gap() + ","
+        return joined + self.gap()
+
+    def write(self, value: Any) -> str:
+        if isinstance(value, dict):
+            members = [self.gap() + self.string(key, True) + self.gap() + (" " if self.damage("drop-colon") else ":")
+                       + self.gap() + self.write(item) for key, item in value.items()]
+            return "{" + self.elements(members) + "}"
+        if isinstance(value, list):
+            return "[" + self.elements([self.gap() + self.write(item) for item in value]) + "]"
+        if isinstance(value, str):
+            return self.string(value, False)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and self.damage("nan"):
+            return "NaN"
+        return json.dumps(value)
+
+
+def exact(text: str | bytes) -> Any:
+    """A JSON value with its numbers as their text, so equality is equality of what jsonb gets."""
+    return json.loads(text, parse_float=lambda n: ("number", n), parse_int=lambda n: ("number", n))
+
+
+@given(OBJECTS, st.randoms(use_true_random=False), st.booleans())
+def test_parse_document_lossless_damage_loads_identical_content(value: dict[str, Any], rng: random.Random,
+                                                                bom: bool) -> None:
+    writer = Writer(rng)
+    text = writer.write(value)
+    parsed = parse_document((UTF8_BOM if bom else b"") + text.encode())
+    fixes = sorted(writer.applied | ({"utf-8-bom"} if bom else set()))
+    expected = ("clean", None) if not fixes else ("repaired", {"kind": "encoding", "fixes": fixes}) \
+        if fixes == ["utf-8-bom"] else ("repaired", {"kind": "lossless", "fixes": fixes})
+    assert (parsed.status, parsed.repair) == expected
+    assert exact(parsed.document) == exact(json.dumps(value))  # type: ignore[arg-type]
+
+
+@given(OBJECTS, st.sampled_from(CONTENT_DAMAGE), st.randoms(use_true_random=False))
+def test_parse_document_content_changing_damage_is_quarantined(value: dict[str, Any], damage: str,
+                                                               rng: random.Random) -> None:
+    writer = Writer(rng, damage)
+    text = writer.write(value)
+    hypothesis_assume(writer.pending is None)  # the damage found a place
+    parsed = parse_document(text.encode())
+    assert parsed.status == "quarantined", (text, parsed)
+    assert (parsed.repair or {}).get("kind") in (None, "rewritten")
+
+
+def changed(value: Any, rng: random.Random) -> Any:
+    """`value` with one change of content somewhere: a scalar, a key, a member or element
+    added, dropped or moved."""
+    if isinstance(value, dict) and value and rng.randrange(3):
+        keys = list(value)
+        key = rng.choice(keys)
+        how = rng.choice(("inside", "drop", "add", "rename", "move"))
+        if how == "inside":
+            return {**value, key: changed(value[key], rng)}
+        if how == "drop":
+            return {k: v for k, v in value.items() if k != key}
+        if how == "add":
+            return {**value, key + "+": None}
+        if how == "rename":
+            return {(k + "+" if k == key else k): v for k, v in value.items()}
+        return {k: value[k] for k in [*keys[1:], keys[0]]}
+    if isinstance(value, list) and value and rng.randrange(3):
+        index = rng.randrange(len(value))
+        how = rng.choice(("inside", "drop", "add", "move"))
+        if how == "inside":
+            return [*value[:index], changed(value[index], rng), *value[index + 1:]]
+        if how == "drop":
+            return value[:index] + value[index + 1:]
+        return [*value, None] if how == "add" else [*value[1:], value[0]]
+    return rng.choice((None, True, False, 0, 0.0, 1.5, "", "x", [], {},
+                       value + "+" if isinstance(value, str) else str(value)))
+
+
+@given(OBJECTS, st.randoms(use_true_random=False))
+def test_lossless_prove_refuses_a_repair_with_other_content(value: dict[str, Any], rng: random.Random) -> None:
+    """The proof is strict: the damaged text of a document is never proven to be another one,
+    however near (one scalar, key, member or element changed, added, dropped or moved)."""
+    text = Writer(rng).write(value)
+    other = changed(value, rng)
+    hypothesis_assume(exact(json.dumps(value)) != exact(json.dumps(other)))
+    try:
+        lossless.prove(text, json.dumps(other))
+    except lossless.NotLossless:
+        return
+    raise AssertionError("proved a repair with other content")
+
+
+def scalars_in_order(original: str, document: bytes) -> bool:
+    """Every key and scalar of `document` appears in `original`, in order (as written, or with
+    JSON's escapes): the issue's check, independent of duel.lossless."""
+    position = 0
+    todo: list[Any] = [json.loads(document, object_pairs_hook=lambda pairs: ("object", pairs),
+                                  parse_float=lambda n: ("number", n), parse_int=lambda n: ("number", n))]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, tuple) and item[0] == "object":
+            todo.extend(reversed([part for pair in item[1] for part in pair]))
+            continue
+        if isinstance(item, list):
+            todo.extend(reversed(item))
+            continue
+        forms = [item[1]] if isinstance(item, tuple) else [json.dumps(item)] if not isinstance(item, str) else \
+            [item, json.dumps(item)[1:-1], json.dumps(item, ensure_ascii=False)[1:-1]]
+        found = [at for at in (original.find(form, position) for form in forms) if at >= 0]
+        if not found:
+            return False
+        position = min(found)
+    return True
+
+
+@given(mutated())
+def test_parse_document_lossless_verdict_keeps_every_scalar_in_order(data: bytes) -> None:
+    parsed = parse_document(data)
+    if (parsed.repair or {}).get("kind") == "lossless":
+        original = data.decode("utf-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig")
+        assert scalars_in_order(original, parsed.document)  # type: ignore[arg-type]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
+from typing import Any
 
 import pytest
 
-from duel.repair import Parsed, closing_suffix, missing_keys, parse_document
+from duel.repair import MAX_LOSSLESS_BYTES, Parsed, closing_suffix, missing_keys, parse_document
 
 USER = {
     "user_id": None, "name": "Ann", "email": "a@b.co", "instagram_handle": None,
@@ -46,7 +48,7 @@ def test_parse_document_truncated_mid_record_is_quarantined() -> None:
 
 
 def test_parse_document_rewrite_is_quarantined_under_safe_policy() -> None:
-    broken = TEXT.replace('"name": "Ann"', "'name': 'Ann'")
+    broken = TEXT.replace('"name": "Ann"', '"name": Ann')  # an unquoted word: its value is a guess
     parsed = parse_document(broken.encode())
     assert (parsed.status, parsed.reason) == ("quarantined", "repair-rewrites-content")
     assert parsed.repair is not None and parsed.repair["kind"] == "rewritten"
@@ -54,7 +56,7 @@ def test_parse_document_rewrite_is_quarantined_under_safe_policy() -> None:
 
 
 def test_parse_document_rewrite_loads_under_lenient_policy() -> None:
-    broken = TEXT.replace('"name": "Ann"', "'name': 'Ann'")
+    broken = TEXT.replace('"name": "Ann"', '"name": Ann')
     parsed = parse_document(broken.encode(), policy="lenient")
     assert parsed.status == "repaired"
     assert json.loads(parsed.document) == USER
@@ -78,9 +80,66 @@ def test_parse_document_quarantines_hopeless_input(data: bytes, reason: str, det
     assert (parsed.status, parsed.reason, parsed.detail) == ("quarantined", reason, detail)
 
 
-def test_parse_document_strips_utf8_bom() -> None:
+def test_parse_document_utf8_bom_is_an_encoding_fix() -> None:
     parsed = parse_document(b"\xef\xbb\xbf" + TEXT.encode())
-    assert (parsed.status, parsed.document, parsed.repair) == ("repaired", TEXT.encode(), {"kind": "bom-stripped"})
+    assert parsed == Parsed("repaired", TEXT.encode(), "UTF-8 byte order mark",
+                            {"kind": "encoding", "fixes": ["utf-8-bom"]})
+
+
+def test_parse_document_utf16_is_an_encoding_fix() -> None:
+    parsed = parse_document(TEXT.encode("utf-16"))
+    assert parsed == Parsed("repaired", TEXT.encode(), "UTF-16 text", {"kind": "encoding", "fixes": ["utf-16"]})
+
+
+LOSSLESS_DAMAGE = [
+    # (what the file says instead of TEXT's, the fixes recorded)
+    (('"advocacy_programs"', '// the programs\n    "advocacy_programs"'), ["comment"]),
+    (('"advocacy_programs"', '# the programs\n    "advocacy_programs"'), ["comment"]),
+    (('"email": "a@b.co"', '"email": /* checked */ "a@b.co"'), ["comment"]),
+    (('"reach": 4', '"reach": 4,'), ["trailing-comma"]),
+    (('"reach": 4\n', '"reach": 4,\n'), ["trailing-comma"]),
+    (('"name": "Ann"', "'name': 'Ann'"), ["single-quotes"]),
+    (('"post_url": "x"', "'post_url': 'say \"x\", it\\'s'"), ["single-quotes"]),
+    (('"name": "Ann"', '"name":\u00a0\f"Ann"'), ["whitespace"]),
+    (('"reach": 4', '"reach": 4, // "views": 5,'), ["comment", "trailing-comma"]),
+]
+
+
+@pytest.mark.parametrize(("change", "fixes"), LOSSLESS_DAMAGE)
+def test_parse_document_lossless_repair_loads_the_same_content(change: tuple[str, str], fixes: list[str]) -> None:
+    parsed = parse_document(TEXT.replace(*change, 1).encode())
+    expected = {**USER, "advocacy_programs": [{**USER["advocacy_programs"][0], "tasks_completed": [
+        {**USER["advocacy_programs"][0]["tasks_completed"][0],
+         "post_url": "say \"x\", it's" if "it" in change[1] else "x"}]}]}
+    assert (parsed.status, parsed.reason, parsed.repair) == ("repaired", None, {"kind": "lossless", "fixes": fixes})
+    assert json.loads(parsed.document) == expected
+
+
+def test_parse_document_lossless_repair_with_bom_names_both() -> None:
+    parsed = parse_document(b"\xef\xbb\xbf" + TEXT.replace('"reach": 4', '"reach": 4,').encode())
+    assert (parsed.status, parsed.repair) == ("repaired", {"kind": "lossless",
+                                                           "fixes": ["trailing-comma", "utf-8-bom"]})
+    assert parsed.parse_error == "trailing comma is not allowed: line 21 column 31 (char 605)"
+
+
+def test_parse_document_closed_with_bom_names_the_encoding_fix() -> None:
+    parsed = parse_document(b"\xef\xbb\xbf" + TEXT[:-1].encode())
+    assert (parsed.status, parsed.repair) == ("repaired", {"kind": "closed", "appended": "}", "removed": "\n",
+                                                           "fixes": ["utf-8-bom"]})
+
+
+@pytest.mark.parametrize("change", [
+    ('"name": "Ann",', '"name": "Ann"'),  # a missing comma: inserting one is a guess
+    ('"name": "Ann"', '"name": "Ann",,'),  # an empty member
+    ('"name": "Ann"', '"name": Ann'),  # an unquoted word
+    ('"likes": 1', '"likes": NaN'),
+    ('"likes": 1', '"likes": [,]'),  # a comma after nothing: in JavaScript, a hole
+    ('"name": "Ann"', '"name" "Ann"'),  # a missing colon
+])
+def test_parse_document_content_changing_repair_is_not_lossless(change: tuple[str, str]) -> None:
+    parsed = parse_document(TEXT.replace(*change, 1).encode())
+    assert (parsed.status, parsed.reason, (parsed.repair or {}).get("kind")) == (
+        "quarantined", "repair-rewrites-content", "rewritten")
 
 
 def test_closing_suffix_ignores_brackets_inside_strings() -> None:
@@ -100,3 +159,107 @@ def test_missing_keys_names_nested_paths() -> None:
           ("task_id", "platform", "post_url", "comments", "shares", "reach")],
         "advocacy_programs[0].tasks_completed[1]",
     ]
+
+
+def user_with(value: str) -> bytes:
+    """A small user document holding `value` (JSON text) as a task's likes."""
+    return TEXT.replace('"likes": 1', f'"likes": {value}', 1).encode()
+
+
+@pytest.mark.parametrize("number", [
+    "1" * 131072, "-" + "9" * 131072, "1e131071", "9.99e131071", "1e-16383", "0." + "0" * 16383,
+    "0e1073741823", "0e-16383", "1e400", "1e-400", "123456789012345678901234567890",
+])
+def test_parse_document_number_within_numeric_loads(number: str) -> None:
+    data = user_with(number)
+    assert parse_document(data) == Parsed("clean", data)
+
+
+@pytest.mark.parametrize(("number", "shown"), [
+    ("1" * 131073, "1" * 40 + "... (131073 characters)"),
+    ("1e131072", "1e131072"),
+    ("1E+131072", "1E+131072"),
+    ("1e-16384", "1e-16384"),
+    ("1e-20000", "1e-20000"),
+    ("-1.5E-20000", "-1.5E-20000"),
+    ("1.00e-16383", "1.00e-16383"),  # trailing zeros count: jsonb keeps the scale as written
+    ("0e-20000", "0e-20000"),
+    ("0e1073741824", "0e1073741824"),
+    ("0." + "0" * 16384, "0." + "0" * 38 + "... (16386 characters)"),
+])
+def test_parse_document_number_beyond_numeric_is_quarantined(number: str, shown: str) -> None:
+    parsed = parse_document(user_with(number))
+    assert (parsed.status, parsed.reason, parsed.detail) == ("quarantined", "number-out-of-range", (
+        f"number {shown} is out of range: Postgres numeric holds at most 131072 digits before the "
+        "decimal point and 16383 after"))
+
+
+def test_parse_document_number_text_inside_strings_is_not_a_number() -> None:
+    data = TEXT.replace('"Ann"', '"1e-20000 ' + "7" * 7000 + '"').encode()
+    assert parse_document(data) == Parsed("clean", data)
+
+
+@pytest.mark.parametrize(("data", "repair"), [
+    (user_with("1e-20000")[:-2], None),  # cut short: closed, then refused
+    (user_with("1e-20000").replace(b'"reach": 4', b'"reach": 4,'), None),  # lossless, then refused
+])
+def test_parse_document_repaired_number_beyond_numeric_is_quarantined(data: bytes, repair: None) -> None:
+    parsed = parse_document(data)
+    assert (parsed.status, parsed.reason, parsed.repair) == ("quarantined", "number-out-of-range", repair)
+
+
+def nested_user(depth: int) -> bytes:
+    """A user object nesting `depth` containers deep (the object itself is level 1)."""
+    return TEXT[:-2].encode() + b',\n    "deep": ' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"\n}"
+
+
+TOO_DEEP = "nested more than 512 levels deep (the limit)"
+
+
+@pytest.mark.parametrize(("variant", "change"), [
+    ("clean", lambda data: data),
+    ("exact", lambda data: data.replace(b'"likes": 1', b'"likes": 1e400')),  # orjson refuses: Python's json
+    ("lossless", lambda data: data.replace(b'"reach": 4', b'"reach": 4,')),
+    ("closed", lambda data: data[:-2]),
+])
+def test_parse_document_depth_limit_loads_and_one_more_is_too_deep(variant: str, change: Any) -> None:
+    at_limit, over = parse_document(change(nested_user(512))), parse_document(change(nested_user(513)))
+    assert at_limit.status == ("clean" if variant in ("clean", "exact") else "repaired")
+    assert json.loads(at_limit.document)["deep"] == json.loads(b"[" * 511 + b"]" * 511)
+    assert (over.status, over.reason, over.detail) == ("quarantined", "too-deep", TOO_DEEP)
+
+
+@pytest.mark.parametrize("data", [
+    b"[" * 100_000 + b"]" * 100_000,  # deeper than orjson (1024) and Python's json (about 990)
+    b'{"a": ' + b"[" * 2000 + b"]" * 2000 + b",}",  # and a trailing comma
+    b'{"user_id": ' + b"[" * 100_000,  # cut short
+    b'{"a":' * 100_000,
+])
+def test_parse_document_far_too_deep_is_quarantined(data: bytes) -> None:
+    parsed = parse_document(data)
+    assert (parsed.status, parsed.reason, parsed.detail) == ("quarantined", "too-deep", TOO_DEEP)
+
+
+def test_parse_document_lossless_repair_has_a_size_limit() -> None:
+    """Up to MAX_LOSSLESS_BYTES (1 MiB) a lossless repair loads; one byte more and it is
+    quarantined (the repair and its proof are linear, but a microsecond a token)."""
+    base = TEXT.replace('"reach": 4', '"reach": 4,').replace('"name": "Ann"', '"name": "Ann", "pad": ""')
+    at_limit = base.replace('"pad": ""', '"pad": "' + "x" * (MAX_LOSSLESS_BYTES - len(base)) + '"').encode()
+    parsed, over = parse_document(at_limit), parse_document(at_limit.replace(b'"pad": "', b'"pad": "x'))
+    assert (len(at_limit), parsed.status, parsed.repair) == (
+        MAX_LOSSLESS_BYTES, "repaired", {"kind": "lossless", "fixes": ["trailing-comma"]})
+    assert (over.status, over.reason, over.detail) == (
+        "quarantined", "too-large-to-repair", "1048577 bytes is over the 1048576-byte limit for repairs")
+
+
+def test_parse_document_many_long_exponents_take_linear_time() -> None:
+    """500,000 different numbers with five-digit exponents, each within numeric: checked in
+    seconds (each distinct number once), not minutes; one past the limit is found and named."""
+    numbers = b",".join(b"1.%de-10000" % i for i in range(500_000))
+    started = time.monotonic()
+    clean = parse_document(b'{"a": [' + numbers + b"]}")
+    refused = parse_document(b'{"a": [' + numbers + b", 1.5e-16383]}")
+    assert (clean.status, refused.reason, refused.detail) == ("clean", "number-out-of-range", (
+        "number 1.5e-16383 is out of range: Postgres numeric holds at most 131072 digits before the "
+        "decimal point and 16383 after"))
+    assert time.monotonic() - started < 60  # 3 s on this project's busy 2-core machine

@@ -1,15 +1,24 @@
-"""duel.server: the embedded Postgres starts, answers on loopback only, stops."""
+"""duel.server: the embedded Postgres starts, answers on loopback only, stops, and is remembered
+(DUEL_HOME/server.json); `duel db status` tells duel's own server, another Postgres and nothing apart."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import socket
 from pathlib import Path
 
 import psycopg
-from conftest import free_port, run_cli
+import pytest
+from conftest import cli_env, free_port, run_cli
 
 from duel import db, server
 from duel.settings import Settings, load_settings
+
+ROOT_LINE = ("running as root: the embedded server runs as the system user duelpg, which duel creates for it "
+             "if missing\n") if os.geteuid() == 0 else ""
+SINCE = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"
 
 
 def _own_server(pg_home: Path, name: str) -> Settings:
@@ -17,17 +26,25 @@ def _own_server(pg_home: Path, name: str) -> Settings:
                           "DUEL_HOME": str(pg_home / name)}, dotenv=None)
 
 
+def _without_address(settings: Settings, **extra: str) -> dict[str, str]:
+    """The CLI's environment with no PGHOST/PGPORT: the recorded server decides."""
+    return {**{k: v for k, v in cli_env(settings).items() if k not in ("PGHOST", "PGPORT")}, **extra}
+
+
 def test_server_lifecycle_through_cli(pg_home: Path) -> None:
     settings = _own_server(pg_home, "lifecycle")
     port, pgdata = settings.pg_port, (pg_home / "lifecycle" / "pgdata").resolve()
     status = run_cli(settings, "db", "status")
-    assert (status.returncode, status.stdout) == (1, f"nothing answers at 127.0.0.1:{port}\n")
+    assert (status.returncode, status.stdout) == (
+        1, f"nothing answers at 127.0.0.1:{port}; `duel db start` starts duel's embedded server there\n")
     started = run_cli(settings, "db", "start")
-    assert (started.returncode, started.stdout) == (
-        0, f"embedded server running at 127.0.0.1:{port}, data in {pgdata}\n")
+    own_line = rf"duel's embedded server at 127\.0\.0\.1:{port}, running since {SINCE} \(pid \d+\), data in {pgdata}\n"
+    assert (started.returncode, started.stderr) == (0, ROOT_LINE)
+    assert re.fullmatch(own_line, started.stdout)
     try:
         again = run_cli(settings, "db", "start")
-        assert (again.returncode, again.stdout) == (0, started.stdout)
+        assert (again.returncode, again.stdout, again.stderr) == (0, started.stdout, "")
+        assert run_cli(settings, "db", "status").stdout == started.stdout
         with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
             assert conn.execute("select count(*) from information_schema.tables where table_schema = 'raw'"
                                 ).fetchone() == (5,)
@@ -35,8 +52,86 @@ def test_server_lifecycle_through_cli(pg_home: Path) -> None:
             assert conn.execute("show unix_socket_directories").fetchone() == ("",)
     finally:
         stopped = run_cli(settings, "db", "stop")
-    assert (stopped.returncode, stopped.stdout) == (0, "embedded server stopped\n")
-    assert run_cli(settings, "db", "stop").stdout == "embedded server was not running\n"
+    assert (stopped.returncode, stopped.stdout) == (0, f"duel's embedded server at 127.0.0.1:{port} stopped\n")
+    assert run_cli(settings, "db", "stop").stdout == "duel's embedded server was not running\n"
+
+
+def test_server_is_recorded_and_found_without_pgport(pg_home: Path) -> None:
+    """`db start` records the server in DUEL_HOME/server.json; later commands with no PGHOST/PGPORT
+    use that address, also after a stop (the next start reuses the port)."""
+    settings = _own_server(pg_home, "recorded")
+    port, pgdata = settings.pg_port, str((pg_home / "recorded" / "pgdata").resolve())
+    env = _without_address(settings)
+    assert run_cli(settings, "db", "start").returncode == 0
+    try:
+        record = json.loads((pg_home / "recorded" / "server.json").read_text())
+        assert {k: v for k, v in record.items() if k not in ("started_at", "pid")} == {
+            "host": "127.0.0.1", "port": port, "data_dir": pgdata}
+        url = run_cli(settings, "db", "url", **env)
+        assert (url.returncode, url.stdout) == (0, f"postgresql://postgres:***@127.0.0.1:{port}/duel\n")
+        stopped = run_cli(settings, "db", "stop", **env)
+        assert stopped.stdout == f"duel's embedded server at 127.0.0.1:{port} stopped\n"
+        status = run_cli(settings, "db", "status", **env)
+        assert (status.returncode, status.stdout) == (
+            1, f"nothing answers at 127.0.0.1:{port}: duel's embedded server (data in {pgdata}) is stopped; "
+               "`duel db start` starts it\n")
+        restarted = run_cli(settings, "db", "start", **env)
+        assert restarted.returncode == 0
+        assert re.fullmatch(rf"duel's embedded server at 127\.0\.0\.1:{port}, .*\n", restarted.stdout)
+    finally:
+        run_cli(settings, "db", "stop")
+
+
+def test_status_says_when_duel_runs_elsewhere(pg_server: Settings) -> None:
+    """PGPORT pointing away from duel's running server: status and start say where it runs."""
+    elsewhere = free_port()
+    status = run_cli(pg_server, "db", "status", PGPORT=str(elsewhere))
+    hint = (f"duel's embedded server runs at 127.0.0.1:{pg_server.pg_port} (PGHOST and PGPORT are set in the "
+            "environment: unset them to use duel's)")
+    assert (status.returncode, status.stdout) == (1, f"nothing answers at 127.0.0.1:{elsewhere}; {hint}\n")
+    start = run_cli(pg_server, "db", "start", PGPORT=str(elsewhere))
+    assert (start.returncode, start.stderr) == (1, (
+        f"error: duel's embedded server already runs at 127.0.0.1:{pg_server.pg_port} (data in "
+        f"{pg_server.pgdata.resolve()}), not at 127.0.0.1:{elsewhere}; unset PGHOST/PGPORT to use it, or "
+        "`duel db stop` it first to start it at the new address\n"))
+    assert server.probe_port("127.0.0.1", elsewhere) is False
+
+
+def test_status_another_postgres(pg_server: Settings, tmp_path: Path) -> None:
+    """The session's server seen from another DUEL_HOME is a Postgres duel (from there) did not start."""
+    with psycopg.connect(**pg_server.conninfo()) as conn:  # type: ignore[arg-type]
+        version = " ".join(conn.execute("select version()").fetchone()[0].split()[:2])  # type: ignore[index]
+    status = run_cli(pg_server, "db", "status", DUEL_HOME=str(tmp_path))
+    assert (status.returncode, status.stdout) == (
+        0, f"another Postgres answers at 127.0.0.1:{pg_server.pg_port} ({version}); duel did not start it\n")
+    refused = run_cli(pg_server, "db", "status", DUEL_HOME=str(tmp_path), PGPASSWORD="wrong")
+    assert refused.stdout == (
+        f"another Postgres answers at 127.0.0.1:{pg_server.pg_port} (it refused user postgres: password "
+        "authentication failed for user \"postgres\"); duel did not start it\n")
+
+
+def test_status_port_held_by_another_program(pg_server: Settings, squatter: int, tmp_path: Path) -> None:
+    status = run_cli(pg_server, "db", "status", PGPORT=str(squatter), DUEL_HOME=str(tmp_path))
+    assert (status.returncode, status.stdout) == (1, f"a program that is not Postgres holds 127.0.0.1:{squatter}\n")
+
+
+def test_db_password_sets_the_embedded_servers_password(pg_home: Path) -> None:
+    settings = _own_server(pg_home, "password")
+    assert run_cli(settings, "db", "start").returncode == 0
+    try:
+        changed = run_cli(settings, "db", "password", PGPASSWORD="n3w 'secret'")
+        assert (changed.returncode, changed.stdout) == (
+            0, "duel's embedded server: user postgres now has the password in PGPASSWORD (from the environment)\n")
+        assert "secret" not in changed.stderr
+        with psycopg.connect(**settings.with_overrides(pg_password="n3w 'secret'").conninfo()) as conn:  # type: ignore[arg-type]
+            assert conn.execute("select current_user").fetchone() == ("postgres",)
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(**settings.conninfo()).close()  # type: ignore[arg-type]
+        missing = run_cli(settings, "db", "password", PGUSER="nobody")
+        assert (missing.returncode, missing.stderr) == (
+            1, "error: cannot set the password of nobody on duel's embedded server: role \"nobody\" does not exist\n")
+    finally:
+        run_cli(settings, "db", "stop")
 
 
 def test_server_is_not_reachable_off_loopback(pg_server: Settings) -> None:
@@ -50,8 +145,10 @@ def test_server_is_not_reachable_off_loopback(pg_server: Settings) -> None:
 
 def test_ensure_ready_uses_a_running_server_and_creates_the_database(pg_server: Settings) -> None:
     fresh = pg_server.with_overrides(pg_database="created_by_ensure_ready", embedded=False)
-    db.ensure_ready(fresh)
-    db.ensure_ready(fresh)  # idempotent
+    connected = db.ensure_ready(fresh)
+    assert db.ensure_ready(fresh) == connected  # idempotent
+    assert (connected.host, connected.port, connected.database, connected.started, connected.own) == (
+        "127.0.0.1", pg_server.pg_port, "created_by_ensure_ready", False, server.running(pg_server))
     with psycopg.connect(**fresh.conninfo()) as conn:  # type: ignore[arg-type]
         tables = conn.execute("select table_name from information_schema.tables where table_schema = 'raw'"
                               " order by 1").fetchall()

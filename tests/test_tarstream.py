@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from duel.tarstream import Member, TarFormatError, iter_members, open_archive
+from duel.archives import open_archive
+from duel.tarstream import Member, TarFormatError, iter_members
 
 LONG = "mixed/" + "d" * 120 + "/user_1.json"
 
@@ -101,3 +102,24 @@ def test_iter_members_checks_non_ascii_headers_exactly(tmp_path: Path) -> None:
     path.write_bytes(bytes(corrupt))
     with open_archive(path) as stream, pytest.raises(TarFormatError, match="header checksum mismatch"):
         list(iter_members(stream, max_bytes=10_000))
+
+
+def test_iter_members_streams_the_members_named_to_be_streamed(tmp_path: Path) -> None:
+    """A member named to be streamed comes as a stream over the archive, whatever its size; what
+    is left unread of it is skipped, and the members after it are read as usual."""
+    path = tmp_path / "nested.tar"
+    nested = bytes(range(256)) * 5000  # 1.28 MB: crosses the reader's 1 MiB chunks
+    with tarfile.open(path, "w") as archive:
+        for name, data in (("a.TAR.GZ", nested), ("b.json", b"{}"), ("c.tar.gz", nested), ("d.json", b"[]")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    read = []
+    with open_archive(path) as stream:
+        members = iter_members(stream, max_bytes=10, wanted=(".json",), streamed=(".tar.gz",))
+        for member in members:
+            if member.stream is not None:
+                read.append(member.stream.read() if member.name == "a.TAR.GZ" else member.stream.read(7))
+            read.append(member[:4])
+    assert read == [nested, ("a.TAR.GZ", len(nested), "file", None), ("b.json", 2, "file", b"{}"),
+                    nested[:7], ("c.tar.gz", len(nested), "file", None), ("d.json", 2, "file", b"[]")]

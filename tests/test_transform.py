@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 from conftest import REPO, run_cli
 
 from duel.exceptions import StepFailed
@@ -15,6 +16,21 @@ from duel.settings import Settings
 from duel.transform import build_models, dbt_env, generate_docs, target_dir
 
 FAILING_TEST = "select 1 as problem\n"
+# A model with a generic data test that fails, and a model the database refuses to build.
+ONE_ROW = "select 1 as id\n"
+FAILING_GENERIC_TEST = """
+version: 2
+models:
+  - name: one_row
+    data_tests:
+      - aggregate_equals:
+          name: one_row__has_two_rows
+          arguments:
+            expected: "2"
+"""
+FAILING_MODEL = "{{ config(materialized='table') }}\nselect cast(9223372036854775807 as bigint) + 1 as too_big\n"
+GENERIC_TESTS = ("unique", "not_null", "relationships", "accepted_values", "aggregate_equals", "expression_is_true",
+                 "unique_combination_of_columns")
 
 
 @pytest.fixture
@@ -23,7 +39,18 @@ def failing_project(tmp_path: Path) -> Path:
     project = tmp_path / "duel-dbt"
     shutil.copytree(REPO / "dbt" / "duel", project, ignore=shutil.ignore_patterns("target", "logs"))
     (project / "tests" / "always_fails.sql").write_text(FAILING_TEST)
+    (project / "models" / "one_row.sql").write_text(ONE_ROW)
+    (project / "models" / "one_row.yml").write_text(FAILING_GENERIC_TEST)
+    (project / "models" / "always_errors.sql").write_text(FAILING_MODEL)
     return project
+
+
+def data_tests(node: dict[str, object]) -> list[object]:
+    """The data tests declared on a model, source table or column, and on its columns."""
+    tests = list(node.get("data_tests") or [])  # type: ignore[call-overload]
+    for child in [*(node.get("columns") or []), *(node.get("tables") or [])]:  # type: ignore[misc]
+        tests += data_tests(child)
+    return tests
 
 
 def test_transform_dbt_env_is_the_settings_connection(settings: Settings) -> None:
@@ -62,6 +89,43 @@ def test_transform_cli_failure_exits_1_with_one_line(settings: Settings, failing
                              "(Got 1 result, configured to fail if != 0)\n")
 
 
+def test_transform_every_data_test_has_a_readable_name() -> None:
+    """A failure names the test (`base__user_key__unique`), never a hash: every generic data test
+    in every yml has an explicit `name:` of the form <model>__<what it checks>, unique."""
+    names, unnamed = [], []
+    project = REPO / "dbt" / "duel"
+    for path in sorted([*project.glob("models/**/*.yml"), *project.glob("snapshots/**/*.yml")]):
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader) or {}  # as dbt reads it
+        for node in [*document.get("models", []), *document.get("sources", []), *document.get("snapshots", [])]:
+            for test in data_tests(node):
+                [(kind, config)] = test.items() if isinstance(test, dict) else [(test, None)]
+                name = (config or {}).get("name")
+                if kind not in GENERIC_TESTS or not name:
+                    unnamed.append(f"{path.name}: {node['name']}: {kind}")
+                names.append(name)
+    assert unnamed == []
+    assert len(names) == len(set(names)) and all("__" in name for name in names)
+    assert len(names) > 70
+
+
+@pytest.mark.slow
+def test_transform_failed_generic_test_is_named_not_hashed(settings: Settings, failing_project: Path) -> None:
+    with pytest.raises(StepFailed) as raised:
+        build_models(settings.with_overrides(dbt_project_dir=failing_project), select=["one_row"])
+    assert raised.value.message == (
+        "dbt build failed: 1 of 2 failed: one_row__has_two_rows; one_row__has_two_rows: fail "
+        "(Got 1 result, configured to fail if != 0)")
+
+
+@pytest.mark.slow
+def test_transform_failed_model_gives_the_database_error(settings: Settings, failing_project: Path) -> None:
+    with pytest.raises(StepFailed) as raised:
+        build_models(settings.with_overrides(dbt_project_dir=failing_project), select=["always_errors"])
+    assert raised.value.message == (
+        "dbt build failed: 1 of 1 failed: always_errors; always_errors: error (Database Error in model "
+        "always_errors (models/always_errors.sql): bigint out of range)")
+
+
 @pytest.mark.slow
 def test_transform_cli_selects_and_reports_json(settings: Settings) -> None:
     result = run_cli(settings, "transform", "--select", "stg_batches", "--json")
@@ -96,12 +160,14 @@ def test_transform_commands_have_examples(settings: Settings) -> None:
         assert result.returncode == 0 and "Example:" in result.stdout, command
 
 
+@pytest.mark.slow  # real_built: the real dump loaded and dbt-built
 def test_transform_source_freshness_passes_after_a_load(real_built: Settings) -> None:
     from duel.transform import check_freshness
 
     assert check_freshness(real_built) == {"raw.user_documents": "pass", "raw.current_versions": "pass"}
 
 
+@pytest.mark.slow  # real_built: the real dump loaded and dbt-built
 def test_transform_build_analyzes_the_raw_tables_first(real_built: Settings) -> None:
     """The ingest leaves planner statistics to the build: ANALYZE (not autovacuum's) has run on
     the raw tables, and the planner counts the 10,000 real documents exactly."""

@@ -21,6 +21,18 @@ from duel.settings import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_STRICT = 2
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100, "show_default": True}
+ENVIRONMENT = """\b
+Environment (also read from a git-ignored .env; flags win over both):
+  PGHOST PGPORT  the server; default: where duel's embedded server runs
+                 (DUEL_HOME/server.json), else 127.0.0.1 5432
+  PGUSER PGPASSWORD  default postgres, pass (the embedded server's)
+  PGDATABASE     default: the last run's (DUEL_HOME/database.json), else
+                 duel; demo data goes to duel_demo
+  DUEL_HOME      duel's state: the embedded server's data (default .duel)
+  DUEL_OUT       report and exports (default out)
+.env.example lists every variable."""
+NO_ENVIRONMENT = "Reads no environment variables and no .env."
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -50,7 +62,7 @@ def _settings(ctx: click.Context) -> Settings:
     return ctx.find_object(Settings) or load_settings()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings=CONTEXT, epilog=ENVIRONMENT)
 @click.version_option(__version__, prog_name="duel")
 @click.pass_context
 @handle_errors
@@ -66,21 +78,26 @@ def cli(ctx: click.Context) -> None:
 
 # --- database -------------------------------------------------------------------------------
 
-@cli.group()
+@cli.group(short_help="Manage duel's embedded Postgres: start, stop, status.", epilog=ENVIRONMENT)
 def db() -> None:
-    """Manage the embedded Postgres (or check the one PG* variables point to).
+    """Manage duel's embedded Postgres, or check the server the PG* variables point to.
+
+    duel records where its embedded server runs in DUEL_HOME/server.json; every command (and dbt,
+    the notebooks, the DAG) uses that address unless PGHOST/PGPORT are set.
 
     \b
     Example:
-      duel db start && duel db url
+      duel db start && duel db status
     """
 
 
-@db.command("start")
+@db.command("start", short_help="Start the embedded server; create the database.", epilog=ENVIRONMENT)
 @click.pass_context
 @handle_errors
 def db_start(ctx: click.Context) -> None:
-    """Start the embedded server (initialises it on first use) and ensure the database.
+    """Start the embedded server (initialised on first use) and create the database.
+
+    Uses the server already answering at PGHOST:PGPORT if there is one; prints which it is.
 
     \b
     Example:
@@ -94,11 +111,11 @@ def db_start(ctx: click.Context) -> None:
     click.echo(server.status(settings).detail)
 
 
-@db.command("stop")
+@db.command("stop", short_help="Stop duel's embedded server.", epilog=ENVIRONMENT)
 @click.pass_context
 @handle_errors
 def db_stop(ctx: click.Context) -> None:
-    """Stop the embedded server (a server that is not ours is left alone).
+    """Stop duel's embedded server (a server duel did not start is left alone).
 
     \b
     Example:
@@ -107,16 +124,20 @@ def db_stop(ctx: click.Context) -> None:
     from duel import server
 
     settings = _settings(ctx)
-    before = server.status(settings)
+    own = server.running(settings)
     server.stop(settings)
-    click.echo("embedded server stopped" if before.embedded_running else "embedded server was not running")
+    click.echo(f"duel's embedded server at {own.host}:{own.port} stopped" if own
+               else "duel's embedded server was not running")
 
 
-@db.command("status")
+@db.command("status", short_help="Say what answers at PGHOST:PGPORT, in one line.", epilog=ENVIRONMENT)
 @click.pass_context
 @handle_errors
 def db_status(ctx: click.Context) -> None:
-    """Say what answers at PGHOST:PGPORT. Exits 1 if nothing does.
+    """Say in one line what answers at PGHOST:PGPORT: duel's embedded server (where, since when,
+    its data directory), another Postgres (which, and that duel did not start it), or nothing.
+
+    Exits 0 when a Postgres answers, 1 otherwise.
 
     \b
     Example:
@@ -130,12 +151,12 @@ def db_status(ctx: click.Context) -> None:
         sys.exit(1)
 
 
-@db.command("url")
+@db.command("url", short_help="Print the libpq URL of the database duel uses.", epilog=ENVIRONMENT)
 @click.option("--show-password", is_flag=True, help="Print the password instead of ***.")
 @click.pass_context
 @handle_errors
 def db_url(ctx: click.Context, show_password: bool) -> None:
-    """Print the libpq URL of the configured database.
+    """Print the libpq URL of the database duel uses.
 
     \b
     Example:
@@ -144,13 +165,79 @@ def db_url(ctx: click.Context, show_password: bool) -> None:
     click.echo(_settings(ctx).url(redact=not show_password))
 
 
+@db.command("env", short_help="Print `export PG*` lines for psql and dbt.", epilog=ENVIRONMENT)
+@click.pass_context
+@handle_errors
+def db_env(ctx: click.Context) -> None:
+    """Print `export PG...=...` lines for the server and database duel uses (password included),
+    so psql and dbt in this shell reach them too.
+
+    \b
+    Example:
+      eval "$(duel db env)" && cd dbt/duel && dbt build
+    """
+    import shlex
+
+    for name, value in _settings(ctx).libpq_env().items():
+        click.echo(f"export {name}={shlex.quote(value)}")
+
+
+@db.command("password", short_help="Make PGPASSWORD the embedded server's password.", epilog=ENVIRONMENT)
+@click.pass_context
+@handle_errors
+def db_password(ctx: click.Context) -> None:
+    """Make PGPASSWORD (environment or .env) the password of PGUSER on duel's embedded server.
+
+    The old password is not needed: the server stops, the password is changed, and the server
+    starts again if it was running.
+
+    \b
+    Example:
+      echo 'PGPASSWORD=a-new-secret' >> .env && duel db password
+    """
+    from duel import server
+
+    settings = _settings(ctx)
+    server.set_password(settings)
+    click.echo(f"duel's embedded server: user {settings.pg_user} now has the password in PGPASSWORD "
+               f"(from the {settings.origin('PGPASSWORD')})")
+
+
+@cli.command(short_help="Drop and recreate the database duel uses (asks first).", epilog=ENVIRONMENT)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+@handle_errors
+def reset(ctx: click.Context, yes: bool) -> None:
+    """Drop the database duel uses (PGDATABASE, else the last run's, else duel) and create it
+    empty, with the raw schema: every batch loaded into it and every model built from it goes.
+    The server and its other databases stay. Asks first unless --yes.
+
+    \b
+    Example:
+      duel reset --yes && duel run data.tar.gz
+    """
+    from duel import db as database
+
+    settings = _settings(ctx)
+    where = database.ensure_ready(settings).describe()
+    question = f"Drop database {settings.pg_database} on {where} and create it empty?"
+    try:
+        confirmed = yes or click.confirm(question, default=False, err=True)
+    except click.exceptions.Abort:
+        confirmed = False
+    if not confirmed:
+        _fail(f"not confirmed; database {settings.pg_database} kept (--yes resets without asking)")
+    database.reset_database(settings)
+    click.echo(f"database {settings.pg_database} dropped and created empty on {where}", err=True)
+
+
 # --- ingest ---------------------------------------------------------------------------------
 
 def dump_options(func: F) -> F:
     """The options that say what a dump is: complete or not, and how its documents are identified."""
-    func = click.option("--document-key", metavar="SOURCES", default=None,
-                        help="How documents are identified: top-level fields and/or @file, first usable "
-                             "wins (default: DUEL_DOCUMENT_KEY, else @file,user_id).")(func)
+    func = click.option("--document-key", metavar="SOURCES", default=None, show_default="DUEL_DOCUMENT_KEY, else @file,user_id",
+                        help="How documents are identified: top-level fields and/or @file, the first usable "
+                             "wins.")(func)
     func = click.option("--allow-mass-delete", is_flag=True,
                         help="With --full: allow deleting more than half of the current documents.")(func)
     func = click.option("--full", is_flag=True,
@@ -159,7 +246,7 @@ def dump_options(func: F) -> F:
     return func
 
 
-@cli.command()
+@cli.command(short_help="Load a dump into the raw schema, as one batch.", epilog=ENVIRONMENT)
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--strict", is_flag=True, help="Exit 2 when any file was quarantined.")
@@ -168,7 +255,12 @@ def dump_options(func: F) -> F:
 @handle_errors
 def ingest(ctx: click.Context, data: Path, as_json: bool, strict: bool, full: bool,
            allow_mass_delete: bool, document_key: str | None) -> None:
-    """Load DATA (.tar.gz/.tgz/.tar, a directory of *.json, a .json or .ndjson file) into raw.
+    """Load DATA into raw: an archive (.tar, .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz, .zip,
+    archives inside it read too), a directory of *.json, or a .json or .ndjson/.jsonl file (also
+    .gz, .bz2 or .xz compressed).
+
+    Demo data (`duel generate`) goes to the database duel_demo, anything else to duel, unless
+    PGDATABASE is set; later commands use that database (recorded in DUEL_HOME/database.json).
 
     \b
     Examples:
@@ -176,36 +268,39 @@ def ingest(ctx: click.Context, data: Path, as_json: bool, strict: bool, full: bo
       duel ingest export-2025-07-24.tar.gz --full      # a complete dump: absent users are deleted
       duel ingest users.ndjson --document-key user_id,email
     """
-    from duel import db as database
-    from duel.pipeline import ingest_with_progress
+    from duel.pipeline import ingest_with_progress, database_stage, settings_for_data
     from duel.sources import check_source
-    from duel.summary import render_ingest
+    from duel.summary import data_line, render_ingest
 
-    settings = _settings(ctx).with_overrides(document_key=document_key)
     check_source(data)
-    database.ensure_ready(settings)
+    settings, demo = settings_for_data(_settings(ctx).with_overrides(document_key=document_key), data)
+    database_stage(settings, data, demo)
     result = ingest_with_progress(settings, data, full=full, allow_mass_delete=allow_mass_delete)
     if as_json:
         click.echo(json.dumps(result.summary()))
     else:
-        click.echo(render_ingest(result), err=True)
+        click.echo(render_ingest(result) + ("\n" + data_line(settings, demo) if demo else ""), err=True)
     if strict and result.quarantined:
         sys.exit(EXIT_STRICT)
 
 
 # --- generate -------------------------------------------------------------------------------
 
-@cli.command()
+@cli.command(short_help="Write a demo dump (demo/demo_user_N.json).", epilog=NO_ENVIRONMENT)
 @click.option("--users", type=click.IntRange(min=0), default=10_000, show_default=True,
               help="How many user files to write.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same bytes).")
 @click.option("--varied-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of users given 0-3 programs with 0-3 tasks each (the real dump has 1 and 1).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("data.tar.gz"),
-              show_default=True, help="A .tar.gz/.tgz/.tar file, or a directory to write into.")
+              show_default=True, help="A .tar, .tar.gz/.tgz, .tar.bz2/.tbz2 or .tar.xz/.txz file, or a directory "
+              "to write into.")
 @handle_errors
 def generate(users: int, seed: int, varied_rate: float, output: Path) -> None:
     """Write a demo dump shaped like the real one, with its defects, deterministically.
+
+    Its files are demo/demo_user_<N>.json, names no real dump uses, and `duel run` / `duel ingest`
+    load it into its own database, duel_demo, unless PGDATABASE is set.
 
     \b
     Example:
@@ -217,15 +312,15 @@ def generate(users: int, seed: int, varied_rate: float, output: Path) -> None:
     with progress(f"writing {output}", total=users) as advance:
         written = write_dataset(output, users=users, seed=seed, varied_rate=varied_rate,
                                 on_progress=advance)
-    click.echo(f"wrote {written.files} files ({written.malformed} malformed) to {output}", err=True)
+    click.echo(f"wrote {written.files} demo files ({written.malformed} malformed) to {output}", err=True)
 
 
 # --- transform and docs ---------------------------------------------------------------------
 
-@cli.command()
+@cli.command(short_help="Build the dbt models and run their tests.", epilog=ENVIRONMENT)
 @click.option("--full-refresh", is_flag=True, help="Rebuild the incremental models from scratch.")
 @click.option("--select", "select", multiple=True, metavar="SELECTOR",
-              help="Only these dbt nodes (dbt selector syntax); repeatable.")
+              help="Only these dbt nodes (dbt selector syntax); repeatable.  [default: every node]")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Show dbt's own log lines on stderr.")
 @click.pass_context
@@ -253,8 +348,8 @@ def transform(ctx: click.Context, full_refresh: bool, select: tuple[str, ...], a
     click.echo(f"dbt build: {result.describe()}", err=True)
 
 
-@cli.command()
-@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
+@cli.command(short_help="Serve the dbt docs and lineage on 127.0.0.1.", epilog=ENVIRONMENT)
+@click.option("--port", type=click.IntRange(1, 65535), default=8580, show_default=True,
               help="Port to serve on (127.0.0.1 only).")
 @click.option("--no-serve", is_flag=True, help="Only generate the docs; print where they are.")
 @click.pass_context
@@ -264,7 +359,7 @@ def docs(ctx: click.Context, port: int, no_serve: bool) -> None:
 
     \b
     Example:
-      duel docs --port 8081    # then open http://127.0.0.1:8081
+      duel docs --port 8581    # then open http://127.0.0.1:8581
     """
     from duel import db as database
     from duel.transform import generate_docs, serve_docs
@@ -281,7 +376,7 @@ def docs(ctx: click.Context, port: int, no_serve: bool) -> None:
 
 # --- report and export ----------------------------------------------------------------------
 
-@cli.command()
+@cli.command(short_help="Write the self-contained report.html.", epilog=ENVIRONMENT)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory to write report.html into  [default: DUEL_OUT, i.e. out/]")
 @click.pass_context
@@ -305,7 +400,7 @@ def report(ctx: click.Context, out: Path | None) -> None:
     click.echo(str(result.path))
 
 
-@cli.command()
+@cli.command(short_help="Export the analysis and core models (csv/parquet).", epilog=ENVIRONMENT)
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True,
               help="File format of the exports.")
 @click.option("--pseudonymize", is_flag=True,
@@ -342,16 +437,23 @@ def export(ctx: click.Context, fmt: str, pseudonymize: bool, out: Path | None, a
 
 # --- run ------------------------------------------------------------------------------------
 
-@cli.command()
+@cli.command(short_help="Database, ingest, dbt build, report, export.", epilog=ENVIRONMENT)
 @click.argument("data", type=click.Path(path_type=Path), default=Path("data.tar.gz"))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--strict", is_flag=True, help="Exit 2 when any file was quarantined.")
+@click.option("--force", is_flag=True,
+              help="Rebuild the models, report and exports even when nothing changed since the last build.")
 @dump_options
 @click.pass_context
 @handle_errors
 def run(ctx: click.Context, data: Path, as_json: bool, strict: bool, full: bool,
-        allow_mass_delete: bool, document_key: str | None) -> None:
+        allow_mass_delete: bool, document_key: str | None, force: bool) -> None:
     """Start the database, ingest DATA, then run every later stage; print a summary.
+
+    DATA is a .tar.gz/.tgz/.tar, a directory of *.json, or a .json/.ndjson file
+    [default: ./data.tar.gz]. Demo data (`duel generate`) goes to the database duel_demo, anything
+    else to duel, unless PGDATABASE is set. The summary names the server used (duel's embedded
+    one, or another Postgres) and whether duel started it.
 
     \b
     Examples:
@@ -362,7 +464,7 @@ def run(ctx: click.Context, data: Path, as_json: bool, strict: bool, full: bool,
     from duel.summary import render_run
 
     settings = _settings(ctx).with_overrides(document_key=document_key)
-    outcome = run_pipeline(settings, data, full=full, allow_mass_delete=allow_mass_delete)
+    outcome = run_pipeline(settings, data, full=full, allow_mass_delete=allow_mass_delete, force=force)
     if as_json:
         click.echo(json.dumps(outcome.summary()))
     click.echo(render_run(settings, outcome), err=True)

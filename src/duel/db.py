@@ -2,11 +2,13 @@
 
 `ensure_ready(settings)` is what every command that needs the database calls: it uses a server
 that already answers at PGHOST:PGPORT (docker compose, a managed server), or starts the embedded
-one, then creates the database and the raw schema if they are missing.
+one, then creates the database and the raw schema if they are missing. It returns which server
+that was (`Connected`), for the run's summary.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -16,6 +18,28 @@ from psycopg import sql
 from duel import server
 from duel.exceptions import DatabaseUnavailable, SchemaOutdated
 from duel.settings import Settings
+from duel.state import ServerRecord
+
+
+@dataclass(frozen=True)
+class Connected:
+    """The server a command used: duel's embedded one (`own`) or another, and whether it started it."""
+
+    host: str
+    port: int
+    database: str
+    own: ServerRecord | None
+    started: bool
+
+    def describe(self) -> str:
+        where = f"{self.host}:{self.port}"
+        if self.own is None:
+            return f"another Postgres at {where} (duel did not start it)"
+        if self.started:
+            return f"duel's embedded server at {where} (started now; data in {self.own.data_dir})"
+        since = (self.own.started_at or "?").replace("T", " ").replace("+00:00", " UTC")
+        return (f"duel's embedded server at {where} (started by duel, running since {since}; data in "
+                f"{self.own.data_dir})")
 
 
 def first_line(error: BaseException) -> str:
@@ -39,12 +63,13 @@ def connect(settings: Settings, *, database: str | None = None, autocommit: bool
         raise DatabaseUnavailable(describe_failure(settings, error, step)) from None
 
 
-def _check_server(settings: Settings) -> None:
-    """Start the embedded server if nothing answers; explain in one line if the port is taken."""
+def _check_server(settings: Settings) -> bool:
+    """Start the embedded server if nothing answers (True if it did); explain in one line if the
+    port is taken or the server refuses us."""
     if not server.probe_port(settings.pg_host, settings.pg_port):
         if settings.embedded and settings.is_loopback:
             server.start(settings)
-            return
+            return True
         raise DatabaseUnavailable(
             f"nothing answers at {settings.pg_host}:{settings.pg_port}; start Postgres there or set "
             "PGHOST/PGPORT"
@@ -54,13 +79,9 @@ def _check_server(settings: Settings) -> None:
     except psycopg.OperationalError as error:
         message = first_line(error)
         if "authentication" in message or "password" in message or "role" in message:
-            raise DatabaseUnavailable(
-                f"the Postgres at {settings.pg_host}:{settings.pg_port} refused user "
-                f"{settings.pg_user} ({message}); set PGUSER/PGPASSWORD for it, or PGPORT to a free "
-                "port for the embedded server"
-            ) from None
+            raise DatabaseUnavailable(refused_message(settings, message)) from None
         if "does not exist" in message:
-            return  # no "postgres" maintenance database; the target database may still exist
+            return False  # no "postgres" maintenance database; the target database may still exist
         if "starting up" in message or "shutting down" in message:
             raise DatabaseUnavailable(
                 f"the Postgres at {settings.pg_host}:{settings.pg_port} is starting up or shutting "
@@ -70,6 +91,20 @@ def _check_server(settings: Settings) -> None:
             f"port {settings.pg_port} on {settings.pg_host} is held by a program that does not "
             "answer as Postgres; set PGPORT to a free port"
         ) from None
+    return False
+
+
+def refused_message(settings: Settings, message: str) -> str:
+    """What to do when a server refuses our user or password: on duel's own server, set the
+    password it has or give it ours; on another server, which variables to set."""
+    where = f"{settings.pg_host}:{settings.pg_port}"
+    if server.is_own(settings, server.running(settings)):
+        return (f"duel's embedded server at {where} refused user {settings.pg_user} ({message}); set "
+                "PGPASSWORD (environment or .env) to the password it was created with, or run `duel db "
+                "password` to make PGPASSWORD its password")
+    return (f"the Postgres at {where} refused user {settings.pg_user} ({message}); it is not duel's "
+            "embedded server: set PGUSER/PGPASSWORD for it, or PGHOST/PGPORT to another server (a free "
+            "PGPORT starts duel's own there)")
 
 
 def ensure_database(settings: Settings) -> None:
@@ -87,6 +122,18 @@ def ensure_database(settings: Settings) -> None:
     except psycopg.OperationalError as error:
         if "does not exist" not in first_line(error):
             raise DatabaseUnavailable(describe_failure(settings, error, "create database")) from None
+
+
+def reset_database(settings: Settings) -> Connected:
+    """Drop the configured database (closing its connections) and create it empty, with the raw
+    schema. Never the server's maintenance databases."""
+    if settings.pg_database in ("postgres", "template0", "template1"):
+        raise DatabaseUnavailable(f"refusing to drop {settings.pg_database}, the server's own database; set "
+                                  "PGDATABASE to the database duel uses")
+    ensure_ready(settings)
+    with connect(settings, database="postgres", autocommit=True, step="reset") as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(settings.pg_database)))
+    return ensure_ready(settings)
 
 
 def raw_schema_sql() -> str:
@@ -130,17 +177,22 @@ def ensure_raw_schema(settings: Settings) -> None:
         _create_raw_schema(conn)
 
 
-def ensure_ready(settings: Settings) -> None:
-    """Server answering, database present, raw schema in place. The common case (the database
-    answers) costs one connection; the checks that explain a failure in one line run otherwise."""
+def ensure_ready(settings: Settings) -> Connected:
+    """Server answering, database present, raw schema in place; returns which server that is. The
+    common case (the database answers) costs one connection; the checks that explain a failure in
+    one line run otherwise."""
+    started = False
     try:
         conn = psycopg.connect(**settings.conninfo())  # type: ignore[arg-type]
     except psycopg.Error:
-        _check_server(settings)
+        started = _check_server(settings)
         ensure_database(settings)
         conn = connect(settings, step="create raw schema")
     with conn:
         _create_raw_schema(conn)
+    own = server.running(settings)
+    return Connected(settings.pg_host, settings.pg_port, settings.pg_database,
+                     own if server.is_own(settings, own) else None, started)
 
 
 def analyze_raw(settings: Settings) -> None:

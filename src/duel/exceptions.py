@@ -1,16 +1,25 @@
-"""Errors a user can act on. Each carries a one-line message; the CLI prints it and exits."""
+"""Errors a user can act on. Each carries a one-line message; the CLI prints it and exits.
+
+Each also carries its context as attributes (`context`: the file, host, batch... it concerns)
+and says whether a retry can help (`transient`): the DAG retries transient errors and fails at
+once on the others (a wrong setting or a bad input will not mend itself).
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class DuelError(Exception):
     """Base class: a one-line, user-facing error. `exit_code` is what the CLI exits with."""
 
     exit_code = 1
+    transient = False  # whether the same call may succeed if retried later
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, **context: Any) -> None:
         super().__init__(message)
         self.message = message
+        self.context = context
 
     def __str__(self) -> str:
         return self.message
@@ -27,6 +36,22 @@ class SourceError(DuelError):
 class DatabaseUnavailable(DuelError):
     """The database cannot be reached (or stopped answering) during a step."""
 
+    transient = True
+
+
+class DatabaseRefused(DuelError):
+    """The database answered, and refused a statement (a constraint, disk full, a trigger...).
+    Transient only for what can pass later: lack of resources (SQLSTATE class 53) and
+    serialization failures or deadlocks (class 40)."""
+
+    def __init__(self, message: str, *, sqlstate: str | None = None, **context: Any) -> None:
+        super().__init__(message, sqlstate=sqlstate, **context)
+        self.sqlstate = sqlstate
+
+    @property
+    def transient(self) -> bool:  # type: ignore[override]
+        return (self.sqlstate or "")[:2] in ("53", "40")
+
 
 class SchemaOutdated(DuelError):
     """The database's raw schema was written by an earlier duel and cannot be read as it is."""
@@ -36,7 +61,7 @@ class MassDelete(DuelError):
     """A complete (--full) dump would delete too many current documents; nothing was written."""
 
     def __init__(self, message: str, *, deleting: int, current: int) -> None:
-        super().__init__(message)
+        super().__init__(message, deleting=deleting, current=current)
         self.deleting = deleting
         self.current = current
 
@@ -48,10 +73,16 @@ class ServerError(DuelError):
 class LockTimeout(DuelError):
     """Another run holds the ingest lock for longer than the configured timeout."""
 
+    transient = True
+
+
+class ShardMismatch(DuelError):
+    """The shards' batches do not account for exactly the files of the source."""
+
 
 class StepFailed(DuelError):
     """A pipeline step (dbt build, report, export) failed; names the step."""
 
-    def __init__(self, step: str, message: str) -> None:
-        super().__init__(f"{step} failed: {message}")
+    def __init__(self, step: str, message: str, **context: Any) -> None:
+        super().__init__(f"{step} failed: {message}", step=step, **context)
         self.step = step

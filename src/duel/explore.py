@@ -214,7 +214,7 @@ class MalformedFile:
     status: str  # repaired | quarantined
     byte_size: int
     parse_error: str | None
-    verdict: str  # the repair kind (closed, bom-stripped, rewritten) or the quarantine reason
+    verdict: str  # the repair kind (encoding, lossless, closed, rewritten) or the quarantine reason
 
 
 def malformed_files(settings: Settings, path: Path) -> list[MalformedFile]:
@@ -252,15 +252,15 @@ def describe_repair(repair: dict[str, Any] | None) -> str:
         removed = repair.get("removed") or ""
         tail = f", after dropping trailing {removed!r}" if removed else ""
         return f"appended the missing closing bracket(s) {repair.get('appended')!r}{tail}"
-    if kind == "bom-stripped":
-        return "removed the UTF-8 byte order mark"
+    if kind in ("encoding", "lossless"):
+        return f"{kind} fixes, no value changed: {', '.join(repair.get('fixes') or [])}"
     return f"rewritten by json-repair ({len(repair.get('log') or [])} change(s)); content differs"
 
 
 def repair_view(settings: Settings, path: Path, name: str | None = None) -> RepairView:
     """The file `name` (default: the first file that needs a repair) before and after repair."""
     for source in iter_source(path, settings.max_file_bytes):
-        if source.data is None or (name is not None and source.name != name):
+        if source.data is None or source.defect is not None or (name is not None and source.name != name):
             continue
         parsed = parse_document(source.data, settings.repair_policy)
         if name is None and parsed.status == "clean":

@@ -1,8 +1,14 @@
-"""Demo data shaped like the real dump: `mixed/user_<i>.json`, every defect class, deterministic.
+"""Demo data shaped like the real dump, every defect class, deterministic, and never taken for real:
+its files are `demo/demo_user_<i>.json`, names a real dump (`mixed/user_<i>.json`) does not use.
+
+Its identity is in the file names, not only the folder (the dump's top-level folder carries no
+identity: `duel.sources.identity_path`), so demo files never become versions of real files even in
+the same database. `is_demo` tells demo data by its first data file's name, and `duel run` /
+`duel ingest` put it in its own database (`duel_demo`) unless PGDATABASE is set.
 
 What the real dump (`../shared/data/duel-original-10k.tar.gz`, 10,000 users) looks like, and so
-what this writes: a `mixed/` directory entry, then one pretty-printed (4-space indent) JSON file
-per user, keys in the dump's order. About half the users (4,967) are clean: every field valid,
+what this writes (under the demo names): a directory entry, then one pretty-printed (4-space
+indent) JSON file per user, keys in the dump's order. About half the users (4,967) are clean: every field valid,
 platform TikTok or Instagram. The other half are "dirty": each field is broken independently
 with the probability counted in the dump (`BROKEN_GIVEN_DIRTY`), so defects cluster in the same
 files as they do there; their platform is TikTok, Instagram, Facebook or the integer 123 with
@@ -29,22 +35,29 @@ is byte-for-byte what `tarfile` writes (GNU format), with headers built from a t
 
 from __future__ import annotations
 
+import bz2
 import gzip
+import lzma
+import os
 import random
+import re
 import tarfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from duel.exceptions import DuelError
+from duel.sources import TAR_SUFFIXES
 
-TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 FILE_SUFFIXES = (".gz", ".zip", ".json", ".ndjson", ".jsonl", ".bz2", ".xz", ".zst")
-FOLDER = "mixed"
+FOLDER = "demo"
+FILE_PREFIX = "demo_user_"  # demo/demo_user_<i>.json: no real dump's file is named so
+DEMO_NAME = re.compile(r"demo_user_\d+\.json")
 
 # Counted in the real dump: how many of its 5,033 dirty users (of 10,000) have each defect.
 REAL_USERS, REAL_DIRTY, REAL_MALFORMED = 10_000, 5_033, 222
@@ -326,7 +339,8 @@ def write_dataset(
     compresslevel: int = 1,
     on_progress: Callable[[int], None] | None = None,
 ) -> Written:
-    """Write `users` user files to `output`: a .tar.gz/.tgz/.tar archive, else a directory.
+    """Write `users` user files to `output`: a tar archive (.tar, or compressed as its name says:
+    .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz), else a directory.
 
     An archive is written to a temporary name beside it and renamed when complete, so an
     interrupted run never leaves a truncated archive behind. A directory gets `mixed/` inside
@@ -335,11 +349,14 @@ def write_dataset(
     if not 0 <= malformed_rate <= 1 or not 0 <= varied_rate <= 1:
         raise DuelError("malformed_rate and varied_rate must be between 0 and 1")
     lowered = output.name.lower()
-    if lowered.endswith(FILE_SUFFIXES) and not lowered.endswith(TAR_SUFFIXES) and not output.is_dir():
-        raise DuelError(f"{output}: write a .tar.gz, .tgz or .tar archive, or name a directory")
+    if not lowered.endswith(TAR_SUFFIXES) and not output.is_dir() and (
+            output.exists() or lowered.endswith(FILE_SUFFIXES) or output.suffix):
+        what = "is a file" if output.exists() else f"has the extension {output.suffix or lowered}"
+        raise DuelError(f"{output} {what}: name a .tar, .tar.gz/.tgz, .tar.bz2/.tbz2 or .tar.xz/.txz archive "
+                        "(e.g. -o data.tar.gz), or a directory")
     files = _iter_files(_Users(seed, malformed_rate, varied_rate), users, on_progress)
     if lowered.endswith(TAR_SUFFIXES):
-        malformed = _write_archive(output, files, lowered.endswith(".tar"), compresslevel)
+        malformed = _write_archive(output, files, lowered, compresslevel)
         size = output.stat().st_size
     else:
         malformed, size = _write_directory(output, files)
@@ -351,21 +368,31 @@ def _iter_files(maker: _Users, users: int,
     """(member name, bytes, is malformed) for each user, reporting progress every 10,000."""
     for index in range(users):
         data, malformed = maker.user()
-        yield f"{FOLDER}/user_{index}.json", data, malformed
+        yield f"{FOLDER}/{FILE_PREFIX}{index}.json", data, malformed
         if on_progress is not None and (index + 1) % PROGRESS_EVERY == 0:
             on_progress(PROGRESS_EVERY)
     if on_progress is not None and users % PROGRESS_EVERY:
         on_progress(users % PROGRESS_EVERY)
 
 
-def _write_archive(output: Path, files: Iterator[tuple[str, bytes, bool]], plain: bool,
+def _compressor(lowered: str, raw: BinaryIO, level: int) -> AbstractContextManager[BinaryIO]:
+    """The stream that compresses into `raw` as the archive's name says (.tar: none)."""
+    if lowered.endswith(".tar"):
+        return nullcontext(raw)
+    if lowered.endswith((".tar.bz2", ".tbz2")):
+        return bz2.BZ2File(raw, "wb", compresslevel=max(level, 1))  # type: ignore[return-value]
+    if lowered.endswith((".tar.xz", ".txz")):
+        return lzma.LZMAFile(raw, "wb", preset=level)  # type: ignore[return-value]
+    return gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=level, mtime=0)  # type: ignore[return-value]
+
+
+def _write_archive(output: Path, files: Iterator[tuple[str, bytes, bool]], lowered: str,
                    compresslevel: int) -> list[str]:
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.partial")
     malformed: list[str] = []
     try:
-        with open(partial, "wb") as raw, (nullcontext(raw) if plain else gzip.GzipFile(
-                filename="", mode="wb", fileobj=raw, compresslevel=compresslevel, mtime=0)) as sink:
+        with open(partial, "wb") as raw, _compressor(lowered, raw, compresslevel) as sink:
             tar = _TarStream(sink.write)
             try:
                 tar.add_directory(f"{FOLDER}/")
@@ -396,3 +423,25 @@ def _write_directory(output: Path, files: Iterator[tuple[str, bytes, bool]]) -> 
         if broken:
             malformed.append(name)
     return malformed, size
+
+
+def is_demo(path: Path) -> bool:
+    """Whether `path` holds demo data: its first data file is named `demo_user_<i>.json` (what
+    `write_dataset` writes). Reads one archive header or one directory entry; False when unsure."""
+    from duel.exceptions import SourceError
+    from duel.sources import ARCHIVE_SUFFIXES, iter_source
+
+    try:
+        if path.is_dir():
+            folder = path / FOLDER if (path / FOLDER).is_dir() else path
+            first = next((entry.name for entry in os.scandir(folder) if entry.name.endswith(".json")), None)
+            return first is not None and DEMO_NAME.fullmatch(first) is not None
+        if not path.name.lower().endswith(ARCHIVE_SUFFIXES):
+            return False  # demo data is an archive or a directory
+        for source in iter_source(path, 0):  # max_bytes 0: names only, nothing read
+            if source.skip_reason is None:
+                return DEMO_NAME.fullmatch(source.name.rpartition("/")[2]) is not None
+    except (OSError, SourceError):  # unreadable: the ingest says why, in one line
+        return False
+    return False
+    return False

@@ -24,7 +24,7 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
 from duel import __version__, db, deletes
-from duel.exceptions import DatabaseUnavailable, LockTimeout, MassDelete
+from duel.exceptions import DatabaseRefused, DatabaseUnavailable, LockTimeout, MassDelete
 from duel.identity import CONTENT_PREFIX, key_rule
 from duel.parse import Outcome, iter_outcomes, parse_pool
 from duel.repair import Parsed
@@ -460,11 +460,15 @@ def ingest(
     except psycopg.Error as error:
         if conn.broken:  # the connection is gone: the server stopped or the network failed
             message = db.describe_failure(settings, error, "ingest")
-        else:  # the server answered with an error (disk full, a constraint, a trigger...)
-            message = (f"ingest: the database refused the batch (Postgres at {settings.pg_host}:"
-                       f"{settings.pg_port}, database {settings.pg_database}): {db.first_line(error)}")
+            _record_failure(settings, source, shard, message)
+            raise DatabaseUnavailable(message, host=settings.pg_host, port=settings.pg_port,
+                                      database=settings.pg_database, step="ingest", source=source) from None
+        # the server answered with an error (disk full, a constraint, a trigger...)
+        message = (f"ingest: the database refused the batch (Postgres at {settings.pg_host}:"
+                   f"{settings.pg_port}, database {settings.pg_database}): {db.first_line(error)}")
         _record_failure(settings, source, shard, message)
-        raise DatabaseUnavailable(message) from None
+        raise DatabaseRefused(message, sqlstate=error.sqlstate, host=settings.pg_host, port=settings.pg_port,
+                              database=settings.pg_database, step="ingest", source=source) from None
     except (LockTimeout, MassDelete):
         raise  # nothing was written, and there is nothing to record
     except Exception as error:
@@ -507,5 +511,6 @@ def delete_absent_from(settings: Settings, batch_ids: list[int], *, allow_mass_d
                 allow_mass_delete=allow_mass_delete, first_seq=0)
             finish_batch(conn, batch_id, counts)
     except psycopg.Error as error:
-        raise DatabaseUnavailable(f"delete: the database refused the deletes: {db.first_line(error)}") from None
+        raise DatabaseRefused(f"delete: the database refused the deletes: {db.first_line(error)}",
+                              sqlstate=error.sqlstate, step="delete", batches=batch_ids) from None
     return IngestResult(batch_id, source, **counts, full=True)

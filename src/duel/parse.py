@@ -42,6 +42,12 @@ def classify(source: SourceFile, policy: str, rule: KeyRule) -> Outcome | list[O
     is a JSON array of user objects. Pure: safe to run in a worker process."""
     if source.skip_reason is not None:
         return Outcome(source.name, "skipped", source.size, skip_reason=source.skip_reason)
+    if source.defect is not None:  # neither data nor readable (a corrupt nested archive, ...)
+        reason, _, detail = source.defect.partition(": ")
+        sha256 = hashlib.sha256(source.data).hexdigest() if source.data is not None else ""
+        return Outcome(source.name, "quarantined", source.size, sha256,
+                       Parsed("quarantined", reason=reason, detail=detail or None), None, source.data,
+                       _quarantine_key(source, sha256))
     if source.oversize or source.data is None:
         parsed = Parsed("quarantined", reason="too-large",
                         detail=f"{source.size} bytes is over the size limit (DUEL_MAX_FILE_BYTES)")

@@ -1,25 +1,36 @@
 """`duel run`: the stages in order (database, ingest, transform, report, export), timed.
 
-Every stage is a plain function of the settings; the CLI and the Airflow DAG call these, so the
-pipeline has one definition.
+Every stage is a plain function of the settings (`database_stage`, `ingest_stage`,
+`transform_stage`, `report_stage`, `export_stage`); `duel run` calls them in order and the
+Airflow DAG's tasks call the same functions (its ingest fans out as shards of `ingest_stage`'s
+batch, duel.shards), so the pipeline, and what a production build includes, has one definition.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from duel import db
+from duel import changes, db, state
 from duel.exceptions import DuelError, SourceError, StepFailed
+from duel.generate import is_demo
 from duel.load import IngestResult, ingest
 from duel.progress import progress
-from duel.settings import Settings
+from duel.settings import DEFAULT_PG, DEMO_DATABASE, Settings
 from duel.sources import check_source
 
+if TYPE_CHECKING:
+    from duel.export import ExportResult
+    from duel.transform import BuildResult
+
 STAGES = ("database", "ingest", "transform", "report", "export")
+# A production build (`duel run`, the DAG) runs the models, the snapshot and the data tests, not
+# the unit tests: they test the SQL on fixtures, not the data (dbt's advice); `duel transform`
+# and CI run them.
+PRODUCTION_UNIT_TESTS = False
 
 
 @dataclass(frozen=True)
@@ -33,16 +44,73 @@ class StepResult:
 class RunOutcome:
     ingest: IngestResult
     steps: tuple[StepResult, ...] = field(default_factory=tuple)
+    settings: Settings | None = None  # as the run used them (the database follows the data)
+    server: db.Connected | None = None
+    demo: bool = False
+    last_build: str | None = None  # when nothing changed: the time of the build that still holds
+
+    @property
+    def nothing_changed(self) -> bool:
+        return self.last_build is not None
 
     def summary(self) -> dict[str, Any]:
-        return {**self.ingest.summary(), "steps": {s.name: round(s.seconds, 3) for s in self.steps}}
+        where = {}
+        if self.server is not None:
+            where = {"database": self.server.database, "demo": self.demo,
+                     "server": {"host": self.server.host, "port": self.server.port,
+                                "embedded": self.server.own is not None, "started": self.server.started}}
+        return {**self.ingest.summary(), **where, "nothing_changed": self.nothing_changed,
+                "steps": {s.name: round(s.seconds, 3) for s in self.steps}}
 
 
-def ingest_with_progress(settings: Settings, data: Path, *, full: bool = False,
-                         allow_mass_delete: bool = False) -> IngestResult:
+def settings_for_data(settings: Settings, data: Path) -> tuple[Settings, bool]:
+    """The settings to load `data` with, and whether it is the demo (`duel generate`'s). Unless
+    PGDATABASE was set (flag, environment, .env), demo data goes to its own database, duel_demo,
+    and any other data to duel, whatever the last run used."""
+    demo = is_demo(data)
+    if settings.chose("PGDATABASE"):
+        return settings, demo
+    database = DEMO_DATABASE if demo else DEFAULT_PG["PGDATABASE"]
+    return replace(settings, pg_database=database, origins={**settings.origins, "PGDATABASE": "data"}), demo
+
+
+def database_stage(settings: Settings, data: Path | None = None, demo: bool = False) -> db.Connected:
+    """The database ready (server up, the embedded one started if need be; database and raw
+    schema present); with `data`, recorded in DUEL_HOME as the one later commands use. Returns
+    which server it is on."""
+    connected = db.ensure_ready(settings)
+    if data is not None:
+        state.write_database(settings.home, settings.pg_database, demo=demo, source=data.resolve())
+    return connected
+
+
+def ingest_stage(settings: Settings, data: Path, *, full: bool = False,
+                 allow_mass_delete: bool = False) -> IngestResult:
     """Ingest with a progress bar on stderr when it is a terminal (`full`: see duel.deletes)."""
     with progress(f"ingesting {data}") as advance:
         return ingest(settings, data, on_file=advance, full=full, allow_mass_delete=allow_mass_delete)
+
+
+ingest_with_progress = ingest_stage  # the name `duel ingest` and the notebooks know
+
+
+def transform_stage(settings: Settings) -> BuildResult:
+    """The production dbt build (see PRODUCTION_UNIT_TESTS)."""
+    from duel.transform import build_models
+
+    return build_models(settings, unit_tests=PRODUCTION_UNIT_TESTS)
+
+
+def report_stage(settings: Settings) -> Path:
+    from duel.report import build_report
+
+    return build_report(settings).path
+
+
+def export_stage(settings: Settings) -> ExportResult:
+    from duel.export import export_models
+
+    return export_models(settings)
 
 
 def _timed(name: str, func: Callable[[], str], steps: list[StepResult]) -> None:
@@ -57,8 +125,10 @@ def _timed(name: str, func: Callable[[], str], steps: list[StepResult]) -> None:
 
 
 def run_pipeline(settings: Settings, data: Path, *, notify: bool = True, full: bool = False,
-                 allow_mass_delete: bool = False) -> RunOutcome:
-    """Every stage in order, then the success notification (summary, report attached).
+                 allow_mass_delete: bool = False, force: bool = False) -> RunOutcome:
+    """Every stage in order, then the success notification (summary, report attached). When the
+    ingest changed nothing since the last complete build (duel.changes), the transform, report
+    and export are skipped, unless `force`.
 
     On failure: the failure notification (the step and its one-line error), then the error is
     re-raised. A notification that cannot be sent is logged on stderr and never fails the run.
@@ -67,7 +137,8 @@ def run_pipeline(settings: Settings, data: Path, *, notify: bool = True, full: b
 
     steps: list[StepResult] = []
     try:
-        outcome = _run_stages(settings, data, steps, full=full, allow_mass_delete=allow_mass_delete)
+        outcome = _run_stages(settings, data, steps, full=full, allow_mass_delete=allow_mass_delete,
+                              force=force)
     except Exception as error:
         if notify:
             notify_failure(settings, failed_step(error, steps), str(error))
@@ -85,37 +156,44 @@ def failed_step(error: Exception, steps: list[StepResult]) -> str:
 
 
 def _run_stages(settings: Settings, data: Path, steps: list[StepResult], *, full: bool,
-                allow_mass_delete: bool) -> RunOutcome:
+                allow_mass_delete: bool, force: bool) -> RunOutcome:
     """Database up, ingest, transform, report, export; raises StepFailed naming the failed stage."""
     check_source(data)  # a wrong path fails in one line before anything starts
-    _timed("database", lambda: db.ensure_ready(settings) or settings.url(), steps)
+    settings, demo = settings_for_data(settings, data)
+    servers: list[db.Connected] = []
+
+    def run_database() -> str:
+        servers.append(database_stage(settings, data, demo))
+        return settings.url()
+
+    _timed("database", run_database, steps)
     results: list[IngestResult] = []
 
     def run_ingest() -> str:
-        results.append(ingest_with_progress(settings, data, full=full, allow_mass_delete=allow_mass_delete))
+        results.append(ingest_stage(settings, data, full=full, allow_mass_delete=allow_mass_delete))
         return f"batch {results[0].batch_id}"
 
     _timed("ingest", run_ingest, steps)
-    _timed("transform", lambda: _transform(settings), steps)
-    _timed("report", lambda: _report(settings), steps)
-    _timed("export", lambda: _export(settings), steps)
-    return RunOutcome(results[0], tuple(steps))
+    unchanged = None if force else changes.unchanged_since(settings)
+    if unchanged is not None:
+        detail = f"skipped: nothing changed since the build of {unchanged.finished_at} (--force rebuilds)"
+        steps.extend(StepResult(name, 0.0, detail) for name in ("transform", "report", "export"))
+        return RunOutcome(results[0], tuple(steps), settings, servers[0], demo, last_build=unchanged.finished_at)
+    built_through = changes.last_batch_id(settings)  # before the build: what it sees, at least
+    _timed("transform", lambda: transform_stage(settings).describe(), steps)
+    reports: list[Path] = []
 
+    def run_report() -> str:
+        reports.append(report_stage(settings))
+        return str(reports[0])
 
-def _transform(settings: Settings) -> str:
-    from duel.transform import build_models
+    _timed("report", run_report, steps)
+    exports: list[ExportResult] = []
 
-    return build_models(settings, unit_tests=False).describe()  # unit tests: `duel transform`, CI
+    def run_export() -> str:
+        exports.append(export_stage(settings))
+        return f"{len(exports[0].files)} files in {exports[0].directory}"
 
-
-def _report(settings: Settings) -> str:
-    from duel.report import build_report
-
-    return str(build_report(settings).path)
-
-
-def _export(settings: Settings) -> str:
-    from duel.export import export_models
-
-    result = export_models(settings)
-    return f"{len(result.files)} files in {result.directory}"
+    _timed("export", run_export, steps)
+    changes.record_build(settings, built_through, reports[0], exports[0].manifest)
+    return RunOutcome(results[0], tuple(steps), settings, servers[0], demo)

@@ -1,9 +1,10 @@
 """One frozen settings object, built from the environment (and a git-ignored `.env`).
 
-Precedence: explicit overrides (CLI flags) > process environment > `.env` file > defaults.
-Connection settings are the standard libpq variables (PGHOST, PGPORT, PGUSER, PGPASSWORD,
-PGDATABASE) so psql, psycopg, dbt and Airflow all share one source; app settings are DUEL_*.
-This is the only module that reads `os.environ`.
+Precedence: explicit overrides (CLI flags) > process environment > `.env` file > what duel
+recorded in DUEL_HOME (`duel.state`: the address of its embedded server, the database of the last
+run) > defaults. Connection settings are the standard libpq variables (PGHOST, PGPORT, PGUSER,
+PGPASSWORD, PGDATABASE) so psql, psycopg, dbt and Airflow all share one source; app settings are
+DUEL_*. This is the only module that reads `os.environ`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from urllib.parse import quote
 
+from duel import state
 from duel.exceptions import ConfigError
 
 # Defaults for the local embedded server only; every one is overridable.
@@ -24,6 +26,12 @@ DEFAULT_PG = {
     "PGPASSWORD": "pass",
     "PGDATABASE": "duel",
 }
+
+DEMO_DATABASE = "duel_demo"  # where demo data (`duel generate`) goes unless PGDATABASE is set
+PG_FIELDS = {"pg_host": "PGHOST", "pg_port": "PGPORT", "pg_user": "PGUSER", "pg_password": "PGPASSWORD",
+             "pg_database": "PGDATABASE"}
+# Where a connection setting came from: a flag, the environment, .env, duel's records, the default.
+EXPLICIT = ("flag", "environment", ".env")
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 REPAIR_POLICIES = ("safe", "lenient")
@@ -49,7 +57,7 @@ class Settings:
     dbt_project_dir: Path = field(default_factory=lambda: _project_root() / "dbt" / "duel")
     embedded: bool = True  # start the bundled server when nothing answers on a loopback host
     max_file_bytes: int = 32 * 1024 * 1024
-    repair_policy: str = "safe"  # safe: only closing repairs load; lenient: rewritten ones too
+    repair_policy: str = "safe"  # safe: encoding, lossless and closing repairs load; lenient: rewritten ones too
     workers: int = 0  # parse processes; 0 or 1 = parse in the loading process (the fastest on 2 cores)
     batch_rows: int = 5000  # rows per COPY round trip / merge chunk
     lock_timeout_s: float = 60.0
@@ -66,6 +74,16 @@ class Settings:
     schedule: str = "@daily"
     document_key: str = "@file,user_id"  # DUEL_DOCUMENT_KEY: how a document is identified (duel.identity)
     data: Path = Path("data.tar.gz")  # the Airflow DAG's input (DUEL_DATA); the CLI takes an argument
+    # PGHOST ... PGDATABASE -> "flag" | "environment" | ".env" | "recorded" | "default"
+    origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def origin(self, variable: str) -> str:
+        """Where the value of PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE came from."""
+        return self.origins.get(variable, "default")
+
+    def chose(self, variable: str) -> bool:
+        """Whether the user set this connection variable (a flag, the environment or .env)."""
+        return self.origin(variable) in EXPLICIT
 
     @property
     def pgdata(self) -> Path:
@@ -112,7 +130,9 @@ class Settings:
         unknown = set(overrides) - known
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        origins = {**self.origins, **{PG_FIELDS[k]: "flag" for k in given if k in PG_FIELDS}}
+        return replace(self, **given, origins=origins)
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:
@@ -139,24 +159,51 @@ def _as_bool(name: str, value: str) -> bool:
     raise ConfigError(f"{name} must be true or false, got {value!r}")
 
 
+def _connection(env: Mapping[str, str], process: Mapping[str, str], home: Path) -> dict[str, object]:
+    """The PG* settings and where each came from: the environment, .env, duel's records in
+    DUEL_HOME (the embedded server's address when neither PGHOST nor PGPORT is set; the last
+    run's database), or the default."""
+    def given(name: str) -> str | None:
+        value = env.get(name)
+        return value if value or (name == "PGPASSWORD" and value is not None) else None
+
+    def origin(name: str) -> str:
+        return "environment" if process.get(name) == env.get(name) else ".env"
+
+    chosen = {name: value for name in DEFAULT_PG if (value := given(name)) is not None}
+    origins = {name: origin(name) for name in chosen}
+    recorded: dict[str, str] = {}
+    if "PGHOST" not in chosen and "PGPORT" not in chosen and (server := state.read_server(home)):
+        recorded.update(PGHOST=server.host, PGPORT=str(server.port))
+    if "PGDATABASE" not in chosen and (database := state.read_database(home)):
+        recorded["PGDATABASE"] = database.database
+    origins.update({name: "recorded" for name in recorded})
+    merged = {**DEFAULT_PG, **recorded, **chosen}
+    return {
+        "pg_host": merged["PGHOST"],
+        "pg_port": _as_int("PGPORT", merged["PGPORT"]),
+        "pg_user": merged["PGUSER"],
+        "pg_password": merged["PGPASSWORD"],
+        "pg_database": merged["PGDATABASE"],
+        "origins": origins,
+    }
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None,
     *,
     dotenv: Path | None = Path(".env"),
     **overrides: object,
 ) -> Settings:
-    """Build Settings from `environ` (default: os.environ) over `.env`, then apply overrides."""
-    env: dict[str, str] = dict(_read_dotenv(dotenv)) if dotenv else {}
-    env.update(os.environ if environ is None else environ)
+    """Build Settings from `environ` (default: os.environ) over `.env`, over what duel recorded in
+    DUEL_HOME (its server's address, the last run's database), then apply overrides."""
+    dotenv_values = _read_dotenv(dotenv) if dotenv else {}
+    process = os.environ if environ is None else environ
+    env: dict[str, str] = {**dotenv_values, **process}
     get = env.get
-    values: dict[str, object] = {
-        "pg_host": get("PGHOST") or DEFAULT_PG["PGHOST"],
-        "pg_port": _as_int("PGPORT", get("PGPORT") or DEFAULT_PG["PGPORT"]),
-        "pg_user": get("PGUSER") or DEFAULT_PG["PGUSER"],
-        "pg_password": get("PGPASSWORD", DEFAULT_PG["PGPASSWORD"]),
-        "pg_database": get("PGDATABASE") or DEFAULT_PG["PGDATABASE"],
-    }
-    paths = {"DUEL_HOME": "home", "DUEL_OUT": "out_dir", "DUEL_DBT_PROJECT_DIR": "dbt_project_dir",
+    values: dict[str, object] = {"home": Path(get("DUEL_HOME") or ".duel")}
+    values.update(_connection(env, process, values["home"]))  # type: ignore[arg-type]
+    paths = {"DUEL_OUT": "out_dir", "DUEL_DBT_PROJECT_DIR": "dbt_project_dir",
              "DUEL_DATA": "data"}
     for var, name in paths.items():
         if get(var):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from duel import db
-from duel.exceptions import ConfigError, DuelError
+from duel.exceptions import ConfigError, ShardMismatch
 from duel.identity import key_rule
 from duel.load import IngestResult, delete_absent_from, ingest
 from duel.parse import Outcome
@@ -34,10 +34,6 @@ from duel.sources import SourceFile, check_source, iter_source
 MAX_SHARDS = 256
 _ELEMENT = re.compile(r"^(.*\.json)\[[0-9]+\]$", re.IGNORECASE)
 TOTALS = ("loaded", "repaired", "quarantined", "skipped", "unchanged", "deleted", "keyless")
-
-
-class ShardMismatch(DuelError):
-    """The shards' batches do not account for exactly the files of the source."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,27 +1,47 @@
-"""Readers that turn an input path into a stream of files: tar archives, directories, (nd)json.
+"""Readers that turn an input path into a stream of files: archives, directories, (nd)json.
 
 Nothing is extracted to disk and nothing is followed: archive members are streamed, links,
 devices and paths escaping the archive are reported as skipped, never opened. Directory
 entries are not files and are not counted. Each yielded `SourceFile` carries its bytes, or a
-skip reason, or `oversize` when it is larger than the limit (its bytes are then not read).
+skip reason, or `oversize` when it is larger than the limit (its bytes are then not read), or a
+`defect` when it should be data but cannot be read (the parse stage quarantines it).
+
+Archives are tar (plain, gzip, bzip2 or xz: the compression is told by its magic number) or
+zip. An archive inside an archive is read the same way, as a stream, down to MAX_NESTING
+levels below the input; NDJSON and compressed JSON members are read as their top-level kind.
+A nested archive (or compressed member) is held in memory when it fits MAX_HELD_BYTES (all
+those held one inside another together), so that a zip can be read and a corrupt one kept in
+quarantine with its bytes; a larger one is streamed, or quarantined if it is a zip.
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import os
 import posixpath
 import stat
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
+from duel.archives import (MAGIC_BYTES, READ_ERRORS, ArchiveLimitError, decompressed, hold, is_zip, iter_lines,
+                           read_bounded, zip_members)
 from duel.exceptions import SourceError
-from duel.tarstream import TarFormatError, iter_members, open_archive
+from duel.tarstream import Member, iter_members
 
-TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 DATA_SUFFIX = ".json"
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz")
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+ARCHIVE_SUFFIXES = (*TAR_SUFFIXES, ".zip")
+NDJSON_SUFFIXES = tuple(kind + packed for kind in (".ndjson", ".jsonl") for packed in ("", *COMPRESSED_SUFFIXES))
+PACKED_JSON_SUFFIXES = tuple(DATA_SUFFIX + packed for packed in COMPRESSED_SUFFIXES)
+NESTED_SUFFIXES = (*ARCHIVE_SUFFIXES, *NDJSON_SUFFIXES, *PACKED_JSON_SUFFIXES)  # members read as streams
+WANTED = (DATA_SUFFIX,)  # archive members whose bytes are read: the others are skipped through
+SUPPORTED = ("a directory or a .tar, .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz, .zip, .json or "
+             ".ndjson/.jsonl file (.json and .ndjson may be .gz, .bz2 or .xz compressed)")
+MAX_NESTING = 3  # archive levels inside the input that are read; a deeper archive is quarantined
+MAX_HELD_BYTES = 32 << 20  # nested archives and compressed members held in memory at once
 
 
 class SourceFile(NamedTuple):  # a tuple, not a dataclass: built once per file on the hot path
@@ -30,7 +50,10 @@ class SourceFile(NamedTuple):  # a tuple, not a dataclass: built once per file o
     `name` is where it was found (lineage, shown to the user). `key_path` is the path that
     identifies it (`identity_path`: the dump's own top-level folder removed), or None for a
     document without a file of its own (an NDJSON line), which is identified by its content
-    (duel.identity)."""
+    (duel.identity). A member inside a nested archive is named by its path through the
+    archives (`outer/inner.tar.gz/mixed/user_1.json`) and keyed by its path in the innermost one.
+    `defect` is `reason: detail` for a file that is neither data nor readable (a corrupt nested
+    archive, one nested too deep): it is quarantined with its bytes, if it was small enough."""
 
     name: str
     data: bytes | None = None
@@ -38,6 +61,7 @@ class SourceFile(NamedTuple):  # a tuple, not a dataclass: built once per file o
     skip_reason: str | None = None
     oversize: bool = False
     key_path: str | None = None
+    defect: str | None = None
 
 
 def not_data_reason(name: str) -> str | None:
@@ -87,33 +111,182 @@ def safe_member_name(name: str) -> str | None:
     return normal.removeprefix("./")
 
 
-def iter_tar(path: Path, max_bytes: int) -> Iterator[SourceFile]:
-    """Stream an archive's members (plain or gzip-compressed tar); nothing touches the disk."""
+# What a file that is not a (gzip-compressed) tar is, by its first bytes.
+_MAGIC = ((b"\x28\xb5\x2f\xfd", "zstd-compressed data"), (b"7z\xbc\xaf", "a 7-Zip archive"),
+          (b"Rar!", "a RAR archive"))
+
+
+def not_an_archive(path: Path, error: BaseException) -> str:
+    """One line for an input named like a tar archive that is not one: what it is, what to do."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError:
+        head = b""
+    if head.startswith(b"\x1f\x8b"):
+        return f"{path}: gzip-compressed, but not a tar archive inside ({error}); make it with `tar czf`"
+    what = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+    if what is None:
+        what = "text" if head.isascii() and head.strip() else "unrecognised bytes"
+    expected = "a tar archive" if path.name.lower().endswith(".tar") else "a gzip-compressed tar archive"
+    return (f"{path}: {what}, not {expected}; give a .tar.gz made by `tar czf`, a .tar, a directory or "
+            ".json files")
+
+
+def iter_archive(path: Path, max_bytes: int) -> Iterator[SourceFile]:
+    """Stream an archive's members (a tar, plain or compressed, or a zip), and those of the
+    archives inside it; nothing touches the disk. SourceError if the archive itself is unreadable."""
+    kind = "tar"
+    try:
+        with open(path, "rb") as raw:
+            head = raw.read(MAGIC_BYTES)
+            raw.seek(0)
+            if is_zip(head):
+                kind = "zip"
+                members = zip_members(raw)
+            else:
+                members = iter_members(decompressed(raw, head), max_bytes, WANTED, NESTED_SUFFIXES)
+            yield from _iter_members(members, "", 0, max_bytes, MAX_HELD_BYTES)
+    except ArchiveLimitError as exc:
+        raise SourceError(f"{path}: {kind} archive not read: {exc}") from None
+    except _Broken as broken:
+        raise SourceError(f"{path}: archive is corrupt after {_members(broken.count)} "
+                          f"({_why(broken.error)})") from None
+    except READ_ERRORS as exc:
+        if kind == "zip":
+            raise SourceError(f"{path}: not a readable zip archive ({_why(exc)})") from None
+        raise SourceError(not_an_archive(path, exc)) from None
+
+
+class _Broken(Exception):
+    """An archive failed to read after `count` members."""
+
+    def __init__(self, count: int, error: BaseException) -> None:
+        super().__init__(count, error)
+        self.count, self.error = count, error
+
+
+def _iter_members(members: Iterator[Member], prefix: str, depth: int, max_bytes: int,
+                  budget: int) -> Iterator[SourceFile]:
+    """The files of one archive's members. `prefix` is the archive's path through the archives
+    ("" for the input), `depth` how many archives it is nested in, `budget` the bytes it may
+    still hold in memory for the archives and compressed members inside it. A read error after
+    the first member is raised as _Broken, with the count."""
     count = 0
     try:
-        with open_archive(path) as stream:
-            for member_name, size, kind, data in iter_members(stream, max_bytes):
-                count += 1
-                if kind == "dir":
-                    continue
-                name = safe_member_name(member_name)
-                if name is None:
-                    yield SourceFile(storable_name(member_name), skip_reason="unsafe-path")
-                    continue
-                name = storable_name(name)  # after the check: its escapes are ours, not the archive's
-                if kind != "file":
-                    yield SourceFile(name, skip_reason="not-a-regular-file")
-                elif (reason := not_data_reason(name)) is not None:
-                    yield SourceFile(name, size=size, skip_reason=reason)
-                elif data is None:
-                    yield SourceFile(name, None, size, None, True, identity_path(name))
-                else:  # positional: keywords cost more (hot path)
-                    yield SourceFile(name, data, size, None, False, identity_path(name))
-    except (TarFormatError, EOFError, OSError, zlib.error) as exc:
+        for member_name, size, kind, data, stream in members:
+            count += 1
+            if kind == "dir":
+                continue
+            name = safe_member_name(member_name)
+            if name is None:
+                yield SourceFile(storable_name(prefix + member_name), skip_reason="unsafe-path")
+                continue
+            name = storable_name(name)  # after the check: its escapes are ours, not the archive's
+            path = prefix + name
+            if kind != "file":
+                yield SourceFile(path, skip_reason="not-a-regular-file")
+            elif (reason := not_data_reason(name)) is None:
+                if data is not None:  # positional: keywords cost more (hot path)
+                    yield SourceFile(path, data, size, None, False, identity_path(name))
+                elif stream is None or size > max_bytes:
+                    yield SourceFile(path, None, size, None, True, identity_path(name))
+                else:  # a zip member: read now, at most one byte over the limit
+                    yield _read_member(stream, path, identity_path(name), size, max_bytes)
+            elif (packed := stream if data is None else data) is not None \
+                    and name.lower().endswith(NESTED_SUFFIXES):  # (a small tar member comes read)
+                yield from _iter_nested(packed, path, name, size, depth, max_bytes, budget)
+            else:
+                yield SourceFile(path, size=size, skip_reason=reason)
+    except READ_ERRORS as exc:
         if count == 0:
-            raise SourceError(f"{path}: not a readable tar archive ({exc})") from None
-        plural = "" if count == 1 else "s"
-        raise SourceError(f"{path}: archive is corrupt after {count} member{plural} ({exc})") from None
+            raise
+        raise _Broken(count, exc) from exc
+
+
+def _read_member(stream: BinaryIO, path: str, key_path: str, size: int, max_bytes: int) -> SourceFile:
+    try:
+        data, length = read_bounded(stream, max_bytes)
+    except READ_ERRORS as exc:
+        return _defect(path, key_path, "unreadable-member", _why(exc), None, size)
+    return SourceFile(path, data, length, None, data is None, key_path)
+
+
+def _iter_nested(stream: BinaryIO | bytes, path: str, name: str, size: int, depth: int, max_bytes: int,
+                 budget: int) -> Iterator[SourceFile]:
+    """A member that is an archive, an NDJSON file or a compressed JSON file (its stream, or its
+    bytes if read already), read as one."""
+    lowered = name.lower()
+    if not lowered.endswith(ARCHIVE_SUFFIXES):
+        yield from _iter_packed(stream, path, name, size, max_bytes, budget)
+        return
+    if depth >= MAX_NESTING:
+        try:
+            data, _length = read_bounded(io.BytesIO(stream) if isinstance(stream, bytes) else stream, max_bytes)
+        except READ_ERRORS:
+            data = None
+        yield _defect(path, identity_path(name), "archive-too-deep",
+                      f"an archive inside {depth + 1} archives; they are read {MAX_NESTING} deep", data, size)
+        return
+    data = None
+    try:
+        source, head, data = hold(stream, size, budget)
+        if is_zip(head):
+            if data is None:
+                raise ArchiveLimitError(f"{size:,} bytes; a zip inside an archive is read in memory, where "
+                                        f"nested archives hold {MAX_HELD_BYTES:,} bytes at most ({budget:,} left)")
+            members = zip_members(source)
+        else:
+            members = iter_members(decompressed(source, head), max_bytes, WANTED, NESTED_SUFFIXES)
+        yield from _iter_members(members, path + "/", depth + 1, max_bytes, budget - len(data or b""))
+    except ArchiveLimitError as exc:
+        yield _defect(path, identity_path(name), "archive-too-large", str(exc), _kept(data, max_bytes), size)
+    except _Broken as broken:
+        yield _defect(path, identity_path(name), "unreadable-archive",
+                      f"corrupt after {_members(broken.count)} ({_why(broken.error)})", _kept(data, max_bytes), size)
+    except READ_ERRORS as exc:
+        yield _defect(path, identity_path(name), "unreadable-archive", _why(exc), _kept(data, max_bytes), size)
+
+
+def _iter_packed(stream: BinaryIO | bytes, path: str, name: str, size: int, max_bytes: int,
+                 budget: int) -> Iterator[SourceFile]:
+    """An NDJSON member (one document per line) or a compressed JSON member."""
+    data, count = None, 0
+    lines = name.lower().endswith(NDJSON_SUFFIXES)
+    key_path = identity_path(name if lines else name.rsplit(".", 1)[0])  # a .json.gz is keyed as its .json
+    try:
+        source, head, data = hold(stream, size, min(budget, max_bytes))
+        unpacked = decompressed(source, head)
+        if not lines:  # a compressed JSON file
+            document, length = read_bounded(unpacked, max_bytes)
+            yield SourceFile(path, document, length, None, document is None, key_path)
+            return
+        for number, line, length in iter_lines(unpacked, max_bytes):
+            count += 1
+            yield SourceFile(f"{path}:{number}", line, length, None, line is None)
+    except READ_ERRORS as exc:
+        detail = f"corrupt after {count} line{'' if count == 1 else 's'} ({_why(exc)})" if count else _why(exc)
+        yield _defect(path, key_path, "unreadable-member", detail, data, size)
+
+
+def _defect(path: str, key_path: str, reason: str, detail: str, data: bytes | None = None,
+            size: int = 0) -> SourceFile:
+    """A file that should be data but cannot be read: the parse stage quarantines it."""
+    one_line = " ".join(detail.split())
+    return SourceFile(path, data, len(data) if data is not None else size, None, False, key_path,
+                      f"{reason}: {one_line}")
+
+
+def _kept(data: bytes | None, max_bytes: int) -> bytes | None:
+    return data if data is not None and len(data) <= max_bytes else None
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _members(count: int) -> str:
+    return f"{count} member{'' if count == 1 else 's'}"
 
 
 _SYMLINK, _DIRECTORY, _FILE, _OTHER = "l", "d", "f", "o"
@@ -213,36 +386,52 @@ def _read_grown(fd: int, head: bytes, max_bytes: int) -> bytes:
 
 
 def iter_ndjson(path: Path, max_bytes: int) -> Iterator[SourceFile]:
-    """One document per non-blank line, named `file.ndjson:LINE`."""
+    """One document per non-blank line, named `file.ndjson:LINE` (compressed or not); a line
+    over the limit is skipped through, never held."""
+    name = storable_name(path.name)
+    count = 0
     try:
         handle = open(path, "rb")
     except OSError as exc:
         raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
     with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            name = f"{storable_name(path.name)}:{number}"
-            if len(line) > max_bytes:
-                yield SourceFile(name, size=len(line), oversize=True)
-            else:
-                yield SourceFile(name, data=line, size=len(line))
+        try:
+            for number, line, size in iter_lines(decompressed(handle, handle.peek(MAGIC_BYTES)), max_bytes):
+                count += 1
+                yield SourceFile(f"{name}:{number}", line, size, None, line is None)
+        except READ_ERRORS as exc:
+            raise SourceError(f"{path}: corrupt after {count} document line{'' if count == 1 else 's'} "
+                              f"({_why(exc)})") from None
+
+
+def iter_json(path: Path, max_bytes: int) -> Iterator[SourceFile]:
+    """A single JSON file, maybe compressed (keyed by its name without the compression suffix)."""
+    name = storable_name(path.name)
+    if name.lower().endswith(DATA_SUFFIX):
+        yield _read_file(path, name, max_bytes, name)
+        return
+    try:
+        with open(path, "rb") as handle:
+            data, size = read_bounded(decompressed(handle, handle.peek(MAGIC_BYTES)), max_bytes)
+    except READ_ERRORS as exc:
+        raise SourceError(f"{path}: not readable ({_why(exc)})") from None
+    yield SourceFile(name, data, size, None, data is None, name.rsplit(".", 1)[0])
 
 
 def check_source(path: Path) -> str:
-    """The kind of input at `path` (tar, directory, ndjson, json); SourceError if unusable."""
+    """The kind of input at `path` (directory, archive, ndjson, json); SourceError if unusable."""
     if not path.exists():
         raise SourceError(f"no such file or directory: {path}")
     if path.is_dir():
         return "directory"
     lowered = path.name.lower()
-    if lowered.endswith(TAR_SUFFIXES):
-        return "tar"
-    if lowered.endswith((".ndjson", ".jsonl")):
+    if lowered.endswith(ARCHIVE_SUFFIXES):
+        return "archive"
+    if lowered.endswith(NDJSON_SUFFIXES):
         return "ndjson"
-    if lowered.endswith(DATA_SUFFIX):
+    if lowered.endswith((DATA_SUFFIX, *PACKED_JSON_SUFFIXES)):
         return "json"
-    raise SourceError(f"{path}: not a .tar.gz, .tgz, .tar, .json or .ndjson file, nor a directory")
+    raise SourceError(f"{path}: not a supported input; give {SUPPORTED}")
 
 
 def iter_source(path: Path, max_bytes: int) -> Iterator[SourceFile]:
@@ -250,9 +439,8 @@ def iter_source(path: Path, max_bytes: int) -> Iterator[SourceFile]:
     kind = check_source(path)
     if kind == "directory":
         return iter_directory(path, max_bytes)
-    if kind == "tar":
-        return iter_tar(path, max_bytes)
+    if kind == "archive":
+        return iter_archive(path, max_bytes)
     if kind == "ndjson":
         return iter_ndjson(path, max_bytes)
-    name = storable_name(path.name)
-    return iter([_read_file(path, name, max_bytes, name)])
+    return iter_json(path, max_bytes)

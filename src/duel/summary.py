@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from duel.load import IngestResult
 from duel.pipeline import RunOutcome
-from duel.settings import Settings
+from duel.settings import DEFAULT_PG, DEMO_DATABASE, Settings
 
 
 def _reasons(counts: dict[str, int]) -> str:
@@ -38,12 +38,34 @@ def connection_help(settings: Settings) -> str:
         f"  psql     psql -h {settings.pg_host} -p {settings.pg_port} -U {settings.pg_user} {settings.pg_database}",
         f"  pgAdmin  host {settings.pg_host}, port {settings.pg_port}, maintenance database "
         f"{settings.pg_database}, username {settings.pg_user}",
-        "  password PGPASSWORD (the embedded server's local default is in .env.example)",
+        f"  password {_password(settings)}",
         "  schemas  raw (as loaded), dbt (base, advocacy_programs, tasks_completed), dbt_lookup (brand),"
         " dbt_analysis (overview, reports)",
     ])
 
 
+def _password(settings: Settings) -> str:
+    if settings.pg_password == DEFAULT_PG["PGPASSWORD"]:
+        return (f"{settings.pg_password} (the default; to change it set PGPASSWORD and run `duel db password`, "
+                "see the README)")
+    return f"the one in PGPASSWORD (from the {settings.origin('PGPASSWORD')})"
+
+
+def data_line(settings: Settings, demo: bool) -> str:
+    """Which data this is, and where it went: the demo is said to be the demo."""
+    if demo:
+        other = DEFAULT_PG["PGDATABASE"] if settings.pg_database == DEMO_DATABASE else "another database"
+        return (f"data:    the DEMO (made by `duel generate`), in database {settings.pg_database}; "
+                f"a real dump goes to {other}")
+    return f"data:    in database {settings.pg_database}"
+
+
 def render_run(settings: Settings, outcome: RunOutcome) -> str:
+    used = outcome.settings or settings
     steps = [f"  {step.name:<10} {step.seconds:>6.1f}s  {step.detail}" for step in outcome.steps]
-    return "\n".join([render_ingest(outcome.ingest), "steps:", *steps, connection_help(settings)])
+    lines = [render_ingest(outcome.ingest), "steps:", *steps]
+    if outcome.nothing_changed:
+        lines.append(f"nothing changed: the models, report and exports of the build of {outcome.last_build}"
+                     " still hold (duel run --force rebuilds them)")
+    where = [f"server:  {outcome.server.describe()}", data_line(used, outcome.demo)] if outcome.server else []
+    return "\n".join([*lines, *where, connection_help(used)])

@@ -8,17 +8,18 @@ reports everything else (links, devices, FIFOs, sparse files, unknown types) as 
 members, whose data it skips without holding it in memory. It never writes anything to disk.
 
 The stream is read in 1 MiB chunks that headers and data are sliced out of, so most members
-cost no read call; data over the size limit is skipped a chunk at a time, never held.
+cost no read call; data over the size limit is skipped a chunk at a time, never held. A member
+whose name the caller asks to stream (a nested archive) is handed out as a stream over the same
+buffer instead, read as the caller goes, so its size does not matter. Decompression is
+`duel.archives`' part.
 """
 
 from __future__ import annotations
 
-import gzip
-import os
+import io
 import struct
 import zlib
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import BinaryIO, NamedTuple, cast
 
 BLOCK = 512
@@ -42,7 +43,8 @@ class Member(NamedTuple):  # a tuple, not a dataclass: built once per file on th
     name: str
     size: int
     kind: str  # file | dir | other
-    data: bytes | None  # the file's bytes; None when not read (other, dir, or over max_bytes)
+    data: bytes | None  # the file's bytes; None when not read (other, dir, streamed, unwanted, over max_bytes)
+    stream: BinaryIO | None = None  # a streamed member's bytes, valid until the next member
 
 
 def _number(field: bytes) -> int:
@@ -146,6 +148,17 @@ class _Buffer:
         self.skip(end - start - size)
         return data
 
+    def read_some(self, size: int) -> bytes:
+        """Up to `size` bytes (at least one) from the buffer, refilled by one read if empty."""
+        if self.pos >= len(self.buffer):
+            self.buffer = self.stream.read(CHUNK)
+            self.pos = 0
+            if not self.buffer:
+                raise TarFormatError("unexpected end of archive")
+        start = self.pos
+        self.pos = min(start + size, len(self.buffer))
+        return self.buffer[start : self.pos]
+
     def skip(self, size: int) -> None:
         """Discard the next `size` bytes, a chunk at a time."""
         pos = self.pos + size
@@ -155,6 +168,31 @@ class _Buffer:
             if not self.buffer:
                 raise TarFormatError("unexpected end of archive")
         self.pos = pos
+
+
+class MemberStream(io.RawIOBase):
+    """A streamed member's bytes, read from the archive's buffer as the caller asks: never more
+    than the member holds, and each read filled whole unless the member ends (so a peek at its
+    first bytes sees them all)."""
+
+    def __init__(self, source: _Buffer, size: int) -> None:
+        super().__init__()
+        self.source = source
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+        wanted = min(len(target), self.left)
+        view = memoryview(target).cast("B")
+        got = 0
+        while got < wanted:
+            part = self.source.read_some(wanted - got)
+            view[got : got + len(part)] = part
+            got += len(part)
+        self.left -= got
+        return got
 
 
 def _padded(size: int) -> int:
@@ -168,9 +206,16 @@ def _header_name(name: bytes, magic: bytes, prefix: bytes) -> str:
     return name.decode("utf-8", "surrogateescape")
 
 
-def iter_members(stream: BinaryIO, max_bytes: int) -> Iterator[Member]:
-    """Yield the archive's members in order; data only for regular files up to max_bytes."""
+def iter_members(stream: BinaryIO, max_bytes: int, wanted: tuple[str, ...] = ("",),
+                 streamed: tuple[str, ...] = ()) -> Iterator[Member]:
+    """Yield the archive's members in order; data only for regular files up to max_bytes.
+
+    A regular member larger than a chunk (or than max_bytes, if less) is told by its lowercased
+    name; the small ones, most, are not looked at. If its name ends with one of `streamed`, it
+    comes with a `stream` of its bytes, whatever its size (what the caller leaves unread of it is
+    skipped); if it ends with none of `wanted` (default: any name), it is skipped, never held."""
     source = _Buffer(stream)
+    by_name = min(CHUNK, max_bytes)  # members larger than this are told by their name
     long_name: str | None = None
     pax: dict[str, str] = {}
     while True:
@@ -197,6 +242,17 @@ def iter_members(stream: BinaryIO, max_bytes: int) -> Iterator[Member]:
                 raise TarFormatError(f"bad pax size {pax['size']!r}")
         long_name, pax = None, {}
         if kind in REGULAR:
+            if size > by_name:  # a large member (an int comparison for the others: hot path)
+                lowered = name.lower()
+                if lowered.endswith(streamed):
+                    member = MemberStream(source, size)
+                    yield Member(name, size, "file", None, cast(BinaryIO, member))
+                    source.skip(member.left + _padded(size) - size)
+                    continue
+                if not lowered.endswith(wanted):  # not wanted: skipped through, never held
+                    source.skip(_padded(size))
+                    yield Member(name, size, "file", None)
+                    continue
             if size > max_bytes:
                 source.skip(_padded(size))
                 yield Member(name, size, "file", None)
@@ -205,17 +261,3 @@ def iter_members(stream: BinaryIO, max_bytes: int) -> Iterator[Member]:
         else:
             source.skip(0 if kind in NO_DATA else _padded(size))
             yield Member(name, size, "dir" if kind == DIRECTORY else "other", None)
-
-
-@contextmanager
-def open_archive(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
-    """The archive's uncompressed byte stream (gzip detected by its magic number, not its name)."""
-    with open(path, "rb") as raw:
-        magic = raw.read(2)
-        raw.seek(0)
-        if magic != b"\x1f\x8b":
-            yield raw
-            return
-        with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
-            # Read as it is: iter_members reads in large chunks, a buffer on top would only copy.
-            yield cast(BinaryIO, unzipped)  # typeshed does not declare GzipFile a BinaryIO

@@ -155,7 +155,7 @@ def generate_docs(settings: Settings) -> Path:
     return target_dir(settings)
 
 
-def serve_docs(settings: Settings, port: int = 8080) -> None:
+def serve_docs(settings: Settings, port: int = 8580) -> None:
     """Serve the generated docs on http://127.0.0.1:PORT until interrupted (Ctrl-C)."""
     command = dbt_command(settings, "docs", "serve", "--host", "127.0.0.1", "--port", str(port),
                           "--no-browser")
@@ -190,6 +190,24 @@ def _kind(unique_id: str) -> str:
             "seed": "seeds"}.get(resource, resource)
 
 
+def _node_name(unique_id: str) -> str:
+    """The node's name: `test.duel.<name>.<hash>` and `model.duel.<name>` give <name>,
+    `unit_test.duel.<model>.<name>` gives <name> (never the hash dbt appends to a test's id)."""
+    parts = unique_id.split(".")
+    if parts[0] == "unit_test" or len(parts) < 3:
+        return parts[-1]
+    return parts[2]
+
+
+def _reason(message: str) -> str:
+    """The gist of a node's message: its first line, plus the database's own words when the
+    first line only says where the error was ("Database Error in model X (path)")."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Database Error") and not lines[1].startswith("compiled code"):
+        return f"{lines[0]}: {lines[1]}"
+    return lines[0] if lines else ""
+
+
 def _read_results(path: Path) -> list[NodeResult] | None:
     if not path.is_file():
         return None
@@ -197,10 +215,8 @@ def _read_results(path: Path) -> list[NodeResult] | None:
     nodes = []
     for result in data.get("results", []):
         unique_id = result.get("unique_id", "")
-        message = (result.get("message") or "").strip()
-        first = next((line.strip() for line in message.splitlines() if line.strip()), "")
-        nodes.append(NodeResult(unique_id.split(".")[-1], _kind(unique_id), str(result.get("status")),
-                                first))
+        nodes.append(NodeResult(_node_name(unique_id), _kind(unique_id), str(result.get("status")),
+                                _reason(result.get("message") or "")))
     return nodes
 
 

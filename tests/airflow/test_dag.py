@@ -89,4 +89,9 @@ def test_dag_params_and_catchup(dag: dict[str, object]) -> None:
     assert dag["params"] == {
         "data": ["", {"type": "string"}, "Input (.tar.gz, directory, ...); empty: DUEL_DATA"],
         "shards": [4, {"type": "integer", "minimum": 1, "maximum": 256}, "Ingest batches to fan out"],
+        "full": [False, {"type": "boolean"}, "The dump holds every document: delete current documents absent from it"],
+        "allow_mass_delete": [False, {"type": "boolean"},
+                              "With full: allow deleting more than half of the current documents"],
+        "document_key": ["", {"type": "string"},
+                         "How documents are identified (e.g. @file,user_id); empty: DUEL_DOCUMENT_KEY"],
     }

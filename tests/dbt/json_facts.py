@@ -25,7 +25,9 @@ URL = re.compile(r"https?://([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}(:[0-9]{1
 ISO = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?",
                  re.IGNORECASE)
 PLATFORMS = ("instagram", "tiktok", "facebook")
-BIGINT_MAX = 2**63 - 1
+# The plausible ranges (dbt_project.yml, var measure_ranges): counts 0..10^12, sales +-10^12.
+COUNT_MAX = 10**12
+SALES_BOUND = 10**12
 CENT = Decimal("0.01")
 MISSING = object()
 
@@ -163,7 +165,7 @@ def count_value(value: Any) -> tuple[str | None, int | None]:
         return "negative", None
     if number != number.to_integral_value():
         return "fractional", None
-    if number > BIGINT_MAX:
+    if number > COUNT_MAX:
         return "out-of-range", None
     return None, int(number)
 
@@ -173,6 +175,8 @@ def sales_value(value: Any) -> tuple[str | None, Decimal | None]:
     defect, number = _number(value, ("no-data",))
     if defect or number is None:
         return defect, None
+    if abs(number) > SALES_BOUND:
+        return "out-of-range", None
     cents = number.quantize(CENT, rounding=ROUND_HALF_UP)
     return ("negative", cents) if number < 0 else (None, cents)
 

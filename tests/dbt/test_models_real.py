@@ -165,3 +165,19 @@ def test_models_every_table_has_rows(real_built: Settings) -> None:
 def test_json_facts_sales_are_exact_decimals(facts: Facts) -> None:
     assert isinstance(facts.totals["sales"], Decimal)
     assert Counter(type(d["advocacy_programs"]).__name__ for d in facts.files.values()) == Counter({"list": 10000})
+
+
+@pytest.mark.slow
+def test_models_every_numeric_column_declares_precision_and_scale(real_built: Settings) -> None:
+    """Money and every measure derived from it are numeric(p, s), never bare numeric (dbt warned
+    of unintended rounding); the program's sales are numeric(18, 2), cents."""
+    bare = query(real_built, "select table_schema || '.' || table_name || '.' || column_name"
+                             " from information_schema.columns where data_type = 'numeric'"
+                             " and table_schema like 'dbt%%' and numeric_precision is null")
+    assert bare == []
+    assert query(real_built, "select table_schema, table_name, numeric_precision, numeric_scale"
+                             " from information_schema.columns where column_name = 'total_sales_attributed'"
+                             " order by 1, 2") == [
+        ("dbt", "advocacy_programs", 18, 2), ("dbt_analysis", "engagement_by_program", 18, 2),
+        ("dbt_analysis", "sales_outliers", 18, 2), ("dbt_analysis", "top_advocates", 38, 2),
+        ("dbt_staging", "stg_advocacy_programs", 18, 2)]

@@ -169,34 +169,69 @@
         when jsonb_typeof({{ json }}) not in ('number', 'string') then 'wrong-type'
         when jsonb_typeof({{ json }}) = 'string' and {{ json_text(json) }} !~* {{ decimal_pattern() }} then 'non-numeric'
         when jsonb_typeof({{ json }}) = 'string' and not pg_input_is_valid({{ json_text(json) }}, 'numeric') then 'out-of-range'
-        when cast({{ json_scalar_text(json) }} as numeric) < 0 then 'negative'
 {%- endmacro %}
 
-{# Counts (likes, comments, shares, reach): whole numbers from 0 to the bigint maximum. #}
-{% macro count_defect(json) -%}
+{# The value of a JSON number or decimal string as numeric (only once number_defect_cases passed). #}
+{% macro json_number(json) -%}
+    cast({{ json_scalar_text(json) }} as numeric)
+{%- endmacro %}
+
+{#
+    The plausible range of a measure, {min, max}, from var `measure_ranges` (dbt_project.yml,
+    where the bounds are justified). The models' types are sized for bounds up to 10^12 in
+    magnitude, so a larger one is refused here, when dbt compiles, not by an overflow later.
+#}
+{% macro measure_range(measure) -%}
+    {%- set ranges = var('measure_ranges') -%}
+    {%- if measure not in ranges -%}
+        {{ exceptions.raise_compiler_error("var measure_ranges has no range for '" ~ measure ~ "'") }}
+    {%- endif -%}
+    {%- set range = ranges[measure] -%}
+    {%- set bound = 10 ** 12 -%}
+    {%- if not (range['min'] >= 0 - bound and range['min'] <= range['max'] and range['max'] <= bound) -%}
+        {{ exceptions.raise_compiler_error("measure_ranges." ~ measure ~ " must lie within -10^12..10^12 (the models' types are sized for that)") }}
+    {%- endif -%}
+    {{ return(range) }}
+{%- endmacro %}
+
+{#
+    Counts (likes, comments, shares, reach): whole numbers within the measure's range (from 0);
+    below 0 is `negative`, outside the range `out-of-range`, both NULL.
+#}
+{% macro count_defect(json, range) -%}
     case
         {{ number_defect_cases(json) }}
-        when cast({{ json_scalar_text(json) }} as numeric) <> trunc(cast({{ json_scalar_text(json) }} as numeric)) then 'fractional'
-        when cast({{ json_scalar_text(json) }} as numeric) > 9223372036854775807 then 'out-of-range'
+        when {{ json_number(json) }} < 0 then 'negative'
+        when {{ json_number(json) }} <> trunc({{ json_number(json) }}) then 'fractional'
+        when {{ json_number(json) }} not between {{ range['min'] }} and {{ range['max'] }} then 'out-of-range'
     end
 {%- endmacro %}
 
 {% macro count_value(json, defect) -%}
-    case when {{ defect }} is null then cast(cast({{ json_scalar_text(json) }} as numeric) as bigint) end
+    case when {{ defect }} is null then cast({{ json_number(json) }} as bigint) end
 {%- endmacro %}
 
-{# Amounts (total_sales_attributed): numeric; a negative amount is kept and flagged. #}
-{% macro amount_defect(json, placeholders) -%}
+{#
+    Amounts (total_sales_attributed): money, rounded to cents (half away from zero) as
+    numeric(18, 2). Outside the measure's range -> `out-of-range`, NULL; a negative amount within
+    it is kept and flagged `negative`. The classes judge the delivered value, before rounding.
+#}
+{% macro amount_defect(json, placeholders, range) -%}
     case
         {{ number_defect_cases(json, placeholders) }}
+        when {{ json_number(json) }} not between {{ range['min'] }} and {{ range['max'] }} then 'out-of-range'
+        when {{ json_number(json) }} < 0 then 'negative'
     end
 {%- endmacro %}
 
 {% macro amount_value(json, defect) -%}
-    case
-        when {{ defect }} is null or {{ defect }} = 'negative'
-        then cast({{ json_scalar_text(json) }} as numeric)
-    end
+    cast(
+        case
+            when {{ defect }} is null or {{ defect }} = 'negative'
+            then round({{ json_number(json) }}, 2)
+        end
+        as numeric(18, 2)
+    )
 {%- endmacro %}
 
 {# Lists (advocacy_programs, tasks_completed): an array, possibly empty. #}

@@ -36,7 +36,7 @@ def files_per_batch_chart(batches: Rows) -> go.Figure:
 def defects_by_field_chart(quality: Rows, batch_id: int | None = None) -> go.Figure:
     """data_quality: defect counts per record_type.field and defect class, for one batch (default: latest).
 
-    The model's "(all fields)" summary rows are left out (clean_share_trend_chart plots them).
+    The model's "(all fields)" summary rows are left out (clean_share_chart plots them).
     """
     data = frame(quality)
     if data.empty:

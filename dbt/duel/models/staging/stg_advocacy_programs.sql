@@ -44,7 +44,8 @@ classified as (
         *,
         {{ uuid_defect('program_id_json') }} as program_id_defect,
         {{ label_defect('brand_json') }} as brand_defect,
-        {{ amount_defect('total_sales_attributed_json', placeholders=['no-data']) }}
+        {{ amount_defect('total_sales_attributed_json', placeholders=['no-data'],
+                          range=measure_range('total_sales_attributed')) }}
             as total_sales_attributed_defect,
         {{ array_defect('tasks_completed_json') }} as tasks_completed_defect
 

@@ -51,10 +51,10 @@ classified as (
         {{ uuid_defect('task_id_json') }} as task_id_defect,
         {{ label_defect('platform_json', accepted=var('platforms')) }} as platform_defect,
         {{ url_defect('post_url_json', placeholders=['broken_link']) }} as post_url_defect,
-        {{ count_defect('likes_json') }} as likes_defect,
-        {{ count_defect('comments_json') }} as comments_defect,
-        {{ count_defect('shares_json') }} as shares_defect,
-        {{ count_defect('reach_json') }} as reach_defect
+        {{ count_defect('likes_json', measure_range('likes')) }} as likes_defect,
+        {{ count_defect('comments_json', measure_range('comments')) }} as comments_defect,
+        {{ count_defect('shares_json', measure_range('shares')) }} as shares_defect,
+        {{ count_defect('reach_json', measure_range('reach')) }} as reach_defect
 
     from unnested
 

@@ -1,15 +1,21 @@
 {#
     Invariant test: an aggregate of the model (`expression`, by default its row count) equals
-    `expected`, a SQL scalar expression, typically a subquery over another model or a source.
-    Fails with one row giving both values.
+    `expected`, a SQL scalar expression, typically a subquery over another model or a source;
+    within `tolerance` (an aggregate of the model too, default 0) when the values are rounded.
+    An expression over no rows is NULL: write coalesce(sum(...), 0) where 0 is meant. Fails with
+    one row giving both values.
 #}
-{% test aggregate_equals(model, expected, expression='count(*)') %}
+{% test aggregate_equals(model, expected, expression='count(*)', tolerance='0') %}
 
 with
 
 actual as (
 
-    select cast({{ expression }} as numeric) as actual_value from {{ model }}
+    select
+        cast({{ expression }} as numeric) as actual_value,
+        cast({{ tolerance }} as numeric) as tolerance
+
+    from {{ model }}
 
 ),
 
@@ -24,7 +30,9 @@ final as (
     select actual.actual_value, expectation.expected_value
     from actual
     cross join expectation
-    where actual.actual_value is distinct from expectation.expected_value
+    where
+        (actual.actual_value is null) <> (expectation.expected_value is null)
+        or abs(actual.actual_value - expectation.expected_value) > actual.tolerance
 
 )
 

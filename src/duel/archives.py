@@ -1,0 +1,254 @@
+"""The byte layer under the readers: compressed streams (gzip, bzip2, xz, told by their magic
+number, not their name), zip archives read member by member, and reads bounded by a limit.
+
+Nothing is extracted or written to disk. Every read here is bounded: a member, a document or a
+line is read to at most one byte over its limit, so a member whose declared size lies (a zip
+bomb) is never held beyond it. A zip needs random access and reads its directory whole, so
+`zip_members` refuses one with more members, or a larger directory, than the limits below.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import stat
+import struct
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from duel.tarstream import Member, TarFormatError
+
+MAGIC_BYTES = 10  # enough of a stream's head to tell its format
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header; an empty zip's end record
+MAX_ZIP_MEMBERS = 50_000  # zipfile holds ~600 bytes per member of its directory
+MAX_ZIP_DIRECTORY = 8 << 20  # bytes of central directory, read whole by zipfile
+READ_SIZE = 1 << 18  # bounded reads go this far at a time
+# What a corrupt, truncated or unsupported stream raises while it is read.
+READ_ERRORS = (TarFormatError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error,
+               lzma.LZMAError, NotImplementedError, RuntimeError, ValueError)
+_EOCD = struct.Struct("<4s4H2LH")  # end of central directory record
+_EOCD64_LOCATOR = struct.Struct("<4sLQL")
+_EOCD64 = struct.Struct("<4sQ2H2L4Q")
+_CENTRAL_HEADER = struct.Struct("<4s4B4HL2L5H2L")
+_LOCAL_HEADER_BYTES = 30
+
+
+class ArchiveLimitError(Exception):
+    """An archive is beyond a documented limit (members, directory size): not read."""
+
+
+def compression(head: bytes) -> str | None:
+    """The compression a stream starting with `head` uses: gzip, bzip2, xz, or None."""
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    # "BZh", the block size, then a block's or the end's own magic: a tar member named BZh... is not bzip2
+    if head[:3] == b"BZh" and head[3:4] in b"123456789" and head[4:10] in (b"1AY&SY", b"\x17rE8P\x90"):
+        return "bzip2"
+    return None
+
+
+def is_zip(head: bytes) -> bool:
+    return head.startswith(ZIP_MAGIC)
+
+
+def decompressed(stream: BinaryIO, head: bytes) -> BinaryIO:
+    """The stream's uncompressed bytes, for the compression its `head` shows (or the stream)."""
+    kind = compression(head)
+    if kind == "gzip":
+        # Read as it is: callers read in large chunks, a buffer on top would only copy.
+        return cast(BinaryIO, gzip.GzipFile(fileobj=stream, mode="rb"))  # typeshed: not a BinaryIO
+    if kind == "bzip2":
+        return cast(BinaryIO, bz2.BZ2File(stream))
+    if kind == "xz":
+        return cast(BinaryIO, lzma.LZMAFile(stream))
+    return stream
+
+
+def peekable(stream: BinaryIO) -> tuple[BinaryIO, bytes]:
+    """A stream that reads as `stream` does, and its first bytes, read without consuming them."""
+    buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(cast(io.RawIOBase, stream))
+    return cast(BinaryIO, buffered), buffered.peek(MAGIC_BYTES)[:MAGIC_BYTES]
+
+
+@contextmanager
+def open_archive(path: str | Path) -> Iterator[BinaryIO]:
+    """A file's uncompressed byte stream (its compression told by its magic number, not its name)."""
+    with open(path, "rb") as raw:
+        head = raw.read(MAGIC_BYTES)
+        raw.seek(0)
+        yield decompressed(raw, head)
+
+
+def read_bounded(stream: BinaryIO, limit: int) -> tuple[bytes | None, int]:
+    """(the stream's bytes, their size) if it holds at most `limit` bytes, else (None, bytes read):
+    never more than limit + 1 bytes are read, whatever the stream claims to hold. The bytes are
+    gathered in one buffer that becomes the result, so they are held once, not twice."""
+    held = io.BytesIO()
+    size = 0
+    while size <= limit:
+        part = stream.read(min(READ_SIZE, limit + 1 - size))
+        if not part:
+            break
+        held.write(part)
+        size += len(part)
+    if size > limit:
+        return None, size
+    return held.getvalue(), size  # the buffer itself, no copy
+
+
+def hold(stream: BinaryIO | bytes, size: int, budget: int) -> tuple[BinaryIO, bytes, bytes | None]:
+    """(a stream of a member, its first bytes, its bytes if held): read whole into memory when
+    its size fits the budget (a zip needs that, and a corrupt member can then be kept), else
+    left a stream. Bytes already read count as held only within the budget too, so that what is
+    held never depends on how the member came."""
+    if isinstance(stream, bytes):
+        return io.BytesIO(stream), stream[:MAGIC_BYTES], stream if len(stream) <= budget else None
+    if size <= budget:
+        data, _length = read_bounded(stream, budget)
+        if data is None:  # longer than its declared size: the readers bound that, but say so if not
+            raise ArchiveLimitError(f"it holds more than its declared {size:,} bytes")
+        return io.BytesIO(data), data[:MAGIC_BYTES], data
+    buffered, head = peekable(stream)
+    return buffered, head, None
+
+
+def iter_lines(stream: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None, int]]:
+    """(line number, the line or None when over `limit`, its size) for each non-blank line;
+    a line over the limit is read through in bounded reads, never held."""
+    readline = stream.readline
+    number = 0
+    while line := readline(READ_SIZE):
+        number += 1
+        if len(line) == READ_SIZE and not line.endswith(b"\n"):
+            kept, size, blank = _rest_of_line(readline, line, limit)
+        else:
+            kept, size, blank = (line if len(line) <= limit else None), len(line), not line.strip()
+        if not blank:  # a blank line is no document, however long
+            yield number, kept, size
+
+
+def _rest_of_line(readline: Callable[[int], bytes], head: bytes, limit: int) -> tuple[bytes | None, int, bool]:
+    """A line longer than one read: (its bytes if within `limit`, gathered in one buffer; its
+    size; whether it is blank), read a bounded part at a time."""
+    held: io.BytesIO | None = io.BytesIO()
+    size, blank, part = 0, True, head
+    while part:
+        size += len(part)
+        blank = blank and not part.strip()
+        if held is not None and size <= limit:
+            held.write(part)
+        else:
+            held = None
+        if part.endswith(b"\n"):
+            break
+        part = readline(READ_SIZE)
+    return (held.getvalue() if held is not None else None), size, blank
+
+
+def _directory_bounds(handle: BinaryIO) -> tuple[int, int]:
+    """(start, size) of a zip's central directory, from its end record (zip64 too), as zipfile
+    finds them (data before the archive, as in a self-extracting one, is allowed for)."""
+    end = handle.seek(0, io.SEEK_END)
+    start = max(0, end - _EOCD.size - 0xFFFF)
+    handle.seek(start)
+    tail = handle.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < _EOCD.size:
+        raise zipfile.BadZipFile("File is not a zip file")
+    *_, size, _offset, _comment = _EOCD.unpack_from(tail, at)
+    record = start + at
+    locator = at - _EOCD64_LOCATOR.size
+    if locator >= 0 and tail[locator : locator + 4] == b"PK\x06\x07":
+        record = start + locator - _EOCD64.size
+        handle.seek(record)
+        zip64 = handle.read(_EOCD64.size)
+        if len(zip64) < _EOCD64.size or zip64[:4] != b"PK\x06\x06":
+            raise zipfile.BadZipFile("corrupt zip64 end of central directory")
+        size = _EOCD64.unpack(zip64)[8]
+    if size > record:
+        raise zipfile.BadZipFile("the central directory is larger than the file")
+    if size > MAX_ZIP_DIRECTORY:
+        raise ArchiveLimitError(f"its directory is {size:,} bytes, over the limit of {MAX_ZIP_DIRECTORY:,}")
+    return record - size, size
+
+
+def _count_members(handle: BinaryIO) -> int:
+    """How many members a zip's central directory lists (counted as zipfile will walk it)."""
+    start, size = _directory_bounds(handle)
+    handle.seek(start)
+    directory = handle.read(size)
+    count = pos = 0
+    while pos + _CENTRAL_HEADER.size <= len(directory):
+        fields = _CENTRAL_HEADER.unpack_from(directory, pos)
+        pos += _CENTRAL_HEADER.size + fields[12] + fields[13] + fields[14]  # name, extra, comment
+        count += 1
+    handle.seek(0)
+    return count
+
+
+class _ZipMember(io.RawIOBase):
+    """One zip member's bytes, opened at the first read, so that an encrypted, corrupt or
+    overlapping member fails where it is read, like any other read error."""
+
+    def __init__(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, overlaps: bool) -> None:
+        super().__init__()
+        self.archive, self.info, self.overlaps = archive, info, overlaps
+        self.opened: BinaryIO | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:  # directly, not through readinto's copies
+        if self.opened is None:
+            if self.overlaps:  # several members over the same bytes: a zip bomb's trick
+                raise zipfile.BadZipFile("its data overlaps the next member's")
+            if self.info.flag_bits & 0x1:
+                raise zipfile.BadZipFile("encrypted (no password is ever given)")
+            self.opened = cast(BinaryIO, self.archive.open(self.info))
+        return self.opened.read(-1 if size is None else size)
+
+    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(target))
+        target[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if self.opened is not None:
+            self.opened.close()
+        super().close()
+
+
+def _kind(info: zipfile.ZipInfo) -> str:
+    mode = info.external_attr >> 16 if info.create_system == 3 else 0  # 3: unix, with a mode
+    if info.is_dir() or stat.S_ISDIR(mode):
+        return "dir"
+    return "file" if stat.S_IFMT(mode) in (0, stat.S_IFREG) else "other"  # no type bits: a file
+
+
+def zip_members(handle: BinaryIO) -> Iterator[Member]:
+    """A zip's members in directory order, each regular file with a `stream` of its bytes that
+    is read only if the caller reads it (and valid until the next member); ArchiveLimitError
+    beyond MAX_ZIP_MEMBERS."""
+    count = _count_members(handle)
+    if count > MAX_ZIP_MEMBERS:
+        raise ArchiveLimitError(f"it has {count:,} members, over the limit of {MAX_ZIP_MEMBERS:,}")
+    with zipfile.ZipFile(handle) as archive:
+        infos = archive.infolist()
+        by_offset = sorted(infos, key=lambda info: info.header_offset)
+        overlapping = {id(info) for info, after in zip(by_offset, by_offset[1:], strict=False)
+                       if info.header_offset + _LOCAL_HEADER_BYTES + info.compress_size > after.header_offset}
+        for info in infos:
+            kind = _kind(info)
+            if kind != "file":
+                yield Member(info.orig_filename, info.file_size, kind, None)
+                continue
+            with _ZipMember(archive, info, id(info) in overlapping) as member:
+                yield Member(info.orig_filename, info.file_size, "file", None, cast(BinaryIO, member))
