@@ -197,7 +197,8 @@ def test_data_output_runs_without_errors(output_run: NotebookNode) -> None:
 
 @pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_output_draws_its_charts(output_run: NotebookNode) -> None:
-    assert plotly_outputs(output_run) == 5  # platform, join month, brands, sales outliers, defects
+    # coverage, platform coverage and engagement, join month, advocates, brands, sales, outliers, defects
+    assert plotly_outputs(output_run) == 9
 
 
 def test_data_output_reads_models_only() -> None:
@@ -210,23 +211,39 @@ def test_data_output_reads_models_only() -> None:
 
 
 @pytest.mark.slow  # executes the notebook on the real dump (and dbt)
-def test_data_output_metrics_equal_the_model(output_run: NotebookNode, nb_settings: Settings) -> None:
-    [(tasks, reach)] = query(nb_settings, "select sum(task_count)::int, sum(total_reach)::bigint from dbt_analysis.metrics")
-    [(platform, platform_tasks)] = query(
-        nb_settings, "select coalesce(platform, 'unknown'), sum(task_count)::int from dbt_analysis.metrics"
-                     " group by 1 order by 2 desc limit 1")
-    assert printed(output_run, "metrics-answer") == (
-        f"{tasks:,} tasks had a total known reach of {reach:,}; {platform} has the most tasks ({platform_tasks:,}).\n")
-    assert tasks == 10000
+def test_data_output_overview_equals_the_model(output_run: NotebookNode, nb_settings: Settings) -> None:
+    [(users, programs, tasks, known, share, sales_known, sales_share, sales, rate, rate_tasks)] = query(
+        nb_settings, "select user_count, program_count, task_count, engagement_known, engagement_known_share,"
+                     " sales_known, sales_known_share, sales, engagement_rate, engagement_rate_tasks"
+                     " from dbt_analysis.overview")
+    assert printed(output_run, "overview-answer") == (
+        f"{users:,} users, {programs:,} programs and {tasks:,} tasks; engagement is known for {known:,} tasks "
+        f"({float(share):.1%}), sales for {sales_known:,} programs ({float(sales_share):.1%}, {float(sales):,.2f} in "
+        f"all); the engagement rate is {float(rate):.2%} over {rate_tasks:,} tasks.\n")
+    assert (users, programs, tasks) == (10000, 10000, 10000)
+
+
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
+def test_data_output_platforms_are_compared_by_averages(output_run: NotebookNode, nb_settings: Settings) -> None:
+    [(platform, average, known, tasks)] = query(
+        nb_settings, "select platform, engagement_average, engagement_known, task_count"
+                     " from dbt_analysis.engagement_by_platform where not is_unknown_platform"
+                     " order by engagement_average desc, platform limit 1")
+    [(rated, rate, rate_tasks)] = query(
+        nb_settings, "select platform, engagement_rate, engagement_rate_tasks from dbt_analysis.engagement_by_platform"
+                     " where not is_unknown_platform order by engagement_rate desc, platform limit 1")
+    assert printed(output_run, "platform-answer") == (
+        f"{platform} has the most engagement per known task ({float(average):,.1f}, over {known:,} of its {tasks:,} "
+        f"tasks); {rated} has the highest engagement rate ({float(rate):.2%}, over {rate_tasks:,} tasks).\n")
 
 
 @pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_output_top_advocates_equal_the_model(output_run: NotebookNode, nb_settings: Settings) -> None:
-    rows = query(nb_settings, "select ranking, coalesce(name, '(no name)'), value from dbt_analysis.top_advocates"
+    rows = query(nb_settings, "select ranking, label, value from dbt_analysis.top_advocates"
                               " where rank = 1 order by ranking")
     leaders = []
     for ranking in sorted({r[0] for r in rows}):
-        names = sorted(name for rank, name, _ in rows if rank == ranking)
+        names = sorted(label for rank, label, _ in rows if rank == ranking)
         value = next(v for rank, _, v in rows if rank == ranking)
         who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
         shown = f"{float(value):,.2f}" if ranking == "sales" else f"{float(value):,.0f}"
@@ -237,14 +254,14 @@ def test_data_output_top_advocates_equal_the_model(output_run: NotebookNode, nb_
 
 @pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_output_sales_equal_the_model(output_run: NotebookNode, nb_settings: Settings) -> None:
-    [(programs, sales)] = query(nb_settings, "select sum(program_count)::int, sum(attributed_sales)"
-                                             " from dbt_analysis.sales_attribution")
-    [(z, iqr, threshold, multiplier)] = query(
-        nb_settings, "select count(*) filter (where is_z_score_outlier)::int, count(*) filter (where is_iqr_outlier)::int,"
-                     " max(z_score_threshold), max(iqr_multiplier) from dbt_analysis.sales_outliers")
+    [(known, programs, sales)] = query(nb_settings, "select sum(sales_known)::int, sum(program_count)::int,"
+                                                    " sum(attributed_sales) from dbt_analysis.sales_attribution")
+    [(outliers, scored, threshold)] = query(
+        nb_settings, "select count(*) filter (where is_outlier)::int, count(*) filter (where is_scored)::int,"
+                     " max(outlier_threshold) from dbt_analysis.sales_outliers")
     assert printed(output_run, "sales-answer") == (
-        f"{programs:,} programs carry {float(sales):,.2f} of attributed sales; {z:,} are outliers by z-score "
-        f"(|z| > {float(threshold):g}) and {iqr:,} by IQR ({float(multiplier):g} × IQR beyond the quartiles).\n")
+        f"{known:,} of {programs:,} programs have known sales, {float(sales):,.2f} in all; {outliers:,} of {scored:,} "
+        f"scored programs are outliers within their peer group (|modified z| > {float(threshold):g}).\n")
 
 
 @pytest.mark.slow  # executes the notebook on the real dump (and dbt)

@@ -25,7 +25,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--virtual-time-budget=10000")
-CHARTS = 10
+CHARTS = 12
 
 
 def chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -84,9 +84,9 @@ def test_report_shows_the_run_summary(real_built: Settings, report: ReportResult
     assert {k: stats[k] for k in ("files seen", "loaded", "repaired", "quarantined", "skipped", "unchanged")} == {
         "files seen": "10,000", "loaded": "10,000", "repaired": "222", "quarantined": "0", "skipped": "0",
         "unchanged": "0"}
-    for heading in ("Run summary", "Data quality", "Engagement", "Top advocates", "Brands &amp; programs",
-                    "Sales attribution"):
-        assert f"<h2>{heading}</h2>" in page
+    headings = re.findall(r"<h2>([^<]+)</h2>", page)
+    assert headings == ["Overview", "Run summary", "Data quality", "Engagement", "Top advocates",
+                        "Brands &amp; programs", "Sales attribution"]
 
 
 @pytest.mark.slow
@@ -107,15 +107,14 @@ def test_report_cli_before_transform_fails_in_one_line(settings: Settings) -> No
 
 def test_charts_say_no_data_for_empty_models() -> None:
     empty = pd.DataFrame()
-    builders = [charts.files_per_batch_chart, charts.defects_by_field_chart, charts.clean_share_trend_chart,
-                charts.engagement_by_platform_chart, charts.engagement_over_time_chart,
-                charts.top_advocates_chart, charts.brand_performance_chart, charts.program_performance_chart,
-                charts.sales_by_platform_chart, charts.sales_outliers_chart]
-    figures = [build(empty, empty) if build is charts.brand_performance_chart else build(empty) for build in builders]
-    texts = [fig.layout.annotations[0].text for fig in figures]
-    assert texts == ["no batches yet", "no defects recorded", "no batches yet", "no data",
-                     "no users with a join date", "no identifiable advocates", "no data",
-                     "no program with both engagement and sales", "no data", "no attributed sales"]
+    builders = [charts.coverage_chart, charts.files_per_batch_chart, charts.defects_by_field_chart,
+                charts.clean_share_chart, charts.coverage_by_platform_chart, charts.engagement_by_platform_chart,
+                charts.engagement_over_time_chart, charts.top_advocates_chart, charts.brand_performance_chart,
+                charts.program_performance_chart, charts.sales_by_platform_chart, charts.sales_outliers_chart]
+    texts = [build(empty).layout.annotations[0].text for build in builders]
+    assert texts == ["no data", "no batches yet", "no defects recorded", "no batches yet", "no data", "no data",
+                     "no tasks", "no advocates", "no data", "no program with both engagement and sales", "no data",
+                     "no scored sales"]
 
 
 def test_charts_give_each_platform_one_colour() -> None:
@@ -130,3 +129,39 @@ def test_report_template_escapes_data() -> None:
     assert env.autoescape("report.html.j2") is True  # type: ignore[operator]
     assert env.from_string("<td>{{ name }}</td>").render(name="<script>x</script>") == \
         "<td>&lt;script&gt;x&lt;/script&gt;</td>"
+
+
+def test_charts_one_batch_is_a_bar_not_a_trend() -> None:
+    one = pd.DataFrame([{"batch_id": 1, "record_type": t, "field": charts.ALL_FIELDS, "clean_share": 0.5,
+                         "records": 10} for t in ("task", "user")])
+    two = pd.concat([one, one.assign(batch_id=2)])
+    assert [trace.type for trace in charts.clean_share_chart(one).data] == ["bar"]
+    assert [trace.type for trace in charts.clean_share_chart(two).data] == ["scatter", "scatter"]
+
+
+@pytest.mark.slow
+def test_report_shows_the_overview_first_with_its_coverage(report: ReportResult) -> None:
+    page = report.path.read_text()
+    stats = re.findall(r'<div class="value">([^<]+)</div>\s*<div class="label">([^<]+)</div>', page)
+    assert stats[:6] == [("10,000", "users · 54.6% with a user id"), ("10,000", "programs · 54.7% with a brand"),
+                         ("10,000", "tasks · 87.1% with a platform"), ("6.32%", "engagement rate · over 5,239 tasks"),
+                         ("15,405,960", "known sales · 6,015 of 10,000 programs"),
+                         ("2,561.26", "sales per program · with known sales")]
+    assert page.index('id="overview"') < page.index('id="summary"')
+
+
+@pytest.mark.slow
+def test_report_never_ranks_an_unknown_member(report: ReportResult) -> None:
+    """The unknown brand, platform and join month are shown in rows of their own, with their size."""
+    page = report.path.read_text()
+    assert re.findall(r"<td>\(unknown brand\) · not ranked</td><td class=\"n\">([\d,]+)</td>", page) == ["4,534"]
+    assert "unknown brand · not ranked" in page and "unknown platform · not ranked" in page
+    assert "(unknown brand)" not in page.split("Top brands by sales")[1].split("not ranked")[0]
+
+
+@pytest.mark.slow
+def test_report_titles_fit_beside_the_toolbar(report: ReportResult) -> None:
+    """Chart titles are short (what a chart leaves out is its subtitle), so plotly's toolbar never covers them."""
+    titles = re.findall(r'"title":\{"font":\{"size":15\},(?:"subtitle":\{"font":\{[^{}]*\},"text":"[^"]*"\},)?'
+                        r'"text":"([^"]*)","x":0.01', report.path.read_text())
+    assert len(titles) >= 6 and max(map(len, titles)) <= 45, titles

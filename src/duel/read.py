@@ -26,7 +26,7 @@ def _relation(name: str, schema: str) -> sql.Composed:
 
 def fetch_rows(settings: Settings, name: str, schema: str = "dbt_analysis",
                order_by: str | None = None) -> list[dict[str, Any]]:
-    """All rows of a model as dicts, e.g. fetch_rows(s, "metrics") or fetch_rows(s, "dbt.base")."""
+    """All rows of a model as dicts, e.g. fetch_rows(s, "overview") or fetch_rows(s, "dbt.base")."""
     query = sql.SQL("select * from {}").format(_relation(name, schema))
     if order_by:
         query = query + sql.SQL(" order by {}").format(sql.Identifier(order_by))

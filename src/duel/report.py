@@ -2,10 +2,12 @@
 
 Built from `dbt_analysis` models only, rendered through the jinja2 template
 `templates/report.html.j2` (autoescaped). Charts come from `duel.charts`; tables are rendered
-by the template from the same rows. Sections: run summary, data quality, engagement (by platform
-and by join month), top advocates, brands and programs, sales attribution with outliers.
+by the template from the same rows. Sections: the overview (every measure's coverage), run summary,
+data quality, engagement (by platform and by join month), top advocates, brands and programs, sales
+attribution with its outliers. Every comparison carries the n it is over; unknown members (brand,
+platform, join month) are shown in rows of their own, never ranked.
 
-    build_report(settings)               # -> ReportResult(path=out/report.html, charts=10, ...)
+    build_report(settings)               # -> ReportResult(path=out/report.html, charts=12, ...)
 """
 
 from __future__ import annotations
@@ -29,15 +31,18 @@ from duel.exceptions import StepFailed
 from duel.settings import Settings
 
 SCHEMA = "dbt_analysis"
-MODELS = ("ingest_batches", "data_quality", "data_quality_summary", "engagement_by_platform",
+MODELS = ("overview", "ingest_batches", "data_quality", "data_quality_summary", "engagement_by_platform",
           "engagement_by_join_month", "engagement_by_brand", "engagement_by_program", "top_advocates",
           "sales_attribution", "sales_outliers")
 PROGRAM_COLUMNS = ("program_key", "brand", "engagement", "total_sales_attributed")
 LEADERS = 10  # rows of the top-advocates table
+BRANDS = 10  # rows of the top-brands table
 # Per-program charts draw one dot per program: above this many programs they show a sample
 # (every outlier, plus programs taken in program_key order — an md5 hash, so an even spread).
 POINTS = 5000
-OUTLIER_ROWS = "is_z_score_outlier or is_iqr_outlier"
+BOTH_KNOWN = "engagement is not null and total_sales_attributed is not null"
+SCORED = "is_scored"
+OUTLIERS = "is_outlier"
 PLOT_CONFIG = {"displaylogo": False, "responsive": True,
                "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
 
@@ -62,23 +67,26 @@ def _fetch(conn: Any, model: str, columns: tuple[str, ...] | None = None,
         return pd.DataFrame(cur.fetchall(), columns=names)
 
 
-def _fetch_points(conn: Any, model: str, columns: tuple[str, ...] | None = None,
+def _fetch_points(conn: Any, model: str, columns: tuple[str, ...] | None, where: str,
                   keep: str | None = None) -> pd.DataFrame:
-    """A model's per-program rows for a dot chart, at most POINTS of them plus the rows where the
-    boolean expression `keep` holds (outliers); the model's full row count is in .attrs["total"]."""
+    """A model's per-program rows for a dot chart: those where `where` holds, at most POINTS of them
+    plus every row where `keep` holds (outliers). Both are constant expressions of this module.
+    .attrs says how many rows the model has ("total"), how many match ("matching") and are drawn."""
     table = sql.SQL("{}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(model))
     select = sql.SQL(", ").join(map(sql.Identifier, columns)) if columns else sql.SQL("*")
-    total = int(conn.execute(sql.SQL("select count(*) from {}").format(table)).fetchone()[0])
-    sample = sql.SQL("select program_key from {} order by program_key limit {}").format(table, sql.Literal(POINTS))
-    condition = sql.SQL("program_key in ({})").format(sample)
+    total, matching = conn.execute(sql.SQL("select count(*), count(*) filter (where {}) from {}").format(
+        sql.SQL(where), table)).fetchone()
+    sample = sql.SQL("select program_key from {} where {} order by program_key limit {}").format(
+        table, sql.SQL(where), sql.Literal(POINTS))
+    condition = sql.SQL("{} and program_key in ({})").format(sql.SQL(where), sample)
     if keep:
-        condition = sql.SQL("{} or {}").format(sql.SQL(keep), condition)  # keep: a constant below
+        condition = sql.SQL("({}) or ({} and {})").format(condition, sql.SQL(where), sql.SQL(keep))
     query = sql.SQL("select {} from {} where {} order by program_key").format(select, table, condition)
     with conn.cursor() as cur:
         cur.execute(query)
         names = [d.name for d in cur.description or ()]
         frame = pd.DataFrame(cur.fetchall(), columns=names)
-    frame.attrs["total"] = total
+    frame.attrs.update(total=int(total), matching=int(matching), shown=len(frame))
     return frame
 
 
@@ -99,32 +107,38 @@ def read_models(settings: Settings) -> dict[str, pd.DataFrame]:
         with conn.transaction():
             _check_models(conn)
             return {
+                "overview": _fetch(conn, "overview"),
                 "batches": _fetch(conn, "ingest_batches", order_by=("batch_id",)),
                 "quality": _fetch(conn, "data_quality", order_by=("batch_id", "record_type", "field", "defect")),
                 "quality_summary": _fetch(conn, "data_quality_summary", order_by=("batch_id",)),
                 "platforms": _fetch(conn, "engagement_by_platform"),
                 "by_month": _fetch(conn, "engagement_by_join_month", order_by=("join_month", "platform")),
-                "advocates": _fetch(conn, "top_advocates", order_by=("ranking", "rank", "user_key")),
+                "advocates": _fetch(conn, "top_advocates", order_by=("ranking", "rank", "label", "user_key")),
                 "brands": _fetch(conn, "engagement_by_brand", order_by=("brand_id",)),
-                "programs": _fetch_points(conn, "engagement_by_program", PROGRAM_COLUMNS),
+                "programs": _fetch_points(conn, "engagement_by_program", PROGRAM_COLUMNS, BOTH_KNOWN),
                 "attribution": _fetch(conn, "sales_attribution", order_by=("brand_id", "platform")),
-                "outliers": _fetch_points(conn, "sales_outliers", keep=OUTLIER_ROWS),
+                "outliers": _fetch_points(conn, "sales_outliers", None, SCORED, keep=OUTLIERS),
             }
 
 
 def build_figures(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """The report's charts, by the name the template places them under."""
+    programs, outliers = models["programs"], models["outliers"]
     return {
+        "coverage": charts.coverage_chart(models["overview"]),
         "files_per_batch": charts.files_per_batch_chart(models["batches"]),
         "defects_by_field": charts.defects_by_field_chart(models["quality"]),
-        "clean_share_trend": charts.clean_share_trend_chart(models["quality"]),
+        "clean_share": charts.clean_share_chart(models["quality"]),
+        "coverage_by_platform": charts.coverage_by_platform_chart(models["platforms"]),
         "engagement_by_platform": charts.engagement_by_platform_chart(models["platforms"]),
         "engagement_over_time": charts.engagement_over_time_chart(models["by_month"]),
         "top_advocates": charts.top_advocates_chart(models["advocates"]),
-        "brand_performance": charts.brand_performance_chart(models["brands"], models["attribution"]),
-        "program_performance": charts.program_performance_chart(models["programs"], models["programs"].attrs["total"]),
+        "brand_performance": charts.brand_performance_chart(models["brands"]),
+        "program_performance": charts.program_performance_chart(programs, {
+            "programs": programs.attrs["total"], "both_known": programs.attrs["matching"],
+            "shown": programs.attrs["shown"]}),
         "sales_by_platform": charts.sales_by_platform_chart(models["attribution"]),
-        "sales_outliers": charts.sales_outliers_chart(models["outliers"], models["outliers"].attrs["total"]),
+        "sales_outliers": charts.sales_outliers_chart(outliers, outliers.attrs["matching"]),
     }
 
 
@@ -136,36 +150,92 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT
 
 
+def _coverage(overview: pd.DataFrame) -> list[dict[str, Any]]:
+    """overview as one row per measure: its rows, known, share known, total and average."""
+    if overview.empty:
+        return []
+    row = _records(overview)[0]
+    out = []
+    for label, known, rows, what in charts.COVERAGE:
+        measure = {"sales": "sales", "engagement rate": None}.get(label, label if label in charts.MEASURES else None)
+        out.append({"measure": label, "per": what[:-1], "rows": row[rows], "known": row[known],
+                    "share": row[known] / row[rows] if row[rows] else None,
+                    "total": row.get(measure) if measure else None,
+                    "average": row.get(f"{measure}_average") if measure else None,
+                    "rate": row["engagement_rate"] if label == "engagement rate" else None})
+    return out
+
+
+def _unknown_members(attribution: pd.DataFrame) -> list[dict[str, Any]]:
+    """sales_attribution's unknown members, each summed into one row with its size (never ranked)."""
+    if attribution.empty:
+        return []
+    rows = []
+    for label, mask in (("unknown brand", attribution["is_unknown_brand"]),
+                        ("unknown platform", attribution["is_unknown_platform"]),
+                        ("no tasks (no platform)", attribution["is_without_tasks"])):
+        part = attribution[mask.fillna(False).astype(bool)]
+        if not part.empty:
+            rows.append({"member": label, "programs": int(part["program_count"].sum()),
+                         "known": int(part["sales_known"].sum()), "sales": part["attributed_sales"].sum(min_count=1)})
+    return rows
+
+
+def _peer_groups(outliers: pd.DataFrame) -> list[dict[str, Any]]:
+    """sales_outliers per peer group: its size, how many programs it scores, median, MAD, bounds and
+    its outliers (every outlier is among the rows read, so the count is whole even from a sample)."""
+    scored = outliers[outliers["is_scored"].fillna(False).astype(bool)] if not outliers.empty else outliers
+    if scored.empty:
+        return []
+    groups = scored.groupby(["peer_group_level", "peer_group"], as_index=False).agg(
+        size=("peer_group_size", "max"), scored=("peer_group_scored", "max"), median=("peer_median", "max"), mad=("peer_median_absolute_deviation", "max"),
+        lower=("lower_bound", "max"), upper=("upper_bound", "max"),
+        outliers=("is_outlier", lambda v: int(v.fillna(False).astype(bool).sum())))
+    return _records(groups.sort_values("size", ascending=False))
+
+
 def build_tables(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """The rows the template's tables show (small: a table is for reading, a chart for shape)."""
     batches, quality = models["batches"], models["quality"]
     latest_quality = quality[quality["batch_id"] == quality["batch_id"].max()] if not quality.empty else quality
     summary_rows = latest_quality["field"] == charts.ALL_FIELDS
-    brand_names = dict(zip(models["brands"]["brand_id"], models["brands"]["brand"], strict=True))
-    outliers = models["outliers"].assign(brand=lambda d: d["brand_id"].map(brand_names))
-    flagged = outliers[outliers["is_z_score_outlier"].fillna(False).astype(bool)
-                       | outliers["is_iqr_outlier"].fillna(False).astype(bool)]
+    brands, attribution, outliers = models["brands"], models["attribution"], models["outliers"]
+    flagged = outliers[outliers["is_outlier"].fillna(False).astype(bool)] if not outliers.empty else outliers
+    platforms = models["platforms"].assign(unknown=lambda d: d["platform"].isna()) \
+        if not models["platforms"].empty else models["platforms"]
     return {
+        "overview": _records(models["overview"])[0] if not models["overview"].empty else None,
+        "coverage": _coverage(models["overview"]),
         "latest_batch": _records(batches.tail(1))[0] if not batches.empty else None,
         "batches": _records(batches.iloc[::-1].head(20)),
         "clean": _records(latest_quality[summary_rows].sort_values("record_type")),
         "defects": _records(latest_quality[~summary_rows & (latest_quality["defect_count"].fillna(0) > 0)]
                             .sort_values(["record_type", "defect_count"], ascending=[True, False])),
-        "platforms": _records(models["platforms"].sort_values("engagement", ascending=False)),
+        "platforms": _records(platforms.sort_values(["unknown", "engagement_average"], ascending=[True, False]))
+        if not platforms.empty else [],
         "leaderboard": _leaderboard(models["advocates"]),
-        "attribution": _records(models["attribution"].sort_values("attributed_sales", ascending=False).head(15)),
-        "outliers": _records(flagged.sort_values("z_score", ascending=False, key=abs).head(20)),
-        "outlier_total": len(flagged),
-        "thresholds": _records(outliers[["z_score_threshold", "iqr_multiplier"]].head(1)),
+        "brands": _records(brands[brands["sales_rank"].notna()].sort_values(["sales_rank", "brand"]).head(BRANDS))
+        if not brands.empty else [],
+        "unknown_brand": _records(brands[brands["is_unknown_brand"]])[0] if not brands.empty
+        and brands["is_unknown_brand"].any() else None,
+        "attribution": _records(attribution[attribution["sales_rank"].notna()].sort_values(["sales_rank", "brand"])
+                                .head(15)) if not attribution.empty else [],
+        "unknown_members": _unknown_members(attribution),
+        "peer_groups": _peer_groups(outliers),
+        "outliers": _records(flagged.sort_values("robust_z_score", ascending=False, key=abs).head(20))
+        if not flagged.empty else [],
+        "outlier_total": int(models["overview"]["sales_outliers"].iloc[0]) if not models["overview"].empty else 0,
+        "method": _records(outliers[["outlier_threshold", "min_group_size"]].head(1)),
         "programs": models["programs"].attrs["total"],
         "documents": _records(models["quality_summary"].tail(1))[0] if not models["quality_summary"].empty else None,
     }
 
 
 def _leaderboard(advocates: pd.DataFrame) -> list[dict[str, Any]]:
-    """Row i holds the i-th user of each ranking (engagement, reach, sales), or None past its end."""
-    columns = {k: _records(advocates[advocates["ranking"] == k].sort_values("rank").head(LEADERS))
-               for k in ("engagement", "reach", "sales")}
+    """Row i holds the i-th user of each ranking (engagement, reach, sales), or None past its end.
+    Within a rank (a tie), users are listed by label, then user_key."""
+    columns = {k: _records(advocates[advocates["ranking"] == k].sort_values(["rank", "label", "user_key"])
+                           .head(LEADERS)) for k in ("engagement", "reach", "sales")} if not advocates.empty else {}
     return [{k: (rows[i] if i < len(rows) else None) for k, rows in columns.items()}
             for i in range(max(map(len, columns.values()), default=0))]
 

@@ -40,7 +40,7 @@ def connection_help(settings: Settings) -> str:
         f"{settings.pg_database}, username {settings.pg_user}",
         f"  password {_password(settings)}",
         "  schemas  raw (as loaded), dbt (base, advocacy_programs, tasks_completed), dbt_lookup (brand),"
-        " dbt_analysis (metrics, reports)",
+        " dbt_analysis (overview, reports)",
     ])
 
 

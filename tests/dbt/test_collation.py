@@ -63,5 +63,5 @@ def test_brand_ids_are_the_same_under_c_and_utf8_collations(pg_server: Settings,
                                (brand_id("nestlé group"), "nestlé group"), (brand_id("strasse ag"), "strasse ag")])
     for settings in built:
         assert query(settings, "select brand_id::text, brand_normalised from dbt_lookup.brand"
-                               " where not is_unknown order by 1") == sorted(expected)
+                               " where not is_unknown_brand order by 1") == sorted(expected)
         assert query(settings, "select count(distinct brand_id) from dbt.advocacy_programs") == [(4,)]

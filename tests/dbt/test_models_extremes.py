@@ -9,6 +9,7 @@ Each case is a tiny dump (tests/dbt/dumps.py) ingested into a fresh database and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,16 +24,16 @@ from duel.transform import build_models
 
 TASKS = ("select program_position, task_position, likes, likes_defect, comments, comments_defect, shares, reach, reach_defect,"
          " engagement from dbt.tasks_completed order by 1, 2")
-BY_PLATFORM = ("select platform, task_count, likes, comments, shares, engagement, tasks_with_unknown_engagement,"
-               " reach, tasks_with_unknown_reach, engagement_rate from dbt_analysis.engagement_by_platform order by 1")
-METRICS = ("select platform, join_year, join_month, task_count, tasks_with_reach, average_reach, total_reach"
-           " from dbt_analysis.metrics order by 1")
+BY_PLATFORM = ("select platform, task_count, likes, comments, shares, engagement, engagement_known,"
+               " reach, reach_known, engagement_rate from dbt_analysis.engagement_by_platform order by 1")
+BY_MONTH = ("select platform, join_month, task_count, reach_known, reach_average, reach"
+            " from dbt_analysis.engagement_by_join_month order by 1")
 PROGRAMS = ("select program_position, total_sales_attributed, total_sales_attributed_defect"
             " from dbt.advocacy_programs order by 1")
 ATTRIBUTION = ("select brand, platform, program_count, attributed_sales, average_attributed_sales"
                " from dbt_analysis.sales_attribution order by 2")
-OUTLIERS = ("select total_sales_attributed, z_score, q1, q3, iqr_lower_bound, iqr_upper_bound, is_z_score_outlier,"
-            " is_iqr_outlier from dbt_analysis.sales_outliers order by 1")
+OUTLIERS = ("select total_sales_attributed, is_negative_sales, is_scored, peer_median, lower_bound, is_outlier"
+            " from dbt_analysis.sales_outliers order by 1")
 TERA = 10**12
 
 
@@ -47,9 +48,9 @@ def one_sales_program_left(sales: Any) -> Case:
     return Case(
         [program(1, [task(1)], sales=sales), program(2, [task(2, platform="instagram")])],
         {PROGRAMS: [(1, None, "out-of-range"), (2, Decimal("100.25"), None)],
-         ATTRIBUTION: [("Acme", "instagram", 1, Decimal("100.250000"), Decimal("100.250000"))],
-         OUTLIERS: [(Decimal("100.25"), None, Decimal("100.250000"), Decimal("100.250000"), Decimal("100.250000"),
-                     Decimal("100.250000"), False, False)]},
+         ATTRIBUTION: [("Acme", "instagram", 1, Decimal("100.250000"), Decimal("100.250000")),
+                       ("Acme", "tiktok", 1, None, None)],
+         OUTLIERS: [(Decimal("100.25"), False, False, None, None, False)]},  # one program: no group of 30
     )
 
 
@@ -59,14 +60,15 @@ CASES = {
         [program(1, [task(1, likes=1, comments=BIGINT_MAX), task(2)])],
         {TASKS: [(1, 1, 1, None, None, "out-of-range", 3, 200, None, None),
                  (1, 2, 10, None, 2, None, 3, 200, None, 15)],
-         BY_PLATFORM: [("tiktok", 2, 11, 2, 6, 15, 1, 400, 0, Decimal("0.075000"))]},
+         BY_PLATFORM: [("tiktok", 2, 11, 2, 6, 15, 1, 400, 2, Decimal("0.075000"))]},
     ),
-    # `reach` = 2^63-1 made engagement_by_platform (bigint out of range) and metrics (numeric field overflow) fail
+    # `reach` = 2^63-1 made engagement_by_platform (bigint out of range) and metrics (numeric field overflow) fail;
+    # metrics is gone, engagement_by_join_month has its measures
     "reach-beyond-bigint": Case(
         [program(1, [task(1, reach=BIGINT_MAX), task(2)])],
         {TASKS: [(1, 1, 10, None, 2, None, 3, None, "out-of-range", 15), (1, 2, 10, None, 2, None, 3, 200, None, 15)],
-         BY_PLATFORM: [("tiktok", 2, 20, 4, 6, 30, 0, 200, 1, Decimal("0.075000"))],
-         METRICS: [("tiktok", 2024, 1, 2, 1, Decimal("200.00"), 200)]},
+         BY_PLATFORM: [("tiktok", 2, 20, 4, 6, 30, 2, 200, 1, Decimal("0.075000"))],
+         BY_MONTH: [("tiktok", date(2024, 1, 1), 2, 1, Decimal("200.00"), 200)]},
     ),
     # sales of 1e40 made the sales models fail (numeric precision 38, scale 6)
     "sales-1e40": one_sales_program_left(Literal("1e40")),
@@ -80,18 +82,14 @@ CASES = {
         {TASKS: [(1, 1, TERA, None, TERA, None, TERA, 1, None, 3 * TERA),
                  (1, 2, None, "out-of-range", 2, None, 3, 200, None, None),
                  (2, 1, 10, None, 2, None, 3, 200, None, 15), (3, 1, 10, None, 2, None, 3, 200, None, 15)],
-         BY_PLATFORM: [("facebook", 1, TERA, TERA, TERA, 3 * TERA, 0, 1, 0, Decimal("3000000000000.000000")),
-                       ("tiktok", 3, 20, 6, 9, 30, 1, 600, 0, Decimal("0.075000"))],
+         BY_PLATFORM: [("facebook", 1, TERA, TERA, TERA, 3 * TERA, 1, 1, 1, Decimal("3000000000000.000000")),
+                       ("tiktok", 3, 20, 6, 9, 30, 2, 600, 3, Decimal("0.075000"))],
          ATTRIBUTION: [("Acme", "facebook", 1, Decimal("500000000000.000000"), Decimal("500000000000.000000")),
-                       ("Acme", "tiktok", 2, Decimal("-500000000000.000000"), Decimal("-250000000000.000000"))],
+                       ("Acme", "tiktok", 3, Decimal("-500000000000.000000"), Decimal("-250000000000.000000"))],
          PROGRAMS: [(1, Decimal("1000000000000.00"), None), (2, Decimal("-1000000000000.00"), "negative"),
                     (3, None, "out-of-range")],
-         OUTLIERS: [(Decimal("-1000000000000.00"), Decimal("-1.000000"), Decimal("-500000000000.000000"),
-                     Decimal("500000000000.000000"), Decimal("-2000000000000.000000"),
-                     Decimal("2000000000000.000000"), False, False),
-                    (Decimal("1000000000000.00"), Decimal("1.000000"), Decimal("-500000000000.000000"),
-                     Decimal("500000000000.000000"), Decimal("-2000000000000.000000"),
-                     Decimal("2000000000000.000000"), False, False)]},
+         OUTLIERS: [(Decimal("-1000000000000.00"), True, False, None, None, False),  # negative: never scored
+                    (Decimal("1000000000000.00"), False, False, None, None, False)]},
     ),
 }
 

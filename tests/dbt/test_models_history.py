@@ -22,7 +22,7 @@ from duel.settings import Settings
 from duel.transform import build_models
 
 MODELS = ("dbt.base", "dbt.advocacy_programs", "dbt.tasks_completed", "dbt_lookup.brand",
-          "dbt_snapshots.users_snapshot", "dbt_analysis.metrics", "dbt_analysis.engagement_by_user",
+          "dbt_snapshots.users_snapshot", "dbt_analysis.overview", "dbt_analysis.engagement_by_user",
           "dbt_analysis.engagement_by_platform", "dbt_analysis.engagement_by_program",
           "dbt_analysis.engagement_by_brand", "dbt_analysis.engagement_by_join_month",
           "dbt_analysis.top_advocates", "dbt_analysis.sales_attribution", "dbt_analysis.sales_outliers",

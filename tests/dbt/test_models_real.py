@@ -85,7 +85,7 @@ def test_models_cleaned_totals_match_the_files(real_built: Settings, facts: Fact
                (select sum(comments) from dbt.tasks_completed), (select sum(shares) from dbt.tasks_completed),
                (select sum(reach) from dbt.tasks_completed), (select sum(engagement) from dbt.tasks_completed),
                (select count(engagement) from dbt.tasks_completed),
-               (select count(*) from dbt_lookup.brand where not is_unknown)""")
+               (select count(*) from dbt_lookup.brand where not is_unknown_brand)""")
     assert row == (totals["users"], totals["identifiable_users"], totals["valid_emails"], totals["clean_users"],
                    totals["programs"], totals["sales"], totals["tasks"], totals["likes"], totals["comments"],
                    totals["shares"], totals["reach"], totals["engagement"], totals["tasks_with_known_engagement"],
@@ -104,7 +104,7 @@ def test_models_tasks_per_platform_match_the_files(real_built: Settings, facts: 
 def test_models_engagement_by_platform_sums_the_tasks(real_built: Settings) -> None:
     rows = query(real_built, """
         select e.platform, e.task_count = t.n and e.likes = t.likes and e.engagement = t.engagement
-               and e.reach = t.reach and e.tasks_with_unknown_engagement = t.n - t.known
+               and e.reach = t.reach and e.engagement_known = t.known
         from dbt_analysis.engagement_by_platform e
         join (select platform, count(*) n, sum(likes) likes, sum(engagement) engagement, sum(reach) reach,
                      count(engagement) known
@@ -129,7 +129,7 @@ def test_models_keys_derive_from_file_and_positions(real_built: Settings, facts:
 
 @pytest.mark.slow
 def test_models_brand_ids_derive_from_normalised_names(real_built: Settings) -> None:
-    rows = query(real_built, "select brand_id, brand_normalised, is_unknown from dbt_lookup.brand")
+    rows = query(real_built, "select brand_id, brand_normalised, is_unknown_brand from dbt_lookup.brand")
     unknown = [r for r in rows if r[2]]
     assert unknown == [(uuid.UUID(int=0), None, True)]
     assert all(brand_id == key(name) for brand_id, name, is_unknown in rows if not is_unknown)
@@ -139,13 +139,12 @@ def test_models_brand_ids_derive_from_normalised_names(real_built: Settings) -> 
 
 
 @pytest.mark.slow
-def test_models_top_advocates_are_identifiable_and_ranked(real_built: Settings) -> None:
-    rows = query(real_built, "select ranking, count(*), min(rank), bool_and(user_id is not null)"
-                             " from dbt_analysis.top_advocates group by 1 order by 1")
-    assert [(r, n >= 25, first, named) for r, n, first, named in rows] == [
-        ("engagement", True, 1, True), ("reach", True, 1, True), ("sales", True, 1, True)]
-    [(best_sales,)] = query(real_built, "select max(total_sales_attributed) from dbt.advocacy_programs p"
-                                        " join dbt.base b using (user_key) where b.user_id is not null")
+def test_models_top_advocates_rank_every_user(real_built: Settings) -> None:
+    rows = query(real_built, "select ranking, count(*), min(rank), bool_and(label is not null),"
+                             " bool_or(user_id is null) from dbt_analysis.top_advocates group by 1 order by 1")
+    assert [(r, n >= 25, first, labelled, some_without_id) for r, n, first, labelled, some_without_id in rows] == [
+        ("engagement", True, 1, True, True), ("reach", True, 1, True, True), ("sales", True, 1, True, True)]
+    [(best_sales,)] = query(real_built, "select max(total_sales_attributed) from dbt.advocacy_programs")
     assert query(real_built, "select value from dbt_analysis.top_advocates where ranking = 'sales' and rank = 1") \
         == [(best_sales,)]
 
@@ -157,7 +156,7 @@ def test_models_every_table_has_rows(real_built: Settings) -> None:
     assert [name for _, name in tables] == [
         "advocacy_programs", "base", "tasks_completed", "data_quality", "data_quality_summary",
         "engagement_by_brand", "engagement_by_join_month", "engagement_by_platform", "engagement_by_program",
-        "engagement_by_user", "ingest_batches", "metrics", "sales_attribution", "sales_outliers", "top_advocates",
+        "engagement_by_user", "ingest_batches", "overview", "sales_attribution", "sales_outliers", "top_advocates",
         "brand"]
     empty = [name for schema, name in tables if query(real_built, f"select count(*) from {schema}.{name}") == [(0,)]]
     assert empty == []

@@ -1,22 +1,32 @@
 {#
-    Engagement measures over a set of tasks (used by every engagement model, so they agree).
-    Missing stays NULL, never 0: a task's engagement (likes + comments + shares) is NULL when a
-    part is unknown; sums run over the known values (NULL when there is none) and
-    tasks_with_unknown_* count what was left out. The rate divides the engagement of the tasks
-    whose engagement and reach are both known by their reach, and is NULL unless that reach is
-    above zero. Sums are numeric(38, 0) and the rate numeric(38, 6): with every count within
-    its range (at most 10^12, var measure_ranges) neither can overflow, whatever the number of
-    tasks.
+    The measures of the analysis models, defined once, so every grain (overview, platform, join
+    month, brand, program, user) computes them the same way and carries its coverage.
+
+    Missing stays NULL, never 0. For each measure over a set of rows: its sum over the known
+    values (NULL when none is known), how many rows have a known value (`_known`), the share of
+    the rows that is (`_known_share`, NULL when there are no rows) and the average over the known
+    values (`_average`). A task's engagement is likes + comments + shares, known only when all
+    three are; so `engagement` sums the fully known tasks (`engagement_known` of them), while
+    `likes` sums every task with known likes (`likes_known`): the parts cover other tasks than the
+    whole, and each says how many. The engagement rate divides the engagement of the tasks whose
+    engagement and reach are both known by their reach; `engagement_rate_tasks`,
+    `engagement_rate_engagement` and `engagement_rate_reach` say over which tasks, so the rate can
+    be recomputed from its own row. Sums of counts are numeric(38, 0), money numeric(38, 2).
 #}
-{% macro engagement_measures(tasks) -%}
+
+{% macro task_measure_names() -%}
+    {{ return(['likes', 'comments', 'shares', 'reach', 'engagement']) }}
+{%- endmacro %}
+
+{# Aggregates over the tasks `tasks` (a relation or CTE name; LEFT JOINed rows may be NULL). #}
+{% macro task_measures(tasks) -%}
         cast(count({{ tasks }}.task_key) as bigint) as task_count,
-        cast(sum({{ tasks }}.likes) as numeric(38, 0)) as likes,
-        cast(sum({{ tasks }}.comments) as numeric(38, 0)) as comments,
-        cast(sum({{ tasks }}.shares) as numeric(38, 0)) as shares,
-        cast(sum({{ tasks }}.engagement) as numeric(38, 0)) as engagement,
-        cast(count({{ tasks }}.task_key) - count({{ tasks }}.engagement) as bigint) as tasks_with_unknown_engagement,
-        cast(sum({{ tasks }}.reach) as numeric(38, 0)) as reach,
-        cast(count({{ tasks }}.task_key) - count({{ tasks }}.reach) as bigint) as tasks_with_unknown_reach,
+    {%- for measure in task_measure_names() %}
+        cast(sum({{ tasks }}.{{ measure }}) as numeric(38, 0)) as {{ measure }},
+        cast(count({{ tasks }}.{{ measure }}) as bigint) as {{ measure }}_known,
+        {{ known_share('count(' ~ tasks ~ '.' ~ measure ~ ')', 'count(' ~ tasks ~ '.task_key)') }} as {{ measure }}_known_share,
+        cast(round(avg({{ tasks }}.{{ measure }}), 2) as numeric(38, 2)) as {{ measure }}_average,
+    {%- endfor %}
         cast(
             round(
                 sum({{ tasks }}.engagement) filter (where {{ tasks }}.reach is not null)
@@ -24,5 +34,73 @@
                 6
             )
             as numeric(38, 6)
-        ) as engagement_rate
+        ) as engagement_rate,
+        cast(
+            count({{ tasks }}.task_key) filter (where {{ tasks }}.engagement is not null and {{ tasks }}.reach is not null)
+            as bigint
+        ) as engagement_rate_tasks,
+        cast(sum({{ tasks }}.engagement) filter (where {{ tasks }}.reach is not null) as numeric(38, 0))
+            as engagement_rate_engagement,
+        cast(sum({{ tasks }}.reach) filter (where {{ tasks }}.engagement is not null) as numeric(38, 0))
+            as engagement_rate_reach
+{%- endmacro %}
+
+{# The columns of task_measures() read from `relation`, its counts 0 where it has no row (a LEFT JOIN). #}
+{% macro task_measure_columns(relation) -%}
+        coalesce({{ relation }}.task_count, 0) as task_count,
+    {%- for measure in task_measure_names() %}
+        {{ relation }}.{{ measure }},
+        coalesce({{ relation }}.{{ measure }}_known, 0) as {{ measure }}_known,
+        {{ relation }}.{{ measure }}_known_share,
+        {{ relation }}.{{ measure }}_average,
+    {%- endfor %}
+        {{ relation }}.engagement_rate,
+        coalesce({{ relation }}.engagement_rate_tasks, 0) as engagement_rate_tasks,
+        {{ relation }}.engagement_rate_engagement,
+        {{ relation }}.engagement_rate_reach
+{%- endmacro %}
+
+{#
+    Aggregates over the programs `programs`: their sales (total_sales_attributed), with the same
+    coverage columns; `sales_negative` counts the known amounts below zero (kept, and summed).
+#}
+{% macro sales_measures(programs) -%}
+        cast(count({{ programs }}.program_key) as bigint) as program_count,
+        cast(sum({{ programs }}.total_sales_attributed) as numeric(38, 2)) as sales,
+        cast(count({{ programs }}.total_sales_attributed) as bigint) as sales_known,
+        {{ known_share('count(' ~ programs ~ '.total_sales_attributed)', 'count(' ~ programs ~ '.program_key)') }}
+            as sales_known_share,
+        cast(round(avg({{ programs }}.total_sales_attributed), 2) as numeric(38, 2)) as sales_average,
+        cast(count({{ programs }}.program_key) filter (where {{ programs }}.total_sales_attributed < 0) as bigint)
+            as sales_negative
+{%- endmacro %}
+
+{% macro sales_measure_columns(relation) -%}
+        coalesce({{ relation }}.program_count, 0) as program_count,
+        {{ relation }}.sales,
+        coalesce({{ relation }}.sales_known, 0) as sales_known,
+        {{ relation }}.sales_known_share,
+        {{ relation }}.sales_average,
+        coalesce({{ relation }}.sales_negative, 0) as sales_negative
+{%- endmacro %}
+
+{# known / rows as a share with 6 decimals; NULL when there are no rows. #}
+{% macro known_share(known, rows) -%}
+    cast(round({{ known }}::numeric / nullif({{ rows }}, 0), 6) as numeric(9, 6))
+{%- endmacro %}
+
+{#
+    Per program, from its tasks (`tasks`, grouped by program): the platform when every task names
+    the same usable one (NULL otherwise), how many usable platforms its tasks name, whether a task's
+    platform is unknown (unusable in the data), and whether it has no task at all: an unknown
+    platform and "no task" are different things.
+#}
+{% macro program_platform_measures(tasks) -%}
+        case
+            when count(distinct {{ tasks }}.platform) = 1 and count({{ tasks }}.platform) = count({{ tasks }}.task_key)
+            then min({{ tasks }}.platform)
+        end as platform,
+        cast(count(distinct {{ tasks }}.platform) as integer) as platform_count,
+        count({{ tasks }}.platform) < count({{ tasks }}.task_key) as is_unknown_platform,
+        count({{ tasks }}.task_key) = 0 as is_without_tasks
 {%- endmacro %}

@@ -13,17 +13,31 @@
     Pre-hook of the models with several rows per document (advocacy_programs, tasks_completed):
     delete every row of a document that has a newer current version or was deleted (a tombstone
     is a version too). delete+insert on user_key alone would keep the old rows of a document whose
-    new version has no programs or tasks, and of a document that is gone.
+    new version has no programs or tasks, and of a document that is gone. `children`: tables
+    whose foreign key points at this one (macros/keys.sql); their rows of those documents go
+    first, so no key is left dangling at the commit (their own build replaces them).
 #}
-{% macro delete_rows_of_changed_documents() -%}
+{% macro delete_rows_of_changed_documents(children=[]) -%}
     {%- if is_incremental() -%}
-    delete from {{ this }}
-    where user_key in (
+    {%- set changed -%}
         select {{ surrogate_key(['document_key']) }}
         from {{ ref('stg_current_versions') }}
         where batch_id > {{ batch_watermark() }}
-    )
+    {%- endset -%}
+    {{ delete_children(children, changed) }}
+    delete from {{ this }}
+    where user_key in ({{ changed }})
     {%- endif -%}
+{%- endmacro %}
+
+{# Delete the rows of the documents `user_keys` (a query) from each existing table of `children`. #}
+{% macro delete_children(children, user_keys) -%}
+    {%- for child in children -%}
+    {%- set relation = adapter.get_relation(database=this.database, schema=this.schema, identifier=child) -%}
+    {%- if relation is not none %}
+    delete from {{ relation }} where user_key in ({{ user_keys }});
+    {%- endif -%}
+    {%- endfor -%}
 {%- endmacro %}
 
 {#
@@ -58,11 +72,18 @@
 
 {#
     Post-hook of `base`: remove the rows of documents that are deleted now (their current version
-    is a tombstone). delete+insert only replaces rows it has a new row for, and a deleted document
-    has none. After the insert, so the build could still read their old emails.
+    is a tombstone), and first their programs and tasks (`children`), which point at them.
+    delete+insert only replaces rows it has a new row for, and a deleted document has none. After
+    the insert, so the build could still read their old emails.
 #}
-{% macro delete_rows_of_deleted_documents() -%}
+{% macro delete_rows_of_deleted_documents(children=[]) -%}
     {%- if is_incremental() -%}
+    {%- set deleted -%}
+        select {{ surrogate_key(['document_key']) }}
+        from {{ ref('stg_current_versions') }}
+        where is_deleted
+    {%- endset -%}
+    {{ delete_children(children, deleted) }}
     delete from {{ this }}
     where document_key in (
         select document_key from {{ ref('stg_current_versions') }} where is_deleted

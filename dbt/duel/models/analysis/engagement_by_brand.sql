@@ -18,12 +18,12 @@ tasks as (
 
 ),
 
-program_counts as (
+program_measures as (
 
     select
-        brand_id,
-        cast(count(*) as bigint) as program_count,
-        cast(count(distinct user_key) as bigint) as user_count
+        programs.brand_id,
+        cast(count(distinct programs.user_key) as bigint) as user_count,
+        {{ sales_measures('programs') }}
 
     from programs
     group by 1
@@ -34,7 +34,7 @@ task_measures as (
 
     select
         programs.brand_id,
-        {{ engagement_measures('tasks') }}
+        {{ task_measures('tasks') }}
 
     from programs
     inner join tasks
@@ -43,29 +43,45 @@ task_measures as (
 
 ),
 
-final as (
+measured as (
 
     select
         brands.brand_id,
         brands.brand,
-        brands.is_unknown,
-        coalesce(program_counts.program_count, 0) as program_count,
-        coalesce(program_counts.user_count, 0) as user_count,
-        coalesce(task_measures.task_count, 0) as task_count,
-        task_measures.likes,
-        task_measures.comments,
-        task_measures.shares,
-        task_measures.engagement,
-        coalesce(task_measures.tasks_with_unknown_engagement, 0) as tasks_with_unknown_engagement,
-        task_measures.reach,
-        coalesce(task_measures.tasks_with_unknown_reach, 0) as tasks_with_unknown_reach,
-        task_measures.engagement_rate
+        brands.is_unknown_brand,
+        coalesce(program_measures.user_count, 0) as user_count,
+        {{ sales_measure_columns('program_measures') }},
+        {{ task_measure_columns('task_measures') }}
 
     from brands
-    left join program_counts
-        on program_counts.brand_id = brands.brand_id
+    left join program_measures
+        on program_measures.brand_id = brands.brand_id
     left join task_measures
         on task_measures.brand_id = brands.brand_id
+
+),
+
+-- rankings over the known brands with a known value only: the unknown brand is never ranked
+final as (
+
+    select
+        *,
+        cast(
+            case
+                when not is_unknown_brand and sales is not null
+                then rank() over (partition by not is_unknown_brand and sales is not null order by sales desc)
+            end
+            as integer
+        ) as sales_rank,
+        cast(
+            case
+                when not is_unknown_brand and engagement is not null
+                then rank() over (partition by not is_unknown_brand and engagement is not null order by engagement desc)
+            end
+            as integer
+        ) as engagement_rank
+
+    from measured
 
 )
 

@@ -28,12 +28,14 @@ final as (
 
     select
         join_month,
+        join_month is null as is_unknown_join_month,
         platform,
+        platform is null as is_unknown_platform,
         cast(count(distinct user_key) as bigint) as user_count,
-        {{ engagement_measures('joined') }}
+        {{ task_measures('joined') }}
 
     from joined
-    group by 1, 2
+    group by 1, 2, 3, 4
 
 )
 

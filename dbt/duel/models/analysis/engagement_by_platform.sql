@@ -10,11 +10,12 @@ final as (
 
     select
         tasks.platform,
+        tasks.platform is null as is_unknown_platform,
         cast(count(distinct tasks.user_key) as bigint) as user_count,
-        {{ engagement_measures('tasks') }}
+        {{ task_measures('tasks') }}
 
     from tasks
-    group by 1
+    group by 1, 2
 
 )
 

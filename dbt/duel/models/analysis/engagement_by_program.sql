@@ -18,6 +18,20 @@ tasks as (
 
 ),
 
+task_measures as (
+
+    select
+        programs.program_key,
+        {{ program_platform_measures('tasks') }},
+        {{ task_measures('tasks') }}
+
+    from programs
+    left join tasks
+        on tasks.program_key = programs.program_key
+    group by 1
+
+),
+
 final as (
 
     select
@@ -26,15 +40,19 @@ final as (
         programs.program_id,
         programs.brand_id,
         brands.brand,
+        programs.is_unknown_brand,
         programs.total_sales_attributed,
-        {{ engagement_measures('tasks') }}
+        task_measures.platform,
+        task_measures.platform_count,
+        task_measures.is_unknown_platform,
+        task_measures.is_without_tasks,
+        {{ task_measure_columns('task_measures') }}
 
     from programs
-    left join brands
+    inner join brands
         on brands.brand_id = programs.brand_id
-    left join tasks
-        on tasks.program_key = programs.program_key
-    group by 1, 2, 3, 4, 5, 6
+    inner join task_measures
+        on task_measures.program_key = programs.program_key
 
 )
 

@@ -6,9 +6,37 @@ users as (
 
 ),
 
+programs as (
+
+    select * from {{ ref('advocacy_programs') }}
+
+),
+
 tasks as (
 
     select * from {{ ref('tasks_completed') }}
+
+),
+
+program_measures as (
+
+    select
+        programs.user_key,
+        {{ sales_measures('programs') }}
+
+    from programs
+    group by 1
+
+),
+
+task_measures as (
+
+    select
+        tasks.user_key,
+        {{ task_measures('tasks') }}
+
+    from tasks
+    group by 1
 
 ),
 
@@ -16,16 +44,34 @@ final as (
 
     select
         users.user_key,
+        users.document_key,
         users.user_id,
         users.name,
         users.email,
+        users.instagram_handle,
+        users.tiktok_handle,
+        -- the best identifier the user has, for rankings and charts
+        coalesce(
+            users.name, users.email, users.instagram_handle, users.tiktok_handle, cast(users.user_id as text),
+            users.document_key
+        ) as label,
+        case
+            when users.name is not null then 'name'
+            when users.email is not null then 'email'
+            when users.instagram_handle is not null then 'instagram_handle'
+            when users.tiktok_handle is not null then 'tiktok_handle'
+            when users.user_id is not null then 'user_id'
+            else 'document_key'
+        end as label_source,
         users.is_identifiable,
-        {{ engagement_measures('tasks') }}
+        {{ sales_measure_columns('program_measures') }},
+        {{ task_measure_columns('task_measures') }}
 
     from users
-    left join tasks
-        on tasks.user_key = users.user_key
-    group by 1, 2, 3, 4, 5
+    left join program_measures
+        on program_measures.user_key = users.user_key
+    left join task_measures
+        on task_measures.user_key = users.user_key
 
 )
 

@@ -25,7 +25,9 @@ outliers as (
 ),
 
 -- a program's sales are split over the platforms of its tasks, in proportion to its task
--- count on each; a program without tasks keeps its whole amount under platform NULL
+-- count on each; tasks whose platform is unknown make their own part (platform NULL,
+-- is_unknown_platform), and a program without tasks keeps its whole amount in a row of its
+-- own (platform NULL, is_without_tasks)
 program_platforms as (
 
     select
@@ -43,38 +45,64 @@ attributed as (
     select
         programs.program_key,
         programs.brand_id,
+        programs.is_unknown_brand,
         program_platforms.platform,
+        program_platforms.program_key is not null and program_platforms.platform is null as is_unknown_platform,
+        program_platforms.program_key is null as is_without_tasks,
         programs.total_sales_attributed
             * coalesce(program_platforms.platform_task_count::numeric / nullif(programs.task_count, 0), 1)
             as attributed_sales,
-        outliers.is_z_score_outlier,
-        outliers.is_iqr_outlier
+        coalesce(outliers.is_outlier, false) as is_outlier
 
     from programs
     left join program_platforms
         on program_platforms.program_key = programs.program_key
     left join outliers
         on outliers.program_key = programs.program_key
-    where programs.total_sales_attributed is not null
 
 ),
 
-final as (
+measured as (
 
     select
         attributed.brand_id,
         brands.brand,
+        attributed.is_unknown_brand,
         attributed.platform,
+        attributed.is_unknown_platform,
+        attributed.is_without_tasks,
         cast(count(*) as bigint) as program_count,
+        cast(count(attributed.attributed_sales) as bigint) as sales_known,
+        {{ known_share('count(attributed.attributed_sales)', 'count(*)') }} as sales_known_share,
         cast(round(sum(attributed.attributed_sales), 6) as numeric(38, 6)) as attributed_sales,
         cast(round(avg(attributed.attributed_sales), 6) as numeric(38, 6)) as average_attributed_sales,
-        cast(count(*) filter (where attributed.is_z_score_outlier) as bigint) as z_score_outlier_programs,
-        cast(count(*) filter (where attributed.is_iqr_outlier) as bigint) as iqr_outlier_programs
+        cast(count(*) filter (where attributed.is_outlier) as bigint) as outlier_programs
 
     from attributed
-    left join brands
+    inner join brands
         on brands.brand_id = attributed.brand_id
-    group by 1, 2, 3
+    group by 1, 2, 3, 4, 5, 6
+
+),
+
+-- ranked by attributed sales: known brands on known platforms only
+final as (
+
+    select
+        *,
+        cast(
+            case
+                when not (is_unknown_brand or is_unknown_platform or is_without_tasks) and attributed_sales is not null
+                then rank() over (
+                    partition by not (is_unknown_brand or is_unknown_platform or is_without_tasks)
+                        and attributed_sales is not null
+                    order by attributed_sales desc
+                )
+            end
+            as integer
+        ) as sales_rank
+
+    from measured
 
 )
 

@@ -1,7 +1,19 @@
-{#- Thresholds: a program's sales are an outlier when |z-score| exceeds z_score_threshold, or
-    when they fall more than iqr_multiplier interquartile ranges outside the quartiles. -#}
-{% set z_score_threshold = 3 %}
-{% set iqr_multiplier = 1.5 %}
+{#-
+    Robust outliers within comparable programs. The thresholds are var `sales_outliers`
+    (dbt_project.yml), the method is described in sales_outliers.yml; both repeated in every row:
+    - peer group: the programs of the same brand on the same platform when there are at least
+      `min_group_size` of them with known sales (the unknown brand is no brand: never a group of
+      its own), else all programs on the same platform, else all programs;
+    - score: Iglewicz and Hoaglin's modified z-score, 0.6745 x (sales - median) / MAD over the
+      peer group (MAD: the median absolute deviation from the median; when it is 0, the mean
+      absolute deviation x 1.253314 takes its place); an outlier when |score| > `threshold`;
+    - bounds: median -/+ threshold x MAD / 0.6745, the lower one clipped to 0 (sales are not
+      negative); a negative amount (flagged `negative` in the data) is never scored, nor counted
+      in a group.
+-#}
+{%- set method = var('sales_outliers') -%}
+{%- set threshold = method['threshold'] -%}
+{%- set min_group_size = method['min_group_size'] -%}
 
 with
 
@@ -23,15 +35,16 @@ brands as (
 
 ),
 
--- the platform of a program whose tasks are all on one platform (NULL when none or mixed)
 program_platforms as (
 
     select
-        program_key,
-        case when count(distinct platform) = 1 and count(platform) = count(*) then min(platform) end
-            as platform
+        programs.program_key,
+        {{ program_platform_measures('tasks') }}
 
-    from tasks
+    from programs
+    left join tasks
+        on tasks.program_key = programs.program_key
+    where programs.total_sales_attributed is not null
     group by 1
 
 ),
@@ -44,77 +57,224 @@ with_sales as (
         programs.program_id,
         programs.brand_id,
         brands.brand,
+        programs.is_unknown_brand,
         program_platforms.platform,
-        programs.total_sales_attributed
+        program_platforms.is_unknown_platform,
+        program_platforms.is_without_tasks,
+        programs.total_sales_attributed,
+        programs.total_sales_attributed < 0 as is_negative_sales
 
     from programs
-    left join brands
+    inner join brands
         on brands.brand_id = programs.brand_id
-    left join program_platforms
+    inner join program_platforms
         on program_platforms.program_key = programs.program_key
-    where programs.total_sales_attributed is not null
 
 ),
 
-distribution as (
+-- the programs a distribution is computed from
+pool as (
+
+    select * from with_sales where not is_negative_sales
+
+),
+
+-- every comparable group a program belongs to, narrowest first: its brand on its platform (a
+-- known brand on a single known platform), its platform, all programs
+memberships as (
 
     select
-        avg(total_sales_attributed) as mean,
-        stddev_pop(total_sales_attributed) as standard_deviation,
-        cast(percentile_cont(0.25) within group (order by total_sales_attributed) as numeric) as first_quartile,
-        cast(percentile_cont(0.75) within group (order by total_sales_attributed) as numeric) as third_quartile
+        program_key,
+        total_sales_attributed,
+        1 as narrowness,
+        'brand and platform' as peer_group_level,
+        brand || ' on ' || platform as peer_group,
+        brand_id as peer_brand_id,
+        platform as peer_platform
+    from pool
+    where not is_unknown_brand and platform is not null
 
-    from with_sales
+    union all
+
+    select program_key, total_sales_attributed, 2, 'platform', platform, cast(null as uuid), platform
+    from pool
+    where platform is not null
+
+    union all
+
+    select program_key, total_sales_attributed, 3, 'all programs', 'all programs', cast(null as uuid), cast(null as text)
+    from pool
 
 ),
 
+keyed as (
+
+    select
+        *,
+        {{ surrogate_key(['peer_group_level', 'peer_brand_id', 'peer_platform']) }} as peer_group_key
+    from memberships
+
+),
+
+group_sizes as (
+
+    select peer_group_key, count(*) as peer_group_size
+    from keyed
+    group by 1
+
+),
+
+-- each program's peer group: the narrowest of its groups that is large enough
+assigned as (
+
+    select distinct on (keyed.program_key)
+        keyed.program_key,
+        keyed.total_sales_attributed,
+        keyed.peer_group_key,
+        keyed.peer_group_level,
+        keyed.peer_group,
+        group_sizes.peer_group_size
+
+    from keyed
+    inner join group_sizes
+        on group_sizes.peer_group_key = keyed.peer_group_key
+    where group_sizes.peer_group_size >= {{ min_group_size }}
+    order by keyed.program_key, keyed.narrowness
+
+),
+
+-- the distributions needed: every member of each group some program was assigned to (a
+-- program's group holds the programs it is compared with, whatever their own group is)
+members as (
+
+    select keyed.peer_group_key, keyed.total_sales_attributed, group_sizes.peer_group_size
+    from keyed
+    inner join group_sizes
+        on group_sizes.peer_group_key = keyed.peer_group_key
+    where keyed.peer_group_key in (select peer_group_key from assigned)
+
+),
+
+-- exact medians (numeric, not the float of percentile_cont): the middle value, or the mean of
+-- the two middle values
+ordered as (
+
+    select
+        *,
+        row_number() over (partition by peer_group_key order by total_sales_attributed) as position
+    from members
+
+),
+
+medians as (
+
+    select
+        peer_group_key,
+        avg(total_sales_attributed) as median
+
+    from ordered
+    where position in ((peer_group_size + 1) / 2, (peer_group_size + 2) / 2)
+    group by 1
+
+),
+
+deviations as (
+
+    select
+        ordered.peer_group_key,
+        ordered.peer_group_size,
+        abs(ordered.total_sales_attributed - medians.median) as deviation,
+        row_number() over (
+            partition by ordered.peer_group_key
+            order by abs(ordered.total_sales_attributed - medians.median)
+        ) as deviation_position
+
+    from ordered
+    inner join medians
+        on medians.peer_group_key = ordered.peer_group_key
+
+),
+
+spreads as (
+
+    select
+        deviations.peer_group_key,
+        medians.median,
+        avg(deviations.deviation) filter (
+            where deviations.deviation_position in (
+                (deviations.peer_group_size + 1) / 2, (deviations.peer_group_size + 2) / 2
+            )
+        ) as median_absolute_deviation,
+        avg(deviations.deviation) as mean_absolute_deviation
+
+    from deviations
+    inner join medians
+        on medians.peer_group_key = deviations.peer_group_key
+    group by 1, 2
+
+),
+
+-- the robust scale: MAD / 0.6745 (1.4826 x MAD, the standard deviation of a normal sample),
+-- or 1.253314 x the mean absolute deviation when more than half the group shares one value
 scored as (
 
     select
-        with_sales.*,
+        assigned.program_key,
+        assigned.peer_group_level,
+        assigned.peer_group,
+        assigned.peer_group_size,
+        count(*) over (partition by assigned.peer_group_key) as peer_group_scored,
+        spreads.median,
+        spreads.median_absolute_deviation,
         case
-            when distribution.standard_deviation > 0
-            then (with_sales.total_sales_attributed - distribution.mean) / distribution.standard_deviation
-        end as z_score,
-        distribution.first_quartile,
-        distribution.third_quartile,
-        distribution.first_quartile
-            - {{ iqr_multiplier }} * (distribution.third_quartile - distribution.first_quartile)
-            as iqr_lower_bound,
-        distribution.third_quartile
-            + {{ iqr_multiplier }} * (distribution.third_quartile - distribution.first_quartile)
-            as iqr_upper_bound
+            when spreads.median_absolute_deviation > 0 then spreads.median_absolute_deviation / 0.6745
+            when spreads.mean_absolute_deviation > 0 then spreads.mean_absolute_deviation * 1.253314
+        end as scale,
+        assigned.total_sales_attributed
 
-    from with_sales
-    cross join distribution
+    from assigned
+    inner join spreads
+        on spreads.peer_group_key = assigned.peer_group_key
 
 ),
 
 final as (
 
     select
-        program_key,
-        user_key,
-        program_id,
-        brand_id,
-        brand,
-        platform,
-        total_sales_attributed,
-        cast(round(z_score, 6) as numeric(18, 6)) as z_score,
-        cast(round(first_quartile, 6) as numeric(38, 6)) as q1,
-        cast(round(third_quartile, 6) as numeric(38, 6)) as q3,
-        cast(round(third_quartile - first_quartile, 6) as numeric(38, 6)) as iqr,
-        cast(round(iqr_lower_bound, 6) as numeric(38, 6)) as iqr_lower_bound,
-        cast(round(iqr_upper_bound, 6) as numeric(38, 6)) as iqr_upper_bound,
-        coalesce(abs(z_score) > {{ z_score_threshold }}, false) as is_z_score_outlier,
-        (
-            total_sales_attributed < iqr_lower_bound
-            or total_sales_attributed > iqr_upper_bound
-        ) as is_iqr_outlier,
-        cast({{ z_score_threshold }} as numeric(6, 2)) as z_score_threshold,
-        cast({{ iqr_multiplier }} as numeric(6, 2)) as iqr_multiplier
+        with_sales.program_key,
+        with_sales.user_key,
+        with_sales.program_id,
+        with_sales.brand_id,
+        with_sales.brand,
+        with_sales.is_unknown_brand,
+        with_sales.platform,
+        with_sales.is_unknown_platform,
+        with_sales.is_without_tasks,
+        with_sales.total_sales_attributed,
+        with_sales.is_negative_sales,
+        scored.program_key is not null as is_scored,
+        cast(scored.peer_group_level as text) as peer_group_level,
+        cast(scored.peer_group as text) as peer_group,
+        cast(scored.peer_group_size as bigint) as peer_group_size,
+        cast(scored.peer_group_scored as bigint) as peer_group_scored,
+        cast(scored.median as numeric(38, 4)) as peer_median,
+        cast(scored.median_absolute_deviation as numeric(38, 4)) as peer_median_absolute_deviation,
+        -- (greatest() skips NULLs: without a scale there is no bound, not a bound of 0)
+        cast(
+            case when scored.scale is not null then round(greatest(scored.median - {{ threshold }} * scored.scale, 0), 2) end
+            as numeric(38, 2)
+        ) as lower_bound,
+        cast(round(scored.median + {{ threshold }} * scored.scale, 2) as numeric(38, 2)) as upper_bound,
+        cast(round((scored.total_sales_attributed - scored.median) / scored.scale, 6) as numeric(18, 6))
+            as robust_z_score,
+        coalesce(abs(scored.total_sales_attributed - scored.median) > {{ threshold }} * scored.scale, false)
+            as is_outlier,
+        cast({{ threshold }} as numeric(6, 2)) as outlier_threshold,
+        cast({{ min_group_size }} as integer) as min_group_size
 
-    from scored
+    from with_sales
+    left join scored
+        on scored.program_key = with_sales.program_key
 
 )
 

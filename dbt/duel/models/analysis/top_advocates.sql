@@ -2,78 +2,57 @@
 
 with
 
-engagement as (
+users as (
 
     select * from {{ ref('engagement_by_user') }}
 
 ),
 
-programs as (
-
-    select * from {{ ref('advocacy_programs') }}
-
-),
-
-sales as (
-
-    select
-        user_key,
-        cast(sum(total_sales_attributed) as numeric(38, 2)) as total_sales_attributed
-
-    from programs
-    where total_sales_attributed is not null
-    group by 1
-
-),
-
--- identifiable users only: a user without a valid user_id cannot be named in a ranking
+-- every user with a known value of the ranked measure, whatever identifiers they have; the
+-- value is the sum of the user's known values, with how many rows it covers
 candidates as (
 
     select
-        engagement.user_key,
-        engagement.user_id,
-        engagement.name,
-        engagement.email,
-        engagement.engagement,
-        engagement.reach,
-        sales.total_sales_attributed
-
-    from engagement
-    left join sales
-        on sales.user_key = engagement.user_key
-    where engagement.is_identifiable
-
-),
-
-ranked as (
-
-    select
         'engagement' as ranking,
-        rank() over (order by engagement desc) as rank,
         engagement as value,
+        engagement_known as value_known,
+        task_count as value_rows,
         *
-    from candidates
+    from users
     where engagement is not null
 
     union all
 
     select
         'reach' as ranking,
-        rank() over (order by reach desc) as rank,
         reach as value,
+        reach_known as value_known,
+        task_count as value_rows,
         *
-    from candidates
+    from users
     where reach is not null
 
     union all
 
     select
         'sales' as ranking,
-        rank() over (order by total_sales_attributed desc) as rank,
-        total_sales_attributed as value,
+        sales as value,
+        sales_known as value_known,
+        program_count as value_rows,
         *
+    from users
+    where sales is not null
+
+),
+
+-- ties share a rank, and the next rank is skipped (1, 2, 2, 4)
+ranked as (
+
+    select
+        *,
+        rank() over (partition by ranking order by value desc) as rank,
+        count(*) over (partition by ranking, value) > 1 as is_tied
     from candidates
-    where total_sales_attributed is not null
 
 ),
 
@@ -82,14 +61,20 @@ final as (
     select
         cast(ranking as text) as ranking,
         cast(rank as integer) as rank,
+        is_tied,
         cast(value as numeric(38, 2)) as value,
+        value_known,
+        value_rows,
         user_key,
+        label,
+        label_source,
+        document_key,
         user_id,
         name,
         email,
-        cast(engagement as numeric(38, 0)) as engagement,
-        cast(reach as numeric(38, 0)) as reach,
-        cast(total_sales_attributed as numeric(38, 2)) as total_sales_attributed
+        engagement,
+        reach,
+        sales
 
     from ranked
     where rank <= {{ limit }}

@@ -4,9 +4,9 @@
         incremental_strategy='delete+insert',
         unique_key='user_key',
         on_schema_change='fail',
-        pre_hook="{{ delete_rows_of_changed_documents() }}",
+        pre_hook="{{ delete_rows_of_changed_documents(children=['tasks_completed']) }}",
+        post_hook="{{ apply_keys() }}",
         indexes=[
-            {'columns': ['program_key'], 'unique': true},
             {'columns': ['user_key']},
             {'columns': ['brand_id']},
             {'columns': ['batch_id']},
@@ -44,7 +44,10 @@ final as (
         program_id,
         brand_id,
         brand,
-        total_sales_attributed,
+        brand_id = {{ unknown_brand_id() }} as is_unknown_brand,
+        -- money to the cent, as declared (numeric(18, 2)); the same type on every build, so an
+        -- incremental run's rows match the table's
+        cast(total_sales_attributed as numeric(18, 2)) as total_sales_attributed,
         task_count,
         batch_id,
         program_id_defect,

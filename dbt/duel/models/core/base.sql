@@ -4,9 +4,11 @@
         incremental_strategy='delete+insert',
         unique_key='user_key',
         on_schema_change='fail',
-        post_hook="{{ delete_rows_of_deleted_documents() }}",
+        post_hook=[
+            "{{ delete_rows_of_deleted_documents(children=['tasks_completed', 'advocacy_programs']) }}",
+            "{{ apply_keys() }}",
+        ],
         indexes=[
-            {'columns': ['user_key'], 'unique': true},
             {'columns': ['document_key'], 'unique': true},
             {'columns': ['email']},
             {'columns': ['batch_id']},

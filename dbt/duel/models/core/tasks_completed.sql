@@ -5,8 +5,8 @@
         unique_key='user_key',
         on_schema_change='fail',
         pre_hook="{{ delete_rows_of_changed_documents() }}",
+        post_hook="{{ apply_keys() }}",
         indexes=[
-            {'columns': ['task_key'], 'unique': true},
             {'columns': ['program_key']},
             {'columns': ['user_key']},
             {'columns': ['batch_id']},

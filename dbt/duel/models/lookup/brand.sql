@@ -4,8 +4,8 @@
         incremental_strategy='delete+insert',
         unique_key='brand_id',
         on_schema_change='fail',
+        post_hook="{{ apply_keys() }}",
         indexes=[
-            {'columns': ['brand_id'], 'unique': true},
             {'columns': ['brand_normalised']},
         ],
     )
@@ -119,7 +119,7 @@ final as (
         brand_id,
         brand,
         brand_normalised,
-        false as is_unknown,
+        false as is_unknown_brand,
         first_seen_at,
         first_seen_batch_id,
         last_seen_batch_id
@@ -132,7 +132,7 @@ final as (
         brand_id,
         brand,
         brand_normalised,
-        true as is_unknown,
+        true as is_unknown_brand,
         first_seen_at,
         first_seen_batch_id,
         last_seen_batch_id

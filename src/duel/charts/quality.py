@@ -1,0 +1,93 @@
+"""Charts of the run and of data quality: files per batch, defects per field, clean records."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from duel.charts.look import ALL_FIELDS, SEQUENCE, STATUS_COLOURS, Rows, empty_chart, frame, style
+
+
+def _by_batch(rows: Rows) -> tuple[pd.DataFrame, list[str]]:
+    """Rows sorted by batch, and their axis labels (#1, #2, ...)."""
+    data = frame(rows)
+    if data.empty:
+        return data, []
+    data = data.sort_values("batch_id")
+    return data, [f"#{b}" for b in data["batch_id"]]
+
+
+def files_per_batch_chart(batches: Rows) -> go.Figure:
+    """ingest_batches: per batch, its files by outcome (loaded incl. repaired, unchanged, ...), stacked."""
+    data, labels = _by_batch(batches)
+    if data.empty:
+        return empty_chart("no batches yet")
+    fig = go.Figure()
+    parts = {"loaded": data["loaded"].fillna(0) - data["repaired"].fillna(0), "repaired": data["repaired"],
+             "unchanged": data["unchanged"], "quarantined": data["quarantined"], "skipped": data["skipped"]}
+    for status, values in parts.items():
+        label = "loaded clean" if status == "loaded" else status
+        fig.add_bar(x=labels, y=values.fillna(0), name=label, marker_color=STATUS_COLOURS[status],
+                    hovertemplate=f"batch %{{x}}<br>{label}: %{{y:,}}<extra></extra>")
+    fig.update_layout(barmode="stack", xaxis_title="batch", yaxis_title="files", xaxis_type="category")
+    return style(fig, "Files per batch, by outcome")
+
+
+def defects_by_field_chart(quality: Rows, batch_id: int | None = None) -> go.Figure:
+    """data_quality: defect counts per record_type.field and defect class, for one batch (default: latest).
+
+    The model's "(all fields)" summary rows are left out (clean_share_chart plots them).
+    """
+    data = frame(quality)
+    if data.empty:
+        return empty_chart("no defects recorded")
+    batch = data["batch_id"].max() if batch_id is None else batch_id
+    data = data[(data["batch_id"] == batch) & (data["field"] != ALL_FIELDS)
+                & (data["defect_count"].fillna(0) > 0)].copy()
+    if data.empty:
+        return empty_chart(f"batch {batch}: no defects")
+    data["where"] = data["record_type"].astype(str) + "." + data["field"].astype(str)
+    order = data.groupby("where")["defect_count"].sum().sort_values().index.tolist()
+    fig = go.Figure()
+    for i, (defect, part) in enumerate(data.groupby("defect", sort=True)):
+        fig.add_bar(y=part["where"], x=part["defect_count"], name=str(defect), orientation="h",
+                    marker_color=SEQUENCE[i % len(SEQUENCE)],
+                    customdata=part[["defect_share"]].fillna(0) * 100,
+                    hovertemplate="%{y}<br>" + str(defect) + ": %{x:,} (%{customdata[0]:.1f}%)<extra></extra>")
+    fig.update_layout(barmode="stack", xaxis_title="records with the defect",
+                      yaxis={"categoryorder": "array", "categoryarray": order})
+    return style(fig, f"Defects per field (batch {batch})", height=max(340, 26 * len(order) + 150))
+
+
+def clean_share_chart(quality: Rows) -> go.Figure:
+    """data_quality: the share of records with no defect, per record type.
+
+    One batch is one bar per record type (a single batch is no trend); several batches are lines.
+    """
+    data = frame(quality)
+    if not data.empty:
+        data = data[data["field"] == ALL_FIELDS]
+    data, labels = _by_batch(data)
+    if data.empty:
+        return empty_chart("no batches yet")
+    data["label"] = labels
+    fig = go.Figure()
+    if data["batch_id"].nunique() == 1:
+        data = data.sort_values("record_type")
+        fig.add_bar(x=data["record_type"], y=data["clean_share"], customdata=data[["records"]],
+                    marker_color=[SEQUENCE[i % len(SEQUENCE)] for i in range(len(data))],
+                    text=[f"{s:.1%} of {n:,}" for s, n in zip(data["clean_share"], data["records"], strict=True)],
+                    textposition="outside", showlegend=False,
+                    hovertemplate="%{x}s: %{y:.1%} clean of %{customdata[0]:,}<extra></extra>")
+        fig.update_layout(xaxis_title="record type",
+                          yaxis={"title": "records with no defect", "tickformat": ".0%", "range": [0, 1.12]})
+        return style(fig, f"Share of clean records (batch {labels[0]})", height=340)
+    for i, (record_type, part) in enumerate(data.groupby("record_type", sort=True)):
+        fig.add_scatter(x=part["label"], y=part["clean_share"], mode="lines+markers", name=str(record_type),
+                        line={"color": SEQUENCE[i % len(SEQUENCE)], "width": 3}, marker={"size": 9},
+                        customdata=part[["records"]],
+                        hovertemplate=f"{record_type}s, batch %{{x}}<br>%{{y:.1%}} clean of "
+                                      "%{customdata[0]:,}<extra></extra>")
+    fig.update_layout(xaxis_title="batch", xaxis_type="category",
+                      yaxis={"title": "records with no defect", "tickformat": ".0%", "range": [0, 1.05]})
+    return style(fig, "Share of clean records, per batch", height=340)

@@ -1,0 +1,257 @@
+"""What the analysis models must say, recomputed from the JSON files alone (json_facts' parsing and
+cleaning rules), never from the SQL: coverage of every measure, rankings, robust outliers.
+
+    rows = analysis_rows(compute_facts(directory))
+    overview(rows)            # the one row of dbt_analysis.overview
+    by_platform(rows)         # engagement_by_platform, keyed by platform
+    ranking(rows, "reach")    # top_advocates' users, ranked
+    outliers(rows)            # sales_outliers' peer groups and bounds
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, localcontext
+from typing import Any
+
+from json_facts import (MISSING, PLATFORMS, Facts, _text, count_value, email_defect, file_key, handle_defect,
+                        id_defect, joined_at_defect, key, label_defect, name_defect, sales_value)
+
+PARTS = ("likes", "comments", "shares")
+MEASURES = ("likes", "comments", "shares", "reach", "engagement")
+THRESHOLD = Decimal("3.5")  # sales_outliers.yml, config.meta.outliers
+MIN_GROUP_SIZE = 30
+
+
+@dataclass(frozen=True)
+class Task:
+    user_key: Any
+    program_key: Any
+    platform: str | None
+    values: dict[str, int | None]  # likes, comments, shares, reach, engagement
+
+
+@dataclass(frozen=True)
+class Program:
+    program_key: Any
+    user_key: Any
+    brand: str | None  # the brand as delivered (trimmed), None when unusable
+    sales: Decimal | None
+    platforms: tuple[str | None, ...]  # its tasks' platforms
+
+
+@dataclass(frozen=True)
+class User:
+    user_key: Any
+    document_key: str
+    label: str
+    label_source: str
+    has_user_id: bool
+    has_join_date: bool
+
+
+@dataclass(frozen=True)
+class Rows:
+    users: list[User]
+    programs: list[Program]
+    tasks: list[Task]
+
+
+def round_to(value: Decimal, places: str) -> Decimal:
+    return value.quantize(Decimal(places), rounding=ROUND_HALF_UP)
+
+
+def _handle(document: dict[str, Any], name: str, low: int, high: int) -> str | None:
+    value = document.get(name, MISSING)
+    defect = handle_defect(value, low, high)
+    if defect not in (None, "breaks-platform-rules"):
+        return None
+    return "@" + _text(value).lower().lstrip("@")
+
+
+def _user(name: str, document: dict[str, Any]) -> User:
+    """The label is the best identifier the user has: name, email, handles, user_id, document_key."""
+    document_key = file_key(name)
+    candidates = {
+        "name": None if name_defect(document.get("name", MISSING)) else _text(document["name"]),
+        "email": None if email_defect(document.get("email", MISSING)) else _text(document["email"]).lower(),
+        "instagram_handle": _handle(document, "instagram_handle", 1, 30),
+        "tiktok_handle": _handle(document, "tiktok_handle", 2, 24),
+        "user_id": None if id_defect(document.get("user_id", MISSING)) else _text(document["user_id"]).lower(),
+        "document_key": document_key,
+    }
+    source = next(field for field, value in candidates.items() if value is not None)
+    return User(key(document_key), document_key, candidates[source], source,
+                candidates["user_id"] is not None, joined_at_defect(document.get("joined_at", MISSING)) is None)
+
+
+def _task(task: dict[str, Any], user_key: Any, program_key: Any) -> Task:
+    platform_defect = label_defect(task.get("platform", MISSING), PLATFORMS)
+    platform = _text(task["platform"]).lower() if platform_defect in (None, "unknown-value") else None
+    values: dict[str, int | None] = {name: count_value(task.get(name, MISSING))[1] for name in (*PARTS, "reach")}
+    parts = [values[name] for name in PARTS]
+    values["engagement"] = None if None in parts else sum(parts)  # type: ignore[arg-type]
+    return Task(user_key, program_key, platform, values)
+
+
+def analysis_rows(facts: Facts) -> Rows:
+    users, programs, tasks = [], [], []
+    for name, document in sorted(facts.files.items()):
+        user = _user(name, document)
+        users.append(user)
+        for position, program in enumerate(document["advocacy_programs"], 1):
+            program_key = key(user.document_key, position)
+            brand = None if label_defect(program.get("brand", MISSING)) else _text(program["brand"])
+            own = [_task(task, user.user_key, program_key) for task in program["tasks_completed"]]
+            programs.append(Program(program_key, user.user_key, brand,
+                                    sales_value(program.get("total_sales_attributed", MISSING))[1],
+                                    tuple(t.platform for t in own)))
+            tasks += own
+    return Rows(users, programs, tasks)
+
+
+# --- measures with their coverage (macros/engagement.sql, said again) ----------------------------
+
+def share(known: int, rows: int) -> Decimal | None:
+    return round_to(Decimal(known) / rows, "0.000001") if rows else None
+
+
+def average(values: list[Any]) -> Decimal | None:
+    return round_to(Decimal(sum(values)) / len(values), "0.01") if values else None
+
+
+def task_measures(tasks: Iterable[Task]) -> dict[str, Any]:
+    tasks = list(tasks)
+    out: dict[str, Any] = {"task_count": len(tasks)}
+    for measure in MEASURES:
+        known = [t.values[measure] for t in tasks if t.values[measure] is not None]
+        out |= {measure: sum(known) if known else None, f"{measure}_known": len(known),
+                f"{measure}_known_share": share(len(known), len(tasks)), f"{measure}_average": average(known)}
+    rated = [t for t in tasks if t.values["engagement"] is not None and t.values["reach"] is not None]
+    engagement = sum(t.values["engagement"] for t in rated) if rated else None  # type: ignore[misc]
+    reach = sum(t.values["reach"] for t in rated) if rated else None  # type: ignore[misc]
+    out |= {"engagement_rate": round_to(Decimal(engagement) / reach, "0.000001") if reach else None,
+            "engagement_rate_tasks": len(rated), "engagement_rate_engagement": engagement,
+            "engagement_rate_reach": reach}
+    return out
+
+
+def sales_measures(programs: Iterable[Program]) -> dict[str, Any]:
+    programs = list(programs)
+    known = [p.sales for p in programs if p.sales is not None]
+    return {"program_count": len(programs), "sales": sum(known) if known else None, "sales_known": len(known),
+            "sales_known_share": share(len(known), len(programs)), "sales_average": average(known),
+            "sales_negative": sum(1 for s in known if s < 0)}
+
+
+def overview(rows: Rows, outlier_count: int = 0) -> dict[str, Any]:
+    users, programs, tasks = rows.users, rows.programs, rows.tasks
+    with_user_id = sum(u.has_user_id for u in users)
+    with_join_date = sum(u.has_join_date for u in users)
+    with_brand = sum(p.brand is not None for p in programs)
+    with_platform = sum(t.platform is not None for t in tasks)
+    return {
+        "user_count": len(users), "user_id_known": with_user_id, "user_id_known_share": share(with_user_id, len(users)),
+        "joined_at_known": with_join_date, "joined_at_known_share": share(with_join_date, len(users)),
+        "users_without_programs": len({u.user_key for u in users} - {p.user_key for p in programs}),
+        **sales_measures(programs),
+        "brand_known": with_brand, "brand_known_share": share(with_brand, len(programs)),
+        "programs_without_tasks": sum(not p.platforms for p in programs),
+        "sales_scored": sum(p.sales is not None and p.sales >= 0 for p in programs), "sales_outliers": outlier_count,
+        **task_measures(tasks),
+        "platform_known": with_platform, "platform_known_share": share(with_platform, len(tasks)),
+    }
+
+
+def by_platform(rows: Rows) -> dict[str | None, dict[str, Any]]:
+    groups: dict[str | None, list[Task]] = defaultdict(list)
+    for task in rows.tasks:
+        groups[task.platform].append(task)
+    return {platform: {"is_unknown_platform": platform is None,
+                       "user_count": len({t.user_key for t in group}), **task_measures(group)}
+            for platform, group in groups.items()}
+
+
+# --- rankings -------------------------------------------------------------------------------
+
+def user_values(rows: Rows, ranking: str) -> dict[Any, Any]:
+    """Each user's value for a ranking: the sum of its known values; users with none are left out."""
+    values: dict[Any, list[Any]] = defaultdict(list)
+    if ranking == "sales":
+        for program in rows.programs:
+            if program.sales is not None:
+                values[program.user_key].append(program.sales)
+    else:
+        for task in rows.tasks:
+            if task.values[ranking] is not None:
+                values[task.user_key].append(task.values[ranking])
+    return {user: sum(known) for user, known in values.items()}
+
+
+def ranking(rows: Rows, measure: str, limit: int = 25) -> list[tuple[int, Any, str, Decimal]]:
+    """(rank, user_key, label, value) of every user ranked within the limit: SQL rank(), ties share."""
+    labels = {u.user_key: u.label for u in rows.users}
+    ordered = sorted(user_values(rows, measure).items(), key=lambda item: -item[1])
+    ranked, previous, rank = [], None, 0
+    for position, (user, value) in enumerate(ordered, 1):
+        if value != previous:
+            rank, previous = position, value
+        if rank > limit:
+            break
+        ranked.append((rank, user, labels[user], Decimal(value)))
+    return ranked
+
+
+# --- robust outliers (sales_outliers.yml's method, said again) ----------------------------------
+
+def median(values: list[Decimal]) -> Decimal:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def outliers(rows: Rows) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per peer group (level, name) some program is compared within: its size (every program of
+    its kind), median, MAD, bounds, and how many programs it judges and finds outliers."""
+    def single_platform(program: Program) -> str | None:
+        known = set(program.platforms)
+        return next(iter(known)) if len(known) == 1 and None not in known else None
+
+    pool = [p for p in rows.programs if p.sales is not None and p.sales >= 0]
+    members: dict[tuple[str, str], list[Decimal]] = defaultdict(list)
+    kinds: dict[Any, list[tuple[str, str]]] = {}  # program -> its groups, narrowest first
+    for program in pool:
+        platform = single_platform(program)
+        groups = []
+        if platform is not None and program.brand is not None:
+            groups.append(("brand and platform", f"{program.brand} on {platform}"))
+        if platform is not None:
+            groups.append(("platform", platform))
+        groups.append(("all programs", "all programs"))
+        kinds[program.program_key] = groups
+        for group in groups:
+            members[group].append(program.sales)  # type: ignore[arg-type]
+    judged: dict[tuple[str, str], list[Decimal]] = defaultdict(list)
+    for program in pool:
+        group = next((g for g in kinds[program.program_key] if len(members[g]) >= MIN_GROUP_SIZE), None)
+        if group is not None:
+            judged[group].append(program.sales)  # type: ignore[arg-type]
+    out = {}
+    with localcontext() as context:
+        context.prec = 40
+        for group, values in judged.items():
+            everyone = members[group]
+            centre = median(everyone)
+            deviations = [abs(v - centre) for v in everyone]
+            mad = median(deviations)
+            mean_deviation = sum(deviations) / len(deviations)
+            scale = mad / Decimal("0.6745") if mad else mean_deviation * Decimal("1.253314") if mean_deviation else None
+            lower = max(centre - THRESHOLD * scale, Decimal(0)) if scale else None
+            upper = centre + THRESHOLD * scale if scale else None
+            out[group] = {"size": len(everyone), "judged": len(values), "median": centre, "mad": mad,
+                          "lower_bound": round_to(lower, "0.01") if lower is not None else None,
+                          "upper_bound": round_to(upper, "0.01") if upper is not None else None,
+                          "outliers": sum(abs(v - centre) > THRESHOLD * scale for v in values) if scale else 0}
+    return out
