@@ -66,6 +66,16 @@ def test_models_empty_dump_builds_green(settings: Settings, tmp_path: Path) -> N
     assert query(settings, SUMMARY) == []
     assert query(settings, BRANDS) == [UNKNOWN_BRAND]
     assert query(settings, BATCHES) == [(0, 0, 0)]
+    assert report_and_export_work(settings) == 15  # the report renders and every model exports, empty
+
+
+def report_and_export_work(settings: Settings) -> int:
+    """The stages after dbt on an edge dump: the report renders, the exports are written."""
+    from duel.export import export_models
+    from duel.report import build_report
+
+    assert build_report(settings).path.is_file()
+    return len(export_models(settings).files)
 
 
 @pytest.mark.slow
@@ -92,6 +102,7 @@ def test_models_dump_whose_programs_have_no_tasks_builds_green(settings: Setting
     assert query(settings, ATTRIBUTION) == [("Acme", None, 2, Decimal("150.250000"), Decimal("75.125000"))]
     assert query(settings, BY_USER) == [(True, 0, None, 0, None)]
     assert query(settings, SUMMARY) == [(1, 1, Decimal("1.000000"), 0, 0)]
+    assert report_and_export_work(settings) == 15
 
 
 @pytest.mark.slow
