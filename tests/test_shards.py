@@ -143,4 +143,4 @@ def test_check_shards_refuses_a_ledger_that_lost_a_file(settings: Settings, tmp_
     query(settings, "delete from raw.batch_files where source_name = '4.json' returning 1")
     with pytest.raises(ShardMismatch) as error:
         check_shards(settings, path, results)
-    assert str(error.value) == "the shards counted 6 files but their ledger holds 5"
+    assert str(error.value) == f"the shards' ledger differs from {path}: 1 missing (e.g. 4.json)"

@@ -10,6 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 
+TERMINAL_SQLSTATE_CLASSES = frozenset({"22", "23", "28", "42"})
+
+
 class DuelError(Exception):
     """Base class: a one-line, user-facing error. `exit_code` is what the CLI exits with."""
 
@@ -41,8 +44,10 @@ class DatabaseUnavailable(DuelError):
 
 class DatabaseRefused(DuelError):
     """The database answered, and refused a statement (a constraint, disk full, a trigger...).
-    Transient only for what can pass later: lack of resources (SQLSTATE class 53) and
-    serialization failures or deadlocks (class 40)."""
+    Terminal when the same statement is sure to be refused again: a data exception (SQLSTATE
+    class 22), an integrity constraint (23), a syntax or access rule (42), an authorization (28);
+    anything else (out of resources, a deadlock, an operator or a trigger's refusal) may pass on
+    a retry."""
 
     def __init__(self, message: str, *, sqlstate: str | None = None, **context: Any) -> None:
         super().__init__(message, sqlstate=sqlstate, **context)
@@ -50,7 +55,7 @@ class DatabaseRefused(DuelError):
 
     @property
     def transient(self) -> bool:  # type: ignore[override]
-        return (self.sqlstate or "")[:2] in ("53", "40")
+        return (self.sqlstate or "")[:2] not in TERMINAL_SQLSTATE_CLASSES
 
 
 class SchemaOutdated(DuelError):

@@ -127,15 +127,16 @@ def check_shards(settings: Settings, path: Path, results: Sequence[IngestResult]
     if not results or labels != expected:
         raise ShardMismatch(f"the batches {_ids(results)} are not one complete set of succeeded "
                             f"shards: {labels or 'none'}")
-    seen = sum(result.files_seen for result in results)
-    if seen != sum(ledger.values()):
-        raise ShardMismatch(f"the shards counted {seen} files but their ledger holds {sum(ledger.values())}")
+    rows = sum(ledger.values())
     source = Counter(f.name for f in iter_source(path, 0))  # max_bytes 0: names only, no file read
-    ledger = _files_of(ledger)
-    if ledger != source:
+    files = _files_of(ledger)
+    if files != source:
         gaps = [f"{sum(names.values())} {what} (e.g. {min(names)})"
-                for what, names in (("missing", source - ledger), ("extra", ledger - source)) if names]
+                for what, names in (("missing", source - files), ("extra", files - source)) if names]
         raise ShardMismatch(f"the shards' ledger differs from {path}: {', '.join(gaps)}")
+    seen = sum(result.files_seen for result in results)
+    if seen != rows:
+        raise ShardMismatch(f"the shards counted {seen} files but their ledger holds {rows}")
     totals = {key: sum(getattr(r, key) for r in results) for key in TOTALS}
     return ShardCheck(seen, len(results), tuple(sorted(r.batch_id for r in results)), totals)
 
