@@ -138,7 +138,8 @@ def build_figures(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
             "programs": programs.attrs["total"], "both_known": programs.attrs["matching"],
             "shown": programs.attrs["shown"]}),
         "sales_by_platform": charts.sales_by_platform_chart(models["attribution"]),
-        "sales_outliers": charts.sales_outliers_chart(outliers, outliers.attrs["matching"]),
+        "sales_outliers": charts.sales_outliers_chart(outliers, outliers.attrs["matching"],
+                                                      outliers.attrs["total"] - outliers.attrs["matching"]),
     }
 
 

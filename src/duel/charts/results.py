@@ -270,14 +270,17 @@ def sales_by_platform_chart(attribution: Rows) -> go.Figure:
     return fig
 
 
-def sales_outliers_chart(outliers: Rows, total: int | None = None) -> go.Figure:
+def sales_outliers_chart(outliers: Rows, total: int | None = None, unscored: int | None = None) -> go.Figure:
     """sales_outliers: each program's sales within its peer group (one column per group, one dot per
-    program), the group's median and bounds marked, outliers in red. `total`: how many programs there are
-    when the rows are a sample (every outlier plus an even spread)."""
+    program), the group's median and bounds marked, outliers in red. `total`: how many scored programs
+    there are when the rows are a sample of them (every outlier plus an even spread); `unscored`: how
+    many programs with known sales were not scored, when the rows leave them out (the subtitle says so)."""
     data = frame(outliers)
-    shown = len(data)
     if not data.empty:
-        data = data[data["is_scored"].fillna(False).astype(bool)].copy()
+        scored = data["is_scored"].fillna(False).astype(bool)
+        unscored = int((~scored).sum()) if unscored is None else unscored
+        data = data[scored].copy()
+    shown = len(data)
     if data.empty:
         return empty_chart("no scored sales")
     data["group"] = [f"{g}<br>{int(n):,} scored" for g, n in zip(data["peer_group"], data["peer_group_scored"],
@@ -299,7 +302,10 @@ def sales_outliers_chart(outliers: Rows, total: int | None = None) -> go.Figure:
                         hovertemplate=name + ": %{y:,.2f}<extra></extra>")
     fig.update_layout(yaxis={"title": "sales per program", "rangemode": "tozero"}, boxmode="overlay")
     fig.update_xaxes(tickangle=0)
-    sample = f"a sample of {shown:,} of {total:,} scored programs" if total and total > shown else f"{shown:,} programs"
-    style(fig, "Sales per program, within its peer group", height=520, subtitle=f"{sample}, every outlier included")
+    sample = (f"a sample of {shown:,} of {total:,} scored programs, every outlier included" if total and total > shown
+              else f"all {shown:,} scored programs")
+    if unscored:
+        sample += f"; {unscored:,} not scored (negative sales, or too few programs to compare)"
+    style(fig, "Sales per program, within its peer group", height=520, subtitle=sample)
     fig.update_layout(legend={"y": -0.16, "yanchor": "top", "orientation": "h"}, margin={"b": 100})
     return fig
