@@ -274,7 +274,7 @@ def test_run_summary_names_the_server_and_the_demo(settings: Settings, tmp_path:
         f"  pgAdmin  host 127.0.0.1, port {port}, maintenance database {db}, username postgres",
         "  password pass (the default; to change it set PGPASSWORD and run `duel db password`, see the README)",
         "  schemas  raw (as loaded), dbt (base, advocacy_programs, tasks_completed), dbt_lookup (brand), "
-        "dbt_analysis (metrics, reports)"]
+        "dbt_analysis (overview, reports)"]
     assert (outcome.summary()["database"], outcome.summary()["demo"], outcome.summary()["server"]) == (
         db, True, {"host": "127.0.0.1", "port": port, "embedded": True, "started": False})
     (settings.home / "database.json").unlink()  # the session's home keeps no record of this test

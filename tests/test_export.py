@@ -182,9 +182,10 @@ def test_export_pseudonymized_maps_a_person_to_one_token(real_built: Settings, p
 
 
 def test_export_detects_personal_columns() -> None:
-    names = ["name", "email", "instagram_handle", "tiktok_handle", "contact_email", "full_name",
-             "brand", "source_file", "user_key", "engagement", "platform", "is_duplicate_email", "has_tiktok_handle"]
-    assert [n for n in names if is_personal(n)] == names[:6]
+    names = ["name", "email", "instagram_handle", "tiktok_handle", "contact_email", "full_name", "label",
+             "brand", "source_file", "user_key", "engagement", "platform", "is_duplicate_email", "has_tiktok_handle",
+             "label_source"]
+    assert [n for n in names if is_personal(n)] == names[:7]
 
 
 def test_export_replaces_an_earlier_export_of_another_format(real_built: Settings, tmp_path: Path) -> None:

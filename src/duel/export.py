@@ -36,7 +36,8 @@ ANALYSIS_SCHEMA = "dbt_analysis"
 CORE_MODELS = (("dbt", "base"), ("dbt", "advocacy_programs"), ("dbt", "tasks_completed"))
 FORMATS = ("csv", "parquet")
 MANIFEST = "manifest.json"
-PERSONAL_COLUMN = re.compile(r"^(name|email|\w*_email|\w*_handle|(first|last|full|user|display)_name)$")
+# `label`: the rankings' best identifier of a user (a name, an email, a handle...), personal too
+PERSONAL_COLUMN = re.compile(r"^(name|label|email|\w*_email|\w*_handle|(first|last|full|user|display)_name)$")
 TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "citext", "name"})  # only text is pseudonymized
 TOKEN_HEX_CHARS = 32  # 128 bits of the HMAC: collisions are not a practical concern
 PARQUET_BATCH_ROWS = 50_000
