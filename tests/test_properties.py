@@ -165,7 +165,7 @@ def test_ingest_accounts_for_every_mutated_file(settings: Settings, tmp_path: Pa
     (root / key).mkdir(parents=True)
     expected = {}
     for index, data in enumerate(files):
-        name = f"{key}/f{index}.json"
+        name = f"{key}/{key}-f{index}.json"  # the identity is the name without the dump's folder
         (root / name).write_bytes(data)
         parsed = parse_document(data)
         status = {"clean": "loaded", "repaired": "repaired", "quarantined": "quarantined"}[parsed.status]
