@@ -70,7 +70,9 @@ def _generate(duel: Path, size: int, seed: int, target: Path, log: Callable[[str
     done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=target.parent)
     if done.returncode == 0:
         return f"duel generate --seed {seed}"
-    log(f"duel generate failed ({done.stderr.strip().splitlines()[-1:]}); replicating the real dump")
+    log(
+        f"duel generate failed ({done.stderr.strip().splitlines()[-1:]}); replicating the real dump"
+    )
     _replicate(size, target)
     return "replicated from the real dump"
 
@@ -92,12 +94,13 @@ class _Bytes:
 
     def read(self, size: int = -1) -> bytes:
         end = len(self.data) if size < 0 else self.offset + size
-        chunk, self.offset = self.data[self.offset:end], min(end, len(self.data))
+        chunk, self.offset = self.data[self.offset : end], min(end, len(self.data))
         return chunk
 
 
-def prepare(size: int, forms: tuple[str, ...], root: Path, duel: Path, seed: int,
-            log: Callable[[str], None]) -> list[Input]:
+def prepare(
+    size: int, forms: tuple[str, ...], root: Path, duel: Path, seed: int, log: Callable[[str], None]
+) -> list[Input]:
     """The inputs of one size, in the asked forms, made if missing."""
     root.mkdir(parents=True, exist_ok=True)
     if size == REAL_SIZE:
@@ -144,7 +147,9 @@ def prepare_changed(folder: Path, log: Callable[[str], None]) -> Path:
         fresh = path.with_name(path.name + ".tmp")
         fresh.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
         os.replace(fresh, path)  # a new inode: the original folder keeps its bytes
-    _mark(changed, f"{folder.name} with {len(names[::CHANGED_SHARE])} of {len(names)} files changed")
+    _mark(
+        changed, f"{folder.name} with {len(names[::CHANGED_SHARE])} of {len(names)} files changed"
+    )
     return changed
 
 

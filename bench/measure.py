@@ -101,14 +101,16 @@ class _Poller(threading.Thread):
         self.peak = max(self.peak, total)
 
 
-def run_measured(command: Sequence[str], env: Mapping[str, str], cwd: Path,
-                 timeout_s: float = 3600.0) -> Sample:
+def run_measured(
+    command: Sequence[str], env: Mapping[str, str], cwd: Path, timeout_s: float = 3600.0
+) -> Sample:
     """Start `command`, wait for it, and return its wall time and peak tree RSS."""
     out_path, err_path = cwd / ".stdout", cwd / ".stderr"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         started = time.perf_counter()
-        process = subprocess.Popen(list(command), env=dict(env), cwd=cwd, stdout=out, stderr=err,
-                                   stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            list(command), env=dict(env), cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL
+        )
         poller = _Poller(process.pid)
         poller.start()
         killer = threading.Timer(timeout_s, process.kill)

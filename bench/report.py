@@ -20,8 +20,14 @@ LABELS = {
     "floor_parse": "floor: read+parse",
     "floor_copy": "floor: read+parse+COPY",
 }
-COLORS = {"duel": "#d62728", "notebook": "#7f7f7f", "dlt": "#1f77b4", "floor_read": "#c7e9c0",
-          "floor_parse": "#74c476", "floor_copy": "#238b45"}
+COLORS = {
+    "duel": "#d62728",
+    "notebook": "#7f7f7f",
+    "dlt": "#1f77b4",
+    "floor_read": "#c7e9c0",
+    "floor_parse": "#74c476",
+    "floor_copy": "#238b45",
+}
 
 
 def size_label(size: int) -> str:
@@ -55,7 +61,10 @@ def summarise(runs: list[dict]) -> dict[tuple[int, str, str], dict]:
 def _extrapolate_notebook(summary: dict[tuple[int, str, str], dict]) -> None:
     """The notebook's method at 1M, from a power law through its 10k and 100k medians."""
     for form in {form for _, form, _ in summary}:
-        small, large = summary.get((10_000, form, "notebook")), summary.get((100_000, form, "notebook"))
+        small, large = (
+            summary.get((10_000, form, "notebook")),
+            summary.get((100_000, form, "notebook")),
+        )
         if not (small and large and small["median"] and large["median"]):
             continue
         if (1_000_000, form, "duel") not in summary:
@@ -63,8 +72,12 @@ def _extrapolate_notebook(summary: dict[tuple[int, str, str], dict]) -> None:
         time_exponent = math.log10(large["median"] / small["median"])
         rss_exponent = math.log10(large["peak"] / small["peak"])
         summary[(1_000_000, form, "notebook")] = {
-            "median": large["median"] * 10**time_exponent, "peak": large["peak"] * 10**rss_exponent,
-            "n": 0, "errors": [], "extrapolated": True, "lower_bound": large["lower_bound"],
+            "median": large["median"] * 10**time_exponent,
+            "peak": large["peak"] * 10**rss_exponent,
+            "n": 0,
+            "errors": [],
+            "extrapolated": True,
+            "lower_bound": large["lower_bound"],
             "exponents": (time_exponent, rss_exponent),
         }
 
@@ -72,11 +85,17 @@ def _extrapolate_notebook(summary: dict[tuple[int, str, str], dict]) -> None:
 def _fmt_s(seconds: float | None) -> str:
     if seconds is None:
         return "—"
-    return f"{seconds:.2f}" if seconds < 10 else f"{seconds:.1f}" if seconds < 100 else f"{seconds:.0f}"
+    return (
+        f"{seconds:.2f}"
+        if seconds < 10
+        else f"{seconds:.1f}"
+        if seconds < 100
+        else f"{seconds:.0f}"
+    )
 
 
 def _bound(summary: dict, size: int, form: str, method: str) -> str:
-    """"> " where the number is only a lower bound (a run killed at the time limit)."""
+    """ "> " where the number is only a lower bound (a run killed at the time limit)."""
     row = summary.get((size, form, method))
     return "> " if row and row.get("lower_bound") else ""
 
@@ -91,9 +110,12 @@ def _ratio(summary: dict, size: int, form: str, method: str) -> float | None:
 def ingest_tables(summary: dict) -> list[str]:
     lines = []
     for size in sorted({s for s, _, _ in summary}):
-        lines += [f"### {size:,} files", "",
-                  "| Input | Method | Median wall s | Files/s | Peak RSS MB | Time ÷ `duel ingest` | Runs |",
-                  "|---|---|--:|--:|--:|--:|--:|"]
+        lines += [
+            f"### {size:,} files",
+            "",
+            "| Input | Method | Median wall s | Files/s | Peak RSS MB | Time ÷ `duel ingest` | Runs |",
+            "|---|---|--:|--:|--:|--:|--:|",
+        ]
         for form in ("tar.gz", "dir"):
             for method in ORDER:
                 row = summary.get((size, form, method))
@@ -103,13 +125,17 @@ def ingest_tables(summary: dict) -> list[str]:
                 label = LABELS[method] + (" **(extrapolated)**" if row["extrapolated"] else "")
                 rate = f"{size / row['median']:,.0f}" if row["median"] else "—"
                 peak = f"{row['peak'] / MB:,.0f}" if row["peak"] else "—"
-                runs = str(row["n"]) + (f" ({len(row['errors'])} failed: {row['errors'][0]})" if row["errors"] else "")
+                runs = str(row["n"]) + (
+                    f" ({len(row['errors'])} failed: {row['errors'][0]})" if row["errors"] else ""
+                )
                 if row["lower_bound"]:
                     runs = "killed (SIGKILL) before it finished: a lower bound"
                     rate, peak = f"< {rate}", f"> {peak}"
                 bound = _bound(summary, size, form, method)
-                lines.append(f"| {size_label(size)} {form} | {label} | {bound}{_fmt_s(row['median'])} | {rate} | {peak} "
-                             f"| {'—' if ratio is None else f'{bound}{ratio:.2f}×'} | {runs if not row['extrapolated'] else 'from 10k and 100k'} |")
+                lines.append(
+                    f"| {size_label(size)} {form} | {label} | {bound}{_fmt_s(row['median'])} | {rate} | {peak} "
+                    f"| {'—' if ratio is None else f'{bound}{ratio:.2f}×'} | {runs if not row['extrapolated'] else 'from 10k and 100k'} |"
+                )
         lines.append("")
     return lines
 
@@ -123,25 +149,54 @@ def targets(summary: dict, end_to_end: list[dict]) -> list[str]:
     rows = ["| Target | Measured | Verdict |", "|---|---|---|"]
     duel10 = summary.get((10_000, "tar.gz", "duel"))
     floor = _ratio(summary, 10_000, "tar.gz", "floor_copy")
-    rows.append(_target("10k tar.gz: `duel ingest` within 1.3× of read+parse+COPY",
-                        "—" if floor is None else f"duel ÷ floor = {1 / floor:.2f}×", None if floor is None else 1 / floor <= 1.3))
-    for size, method, need in ((10_000, "notebook", 15), (10_000, "dlt", 4), (100_000, "notebook", 30), (100_000, "dlt", 5)):
+    rows.append(
+        _target(
+            "10k tar.gz: `duel ingest` within 1.3× of read+parse+COPY",
+            "—" if floor is None else f"duel ÷ floor = {1 / floor:.2f}×",
+            None if floor is None else 1 / floor <= 1.3,
+        )
+    )
+    for size, method, need in (
+        (10_000, "notebook", 15),
+        (10_000, "dlt", 4),
+        (100_000, "notebook", 30),
+        (100_000, "dlt", 5),
+    ):
         ratio = _ratio(summary, size, "tar.gz", method)
         bound = _bound(summary, size, "tar.gz", method)
-        rows.append(_target(f"{size_label(size)} tar.gz: ≥ {need}× faster than {LABELS[method]}",
-                            "—" if ratio is None else f"{bound}{ratio:.1f}×",
-                            None if ratio is None else (ratio >= need if not bound or ratio >= need else None)))
+        rows.append(
+            _target(
+                f"{size_label(size)} tar.gz: ≥ {need}× faster than {LABELS[method]}",
+                "—" if ratio is None else f"{bound}{ratio:.1f}×",
+                None if ratio is None else (ratio >= need if not bound or ratio >= need else None),
+            )
+        )
     peak = duel10["peak"] / MB if duel10 and duel10["peak"] else None
-    rows.append(_target("10k tar.gz: peak RSS < 100 MB", "—" if peak is None else f"{peak:.0f} MB",
-                        None if peak is None else peak < 100))
+    rows.append(
+        _target(
+            "10k tar.gz: peak RSS < 100 MB",
+            "—" if peak is None else f"{peak:.0f} MB",
+            None if peak is None else peak < 100,
+        )
+    )
     for form, limit in (("dir", 30), ("tar.gz", 45)):
         row = summary.get((1_000_000, form, "duel"))
         seconds = row["median"] if row else None
-        rows.append(_target(f"1M {form}: `duel ingest` < {limit} s", f"{_fmt_s(seconds)} s" if seconds else "—",
-                            None if seconds is None else seconds < limit))
+        rows.append(
+            _target(
+                f"1M {form}: `duel ingest` < {limit} s",
+                f"{_fmt_s(seconds)} s" if seconds else "—",
+                None if seconds is None else seconds < limit,
+            )
+        )
         peak = row["peak"] / MB if row and row["peak"] else None
-        rows.append(_target(f"1M {form}: peak RSS < 200 MB", f"{peak:.0f} MB" if peak else "—",
-                            None if peak is None else peak < 200))
+        rows.append(
+            _target(
+                f"1M {form}: peak RSS < 200 MB",
+                f"{peak:.0f} MB" if peak else "—",
+                None if peak is None else peak < 200,
+            )
+        )
     rows += _end_to_end_targets(end_to_end)
     return rows
 
@@ -154,22 +209,40 @@ def _end_to_end_targets(end_to_end: list[dict]) -> list[str]:
     rows = []
     full10 = [r for r in end_to_end if r["label"] == "10k" and not r["error"]]
     if full10:
-        note = "" if _has_transform(full10[0]) else " (ingest only: `duel run` has no dbt stage yet)"
-        rows.append(_target("`duel run` end to end on 10k < 15 s", f"{full10[0]['seconds']:.1f} s{note}",
-                            full10[0]["seconds"] < 15 if not note else None))
+        note = (
+            "" if _has_transform(full10[0]) else " (ingest only: `duel run` has no dbt stage yet)"
+        )
+        rows.append(
+            _target(
+                "`duel run` end to end on 10k < 15 s",
+                f"{full10[0]['seconds']:.1f} s{note}",
+                full10[0]["seconds"] < 15 if not note else None,
+            )
+        )
     else:
-        rows.append(_target("`duel run` end to end on 10k < 15 s", _failure(end_to_end, "10k"), None))
+        rows.append(
+            _target("`duel run` end to end on 10k < 15 s", _failure(end_to_end, "10k"), None)
+        )
     big = {r["kind"]: r for r in end_to_end if r["label"] == "1M" and not r["error"]}
     full, incremental = big.get("full"), big.get("incremental (1 % changed)")
     if full and incremental:
         share = incremental["seconds"] / full["seconds"]
         note = "" if _has_transform(full) else " (ingest only: no dbt stage yet)"
-        rows.append(_target("1M: incremental `duel run` (1 % changed) < ⅕ of the full run",
-                            f"{incremental['seconds']:.1f} s vs {full['seconds']:.1f} s = {share:.2f}{note}",
-                            share < 0.2 if not note else None))
+        rows.append(
+            _target(
+                "1M: incremental `duel run` (1 % changed) < ⅕ of the full run",
+                f"{incremental['seconds']:.1f} s vs {full['seconds']:.1f} s = {share:.2f}{note}",
+                share < 0.2 if not note else None,
+            )
+        )
     else:
-        rows.append(_target("1M: incremental `duel run` (1 % changed) < ⅕ of the full run",
-                            _failure(end_to_end, "1M"), None))
+        rows.append(
+            _target(
+                "1M: incremental `duel run` (1 % changed) < ⅕ of the full run",
+                _failure(end_to_end, "1M"),
+                None,
+            )
+        )
     return rows
 
 
@@ -181,13 +254,17 @@ def _failure(end_to_end: list[dict], label: str) -> str:
 def end_to_end_table(end_to_end: list[dict]) -> list[str]:
     if not end_to_end:
         return ["Not run."]
-    lines = ["| Run | Input | Wall s | Peak RSS MB | Stages (s, as `duel run --json` reports them) | Loaded / unchanged |",
-             "|---|---|--:|--:|---|--:|"]
+    lines = [
+        "| Run | Input | Wall s | Peak RSS MB | Stages (s, as `duel run --json` reports them) | Loaded / unchanged |",
+        "|---|---|--:|--:|---|--:|",
+    ]
     for r in end_to_end:
         steps = ", ".join(f"{k} {v:.1f}" for k, v in (r["steps"] or {}).items()) or "—"
         outcome = f"ERROR {r['error']}" if r["error"] else f"{r['loaded']} / {r['unchanged']}"
-        lines.append(f"| {r['label']} {r['kind']} | `{Path(r['path']).name}` | {_fmt_s(r['seconds'])} "
-                     f"| {r['peak_rss'] / MB:,.0f} | {steps} | {outcome} |")
+        lines.append(
+            f"| {r['label']} {r['kind']} | `{Path(r['path']).name}` | {_fmt_s(r['seconds'])} "
+            f"| {r['peak_rss'] / MB:,.0f} | {steps} | {outcome} |"
+        )
     return lines
 
 
@@ -208,12 +285,22 @@ def chart(summary: dict, path: Path) -> None:
                 if row and row[field]:
                     xs.append(g + (index - (len(ORDER) - 1) / 2) * width)
                     ys.append(row[field] * scale)
-                    hatches.append("//" if row["extrapolated"] else "xx" if row.get("lower_bound") else "")
+                    hatches.append(
+                        "//" if row["extrapolated"] else "xx" if row.get("lower_bound") else ""
+                    )
             bars = axis.bar(xs, ys, width, color=COLORS[method], label=LABELS[method].strip("`"))
             for bar, hatch, y in zip(bars, hatches, ys):
                 bar.set_hatch(hatch)
-                axis.annotate(f"{y:,.0f}" if y >= 100 else f"{y:.3g}", (bar.get_x() + bar.get_width() / 2, y), ha="center",
-                              va="bottom", fontsize=6, rotation=90, xytext=(0, 2), textcoords="offset points")
+                axis.annotate(
+                    f"{y:,.0f}" if y >= 100 else f"{y:.3g}",
+                    (bar.get_x() + bar.get_width() / 2, y),
+                    ha="center",
+                    va="bottom",
+                    fontsize=6,
+                    rotation=90,
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                )
     axes[0].set_ylabel("median wall time, s (log)")
     axes[1].set_ylabel("peak RSS of the process tree, MB (log)")
     for axis in axes:
@@ -222,7 +309,9 @@ def chart(summary: dict, path: Path) -> None:
         axis.grid(axis="y", which="both", alpha=0.3)
     axes[1].set_xticks(range(len(groups)), [f"{size_label(s)} {f}" for s, f in groups])
     axes[0].legend(ncol=3, fontsize=8)
-    axes[0].set_title("duel ingest vs the notebook's method, dlt and the floors (//: extrapolated, xx: lower bound)")
+    axes[0].set_title(
+        "duel ingest vs the notebook's method, dlt and the floors (//: extrapolated, xx: lower bound)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -233,19 +322,28 @@ def notes(results: dict, summary: dict) -> list[str]:
     m = results["machine"]
     lines = []
     if m.get("src_changed_during_run"):
-        lines.append("- `src/duel` changed on disk while this ran (it is installed editable and was being "
-                     "optimised in parallel): `duel` runs early and late in the run may differ.")
+        lines.append(
+            "- `src/duel` changed on disk while this ran (it is installed editable and was being "
+            "optimised in parallel): `duel` runs early and late in the run may differ."
+        )
     for (size, form, method), row in sorted(summary.items()):
         if row.get("lower_bound") and not row["extrapolated"]:
-            lines.append(f"- {LABELS[method]} on {size_label(size)} {form} was killed from outside the harness (SIGKILL; "
-                         f"the harness's own limit is an hour) after {row['median']:.0f} s at {row['peak'] / MB:,.0f} MB: its "
-                         "time and memory are lower bounds.")
+            lines.append(
+                f"- {LABELS[method]} on {size_label(size)} {form} was killed from outside the harness (SIGKILL; "
+                f"the harness's own limit is an hour) after {row['median']:.0f} s at {row['peak'] / MB:,.0f} MB: its "
+                "time and memory are lower bounds."
+            )
         if row["extrapolated"]:
             time_exponent, rss_exponent = row["exponents"]
-            lines.append(f"- The notebook method at 1M ({form}) is extrapolated, not run: time ∝ n^{time_exponent:.2f}, "
-                         f"memory ∝ n^{rss_exponent:.2f} through its 10k and 100k results"
-                         + (" (100k being a lower bound, so is this)" if row["lower_bound"] else "") + ".")
-    lines.append("- Peak RSS is of each method's own process tree; the Postgres server's memory is not counted.")
+            lines.append(
+                f"- The notebook method at 1M ({form}) is extrapolated, not run: time ∝ n^{time_exponent:.2f}, "
+                f"memory ∝ n^{rss_exponent:.2f} through its 10k and 100k results"
+                + (" (100k being a lower bound, so is this)" if row["lower_bound"] else "")
+                + "."
+            )
+    lines.append(
+        "- Peak RSS is of each method's own process tree; the Postgres server's memory is not counted."
+    )
     return lines
 
 
@@ -267,7 +365,11 @@ def write(results: dict, out: Path) -> None:
         f"- Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM; Postgres {m.get('postgres', '?')} "
         "(the embedded server, one per bench run)",
         f"- Date: {m['date']}; commit `{m['commit']}`"
-        + (" — **the package's source changed during the run**" if m.get("src_changed_during_run") else "")
+        + (
+            " — **the package's source changed during the run**"
+            if m.get("src_changed_during_run")
+            else ""
+        )
         + f"; Python {m['python']}",
         f"- Load average (1 min) at start {m['load_at_start']:.1f}, at end {m.get('load_at_end', 0):.1f} "
         "(the machine is shared: ratios from one interleaved run are steadier than absolute times)",

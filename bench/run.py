@@ -29,9 +29,9 @@ import psycopg
 from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import inputs as bench_inputs  # noqa: E402
-import report  # noqa: E402
-from measure import run_measured  # noqa: E402
+import inputs as bench_inputs
+import report
+from measure import run_measured
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -50,7 +50,9 @@ class Method:
 
 METHODS = (
     Method("duel", "duel ingest"),
-    Method("notebook", "notebook (json + json_normalize + to_sql)", heavy=True, max_size=NOTEBOOK_MAX),
+    Method(
+        "notebook", "notebook (json + json_normalize + to_sql)", heavy=True, max_size=NOTEBOOK_MAX
+    ),
     Method("dlt", "dlt", heavy=True),
     Method("floor_read", "floor: read"),
     Method("floor_parse", "floor: read+parse"),
@@ -79,9 +81,13 @@ class Bench:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/root"),
             "LANG": "C.UTF-8",
-            "PGHOST": "127.0.0.1", "PGPORT": str(self.port), "PGUSER": "postgres", "PGPASSWORD": "pass",
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(self.port),
+            "PGUSER": "postgres",
+            "PGPASSWORD": "pass",
             "PGDATABASE": database,
-            "DUEL_HOME": str(self.work), "DUEL_OUT": str(self.work / "out"),
+            "DUEL_HOME": str(self.work),
+            "DUEL_OUT": str(self.work / "out"),
             "RUNTIME__DLTHUB_TELEMETRY": "false",
         }
         if os.environ.get("DBT_PROFILES_DIR"):
@@ -89,20 +95,30 @@ class Bench:
         return env
 
     def admin(self) -> psycopg.Connection:
-        return psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", password="pass",
-                               dbname="postgres", autocommit=True)
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=self.port,
+            user="postgres",
+            password="pass",
+            dbname="postgres",
+            autocommit=True,
+        )
 
     def fresh_database(self, tag: str) -> str:
         self.counter += 1
         name = f"bench_{self.counter}_{tag}"
         with self.admin() as conn:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+            )
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
         return name
 
     def drop_database(self, name: str) -> None:
         with self.admin() as conn:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+            )
             conn.execute("checkpoint")
 
     def scratch(self) -> Path:
@@ -153,7 +169,9 @@ def measure_once(bench: Bench, method: Method, item: bench_inputs.Input, rep: in
     bench_inputs.warm(item.path)
     database = bench.fresh_database(method.key)
     try:
-        done = run_measured(command(bench, method.key, item.path), bench.env(database), bench.scratch())
+        done = run_measured(
+            command(bench, method.key, item.path), bench.env(database), bench.scratch()
+        )
     finally:
         bench.drop_database(database)
     files = files_counted(method.key, done.stdout)
@@ -162,14 +180,26 @@ def measure_once(bench: Bench, method: Method, item: bench_inputs.Input, rep: in
         error = f"exit {done.returncode}: {(done.stderr.strip().splitlines() or [''])[-1][:300]}"
     elif files != item.size:
         error = f"saw {files} files, expected {item.size}"
-    record = {"size": item.size, "form": item.form, "method": method.key, "rep": rep,
-              "seconds": done.seconds, "peak_rss": done.peak_rss, "files": files, "error": error}
-    bench.log(f"{item.label:>12} {method.label:<42} {done.seconds:8.2f} s {done.peak_rss / 2**20:8.0f} MB"
-              + (f"  ERROR {error}" if error else ""))
+    record = {
+        "size": item.size,
+        "form": item.form,
+        "method": method.key,
+        "rep": rep,
+        "seconds": done.seconds,
+        "peak_rss": done.peak_rss,
+        "files": files,
+        "error": error,
+    }
+    bench.log(
+        f"{item.label:>12} {method.label:<42} {done.seconds:8.2f} s {done.peak_rss / 2**20:8.0f} MB"
+        + (f"  ERROR {error}" if error else "")
+    )
     return record
 
 
-def measure_size(bench: Bench, items: list[bench_inputs.Input], reps: int, quick: bool) -> list[dict]:
+def measure_size(
+    bench: Bench, items: list[bench_inputs.Input], reps: int, quick: bool
+) -> list[dict]:
     records = []
     for rep in range(reps):
         methods = [m for m in METHODS if m.max_size is None or items[0].size <= m.max_size]
@@ -190,19 +220,38 @@ def run_end_to_end(bench: Bench, label: str, paths: list[tuple[str, Path]]) -> l
     try:
         for kind, path in paths:
             bench_inputs.warm(path)
-            done = run_measured([str(bench.duel), "run", str(path), "--json"], bench.env(database),
-                                bench.scratch(), timeout_s=4 * 3600)
+            done = run_measured(
+                [str(bench.duel), "run", str(path), "--json"],
+                bench.env(database),
+                bench.scratch(),
+                timeout_s=4 * 3600,
+            )
             try:
                 summary = json.loads(done.stdout.strip().splitlines()[-1])
             except (ValueError, IndexError):
                 summary = {}
-            error = None if done.returncode == 0 else (done.stderr.strip().splitlines() or [""])[-1][:300]
-            records.append({"label": label, "kind": kind, "path": str(path), "seconds": done.seconds,
-                            "peak_rss": done.peak_rss, "steps": summary.get("steps", {}),
-                            "loaded": summary.get("loaded"), "unchanged": summary.get("unchanged"),
-                            "error": error})
-            bench.log(f"duel run {label} {kind}: {done.seconds:.1f} s, steps {summary.get('steps')}"
-                      + (f"  ERROR {error}" if error else ""))
+            error = (
+                None
+                if done.returncode == 0
+                else (done.stderr.strip().splitlines() or [""])[-1][:300]
+            )
+            records.append(
+                {
+                    "label": label,
+                    "kind": kind,
+                    "path": str(path),
+                    "seconds": done.seconds,
+                    "peak_rss": done.peak_rss,
+                    "steps": summary.get("steps", {}),
+                    "loaded": summary.get("loaded"),
+                    "unchanged": summary.get("unchanged"),
+                    "error": error,
+                }
+            )
+            bench.log(
+                f"duel run {label} {kind}: {done.seconds:.1f} s, steps {summary.get('steps')}"
+                + (f"  ERROR {error}" if error else "")
+            )
     finally:
         bench.drop_database(database)
     return records
@@ -212,17 +261,38 @@ def machine() -> dict[str, object]:
     import platform
     import subprocess
 
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo", encoding="utf-8")
-                if line.startswith("model name")), platform.processor())
-    mem_kb = next(int(line.split()[1]) for line in open("/proc/meminfo", encoding="utf-8")
-                  if line.startswith("MemTotal"))
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in open("/proc/cpuinfo", encoding="utf-8")
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kb = next(
+        int(line.split()[1])
+        for line in open("/proc/meminfo", encoding="utf-8")
+        if line.startswith("MemTotal")
+    )
     git = ["git", "-C", str(REPO)]
-    commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", "src"],
-                           capture_output=True, text=True).stdout.strip()
-    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gb": round(mem_kb / 2**20, 1), "src_digest": src_digest(),
-            "date": time.strftime("%Y-%m-%d %H:%M %Z"), "commit": commit + (" (+ uncommitted src/ changes)" if dirty else ""),
-            "python": platform.python_version(), "load_at_start": os.getloadavg()[0]}
+    commit = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--untracked-files=no", "--", "src"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gb": round(mem_kb / 2**20, 1),
+        "src_digest": src_digest(),
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "commit": commit + (" (+ uncommitted src/ changes)" if dirty else ""),
+        "python": platform.python_version(),
+        "load_at_start": os.getloadavg()[0],
+    }
 
 
 def src_digest() -> str:
@@ -237,21 +307,40 @@ def src_digest() -> str:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="the real 10,000 from the tar.gz, ingest methods only (no duel run)")
-    parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated file counts")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the real 10,000 from the tar.gz, ingest methods only (no duel run)",
+    )
+    parser.add_argument(
+        "--sizes", default="10000,100000,1000000", help="comma-separated file counts"
+    )
     parser.add_argument("--forms", default="tar.gz,dir", help="tar.gz, dir, or both")
-    parser.add_argument("--reps", type=int, default=3, help="repetitions per size (median reported)")
-    parser.add_argument("--reps-large", type=int, default=2, help="repetitions at 1,000,000 and above")
+    parser.add_argument(
+        "--reps", type=int, default=3, help="repetitions per size (median reported)"
+    )
+    parser.add_argument(
+        "--reps-large", type=int, default=2, help="repetitions at 1,000,000 and above"
+    )
     parser.add_argument("--seed", type=int, default=42, help="seed for duel generate")
     parser.add_argument("--port", type=int, default=5506, help="port of the bench server")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/duel-bench"), help="server + inputs")
+    parser.add_argument(
+        "--work", type=Path, default=Path("/tmp/duel-bench"), help="server + inputs"
+    )
     parser.add_argument("--duel", type=Path, default=REPO / ".venv" / "bin" / "duel")
-    parser.add_argument("--no-end-to-end", action="store_true", help="skip the duel run measurements")
+    parser.add_argument(
+        "--no-end-to-end", action="store_true", help="skip the duel run measurements"
+    )
     parser.add_argument("--keep-server", action="store_true", help="leave the bench server running")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="where results.* are written (default bench/, or WORK/quick with --quick)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where results.* are written (default bench/, or WORK/quick with --quick)",
+    )
     args = parser.parse_args(argv)
     if args.quick:  # a smoke run: it never overwrites the committed results
         args.sizes, args.forms, args.no_end_to_end = "10000", "tar.gz", True
@@ -266,10 +355,16 @@ def end_to_end(bench: Bench, sizes: list[int], forms: tuple[str, ...], seed: int
         real = bench_inputs.REAL_DATA
         records += run_end_to_end(bench, "10k", [("full", real)])
     if LARGE in sizes:
-        (folder,) = [i.path for i in bench_inputs.prepare(LARGE, ("dir",), bench.work / "inputs",
-                                                          bench.duel, seed, bench.log)]
+        (folder,) = [
+            i.path
+            for i in bench_inputs.prepare(
+                LARGE, ("dir",), bench.work / "inputs", bench.duel, seed, bench.log
+            )
+        ]
         changed = bench_inputs.prepare_changed(folder, bench.log)
-        records += run_end_to_end(bench, "1M", [("full", folder), ("incremental (1 % changed)", changed)])
+        records += run_end_to_end(
+            bench, "1M", [("full", folder), ("incremental (1 % changed)", changed)]
+        )
     return records
 
 
@@ -277,19 +372,30 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     forms = tuple(f.strip() for f in args.forms.split(","))
-    bench = Bench(duel=args.duel.resolve(), python=Path(sys.executable), work=args.work.resolve(),
-                  port=args.port)
+    bench = Bench(
+        duel=args.duel.resolve(),
+        python=Path(sys.executable),
+        work=args.work.resolve(),
+        port=args.port,
+    )
     bench.work.mkdir(parents=True, exist_ok=True)
     bench.work.chmod(0o755)
     started = time.perf_counter()
-    results: dict[str, object] = {"machine": machine(), "args": vars(args) | {"work": str(args.work),
-                                  "duel": str(args.duel), "out": str(args.out)}, "inputs": [], "runs": [], "end_to_end": []}
+    results: dict[str, object] = {
+        "machine": machine(),
+        "args": vars(args) | {"work": str(args.work), "duel": str(args.duel), "out": str(args.out)},
+        "inputs": [],
+        "runs": [],
+        "end_to_end": [],
+    }
     bench.server("start")
     with bench.admin() as conn:
         results["machine"]["postgres"] = conn.execute("show server_version").fetchone()[0]  # type: ignore[index]
     try:
         for size in sizes:
-            items = bench_inputs.prepare(size, forms, bench.work / "inputs", bench.duel, args.seed, bench.log)
+            items = bench_inputs.prepare(
+                size, forms, bench.work / "inputs", bench.duel, args.seed, bench.log
+            )
             results["inputs"] += [asdict(i) | {"path": str(i.path)} for i in items]  # type: ignore[operator]
             reps = args.reps if size < LARGE else args.reps_large
             results["runs"] += measure_size(bench, items, reps, args.quick)  # type: ignore[operator]
@@ -302,10 +408,13 @@ def main(argv: list[str]) -> int:
     results["machine"]["src_changed_during_run"] = src_digest() != results["machine"]["src_digest"]  # type: ignore[index]
     results["seconds"] = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(portable_paths(results), indent=1, default=str),
-                                           encoding="utf-8")
+    (args.out / "results.json").write_text(
+        json.dumps(portable_paths(results), indent=1, default=str), encoding="utf-8"
+    )
     report.write(results, args.out)
-    bench.log(f"done in {results['seconds']:.0f} s: {args.out / 'results.md'}, {args.out / 'results.png'}")
+    bench.log(
+        f"done in {results['seconds']:.0f} s: {args.out / 'results.md'}, {args.out / 'results.png'}"
+    )
     return 0
 
 

@@ -38,8 +38,11 @@ def announce_failure(context: dict[str, Any]) -> None:
 
     ti = context["ti"]
     retrying = ", will retry" if ti.try_number <= ti.max_tries else ""
-    notify_failure(load_settings(), step=f"{ti.task_id} (Airflow try {ti.try_number}{retrying})",
-                   error=str(context.get("exception") or "failed"))
+    notify_failure(
+        load_settings(),
+        step=f"{ti.task_id} (Airflow try {ti.try_number}{retrying})",
+        error=str(context.get("exception") or "failed"),
+    )
 
 
 def fail_fast_unless_transient(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -80,14 +83,27 @@ def run_settings(params: dict[str, Any]) -> Any:
     max_active_runs=1,
     tags=["duel"],
     params={
-        "data": Param("", type="string", description="Input (.tar.gz, directory, ...); empty: DUEL_DATA"),
-        "shards": Param(4, type="integer", minimum=1, maximum=256, description="Ingest batches to fan out"),
-        "full": Param(False, type="boolean",
-                      description="The dump holds every document: delete current documents absent from it"),
-        "allow_mass_delete": Param(False, type="boolean",
-                                   description="With full: allow deleting more than half of the current documents"),
-        "document_key": Param("", type="string",
-                              description="How documents are identified (e.g. @file,user_id); empty: DUEL_DOCUMENT_KEY"),
+        "data": Param(
+            "", type="string", description="Input (.tar.gz, directory, ...); empty: DUEL_DATA"
+        ),
+        "shards": Param(
+            4, type="integer", minimum=1, maximum=256, description="Ingest batches to fan out"
+        ),
+        "full": Param(
+            False,
+            type="boolean",
+            description="The dump holds every document: delete current documents absent from it",
+        ),
+        "allow_mass_delete": Param(
+            False,
+            type="boolean",
+            description="With full: allow deleting more than half of the current documents",
+        ),
+        "document_key": Param(
+            "",
+            type="string",
+            description="How documents are identified (e.g. @file,user_id); empty: DUEL_DOCUMENT_KEY",
+        ),
     },
     default_args={
         "retries": 3,
@@ -121,10 +137,14 @@ def duel_pipeline() -> None:
         from duel.shards import ShardSpec, ingest_shard
 
         assert params is not None
-        return dataclasses.asdict(ingest_shard(run_settings(params), input_path(params), ShardSpec.parse(shard)))
+        return dataclasses.asdict(
+            ingest_shard(run_settings(params), input_path(params), ShardSpec.parse(shard))
+        )
 
     @task(retries=0)
-    def check_shards(results: list[dict[str, Any]], params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def check_shards(
+        results: list[dict[str, Any]], params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Every file in exactly one shard; then, for a complete dump, the deletes (duel.deletes:
         a refused mass delete fails the run, the shards' loads stay)."""
         from duel.load import IngestResult
@@ -135,7 +155,9 @@ def duel_pipeline() -> None:
         results = [IngestResult(**result) for result in results]
         summary = check_shards(settings, input_path(params), results).summary()
         if params["full"]:
-            deletes = delete_absent(settings, results, allow_mass_delete=params["allow_mass_delete"])
+            deletes = delete_absent(
+                settings, results, allow_mass_delete=params["allow_mass_delete"]
+            )
             summary["deleted"] = deletes.deleted
         return summary
 

@@ -27,7 +27,9 @@ from duel import db, server
 from duel.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
-REAL_DATA = Path(os.environ.get("DUEL_REAL_DATA", REPO.parent / "shared" / "data" / "duel-original-10k.tar.gz"))
+REAL_DATA = Path(
+    os.environ.get("DUEL_REAL_DATA", REPO.parent / "shared" / "data" / "duel-original-10k.tar.gz")
+)
 _db_counter = itertools.count()
 # tests/airflow needs Airflow: `make test-airflow` runs it with .venv-airflow's python.
 collect_ignore = ["airflow"]
@@ -57,7 +59,11 @@ def pg_home() -> Iterator[Path]:
 def pg_server(pg_home: Path) -> Iterator[Settings]:
     """One embedded Postgres for the whole session, on a free loopback port."""
     settings = load_settings(
-        {"PGPORT": str(free_port()), "PGDATABASE": "duel_session", "DUEL_HOME": str(pg_home / "state")},
+        {
+            "PGPORT": str(free_port()),
+            "PGDATABASE": "duel_session",
+            "DUEL_HOME": str(pg_home / "state"),
+        },
         dotenv=None,
     )
     server.start(settings)
@@ -75,8 +81,9 @@ def pg_server(pg_home: Path) -> Iterator[Settings]:
 @pytest.fixture
 def settings(pg_server: Settings, tmp_path: Path) -> Settings:
     """Settings pointing at a fresh, empty database (with the raw schema) for this test."""
-    fresh = pg_server.with_overrides(pg_database=f"duel_t{os.getpid()}_{next(_db_counter)}",
-                                     out_dir=tmp_path / "out")
+    fresh = pg_server.with_overrides(
+        pg_database=f"duel_t{os.getpid()}_{next(_db_counter)}", out_dir=tmp_path / "out"
+    )
     db.ensure_ready(fresh)
     return fresh
 
@@ -95,14 +102,24 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(settings: Settings, *args: str, cwd: Path | None = None,
-            **extra: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    settings: Settings, *args: str, cwd: Path | None = None, **extra: str
+) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a separate process (python -m duel), capturing its output."""
-    return subprocess.run([sys.executable, "-m", "duel", *args], capture_output=True, text=True,
-                          env=cli_env(settings, **extra), cwd=cwd or REPO, timeout=900, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "duel", *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(settings, **extra),
+        cwd=cwd or REPO,
+        timeout=900,
+        check=False,
+    )
 
 
-def query(settings: Settings, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+def query(
+    settings: Settings, sql: str, params: tuple[object, ...] = ()
+) -> list[tuple[object, ...]]:
     with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
         return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
 
@@ -124,7 +141,9 @@ def real_dir(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def real_built(pg_server: Settings, real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def real_built(
+    pg_server: Settings, real_data: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
     """One database with the real dataset ingested and the dbt project built, shared by the session.
 
     Read it, never write to it (tests that change data use the per-test `settings` database).
@@ -132,7 +151,9 @@ def real_built(pg_server: Settings, real_data: Path, tmp_path_factory: pytest.Te
     from duel.load import ingest
     from duel.transform import build_models
 
-    built = pg_server.with_overrides(pg_database="duel_real_built", out_dir=tmp_path_factory.mktemp("built-out"))
+    built = pg_server.with_overrides(
+        pg_database="duel_real_built", out_dir=tmp_path_factory.mktemp("built-out")
+    )
     db.ensure_ready(built)
     ingest(built, real_data)
     build_models(built)

@@ -24,8 +24,13 @@ from duel.settings import Settings
 USER = (CORPUS / "crlf.json").read_bytes()
 
 
-def add(archive: tarfile.TarFile, name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE,
-        link: str = "") -> None:
+def add(
+    archive: tarfile.TarFile,
+    name: str,
+    data: bytes = b"",
+    kind: bytes = tarfile.REGTYPE,
+    link: str = "",
+) -> None:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.linkname = link
@@ -56,8 +61,17 @@ def test_ingest_archive_skips_escapes_links_and_devices(settings: Settings, tmp_
     before = tree(tmp_path.parent)
     result = ingest_cli(settings, data)
     assert (result.returncode, result.stderr) == (0, "")
-    assert json.loads(result.stdout) == {"batch_id": 1, "files_seen": 12, "loaded": 2, "repaired": 0,
-                                         "quarantined": 0, "skipped": 10, "unchanged": 0, "deleted": 0, "keyless": 0}
+    assert json.loads(result.stdout) == {
+        "batch_id": 1,
+        "files_seen": 12,
+        "loaded": 2,
+        "repaired": 0,
+        "quarantined": 0,
+        "skipped": 10,
+        "unchanged": 0,
+        "deleted": 0,
+        "keyless": 0,
+    }
     assert ledger(settings) == {
         "ok.json": ("loaded", None),
         "dir/inner.json": ("loaded", None),
@@ -88,7 +102,10 @@ def test_ingest_archive_with_undecodable_and_nul_names(settings: Settings, tmp_p
         archive.addfile(info, io.BytesIO(USER))
     result = ingest_cli(settings, data)
     assert (result.returncode, result.stderr) == (0, "")
-    assert ledger(settings) == {"caf\\xe9.json": ("loaded", None), "nul\\x00name.json": ("loaded", None)}
+    assert ledger(settings) == {
+        "caf\\xe9.json": ("loaded", None),
+        "nul\\x00name.json": ("loaded", None),
+    }
 
 
 def test_ingest_gzip_bomb_is_stopped_by_the_size_limit(settings: Settings, tmp_path: Path) -> None:
@@ -103,14 +120,26 @@ def test_ingest_gzip_bomb_is_stopped_by_the_size_limit(settings: Settings, tmp_p
         add(archive, "after.json", USER)
     assert data.stat().st_size < 4 << 20
     peak, stdout = peak_rss_mb(settings, data)
-    assert json.loads(stdout) == {"batch_id": 1, "files_seen": 2, "loaded": 1, "repaired": 0,
-                                  "quarantined": 1, "skipped": 0, "unchanged": 0, "deleted": 0, "keyless": 0}
-    assert query(settings, "select source_name, reason, byte_size, content from raw.quarantine") == [
-        ("bomb.json", "too-large", size, None)]
+    assert json.loads(stdout) == {
+        "batch_id": 1,
+        "files_seen": 2,
+        "loaded": 1,
+        "repaired": 0,
+        "quarantined": 1,
+        "skipped": 0,
+        "unchanged": 0,
+        "deleted": 0,
+        "keyless": 0,
+    }
+    assert query(
+        settings, "select source_name, reason, byte_size, content from raw.quarantine"
+    ) == [("bomb.json", "too-large", size, None)]
     assert peak < 128  # MB: the 512 MiB member is skipped through, never held
 
 
-def test_ingest_archive_whose_header_lies_writes_nothing(settings: Settings, tmp_path: Path) -> None:
+def test_ingest_archive_whose_header_lies_writes_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
     """A member claiming more bytes than the archive holds: one-line error, exit 1, no batch."""
     good = io.BytesIO()
     with tarfile.open(fileobj=good, mode="w") as archive:
@@ -119,10 +148,13 @@ def test_ingest_archive_whose_header_lies_writes_nothing(settings: Settings, tmp
         info.size = 10 << 20
         archive.addfile(info, io.BytesIO(b"{" * (10 << 20)))
     data = tmp_path / "liar.tar"
-    data.write_bytes(good.getvalue()[: 4096])  # cut inside the liar's data
+    data.write_bytes(good.getvalue()[:4096])  # cut inside the liar's data
     result = ingest_cli(settings, data)
     assert (result.returncode, result.stdout) == (1, "")
-    assert result.stderr == f"error: {data}: archive is corrupt after 1 member (unexpected end of archive)\n"
+    assert (
+        result.stderr
+        == f"error: {data}: archive is corrupt after 1 member (unexpected end of archive)\n"
+    )
     assert query(settings, "select count(*) from raw.user_documents") == [(0,)]
     assert query(settings, "select status from raw.batches") == [("failed",)]
 
@@ -143,18 +175,21 @@ class _Zeros(io.RawIOBase):
         return n
 
 
-
 # --- duel.archives: formats told by magic number, reads bounded ---------------------------------
 
-@pytest.mark.parametrize(("data", "kind"), [
-    (gzip.compress(b"{}"), "gzip"),
-    (bz2.compress(b"{}"), "bzip2"),
-    (bz2.compress(b""), "bzip2"),
-    (lzma.compress(b"{}"), "xz"),
-    (b"BZh9 is a member name, not bzip2", None),
-    (b'{"a": 1}', None),
-    (b"", None),
-])
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        (gzip.compress(b"{}"), "gzip"),
+        (bz2.compress(b"{}"), "bzip2"),
+        (bz2.compress(b""), "bzip2"),
+        (lzma.compress(b"{}"), "xz"),
+        (b"BZh9 is a member name, not bzip2", None),
+        (b'{"a": 1}', None),
+        (b"", None),
+    ],
+)
 def test_compression_is_told_by_magic_number(data: bytes, kind: str | None) -> None:
     assert compression(data[:10]) == kind
 
@@ -196,18 +231,31 @@ def packed_tar(members: list[tuple[str, int | bytes]], compress: Callable[[bytes
     return b"".join(pieces)
 
 
-@pytest.mark.parametrize(("suffix", "compress"), [(".tar.bz2", bz2.compress), (".tar.xz", lzma.compress)])
+@pytest.mark.parametrize(
+    ("suffix", "compress"), [(".tar.bz2", bz2.compress), (".tar.xz", lzma.compress)]
+)
 def test_ingest_bzip2_and_xz_bombs_are_stopped_by_the_size_limit(
-        settings: Settings, tmp_path: Path, suffix: str, compress: Callable[[bytes], bytes]) -> None:
+    settings: Settings, tmp_path: Path, suffix: str, compress: Callable[[bytes], bytes]
+) -> None:
     """160 MiB of zeros in a few kB: quarantined as too large while streaming, never held."""
     data = tmp_path / f"bomb{suffix}"
     data.write_bytes(packed_tar([("bomb.json", 160 * MiB), ("after.json", USER)], compress))
     assert data.stat().st_size < 64 << 10
     peak, stdout = peak_rss_mb(settings, data)
-    assert json.loads(stdout) == {"batch_id": 1, "files_seen": 2, "loaded": 1, "repaired": 0,
-                                  "quarantined": 1, "skipped": 0, "unchanged": 0, "deleted": 0, "keyless": 0}
+    assert json.loads(stdout) == {
+        "batch_id": 1,
+        "files_seen": 2,
+        "loaded": 1,
+        "repaired": 0,
+        "quarantined": 1,
+        "skipped": 0,
+        "unchanged": 0,
+        "deleted": 0,
+        "keyless": 0,
+    }
     assert query(settings, "select source_name, reason, byte_size from raw.quarantine") == [
-        ("bomb.json", "too-large", 160 * MiB)]
+        ("bomb.json", "too-large", 160 * MiB)
+    ]
     assert peak < 128
 
 
@@ -225,20 +273,46 @@ def test_ingest_zip_bomb_is_stopped_by_the_size_limit(settings: Settings, tmp_pa
         archive.writestr("bomb.json.gz", packed)
         archive.writestr("bomb.ndjson.gz", packed)
         archive.writestr("after.json", USER)
-    lying = bytearray(data.read_bytes())  # the liar is the first member: zipfile reads its central size
+    lying = bytearray(
+        data.read_bytes()
+    )  # the liar is the first member: zipfile reads its central size
     at = lying.index(b"PK\x01\x02")
     lying[at + 24 : at + 28] = (16 * MiB).to_bytes(4, "little")
     data.write_bytes(bytes(lying))
     assert data.stat().st_size < 4 * MiB
     peak, stdout = peak_rss_mb(settings, data)
-    assert json.loads(stdout) == {"batch_id": 1, "files_seen": 5, "loaded": 1, "repaired": 0,
-                                  "quarantined": 4, "skipped": 0, "unchanged": 0, "deleted": 0, "keyless": 0}
-    assert query(settings, "select source_name, reason, detail, byte_size from raw.quarantine order by 1") == [
-        ("bomb.json", "too-large", f"{256 * MiB} bytes is over the size limit (DUEL_MAX_FILE_BYTES)", 256 * MiB),
-        ("bomb.json.gz", "too-large", f"{32 * MiB + 1} bytes is over the size limit (DUEL_MAX_FILE_BYTES)",
-         32 * MiB + 1),
-        ("bomb.ndjson.gz:1", "too-large", f"{512 * MiB} bytes is over the size limit (DUEL_MAX_FILE_BYTES)",
-         512 * MiB),
+    assert json.loads(stdout) == {
+        "batch_id": 1,
+        "files_seen": 5,
+        "loaded": 1,
+        "repaired": 0,
+        "quarantined": 4,
+        "skipped": 0,
+        "unchanged": 0,
+        "deleted": 0,
+        "keyless": 0,
+    }
+    assert query(
+        settings, "select source_name, reason, detail, byte_size from raw.quarantine order by 1"
+    ) == [
+        (
+            "bomb.json",
+            "too-large",
+            f"{256 * MiB} bytes is over the size limit (DUEL_MAX_FILE_BYTES)",
+            256 * MiB,
+        ),
+        (
+            "bomb.json.gz",
+            "too-large",
+            f"{32 * MiB + 1} bytes is over the size limit (DUEL_MAX_FILE_BYTES)",
+            32 * MiB + 1,
+        ),
+        (
+            "bomb.ndjson.gz:1",
+            "too-large",
+            f"{512 * MiB} bytes is over the size limit (DUEL_MAX_FILE_BYTES)",
+            512 * MiB,
+        ),
         ("liar.json", "unreadable-member", "Bad CRC-32 for file 'liar.json'", 16 * MiB),
     ]
     assert peak < 128
@@ -259,8 +333,17 @@ def test_ingest_archives_nested_deep_are_bounded(settings: Settings, tmp_path: P
         add(archive, "b1.tar", tar_bytes({"b2.zip": zip_bytes({"b3.tar.gz": bomb})}))
     assert data.stat().st_size < 4 * MiB
     peak, stdout = peak_rss_mb(settings, data)
-    assert json.loads(stdout) == {"batch_id": 1, "files_seen": 7, "loaded": 4, "repaired": 0,
-                                  "quarantined": 2, "skipped": 1, "unchanged": 0, "deleted": 0, "keyless": 0}
+    assert json.loads(stdout) == {
+        "batch_id": 1,
+        "files_seen": 7,
+        "loaded": 4,
+        "repaired": 0,
+        "quarantined": 2,
+        "skipped": 1,
+        "unchanged": 0,
+        "deleted": 0,
+        "keyless": 0,
+    }
     assert ledger(settings) == {
         "l1.tar/l2.tar/l3.tar/zeros.txt": ("skipped", "not-json"),
         "l1.tar/l2.tar/l3.tar/u3.json": ("loaded", None),
@@ -270,29 +353,53 @@ def test_ingest_archives_nested_deep_are_bounded(settings: Settings, tmp_path: P
         "b1.tar/b2.zip/b3.tar.gz/bomb.json": ("quarantined", "too-large"),
         "b1.tar/b2.zip/b3.tar.gz/after.json": ("loaded", None),
     }
-    assert query(settings, "select source_name, content from raw.quarantine where reason = 'archive-too-deep'") == [
-        ("l1.tar/l2.tar/l3.tar/l4.tar", l4)]
+    assert query(
+        settings,
+        "select source_name, content from raw.quarantine where reason = 'archive-too-deep'",
+    ) == [("l1.tar/l2.tar/l3.tar/l4.tar", l4)]
     assert peak < 128
 
 
-def test_ingest_corrupt_nested_archive_is_quarantined_and_strict_fails(settings: Settings, tmp_path: Path) -> None:
+def test_ingest_corrupt_nested_archive_is_quarantined_and_strict_fails(
+    settings: Settings, tmp_path: Path
+) -> None:
     """A nested archive that cannot be read is quarantined with its bytes and the reason, never
     skipped: `--strict` exits 2 on it; what is readable around it loads."""
     garbage = b"\x1f\x8b\x08\x00 this is no gzip stream"
     data = tmp_path / "dump.zip"
     data.write_bytes(zip_bytes({"mixed/user_1.json": USER, "mixed/more.tar.gz": garbage}))
     result = run_cli(settings, "ingest", str(data), "--json", "--strict")
-    assert (result.returncode, json.loads(result.stdout)) == (2, {
-        "batch_id": 1, "files_seen": 2, "loaded": 1, "repaired": 0, "quarantined": 1, "skipped": 0,
-        "unchanged": 0, "deleted": 0, "keyless": 0})
-    assert query(settings, "select source_name, reason, detail, byte_size, content from raw.quarantine") == [
-        ("mixed/more.tar.gz", "unreadable-archive", "Error -3 while decompressing data: invalid stored block lengths",
-         len(garbage), garbage)]
+    assert (result.returncode, json.loads(result.stdout)) == (
+        2,
+        {
+            "batch_id": 1,
+            "files_seen": 2,
+            "loaded": 1,
+            "repaired": 0,
+            "quarantined": 1,
+            "skipped": 0,
+            "unchanged": 0,
+            "deleted": 0,
+            "keyless": 0,
+        },
+    )
+    assert query(
+        settings, "select source_name, reason, detail, byte_size, content from raw.quarantine"
+    ) == [
+        (
+            "mixed/more.tar.gz",
+            "unreadable-archive",
+            "Error -3 while decompressing data: invalid stored block lengths",
+            len(garbage),
+            garbage,
+        )
+    ]
 
 
 @pytest.mark.parametrize("suffix", [".zip", ".tar.xz"])
-def test_ingest_real_dataset_repacked_gives_the_same_rows(settings: Settings, pg_server: Settings, real_data: Path,
-                                                          tmp_path: Path, suffix: str) -> None:
+def test_ingest_real_dataset_repacked_gives_the_same_rows(
+    settings: Settings, pg_server: Settings, real_data: Path, tmp_path: Path, suffix: str
+) -> None:
     """The real 10,000 files repacked as a zip and as a tar.xz load exactly as from the tar.gz."""
     from duel import db
     from duel.load import ingest
@@ -310,9 +417,21 @@ def test_ingest_real_dataset_repacked_gives_the_same_rows(settings: Settings, pg
                     archive.addfile(member, source.extractfile(member) if member.isfile() else None)
     other = pg_server.with_overrides(pg_database=settings.pg_database + "_repacked")
     db.ensure_ready(other)
-    assert ingest(settings, real_data).summary() == ingest(other, repacked).summary() == {
-        "batch_id": 1, "files_seen": 10000, "loaded": 10000, "repaired": 222, "quarantined": 0, "skipped": 0,
-        "unchanged": 0, "deleted": 0, "keyless": 0}
+    assert (
+        ingest(settings, real_data).summary()
+        == ingest(other, repacked).summary()
+        == {
+            "batch_id": 1,
+            "files_seen": 10000,
+            "loaded": 10000,
+            "repaired": 222,
+            "quarantined": 0,
+            "skipped": 0,
+            "unchanged": 0,
+            "deleted": 0,
+            "keyless": 0,
+        }
+    )
     rows = "select source_name, content_sha256, parse_status, repair, document from raw.user_documents order by 1"
     assert query(settings, rows) == query(other, rows)
 

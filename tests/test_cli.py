@@ -19,17 +19,39 @@ from duel.settings import Settings
 
 def test_ingest_json_summary(settings: Settings, real_data: Path) -> None:
     result = run_cli(settings, "ingest", str(real_data), "--json")
-    assert (result.returncode, json.loads(result.stdout)) == (0, {
-        "batch_id": 1, "files_seen": 10000, "loaded": 10000, "repaired": 222, "quarantined": 0,
-        "skipped": 0, "unchanged": 0, "deleted": 0, "keyless": 0})
+    assert (result.returncode, json.loads(result.stdout)) == (
+        0,
+        {
+            "batch_id": 1,
+            "files_seen": 10000,
+            "loaded": 10000,
+            "repaired": 222,
+            "quarantined": 0,
+            "skipped": 0,
+            "unchanged": 0,
+            "deleted": 0,
+            "keyless": 0,
+        },
+    )
 
 
 def test_ingest_strict_exits_2_when_quarantined(settings: Settings, tmp_path: Path) -> None:
     (tmp_path / "user_1.json").write_bytes(b"not json at all")
     result = run_cli(settings, "ingest", str(tmp_path), "--json", "--strict")
-    assert (result.returncode, json.loads(result.stdout)) == (2, {
-        "batch_id": 1, "files_seen": 1, "loaded": 0, "repaired": 0, "quarantined": 1, "skipped": 0,
-        "unchanged": 0, "deleted": 0, "keyless": 0})
+    assert (result.returncode, json.loads(result.stdout)) == (
+        2,
+        {
+            "batch_id": 1,
+            "files_seen": 1,
+            "loaded": 0,
+            "repaired": 0,
+            "quarantined": 1,
+            "skipped": 0,
+            "unchanged": 0,
+            "deleted": 0,
+            "keyless": 0,
+        },
+    )
 
 
 def test_ingest_human_summary_on_stderr(settings: Settings, tmp_path: Path) -> None:
@@ -51,24 +73,33 @@ def test_ingest_human_summary_on_stderr(settings: Settings, tmp_path: Path) -> N
 def test_ingest_missing_path(settings: Settings, tmp_path: Path) -> None:
     result = run_cli(settings, "ingest", str(tmp_path / "nope.tar.gz"))
     assert (result.returncode, result.stdout, result.stderr) == (
-        1, "", f"error: no such file or directory: {tmp_path}/nope.tar.gz\n")
+        1,
+        "",
+        f"error: no such file or directory: {tmp_path}/nope.tar.gz\n",
+    )
 
 
 def test_ingest_unsupported_file(settings: Settings, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello")
     result = run_cli(settings, "ingest", str(tmp_path / "notes.txt"))
     assert (result.returncode, result.stderr) == (
-        1, f"error: {tmp_path}/notes.txt: not a supported input; give a directory or a .tar, .tar.gz/.tgz, "
-           ".tar.bz2/.tbz2, .tar.xz/.txz, .zip, .json or .ndjson/.jsonl file (.json and .ndjson may be .gz, .bz2 "
-           "or .xz compressed)\n")
+        1,
+        f"error: {tmp_path}/notes.txt: not a supported input; give a directory or a .tar, .tar.gz/.tgz, "
+        ".tar.bz2/.tbz2, .tar.xz/.txz, .zip, .json or .ndjson/.jsonl file (.json and .ndjson may be .gz, .bz2 "
+        "or .xz compressed)\n",
+    )
 
 
-def test_ingest_corrupt_archive_writes_nothing(settings: Settings, tmp_path: Path, real_data: Path) -> None:
+def test_ingest_corrupt_archive_writes_nothing(
+    settings: Settings, tmp_path: Path, real_data: Path
+) -> None:
     cut = tmp_path / "cut.tar.gz"
     cut.write_bytes(real_data.read_bytes()[:700_000])
     result = run_cli(settings, "ingest", str(cut))
     assert result.returncode == 1
-    assert re.fullmatch(rf"error: {cut}: archive is corrupt after \d+ members \(.+\)\n", result.stderr)
+    assert re.fullmatch(
+        rf"error: {cut}: archive is corrupt after \d+ members \(.+\)\n", result.stderr
+    )
     from conftest import query
 
     assert query(settings, "select count(*) from raw.user_documents") == [(0,)]
@@ -79,49 +110,76 @@ def test_ingest_unreachable_database(settings: Settings, real_data: Path) -> Non
     port = free_port()
     result = run_cli(settings, "ingest", str(real_data), PGPORT=str(port), DUEL_EMBEDDED="false")
     assert (result.returncode, result.stderr) == (
-        1, f"error: nothing answers at 127.0.0.1:{port}; start Postgres there or set PGHOST/PGPORT\n")
+        1,
+        f"error: nothing answers at 127.0.0.1:{port}; start Postgres there or set PGHOST/PGPORT\n",
+    )
 
 
-def test_ingest_wrong_password_on_duels_server_says_how_to_set_it(settings: Settings, real_data: Path) -> None:
+def test_ingest_wrong_password_on_duels_server_says_how_to_set_it(
+    settings: Settings, real_data: Path
+) -> None:
     result = run_cli(settings, "ingest", str(real_data), PGPASSWORD="s3cret-wrong")
-    assert (result.returncode, result.stderr) == (1, (
-        f"error: duel's embedded server at 127.0.0.1:{settings.pg_port} refused user postgres (connection failed: "
-        f"connection to server at \"127.0.0.1\", port {settings.pg_port} failed: FATAL:  password "
-        "authentication failed for user \"postgres\"); set PGPASSWORD (environment or .env) to the password it "
-        "was created with, or run `duel db password` to make PGPASSWORD its password\n"))
+    assert (result.returncode, result.stderr) == (
+        1,
+        (
+            f"error: duel's embedded server at 127.0.0.1:{settings.pg_port} refused user postgres (connection failed: "
+            f'connection to server at "127.0.0.1", port {settings.pg_port} failed: FATAL:  password '
+            'authentication failed for user "postgres"); set PGPASSWORD (environment or .env) to the password it '
+            "was created with, or run `duel db password` to make PGPASSWORD its password\n"
+        ),
+    )
     assert "s3cret-wrong" not in result.stderr
 
 
-def test_ingest_wrong_password_on_another_server_names_the_variables(settings: Settings, real_data: Path,
-                                                                      tmp_path: Path) -> None:
+def test_ingest_wrong_password_on_another_server_names_the_variables(
+    settings: Settings, real_data: Path, tmp_path: Path
+) -> None:
     """From another DUEL_HOME, the session's server is not duel's own: set PGUSER/PGPASSWORD for it."""
-    result = run_cli(settings, "ingest", str(real_data), PGPASSWORD="s3cret-wrong", DUEL_HOME=str(tmp_path))
-    assert (result.returncode, result.stderr) == (1, (
-        f"error: the Postgres at 127.0.0.1:{settings.pg_port} refused user postgres (connection failed: "
-        f"connection to server at \"127.0.0.1\", port {settings.pg_port} failed: FATAL:  password "
-        "authentication failed for user \"postgres\"); it is not duel's embedded server: set PGUSER/PGPASSWORD "
-        "for it, or PGHOST/PGPORT to another server (a free PGPORT starts duel's own there)\n"))
+    result = run_cli(
+        settings, "ingest", str(real_data), PGPASSWORD="s3cret-wrong", DUEL_HOME=str(tmp_path)
+    )
+    assert (result.returncode, result.stderr) == (
+        1,
+        (
+            f"error: the Postgres at 127.0.0.1:{settings.pg_port} refused user postgres (connection failed: "
+            f'connection to server at "127.0.0.1", port {settings.pg_port} failed: FATAL:  password '
+            'authentication failed for user "postgres"); it is not duel\'s embedded server: set PGUSER/PGPASSWORD '
+            "for it, or PGHOST/PGPORT to another server (a free PGPORT starts duel's own there)\n"
+        ),
+    )
     assert "s3cret-wrong" not in result.stderr
 
 
-def test_ingest_port_held_by_another_program(settings: Settings, real_data: Path, squatter: int) -> None:
+def test_ingest_port_held_by_another_program(
+    settings: Settings, real_data: Path, squatter: int
+) -> None:
     result = run_cli(settings, "ingest", str(real_data), PGPORT=str(squatter))
     assert (result.returncode, result.stderr) == (
-        1, f"error: port {squatter} on 127.0.0.1 is held by a program that does not answer as Postgres; "
-           "set PGPORT to a free port\n")
+        1,
+        f"error: port {squatter} on 127.0.0.1 is held by a program that does not answer as Postgres; "
+        "set PGPORT to a free port\n",
+    )
 
 
 def test_bad_setting_is_one_line(settings: Settings) -> None:
     result = run_cli(settings, "db", "url", PGPORT="fifty")
-    assert (result.returncode, result.stderr) == (1, "error: PGPORT must be a whole number, got 'fifty'\n")
+    assert (result.returncode, result.stderr) == (
+        1,
+        "error: PGPORT must be a whole number, got 'fifty'\n",
+    )
 
 
 def test_db_url_hides_password(settings: Settings) -> None:
     result = run_cli(settings, "db", "url")
     assert (result.returncode, result.stdout) == (
-        0, f"postgresql://postgres:***@127.0.0.1:{settings.pg_port}/{settings.pg_database}\n")
+        0,
+        f"postgresql://postgres:***@127.0.0.1:{settings.pg_port}/{settings.pg_database}\n",
+    )
     shown = run_cli(settings, "db", "url", "--show-password")
-    assert shown.stdout == f"postgresql://postgres:pass@127.0.0.1:{settings.pg_port}/{settings.pg_database}\n"
+    assert (
+        shown.stdout
+        == f"postgresql://postgres:pass@127.0.0.1:{settings.pg_port}/{settings.pg_database}\n"
+    )
 
 
 def _commands(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
@@ -133,12 +191,16 @@ def _commands(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click
 
 def test_every_command_is_documented() -> None:
     readme = (REPO / "README.md").read_text()
-    undocumented = [name for name, command in _commands(cli)
-                    if "Example" not in (command.help or "") or f"duel {name}" not in readme]
+    undocumented = [
+        name
+        for name, command in _commands(cli)
+        if "Example" not in (command.help or "") or f"duel {name}" not in readme
+    ]
     assert undocumented == []
 
 
 # --- help: defaults, environment, no truncation ---------------------------------------------
+
 
 def _help(*path: str) -> str:
     from click.testing import CliRunner
@@ -154,7 +216,10 @@ def test_help_lists_every_command_whole() -> None:
         assert isinstance(group, click.Group)
         listed = _help(*prefix).split("Commands:\n")[1].split("\n\n")[0].splitlines()
         width = max(map(len, group.commands))
-        assert listed == [f"  {name:<{width}}  {command.short_help}" for name, command in sorted(group.commands.items())]
+        assert listed == [
+            f"  {name:<{width}}  {command.short_help}"
+            for name, command in sorted(group.commands.items())
+        ]
 
 
 def test_help_shows_the_environment_each_command_reads() -> None:
@@ -164,8 +229,13 @@ def test_help_shows_the_environment_each_command_reads() -> None:
     def lines(text: str) -> list[str]:
         return [line.strip() for line in text.splitlines() if line.strip() not in ("", "\b")]
 
-    wanted = {name: lines(NO_ENVIRONMENT if name == "generate" else ENVIRONMENT) for name, _ in _commands(cli)}
-    assert {name: lines(_help(*name.split()))[-len(epilog):] for name, epilog in wanted.items()} == wanted
+    wanted = {
+        name: lines(NO_ENVIRONMENT if name == "generate" else ENVIRONMENT)
+        for name, _ in _commands(cli)
+    }
+    assert {
+        name: lines(_help(*name.split()))[-len(epilog) :] for name, epilog in wanted.items()
+    } == wanted
 
 
 def test_help_shows_defaults() -> None:
@@ -176,7 +246,12 @@ def test_help_shows_defaults() -> None:
         ctx = click.Context(command, info_name=name, parent=root)
         for param in command.get_params(ctx):
             record = param.get_help_record(ctx)
-            if isinstance(param, click.Option) and not param.is_flag and record and "[default:" not in record[1]:
+            if (
+                isinstance(param, click.Option)
+                and not param.is_flag
+                and record
+                and "[default:" not in record[1]
+            ):
                 hidden.append(f"{name} {param.opts[-1]}")
     assert hidden == []
     assert "[default: ./data.tar.gz]" in " ".join(_help("run").split())
@@ -192,13 +267,18 @@ def test_docs_port_does_not_clash_with_airflow() -> None:
 
 # --- one-line errors that say what to do -----------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["x.csv", "data.json"])
-def test_generate_refuses_a_name_it_cannot_write(settings: Settings, tmp_path: Path, name: str) -> None:
+def test_generate_refuses_a_name_it_cannot_write(
+    settings: Settings, tmp_path: Path, name: str
+) -> None:
     result = run_cli(settings, "generate", "--users", "3", "-o", name, cwd=tmp_path)
-    suffix = name[name.index("."):]
+    suffix = name[name.index(".") :]
     assert (result.returncode, result.stderr) == (
-        1, f"error: {name} has the extension {suffix}: name a .tar, .tar.gz/.tgz, .tar.bz2/.tbz2 or .tar.xz/.txz "
-           "archive (e.g. -o data.tar.gz), or a directory\n")
+        1,
+        f"error: {name} has the extension {suffix}: name a .tar, .tar.gz/.tgz, .tar.bz2/.tbz2 or .tar.xz/.txz "
+        "archive (e.g. -o data.tar.gz), or a directory\n",
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -207,23 +287,32 @@ def test_ingest_non_gzip_named_tar_gz(settings: Settings, tmp_path: Path) -> Non
     fake.write_text("user_id,name\n1,Ann\n")
     result = run_cli(settings, "ingest", str(fake))
     assert (result.returncode, result.stderr) == (
-        1, f"error: {fake}: text, not a gzip-compressed tar archive; give a .tar.gz made by `tar czf`, a .tar, a "
-           "directory or .json files\n")
+        1,
+        f"error: {fake}: text, not a gzip-compressed tar archive; give a .tar.gz made by `tar czf`, a .tar, a "
+        "directory or .json files\n",
+    )
 
 
 # --- reset ------------------------------------------------------------------------------------
 
-def test_reset_asks_and_keeps_the_database_unless_confirmed(settings: Settings, tmp_path: Path) -> None:
+
+def test_reset_asks_and_keeps_the_database_unless_confirmed(
+    settings: Settings, tmp_path: Path
+) -> None:
     from conftest import query
 
     (tmp_path / "user_1.json").write_bytes(b"{}")
     assert run_cli(settings, "ingest", str(tmp_path)).returncode == 0
     declined = subprocess_input(settings, "n\n", "reset")
-    where = (f"duel's embedded server at 127.0.0.1:{settings.pg_port} (started by duel, running since ")
+    where = (
+        f"duel's embedded server at 127.0.0.1:{settings.pg_port} (started by duel, running since "
+    )
     assert declined.returncode == 1
     assert declined.stderr.startswith(f"Drop database {settings.pg_database} on {where}")
-    assert declined.stderr.endswith(f"and create it empty? [y/N]: error: not confirmed; database "
-                                    f"{settings.pg_database} kept (--yes resets without asking)\n")
+    assert declined.stderr.endswith(
+        f"and create it empty? [y/N]: error: not confirmed; database "
+        f"{settings.pg_database} kept (--yes resets without asking)\n"
+    )
     assert query(settings, "select count(*) from raw.batches") == [(1,)]
     confirmed = subprocess_input(settings, "y\n", "reset")
     assert confirmed.returncode == 0
@@ -237,26 +326,39 @@ def test_reset_yes_drops_and_recreates(settings: Settings, tmp_path: Path) -> No
     assert run_cli(settings, "ingest", str(tmp_path)).returncode == 0
     result = run_cli(settings, "reset", "--yes")
     assert result.returncode == 0
-    assert re.fullmatch(rf"database {settings.pg_database} dropped and created empty on duel's embedded server at "
-                        rf"127\.0\.0\.1:{settings.pg_port} \(started by duel, running since .+\)\n", result.stderr)
+    assert re.fullmatch(
+        rf"database {settings.pg_database} dropped and created empty on duel's embedded server at "
+        rf"127\.0\.0\.1:{settings.pg_port} \(started by duel, running since .+\)\n",
+        result.stderr,
+    )
     assert query(settings, "select count(*) from raw.batches") + query(
-        settings, "select count(*) from raw.user_documents") == [(0,), (0,)]
+        settings, "select count(*) from raw.user_documents"
+    ) == [(0,), (0,)]
 
 
 def subprocess_input(settings: Settings, text: str, *args: str) -> subprocess.CompletedProcess[str]:
     from conftest import cli_env
 
-    return subprocess.run([sys.executable, "-m", "duel", *args], input=text, capture_output=True, text=True,
-                          env=cli_env(settings), cwd=REPO, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "duel", *args],
+        input=text,
+        capture_output=True,
+        text=True,
+        env=cli_env(settings),
+        cwd=REPO,
+        timeout=300,
+        check=False,
+    )
 
 
 # --- the run's summary names its server and its data ------------------------------------------
+
 
 def test_run_summary_names_the_server_and_the_demo(settings: Settings, tmp_path: Path) -> None:
     """What `duel run` prints after its steps: the server (duel's, and whether this run started it),
     the data (the demo, and where), how to connect, with the password named."""
     from duel.generate import write_dataset
-    from duel.pipeline import RunOutcome, ingest_with_progress, database_stage, settings_for_data
+    from duel.pipeline import RunOutcome, database_stage, ingest_with_progress, settings_for_data
     from duel.summary import render_run
 
     demo = write_dataset(tmp_path / "data.tar.gz", users=20, seed=1).path
@@ -265,8 +367,11 @@ def test_run_summary_names_the_server_and_the_demo(settings: Settings, tmp_path:
     outcome = RunOutcome(ingest_with_progress(used, demo), (), used, connected, is_demo)
     lines = render_run(settings, outcome).splitlines()
     port, db = settings.pg_port, settings.pg_database
-    assert re.fullmatch(rf"server:  duel's embedded server at 127\.0\.0\.1:{port} \(started by duel, running since "
-                        rf"[-0-9]+ [:0-9]+ UTC; data in {settings.pgdata.resolve()}\)", lines[-7])
+    assert re.fullmatch(
+        rf"server:  duel's embedded server at 127\.0\.0\.1:{port} \(started by duel, running since "
+        rf"[-0-9]+ [:0-9]+ UTC; data in {settings.pgdata.resolve()}\)",
+        lines[-7],
+    )
     assert lines[-6:] == [
         f"data:    the DEMO (made by `duel generate`), in database {db}; a real dump goes to another database",
         "connect:",
@@ -274,7 +379,11 @@ def test_run_summary_names_the_server_and_the_demo(settings: Settings, tmp_path:
         f"  pgAdmin  host 127.0.0.1, port {port}, maintenance database {db}, username postgres",
         "  password pass (the default; to change it set PGPASSWORD and run `duel db password`, see the README)",
         "  schemas  raw (as loaded), dbt (base, advocacy_programs, tasks_completed), dbt_lookup (brand), "
-        "dbt_analysis (overview, reports)"]
-    assert (outcome.summary()["database"], outcome.summary()["demo"], outcome.summary()["server"]) == (
-        db, True, {"host": "127.0.0.1", "port": port, "embedded": True, "started": False})
+        "dbt_analysis (overview, reports)",
+    ]
+    assert (
+        outcome.summary()["database"],
+        outcome.summary()["demo"],
+        outcome.summary()["server"],
+    ) == (db, True, {"host": "127.0.0.1", "port": port, "embedded": True, "started": False})
     (settings.home / "database.json").unlink()  # the session's home keeps no record of this test

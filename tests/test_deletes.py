@@ -12,13 +12,21 @@ from duel.exceptions import MassDelete
 from duel.load import ingest
 from duel.settings import Settings
 
-RAW = ("raw.batches", "raw.user_documents", "raw.current_versions", "raw.batch_files", "raw.quarantine")
+RAW = (
+    "raw.batches",
+    "raw.user_documents",
+    "raw.current_versions",
+    "raw.batch_files",
+    "raw.quarantine",
+)
 
 
 def dump(path: Path, names: range, *, top: str = "mixed") -> Path:
     (path / top).mkdir(parents=True)
     for n in names:
-        (path / top / f"user_{n}.json").write_text(json.dumps({"user_id": None, "name": f"User {n}"}))
+        (path / top / f"user_{n}.json").write_text(
+            json.dumps({"user_id": None, "name": f"User {n}"})
+        )
     return path
 
 
@@ -28,17 +36,37 @@ def raw_counts(settings: Settings) -> dict[str, int]:
 
 def test_ingest_full_deletes_absent_documents(settings: Settings, tmp_path: Path) -> None:
     ingest(settings, dump(tmp_path / "a", range(10)))
-    result = ingest(settings, dump(tmp_path / "b", range(2, 10), top="export-2025-07-24"), full=True)
-    assert result.summary() == {"batch_id": 2, "files_seen": 8, "loaded": 0, "repaired": 0, "quarantined": 0,
-                                "skipped": 0, "unchanged": 8, "deleted": 2, "keyless": 0}
-    assert query(settings, "select document_key, content_sha256, is_deleted, batch_id from raw.current_versions"
-                           " where is_deleted order by 1") == [
-        ("file:user_0.json", "deleted", True, 2), ("file:user_1.json", "deleted", True, 2)]
-    assert query(settings, "select file_seq, source_name, status, reason, document_key from raw.batch_files"
-                           " where batch_id = 2 and status = 'deleted' order by 1") == [
+    result = ingest(
+        settings, dump(tmp_path / "b", range(2, 10), top="export-2025-07-24"), full=True
+    )
+    assert result.summary() == {
+        "batch_id": 2,
+        "files_seen": 8,
+        "loaded": 0,
+        "repaired": 0,
+        "quarantined": 0,
+        "skipped": 0,
+        "unchanged": 8,
+        "deleted": 2,
+        "keyless": 0,
+    }
+    assert query(
+        settings,
+        "select document_key, content_sha256, is_deleted, batch_id from raw.current_versions"
+        " where is_deleted order by 1",
+    ) == [("file:user_0.json", "deleted", True, 2), ("file:user_1.json", "deleted", True, 2)]
+    assert query(
+        settings,
+        "select file_seq, source_name, status, reason, document_key from raw.batch_files"
+        " where batch_id = 2 and status = 'deleted' order by 1",
+    ) == [
         (8, "mixed/user_0.json", "deleted", "absent-from-full-dump", "file:user_0.json"),
-        (9, "mixed/user_1.json", "deleted", "absent-from-full-dump", "file:user_1.json")]
-    assert query(settings, "select deleted, is_full from raw.batches order by batch_id") == [(0, False), (2, True)]
+        (9, "mixed/user_1.json", "deleted", "absent-from-full-dump", "file:user_1.json"),
+    ]
+    assert query(settings, "select deleted, is_full from raw.batches order by batch_id") == [
+        (0, False),
+        (2, True),
+    ]
 
 
 def test_ingest_without_full_never_deletes(settings: Settings, tmp_path: Path) -> None:
@@ -48,25 +76,36 @@ def test_ingest_without_full_never_deletes(settings: Settings, tmp_path: Path) -
     assert query(settings, "select count(*) from raw.current_versions where is_deleted") == [(0,)]
 
 
-def test_ingest_full_a_deleted_document_comes_back_as_a_new_version(settings: Settings, tmp_path: Path) -> None:
+def test_ingest_full_a_deleted_document_comes_back_as_a_new_version(
+    settings: Settings, tmp_path: Path
+) -> None:
     ingest(settings, dump(tmp_path / "a", range(4)))
     ingest(settings, dump(tmp_path / "b", range(1, 4)), full=True)
     back = ingest(settings, dump(tmp_path / "c", range(4)), full=True)
     assert (back.loaded, back.unchanged, back.deleted) == (1, 3, 0)
-    assert query(settings, "select is_deleted, batch_id from raw.current_versions"
-                           " where document_key = 'file:user_0.json'") == [(False, 3)]
-    assert query(settings, "select parse_status from raw.user_documents where document_key = 'file:user_0.json'"
-                           " order by batch_id") == [("clean",), ("deleted",)]
+    assert query(
+        settings,
+        "select is_deleted, batch_id from raw.current_versions"
+        " where document_key = 'file:user_0.json'",
+    ) == [(False, 3)]
+    assert query(
+        settings,
+        "select parse_status from raw.user_documents where document_key = 'file:user_0.json'"
+        " order by batch_id",
+    ) == [("clean",), ("deleted",)]
 
 
-def test_ingest_full_refuses_a_mass_delete_and_writes_nothing(settings: Settings, tmp_path: Path) -> None:
+def test_ingest_full_refuses_a_mass_delete_and_writes_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
     ingest(settings, dump(tmp_path / "a", range(10)))
     before = raw_counts(settings)
     with pytest.raises(MassDelete) as refused:
         ingest(settings, _with_new(dump(tmp_path / "b", range(4), top="other")), full=True)
     assert str(refused.value) == (
         "refused: this complete (--full) dump would delete 6 of 10 current documents (more than half); nothing "
-        "was written. If that is right, run it again with --allow-mass-delete")
+        "was written. If that is right, run it again with --allow-mass-delete"
+    )
     assert (refused.value.deleting, refused.value.current) == (6, 10)
     assert raw_counts(settings) == before
 
@@ -79,16 +118,23 @@ def _with_new(path: Path) -> Path:
 def test_ingest_full_allow_mass_delete_deletes(settings: Settings, tmp_path: Path) -> None:
     ingest(settings, dump(tmp_path / "a", range(10)))
     result = ingest(settings, dump(tmp_path / "b", range(4)), full=True, allow_mass_delete=True)
-    assert (result.deleted, query(settings, "select count(*) from raw.current_versions where not is_deleted")) == (
-        6, [(4,)])
+    assert (
+        result.deleted,
+        query(settings, "select count(*) from raw.current_versions where not is_deleted"),
+    ) == (6, [(4,)])
 
 
-def test_ingest_full_empty_dump_never_wipes_even_when_allowed(settings: Settings, tmp_path: Path) -> None:
+def test_ingest_full_empty_dump_never_wipes_even_when_allowed(
+    settings: Settings, tmp_path: Path
+) -> None:
     ingest(settings, dump(tmp_path / "a", range(3)))
     before = raw_counts(settings)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(MassDelete, match="^refused: this complete \\(--full\\) dump holds no document, so it "
-                                         "would delete all 3 current documents"):
+    with pytest.raises(
+        MassDelete,
+        match="^refused: this complete \\(--full\\) dump holds no document, so it "
+        "would delete all 3 current documents",
+    ):
         ingest(settings, tmp_path / "empty", full=True, allow_mass_delete=True)
     assert raw_counts(settings) == before
 
@@ -97,20 +143,32 @@ def test_cli_ingest_full_mass_delete_is_one_line_exit_1(settings: Settings, tmp_
     assert run_cli(settings, "ingest", str(dump(tmp_path / "a", range(4)))).returncode == 0
     refused = run_cli(settings, "ingest", str(dump(tmp_path / "b", range(1))), "--full", "--json")
     assert (refused.returncode, refused.stdout, refused.stderr) == (
-        1, "", "error: refused: this complete (--full) dump would delete 3 of 4 current documents (more than "
-               "half); nothing was written. If that is right, run it again with --allow-mass-delete\n")
-    allowed = run_cli(settings, "ingest", str(tmp_path / "b"), "--full", "--allow-mass-delete", "--json")
+        1,
+        "",
+        "error: refused: this complete (--full) dump would delete 3 of 4 current documents (more than "
+        "half); nothing was written. If that is right, run it again with --allow-mass-delete\n",
+    )
+    allowed = run_cli(
+        settings, "ingest", str(tmp_path / "b"), "--full", "--allow-mass-delete", "--json"
+    )
     assert (allowed.returncode, json.loads(allowed.stdout)["deleted"]) == (0, 3)
 
 
 def test_cli_ingest_document_key_flag_sets_the_identity(settings: Settings, tmp_path: Path) -> None:
     lines = tmp_path / "users.ndjson"
-    lines.write_text('{"user_id": "a1", "email": "X@Y.COM"}\n{"user_id": null, "email": "z@y.com"}\n'
-                     '{"user_id": null, "email": "invalid-email"}\n')
+    lines.write_text(
+        '{"user_id": "a1", "email": "X@Y.COM"}\n{"user_id": null, "email": "z@y.com"}\n'
+        '{"user_id": null, "email": "invalid-email"}\n'
+    )
     result = run_cli(settings, "ingest", str(lines), "--json", DUEL_DOCUMENT_KEY="nope!")
     assert (result.returncode, result.stderr) == (
-        1, "error: DUEL_DOCUMENT_KEY: 'nope!' is neither @file nor a top-level field name\n")
+        1,
+        "error: DUEL_DOCUMENT_KEY: 'nope!' is neither @file nor a top-level field name\n",
+    )
     result = run_cli(settings, "ingest", str(lines), "--json", "--document-key", "email,user_id")
     assert (result.returncode, json.loads(result.stdout)["keyless"]) == (0, 1)
-    keys = [key for (key,) in query(settings, "select document_key from raw.current_versions order by 1")]
+    keys = [
+        key
+        for (key,) in query(settings, "select document_key from raw.current_versions order by 1")
+    ]
     assert keys[0].startswith("content:") and keys[1:] == ["email:x@y.com", "email:z@y.com"]

@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from conftest import run_cli
 from psycopg import sql
 
-from conftest import run_cli
 from duel.export import CORE_MODELS, MANIFEST, export_models, is_personal, pseudonym
 from duel.settings import Settings
 
@@ -30,21 +30,29 @@ SENTINELS = {"???", "invalid-email", "#error_handle", ""}  # defect markers, not
 def catalog(settings: Settings) -> list[tuple[str, str]]:
     """What the export must cover: every dbt_analysis relation, and the three core models."""
     with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
-        rows = conn.execute("select table_schema, table_name from information_schema.tables "
-                            "where table_schema = 'dbt_analysis'").fetchall()
+        rows = conn.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_schema = 'dbt_analysis'"
+        ).fetchall()
     return sorted([(str(s), str(t)) for s, t in rows] + list(CORE_MODELS))
 
 
-def table_rows(settings: Settings, schema: str, table: str) -> tuple[list[str], list[str], list[tuple[Any, ...]]]:
+def table_rows(
+    settings: Settings, schema: str, table: str
+) -> tuple[list[str], list[str], list[tuple[Any, ...]]]:
     """Column names, type names and every row (ordered by every column), as psycopg reads them."""
     with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
         types = conn.execute(
             "select a.attname, t.typname from pg_attribute a join pg_type t on t.oid = a.atttypid "
             "where a.attrelid = %s::regclass and a.attnum > 0 and not a.attisdropped order by a.attnum",
-            (f'"{schema}"."{table}"',)).fetchall()
+            (f'"{schema}"."{table}"',),
+        ).fetchall()
         order = sql.SQL(", ").join(sql.Literal(i) for i in range(1, len(types) + 1))
-        rows = conn.execute(sql.SQL("select * from {}.{} order by {}").format(
-            sql.Identifier(schema), sql.Identifier(table), order)).fetchall()
+        rows = conn.execute(
+            sql.SQL("select * from {}.{} order by {}").format(
+                sql.Identifier(schema), sql.Identifier(table), order
+            )
+        ).fetchall()
     return [str(n) for n, _ in types], [str(t) for _, t in types], rows
 
 
@@ -53,20 +61,37 @@ def from_csv_text(text: str | None, type_name: str) -> Any:
     if text is None:
         return None
     parse = {
-        "int2": int, "int4": int, "int8": int, "numeric": Decimal, "float4": float, "float8": float,
-        "bool": lambda v: {"t": True, "f": False}[v], "uuid": UUID, "date": date.fromisoformat,
-        "timestamptz": datetime.fromisoformat, "jsonb": json.loads, "json": json.loads,
+        "int2": int,
+        "int4": int,
+        "int8": int,
+        "numeric": Decimal,
+        "float4": float,
+        "float8": float,
+        "bool": lambda v: {"t": True, "f": False}[v],
+        "uuid": UUID,
+        "date": date.fromisoformat,
+        "timestamptz": datetime.fromisoformat,
+        "jsonb": json.loads,
+        "json": json.loads,
     }
     return parse.get(type_name, str)(text)
 
 
 def read_csv(path: Path, columns: list[str]) -> list[tuple[Any, ...]]:
     """Every cell as text; an unquoted empty cell is NULL, a quoted one the empty string."""
-    table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
-        column_types={c: pa.string() for c in columns}, strings_can_be_null=True,
-        quoted_strings_can_be_null=False, null_values=[""]))
+    table = pacsv.read_csv(
+        path,
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in columns},
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            null_values=[""],
+        ),
+    )
     assert table.column_names == columns
-    return list(zip(*(table.column(c).to_pylist() for c in columns), strict=True)) if columns else []
+    return (
+        list(zip(*(table.column(c).to_pylist() for c in columns), strict=True)) if columns else []
+    )
 
 
 def from_parquet(value: Any, type_name: str) -> Any:
@@ -93,18 +118,26 @@ def csv_export(real_built: Settings, tmp_path_factory: pytest.TempPathFactory) -
 @pytest.fixture(scope="module")
 def pseudonymized(real_built: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
     keyed = real_built.with_overrides(pseudonym_key=KEY)
-    return export_models(keyed, "csv", tmp_path_factory.mktemp("pseudo"), pseudonymize=True).directory
+    return export_models(
+        keyed, "csv", tmp_path_factory.mktemp("pseudo"), pseudonymize=True
+    ).directory
 
 
-def test_export_csv_reads_back_equal_to_the_database(real_built: Settings, csv_export: Path) -> None:
+def test_export_csv_reads_back_equal_to_the_database(
+    real_built: Settings, csv_export: Path
+) -> None:
     for schema, table in catalog(real_built):
         columns, types, rows = table_rows(real_built, schema, table)
         cells = read_csv(csv_export / f"{schema}.{table}.csv", columns)
-        back = [tuple(from_csv_text(v, t) for v, t in zip(row, types, strict=True)) for row in cells]
+        back = [
+            tuple(from_csv_text(v, t) for v, t in zip(row, types, strict=True)) for row in cells
+        ]
         assert back == rows, f"{schema}.{table}"
 
 
-def test_export_parquet_reads_back_equal_to_the_database(real_built: Settings, tmp_path: Path) -> None:
+def test_export_parquet_reads_back_equal_to_the_database(
+    real_built: Settings, tmp_path: Path
+) -> None:
     export_models(real_built, "parquet", tmp_path)
     for schema, table in catalog(real_built):
         columns, types, rows = table_rows(real_built, schema, table)
@@ -125,12 +158,20 @@ def test_export_manifest_matches_the_files(real_built: Settings, csv_export: Pat
         path = csv_export / entry["file"]
         columns, _, rows = table_rows(real_built, entry["schema"], entry["table"])
         assert (entry["rows"], entry["bytes"], entry["sha256"], entry["columns"]) == (
-            len(rows), path.stat().st_size, sha256(path), columns), entry["file"]
+            len(rows),
+            path.stat().st_size,
+            sha256(path),
+            columns,
+        ), entry["file"]
 
 
-def test_export_is_byte_identical_when_run_again(real_built: Settings, csv_export: Path, tmp_path: Path) -> None:
+def test_export_is_byte_identical_when_run_again(
+    real_built: Settings, csv_export: Path, tmp_path: Path
+) -> None:
     again = export_models(real_built, "csv", tmp_path)
-    first = {e["file"]: e["sha256"] for e in json.loads((csv_export / MANIFEST).read_text())["files"]}
+    first = {
+        e["file"]: e["sha256"] for e in json.loads((csv_export / MANIFEST).read_text())["files"]
+    }
     assert {e.file: e.sha256 for e in again.files} == first
 
 
@@ -139,33 +180,53 @@ def personal_values(settings: Settings) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {field: set() for field in PERSONAL_FIELDS}
     with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
         for field in PERSONAL_FIELDS:
-            for (value,) in conn.execute(sql.SQL("select distinct {} from dbt.base where {} is not null")
-                                         .format(sql.Identifier(field), sql.Identifier(field))):
+            for (value,) in conn.execute(
+                sql.SQL("select distinct {} from dbt.base where {} is not null").format(
+                    sql.Identifier(field), sql.Identifier(field)
+                )
+            ):
                 found[field].add(str(value))
-            for (value,) in conn.execute("select distinct document->>%s from raw.user_documents "
-                                         "where jsonb_typeof(document->%s) = 'string'", (field, field)):
+            for (value,) in conn.execute(
+                "select distinct document->>%s from raw.user_documents "
+                "where jsonb_typeof(document->%s) = 'string'",
+                (field, field),
+            ):
                 found[field].add(str(value))
     return {field: values - SENTINELS for field, values in found.items()}
 
 
-def test_export_pseudonymized_contains_no_personal_value(real_built: Settings, pseudonymized: Path) -> None:
+def test_export_pseudonymized_contains_no_personal_value(
+    real_built: Settings, pseudonymized: Path
+) -> None:
     personal = personal_values(real_built)
-    assert {f: len(v) > 1000 for f, v in personal.items()} == {f: True for f in PERSONAL_FIELDS}
+    assert {f: len(v) > 1000 for f, v in personal.items()} == dict.fromkeys(PERSONAL_FIELDS, True)
     everything = set().union(*personal.values())
-    distinctive = {v.lower() for f in ("email", "instagram_handle", "tiktok_handle")
-                   for v in personal[f] if len(v) >= 6}
+    distinctive = {
+        v.lower()
+        for f in ("email", "instagram_handle", "tiktok_handle")
+        for v in personal[f]
+        if len(v) >= 6
+    }
     for path in sorted(pseudonymized.glob("*.csv")):
-        cells = {cell for record in read_records(path) for cell in record.values() if cell is not None}
+        cells = {
+            cell for record in read_records(path) for cell in record.values() if cell is not None
+        }
         assert cells & everything == set(), path.name
         text = path.read_text().lower()
         assert [v for v in distinctive if v in text] == [], path.name
 
 
-def test_export_pseudonymized_maps_a_person_to_one_token(real_built: Settings, pseudonymized: Path,
-                                                         tmp_path: Path) -> None:
+def test_export_pseudonymized_maps_a_person_to_one_token(
+    real_built: Settings, pseudonymized: Path, tmp_path: Path
+) -> None:
     with psycopg.connect(**real_built.conninfo()) as conn:  # type: ignore[arg-type]
-        users = conn.execute("select user_key, name, email, instagram_handle, tiktok_handle from dbt.base").fetchall()
-    expected = {str(row[0]): tuple(None if v is None else pseudonym(KEY, v) for v in row[1:]) for row in users}
+        users = conn.execute(
+            "select user_key, name, email, instagram_handle, tiktok_handle from dbt.base"
+        ).fetchall()
+    expected = {
+        str(row[0]): tuple(None if v is None else pseudonym(KEY, v) for v in row[1:])
+        for row in users
+    }
     base = read_records(pseudonymized / "dbt.base.csv")
     assert {r["user_key"]: tuple(r[f] for f in PERSONAL_FIELDS) for r in base} == expected
     # every other file with a user_key and a personal column carries the same token for that user
@@ -173,37 +234,66 @@ def test_export_pseudonymized_maps_a_person_to_one_token(real_built: Settings, p
     for path in sorted(pseudonymized.glob("dbt_analysis.*.csv")):
         for record in read_records(path):
             for column in (c for c in PERSONAL_FIELDS if c in record and "user_key" in record):
-                assert record[column] == expected[record["user_key"]][PERSONAL_FIELDS.index(column)], path.name
+                assert (
+                    record[column] == expected[record["user_key"]][PERSONAL_FIELDS.index(column)]
+                ), path.name
                 checked += 1
     assert checked > 0
-    again = export_models(real_built.with_overrides(pseudonym_key=KEY), "csv", tmp_path, pseudonymize=True)
+    again = export_models(
+        real_built.with_overrides(pseudonym_key=KEY), "csv", tmp_path, pseudonymize=True
+    )
     assert sha256(tmp_path / "dbt.base.csv") == sha256(pseudonymized / "dbt.base.csv")
     assert {e.file: e.pseudonymized_columns for e in again.files}["dbt.base.csv"] == PERSONAL_FIELDS
 
 
 def test_export_detects_personal_columns() -> None:
-    names = ["name", "email", "instagram_handle", "tiktok_handle", "contact_email", "full_name", "label",
-             "brand", "source_file", "user_key", "engagement", "platform", "is_duplicate_email", "has_tiktok_handle",
-             "label_source"]
+    names = [
+        "name",
+        "email",
+        "instagram_handle",
+        "tiktok_handle",
+        "contact_email",
+        "full_name",
+        "label",
+        "brand",
+        "source_file",
+        "user_key",
+        "engagement",
+        "platform",
+        "is_duplicate_email",
+        "has_tiktok_handle",
+        "label_source",
+    ]
     assert [n for n in names if is_personal(n)] == names[:7]
 
 
-def test_export_replaces_an_earlier_export_of_another_format(real_built: Settings, tmp_path: Path) -> None:
+def test_export_replaces_an_earlier_export_of_another_format(
+    real_built: Settings, tmp_path: Path
+) -> None:
     export_models(real_built, "csv", tmp_path)
     result = export_models(real_built, "parquet", tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([e.file for e in result.files] + [MANIFEST])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [e.file for e in result.files] + [MANIFEST]
+    )
 
 
 def test_export_cli_pseudonymize_without_key_fails_in_one_line(settings: Settings) -> None:
     done = run_cli(settings, "export", "--pseudonymize")
     assert (done.returncode, done.stdout, done.stderr) == (
-        1, "", "error: --pseudonymize needs DUEL_PSEUDONYM_KEY (a secret, e.g. `openssl rand -hex 32`)\n")
+        1,
+        "",
+        "error: --pseudonymize needs DUEL_PSEUDONYM_KEY (a secret, e.g. `openssl rand -hex 32`)\n",
+    )
 
 
 def test_export_cli_before_transform_fails_in_one_line(settings: Settings) -> None:
     done = run_cli(settings, "export")
-    assert (done.returncode, done.stdout, done.stderr) == (1, "", "error: export failed: dbt.base, "
-            "dbt.advocacy_programs, dbt.tasks_completed missing; run `duel transform` first\n")
+    assert (done.returncode, done.stdout, done.stderr) == (
+        1,
+        "",
+        "error: export failed: dbt.base, "
+        "dbt.advocacy_programs, dbt.tasks_completed missing; run `duel transform` first\n",
+    )
 
 
 def test_export_cli_writes_into_out_and_lists_files(real_built: Settings, tmp_path: Path) -> None:

@@ -38,8 +38,15 @@ class Newcomer:
     run: subprocess.CompletedProcess[str]
 
     def sh(self, script: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=self.clone, env=self.env,
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=self.clone,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def query(self, database: str, sql: str) -> list[tuple[object, ...]]:
         settings = load_settings({"PGPORT": str(self.port), "PGDATABASE": database}, dotenv=None)
@@ -50,7 +57,8 @@ class Newcomer:
 def readme_command(prefix: str) -> str:
     """The README's own command line that starts with `prefix` (in a code block or in backticks)."""
     found = re.findall(rf"^(?:`)?({re.escape(prefix)}[^`\n]*)`?", README, re.M) or re.findall(
-        rf"`({re.escape(prefix)}[^`]*)`", README)
+        rf"`({re.escape(prefix)}[^`]*)`", README
+    )
     assert found, f"the README shows no command starting with {prefix!r}"
     return found[0]
 
@@ -66,21 +74,36 @@ def newcomer(real_data: Path) -> Iterator[Newcomer]:
     root = Path(tempfile.mkdtemp(prefix="duel-newcomer-", dir="/tmp"))
     root.chmod(0o755)
     clone = root / "duel"
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                          check=True).stdout.strip()
-    subprocess.run(["git", "clone", "--quiet", "--shared", "--no-checkout", str(REPO), str(clone)], check=True)
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    subprocess.run(
+        ["git", "clone", "--quiet", "--shared", "--no-checkout", str(REPO), str(clone)], check=True
+    )
     subprocess.run(["git", "checkout", "--quiet", head], cwd=clone, check=True)
     # a newcomer's own environment (network, certificates, caches), minus any PG*/DUEL_* setting
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DUEL_", "VIRTUAL_ENV"))}
     port = free_port()
-    run = subprocess.run(["make", "run", f"USERS={DEMO_USERS}"], cwd=clone, env={**env, "PGPORT": str(port)},
-                         capture_output=True, text=True, timeout=1800, check=False)
+    run = subprocess.run(
+        ["make", "run", f"USERS={DEMO_USERS}"],
+        cwd=clone,
+        env={**env, "PGPORT": str(port)},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
     try:
         yield Newcomer(clone, port, env, run)
     finally:
         if (clone / ".venv" / "bin" / "duel").exists():
-            subprocess.run([str(clone / ".venv" / "bin" / "duel"), "db", "stop"], cwd=clone, env=env,
-                           capture_output=True, check=False)
+            subprocess.run(
+                [str(clone / ".venv" / "bin" / "duel"), "db", "stop"],
+                cwd=clone,
+                env=env,
+                capture_output=True,
+                check=False,
+            )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -90,14 +113,18 @@ def test_newcomer_make_run_says_server_and_demo(newcomer: Newcomer) -> None:
     assert [line for line in lines if line.startswith(("server:", "data:"))] == [
         f"server:  duel's embedded server at 127.0.0.1:{newcomer.port} (started now; data in "
         f"{newcomer.clone}/.duel/pgdata)",
-        "data:    the DEMO (made by `duel generate`), in database duel_demo; a real dump goes to duel"]
+        "data:    the DEMO (made by `duel generate`), in database duel_demo; a real dump goes to duel",
+    ]
 
 
 def test_newcomer_status_finds_the_recorded_server(newcomer: Newcomer) -> None:
     status = newcomer.sh(".venv/bin/duel db status")
     assert status.returncode == 0
-    assert re.fullmatch(rf"duel's embedded server at 127\.0\.0\.1:{newcomer.port}, running since .+ \(pid \d+\), "
-                        rf"data in {newcomer.clone}/\.duel/pgdata\n", status.stdout)
+    assert re.fullmatch(
+        rf"duel's embedded server at 127\.0\.0\.1:{newcomer.port}, running since .+ \(pid \d+\), "
+        rf"data in {newcomer.clone}/\.duel/pgdata\n",
+        status.stdout,
+    )
 
 
 def test_newcomer_notebooks_run_with_nbconvert_as_the_readme_says(newcomer: Newcomer) -> None:
@@ -134,7 +161,9 @@ def test_newcomer_make_notebooks_stops_on_one_ctrl_c(newcomer: Newcomer) -> None
         os.write(fd, b"\x03")  # one Ctrl-C at the terminal
         interrupted = time.monotonic()
         while not os.waitpid(pid, os.WNOHANG)[0]:
-            assert time.monotonic() - interrupted < 30, "make notebooks still runs 30 s after one Ctrl-C"
+            assert time.monotonic() - interrupted < 30, (
+                "make notebooks still runs 30 s after one Ctrl-C"
+            )
             if select.select([fd], [], [], 0.5)[0]:
                 try:
                     output += os.read(fd, 65536)
@@ -148,12 +177,16 @@ def test_newcomer_make_notebooks_stops_on_one_ctrl_c(newcomer: Newcomer) -> None
     assert server.probe_port("127.0.0.1", port) is False
 
 
-def test_newcomer_real_dump_after_the_demo_has_no_demo_history(newcomer: Newcomer, real_data: Path) -> None:
+def test_newcomer_real_dump_after_the_demo_has_no_demo_history(
+    newcomer: Newcomer, real_data: Path
+) -> None:
     done = newcomer.sh(f".venv/bin/duel run {real_data}")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "data:    in database duel" in done.stderr.splitlines()
-    history = ("select count(*), count(distinct user_key), count(*) filter (where source_file like '%demo_user_%')"
-               " from dbt_snapshots.users_snapshot")
+    history = (
+        "select count(*), count(distinct user_key), count(*) filter (where source_file like '%demo_user_%')"
+        " from dbt_snapshots.users_snapshot"
+    )
     assert newcomer.query("duel", history) == [(10_000, 10_000, 0)]
     assert newcomer.query("duel_demo", history) == [(DEMO_USERS, DEMO_USERS, DEMO_USERS)]
 
@@ -161,7 +194,12 @@ def test_newcomer_real_dump_after_the_demo_has_no_demo_history(newcomer: Newcome
 def test_newcomer_make_clean_says_it_deletes_the_databases(newcomer: Newcomer) -> None:
     done = newcomer.sh("make clean")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert ("make clean: deleting .duel/pgdata, duel's embedded Postgres with every database in it (duel, "
-            "duel_demo, ...); data.tar.gz and any other Postgres are kept") in done.stdout.splitlines()
-    assert ((newcomer.clone / ".duel").exists(), (newcomer.clone / "data.tar.gz").exists(),
-            server.probe_port("127.0.0.1", newcomer.port)) == (False, True, False)
+    assert (
+        "make clean: deleting .duel/pgdata, duel's embedded Postgres with every database in it (duel, "
+        "duel_demo, ...); data.tar.gz and any other Postgres are kept"
+    ) in done.stdout.splitlines()
+    assert (
+        (newcomer.clone / ".duel").exists(),
+        (newcomer.clone / "data.tar.gz").exists(),
+        server.probe_port("127.0.0.1", newcomer.port),
+    ) == (False, True, False)

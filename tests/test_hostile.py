@@ -69,15 +69,27 @@ ARRAY_FILE, ARRAY_ELEMENTS = "array-of-users.json", 2
 
 def ingest_verdicts() -> dict[str, tuple[str, str | None]]:
     """The ledger the ingest writes for the corpus: the parse verdicts, the array split up."""
-    verdicts = {name: (status, reason) for name, (status, reason, _) in VERDICTS.items() if name != ARRAY_FILE}
-    return verdicts | {f"{ARRAY_FILE}[{index}]": ("loaded", None) for index in range(ARRAY_ELEMENTS)}
+    verdicts = {
+        name: (status, reason)
+        for name, (status, reason, _) in VERDICTS.items()
+        if name != ARRAY_FILE
+    }
+    return verdicts | {
+        f"{ARRAY_FILE}[{index}]": ("loaded", None) for index in range(ARRAY_ELEMENTS)
+    }
 
 
 def ingest_cli(settings: Settings, data: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """`duel ingest DATA --json` in a subprocess, stopped as a hang after HANG_GUARD_S."""
-    return subprocess.run([sys.executable, "-m", "duel", "ingest", str(data), "--json"],
-                          capture_output=True, text=True, env=cli_env(settings, **env), cwd=REPO,
-                          timeout=HANG_GUARD_S, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "duel", "ingest", str(data), "--json"],
+        capture_output=True,
+        text=True,
+        env=cli_env(settings, **env),
+        cwd=REPO,
+        timeout=HANG_GUARD_S,
+        check=False,
+    )
 
 
 def ledger(settings: Settings) -> dict[str, tuple[str, str | None]]:
@@ -102,13 +114,23 @@ def assert_summary_matches_tables(settings: Settings, summary: dict[str, int]) -
     assert counts["user_documents"] == summary["loaded"]
     assert counts["current_versions"] == summary["loaded"]
     assert counts["quarantine"] == summary["quarantined"]
-    assert query(settings, "select status, files_seen, loaded, repaired, quarantined, skipped, unchanged"
-                           " from raw.batches") == [
-        ("succeeded", *(summary[k] for k in ("files_seen", "loaded", "repaired", "quarantined",
-                                               "skipped", "unchanged")))]
+    assert query(
+        settings,
+        "select status, files_seen, loaded, repaired, quarantined, skipped, unchanged"
+        " from raw.batches",
+    ) == [
+        (
+            "succeeded",
+            *(
+                summary[k]
+                for k in ("files_seen", "loaded", "repaired", "quarantined", "skipped", "unchanged")
+            ),
+        )
+    ]
 
 
 # --- the committed corpus -------------------------------------------------------------------
+
 
 def test_hostile_corpus_has_a_verdict_for_every_file() -> None:
     assert sorted(p.name for p in CORPUS.iterdir()) == sorted(VERDICTS)
@@ -119,63 +141,125 @@ def test_parse_document_hostile_corpus_verdict(name: str) -> None:
     status, reason, kind = VERDICTS[name]
     parsed = parse_document((CORPUS / name).read_bytes())
     assert (parsed.status, parsed.reason, (parsed.repair or {}).get("kind")) == (
-        LEDGER_TO_PARSE[status], reason, kind)
+        LEDGER_TO_PARSE[status],
+        reason,
+        kind,
+    )
 
 
 def test_ingest_hostile_corpus_accounts_for_every_file(settings: Settings) -> None:
     result = ingest_cli(settings, CORPUS)
     assert (result.returncode, result.stderr) == (0, "")
     summary = json.loads(result.stdout)
-    assert summary == {"batch_id": 1, "files_seen": 39, "loaded": 17, "repaired": 8, "quarantined": 21,
-                       "skipped": 1, "unchanged": 0, "deleted": 0, "keyless": 0}
+    assert summary == {
+        "batch_id": 1,
+        "files_seen": 39,
+        "loaded": 17,
+        "repaired": 8,
+        "quarantined": 21,
+        "skipped": 1,
+        "unchanged": 0,
+        "deleted": 0,
+        "keyless": 0,
+    }
     assert ledger(settings) == ingest_verdicts()
     assert_summary_matches_tables(settings, summary)
     stored = dict(query(settings, "select source_name, content from raw.quarantine"))
-    assert stored == {n: (CORPUS / n).read_bytes() for n, v in ingest_verdicts().items() if v[0] == "quarantined"}
+    assert stored == {
+        n: (CORPUS / n).read_bytes() for n, v in ingest_verdicts().items() if v[0] == "quarantined"
+    }
 
 
 def test_ingest_hostile_values_load_exactly(settings: Settings) -> None:
     ingest_cli(settings, CORPUS)
     task = "document #>> '{advocacy_programs,0,tasks_completed,0,%s}'"
-    rows = query(settings, f"select {task % 'likes'}, {task % 'reach'},"
-                           " (document #>> '{advocacy_programs,0,total_sales_attributed}')::numeric"
-                           " = '1.00000000000000000000000000001e400'::numeric"
-                           " from raw.user_documents where source_name = 'big-numbers.json'")
+    rows = query(
+        settings,
+        f"select {task % 'likes'}, {task % 'reach'},"
+        " (document #>> '{advocacy_programs,0,total_sales_attributed}')::numeric"
+        " = '1.00000000000000000000000000001e400'::numeric"
+        " from raw.user_documents where source_name = 'big-numbers.json'",
+    )
     assert rows == [("123456789012345678901234567890", "-98765432109876543210987654321", True)]
-    names = query(settings, "select source_name, document ->> 'name' from raw.user_documents"
-                            " where source_name in ('duplicate-keys.json', 'utf16-le-bom.json',"
-                            " 'escaped-emoji-pair.json') order by 1")
-    assert names == [("duplicate-keys.json", "Ada Hostile"), ("escaped-emoji-pair.json", "Ada \U0001F600 Hostile"),
-                     ("utf16-le-bom.json", "Zoë Ångström")]
+    names = query(
+        settings,
+        "select source_name, document ->> 'name' from raw.user_documents"
+        " where source_name in ('duplicate-keys.json', 'utf16-le-bom.json',"
+        " 'escaped-emoji-pair.json') order by 1",
+    )
+    assert names == [
+        ("duplicate-keys.json", "Ada Hostile"),
+        ("escaped-emoji-pair.json", "Ada \U0001f600 Hostile"),
+        ("utf16-le-bom.json", "Zoë Ångström"),
+    ]
 
 
 def test_ingest_lossless_repair_and_limits_load_exactly(settings: Settings) -> None:
     ingest_cli(settings, CORPUS)
-    mixed = query(settings, "select document, repair from raw.user_documents where source_name = 'lossless-mixed.json'")
-    expected = json.loads((CORPUS / "comment.json").read_text().replace("/* who */ ", "").replace(
-        '"Ada Hostile"', '"Ada \\"the\\" Hostile"'))
-    assert mixed == [(expected, {"kind": "lossless", "fixes": ["comment", "single-quotes", "trailing-comma",
-                                                                "whitespace"]})]
-    limits = query(settings, "select (document #>> '{advocacy_programs,0,tasks_completed,0,likes}')::numeric"
-                             " = '1e-16383'::numeric, document #>> '{advocacy_programs,0,tasks_completed,0,reach}',"
-                             " length(document #>> '{advocacy_programs,0,total_sales_attributed}')"
-                             " from raw.user_documents where source_name = 'numbers-at-the-limits.json'")
+    mixed = query(
+        settings,
+        "select document, repair from raw.user_documents where source_name = 'lossless-mixed.json'",
+    )
+    expected = json.loads(
+        (CORPUS / "comment.json")
+        .read_text()
+        .replace("/* who */ ", "")
+        .replace('"Ada Hostile"', '"Ada \\"the\\" Hostile"')
+    )
+    assert mixed == [
+        (
+            expected,
+            {
+                "kind": "lossless",
+                "fixes": ["comment", "single-quotes", "trailing-comma", "whitespace"],
+            },
+        )
+    ]
+    limits = query(
+        settings,
+        "select (document #>> '{advocacy_programs,0,tasks_completed,0,likes}')::numeric"
+        " = '1e-16383'::numeric, document #>> '{advocacy_programs,0,tasks_completed,0,reach}',"
+        " length(document #>> '{advocacy_programs,0,total_sales_attributed}')"
+        " from raw.user_documents where source_name = 'numbers-at-the-limits.json'",
+    )
     assert limits == [(True, "0", 131072)]  # 9.99e131071: 131072 digits, stored exactly
-    deep = query(settings, "select document -> 'deep' from raw.user_documents where source_name = 'depth-512.json'")
+    deep = query(
+        settings,
+        "select document -> 'deep' from raw.user_documents where source_name = 'depth-512.json'",
+    )
     assert deep == [(json.loads("[" * 511 + "]" * 511),)]  # 512 levels, the object itself the first
 
 
 def test_ingest_hostile_corpus_twice_changes_nothing(settings: Settings) -> None:
     ingest_cli(settings, CORPUS)
-    before = query(settings, "select source_name, content_sha256, batch_id from raw.user_documents order by 1")
+    before = query(
+        settings, "select source_name, content_sha256, batch_id from raw.user_documents order by 1"
+    )
     again = json.loads(ingest_cli(settings, CORPUS).stdout)
-    assert again == {"batch_id": 2, "files_seen": 39, "loaded": 0, "repaired": 0, "quarantined": 21,
-                     "skipped": 1, "unchanged": 17, "deleted": 0, "keyless": 0}
-    assert query(settings, "select source_name, content_sha256, batch_id from raw.user_documents order by 1") == before
+    assert again == {
+        "batch_id": 2,
+        "files_seen": 39,
+        "loaded": 0,
+        "repaired": 0,
+        "quarantined": 21,
+        "skipped": 1,
+        "unchanged": 17,
+        "deleted": 0,
+        "keyless": 0,
+    }
+    assert (
+        query(
+            settings,
+            "select source_name, content_sha256, batch_id from raw.user_documents order by 1",
+        )
+        == before
+    )
     assert table_counts(settings)["quarantine"] == 21  # the same bytes are not stored twice
 
 
-def test_ingest_real_dataset_with_hostile_corpus(settings: Settings, real_dir: Path, tmp_path: Path) -> None:
+def test_ingest_real_dataset_with_hostile_corpus(
+    settings: Settings, real_dir: Path, tmp_path: Path
+) -> None:
     """The issue's 'done when': the real dataset plus the corpus, as a new user would run it."""
     data = tmp_path / "dump"
     shutil.copytree(real_dir, data)
@@ -183,17 +267,30 @@ def test_ingest_real_dataset_with_hostile_corpus(settings: Settings, real_dir: P
     result = ingest_cli(settings, data)
     assert result.returncode == 0
     summary = json.loads(result.stdout)
-    assert summary == {"batch_id": 1, "files_seen": 10039, "loaded": 10017, "repaired": 230,
-                       "quarantined": 21, "skipped": 1, "unchanged": 0, "deleted": 0, "keyless": 0}
+    assert summary == {
+        "batch_id": 1,
+        "files_seen": 10039,
+        "loaded": 10017,
+        "repaired": 230,
+        "quarantined": 21,
+        "skipped": 1,
+        "unchanged": 0,
+        "deleted": 0,
+        "keyless": 0,
+    }
     assert_summary_matches_tables(settings, summary)
     real = {p.relative_to(data).as_posix() for p in (data / "mixed").glob("*.json")}
-    loaded = query(settings, "select source_name, count(*) from raw.user_documents"
-                             " where starts_with(source_name, 'mixed/') group by 1")
+    loaded = query(
+        settings,
+        "select source_name, count(*) from raw.user_documents"
+        " where starts_with(source_name, 'mixed/') group by 1",
+    )
     assert len(real) == 10000
     assert dict(loaded) == dict.fromkeys(real, 1)
 
 
 # --- big cases, generated at test time ------------------------------------------------------
+
 
 def user_file(**values: str) -> bytes:
     """A corpus user document with some values replaced by raw JSON text (`likes="1e-20000"`)."""
@@ -212,18 +309,30 @@ UNSTORABLE = {
     "exponent-at-limit.json": (user_file(likes="1e-16383"), "loaded", None),
     "exponent-underflow.json": (user_file(likes="1e-20000"), "quarantined", "number-out-of-range"),
     "zero-exponent-at-limit.json": (user_file(reach="0e1073741823"), "loaded", None),
-    "zero-huge-exponent.json": (user_file(reach="0e1073741824"), "quarantined", "number-out-of-range"),
-    "fraction-16384.json": (user_file(total_sales_attributed="0." + "1" * 16384), "quarantined",
-                            "number-out-of-range"),
-    "exponent-underflow-cut-short.json": (user_file(likes="1e-20000")[:-2], "quarantined",
-                                          "number-out-of-range"),
+    "zero-huge-exponent.json": (
+        user_file(reach="0e1073741824"),
+        "quarantined",
+        "number-out-of-range",
+    ),
+    "fraction-16384.json": (
+        user_file(total_sales_attributed="0." + "1" * 16384),
+        "quarantined",
+        "number-out-of-range",
+    ),
+    "exponent-underflow-cut-short.json": (
+        user_file(likes="1e-20000")[:-2],
+        "quarantined",
+        "number-out-of-range",
+    ),
     "depth-512.json": ((CORPUS / "depth-512.json").read_bytes(), "loaded", None),
     "depth-513.json": ((CORPUS / "depth-513.json").read_bytes(), "quarantined", "too-deep"),
     "depth-100000.json": (b"[" * 100_000 + b"]" * 100_000, "quarantined", "too-deep"),
 }
 
 
-def test_ingest_real_dataset_with_unstorable_files(settings: Settings, real_dir: Path, tmp_path: Path) -> None:
+def test_ingest_real_dataset_with_unstorable_files(
+    settings: Settings, real_dir: Path, tmp_path: Path
+) -> None:
     """The issue's case: the real dump plus files Postgres would refuse. Each refused file is
     quarantined alone with its reason; every other file loads, the edge values exactly."""
     data = tmp_path / "dump"
@@ -234,22 +343,40 @@ def test_ingest_real_dataset_with_unstorable_files(settings: Settings, real_dir:
     result = ingest_cli(settings, data)
     assert (result.returncode, result.stderr) == (0, "")
     summary = json.loads(result.stdout)
-    assert summary == {"batch_id": 1, "files_seen": 10011, "loaded": 10004, "repaired": 222,
-                       "quarantined": 7, "skipped": 0, "unchanged": 0, "deleted": 0, "keyless": 0}
+    assert summary == {
+        "batch_id": 1,
+        "files_seen": 10011,
+        "loaded": 10004,
+        "repaired": 222,
+        "quarantined": 7,
+        "skipped": 0,
+        "unchanged": 0,
+        "deleted": 0,
+        "keyless": 0,
+    }
     assert_summary_matches_tables(settings, summary)
     assert {n: v for n, v in ledger(settings).items() if n.startswith("unstorable/")} == {
-        f"unstorable/{name}": (status, reason) for name, (_, status, reason) in UNSTORABLE.items()}
+        f"unstorable/{name}": (status, reason) for name, (_, status, reason) in UNSTORABLE.items()
+    }
     assert query(settings, "select reason, count(*) from raw.quarantine group by 1 order by 1") == [
-        ("number-out-of-range", 5), ("too-deep", 2)]
+        ("number-out-of-range", 5),
+        ("too-deep", 2),
+    ]
     likes = "document #>> '{advocacy_programs,0,tasks_completed,0,likes}'"
-    assert query(settings, f"select source_name, length({likes}), ({likes})::numeric = '1e-16383'::numeric"
-                           " from raw.user_documents where source_name in"
-                           " ('unstorable/digits-131072.json', 'unstorable/exponent-at-limit.json') order by 1") == [
-        ("unstorable/digits-131072.json", 131072, False), ("unstorable/exponent-at-limit.json", 16385, True)]
+    assert query(
+        settings,
+        f"select source_name, length({likes}), ({likes})::numeric = '1e-16383'::numeric"
+        " from raw.user_documents where source_name in"
+        " ('unstorable/digits-131072.json', 'unstorable/exponent-at-limit.json') order by 1",
+    ) == [
+        ("unstorable/digits-131072.json", 131072, False),
+        ("unstorable/exponent-at-limit.json", 16385, True),
+    ]
 
 
-
-def test_ingest_deep_nesting_is_quarantined_without_crash(settings: Settings, tmp_path: Path) -> None:
+def test_ingest_deep_nesting_is_quarantined_without_crash(
+    settings: Settings, tmp_path: Path
+) -> None:
     data = tmp_path / "deep"
     data.mkdir()
     depth = 100_000
@@ -275,9 +402,13 @@ def test_ingest_64mb_string_loads_whole(settings: Settings, tmp_path: Path) -> N
     (data / "big-string-unclosed.json").write_bytes(b'{"name": "' + body)
     result = ingest_cli(settings, data, DUEL_MAX_FILE_BYTES=str(80 << 20))
     assert (result.returncode, result.stderr) == (0, "")
-    assert ledger(settings) == {"big-string.json": ("loaded", None),
-                                "big-string-unclosed.json": ("quarantined", "too-large-to-repair")}
-    assert query(settings, "select length(document ->> 'name') from raw.user_documents") == [(64 << 20,)]
+    assert ledger(settings) == {
+        "big-string.json": ("loaded", None),
+        "big-string-unclosed.json": ("quarantined", "too-large-to-repair"),
+    }
+    assert query(settings, "select length(document ->> 'name') from raw.user_documents") == [
+        (64 << 20,)
+    ]
 
 
 def peak_rss_mb(settings: Settings, data: Path, **env: str) -> tuple[int, str]:
@@ -285,13 +416,22 @@ def peak_rss_mb(settings: Settings, data: Path, **env: str) -> tuple[int, str]:
 
     VmHWM of /proc/self/status, not getrusage's ru_maxrss: that one survives execve, so a child
     started from a large pytest process would report the parent's size."""
-    code = ("import atexit, re, sys\n"
-            "hwm = lambda: int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
-            "atexit.register(lambda: print(hwm() // 1024, file=sys.stderr))\n"
-            f"sys.argv = ['duel', 'ingest', {str(data)!r}, '--json']\n"
-            "from duel.cli import main\nmain()\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=cli_env(settings, **env), cwd=REPO, timeout=HANG_GUARD_S, check=False)
+    code = (
+        "import atexit, re, sys\n"
+        "hwm = lambda: int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
+        "atexit.register(lambda: print(hwm() // 1024, file=sys.stderr))\n"
+        f"sys.argv = ['duel', 'ingest', {str(data)!r}, '--json']\n"
+        "from duel.cli import main\nmain()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=cli_env(settings, **env),
+        cwd=REPO,
+        timeout=HANG_GUARD_S,
+        check=False,
+    )
     *_, peak = result.stderr.strip().splitlines()
     return int(peak), result.stdout
 
@@ -305,7 +445,8 @@ def test_ingest_file_over_limit_is_not_read(settings: Settings, tmp_path: Path) 
     peak, stdout = peak_rss_mb(settings, data, DUEL_MAX_FILE_BYTES=str(1 << 20))
     assert json.loads(stdout)["quarantined"] == 1
     assert query(settings, "select reason, byte_size, content from raw.quarantine") == [
-        ("too-large", 8 << 30, None)]
+        ("too-large", 8 << 30, None)
+    ]
     assert peak < 128  # MB: the 8 GiB file is never read (an ingest of it peaks near 45 MB)
 
 
@@ -317,8 +458,13 @@ SQL_CALLS = ("execute", "executemany", "copy", "SQL")
 def _sql_texts(tree: ast.AST) -> list[ast.expr]:
     """The first argument of every execute/executemany/copy/sql.SQL call, following a variable
     to the string assigned to it in the same module."""
-    assigned = {t.id: node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
-                for t in node.targets if isinstance(t, ast.Name)}
+    assigned = {
+        t.id: node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
     texts = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and node.args:
@@ -332,26 +478,41 @@ def _sql_texts(tree: ast.AST) -> list[ast.expr]:
 
 def _is_constant_columns(node: ast.expr) -> bool:
     """`', '.join(UPPER_CASE_CONSTANT)`: identifiers fixed in the code, not values."""
-    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join"
-            and len(node.args) == 1 and isinstance(node.args[0], ast.Name) and node.args[0].id.isupper())
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "join"
+        and len(node.args) == 1
+        and isinstance(node.args[0], ast.Name)
+        and node.args[0].id.isupper()
+    )
 
 
 def _is_text(node: ast.expr) -> bool:
-    return isinstance(node, ast.JoinedStr) or (isinstance(node, ast.Constant) and isinstance(node.value, str))
+    return isinstance(node, ast.JoinedStr) or (
+        isinstance(node, ast.Constant) and isinstance(node.value, str)
+    )
 
 
 def _formatted_values(text: ast.expr) -> list[str]:
     """What is formatted into SQL text by f-string, `%` or str.format (constant column lists are
     allowed; psycopg.sql composition, which quotes what it splices, is not string formatting)."""
     if isinstance(text, ast.JoinedStr):
-        return [ast.unparse(v.value) for v in text.values
-                if isinstance(v, ast.FormattedValue) and not _is_constant_columns(v.value)]
+        return [
+            ast.unparse(v.value)
+            for v in text.values
+            if isinstance(v, ast.FormattedValue) and not _is_constant_columns(v.value)
+        ]
     if isinstance(text, ast.BinOp) and isinstance(text.op, ast.Mod) and _is_text(text.left):
         return [ast.unparse(text)]
     if isinstance(text, ast.BinOp) and isinstance(text.op, ast.Add):
         return _formatted_values(text.left) + _formatted_values(text.right)
-    if isinstance(text, ast.Call) and isinstance(text.func, ast.Attribute) and text.func.attr == "format" \
-            and _is_text(text.func.value):
+    if (
+        isinstance(text, ast.Call)
+        and isinstance(text.func, ast.Attribute)
+        and text.func.attr == "format"
+        and _is_text(text.func.value)
+    ):
         return [ast.unparse(text)]
     return []
 
@@ -362,7 +523,9 @@ def test_sql_values_only_through_parameters() -> None:
     offenders = []
     for path in sorted((REPO / "src" / "duel").rglob("*.py")):
         for text in _sql_texts(ast.parse(path.read_text(encoding="utf-8"))):
-            offenders += [f"{path.name}:{text.lineno}: {value}" for value in _formatted_values(text)]
+            offenders += [
+                f"{path.name}:{text.lineno}: {value}" for value in _formatted_values(text)
+            ]
     assert offenders == []
 
 
@@ -386,8 +549,12 @@ def test_only_settings_reads_secrets_from_the_environment() -> None:
 def test_settings_repr_hides_secrets() -> None:
     from duel.settings import load_settings
 
-    secrets = {"PGPASSWORD": "pg-secret-1", "DUEL_SMTP_PASSWORD": "smtp-secret-2",
-               "DUEL_NOTIFY_WEBHOOK": "https://hooks.example/secret-3", "DUEL_PSEUDONYM_KEY": "key-secret-4"}
+    secrets = {
+        "PGPASSWORD": "pg-secret-1",
+        "DUEL_SMTP_PASSWORD": "smtp-secret-2",
+        "DUEL_NOTIFY_WEBHOOK": "https://hooks.example/secret-3",
+        "DUEL_PSEUDONYM_KEY": "key-secret-4",
+    }
     settings = load_settings(secrets, dotenv=None)
     shown = repr(settings) + settings.url()
     assert [s for s in secrets.values() if s in shown] == []

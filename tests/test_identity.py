@@ -17,12 +17,15 @@ def test_key_rule_parse_reads_sources_in_order() -> None:
     assert KeyRule.parse(" @file , user_id,email ").sources == ("@file", "user_id", "email")
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("", "DUEL_DOCUMENT_KEY is empty: give top-level fields and/or @file, e.g. @file,user_id"),
-    ("user id", "DUEL_DOCUMENT_KEY: 'user id' is neither @file nor a top-level field name"),
-    ("@path", "DUEL_DOCUMENT_KEY: '@path' is neither @file nor a top-level field name"),
-    ("email,email", "DUEL_DOCUMENT_KEY names a source twice: 'email,email'"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "DUEL_DOCUMENT_KEY is empty: give top-level fields and/or @file, e.g. @file,user_id"),
+        ("user id", "DUEL_DOCUMENT_KEY: 'user id' is neither @file nor a top-level field name"),
+        ("@path", "DUEL_DOCUMENT_KEY: '@path' is neither @file nor a top-level field name"),
+        ("email,email", "DUEL_DOCUMENT_KEY names a source twice: 'email,email'"),
+    ],
+)
 def test_key_rule_parse_refuses_malformed_rules(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as error:
         KeyRule.parse(text)
@@ -39,14 +42,17 @@ def test_document_key_files_by_path_without_reading_fields() -> None:
     assert document_key(rule, "user_17.json", b"not read", "ab") == "file:user_17.json"
 
 
-@pytest.mark.parametrize(("document", "expected"), [
-    (b'{"user_id": " 1ED6-X ", "email": "a@b.co"}', "user_id:1ed6-x"),
-    (b'{"user_id": 42}', "user_id:42"),
-    (b'{"user_id": null, "email": " A@B.CO "}', "email:a@b.co"),
-    (b'{"user_id": "", "email": "INVALID-EMAIL"}', "content:sha"),
-    (b'{"user_id": true, "email": ["a@b.co"]}', "content:sha"),
-    (b'{"user_id": "   "}', "content:sha"),
-])
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        (b'{"user_id": " 1ED6-X ", "email": "a@b.co"}', "user_id:1ed6-x"),
+        (b'{"user_id": 42}', "user_id:42"),
+        (b'{"user_id": null, "email": " A@B.CO "}', "email:a@b.co"),
+        (b'{"user_id": "", "email": "INVALID-EMAIL"}', "content:sha"),
+        (b'{"user_id": true, "email": ["a@b.co"]}', "content:sha"),
+        (b'{"user_id": "   "}', "content:sha"),
+    ],
+)
 def test_document_key_first_usable_field_else_content(document: bytes, expected: str) -> None:
     rule = KeyRule.parse("@file,user_id,email", PLACEHOLDERS)
     assert document_key(rule, None, document, "sha") == expected
@@ -65,5 +71,7 @@ def test_load_placeholders_reads_the_dbt_projects_single_list(settings: Settings
 
 
 def test_load_placeholders_missing_project_is_one_line(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=f"^{tmp_path}/dbt_project.yml: cannot read the dbt project"):
+    with pytest.raises(
+        ConfigError, match=f"^{tmp_path}/dbt_project.yml: cannot read the dbt project"
+    ):
         load_placeholders(tmp_path)

@@ -25,32 +25,59 @@ def make_tar(path: Path, members: dict[str, bytes]) -> Path:
 
 def test_ingest_real_dataset_counts(settings: Settings, real_data: Path) -> None:
     result = ingest(settings, real_data)
-    assert result.summary() == {"batch_id": 1, "files_seen": 10000, "loaded": 10000, "repaired": 222,
-                                "quarantined": 0, "skipped": 0, "unchanged": 0, "deleted": 0, "keyless": 0}
-    assert query(settings, "select parse_status, count(*) from raw.user_documents group by 1 order by 1") == [
-        ("clean", 9778), ("repaired", 222)]
+    assert result.summary() == {
+        "batch_id": 1,
+        "files_seen": 10000,
+        "loaded": 10000,
+        "repaired": 222,
+        "quarantined": 0,
+        "skipped": 0,
+        "unchanged": 0,
+        "deleted": 0,
+        "keyless": 0,
+    }
+    assert query(
+        settings, "select parse_status, count(*) from raw.user_documents group by 1 order by 1"
+    ) == [("clean", 9778), ("repaired", 222)]
     assert query(settings, "select count(*) from raw.current_versions") == [(10000,)]
 
 
 def test_ingest_twice_changes_nothing(settings: Settings, real_data: Path) -> None:
     ingest(settings, real_data)
-    before = query(settings, "select source_name, content_sha256, batch_id from raw.user_documents order by 1")
+    before = query(
+        settings, "select source_name, content_sha256, batch_id from raw.user_documents order by 1"
+    )
     again = ingest(settings, real_data)
-    assert again.summary() == {"batch_id": 2, "files_seen": 10000, "loaded": 0, "repaired": 0,
-                               "quarantined": 0, "skipped": 0, "unchanged": 10000, "deleted": 0, "keyless": 0}
-    after = query(settings, "select source_name, content_sha256, batch_id from raw.user_documents order by 1")
+    assert again.summary() == {
+        "batch_id": 2,
+        "files_seen": 10000,
+        "loaded": 0,
+        "repaired": 0,
+        "quarantined": 0,
+        "skipped": 0,
+        "unchanged": 10000,
+        "deleted": 0,
+        "keyless": 0,
+    }
+    after = query(
+        settings, "select source_name, content_sha256, batch_id from raw.user_documents order by 1"
+    )
     assert after == before
 
 
 def test_ingest_raw_rows_match_files(settings: Settings, real_dir: Path) -> None:
     ingest(settings, real_dir)
     rows = dict(query(settings, "select source_name, content_sha256 from raw.user_documents"))
-    files = {p.relative_to(real_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-             for p in (real_dir / "mixed").glob("*.json")}
+    files = {
+        p.relative_to(real_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in (real_dir / "mixed").glob("*.json")
+    }
     assert rows == files
 
 
-def test_ingest_changed_file_stores_one_new_version(settings: Settings, real_dir: Path, tmp_path: Path) -> None:
+def test_ingest_changed_file_stores_one_new_version(
+    settings: Settings, real_dir: Path, tmp_path: Path
+) -> None:
     real_data_dir = real_dir
     ingest(settings, real_data_dir)
     changed = tmp_path / "mixed"
@@ -59,19 +86,38 @@ def test_ingest_changed_file_stores_one_new_version(settings: Settings, real_dir
     new_bytes = original.replace(b'"shares": 55', b'"shares": 56')
     (changed / "user_1.json").write_bytes(new_bytes)
     result = ingest(settings, tmp_path)
-    assert result.summary() == {"batch_id": 2, "files_seen": 1, "loaded": 1, "repaired": 0,
-                                "quarantined": 0, "skipped": 0, "unchanged": 0, "deleted": 0, "keyless": 0}
-    versions = query(settings, "select content_sha256, batch_id, document->'advocacy_programs'->0"
-                               "->'tasks_completed'->0->>'shares' from raw.user_documents"
-                               " where source_name = 'mixed/user_1.json' order by batch_id")
-    assert versions == [(hashlib.sha256(original).hexdigest(), 1, "55"),
-                        (hashlib.sha256(new_bytes).hexdigest(), 2, "56")]
-    assert query(settings, "select content_sha256, batch_id from raw.current_versions"
-                           " where source_name = 'mixed/user_1.json'") == [(hashlib.sha256(new_bytes).hexdigest(), 2)]
+    assert result.summary() == {
+        "batch_id": 2,
+        "files_seen": 1,
+        "loaded": 1,
+        "repaired": 0,
+        "quarantined": 0,
+        "skipped": 0,
+        "unchanged": 0,
+        "deleted": 0,
+        "keyless": 0,
+    }
+    versions = query(
+        settings,
+        "select content_sha256, batch_id, document->'advocacy_programs'->0"
+        "->'tasks_completed'->0->>'shares' from raw.user_documents"
+        " where source_name = 'mixed/user_1.json' order by batch_id",
+    )
+    assert versions == [
+        (hashlib.sha256(original).hexdigest(), 1, "55"),
+        (hashlib.sha256(new_bytes).hexdigest(), 2, "56"),
+    ]
+    assert query(
+        settings,
+        "select content_sha256, batch_id from raw.current_versions"
+        " where source_name = 'mixed/user_1.json'",
+    ) == [(hashlib.sha256(new_bytes).hexdigest(), 2)]
     assert query(settings, "select count(*) from raw.user_documents") == [(10001,)]
 
 
-def test_ingest_reverted_file_becomes_current_without_a_copy(settings: Settings, tmp_path: Path) -> None:
+def test_ingest_reverted_file_becomes_current_without_a_copy(
+    settings: Settings, tmp_path: Path
+) -> None:
     first, second = b'{"user_id": null, "v": 1}', b'{"user_id": null, "v": 2}'
     (tmp_path / "u.json").write_bytes(first)
     ingest(settings, tmp_path)
@@ -82,33 +128,71 @@ def test_ingest_reverted_file_becomes_current_without_a_copy(settings: Settings,
     assert (third.loaded, third.unchanged) == (1, 0)
     assert query(settings, "select count(*) from raw.user_documents") == [(2,)]
     assert query(settings, "select content_sha256, batch_id from raw.current_versions") == [
-        (hashlib.sha256(first).hexdigest(), 3)]
+        (hashlib.sha256(first).hexdigest(), 3)
+    ]
 
 
-def test_ingest_quarantines_hopeless_file_with_bytes_intact(settings: Settings, tmp_path: Path) -> None:
+def test_ingest_quarantines_hopeless_file_with_bytes_intact(
+    settings: Settings, tmp_path: Path
+) -> None:
     hopeless = b'{"user_id": "abc", "name": \xff\xfe garbage'
-    archive = make_tar(tmp_path / "d.tar.gz", {"mixed/user_9.json": hopeless,
-                                              "mixed/user_1.json": b'{"user_id": null}'})
+    archive = make_tar(
+        tmp_path / "d.tar.gz",
+        {"mixed/user_9.json": hopeless, "mixed/user_1.json": b'{"user_id": null}'},
+    )
     result = ingest(settings, archive)
-    assert result.summary() == {"batch_id": 1, "files_seen": 2, "loaded": 1, "repaired": 0,
-                                "quarantined": 1, "skipped": 0, "unchanged": 0, "deleted": 0, "keyless": 0}
-    assert query(settings, "select source_name, content_sha256, reason, detail, byte_size, content"
-                           " from raw.quarantine") == [
-        ("mixed/user_9.json", hashlib.sha256(hopeless).hexdigest(), "not-utf8",
-         "not UTF-8 text: invalid start byte at byte 27", len(hopeless), hopeless)]
+    assert result.summary() == {
+        "batch_id": 1,
+        "files_seen": 2,
+        "loaded": 1,
+        "repaired": 0,
+        "quarantined": 1,
+        "skipped": 0,
+        "unchanged": 0,
+        "deleted": 0,
+        "keyless": 0,
+    }
+    assert query(
+        settings,
+        "select source_name, content_sha256, reason, detail, byte_size, content"
+        " from raw.quarantine",
+    ) == [
+        (
+            "mixed/user_9.json",
+            hashlib.sha256(hopeless).hexdigest(),
+            "not-utf8",
+            "not UTF-8 text: invalid start byte at byte 27",
+            len(hopeless),
+            hopeless,
+        )
+    ]
 
 
 def test_ingest_skips_macos_metadata(settings: Settings, tmp_path: Path) -> None:
-    archive = make_tar(tmp_path / "d.tar.gz", {
-        "mixed/user_1.json": b'{"user_id": null}',
-        "mixed/._user_1.json": b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X",
-        "__MACOSX/mixed/._user_2.json": b"\x00\x05\x16\x07",
-        "mixed/.DS_Store": b"\x00\x00\x00\x01Bud1",
-    })
+    archive = make_tar(
+        tmp_path / "d.tar.gz",
+        {
+            "mixed/user_1.json": b'{"user_id": null}',
+            "mixed/._user_1.json": b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X",
+            "__MACOSX/mixed/._user_2.json": b"\x00\x05\x16\x07",
+            "mixed/.DS_Store": b"\x00\x00\x00\x01Bud1",
+        },
+    )
     result = ingest(settings, archive)
-    assert result.summary() == {"batch_id": 1, "files_seen": 4, "loaded": 1, "repaired": 0,
-                                "quarantined": 0, "skipped": 3, "unchanged": 0, "deleted": 0, "keyless": 0}
-    assert query(settings, "select source_name, status, reason from raw.batch_files order by file_seq") == [
+    assert result.summary() == {
+        "batch_id": 1,
+        "files_seen": 4,
+        "loaded": 1,
+        "repaired": 0,
+        "quarantined": 0,
+        "skipped": 3,
+        "unchanged": 0,
+        "deleted": 0,
+        "keyless": 0,
+    }
+    assert query(
+        settings, "select source_name, status, reason from raw.batch_files order by file_seq"
+    ) == [
         ("mixed/user_1.json", "loaded", None),
         ("mixed/._user_1.json", "skipped", "macos-metadata"),
         ("__MACOSX/mixed/._user_2.json", "skipped", "macos-metadata"),
@@ -117,8 +201,9 @@ def test_ingest_skips_macos_metadata(settings: Settings, tmp_path: Path) -> None
     assert query(settings, "select source_name from raw.user_documents") == [("mixed/user_1.json",)]
 
 
-def test_ingest_directory_and_tarball_give_same_rows(settings: Settings, pg_server: Settings,
-                                                      real_data: Path, real_dir: Path) -> None:
+def test_ingest_directory_and_tarball_give_same_rows(
+    settings: Settings, pg_server: Settings, real_data: Path, real_dir: Path
+) -> None:
     from duel import db
 
     other = pg_server.with_overrides(pg_database=settings.pg_database + "_dir")
@@ -129,7 +214,9 @@ def test_ingest_directory_and_tarball_give_same_rows(settings: Settings, pg_serv
     assert query(settings, rows) == query(other, rows)
 
 
-def test_ingest_failed_batch_leaves_nothing_visible(settings: Settings, real_data: Path, tmp_path: Path) -> None:
+def test_ingest_failed_batch_leaves_nothing_visible(
+    settings: Settings, real_data: Path, tmp_path: Path
+) -> None:
     import pytest
 
     from duel.exceptions import SourceError
@@ -150,8 +237,9 @@ def test_ingest_ndjson_one_document_per_line(settings: Settings, tmp_path: Path)
     path.write_bytes(b'{"user_id": null, "n": 1}\n\n{"user_id": null, "n": 2}\n[3]\n')
     result = ingest(settings, path)
     assert (result.loaded, result.quarantined, result.files_seen) == (2, 1, 3)
-    assert query(settings, "select source_name, document->>'n' from raw.user_documents order by 1") == [
-        ("users.ndjson:1", "1"), ("users.ndjson:3", "2")]
+    assert query(
+        settings, "select source_name, document->>'n' from raw.user_documents order by 1"
+    ) == [("users.ndjson:1", "1"), ("users.ndjson:3", "2")]
 
 
 def test_ingest_duplicate_member_names_keep_the_last(settings: Settings, tmp_path: Path) -> None:
@@ -163,25 +251,35 @@ def test_ingest_duplicate_member_names_keep_the_last(settings: Settings, tmp_pat
             archive.addfile(info, io.BytesIO(data))
     result = ingest(settings, path)
     assert (result.files_seen, result.loaded) == (2, 2)
-    assert query(settings, "select d.document->>'v' from raw.current_versions c join raw.user_documents d"
-                           " using (source_name, content_sha256)") == [("2",)]
+    assert query(
+        settings,
+        "select d.document->>'v' from raw.current_versions c join raw.user_documents d"
+        " using (source_name, content_sha256)",
+    ) == [("2",)]
 
 
-def test_ingest_parallel_gives_same_rows_as_single_process(settings: Settings, pg_server: Settings,
-                                                            real_data: Path) -> None:
+def test_ingest_parallel_gives_same_rows_as_single_process(
+    settings: Settings, pg_server: Settings, real_data: Path
+) -> None:
     from duel import db
 
-    parallel = pg_server.with_overrides(pg_database=settings.pg_database + "_par", workers=2, batch_rows=700)
+    parallel = pg_server.with_overrides(
+        pg_database=settings.pg_database + "_par", workers=2, batch_rows=700
+    )
     db.ensure_ready(parallel)
     single = settings.with_overrides(workers=1)
     assert ingest(parallel, real_data).summary() == ingest(single, real_data).summary()
-    rows = ("select f.file_seq, f.source_name, f.status, d.content_sha256, d.parse_status, d.repair, d.document"
-            " from raw.batch_files f left join raw.user_documents d using (source_name, content_sha256)"
-            " order by f.file_seq")
+    rows = (
+        "select f.file_seq, f.source_name, f.status, d.content_sha256, d.parse_status, d.repair, d.document"
+        " from raw.batch_files f left join raw.user_documents d using (source_name, content_sha256)"
+        " order by f.file_seq"
+    )
     assert query(parallel, rows) == query(single, rows)
 
 
-def test_ingest_shards_load_side_by_side_but_exclude_whole_ingests(settings: Settings, tmp_path: Path) -> None:
+def test_ingest_shards_load_side_by_side_but_exclude_whole_ingests(
+    settings: Settings, tmp_path: Path
+) -> None:
     import psycopg
     import pytest
 
@@ -201,8 +299,17 @@ def test_ingest_shards_load_side_by_side_but_exclude_whole_ingests(settings: Set
             ingest(quick, tmp_path, files=[files["a.json"]], shard="1/2")
         with pytest.raises(LockTimeout, match=r"^another run holds the ingest lock \(waited 1s\)"):
             ingest(quick, tmp_path)
-    assert ingest(quick, tmp_path).summary() == {"batch_id": 2, "files_seen": 2, "loaded": 1, "repaired": 0,
-                                                 "quarantined": 0, "skipped": 0, "unchanged": 1, "deleted": 0, "keyless": 0}
+    assert ingest(quick, tmp_path).summary() == {
+        "batch_id": 2,
+        "files_seen": 2,
+        "loaded": 1,
+        "repaired": 0,
+        "quarantined": 0,
+        "skipped": 0,
+        "unchanged": 1,
+        "deleted": 0,
+        "keyless": 0,
+    }
 
 
 def test_prefetch_hands_chunks_in_order_and_raises_the_readers_error_in_the_writer() -> None:
@@ -253,21 +360,41 @@ def test_write_chunk_quarantines_the_one_document_the_database_refuses(settings:
 
     def outcome(n: int, text: bytes) -> Outcome:
         sha = hashlib.sha256(text).hexdigest()
-        return Outcome(f"mixed/u{n}.json", "clean", len(text), sha, Parsed("clean", text), key=f"file:u{n}.json")
+        return Outcome(
+            f"mixed/u{n}.json",
+            "clean",
+            len(text),
+            sha,
+            Parsed("clean", text),
+            key=f"file:u{n}.json",
+        )
 
     chunk = [outcome(n, b'{"n": %d}' % n) for n in range(7)]
     chunk[4] = outcome(4, b'{"n": 1e-20000}')
     with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
         conn.adapters.register_dumper(None, _JsonTextDumper)
-        batch_id = conn.execute("insert into raw.batches (source_uri, status, duel_version)"
-                                " values ('t', 'running', 't') returning batch_id").fetchone()[0]  # type: ignore[index]
+        batch_id = conn.execute(
+            "insert into raw.batches (source_uri, status, duel_version)"
+            " values ('t', 'running', 't') returning batch_id"
+        ).fetchone()[0]  # type: ignore[index]
         batch = _Batch(conn, batch_id)
         batch.write_chunk(chunk)
         finish_batch(conn, batch_id, batch.counts)
     assert (batch.counts["loaded"], batch.counts["quarantined"], batch.quarantine_reasons) == (
-        6, 1, {"database-refused": 1})
+        6,
+        1,
+        {"database-refused": 1},
+    )
     assert query(settings, "select source_name, reason, content from raw.quarantine") == [
-        ("mixed/u4.json", "database-refused", b'{"n": 1e-20000}')]
+        ("mixed/u4.json", "database-refused", b'{"n": 1e-20000}')
+    ]
     assert query(settings, "select file_seq, status from raw.batch_files order by 1") == [
-        (0, "loaded"), (1, "loaded"), (2, "loaded"), (3, "loaded"), (4, "quarantined"), (5, "loaded"), (6, "loaded")]
+        (0, "loaded"),
+        (1, "loaded"),
+        (2, "loaded"),
+        (3, "loaded"),
+        (4, "quarantined"),
+        (5, "loaded"),
+        (6, "loaded"),
+    ]
     assert query(settings, "select count(*) from raw.user_documents") == [(6,)]

@@ -4,8 +4,8 @@ against the embedded Postgres and the real dataset; and both committed without o
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -28,8 +28,9 @@ KERNEL = "duel"  # the name `make notebooks` registers; here a throwaway spec fo
 @pytest.fixture(scope="module")
 def nb_settings(pg_server: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """One database for the module: the debugging notebook loads it, dbt builds it once."""
-    fresh = pg_server.with_overrides(pg_database=f"duel_nb{os.getpid()}",
-                                     out_dir=tmp_path_factory.mktemp("nb") / "out")
+    fresh = pg_server.with_overrides(
+        pg_database=f"duel_nb{os.getpid()}", out_dir=tmp_path_factory.mktemp("nb") / "out"
+    )
     db.ensure_ready(fresh)
     return fresh
 
@@ -38,23 +39,35 @@ def nb_settings(pg_server: Settings, tmp_path_factory: pytest.TempPathFactory) -
 def kernels(tmp_path_factory: pytest.TempPathFactory) -> KernelSpecManager:
     root = tmp_path_factory.mktemp("kernels")
     (root / KERNEL).mkdir()
-    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "duel (test)", "language": "python"}
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "duel (test)",
+        "language": "python",
+    }
     (root / KERNEL / "kernel.json").write_text(json.dumps(spec))
     return KernelSpecManager(kernel_dirs=[str(root)])
 
 
-def execute(name: str, settings: Settings, kernels: KernelSpecManager, workdir: Path,
-            **parameters: object) -> NotebookNode:
+def execute(
+    name: str, settings: Settings, kernels: KernelSpecManager, workdir: Path, **parameters: object
+) -> NotebookNode:
     """Run a notebook as committed, with `parameters` injected after its parameters cell (as
     papermill does), in a kernel that sees only the test's PG*/DUEL_* settings; a cell error fails."""
     notebook = nbformat.read(REPO / name, as_version=4)
-    at = next(i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", []))
+    at = next(
+        i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", [])
+    )
     source = "\n".join(f"{key} = {value!r}" for key, value in parameters.items())
-    notebook.cells.insert(at + 1, nbformat.v4.new_code_cell(
-        source, id="injected-parameters", metadata={"tags": ["injected-parameters"]}))
+    notebook.cells.insert(
+        at + 1,
+        nbformat.v4.new_code_cell(
+            source, id="injected-parameters", metadata={"tags": ["injected-parameters"]}
+        ),
+    )
     manager = KernelManager(kernel_name=KERNEL, kernel_spec_manager=kernels)
-    client = NotebookClient(notebook, km=manager, timeout=900, resources={"metadata": {"path": str(workdir)}})
+    client = NotebookClient(
+        notebook, km=manager, timeout=900, resources={"metadata": {"path": str(workdir)}}
+    )
     client.execute(env=cli_env(settings))
     return notebook
 
@@ -66,47 +79,88 @@ def printed(notebook: NotebookNode, cell_id: str) -> str:
 
 
 def plotly_outputs(notebook: NotebookNode) -> int:
-    return sum(PLOTLY in output.get("data", {}) for cell in notebook.cells if cell.cell_type == "code"
-               for output in cell.outputs)
+    return sum(
+        PLOTLY in output.get("data", {})
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+    )
 
 
 def errors(notebook: NotebookNode) -> list[str]:
-    return [f"{o.ename}: {o.evalue}" for cell in notebook.cells if cell.cell_type == "code"
-            for o in cell.outputs if o.output_type == "error"]
+    return [
+        f"{o.ename}: {o.evalue}"
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for o in cell.outputs
+        if o.output_type == "error"
+    ]
 
 
 @pytest.fixture(scope="module")
-def debugging_first(nb_settings: Settings, kernels: KernelSpecManager, real_data: Path,
-                    tmp_path_factory: pytest.TempPathFactory) -> NotebookNode:
-    return execute("data_debugging.ipynb", nb_settings, kernels, tmp_path_factory.mktemp("work"),
-                   data_path=str(real_data))
+def debugging_first(
+    nb_settings: Settings,
+    kernels: KernelSpecManager,
+    real_data: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> NotebookNode:
+    return execute(
+        "data_debugging.ipynb",
+        nb_settings,
+        kernels,
+        tmp_path_factory.mktemp("work"),
+        data_path=str(real_data),
+    )
 
 
 @pytest.fixture(scope="module")
-def debugging_second(debugging_first: NotebookNode, nb_settings: Settings, kernels: KernelSpecManager,
-                     real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> NotebookNode:
-    return execute("data_debugging.ipynb", nb_settings, kernels, tmp_path_factory.mktemp("work"),
-                   data_path=str(real_data))
+def debugging_second(
+    debugging_first: NotebookNode,
+    nb_settings: Settings,
+    kernels: KernelSpecManager,
+    real_data: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> NotebookNode:
+    return execute(
+        "data_debugging.ipynb",
+        nb_settings,
+        kernels,
+        tmp_path_factory.mktemp("work"),
+        data_path=str(real_data),
+    )
 
 
 # --- the committed notebooks -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_committed_without_outputs(name: str) -> None:
     notebook = nbformat.read(REPO / name, as_version=4)
-    dirty = [cell.get("id") for cell in notebook.cells if cell.cell_type == "code"
-             and (cell.outputs or cell.execution_count is not None)]
-    assert dirty == [], (f"{name} has outputs in cells {dirty}; clear them before committing: "
-                         f"jupyter nbconvert --clear-output --inplace {name}")
+    dirty = [
+        cell.get("id")
+        for cell in notebook.cells
+        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None)
+    ]
+    assert dirty == [], (
+        f"{name} has outputs in cells {dirty}; clear them before committing: "
+        f"jupyter nbconvert --clear-output --inplace {name}"
+    )
 
 
-@pytest.mark.parametrize(("name", "parameters"), [("data_debugging.ipynb", 'data_path = "./data.tar.gz"'),
-                                                    ("data_output.ipynb", "top_n = 10")])
+@pytest.mark.parametrize(
+    ("name", "parameters"),
+    [("data_debugging.ipynb", 'data_path = "./data.tar.gz"'), ("data_output.ipynb", "top_n = 10")],
+)
 def test_notebook_imports_duel_first_then_parameters(name: str, parameters: str) -> None:
-    code = [cell for cell in nbformat.read(REPO / name, as_version=4).cells if cell.cell_type == "code"]
+    code = [
+        cell for cell in nbformat.read(REPO / name, as_version=4).cells if cell.cell_type == "code"
+    ]
     tagged = [i for i, cell in enumerate(code) if "parameters" in cell.metadata.get("tags", [])]
-    assert ("import duel" in code[0].source.splitlines(), tagged, code[1].source.split("  #")[0]) == (
-        True, [1], parameters)
+    assert (
+        "import duel" in code[0].source.splitlines(),
+        tagged,
+        code[1].source.split("  #")[0],
+    ) == (True, [1], parameters)
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -115,7 +169,11 @@ def test_notebook_sections_ask_then_answer(name: str) -> None:
     notebook = nbformat.read(REPO / name, as_version=4)
     sections: list[list[str]] = []
     for cell in notebook.cells:
-        if cell.cell_type == "markdown" and cell.source.startswith("## ") and cell.source[3].isdigit():
+        if (
+            cell.cell_type == "markdown"
+            and cell.source.startswith("## ")
+            and cell.source[3].isdigit()
+        ):
             sections.append([cell.source.splitlines()[0]])
         elif sections and "answer" in cell.metadata.get("tags", []):
             sections[-1].append("answer")
@@ -125,64 +183,97 @@ def test_notebook_sections_ask_then_answer(name: str) -> None:
 
 # --- data_debugging.ipynb --------------------------------------------------------------------
 
+
 @pytest.mark.slow  # executes the notebook on the real dump (and dbt)
-def test_data_debugging_runs_without_errors(debugging_first: NotebookNode, debugging_second: NotebookNode) -> None:
+def test_data_debugging_runs_without_errors(
+    debugging_first: NotebookNode, debugging_second: NotebookNode
+) -> None:
     assert (errors(debugging_first), errors(debugging_second)) == ([], [])
 
 
 @pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_debugging_draws_its_charts(debugging_first: NotebookNode) -> None:
-    assert plotly_outputs(debugging_first) == 4  # field profile, distributions, record split, batches
+    assert (
+        plotly_outputs(debugging_first) == 4
+    )  # field profile, distributions, record split, batches
 
 
 @pytest.mark.slow  # executes the notebook on the real dump (and dbt)
-def test_data_debugging_file_counts_equal_the_ledger(debugging_first: NotebookNode, nb_settings: Settings) -> None:
-    ledger = dict(query(nb_settings, "select status, count(*)::int from raw.batch_files where batch_id = 1"
-                                     " group by 1"))
+def test_data_debugging_file_counts_equal_the_ledger(
+    debugging_first: NotebookNode, nb_settings: Settings
+) -> None:
+    ledger = dict(
+        query(
+            nb_settings,
+            "select status, count(*)::int from raw.batch_files where batch_id = 1 group by 1",
+        )
+    )
     total = sum(ledger.values())
     assert printed(debugging_first, "files-answer") == (
         f"Of {total:,} files, {ledger.get('loaded', 0):,} are clean, {ledger.get('repaired', 0):,} need a repair, "
-        f"{ledger.get('quarantined', 0):,} would be quarantined and {ledger.get('skipped', 0):,} skipped.\n")
+        f"{ledger.get('quarantined', 0):,} would be quarantined and {ledger.get('skipped', 0):,} skipped.\n"
+    )
 
 
 @pytest.mark.slow  # executes the notebook on the real dump (and dbt)
-def test_data_debugging_batch_summary_equals_raw_batches(debugging_first: NotebookNode,
-                                                          nb_settings: Settings) -> None:
+def test_data_debugging_batch_summary_equals_raw_batches(
+    debugging_first: NotebookNode, nb_settings: Settings
+) -> None:
     [(loaded, repaired, unchanged, quarantined, skipped, seen)] = query(
-        nb_settings, "select loaded, repaired, unchanged, quarantined, skipped, files_seen from raw.batches"
-                     " where batch_id = 1")
+        nb_settings,
+        "select loaded, repaired, unchanged, quarantined, skipped, files_seen from raw.batches"
+        " where batch_id = 1",
+    )
     assert printed(debugging_first, "load-answer") == (
         f"Batch 1: loaded {loaded:,} (repaired {repaired:,}), unchanged {unchanged:,}, "
-        f"quarantined {quarantined:,}, skipped {skipped:,} of {seen:,} files.\n")
+        f"quarantined {quarantined:,}, skipped {skipped:,} of {seen:,} files.\n"
+    )
     assert (loaded, repaired, seen) == (10000, 222, 10000)
 
 
 @pytest.mark.slow  # executes the notebook on the real dump (and dbt)
-def test_data_debugging_rerun_loads_nothing_twice(debugging_second: NotebookNode, nb_settings: Settings) -> None:
+def test_data_debugging_rerun_loads_nothing_twice(
+    debugging_second: NotebookNode, nb_settings: Settings
+) -> None:
     assert printed(debugging_second, "load-answer") == (
-        "Batch 2: loaded 0 (repaired 0), unchanged 10,000, quarantined 0, skipped 0 of 10,000 files.\n")
-    assert query(nb_settings, "select count(*), count(distinct source_name) from raw.user_documents") == [
-        (10000, 10000)]
+        "Batch 2: loaded 0 (repaired 0), unchanged 10,000, quarantined 0, skipped 0 of 10,000 files.\n"
+    )
+    assert query(
+        nb_settings, "select count(*), count(distinct source_name) from raw.user_documents"
+    ) == [(10000, 10000)]
 
 
 @pytest.mark.slow  # executes the notebook on the real dump (and dbt)
-def test_data_debugging_malformed_and_split(debugging_first: NotebookNode, nb_settings: Settings) -> None:
+def test_data_debugging_malformed_and_split(
+    debugging_first: NotebookNode, nb_settings: Settings
+) -> None:
     """The malformed count and the first repair's change equal what the load recorded."""
     [(repaired, first, appended, removed)] = query(
-        nb_settings, "select count(*) over (), f.source_name, d.repair->>'appended', d.repair->>'removed'"
-                     " from raw.batch_files f join raw.user_documents d using (source_name, content_sha256)"
-                     " where f.batch_id = 1 and f.status = 'repaired' order by f.file_seq limit 1")
+        nb_settings,
+        "select count(*) over (), f.source_name, d.repair->>'appended', d.repair->>'removed'"
+        " from raw.batch_files f join raw.user_documents d using (source_name, content_sha256)"
+        " where f.batch_id = 1 and f.status = 'repaired' order by f.file_seq limit 1",
+    )
     assert printed(debugging_first, "malformed-answer") == (
         f"{repaired:,} files are malformed (closed {repaired:,}); in {first} the repair appended the missing "
-        f"closing bracket(s) {appended!r}, after dropping trailing {removed!r}.\n")
-    assert printed(debugging_first, "split-answer") == "4,967 of 10,000 records are clean (49.7%); 5,033 are messy.\n"
+        f"closing bracket(s) {appended!r}, after dropping trailing {removed!r}.\n"
+    )
+    assert (
+        printed(debugging_first, "split-answer")
+        == "4,967 of 10,000 records are clean (49.7%); 5,033 are messy.\n"
+    )
 
 
 # --- data_output.ipynb -----------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
-def output_run(debugging_second: NotebookNode, nb_settings: Settings, kernels: KernelSpecManager,
-               tmp_path_factory: pytest.TempPathFactory) -> NotebookNode:
+def output_run(
+    debugging_second: NotebookNode,
+    nb_settings: Settings,
+    kernels: KernelSpecManager,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> NotebookNode:
     """dbt builds the models once over what the debugging notebook loaded; then the results run."""
     from duel.transform import build_models
 
@@ -202,45 +293,79 @@ def test_data_output_draws_its_charts(output_run: NotebookNode) -> None:
 
 
 def test_data_output_reads_models_only() -> None:
-    sources = "\n".join(cell.source for cell in nbformat.read(REPO / "data_output.ipynb", as_version=4).cells
-                        if cell.cell_type == "code")
+    sources = "\n".join(
+        cell.source
+        for cell in nbformat.read(REPO / "data_output.ipynb", as_version=4).cells
+        if cell.cell_type == "code"
+    )
     schemas = set(re.findall(r"\b(\w+)\.\w+ as \w+\b", sources))
-    forbidden = [word for word in ("psycopg", "connect(", "postgresql://", "password", "raw.", "create ",
-                                   "insert ", "os.environ") if word in sources.lower()]
+    forbidden = [
+        word
+        for word in (
+            "psycopg",
+            "connect(",
+            "postgresql://",
+            "password",
+            "raw.",
+            "create ",
+            "insert ",
+            "os.environ",
+        )
+        if word in sources.lower()
+    ]
     assert (schemas, forbidden) == ({"dbt", "dbt_lookup"}, [])
 
 
 @pytest.mark.slow  # executes the notebook on the real dump (and dbt)
-def test_data_output_overview_equals_the_model(output_run: NotebookNode, nb_settings: Settings) -> None:
-    [(users, programs, tasks, known, share, sales_known, sales_share, sales, rate, rate_tasks)] = query(
-        nb_settings, "select user_count, program_count, task_count, engagement_known, engagement_known_share,"
-                     " sales_known, sales_known_share, sales, engagement_rate, engagement_rate_tasks"
-                     " from dbt_analysis.overview")
+def test_data_output_overview_equals_the_model(
+    output_run: NotebookNode, nb_settings: Settings
+) -> None:
+    [(users, programs, tasks, known, share, sales_known, sales_share, sales, rate, rate_tasks)] = (
+        query(
+            nb_settings,
+            "select user_count, program_count, task_count, engagement_known, engagement_known_share,"
+            " sales_known, sales_known_share, sales, engagement_rate, engagement_rate_tasks"
+            " from dbt_analysis.overview",
+        )
+    )
     assert printed(output_run, "overview-answer") == (
         f"{users:,} users, {programs:,} programs and {tasks:,} tasks; engagement is known for {known:,} tasks "
         f"({float(share):.1%}), sales for {sales_known:,} programs ({float(sales_share):.1%}, {float(sales):,.2f} in "
-        f"all); the engagement rate is {float(rate):.2%} over {rate_tasks:,} tasks.\n")
+        f"all); the engagement rate is {float(rate):.2%} over {rate_tasks:,} tasks.\n"
+    )
     assert (users, programs, tasks) == (10000, 10000, 10000)
 
 
 @pytest.mark.slow  # executes the notebook on the real dump (and dbt)
-def test_data_output_platforms_are_compared_by_averages(output_run: NotebookNode, nb_settings: Settings) -> None:
+def test_data_output_platforms_are_compared_by_averages(
+    output_run: NotebookNode, nb_settings: Settings
+) -> None:
     [(platform, average, known, tasks)] = query(
-        nb_settings, "select platform, engagement_average, engagement_known, task_count"
-                     " from dbt_analysis.engagement_by_platform where not is_unknown_platform"
-                     " order by engagement_average desc, platform limit 1")
+        nb_settings,
+        "select platform, engagement_average, engagement_known, task_count"
+        " from dbt_analysis.engagement_by_platform where not is_unknown_platform"
+        " order by engagement_average desc, platform limit 1",
+    )
     [(rated, rate, rate_tasks)] = query(
-        nb_settings, "select platform, engagement_rate, engagement_rate_tasks from dbt_analysis.engagement_by_platform"
-                     " where not is_unknown_platform order by engagement_rate desc, platform limit 1")
+        nb_settings,
+        "select platform, engagement_rate, engagement_rate_tasks from dbt_analysis.engagement_by_platform"
+        " where not is_unknown_platform order by engagement_rate desc, platform limit 1",
+    )
     assert printed(output_run, "platform-answer") == (
         f"{platform} has the most engagement per known task ({float(average):,.1f}, over {known:,} of its {tasks:,} "
-        f"tasks); {rated} has the highest engagement rate ({float(rate):.2%}, over {rate_tasks:,} tasks).\n")
+        f"tasks); {rated} has the highest engagement rate ({float(rate):.2%}, over {rate_tasks:,} tasks).\n"
+    )
 
 
 @pytest.mark.slow  # executes the notebook on the real dump (and dbt)
-def test_data_output_top_advocates_equal_the_model(output_run: NotebookNode, nb_settings: Settings) -> None:
-    rows = query(nb_settings, "select ranking, label, value from dbt_analysis.top_advocates"
-                              " where rank = 1 order by ranking")
+def test_data_output_top_advocates_equal_the_model(
+    output_run: NotebookNode, nb_settings: Settings
+) -> None:
+    rows = query(
+        nb_settings,
+        "select ranking, label, value from dbt_analysis.top_advocates"
+        " where rank = 1 order by ranking",
+    )
     leaders = []
     for ranking in sorted({r[0] for r in rows}):
         names = sorted(label for rank, label, _ in rows if rank == ranking)
@@ -248,42 +373,65 @@ def test_data_output_top_advocates_equal_the_model(output_run: NotebookNode, nb_
         who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
         shown = f"{float(value):,.2f}" if ranking == "sales" else f"{float(value):,.0f}"
         leaders.append(f"by {ranking}, {who} ({shown}{' each' if len(names) > 1 else ''})")
-    assert printed(output_run, "advocates-answer") == "The top advocates: " + "; ".join(leaders) + ".\n"
+    assert (
+        printed(output_run, "advocates-answer")
+        == "The top advocates: " + "; ".join(leaders) + ".\n"
+    )
     assert [r[0] for r in rows][:1] == ["engagement"]
 
 
 @pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_output_sales_equal_the_model(output_run: NotebookNode, nb_settings: Settings) -> None:
-    [(known, programs, sales)] = query(nb_settings, "select sum(sales_known)::int, sum(program_count)::int,"
-                                                    " sum(attributed_sales) from dbt_analysis.sales_attribution")
+    [(known, programs, sales)] = query(
+        nb_settings,
+        "select sum(sales_known)::int, sum(program_count)::int,"
+        " sum(attributed_sales) from dbt_analysis.sales_attribution",
+    )
     [(outliers, scored, threshold)] = query(
-        nb_settings, "select count(*) filter (where is_outlier)::int, count(*) filter (where is_scored)::int,"
-                     " max(outlier_threshold) from dbt_analysis.sales_outliers")
+        nb_settings,
+        "select count(*) filter (where is_outlier)::int, count(*) filter (where is_scored)::int,"
+        " max(outlier_threshold) from dbt_analysis.sales_outliers",
+    )
     assert printed(output_run, "sales-answer") == (
         f"{known:,} of {programs:,} programs have known sales, {float(sales):,.2f} in all; {outliers:,} of {scored:,} "
-        f"scored programs are outliers within their peer group (|modified z| > {float(threshold):g}).\n")
+        f"scored programs are outliers within their peer group (|modified z| > {float(threshold):g}).\n"
+    )
 
 
 @pytest.mark.slow  # executes the notebook on the real dump (and dbt)
-def test_data_output_quality_equals_the_model(output_run: NotebookNode, nb_settings: Settings) -> None:
+def test_data_output_quality_equals_the_model(
+    output_run: NotebookNode, nb_settings: Settings
+) -> None:
     [(batch, clean, records, share)] = query(
-        nb_settings, "select batch_id, clean_records, records, clean_share from dbt_analysis.data_quality_summary"
-                     " order by batch_id desc limit 1")
-    defects = query(nb_settings, "select record_type, field, defect, defect_count, records from dbt_analysis.data_quality"
-                                 " where batch_id = %s and field <> '(all fields)' and record_type <> 'file'", (batch,))
+        nb_settings,
+        "select batch_id, clean_records, records, clean_share from dbt_analysis.data_quality_summary"
+        " order by batch_id desc limit 1",
+    )
+    defects = query(
+        nb_settings,
+        "select record_type, field, defect, defect_count, records from dbt_analysis.data_quality"
+        " where batch_id = %s and field <> '(all fields)' and record_type <> 'file'",
+        (batch,),
+    )
     kind, field, defect, count, of = min(defects, key=lambda row: (-row[3], row[1]))
     assert printed(output_run, "quality-answer") == (
         f"In batch {batch}, {clean:,} of {records:,} records are fully clean ({float(share):.1%}); the most "
-        f"frequent defect is {kind}.{field} {defect} ({count:,} of {of:,}).\n")
+        f"frequent defect is {kind}.{field} {defect} ({count:,} of {of:,}).\n"
+    )
 
 
 @pytest.mark.slow  # executes the notebook on the real dump (and dbt)
-def test_data_output_joined_query_one_row_per_task(output_run: NotebookNode, nb_settings: Settings) -> None:
+def test_data_output_joined_query_one_row_per_task(
+    output_run: NotebookNode, nb_settings: Settings
+) -> None:
     [(tasks, users, programs, brands)] = query(
-        nb_settings, "select count(*)::int, count(distinct t.user_key)::int, count(distinct t.program_key)::int,"
-                     " count(distinct p.brand_id)::int from dbt.tasks_completed t"
-                     " join dbt.advocacy_programs p using (program_key)")
+        nb_settings,
+        "select count(*)::int, count(distinct t.user_key)::int, count(distinct t.program_key)::int,"
+        " count(distinct p.brand_id)::int from dbt.tasks_completed t"
+        " join dbt.advocacy_programs p using (program_key)",
+    )
     assert printed(output_run, "join-answer") == (
         f"The join returns {tasks:,} rows, one per task, for {users:,} users, {programs:,} programs and "
-        f"{brands:,} brands.\n")
+        f"{brands:,} brands.\n"
+    )
     assert tasks == 10000

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-
 from conftest import REPO, free_port, run_cli
+
 from duel import __version__
 from duel.notify import Delivery, deliver, failure_message, notify_failure, success_message
 from duel.settings import Settings
@@ -38,9 +38,11 @@ class SmtpSink:
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd hook)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))  # type: ignore[arg-type]
+        self.messages.append(
+            email.message_from_bytes(envelope.content, policy=email.policy.default)
+        )  # type: ignore[arg-type]
         return "250 OK"
 
 
@@ -52,7 +54,7 @@ class WebhookSink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server hook)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 sink.requests.append((self.path, self.headers["Content-Type"], json.loads(body)))
                 self.send_response(status)
@@ -95,15 +97,25 @@ def real_slice(real_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def notify_env(smtp: SmtpSink, webhook: WebhookSink | None = None) -> dict[str, str]:
-    env = {"DUEL_SMTP_HOST": "127.0.0.1", "DUEL_SMTP_PORT": str(smtp.port), "DUEL_SMTP_STARTTLS": "false",
-           "DUEL_NOTIFY_FROM": "duel@example.test", "DUEL_NOTIFY_TO": "ops@example.test, data@example.test"}
+    env = {
+        "DUEL_SMTP_HOST": "127.0.0.1",
+        "DUEL_SMTP_PORT": str(smtp.port),
+        "DUEL_SMTP_STARTTLS": "false",
+        "DUEL_NOTIFY_FROM": "duel@example.test",
+        "DUEL_NOTIFY_TO": "ops@example.test, data@example.test",
+    }
     if webhook:
         env["DUEL_NOTIFY_WEBHOOK"] = webhook.url
     return env
 
 
-def sink_settings(settings: Settings, smtp: SmtpSink | None = None, webhook: WebhookSink | None = None) -> Settings:
-    overrides: dict[str, Any] = {"notify_from": "duel@example.test", "notify_to": ("ops@example.test",)}
+def sink_settings(
+    settings: Settings, smtp: SmtpSink | None = None, webhook: WebhookSink | None = None
+) -> Settings:
+    overrides: dict[str, Any] = {
+        "notify_from": "duel@example.test",
+        "notify_to": ("ops@example.test",),
+    }
     if smtp:
         overrides.update(smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_starttls=False)
     if webhook:
@@ -117,56 +129,97 @@ def text_of(message: EmailMessage) -> str:
 
 
 def failure_body(step: str, error: str) -> str:
-    return (f"The duel pipeline FAILED (duel {__version__}).\n\nStep:  {step}\nError: {error}\n\n"
-            "Fix the cause and run `duel run` again; running the step alone (e.g. `duel transform`)\n"
-            "shows its full output.\n")
+    return (
+        f"The duel pipeline FAILED (duel {__version__}).\n\nStep:  {step}\nError: {error}\n\n"
+        "Fix the cause and run `duel run` again; running the step alone (e.g. `duel transform`)\n"
+        "shows its full output.\n"
+    )
 
 
 def attachments(message: EmailMessage) -> dict[str, bytes]:
-    return {part.get_filename(): part.get_payload(decode=True) for part in message.iter_attachments()}  # type: ignore[misc]
+    return {
+        part.get_filename(): part.get_payload(decode=True) for part in message.iter_attachments()
+    }  # type: ignore[misc]
 
 
 # --- the library, against the sinks -----------------------------------------------------------
 
+
 def test_deliver_is_off_when_nothing_is_configured(settings: Settings) -> None:
-    assert deliver(settings, failure_message("ingest", "boom")) == Delivery(email="off", webhook="off")
+    assert deliver(settings, failure_message("ingest", "boom")) == Delivery(
+        email="off", webhook="off"
+    )
 
 
-def test_notify_failure_reaches_smtp_and_webhook(settings: Settings, smtp_sink: SmtpSink,
-                                                  webhook_sink: WebhookSink) -> None:
-    result = notify_failure(sink_settings(settings, smtp_sink, webhook_sink), "transform",
-                            "transform failed: dbt build failed\nsecond line is dropped")
+def test_notify_failure_reaches_smtp_and_webhook(
+    settings: Settings, smtp_sink: SmtpSink, webhook_sink: WebhookSink
+) -> None:
+    result = notify_failure(
+        sink_settings(settings, smtp_sink, webhook_sink),
+        "transform",
+        "transform failed: dbt build failed\nsecond line is dropped",
+    )
     assert result == Delivery(email="sent", webhook="sent")
     assert smtp_sink.envelopes == [("duel@example.test", ["ops@example.test"])]
     mail = smtp_sink.messages[0]
     assert (mail["Subject"], mail["From"], mail["To"]) == (
-        "duel run FAILED at step transform", "duel@example.test", "ops@example.test")
+        "duel run FAILED at step transform",
+        "duel@example.test",
+        "ops@example.test",
+    )
     assert text_of(mail) == failure_body("transform", "transform failed: dbt build failed")
-    assert webhook_sink.requests == [("/hooks/duel", "application/json", {
-        "text": ":x: duel run FAILED at step transform: transform failed: dbt build failed",
-        "duel": {"status": "failed", "step": "transform", "error": "transform failed: dbt build failed"},
-    })]
+    assert webhook_sink.requests == [
+        (
+            "/hooks/duel",
+            "application/json",
+            {
+                "text": ":x: duel run FAILED at step transform: transform failed: dbt build failed",
+                "duel": {
+                    "status": "failed",
+                    "step": "transform",
+                    "error": "transform failed: dbt build failed",
+                },
+            },
+        )
+    ]
 
 
 def test_success_message_attaches_existing_files_only(tmp_path: Path) -> None:
     report = tmp_path / "report.html"
     report.write_text("<html></html>")
-    summary = {"batch_id": 3, "files_seen": 12, "loaded": 10, "repaired": 1, "quarantined": 2,
-               "skipped": 0, "unchanged": 0, "steps": {"ingest": 1.25}}
+    summary = {
+        "batch_id": 3,
+        "files_seen": 12,
+        "loaded": 10,
+        "repaired": 1,
+        "quarantined": 2,
+        "skipped": 0,
+        "unchanged": 0,
+        "steps": {"ingest": 1.25},
+    }
     message = success_message(summary, [report, tmp_path / "missing.html"])
     assert message.attachments == (report,)
     assert message.subject == "duel run succeeded: batch 3, 10 loaded, 2 quarantined"
-    assert message.payload == {"text": ":white_check_mark: duel run succeeded: batch 3, 10 loaded, 2 quarantined",
-                               "duel": {"status": "success", "summary": summary}}
+    assert message.payload == {
+        "text": ":white_check_mark: duel run succeeded: batch 3, 10 loaded, 2 quarantined",
+        "duel": {"status": "success", "summary": summary},
+    }
 
 
-def test_deliver_logs_and_goes_on_when_channels_fail(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+def test_deliver_logs_and_goes_on_when_channels_fail(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     broken = WebhookSink(status=500)
     broken.thread.start()
     try:
         closed_port = free_port()  # nothing listens there
-        target = settings.with_overrides(smtp_host="127.0.0.1", smtp_port=closed_port, smtp_starttls=False,
-                                         notify_to=("ops@example.test",), notify_webhook=broken.url)
+        target = settings.with_overrides(
+            smtp_host="127.0.0.1",
+            smtp_port=closed_port,
+            smtp_starttls=False,
+            notify_to=("ops@example.test",),
+            notify_webhook=broken.url,
+        )
         result = deliver(target, failure_message("ingest", "boom"))
     finally:
         broken.server.shutdown()
@@ -181,52 +234,91 @@ def test_deliver_logs_and_goes_on_when_channels_fail(settings: Settings, caplog:
 
 # --- `duel run`, end to end -------------------------------------------------------------------
 
+
 @pytest.mark.slow
-def test_run_success_mails_summary_with_report_attached(settings: Settings, real_slice: Path,
-                                                         smtp_sink: SmtpSink, webhook_sink: WebhookSink) -> None:
-    done = run_cli(settings, "run", str(real_slice), "--json", **notify_env(smtp_sink, webhook_sink))
+def test_run_success_mails_summary_with_report_attached(
+    settings: Settings, real_slice: Path, smtp_sink: SmtpSink, webhook_sink: WebhookSink
+) -> None:
+    done = run_cli(
+        settings, "run", str(real_slice), "--json", **notify_env(smtp_sink, webhook_sink)
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert [len(smtp_sink.messages), len(webhook_sink.requests)] == [1, 1]
     mail = smtp_sink.messages[0]
-    assert mail["Subject"] == f"duel run succeeded: batch {summary['batch_id']}, {SLICE_FILES} loaded, 0 quarantined"
+    assert (
+        mail["Subject"]
+        == f"duel run succeeded: batch {summary['batch_id']}, {SLICE_FILES} loaded, 0 quarantined"
+    )
     assert mail["To"] == "ops@example.test, data@example.test"
     body = text_of(mail)
     assert f"  files seen   {SLICE_FILES:>9,}\n" in body
     assert f"  loaded       {SLICE_FILES:>9,}  (repaired {summary['repaired']:,})\n" in body
-    assert [line.split()[0] for line in body.split("Steps (seconds)\n")[1].splitlines() if line.startswith("  ")] \
-        == list(summary["steps"])
+    assert [
+        line.split()[0]
+        for line in body.split("Steps (seconds)\n")[1].splitlines()
+        if line.startswith("  ")
+    ] == list(summary["steps"])
     report = settings.out_dir / "report.html"
     assert attachments(mail) == {"report.html": report.read_bytes()}
-    assert webhook_sink.requests[0][2] == {"text": f":white_check_mark: {mail['Subject']}",
-                                           "duel": {"status": "success", "summary": summary}}
+    assert webhook_sink.requests[0][2] == {
+        "text": f":white_check_mark: {mail['Subject']}",
+        "duel": {"status": "success", "summary": summary},
+    }
 
 
 @pytest.mark.slow
-def test_run_failure_mails_the_failed_step(settings: Settings, real_slice: Path, smtp_sink: SmtpSink,
-                                           webhook_sink: WebhookSink, tmp_path: Path) -> None:
+def test_run_failure_mails_the_failed_step(
+    settings: Settings,
+    real_slice: Path,
+    smtp_sink: SmtpSink,
+    webhook_sink: WebhookSink,
+    tmp_path: Path,
+) -> None:
     broken = tmp_path / "dbt"
     shutil.copytree(REPO / "dbt" / "duel", broken, ignore=shutil.ignore_patterns("target", "logs"))
     model = broken / "models" / "core" / "base.sql"
     model.write_text(model.read_text() + "\nthis is not sql\n")
-    done = run_cli(settings, "run", str(real_slice), DUEL_DBT_PROJECT_DIR=str(broken),
-                   DBT_PROFILES_DIR=str(broken), **notify_env(smtp_sink, webhook_sink))
+    done = run_cli(
+        settings,
+        "run",
+        str(real_slice),
+        DUEL_DBT_PROJECT_DIR=str(broken),
+        DBT_PROFILES_DIR=str(broken),
+        **notify_env(smtp_sink, webhook_sink),
+    )
     assert done.returncode == 1
     error = done.stderr.strip().splitlines()[-1].removeprefix("error: ")  # the CLI's one-line error
     mail = smtp_sink.messages[0]
     assert (len(smtp_sink.messages), mail["Subject"]) == (1, "duel run FAILED at step transform")
     assert text_of(mail) == failure_body("transform", error)
     assert attachments(mail) == {}
-    assert webhook_sink.requests == [("/hooks/duel", "application/json", {
-        "text": f":x: duel run FAILED at step transform: {error}",
-        "duel": {"status": "failed", "step": "transform", "error": error}})]
+    assert webhook_sink.requests == [
+        (
+            "/hooks/duel",
+            "application/json",
+            {
+                "text": f":x: duel run FAILED at step transform: {error}",
+                "duel": {"status": "failed", "step": "transform", "error": error},
+            },
+        )
+    ]
 
 
 @pytest.mark.slow
-def test_run_succeeds_when_notifications_cannot_be_sent(settings: Settings, real_slice: Path) -> None:
+def test_run_succeeds_when_notifications_cannot_be_sent(
+    settings: Settings, real_slice: Path
+) -> None:
     closed_port = free_port()
-    done = run_cli(settings, "run", str(real_slice), DUEL_SMTP_HOST="127.0.0.1", DUEL_SMTP_PORT=str(closed_port),
-                   DUEL_SMTP_STARTTLS="false", DUEL_NOTIFY_TO="ops@example.test")
+    done = run_cli(
+        settings,
+        "run",
+        str(real_slice),
+        DUEL_SMTP_HOST="127.0.0.1",
+        DUEL_SMTP_PORT=str(closed_port),
+        DUEL_SMTP_STARTTLS="false",
+        DUEL_NOTIFY_TO="ops@example.test",
+    )
     assert done.returncode == 0, done.stderr
     assert "notification: could not send email: ConnectionRefusedError: " in done.stderr
 
@@ -236,6 +328,10 @@ def test_failed_step_is_the_first_stage_that_did_not_finish(tmp_path: Path) -> N
     from duel.pipeline import StepResult, failed_step
 
     done = [StepResult("database", 0.1), StepResult("ingest", 0.2)]
-    assert [failed_step(StepFailed("dbt build", "x"), done), failed_step(SourceError("no such path"), []),
-            failed_step(RuntimeError("x"), [*done, StepResult("transform", 1), StepResult("report", 1)])] == [
-        "transform", "ingest", "export"]
+    assert [
+        failed_step(StepFailed("dbt build", "x"), done),
+        failed_step(SourceError("no such path"), []),
+        failed_step(
+            RuntimeError("x"), [*done, StepResult("transform", 1), StepResult("report", 1)]
+        ),
+    ] == ["transform", "ingest", "export"]

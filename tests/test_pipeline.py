@@ -23,48 +23,95 @@ def task_imports(path: Path) -> dict[str, set[str]]:
     tasks: dict[str, set[str]] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef) and any(
-                (isinstance(d, ast.Name) and d.id == "task") or (isinstance(d, ast.Call) and getattr(d.func, "id", "") == "task")
-                for d in node.decorator_list):
-            tasks[node.name] = {n.module for n in ast.walk(node) if isinstance(n, ast.ImportFrom) and n.module}
+            (isinstance(d, ast.Name) and d.id == "task")
+            or (isinstance(d, ast.Call) and getattr(d.func, "id", "") == "task")
+            for d in node.decorator_list
+        ):
+            tasks[node.name] = {
+                n.module for n in ast.walk(node) if isinstance(n, ast.ImportFrom) and n.module
+            }
     return tasks
 
 
 def test_pipeline_dag_tasks_call_only_stage_functions() -> None:
     tasks = task_imports(DAG)
-    assert sorted(tasks) == ["check_shards", "dbt_build", "export", "ingest_shard", "notify", "prepare", "report"]
-    assert {name: modules - ALLOWED for name, modules in tasks.items()} == dict.fromkeys(tasks, set())
+    assert sorted(tasks) == [
+        "check_shards",
+        "dbt_build",
+        "export",
+        "ingest_shard",
+        "notify",
+        "prepare",
+        "report",
+    ]
+    assert {name: modules - ALLOWED for name, modules in tasks.items()} == dict.fromkeys(
+        tasks, set()
+    )
     assert {name for name, modules in tasks.items() if "duel.pipeline" in modules} == {
-        "prepare", "dbt_build", "report", "export"}
+        "prepare",
+        "dbt_build",
+        "report",
+        "export",
+    }
 
 
 def test_pipeline_run_uses_the_stage_functions_in_order() -> None:
     source = ast.parse(Path(pipeline.__file__).read_text(encoding="utf-8"))
-    run = next(n for n in ast.walk(source) if isinstance(n, ast.FunctionDef) and n.name == "_run_stages")
-    calls = [n for n in ast.walk(run) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
-             and n.func.id.endswith("_stage")]
+    run = next(
+        n for n in ast.walk(source) if isinstance(n, ast.FunctionDef) and n.name == "_run_stages"
+    )
+    calls = [
+        n
+        for n in ast.walk(run)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id.endswith("_stage")
+    ]
     called = [n.func.id for n in sorted(calls, key=lambda n: (n.lineno, n.col_offset))]  # type: ignore[attr-defined]
-    assert called == ["database_stage", "ingest_stage", "transform_stage", "report_stage", "export_stage"]
+    assert called == [
+        "database_stage",
+        "ingest_stage",
+        "transform_stage",
+        "report_stage",
+        "export_stage",
+    ]
     assert pipeline.PRODUCTION_UNIT_TESTS is False
 
 
 def _dump(path: Path, names: range) -> Path:
     (path / "mixed").mkdir(parents=True)
-    task = {"task_id": None, "platform": "tiktok", "post_url": None, "likes": 1, "comments": 2, "shares": 3,
-            "reach": 10}
+    task = {
+        "task_id": None,
+        "platform": "tiktok",
+        "post_url": None,
+        "likes": 1,
+        "comments": 2,
+        "shares": 3,
+        "reach": 10,
+    }
     for n in names:
-        program = {"program_id": None, "brand": "Acme", "tasks_completed": [task], "total_sales_attributed": n}
-        (path / "mixed" / f"user_{n}.json").write_text(json.dumps({"user_id": None, "name": f"User {n}",
-                                                                   "advocacy_programs": [program]}))
+        program = {
+            "program_id": None,
+            "brand": "Acme",
+            "tasks_completed": [task],
+            "total_sales_attributed": n,
+        }
+        (path / "mixed" / f"user_{n}.json").write_text(
+            json.dumps({"user_id": None, "name": f"User {n}", "advocacy_programs": [program]})
+        )
     return path
 
 
 def _outputs(settings: Settings) -> dict[str, bytes]:
-    return {str(p.relative_to(settings.out_dir)): p.read_bytes() for p in sorted(settings.out_dir.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(settings.out_dir)): p.read_bytes()
+        for p in sorted(settings.out_dir.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.slow
-def test_pipeline_second_run_with_nothing_new_rebuilds_nothing(settings: Settings, tmp_path: Path) -> None:
+def test_pipeline_second_run_with_nothing_new_rebuilds_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
     data = _dump(tmp_path / "d", range(3))
     first = pipeline.run_pipeline(settings, data, notify=False)
     assert first.nothing_changed is False
@@ -72,8 +119,13 @@ def test_pipeline_second_run_with_nothing_new_rebuilds_nothing(settings: Setting
     outputs = _outputs(settings)
     second = pipeline.run_pipeline(settings, data, notify=False)
     assert (second.nothing_changed, second.ingest.unchanged, [s.name for s in second.steps]) == (
-        True, 3, ["database", "ingest", "transform", "report", "export"])
-    assert all(s.detail.startswith("skipped: nothing changed since the build of") for s in second.steps[2:])
+        True,
+        3,
+        ["database", "ingest", "transform", "report", "export"],
+    )
+    assert all(
+        s.detail.startswith("skipped: nothing changed since the build of") for s in second.steps[2:]
+    )
     assert second.summary()["nothing_changed"] is True
     assert query(settings, "select t::text from dbt.base t order by 1") == tables
     assert _outputs(settings) == outputs

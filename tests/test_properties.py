@@ -35,15 +35,33 @@ from duel.load import ingest
 from duel.repair import UTF8_BOM, parse_document
 from duel.settings import Settings
 
-hsettings.register_profile("ci", max_examples=300, derandomize=True, deadline=None, print_blob=True,
-                           suppress_health_check=[HealthCheck.too_slow])
+hsettings.register_profile(
+    "ci",
+    max_examples=300,
+    derandomize=True,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 hsettings.register_profile("dev", max_examples=1000, deadline=None)
 hsettings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 SAMPLE = 60  # real documents to mutate (the first of the dump, clean and malformed alike)
 ENCODINGS = ("latin-1", "cp1252", "utf-16", "utf-16-le", "utf-16-be", "utf-8-sig", "utf-32")
-EXTREME_NUMBERS = (b"1e-16383", b"1e-16384", b"1e-20000", b"1.00e-16383", b"0e-20000", b"0e1073741823",
-                   b"0e1073741824", b"1e131071", b"1e131072", b"-1E+131072", b"9" * 7000, b"0." + b"1" * 16384)
+EXTREME_NUMBERS = (
+    b"1e-16383",
+    b"1e-16384",
+    b"1e-20000",
+    b"1.00e-16383",
+    b"0e-20000",
+    b"0e1073741823",
+    b"0e1073741824",
+    b"1e131071",
+    b"1e131072",
+    b"-1E+131072",
+    b"9" * 7000,
+    b"0." + b"1" * 16384,
+)
 
 
 @functools.cache
@@ -72,30 +90,57 @@ def mutated(draw: st.DrawFn) -> bytes:
     """A real document with one to three hostile edits."""
     data = draw(documents())
     for _ in range(draw(st.integers(min_value=1, max_value=3))):
-        kind = draw(st.sampled_from(("truncate", "delete", "duplicate", "quotes", "comment", "comma",
-                                     "bytes", "encode", "nul", "number")))
+        kind = draw(
+            st.sampled_from(
+                (
+                    "truncate",
+                    "delete",
+                    "duplicate",
+                    "quotes",
+                    "comment",
+                    "comma",
+                    "bytes",
+                    "encode",
+                    "nul",
+                    "number",
+                )
+            )
+        )
         i = _at(draw, data)
         if kind == "truncate":
             data = data[:i]
         elif kind == "delete":
-            data = data[:i] + data[i + draw(st.integers(1, 8)):]
+            data = data[:i] + data[i + draw(st.integers(1, 8)) :]
         elif kind == "duplicate":
-            data = data[:i] + data[i:i + draw(st.integers(1, 40))] + data[i:]
+            data = data[:i] + data[i : i + draw(st.integers(1, 40))] + data[i:]
         elif kind == "quotes":
             data = data.replace(b'"', b"'", draw(st.integers(1, 50)))
         elif kind == "comment":
-            data = data[:i] + draw(st.sampled_from((b"/* note */", b"// note\n", b"#", b"<!-- -->"))) + data[i:]
+            data = (
+                data[:i]
+                + draw(st.sampled_from((b"/* note */", b"// note\n", b"#", b"<!-- -->")))
+                + data[i:]
+            )
         elif kind == "comma":
             j = data.rfind(b"}", 0, i)
             data = data[:j] + b"," + data[j:] if j > 0 else data + b","
         elif kind == "bytes":
             data = data[:i] + draw(st.binary(min_size=1, max_size=6)) + data[i:]
         elif kind == "nul":
-            data = data[:i] + draw(st.sampled_from((b"\x00", b"\\u0000", b"\\ud800", b"\\udc00"))) + data[i:]
-        elif kind == "number":  # a number at or past Postgres numeric's limits, as a value or anywhere
+            data = (
+                data[:i]
+                + draw(st.sampled_from((b"\x00", b"\\u0000", b"\\ud800", b"\\udc00")))
+                + data[i:]
+            )
+        elif (
+            kind == "number"
+        ):  # a number at or past Postgres numeric's limits, as a value or anywhere
             number = draw(st.sampled_from(EXTREME_NUMBERS))
-            data = re.sub(rb"(?<=: )-?[0-9][0-9.eE+-]*", lambda _: number, data, count=1) \
-                if draw(st.booleans()) else data[:i] + number + data[i:]
+            data = (
+                re.sub(rb"(?<=: )-?[0-9][0-9.eE+-]*", lambda _: number, data, count=1)
+                if draw(st.booleans())
+                else data[:i] + number + data[i:]
+            )
         else:
             text = data.decode("utf-8", "replace").replace("a", "\u00e9", 1)
             data = text.encode(draw(st.sampled_from(ENCODINGS)), "replace")
@@ -114,7 +159,9 @@ def assert_verdict_is_storable(data: bytes, policy: str) -> None:
         assert NUL_ESCAPE.search(parsed.document) is None  # jsonb refuses \u0000
         parsed.document.decode("utf-8")  # jsonb text is UTF-8
     if parsed.repair is not None:
-        assert NUL_ESCAPE.search(orjson.dumps(parsed.repair)) is None  # the record is storable in jsonb too
+        assert (
+            NUL_ESCAPE.search(orjson.dumps(parsed.repair)) is None
+        )  # the record is storable in jsonb too
     if parsed.document is not None:
         assert NUL_ESCAPE.search(parsed.document) is None
     assert "\x00" not in (parsed.parse_error or "")  # text columns refuse NUL
@@ -141,8 +188,11 @@ def test_parse_document_truncated_is_never_clean(document: bytes, data: st.DataO
     if parsed.status == "repaired":
         record = parsed.repair or {}
         assert record["kind"] == "closed"
-        assert parsed.document == truncated[: len(truncated) - len(record["removed"].encode())] \
+        assert (
+            parsed.document
+            == truncated[: len(truncated) - len(record["removed"].encode())]
             + record["appended"].encode()
+        )
 
 
 @given(mutated())
@@ -151,13 +201,21 @@ def test_parse_document_clean_is_the_file_itself(data: bytes) -> None:
     parsed = parse_document(data)
     if parsed.status == "clean":
         assert parsed.document == data
-    if parsed.status == "repaired" and parsed.repair == {"kind": "encoding", "fixes": ["utf-8-bom"]}:
+    if parsed.status == "repaired" and parsed.repair == {
+        "kind": "encoding",
+        "fixes": ["utf-8-bom"],
+    }:
         assert UTF8_BOM + parsed.document == data  # type: ignore[operator]
 
 
-@hsettings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@hsettings(
+    max_examples=25,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(st.lists(mutated(), min_size=1, max_size=6))
-def test_ingest_accounts_for_every_mutated_file(settings: Settings, tmp_path: Path, files: list[bytes]) -> None:
+def test_ingest_accounts_for_every_mutated_file(
+    settings: Settings, tmp_path: Path, files: list[bytes]
+) -> None:
     """End to end, each example a new batch of new names: the ledger, the tables and the summary
     agree with each other and with parse_document's verdict on every file."""
     key = uuid.uuid4().hex  # names never seen by the database before: no file is `unchanged`
@@ -168,18 +226,31 @@ def test_ingest_accounts_for_every_mutated_file(settings: Settings, tmp_path: Pa
         name = f"{key}/{key}-f{index}.json"  # the identity is the name without the dump's folder
         (root / name).write_bytes(data)
         parsed = parse_document(data)
-        status = {"clean": "loaded", "repaired": "repaired", "quarantined": "quarantined"}[parsed.status]
+        status = {"clean": "loaded", "repaired": "repaired", "quarantined": "quarantined"}[
+            parsed.status
+        ]
         expected[name] = (status, parsed.reason, hashlib.sha256(data).hexdigest())
     result = ingest(settings, root)
     batch = result.batch_id
-    rows = query(settings, "select source_name, status, reason, content_sha256 from raw.batch_files"
-                           " where batch_id = %s", (batch,))
+    rows = query(
+        settings,
+        "select source_name, status, reason, content_sha256 from raw.batch_files"
+        " where batch_id = %s",
+        (batch,),
+    )
     assert {n: tuple(r) for n, *r in rows} == expected
     loaded = {n for n, (s, _, _) in expected.items() if s in ("loaded", "repaired")}
     quarantined = {n for n, (s, _, _) in expected.items() if s == "quarantined"}
-    assert (result.files_seen, result.loaded, result.quarantined, result.unchanged, result.skipped) == (
-        len(files), len(loaded), len(quarantined), 0, 0)
-    docs = query(settings, "select source_name from raw.user_documents where batch_id = %s", (batch,))
+    assert (
+        result.files_seen,
+        result.loaded,
+        result.quarantined,
+        result.unchanged,
+        result.skipped,
+    ) == (len(files), len(loaded), len(quarantined), 0, 0)
+    docs = query(
+        settings, "select source_name from raw.user_documents where batch_id = %s", (batch,)
+    )
     assert {n for (n,) in docs} == loaded
     held = query(settings, "select source_name from raw.quarantine where batch_id = %s", (batch,))
     assert {n for (n,) in held} == quarantined
@@ -187,15 +258,33 @@ def test_ingest_accounts_for_every_mutated_file(settings: Settings, tmp_path: Pa
 
 # --- lossless repair: random documents written with random damage --------------------------
 
-TEXTS = st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=12)  # jsonb: no NUL
-SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | TEXTS
-VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXTS, inner, max_size=4),
-                      max_leaves=16)
+TEXTS = st.text(
+    st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=12
+)  # jsonb: no NUL
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | TEXTS
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXTS, inner, max_size=4),
+    max_leaves=16,
+)
 OBJECTS = st.dictionaries(TEXTS, VALUES, max_size=6)
 COMMENTS = ("/* note */", "/**/", "// note\n", "# note\n", "/* a // b # c */")
 ODD_SPACES = ("\u00a0", "\f", "\v", "\u2028", "\u3000", "\ufeff")
-CONTENT_DAMAGE = ("drop-comma", "double-comma", "leading-comma", "drop-colon", "stray-character",
-                  "unquoted-word", "nan")
+CONTENT_DAMAGE = (
+    "drop-comma",
+    "double-comma",
+    "leading-comma",
+    "drop-colon",
+    "stray-character",
+    "unquoted-word",
+    "nan",
+)
 
 
 def single_quoted(value: str) -> str:
@@ -244,7 +333,13 @@ class Writer:
         joined = ""
         for index, part in enumerate(parts):
             if index:
-                joined += " " if self.damage("drop-comma") else ",," if self.damage("double-comma") else ","
+                joined += (
+                    " "
+                    if self.damage("drop-comma")
+                    else ",,"
+                    if self.damage("double-comma")
+                    else ","
+                )
             elif self.damage("leading-comma"):
                 joined += ","
             joined += part
@@ -255,8 +350,15 @@ class Writer:
 
     def write(self, value: Any) -> str:
         if isinstance(value, dict):
-            members = [self.gap() + self.string(key, True) + self.gap() + (" " if self.damage("drop-colon") else ":")
-                       + self.gap() + self.write(item) for key, item in value.items()]
+            members = [
+                self.gap()
+                + self.string(key, True)
+                + self.gap()
+                + (" " if self.damage("drop-colon") else ":")
+                + self.gap()
+                + self.write(item)
+                for key, item in value.items()
+            ]
             return "{" + self.elements(members) + "}"
         if isinstance(value, list):
             return "[" + self.elements([self.gap() + self.write(item) for item in value]) + "]"
@@ -273,21 +375,28 @@ def exact(text: str | bytes) -> Any:
 
 
 @given(OBJECTS, st.randoms(use_true_random=False), st.booleans())
-def test_parse_document_lossless_damage_loads_identical_content(value: dict[str, Any], rng: random.Random,
-                                                                bom: bool) -> None:
+def test_parse_document_lossless_damage_loads_identical_content(
+    value: dict[str, Any], rng: random.Random, bom: bool
+) -> None:
     writer = Writer(rng)
     text = writer.write(value)
     parsed = parse_document((UTF8_BOM if bom else b"") + text.encode())
     fixes = sorted(writer.applied | ({"utf-8-bom"} if bom else set()))
-    expected = ("clean", None) if not fixes else ("repaired", {"kind": "encoding", "fixes": fixes}) \
-        if fixes == ["utf-8-bom"] else ("repaired", {"kind": "lossless", "fixes": fixes})
+    expected = (
+        ("clean", None)
+        if not fixes
+        else ("repaired", {"kind": "encoding", "fixes": fixes})
+        if fixes == ["utf-8-bom"]
+        else ("repaired", {"kind": "lossless", "fixes": fixes})
+    )
     assert (parsed.status, parsed.repair) == expected
     assert exact(parsed.document) == exact(json.dumps(value))  # type: ignore[arg-type]
 
 
 @given(OBJECTS, st.sampled_from(CONTENT_DAMAGE), st.randoms(use_true_random=False))
-def test_parse_document_content_changing_damage_is_quarantined(value: dict[str, Any], damage: str,
-                                                               rng: random.Random) -> None:
+def test_parse_document_content_changing_damage_is_quarantined(
+    value: dict[str, Any], damage: str, rng: random.Random
+) -> None:
     writer = Writer(rng, damage)
     text = writer.write(value)
     hypothesis_assume(writer.pending is None)  # the damage found a place
@@ -316,16 +425,31 @@ def changed(value: Any, rng: random.Random) -> Any:
         index = rng.randrange(len(value))
         how = rng.choice(("inside", "drop", "add", "move"))
         if how == "inside":
-            return [*value[:index], changed(value[index], rng), *value[index + 1:]]
+            return [*value[:index], changed(value[index], rng), *value[index + 1 :]]
         if how == "drop":
-            return value[:index] + value[index + 1:]
+            return value[:index] + value[index + 1 :]
         return [*value, None] if how == "add" else [*value[1:], value[0]]
-    return rng.choice((None, True, False, 0, 0.0, 1.5, "", "x", [], {},
-                       value + "+" if isinstance(value, str) else str(value)))
+    return rng.choice(
+        (
+            None,
+            True,
+            False,
+            0,
+            0.0,
+            1.5,
+            "",
+            "x",
+            [],
+            {},
+            value + "+" if isinstance(value, str) else str(value),
+        )
+    )
 
 
 @given(OBJECTS, st.randoms(use_true_random=False))
-def test_lossless_prove_refuses_a_repair_with_other_content(value: dict[str, Any], rng: random.Random) -> None:
+def test_lossless_prove_refuses_a_repair_with_other_content(
+    value: dict[str, Any], rng: random.Random
+) -> None:
     """The proof is strict: the damaged text of a document is never proven to be another one,
     however near (one scalar, key, member or element changed, added, dropped or moved)."""
     text = Writer(rng).write(value)
@@ -342,8 +466,14 @@ def scalars_in_order(original: str, document: bytes) -> bool:
     """Every key and scalar of `document` appears in `original`, in order (as written, or with
     JSON's escapes): the issue's check, independent of duel.lossless."""
     position = 0
-    todo: list[Any] = [json.loads(document, object_pairs_hook=lambda pairs: ("object", pairs),
-                                  parse_float=lambda n: ("number", n), parse_int=lambda n: ("number", n))]
+    todo: list[Any] = [
+        json.loads(
+            document,
+            object_pairs_hook=lambda pairs: ("object", pairs),
+            parse_float=lambda n: ("number", n),
+            parse_int=lambda n: ("number", n),
+        )
+    ]
     while todo:
         item = todo.pop()
         if isinstance(item, tuple) and item[0] == "object":
@@ -352,8 +482,13 @@ def scalars_in_order(original: str, document: bytes) -> bool:
         if isinstance(item, list):
             todo.extend(reversed(item))
             continue
-        forms = [item[1]] if isinstance(item, tuple) else [json.dumps(item)] if not isinstance(item, str) else \
-            [item, json.dumps(item)[1:-1], json.dumps(item, ensure_ascii=False)[1:-1]]
+        forms = (
+            [item[1]]
+            if isinstance(item, tuple)
+            else [json.dumps(item)]
+            if not isinstance(item, str)
+            else [item, json.dumps(item)[1:-1], json.dumps(item, ensure_ascii=False)[1:-1]]
+        )
         found = [at for at in (original.find(form, position) for form in forms) if at >= 0]
         if not found:
             return False
@@ -365,5 +500,7 @@ def scalars_in_order(original: str, document: bytes) -> bool:
 def test_parse_document_lossless_verdict_keeps_every_scalar_in_order(data: bytes) -> None:
     parsed = parse_document(data)
     if (parsed.repair or {}).get("kind") == "lossless":
-        original = data.decode("utf-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig")
+        original = data.decode(
+            "utf-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
+        )
         assert scalars_in_order(original, parsed.document)  # type: ignore[arg-type]

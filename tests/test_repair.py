@@ -11,11 +11,30 @@ import pytest
 from duel.repair import MAX_LOSSLESS_BYTES, Parsed, closing_suffix, missing_keys, parse_document
 
 USER = {
-    "user_id": None, "name": "Ann", "email": "a@b.co", "instagram_handle": None,
-    "tiktok_handle": "@ann", "joined_at": "2024-01-02T03:04:05.000Z",
-    "advocacy_programs": [{"program_id": "", "brand": "Acme", "total_sales_attributed": 1.5,
-                           "tasks_completed": [{"task_id": None, "platform": "TikTok", "post_url": "x",
-                                                "likes": 1, "comments": 2, "shares": 3, "reach": 4}]}],
+    "user_id": None,
+    "name": "Ann",
+    "email": "a@b.co",
+    "instagram_handle": None,
+    "tiktok_handle": "@ann",
+    "joined_at": "2024-01-02T03:04:05.000Z",
+    "advocacy_programs": [
+        {
+            "program_id": "",
+            "brand": "Acme",
+            "total_sales_attributed": 1.5,
+            "tasks_completed": [
+                {
+                    "task_id": None,
+                    "platform": "TikTok",
+                    "post_url": "x",
+                    "likes": 1,
+                    "comments": 2,
+                    "shares": 3,
+                    "reach": 4,
+                }
+            ],
+        }
+    ],
 }
 TEXT = json.dumps(USER, indent=4)
 
@@ -35,10 +54,15 @@ def test_parse_document_closes_missing_final_brace() -> None:
 
 
 def test_parse_document_closes_dangling_comma_and_brackets() -> None:
-    text = '{"user_id": null, "name": "A", "email": null, "instagram_handle": null, "tiktok_handle": null,' \
-           ' "joined_at": null, "advocacy_programs": [],'
+    text = (
+        '{"user_id": null, "name": "A", "email": null, "instagram_handle": null, "tiktok_handle": null,'
+        ' "joined_at": null, "advocacy_programs": [],'
+    )
     parsed = parse_document(text.encode())
-    assert (parsed.status, parsed.repair) == ("repaired", {"kind": "closed", "appended": "}", "removed": ","})
+    assert (parsed.status, parsed.repair) == (
+        "repaired",
+        {"kind": "closed", "appended": "}", "removed": ","},
+    )
 
 
 def test_parse_document_truncated_mid_record_is_quarantined() -> None:
@@ -60,7 +84,10 @@ def test_parse_document_rewrite_loads_under_lenient_policy() -> None:
     parsed = parse_document(broken.encode(), policy="lenient")
     assert parsed.status == "repaired"
     assert json.loads(parsed.document) == USER
-    assert "-        \"name\"" not in parsed.repair["diff"] and "+    \"name\": \"Ann\"," in parsed.repair["diff"]
+    assert (
+        '-        "name"' not in parsed.repair["diff"]
+        and '+    "name": "Ann",' in parsed.repair["diff"]
+    )
 
 
 @pytest.mark.parametrize(
@@ -72,7 +99,11 @@ def test_parse_document_rewrite_loads_under_lenient_policy() -> None:
         (b"[1, 2]", "not-an-object", "top level is list, not a user object"),
         (b"hello there", "unrepairable", "repair yields nothing, not a user object"),
         (b'{"a": "\xe9t\xe9"', "not-utf8", "not UTF-8 text: invalid continuation byte at byte 7"),
-        (b'{"a": "x\\u0000y"}', "nul-character", "contains \\u0000, which Postgres jsonb cannot store"),
+        (
+            b'{"a": "x\\u0000y"}',
+            "nul-character",
+            "contains \\u0000, which Postgres jsonb cannot store",
+        ),
     ],
 )
 def test_parse_document_quarantines_hopeless_input(data: bytes, reason: str, detail: str) -> None:
@@ -82,13 +113,19 @@ def test_parse_document_quarantines_hopeless_input(data: bytes, reason: str, det
 
 def test_parse_document_utf8_bom_is_an_encoding_fix() -> None:
     parsed = parse_document(b"\xef\xbb\xbf" + TEXT.encode())
-    assert parsed == Parsed("repaired", TEXT.encode(), "UTF-8 byte order mark",
-                            {"kind": "encoding", "fixes": ["utf-8-bom"]})
+    assert parsed == Parsed(
+        "repaired",
+        TEXT.encode(),
+        "UTF-8 byte order mark",
+        {"kind": "encoding", "fixes": ["utf-8-bom"]},
+    )
 
 
 def test_parse_document_utf16_is_an_encoding_fix() -> None:
     parsed = parse_document(TEXT.encode("utf-16"))
-    assert parsed == Parsed("repaired", TEXT.encode(), "UTF-16 text", {"kind": "encoding", "fixes": ["utf-16"]})
+    assert parsed == Parsed(
+        "repaired", TEXT.encode(), "UTF-16 text", {"kind": "encoding", "fixes": ["utf-16"]}
+    )
 
 
 LOSSLESS_DAMAGE = [
@@ -106,40 +143,67 @@ LOSSLESS_DAMAGE = [
 
 
 @pytest.mark.parametrize(("change", "fixes"), LOSSLESS_DAMAGE)
-def test_parse_document_lossless_repair_loads_the_same_content(change: tuple[str, str], fixes: list[str]) -> None:
+def test_parse_document_lossless_repair_loads_the_same_content(
+    change: tuple[str, str], fixes: list[str]
+) -> None:
     parsed = parse_document(TEXT.replace(*change, 1).encode())
-    expected = {**USER, "advocacy_programs": [{**USER["advocacy_programs"][0], "tasks_completed": [
-        {**USER["advocacy_programs"][0]["tasks_completed"][0],
-         "post_url": "say \"x\", it's" if "it" in change[1] else "x"}]}]}
-    assert (parsed.status, parsed.reason, parsed.repair) == ("repaired", None, {"kind": "lossless", "fixes": fixes})
+    expected = {
+        **USER,
+        "advocacy_programs": [
+            {
+                **USER["advocacy_programs"][0],
+                "tasks_completed": [
+                    {
+                        **USER["advocacy_programs"][0]["tasks_completed"][0],
+                        "post_url": 'say "x", it\'s' if "it" in change[1] else "x",
+                    }
+                ],
+            }
+        ],
+    }
+    assert (parsed.status, parsed.reason, parsed.repair) == (
+        "repaired",
+        None,
+        {"kind": "lossless", "fixes": fixes},
+    )
     assert json.loads(parsed.document) == expected
 
 
 def test_parse_document_lossless_repair_with_bom_names_both() -> None:
     parsed = parse_document(b"\xef\xbb\xbf" + TEXT.replace('"reach": 4', '"reach": 4,').encode())
-    assert (parsed.status, parsed.repair) == ("repaired", {"kind": "lossless",
-                                                           "fixes": ["trailing-comma", "utf-8-bom"]})
+    assert (parsed.status, parsed.repair) == (
+        "repaired",
+        {"kind": "lossless", "fixes": ["trailing-comma", "utf-8-bom"]},
+    )
     assert parsed.parse_error == "trailing comma is not allowed: line 21 column 31 (char 605)"
 
 
 def test_parse_document_closed_with_bom_names_the_encoding_fix() -> None:
     parsed = parse_document(b"\xef\xbb\xbf" + TEXT[:-1].encode())
-    assert (parsed.status, parsed.repair) == ("repaired", {"kind": "closed", "appended": "}", "removed": "\n",
-                                                           "fixes": ["utf-8-bom"]})
+    assert (parsed.status, parsed.repair) == (
+        "repaired",
+        {"kind": "closed", "appended": "}", "removed": "\n", "fixes": ["utf-8-bom"]},
+    )
 
 
-@pytest.mark.parametrize("change", [
-    ('"name": "Ann",', '"name": "Ann"'),  # a missing comma: inserting one is a guess
-    ('"name": "Ann"', '"name": "Ann",,'),  # an empty member
-    ('"name": "Ann"', '"name": Ann'),  # an unquoted word
-    ('"likes": 1', '"likes": NaN'),
-    ('"likes": 1', '"likes": [,]'),  # a comma after nothing: in JavaScript, a hole
-    ('"name": "Ann"', '"name" "Ann"'),  # a missing colon
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        ('"name": "Ann",', '"name": "Ann"'),  # a missing comma: inserting one is a guess
+        ('"name": "Ann"', '"name": "Ann",,'),  # an empty member
+        ('"name": "Ann"', '"name": Ann'),  # an unquoted word
+        ('"likes": 1', '"likes": NaN'),
+        ('"likes": 1', '"likes": [,]'),  # a comma after nothing: in JavaScript, a hole
+        ('"name": "Ann"', '"name" "Ann"'),  # a missing colon
+    ],
+)
 def test_parse_document_content_changing_repair_is_not_lossless(change: tuple[str, str]) -> None:
     parsed = parse_document(TEXT.replace(*change, 1).encode())
     assert (parsed.status, parsed.reason, (parsed.repair or {}).get("kind")) == (
-        "quarantined", "repair-rewrites-content", "rewritten")
+        "quarantined",
+        "repair-rewrites-content",
+        "rewritten",
+    )
 
 
 def test_closing_suffix_ignores_brackets_inside_strings() -> None:
@@ -155,8 +219,10 @@ def test_missing_keys_names_nested_paths() -> None:
         "email",
         "advocacy_programs[0].program_id",
         "advocacy_programs[0].total_sales_attributed",
-        *[f"advocacy_programs[0].tasks_completed[0].{k}" for k in
-          ("task_id", "platform", "post_url", "comments", "shares", "reach")],
+        *[
+            f"advocacy_programs[0].tasks_completed[0].{k}"
+            for k in ("task_id", "platform", "post_url", "comments", "shares", "reach")
+        ],
         "advocacy_programs[0].tasks_completed[1]",
     ]
 
@@ -166,32 +232,52 @@ def user_with(value: str) -> bytes:
     return TEXT.replace('"likes": 1', f'"likes": {value}', 1).encode()
 
 
-@pytest.mark.parametrize("number", [
-    "1" * 131072, "-" + "9" * 131072, "1e131071", "9.99e131071", "1e-16383", "0." + "0" * 16383,
-    "0e1073741823", "0e-16383", "1e400", "1e-400", "123456789012345678901234567890",
-])
+@pytest.mark.parametrize(
+    "number",
+    [
+        "1" * 131072,
+        "-" + "9" * 131072,
+        "1e131071",
+        "9.99e131071",
+        "1e-16383",
+        "0." + "0" * 16383,
+        "0e1073741823",
+        "0e-16383",
+        "1e400",
+        "1e-400",
+        "123456789012345678901234567890",
+    ],
+)
 def test_parse_document_number_within_numeric_loads(number: str) -> None:
     data = user_with(number)
     assert parse_document(data) == Parsed("clean", data)
 
 
-@pytest.mark.parametrize(("number", "shown"), [
-    ("1" * 131073, "1" * 40 + "... (131073 characters)"),
-    ("1e131072", "1e131072"),
-    ("1E+131072", "1E+131072"),
-    ("1e-16384", "1e-16384"),
-    ("1e-20000", "1e-20000"),
-    ("-1.5E-20000", "-1.5E-20000"),
-    ("1.00e-16383", "1.00e-16383"),  # trailing zeros count: jsonb keeps the scale as written
-    ("0e-20000", "0e-20000"),
-    ("0e1073741824", "0e1073741824"),
-    ("0." + "0" * 16384, "0." + "0" * 38 + "... (16386 characters)"),
-])
+@pytest.mark.parametrize(
+    ("number", "shown"),
+    [
+        ("1" * 131073, "1" * 40 + "... (131073 characters)"),
+        ("1e131072", "1e131072"),
+        ("1E+131072", "1E+131072"),
+        ("1e-16384", "1e-16384"),
+        ("1e-20000", "1e-20000"),
+        ("-1.5E-20000", "-1.5E-20000"),
+        ("1.00e-16383", "1.00e-16383"),  # trailing zeros count: jsonb keeps the scale as written
+        ("0e-20000", "0e-20000"),
+        ("0e1073741824", "0e1073741824"),
+        ("0." + "0" * 16384, "0." + "0" * 38 + "... (16386 characters)"),
+    ],
+)
 def test_parse_document_number_beyond_numeric_is_quarantined(number: str, shown: str) -> None:
     parsed = parse_document(user_with(number))
-    assert (parsed.status, parsed.reason, parsed.detail) == ("quarantined", "number-out-of-range", (
-        f"number {shown} is out of range: Postgres numeric holds at most 131072 digits before the "
-        "decimal point and 16383 after"))
+    assert (parsed.status, parsed.reason, parsed.detail) == (
+        "quarantined",
+        "number-out-of-range",
+        (
+            f"number {shown} is out of range: Postgres numeric holds at most 131072 digits before the "
+            "decimal point and 16383 after"
+        ),
+    )
 
 
 def test_parse_document_number_text_inside_strings_is_not_a_number() -> None:
@@ -199,42 +285,70 @@ def test_parse_document_number_text_inside_strings_is_not_a_number() -> None:
     assert parse_document(data) == Parsed("clean", data)
 
 
-@pytest.mark.parametrize(("data", "repair"), [
-    (user_with("1e-20000")[:-2], None),  # cut short: closed, then refused
-    (user_with("1e-20000").replace(b'"reach": 4', b'"reach": 4,'), None),  # lossless, then refused
-])
-def test_parse_document_repaired_number_beyond_numeric_is_quarantined(data: bytes, repair: None) -> None:
+@pytest.mark.parametrize(
+    ("data", "repair"),
+    [
+        (user_with("1e-20000")[:-2], None),  # cut short: closed, then refused
+        (
+            user_with("1e-20000").replace(b'"reach": 4', b'"reach": 4,'),
+            None,
+        ),  # lossless, then refused
+    ],
+)
+def test_parse_document_repaired_number_beyond_numeric_is_quarantined(
+    data: bytes, repair: None
+) -> None:
     parsed = parse_document(data)
-    assert (parsed.status, parsed.reason, parsed.repair) == ("quarantined", "number-out-of-range", repair)
+    assert (parsed.status, parsed.reason, parsed.repair) == (
+        "quarantined",
+        "number-out-of-range",
+        repair,
+    )
 
 
 def nested_user(depth: int) -> bytes:
     """A user object nesting `depth` containers deep (the object itself is level 1)."""
-    return TEXT[:-2].encode() + b',\n    "deep": ' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"\n}"
+    return (
+        TEXT[:-2].encode() + b',\n    "deep": ' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"\n}"
+    )
 
 
 TOO_DEEP = "nested more than 512 levels deep (the limit)"
 
 
-@pytest.mark.parametrize(("variant", "change"), [
-    ("clean", lambda data: data),
-    ("exact", lambda data: data.replace(b'"likes": 1', b'"likes": 1e400')),  # orjson refuses: Python's json
-    ("lossless", lambda data: data.replace(b'"reach": 4', b'"reach": 4,')),
-    ("closed", lambda data: data[:-2]),
-])
-def test_parse_document_depth_limit_loads_and_one_more_is_too_deep(variant: str, change: Any) -> None:
-    at_limit, over = parse_document(change(nested_user(512))), parse_document(change(nested_user(513)))
+@pytest.mark.parametrize(
+    ("variant", "change"),
+    [
+        ("clean", lambda data: data),
+        (
+            "exact",
+            lambda data: data.replace(b'"likes": 1', b'"likes": 1e400'),
+        ),  # orjson refuses: Python's json
+        ("lossless", lambda data: data.replace(b'"reach": 4', b'"reach": 4,')),
+        ("closed", lambda data: data[:-2]),
+    ],
+)
+def test_parse_document_depth_limit_loads_and_one_more_is_too_deep(
+    variant: str, change: Any
+) -> None:
+    at_limit, over = (
+        parse_document(change(nested_user(512))),
+        parse_document(change(nested_user(513))),
+    )
     assert at_limit.status == ("clean" if variant in ("clean", "exact") else "repaired")
     assert json.loads(at_limit.document)["deep"] == json.loads(b"[" * 511 + b"]" * 511)
     assert (over.status, over.reason, over.detail) == ("quarantined", "too-deep", TOO_DEEP)
 
 
-@pytest.mark.parametrize("data", [
-    b"[" * 100_000 + b"]" * 100_000,  # deeper than orjson (1024) and Python's json (about 990)
-    b'{"a": ' + b"[" * 2000 + b"]" * 2000 + b",}",  # and a trailing comma
-    b'{"user_id": ' + b"[" * 100_000,  # cut short
-    b'{"a":' * 100_000,
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"[" * 100_000 + b"]" * 100_000,  # deeper than orjson (1024) and Python's json (about 990)
+        b'{"a": ' + b"[" * 2000 + b"]" * 2000 + b",}",  # and a trailing comma
+        b'{"user_id": ' + b"[" * 100_000,  # cut short
+        b'{"a":' * 100_000,
+    ],
+)
 def test_parse_document_far_too_deep_is_quarantined(data: bytes) -> None:
     parsed = parse_document(data)
     assert (parsed.status, parsed.reason, parsed.detail) == ("quarantined", "too-deep", TOO_DEEP)
@@ -243,13 +357,26 @@ def test_parse_document_far_too_deep_is_quarantined(data: bytes) -> None:
 def test_parse_document_lossless_repair_has_a_size_limit() -> None:
     """Up to MAX_LOSSLESS_BYTES (1 MiB) a lossless repair loads; one byte more and it is
     quarantined (the repair and its proof are linear, but a microsecond a token)."""
-    base = TEXT.replace('"reach": 4', '"reach": 4,').replace('"name": "Ann"', '"name": "Ann", "pad": ""')
-    at_limit = base.replace('"pad": ""', '"pad": "' + "x" * (MAX_LOSSLESS_BYTES - len(base)) + '"').encode()
-    parsed, over = parse_document(at_limit), parse_document(at_limit.replace(b'"pad": "', b'"pad": "x'))
+    base = TEXT.replace('"reach": 4', '"reach": 4,').replace(
+        '"name": "Ann"', '"name": "Ann", "pad": ""'
+    )
+    at_limit = base.replace(
+        '"pad": ""', '"pad": "' + "x" * (MAX_LOSSLESS_BYTES - len(base)) + '"'
+    ).encode()
+    parsed, over = (
+        parse_document(at_limit),
+        parse_document(at_limit.replace(b'"pad": "', b'"pad": "x')),
+    )
     assert (len(at_limit), parsed.status, parsed.repair) == (
-        MAX_LOSSLESS_BYTES, "repaired", {"kind": "lossless", "fixes": ["trailing-comma"]})
+        MAX_LOSSLESS_BYTES,
+        "repaired",
+        {"kind": "lossless", "fixes": ["trailing-comma"]},
+    )
     assert (over.status, over.reason, over.detail) == (
-        "quarantined", "too-large-to-repair", "1048577 bytes is over the 1048576-byte limit for repairs")
+        "quarantined",
+        "too-large-to-repair",
+        "1048577 bytes is over the 1048576-byte limit for repairs",
+    )
 
 
 def test_parse_document_many_long_exponents_take_linear_time() -> None:
@@ -259,7 +386,12 @@ def test_parse_document_many_long_exponents_take_linear_time() -> None:
     started = time.monotonic()
     clean = parse_document(b'{"a": [' + numbers + b"]}")
     refused = parse_document(b'{"a": [' + numbers + b", 1.5e-16383]}")
-    assert (clean.status, refused.reason, refused.detail) == ("clean", "number-out-of-range", (
-        "number 1.5e-16383 is out of range: Postgres numeric holds at most 131072 digits before the "
-        "decimal point and 16383 after"))
+    assert (clean.status, refused.reason, refused.detail) == (
+        "clean",
+        "number-out-of-range",
+        (
+            "number 1.5e-16383 is out of range: Postgres numeric holds at most 131072 digits before the "
+            "decimal point and 16383 after"
+        ),
+    )
     assert time.monotonic() - started < 60  # 3 s on this project's busy 2-core machine

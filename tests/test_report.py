@@ -14,25 +14,39 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import run_cli
 from PIL import Image
 
-from conftest import run_cli
 from duel import charts
 from duel.report import MODELS, ReportResult, build_report
 from duel.settings import Settings
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage", "--virtual-time-budget=10000")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--virtual-time-budget=10000",
+)
 CHARTS = 12
 
 
 def chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"{CHROMIUM} is missing: run `make browser` (make test does)")
-    return subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, page.as_uri()],
-                          capture_output=True, text=True, timeout=300, check=True)
+    return subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +66,18 @@ def test_report_draws_every_chart_in_chromium(report: ReportResult, profile: Pat
     dom = chromium(report.path, profile, "--dump-dom").stdout
     assert report.charts == CHARTS
     assert dom.count('class="plot-container') == CHARTS
-    assert len(re.findall(r'<div id="chart-[a-z_]+" class="plotly-graph-div js-plotly-plot"', dom)) == CHARTS
+    assert (
+        len(re.findall(r'<div id="chart-[a-z_]+" class="plotly-graph-div js-plotly-plot"', dom))
+        == CHARTS
+    )
     drawn = [part for part in dom.split('id="chart-')[1:] if '<svg class="main-svg"' in part]
     assert len(drawn) == CHARTS  # every chart's div holds plotly's drawn SVG
 
 
 @pytest.mark.slow
-def test_report_screenshot_is_not_blank(report: ReportResult, profile: Path, tmp_path: Path) -> None:
+def test_report_screenshot_is_not_blank(
+    report: ReportResult, profile: Path, tmp_path: Path
+) -> None:
     shot = tmp_path / "report.png"
     chromium(report.path, profile, f"--screenshot={shot}", "--window-size=1400,4000")
     image = Image.open(shot).convert("RGB")
@@ -79,14 +98,33 @@ def test_report_is_self_contained(report: ReportResult) -> None:
 @pytest.mark.slow
 def test_report_shows_the_run_summary(real_built: Settings, report: ReportResult) -> None:
     page = report.path.read_text()
-    stats = dict((label, value) for value, label in re.findall(
-        r'<div class="value">([^<]+)</div><div class="label">([^<]+)</div>', page))
-    assert {k: stats[k] for k in ("files seen", "loaded", "repaired", "quarantined", "skipped", "unchanged")} == {
-        "files seen": "10,000", "loaded": "10,000", "repaired": "222", "quarantined": "0", "skipped": "0",
-        "unchanged": "0"}
+    stats = dict(
+        (label, value)
+        for value, label in re.findall(
+            r'<div class="value">([^<]+)</div><div class="label">([^<]+)</div>', page
+        )
+    )
+    assert {
+        k: stats[k]
+        for k in ("files seen", "loaded", "repaired", "quarantined", "skipped", "unchanged")
+    } == {
+        "files seen": "10,000",
+        "loaded": "10,000",
+        "repaired": "222",
+        "quarantined": "0",
+        "skipped": "0",
+        "unchanged": "0",
+    }
     headings = re.findall(r"<h2>([^<]+)</h2>", page)
-    assert headings == ["Overview", "Run summary", "Data quality", "Engagement", "Top advocates",
-                        "Brands &amp; programs", "Sales attribution"]
+    assert headings == [
+        "Overview",
+        "Run summary",
+        "Data quality",
+        "Engagement",
+        "Top advocates",
+        "Brands &amp; programs",
+        "Sales attribution",
+    ]
 
 
 @pytest.mark.slow
@@ -94,32 +132,59 @@ def test_report_cli_writes_into_out(real_built: Settings, tmp_path: Path) -> Non
     done = run_cli(real_built, "report", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     size = (tmp_path / "report.html").stat().st_size
-    assert (done.stdout, done.stderr) == (f"{tmp_path / 'report.html'}\n",
-                                          f"report: {CHARTS} charts, {size / 1e6:.1f} MB\n")
+    assert (done.stdout, done.stderr) == (
+        f"{tmp_path / 'report.html'}\n",
+        f"report: {CHARTS} charts, {size / 1e6:.1f} MB\n",
+    )
 
 
 def test_report_cli_before_transform_fails_in_one_line(settings: Settings) -> None:
     done = run_cli(settings, "report")
     missing = ", ".join(f"dbt_analysis.{model}" for model in MODELS)
     assert (done.returncode, done.stdout, done.stderr) == (
-        1, "", f"error: report failed: {missing} missing; run `duel transform` first\n")
+        1,
+        "",
+        f"error: report failed: {missing} missing; run `duel transform` first\n",
+    )
 
 
 def test_charts_say_no_data_for_empty_models() -> None:
     empty = pd.DataFrame()
-    builders = [charts.coverage_chart, charts.files_per_batch_chart, charts.defects_by_field_chart,
-                charts.clean_share_chart, charts.coverage_by_platform_chart, charts.engagement_by_platform_chart,
-                charts.engagement_over_time_chart, charts.top_advocates_chart, charts.brand_performance_chart,
-                charts.program_performance_chart, charts.sales_by_platform_chart, charts.sales_outliers_chart]
+    builders = [
+        charts.coverage_chart,
+        charts.files_per_batch_chart,
+        charts.defects_by_field_chart,
+        charts.clean_share_chart,
+        charts.coverage_by_platform_chart,
+        charts.engagement_by_platform_chart,
+        charts.engagement_over_time_chart,
+        charts.top_advocates_chart,
+        charts.brand_performance_chart,
+        charts.program_performance_chart,
+        charts.sales_by_platform_chart,
+        charts.sales_outliers_chart,
+    ]
     texts = [build(empty).layout.annotations[0].text for build in builders]
-    assert texts == ["no data", "no batches yet", "no defects recorded", "no batches yet", "no data", "no data",
-                     "no tasks", "no advocates", "no data", "no program with both engagement and sales", "no data",
-                     "no scored sales"]
+    assert texts == [
+        "no data",
+        "no batches yet",
+        "no defects recorded",
+        "no batches yet",
+        "no data",
+        "no data",
+        "no tasks",
+        "no advocates",
+        "no data",
+        "no program with both engagement and sales",
+        "no data",
+        "no scored sales",
+    ]
 
 
 def test_charts_give_each_platform_one_colour() -> None:
-    assert [charts.platform_colour(p) for p in ("instagram", "tiktok", "facebook", None, "myspace")] == [
-        "#C13584", "#11A39B", "#1877F2", "#9AA0A6", "#E3A21A"]
+    assert [
+        charts.platform_colour(p) for p in ("instagram", "tiktok", "facebook", None, "myspace")
+    ] == ["#C13584", "#11A39B", "#1877F2", "#9AA0A6", "#E3A21A"]
 
 
 def test_report_template_escapes_data() -> None:
@@ -127,13 +192,25 @@ def test_report_template_escapes_data() -> None:
 
     env = environment()
     assert env.autoescape("report.html.j2") is True  # type: ignore[operator]
-    assert env.from_string("<td>{{ name }}</td>").render(name="<script>x</script>") == \
-        "<td>&lt;script&gt;x&lt;/script&gt;</td>"
+    assert (
+        env.from_string("<td>{{ name }}</td>").render(name="<script>x</script>")
+        == "<td>&lt;script&gt;x&lt;/script&gt;</td>"
+    )
 
 
 def test_charts_one_batch_is_a_bar_not_a_trend() -> None:
-    one = pd.DataFrame([{"batch_id": 1, "record_type": t, "field": charts.ALL_FIELDS, "clean_share": 0.5,
-                         "records": 10} for t in ("task", "user")])
+    one = pd.DataFrame(
+        [
+            {
+                "batch_id": 1,
+                "record_type": t,
+                "field": charts.ALL_FIELDS,
+                "clean_share": 0.5,
+                "records": 10,
+            }
+            for t in ("task", "user")
+        ]
+    )
     two = pd.concat([one, one.assign(batch_id=2)])
     assert [trace.type for trace in charts.clean_share_chart(one).data] == ["bar"]
     assert [trace.type for trace in charts.clean_share_chart(two).data] == ["scatter", "scatter"]
@@ -143,10 +220,14 @@ def test_charts_one_batch_is_a_bar_not_a_trend() -> None:
 def test_report_shows_the_overview_first_with_its_coverage(report: ReportResult) -> None:
     page = report.path.read_text()
     stats = re.findall(r'<div class="value">([^<]+)</div>\s*<div class="label">([^<]+)</div>', page)
-    assert stats[:6] == [("10,000", "users · 54.6% with a user id"), ("10,000", "programs · 54.7% with a brand"),
-                         ("10,000", "tasks · 87.1% with a platform"), ("6.32%", "engagement rate · over 5,239 tasks"),
-                         ("15,405,960", "known sales · 6,015 of 10,000 programs"),
-                         ("2,561.26", "sales per program · with known sales")]
+    assert stats[:6] == [
+        ("10,000", "users · 54.6% with a user id"),
+        ("10,000", "programs · 54.7% with a brand"),
+        ("10,000", "tasks · 87.1% with a platform"),
+        ("6.32%", "engagement rate · over 5,239 tasks"),
+        ("15,405,960", "known sales · 6,015 of 10,000 programs"),
+        ("2,561.26", "sales per program · with known sales"),
+    ]
     assert page.index('id="overview"') < page.index('id="summary"')
 
 
@@ -154,7 +235,9 @@ def test_report_shows_the_overview_first_with_its_coverage(report: ReportResult)
 def test_report_never_ranks_an_unknown_member(report: ReportResult) -> None:
     """The unknown brand, platform and join month are shown in rows of their own, with their size."""
     page = report.path.read_text()
-    assert re.findall(r"<td>\(unknown brand\) · not ranked</td><td class=\"n\">([\d,]+)</td>", page) == ["4,534"]
+    assert re.findall(
+        r"<td>\(unknown brand\) · not ranked</td><td class=\"n\">([\d,]+)</td>", page
+    ) == ["4,534"]
     assert "unknown brand · not ranked" in page and "unknown platform · not ranked" in page
     ranked = page.split("Top brands by sales")[1].split('<tr class="unknown">')[0]
     assert ranked.count("<tr><td") == 10 and "(unknown brand)" not in ranked
@@ -163,6 +246,9 @@ def test_report_never_ranks_an_unknown_member(report: ReportResult) -> None:
 @pytest.mark.slow
 def test_report_titles_fit_beside_the_toolbar(report: ReportResult) -> None:
     """Chart titles are short (what a chart leaves out is its subtitle), so plotly's toolbar never covers them."""
-    titles = re.findall(r'"title":\{"font":\{"size":15\},(?:"subtitle":\{"font":\{[^{}]*\},"text":"[^"]*"\},)?'
-                        r'"text":"([^"]*)","x":0.01', report.path.read_text())
+    titles = re.findall(
+        r'"title":\{"font":\{"size":15\},(?:"subtitle":\{"font":\{[^{}]*\},"text":"[^"]*"\},)?'
+        r'"text":"([^"]*)","x":0.01',
+        report.path.read_text(),
+    )
     assert len(titles) >= 6 and max(map(len, titles)) <= 45, titles

@@ -16,19 +16,30 @@ from conftest import cli_env, free_port, run_cli
 from duel import db, server
 from duel.settings import Settings, load_settings
 
-ROOT_LINE = ("running as root: the embedded server runs as the system user duelpg, which duel creates for it "
-             "if missing\n") if os.geteuid() == 0 else ""
+ROOT_LINE = (
+    (
+        "running as root: the embedded server runs as the system user duelpg, which duel creates for it "
+        "if missing\n"
+    )
+    if os.geteuid() == 0
+    else ""
+)
 SINCE = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"
 
 
 def _own_server(pg_home: Path, name: str) -> Settings:
-    return load_settings({"PGPORT": str(free_port()), "PGDATABASE": "duel",
-                          "DUEL_HOME": str(pg_home / name)}, dotenv=None)
+    return load_settings(
+        {"PGPORT": str(free_port()), "PGDATABASE": "duel", "DUEL_HOME": str(pg_home / name)},
+        dotenv=None,
+    )
 
 
 def _without_address(settings: Settings, **extra: str) -> dict[str, str]:
     """The CLI's environment with no PGHOST/PGPORT: the recorded server decides."""
-    return {**{k: v for k, v in cli_env(settings).items() if k not in ("PGHOST", "PGPORT")}, **extra}
+    return {
+        **{k: v for k, v in cli_env(settings).items() if k not in ("PGHOST", "PGPORT")},
+        **extra,
+    }
 
 
 def test_server_lifecycle_through_cli(pg_home: Path) -> None:
@@ -36,7 +47,9 @@ def test_server_lifecycle_through_cli(pg_home: Path) -> None:
     port, pgdata = settings.pg_port, (pg_home / "lifecycle" / "pgdata").resolve()
     status = run_cli(settings, "db", "status")
     assert (status.returncode, status.stdout) == (
-        1, f"nothing answers at 127.0.0.1:{port}; `duel db start` starts duel's embedded server there\n")
+        1,
+        f"nothing answers at 127.0.0.1:{port}; `duel db start` starts duel's embedded server there\n",
+    )
     started = run_cli(settings, "db", "start")
     own_line = rf"duel's embedded server at 127\.0\.0\.1:{port}, running since {SINCE} \(pid \d+\), data in {pgdata}\n"
     assert (started.returncode, started.stderr) == (0, ROOT_LINE)
@@ -46,13 +59,17 @@ def test_server_lifecycle_through_cli(pg_home: Path) -> None:
         assert (again.returncode, again.stdout, again.stderr) == (0, started.stdout, "")
         assert run_cli(settings, "db", "status").stdout == started.stdout
         with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
-            assert conn.execute("select count(*) from information_schema.tables where table_schema = 'raw'"
-                                ).fetchone() == (5,)
+            assert conn.execute(
+                "select count(*) from information_schema.tables where table_schema = 'raw'"
+            ).fetchone() == (5,)
             assert conn.execute("show listen_addresses").fetchone() == ("127.0.0.1",)
             assert conn.execute("show unix_socket_directories").fetchone() == ("",)
     finally:
         stopped = run_cli(settings, "db", "stop")
-    assert (stopped.returncode, stopped.stdout) == (0, f"duel's embedded server at 127.0.0.1:{port} stopped\n")
+    assert (stopped.returncode, stopped.stdout) == (
+        0,
+        f"duel's embedded server at 127.0.0.1:{port} stopped\n",
+    )
     assert run_cli(settings, "db", "stop").stdout == "duel's embedded server was not running\n"
 
 
@@ -66,18 +83,28 @@ def test_server_is_recorded_and_found_without_pgport(pg_home: Path) -> None:
     try:
         record = json.loads((pg_home / "recorded" / "server.json").read_text())
         assert {k: v for k, v in record.items() if k not in ("started_at", "pid")} == {
-            "host": "127.0.0.1", "port": port, "data_dir": pgdata}
+            "host": "127.0.0.1",
+            "port": port,
+            "data_dir": pgdata,
+        }
         url = run_cli(settings, "db", "url", **env)
-        assert (url.returncode, url.stdout) == (0, f"postgresql://postgres:***@127.0.0.1:{port}/duel\n")
+        assert (url.returncode, url.stdout) == (
+            0,
+            f"postgresql://postgres:***@127.0.0.1:{port}/duel\n",
+        )
         stopped = run_cli(settings, "db", "stop", **env)
         assert stopped.stdout == f"duel's embedded server at 127.0.0.1:{port} stopped\n"
         status = run_cli(settings, "db", "status", **env)
         assert (status.returncode, status.stdout) == (
-            1, f"nothing answers at 127.0.0.1:{port}: duel's embedded server (data in {pgdata}) is stopped; "
-               "`duel db start` starts it\n")
+            1,
+            f"nothing answers at 127.0.0.1:{port}: duel's embedded server (data in {pgdata}) is stopped; "
+            "`duel db start` starts it\n",
+        )
         restarted = run_cli(settings, "db", "start", **env)
         assert restarted.returncode == 0
-        assert re.fullmatch(rf"duel's embedded server at 127\.0\.0\.1:{port}, .*\n", restarted.stdout)
+        assert re.fullmatch(
+            rf"duel's embedded server at 127\.0\.0\.1:{port}, .*\n", restarted.stdout
+        )
     finally:
         run_cli(settings, "db", "stop")
 
@@ -86,14 +113,23 @@ def test_status_says_when_duel_runs_elsewhere(pg_server: Settings) -> None:
     """PGPORT pointing away from duel's running server: status and start say where it runs."""
     elsewhere = free_port()
     status = run_cli(pg_server, "db", "status", PGPORT=str(elsewhere))
-    hint = (f"duel's embedded server runs at 127.0.0.1:{pg_server.pg_port} (PGHOST and PGPORT are set in the "
-            "environment: unset them to use duel's)")
-    assert (status.returncode, status.stdout) == (1, f"nothing answers at 127.0.0.1:{elsewhere}; {hint}\n")
+    hint = (
+        f"duel's embedded server runs at 127.0.0.1:{pg_server.pg_port} (PGHOST and PGPORT are set in the "
+        "environment: unset them to use duel's)"
+    )
+    assert (status.returncode, status.stdout) == (
+        1,
+        f"nothing answers at 127.0.0.1:{elsewhere}; {hint}\n",
+    )
     start = run_cli(pg_server, "db", "start", PGPORT=str(elsewhere))
-    assert (start.returncode, start.stderr) == (1, (
-        f"error: duel's embedded server already runs at 127.0.0.1:{pg_server.pg_port} (data in "
-        f"{pg_server.pgdata.resolve()}), not at 127.0.0.1:{elsewhere}; unset PGHOST/PGPORT to use it, or "
-        "`duel db stop` it first to start it at the new address\n"))
+    assert (start.returncode, start.stderr) == (
+        1,
+        (
+            f"error: duel's embedded server already runs at 127.0.0.1:{pg_server.pg_port} (data in "
+            f"{pg_server.pgdata.resolve()}), not at 127.0.0.1:{elsewhere}; unset PGHOST/PGPORT to use it, or "
+            "`duel db stop` it first to start it at the new address\n"
+        ),
+    )
     assert server.probe_port("127.0.0.1", elsewhere) is False
 
 
@@ -103,16 +139,24 @@ def test_status_another_postgres(pg_server: Settings, tmp_path: Path) -> None:
         version = " ".join(conn.execute("select version()").fetchone()[0].split()[:2])  # type: ignore[index]
     status = run_cli(pg_server, "db", "status", DUEL_HOME=str(tmp_path))
     assert (status.returncode, status.stdout) == (
-        0, f"another Postgres answers at 127.0.0.1:{pg_server.pg_port} ({version}); duel did not start it\n")
+        0,
+        f"another Postgres answers at 127.0.0.1:{pg_server.pg_port} ({version}); duel did not start it\n",
+    )
     refused = run_cli(pg_server, "db", "status", DUEL_HOME=str(tmp_path), PGPASSWORD="wrong")
     assert refused.stdout == (
         f"another Postgres answers at 127.0.0.1:{pg_server.pg_port} (it refused user postgres: password "
-        "authentication failed for user \"postgres\"); duel did not start it\n")
+        'authentication failed for user "postgres"); duel did not start it\n'
+    )
 
 
-def test_status_port_held_by_another_program(pg_server: Settings, squatter: int, tmp_path: Path) -> None:
+def test_status_port_held_by_another_program(
+    pg_server: Settings, squatter: int, tmp_path: Path
+) -> None:
     status = run_cli(pg_server, "db", "status", PGPORT=str(squatter), DUEL_HOME=str(tmp_path))
-    assert (status.returncode, status.stdout) == (1, f"a program that is not Postgres holds 127.0.0.1:{squatter}\n")
+    assert (status.returncode, status.stdout) == (
+        1,
+        f"a program that is not Postgres holds 127.0.0.1:{squatter}\n",
+    )
 
 
 def test_db_password_sets_the_embedded_servers_password(pg_home: Path) -> None:
@@ -121,15 +165,21 @@ def test_db_password_sets_the_embedded_servers_password(pg_home: Path) -> None:
     try:
         changed = run_cli(settings, "db", "password", PGPASSWORD="n3w 'secret'")
         assert (changed.returncode, changed.stdout) == (
-            0, "duel's embedded server: user postgres now has the password in PGPASSWORD (from the environment)\n")
+            0,
+            "duel's embedded server: user postgres now has the password in PGPASSWORD (from the environment)\n",
+        )
         assert "secret" not in changed.stderr
-        with psycopg.connect(**settings.with_overrides(pg_password="n3w 'secret'").conninfo()) as conn:  # type: ignore[arg-type]
+        with psycopg.connect(
+            **settings.with_overrides(pg_password="n3w 'secret'").conninfo()
+        ) as conn:  # type: ignore[arg-type]
             assert conn.execute("select current_user").fetchone() == ("postgres",)
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
             psycopg.connect(**settings.conninfo()).close()  # type: ignore[arg-type]
         missing = run_cli(settings, "db", "password", PGUSER="nobody")
         assert (missing.returncode, missing.stderr) == (
-            1, "error: cannot set the password of nobody on duel's embedded server: role \"nobody\" does not exist\n")
+            1,
+            'error: cannot set the password of nobody on duel\'s embedded server: role "nobody" does not exist\n',
+        )
     finally:
         run_cli(settings, "db", "stop")
 
@@ -147,9 +197,27 @@ def test_ensure_ready_uses_a_running_server_and_creates_the_database(pg_server: 
     fresh = pg_server.with_overrides(pg_database="created_by_ensure_ready", embedded=False)
     connected = db.ensure_ready(fresh)
     assert db.ensure_ready(fresh) == connected  # idempotent
-    assert (connected.host, connected.port, connected.database, connected.started, connected.own) == (
-        "127.0.0.1", pg_server.pg_port, "created_by_ensure_ready", False, server.running(pg_server))
+    assert (
+        connected.host,
+        connected.port,
+        connected.database,
+        connected.started,
+        connected.own,
+    ) == (
+        "127.0.0.1",
+        pg_server.pg_port,
+        "created_by_ensure_ready",
+        False,
+        server.running(pg_server),
+    )
     with psycopg.connect(**fresh.conninfo()) as conn:  # type: ignore[arg-type]
-        tables = conn.execute("select table_name from information_schema.tables where table_schema = 'raw'"
-                              " order by 1").fetchall()
-    assert tables == [("batch_files",), ("batches",), ("current_versions",), ("quarantine",), ("user_documents",)]
+        tables = conn.execute(
+            "select table_name from information_schema.tables where table_schema = 'raw' order by 1"
+        ).fetchall()
+    assert tables == [
+        ("batch_files",),
+        ("batches",),
+        ("current_versions",),
+        ("quarantine",),
+        ("user_documents",),
+    ]

@@ -15,57 +15,104 @@ from duel.state import ServerRecord
 
 def test_load_settings_defaults_are_the_embedded_server(tmp_path: Path) -> None:
     settings = load_settings({"DUEL_HOME": str(tmp_path)}, dotenv=None)  # no records there
-    assert (settings.pg_host, settings.pg_port, settings.pg_user, settings.pg_password, settings.pg_database) == (
-        "127.0.0.1", 5432, "postgres", "pass", "duel")
+    assert (
+        settings.pg_host,
+        settings.pg_port,
+        settings.pg_user,
+        settings.pg_password,
+        settings.pg_database,
+    ) == ("127.0.0.1", 5432, "postgres", "pass", "duel")
     assert (settings.home, settings.out_dir, settings.repair_policy, settings.embedded) == (
-        tmp_path, Path("out"), "safe", True)
+        tmp_path,
+        Path("out"),
+        "safe",
+        True,
+    )
     assert [settings.origin(name) for name in DEFAULT_PG] == ["default"] * 5
 
 
 def _record(home: Path) -> None:
-    state.write_server(home, ServerRecord("127.0.0.1", 5433, str(home / "pgdata"), "2025-07-24T10:00:00+00:00", 42))
+    state.write_server(
+        home, ServerRecord("127.0.0.1", 5433, str(home / "pgdata"), "2025-07-24T10:00:00+00:00", 42)
+    )
     state.write_database(home, "duel_demo", demo=True, source=Path("/data.tar.gz"))
 
 
 def test_load_settings_uses_the_recorded_server_and_database(tmp_path: Path) -> None:
     _record(tmp_path)
     settings = load_settings({"DUEL_HOME": str(tmp_path)}, dotenv=None)
-    assert (settings.pg_host, settings.pg_port, settings.pg_database) == ("127.0.0.1", 5433, "duel_demo")
+    assert (settings.pg_host, settings.pg_port, settings.pg_database) == (
+        "127.0.0.1",
+        5433,
+        "duel_demo",
+    )
     assert [settings.origin(name) for name in DEFAULT_PG] == [
-        "recorded", "recorded", "default", "default", "recorded"]
+        "recorded",
+        "recorded",
+        "default",
+        "default",
+        "recorded",
+    ]
 
 
-@pytest.mark.parametrize(("env", "dotenv_text", "flags", "expected"), [
-    ({"PGPORT": "7000"}, "", {}, ("127.0.0.1", 7000, "duel_demo", "environment")),
-    ({"PGHOST": "db.example.org"}, "", {}, ("db.example.org", 5432, "duel_demo", "default")),
-    ({}, "PGPORT=6000\nPGDATABASE=mine\n", {}, ("127.0.0.1", 6000, "mine", ".env")),
-    ({"PGPORT": "7000"}, "PGPORT=6000\n", {"pg_port": 8000}, ("127.0.0.1", 8000, "duel_demo", "flag")),
-])
-def test_load_settings_precedence_over_the_records(tmp_path: Path, env: dict[str, str], dotenv_text: str,
-                                                   flags: dict[str, object],
-                                                   expected: tuple[str, int, str, str]) -> None:
+@pytest.mark.parametrize(
+    ("env", "dotenv_text", "flags", "expected"),
+    [
+        ({"PGPORT": "7000"}, "", {}, ("127.0.0.1", 7000, "duel_demo", "environment")),
+        ({"PGHOST": "db.example.org"}, "", {}, ("db.example.org", 5432, "duel_demo", "default")),
+        ({}, "PGPORT=6000\nPGDATABASE=mine\n", {}, ("127.0.0.1", 6000, "mine", ".env")),
+        (
+            {"PGPORT": "7000"},
+            "PGPORT=6000\n",
+            {"pg_port": 8000},
+            ("127.0.0.1", 8000, "duel_demo", "flag"),
+        ),
+    ],
+)
+def test_load_settings_precedence_over_the_records(
+    tmp_path: Path,
+    env: dict[str, str],
+    dotenv_text: str,
+    flags: dict[str, object],
+    expected: tuple[str, int, str, str],
+) -> None:
     """A flag > the environment > .env > duel's records > the defaults; the recorded address is used
     only when neither PGHOST nor PGPORT is set."""
     _record(tmp_path / "home")
     (tmp_path / ".env").write_text(dotenv_text)
-    settings = load_settings({"DUEL_HOME": str(tmp_path / "home"), **env}, dotenv=tmp_path / ".env", **flags)
-    assert (settings.pg_host, settings.pg_port, settings.pg_database, settings.origin("PGPORT")) == expected
+    settings = load_settings(
+        {"DUEL_HOME": str(tmp_path / "home"), **env}, dotenv=tmp_path / ".env", **flags
+    )
+    assert (
+        settings.pg_host,
+        settings.pg_port,
+        settings.pg_database,
+        settings.origin("PGPORT"),
+    ) == expected
 
 
 def test_load_settings_unreadable_record_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "server.json").write_text("{not json")
     with pytest.raises(ConfigError) as caught:
         load_settings({"DUEL_HOME": str(tmp_path)}, dotenv=None)
-    assert caught.value.message == (f"{tmp_path}/server.json: not a record duel wrote (Expecting property name "
-                                    "enclosed in double quotes: line 1 column 2 (char 1)); delete it, duel writes "
-                                    "it again")
+    assert caught.value.message == (
+        f"{tmp_path}/server.json: not a record duel wrote (Expecting property name "
+        "enclosed in double quotes: line 1 column 2 (char 1)); delete it, duel writes "
+        "it again"
+    )
 
 
 def test_load_settings_precedence(tmp_path: Path) -> None:
     dotenv = tmp_path / ".env"
     dotenv.write_text("PGPORT=6000\nPGUSER=from_dotenv\nPGDATABASE=from_dotenv\n")
-    settings = load_settings({"PGPORT": "7000", "PGUSER": "from_env"}, dotenv=dotenv, pg_user="from_flag")
-    assert (settings.pg_port, settings.pg_user, settings.pg_database) == (7000, "from_flag", "from_dotenv")
+    settings = load_settings(
+        {"PGPORT": "7000", "PGUSER": "from_env"}, dotenv=dotenv, pg_user="from_flag"
+    )
+    assert (settings.pg_port, settings.pg_user, settings.pg_database) == (
+        7000,
+        "from_flag",
+        "from_dotenv",
+    )
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import io
 import tarfile
+from pathlib import Path
 
 import pytest
 from conftest import query
@@ -14,8 +13,15 @@ from duel import db
 from duel.exceptions import ConfigError, SourceError
 from duel.load import ingest
 from duel.settings import Settings
-from duel.shards import (ShardCheck, ShardMismatch, ShardSpec, check_shards, ingest_shard, plan_shards,
-                         shard_files)
+from duel.shards import (
+    ShardCheck,
+    ShardMismatch,
+    ShardSpec,
+    check_shards,
+    ingest_shard,
+    plan_shards,
+    shard_files,
+)
 
 DOCUMENTS = "select source_name, content_sha256 from raw.user_documents order by 1, 2"
 CURRENT = "select source_name, content_sha256 from raw.current_versions order by 1"
@@ -44,16 +50,22 @@ def ingest_all(settings: Settings, path: Path, count: int) -> list:
 
 def test_shard_spec_label_round_trip() -> None:
     assert [ShardSpec.parse(spec.label) for spec in plan_shards(Path("."), 3)] == [
-        ShardSpec(0, 3), ShardSpec(1, 3), ShardSpec(2, 3)]
+        ShardSpec(0, 3),
+        ShardSpec(1, 3),
+        ShardSpec(2, 3),
+    ]
     assert ShardSpec(2, 3).label == "2/3"
 
 
-@pytest.mark.parametrize(("label", "message"), [
-    ("3", "a shard is written index/count, e.g. 1/4; got '3'"),
-    ("a/4", "a shard is written index/count, e.g. 1/4; got 'a/4'"),
-    ("4/4", "shard index must be between 0 and 3, got 4"),
-    ("0/0", "shard count must be between 1 and 256, got 0"),
-])
+@pytest.mark.parametrize(
+    ("label", "message"),
+    [
+        ("3", "a shard is written index/count, e.g. 1/4; got '3'"),
+        ("a/4", "a shard is written index/count, e.g. 1/4; got 'a/4'"),
+        ("4/4", "shard index must be between 0 and 3, got 4"),
+        ("0/0", "shard count must be between 1 and 256, got 0"),
+    ],
+)
 def test_shard_spec_parse_refuses_bad_labels(label: str, message: str) -> None:
     with pytest.raises(ConfigError) as error:
         ShardSpec.parse(label)
@@ -67,14 +79,16 @@ def test_plan_shards_refuses_missing_input(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("source", ["real_data", "real_dir"])
-def test_shard_files_partition_the_source(settings: Settings, source: str,
-                                          request: pytest.FixtureRequest) -> None:
+def test_shard_files_partition_the_source(
+    settings: Settings, source: str, request: pytest.FixtureRequest
+) -> None:
     path = request.getfixturevalue(source)
     shards = [[f.name for f in shard_files(settings, path, spec)] for spec in plan_shards(path, 4)]
     names = sorted(name for shard in shards for name in shard)
     assert names == sorted(f"mixed/user_{n}.json" for n in range(10000))
     assert [len(shard) for shard in shards] == [
-        len([f.name for f in shard_files(settings, path, spec)]) for spec in plan_shards(path, 4)]
+        len([f.name for f in shard_files(settings, path, spec)]) for spec in plan_shards(path, 4)
+    ]
     assert min(len(shard) for shard in shards) > 2300  # a hash spreads 10,000 names about evenly
 
 
@@ -84,13 +98,27 @@ def test_ingest_shards_equal_one_batch(settings: Settings, real_data: Path) -> N
     plain = other_database(settings, "plain")
     ingest(plain, real_data)
     check = check_shards(settings, real_data, results)
-    assert check.summary() == {"batch_id": "1, 2, 3, 4", "files_seen": 10000, "loaded": 10000,
-                               "repaired": 222, "quarantined": 0, "skipped": 0, "unchanged": 0,
-                               "deleted": 0, "keyless": 0, "shards": 4, "steps": {}}
+    assert check.summary() == {
+        "batch_id": "1, 2, 3, 4",
+        "files_seen": 10000,
+        "loaded": 10000,
+        "repaired": 222,
+        "quarantined": 0,
+        "skipped": 0,
+        "unchanged": 0,
+        "deleted": 0,
+        "keyless": 0,
+        "shards": 4,
+        "steps": {},
+    }
     assert query(settings, DOCUMENTS) == query(plain, DOCUMENTS)
     assert query(settings, CURRENT) == query(plain, CURRENT)
     assert query(settings, "select batch_id, shard, status from raw.batches order by 1") == [
-        (1, "0/4", "succeeded"), (2, "1/4", "succeeded"), (3, "2/4", "succeeded"), (4, "3/4", "succeeded")]
+        (1, "0/4", "succeeded"),
+        (2, "1/4", "succeeded"),
+        (3, "2/4", "succeeded"),
+        (4, "3/4", "succeeded"),
+    ]
 
 
 @pytest.mark.slow
@@ -100,24 +128,58 @@ def test_ingest_shards_twice_loads_nothing(settings: Settings, real_dir: Path) -
     again = ingest_all(settings, real_dir, 4)
     assert [(r.loaded, r.quarantined) for r in again] == [(0, 0)] * 4
     assert sum(r.unchanged for r in again) == 10000
-    assert check_shards(settings, real_dir, again) == ShardCheck(10000, 4, (5, 6, 7, 8), {
-        "loaded": 0, "repaired": 0, "quarantined": 0, "skipped": 0, "unchanged": 10000, "deleted": 0, "keyless": 0})
+    assert check_shards(settings, real_dir, again) == ShardCheck(
+        10000,
+        4,
+        (5, 6, 7, 8),
+        {
+            "loaded": 0,
+            "repaired": 0,
+            "quarantined": 0,
+            "skipped": 0,
+            "unchanged": 10000,
+            "deleted": 0,
+            "keyless": 0,
+        },
+    )
     assert query(settings, DOCUMENTS) == before
 
 
-def test_ingest_shards_keep_the_last_copy_of_a_repeated_name(settings: Settings, tmp_path: Path) -> None:
+def test_ingest_shards_keep_the_last_copy_of_a_repeated_name(
+    settings: Settings, tmp_path: Path
+) -> None:
     # A tar may hold one name twice; the later member is the current version, sharded or not.
-    members = [("a.json", b'{"v": 1}'), ("b.json", b'{"v": 2}'), ("a.json", b'{"v": 3}'),
-               ("c.json", b'{"v": 4}'), ("notes.txt", b"hi")]
+    members = [
+        ("a.json", b'{"v": 1}'),
+        ("b.json", b'{"v": 2}'),
+        ("a.json", b'{"v": 3}'),
+        ("c.json", b'{"v": 4}'),
+        ("notes.txt", b"hi"),
+    ]
     path = make_tar(tmp_path / "dup.tar.gz", members)
     results = ingest_all(settings, path, 3)
     plain = other_database(settings, "plain")
     ingest(plain, path)
-    assert check_shards(settings, path, results) == ShardCheck(5, 3, (1, 2, 3), {
-        "loaded": 4, "repaired": 0, "quarantined": 0, "skipped": 1, "unchanged": 0, "deleted": 0, "keyless": 0})
+    assert check_shards(settings, path, results) == ShardCheck(
+        5,
+        3,
+        (1, 2, 3),
+        {
+            "loaded": 4,
+            "repaired": 0,
+            "quarantined": 0,
+            "skipped": 1,
+            "unchanged": 0,
+            "deleted": 0,
+            "keyless": 0,
+        },
+    )
     assert query(settings, CURRENT) == query(plain, CURRENT)
-    assert query(settings, "select document->>'v' from raw.current_versions join raw.user_documents"
-                           " using (source_name, content_sha256) where source_name = 'a.json'") == [("3",)]
+    assert query(
+        settings,
+        "select document->>'v' from raw.current_versions join raw.user_documents"
+        " using (source_name, content_sha256) where source_name = 'a.json'",
+    ) == [("3",)]
 
 
 def test_check_shards_refuses_a_missing_shard(settings: Settings, tmp_path: Path) -> None:
@@ -125,7 +187,10 @@ def test_check_shards_refuses_a_missing_shard(settings: Settings, tmp_path: Path
     results = ingest_all(settings, path, 3)
     with pytest.raises(ShardMismatch) as error:
         check_shards(settings, path, results[:2])
-    assert str(error.value) == "the batches 1, 2 are not one complete set of succeeded shards: ['0/3', '1/3']"
+    assert (
+        str(error.value)
+        == "the batches 1, 2 are not one complete set of succeeded shards: ['0/3', '1/3']"
+    )
 
 
 def test_check_shards_refuses_a_source_that_changed(settings: Settings, tmp_path: Path) -> None:

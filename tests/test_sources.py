@@ -17,11 +17,23 @@ import pytest
 
 from duel.archives import MAX_ZIP_DIRECTORY, MAX_ZIP_MEMBERS
 from duel.exceptions import SourceError
-from duel.sources import MAX_HELD_BYTES, SourceFile, identity_path, iter_source, not_data_reason, safe_member_name
+from duel.sources import (
+    MAX_HELD_BYTES,
+    SourceFile,
+    identity_path,
+    iter_source,
+    not_data_reason,
+    safe_member_name,
+)
 
 
-def add(archive: tarfile.TarFile, name: str, data: bytes = b"{}", kind: bytes = tarfile.REGTYPE,
-        linkname: str = "") -> None:
+def add(
+    archive: tarfile.TarFile,
+    name: str,
+    data: bytes = b"{}",
+    kind: bytes = tarfile.REGTYPE,
+    linkname: str = "",
+) -> None:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.linkname = linkname
@@ -102,12 +114,20 @@ def test_iter_source_directory_reports_links_and_recurses(tmp_path: Path) -> Non
 
 
 def test_identity_path_drops_only_the_dumps_top_folder() -> None:
-    assert [identity_path(name) for name in ("mixed/user_17.json", "export-2025-07-24/user_17.json",
-                                             "user_17.json", "mixed/eu/user_1.json")] == [
-        "user_17.json", "user_17.json", "user_17.json", "eu/user_1.json"]
+    assert [
+        identity_path(name)
+        for name in (
+            "mixed/user_17.json",
+            "export-2025-07-24/user_17.json",
+            "user_17.json",
+            "mixed/eu/user_1.json",
+        )
+    ] == ["user_17.json", "user_17.json", "user_17.json", "eu/user_1.json"]
 
 
-def test_iter_source_directory_given_at_or_above_the_export_folder_keys_alike(tmp_path: Path) -> None:
+def test_iter_source_directory_given_at_or_above_the_export_folder_keys_alike(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "mixed").mkdir()
     (tmp_path / "mixed" / "user_1.json").write_bytes(b"{}")
     above = [f.key_path for f in iter_source(tmp_path, max_bytes=100)]
@@ -128,13 +148,19 @@ def test_iter_source_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=f"^no such file or directory: {tmp_path}/nope.tar.gz$"):
         iter_source(tmp_path / "nope.tar.gz", 10)
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(SourceError, match=(
+    with pytest.raises(
+        SourceError,
+        match=(
             r"notes.txt: not a supported input; give a directory or a .tar, .tar.gz/.tgz, .tar.bz2/.tbz2, "
             r".tar.xz/.txz, .zip, .json or .ndjson/.jsonl file \(.json and .ndjson may be .gz, .bz2 or .xz "
-            r"compressed\)$")):
+            r"compressed\)$"
+        ),
+    ):
         iter_source(tmp_path / "notes.txt", 10)
     (tmp_path / "fake.zip").write_bytes(b"PK\x03\x04 and then nothing of a zip")
-    with pytest.raises(SourceError, match=r"fake.zip: not a readable zip archive \(File is not a zip file\)$"):
+    with pytest.raises(
+        SourceError, match=r"fake.zip: not a readable zip archive \(File is not a zip file\)$"
+    ):
         list(iter_source(tmp_path / "fake.zip", 10))
     (tmp_path / "fake.json.gz").write_bytes(b"\x1f\x8b\x08 cut")
     with pytest.raises(SourceError, match=r"fake.json.gz: not readable \(.+\)$"):
@@ -142,13 +168,18 @@ def test_iter_source_errors_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "fake.tar.gz").write_bytes(b"not an archive at all" * 30)
     with pytest.raises(SourceError) as caught:
         list(iter_source(tmp_path / "fake.tar.gz", 10))
-    assert caught.value.message == (f"{tmp_path}/fake.tar.gz: text, not a gzip-compressed tar archive; give a "
-                                    ".tar.gz made by `tar czf`, a .tar, a directory or .json files")
+    assert caught.value.message == (
+        f"{tmp_path}/fake.tar.gz: text, not a gzip-compressed tar archive; give a "
+        ".tar.gz made by `tar czf`, a .tar, a directory or .json files"
+    )
     with tarfile.open(tmp_path / "ok.tar", "w") as archive:
         for index in range(3):
             add(archive, f"user_{index}.json", b"{}" * 300)
     (tmp_path / "cut.tar").write_bytes((tmp_path / "ok.tar").read_bytes()[:2000])
-    with pytest.raises(SourceError, match=r"cut.tar: archive is corrupt after 1 member \(unexpected end of archive\)$"):
+    with pytest.raises(
+        SourceError,
+        match=r"cut.tar: archive is corrupt after 1 member \(unexpected end of archive\)$",
+    ):
         list(iter_source(tmp_path / "cut.tar", 1000))
 
 
@@ -170,7 +201,11 @@ def zip_bytes(files: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> by
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", method) as archive:
         for name, data in files.items():
-            archive.writestr(zipfile.ZipInfo(name, date_time=(2025, 7, 23, 15, 38, 2)), data, compress_type=method)
+            archive.writestr(
+                zipfile.ZipInfo(name, date_time=(2025, 7, 23, 15, 38, 2)),
+                data,
+                compress_type=method,
+            )
     return buffer.getvalue()
 
 
@@ -208,50 +243,71 @@ def test_iter_source_zip_skips_and_never_follows(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.parametrize(("suffix", "compress"), [
-    (".tar", lambda data: data),
-    (".tar.gz", gzip.compress),
-    (".tgz", gzip.compress),
-    (".tar.bz2", bz2.compress),
-    (".tbz2", bz2.compress),
-    (".tar.xz", lzma.compress),
-    (".txz", lzma.compress),
-    (".tar.gz", lzma.compress),  # the compression is told by its magic number, not the name
-    (".tar.xz", bz2.compress),
-    (".zip", lambda data: zip_bytes({"mixed/user_1.json": USER})),  # a zip by its magic, too
-    (".tar", lambda data: zip_bytes({"mixed/user_1.json": USER})),
-])
-def test_iter_source_reads_every_archive_format(tmp_path: Path, suffix: str,
-                                                compress: Callable[[bytes], bytes]) -> None:
+@pytest.mark.parametrize(
+    ("suffix", "compress"),
+    [
+        (".tar", lambda data: data),
+        (".tar.gz", gzip.compress),
+        (".tgz", gzip.compress),
+        (".tar.bz2", bz2.compress),
+        (".tbz2", bz2.compress),
+        (".tar.xz", lzma.compress),
+        (".txz", lzma.compress),
+        (".tar.gz", lzma.compress),  # the compression is told by its magic number, not the name
+        (".tar.xz", bz2.compress),
+        (".zip", lambda data: zip_bytes({"mixed/user_1.json": USER})),  # a zip by its magic, too
+        (".tar", lambda data: zip_bytes({"mixed/user_1.json": USER})),
+    ],
+)
+def test_iter_source_reads_every_archive_format(
+    tmp_path: Path, suffix: str, compress: Callable[[bytes], bytes]
+) -> None:
     path = write(tmp_path / f"dump{suffix}", compress(tar_bytes({"mixed/user_1.json": USER})))
-    assert list(iter_source(path, max_bytes=100)) == [SourceFile("mixed/user_1.json", USER, 8, key_path="user_1.json")]
+    assert list(iter_source(path, max_bytes=100)) == [
+        SourceFile("mixed/user_1.json", USER, 8, key_path="user_1.json")
+    ]
 
 
 def test_iter_source_compressed_json_and_ndjson(tmp_path: Path) -> None:
     lines = b'{"a": 1}\n\n{"b": 2}\n'
-    assert [list(iter_source(write(tmp_path / name, data), max_bytes=100)) for name, data in (
-        ("user_1.json.gz", gzip.compress(USER)),
-        ("user_2.json.bz2", bz2.compress(USER)),
-        ("user_3.json.xz", lzma.compress(USER)),
-        ("user_4.json.gz", USER),  # not compressed after all: read as it is
-        ("users.ndjson.gz", gzip.compress(lines)),
-        ("users.jsonl.xz", lzma.compress(lines)),
-    )] == [
+    assert [
+        list(iter_source(write(tmp_path / name, data), max_bytes=100))
+        for name, data in (
+            ("user_1.json.gz", gzip.compress(USER)),
+            ("user_2.json.bz2", bz2.compress(USER)),
+            ("user_3.json.xz", lzma.compress(USER)),
+            ("user_4.json.gz", USER),  # not compressed after all: read as it is
+            ("users.ndjson.gz", gzip.compress(lines)),
+            ("users.jsonl.xz", lzma.compress(lines)),
+        )
+    ] == [
         [SourceFile("user_1.json.gz", USER, 8, key_path="user_1.json")],
         [SourceFile("user_2.json.bz2", USER, 8, key_path="user_2.json")],
         [SourceFile("user_3.json.xz", USER, 8, key_path="user_3.json")],
         [SourceFile("user_4.json.gz", USER, 8, key_path="user_4.json")],
-        [SourceFile("users.ndjson.gz:1", b'{"a": 1}\n', 9), SourceFile("users.ndjson.gz:3", b'{"b": 2}\n', 9)],
-        [SourceFile("users.jsonl.xz:1", b'{"a": 1}\n', 9), SourceFile("users.jsonl.xz:3", b'{"b": 2}\n', 9)],
+        [
+            SourceFile("users.ndjson.gz:1", b'{"a": 1}\n', 9),
+            SourceFile("users.ndjson.gz:3", b'{"b": 2}\n', 9),
+        ],
+        [
+            SourceFile("users.jsonl.xz:1", b'{"a": 1}\n', 9),
+            SourceFile("users.jsonl.xz:3", b'{"b": 2}\n', 9),
+        ],
     ]
 
 
 def test_iter_source_ndjson_line_over_the_limit_is_never_held(tmp_path: Path) -> None:
-    path = write(tmp_path / "users.ndjson.gz", gzip.compress(
-        b'{"a": 1}\n' + b"x" * 100_000 + b"\n" + b" " * 100_000 + b"\n{}\n" + b"y" * 50))
+    path = write(
+        tmp_path / "users.ndjson.gz",
+        gzip.compress(
+            b'{"a": 1}\n' + b"x" * 100_000 + b"\n" + b" " * 100_000 + b"\n{}\n" + b"y" * 50
+        ),
+    )
     assert list(iter_source(path, max_bytes=20)) == [
         SourceFile("users.ndjson.gz:1", b'{"a": 1}\n', 9),
-        SourceFile("users.ndjson.gz:2", size=100_001, oversize=True),  # line 3 is blank, however long
+        SourceFile(
+            "users.ndjson.gz:2", size=100_001, oversize=True
+        ),  # line 3 is blank, however long
         SourceFile("users.ndjson.gz:4", b"{}\n", 3),
         SourceFile("users.ndjson.gz:5", size=50, oversize=True),
     ]
@@ -269,7 +325,9 @@ def test_iter_source_keys_a_member_by_its_path_in_the_innermost_archive(tmp_path
     ]
     (tmp_path / "e" / "mixed").mkdir(parents=True)
     write(tmp_path / "e" / "mixed" / "user_1.json", USER)
-    assert [[(f.name, f.key_path) for f in iter_source(path, 100)] for path in (*inputs, tmp_path / "e")] == [
+    assert [
+        [(f.name, f.key_path) for f in iter_source(path, 100)] for path in (*inputs, tmp_path / "e")
+    ] == [
         [("mixed/user_1.json", "user_1.json")],
         [("mixed/user_1.json", "user_1.json")],
         [("outer/inner.tar.gz/mixed/user_1.json", "user_1.json")],
@@ -279,14 +337,25 @@ def test_iter_source_keys_a_member_by_its_path_in_the_innermost_archive(tmp_path
 
 
 def test_iter_source_nested_archives_ndjson_and_compressed_json(tmp_path: Path) -> None:
-    inner = tar_bytes({"mixed/user_1.json": USER, "mixed/dump.ndjson": b'{"n": 1}\n{"n": 2}\n',
-                       "mixed/notes.txt": b"hi"}, "w:bz2")
-    path = write(tmp_path / "outer.zip", zip_bytes({
-        "outer/inner.tar.bz2": inner,
-        "dump.jsonl.gz": gzip.compress(b'{"n": 3}\n'),
-        "mixed/user_2.json.gz": gzip.compress(b"{}"),
-        "mixed/user_3.json": b"[]",
-    }))
+    inner = tar_bytes(
+        {
+            "mixed/user_1.json": USER,
+            "mixed/dump.ndjson": b'{"n": 1}\n{"n": 2}\n',
+            "mixed/notes.txt": b"hi",
+        },
+        "w:bz2",
+    )
+    path = write(
+        tmp_path / "outer.zip",
+        zip_bytes(
+            {
+                "outer/inner.tar.bz2": inner,
+                "dump.jsonl.gz": gzip.compress(b'{"n": 3}\n'),
+                "mixed/user_2.json.gz": gzip.compress(b"{}"),
+                "mixed/user_3.json": b"[]",
+            }
+        ),
+    )
     assert list(iter_source(path, max_bytes=100)) == [
         SourceFile("outer/inner.tar.bz2/mixed/user_1.json", USER, 8, key_path="user_1.json"),
         SourceFile("outer/inner.tar.bz2/mixed/dump.ndjson:1", b'{"n": 1}\n', 9),
@@ -305,7 +374,11 @@ def nest(levels: list[str], leaf: dict[str, bytes]) -> bytes:
     for level in reversed(levels):
         files = {**leaf, inner: data} if data else dict(leaf)
         modes = {".tar": "w", ".tar.gz": "w:gz", ".tar.xz": "w:xz", ".tar.bz2": "w:bz2"}
-        data = zip_bytes(files) if level.endswith(".zip") else tar_bytes(files, modes[level[level.index("."):]])
+        data = (
+            zip_bytes(files)
+            if level.endswith(".zip")
+            else tar_bytes(files, modes[level[level.index(".") :]])
+        )
         inner = level
     return data
 
@@ -319,8 +392,13 @@ def test_iter_source_reads_archives_three_deep_and_quarantines_the_fourth(tmp_pa
         SourceFile("l1.zip/u.json", b"{}", 2, key_path="u.json"),
         SourceFile("l1.zip/l2.tar.gz/u.json", b"{}", 2, key_path="u.json"),
         SourceFile("l1.zip/l2.tar.gz/l3.tar.xz/u.json", b"{}", 2, key_path="u.json"),
-        SourceFile("l1.zip/l2.tar.gz/l3.tar.xz/l4.zip", l4, len(l4), key_path="l4.zip",
-                   defect="archive-too-deep: an archive inside 4 archives; they are read 3 deep"),
+        SourceFile(
+            "l1.zip/l2.tar.gz/l3.tar.xz/l4.zip",
+            l4,
+            len(l4),
+            key_path="l4.zip",
+            defect="archive-too-deep: an archive inside 4 archives; they are read 3 deep",
+        ),
     ]
 
 
@@ -331,27 +409,58 @@ def test_iter_source_unreadable_members_are_defects_not_skips(tmp_path: Path) ->
     cut = tar_bytes({"mixed/user_1.json": USER, "mixed/user_2.json": b"{}" * 400})[:1600]
     bad_crc = bytearray(zip_bytes({"user.json": b'{"crc": 1}'}, zipfile.ZIP_STORED))
     bad_crc[bad_crc.index(b'{"crc": 1}') + 8] ^= 0x01
-    path = write(tmp_path / "outer.zip", zip_bytes({
-        "garbage.tar.gz": b"\x1f\x8b not really gzip",
-        "cut.tar": cut,
-        "broken.json.gz": gzip.compress(USER)[:-6],
-        "dump.ndjson.xz": b"\xfd7zXZ\x00 truncated",
-        "crc.zip": bytes(bad_crc),
-        "after.json": b"{}",
-    }, zipfile.ZIP_STORED))
+    path = write(
+        tmp_path / "outer.zip",
+        zip_bytes(
+            {
+                "garbage.tar.gz": b"\x1f\x8b not really gzip",
+                "cut.tar": cut,
+                "broken.json.gz": gzip.compress(USER)[:-6],
+                "dump.ndjson.xz": b"\xfd7zXZ\x00 truncated",
+                "crc.zip": bytes(bad_crc),
+                "after.json": b"{}",
+            },
+            zipfile.ZIP_STORED,
+        ),
+    )
     truncated = gzip.compress(USER)[:-6]
     assert list(iter_source(path, max_bytes=10_000)) == [
-        SourceFile("garbage.tar.gz", b"\x1f\x8b not really gzip", 18, key_path="garbage.tar.gz",
-                   defect="unreadable-archive: Unknown compression method"),
+        SourceFile(
+            "garbage.tar.gz",
+            b"\x1f\x8b not really gzip",
+            18,
+            key_path="garbage.tar.gz",
+            defect="unreadable-archive: Unknown compression method",
+        ),
         SourceFile("cut.tar/mixed/user_1.json", USER, 8, key_path="user_1.json"),
-        SourceFile("cut.tar", cut, 1600, key_path="cut.tar",
-                   defect="unreadable-archive: corrupt after 1 member (unexpected end of archive)"),
-        SourceFile("broken.json.gz", truncated, len(truncated), key_path="broken.json",
-                   defect="unreadable-member: Compressed file ended before the end-of-stream marker was reached"),
-        SourceFile("dump.ndjson.xz", b"\xfd7zXZ\x00 truncated", 16, key_path="dump.ndjson.xz",
-                   defect="unreadable-member: Corrupt input data"),
-        SourceFile("crc.zip/user.json", None, 10, key_path="user.json",
-                   defect="unreadable-member: Bad CRC-32 for file 'user.json'"),
+        SourceFile(
+            "cut.tar",
+            cut,
+            1600,
+            key_path="cut.tar",
+            defect="unreadable-archive: corrupt after 1 member (unexpected end of archive)",
+        ),
+        SourceFile(
+            "broken.json.gz",
+            truncated,
+            len(truncated),
+            key_path="broken.json",
+            defect="unreadable-member: Compressed file ended before the end-of-stream marker was reached",
+        ),
+        SourceFile(
+            "dump.ndjson.xz",
+            b"\xfd7zXZ\x00 truncated",
+            16,
+            key_path="dump.ndjson.xz",
+            defect="unreadable-member: Corrupt input data",
+        ),
+        SourceFile(
+            "crc.zip/user.json",
+            None,
+            10,
+            key_path="user.json",
+            defect="unreadable-member: Bad CRC-32 for file 'user.json'",
+        ),
         SourceFile("after.json", b"{}", 2, key_path="after.json"),
     ]
 
@@ -366,8 +475,13 @@ def test_iter_source_zip_member_whose_declared_size_lies(tmp_path: Path) -> None
         lying[at + size_at : at + size_at + 4] = (8).to_bytes(4, "little")
     path = write(tmp_path / "lies.zip", bytes(lying))
     assert list(iter_source(path, max_bytes=1000)) == [
-        SourceFile("liar.json", None, 8, key_path="liar.json",
-                   defect="unreadable-member: Bad CRC-32 for file 'liar.json'"),
+        SourceFile(
+            "liar.json",
+            None,
+            8,
+            key_path="liar.json",
+            defect="unreadable-member: Bad CRC-32 for file 'liar.json'",
+        ),
         SourceFile("big.json", size=1 << 20, oversize=True, key_path="big.json"),
     ]
 
@@ -384,8 +498,13 @@ def test_iter_source_zip_members_over_the_same_bytes_are_defects(tmp_path: Path)
     record[12:16] = (2 * len(entry)).to_bytes(4, "little")
     path = write(tmp_path / "twice.zip", data[:end] + entry + bytes(record))
     assert list(iter_source(path, max_bytes=1000)) == [
-        SourceFile("a.json", None, 8, key_path="a.json",
-                   defect="unreadable-member: its data overlaps the next member's"),
+        SourceFile(
+            "a.json",
+            None,
+            8,
+            key_path="a.json",
+            defect="unreadable-member: its data overlaps the next member's",
+        ),
         SourceFile("a.json", USER, 8, key_path="a.json"),
     ]
 
@@ -400,16 +519,21 @@ def test_iter_source_zip_member_limit(tmp_path: Path) -> None:
     assert sum(1 for _ in iter_source(path, max_bytes=100)) == MAX_ZIP_MEMBERS
     with zipfile.ZipFile(path, "a") as archive:
         archive.writestr("m/one-more.txt", b"")
-    with pytest.raises(SourceError, match=r"many.zip: zip archive not read: it has 50,001 members, over the "
-                                          r"limit of 50,000$"):
+    with pytest.raises(
+        SourceError,
+        match=r"many.zip: zip archive not read: it has 50,001 members, over the "
+        r"limit of 50,000$",
+    ):
         list(iter_source(path, max_bytes=100))
     outer = write(tmp_path / "outer.tar.gz", tar_bytes({"many.zip": path.read_bytes()}, "w:gz"))
     assert [(f.name, f.defect) for f in iter_source(outer, max_bytes=100)] == [
-        ("many.zip", "archive-too-large: it has 50,001 members, over the limit of 50,000")]
+        ("many.zip", "archive-too-large: it has 50,001 members, over the limit of 50,000")
+    ]
 
 
 def test_iter_source_zip_directory_limit(tmp_path: Path) -> None:
     """MAX_ZIP_DIRECTORY bytes of central directory are read; one byte more is refused."""
+
     def directory_of(comment: bytes) -> bytes:
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
@@ -428,8 +552,11 @@ def test_iter_source_zip_directory_limit(tmp_path: Path) -> None:
     assert size(exact) == MAX_ZIP_DIRECTORY
     assert len(list(iter_source(write(tmp_path / "exact.zip", exact), 100))) == 129
     over = directory_of(b"c" * (MAX_ZIP_DIRECTORY - size(plain) + 1))
-    with pytest.raises(SourceError, match=r"over.zip: zip archive not read: its directory is 8,388,609 bytes, "
-                                          r"over the limit of 8,388,608$"):
+    with pytest.raises(
+        SourceError,
+        match=r"over.zip: zip archive not read: its directory is 8,388,609 bytes, "
+        r"over the limit of 8,388,608$",
+    ):
         list(iter_source(write(tmp_path / "over.zip", over), 100))
 
 
@@ -442,13 +569,20 @@ def test_iter_source_nested_archives_held_in_memory_are_bounded(tmp_path: Path) 
     over = zip_bytes({"pad.txt": bytes(MAX_HELD_BYTES - empty + 1)}, zipfile.ZIP_STORED)
     big_tar = tar_bytes({"pad.txt": bytes(MAX_HELD_BYTES), "u.json": b"{}"})
     assert len(exact) == MAX_HELD_BYTES
-    path = write(tmp_path / "outer.tar.gz", tar_bytes({"exact.zip": exact, "over.zip": over,
-                                                       "big.tar": big_tar}, "w:gz"))
+    path = write(
+        tmp_path / "outer.tar.gz",
+        tar_bytes({"exact.zip": exact, "over.zip": over, "big.tar": big_tar}, "w:gz"),
+    )
     assert list(iter_source(path, max_bytes=100)) == [
         SourceFile("exact.zip/pad.txt", size=MAX_HELD_BYTES - empty, skip_reason="not-json"),
-        SourceFile("over.zip", None, MAX_HELD_BYTES + 1, key_path="over.zip",
-                   defect="archive-too-large: 33,554,433 bytes; a zip inside an archive is read in memory, where "
-                          "nested archives hold 33,554,432 bytes at most (33,554,432 left)"),
+        SourceFile(
+            "over.zip",
+            None,
+            MAX_HELD_BYTES + 1,
+            key_path="over.zip",
+            defect="archive-too-large: 33,554,433 bytes; a zip inside an archive is read in memory, where "
+            "nested archives hold 33,554,432 bytes at most (33,554,432 left)",
+        ),
         SourceFile("big.tar/pad.txt", size=MAX_HELD_BYTES, skip_reason="not-json"),
         SourceFile("big.tar/u.json", b"{}", 2, key_path="u.json"),
     ]
@@ -459,8 +593,13 @@ def test_iter_source_encrypted_zip_member_is_a_defect(tmp_path: Path) -> None:
     at = data.index(b"PK\x01\x02")  # the first member's central header: set its "encrypted" flag
     data[at + 8] |= 0x01
     assert list(iter_source(write(tmp_path / "locked.zip", bytes(data)), max_bytes=100)) == [
-        SourceFile("secret.json", None, 8, key_path="secret.json",
-                   defect="unreadable-member: encrypted (no password is ever given)"),
+        SourceFile(
+            "secret.json",
+            None,
+            8,
+            key_path="secret.json",
+            defect="unreadable-member: encrypted (no password is ever given)",
+        ),
         SourceFile("open.json", b"{}", 2, key_path="open.json"),
     ]
 
@@ -469,24 +608,49 @@ def test_iter_source_names_do_not_depend_on_the_size_limit(tmp_path: Path) -> No
     """The same files, by name, whatever DUEL_MAX_FILE_BYTES (check_shards lists the input with
     a limit of 0): a small zip comes read from its tar, a large one streamed, and either is held
     only within what is left of MAX_HELD_BYTES, so a zip's fate does not depend on the limit."""
-    small_zip = zip_bytes({"s.json": os.urandom(16 << 10)}, zipfile.ZIP_STORED)  # 16 KiB: read with its tar
+    small_zip = zip_bytes(
+        {"s.json": os.urandom(16 << 10)}, zipfile.ZIP_STORED
+    )  # 16 KiB: read with its tar
 
     def held_tar(filler: int) -> bytes:
-        return tar_bytes({"filler.txt": bytes(filler), "small.zip": small_zip, "dump.ndjson": b"{}\n\n[]\n"})
+        return tar_bytes(
+            {"filler.txt": bytes(filler), "small.zip": small_zip, "dump.ndjson": b"{}\n\n[]\n"}
+        )
 
     first = MAX_HELD_BYTES - (1 << 20)
     largest = MAX_HELD_BYTES // tarfile.RECORDSIZE * tarfile.RECORDSIZE  # a tar is whole records
     held = held_tar(first + largest - len(held_tar(first)))
-    assert len(held) == largest  # held: MAX_HELD_BYTES - 8 KiB; the small zip does not fit in the rest
-    path = write(tmp_path / "input.zip", zip_bytes({
-        "held.tar": held, "u.json.gz": gzip.compress(b"{}"),
-        "deep.tar": nest(["deep.tar", "a.zip", "b.tar", "c.tar.gz"], {"u.json": b"{}"})}))
+    assert (
+        len(held) == largest
+    )  # held: MAX_HELD_BYTES - 8 KiB; the small zip does not fit in the rest
+    path = write(
+        tmp_path / "input.zip",
+        zip_bytes(
+            {
+                "held.tar": held,
+                "u.json.gz": gzip.compress(b"{}"),
+                "deep.tar": nest(["deep.tar", "a.zip", "b.tar", "c.tar.gz"], {"u.json": b"{}"}),
+            }
+        ),
+    )
     files = list(iter_source(path, max_bytes=100_000))
-    assert [f.name for f in iter_source(path, max_bytes=0)] == [f.name for f in files] == [
-        "held.tar/filler.txt", "held.tar/small.zip", "held.tar/dump.ndjson:1", "held.tar/dump.ndjson:3",
-        "u.json.gz", "deep.tar/u.json", "deep.tar/a.zip/u.json", "deep.tar/a.zip/b.tar/u.json",
-        "deep.tar/a.zip/b.tar/c.tar.gz"]
+    assert (
+        [f.name for f in iter_source(path, max_bytes=0)]
+        == [f.name for f in files]
+        == [
+            "held.tar/filler.txt",
+            "held.tar/small.zip",
+            "held.tar/dump.ndjson:1",
+            "held.tar/dump.ndjson:3",
+            "u.json.gz",
+            "deep.tar/u.json",
+            "deep.tar/a.zip/u.json",
+            "deep.tar/a.zip/b.tar/u.json",
+            "deep.tar/a.zip/b.tar/c.tar.gz",
+        ]
+    )
     assert [f.defect for f in files if f.defect] == [
         f"archive-too-large: {len(small_zip):,} bytes; a zip inside an archive is read in memory, where nested "
         f"archives hold 33,554,432 bytes at most ({MAX_HELD_BYTES - largest:,} left)",
-        "archive-too-deep: an archive inside 4 archives; they are read 3 deep"]
+        "archive-too-deep: an archive inside 4 archives; they are read 3 deep",
+    ]

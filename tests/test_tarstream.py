@@ -20,7 +20,11 @@ def build(fmt: int, tmp_path: Path, mode: str = "w:gz") -> Path:
         directory = tarfile.TarInfo("mixed")
         directory.type = tarfile.DIRTYPE
         archive.addfile(directory)
-        for name, data in (("mixed/user_0.json", b'{"a": 1}'), (LONG, b"x" * 700), ("big.json", b"y" * 2000)):
+        for name, data in (
+            ("mixed/user_0.json", b'{"a": 1}'),
+            (LONG, b"x" * 700),
+            ("big.json", b"y" * 2000),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
@@ -58,21 +62,27 @@ def test_iter_members_rejects_truncated_archive(tmp_path: Path) -> None:
     path = build(tarfile.PAX_FORMAT, tmp_path, "w")
     cut = tmp_path / "cut.tar"
     cut.write_bytes(path.read_bytes()[:1800])
-    with open_archive(cut) as stream, pytest.raises(TarFormatError, match="unexpected end of archive"):
+    with (
+        open_archive(cut) as stream,
+        pytest.raises(TarFormatError, match="unexpected end of archive"),
+    ):
         list(iter_members(stream, max_bytes=10_000))
 
 
 def test_iter_members_rejects_corrupt_header(tmp_path: Path) -> None:
     bad = tmp_path / "bad.tar"
     bad.write_bytes(b"this is not a tar archive".ljust(1024, b"!"))
-    with open_archive(bad) as stream, pytest.raises(TarFormatError, match="header checksum mismatch|bad number"):
+    with (
+        open_archive(bad) as stream,
+        pytest.raises(TarFormatError, match="header checksum mismatch|bad number"),
+    ):
         list(iter_members(stream, max_bytes=10_000))
 
 
 def _header(name: bytes, size_field: bytes, kind: bytes = b"0") -> bytes:
     """A ustar header with the given raw size field and a correct checksum."""
     header = bytearray(512)
-    header[0:len(name)] = name
+    header[0 : len(name)] = name
     header[100:108] = b"0000644\x00"
     header[124:136] = size_field
     header[148:156] = b" " * 8
@@ -96,11 +106,16 @@ def test_iter_members_checks_non_ascii_headers_exactly(tmp_path: Path) -> None:
     path = tmp_path / "utf8.tar"
     path.write_bytes(good)
     with open_archive(path) as stream:
-        assert list(iter_members(stream, max_bytes=10_000)) == [Member("usér-ß.json", 2, "file", b"{}")]
+        assert list(iter_members(stream, max_bytes=10_000)) == [
+            Member("usér-ß.json", 2, "file", b"{}")
+        ]
     corrupt = bytearray(good)
     corrupt[1] ^= 0x01
     path.write_bytes(bytes(corrupt))
-    with open_archive(path) as stream, pytest.raises(TarFormatError, match="header checksum mismatch"):
+    with (
+        open_archive(path) as stream,
+        pytest.raises(TarFormatError, match="header checksum mismatch"),
+    ):
         list(iter_members(stream, max_bytes=10_000))
 
 
@@ -110,7 +125,12 @@ def test_iter_members_streams_the_members_named_to_be_streamed(tmp_path: Path) -
     path = tmp_path / "nested.tar"
     nested = bytes(range(256)) * 5000  # 1.28 MB: crosses the reader's 1 MiB chunks
     with tarfile.open(path, "w") as archive:
-        for name, data in (("a.TAR.GZ", nested), ("b.json", b"{}"), ("c.tar.gz", nested), ("d.json", b"[]")):
+        for name, data in (
+            ("a.TAR.GZ", nested),
+            ("b.json", b"{}"),
+            ("c.tar.gz", nested),
+            ("d.json", b"[]"),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
@@ -119,7 +139,15 @@ def test_iter_members_streams_the_members_named_to_be_streamed(tmp_path: Path) -
         members = iter_members(stream, max_bytes=10, wanted=(".json",), streamed=(".tar.gz",))
         for member in members:
             if member.stream is not None:
-                read.append(member.stream.read() if member.name == "a.TAR.GZ" else member.stream.read(7))
+                read.append(
+                    member.stream.read() if member.name == "a.TAR.GZ" else member.stream.read(7)
+                )
             read.append(member[:4])
-    assert read == [nested, ("a.TAR.GZ", len(nested), "file", None), ("b.json", 2, "file", b"{}"),
-                    nested[:7], ("c.tar.gz", len(nested), "file", None), ("d.json", 2, "file", b"[]")]
+    assert read == [
+        nested,
+        ("a.TAR.GZ", len(nested), "file", None),
+        ("b.json", 2, "file", b"{}"),
+        nested[:7],
+        ("c.tar.gz", len(nested), "file", None),
+        ("d.json", 2, "file", b"[]"),
+    ]

@@ -29,8 +29,15 @@ models:
             expected: "2"
 """
 FAILING_MODEL = "{{ config(materialized='table') }}\nselect cast(9223372036854775807 as bigint) + 1 as too_big\n"
-GENERIC_TESTS = ("unique", "not_null", "relationships", "accepted_values", "aggregate_equals", "expression_is_true",
-                 "unique_combination_of_columns")
+GENERIC_TESTS = (
+    "unique",
+    "not_null",
+    "relationships",
+    "accepted_values",
+    "aggregate_equals",
+    "expression_is_true",
+    "unique_combination_of_columns",
+)
 
 
 @pytest.fixture
@@ -70,23 +77,37 @@ def test_transform_dbt_env_is_the_settings_connection(settings: Settings) -> Non
 def test_transform_missing_project_is_a_config_error(settings: Settings, tmp_path: Path) -> None:
     result = run_cli(settings, "transform", DUEL_DBT_PROJECT_DIR=str(tmp_path / "nowhere"))
     assert (result.returncode, result.stdout) == (1, "")
-    assert result.stderr == f"error: no dbt project at {tmp_path / 'nowhere'} (set DUEL_DBT_PROJECT_DIR)\n"
+    assert (
+        result.stderr
+        == f"error: no dbt project at {tmp_path / 'nowhere'} (set DUEL_DBT_PROJECT_DIR)\n"
+    )
 
 
 @pytest.mark.slow
-def test_transform_failed_test_raises_step_failed_naming_it(settings: Settings, failing_project: Path) -> None:
+def test_transform_failed_test_raises_step_failed_naming_it(
+    settings: Settings, failing_project: Path
+) -> None:
     with pytest.raises(StepFailed) as raised:
-        build_models(settings.with_overrides(dbt_project_dir=failing_project), select=["always_fails"])
+        build_models(
+            settings.with_overrides(dbt_project_dir=failing_project), select=["always_fails"]
+        )
     assert raised.value.message == (
-        "dbt build failed: 1 of 1 failed: always_fails; always_fails: fail (Got 1 result, configured to fail if != 0)")
+        "dbt build failed: 1 of 1 failed: always_fails; always_fails: fail (Got 1 result, configured to fail if != 0)"
+    )
 
 
 @pytest.mark.slow
-def test_transform_cli_failure_exits_1_with_one_line(settings: Settings, failing_project: Path) -> None:
-    result = run_cli(settings, "transform", "--select", "always_fails", DUEL_DBT_PROJECT_DIR=str(failing_project))
+def test_transform_cli_failure_exits_1_with_one_line(
+    settings: Settings, failing_project: Path
+) -> None:
+    result = run_cli(
+        settings, "transform", "--select", "always_fails", DUEL_DBT_PROJECT_DIR=str(failing_project)
+    )
     assert (result.returncode, result.stdout) == (1, "")
-    assert result.stderr == ("error: dbt build failed: 1 of 1 failed: always_fails; always_fails: fail "
-                             "(Got 1 result, configured to fail if != 0)\n")
+    assert result.stderr == (
+        "error: dbt build failed: 1 of 1 failed: always_fails; always_fails: fail "
+        "(Got 1 result, configured to fail if != 0)\n"
+    )
 
 
 def test_transform_every_data_test_has_a_readable_name() -> None:
@@ -95,8 +116,14 @@ def test_transform_every_data_test_has_a_readable_name() -> None:
     names, unnamed = [], []
     project = REPO / "dbt" / "duel"
     for path in sorted([*project.glob("models/**/*.yml"), *project.glob("snapshots/**/*.yml")]):
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader) or {}  # as dbt reads it
-        for node in [*document.get("models", []), *document.get("sources", []), *document.get("snapshots", [])]:
+        document = (
+            yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader) or {}
+        )  # as dbt reads it
+        for node in [
+            *document.get("models", []),
+            *document.get("sources", []),
+            *document.get("snapshots", []),
+        ]:
             for test in data_tests(node):
                 [(kind, config)] = test.items() if isinstance(test, dict) else [(test, None)]
                 name = (config or {}).get("name")
@@ -109,21 +136,29 @@ def test_transform_every_data_test_has_a_readable_name() -> None:
 
 
 @pytest.mark.slow
-def test_transform_failed_generic_test_is_named_not_hashed(settings: Settings, failing_project: Path) -> None:
+def test_transform_failed_generic_test_is_named_not_hashed(
+    settings: Settings, failing_project: Path
+) -> None:
     with pytest.raises(StepFailed) as raised:
         build_models(settings.with_overrides(dbt_project_dir=failing_project), select=["one_row"])
     assert raised.value.message == (
         "dbt build failed: 1 of 2 failed: one_row__has_two_rows; one_row__has_two_rows: fail "
-        "(Got 1 result, configured to fail if != 0)")
+        "(Got 1 result, configured to fail if != 0)"
+    )
 
 
 @pytest.mark.slow
-def test_transform_failed_model_gives_the_database_error(settings: Settings, failing_project: Path) -> None:
+def test_transform_failed_model_gives_the_database_error(
+    settings: Settings, failing_project: Path
+) -> None:
     with pytest.raises(StepFailed) as raised:
-        build_models(settings.with_overrides(dbt_project_dir=failing_project), select=["always_errors"])
+        build_models(
+            settings.with_overrides(dbt_project_dir=failing_project), select=["always_errors"]
+        )
     assert raised.value.message == (
         "dbt build failed: 1 of 1 failed: always_errors; always_errors: error (Database Error in model "
-        "always_errors (models/always_errors.sql): bigint out of range)")
+        "always_errors (models/always_errors.sql): bigint out of range)"
+    )
 
 
 @pytest.mark.slow
@@ -131,7 +166,9 @@ def test_transform_cli_selects_and_reports_json(settings: Settings) -> None:
     result = run_cli(settings, "transform", "--select", "stg_batches", "--json")
     summary = json.loads(result.stdout)
     assert (result.returncode, {k: v for k, v in summary.items() if k != "seconds"}) == (
-        0, {"models": 1, "tests": 2, "warnings": []})
+        0,
+        {"models": 1, "tests": 2, "warnings": []},
+    )
     assert result.stderr.startswith("dbt build: 1 model, 2 tests built and passed in ")
 
 
@@ -147,7 +184,9 @@ def test_transform_docs_describe_every_model_and_column(real_built: Settings) ->
             continue
         if not node["description"].strip():
             undocumented.append(unique_id)
-        described = {name for name, column in node["columns"].items() if column["description"].strip()}
+        described = {
+            name for name, column in node["columns"].items() if column["description"].strip()
+        }
         built = set(catalog["nodes"][unique_id]["columns"])
         undocumented += [f"{unique_id}.{name}" for name in sorted(built - described)]
     assert undocumented == []
@@ -164,7 +203,10 @@ def test_transform_commands_have_examples(settings: Settings) -> None:
 def test_transform_source_freshness_passes_after_a_load(real_built: Settings) -> None:
     from duel.transform import check_freshness
 
-    assert check_freshness(real_built) == {"raw.user_documents": "pass", "raw.current_versions": "pass"}
+    assert check_freshness(real_built) == {
+        "raw.user_documents": "pass",
+        "raw.current_versions": "pass",
+    }
 
 
 @pytest.mark.slow  # real_built: the real dump loaded and dbt-built
@@ -177,6 +219,8 @@ def test_transform_build_analyzes_the_raw_tables_first(real_built: Settings) -> 
             " where schemaname = 'raw' and relname = any(%s) order by relname",
             (["batch_files", "current_versions", "user_documents"],),
         ).fetchall()
-        rows = conn.execute("select reltuples::bigint from pg_class where oid = 'raw.user_documents'::regclass").fetchone()
+        rows = conn.execute(
+            "select reltuples::bigint from pg_class where oid = 'raw.user_documents'::regclass"
+        ).fetchone()
     assert analyzed == [("batch_files", True), ("current_versions", True), ("user_documents", True)]
     assert rows == (10000,)

@@ -23,14 +23,16 @@ from urllib.parse import quote
 import dlt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reader import iter_input, parse_naive  # noqa: E402
+from reader import iter_input, parse_naive
 
 
 def credentials_from_environment() -> str:
     user = quote(os.environ.get("PGUSER", "postgres"), safe="")
     password = quote(os.environ.get("PGPASSWORD", ""), safe="")
     host, port = os.environ.get("PGHOST", "127.0.0.1"), os.environ.get("PGPORT", "5432")
-    return f"postgresql://{user}:{password}@{host}:{port}/{os.environ.get('PGDATABASE', 'postgres')}"
+    return (
+        f"postgresql://{user}:{password}@{host}:{port}/{os.environ.get('PGDATABASE', 'postgres')}"
+    )
 
 
 def run(source: Path, workdir: str) -> int:
@@ -42,9 +44,12 @@ def run(source: Path, workdir: str) -> int:
             count += 1
             yield parse_naive(data)
 
-    pipeline = dlt.pipeline(pipeline_name="bench_dlt", pipelines_dir=workdir,
-                            destination=dlt.destinations.postgres(credentials=credentials_from_environment()),
-                            dataset_name="dlt_users")
+    pipeline = dlt.pipeline(
+        pipeline_name="bench_dlt",
+        pipelines_dir=workdir,
+        destination=dlt.destinations.postgres(credentials=credentials_from_environment()),
+        dataset_name="dlt_users",
+    )
     pipeline.run(documents(), table_name="users")
     return count
 

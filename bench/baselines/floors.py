@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reader import iter_input, parse_naive  # noqa: E402
+from reader import iter_input, parse_naive
 
 
 def floor_read(path: Path) -> int:

@@ -30,7 +30,12 @@ import pandas as pd
 from sqlalchemy import URL, create_engine
 
 META = [
-    "user_id", "name", "email", "instagram_handle", "tiktok_handle", "joined_at",
+    "user_id",
+    "name",
+    "email",
+    "instagram_handle",
+    "tiktok_handle",
+    "joined_at",
     ["advocacy_programs", "program_id"],
     ["advocacy_programs", "brand"],
     ["advocacy_programs", "total_sales_attributed"],
@@ -49,15 +54,26 @@ def load_record(path: str) -> dict:
 def normalise(records: list[dict]) -> pd.DataFrame:
     frames = []
     for record in records:
-        frames.append(pd.json_normalize(record, record_path=["advocacy_programs", "tasks_completed"],
-                                        meta=META, errors="ignore"))
+        frames.append(
+            pd.json_normalize(
+                record,
+                record_path=["advocacy_programs", "tasks_completed"],
+                meta=META,
+                errors="ignore",
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
 def engine_from_environment():
-    url = URL.create("postgresql+psycopg2", username=os.environ.get("PGUSER", "postgres"),
-                     password=os.environ.get("PGPASSWORD", ""), host=os.environ.get("PGHOST"),
-                     port=int(os.environ.get("PGPORT", "5432")), database=os.environ.get("PGDATABASE"))
+    url = URL.create(
+        "postgresql+psycopg2",
+        username=os.environ.get("PGUSER", "postgres"),
+        password=os.environ.get("PGPASSWORD", ""),
+        host=os.environ.get("PGHOST"),
+        port=int(os.environ.get("PGPORT", "5432")),
+        database=os.environ.get("PGDATABASE"),
+    )
     return create_engine(url)
 
 

@@ -30,8 +30,18 @@ MAX_ZIP_MEMBERS = 50_000  # zipfile holds ~600 bytes per member of its directory
 MAX_ZIP_DIRECTORY = 8 << 20  # bytes of central directory, read whole by zipfile
 READ_SIZE = 1 << 18  # bounded reads go this far at a time
 # What a corrupt, truncated or unsupported stream raises while it is read.
-READ_ERRORS = (TarFormatError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error,
-               lzma.LZMAError, NotImplementedError, RuntimeError, ValueError)
+READ_ERRORS = (
+    TarFormatError,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    EOFError,
+    OSError,
+    zlib.error,
+    lzma.LZMAError,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+)
 _EOCD = struct.Struct("<4s4H2LH")  # end of central directory record
 _EOCD64_LOCATOR = struct.Struct("<4sLQL")
 _EOCD64 = struct.Struct("<4sQ2H2L4Q")
@@ -50,7 +60,11 @@ def compression(head: bytes) -> str | None:
     if head.startswith(b"\xfd7zXZ\x00"):
         return "xz"
     # "BZh", the block size, then a block's or the end's own magic: a tar member named BZh... is not bzip2
-    if head[:3] == b"BZh" and head[3:4] in b"123456789" and head[4:10] in (b"1AY&SY", b"\x17rE8P\x90"):
+    if (
+        head[:3] == b"BZh"
+        and head[3:4] in b"123456789"
+        and head[4:10] in (b"1AY&SY", b"\x17rE8P\x90")
+    ):
         return "bzip2"
     return None
 
@@ -74,7 +88,11 @@ def decompressed(stream: BinaryIO, head: bytes) -> BinaryIO:
 
 def peekable(stream: BinaryIO) -> tuple[BinaryIO, bytes]:
     """A stream that reads as `stream` does, and its first bytes, read without consuming them."""
-    buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(cast(io.RawIOBase, stream))
+    buffered = (
+        stream
+        if isinstance(stream, io.BufferedReader)
+        else io.BufferedReader(cast(io.RawIOBase, stream))
+    )
     return cast(BinaryIO, buffered), buffered.peek(MAGIC_BYTES)[:MAGIC_BYTES]
 
 
@@ -135,7 +153,9 @@ def iter_lines(stream: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None
             yield number, kept, size
 
 
-def _rest_of_line(readline: Callable[[int], bytes], head: bytes, limit: int) -> tuple[bytes | None, int, bool]:
+def _rest_of_line(
+    readline: Callable[[int], bytes], head: bytes, limit: int
+) -> tuple[bytes | None, int, bool]:
     """A line longer than one read: (its bytes if within `limit`, gathered in one buffer; its
     size; whether it is blank), read a bounded part at a time."""
     held: io.BytesIO | None = io.BytesIO()
@@ -176,7 +196,9 @@ def _directory_bounds(handle: BinaryIO) -> tuple[int, int]:
     if size > record:
         raise zipfile.BadZipFile("the central directory is larger than the file")
     if size > MAX_ZIP_DIRECTORY:
-        raise ArchiveLimitError(f"its directory is {size:,} bytes, over the limit of {MAX_ZIP_DIRECTORY:,}")
+        raise ArchiveLimitError(
+            f"its directory is {size:,} bytes, over the limit of {MAX_ZIP_DIRECTORY:,}"
+        )
     return record - size, size
 
 
@@ -243,12 +265,17 @@ def zip_members(handle: BinaryIO) -> Iterator[Member]:
     with zipfile.ZipFile(handle) as archive:
         infos = archive.infolist()
         by_offset = sorted(infos, key=lambda info: info.header_offset)
-        overlapping = {id(info) for info, after in zip(by_offset, by_offset[1:], strict=False)
-                       if info.header_offset + _LOCAL_HEADER_BYTES + info.compress_size > after.header_offset}
+        overlapping = {
+            id(info)
+            for info, after in zip(by_offset, by_offset[1:], strict=False)
+            if info.header_offset + _LOCAL_HEADER_BYTES + info.compress_size > after.header_offset
+        }
         for info in infos:
             kind = _kind(info)
             if kind != "file":
                 yield Member(info.orig_filename, info.file_size, kind, None)
                 continue
             with _ZipMember(archive, info, id(info) in overlapping) as member:
-                yield Member(info.orig_filename, info.file_size, "file", None, cast(BinaryIO, member))
+                yield Member(
+                    info.orig_filename, info.file_size, "file", None, cast(BinaryIO, member)
+                )

@@ -40,7 +40,9 @@ class BuildRecord:
 
 
 def record_path(settings: Settings) -> Path:
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{settings.pg_host}_{settings.pg_port}_{settings.pg_database}")
+    name = re.sub(
+        r"[^A-Za-z0-9_.-]", "_", f"{settings.pg_host}_{settings.pg_port}_{settings.pg_database}"
+    )
     return settings.home / "builds" / f"{name}.json"
 
 
@@ -48,8 +50,13 @@ def project_hash(settings: Settings) -> str:
     """A hash of every file of the dbt project that can change what a build produces."""
     digest = hashlib.sha256()
     root = settings.dbt_project_dir
-    for path in sorted(p for p in root.rglob("*") if p.suffix in PROJECT_SUFFIXES and p.is_file()
-                       and not {"target", "logs", "dbt_packages"} & set(p.relative_to(root).parts)):
+    for path in sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix in PROJECT_SUFFIXES
+        and p.is_file()
+        and not {"target", "logs", "dbt_packages"} & set(p.relative_to(root).parts)
+    ):
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
@@ -57,7 +64,9 @@ def project_hash(settings: Settings) -> str:
 def last_batch_id(settings: Settings) -> int:
     """The newest succeeded batch (0 when there is none)."""
     with db.connect(settings, step="changes") as conn:
-        row = conn.execute("select coalesce(max(batch_id), 0) from raw.batches where status = 'succeeded'").fetchone()
+        row = conn.execute(
+            "select coalesce(max(batch_id), 0) from raw.batches where status = 'succeeded'"
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -83,8 +92,13 @@ def unchanged_since(settings: Settings) -> BuildRecord | None:
 
 def record_build(settings: Settings, batch_id: int, report: Path, manifest: Path) -> BuildRecord:
     """Remember a complete build (after transform, report and export all succeeded)."""
-    record = BuildRecord(batch_id, project_hash(settings), str(report.resolve()), str(manifest.resolve()),
-                         datetime.now(UTC).isoformat(timespec="seconds"))
+    record = BuildRecord(
+        batch_id,
+        project_hash(settings),
+        str(report.resolve()),
+        str(manifest.resolve()),
+        datetime.now(UTC).isoformat(timespec="seconds"),
+    )
     path = record_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")

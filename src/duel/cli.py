@@ -51,7 +51,9 @@ def handle_errors(func: F) -> F:
             _fail(error.message, error.exit_code)
         except OSError as error:  # a folder or file we cannot use (not writable, disk full...)
             where = f"{error.filename}: " if error.filename else ""
-            _fail(f"{func.__name__.replace('_', ' ')}: cannot write or read {where}{error.strerror or error}")
+            _fail(
+                f"{func.__name__.replace('_', ' ')}: cannot write or read {where}{error.strerror or error}"
+            )
         except KeyboardInterrupt:
             _fail("interrupted; nothing of the unfinished step was committed", 130)
 
@@ -78,6 +80,7 @@ def cli(ctx: click.Context) -> None:
 
 # --- database -------------------------------------------------------------------------------
 
+
 @cli.group(short_help="Manage duel's embedded Postgres: start, stop, status.", epilog=ENVIRONMENT)
 def db() -> None:
     """Manage duel's embedded Postgres, or check the server the PG* variables point to.
@@ -91,7 +94,9 @@ def db() -> None:
     """
 
 
-@db.command("start", short_help="Start the embedded server; create the database.", epilog=ENVIRONMENT)
+@db.command(
+    "start", short_help="Start the embedded server; create the database.", epilog=ENVIRONMENT
+)
 @click.pass_context
 @handle_errors
 def db_start(ctx: click.Context) -> None:
@@ -126,11 +131,16 @@ def db_stop(ctx: click.Context) -> None:
     settings = _settings(ctx)
     own = server.running(settings)
     server.stop(settings)
-    click.echo(f"duel's embedded server at {own.host}:{own.port} stopped" if own
-               else "duel's embedded server was not running")
+    click.echo(
+        f"duel's embedded server at {own.host}:{own.port} stopped"
+        if own
+        else "duel's embedded server was not running"
+    )
 
 
-@db.command("status", short_help="Say what answers at PGHOST:PGPORT, in one line.", epilog=ENVIRONMENT)
+@db.command(
+    "status", short_help="Say what answers at PGHOST:PGPORT, in one line.", epilog=ENVIRONMENT
+)
 @click.pass_context
 @handle_errors
 def db_status(ctx: click.Context) -> None:
@@ -182,7 +192,9 @@ def db_env(ctx: click.Context) -> None:
         click.echo(f"export {name}={shlex.quote(value)}")
 
 
-@db.command("password", short_help="Make PGPASSWORD the embedded server's password.", epilog=ENVIRONMENT)
+@db.command(
+    "password", short_help="Make PGPASSWORD the embedded server's password.", epilog=ENVIRONMENT
+)
 @click.pass_context
 @handle_errors
 def db_password(ctx: click.Context) -> None:
@@ -199,11 +211,15 @@ def db_password(ctx: click.Context) -> None:
 
     settings = _settings(ctx)
     server.set_password(settings)
-    click.echo(f"duel's embedded server: user {settings.pg_user} now has the password in PGPASSWORD "
-               f"(from the {settings.origin('PGPASSWORD')})")
+    click.echo(
+        f"duel's embedded server: user {settings.pg_user} now has the password in PGPASSWORD "
+        f"(from the {settings.origin('PGPASSWORD')})"
+    )
 
 
-@cli.command(short_help="Drop and recreate the database duel uses (asks first).", epilog=ENVIRONMENT)
+@cli.command(
+    short_help="Drop and recreate the database duel uses (asks first).", epilog=ENVIRONMENT
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
 @handle_errors
@@ -233,16 +249,27 @@ def reset(ctx: click.Context, yes: bool) -> None:
 
 # --- ingest ---------------------------------------------------------------------------------
 
+
 def dump_options(func: F) -> F:
     """The options that say what a dump is: complete or not, and how its documents are identified."""
-    func = click.option("--document-key", metavar="SOURCES", default=None, show_default="DUEL_DOCUMENT_KEY, else @file,user_id",
-                        help="How documents are identified: top-level fields and/or @file, the first usable "
-                             "wins.")(func)
-    func = click.option("--allow-mass-delete", is_flag=True,
-                        help="With --full: allow deleting more than half of the current documents.")(func)
-    func = click.option("--full", is_flag=True,
-                        help="DATA holds every document: delete current documents absent from it "
-                             "(refused if more than half would go, unless --allow-mass-delete).")(func)
+    func = click.option(
+        "--document-key",
+        metavar="SOURCES",
+        default=None,
+        show_default="DUEL_DOCUMENT_KEY, else @file,user_id",
+        help="How documents are identified: top-level fields and/or @file, the first usable wins.",
+    )(func)
+    func = click.option(
+        "--allow-mass-delete",
+        is_flag=True,
+        help="With --full: allow deleting more than half of the current documents.",
+    )(func)
+    func = click.option(
+        "--full",
+        is_flag=True,
+        help="DATA holds every document: delete current documents absent from it "
+        "(refused if more than half would go, unless --allow-mass-delete).",
+    )(func)
     return func
 
 
@@ -253,8 +280,15 @@ def dump_options(func: F) -> F:
 @dump_options
 @click.pass_context
 @handle_errors
-def ingest(ctx: click.Context, data: Path, as_json: bool, strict: bool, full: bool,
-           allow_mass_delete: bool, document_key: str | None) -> None:
+def ingest(
+    ctx: click.Context,
+    data: Path,
+    as_json: bool,
+    strict: bool,
+    full: bool,
+    allow_mass_delete: bool,
+    document_key: str | None,
+) -> None:
     """Load DATA into raw: an archive (.tar, .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz, .zip,
     archives inside it read too), a directory of *.json, or a .json or .ndjson/.jsonl file (also
     .gz, .bz2 or .xz compressed).
@@ -268,33 +302,55 @@ def ingest(ctx: click.Context, data: Path, as_json: bool, strict: bool, full: bo
       duel ingest export-2025-07-24.tar.gz --full      # a complete dump: absent users are deleted
       duel ingest users.ndjson --document-key user_id,email
     """
-    from duel.pipeline import ingest_with_progress, database_stage, settings_for_data
+    from duel.pipeline import database_stage, ingest_with_progress, settings_for_data
     from duel.sources import check_source
     from duel.summary import data_line, render_ingest
 
     check_source(data)
-    settings, demo = settings_for_data(_settings(ctx).with_overrides(document_key=document_key), data)
+    settings, demo = settings_for_data(
+        _settings(ctx).with_overrides(document_key=document_key), data
+    )
     database_stage(settings, data, demo)
     result = ingest_with_progress(settings, data, full=full, allow_mass_delete=allow_mass_delete)
     if as_json:
         click.echo(json.dumps(result.summary()))
     else:
-        click.echo(render_ingest(result) + ("\n" + data_line(settings, demo) if demo else ""), err=True)
+        click.echo(
+            render_ingest(result) + ("\n" + data_line(settings, demo) if demo else ""), err=True
+        )
     if strict and result.quarantined:
         sys.exit(EXIT_STRICT)
 
 
 # --- generate -------------------------------------------------------------------------------
 
+
 @cli.command(short_help="Write a demo dump (demo/demo_user_N.json).", epilog=NO_ENVIRONMENT)
-@click.option("--users", type=click.IntRange(min=0), default=10_000, show_default=True,
-              help="How many user files to write.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same bytes).")
-@click.option("--varied-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Share of users given 0-3 programs with 0-3 tasks each (the real dump has 1 and 1).")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("data.tar.gz"),
-              show_default=True, help="A .tar, .tar.gz/.tgz, .tar.bz2/.tbz2 or .tar.xz/.txz file, or a directory "
-              "to write into.")
+@click.option(
+    "--users",
+    type=click.IntRange(min=0),
+    default=10_000,
+    show_default=True,
+    help="How many user files to write.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same bytes)."
+)
+@click.option(
+    "--varied-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of users given 0-3 programs with 0-3 tasks each (the real dump has 1 and 1).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=Path("data.tar.gz"),
+    show_default=True,
+    help="A .tar, .tar.gz/.tgz, .tar.bz2/.tbz2 or .tar.xz/.txz file, or a directory to write into.",
+)
 @handle_errors
 def generate(users: int, seed: int, varied_rate: float, output: Path) -> None:
     """Write a demo dump shaped like the real one, with its defects, deterministically.
@@ -310,23 +366,33 @@ def generate(users: int, seed: int, varied_rate: float, output: Path) -> None:
     from duel.progress import progress
 
     with progress(f"writing {output}", total=users) as advance:
-        written = write_dataset(output, users=users, seed=seed, varied_rate=varied_rate,
-                                on_progress=advance)
-    click.echo(f"wrote {written.files} demo files ({written.malformed} malformed) to {output}", err=True)
+        written = write_dataset(
+            output, users=users, seed=seed, varied_rate=varied_rate, on_progress=advance
+        )
+    click.echo(
+        f"wrote {written.files} demo files ({written.malformed} malformed) to {output}", err=True
+    )
 
 
 # --- transform and docs ---------------------------------------------------------------------
 
+
 @cli.command(short_help="Build the dbt models and run their tests.", epilog=ENVIRONMENT)
 @click.option("--full-refresh", is_flag=True, help="Rebuild the incremental models from scratch.")
-@click.option("--select", "select", multiple=True, metavar="SELECTOR",
-              help="Only these dbt nodes (dbt selector syntax); repeatable.  [default: every node]")
+@click.option(
+    "--select",
+    "select",
+    multiple=True,
+    metavar="SELECTOR",
+    help="Only these dbt nodes (dbt selector syntax); repeatable.  [default: every node]",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Show dbt's own log lines on stderr.")
 @click.pass_context
 @handle_errors
-def transform(ctx: click.Context, full_refresh: bool, select: tuple[str, ...], as_json: bool,
-              verbose: bool) -> None:
+def transform(
+    ctx: click.Context, full_refresh: bool, select: tuple[str, ...], as_json: bool, verbose: bool
+) -> None:
     """Build the dbt models and run their tests (dbt build) on the loaded data.
 
     \b
@@ -341,16 +407,26 @@ def transform(ctx: click.Context, full_refresh: bool, select: tuple[str, ...], a
     database.ensure_ready(settings)
     echo = (lambda line: click.echo(line, err=True)) if verbose else None
     with progress("dbt build", unit="nodes") as advance:
-        result = build_models(settings, full_refresh=full_refresh, select=select, on_line=echo,
-                              on_progress=lambda done, total: advance(1))
+        result = build_models(
+            settings,
+            full_refresh=full_refresh,
+            select=select,
+            on_line=echo,
+            on_progress=lambda done, total: advance(1),
+        )
     if as_json:
         click.echo(json.dumps(result.summary()))
     click.echo(f"dbt build: {result.describe()}", err=True)
 
 
 @cli.command(short_help="Serve the dbt docs and lineage on 127.0.0.1.", epilog=ENVIRONMENT)
-@click.option("--port", type=click.IntRange(1, 65535), default=8580, show_default=True,
-              help="Port to serve on (127.0.0.1 only).")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8580,
+    show_default=True,
+    help="Port to serve on (127.0.0.1 only).",
+)
 @click.option("--no-serve", is_flag=True, help="Only generate the docs; print where they are.")
 @click.pass_context
 @handle_errors
@@ -376,9 +452,14 @@ def docs(ctx: click.Context, port: int, no_serve: bool) -> None:
 
 # --- report and export ----------------------------------------------------------------------
 
+
 @cli.command(short_help="Write the self-contained report.html.", epilog=ENVIRONMENT)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Directory to write report.html into  [default: DUEL_OUT, i.e. out/]")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory to write report.html into  [default: DUEL_OUT, i.e. out/]",
+)
 @click.pass_context
 @handle_errors
 def report(ctx: click.Context, out: Path | None) -> None:
@@ -401,16 +482,33 @@ def report(ctx: click.Context, out: Path | None) -> None:
 
 
 @cli.command(short_help="Export the analysis and core models (csv/parquet).", epilog=ENVIRONMENT)
-@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True,
-              help="File format of the exports.")
-@click.option("--pseudonymize", is_flag=True,
-              help="Replace names, emails and handles with stable keyed tokens (key: DUEL_PSEUDONYM_KEY).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Directory to write into  [default: DUEL_OUT/exports, i.e. out/exports/]")
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest's files as JSON on stdout.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "parquet"]),
+    default="csv",
+    show_default=True,
+    help="File format of the exports.",
+)
+@click.option(
+    "--pseudonymize",
+    is_flag=True,
+    help="Replace names, emails and handles with stable keyed tokens (key: DUEL_PSEUDONYM_KEY).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory to write into  [default: DUEL_OUT/exports, i.e. out/exports/]",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the manifest's files as JSON on stdout."
+)
 @click.pass_context
 @handle_errors
-def export(ctx: click.Context, fmt: str, pseudonymize: bool, out: Path | None, as_json: bool) -> None:
+def export(
+    ctx: click.Context, fmt: str, pseudonymize: bool, out: Path | None, as_json: bool
+) -> None:
     """Export every dbt_analysis model and dbt.base, dbt.advocacy_programs, dbt.tasks_completed.
 
     One <schema>.<table>.csv|parquet file per model, and a manifest.json with each file's rows,
@@ -429,25 +527,40 @@ def export(ctx: click.Context, fmt: str, pseudonymize: bool, out: Path | None, a
     database.ensure_ready(settings)
     result = export_models(settings, fmt, out, pseudonymize)
     rows = sum(entry.rows for entry in result.files)
-    click.echo(f"exported {len(result.files)} files, {rows:,} rows, to {result.directory}"
-               + (" (pseudonymized)" if pseudonymize else ""), err=True)
+    click.echo(
+        f"exported {len(result.files)} files, {rows:,} rows, to {result.directory}"
+        + (" (pseudonymized)" if pseudonymize else ""),
+        err=True,
+    )
     if as_json:
         click.echo(json.dumps([asdict(entry) for entry in result.files]))
 
 
 # --- run ------------------------------------------------------------------------------------
 
+
 @cli.command(short_help="Database, ingest, dbt build, report, export.", epilog=ENVIRONMENT)
 @click.argument("data", type=click.Path(path_type=Path), default=Path("data.tar.gz"))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--strict", is_flag=True, help="Exit 2 when any file was quarantined.")
-@click.option("--force", is_flag=True,
-              help="Rebuild the models, report and exports even when nothing changed since the last build.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Rebuild the models, report and exports even when nothing changed since the last build.",
+)
 @dump_options
 @click.pass_context
 @handle_errors
-def run(ctx: click.Context, data: Path, as_json: bool, strict: bool, full: bool,
-        allow_mass_delete: bool, document_key: str | None, force: bool) -> None:
+def run(
+    ctx: click.Context,
+    data: Path,
+    as_json: bool,
+    strict: bool,
+    full: bool,
+    allow_mass_delete: bool,
+    document_key: str | None,
+    force: bool,
+) -> None:
     """Start the database, ingest DATA, then run every later stage; print a summary.
 
     DATA is a .tar.gz/.tgz/.tar, a directory of *.json, or a .json/.ndjson file
@@ -464,7 +577,9 @@ def run(ctx: click.Context, data: Path, as_json: bool, strict: bool, full: bool,
     from duel.summary import render_run
 
     settings = _settings(ctx).with_overrides(document_key=document_key)
-    outcome = run_pipeline(settings, data, full=full, allow_mass_delete=allow_mass_delete, force=force)
+    outcome = run_pipeline(
+        settings, data, full=full, allow_mass_delete=allow_mass_delete, force=force
+    )
     if as_json:
         click.echo(json.dumps(outcome.summary()))
     click.echo(render_run(settings, outcome), err=True)

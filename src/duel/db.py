@@ -38,8 +38,10 @@ class Connected:
         if self.started:
             return f"duel's embedded server at {where} (started now; data in {self.own.data_dir})"
         since = (self.own.started_at or "?").replace("T", " ").replace("+00:00", " UTC")
-        return (f"duel's embedded server at {where} (started by duel, running since {since}; data in "
-                f"{self.own.data_dir})")
+        return (
+            f"duel's embedded server at {where} (started by duel, running since {since}; data in "
+            f"{self.own.data_dir})"
+        )
 
 
 def first_line(error: BaseException) -> str:
@@ -54,8 +56,13 @@ def describe_failure(settings: Settings, error: BaseException, step: str | None 
     return f"{prefix}lost or cannot reach {where}: {first_line(error)}"
 
 
-def connect(settings: Settings, *, database: str | None = None, autocommit: bool = False,
-            step: str | None = None) -> psycopg.Connection[Any]:
+def connect(
+    settings: Settings,
+    *,
+    database: str | None = None,
+    autocommit: bool = False,
+    step: str | None = None,
+) -> psycopg.Connection[Any]:
     """Open a connection; a failure becomes a one-line DatabaseUnavailable."""
     try:
         return psycopg.connect(**settings.conninfo(database), autocommit=autocommit)  # type: ignore[arg-type]
@@ -99,12 +106,16 @@ def refused_message(settings: Settings, message: str) -> str:
     password it has or give it ours; on another server, which variables to set."""
     where = f"{settings.pg_host}:{settings.pg_port}"
     if server.is_own(settings, server.running(settings)):
-        return (f"duel's embedded server at {where} refused user {settings.pg_user} ({message}); set "
-                "PGPASSWORD (environment or .env) to the password it was created with, or run `duel db "
-                "password` to make PGPASSWORD its password")
-    return (f"the Postgres at {where} refused user {settings.pg_user} ({message}); it is not duel's "
-            "embedded server: set PGUSER/PGPASSWORD for it, or PGHOST/PGPORT to another server (a free "
-            "PGPORT starts duel's own there)")
+        return (
+            f"duel's embedded server at {where} refused user {settings.pg_user} ({message}); set "
+            "PGPASSWORD (environment or .env) to the password it was created with, or run `duel db "
+            "password` to make PGPASSWORD its password"
+        )
+    return (
+        f"the Postgres at {where} refused user {settings.pg_user} ({message}); it is not duel's "
+        "embedded server: set PGUSER/PGPASSWORD for it, or PGHOST/PGPORT to another server (a free "
+        "PGPORT starts duel's own there)"
+    )
 
 
 def ensure_database(settings: Settings) -> None:
@@ -116,23 +127,33 @@ def ensure_database(settings: Settings) -> None:
             ).fetchone()
             if not exists:
                 try:
-                    conn.execute(sql.SQL("create database {}").format(sql.Identifier(settings.pg_database)))
+                    conn.execute(
+                        sql.SQL("create database {}").format(sql.Identifier(settings.pg_database))
+                    )
                 except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
                     pass
     except psycopg.OperationalError as error:
         if "does not exist" not in first_line(error):
-            raise DatabaseUnavailable(describe_failure(settings, error, "create database")) from None
+            raise DatabaseUnavailable(
+                describe_failure(settings, error, "create database")
+            ) from None
 
 
 def reset_database(settings: Settings) -> Connected:
     """Drop the configured database (closing its connections) and create it empty, with the raw
     schema. Never the server's maintenance databases."""
     if settings.pg_database in ("postgres", "template0", "template1"):
-        raise DatabaseUnavailable(f"refusing to drop {settings.pg_database}, the server's own database; set "
-                                  "PGDATABASE to the database duel uses")
+        raise DatabaseUnavailable(
+            f"refusing to drop {settings.pg_database}, the server's own database; set "
+            "PGDATABASE to the database duel uses"
+        )
     ensure_ready(settings)
     with connect(settings, database="postgres", autocommit=True, step="reset") as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(settings.pg_database)))
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(
+                sql.Identifier(settings.pg_database)
+            )
+        )
     return ensure_ready(settings)
 
 
@@ -191,8 +212,13 @@ def ensure_ready(settings: Settings) -> Connected:
     with conn:
         _create_raw_schema(conn)
     own = server.running(settings)
-    return Connected(settings.pg_host, settings.pg_port, settings.pg_database,
-                     own if server.is_own(settings, own) else None, started)
+    return Connected(
+        settings.pg_host,
+        settings.pg_port,
+        settings.pg_database,
+        own if server.is_own(settings, own) else None,
+        started,
+    )
 
 
 def analyze_raw(settings: Settings) -> None:

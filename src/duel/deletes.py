@@ -43,8 +43,16 @@ def count_current(conn: psycopg.Connection[Any]) -> int:
     return int(row[0]) if row else 0
 
 
-def tombstone_absent(conn: psycopg.Connection[Any], batch_id: int, seen_batch_ids: Sequence[int], *,
-                     current_before: int, delivered: int, allow_mass_delete: bool, first_seq: int) -> int:
+def tombstone_absent(
+    conn: psycopg.Connection[Any],
+    batch_id: int,
+    seen_batch_ids: Sequence[int],
+    *,
+    current_before: int,
+    delivered: int,
+    allow_mass_delete: bool,
+    first_seq: int,
+) -> int:
     """Tombstone every current document that the batches `seen_batch_ids` did not deliver, as
     batch `batch_id` (in the caller's transaction); returns how many. `delivered` counts the
     documents the dump held (loaded, unchanged or quarantined); `current_before` the current
@@ -56,12 +64,17 @@ def tombstone_absent(conn: psycopg.Connection[Any], batch_id: int, seen_batch_id
         raise MassDelete(
             f"refused: this complete (--full) dump holds no document, so it would delete all {deleting} "
             "current documents; an empty or truncated dump never wipes the warehouse",
-            deleting=deleting, current=current_before)
+            deleting=deleting,
+            current=current_before,
+        )
     if deleting > MASS_DELETE_SHARE * current_before and not allow_mass_delete:
         raise MassDelete(
             f"refused: this complete (--full) dump would delete {deleting} of {current_before} current "
             "documents (more than half); nothing was written. If that is right, run it again with "
-            "--allow-mass-delete", deleting=deleting, current=current_before)
+            "--allow-mass-delete",
+            deleting=deleting,
+            current=current_before,
+        )
     if not deleting:
         return 0
     params = {"batch": batch_id, "tombstone": TOMBSTONE, "seq": first_seq, "reason": ABSENT_REASON}
@@ -69,13 +82,19 @@ def tombstone_absent(conn: psycopg.Connection[Any], batch_id: int, seen_batch_id
         "insert into raw.user_documents (document_key, content_sha256, source_name, batch_id,"
         " parse_status, byte_size, document)"
         " select document_key, %(tombstone)s, source_name, %(batch)s, 'deleted', 0, null from duel_absent"
-        " on conflict (document_key, content_sha256) do nothing", params)
+        " on conflict (document_key, content_sha256) do nothing",
+        params,
+    )
     conn.execute(
         "update raw.current_versions as current set content_sha256 = %(tombstone)s, batch_id = %(batch)s,"
         " is_deleted = true, updated_at = now()"
-        " from duel_absent where current.document_key = duel_absent.document_key", params)
+        " from duel_absent where current.document_key = duel_absent.document_key",
+        params,
+    )
     conn.execute(
         "insert into raw.batch_files (batch_id, file_seq, source_name, status, reason, document_key)"
         " select %(batch)s, %(seq)s + row_number() over (order by document_key) - 1, source_name,"
-        " 'deleted', %(reason)s, document_key from duel_absent", params)
+        " 'deleted', %(reason)s, document_key from duel_absent",
+        params,
+    )
     return deleting

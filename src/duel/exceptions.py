@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 TERMINAL_SQLSTATE_CLASSES = frozenset({"22", "23", "28", "42"})
 
 

@@ -32,16 +32,31 @@ from typing import Any
 
 import orjson
 
+from duel import parse
 from duel.exceptions import SourceError
 from duel.identity import key_rule
-from duel import parse
 from duel.parse import Outcome
 from duel.repair import parse_document
 from duel.settings import Settings
 from duel.sources import iter_source
 
-SENTINELS = frozenset({"", "???", "NaN", "nan", "N/A", "n/a", "null", "None", "no-data", "not-a-date",
-                       "invalid-email", "broken_link", "#error_handle"})
+SENTINELS = frozenset(
+    {
+        "",
+        "???",
+        "NaN",
+        "nan",
+        "N/A",
+        "n/a",
+        "null",
+        "None",
+        "no-data",
+        "not-a-date",
+        "invalid-email",
+        "broken_link",
+        "#error_handle",
+    }
+)
 DEFECTS = ("missing", "null", "sentinel", "wrong_type", "invalid")
 STATUSES = ("clean", "repaired", "quarantined", "skipped")
 ENTITIES = ("user", "program", "task")
@@ -114,8 +129,13 @@ FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "task.shares": _check_count,
     "task.reach": _check_count,
 }
-DISTRIBUTION_FIELDS = {"likes": "task.likes", "comments": "task.comments", "shares": "task.shares",
-                       "reach": "task.reach", "sales": "program.total_sales_attributed"}
+DISTRIBUTION_FIELDS = {
+    "likes": "task.likes",
+    "comments": "task.comments",
+    "shares": "task.shares",
+    "reach": "task.reach",
+    "sales": "program.total_sales_attributed",
+}
 _MISSING = object()
 
 
@@ -162,8 +182,9 @@ def iter_entities(document: dict[str, Any]) -> Iterator[tuple[str, list[tuple[st
 
 def iter_outcomes(settings: Settings, path: Path) -> Iterator[Outcome]:
     """Every file of the source classified exactly as the ingest classifies it (one pass)."""
-    return parse.iter_outcomes(iter_source(path, settings.max_file_bytes), settings.repair_policy,
-                               key_rule(settings))
+    return parse.iter_outcomes(
+        iter_source(path, settings.max_file_bytes), settings.repair_policy, key_rule(settings)
+    )
 
 
 def iter_documents(settings: Settings, path: Path) -> Iterator[dict[str, Any]]:
@@ -174,6 +195,7 @@ def iter_documents(settings: Settings, path: Path) -> Iterator[dict[str, Any]]:
 
 
 # --- files ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class FileCounts:
@@ -190,8 +212,14 @@ class FileCounts:
         return self.clean + self.repaired + self.quarantined + self.skipped
 
     def rows(self) -> list[dict[str, Any]]:
-        return [{"status": s, "files": getattr(self, s), "share": getattr(self, s) / self.total if self.total
-                 else None} for s in STATUSES]
+        return [
+            {
+                "status": s,
+                "files": getattr(self, s),
+                "share": getattr(self, s) / self.total if self.total else None,
+            }
+            for s in STATUSES
+        ]
 
 
 def count_files(settings: Settings, path: Path) -> FileCounts:
@@ -224,9 +252,14 @@ def malformed_files(settings: Settings, path: Path) -> list[MalformedFile]:
         parsed = outcome.parsed
         if parsed is None or outcome.status == "clean":
             continue
-        verdict = parsed.reason if outcome.status == "quarantined" else (parsed.repair or {}).get("kind")
-        found.append(MalformedFile(outcome.name, outcome.status, outcome.size, parsed.parse_error,
-                                   str(verdict)))
+        verdict = (
+            parsed.reason if outcome.status == "quarantined" else (parsed.repair or {}).get("kind")
+        )
+        found.append(
+            MalformedFile(
+                outcome.name, outcome.status, outcome.size, parsed.parse_error, str(verdict)
+            )
+        )
     return found
 
 
@@ -260,21 +293,36 @@ def describe_repair(repair: dict[str, Any] | None) -> str:
 def repair_view(settings: Settings, path: Path, name: str | None = None) -> RepairView:
     """The file `name` (default: the first file that needs a repair) before and after repair."""
     for source in iter_source(path, settings.max_file_bytes):
-        if source.data is None or source.defect is not None or (name is not None and source.name != name):
+        if (
+            source.data is None
+            or source.defect is not None
+            or (name is not None and source.name != name)
+        ):
             continue
         parsed = parse_document(source.data, settings.repair_policy)
         if name is None and parsed.status == "clean":
             continue
         before = source.data.decode("utf-8", errors="replace")
         after = parsed.document.decode("utf-8") if parsed.document else ""
-        diff = "\n".join(difflib.unified_diff(before.splitlines(), after.splitlines(), "before", "after",
-                                              lineterm=""))
-        return RepairView(source.name, parsed.status, parsed.parse_error, describe_repair(parsed.repair),
-                          before, after, diff)
+        diff = "\n".join(
+            difflib.unified_diff(
+                before.splitlines(), after.splitlines(), "before", "after", lineterm=""
+            )
+        )
+        return RepairView(
+            source.name,
+            parsed.status,
+            parsed.parse_error,
+            describe_repair(parsed.repair),
+            before,
+            after,
+            diff,
+        )
     raise SourceError(f"{path}: no file {name!r}" if name else f"{path}: no file needs a repair")
 
 
 # --- fields ---------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class FieldProfile:
@@ -293,12 +341,18 @@ class FieldProfile:
     def row(self) -> dict[str, Any]:
         """A flat row for a table or chart: counts per defect, null share, usable share."""
         share = (lambda n: n / self.rows) if self.rows else (lambda n: None)
-        return {"field": self.field, "rows": self.rows,
-                "types": ", ".join(f"{t} {n:,}" for t, n in sorted(self.types.items(), key=lambda i: -i[1])),
-                "usable": self.usable, **{d: self.defects.get(d, 0) for d in DEFECTS},
-                "sentinel_values": ", ".join(f"{v!r} {n:,}" for v, n in self.sentinels.items()),
-                "null_share": share(self.defects.get("null", 0) + self.defects.get("missing", 0)),
-                "usable_share": share(self.usable)}
+        return {
+            "field": self.field,
+            "rows": self.rows,
+            "types": ", ".join(
+                f"{t} {n:,}" for t, n in sorted(self.types.items(), key=lambda i: -i[1])
+            ),
+            "usable": self.usable,
+            **{d: self.defects.get(d, 0) for d in DEFECTS},
+            "sentinel_values": ", ".join(f"{v!r} {n:,}" for v, n in self.sentinels.items()),
+            "null_share": share(self.defects.get("null", 0) + self.defects.get("missing", 0)),
+            "usable_share": share(self.usable),
+        }
 
 
 def profile_fields(settings: Settings, path: Path) -> list[FieldProfile]:
@@ -317,11 +371,20 @@ def profile_fields(settings: Settings, path: Path) -> list[FieldProfile]:
                     defects[name][defect] += 1
                 if defect == "sentinel":
                     sentinels[name][value] += 1
-    return [FieldProfile(name, rows[name], dict(types[name]), dict(defects[name]),
-                         dict(sentinels[name].most_common())) for name in FIELD_CHECKS]
+    return [
+        FieldProfile(
+            name,
+            rows[name],
+            dict(types[name]),
+            dict(defects[name]),
+            dict(sentinels[name].most_common()),
+        )
+        for name in FIELD_CHECKS
+    ]
 
 
 # --- distributions and the clean/messy split -----------------------------------------------
+
 
 @dataclass(frozen=True)
 class Distribution:
@@ -338,10 +401,23 @@ class Distribution:
     def row(self) -> dict[str, Any]:
         """Counts and the five-number summary, for a table."""
         ordered = sorted(self.values)
-        stats = {"min": ordered[0], "median": median(ordered), "mean": fmean(ordered),
-                 "max": ordered[-1]} if ordered else dict.fromkeys(("min", "median", "mean", "max"))
-        return {"measure": self.measure, "numeric": len(ordered), "unknown": self.unknown,
-                "negative": self.negative, **stats}
+        stats = (
+            {
+                "min": ordered[0],
+                "median": median(ordered),
+                "mean": fmean(ordered),
+                "max": ordered[-1],
+            }
+            if ordered
+            else dict.fromkeys(("min", "median", "mean", "max"))
+        )
+        return {
+            "measure": self.measure,
+            "numeric": len(ordered),
+            "unknown": self.unknown,
+            "negative": self.negative,
+            **stats,
+        }
 
 
 def distributions(settings: Settings, path: Path) -> dict[str, Distribution]:
@@ -374,8 +450,16 @@ class RecordSplit:
 
     def rows(self) -> list[dict[str, Any]]:
         levels = {"record": (self.records, self.clean_records), **self.entities}
-        return [{"level": level, "rows": total, "clean": clean, "messy": total - clean,
-                 "clean_share": clean / total if total else None} for level, (total, clean) in levels.items()]
+        return [
+            {
+                "level": level,
+                "rows": total,
+                "clean": clean,
+                "messy": total - clean,
+                "clean_share": clean / total if total else None,
+            }
+            for level, (total, clean) in levels.items()
+        ]
 
 
 def split_records(settings: Settings, path: Path) -> RecordSplit:
@@ -394,5 +478,9 @@ def split_records(settings: Settings, path: Path) -> RecordSplit:
         records += 1
         clean_records += record_defects == 0
         defective[record_defects] += 1
-    return RecordSplit(records, clean_records, {e: (totals[e], cleans[e]) for e in ENTITIES},
-                       dict(sorted(defective.items())))
+    return RecordSplit(
+        records,
+        clean_records,
+        {e: (totals[e], cleans[e]) for e in ENTITIES},
+        dict(sorted(defective.items())),
+    )

@@ -37,11 +37,17 @@ CORE_MODELS = (("dbt", "base"), ("dbt", "advocacy_programs"), ("dbt", "tasks_com
 FORMATS = ("csv", "parquet")
 MANIFEST = "manifest.json"
 # `label`: the rankings' best identifier of a user (a name, an email, a handle...), personal too
-PERSONAL_COLUMN = re.compile(r"^(name|label|email|\w*_email|\w*_handle|(first|last|full|user|display)_name)$")
-TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "citext", "name"})  # only text is pseudonymized
+PERSONAL_COLUMN = re.compile(
+    r"^(name|label|email|\w*_email|\w*_handle|(first|last|full|user|display)_name)$"
+)
+TEXT_TYPES = frozenset(
+    {"text", "varchar", "bpchar", "citext", "name"}
+)  # only text is pseudonymized
 TOKEN_HEX_CHARS = 32  # 128 bits of the HMAC: collisions are not a practical concern
 PARQUET_BATCH_ROWS = 50_000
-UNORDERABLE_TYPES = frozenset({"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"})
+UNORDERABLE_TYPES = frozenset(
+    {"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"}
+)
 
 _RELATIONS_SQL = """
 select n.nspname, c.relname
@@ -119,7 +125,9 @@ def list_relations(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
     """(schema, table) of every dbt_analysis relation, then the core models, as they exist now."""
     schemas = [s for s, _ in CORE_MODELS]
     tables = [t for _, t in CORE_MODELS]
-    rows = conn.execute(_RELATIONS_SQL, (ANALYSIS_SCHEMA, schemas, tables, ANALYSIS_SCHEMA)).fetchall()
+    rows = conn.execute(
+        _RELATIONS_SQL, (ANALYSIS_SCHEMA, schemas, tables, ANALYSIS_SCHEMA)
+    ).fetchall()
     found = [(str(s), str(t)) for s, t in rows]
     missing = [f"{s}.{t}" for s, t in CORE_MODELS if (s, t) not in found]
     if missing or not any(s == ANALYSIS_SCHEMA for s, _ in found):
@@ -128,36 +136,56 @@ def list_relations(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
     return found
 
 
-def _columns(conn: psycopg.Connection[Any], schema: str, table: str, pseudonymize: bool) -> list[Column]:
+def _columns(
+    conn: psycopg.Connection[Any], schema: str, table: str, pseudonymize: bool
+) -> list[Column]:
     rows = conn.execute(_COLUMNS_SQL, (schema, table)).fetchall()
-    return [Column(str(name), str(kind), pseudonymize and str(kind) in TEXT_TYPES and is_personal(str(name)))
-            for name, kind in rows]
+    return [
+        Column(
+            str(name),
+            str(kind),
+            pseudonymize and str(kind) in TEXT_TYPES and is_personal(str(name)),
+        )
+        for name, kind in rows
+    ]
 
 
-def _select(schema: str, table: str, columns: list[Column], pads: tuple[bytes, bytes] | None,
-            cast_for_parquet: bool = False) -> sql.Composed:
+def _select(
+    schema: str,
+    table: str,
+    columns: list[Column],
+    pads: tuple[bytes, bytes] | None,
+    cast_for_parquet: bool = False,
+) -> sql.Composed:
     items = []
     for column in columns:
         ident = sql.Identifier(column.name)
         if column.pseudonymized and pads:
             expr = sql.SQL(
                 "left(encode(sha256({} || sha256({} || convert_to({}::text, 'UTF8'))), 'hex'), {})"
-            ).format(sql.Literal(pads[1]), sql.Literal(pads[0]), ident, sql.Literal(TOKEN_HEX_CHARS))
+            ).format(
+                sql.Literal(pads[1]), sql.Literal(pads[0]), ident, sql.Literal(TOKEN_HEX_CHARS)
+            )
         elif cast_for_parquet and _arrow_kind(column.type_name) == "text":
             expr = sql.SQL("{}::text").format(ident)
         else:
             expr = ident
         items.append(sql.SQL("{} as {}").format(expr, ident))
-    order = [sql.Literal(i) for i, c in enumerate(columns, 1) if c.type_name not in UNORDERABLE_TYPES]
-    query = sql.SQL("select {} from {}.{}").format(sql.SQL(", ").join(items), sql.Identifier(schema),
-                                                   sql.Identifier(table))
+    order = [
+        sql.Literal(i) for i, c in enumerate(columns, 1) if c.type_name not in UNORDERABLE_TYPES
+    ]
+    query = sql.SQL("select {} from {}.{}").format(
+        sql.SQL(", ").join(items), sql.Identifier(schema), sql.Identifier(table)
+    )
     if order:
         query += sql.SQL(" order by {}").format(sql.SQL(", ").join(order))
     return query
 
 
 def _write_csv(conn: psycopg.Connection[Any], query: sql.Composed, path: Path) -> int:
-    copy_sql = sql.SQL("copy ({}) to stdout with (format csv, header true, encoding 'UTF8')").format(query)
+    copy_sql = sql.SQL(
+        "copy ({}) to stdout with (format csv, header true, encoding 'UTF8')"
+    ).format(query)
     with path.open("wb") as out, conn.cursor() as cur:
         with cur.copy(copy_sql) as copy:
             for chunk in copy:
@@ -168,8 +196,15 @@ def _write_csv(conn: psycopg.Connection[Any], query: sql.Composed, path: Path) -
 # --- parquet --------------------------------------------------------------------------------
 
 _ARROW_KINDS = {
-    "int2": "int16", "int4": "int32", "int8": "int64", "float4": "float32", "float8": "float64",
-    "bool": "bool", "date": "date32", "timestamptz": "timestamp_utc", "timestamp": "timestamp",
+    "int2": "int16",
+    "int4": "int32",
+    "int8": "int64",
+    "float4": "float32",
+    "float8": "float64",
+    "bool": "bool",
+    "date": "date32",
+    "timestamptz": "timestamp_utc",
+    "timestamp": "timestamp",
     "numeric": "decimal",
 }
 
@@ -193,33 +228,54 @@ def _decimal_type(conn: psycopg.Connection[Any], schema: str, table: str, column
     return (pa.decimal128 if precision <= 38 else pa.decimal256)(precision, int(scale))
 
 
-def _arrow_schema(conn: psycopg.Connection[Any], schema: str, table: str, columns: list[Column]) -> Any:
+def _arrow_schema(
+    conn: psycopg.Connection[Any], schema: str, table: str, columns: list[Column]
+) -> Any:
     import pyarrow as pa
 
-    simple = {"int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64(), "float32": pa.float32(),
-              "float64": pa.float64(), "bool": pa.bool_(), "date32": pa.date32(),
-              "timestamp_utc": pa.timestamp("us", tz="UTC"), "timestamp": pa.timestamp("us"),
-              "text": pa.string()}
+    simple = {
+        "int16": pa.int16(),
+        "int32": pa.int32(),
+        "int64": pa.int64(),
+        "float32": pa.float32(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+        "date32": pa.date32(),
+        "timestamp_utc": pa.timestamp("us", tz="UTC"),
+        "timestamp": pa.timestamp("us"),
+        "text": pa.string(),
+    }
     fields = []
     for column in columns:
         kind = "text" if column.pseudonymized else _arrow_kind(column.type_name)
-        kind_type = (_decimal_type(conn, schema, table, column.name) if kind == "decimal"
-                     else simple[kind])
+        kind_type = (
+            _decimal_type(conn, schema, table, column.name) if kind == "decimal" else simple[kind]
+        )
         fields.append(pa.field(column.name, kind_type))
     return pa.schema(fields)
 
 
-def _write_parquet(conn: psycopg.Connection[Any], query: sql.Composed, path: Path, arrow_schema: Any,
-                   cursor_name: str) -> int:
+def _write_parquet(
+    conn: psycopg.Connection[Any],
+    query: sql.Composed,
+    path: Path,
+    arrow_schema: Any,
+    cursor_name: str,
+) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rows = 0
-    with conn.cursor(name=cursor_name) as cur, pq.ParquetWriter(path, arrow_schema, compression="zstd") as out:
+    with (
+        conn.cursor(name=cursor_name) as cur,
+        pq.ParquetWriter(path, arrow_schema, compression="zstd") as out,
+    ):
         cur.execute(query)
         while batch := cur.fetchmany(PARQUET_BATCH_ROWS):
-            arrays = [pa.array([row[i] for row in batch], type=field.type)
-                      for i, field in enumerate(arrow_schema)]
+            arrays = [
+                pa.array([row[i] for row in batch], type=field.type)
+                for i, field in enumerate(arrow_schema)
+            ]
             out.write_batch(pa.RecordBatch.from_arrays(arrays, schema=arrow_schema))
             rows += len(batch)
         if rows == 0:
@@ -229,6 +285,7 @@ def _write_parquet(conn: psycopg.Connection[Any], query: sql.Composed, path: Pat
 
 # --- the export -----------------------------------------------------------------------------
 
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -237,8 +294,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _export_one(conn: psycopg.Connection[Any], schema: str, table: str, fmt: str, directory: Path,
-                pads: tuple[bytes, bytes] | None, seq: int) -> ExportedFile:
+def _export_one(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    table: str,
+    fmt: str,
+    directory: Path,
+    pads: tuple[bytes, bytes] | None,
+    seq: int,
+) -> ExportedFile:
     columns = _columns(conn, schema, table, pads is not None)
     name = f"{schema}.{table}.{fmt}"
     part = directory / f".{name}.part"
@@ -247,14 +311,26 @@ def _export_one(conn: psycopg.Connection[Any], schema: str, table: str, fmt: str
             rows = _write_csv(conn, _select(schema, table, columns, pads), part)
         else:
             arrow_schema = _arrow_schema(conn, schema, table, columns)
-            rows = _write_parquet(conn, _select(schema, table, columns, pads, cast_for_parquet=True),
-                                  part, arrow_schema, f"duel_export_{seq}")
+            rows = _write_parquet(
+                conn,
+                _select(schema, table, columns, pads, cast_for_parquet=True),
+                part,
+                arrow_schema,
+                f"duel_export_{seq}",
+            )
         os.replace(part, directory / name)
     finally:
         part.unlink(missing_ok=True)
-    return ExportedFile(name, schema, table, rows, (directory / name).stat().st_size,
-                        _sha256(directory / name), tuple(c.name for c in columns),
-                        tuple(c.name for c in columns if c.pseudonymized))
+    return ExportedFile(
+        name,
+        schema,
+        table,
+        rows,
+        (directory / name).stat().st_size,
+        _sha256(directory / name),
+        tuple(c.name for c in columns),
+        tuple(c.name for c in columns if c.pseudonymized),
+    )
 
 
 def _previous_files(directory: Path) -> set[str]:
@@ -278,7 +354,9 @@ def _write_manifest(result: ExportResult) -> None:
     os.replace(part, result.manifest)
 
 
-def iter_exports(settings: Settings, fmt: str, directory: Path, pseudonymize: bool) -> Iterator[ExportedFile]:
+def iter_exports(
+    settings: Settings, fmt: str, directory: Path, pseudonymize: bool
+) -> Iterator[ExportedFile]:
     """Write each file in turn (for progress); `export_models` is the whole, manifest included."""
     pads = hmac_pads(settings.pseudonym_key) if pseudonymize and settings.pseudonym_key else None
     with db.connect(settings, step="export") as conn:
@@ -289,8 +367,9 @@ def iter_exports(settings: Settings, fmt: str, directory: Path, pseudonymize: bo
                 yield _export_one(conn, schema, table, fmt, directory, pads, seq)
 
 
-def export_models(settings: Settings, fmt: str = "csv", out: Path | None = None,
-                  pseudonymize: bool = False) -> ExportResult:
+def export_models(
+    settings: Settings, fmt: str = "csv", out: Path | None = None, pseudonymize: bool = False
+) -> ExportResult:
     """Export every dbt_analysis model and dbt.{base,advocacy_programs,tasks_completed} to `out`
 
     (default `<out_dir>/exports`), write `manifest.json`, and drop files an earlier export left.
@@ -298,7 +377,9 @@ def export_models(settings: Settings, fmt: str = "csv", out: Path | None = None,
     if fmt not in FORMATS:
         raise ConfigError(f"export format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if pseudonymize and not settings.pseudonym_key:
-        raise ConfigError("--pseudonymize needs DUEL_PSEUDONYM_KEY (a secret, e.g. `openssl rand -hex 32`)")
+        raise ConfigError(
+            "--pseudonymize needs DUEL_PSEUDONYM_KEY (a secret, e.g. `openssl rand -hex 32`)"
+        )
     directory = out or settings.out_dir / "exports"
     directory.mkdir(parents=True, exist_ok=True)
     previous = _previous_files(directory)

@@ -61,11 +61,25 @@ DEMO_NAME = re.compile(r"demo_user_\d+\.json")
 
 # Counted in the real dump: how many of its 5,033 dirty users (of 10,000) have each defect.
 REAL_USERS, REAL_DIRTY, REAL_MALFORMED = 10_000, 5_033, 222
-BROKEN_GIVEN_DIRTY = {field: count / REAL_DIRTY for field, count in {
-    "user_id": 4535, "name": 4773, "email": 4280, "instagram_handle": 4795, "tiktok_handle": 4788,
-    "joined_at": 4667, "program_id": 4501, "brand": 4534, "total_sales_attributed": 3985,
-    "task_id": 4524, "post_url": 4057, "likes": 4032, "comments": 3576, "reach": 271,
-}.items()}
+BROKEN_GIVEN_DIRTY = {
+    field: count / REAL_DIRTY
+    for field, count in {
+        "user_id": 4535,
+        "name": 4773,
+        "email": 4280,
+        "instagram_handle": 4795,
+        "tiktok_handle": 4788,
+        "joined_at": 4667,
+        "program_id": 4501,
+        "brand": 4534,
+        "total_sales_attributed": 3985,
+        "task_id": 4524,
+        "post_url": 4057,
+        "likes": 4032,
+        "comments": 3576,
+        "reach": 271,
+    }.items()
+}
 DIRTY_RATE = REAL_DIRTY / REAL_USERS
 MALFORMED_RATE = REAL_MALFORMED / REAL_USERS
 
@@ -76,55 +90,18 @@ FLUSH_BYTES = 1 << 22  # tar bytes handed to the compressing thread at a time
 PROGRESS_EVERY = 10_000
 
 # The 128 most frequent words of each kind in the real dump's (Faker-made) names and links.
-FIRST_NAMES = tuple("""
-Abraham Ada Alan Alvin Angel Angelica Arlene Barry Bennie Bertha Beth Billy Bradley Bryant Cameron
-Carla Carrie Cathy Chelsea Claire Claudia Clifford Clint Cody Connie Cornelius Courtney Daisy Dallas
-Dana Danny Darrin David Della Dewey Dolores Domingo Doreen Doris Earl Edgar Eileen Emilio Emma
-Emmett Enrique Eva Faye Fernando Francisco Genevieve George Georgia Geraldine Gerard Gilbert Glenda
-Glenn Gregg Gregory Harriet Heather Heidi Hugh Ira Irene Jackie Jaime Jake Jamie Janet Jared Jay
-Jean Jeremy Jessie Jody Joe Joel Johnnie Josefina Kara Kelly Kerry Kim Kristine Kurt Lauren Lee
-Leroy Leslie Lowell Lucas Lynn Mable Mack Michele Mona Nathaniel Nicholas Nicole Nina Ora Otis Peggy
-Randall Robin Rochelle Saul Shannon Shari Sheila Sheryl Sonja Stephanie Suzanne Sylvester Terence
-Teri Terry Theodore Tina Toby Tomas Tracy Verna Warren Wilma
-""".split())
-LAST_NAMES = tuple("""
-Auer Bailey Bartell Bashirian Batz Baumbach Bayer Beatty Bednar Beier Bergstrom Blanda Bogisich
-Bosco Bradtke Bruen Buckridge Cartwright Casper Champlin Cole Corkery Cormier Corwin Cronin Crooks
-Cruickshank D'Amore Daniel Daugherty Denesik Dibbert Dickinson DuBuque Effertz Emmerich Fahey Feil
-Franey Friesen Gibson Gleason Gleichner Goldner Grady Greenfelder Greenholt Gusikowski Hauck
-Heathcote Hermiston Hettinger Hills Hilpert Hintz Hodkiewicz Howe Jacobson Jast Jenkins Kemmer
-Kertzmann King Klein Koepp Kohler Koss Kris Kulas Kutch Kuvalis Lakin Langosh Larkin Lebsack Ledner
-Lockman Lowe Lueilwitz Macejkovic Marks McCullough Moen Mohr Morar Muller Nader Nienow O'Connell
-O'Hara Orn Parker Paucek Powlowski Predovic Quigley Ratke Raynor Renner Rogahn Rowe Sanford Schaefer
-Schamberger Schmidt Schoen Schulist Schultz Schumm Smith Smitham Stamm Stark Strosin Terry Torphy
-Towne Tremblay Tromp Turcotte Veum Volkman Waelchi Walker Walter Williamson Zboncak Ziemann
-""".split())
-ADJECTIVES = tuple("""
-actual aged agile another antique artistic aware babyish baggy best big bitter bony bulky celebrated
-clear-cut cloudy crafty crowded cuddly cultivated cumbersome cute damaged darling decisive defensive
-definite delirious dental deserted devoted digital dirty emotional enraged entire esteemed every
-exalted far favorite firsthand free gigantic glaring gloomy grave grimy grouchy grubby gruesome
-gullible happy hidden honorable huge hurtful ideal ignorant imaginative impish inborn
-inconsequential informal instructive intent irresponsible jam-packed junior known lazy lonely
-long-term lumpy magnificent mean moist monstrous monumental motionless multicolored mundane murky
-musty narrow near necessary orange oval overcooked pale physical practical prudent quarrelsome
-quarterly quick quick-witted regular robust self-assured severe shimmering shrill sick sorrowful
-specific speedy splendid squiggly steep sticky stunning suburban sudden tepid thick those unripe
-unwieldy variable wavy well-worn whimsical worst wrong wry
-""".split())
-NOUNS = tuple("""
-acquaintance advancement affiliate almighty analogy approach archaeology backbone barracks battle
-bid birdbath birdcage bonfire bookend bourgeoisie bump cap caption cardboard casement cassava
-chairperson chapel character convection corporation cricket dead declaration deer dependency
-descendant designation developing dime director disconnection drug duster dwell ectoderm essence
-event eyebrow farmer fat fibre fisherman fishery fit flame flight glider gradient grouper guide
-heating humor hundred illusion impact insolence kiss lady language lounge makeover manner mantua
-marimba masterpiece meadow median mixture mobility molasses monocle mother negotiation nephew nougat
-nudge nun orchid other outrun ownership pacemaker paintwork permafrost pigsty pine platypus pop
-printer prohibition provider punctuation pupil puritan resolve riser rosemary ruin safe secrecy
-secret sediment shark shirt sport stool summary surface swing switchboard tectonics tennis term tool
-tooth translation velocity viability wedding willow zen
-""".split())
+FIRST_NAMES = tuple(
+    ["Abraham", "Ada", "Alan", "Alvin", "Angel", "Angelica", "Arlene", "Barry", "Bennie", "Bertha", "Beth", "Billy", "Bradley", "Bryant", "Cameron", "Carla", "Carrie", "Cathy", "Chelsea", "Claire", "Claudia", "Clifford", "Clint", "Cody", "Connie", "Cornelius", "Courtney", "Daisy", "Dallas", "Dana", "Danny", "Darrin", "David", "Della", "Dewey", "Dolores", "Domingo", "Doreen", "Doris", "Earl", "Edgar", "Eileen", "Emilio", "Emma", "Emmett", "Enrique", "Eva", "Faye", "Fernando", "Francisco", "Genevieve", "George", "Georgia", "Geraldine", "Gerard", "Gilbert", "Glenda", "Glenn", "Gregg", "Gregory", "Harriet", "Heather", "Heidi", "Hugh", "Ira", "Irene", "Jackie", "Jaime", "Jake", "Jamie", "Janet", "Jared", "Jay", "Jean", "Jeremy", "Jessie", "Jody", "Joe", "Joel", "Johnnie", "Josefina", "Kara", "Kelly", "Kerry", "Kim", "Kristine", "Kurt", "Lauren", "Lee", "Leroy", "Leslie", "Lowell", "Lucas", "Lynn", "Mable", "Mack", "Michele", "Mona", "Nathaniel", "Nicholas", "Nicole", "Nina", "Ora", "Otis", "Peggy", "Randall", "Robin", "Rochelle", "Saul", "Shannon", "Shari", "Sheila", "Sheryl", "Sonja", "Stephanie", "Suzanne", "Sylvester", "Terence", "Teri", "Terry", "Theodore", "Tina", "Toby", "Tomas", "Tracy", "Verna", "Warren", "Wilma"]
+)
+LAST_NAMES = tuple(
+    ["Auer", "Bailey", "Bartell", "Bashirian", "Batz", "Baumbach", "Bayer", "Beatty", "Bednar", "Beier", "Bergstrom", "Blanda", "Bogisich", "Bosco", "Bradtke", "Bruen", "Buckridge", "Cartwright", "Casper", "Champlin", "Cole", "Corkery", "Cormier", "Corwin", "Cronin", "Crooks", "Cruickshank", "D'Amore", "Daniel", "Daugherty", "Denesik", "Dibbert", "Dickinson", "DuBuque", "Effertz", "Emmerich", "Fahey", "Feil", "Franey", "Friesen", "Gibson", "Gleason", "Gleichner", "Goldner", "Grady", "Greenfelder", "Greenholt", "Gusikowski", "Hauck", "Heathcote", "Hermiston", "Hettinger", "Hills", "Hilpert", "Hintz", "Hodkiewicz", "Howe", "Jacobson", "Jast", "Jenkins", "Kemmer", "Kertzmann", "King", "Klein", "Koepp", "Kohler", "Koss", "Kris", "Kulas", "Kutch", "Kuvalis", "Lakin", "Langosh", "Larkin", "Lebsack", "Ledner", "Lockman", "Lowe", "Lueilwitz", "Macejkovic", "Marks", "McCullough", "Moen", "Mohr", "Morar", "Muller", "Nader", "Nienow", "O'Connell", "O'Hara", "Orn", "Parker", "Paucek", "Powlowski", "Predovic", "Quigley", "Ratke", "Raynor", "Renner", "Rogahn", "Rowe", "Sanford", "Schaefer", "Schamberger", "Schmidt", "Schoen", "Schulist", "Schultz", "Schumm", "Smith", "Smitham", "Stamm", "Stark", "Strosin", "Terry", "Torphy", "Towne", "Tremblay", "Tromp", "Turcotte", "Veum", "Volkman", "Waelchi", "Walker", "Walter", "Williamson", "Zboncak", "Ziemann"]
+)
+ADJECTIVES = tuple(
+    ["actual", "aged", "agile", "another", "antique", "artistic", "aware", "babyish", "baggy", "best", "big", "bitter", "bony", "bulky", "celebrated", "clear-cut", "cloudy", "crafty", "crowded", "cuddly", "cultivated", "cumbersome", "cute", "damaged", "darling", "decisive", "defensive", "definite", "delirious", "dental", "deserted", "devoted", "digital", "dirty", "emotional", "enraged", "entire", "esteemed", "every", "exalted", "far", "favorite", "firsthand", "free", "gigantic", "glaring", "gloomy", "grave", "grimy", "grouchy", "grubby", "gruesome", "gullible", "happy", "hidden", "honorable", "huge", "hurtful", "ideal", "ignorant", "imaginative", "impish", "inborn", "inconsequential", "informal", "instructive", "intent", "irresponsible", "jam-packed", "junior", "known", "lazy", "lonely", "long-term", "lumpy", "magnificent", "mean", "moist", "monstrous", "monumental", "motionless", "multicolored", "mundane", "murky", "musty", "narrow", "near", "necessary", "orange", "oval", "overcooked", "pale", "physical", "practical", "prudent", "quarrelsome", "quarterly", "quick", "quick-witted", "regular", "robust", "self-assured", "severe", "shimmering", "shrill", "sick", "sorrowful", "specific", "speedy", "splendid", "squiggly", "steep", "sticky", "stunning", "suburban", "sudden", "tepid", "thick", "those", "unripe", "unwieldy", "variable", "wavy", "well-worn", "whimsical", "worst", "wrong", "wry"]
+)
+NOUNS = tuple(
+    ["acquaintance", "advancement", "affiliate", "almighty", "analogy", "approach", "archaeology", "backbone", "barracks", "battle", "bid", "birdbath", "birdcage", "bonfire", "bookend", "bourgeoisie", "bump", "cap", "caption", "cardboard", "casement", "cassava", "chairperson", "chapel", "character", "convection", "corporation", "cricket", "dead", "declaration", "deer", "dependency", "descendant", "designation", "developing", "dime", "director", "disconnection", "drug", "duster", "dwell", "ectoderm", "essence", "event", "eyebrow", "farmer", "fat", "fibre", "fisherman", "fishery", "fit", "flame", "flight", "glider", "gradient", "grouper", "guide", "heating", "humor", "hundred", "illusion", "impact", "insolence", "kiss", "lady", "language", "lounge", "makeover", "manner", "mantua", "marimba", "masterpiece", "meadow", "median", "mixture", "mobility", "molasses", "monocle", "mother", "negotiation", "nephew", "nougat", "nudge", "nun", "orchid", "other", "outrun", "ownership", "pacemaker", "paintwork", "permafrost", "pigsty", "pine", "platypus", "pop", "printer", "prohibition", "provider", "punctuation", "pupil", "puritan", "resolve", "riser", "rosemary", "ruin", "safe", "secrecy", "secret", "sediment", "shark", "shirt", "sport", "stool", "summary", "surface", "swing", "switchboard", "tectonics", "tennis", "term", "tool", "tooth", "translation", "velocity", "viability", "wedding", "willow", "zen"]
+)
 POOL_BITS = 7  # the four pools above hold 2**7 words each: a pick is one getrandbits(7)
 PREFIXES = ("Dr.", "Mr.", "Mrs.", "Miss", "Ms.")
 SUFFIXES = ("I", "II", "III", "IV", "V", "Jr.", "Sr.", "MD", "DDS", "PhD", "DVM")
@@ -185,13 +162,19 @@ class _Users:
         if r() < 0.055:
             last = f"{last}-{HANDLE_LAST_NAMES[bits(POOL_BITS)]}"
         separator = "." if r() < 0.5 else "_"
-        return f"{first}{separator}{last}{int(r() * 100)}" if r() < 0.5 else f"{first}{separator}{last}"
+        return (
+            f"{first}{separator}{last}{int(r() * 100)}"
+            if r() < 0.5
+            else f"{first}{separator}{last}"
+        )
 
     def joined_at(self) -> str:
         ms = AS_OF_MS - int(self.random() * YEAR_MS)
         t = time.gmtime(ms // 1000)
-        return (f'"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:'
-                f'{t.tm_sec:02d}.{ms % 1000:03d}Z"')
+        return (
+            f'"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:'
+            f'{t.tm_sec:02d}.{ms % 1000:03d}Z"'
+        )
 
     def brand(self) -> str:
         bits, shape = self.bits, int(self.random() * 3)
@@ -199,8 +182,10 @@ class _Users:
             return f'"{LAST_NAMES[bits(POOL_BITS)]} {self.pick(COMPANY_SUFFIXES)}"'
         if shape == 1:
             return f'"{LAST_NAMES[bits(POOL_BITS)]} - {LAST_NAMES[bits(POOL_BITS)]}"'
-        return (f'"{LAST_NAMES[bits(POOL_BITS)]}, {LAST_NAMES[bits(POOL_BITS)]} and '
-                f'{LAST_NAMES[bits(POOL_BITS)]}"')
+        return (
+            f'"{LAST_NAMES[bits(POOL_BITS)]}, {LAST_NAMES[bits(POOL_BITS)]} and '
+            f'{LAST_NAMES[bits(POOL_BITS)]}"'
+        )
 
     def post_url(self) -> str:
         bits = self.bits
@@ -223,19 +208,25 @@ class _Users:
         shares = int(r() * 101)
         reach = -1000 if dirty and r() < bad["reach"] else 500 + int(r() * 9501)
         pad = " " * 20
-        return (f'                {{\n{pad}"task_id": {task_id},\n{pad}"platform": {platform},\n'
-                f'{pad}"post_url": {post_url},\n{pad}"likes": {likes},\n{pad}"comments": {comments},\n'
-                f'{pad}"shares": {shares},\n{pad}"reach": {reach}\n                }}')
+        return (
+            f'                {{\n{pad}"task_id": {task_id},\n{pad}"platform": {platform},\n'
+            f'{pad}"post_url": {post_url},\n{pad}"likes": {likes},\n{pad}"comments": {comments},\n'
+            f'{pad}"shares": {shares},\n{pad}"reach": {reach}\n                }}'
+        )
 
     def program(self, dirty: bool) -> str:
         r, bad = self.random, BROKEN_GIVEN_DIRTY
         program_id = '""' if dirty and r() < bad["program_id"] else self.uuid()
         brand = "12345" if dirty and r() < bad["brand"] else self.brand()
         tasks = _json_list([self.task(dirty) for _ in range(self.count())], 12)
-        sales = '"no-data"' if dirty and r() < bad["total_sales_attributed"] else repr(100 + r() * 4900)
+        sales = (
+            '"no-data"' if dirty and r() < bad["total_sales_attributed"] else repr(100 + r() * 4900)
+        )
         pad = " " * 12
-        return (f'        {{\n{pad}"program_id": {program_id},\n{pad}"brand": {brand},\n'
-                f'{pad}"tasks_completed": {tasks},\n{pad}"total_sales_attributed": {sales}\n        }}')
+        return (
+            f'        {{\n{pad}"program_id": {program_id},\n{pad}"brand": {brand},\n'
+            f'{pad}"tasks_completed": {tasks},\n{pad}"total_sales_attributed": {sales}\n        }}'
+        )
 
     def user(self) -> tuple[bytes, bool]:
         """One user file's bytes, and whether it is malformed (its final `}` left off)."""
@@ -244,15 +235,22 @@ class _Users:
         bad = BROKEN_GIVEN_DIRTY
         user_id = "null" if dirty and r() < bad["user_id"] else self.uuid()
         name = '"???"' if dirty and r() < bad["name"] else self.person()
-        email = ('"invalid-email"' if dirty and r() < bad["email"]
-                 else f'"{self.username()}@{self.pick(MAIL_DOMAINS)}"')
+        email = (
+            '"invalid-email"'
+            if dirty and r() < bad["email"]
+            else f'"{self.username()}@{self.pick(MAIL_DOMAINS)}"'
+        )
         instagram = "null" if dirty and r() < bad["instagram_handle"] else f'"@{self.username()}"'
-        tiktok = '"#error_handle"' if dirty and r() < bad["tiktok_handle"] else f'"@{self.username()}"'
+        tiktok = (
+            '"#error_handle"' if dirty and r() < bad["tiktok_handle"] else f'"@{self.username()}"'
+        )
         joined_at = '"not-a-date"' if dirty and r() < bad["joined_at"] else self.joined_at()
         programs = _json_list([self.program(dirty) for _ in range(self.count())], 4)
-        text = (f'{{\n    "user_id": {user_id},\n    "name": {name},\n    "email": {email},\n'
-                f'    "instagram_handle": {instagram},\n    "tiktok_handle": {tiktok},\n'
-                f'    "joined_at": {joined_at},\n    "advocacy_programs": {programs}\n}}')
+        text = (
+            f'{{\n    "user_id": {user_id},\n    "name": {name},\n    "email": {email},\n'
+            f'    "instagram_handle": {instagram},\n    "tiktok_handle": {tiktok},\n'
+            f'    "joined_at": {joined_at},\n    "advocacy_programs": {programs}\n}}'
+        )
         malformed = r() < (self.malformed_dirty if dirty else self.malformed_clean)
         return (text[:-1] if malformed else text).encode(), malformed
 
@@ -298,9 +296,20 @@ class _TarStream:
             raise ValueError(f"tar member name longer than 100 bytes: {name}")
         size = b"%011o\x00" % len(data)
         checksum = self.base_sum + sum(raw_name) + sum(size)
-        self._write(b"".join((raw_name.ljust(100, b"\x00"), self.mode_ids, size, self.mtime,
-                              b"%06o\x00 " % checksum, self.rest, data,
-                              b"\x00" * (-len(data) % tarfile.BLOCKSIZE))))
+        self._write(
+            b"".join(
+                (
+                    raw_name.ljust(100, b"\x00"),
+                    self.mode_ids,
+                    size,
+                    self.mtime,
+                    b"%06o\x00 " % checksum,
+                    self.rest,
+                    data,
+                    b"\x00" * (-len(data) % tarfile.BLOCKSIZE),
+                )
+            )
+        )
 
     def close(self) -> None:
         self._write(b"\x00" * (2 * tarfile.BLOCKSIZE))
@@ -349,11 +358,16 @@ def write_dataset(
     if not 0 <= malformed_rate <= 1 or not 0 <= varied_rate <= 1:
         raise DuelError("malformed_rate and varied_rate must be between 0 and 1")
     lowered = output.name.lower()
-    if not lowered.endswith(TAR_SUFFIXES) and not output.is_dir() and (
-            output.exists() or lowered.endswith(FILE_SUFFIXES) or output.suffix):
+    if (
+        not lowered.endswith(TAR_SUFFIXES)
+        and not output.is_dir()
+        and (output.exists() or lowered.endswith(FILE_SUFFIXES) or output.suffix)
+    ):
         what = "is a file" if output.exists() else f"has the extension {output.suffix or lowered}"
-        raise DuelError(f"{output} {what}: name a .tar, .tar.gz/.tgz, .tar.bz2/.tbz2 or .tar.xz/.txz archive "
-                        "(e.g. -o data.tar.gz), or a directory")
+        raise DuelError(
+            f"{output} {what}: name a .tar, .tar.gz/.tgz, .tar.bz2/.tbz2 or .tar.xz/.txz archive "
+            "(e.g. -o data.tar.gz), or a directory"
+        )
     files = _iter_files(_Users(seed, malformed_rate, varied_rate), users, on_progress)
     if lowered.endswith(TAR_SUFFIXES):
         malformed = _write_archive(output, files, lowered, compresslevel)
@@ -363,8 +377,9 @@ def write_dataset(
     return Written(output, users, len(malformed), tuple(malformed), size)
 
 
-def _iter_files(maker: _Users, users: int,
-                on_progress: Callable[[int], None] | None) -> Iterator[tuple[str, bytes, bool]]:
+def _iter_files(
+    maker: _Users, users: int, on_progress: Callable[[int], None] | None
+) -> Iterator[tuple[str, bytes, bool]]:
     """(member name, bytes, is malformed) for each user, reporting progress every 10,000."""
     for index in range(users):
         data, malformed = maker.user()
@@ -386,8 +401,9 @@ def _compressor(lowered: str, raw: BinaryIO, level: int) -> AbstractContextManag
     return gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=level, mtime=0)  # type: ignore[return-value]
 
 
-def _write_archive(output: Path, files: Iterator[tuple[str, bytes, bool]], lowered: str,
-                   compresslevel: int) -> list[str]:
+def _write_archive(
+    output: Path, files: Iterator[tuple[str, bytes, bool]], lowered: str, compresslevel: int
+) -> list[str]:
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.partial")
     malformed: list[str] = []
@@ -410,7 +426,9 @@ def _write_archive(output: Path, files: Iterator[tuple[str, bytes, bool]], lower
     return malformed
 
 
-def _write_directory(output: Path, files: Iterator[tuple[str, bytes, bool]]) -> tuple[list[str], int]:
+def _write_directory(
+    output: Path, files: Iterator[tuple[str, bytes, bool]]
+) -> tuple[list[str], int]:
     folder = output / FOLDER
     if folder.is_dir() and any(folder.iterdir()):
         raise DuelError(f"{folder} already holds files; name a new or empty directory")
@@ -434,7 +452,9 @@ def is_demo(path: Path) -> bool:
     try:
         if path.is_dir():
             folder = path / FOLDER if (path / FOLDER).is_dir() else path
-            first = next((entry.name for entry in os.scandir(folder) if entry.name.endswith(".json")), None)
+            first = next(
+                (entry.name for entry in os.scandir(folder) if entry.name.endswith(".json")), None
+            )
             return first is not None and DEMO_NAME.fullmatch(first) is not None
         if not path.name.lower().endswith(ARCHIVE_SUFFIXES):
             return False  # demo data is an archive or a directory

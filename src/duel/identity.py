@@ -51,10 +51,14 @@ class KeyRule:
         """`@file,user_id` -> KeyRule(("@file", "user_id")); ConfigError (one line) if malformed."""
         sources = tuple(part.strip() for part in text.split(",") if part.strip())
         if not sources:
-            raise ConfigError("DUEL_DOCUMENT_KEY is empty: give top-level fields and/or @file, e.g. @file,user_id")
+            raise ConfigError(
+                "DUEL_DOCUMENT_KEY is empty: give top-level fields and/or @file, e.g. @file,user_id"
+            )
         for source in sources:
             if source != FILE_SOURCE and not _FIELD.match(source):
-                raise ConfigError(f"DUEL_DOCUMENT_KEY: {source!r} is neither @file nor a top-level field name")
+                raise ConfigError(
+                    f"DUEL_DOCUMENT_KEY: {source!r} is neither @file nor a top-level field name"
+                )
         if len(set(sources)) != len(sources):
             raise ConfigError(f"DUEL_DOCUMENT_KEY names a source twice: {text!r}")
         return cls(sources, placeholders or {})
@@ -113,7 +117,9 @@ def load_placeholders(dbt_project_dir: Path) -> dict[str, frozenset[str]]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the dbt project ({exc.strerror})") from None
     values = (project.get("vars") or {}).get("placeholders") or {}
-    return {name: frozenset(str(v).strip().casefold() for v in items) for name, items in values.items()}
+    return {
+        name: frozenset(str(v).strip().casefold() for v in items) for name, items in values.items()
+    }
 
 
 def key_rule(settings: Settings) -> KeyRule:

@@ -35,8 +35,10 @@ MAX_DEPTH = 512
 NUMERIC_MAX_INTEGER_DIGITS = 131072  # digits before the decimal point (NBASE weight <= 32767)
 NUMERIC_MAX_SCALE = 16383  # digits after it, as written (the dscale field's 14 bits)
 NUMERIC_MAX_EXPONENT = 1073741823  # numeric_in refuses a larger exponent (INT32_MAX / 2)
-NUMERIC_LIMITS = (f"Postgres numeric holds at most {NUMERIC_MAX_INTEGER_DIGITS} digits before the "
-                  f"decimal point and {NUMERIC_MAX_SCALE} after")
+NUMERIC_LIMITS = (
+    f"Postgres numeric holds at most {NUMERIC_MAX_INTEGER_DIGITS} digits before the "
+    f"decimal point and {NUMERIC_MAX_SCALE} after"
+)
 
 NUL_DETAIL = "contains \\u0000, which Postgres jsonb cannot store"
 NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
@@ -56,7 +58,9 @@ LONG_RUN = 6000
 _NEGATIVE_EXPONENT, _ZERO_EXPONENT = re.compile(rb"e-[0-9]{5}"), re.compile(rb"0e\+?[0-9]{10}")
 _EXPONENT_UPPER = re.compile(rb"E(?:-[0-9]{5}|\+?[0-9]{10})")  # `E` is rare: one scan, few tries
 _BACKSLASH, _UPPER_E = ord("\\"), ord("E")
-_DIGITS_ONLY = bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))  # digits to "0", the rest " "
+_DIGITS_ONLY = bytes(
+    48 if 48 <= byte <= 57 else 32 for byte in range(256)
+)  # digits to "0", the rest " "
 _RUN = b"0" * LONG_RUN
 # The precise check, on the text outside strings (there, `e` is in numbers, `true` and `false`).
 _STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
@@ -110,8 +114,11 @@ def number_out_of_range(document: bytes) -> bytes | None:
     only numbers with a run of LONG_RUN digits or an exponent outside _SAFE_EXPONENTS are
     checked, each distinct text once."""
     outside = _STRING.sub(b'""', document)  # strings hold no numbers
-    unsafe = {exponent for exponent in set(_LONG_EXPONENT.findall(outside))
-              if len(exponent) > 7 or int(exponent) not in _SAFE_EXPONENTS}
+    unsafe = {
+        exponent
+        for exponent in set(_LONG_EXPONENT.findall(outside))
+        if len(exponent) > 7 or int(exponent) not in _SAFE_EXPONENTS
+    }
     runs = _long_runs(outside) if len(outside) >= LONG_RUN else []
     if not (unsafe or runs):
         return None
@@ -122,11 +129,17 @@ def number_out_of_range(document: bytes) -> bytes | None:
         at_runs.append((start, _NUMBER.match(outside, start).group()))  # type: ignore[union-attr]
     candidates = {number for _, number in at_runs}
     if unsafe:
-        candidates.update(number for number, exponent in _LONG_EXPONENT_NUMBER.findall(outside) if exponent in unsafe)
+        candidates.update(
+            number
+            for number, exponent in _LONG_EXPONENT_NUMBER.findall(outside)
+            if exponent in unsafe
+        )
     refused = {number for number in candidates if not numeric_fits(number)}
     if not refused:
         return None
-    return next(match.group(1) for match in _NUMBER_TOKEN.finditer(outside) if match.group(1) in refused)
+    return next(
+        match.group(1) for match in _NUMBER_TOKEN.finditer(outside) if match.group(1) in refused
+    )
 
 
 def describe_number(number: bytes) -> str:
@@ -151,8 +164,12 @@ def deeper_than(value: Any, limit: int = MAX_DEPTH) -> bool:
     while level:
         if depth > limit:
             return True
-        level = [child for item in level for child in (item.values() if isinstance(item, dict) else item)
-                 if isinstance(child, (dict, list))]
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, (dict, list))
+        ]
         depth += 1
     return False
 
@@ -164,13 +181,18 @@ def refusal(document: bytes, parsed: Any, parsed_by_orjson: bool = False) -> tup
     bytes` is a memchr; `b"E" in bytes` costs thirty times more)."""
     if _BACKSLASH in document and NUL_ESCAPE.search(document):
         return "nul-character", NUL_DETAIL
-    if len(document) > 2 * MAX_DEPTH and document.count(b"[") + document.count(b"{") > MAX_DEPTH \
-            and deeper_than(parsed):
+    if (
+        len(document) > 2 * MAX_DEPTH
+        and document.count(b"[") + document.count(b"{") > MAX_DEPTH
+        and deeper_than(parsed)
+    ):
         return "too-deep", f"nested more than {MAX_DEPTH} levels deep (the limit)"
     if parsed_by_orjson and not (
-            _NEGATIVE_EXPONENT.search(document) or _ZERO_EXPONENT.search(document)
-            or (_UPPER_E in document and _EXPONENT_UPPER.search(document))
-            or (len(document) >= LONG_RUN and _RUN in document.translate(_DIGITS_ONLY))):
+        _NEGATIVE_EXPONENT.search(document)
+        or _ZERO_EXPONENT.search(document)
+        or (_UPPER_E in document and _EXPONENT_UPPER.search(document))
+        or (len(document) >= LONG_RUN and _RUN in document.translate(_DIGITS_ONLY))
+    ):
         return None
     number = number_out_of_range(document)
     if number is not None:

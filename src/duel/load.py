@@ -34,11 +34,28 @@ from duel.sources import SourceFile, iter_source
 LOCK_KEY = "duel.ingest"
 FIRST_CHUNK = 500  # files in the first write chunk; chunks double from there up to batch_rows
 CHUNK_BYTES = 64 << 20  # cut a write chunk early when its documents hold this much memory
-DOCUMENT_COLUMNS = ("document_key", "content_sha256", "source_name", "batch_id", "parse_status",
-                    "parse_error", "repair", "byte_size", "document")
+DOCUMENT_COLUMNS = (
+    "document_key",
+    "content_sha256",
+    "source_name",
+    "batch_id",
+    "parse_status",
+    "parse_error",
+    "repair",
+    "byte_size",
+    "document",
+)
 DOCUMENT_TYPES = ("text", "text", "text", "int8", "text", "text", "jsonb", "int4", "jsonb")
-LEDGER_COLUMNS = ("batch_id", "file_seq", "source_name", "status", "reason", "content_sha256",
-                  "byte_size", "document_key")
+LEDGER_COLUMNS = (
+    "batch_id",
+    "file_seq",
+    "source_name",
+    "status",
+    "reason",
+    "content_sha256",
+    "byte_size",
+    "document_key",
+)
 LEDGER_TYPES = ("int8", "int4", "text", "text", "text", "text", "int8", "text")
 _LOADABLE = frozenset(("clean", "repaired"))
 
@@ -64,8 +81,17 @@ class IngestResult:
     skip_reasons: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict[str, int]:
-        keys = ("batch_id", "files_seen", "loaded", "repaired", "quarantined", "skipped", "unchanged",
-                "deleted", "keyless")
+        keys = (
+            "batch_id",
+            "files_seen",
+            "loaded",
+            "repaired",
+            "quarantined",
+            "skipped",
+            "unchanged",
+            "deleted",
+            "keyless",
+        )
         return {key: getattr(self, key) for key in keys}
 
 
@@ -84,7 +110,9 @@ def _held_bytes(outcome: Outcome) -> int:
     return len(outcome.content or b"") + len(document or b"")
 
 
-def _chunks(items: Iterable[Outcome], size: int, max_bytes: int = CHUNK_BYTES) -> Iterator[list[Outcome]]:
+def _chunks(
+    items: Iterable[Outcome], size: int, max_bytes: int = CHUNK_BYTES
+) -> Iterator[list[Outcome]]:
     """Chunks of at most `size` files and about `max_bytes` of document bytes held in memory.
     The first ones are small and double up to `size`: the database starts work early instead
     of waiting idle while the first full chunk is read and parsed."""
@@ -184,8 +212,19 @@ class _Batch:
     def __init__(self, conn: psycopg.Connection[Any], batch_id: int) -> None:
         self.conn = conn
         self.batch_id = batch_id
-        self.counts = dict.fromkeys(("files_seen", "loaded", "repaired", "quarantined", "skipped",
-                                     "unchanged", "deleted", "keyless"), 0)
+        self.counts = dict.fromkeys(
+            (
+                "files_seen",
+                "loaded",
+                "repaired",
+                "quarantined",
+                "skipped",
+                "unchanged",
+                "deleted",
+                "keyless",
+            ),
+            0,
+        )
         self.quarantine_reasons: dict[str, int] = {}
         self.skip_reasons: dict[str, int] = {}
         self.seq = 0  # the ledger's file_seq: documents in the order they were seen
@@ -197,13 +236,22 @@ class _Batch:
         exception, SQLSTATE class 22: something the parser let through that Postgres cannot
         store), the chunk is rolled back and written again in halves, down to the one document
         that is refused, which is quarantined with the database's reason; the rest loads."""
-        state = (dict(self.counts), dict(self.quarantine_reasons), dict(self.skip_reasons), self.seq)
+        state = (
+            dict(self.counts),
+            dict(self.quarantine_reasons),
+            dict(self.skip_reasons),
+            self.seq,
+        )
         try:
             with self.conn.transaction():
                 self._write_chunk(chunk)
         except psycopg.errors.DataError as error:
             self.counts, self.quarantine_reasons, self.skip_reasons, self.seq = (
-                state[0], state[1], state[2], state[3])
+                state[0],
+                state[1],
+                state[2],
+                state[3],
+            )
             if len(chunk) == 1:
                 self._write_chunk([_refused(chunk[0], error)])
                 return
@@ -253,8 +301,18 @@ class _Batch:
                 _tally(self.skip_reasons, reason)
             counts["loaded" if status == "repaired" else status] += 1
             counts["files_seen"] += 1
-            ledger.append((batch_id, seq, outcome.name, status, reason, outcome.sha256 or None,
-                           outcome.size, key))
+            ledger.append(
+                (
+                    batch_id,
+                    seq,
+                    outcome.name,
+                    status,
+                    reason,
+                    outcome.sha256 or None,
+                    outcome.size,
+                    key,
+                )
+            )
             seq += 1
         self.seq = seq
         existing = self._existing_versions([o for o in new_docs.values() if o.key in known])
@@ -269,7 +327,8 @@ class _Batch:
             return {}
         rows = self.conn.execute(
             "select document_key, content_sha256 from raw.current_versions where document_key = any(%s)",
-            (list(keys),), binary=True,
+            (list(keys),),
+            binary=True,
         ).fetchall()
         return dict(rows)
 
@@ -280,14 +339,17 @@ class _Batch:
         rows = self.conn.execute(
             "select document_key, content_sha256 from raw.user_documents"
             " where document_key = any(%s) and content_sha256 = any(%s)",
-            ([o.key for o in outcomes], [o.sha256 for o in outcomes]), binary=True,
+            ([o.key for o in outcomes], [o.sha256 for o in outcomes]),
+            binary=True,
         ).fetchall()
         return {(key, sha) for key, sha in rows}
 
     def _copy_documents(self, outcomes: list[Outcome]) -> None:
         if not outcomes:
             return
-        statement = f"copy raw.user_documents ({', '.join(DOCUMENT_COLUMNS)}) from stdin (format binary)"
+        statement = (
+            f"copy raw.user_documents ({', '.join(DOCUMENT_COLUMNS)}) from stdin (format binary)"
+        )
         with self.conn.cursor().copy(statement) as copy:
             copy.set_types(list(DOCUMENT_TYPES))
             write_row, batch_id = copy.write_row, self.batch_id
@@ -295,15 +357,28 @@ class _Batch:
                 parsed = o.parsed
                 assert parsed is not None and parsed.document is not None
                 repair = orjson.dumps(parsed.repair) if parsed.repair is not None else None
-                write_row((o.key, o.sha256, o.name, batch_id, parsed.status, parsed.parse_error, repair,
-                           o.size, parsed.document))
+                write_row(
+                    (
+                        o.key,
+                        o.sha256,
+                        o.name,
+                        batch_id,
+                        parsed.status,
+                        parsed.parse_error,
+                        repair,
+                        o.size,
+                        parsed.document,
+                    )
+                )
 
     def _insert_current(self, outcomes: list[Outcome]) -> None:
         """Current-version pointers for keys the database has never seen: a plain COPY."""
         if not outcomes:
             return
-        statement = ("copy raw.current_versions (document_key, content_sha256, source_name, batch_id)"
-                     " from stdin (format binary)")
+        statement = (
+            "copy raw.current_versions (document_key, content_sha256, source_name, batch_id)"
+            " from stdin (format binary)"
+        )
         with self.conn.cursor().copy(statement) as copy:
             copy.set_types(["text", "text", "text", "int8"])
             for outcome in outcomes:
@@ -318,8 +393,12 @@ class _Batch:
             " batch_id = %s, is_deleted = false, updated_at = now()"
             " from unnest(%s::text[], %s::text[], %s::text[]) as m (key, sha, name)"
             " where c.document_key = m.key",
-            (self.batch_id, [o.key for o in outcomes], [o.sha256 for o in outcomes],
-             [o.name for o in outcomes]),
+            (
+                self.batch_id,
+                [o.key for o in outcomes],
+                [o.sha256 for o in outcomes],
+                [o.name for o in outcomes],
+            ),
         )
 
     def _store_quarantine(self, outcomes: list[Outcome]) -> None:
@@ -331,9 +410,23 @@ class _Batch:
             assert parsed is not None
             proposed = None
             if parsed.repair is not None:
-                proposed = orjson.dumps({**parsed.repair, "document": orjson.Fragment(parsed.document)})
-            rows.append((o.name, o.key, o.sha256, self.batch_id, parsed.reason, parsed.detail,
-                         parsed.parse_error, o.size, o.content, proposed.decode() if proposed else None))
+                proposed = orjson.dumps(
+                    {**parsed.repair, "document": orjson.Fragment(parsed.document)}
+                )
+            rows.append(
+                (
+                    o.name,
+                    o.key,
+                    o.sha256,
+                    self.batch_id,
+                    parsed.reason,
+                    parsed.detail,
+                    parsed.parse_error,
+                    o.size,
+                    o.content,
+                    proposed.decode() if proposed else None,
+                )
+            )
         with self.conn.cursor() as cur:
             cur.executemany(
                 "insert into raw.quarantine (source_name, document_key, content_sha256, batch_id, reason,"
@@ -354,8 +447,11 @@ class _Batch:
 
 def _refused(outcome: Outcome, error: psycopg.Error) -> Outcome:
     """A document the database refused to store, as a quarantined outcome with its reason."""
-    parsed = Parsed("quarantined", reason="database-refused",
-                    detail=f"Postgres refused a value: {db.first_line(error)}"[:500])
+    parsed = Parsed(
+        "quarantined",
+        reason="database-refused",
+        detail=f"Postgres refused a value: {db.first_line(error)}"[:500],
+    )
     content = outcome.content
     if content is None and outcome.parsed is not None:
         content = outcome.parsed.document  # the text as it would have been stored
@@ -367,13 +463,22 @@ def _tally(counter: dict[str, int], reason: str | None) -> None:
         counter[reason] = counter.get(reason, 0) + 1
 
 
-def _open_batch(conn: psycopg.Connection[Any], source: str, shard: str | None,
-                lock_timeout_s: float, *, full: bool = False, rule: str | None = None) -> int:
+def _open_batch(
+    conn: psycopg.Connection[Any],
+    source: str,
+    shard: str | None,
+    lock_timeout_s: float,
+    *,
+    full: bool = False,
+    rule: str | None = None,
+) -> int:
     """Take the ingest lock and open the batch row. A whole ingest holds the lock exclusively.
     A shard ("i/n", a slice of one input planned by duel.shards: disjoint by file name) holds it
     shared, plus its own shard's lock: the shards of one plan load side by side, while any
     whole ingest waits for them (and they for it)."""
-    conn.execute("select set_config('lock_timeout', %s, true)", (f"{int(lock_timeout_s * 1000)}ms",))
+    conn.execute(
+        "select set_config('lock_timeout', %s, true)", (f"{int(lock_timeout_s * 1000)}ms",)
+    )
     try:
         if shard is None:
             conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (LOCK_KEY,))
@@ -432,14 +537,18 @@ def ingest(
     try:
         with conn:
             conn.adapters.register_dumper(None, _JsonTextDumper)
-            batch_id = _open_batch(conn, source, shard, settings.lock_timeout_s, full=full, rule=rule.text)
+            batch_id = _open_batch(
+                conn, source, shard, settings.lock_timeout_s, full=full, rule=rule.text
+            )
             batch = _Batch(conn, batch_id)
             current_before = deletes.count_current(conn) if full else 0
             # Parse in this process by default: measured on 2 cores, shipping files to worker
             # processes and their outcomes back costs more than the parse it moves (bench/analysis.md).
             workers = settings.workers or 1
             with parse_pool(workers) as pool:
-                outcomes = iter_outcomes(source_files, settings.repair_policy, rule, pool, 2 * workers)
+                outcomes = iter_outcomes(
+                    source_files, settings.repair_policy, rule, pool, 2 * workers
+                )
                 if keep is not None:
                     outcomes = filter(keep, outcomes)
                 prefetch = _Prefetch(_chunks(outcomes, settings.batch_rows))
@@ -453,22 +562,42 @@ def ingest(
             if full:
                 counts = batch.counts
                 batch.counts["deleted"] = deletes.tombstone_absent(
-                    conn, batch_id, [batch_id], current_before=current_before,
+                    conn,
+                    batch_id,
+                    [batch_id],
+                    current_before=current_before,
                     delivered=counts["files_seen"] - counts["skipped"],
-                    allow_mass_delete=allow_mass_delete, first_seq=batch.seq)
+                    allow_mass_delete=allow_mass_delete,
+                    first_seq=batch.seq,
+                )
             finish_batch(conn, batch_id, batch.counts)
     except psycopg.Error as error:
         if conn.broken:  # the connection is gone: the server stopped or the network failed
             message = db.describe_failure(settings, error, "ingest")
             _record_failure(settings, source, shard, message)
-            raise DatabaseUnavailable(message, host=settings.pg_host, port=settings.pg_port,
-                                      database=settings.pg_database, step="ingest", source=source) from None
+            raise DatabaseUnavailable(
+                message,
+                host=settings.pg_host,
+                port=settings.pg_port,
+                database=settings.pg_database,
+                step="ingest",
+                source=source,
+            ) from None
         # the server answered with an error (disk full, a constraint, a trigger...)
-        message = (f"ingest: the database refused the batch (Postgres at {settings.pg_host}:"
-                   f"{settings.pg_port}, database {settings.pg_database}): {db.first_line(error)}")
+        message = (
+            f"ingest: the database refused the batch (Postgres at {settings.pg_host}:"
+            f"{settings.pg_port}, database {settings.pg_database}): {db.first_line(error)}"
+        )
         _record_failure(settings, source, shard, message)
-        raise DatabaseRefused(message, sqlstate=error.sqlstate, host=settings.pg_host, port=settings.pg_port,
-                              database=settings.pg_database, step="ingest", source=source) from None
+        raise DatabaseRefused(
+            message,
+            sqlstate=error.sqlstate,
+            host=settings.pg_host,
+            port=settings.pg_port,
+            database=settings.pg_database,
+            step="ingest",
+            source=source,
+        ) from None
     except (LockTimeout, MassDelete):
         raise  # nothing was written, and there is nothing to record
     except Exception as error:
@@ -476,8 +605,14 @@ def ingest(
         raise
     finally:
         conn.close()
-    return IngestResult(batch_id, source, **batch.counts, full=full,
-                        quarantine_reasons=batch.quarantine_reasons, skip_reasons=batch.skip_reasons)
+    return IngestResult(
+        batch_id,
+        source,
+        **batch.counts,
+        full=full,
+        quarantine_reasons=batch.quarantine_reasons,
+        skip_reasons=batch.skip_reasons,
+    )
 
 
 def finish_batch(conn: psycopg.Connection[Any], batch_id: int, counts: dict[str, int]) -> None:
@@ -492,25 +627,52 @@ def finish_batch(conn: psycopg.Connection[Any], batch_id: int, counts: dict[str,
     )
 
 
-def delete_absent_from(settings: Settings, batch_ids: list[int], *, allow_mass_delete: bool = False) -> IngestResult:
+def delete_absent_from(
+    settings: Settings, batch_ids: list[int], *, allow_mass_delete: bool = False
+) -> IngestResult:
     """A batch of its own that tombstones the current documents none of `batch_ids` delivered:
     the deletes of a complete dump that was loaded as several batches (the DAG's shards)."""
     source = "deletes after batches " + ", ".join(map(str, sorted(batch_ids)))
-    counts = dict.fromkeys(("files_seen", "loaded", "repaired", "quarantined", "skipped", "unchanged",
-                            "deleted", "keyless"), 0)
+    counts = dict.fromkeys(
+        (
+            "files_seen",
+            "loaded",
+            "repaired",
+            "quarantined",
+            "skipped",
+            "unchanged",
+            "deleted",
+            "keyless",
+        ),
+        0,
+    )
     try:
         with db.connect(settings, step="delete") as conn:
-            batch_id = _open_batch(conn, source, None, settings.lock_timeout_s, full=True,
-                                   rule=key_rule(settings).text)
-            row = conn.execute("select count(*) filter (where status <> 'skipped') from raw.batch_files"
-                               " where batch_id = any(%s)", (batch_ids,)).fetchone()
+            batch_id = _open_batch(
+                conn, source, None, settings.lock_timeout_s, full=True, rule=key_rule(settings).text
+            )
+            row = conn.execute(
+                "select count(*) filter (where status <> 'skipped') from raw.batch_files"
+                " where batch_id = any(%s)",
+                (batch_ids,),
+            ).fetchone()
             delivered = int(row[0]) if row else 0
             current_before = deletes.count_current(conn)  # the shards' new documents included
             counts["deleted"] = deletes.tombstone_absent(
-                conn, batch_id, batch_ids, current_before=current_before, delivered=delivered,
-                allow_mass_delete=allow_mass_delete, first_seq=0)
+                conn,
+                batch_id,
+                batch_ids,
+                current_before=current_before,
+                delivered=delivered,
+                allow_mass_delete=allow_mass_delete,
+                first_seq=0,
+            )
             finish_batch(conn, batch_id, counts)
     except psycopg.Error as error:
-        raise DatabaseRefused(f"delete: the database refused the deletes: {db.first_line(error)}",
-                              sqlstate=error.sqlstate, step="delete", batches=batch_ids) from None
+        raise DatabaseRefused(
+            f"delete: the database refused the deletes: {db.first_line(error)}",
+            sqlstate=error.sqlstate,
+            step="delete",
+            batches=batch_ids,
+        ) from None
     return IngestResult(batch_id, source, **counts, full=True)

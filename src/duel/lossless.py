@@ -26,7 +26,8 @@ import json
 import re
 from typing import Any
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     [ \t\n\r]++                                                   # JSON whitespace
   | "(?:[^"\\]++|\\.)*+"                                          # string
   | '(?:[^'\\]++|\\.)*+'                                          # single-quoted string
@@ -35,16 +36,27 @@ _TOKEN = re.compile(r"""
   | [{}\[\]:,]
   | //[^\n\r]*+ | \#[^\n\r]*+ | /\*(?:[^*]++|\*(?!/))*+\*/        # comments
   | [\f\v\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]++   # other whitespace
-""", re.VERBOSE | re.DOTALL)
+""",
+    re.VERBOSE | re.DOTALL,
+)
 _SQ_ESCAPE = re.compile(r"""\\(.)|(")""", re.DOTALL)
 # Each token as one character, so that finding what to fix is a regex over a short string:
 # whitespace " ", comment "c", other whitespace "w", string "s", single-quoted string "q",
 # number "n", literal "l", and punctuation as itself.
-_CODE_OF_FIRST = {**dict.fromkeys(" \t\n\r", " "), '"': "s", "'": "q", "/": "c", "#": "c",
-                  **{char: char for char in "{}[]:,"}, **dict.fromkeys("-0123456789", "n"),
-                  **dict.fromkeys("tfn", "l")}
+_CODE_OF_FIRST = {
+    **dict.fromkeys(" \t\n\r", " "),
+    '"': "s",
+    "'": "q",
+    "/": "c",
+    "#": "c",
+    **{char: char for char in "{}[]:,"},
+    **dict.fromkeys("-0123456789", "n"),
+    **dict.fromkeys("tfn", "l"),
+}
 _SYNTAX = re.compile(r"[cwq]")  # a comment, other whitespace, a single-quoted string
-_TRAILING_COMMA = re.compile(r"[sqnl\]}][ cw]*+(,)(?=[ cw]*+[\]}])")  # after a value, before a closer
+_TRAILING_COMMA = re.compile(
+    r"[sqnl\]}][ cw]*+(,)(?=[ cw]*+[\]}])"
+)  # after a value, before a closer
 _FIX_OF_CODE = {"c": "comment", "w": "whitespace", "q": "single-quotes", ",": "trailing-comma"}
 OPEN_OBJECT, CLOSE_OBJECT, OPEN_ARRAY, CLOSE_ARRAY = ("{", "{"), ("}", "}"), ("[", "["), ("]", "]")
 COLON, COMMA = (":", ":"), (",", ",")
@@ -95,7 +107,13 @@ def repair(text: str) -> tuple[str, list[str]] | None:
     out = found[:]  # every other token is kept as written
     for index, code in fixes.items():
         token = found[index]
-        out[index] = _double_quoted(token) if code == "q" else " " if code == "w" or token.startswith("/*") else ""
+        out[index] = (
+            _double_quoted(token)
+            if code == "q"
+            else " "
+            if code == "w" or token.startswith("/*")
+            else ""
+        )
     return "".join(out), sorted({_FIX_OF_CODE[code] for code in fixes.values()})
 
 
@@ -145,9 +163,15 @@ def _original_events(found: list[str]) -> tuple[list[tuple[str, str]], list[str]
     codes = _codes(found)
     fixes = _fixes(codes)
     removed = {index for index, code in fixes.items() if code != "q"}
-    events = [("s", token[1:-1] if "\\" not in token else json.loads(token)) if code == "s"
-              else ("s", json.loads(_double_quoted(token))) if code == "q" else (code, token)
-              for index, (token, code) in enumerate(zip(found, codes)) if code != " " and index not in removed]
+    events = [
+        ("s", token[1:-1] if "\\" not in token else json.loads(token))
+        if code == "s"
+        else ("s", json.loads(_double_quoted(token)))
+        if code == "q"
+        else (code, token)
+        for index, (token, code) in enumerate(zip(found, codes))
+        if code != " " and index not in removed
+    ]
     return events, sorted({_FIX_OF_CODE[code] for code in fixes.values()})
 
 
@@ -156,15 +180,27 @@ def prove(original: str, repaired: str) -> list[str]:
     (see the module doc for what is compared)."""
     found = tokens(original)
     if found is None:
-        raise NotLossless("the original has characters that are no JSON token, comment or whitespace")
+        raise NotLossless(
+            "the original has characters that are no JSON token, comment or whitespace"
+        )
     try:
-        value = json.loads(repaired, object_pairs_hook=_Object, parse_float=_Number, parse_int=_Number,
-                           parse_constant=_refuse)
+        value = json.loads(
+            repaired,
+            object_pairs_hook=_Object,
+            parse_float=_Number,
+            parse_int=_Number,
+            parse_constant=_refuse,
+        )
         before, fixes = _original_events(found)
     except (ValueError, RecursionError) as exc:
         raise NotLossless(f"not JSON: {exc}") from None
     after = _events(value)
     if before != after:
-        at = next((i for i, (a, b) in enumerate(zip(before, after)) if a != b), min(len(before), len(after)))
-        raise NotLossless(f"token {at} differs: {before[at:at + 1]} in the original, {after[at:at + 1]} repaired")
+        at = next(
+            (i for i, (a, b) in enumerate(zip(before, after)) if a != b),
+            min(len(before), len(after)),
+        )
+        raise NotLossless(
+            f"token {at} differs: {before[at : at + 1]} in the original, {after[at : at + 1]} repaired"
+        )
     return fixes

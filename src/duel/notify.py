@@ -41,7 +41,9 @@ class Message:
 
     subject: str
     body: str
-    payload: dict[str, Any]  # the webhook JSON (Slack's `text` plus a machine-readable `duel` object)
+    payload: dict[
+        str, Any
+    ]  # the webhook JSON (Slack's `text` plus a machine-readable `duel` object)
     attachments: tuple[Path, ...] = ()
 
 
@@ -54,32 +56,49 @@ class Delivery:
 
 
 def _templates() -> Environment:
-    return Environment(loader=PackageLoader("duel", "templates"), autoescape=False,
-                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                       keep_trailing_newline=True)
+    return Environment(
+        loader=PackageLoader("duel", "templates"),
+        autoescape=False,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
 
 
 def success_message(summary: Mapping[str, Any], attachments: Iterable[Path] = ()) -> Message:
     """The message for a completed run; `summary` is `RunOutcome.summary()` (counts, step seconds)."""
     files = tuple(path for path in attachments if path.is_file())
-    body = _templates().get_template("notify_success.txt.j2").render(
-        summary=summary, attachments=[path.name for path in files], version=__version__)
+    body = (
+        _templates()
+        .get_template("notify_success.txt.j2")
+        .render(summary=summary, attachments=[path.name for path in files], version=__version__)
+    )
     batch = summary.get("batch_id")
-    subject = f"duel run succeeded: batch {batch}, {summary.get('loaded', 0):,} loaded, " \
-              f"{summary.get('quarantined', 0):,} quarantined"
-    payload = {"text": f":white_check_mark: {subject}",
-               "duel": {"status": "success", "summary": dict(summary)}}
+    subject = (
+        f"duel run succeeded: batch {batch}, {summary.get('loaded', 0):,} loaded, "
+        f"{summary.get('quarantined', 0):,} quarantined"
+    )
+    payload = {
+        "text": f":white_check_mark: {subject}",
+        "duel": {"status": "success", "summary": dict(summary)},
+    }
     return Message(subject, body, payload, files)
 
 
 def failure_message(step: str, error: str) -> Message:
     """The message for a failed run: the step that failed and its one-line error."""
     line = error.strip().splitlines()[0] if error.strip() else "unknown error"
-    body = _templates().get_template("notify_failure.txt.j2").render(step=step, error=line,
-                                                                     version=__version__)
+    body = (
+        _templates()
+        .get_template("notify_failure.txt.j2")
+        .render(step=step, error=line, version=__version__)
+    )
     subject = f"duel run FAILED at step {step}"
-    payload = {"text": f":x: {subject}: {line}",
-               "duel": {"status": "failed", "step": step, "error": line}}
+    payload = {
+        "text": f":x: {subject}: {line}",
+        "duel": {"status": "failed", "step": step, "error": line},
+    }
     return Message(subject, body, payload)
 
 
@@ -99,7 +118,9 @@ def _build_email(settings: Settings, message: Message) -> EmailMessage:
     for path in message.attachments:
         kind, _ = mimetypes.guess_type(path.name)
         maintype, subtype = (kind or "application/octet-stream").split("/", 1)
-        mail.add_attachment(path.read_bytes(), maintype=maintype, subtype=subtype, filename=path.name)
+        mail.add_attachment(
+            path.read_bytes(), maintype=maintype, subtype=subtype, filename=path.name
+        )
     return mail
 
 
@@ -110,8 +131,9 @@ def send_email(settings: Settings, message: Message) -> None:
     mail = _build_email(settings, message)
     context = ssl.create_default_context()
     if settings.smtp_port == SMTPS_PORT:
-        client: smtplib.SMTP = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port,
-                                                timeout=TIMEOUT_S, context=context)
+        client: smtplib.SMTP = smtplib.SMTP_SSL(
+            settings.smtp_host, settings.smtp_port, timeout=TIMEOUT_S, context=context
+        )
     else:
         client = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=TIMEOUT_S)
     with client:
@@ -129,9 +151,12 @@ def post_webhook(settings: Settings, message: Message) -> None:
     if not settings.notify_webhook.startswith(("https://", "http://")):
         raise ValueError("DUEL_NOTIFY_WEBHOOK must be an http(s) URL")
     data = json.dumps(message.payload, default=str).encode()
-    request = urllib.request.Request(settings.notify_webhook, data=data, method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "User-Agent": f"duel/{__version__}"})
+    request = urllib.request.Request(
+        settings.notify_webhook,
+        data=data,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": f"duel/{__version__}"},
+    )
     with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310 (scheme checked)
         response.read()
 
@@ -147,15 +172,19 @@ def deliver(settings: Settings, message: Message) -> Delivery:
     """Send `message` on every configured channel; never raises, logs each failure in one line."""
     states = {"email": "off", "webhook": "off"}
     if settings.smtp_host and not settings.notify_to:
-        log.warning("notification: DUEL_SMTP_HOST is set but DUEL_NOTIFY_TO is empty; no email sent")
-    channels = {"email": (email_configured(settings), send_email),
-                "webhook": (bool(settings.notify_webhook), post_webhook)}
+        log.warning(
+            "notification: DUEL_SMTP_HOST is set but DUEL_NOTIFY_TO is empty; no email sent"
+        )
+    channels = {
+        "email": (email_configured(settings), send_email),
+        "webhook": (bool(settings.notify_webhook), post_webhook),
+    }
     for name, (configured, send) in channels.items():
         if not configured:
             continue
         try:
             send(settings, message)
-        except Exception as error:  # noqa: BLE001 (a notification must never fail the run)
+        except Exception as error:
             states[name] = f"failed: {_reason(error)}"
             log.warning("notification: could not send %s: %s", name, _reason(error))
         else:
@@ -163,8 +192,9 @@ def deliver(settings: Settings, message: Message) -> Delivery:
     return Delivery(**states)
 
 
-def notify_success(settings: Settings, summary: Mapping[str, Any],
-                   attachments: Iterable[Path] = ()) -> Delivery:
+def notify_success(
+    settings: Settings, summary: Mapping[str, Any], attachments: Iterable[Path] = ()
+) -> Delivery:
     """Announce a completed run (summary in the body, `attachments` attached to the email)."""
     return deliver(settings, success_message(summary, attachments))
 

@@ -45,23 +45,51 @@ def classify(source: SourceFile, policy: str, rule: KeyRule) -> Outcome | list[O
     if source.defect is not None:  # neither data nor readable (a corrupt nested archive, ...)
         reason, _, detail = source.defect.partition(": ")
         sha256 = hashlib.sha256(source.data).hexdigest() if source.data is not None else ""
-        return Outcome(source.name, "quarantined", source.size, sha256,
-                       Parsed("quarantined", reason=reason, detail=detail or None), None, source.data,
-                       _quarantine_key(source, sha256))
+        return Outcome(
+            source.name,
+            "quarantined",
+            source.size,
+            sha256,
+            Parsed("quarantined", reason=reason, detail=detail or None),
+            None,
+            source.data,
+            _quarantine_key(source, sha256),
+        )
     if source.oversize or source.data is None:
-        parsed = Parsed("quarantined", reason="too-large",
-                        detail=f"{source.size} bytes is over the size limit (DUEL_MAX_FILE_BYTES)")
-        return Outcome(source.name, "quarantined", source.size, "", parsed, None, None,
-                       _quarantine_key(source, ""))
+        parsed = Parsed(
+            "quarantined",
+            reason="too-large",
+            detail=f"{source.size} bytes is over the size limit (DUEL_MAX_FILE_BYTES)",
+        )
+        return Outcome(
+            source.name,
+            "quarantined",
+            source.size,
+            "",
+            parsed,
+            None,
+            None,
+            _quarantine_key(source, ""),
+        )
     data = source.data
     sha256 = hashlib.sha256(data).hexdigest()
     parsed = parse_document(data, policy)
     if parsed.status == "quarantined":
         if parsed.reason == "not-an-object" and (elements := _array_elements(data)) is not None:
-            return [classify(SourceFile(f"{source.name}[{index}]", element, len(element)), policy, rule)
-                    for index, element in enumerate(elements)]
-        return Outcome(source.name, "quarantined", len(data), sha256, parsed, None, data,
-                       _quarantine_key(source, sha256))
+            return [
+                classify(SourceFile(f"{source.name}[{index}]", element, len(element)), policy, rule)
+                for index, element in enumerate(elements)
+            ]
+        return Outcome(
+            source.name,
+            "quarantined",
+            len(data),
+            sha256,
+            parsed,
+            None,
+            data,
+            _quarantine_key(source, sha256),
+        )
     assert parsed.document is not None
     key = document_key(rule, source.key_path, parsed.document, sha256)
     return Outcome(source.name, parsed.status, len(data), sha256, parsed, None, None, key)
@@ -72,7 +100,11 @@ def _quarantine_key(source: SourceFile, sha256: str) -> str:
     a document without a file of its own cannot be identified without parsing it."""
     if source.key_path is not None:
         return "file:" + source.key_path
-    return "content:" + sha256 if sha256 else "content:" + hashlib.sha256(source.name.encode()).hexdigest()
+    return (
+        "content:" + sha256
+        if sha256
+        else "content:" + hashlib.sha256(source.name.encode()).hexdigest()
+    )
 
 
 def _array_elements(data: bytes) -> list[bytes] | None:
@@ -108,8 +140,13 @@ def _windows(files: Iterable[SourceFile], size: int) -> Iterator[list[SourceFile
         yield window
 
 
-def iter_outcomes(files: Iterable[SourceFile], policy: str, rule: KeyRule,
-                  pool: multiprocessing.pool.Pool | None = None, in_flight: int = 4) -> Iterator[Outcome]:
+def iter_outcomes(
+    files: Iterable[SourceFile],
+    policy: str,
+    rule: KeyRule,
+    pool: multiprocessing.pool.Pool | None = None,
+    in_flight: int = 4,
+) -> Iterator[Outcome]:
     """Classify files in order (the ledger numbers them as it writes them). With a pool, hashing
     and parsing run in its worker processes while this process reads and writes; at most
     `in_flight` windows are out at once, so memory stays flat."""

@@ -56,11 +56,22 @@ class RunOutcome:
     def summary(self) -> dict[str, Any]:
         where = {}
         if self.server is not None:
-            where = {"database": self.server.database, "demo": self.demo,
-                     "server": {"host": self.server.host, "port": self.server.port,
-                                "embedded": self.server.own is not None, "started": self.server.started}}
-        return {**self.ingest.summary(), **where, "nothing_changed": self.nothing_changed,
-                "steps": {s.name: round(s.seconds, 3) for s in self.steps}}
+            where = {
+                "database": self.server.database,
+                "demo": self.demo,
+                "server": {
+                    "host": self.server.host,
+                    "port": self.server.port,
+                    "embedded": self.server.own is not None,
+                    "started": self.server.started,
+                },
+            }
+        return {
+            **self.ingest.summary(),
+            **where,
+            "nothing_changed": self.nothing_changed,
+            "steps": {s.name: round(s.seconds, 3) for s in self.steps},
+        }
 
 
 def settings_for_data(settings: Settings, data: Path) -> tuple[Settings, bool]:
@@ -71,10 +82,14 @@ def settings_for_data(settings: Settings, data: Path) -> tuple[Settings, bool]:
     if settings.chose("PGDATABASE"):
         return settings, demo
     database = DEMO_DATABASE if demo else DEFAULT_PG["PGDATABASE"]
-    return replace(settings, pg_database=database, origins={**settings.origins, "PGDATABASE": "data"}), demo
+    return replace(
+        settings, pg_database=database, origins={**settings.origins, "PGDATABASE": "data"}
+    ), demo
 
 
-def database_stage(settings: Settings, data: Path | None = None, demo: bool = False) -> db.Connected:
+def database_stage(
+    settings: Settings, data: Path | None = None, demo: bool = False
+) -> db.Connected:
     """The database ready (server up, the embedded one started if need be; database and raw
     schema present); with `data`, recorded in DUEL_HOME as the one later commands use. Returns
     which server it is on."""
@@ -84,11 +99,14 @@ def database_stage(settings: Settings, data: Path | None = None, demo: bool = Fa
     return connected
 
 
-def ingest_stage(settings: Settings, data: Path, *, full: bool = False,
-                 allow_mass_delete: bool = False) -> IngestResult:
+def ingest_stage(
+    settings: Settings, data: Path, *, full: bool = False, allow_mass_delete: bool = False
+) -> IngestResult:
     """Ingest with a progress bar on stderr when it is a terminal (`full`: see duel.deletes)."""
     with progress(f"ingesting {data}") as advance:
-        return ingest(settings, data, on_file=advance, full=full, allow_mass_delete=allow_mass_delete)
+        return ingest(
+            settings, data, on_file=advance, full=full, allow_mass_delete=allow_mass_delete
+        )
 
 
 ingest_with_progress = ingest_stage  # the name `duel ingest` and the notebooks know
@@ -124,8 +142,15 @@ def _timed(name: str, func: Callable[[], str], steps: list[StepResult]) -> None:
     steps.append(StepResult(name, time.perf_counter() - started, detail))
 
 
-def run_pipeline(settings: Settings, data: Path, *, notify: bool = True, full: bool = False,
-                 allow_mass_delete: bool = False, force: bool = False) -> RunOutcome:
+def run_pipeline(
+    settings: Settings,
+    data: Path,
+    *,
+    notify: bool = True,
+    full: bool = False,
+    allow_mass_delete: bool = False,
+    force: bool = False,
+) -> RunOutcome:
     """Every stage in order, then the success notification (summary, report attached). When the
     ingest changed nothing since the last complete build (duel.changes), the transform, report
     and export are skipped, unless `force`.
@@ -133,12 +158,16 @@ def run_pipeline(settings: Settings, data: Path, *, notify: bool = True, full: b
     On failure: the failure notification (the step and its one-line error), then the error is
     re-raised. A notification that cannot be sent is logged on stderr and never fails the run.
     """
-    from duel.notify import notify_failure, notify_success  # jinja2, smtplib: not on `duel ingest`'s path
+    from duel.notify import (
+        notify_failure,
+        notify_success,
+    )  # jinja2, smtplib: not on `duel ingest`'s path
 
     steps: list[StepResult] = []
     try:
-        outcome = _run_stages(settings, data, steps, full=full, allow_mass_delete=allow_mass_delete,
-                              force=force)
+        outcome = _run_stages(
+            settings, data, steps, full=full, allow_mass_delete=allow_mass_delete, force=force
+        )
     except Exception as error:
         if notify:
             notify_failure(settings, failed_step(error, steps), str(error))
@@ -155,8 +184,15 @@ def failed_step(error: Exception, steps: list[StepResult]) -> str:
     return STAGES[min(len(steps), len(STAGES) - 1)]
 
 
-def _run_stages(settings: Settings, data: Path, steps: list[StepResult], *, full: bool,
-                allow_mass_delete: bool, force: bool) -> RunOutcome:
+def _run_stages(
+    settings: Settings,
+    data: Path,
+    steps: list[StepResult],
+    *,
+    full: bool,
+    allow_mass_delete: bool,
+    force: bool,
+) -> RunOutcome:
     """Database up, ingest, transform, report, export; raises StepFailed naming the failed stage."""
     check_source(data)  # a wrong path fails in one line before anything starts
     settings, demo = settings_for_data(settings, data)
@@ -178,7 +214,9 @@ def _run_stages(settings: Settings, data: Path, steps: list[StepResult], *, full
     if unchanged is not None:
         detail = f"skipped: nothing changed since the build of {unchanged.finished_at} (--force rebuilds)"
         steps.extend(StepResult(name, 0.0, detail) for name in ("transform", "report", "export"))
-        return RunOutcome(results[0], tuple(steps), settings, servers[0], demo, last_build=unchanged.finished_at)
+        return RunOutcome(
+            results[0], tuple(steps), settings, servers[0], demo, last_build=unchanged.finished_at
+        )
     built_through = changes.last_batch_id(settings)  # before the build: what it sees, at least
     _timed("transform", lambda: transform_stage(settings).describe(), steps)
     reports: list[Path] = []

@@ -33,8 +33,15 @@ import orjson
 
 from duel import jsonb, lossless
 
-USER_KEYS = ("user_id", "name", "email", "instagram_handle", "tiktok_handle", "joined_at",
-             "advocacy_programs")
+USER_KEYS = (
+    "user_id",
+    "name",
+    "email",
+    "instagram_handle",
+    "tiktok_handle",
+    "joined_at",
+    "advocacy_programs",
+)
 PROGRAM_KEYS = ("program_id", "brand", "tasks_completed", "total_sales_attributed")
 TASK_KEYS = ("task_id", "platform", "post_url", "likes", "comments", "shares", "reach")
 
@@ -152,7 +159,9 @@ def _loads_exact(data: bytes) -> Any:
     try:
         value = json.loads(text, parse_int=str, parse_float=str, parse_constant=_refuse_constant)
         if _SURROGATE_ESCAPE.search(text):  # Python accepts unpaired surrogates; jsonb does not
-            json.dumps(value, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError: a ValueError
+            json.dumps(value, ensure_ascii=False).encode(
+                "utf-8"
+            )  # UnicodeEncodeError: a ValueError
     except RecursionError:
         raise ValueError("nesting too deep") from None
     return value
@@ -176,7 +185,9 @@ def _accept(document: bytes, value: dict[str, Any], error: str, record: dict[str
 
 def _with_encoding(record: dict[str, Any], encoding: tuple[str, ...]) -> dict[str, Any]:
     """A repair record naming the encoding fixes the file also needed."""
-    return {**record, "fixes": sorted({*record.get("fixes", ()), *encoding})} if encoding else record
+    return (
+        {**record, "fixes": sorted({*record.get("fixes", ()), *encoding})} if encoding else record
+    )
 
 
 def _parse(body: bytes, policy: str, encoding: tuple[str, ...]) -> Parsed:
@@ -190,12 +201,19 @@ def _parse(body: bytes, policy: str, encoding: tuple[str, ...]) -> Parsed:
         except ValueError:
             return _repair(body, str(exc), policy, encoding)
     if not isinstance(value, dict):
-        return quarantine("not-an-object", f"top level is {type(value).__name__}, not a user object")
+        return quarantine(
+            "not-an-object", f"top level is {type(value).__name__}, not a user object"
+        )
     refused = jsonb.refusal(body, value, by_orjson)
     if refused is not None:
         return quarantine(*refused)
     if encoding:
-        return Parsed("repaired", body, ENCODING_ERRORS[encoding[0]], {"kind": "encoding", "fixes": list(encoding)})
+        return Parsed(
+            "repaired",
+            body,
+            ENCODING_ERRORS[encoding[0]],
+            {"kind": "encoding", "fixes": list(encoding)},
+        )
     return Parsed("clean", body)
 
 
@@ -231,40 +249,59 @@ def _repair(data: bytes, error: str, policy: str, encoding: tuple[str, ...] = ()
     then the lossless fixes; anything else goes to json-repair, whose result is a rewrite and is
     treated as such."""
     if b"\x00" in data:
-        return quarantine("nul-byte", "contains NUL bytes: binary, or UTF-16 without a byte order mark",
-                          parse_error=error)
+        return quarantine(
+            "nul-byte",
+            "contains NUL bytes: binary, or UTF-16 without a byte order mark",
+            parse_error=error,
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return quarantine("not-utf8", f"not UTF-8 text: {exc.reason} at byte {exc.start}",
-                          parse_error=error)
+        return quarantine(
+            "not-utf8", f"not UTF-8 text: {exc.reason} at byte {exc.start}", parse_error=error
+        )
     closed = _close(text)
     if closed is not None:
         document, trimmed, closers = closed
         absent = missing_keys(document)
         if absent:
-            return quarantine("repair-incomplete", "closed file lacks " + ", ".join(absent[:8]),
-                              parse_error=error)
-        record = {"kind": "closed", "appended": closers, "removed": text[len(trimmed):]}
-        return _accept((trimmed + closers).encode(), document, error, _with_encoding(record, encoding))
+            return quarantine(
+                "repair-incomplete", "closed file lacks " + ", ".join(absent[:8]), parse_error=error
+            )
+        record = {"kind": "closed", "appended": closers, "removed": text[len(trimmed) :]}
+        return _accept(
+            (trimmed + closers).encode(), document, error, _with_encoding(record, encoding)
+        )
     fixed = _lossless(text, error, encoding) if len(data) <= MAX_LOSSLESS_BYTES else None
     if fixed is not None:
         return fixed
     if _nests_too_deep(text):
-        return quarantine("too-deep", f"nested more than {jsonb.MAX_DEPTH} levels deep (the limit)",
-                          parse_error=error)
+        return quarantine(
+            "too-deep",
+            f"nested more than {jsonb.MAX_DEPTH} levels deep (the limit)",
+            parse_error=error,
+        )
     if _several_values(text):
-        return quarantine("several-documents", "a JSON value followed by more; one user object per "
-                          "file is expected", parse_error=error)
+        return quarantine(
+            "several-documents",
+            "a JSON value followed by more; one user object per file is expected",
+            parse_error=error,
+        )
     if len(data) > MAX_REWRITE_BYTES:
-        limits = f"the {MAX_REWRITE_BYTES}-byte limit for rewriting repairs" if len(data) <= MAX_LOSSLESS_BYTES \
+        limits = (
+            f"the {MAX_REWRITE_BYTES}-byte limit for rewriting repairs"
+            if len(data) <= MAX_LOSSLESS_BYTES
             else f"the {MAX_LOSSLESS_BYTES}-byte limit for repairs"
-        return quarantine("too-large-to-repair", f"{len(data)} bytes is over {limits}", parse_error=error)
+        )
+        return quarantine(
+            "too-large-to-repair", f"{len(data)} bytes is over {limits}", parse_error=error
+        )
     try:
         return _rewrite(text, error, policy, encoding)
     except RecursionError:
-        return quarantine("too-deep", "nested too deep for the rewriting repair (json-repair)",
-                          parse_error=error)
+        return quarantine(
+            "too-deep", "nested too deep for the rewriting repair (json-repair)", parse_error=error
+        )
 
 
 def _lossless(text: str, error: str, encoding: tuple[str, ...]) -> Parsed | None:
@@ -280,9 +317,14 @@ def _lossless(text: str, error: str, encoding: tuple[str, ...]) -> Parsed | None
     except ValueError:
         return None
     if not isinstance(value, dict):
-        return quarantine("not-an-object", f"top level is {type(value).__name__}, not a user object",
-                          parse_error=error)
-    refused = jsonb.refusal(document, value)  # first: the proof's parser could not follow 1,000 levels
+        return quarantine(
+            "not-an-object",
+            f"top level is {type(value).__name__}, not a user object",
+            parse_error=error,
+        )
+    refused = jsonb.refusal(
+        document, value
+    )  # first: the proof's parser could not follow 1,000 levels
     if refused is not None:
         return quarantine(*refused, parse_error=error)
     try:
@@ -290,7 +332,9 @@ def _lossless(text: str, error: str, encoding: tuple[str, ...]) -> Parsed | None
             return None
     except lossless.NotLossless:
         return None
-    return Parsed("repaired", document, error, {"kind": "lossless", "fixes": sorted({*fixes, *encoding})})
+    return Parsed(
+        "repaired", document, error, {"kind": "lossless", "fixes": sorted({*fixes, *encoding})}
+    )
 
 
 def _rewrite(text: str, error: str, policy: str, encoding: tuple[str, ...]) -> Parsed:
@@ -300,25 +344,39 @@ def _rewrite(text: str, error: str, policy: str, encoding: tuple[str, ...]) -> P
     repaired, log = json_repair.repair_json(text, return_objects=True, logging=True)
     if not isinstance(repaired, dict) or not repaired:
         kind = type(repaired).__name__ if repaired not in ("", None) else "nothing"
-        return quarantine("unrepairable", f"repair yields {kind}, not a user object", parse_error=error)
+        return quarantine(
+            "unrepairable", f"repair yields {kind}, not a user object", parse_error=error
+        )
     absent = missing_keys(repaired)
     if absent:
-        return quarantine("repair-incomplete", "repaired object lacks " + ", ".join(absent[:8]),
-                          parse_error=error)
+        return quarantine(
+            "repair-incomplete", "repaired object lacks " + ", ".join(absent[:8]), parse_error=error
+        )
     try:
         document = orjson.dumps(repaired, option=orjson.OPT_NON_STR_KEYS)
     except orjson.JSONEncodeError as exc:  # an unpaired surrogate, or deeper than orjson writes
-        return quarantine("unrepairable", f"repair yields an object Postgres cannot store ({exc})",
-                          parse_error=error)
-    refused = jsonb.refusal(document, repaired)  # the proposed document is stored even when quarantined
+        return quarantine(
+            "unrepairable",
+            f"repair yields an object Postgres cannot store ({exc})",
+            parse_error=error,
+        )
+    refused = jsonb.refusal(
+        document, repaired
+    )  # the proposed document is stored even when quarantined
     if refused is not None:
         return quarantine(*refused, parse_error=error)
-    record = _with_encoding({"kind": "rewritten", "log": _printable(log),
-                             "diff": _printable(_diff(text, repaired))}, encoding)
+    record = _with_encoding(
+        {"kind": "rewritten", "log": _printable(log), "diff": _printable(_diff(text, repaired))},
+        encoding,
+    )
     if policy != "lenient":
-        return quarantine("repair-rewrites-content",
-                          "repair would change content, not only close it (DUEL_REPAIR=lenient loads it)",
-                          parse_error=error, repair=record, document=document)
+        return quarantine(
+            "repair-rewrites-content",
+            "repair would change content, not only close it (DUEL_REPAIR=lenient loads it)",
+            parse_error=error,
+            repair=record,
+            document=document,
+        )
     return Parsed("repaired", document, error, record)
 
 
@@ -341,7 +399,7 @@ def parse_document(data: bytes, policy: str = "safe") -> Parsed:
     if data.startswith(UTF16_BOMS):
         return _from_utf16(data, policy)
     if data.startswith(UTF8_BOM):
-        body = data[len(UTF8_BOM):]
+        body = data[len(UTF8_BOM) :]
         if not body or body.isspace():
             return quarantine("empty", "file is empty or whitespace only")
         return _parse(body, policy, ("utf-8-bom",))

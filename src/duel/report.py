@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psycopg
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
-import psycopg
 from psycopg import sql
 
 from duel import __version__, charts, db
@@ -31,9 +31,19 @@ from duel.exceptions import StepFailed
 from duel.settings import Settings
 
 SCHEMA = "dbt_analysis"
-MODELS = ("overview", "ingest_batches", "data_quality", "data_quality_summary", "engagement_by_platform",
-          "engagement_by_join_month", "engagement_by_brand", "engagement_by_program", "top_advocates",
-          "sales_attribution", "sales_outliers")
+MODELS = (
+    "overview",
+    "ingest_batches",
+    "data_quality",
+    "data_quality_summary",
+    "engagement_by_platform",
+    "engagement_by_join_month",
+    "engagement_by_brand",
+    "engagement_by_program",
+    "top_advocates",
+    "sales_attribution",
+    "sales_outliers",
+)
 PROGRAM_COLUMNS = ("program_key", "brand", "engagement", "total_sales_attributed")
 LEADERS = 10  # rows of the top-advocates table
 BRANDS = 10  # rows of the top-brands table
@@ -43,8 +53,11 @@ POINTS = 5000
 BOTH_KNOWN = "engagement is not null and total_sales_attributed is not null"
 SCORED = "is_scored"
 OUTLIERS = "is_outlier"
-PLOT_CONFIG = {"displaylogo": False, "responsive": True,
-               "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
+PLOT_CONFIG = {
+    "displaylogo": False,
+    "responsive": True,
+    "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"],
+}
 
 
 @dataclass(frozen=True)
@@ -54,11 +67,14 @@ class ReportResult:
     bytes: int
 
 
-def _fetch(conn: Any, model: str, columns: tuple[str, ...] | None = None,
-           order_by: tuple[str, ...] = ()) -> pd.DataFrame:
+def _fetch(
+    conn: Any, model: str, columns: tuple[str, ...] | None = None, order_by: tuple[str, ...] = ()
+) -> pd.DataFrame:
     """One dbt_analysis model (optionally only some columns) as a DataFrame."""
     select = sql.SQL(", ").join(map(sql.Identifier, columns)) if columns else sql.SQL("*")
-    query = sql.SQL("select {} from {}.{}").format(select, sql.Identifier(SCHEMA), sql.Identifier(model))
+    query = sql.SQL("select {} from {}.{}").format(
+        select, sql.Identifier(SCHEMA), sql.Identifier(model)
+    )
     if order_by:
         query += sql.SQL(" order by {}").format(sql.SQL(", ").join(map(sql.Identifier, order_by)))
     with conn.cursor() as cur:
@@ -67,21 +83,26 @@ def _fetch(conn: Any, model: str, columns: tuple[str, ...] | None = None,
         return pd.DataFrame(cur.fetchall(), columns=names)
 
 
-def _fetch_points(conn: Any, model: str, columns: tuple[str, ...] | None, where: str,
-                  keep: str | None = None) -> pd.DataFrame:
+def _fetch_points(
+    conn: Any, model: str, columns: tuple[str, ...] | None, where: str, keep: str | None = None
+) -> pd.DataFrame:
     """A model's per-program rows for a dot chart: those where `where` holds, at most POINTS of them
     plus every row where `keep` holds (outliers). Both are constant expressions of this module.
     .attrs says how many rows the model has ("total"), how many match ("matching") and are drawn."""
     table = sql.SQL("{}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(model))
     select = sql.SQL(", ").join(map(sql.Identifier, columns)) if columns else sql.SQL("*")
-    total, matching = conn.execute(sql.SQL("select count(*), count(*) filter (where {}) from {}").format(
-        sql.SQL(where), table)).fetchone()
+    total, matching = conn.execute(
+        sql.SQL("select count(*), count(*) filter (where {}) from {}").format(sql.SQL(where), table)
+    ).fetchone()
     sample = sql.SQL("select program_key from {} where {} order by program_key limit {}").format(
-        table, sql.SQL(where), sql.Literal(POINTS))
+        table, sql.SQL(where), sql.Literal(POINTS)
+    )
     condition = sql.SQL("{} and program_key in ({})").format(sql.SQL(where), sample)
     if keep:
         condition = sql.SQL("({}) or ({} and {})").format(condition, sql.SQL(where), sql.SQL(keep))
-    query = sql.SQL("select {} from {} where {} order by program_key").format(select, table, condition)
+    query = sql.SQL("select {} from {} where {} order by program_key").format(
+        select, table, condition
+    )
     with conn.cursor() as cur:
         cur.execute(query)
         names = [d.name for d in cur.description or ()]
@@ -91,8 +112,12 @@ def _fetch_points(conn: Any, model: str, columns: tuple[str, ...] | None, where:
 
 
 def _check_models(conn: Any) -> None:
-    present = {str(r[0]) for r in conn.execute(
-        "select table_name from information_schema.tables where table_schema = %s", (SCHEMA,))}
+    present = {
+        str(r[0])
+        for r in conn.execute(
+            "select table_name from information_schema.tables where table_schema = %s", (SCHEMA,)
+        )
+    }
     missing = [m for m in MODELS if m not in present]
     if missing:
         names = ", ".join(f"{SCHEMA}.{m}" for m in missing)
@@ -109,13 +134,21 @@ def read_models(settings: Settings) -> dict[str, pd.DataFrame]:
             return {
                 "overview": _fetch(conn, "overview"),
                 "batches": _fetch(conn, "ingest_batches", order_by=("batch_id",)),
-                "quality": _fetch(conn, "data_quality", order_by=("batch_id", "record_type", "field", "defect")),
+                "quality": _fetch(
+                    conn, "data_quality", order_by=("batch_id", "record_type", "field", "defect")
+                ),
                 "quality_summary": _fetch(conn, "data_quality_summary", order_by=("batch_id",)),
                 "platforms": _fetch(conn, "engagement_by_platform"),
-                "by_month": _fetch(conn, "engagement_by_join_month", order_by=("join_month", "platform")),
-                "advocates": _fetch(conn, "top_advocates", order_by=("ranking", "rank", "label", "user_key")),
+                "by_month": _fetch(
+                    conn, "engagement_by_join_month", order_by=("join_month", "platform")
+                ),
+                "advocates": _fetch(
+                    conn, "top_advocates", order_by=("ranking", "rank", "label", "user_key")
+                ),
                 "brands": _fetch(conn, "engagement_by_brand", order_by=("brand_id",)),
-                "programs": _fetch_points(conn, "engagement_by_program", PROGRAM_COLUMNS, BOTH_KNOWN),
+                "programs": _fetch_points(
+                    conn, "engagement_by_program", PROGRAM_COLUMNS, BOTH_KNOWN
+                ),
                 "attribution": _fetch(conn, "sales_attribution", order_by=("brand_id", "platform")),
                 "outliers": _fetch_points(conn, "sales_outliers", None, SCORED, keep=OUTLIERS),
             }
@@ -134,17 +167,27 @@ def build_figures(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
         "engagement_over_time": charts.engagement_over_time_chart(models["by_month"]),
         "top_advocates": charts.top_advocates_chart(models["advocates"]),
         "brand_performance": charts.brand_performance_chart(models["brands"]),
-        "program_performance": charts.program_performance_chart(programs, {
-            "programs": programs.attrs["total"], "both_known": programs.attrs["matching"],
-            "shown": programs.attrs["shown"]}),
+        "program_performance": charts.program_performance_chart(
+            programs,
+            {
+                "programs": programs.attrs["total"],
+                "both_known": programs.attrs["matching"],
+                "shown": programs.attrs["shown"],
+            },
+        ),
         "sales_by_platform": charts.sales_by_platform_chart(models["attribution"]),
-        "sales_outliers": charts.sales_outliers_chart(outliers, outliers.attrs["matching"],
-                                                      outliers.attrs["total"] - outliers.attrs["matching"]),
+        "sales_outliers": charts.sales_outliers_chart(
+            outliers,
+            outliers.attrs["matching"],
+            outliers.attrs["total"] - outliers.attrs["matching"],
+        ),
     }
 
 
 def _records(data: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{k: (None if _missing(v) else v) for k, v in row.items()} for row in data.to_dict("records")]
+    return [
+        {k: (None if _missing(v) else v) for k, v in row.items()} for row in data.to_dict("records")
+    ]
 
 
 def _missing(value: Any) -> bool:
@@ -158,12 +201,21 @@ def _coverage(overview: pd.DataFrame) -> list[dict[str, Any]]:
     row = _records(overview)[0]
     out = []
     for label, known, rows, what in charts.COVERAGE:
-        measure = {"sales": "sales", "engagement rate": None}.get(label, label if label in charts.MEASURES else None)
-        out.append({"measure": label, "per": what[:-1], "rows": row[rows], "known": row[known],
-                    "share": row[known] / row[rows] if row[rows] else None,
-                    "total": row.get(measure) if measure else None,
-                    "average": row.get(f"{measure}_average") if measure else None,
-                    "rate": row["engagement_rate"] if label == "engagement rate" else None})
+        measure = {"sales": "sales", "engagement rate": None}.get(
+            label, label if label in charts.MEASURES else None
+        )
+        out.append(
+            {
+                "measure": label,
+                "per": what[:-1],
+                "rows": row[rows],
+                "known": row[known],
+                "share": row[known] / row[rows] if row[rows] else None,
+                "total": row.get(measure) if measure else None,
+                "average": row.get(f"{measure}_average") if measure else None,
+                "rate": row["engagement_rate"] if label == "engagement rate" else None,
+            }
+        )
     return out
 
 
@@ -172,76 +224,137 @@ def _unknown_members(attribution: pd.DataFrame) -> list[dict[str, Any]]:
     if attribution.empty:
         return []
     rows = []
-    for label, mask in (("unknown brand", attribution["is_unknown_brand"]),
-                        ("unknown platform", attribution["is_unknown_platform"]),
-                        ("no tasks (no platform)", attribution["is_without_tasks"])):
+    for label, mask in (
+        ("unknown brand", attribution["is_unknown_brand"]),
+        ("unknown platform", attribution["is_unknown_platform"]),
+        ("no tasks (no platform)", attribution["is_without_tasks"]),
+    ):
         part = attribution[mask.fillna(False).astype(bool)]
         if not part.empty:
-            rows.append({"member": label, "programs": int(part["program_count"].sum()),
-                         "known": int(part["sales_known"].sum()), "sales": part["attributed_sales"].sum(min_count=1)})
+            rows.append(
+                {
+                    "member": label,
+                    "programs": int(part["program_count"].sum()),
+                    "known": int(part["sales_known"].sum()),
+                    "sales": part["attributed_sales"].sum(min_count=1),
+                }
+            )
     return rows
 
 
 def _peer_groups(outliers: pd.DataFrame) -> list[dict[str, Any]]:
     """sales_outliers per peer group: its size, how many programs it scores, median, MAD, bounds and
     its outliers (every outlier is among the rows read, so the count is whole even from a sample)."""
-    scored = outliers[outliers["is_scored"].fillna(False).astype(bool)] if not outliers.empty else outliers
+    scored = (
+        outliers[outliers["is_scored"].fillna(False).astype(bool)]
+        if not outliers.empty
+        else outliers
+    )
     if scored.empty:
         return []
     groups = scored.groupby(["peer_group_level", "peer_group"], as_index=False).agg(
-        size=("peer_group_size", "max"), scored=("peer_group_scored", "max"), median=("peer_median", "max"), mad=("peer_median_absolute_deviation", "max"),
-        lower=("lower_bound", "max"), upper=("upper_bound", "max"),
-        outliers=("is_outlier", lambda v: int(v.fillna(False).astype(bool).sum())))
+        size=("peer_group_size", "max"),
+        scored=("peer_group_scored", "max"),
+        median=("peer_median", "max"),
+        mad=("peer_median_absolute_deviation", "max"),
+        lower=("lower_bound", "max"),
+        upper=("upper_bound", "max"),
+        outliers=("is_outlier", lambda v: int(v.fillna(False).astype(bool).sum())),
+    )
     return _records(groups.sort_values("size", ascending=False))
 
 
 def build_tables(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """The rows the template's tables show (small: a table is for reading, a chart for shape)."""
     batches, quality = models["batches"], models["quality"]
-    latest_quality = quality[quality["batch_id"] == quality["batch_id"].max()] if not quality.empty else quality
+    latest_quality = (
+        quality[quality["batch_id"] == quality["batch_id"].max()] if not quality.empty else quality
+    )
     summary_rows = latest_quality["field"] == charts.ALL_FIELDS
     brands, attribution, outliers = models["brands"], models["attribution"], models["outliers"]
-    flagged = outliers[outliers["is_outlier"].fillna(False).astype(bool)] if not outliers.empty else outliers
-    platforms = models["platforms"].assign(unknown=lambda d: d["platform"].isna()) \
-        if not models["platforms"].empty else models["platforms"]
+    flagged = (
+        outliers[outliers["is_outlier"].fillna(False).astype(bool)]
+        if not outliers.empty
+        else outliers
+    )
+    platforms = (
+        models["platforms"].assign(unknown=lambda d: d["platform"].isna())
+        if not models["platforms"].empty
+        else models["platforms"]
+    )
     return {
         "overview": _records(models["overview"])[0] if not models["overview"].empty else None,
         "coverage": _coverage(models["overview"]),
         "latest_batch": _records(batches.tail(1))[0] if not batches.empty else None,
         "batches": _records(batches.iloc[::-1].head(20)),
         "clean": _records(latest_quality[summary_rows].sort_values("record_type")),
-        "defects": _records(latest_quality[~summary_rows & (latest_quality["defect_count"].fillna(0) > 0)]
-                            .sort_values(["record_type", "defect_count"], ascending=[True, False])),
-        "platforms": _records(platforms.sort_values(["unknown", "engagement_average"], ascending=[True, False]))
-        if not platforms.empty else [],
+        "defects": _records(
+            latest_quality[
+                ~summary_rows & (latest_quality["defect_count"].fillna(0) > 0)
+            ].sort_values(["record_type", "defect_count"], ascending=[True, False])
+        ),
+        "platforms": _records(
+            platforms.sort_values(["unknown", "engagement_average"], ascending=[True, False])
+        )
+        if not platforms.empty
+        else [],
         "leaderboard": _leaderboard(models["advocates"]),
-        "brands": _records(brands[brands["sales_rank"].notna()].sort_values(["sales_rank", "brand"]).head(BRANDS))
-        if not brands.empty else [],
-        "unknown_brand": _records(brands[brands["is_unknown_brand"]])[0] if not brands.empty
-        and brands["is_unknown_brand"].any() else None,
-        "attribution": _records(attribution[attribution["sales_rank"].notna()].sort_values(["sales_rank", "brand"])
-                                .head(15)) if not attribution.empty else [],
+        "brands": _records(
+            brands[brands["sales_rank"].notna()].sort_values(["sales_rank", "brand"]).head(BRANDS)
+        )
+        if not brands.empty
+        else [],
+        "unknown_brand": _records(brands[brands["is_unknown_brand"]])[0]
+        if not brands.empty and brands["is_unknown_brand"].any()
+        else None,
+        "attribution": _records(
+            attribution[attribution["sales_rank"].notna()]
+            .sort_values(["sales_rank", "brand"])
+            .head(15)
+        )
+        if not attribution.empty
+        else [],
         "unknown_members": _unknown_members(attribution),
         "peer_groups": _peer_groups(outliers),
-        "outliers": _records(flagged.sort_values("robust_z_score", ascending=False, key=abs).head(20))
-        if not flagged.empty else [],
-        "outlier_total": int(models["overview"]["sales_outliers"].iloc[0]) if not models["overview"].empty else 0,
+        "outliers": _records(
+            flagged.sort_values("robust_z_score", ascending=False, key=abs).head(20)
+        )
+        if not flagged.empty
+        else [],
+        "outlier_total": int(models["overview"]["sales_outliers"].iloc[0])
+        if not models["overview"].empty
+        else 0,
         "method": _records(outliers[["outlier_threshold", "min_group_size"]].head(1)),
         "programs": models["programs"].attrs["total"],
-        "documents": _records(models["quality_summary"].tail(1))[0] if not models["quality_summary"].empty else None,
+        "documents": _records(models["quality_summary"].tail(1))[0]
+        if not models["quality_summary"].empty
+        else None,
     }
 
 
 def _leaderboard(advocates: pd.DataFrame) -> list[dict[str, Any]]:
     """Row i holds the i-th user of each ranking (engagement, reach, sales), or None past its end.
     Within a rank (a tie), users are listed by label, then user_key."""
-    columns = {k: _records(advocates[advocates["ranking"] == k].sort_values(["rank", "label", "user_key"])
-                           .head(LEADERS)) for k in ("engagement", "reach", "sales")} if not advocates.empty else {}
-    return [{k: (rows[i] if i < len(rows) else None) for k, rows in columns.items()}
-            for i in range(max(map(len, columns.values()), default=0))]
+    columns = (
+        {
+            k: _records(
+                advocates[advocates["ranking"] == k]
+                .sort_values(["rank", "label", "user_key"])
+                .head(LEADERS)
+            )
+            for k in ("engagement", "reach", "sales")
+        }
+        if not advocates.empty
+        else {}
+    )
+    return [
+        {k: (rows[i] if i < len(rows) else None) for k, rows in columns.items()}
+        for i in range(max(map(len, columns.values()), default=0))
+    ]
 
 
 # --- rendering ------------------------------------------------------------------------------
+
 
 def _number(value: Any, digits: int = 0) -> str:
     if _missing(value):
@@ -260,20 +373,32 @@ def _percent(value: Any, digits: int = 1) -> str:
 def _when(value: Any) -> str:
     if _missing(value):
         return "—"
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if hasattr(value, "astimezone") else str(value)
+    return (
+        value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        if hasattr(value, "astimezone")
+        else str(value)
+    )
 
 
 def environment() -> Environment:
-    env = Environment(loader=PackageLoader("duel", "templates"), autoescape=select_autoescape(["html", "j2"]),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=PackageLoader("duel", "templates"),
+        autoescape=select_autoescape(["html", "j2"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters.update(number=_number, percent=_percent, when=_when)
     return env
 
 
 def chart_html(name: str, figure: Any) -> Markup:
     """A figure as a <div> + script; plotly.js itself is inlined once by the page."""
-    return Markup(figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"chart-{name}",
-                                 config=PLOT_CONFIG))
+    return Markup(
+        figure.to_html(
+            full_html=False, include_plotlyjs=False, div_id=f"chart-{name}", config=PLOT_CONFIG
+        )
+    )
 
 
 def render_report(models: dict[str, pd.DataFrame], database: str) -> tuple[str, int]:
@@ -281,10 +406,19 @@ def render_report(models: dict[str, pd.DataFrame], database: str) -> tuple[str, 
     from plotly.offline import get_plotlyjs
 
     figures = build_figures(models)
-    page = environment().get_template("report.html.j2").render(
-        charts={name: chart_html(name, fig) for name, fig in figures.items()},
-        tables=build_tables(models), plotly_js=Markup(get_plotlyjs()), version=__version__,
-        database=database, generated_at=datetime.now(UTC), models=[f"{SCHEMA}.{m}" for m in MODELS])
+    page = (
+        environment()
+        .get_template("report.html.j2")
+        .render(
+            charts={name: chart_html(name, fig) for name, fig in figures.items()},
+            tables=build_tables(models),
+            plotly_js=Markup(get_plotlyjs()),
+            version=__version__,
+            database=database,
+            generated_at=datetime.now(UTC),
+            models=[f"{SCHEMA}.{m}" for m in MODELS],
+        )
+    )
     return page, len(figures)
 
 

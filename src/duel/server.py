@@ -106,11 +106,14 @@ def _run_as() -> dict[str, object]:
     return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": [], "umask": 0o077}
 
 
-def _pg(binary: str, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def _pg(
+    binary: str, *args: str, check: bool = True, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     cmd = [str(pg_bin_dir() / binary), *args]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "HOME": "/tmp"}
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, input=stdin,
-                            **_run_as())
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, check=False, input=stdin, **_run_as()
+    )
     if check and result.returncode != 0:
         lines = (result.stderr or result.stdout).strip().splitlines()
         raise ServerError(f"{binary} failed: {lines[-1] if lines else f'exit {result.returncode}'}")
@@ -146,11 +149,23 @@ def initialise(settings: Settings) -> None:
         run_as = _run_as()
         if run_as:
             os.chown(pwfile, run_as["user"], run_as["group"])  # type: ignore[arg-type]
-        _pg("initdb", "-D", str(pgdata), "-U", settings.pg_user, f"--pwfile={pwfile}",
-            "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C", "--no-instructions")
+        _pg(
+            "initdb",
+            "-D",
+            str(pgdata),
+            "-U",
+            settings.pg_user,
+            f"--pwfile={pwfile}",
+            "--auth=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-instructions",
+        )
     finally:
         os.unlink(pwfile)
-    conf = SERVER_CONF.format(host=settings.pg_host if settings.pg_host != "localhost" else "127.0.0.1")
+    conf = SERVER_CONF.format(
+        host=settings.pg_host if settings.pg_host != "localhost" else "127.0.0.1"
+    )
     with open(pgdata / "postgresql.conf", "a", encoding="utf-8") as handle:
         handle.write(conf)
 
@@ -177,8 +192,14 @@ def running(settings: Settings) -> ServerRecord | None:
 
 def is_own(settings: Settings, own: ServerRecord | None) -> bool:
     """Whether duel's running server is the one at the configured address."""
-    return own is not None and own.port == settings.pg_port and (
-        own.host == settings.pg_host or (settings.is_loopback and own.host in ("127.0.0.1", "localhost")))
+    return (
+        own is not None
+        and own.port == settings.pg_port
+        and (
+            own.host == settings.pg_host
+            or (settings.is_loopback and own.host in ("127.0.0.1", "localhost"))
+        )
+    )
 
 
 def speaks_postgres(host: str, port: int, timeout: float = 2.0) -> bool:
@@ -193,8 +214,10 @@ def speaks_postgres(host: str, port: int, timeout: float = 2.0) -> bool:
 
 def describe_own(own: ServerRecord) -> str:
     since = (own.started_at or "?").replace("T", " ").replace("+00:00", " UTC")
-    return (f"duel's embedded server at {own.host}:{own.port}, running since {since} (pid {own.pid}), "
-            f"data in {own.data_dir}")
+    return (
+        f"duel's embedded server at {own.host}:{own.port}, running since {since} (pid {own.pid}), "
+        f"data in {own.data_dir}"
+    )
 
 
 def _who(settings: Settings) -> str:
@@ -220,8 +243,10 @@ def _elsewhere(settings: Settings, own: ServerRecord | None) -> str:
     if not chosen:
         return f"; duel's embedded server runs at {own.host}:{own.port}"
     names, verb = (" and ".join(chosen), "are") if len(chosen) > 1 else (chosen[0], "is")
-    return (f"; duel's embedded server runs at {own.host}:{own.port} ({names} {verb} set in the "
-            f"{settings.origin(chosen[0])}: unset {'them' if len(chosen) > 1 else 'it'} to use duel's)")
+    return (
+        f"; duel's embedded server runs at {own.host}:{own.port} ({names} {verb} set in the "
+        f"{settings.origin(chosen[0])}: unset {'them' if len(chosen) > 1 else 'it'} to use duel's)"
+    )
 
 
 def status(settings: Settings) -> ServerStatus:
@@ -231,18 +256,27 @@ def status(settings: Settings) -> ServerStatus:
     own = running(settings)
     where = f"{settings.pg_host}:{settings.pg_port}"
     if own is not None and is_own(settings, own):
-        return ServerStatus("own", settings.pg_host, settings.pg_port, pgdata, own, describe_own(own))
+        return ServerStatus(
+            "own", settings.pg_host, settings.pg_port, pgdata, own, describe_own(own)
+        )
     hint = _elsewhere(settings, own)
     if not probe_port(settings.pg_host, settings.pg_port):
         stopped = state.read_server(settings.home)
-        if own is None and stopped is not None and (stopped.host, stopped.port) == (settings.pg_host,
-                                                                                   settings.pg_port):
-            detail = (f"nothing answers at {where}: duel's embedded server (data in {stopped.data_dir}) is "
-                      "stopped; `duel db start` starts it")
+        if (
+            own is None
+            and stopped is not None
+            and (stopped.host, stopped.port) == (settings.pg_host, settings.pg_port)
+        ):
+            detail = (
+                f"nothing answers at {where}: duel's embedded server (data in {stopped.data_dir}) is "
+                "stopped; `duel db start` starts it"
+            )
         elif hint or not (settings.embedded and settings.is_loopback):
             detail = f"nothing answers at {where}{hint}"
         else:
-            detail = f"nothing answers at {where}; `duel db start` starts duel's embedded server there"
+            detail = (
+                f"nothing answers at {where}; `duel db start` starts duel's embedded server there"
+            )
         return ServerStatus("nothing", settings.pg_host, settings.pg_port, pgdata, own, detail)
     if not speaks_postgres(settings.pg_host, settings.pg_port):
         detail = f"a program that is not Postgres holds {where}{hint}"
@@ -262,11 +296,13 @@ def start(settings: Settings) -> ServerStatus:
         raise ServerError(
             f"duel's embedded server already runs at {own.host}:{own.port} (data in {own.data_dir}), not at "
             f"{settings.pg_host}:{settings.pg_port}; unset PGHOST/PGPORT to use it, or `duel db stop` it first "
-            "to start it at the new address")
+            "to start it at the new address"
+        )
     if current.kind == "not-postgres":
         raise DatabaseUnavailable(
             f"port {settings.pg_port} on {settings.pg_host} is held by a program that does not answer as "
-            "Postgres; set PGPORT to a free port")
+            "Postgres; set PGPORT to a free port"
+        )
     if not settings.is_loopback:
         raise DatabaseUnavailable(
             f"cannot reach Postgres at {settings.pg_host}:{settings.pg_port} and the embedded server "
@@ -281,7 +317,19 @@ def start(settings: Settings) -> ServerStatus:
 def _pg_start(settings: Settings, host: str, port: int) -> None:
     pgdata = settings.pgdata.resolve()
     options = f"-p {port} -c listen_addresses={shlex.quote(host)}"
-    _pg("pg_ctl", "start", "-D", str(pgdata), "-l", str(pgdata / "postgres.log"), "-w", "-t", "60", "-o", options)
+    _pg(
+        "pg_ctl",
+        "start",
+        "-D",
+        str(pgdata),
+        "-l",
+        str(pgdata / "postgres.log"),
+        "-w",
+        "-t",
+        "60",
+        "-o",
+        options,
+    )
     started = running(settings)
     if started is not None:
         state.write_server(settings.home, started)
@@ -290,8 +338,11 @@ def _pg_start(settings: Settings, host: str, port: int) -> None:
 def _say_who_runs_it() -> None:
     """As root, say in one line which system user the server runs as (Postgres refuses root)."""
     if os.geteuid() == 0:
-        log.warning("running as root: the embedded server runs as the system user %s, which duel creates "
-                    "for it if missing", SERVER_USER)
+        log.warning(
+            "running as root: the embedded server runs as the system user %s, which duel creates "
+            "for it if missing",
+            SERVER_USER,
+        )
 
 
 def _listen(settings: Settings) -> str:
@@ -304,7 +355,17 @@ def stop(settings: Settings, *, immediate: bool = False) -> ServerStatus:
     the shutdown checkpoint, for a server whose data is thrown away next (the tests')."""
     own = running(settings)
     if own is not None:
-        _pg("pg_ctl", "stop", "-D", own.data_dir, "-m", "immediate" if immediate else "fast", "-w", "-t", "60")
+        _pg(
+            "pg_ctl",
+            "stop",
+            "-D",
+            own.data_dir,
+            "-m",
+            "immediate" if immediate else "fast",
+            "-w",
+            "-t",
+            "60",
+        )
         state.write_server(settings.home, ServerRecord(own.host, own.port, own.data_dir))
     return status(settings)
 
@@ -315,8 +376,10 @@ def set_password(settings: Settings) -> ServerRecord | None:
     same address, which it returns; None if it was not running)."""
     pgdata = settings.pgdata.resolve()
     if not (pgdata / "PG_VERSION").is_file():
-        raise ServerError(f"duel's embedded server has no data in {pgdata} yet; `duel db start` creates it "
-                          "with PGPASSWORD as its password")
+        raise ServerError(
+            f"duel's embedded server has no data in {pgdata} yet; `duel db start` creates it "
+            "with PGPASSWORD as its password"
+        )
     if any(c in settings.pg_password for c in "\x00\n\r"):
         raise ServerError("PGPASSWORD holds a NUL or a line break; choose one without")
     own = running(settings)
@@ -325,14 +388,30 @@ def set_password(settings: Settings) -> ServerRecord | None:
     role = '"' + settings.pg_user.replace('"', '""') + '"'
     secret = "'" + settings.pg_password.replace("'", "''") + "'"
     try:
-        done = _pg("postgres", "--single", "-D", str(pgdata), "-c", "exit_on_error=true", "-c",
-                   "log_min_error_statement=panic", "postgres", stdin=f"alter role {role} password {secret}\n",
-                   check=False)
+        done = _pg(
+            "postgres",
+            "--single",
+            "-D",
+            str(pgdata),
+            "-c",
+            "exit_on_error=true",
+            "-c",
+            "log_min_error_statement=panic",
+            "postgres",
+            stdin=f"alter role {role} password {secret}\n",
+            check=False,
+        )
         if done.returncode != 0:
-            lines = [line.partition(level)[2].strip() for line in done.stderr.splitlines()
-                     for level in ("ERROR:", "FATAL:") if level in line]
+            lines = [
+                line.partition(level)[2].strip()
+                for line in done.stderr.splitlines()
+                for level in ("ERROR:", "FATAL:")
+                if level in line
+            ]
             reason = lines[0] if lines else f"exit {done.returncode}"
-            raise ServerError(f"cannot set the password of {settings.pg_user} on duel's embedded server: {reason}")
+            raise ServerError(
+                f"cannot set the password of {settings.pg_user} on duel's embedded server: {reason}"
+            )
     finally:
         if own is not None:
             _pg_start(settings, own.host, own.port)

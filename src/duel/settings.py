@@ -28,8 +28,13 @@ DEFAULT_PG = {
 }
 
 DEMO_DATABASE = "duel_demo"  # where demo data (`duel generate`) goes unless PGDATABASE is set
-PG_FIELDS = {"pg_host": "PGHOST", "pg_port": "PGPORT", "pg_user": "PGUSER", "pg_password": "PGPASSWORD",
-             "pg_database": "PGDATABASE"}
+PG_FIELDS = {
+    "pg_host": "PGHOST",
+    "pg_port": "PGPORT",
+    "pg_user": "PGUSER",
+    "pg_password": "PGPASSWORD",
+    "pg_database": "PGDATABASE",
+}
 # Where a connection setting came from: a flag, the environment, .env, duel's records, the default.
 EXPLICIT = ("flag", "environment", ".env")
 
@@ -57,8 +62,12 @@ class Settings:
     dbt_project_dir: Path = field(default_factory=lambda: _project_root() / "dbt" / "duel")
     embedded: bool = True  # start the bundled server when nothing answers on a loopback host
     max_file_bytes: int = 32 * 1024 * 1024
-    repair_policy: str = "safe"  # safe: encoding, lossless and closing repairs load; lenient: rewritten ones too
-    workers: int = 0  # parse processes; 0 or 1 = parse in the loading process (the fastest on 2 cores)
+    repair_policy: str = (
+        "safe"  # safe: encoding, lossless and closing repairs load; lenient: rewritten ones too
+    )
+    workers: int = (
+        0  # parse processes; 0 or 1 = parse in the loading process (the fastest on 2 cores)
+    )
     batch_rows: int = 5000  # rows per COPY round trip / merge chunk
     lock_timeout_s: float = 60.0
     connect_timeout_s: int = 5
@@ -72,8 +81,12 @@ class Settings:
     notify_webhook: str | None = field(default=None, repr=False)
     pseudonym_key: str | None = field(default=None, repr=False)
     schedule: str = "@daily"
-    document_key: str = "@file,user_id"  # DUEL_DOCUMENT_KEY: how a document is identified (duel.identity)
-    data: Path = Path("data.tar.gz")  # the Airflow DAG's input (DUEL_DATA); the CLI takes an argument
+    document_key: str = (
+        "@file,user_id"  # DUEL_DOCUMENT_KEY: how a document is identified (duel.identity)
+    )
+    data: Path = Path(
+        "data.tar.gz"
+    )  # the Airflow DAG's input (DUEL_DATA); the CLI takes an argument
     # PGHOST ... PGDATABASE -> "flag" | "environment" | ".env" | "recorded" | "default"
     origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -159,10 +172,13 @@ def _as_bool(name: str, value: str) -> bool:
     raise ConfigError(f"{name} must be true or false, got {value!r}")
 
 
-def _connection(env: Mapping[str, str], process: Mapping[str, str], home: Path) -> dict[str, object]:
+def _connection(
+    env: Mapping[str, str], process: Mapping[str, str], home: Path
+) -> dict[str, object]:
     """The PG* settings and where each came from: the environment, .env, duel's records in
     DUEL_HOME (the embedded server's address when neither PGHOST nor PGPORT is set; the last
     run's database), or the default."""
+
     def given(name: str) -> str | None:
         value = env.get(name)
         return value if value or (name == "PGPASSWORD" and value is not None) else None
@@ -177,7 +193,7 @@ def _connection(env: Mapping[str, str], process: Mapping[str, str], home: Path) 
         recorded.update(PGHOST=server.host, PGPORT=str(server.port))
     if "PGDATABASE" not in chosen and (database := state.read_database(home)):
         recorded["PGDATABASE"] = database.database
-    origins.update({name: "recorded" for name in recorded})
+    origins.update(dict.fromkeys(recorded, "recorded"))
     merged = {**DEFAULT_PG, **recorded, **chosen}
     return {
         "pg_host": merged["PGHOST"],
@@ -203,8 +219,7 @@ def load_settings(
     get = env.get
     values: dict[str, object] = {"home": Path(get("DUEL_HOME") or ".duel")}
     values.update(_connection(env, process, values["home"]))  # type: ignore[arg-type]
-    paths = {"DUEL_OUT": "out_dir", "DUEL_DBT_PROJECT_DIR": "dbt_project_dir",
-             "DUEL_DATA": "data"}
+    paths = {"DUEL_OUT": "out_dir", "DUEL_DBT_PROJECT_DIR": "dbt_project_dir", "DUEL_DATA": "data"}
     for var, name in paths.items():
         if get(var):
             values[name] = Path(get(var))  # type: ignore[arg-type]
@@ -224,7 +239,9 @@ def load_settings(
             values[name] = _as_bool(var, get(var))  # type: ignore[arg-type]
     policy = get("DUEL_REPAIR", "safe").strip().lower()
     if policy not in REPAIR_POLICIES:
-        raise ConfigError(f"DUEL_REPAIR must be one of {', '.join(REPAIR_POLICIES)}, got {policy!r}")
+        raise ConfigError(
+            f"DUEL_REPAIR must be one of {', '.join(REPAIR_POLICIES)}, got {policy!r}"
+        )
     values["repair_policy"] = policy
     strings = {
         "DUEL_SMTP_HOST": "smtp_host",
@@ -240,7 +257,9 @@ def load_settings(
         if get(var):
             values[name] = get(var)
     if get("DUEL_NOTIFY_TO"):
-        values["notify_to"] = tuple(a.strip() for a in get("DUEL_NOTIFY_TO", "").split(",") if a.strip())
+        values["notify_to"] = tuple(
+            a.strip() for a in get("DUEL_NOTIFY_TO", "").split(",") if a.strip()
+        )
     settings = Settings(**values).with_overrides(**overrides)  # type: ignore[arg-type]
     from duel.identity import KeyRule
 

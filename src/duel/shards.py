@@ -47,7 +47,9 @@ class ShardSpec:
         if not 1 <= self.count <= MAX_SHARDS:
             raise ConfigError(f"shard count must be between 1 and {MAX_SHARDS}, got {self.count}")
         if not 0 <= self.index < self.count:
-            raise ConfigError(f"shard index must be between 0 and {self.count - 1}, got {self.index}")
+            raise ConfigError(
+                f"shard index must be between 0 and {self.count - 1}, got {self.index}"
+            )
 
     @property
     def label(self) -> str:
@@ -83,8 +85,13 @@ class ShardCheck:
     def summary(self) -> dict[str, Any]:
         """Shaped like `duel run --json` (for notifications); Airflow times the steps itself."""
         batches = ", ".join(map(str, self.batch_ids))
-        return {"batch_id": batches, "files_seen": self.files, **self.totals, "shards": self.shards,
-                "steps": {}}
+        return {
+            "batch_id": batches,
+            "files_seen": self.files,
+            **self.totals,
+            "shards": self.shards,
+            "steps": {},
+        }
 
 
 def plan_shards(path: Path, count: int) -> list[ShardSpec]:
@@ -109,15 +116,23 @@ def shard_files(settings: Settings, path: Path, spec: ShardSpec) -> Iterator[Sou
 
 def ingest_shard(settings: Settings, path: Path, spec: ShardSpec) -> IngestResult:
     """Load one shard as its own batch (atomic; re-running it loads nothing new)."""
-    return ingest(settings, path, files=shard_files(settings, path, spec), shard=spec.label,
-                  keep=spec.holds_outcome)
+    return ingest(
+        settings,
+        path,
+        files=shard_files(settings, path, spec),
+        shard=spec.label,
+        keep=spec.holds_outcome,
+    )
 
 
-def delete_absent(settings: Settings, results: Sequence[IngestResult], *,
-                  allow_mass_delete: bool = False) -> IngestResult:
+def delete_absent(
+    settings: Settings, results: Sequence[IngestResult], *, allow_mass_delete: bool = False
+) -> IngestResult:
     """After every shard of a complete (--full) dump loaded: tombstone the current documents that
     none of them delivered, as one more batch (duel.deletes; its guard applies)."""
-    return delete_absent_from(settings, [r.batch_id for r in results], allow_mass_delete=allow_mass_delete)
+    return delete_absent_from(
+        settings, [r.batch_id for r in results], allow_mass_delete=allow_mass_delete
+    )
 
 
 def check_shards(settings: Settings, path: Path, results: Sequence[IngestResult]) -> ShardCheck:
@@ -125,14 +140,19 @@ def check_shards(settings: Settings, path: Path, results: Sequence[IngestResult]
     expected = sorted(ShardSpec(index, len(results)).label for index in range(len(results)))
     labels, ledger = _ledger(settings, results)
     if not results or labels != expected:
-        raise ShardMismatch(f"the batches {_ids(results)} are not one complete set of succeeded "
-                            f"shards: {labels or 'none'}")
+        raise ShardMismatch(
+            f"the batches {_ids(results)} are not one complete set of succeeded "
+            f"shards: {labels or 'none'}"
+        )
     rows = sum(ledger.values())
     source = Counter(f.name for f in iter_source(path, 0))  # max_bytes 0: names only, no file read
     files = _files_of(ledger)
     if files != source:
-        gaps = [f"{sum(names.values())} {what} (e.g. {min(names)})"
-                for what, names in (("missing", source - files), ("extra", files - source)) if names]
+        gaps = [
+            f"{sum(names.values())} {what} (e.g. {min(names)})"
+            for what, names in (("missing", source - files), ("extra", files - source))
+            if names
+        ]
         raise ShardMismatch(f"the shards' ledger differs from {path}: {', '.join(gaps)}")
     seen = sum(result.files_seen for result in results)
     if seen != rows:
@@ -145,12 +165,18 @@ def _ledger(settings: Settings, results: Sequence[IngestResult]) -> tuple[list[s
     """The shard labels of the succeeded batches among `results`, and the file names they recorded."""
     batch_ids = [r.batch_id for r in results]
     with db.connect(settings, step="check shards") as conn:
-        labels = conn.execute("select shard from raw.batches where batch_id = any(%s)"
-                              " and status = 'succeeded'", (batch_ids,)).fetchall()
-        names = conn.execute("select source_name, count(*) from raw.batch_files"
-                             " where batch_id = any(%s) and status <> 'deleted' group by 1",
-                             (batch_ids,)).fetchall()
-    return sorted(str(label) for (label,) in labels), Counter({str(name): int(n) for name, n in names})
+        labels = conn.execute(
+            "select shard from raw.batches where batch_id = any(%s) and status = 'succeeded'",
+            (batch_ids,),
+        ).fetchall()
+        names = conn.execute(
+            "select source_name, count(*) from raw.batch_files"
+            " where batch_id = any(%s) and status <> 'deleted' group by 1",
+            (batch_ids,),
+        ).fetchall()
+    return sorted(str(label) for (label,) in labels), Counter(
+        {str(name): int(n) for name, n in names}
+    )
 
 
 def _files_of(ledger: Counter[str]) -> Counter[str]:

@@ -25,8 +25,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from duel.archives import (MAGIC_BYTES, READ_ERRORS, ArchiveLimitError, decompressed, hold, is_zip, iter_lines,
-                           read_bounded, zip_members)
+from duel.archives import (
+    MAGIC_BYTES,
+    READ_ERRORS,
+    ArchiveLimitError,
+    decompressed,
+    hold,
+    is_zip,
+    iter_lines,
+    read_bounded,
+    zip_members,
+)
 from duel.exceptions import SourceError
 from duel.tarstream import Member, iter_members
 
@@ -34,12 +43,20 @@ DATA_SUFFIX = ".json"
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
 ARCHIVE_SUFFIXES = (*TAR_SUFFIXES, ".zip")
-NDJSON_SUFFIXES = tuple(kind + packed for kind in (".ndjson", ".jsonl") for packed in ("", *COMPRESSED_SUFFIXES))
+NDJSON_SUFFIXES = tuple(
+    kind + packed for kind in (".ndjson", ".jsonl") for packed in ("", *COMPRESSED_SUFFIXES)
+)
 PACKED_JSON_SUFFIXES = tuple(DATA_SUFFIX + packed for packed in COMPRESSED_SUFFIXES)
-NESTED_SUFFIXES = (*ARCHIVE_SUFFIXES, *NDJSON_SUFFIXES, *PACKED_JSON_SUFFIXES)  # members read as streams
+NESTED_SUFFIXES = (
+    *ARCHIVE_SUFFIXES,
+    *NDJSON_SUFFIXES,
+    *PACKED_JSON_SUFFIXES,
+)  # members read as streams
 WANTED = (DATA_SUFFIX,)  # archive members whose bytes are read: the others are skipped through
-SUPPORTED = ("a directory or a .tar, .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz, .zip, .json or "
-             ".ndjson/.jsonl file (.json and .ndjson may be .gz, .bz2 or .xz compressed)")
+SUPPORTED = (
+    "a directory or a .tar, .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz, .zip, .json or "
+    ".ndjson/.jsonl file (.json and .ndjson may be .gz, .bz2 or .xz compressed)"
+)
 MAX_NESTING = 3  # archive levels inside the input that are read; a deeper archive is quarantined
 MAX_HELD_BYTES = 32 << 20  # nested archives and compressed members held in memory at once
 
@@ -66,8 +83,12 @@ class SourceFile(NamedTuple):  # a tuple, not a dataclass: built once per file o
 
 def not_data_reason(name: str) -> str | None:
     """Why a file with this (relative, posix) name is not a data file, or None if it is."""
-    if name.endswith(DATA_SUFFIX) and "/." not in name and not name.startswith(".") \
-            and "__MACOSX" not in name:
+    if (
+        name.endswith(DATA_SUFFIX)
+        and "/." not in name
+        and not name.startswith(".")
+        and "__MACOSX" not in name
+    ):
         return None  # the common case, decided without splitting (hot path)
     parts = name.split("/")
     base = parts[-1]
@@ -100,8 +121,14 @@ def identity_path(relative: str) -> str:
 
 def safe_member_name(name: str) -> str | None:
     """The normalised relative name of an archive member, or None if it escapes the archive."""
-    if not name.startswith(("/", "./")) and ".." not in name and "//" not in name and "\\" not in name \
-            and "/./" not in name and ":" not in name:
+    if (
+        not name.startswith(("/", "./"))
+        and ".." not in name
+        and "//" not in name
+        and "\\" not in name
+        and "/./" not in name
+        and ":" not in name
+    ):
         return name  # the common case, already normal (checked without normpath: hot path)
     if name.startswith("/") or "\\" in name or (len(name) > 1 and name[1] == ":"):
         return None
@@ -112,8 +139,11 @@ def safe_member_name(name: str) -> str | None:
 
 
 # What a file that is not a (gzip-compressed) tar is, by its first bytes.
-_MAGIC = ((b"\x28\xb5\x2f\xfd", "zstd-compressed data"), (b"7z\xbc\xaf", "a 7-Zip archive"),
-          (b"Rar!", "a RAR archive"))
+_MAGIC = (
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed data"),
+    (b"7z\xbc\xaf", "a 7-Zip archive"),
+    (b"Rar!", "a RAR archive"),
+)
 
 
 def not_an_archive(path: Path, error: BaseException) -> str:
@@ -128,9 +158,13 @@ def not_an_archive(path: Path, error: BaseException) -> str:
     what = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
     if what is None:
         what = "text" if head.isascii() and head.strip() else "unrecognised bytes"
-    expected = "a tar archive" if path.name.lower().endswith(".tar") else "a gzip-compressed tar archive"
-    return (f"{path}: {what}, not {expected}; give a .tar.gz made by `tar czf`, a .tar, a directory or "
-            ".json files")
+    expected = (
+        "a tar archive" if path.name.lower().endswith(".tar") else "a gzip-compressed tar archive"
+    )
+    return (
+        f"{path}: {what}, not {expected}; give a .tar.gz made by `tar czf`, a .tar, a directory or "
+        ".json files"
+    )
 
 
 def iter_archive(path: Path, max_bytes: int) -> Iterator[SourceFile]:
@@ -150,8 +184,9 @@ def iter_archive(path: Path, max_bytes: int) -> Iterator[SourceFile]:
     except ArchiveLimitError as exc:
         raise SourceError(f"{path}: {kind} archive not read: {exc}") from None
     except _Broken as broken:
-        raise SourceError(f"{path}: archive is corrupt after {_members(broken.count)} "
-                          f"({_why(broken.error)})") from None
+        raise SourceError(
+            f"{path}: archive is corrupt after {_members(broken.count)} ({_why(broken.error)})"
+        ) from None
     except READ_ERRORS as exc:
         if kind == "zip":
             raise SourceError(f"{path}: not a readable zip archive ({_why(exc)})") from None
@@ -166,8 +201,9 @@ class _Broken(Exception):
         self.count, self.error = count, error
 
 
-def _iter_members(members: Iterator[Member], prefix: str, depth: int, max_bytes: int,
-                  budget: int) -> Iterator[SourceFile]:
+def _iter_members(
+    members: Iterator[Member], prefix: str, depth: int, max_bytes: int, budget: int
+) -> Iterator[SourceFile]:
     """The files of one archive's members. `prefix` is the archive's path through the archives
     ("" for the input), `depth` how many archives it is nested in, `budget` the bytes it may
     still hold in memory for the archives and compressed members inside it. A read error after
@@ -193,8 +229,9 @@ def _iter_members(members: Iterator[Member], prefix: str, depth: int, max_bytes:
                     yield SourceFile(path, None, size, None, True, identity_path(name))
                 else:  # a zip member: read now, at most one byte over the limit
                     yield _read_member(stream, path, identity_path(name), size, max_bytes)
-            elif (packed := stream if data is None else data) is not None \
-                    and name.lower().endswith(NESTED_SUFFIXES):  # (a small tar member comes read)
+            elif (packed := stream if data is None else data) is not None and name.lower().endswith(
+                NESTED_SUFFIXES
+            ):  # (a small tar member comes read)
                 yield from _iter_nested(packed, path, name, size, depth, max_bytes, budget)
             else:
                 yield SourceFile(path, size=size, skip_reason=reason)
@@ -204,7 +241,9 @@ def _iter_members(members: Iterator[Member], prefix: str, depth: int, max_bytes:
         raise _Broken(count, exc) from exc
 
 
-def _read_member(stream: BinaryIO, path: str, key_path: str, size: int, max_bytes: int) -> SourceFile:
+def _read_member(
+    stream: BinaryIO, path: str, key_path: str, size: int, max_bytes: int
+) -> SourceFile:
     try:
         data, length = read_bounded(stream, max_bytes)
     except READ_ERRORS as exc:
@@ -212,8 +251,15 @@ def _read_member(stream: BinaryIO, path: str, key_path: str, size: int, max_byte
     return SourceFile(path, data, length, None, data is None, key_path)
 
 
-def _iter_nested(stream: BinaryIO | bytes, path: str, name: str, size: int, depth: int, max_bytes: int,
-                 budget: int) -> Iterator[SourceFile]:
+def _iter_nested(
+    stream: BinaryIO | bytes,
+    path: str,
+    name: str,
+    size: int,
+    depth: int,
+    max_bytes: int,
+    budget: int,
+) -> Iterator[SourceFile]:
     """A member that is an archive, an NDJSON file or a compressed JSON file (its stream, or its
     bytes if read already), read as one."""
     lowered = name.lower()
@@ -222,38 +268,63 @@ def _iter_nested(stream: BinaryIO | bytes, path: str, name: str, size: int, dept
         return
     if depth >= MAX_NESTING:
         try:
-            data, _length = read_bounded(io.BytesIO(stream) if isinstance(stream, bytes) else stream, max_bytes)
+            data, _length = read_bounded(
+                io.BytesIO(stream) if isinstance(stream, bytes) else stream, max_bytes
+            )
         except READ_ERRORS:
             data = None
-        yield _defect(path, identity_path(name), "archive-too-deep",
-                      f"an archive inside {depth + 1} archives; they are read {MAX_NESTING} deep", data, size)
+        yield _defect(
+            path,
+            identity_path(name),
+            "archive-too-deep",
+            f"an archive inside {depth + 1} archives; they are read {MAX_NESTING} deep",
+            data,
+            size,
+        )
         return
     data = None
     try:
         source, head, data = hold(stream, size, budget)
         if is_zip(head):
             if data is None:
-                raise ArchiveLimitError(f"{size:,} bytes; a zip inside an archive is read in memory, where "
-                                        f"nested archives hold {MAX_HELD_BYTES:,} bytes at most ({budget:,} left)")
+                raise ArchiveLimitError(
+                    f"{size:,} bytes; a zip inside an archive is read in memory, where "
+                    f"nested archives hold {MAX_HELD_BYTES:,} bytes at most ({budget:,} left)"
+                )
             members = zip_members(source)
         else:
             members = iter_members(decompressed(source, head), max_bytes, WANTED, NESTED_SUFFIXES)
-        yield from _iter_members(members, path + "/", depth + 1, max_bytes, budget - len(data or b""))
+        yield from _iter_members(
+            members, path + "/", depth + 1, max_bytes, budget - len(data or b"")
+        )
     except ArchiveLimitError as exc:
-        yield _defect(path, identity_path(name), "archive-too-large", str(exc), _kept(data, max_bytes), size)
+        yield _defect(
+            path, identity_path(name), "archive-too-large", str(exc), _kept(data, max_bytes), size
+        )
     except _Broken as broken:
-        yield _defect(path, identity_path(name), "unreadable-archive",
-                      f"corrupt after {_members(broken.count)} ({_why(broken.error)})", _kept(data, max_bytes), size)
+        yield _defect(
+            path,
+            identity_path(name),
+            "unreadable-archive",
+            f"corrupt after {_members(broken.count)} ({_why(broken.error)})",
+            _kept(data, max_bytes),
+            size,
+        )
     except READ_ERRORS as exc:
-        yield _defect(path, identity_path(name), "unreadable-archive", _why(exc), _kept(data, max_bytes), size)
+        yield _defect(
+            path, identity_path(name), "unreadable-archive", _why(exc), _kept(data, max_bytes), size
+        )
 
 
-def _iter_packed(stream: BinaryIO | bytes, path: str, name: str, size: int, max_bytes: int,
-                 budget: int) -> Iterator[SourceFile]:
+def _iter_packed(
+    stream: BinaryIO | bytes, path: str, name: str, size: int, max_bytes: int, budget: int
+) -> Iterator[SourceFile]:
     """An NDJSON member (one document per line) or a compressed JSON member."""
     data, count = None, 0
     lines = name.lower().endswith(NDJSON_SUFFIXES)
-    key_path = identity_path(name if lines else name.rsplit(".", 1)[0])  # a .json.gz is keyed as its .json
+    key_path = identity_path(
+        name if lines else name.rsplit(".", 1)[0]
+    )  # a .json.gz is keyed as its .json
     try:
         source, head, data = hold(stream, size, min(budget, max_bytes))
         unpacked = decompressed(source, head)
@@ -265,16 +336,28 @@ def _iter_packed(stream: BinaryIO | bytes, path: str, name: str, size: int, max_
             count += 1
             yield SourceFile(f"{path}:{number}", line, length, None, line is None)
     except READ_ERRORS as exc:
-        detail = f"corrupt after {count} line{'' if count == 1 else 's'} ({_why(exc)})" if count else _why(exc)
+        detail = (
+            f"corrupt after {count} line{'' if count == 1 else 's'} ({_why(exc)})"
+            if count
+            else _why(exc)
+        )
         yield _defect(path, key_path, "unreadable-member", detail, data, size)
 
 
-def _defect(path: str, key_path: str, reason: str, detail: str, data: bytes | None = None,
-            size: int = 0) -> SourceFile:
+def _defect(
+    path: str, key_path: str, reason: str, detail: str, data: bytes | None = None, size: int = 0
+) -> SourceFile:
     """A file that should be data but cannot be read: the parse stage quarantines it."""
     one_line = " ".join(detail.split())
-    return SourceFile(path, data, len(data) if data is not None else size, None, False, key_path,
-                      f"{reason}: {one_line}")
+    return SourceFile(
+        path,
+        data,
+        len(data) if data is not None else size,
+        None,
+        False,
+        key_path,
+        f"{reason}: {one_line}",
+    )
 
 
 def _kept(data: bytes | None, max_bytes: int) -> bytes | None:
@@ -344,7 +427,9 @@ def iter_directory(root: Path, max_bytes: int) -> Iterator[SourceFile]:
         stack.extend(reversed(subdirs))
 
 
-def _read_file(path: str | Path, name: str, max_bytes: int, key_path: str | None = None) -> SourceFile:
+def _read_file(
+    path: str | Path, name: str, max_bytes: int, key_path: str | None = None
+) -> SourceFile:
     """One file's bytes, or `oversize` from its size alone. O_NOFOLLOW: a link swapped in after
     the listing is refused, never followed."""
     try:
@@ -396,12 +481,16 @@ def iter_ndjson(path: Path, max_bytes: int) -> Iterator[SourceFile]:
         raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
     with handle:
         try:
-            for number, line, size in iter_lines(decompressed(handle, handle.peek(MAGIC_BYTES)), max_bytes):
+            for number, line, size in iter_lines(
+                decompressed(handle, handle.peek(MAGIC_BYTES)), max_bytes
+            ):
                 count += 1
                 yield SourceFile(f"{name}:{number}", line, size, None, line is None)
         except READ_ERRORS as exc:
-            raise SourceError(f"{path}: corrupt after {count} document line{'' if count == 1 else 's'} "
-                              f"({_why(exc)})") from None
+            raise SourceError(
+                f"{path}: corrupt after {count} document line{'' if count == 1 else 's'} "
+                f"({_why(exc)})"
+            ) from None
 
 
 def iter_json(path: Path, max_bytes: int) -> Iterator[SourceFile]:

@@ -64,8 +64,9 @@ def _read(path: Path) -> dict[str, Any] | None:
             raise ValueError("not an object")
         return value
     except ValueError as error:
-        raise ConfigError(f"{path}: not a record duel wrote ({error}); delete it, duel writes it again") \
-            from None
+        raise ConfigError(
+            f"{path}: not a record duel wrote ({error}); delete it, duel writes it again"
+        ) from None
 
 
 def _write(path: Path, value: dict[str, Any]) -> None:
@@ -82,11 +83,18 @@ def read_server(home: Path) -> ServerRecord | None:
     if value is None:
         return None
     try:
-        return ServerRecord(host=str(value["host"]), port=int(value["port"]), data_dir=str(value["data_dir"]),
-                            started_at=value.get("started_at"), pid=value.get("pid"))
+        return ServerRecord(
+            host=str(value["host"]),
+            port=int(value["port"]),
+            data_dir=str(value["data_dir"]),
+            started_at=value.get("started_at"),
+            pid=value.get("pid"),
+        )
     except (KeyError, TypeError, ValueError) as error:
-        raise ConfigError(f"{home / SERVER_FILE}: not a record duel wrote (missing or bad {error}); delete it, "
-                          "duel writes it again") from None
+        raise ConfigError(
+            f"{home / SERVER_FILE}: not a record duel wrote (missing or bad {error}); delete it, "
+            "duel writes it again"
+        ) from None
 
 
 def write_server(home: Path, record: ServerRecord) -> None:
@@ -98,11 +106,17 @@ def read_database(home: Path) -> DatabaseRecord | None:
     if value is None:
         return None
     try:
-        return DatabaseRecord(database=str(value["database"]), demo=bool(value["demo"]),
-                              source=str(value.get("source", "")), recorded_at=str(value.get("recorded_at", "")))
+        return DatabaseRecord(
+            database=str(value["database"]),
+            demo=bool(value["demo"]),
+            source=str(value.get("source", "")),
+            recorded_at=str(value.get("recorded_at", "")),
+        )
     except (KeyError, TypeError, ValueError) as error:
-        raise ConfigError(f"{home / DATABASE_FILE}: not a record duel wrote (missing or bad {error}); delete it, "
-                          "duel writes it again") from None
+        raise ConfigError(
+            f"{home / DATABASE_FILE}: not a record duel wrote (missing or bad {error}); delete it, "
+            "duel writes it again"
+        ) from None
 
 
 def write_database(home: Path, database: str, *, demo: bool, source: Path) -> None:

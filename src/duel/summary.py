@@ -17,46 +17,61 @@ def render_ingest(result: IngestResult) -> str:
         f"  files seen   {result.files_seen:>9,}",
         f"  loaded       {result.loaded:>9,}  (repaired {result.repaired:,})",
         f"  unchanged    {result.unchanged:>9,}",
-        f"  quarantined  {result.quarantined:>9,}" + (f"  ({_reasons(result.quarantine_reasons)})"
-                                                     if result.quarantine_reasons else ""),
-        f"  skipped      {result.skipped:>9,}" + (f"  ({_reasons(result.skip_reasons)})"
-                                                 if result.skip_reasons else ""),
+        f"  quarantined  {result.quarantined:>9,}"
+        + (f"  ({_reasons(result.quarantine_reasons)})" if result.quarantine_reasons else ""),
+        f"  skipped      {result.skipped:>9,}"
+        + (f"  ({_reasons(result.skip_reasons)})" if result.skip_reasons else ""),
     ]
     if result.full:
-        lines.append(f"  deleted      {result.deleted:>9,}  (a complete dump: current documents it did not hold)")
+        lines.append(
+            f"  deleted      {result.deleted:>9,}  (a complete dump: current documents it did not hold)"
+        )
     if result.keyless:
-        lines.append(f"  keyless      {result.keyless:>9,}  (loaded with no usable key: identified by content)")
+        lines.append(
+            f"  keyless      {result.keyless:>9,}  (loaded with no usable key: identified by content)"
+        )
     if result.quarantined:
-        lines.append("  quarantined files: select * from raw.quarantine where batch_id = "
-                     f"{result.batch_id};")
+        lines.append(
+            f"  quarantined files: select * from raw.quarantine where batch_id = {result.batch_id};"
+        )
     return "\n".join(lines)
 
 
 def connection_help(settings: Settings) -> str:
-    return "\n".join([
-        "connect:",
-        f"  psql     psql -h {settings.pg_host} -p {settings.pg_port} -U {settings.pg_user} {settings.pg_database}",
-        f"  pgAdmin  host {settings.pg_host}, port {settings.pg_port}, maintenance database "
-        f"{settings.pg_database}, username {settings.pg_user}",
-        f"  password {_password(settings)}",
-        "  schemas  raw (as loaded), dbt (base, advocacy_programs, tasks_completed), dbt_lookup (brand),"
-        " dbt_analysis (overview, reports)",
-    ])
+    return "\n".join(
+        [
+            "connect:",
+            f"  psql     psql -h {settings.pg_host} -p {settings.pg_port} -U {settings.pg_user} {settings.pg_database}",
+            f"  pgAdmin  host {settings.pg_host}, port {settings.pg_port}, maintenance database "
+            f"{settings.pg_database}, username {settings.pg_user}",
+            f"  password {_password(settings)}",
+            "  schemas  raw (as loaded), dbt (base, advocacy_programs, tasks_completed), dbt_lookup (brand),"
+            " dbt_analysis (overview, reports)",
+        ]
+    )
 
 
 def _password(settings: Settings) -> str:
     if settings.pg_password == DEFAULT_PG["PGPASSWORD"]:
-        return (f"{settings.pg_password} (the default; to change it set PGPASSWORD and run `duel db password`, "
-                "see the README)")
+        return (
+            f"{settings.pg_password} (the default; to change it set PGPASSWORD and run `duel db password`, "
+            "see the README)"
+        )
     return f"the one in PGPASSWORD (from the {settings.origin('PGPASSWORD')})"
 
 
 def data_line(settings: Settings, demo: bool) -> str:
     """Which data this is, and where it went: the demo is said to be the demo."""
     if demo:
-        other = DEFAULT_PG["PGDATABASE"] if settings.pg_database == DEMO_DATABASE else "another database"
-        return (f"data:    the DEMO (made by `duel generate`), in database {settings.pg_database}; "
-                f"a real dump goes to {other}")
+        other = (
+            DEFAULT_PG["PGDATABASE"]
+            if settings.pg_database == DEMO_DATABASE
+            else "another database"
+        )
+        return (
+            f"data:    the DEMO (made by `duel generate`), in database {settings.pg_database}; "
+            f"a real dump goes to {other}"
+        )
     return f"data:    in database {settings.pg_database}"
 
 
@@ -65,7 +80,13 @@ def render_run(settings: Settings, outcome: RunOutcome) -> str:
     steps = [f"  {step.name:<10} {step.seconds:>6.1f}s  {step.detail}" for step in outcome.steps]
     lines = [render_ingest(outcome.ingest), "steps:", *steps]
     if outcome.nothing_changed:
-        lines.append(f"nothing changed: the models, report and exports of the build of {outcome.last_build}"
-                     " still hold (duel run --force rebuilds them)")
-    where = [f"server:  {outcome.server.describe()}", data_line(used, outcome.demo)] if outcome.server else []
+        lines.append(
+            f"nothing changed: the models, report and exports of the build of {outcome.last_build}"
+            " still hold (duel run --force rebuilds them)"
+        )
+    where = (
+        [f"server:  {outcome.server.describe()}", data_line(used, outcome.demo)]
+        if outcome.server
+        else []
+    )
     return "\n".join([*lines, *where, connection_help(used)])

@@ -43,7 +43,9 @@ class Member(NamedTuple):  # a tuple, not a dataclass: built once per file on th
     name: str
     size: int
     kind: str  # file | dir | other
-    data: bytes | None  # the file's bytes; None when not read (other, dir, streamed, unwanted, over max_bytes)
+    data: (
+        bytes | None
+    )  # the file's bytes; None when not read (other, dir, streamed, unwanted, over max_bytes)
     stream: BinaryIO | None = None  # a streamed member's bytes, valid until the next member
 
 
@@ -102,7 +104,7 @@ class _Buffer:
     out of by offset: most members cost no read call. Skipping discards CHUNK-sized reads, so a
     huge member never sits in memory."""
 
-    __slots__ = ("stream", "buffer", "pos")
+    __slots__ = ("buffer", "pos", "stream")
 
     def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
@@ -206,8 +208,12 @@ def _header_name(name: bytes, magic: bytes, prefix: bytes) -> str:
     return name.decode("utf-8", "surrogateescape")
 
 
-def iter_members(stream: BinaryIO, max_bytes: int, wanted: tuple[str, ...] = ("",),
-                 streamed: tuple[str, ...] = ()) -> Iterator[Member]:
+def iter_members(
+    stream: BinaryIO,
+    max_bytes: int,
+    wanted: tuple[str, ...] = ("",),
+    streamed: tuple[str, ...] = (),
+) -> Iterator[Member]:
     """Yield the archive's members in order; data only for regular files up to max_bytes.
 
     A regular member larger than a chunk (or than max_bytes, if less) is told by its lowercased

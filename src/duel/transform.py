@@ -51,8 +51,11 @@ class BuildResult:
     warnings: tuple[NodeResult, ...] = ()
 
     def summary(self) -> dict[str, object]:
-        return {"seconds": round(self.seconds, 3), **self.counts,
-                "warnings": [w.name for w in self.warnings]}
+        return {
+            "seconds": round(self.seconds, 3),
+            **self.counts,
+            "warnings": [w.name for w in self.warnings],
+        }
 
     def describe(self) -> str:
         """One line, e.g. '22 models, 1 snapshot, 90 tests passed; 1 warning (accepted_values...)'."""
@@ -80,29 +83,44 @@ def dbt_env(settings: Settings) -> dict[str, str]:
     env = {name: os.environ[name] for name in PASSTHROUGH if name in os.environ}
     project = project_dir(settings)
     env.update(settings.libpq_env())
-    env.update({
-        "DBT_PROFILES_DIR": str(project),
-        "DBT_PROJECT_DIR": str(project),
-        "DBT_TARGET_PATH": str(target_dir(settings)),
-        "DBT_LOG_PATH": str(target_dir(settings).parent / "logs"),
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "DBT_USE_COLORS": "false",
-        "DBT_PRINTER_WIDTH": "100",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DBT_PROFILES_DIR": str(project),
+            "DBT_PROJECT_DIR": str(project),
+            "DBT_TARGET_PATH": str(target_dir(settings)),
+            "DBT_LOG_PATH": str(target_dir(settings).parent / "logs"),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "DBT_USE_COLORS": "false",
+            "DBT_PRINTER_WIDTH": "100",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
 def dbt_command(settings: Settings, *args: str) -> list[str]:
     """The dbt command line (this interpreter's dbt), with the project and profiles directory."""
     project = str(project_dir(settings))
-    return [sys.executable, "-m", "dbt.cli.main", *args, "--project-dir", project, "--profiles-dir", project]
+    return [
+        sys.executable,
+        "-m",
+        "dbt.cli.main",
+        *args,
+        "--project-dir",
+        project,
+        "--profiles-dir",
+        project,
+    ]
 
 
-def build_models(settings: Settings, full_refresh: bool = False, select: Iterable[str] | None = None,
-                 on_line: Callable[[str], None] | None = None,
-                 on_progress: Callable[[int, int], None] | None = None,
-                 unit_tests: bool = True) -> BuildResult:
+def build_models(
+    settings: Settings,
+    full_refresh: bool = False,
+    select: Iterable[str] | None = None,
+    on_line: Callable[[str], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    unit_tests: bool = True,
+) -> BuildResult:
     """Run `dbt build` (models, snapshot, tests, unit tests); raise StepFailed if anything fails.
 
     `select` limits the build to dbt selectors (e.g. ["staging", "base+"]); `on_line` receives
@@ -157,21 +175,32 @@ def generate_docs(settings: Settings) -> Path:
 
 def serve_docs(settings: Settings, port: int = 8580) -> None:
     """Serve the generated docs on http://127.0.0.1:PORT until interrupted (Ctrl-C)."""
-    command = dbt_command(settings, "docs", "serve", "--host", "127.0.0.1", "--port", str(port),
-                          "--no-browser")
+    command = dbt_command(
+        settings, "docs", "serve", "--host", "127.0.0.1", "--port", str(port), "--no-browser"
+    )
     result = subprocess.run(command, env=dbt_env(settings), cwd=target_dir(settings), check=False)
     if result.returncode not in (0, -2, 130):
         raise StepFailed("dbt docs serve", f"exit {result.returncode} (is port {port} free?)")
 
 
-def _run(settings: Settings, args: list[str], on_line: Callable[[str], None] | None,
-         on_progress: Callable[[int, int], None] | None) -> tuple[int, list[str]]:
+def _run(
+    settings: Settings,
+    args: list[str],
+    on_line: Callable[[str], None] | None,
+    on_progress: Callable[[int, int], None] | None,
+) -> tuple[int, list[str]]:
     """Run dbt, streaming its output lines; returns (exit code, lines)."""
     target_dir(settings).mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
-    with subprocess.Popen(dbt_command(settings, *args), env=dbt_env(settings), cwd=project_dir(settings),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          errors="replace") as process:
+    with subprocess.Popen(
+        dbt_command(settings, *args),
+        env=dbt_env(settings),
+        cwd=project_dir(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    ) as process:
         assert process.stdout is not None
         for raw in process.stdout:
             line = raw.rstrip("\n")
@@ -186,8 +215,13 @@ def _run(settings: Settings, args: list[str], on_line: Callable[[str], None] | N
 
 def _kind(unique_id: str) -> str:
     resource = unique_id.split(".", 1)[0]
-    return {"model": "models", "snapshot": "snapshots", "test": "tests", "unit_test": "unit tests",
-            "seed": "seeds"}.get(resource, resource)
+    return {
+        "model": "models",
+        "snapshot": "snapshots",
+        "test": "tests",
+        "unit_test": "unit tests",
+        "seed": "seeds",
+    }.get(resource, resource)
 
 
 def _node_name(unique_id: str) -> str:
@@ -203,7 +237,11 @@ def _reason(message: str) -> str:
     """The gist of a node's message: its first line, plus the database's own words when the
     first line only says where the error was ("Database Error in model X (path)")."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
-    if len(lines) > 1 and lines[0].startswith("Database Error") and not lines[1].startswith("compiled code"):
+    if (
+        len(lines) > 1
+        and lines[0].startswith("Database Error")
+        and not lines[1].startswith("compiled code")
+    ):
         return f"{lines[0]}: {lines[1]}"
     return lines[0] if lines else ""
 
@@ -215,8 +253,14 @@ def _read_results(path: Path) -> list[NodeResult] | None:
     nodes = []
     for result in data.get("results", []):
         unique_id = result.get("unique_id", "")
-        nodes.append(NodeResult(_node_name(unique_id), _kind(unique_id), str(result.get("status")),
-                                _reason(result.get("message") or "")))
+        nodes.append(
+            NodeResult(
+                _node_name(unique_id),
+                _kind(unique_id),
+                str(result.get("status")),
+                _reason(result.get("message") or ""),
+            )
+        )
     return nodes
 
 
@@ -226,7 +270,9 @@ def _names(nodes: Iterable[NodeResult]) -> str:
     return named + (f" and {len(nodes) - MAX_NAMED} more" if len(nodes) > MAX_NAMED else "")
 
 
-def _failure_message(failed: list[NodeResult], nodes: list[NodeResult] | None, output: list[str]) -> str:
+def _failure_message(
+    failed: list[NodeResult], nodes: list[NodeResult] | None, output: list[str]
+) -> str:
     """One line: which models and tests failed, and the first one's reason."""
     if not failed:
         return _last_error(output)
@@ -242,5 +288,5 @@ def _last_error(output: list[str]) -> str:
     text = [line for line in text if line]
     for index, line in enumerate(text):
         if line.startswith("Encountered an error"):
-            return " ".join(text[index + 1:index + 4])[:500]
+            return " ".join(text[index + 1 : index + 4])[:500]
     return text[-1][:500] if text else "dbt printed nothing"

@@ -22,8 +22,16 @@ REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 SCHEMAS = ("raw", "dbt_staging", "dbt", "dbt_lookup", "dbt_analysis", "dbt_snapshots")
 # Columns that name a batch, a time or a shard: they differ between one batch and N shard batches.
-VOLATILE = {"shard", "seconds", "file_seq", "duel_version", "dbt_scd_id", "dbt_updated_at",
-            "dbt_valid_from", "dbt_valid_to"}
+VOLATILE = {
+    "shard",
+    "seconds",
+    "file_seq",
+    "duel_version",
+    "dbt_scd_id",
+    "dbt_updated_at",
+    "dbt_valid_from",
+    "dbt_valid_to",
+}
 # Tables with rows per batch: compared by totals over their batches, which sharding must not change.
 BATCH_TOTALS = ("files_seen", "loaded", "repaired", "quarantined", "skipped", "unchanged")
 PER_BATCH = {
@@ -31,9 +39,12 @@ PER_BATCH = {
     "dbt_staging.stg_batches": (("status",), BATCH_TOTALS),
     "dbt_analysis.ingest_batches": (("status",), BATCH_TOTALS),
     "dbt_analysis.data_quality": (("record_type", "field", "defect"), ("defect_count", "records")),
-    "dbt_analysis.data_quality_summary": ((), ("records", "clean_records", "repaired_files",
-                                                "quarantined_files")),
+    "dbt_analysis.data_quality_summary": (
+        (),
+        ("records", "clean_records", "repaired_files", "quarantined_files"),
+    ),
 }
+
 
 def airflow_env(base: dict[str, str], home: Path, **extra: str) -> dict[str, str]:
     """`base` (PATH, PG*, DUEL_*) plus an Airflow configured only by these variables."""
@@ -48,9 +59,18 @@ def airflow_env(base: dict[str, str], home: Path, **extra: str) -> dict[str, str
     }
 
 
-def run_airflow(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([AIRFLOW, *args], env=env, cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+def run_airflow(
+    env: dict[str, str], *args: str, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [AIRFLOW, *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def explain(result: subprocess.CompletedProcess[str], lines: int = 60) -> str:
@@ -64,8 +84,11 @@ def task_tries(home: Path, dag_id: str = "duel_pipeline") -> list[tuple[Any, ...
     import sqlite3
 
     with sqlite3.connect(home / "airflow.db") as conn:
-        return conn.execute("select run_id, task_id, map_index, state, try_number from task_instance"
-                            " where dag_id = ? order by run_id, task_id, map_index", (dag_id,)).fetchall()
+        return conn.execute(
+            "select run_id, task_id, map_index, state, try_number from task_instance"
+            " where dag_id = ? order by run_id, task_id, map_index",
+            (dag_id,),
+        ).fetchall()
 
 
 def _key_columns(columns: list[str]) -> list[str]:
@@ -82,7 +105,8 @@ def fingerprints(settings: Settings) -> dict[str, Any]:
         tables = conn.execute(
             "select table_schema, table_name, array_agg(column_name::text order by ordinal_position)"
             " from information_schema.columns where table_schema = any(%s) group by 1, 2 order by 1, 2",
-            (list(SCHEMAS),)).fetchall()
+            (list(SCHEMAS),),
+        ).fetchall()
         for schema, table, columns in tables:
             name = f'"{schema}"."{table}"'
             if f"{schema}.{table}" in PER_BATCH:
@@ -106,8 +130,10 @@ def differences(left: dict[str, Counter], right: dict[str, Counter]) -> dict[str
             diff[name] = "only in one database"
         elif a != b:
             only_a, only_b = a - b, b - a
-            diff[name] = (f"{sum(a.values())} vs {sum(b.values())} rows; e.g. only left "
-                          f"{next(iter(only_a), None)}, only right {next(iter(only_b), None)}")
+            diff[name] = (
+                f"{sum(a.values())} vs {sum(b.values())} rows; e.g. only left "
+                f"{next(iter(only_a), None)}, only right {next(iter(only_b), None)}"
+            )
     return diff
 
 

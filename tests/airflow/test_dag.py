@@ -42,11 +42,25 @@ print(json.dumps({
 
 
 def probe_dag(tmp_path: Path, **extra: str) -> dict[str, object]:
-    base = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8", "PGHOST": "192.0.2.1",
-            "PGPORT": "5432", "DUEL_HOME": str(tmp_path / "duel"), "DUEL_DATA": str(tmp_path / "absent.tgz")}
+    base = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "LANG": "C.UTF-8",
+        "PGHOST": "192.0.2.1",
+        "PGPORT": "5432",
+        "DUEL_HOME": str(tmp_path / "duel"),
+        "DUEL_DATA": str(tmp_path / "absent.tgz"),
+    }
     env = airflow_env(base, tmp_path / "airflow", **extra)
-    result = subprocess.run([sys.executable, "-c", PROBE], env=env, cwd=REPO, capture_output=True, text=True,
-                            timeout=300, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, explain(result)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -74,8 +88,15 @@ def test_dag_imports_with_the_expected_tasks(dag: dict[str, object]) -> None:
 
 def test_dag_retries_with_backoff_and_announces_failures(dag: dict[str, object]) -> None:
     backoff = [3, 20.0, 2.0, 600.0]
-    assert dag["retries"] == {"prepare": backoff, "ingest_shard": backoff, "check_shards": [0, 20.0, 2.0, 600.0],
-                              "dbt_build": backoff, "report": backoff, "export": backoff, "notify": backoff}
+    assert dag["retries"] == {
+        "prepare": backoff,
+        "ingest_shard": backoff,
+        "check_shards": [0, 20.0, 2.0, 600.0],
+        "dbt_build": backoff,
+        "report": backoff,
+        "export": backoff,
+        "notify": backoff,
+    }
     assert dag["callbacks"] == ["failure:announce_failure", "retry:announce_failure"]
 
 
@@ -88,10 +109,24 @@ def test_dag_params_and_catchup(dag: dict[str, object]) -> None:
     assert dag["catchup"] is False
     assert dag["params"] == {
         "data": ["", {"type": "string"}, "Input (.tar.gz, directory, ...); empty: DUEL_DATA"],
-        "shards": [4, {"type": "integer", "minimum": 1, "maximum": 256}, "Ingest batches to fan out"],
-        "full": [False, {"type": "boolean"}, "The dump holds every document: delete current documents absent from it"],
-        "allow_mass_delete": [False, {"type": "boolean"},
-                              "With full: allow deleting more than half of the current documents"],
-        "document_key": ["", {"type": "string"},
-                         "How documents are identified (e.g. @file,user_id); empty: DUEL_DOCUMENT_KEY"],
+        "shards": [
+            4,
+            {"type": "integer", "minimum": 1, "maximum": 256},
+            "Ingest batches to fan out",
+        ],
+        "full": [
+            False,
+            {"type": "boolean"},
+            "The dump holds every document: delete current documents absent from it",
+        ],
+        "allow_mass_delete": [
+            False,
+            {"type": "boolean"},
+            "With full: allow deleting more than half of the current documents",
+        ],
+        "document_key": [
+            "",
+            {"type": "string"},
+            "How documents are identified (e.g. @file,user_id); empty: DUEL_DOCUMENT_KEY",
+        ],
     }

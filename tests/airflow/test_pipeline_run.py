@@ -15,16 +15,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import pytest
 import psycopg
+import pytest
 from airflow_harness import airflow_env, differences, explain, fingerprints, run_airflow, task_tries
 from conftest import cli_env, query, run_cli
 
 from duel.settings import Settings
 
 pytestmark = pytest.mark.slow
-LEDGERS = {"raw.batches", "raw.batch_files", "dbt_staging.stg_batches", "dbt_staging.stg_batch_files",
-           "dbt_analysis.ingest_batches"}  # they record every run, so a re-run adds to them
+LEDGERS = {
+    "raw.batches",
+    "raw.batch_files",
+    "dbt_staging.stg_batches",
+    "dbt_staging.stg_batch_files",
+    "dbt_analysis.ingest_batches",
+}  # they record every run, so a re-run adds to them
 REFUSE_SHARD_ONCE = """
 create sequence public.refusals;
 create function public.refuse_shard_once() returns trigger language plpgsql as $$
@@ -62,7 +67,7 @@ def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     received: list[dict[str, Any]] = []
 
     class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(200)
             self.end_headers()
@@ -97,71 +102,130 @@ def install(settings: Settings, ddl: str) -> None:
 
 
 def batches(settings: Settings, after: int = 0) -> list[tuple[Any, ...]]:
-    return query(settings, "select shard, status, files_seen, loaded, unchanged from raw.batches"
-                           " where batch_id > %s order by shard, batch_id", (after,))
+    return query(
+        settings,
+        "select shard, status, files_seen, loaded, unchanged from raw.batches"
+        " where batch_id > %s order by shard, batch_id",
+        (after,),
+    )
 
 
-def test_dag_run_equals_duel_run_and_a_rerun_loads_nothing(settings: Settings, airflow_home: Path,
-                                                          real_data: Path, tmp_path: Path) -> None:
+def test_dag_run_equals_duel_run_and_a_rerun_loads_nothing(
+    settings: Settings, airflow_home: Path, real_data: Path, tmp_path: Path
+) -> None:
     plain = run_cli(settings, "run", str(real_data))
     assert plain.returncode == 0, plain.stderr[-2000:]
-    dag_db = settings.with_overrides(pg_database=f"{settings.pg_database}_dag", out_dir=tmp_path / "dag-out")
+    dag_db = settings.with_overrides(
+        pg_database=f"{settings.pg_database}_dag", out_dir=tmp_path / "dag-out"
+    )
 
     first = dags_test(dag_db, airflow_home, real_data)
     assert first.returncode == 0, explain(first)
     assert [(task, state, tries) for task, _, state, tries in last_run(airflow_home)] == [
-        ("check_shards", "success", 1), ("dbt_build", "success", 1), ("export", "success", 1),
-        *[("ingest_shard", "success", 1)] * 4, ("notify", "success", 1), ("prepare", "success", 1),
-        ("report", "success", 1)]
+        ("check_shards", "success", 1),
+        ("dbt_build", "success", 1),
+        ("export", "success", 1),
+        *[("ingest_shard", "success", 1)] * 4,
+        ("notify", "success", 1),
+        ("prepare", "success", 1),
+        ("report", "success", 1),
+    ]
     after_first = fingerprints(dag_db)
     assert differences(fingerprints(settings), after_first) == {}
     assert [(shard, status, loaded) for shard, status, _, loaded, _ in batches(dag_db)] == [
-        ("0/4", "succeeded", 2498), ("1/4", "succeeded", 2498), ("2/4", "succeeded", 2502),
-        ("3/4", "succeeded", 2502)]
+        ("0/4", "succeeded", 2498),
+        ("1/4", "succeeded", 2498),
+        ("2/4", "succeeded", 2502),
+        ("3/4", "succeeded", 2502),
+    ]
     assert sorted(p.name for p in (tmp_path / "dag-out").iterdir()) == ["exports", "report.html"]
     assert (tmp_path / "dag-out" / "exports" / "manifest.json").is_file()
 
     second = dags_test(dag_db, airflow_home, real_data)
     assert second.returncode == 0, explain(second)
-    assert batches(dag_db, after=4) == [("0/4", "succeeded", 2498, 0, 2498), ("1/4", "succeeded", 2498, 0, 2498),
-                                        ("2/4", "succeeded", 2502, 0, 2502), ("3/4", "succeeded", 2502, 0, 2502)]
+    assert batches(dag_db, after=4) == [
+        ("0/4", "succeeded", 2498, 0, 2498),
+        ("1/4", "succeeded", 2498, 0, 2498),
+        ("2/4", "succeeded", 2502, 0, 2502),
+        ("3/4", "succeeded", 2502, 0, 2502),
+    ]
     after_second = fingerprints(dag_db)
-    assert differences({k: v for k, v in after_first.items() if k not in LEDGERS},
-                       {k: v for k, v in after_second.items() if k not in LEDGERS}) == {}
+    assert (
+        differences(
+            {k: v for k, v in after_first.items() if k not in LEDGERS},
+            {k: v for k, v in after_second.items() if k not in LEDGERS},
+        )
+        == {}
+    )
 
 
 def test_dag_shard_refused_once_retries_alone_and_announces_it(
-        settings: Settings, airflow_home: Path, real_data: Path,
-        webhook: tuple[str, list[dict[str, Any]]]) -> None:
+    settings: Settings,
+    airflow_home: Path,
+    real_data: Path,
+    webhook: tuple[str, list[dict[str, Any]]],
+) -> None:
     install(settings, REFUSE_SHARD_ONCE)
     url, received = webhook
-    run = dags_test(settings, airflow_home, real_data, "--mark-success-pattern", "dbt_build|report|export|notify",
-                    DUEL_NOTIFY_WEBHOOK=url)
+    run = dags_test(
+        settings,
+        airflow_home,
+        real_data,
+        "--mark-success-pattern",
+        "dbt_build|report|export|notify",
+        DUEL_NOTIFY_WEBHOOK=url,
+    )
     assert run.returncode == 0, explain(run)
-    assert [row for row in last_run(airflow_home) if row[0] in ("ingest_shard", "check_shards")] == [
-        ("check_shards", -1, "success", 1), ("ingest_shard", 0, "success", 1), ("ingest_shard", 1, "success", 2),
-        ("ingest_shard", 2, "success", 1), ("ingest_shard", 3, "success", 1)]
-    refused = (f"ingest: the database refused the batch (Postgres at 127.0.0.1:{settings.pg_port}, database "
-               f"{settings.pg_database}): database refuses shard 1/4 this once")
-    assert query(settings, "select shard, status, error from raw.batches order by shard, batch_id") == [
-        ("0/4", "succeeded", None), ("1/4", "failed", refused), ("1/4", "succeeded", None),
-        ("2/4", "succeeded", None), ("3/4", "succeeded", None)]
+    assert [
+        row for row in last_run(airflow_home) if row[0] in ("ingest_shard", "check_shards")
+    ] == [
+        ("check_shards", -1, "success", 1),
+        ("ingest_shard", 0, "success", 1),
+        ("ingest_shard", 1, "success", 2),
+        ("ingest_shard", 2, "success", 1),
+        ("ingest_shard", 3, "success", 1),
+    ]
+    refused = (
+        f"ingest: the database refused the batch (Postgres at 127.0.0.1:{settings.pg_port}, database "
+        f"{settings.pg_database}): database refuses shard 1/4 this once"
+    )
+    assert query(
+        settings, "select shard, status, error from raw.batches order by shard, batch_id"
+    ) == [
+        ("0/4", "succeeded", None),
+        ("1/4", "failed", refused),
+        ("1/4", "succeeded", None),
+        ("2/4", "succeeded", None),
+        ("3/4", "succeeded", None),
+    ]
     assert query(settings, "select count(*) from raw.current_versions") == [(10000,)]
     assert [message["duel"] for message in received] == [
-        {"status": "failed", "step": "ingest_shard (Airflow try 1, will retry)", "error": refused}]
+        {"status": "failed", "step": "ingest_shard (Airflow try 1, will retry)", "error": refused}
+    ]
 
 
 def test_dag_shards_that_miss_a_file_fail_the_run_and_announce_it(
-        settings: Settings, airflow_home: Path, real_data: Path,
-        webhook: tuple[str, list[dict[str, Any]]]) -> None:
+    settings: Settings,
+    airflow_home: Path,
+    real_data: Path,
+    webhook: tuple[str, list[dict[str, Any]]],
+) -> None:
     install(settings, LOSE_LEDGER_ROW)
     url, received = webhook
     run = dags_test(settings, airflow_home, real_data, DUEL_NOTIFY_WEBHOOK=url)
     assert run.returncode == 1, explain(run)
-    assert [(task, state, tries) for task, _, state, tries in last_run(airflow_home)
-            if task not in ("ingest_shard", "prepare")] == [
-        ("check_shards", "failed", 1), ("dbt_build", "upstream_failed", 0), ("export", "upstream_failed", 0),
-        ("notify", "upstream_failed", 0), ("report", "upstream_failed", 0)]
+    assert [
+        (task, state, tries)
+        for task, _, state, tries in last_run(airflow_home)
+        if task not in ("ingest_shard", "prepare")
+    ] == [
+        ("check_shards", "failed", 1),
+        ("dbt_build", "upstream_failed", 0),
+        ("export", "upstream_failed", 0),
+        ("notify", "upstream_failed", 0),
+        ("report", "upstream_failed", 0),
+    ]
     error = f"the shards' ledger differs from {real_data}: 1 missing (e.g. mixed/user_42.json)"
     assert [message["duel"] for message in received] == [
-        {"status": "failed", "step": "check_shards (Airflow try 1)", "error": error}]
+        {"status": "failed", "step": "check_shards (Airflow try 1)", "error": error}
+    ]

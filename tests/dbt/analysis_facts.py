@@ -16,8 +16,22 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
-from json_facts import (MISSING, PLATFORMS, Facts, _text, count_value, email_defect, file_key, handle_defect,
-                        id_defect, joined_at_defect, key, label_defect, name_defect, sales_value)
+from json_facts import (
+    MISSING,
+    PLATFORMS,
+    Facts,
+    _text,
+    count_value,
+    email_defect,
+    file_key,
+    handle_defect,
+    id_defect,
+    joined_at_defect,
+    key,
+    label_defect,
+    name_defect,
+    sales_value,
+)
 
 PARTS = ("likes", "comments", "shares")
 MEASURES = ("likes", "comments", "shares", "reach", "engagement")
@@ -76,21 +90,35 @@ def _user(name: str, document: dict[str, Any]) -> User:
     document_key = file_key(name)
     candidates = {
         "name": None if name_defect(document.get("name", MISSING)) else _text(document["name"]),
-        "email": None if email_defect(document.get("email", MISSING)) else _text(document["email"]).lower(),
+        "email": None
+        if email_defect(document.get("email", MISSING))
+        else _text(document["email"]).lower(),
         "instagram_handle": _handle(document, "instagram_handle", 1, 30),
         "tiktok_handle": _handle(document, "tiktok_handle", 2, 24),
-        "user_id": None if id_defect(document.get("user_id", MISSING)) else _text(document["user_id"]).lower(),
+        "user_id": None
+        if id_defect(document.get("user_id", MISSING))
+        else _text(document["user_id"]).lower(),
         "document_key": document_key,
     }
     source = next(field for field, value in candidates.items() if value is not None)
-    return User(key(document_key), document_key, candidates[source], source,
-                candidates["user_id"] is not None, joined_at_defect(document.get("joined_at", MISSING)) is None)
+    return User(
+        key(document_key),
+        document_key,
+        candidates[source],
+        source,
+        candidates["user_id"] is not None,
+        joined_at_defect(document.get("joined_at", MISSING)) is None,
+    )
 
 
 def _task(task: dict[str, Any], user_key: Any, program_key: Any) -> Task:
     platform_defect = label_defect(task.get("platform", MISSING), PLATFORMS)
-    platform = _text(task["platform"]).lower() if platform_defect in (None, "unknown-value") else None
-    values: dict[str, int | None] = {name: count_value(task.get(name, MISSING))[1] for name in (*PARTS, "reach")}
+    platform = (
+        _text(task["platform"]).lower() if platform_defect in (None, "unknown-value") else None
+    )
+    values: dict[str, int | None] = {
+        name: count_value(task.get(name, MISSING))[1] for name in (*PARTS, "reach")
+    }
     parts = [values[name] for name in PARTS]
     values["engagement"] = None if None in parts else sum(parts)  # type: ignore[arg-type]
     return Task(user_key, program_key, platform, values)
@@ -105,14 +133,21 @@ def analysis_rows(facts: Facts) -> Rows:
             program_key = key(user.document_key, position)
             brand = None if label_defect(program.get("brand", MISSING)) else _text(program["brand"])
             own = [_task(task, user.user_key, program_key) for task in program["tasks_completed"]]
-            programs.append(Program(program_key, user.user_key, brand,
-                                    sales_value(program.get("total_sales_attributed", MISSING))[1],
-                                    tuple(t.platform for t in own)))
+            programs.append(
+                Program(
+                    program_key,
+                    user.user_key,
+                    brand,
+                    sales_value(program.get("total_sales_attributed", MISSING))[1],
+                    tuple(t.platform for t in own),
+                )
+            )
             tasks += own
     return Rows(users, programs, tasks)
 
 
 # --- measures with their coverage (macros/engagement.sql, said again) ----------------------------
+
 
 def share(known: int, rows: int) -> Decimal | None:
     return round_to(Decimal(known) / rows, "0.000001") if rows else None
@@ -127,23 +162,37 @@ def task_measures(tasks: Iterable[Task]) -> dict[str, Any]:
     out: dict[str, Any] = {"task_count": len(tasks)}
     for measure in MEASURES:
         known = [t.values[measure] for t in tasks if t.values[measure] is not None]
-        out |= {measure: sum(known) if known else None, f"{measure}_known": len(known),
-                f"{measure}_known_share": share(len(known), len(tasks)), f"{measure}_average": average(known)}
-    rated = [t for t in tasks if t.values["engagement"] is not None and t.values["reach"] is not None]
+        out |= {
+            measure: sum(known) if known else None,
+            f"{measure}_known": len(known),
+            f"{measure}_known_share": share(len(known), len(tasks)),
+            f"{measure}_average": average(known),
+        }
+    rated = [
+        t for t in tasks if t.values["engagement"] is not None and t.values["reach"] is not None
+    ]
     engagement = sum(t.values["engagement"] for t in rated) if rated else None  # type: ignore[misc]
     reach = sum(t.values["reach"] for t in rated) if rated else None  # type: ignore[misc]
-    out |= {"engagement_rate": round_to(Decimal(engagement) / reach, "0.000001") if reach else None,
-            "engagement_rate_tasks": len(rated), "engagement_rate_engagement": engagement,
-            "engagement_rate_reach": reach}
+    out |= {
+        "engagement_rate": round_to(Decimal(engagement) / reach, "0.000001") if reach else None,
+        "engagement_rate_tasks": len(rated),
+        "engagement_rate_engagement": engagement,
+        "engagement_rate_reach": reach,
+    }
     return out
 
 
 def sales_measures(programs: Iterable[Program]) -> dict[str, Any]:
     programs = list(programs)
     known = [p.sales for p in programs if p.sales is not None]
-    return {"program_count": len(programs), "sales": sum(known) if known else None, "sales_known": len(known),
-            "sales_known_share": share(len(known), len(programs)), "sales_average": average(known),
-            "sales_negative": sum(1 for s in known if s < 0)}
+    return {
+        "program_count": len(programs),
+        "sales": sum(known) if known else None,
+        "sales_known": len(known),
+        "sales_known_share": share(len(known), len(programs)),
+        "sales_average": average(known),
+        "sales_negative": sum(1 for s in known if s < 0),
+    }
 
 
 def overview(rows: Rows, outlier_count: int = 0) -> dict[str, Any]:
@@ -153,15 +202,21 @@ def overview(rows: Rows, outlier_count: int = 0) -> dict[str, Any]:
     with_brand = sum(p.brand is not None for p in programs)
     with_platform = sum(t.platform is not None for t in tasks)
     return {
-        "user_count": len(users), "user_id_known": with_user_id, "user_id_known_share": share(with_user_id, len(users)),
-        "joined_at_known": with_join_date, "joined_at_known_share": share(with_join_date, len(users)),
+        "user_count": len(users),
+        "user_id_known": with_user_id,
+        "user_id_known_share": share(with_user_id, len(users)),
+        "joined_at_known": with_join_date,
+        "joined_at_known_share": share(with_join_date, len(users)),
         "users_without_programs": len({u.user_key for u in users} - {p.user_key for p in programs}),
         **sales_measures(programs),
-        "brand_known": with_brand, "brand_known_share": share(with_brand, len(programs)),
+        "brand_known": with_brand,
+        "brand_known_share": share(with_brand, len(programs)),
         "programs_without_tasks": sum(not p.platforms for p in programs),
-        "sales_scored": sum(p.sales is not None and p.sales >= 0 for p in programs), "sales_outliers": outlier_count,
+        "sales_scored": sum(p.sales is not None and p.sales >= 0 for p in programs),
+        "sales_outliers": outlier_count,
         **task_measures(tasks),
-        "platform_known": with_platform, "platform_known_share": share(with_platform, len(tasks)),
+        "platform_known": with_platform,
+        "platform_known_share": share(with_platform, len(tasks)),
     }
 
 
@@ -169,12 +224,18 @@ def by_platform(rows: Rows) -> dict[str | None, dict[str, Any]]:
     groups: dict[str | None, list[Task]] = defaultdict(list)
     for task in rows.tasks:
         groups[task.platform].append(task)
-    return {platform: {"is_unknown_platform": platform is None,
-                       "user_count": len({t.user_key for t in group}), **task_measures(group)}
-            for platform, group in groups.items()}
+    return {
+        platform: {
+            "is_unknown_platform": platform is None,
+            "user_count": len({t.user_key for t in group}),
+            **task_measures(group),
+        }
+        for platform, group in groups.items()
+    }
 
 
 # --- rankings -------------------------------------------------------------------------------
+
 
 def user_values(rows: Rows, ranking: str) -> dict[Any, Any]:
     """Each user's value for a ranking: the sum of its known values; users with none are left out."""
@@ -206,6 +267,7 @@ def ranking(rows: Rows, measure: str, limit: int = 25) -> list[tuple[int, Any, s
 
 # --- robust outliers (sales_outliers.yml's method, said again) ----------------------------------
 
+
 def median(values: list[Decimal]) -> Decimal:
     ordered = sorted(values)
     middle = len(ordered) // 2
@@ -215,6 +277,7 @@ def median(values: list[Decimal]) -> Decimal:
 def outliers(rows: Rows) -> dict[tuple[str, str], dict[str, Any]]:
     """Per peer group (level, name) some program is compared within: its size (every program of
     its kind), median, MAD, bounds, and how many programs it judges and finds outliers."""
+
     def single_platform(program: Program) -> str | None:
         known = set(program.platforms)
         return next(iter(known)) if len(known) == 1 and None not in known else None
@@ -235,7 +298,9 @@ def outliers(rows: Rows) -> dict[tuple[str, str], dict[str, Any]]:
             members[group].append(program.sales)  # type: ignore[arg-type]
     judged: dict[tuple[str, str], list[Decimal]] = defaultdict(list)
     for program in pool:
-        group = next((g for g in kinds[program.program_key] if len(members[g]) >= MIN_GROUP_SIZE), None)
+        group = next(
+            (g for g in kinds[program.program_key] if len(members[g]) >= MIN_GROUP_SIZE), None
+        )
         if group is not None:
             judged[group].append(program.sales)  # type: ignore[arg-type]
     out = {}
@@ -247,11 +312,24 @@ def outliers(rows: Rows) -> dict[tuple[str, str], dict[str, Any]]:
             deviations = [abs(v - centre) for v in everyone]
             mad = median(deviations)
             mean_deviation = sum(deviations) / len(deviations)
-            scale = mad / Decimal("0.6745") if mad else mean_deviation * Decimal("1.253314") if mean_deviation else None
+            scale = (
+                mad / Decimal("0.6745")
+                if mad
+                else mean_deviation * Decimal("1.253314")
+                if mean_deviation
+                else None
+            )
             lower = max(centre - THRESHOLD * scale, Decimal(0)) if scale else None
             upper = centre + THRESHOLD * scale if scale else None
-            out[group] = {"size": len(everyone), "judged": len(values), "median": centre, "mad": mad,
-                          "lower_bound": round_to(lower, "0.01") if lower is not None else None,
-                          "upper_bound": round_to(upper, "0.01") if upper is not None else None,
-                          "outliers": sum(abs(v - centre) > THRESHOLD * scale for v in values) if scale else 0}
+            out[group] = {
+                "size": len(everyone),
+                "judged": len(values),
+                "median": centre,
+                "mad": mad,
+                "lower_bound": round_to(lower, "0.01") if lower is not None else None,
+                "upper_bound": round_to(upper, "0.01") if upper is not None else None,
+                "outliers": sum(abs(v - centre) > THRESHOLD * scale for v in values)
+                if scale
+                else 0,
+            }
     return out

@@ -25,21 +25,43 @@ class Literal:
 
 def user(number: int, programs: Any) -> dict[str, Any]:
     """A user whose every field is clean, with the given `advocacy_programs` value."""
-    return {"user_id": f"00000000-0000-4000-8000-{number:012d}", "name": f"User {number}",
-            "email": f"user{number}@example.com", "instagram_handle": f"@user{number}",
-            "tiktok_handle": f"@user{number}", "joined_at": JOINED_AT, "advocacy_programs": programs}
+    return {
+        "user_id": f"00000000-0000-4000-8000-{number:012d}",
+        "name": f"User {number}",
+        "email": f"user{number}@example.com",
+        "instagram_handle": f"@user{number}",
+        "tiktok_handle": f"@user{number}",
+        "joined_at": JOINED_AT,
+        "advocacy_programs": programs,
+    }
 
 
 def program(number: int, tasks: Any, sales: Any = 100.25, brand: Any = "Acme") -> dict[str, Any]:
-    return {"program_id": f"00000000-0000-4000-9000-{number:012d}", "brand": brand,
-            "tasks_completed": tasks, "total_sales_attributed": sales}
+    return {
+        "program_id": f"00000000-0000-4000-9000-{number:012d}",
+        "brand": brand,
+        "tasks_completed": tasks,
+        "total_sales_attributed": sales,
+    }
 
 
-def task(number: int, platform: Any = "tiktok", likes: Any = 10, comments: Any = 2, shares: Any = 3,
-         reach: Any = 200) -> dict[str, Any]:
-    return {"task_id": f"00000000-0000-4000-a000-{number:012d}", "platform": platform,
-            "post_url": f"https://example.com/p/{number}", "likes": likes, "comments": comments,
-            "shares": shares, "reach": reach}
+def task(
+    number: int,
+    platform: Any = "tiktok",
+    likes: Any = 10,
+    comments: Any = 2,
+    shares: Any = 3,
+    reach: Any = 200,
+) -> dict[str, Any]:
+    return {
+        "task_id": f"00000000-0000-4000-a000-{number:012d}",
+        "platform": platform,
+        "post_url": f"https://example.com/p/{number}",
+        "likes": likes,
+        "comments": comments,
+        "shares": shares,
+        "reach": reach,
+    }
 
 
 def document_text(document: Any) -> str:
@@ -64,5 +86,7 @@ def write_dump(directory: Path, files: dict[str, Any]) -> Path:
     for name, content in files.items():
         path = directory / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content if isinstance(content, str) else document_text(content), encoding="utf-8")
+        path.write_text(
+            content if isinstance(content, str) else document_text(content), encoding="utf-8"
+        )
     return directory

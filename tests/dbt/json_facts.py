@@ -20,10 +20,12 @@ from typing import Any
 WHITESPACE = " \t\n\r\f"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 EMAIL = re.compile(r"[a-z0-9_%+-]+(\.[a-z0-9_%+-]+)*@([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}")
-URL = re.compile(r"https?://([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}(:[0-9]{1,5})?([/?#]\S*)?",
-                 re.IGNORECASE)
-ISO = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?",
-                 re.IGNORECASE)
+URL = re.compile(
+    r"https?://([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}(:[0-9]{1,5})?([/?#]\S*)?", re.IGNORECASE
+)
+ISO = re.compile(
+    r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?", re.IGNORECASE
+)
 PLATFORMS = ("instagram", "tiktok", "facebook")
 # The plausible ranges (dbt_project.yml, var measure_ranges): counts 0..10^12, sales +-10^12.
 COUNT_MAX = 10**12
@@ -92,7 +94,13 @@ def email_defect(value: Any) -> str | None:
     if _base(value):
         return _base(value)
     lowered = _text(value).lower()
-    return "placeholder" if lowered == "invalid-email" else None if EMAIL.fullmatch(lowered) else "malformed"
+    return (
+        "placeholder"
+        if lowered == "invalid-email"
+        else None
+        if EMAIL.fullmatch(lowered)
+        else "malformed"
+    )
 
 
 def handle_defect(value: Any, low: int, high: int) -> str | None:
@@ -103,7 +111,11 @@ def handle_defect(value: Any, low: int, high: int) -> str | None:
         return "empty"
     if text == "#error_handle":
         return "placeholder"
-    return None if re.fullmatch(rf"@[a-z0-9._]{{{low},{high}}}", "@" + text.lstrip("@")) else "breaks-platform-rules"
+    return (
+        None
+        if re.fullmatch(rf"@[a-z0-9._]{{{low},{high}}}", "@" + text.lstrip("@"))
+        else "breaks-platform-rules"
+    )
 
 
 def joined_at_defect(value: Any) -> str | None:
@@ -130,7 +142,13 @@ def url_defect(value: Any) -> str | None:
     if _base(value):
         return _base(value)
     text = _text(value)
-    return "placeholder" if text.lower() == "broken_link" else None if URL.fullmatch(text) else "malformed"
+    return (
+        "placeholder"
+        if text.lower() == "broken_link"
+        else None
+        if URL.fullmatch(text)
+        else "malformed"
+    )
 
 
 def _number(value: Any, placeholders: tuple[str, ...] = ()) -> tuple[str | None, Decimal | None]:
@@ -186,7 +204,9 @@ class Facts:
     """Counts and totals over the current version of every file."""
 
     files: dict[str, dict[str, Any]]
-    defects: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # (entity, field, class)
+    defects: Counter[tuple[str, str, str]] = field(
+        default_factory=Counter
+    )  # (entity, field, class)
     totals: dict[str, Any] = field(default_factory=dict)
 
 
@@ -202,14 +222,22 @@ def _users(facts: Facts) -> list[dict[str, Any]]:
             "joined_at": joined_at_defect(document.get("joined_at", MISSING)),
         }
         email = None if rules["email"] else _text(document["email"]).lower()
-        rows.append({"name": name, "defects": rules, "email": email,
-                     "identifiable": rules["user_id"] is None})
+        rows.append(
+            {
+                "name": name,
+                "defects": rules,
+                "email": email,
+                "identifiable": rules["user_id"] is None,
+            }
+        )
     return rows
 
 
 def compute_facts(directory: Path) -> Facts:
     """Read every *.json under `directory` (names relative to it, as the loader names them)."""
-    files = {p.relative_to(directory).as_posix(): load_document(p) for p in directory.rglob("*.json")}
+    files = {
+        p.relative_to(directory).as_posix(): load_document(p) for p in directory.rglob("*.json")
+    }
     facts = Facts(files)
     users = _users(facts)
     emails = Counter(u["email"] for u in users if u["email"])
@@ -229,8 +257,11 @@ def compute_facts(directory: Path) -> Facts:
         for program in facts.files[user["name"]]["advocacy_programs"]:
             brand_defect = label_defect(program.get("brand", MISSING))
             sales_defect, sales = sales_value(program.get("total_sales_attributed", MISSING))
-            for name, defect in (("program_id", id_defect(program.get("program_id", MISSING))),
-                                 ("brand", brand_defect), ("total_sales_attributed", sales_defect)):
+            for name, defect in (
+                ("program_id", id_defect(program.get("program_id", MISSING))),
+                ("brand", brand_defect),
+                ("total_sales_attributed", sales_defect),
+            ):
                 if defect:
                     facts.defects["program", name, defect] += 1
             if brand_defect is None:
@@ -243,15 +274,25 @@ def compute_facts(directory: Path) -> Facts:
     return facts
 
 
-def _task(task: dict[str, Any], facts: Facts, totals: Counter[str], platforms: Counter[str | None]) -> None:
+def _task(
+    task: dict[str, Any], facts: Facts, totals: Counter[str], platforms: Counter[str | None]
+) -> None:
     platform_defect = label_defect(task.get("platform", MISSING), PLATFORMS)
-    counts = {name: count_value(task.get(name, MISSING)) for name in ("likes", "comments", "shares", "reach")}
-    for name, defect in (("task_id", id_defect(task.get("task_id", MISSING))), ("platform", platform_defect),
-                         ("post_url", url_defect(task.get("post_url", MISSING))),
-                         *((name, value[0]) for name, value in counts.items())):
+    counts = {
+        name: count_value(task.get(name, MISSING))
+        for name in ("likes", "comments", "shares", "reach")
+    }
+    for name, defect in (
+        ("task_id", id_defect(task.get("task_id", MISSING))),
+        ("platform", platform_defect),
+        ("post_url", url_defect(task.get("post_url", MISSING))),
+        *((name, value[0]) for name, value in counts.items()),
+    ):
         if defect:
             facts.defects["task", name, defect] += 1
-    platforms[None if platform_defect not in (None, "unknown-value") else _text(task["platform"]).lower()] += 1
+    platforms[
+        None if platform_defect not in (None, "unknown-value") else _text(task["platform"]).lower()
+    ] += 1
     totals["tasks"] += 1
     for name, (_, value) in counts.items():
         totals[name] += value or 0

@@ -22,8 +22,17 @@ from duel.transform import build_models
 pytestmark = pytest.mark.slow  # several dbt builds
 
 
-SPELLINGS = ["NESTLÉ GROUP", "Nestlé Group", "nestlé \t group", "NESTLE\u0301 GROUP", "Straße AG", "STRASSE AG",
-             "\u01c4uro", "\u01c5uro", "ＡＣＭＥ"]
+SPELLINGS = [
+    "NESTLÉ GROUP",
+    "Nestlé Group",
+    "nestlé \t group",
+    "NESTLE\u0301 GROUP",
+    "Straße AG",
+    "STRASSE AG",
+    "\u01c4uro",
+    "\u01c5uro",
+    "ＡＣＭＥ",
+]
 
 
 def fold(text: str) -> str:
@@ -35,33 +44,68 @@ def brand_id(normalised: str) -> str:
     return str(uuid.UUID(hashlib.md5(normalised.encode()).hexdigest()))
 
 
-def build_with_collation(pg_server: Settings, name: str, collation: str, data: Path, out: Path) -> Settings:
+def build_with_collation(
+    pg_server: Settings, name: str, collation: str, data: Path, out: Path
+) -> Settings:
     settings = pg_server.with_overrides(pg_database=name, out_dir=out)
     with psycopg.connect(**settings.conninfo("postgres"), autocommit=True) as conn:  # type: ignore[arg-type]
-        conn.execute(sql.SQL("create database {} template template0 encoding 'UTF8' lc_collate {} lc_ctype {}")
-                     .format(sql.Identifier(name), sql.Literal(collation), sql.Literal(collation)))
+        conn.execute(
+            sql.SQL(
+                "create database {} template template0 encoding 'UTF8' lc_collate {} lc_ctype {}"
+            ).format(sql.Identifier(name), sql.Literal(collation), sql.Literal(collation))
+        )
     db.ensure_ready(settings)
     ingest(settings, data)
     build_models(settings)
     return settings
 
 
-def test_brand_ids_are_the_same_under_c_and_utf8_collations(pg_server: Settings, tmp_path: Path) -> None:
+def test_brand_ids_are_the_same_under_c_and_utf8_collations(
+    pg_server: Settings, tmp_path: Path
+) -> None:
     data = tmp_path / "dump"
     data.mkdir()
-    task = {"task_id": None, "platform": "tiktok", "post_url": None, "likes": 1, "comments": 1, "shares": 1,
-            "reach": 10}
-    programs = [{"program_id": None, "brand": brand, "tasks_completed": [task], "total_sales_attributed": 1}
-                for brand in SPELLINGS]
+    task = {
+        "task_id": None,
+        "platform": "tiktok",
+        "post_url": None,
+        "likes": 1,
+        "comments": 1,
+        "shares": 1,
+        "reach": 10,
+    }
+    programs = [
+        {"program_id": None, "brand": brand, "tasks_completed": [task], "total_sales_attributed": 1}
+        for brand in SPELLINGS
+    ]
     (data / "user_1.json").write_text(json.dumps({"user_id": None, "advocacy_programs": programs}))
-    built = [build_with_collation(pg_server, f"duel_collation_{label}", collation, data, tmp_path / label)
-             for label, collation in (("c", "C"), ("utf8", "C.utf8"))]
-    assert [query(s, "select datcollate from pg_database where datname = current_database()") for s in built] == [
-        [("C",)], [("C.utf8",)]]
-    expected = sorted((brand_id(fold(b)), fold(b)) for b in {fold(b): b for b in SPELLINGS}.values())
-    assert expected == sorted([(brand_id("acme"), "acme"), (brand_id("džuro"), "džuro"),
-                               (brand_id("nestlé group"), "nestlé group"), (brand_id("strasse ag"), "strasse ag")])
+    built = [
+        build_with_collation(
+            pg_server, f"duel_collation_{label}", collation, data, tmp_path / label
+        )
+        for label, collation in (("c", "C"), ("utf8", "C.utf8"))
+    ]
+    assert [
+        query(s, "select datcollate from pg_database where datname = current_database()")
+        for s in built
+    ] == [[("C",)], [("C.utf8",)]]
+    expected = sorted(
+        (brand_id(fold(b)), fold(b)) for b in {fold(b): b for b in SPELLINGS}.values()
+    )
+    assert expected == sorted(
+        [
+            (brand_id("acme"), "acme"),
+            (brand_id("džuro"), "džuro"),
+            (brand_id("nestlé group"), "nestlé group"),
+            (brand_id("strasse ag"), "strasse ag"),
+        ]
+    )
     for settings in built:
-        assert query(settings, "select brand_id::text, brand_normalised from dbt_lookup.brand"
-                               " where not is_unknown_brand order by 1") == sorted(expected)
-        assert query(settings, "select count(distinct brand_id) from dbt.advocacy_programs") == [(4,)]
+        assert query(
+            settings,
+            "select brand_id::text, brand_normalised from dbt_lookup.brand"
+            " where not is_unknown_brand order by 1",
+        ) == sorted(expected)
+        assert query(settings, "select count(distinct brand_id) from dbt.advocacy_programs") == [
+            (4,)
+        ]

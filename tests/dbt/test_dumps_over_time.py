@@ -28,16 +28,32 @@ pytestmark = pytest.mark.slow  # several dbt builds
 
 Docs = dict[str, bytes]  # file name (without the dump's folder) -> bytes
 # the columns that say where and when a version was loaded, not what it holds
-LINEAGE = {"batch_id", "loaded_at", "updated_at", "source_file", "newer_quarantined_batch_id",
-           "has_newer_quarantined_delivery", "is_clean"}
+LINEAGE = {
+    "batch_id",
+    "loaded_at",
+    "updated_at",
+    "source_file",
+    "newer_quarantined_batch_id",
+    "has_newer_quarantined_delivery",
+    "is_clean",
+}
 CORE = ("dbt.base", "dbt.advocacy_programs", "dbt.tasks_completed")
-REBUILT = (*CORE, "dbt_lookup.brand", "dbt_analysis.engagement_by_user", "dbt_analysis.engagement_by_platform",
-           "dbt_analysis.engagement_by_brand", "dbt_analysis.top_advocates", "dbt_analysis.sales_attribution",
-           "dbt_analysis.data_quality_summary")
+REBUILT = (
+    *CORE,
+    "dbt_lookup.brand",
+    "dbt_analysis.engagement_by_user",
+    "dbt_analysis.engagement_by_platform",
+    "dbt_analysis.engagement_by_brand",
+    "dbt_analysis.top_advocates",
+    "dbt_analysis.sales_attribution",
+    "dbt_analysis.data_quality_summary",
+)
 
 
 def real_docs(real_dir: Path, count: int) -> Docs:
-    return {f"user_{n}.json": (real_dir / "mixed" / f"user_{n}.json").read_bytes() for n in range(count)}
+    return {
+        f"user_{n}.json": (real_dir / "mixed" / f"user_{n}.json").read_bytes() for n in range(count)
+    }
 
 
 def parseable(docs: Docs) -> list[str]:
@@ -81,9 +97,16 @@ def write_ndjson(path: Path, documents: list[bytes], seed: int) -> Path:
 
 
 def rows(settings: Settings, table: str, drop: set[str] = LINEAGE) -> list[tuple[object, ...]]:
-    columns = [c for (c,) in query(settings, "select column_name from information_schema.columns"
-                                             " where table_schema || '.' || table_name = %s"
-                                             " order by ordinal_position", (table,))]
+    columns = [
+        c
+        for (c,) in query(
+            settings,
+            "select column_name from information_schema.columns"
+            " where table_schema || '.' || table_name = %s"
+            " order by ordinal_position",
+            (table,),
+        )
+    ]
     kept = [f'"{c}"' for c in columns if c not in drop]
     order = ", ".join(str(position) for position in range(1, len(kept) + 1))
     return query(settings, f"select {', '.join(kept)} from {table} order by {order}")
@@ -106,7 +129,9 @@ class FilesHistory:
 
 
 @pytest.fixture(scope="module")
-def files_history(pg_server: Settings, real_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> FilesHistory:
+def files_history(
+    pg_server: Settings, real_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> FilesHistory:
     """Four dumps of 60 real users: a tar.gz under mixed/, a complete directory under another
     folder (10 changed, 8 deleted, 5 new), a complete tar.gz under a third folder (2 changed
     again, a deleted user back as he was, another back changed, 3 deleted, user_5 broken so it is
@@ -123,15 +148,26 @@ def files_history(pg_server: Settings, real_dir: Path, tmp_path_factory: pytest.
     d3 = {n: d for n, d in d2.items() if n not in {"user_40.json", "user_41.json", "user_42.json"}}
     d3 |= {n: edited(d2[n], "twice") for n in changed[:2]}
     d3["user_50.json"] = d1["user_50.json"]
-    d3["user_51.json"] = edited(d1["user_51.json"], "back") if "user_51.json" in parseable(d1) else b'{"user_id": null}'
-    d3_broken = d3 | {"user_5.json": d2["user_5.json"][: len(d2["user_5.json"]) // 2] + b'"unclosed'}
-    d4 = {"user_65.json": everyone["user_65.json"], "user_2.json": edited(d3["user_2.json"], "partial")}
+    d3["user_51.json"] = (
+        edited(d1["user_51.json"], "back")
+        if "user_51.json" in parseable(d1)
+        else b'{"user_id": null}'
+    )
+    d3_broken = d3 | {
+        "user_5.json": d2["user_5.json"][: len(d2["user_5.json"]) // 2] + b'"unclosed'
+    }
+    d4 = {
+        "user_65.json": everyone["user_65.json"],
+        "user_2.json": edited(d3["user_2.json"], "partial"),
+    }
     results = [
         ingest(settings, write_tar(tmp / "d1.tar.gz", "mixed", d1)),
         ingest(settings, write_dir(tmp / "d2", "export-2025-07-24", d2), full=True),
     ]
     build_models(settings)  # after d1 and d2 together: the snapshot sees d2 only (one build)
-    results.append(ingest(settings, write_tar(tmp / "d3.tar.gz", "export-2025-07-25", d3_broken), full=True))
+    results.append(
+        ingest(settings, write_tar(tmp / "d3.tar.gz", "export-2025-07-25", d3_broken), full=True)
+    )
     build_models(settings)
     results.append(ingest(settings, write_tar(tmp / "d4.tar.gz", "delta", d4)))
     build_models(settings)
@@ -145,8 +181,10 @@ def files_history(pg_server: Settings, real_dir: Path, tmp_path_factory: pytest.
 
 def test_dumps_summaries_count_changes_and_deletes(files_history: FilesHistory) -> None:
     summaries = [r.summary() for r in files_history.results]
-    assert [{k: s[k] for k in ("files_seen", "loaded", "unchanged", "quarantined", "deleted")}
-            for s in summaries] == [
+    assert [
+        {k: s[k] for k in ("files_seen", "loaded", "unchanged", "quarantined", "deleted")}
+        for s in summaries
+    ] == [
         {"files_seen": 60, "loaded": 60, "unchanged": 0, "quarantined": 0, "deleted": 0},
         {"files_seen": 57, "loaded": 15, "unchanged": 42, "quarantined": 0, "deleted": 8},
         {"files_seen": 56, "loaded": 4, "unchanged": 51, "quarantined": 1, "deleted": 3},
@@ -157,7 +195,9 @@ def test_dumps_summaries_count_changes_and_deletes(files_history: FilesHistory) 
 def test_dumps_core_models_equal_the_last_complete_state_alone(files_history: FilesHistory) -> None:
     for table in CORE:
         assert rows(files_history.settings, table) == rows(files_history.reference, table), table
-    assert query(files_history.settings, "select count(*) from dbt.base") == [(len(files_history.final),)]
+    assert query(files_history.settings, "select count(*) from dbt.base") == [
+        (len(files_history.final),)
+    ]
 
 
 def test_dumps_identity_ignores_the_dumps_folder(files_history: FilesHistory) -> None:
@@ -171,41 +211,67 @@ def test_dumps_incremental_build_equals_full_refresh(files_history: FilesHistory
         assert rows(files_history.settings, table, set()) == files_history.incremental[table], table
 
 
-def test_dumps_quarantined_delivery_marks_the_previous_version_stale(files_history: FilesHistory) -> None:
+def test_dumps_quarantined_delivery_marks_the_previous_version_stale(
+    files_history: FilesHistory,
+) -> None:
     settings = files_history.settings
-    assert query(settings, "select document_key, name is not distinct from %s, has_newer_quarantined_delivery,"
-                           " newer_quarantined_batch_id, is_clean from dbt.base"
-                           " where has_newer_quarantined_delivery or document_key = 'file:user_5.json'",
-                 (json.loads(files_history.final["user_5.json"]).get("name"),)) == [
-        ("file:user_5.json", True, True, 3, False)]
-    assert query(settings, "select defect_count from dbt_analysis.data_quality"
-                           " where field = 'document' and defect = 'stale'") == [(1,)]
+    assert query(
+        settings,
+        "select document_key, name is not distinct from %s, has_newer_quarantined_delivery,"
+        " newer_quarantined_batch_id, is_clean from dbt.base"
+        " where has_newer_quarantined_delivery or document_key = 'file:user_5.json'",
+        (json.loads(files_history.final["user_5.json"]).get("name"),),
+    ) == [("file:user_5.json", True, True, 3, False)]
+    assert query(
+        settings,
+        "select defect_count from dbt_analysis.data_quality"
+        " where field = 'document' and defect = 'stale'",
+    ) == [(1,)]
 
 
 def test_dumps_snapshot_closes_one_row_per_change_or_delete(files_history: FilesHistory) -> None:
     settings = files_history.settings
     # build 1 -> 2: 2 changed again, 3 deleted (user_50 and user_51 came back: new open rows);
     # build 2 -> 3: user_2 changed
-    assert query(settings, "select count(*) filter (where dbt_valid_to is not null),"
-                           " count(*) filter (where dbt_valid_to is null) from dbt_snapshots.users_snapshot") == [
-        (6, len(files_history.final))]
-    assert query(settings, "select user_key from dbt_snapshots.users_snapshot where dbt_valid_to is null"
-                           " except all select user_key from dbt.base") == []
-    assert query(settings, "select document_key, count(*) from dbt_snapshots.users_snapshot"
-                           " where document_key in ('file:user_40.json', 'file:user_50.json', 'file:user_2.json')"
-                           " group by 1 order by 1") == [
+    assert query(
+        settings,
+        "select count(*) filter (where dbt_valid_to is not null),"
+        " count(*) filter (where dbt_valid_to is null) from dbt_snapshots.users_snapshot",
+    ) == [(6, len(files_history.final))]
+    assert (
+        query(
+            settings,
+            "select user_key from dbt_snapshots.users_snapshot where dbt_valid_to is null"
+            " except all select user_key from dbt.base",
+        )
+        == []
+    )
+    assert query(
+        settings,
+        "select document_key, count(*) from dbt_snapshots.users_snapshot"
+        " where document_key in ('file:user_40.json', 'file:user_50.json', 'file:user_2.json')"
+        " group by 1 order by 1",
+    ) == [
         ("file:user_2.json", 3 if "user_2.json" in files_history.changed[:2] else 2),
-        ("file:user_40.json", 1), ("file:user_50.json", 1)]
+        ("file:user_40.json", 1),
+        ("file:user_50.json", 1),
+    ]
 
 
 def test_dumps_deleted_documents_keep_their_versions_in_raw(files_history: FilesHistory) -> None:
     settings = files_history.settings
-    assert query(settings, "select document_key, parse_status, document is null from raw.user_documents"
-                           " where content_sha256 = 'deleted' order by 1") == [
-        (f"file:user_{n}.json", "deleted", True) for n in (40, 41, 42, 50, 51, 52, 53, 54, 55, 56, 57)]
+    assert query(
+        settings,
+        "select document_key, parse_status, document is null from raw.user_documents"
+        " where content_sha256 = 'deleted' order by 1",
+    ) == [
+        (f"file:user_{n}.json", "deleted", True)
+        for n in (40, 41, 42, 50, 51, 52, 53, 54, 55, 56, 57)
+    ]
     assert query(settings, "select count(*) from raw.current_versions where is_deleted") == [(9,)]
-    assert query(settings, "select status, count(*) from raw.batch_files where status = 'deleted'"
-                           " group by 1") == [("deleted", 11)]
+    assert query(
+        settings, "select status, count(*) from raw.batch_files where status = 'deleted' group by 1"
+    ) == [("deleted", 11)]
 
 
 @dataclass(frozen=True)
@@ -217,7 +283,9 @@ class NdjsonHistory:
 
 
 @pytest.fixture(scope="module")
-def ndjson_history(pg_server: Settings, real_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> NdjsonHistory:
+def ndjson_history(
+    pg_server: Settings, real_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> NdjsonHistory:
     """40 real users as NDJSON, then a complete NDJSON dump in another order with 5 changed,
     3 gone and 2 new (all with a user_id); users without a user_id are identified by content."""
     tmp = tmp_path_factory.mktemp("ndjson-history")
@@ -227,32 +295,55 @@ def ndjson_history(pg_server: Settings, real_dir: Path, tmp_path_factory: pytest
     keyless = [n for n in parseable(docs) if not json.loads(docs[n]).get("user_id")]
     first = usable[:30] + keyless[:10]
     changed, gone, new = usable[:5], usable[5:8], usable[30:32]
-    second = [edited(docs[n], "ndjson") if n in changed else docs[n] for n in first if n not in gone]
+    second = [
+        edited(docs[n], "ndjson") if n in changed else docs[n] for n in first if n not in gone
+    ]
     second += [docs[n] for n in new]
     results = [ingest(settings, write_ndjson(tmp / "a.ndjson", [docs[n] for n in first], seed=1))]
     build_models(settings)
-    keys_before = dict(query(settings, "select user_id::text, user_key::text from dbt.base where user_id is not null"))
+    keys_before = dict(
+        query(
+            settings, "select user_id::text, user_key::text from dbt.base where user_id is not null"
+        )
+    )
     results.append(ingest(settings, write_ndjson(tmp / "b.ndjson", second, seed=2), full=True))
     build_models(settings)
-    keys_after = dict(query(settings, "select user_id::text, user_key::text from dbt.base where user_id is not null"))
+    keys_after = dict(
+        query(
+            settings, "select user_id::text, user_key::text from dbt.base where user_id is not null"
+        )
+    )
     return NdjsonHistory(settings, results, keys_before, keys_after)
 
 
 def test_ndjson_identity_is_the_user_id_not_the_line(ndjson_history: NdjsonHistory) -> None:
     first, second = (r.summary() for r in ndjson_history.results)
-    assert {k: first[k] for k in ("files_seen", "loaded", "keyless")} == {"files_seen": 40, "loaded": 40,
-                                                                         "keyless": 10}
+    assert {k: first[k] for k in ("files_seen", "loaded", "keyless")} == {
+        "files_seen": 40,
+        "loaded": 40,
+        "keyless": 10,
+    }
     assert {k: second[k] for k in ("files_seen", "loaded", "unchanged", "deleted", "keyless")} == {
-        "files_seen": 39, "loaded": 7, "unchanged": 32, "deleted": 3, "keyless": 0}
+        "files_seen": 39,
+        "loaded": 7,
+        "unchanged": 32,
+        "deleted": 3,
+        "keyless": 0,
+    }
     kept = set(ndjson_history.keys_before) & set(ndjson_history.keys_after)
     assert len(kept) == 27
     assert all(ndjson_history.keys_before[uid] == ndjson_history.keys_after[uid] for uid in kept)
 
 
 def test_ndjson_snapshot_closes_changed_and_deleted_users(ndjson_history: NdjsonHistory) -> None:
-    assert query(ndjson_history.settings,
-                 "select count(*) filter (where dbt_valid_to is not null), count(*) filter (where dbt_valid_to is null),"
-                 " count(*) filter (where dbt_valid_to is null and starts_with(document_key, 'content:'))"
-                 " from dbt_snapshots.users_snapshot") == [(8, 39, 10)]
-    assert query(ndjson_history.settings, "select defect, sum(defect_count) from dbt_analysis.data_quality"
-                                          " where field = 'document' group by 1") == [("keyless", 10)]
+    assert query(
+        ndjson_history.settings,
+        "select count(*) filter (where dbt_valid_to is not null), count(*) filter (where dbt_valid_to is null),"
+        " count(*) filter (where dbt_valid_to is null and starts_with(document_key, 'content:'))"
+        " from dbt_snapshots.users_snapshot",
+    ) == [(8, 39, 10)]
+    assert query(
+        ndjson_history.settings,
+        "select defect, sum(defect_count) from dbt_analysis.data_quality"
+        " where field = 'document' group by 1",
+    ) == [("keyless", 10)]

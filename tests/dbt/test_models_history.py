@@ -21,12 +21,25 @@ from duel.load import ingest
 from duel.settings import Settings
 from duel.transform import build_models
 
-MODELS = ("dbt.base", "dbt.advocacy_programs", "dbt.tasks_completed", "dbt_lookup.brand",
-          "dbt_snapshots.users_snapshot", "dbt_analysis.overview", "dbt_analysis.engagement_by_user",
-          "dbt_analysis.engagement_by_platform", "dbt_analysis.engagement_by_program",
-          "dbt_analysis.engagement_by_brand", "dbt_analysis.engagement_by_join_month",
-          "dbt_analysis.top_advocates", "dbt_analysis.sales_attribution", "dbt_analysis.sales_outliers",
-          "dbt_analysis.data_quality", "dbt_analysis.data_quality_summary", "dbt_analysis.ingest_batches")
+MODELS = (
+    "dbt.base",
+    "dbt.advocacy_programs",
+    "dbt.tasks_completed",
+    "dbt_lookup.brand",
+    "dbt_snapshots.users_snapshot",
+    "dbt_analysis.overview",
+    "dbt_analysis.engagement_by_user",
+    "dbt_analysis.engagement_by_platform",
+    "dbt_analysis.engagement_by_program",
+    "dbt_analysis.engagement_by_brand",
+    "dbt_analysis.engagement_by_join_month",
+    "dbt_analysis.top_advocates",
+    "dbt_analysis.sales_attribution",
+    "dbt_analysis.sales_outliers",
+    "dbt_analysis.data_quality",
+    "dbt_analysis.data_quality_summary",
+    "dbt_analysis.ingest_batches",
+)
 CHANGED = "mixed/user_0.json"  # gets user_1415's email and a second program with no tasks
 EMPTIED = "mixed/user_1.json"  # loses its only program
 SHARES_EMAIL = "mixed/user_1415.json"
@@ -52,9 +65,14 @@ def changed_delivery(real_dir: Path, target: Path) -> Path:
         shutil.copy(real_dir / name, target / name)
     changed = json.loads((real_dir / CHANGED).read_text())
     changed["email"] = json.loads((real_dir / SHARES_EMAIL).read_text())["email"].upper()
-    changed["advocacy_programs"].append({"program_id": "9f0dde6f-1b3b-4c29-9517-e35e97b477f9",
-                                         "brand": "Brand New Co", "tasks_completed": [],
-                                         "total_sales_attributed": 5})
+    changed["advocacy_programs"].append(
+        {
+            "program_id": "9f0dde6f-1b3b-4c29-9517-e35e97b477f9",
+            "brand": "Brand New Co",
+            "tasks_completed": [],
+            "total_sales_attributed": 5,
+        }
+    )
     (target / CHANGED).write_text(json.dumps(changed, indent=4))
     emptied = json.loads((real_dir / EMPTIED).read_text())
     emptied["advocacy_programs"] = []
@@ -63,10 +81,12 @@ def changed_delivery(real_dir: Path, target: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def history(pg_server: Settings, real_data: Path, real_dir: Path,
-            tmp_path_factory: pytest.TempPathFactory) -> History:
-    settings = pg_server.with_overrides(pg_database="duel_dbt_history",
-                                        out_dir=tmp_path_factory.mktemp("history-out"))
+def history(
+    pg_server: Settings, real_data: Path, real_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> History:
+    settings = pg_server.with_overrides(
+        pg_database="duel_dbt_history", out_dir=tmp_path_factory.mktemp("history-out")
+    )
     db.ensure_ready(settings)
     ingest(settings, real_data)
     build_models(settings)
@@ -84,26 +104,43 @@ def history(pg_server: Settings, real_data: Path, real_dir: Path,
 @pytest.mark.slow
 def test_models_ingest_and_build_twice_changes_nothing(history: History) -> None:
     differing = [name for name in MODELS if history.again[name] != history.first[name]]
-    assert differing == ["dbt_analysis.ingest_batches"]  # it lists every batch, one that changed nothing too
-    assert len(history.again["dbt_analysis.ingest_batches"]) == len(history.first["dbt_analysis.ingest_batches"]) + 1
+    assert differing == [
+        "dbt_analysis.ingest_batches"
+    ]  # it lists every batch, one that changed nothing too
+    assert (
+        len(history.again["dbt_analysis.ingest_batches"])
+        == len(history.first["dbt_analysis.ingest_batches"]) + 1
+    )
 
 
 @pytest.mark.slow
 def test_models_incremental_build_equals_full_refresh(history: History) -> None:
-    assert {name: history.changed[name] == history.refreshed[name] for name in MODELS} == dict.fromkeys(MODELS, True)
+    assert {
+        name: history.changed[name] == history.refreshed[name] for name in MODELS
+    } == dict.fromkeys(MODELS, True)
 
 
 @pytest.mark.slow
 def test_models_keys_are_identical_after_changes_and_full_refresh(history: History) -> None:
     settings = history.settings
     users = dict(query(settings, "select source_file, user_key from dbt.base"))
-    assert len(users) == 10000 and all(user_key == key(file_key(name)) for name, user_key in users.items())
-    programs = {(name, position): program_key for program_key, name, position in query(
-        settings, "select p.program_key, b.source_file, p.program_position"
-                  " from dbt.advocacy_programs p join dbt.base b using (user_key)")}
+    assert len(users) == 10000 and all(
+        user_key == key(file_key(name)) for name, user_key in users.items()
+    )
+    programs = {
+        (name, position): program_key
+        for program_key, name, position in query(
+            settings,
+            "select p.program_key, b.source_file, p.program_position"
+            " from dbt.advocacy_programs p join dbt.base b using (user_key)",
+        )
+    }
     assert len(programs) == 10000  # user_1 lost its program, user_0 gained one
     assert (EMPTIED, 1) not in programs and programs[(CHANGED, 2)] == key(file_key(CHANGED), 2)
-    assert all(program_key == key(file_key(name), position) for (name, position), program_key in programs.items())
+    assert all(
+        program_key == key(file_key(name), position)
+        for (name, position), program_key in programs.items()
+    )
     brands_before = {row for row in history.first["dbt_lookup.brand"]}
     brands_after = {row for row in history.refreshed["dbt_lookup.brand"]}
     assert brands_before <= brands_after and len(brands_after - brands_before) == 1  # Brand New Co
@@ -112,34 +149,68 @@ def test_models_keys_are_identical_after_changes_and_full_refresh(history: Histo
 @pytest.mark.slow
 def test_models_changed_file_moves_only_its_rows(history: History) -> None:
     settings = history.settings
-    assert query(settings, "select source_file, program_count, batch_id from dbt.base"
-                           " where source_file in (%s, %s) order by 1", (CHANGED, EMPTIED)) == [
-        (CHANGED, 2, 3), (EMPTIED, 0, 3)]
-    assert query(settings, "select count(*) from dbt.tasks_completed t join dbt.base b using (user_key)"
-                           " where b.source_file = %s", (EMPTIED,)) == [(0,)]
+    assert query(
+        settings,
+        "select source_file, program_count, batch_id from dbt.base"
+        " where source_file in (%s, %s) order by 1",
+        (CHANGED, EMPTIED),
+    ) == [(CHANGED, 2, 3), (EMPTIED, 0, 3)]
+    assert query(
+        settings,
+        "select count(*) from dbt.tasks_completed t join dbt.base b using (user_key)"
+        " where b.source_file = %s",
+        (EMPTIED,),
+    ) == [(0,)]
     assert query(settings, "select count(*) from dbt.base where batch_id <> 1") == [(2,)]
 
 
 @pytest.mark.slow
 def test_models_shared_email_is_flagged_on_both_users(history: History) -> None:
-    rows = query(history.settings, "select source_file, is_duplicate_email, is_clean from dbt.base"
-                                   " where source_file in (%s, %s) order by 1", (CHANGED, SHARES_EMAIL))
-    assert [(name, duplicate) for name, duplicate, _ in rows] == [(CHANGED, True), (SHARES_EMAIL, True)]
-    assert query(history.settings, "select count(distinct email) from dbt.base where source_file in (%s, %s)",
-                 (CHANGED, SHARES_EMAIL)) == [(1,)]
+    rows = query(
+        history.settings,
+        "select source_file, is_duplicate_email, is_clean from dbt.base"
+        " where source_file in (%s, %s) order by 1",
+        (CHANGED, SHARES_EMAIL),
+    )
+    assert [(name, duplicate) for name, duplicate, _ in rows] == [
+        (CHANGED, True),
+        (SHARES_EMAIL, True),
+    ]
+    assert query(
+        history.settings,
+        "select count(distinct email) from dbt.base where source_file in (%s, %s)",
+        (CHANGED, SHARES_EMAIL),
+    ) == [(1,)]
 
 
 @pytest.mark.slow
 def test_models_changed_file_closes_and_opens_a_snapshot_row(history: History) -> None:
-    rows = query(history.settings, """
+    rows = query(
+        history.settings,
+        """
         select source_file, content_sha256, dbt_valid_to is null, dbt_valid_to = lead(dbt_valid_from)
                over (partition by user_key order by dbt_valid_from)
         from dbt_snapshots.users_snapshot where source_file in (%s, %s) order by 1, dbt_valid_from""",
-        (CHANGED, EMPTIED))
-    current = dict(query(history.settings, "select source_name, content_sha256 from raw.current_versions"
-                                           " where source_name in (%s, %s)", (CHANGED, EMPTIED)))
+        (CHANGED, EMPTIED),
+    )
+    current = dict(
+        query(
+            history.settings,
+            "select source_name, content_sha256 from raw.current_versions"
+            " where source_name in (%s, %s)",
+            (CHANGED, EMPTIED),
+        )
+    )
     assert [(name, is_open, closes_into_next) for name, _, is_open, closes_into_next in rows] == [
-        (CHANGED, False, True), (CHANGED, True, None), (EMPTIED, False, True), (EMPTIED, True, None)]
-    assert [sha for name, sha, is_open, _ in rows if is_open] == [current[CHANGED], current[EMPTIED]]
-    assert query(history.settings, "select count(*), count(dbt_valid_to) from dbt_snapshots.users_snapshot") == [
-        (10002, 2)]
+        (CHANGED, False, True),
+        (CHANGED, True, None),
+        (EMPTIED, False, True),
+        (EMPTIED, True, None),
+    ]
+    assert [sha for name, sha, is_open, _ in rows if is_open] == [
+        current[CHANGED],
+        current[EMPTIED],
+    ]
+    assert query(
+        history.settings, "select count(*), count(dbt_valid_to) from dbt_snapshots.users_snapshot"
+    ) == [(10002, 2)]

@@ -30,77 +30,147 @@ KEYS = """
 """
 
 
-def test_warehouse_core_and_lookup_tables_have_primary_and_foreign_keys(real_built: Settings) -> None:
+def test_warehouse_core_and_lookup_tables_have_primary_and_foreign_keys(
+    real_built: Settings,
+) -> None:
     assert query(real_built, KEYS) == [
         ("dbt.advocacy_programs", "p", "advocacy_programs_pkey", "-", "program_key", False),
-        ("dbt.advocacy_programs", "f", "advocacy_programs_brand_id_fkey", "dbt_lookup.brand", "brand_id", True),
-        ("dbt.advocacy_programs", "f", "advocacy_programs_user_key_fkey", "dbt.base", "user_key", True),
+        (
+            "dbt.advocacy_programs",
+            "f",
+            "advocacy_programs_brand_id_fkey",
+            "dbt_lookup.brand",
+            "brand_id",
+            True,
+        ),
+        (
+            "dbt.advocacy_programs",
+            "f",
+            "advocacy_programs_user_key_fkey",
+            "dbt.base",
+            "user_key",
+            True,
+        ),
         ("dbt.base", "p", "base_pkey", "-", "user_key", False),
         ("dbt.tasks_completed", "p", "tasks_completed_pkey", "-", "task_key", False),
-        ("dbt.tasks_completed", "f", "tasks_completed_program_key_fkey", "dbt.advocacy_programs", "program_key", True),
+        (
+            "dbt.tasks_completed",
+            "f",
+            "tasks_completed_program_key_fkey",
+            "dbt.advocacy_programs",
+            "program_key",
+            True,
+        ),
         ("dbt.tasks_completed", "f", "tasks_completed_user_key_fkey", "dbt.base", "user_key", True),
         ("dbt_lookup.brand", "p", "brand_pkey", "-", "brand_id", False),
     ]
 
 
 def test_warehouse_index_names_are_readable(real_built: Settings) -> None:
-    names = query(real_built, "select tablename, indexname from pg_indexes"
-                              " where schemaname in ('dbt', 'dbt_lookup') order by 1, 2")
+    names = query(
+        real_built,
+        "select tablename, indexname from pg_indexes"
+        " where schemaname in ('dbt', 'dbt_lookup') order by 1, 2",
+    )
     assert names == [
-        ("advocacy_programs", "advocacy_programs_batch_id_idx"), ("advocacy_programs", "advocacy_programs_brand_id_idx"),
-        ("advocacy_programs", "advocacy_programs_pkey"), ("advocacy_programs", "advocacy_programs_user_key_idx"),
-        ("base", "base_batch_id_idx"), ("base", "base_document_key_key"), ("base", "base_email_idx"),
-        ("base", "base_pkey"), ("brand", "brand_brand_normalised_idx"), ("brand", "brand_pkey"),
-        ("tasks_completed", "tasks_completed_batch_id_idx"), ("tasks_completed", "tasks_completed_pkey"),
-        ("tasks_completed", "tasks_completed_program_key_idx"), ("tasks_completed", "tasks_completed_user_key_idx"),
+        ("advocacy_programs", "advocacy_programs_batch_id_idx"),
+        ("advocacy_programs", "advocacy_programs_brand_id_idx"),
+        ("advocacy_programs", "advocacy_programs_pkey"),
+        ("advocacy_programs", "advocacy_programs_user_key_idx"),
+        ("base", "base_batch_id_idx"),
+        ("base", "base_document_key_key"),
+        ("base", "base_email_idx"),
+        ("base", "base_pkey"),
+        ("brand", "brand_brand_normalised_idx"),
+        ("brand", "brand_pkey"),
+        ("tasks_completed", "tasks_completed_batch_id_idx"),
+        ("tasks_completed", "tasks_completed_pkey"),
+        ("tasks_completed", "tasks_completed_program_key_idx"),
+        ("tasks_completed", "tasks_completed_user_key_idx"),
     ]
 
 
 def test_warehouse_every_table_and_base_column_has_a_comment(real_built: Settings) -> None:
-    uncommented = query(real_built, """
+    uncommented = query(
+        real_built,
+        """
         select c.relnamespace::regnamespace::text || '.' || c.relname from pg_class c
         where c.relnamespace::regnamespace::text in ('dbt', 'dbt_lookup', 'dbt_analysis', 'dbt_staging', 'dbt_snapshots')
           and c.relkind in ('r', 'v') and coalesce(obj_description(c.oid, 'pg_class'), '') = ''
-        order by 1""")
+        order by 1""",
+    )
     assert uncommented == []
-    columns = query(real_built, """
+    columns = query(
+        real_built,
+        """
         select a.attname, col_description(a.attrelid, a.attnum) from pg_attribute a
-        where a.attrelid = 'dbt.base'::regclass and a.attnum > 0 and not a.attisdropped order by a.attnum""")
+        where a.attrelid = 'dbt.base'::regclass and a.attnum > 0 and not a.attisdropped order by a.attnum""",
+    )
     assert [name for name, comment in columns if not comment] == []
-    assert dict(columns)["user_key"].startswith("Our key for a user document: the md5 of its `document_key`")
-    [(table_comment,)] = query(real_built, "select obj_description('dbt.base'::regclass, 'pg_class')")
+    assert dict(columns)["user_key"].startswith(
+        "Our key for a user document: the md5 of its `document_key`"
+    )
+    [(table_comment,)] = query(
+        real_built, "select obj_description('dbt.base'::regclass, 'pg_class')"
+    )
     assert table_comment.startswith("One row per current user document")
 
 
 def test_warehouse_every_analysis_column_has_a_comment(real_built: Settings) -> None:
-    assert query(real_built, """
+    assert (
+        query(
+            real_built,
+            """
         select c.relname || '.' || a.attname from pg_attribute a join pg_class c on c.oid = a.attrelid
         where c.relnamespace = 'dbt_analysis'::regnamespace and c.relkind = 'r' and a.attnum > 0
-          and not a.attisdropped and coalesce(col_description(a.attrelid, a.attnum), '') = ''""") == []
+          and not a.attisdropped and coalesce(col_description(a.attrelid, a.attnum), '') = ''""",
+        )
+        == []
+    )
 
 
 def test_warehouse_money_has_a_declared_scale(real_built: Settings) -> None:
     """No column of a money amount is an unconstrained numeric (which would print ~35 decimals)."""
-    unscaled = query(real_built, """
+    unscaled = query(
+        real_built,
+        """
         select table_schema || '.' || table_name || '.' || column_name from information_schema.columns
         where table_schema in ('dbt', 'dbt_lookup', 'dbt_analysis') and data_type = 'numeric'
-          and numeric_scale is null order by 1""")
+          and numeric_scale is null order by 1""",
+    )
     assert unscaled == []
-    assert query(real_built, "select numeric_precision, numeric_scale from information_schema.columns"
-                             " where table_schema = 'dbt' and table_name = 'advocacy_programs'"
-                             " and column_name = 'total_sales_attributed'") == [(18, 2)]
+    assert query(
+        real_built,
+        "select numeric_precision, numeric_scale from information_schema.columns"
+        " where table_schema = 'dbt' and table_name = 'advocacy_programs'"
+        " and column_name = 'total_sales_attributed'",
+    ) == [(18, 2)]
 
 
 def _plain_dbt_build(settings: Settings, logs: Path) -> subprocess.CompletedProcess[str]:
     """`dbt build` as a user runs it from dbt/duel (JSON log lines, so each says its level)."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
-           "DBT_TARGET_PATH": str(logs / "target"), "DBT_LOG_PATH": str(logs / "logs"),
-           "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **settings.libpq_env()}
-    return subprocess.run([sys.executable, "-m", "dbt.cli.main", "--log-format", "json", "build"], cwd=PROJECT,
-                          env=env, capture_output=True, text=True, timeout=1200, check=False)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+        "DBT_TARGET_PATH": str(logs / "target"),
+        "DBT_LOG_PATH": str(logs / "logs"),
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        **settings.libpq_env(),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "dbt.cli.main", "--log-format", "json", "build"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
 
 
-def test_warehouse_plain_dbt_build_prints_no_warning(settings: Settings, real_dir: Path, tmp_path: Path) -> None:
+def test_warehouse_plain_dbt_build_prints_no_warning(
+    settings: Settings, real_dir: Path, tmp_path: Path
+) -> None:
     """A first build and an incremental one over 300 real files: every log line below warn level."""
     sample = tmp_path / "sample" / "mixed"
     sample.mkdir(parents=True)
@@ -115,8 +185,9 @@ def test_warehouse_plain_dbt_build_prints_no_warning(settings: Settings, real_di
         assert any("Completed successfully" in e["info"]["msg"] for e in events)
 
 
-def test_warehouse_keys_survive_a_full_refresh_and_a_lone_parent_rebuild(settings: Settings, real_dir: Path,
-                                                                         tmp_path: Path) -> None:
+def test_warehouse_keys_survive_a_full_refresh_and_a_lone_parent_rebuild(
+    settings: Settings, real_dir: Path, tmp_path: Path
+) -> None:
     """--full-refresh swaps in new tables (names freed from the old ones); a parent rebuilt alone
     drops its children's foreign keys with the old table, and their next build adds them back."""
     sample = tmp_path / "sample" / "mixed"
@@ -129,7 +200,12 @@ def test_warehouse_keys_survive_a_full_refresh_and_a_lone_parent_rebuild(setting
     assert len(query(settings, KEYS)) == 8
     build_models(settings, full_refresh=True, select=["base"], unit_tests=False)
     assert [row[2] for row in query(settings, KEYS)] == [
-        "advocacy_programs_pkey", "advocacy_programs_brand_id_fkey", "base_pkey", "tasks_completed_pkey",
-        "tasks_completed_program_key_fkey", "brand_pkey"]  # base's children lost their keys to it
+        "advocacy_programs_pkey",
+        "advocacy_programs_brand_id_fkey",
+        "base_pkey",
+        "tasks_completed_pkey",
+        "tasks_completed_program_key_fkey",
+        "brand_pkey",
+    ]  # base's children lost their keys to it
     build_models(settings, select=["advocacy_programs", "tasks_completed"], unit_tests=False)
     assert len(query(settings, KEYS)) == 8

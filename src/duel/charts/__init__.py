@@ -13,19 +13,61 @@ run and quality charts in `quality`, the results in `results`, the pre-load expl
 """
 
 from duel.charts.exploration import distributions_chart, field_profile_chart, record_split_chart
-from duel.charts.look import (ALL_FIELDS, COLOURS, PLATFORM_COLOURS, SEQUENCE, STATUS_COLOURS, UNKNOWN, Rows,
-                              empty_chart, frame, platform_colour, style)
+from duel.charts.look import (
+    ALL_FIELDS,
+    COLOURS,
+    PLATFORM_COLOURS,
+    SEQUENCE,
+    STATUS_COLOURS,
+    UNKNOWN,
+    Rows,
+    empty_chart,
+    frame,
+    platform_colour,
+    style,
+)
 from duel.charts.quality import clean_share_chart, defects_by_field_chart, files_per_batch_chart
-from duel.charts.results import (COVERAGE, MEASURES, brand_performance_chart, coverage_by_platform_chart,
-                                 coverage_chart, engagement_by_platform_chart, engagement_over_time_chart,
-                                 program_performance_chart, sales_by_platform_chart, sales_outliers_chart,
-                                 top_advocates_chart)
+from duel.charts.results import (
+    COVERAGE,
+    MEASURES,
+    brand_performance_chart,
+    coverage_by_platform_chart,
+    coverage_chart,
+    engagement_by_platform_chart,
+    engagement_over_time_chart,
+    program_performance_chart,
+    sales_by_platform_chart,
+    sales_outliers_chart,
+    top_advocates_chart,
+)
 
 __all__ = [
-    "ALL_FIELDS", "COLOURS", "COVERAGE", "MEASURES", "PLATFORM_COLOURS", "SEQUENCE", "STATUS_COLOURS", "UNKNOWN",
-    "Rows", "brand_performance_chart", "clean_share_chart", "coverage_by_platform_chart", "coverage_chart",
-    "defects_by_field_chart", "distributions_chart", "empty_chart", "engagement_by_platform_chart",
-    "engagement_over_time_chart", "field_profile_chart", "files_per_batch_chart", "frame", "platform_colour",
-    "program_performance_chart", "record_split_chart", "sales_by_platform_chart", "sales_outliers_chart", "style",
+    "ALL_FIELDS",
+    "COLOURS",
+    "COVERAGE",
+    "MEASURES",
+    "PLATFORM_COLOURS",
+    "SEQUENCE",
+    "STATUS_COLOURS",
+    "UNKNOWN",
+    "Rows",
+    "brand_performance_chart",
+    "clean_share_chart",
+    "coverage_by_platform_chart",
+    "coverage_chart",
+    "defects_by_field_chart",
+    "distributions_chart",
+    "empty_chart",
+    "engagement_by_platform_chart",
+    "engagement_over_time_chart",
+    "field_profile_chart",
+    "files_per_batch_chart",
+    "frame",
+    "platform_colour",
+    "program_performance_chart",
+    "record_split_chart",
+    "sales_by_platform_chart",
+    "sales_outliers_chart",
+    "style",
     "top_advocates_chart",
 ]

@@ -9,9 +9,14 @@ from plotly.subplots import make_subplots
 
 from duel.charts.look import COLOURS, SEQUENCE, Rows, empty_chart, frame, style
 
-
-DEFECT_COLOURS = {"usable": COLOURS["good"], "missing": "#6B7280", "null": COLOURS["muted"],
-                  "sentinel": COLOURS["warn"], "wrong_type": COLOURS["secondary"], "invalid": COLOURS["bad"]}
+DEFECT_COLOURS = {
+    "usable": COLOURS["good"],
+    "missing": "#6B7280",
+    "null": COLOURS["muted"],
+    "sentinel": COLOURS["warn"],
+    "wrong_type": COLOURS["secondary"],
+    "invalid": COLOURS["bad"],
+}
 
 
 def field_profile_chart(profile: Rows) -> go.Figure:
@@ -23,11 +28,19 @@ def field_profile_chart(profile: Rows) -> go.Figure:
     fig = go.Figure()
     for part, colour in DEFECT_COLOURS.items():
         share = data[part] / data["rows"].where(data["rows"] > 0)
-        fig.add_bar(y=data["field"], x=share, name=part.replace("_", " "), orientation="h",
-                    marker_color=colour, customdata=data[[part]],
-                    hovertemplate="%{y}<br>" + part + ": %{customdata[0]:,} (%{x:.1%})<extra></extra>")
+        fig.add_bar(
+            y=data["field"],
+            x=share,
+            name=part.replace("_", " "),
+            orientation="h",
+            marker_color=colour,
+            customdata=data[[part]],
+            hovertemplate="%{y}<br>" + part + ": %{customdata[0]:,} (%{x:.1%})<extra></extra>",
+        )
     fig.update_layout(barmode="stack", xaxis={"title": "share of values", "tickformat": ".0%"})
-    return style(fig, "Every field: usable values and defects", height=max(360, 24 * len(data) + 140))
+    return style(
+        fig, "Every field: usable values and defects", height=max(360, 24 * len(data) + 140)
+    )
 
 
 def distributions_chart(values: Mapping[str, Iterable[float]], bins: int = 30) -> go.Figure:
@@ -37,12 +50,24 @@ def distributions_chart(values: Mapping[str, Iterable[float]], bins: int = 30) -
     measures = {name: np.fromiter(v, dtype=float) for name, v in values.items()}
     if not measures or all(v.size == 0 for v in measures.values()):
         return empty_chart("no numeric values")
-    fig = make_subplots(rows=1, cols=len(measures), subplot_titles=list(measures), horizontal_spacing=0.05)
+    fig = make_subplots(
+        rows=1, cols=len(measures), subplot_titles=list(measures), horizontal_spacing=0.05
+    )
     for col, (name, data) in enumerate(measures.items(), 1):
-        counts, edges = np.histogram(data, bins=bins) if data.size else (np.array([]), np.array([0.0]))
-        fig.add_bar(x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges), name=name, showlegend=False,
-                    marker_color=SEQUENCE[(col - 1) % len(SEQUENCE)], row=1, col=col,
-                    hovertemplate=name + " ≈ %{x:,.4~g}: %{y:,} values<extra></extra>")
+        counts, edges = (
+            np.histogram(data, bins=bins) if data.size else (np.array([]), np.array([0.0]))
+        )
+        fig.add_bar(
+            x=(edges[:-1] + edges[1:]) / 2,
+            y=counts,
+            width=np.diff(edges),
+            name=name,
+            showlegend=False,
+            marker_color=SEQUENCE[(col - 1) % len(SEQUENCE)],
+            row=1,
+            col=col,
+            hovertemplate=name + " ≈ %{x:,.4~g}: %{y:,} values<extra></extra>",
+        )
     fig.update_annotations(font={"size": 13})
     return style(fig, "Distributions of the numeric measures (known values only)", height=320)
 
@@ -55,7 +80,13 @@ def record_split_chart(split: Rows) -> go.Figure:
     data = data.iloc[::-1]
     fig = go.Figure()
     for part, colour in (("clean", COLOURS["good"]), ("messy", COLOURS["warn"])):
-        fig.add_bar(y=data["level"], x=data[part], name=part, orientation="h", marker_color=colour,
-                    hovertemplate="%{y}<br>" + part + ": %{x:,}<extra></extra>")
+        fig.add_bar(
+            y=data["level"],
+            x=data[part],
+            name=part,
+            orientation="h",
+            marker_color=colour,
+            hovertemplate="%{y}<br>" + part + ": %{x:,}<extra></extra>",
+        )
     fig.update_layout(barmode="stack", xaxis_title="rows")
     return style(fig, "Clean and messy records", height=300)

@@ -14,15 +14,42 @@ Rows = Iterable[Mapping[str, Any]] | pd.DataFrame
 
 FONT = "Inter, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 COLOURS = {
-    "primary": "#2F5D8A", "secondary": "#E07A2F", "good": "#2E8B57", "bad": "#C0392B",
-    "warn": "#E3A21A", "muted": "#9AA0A6", "ink": "#1F2933", "grid": "#E6E9EE",
+    "primary": "#2F5D8A",
+    "secondary": "#E07A2F",
+    "good": "#2E8B57",
+    "bad": "#C0392B",
+    "warn": "#E3A21A",
+    "muted": "#9AA0A6",
+    "ink": "#1F2933",
+    "grid": "#E6E9EE",
 }
-PLATFORM_COLOURS = {"instagram": "#C13584", "tiktok": "#11A39B", "facebook": "#1877F2",
-                    "unknown": "#9AA0A6"}
-STATUS_COLOURS = {"loaded": COLOURS["primary"], "repaired": COLOURS["secondary"],
-                  "unchanged": "#A7C4DE", "quarantined": COLOURS["bad"], "skipped": COLOURS["muted"]}
-SEQUENCE = ["#2F5D8A", "#E07A2F", "#2E8B57", "#8E5BB5", "#C0392B", "#11A39B", "#E3A21A", "#6B7280",
-            "#D4668F", "#7FA8D1", "#A0522D", "#9BBF4A"]
+PLATFORM_COLOURS = {
+    "instagram": "#C13584",
+    "tiktok": "#11A39B",
+    "facebook": "#1877F2",
+    "unknown": "#9AA0A6",
+}
+STATUS_COLOURS = {
+    "loaded": COLOURS["primary"],
+    "repaired": COLOURS["secondary"],
+    "unchanged": "#A7C4DE",
+    "quarantined": COLOURS["bad"],
+    "skipped": COLOURS["muted"],
+}
+SEQUENCE = [
+    "#2F5D8A",
+    "#E07A2F",
+    "#2E8B57",
+    "#8E5BB5",
+    "#C0392B",
+    "#11A39B",
+    "#E3A21A",
+    "#6B7280",
+    "#D4668F",
+    "#7FA8D1",
+    "#A0522D",
+    "#9BBF4A",
+]
 UNKNOWN = "unknown"
 ALL_FIELDS = "(all fields)"  # data_quality's per-record-type summary row
 
@@ -31,8 +58,13 @@ def frame(rows: Rows) -> pd.DataFrame:
     """Rows as a DataFrame, with Decimal columns made float (plotly plots floats)."""
     data = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     for column in data.columns:
-        if data[column].dtype == object and data[column].map(lambda v: isinstance(v, Decimal)).any():
-            data[column] = pd.to_numeric(data[column].map(lambda v: None if v is None else float(v)))
+        if (
+            data[column].dtype == object
+            and data[column].map(lambda v: isinstance(v, Decimal)).any()
+        ):
+            data[column] = pd.to_numeric(
+                data[column].map(lambda v: None if v is None else float(v))
+            )
     return data
 
 
@@ -53,19 +85,34 @@ def _short(text: str, limit: int = 20) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def style(fig: go.Figure, title: str | None = None, height: int = 380, subtitle: str | None = None) -> go.Figure:
+def style(
+    fig: go.Figure, title: str | None = None, height: int = 380, subtitle: str | None = None
+) -> go.Figure:
     """The house look: white background, light grid, one font, legend on top, tight margins. Titles
     stay short (they must fit beside plotly's toolbar); what a chart leaves out goes in `subtitle`."""
-    heading = {"text": title, "x": 0.01, "xanchor": "left", "xref": "container", "y": 0.985,
-               "yanchor": "top", "yref": "container", "font": {"size": 15}}
+    heading = {
+        "text": title,
+        "x": 0.01,
+        "xanchor": "left",
+        "xref": "container",
+        "y": 0.985,
+        "yanchor": "top",
+        "yref": "container",
+        "font": {"size": 15},
+    }
     if subtitle:
         heading["subtitle"] = {"text": subtitle, "font": {"size": 12, "color": "#5F6B7A"}}
     fig.update_layout(
-        template="plotly_white", height=height, font={"family": FONT, "size": 13, "color": COLOURS["ink"]},
+        template="plotly_white",
+        height=height,
+        font={"family": FONT, "size": 13, "color": COLOURS["ink"]},
         title=heading if title else None,
-        margin={"l": 60, "r": 24, "t": (110 if subtitle else 92) if title else 64, "b": 48}, colorway=SEQUENCE,
+        margin={"l": 60, "r": 24, "t": (110 if subtitle else 92) if title else 64, "b": 48},
+        colorway=SEQUENCE,
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "xanchor": "left"},
-        hoverlabel={"font": {"family": FONT}}, paper_bgcolor="white", plot_bgcolor="white",
+        hoverlabel={"font": {"family": FONT}},
+        paper_bgcolor="white",
+        plot_bgcolor="white",
     )
     fig.update_xaxes(gridcolor=COLOURS["grid"], zeroline=False, automargin=True)
     fig.update_yaxes(gridcolor=COLOURS["grid"], zeroline=False, automargin=True)
@@ -75,8 +122,15 @@ def style(fig: go.Figure, title: str | None = None, height: int = 380, subtitle:
 def empty_chart(message: str = "no data") -> go.Figure:
     """A figure that says why there is nothing to plot."""
     fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
-                       font={"size": 15, "color": COLOURS["muted"]})
+    fig.add_annotation(
+        text=message,
+        showarrow=False,
+        x=0.5,
+        y=0.5,
+        xref="paper",
+        yref="paper",
+        font={"size": 15, "color": COLOURS["muted"]},
+    )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return style(fig, height=220)

@@ -23,13 +23,25 @@ def files_per_batch_chart(batches: Rows) -> go.Figure:
     if data.empty:
         return empty_chart("no batches yet")
     fig = go.Figure()
-    parts = {"loaded": data["loaded"].fillna(0) - data["repaired"].fillna(0), "repaired": data["repaired"],
-             "unchanged": data["unchanged"], "quarantined": data["quarantined"], "skipped": data["skipped"]}
+    parts = {
+        "loaded": data["loaded"].fillna(0) - data["repaired"].fillna(0),
+        "repaired": data["repaired"],
+        "unchanged": data["unchanged"],
+        "quarantined": data["quarantined"],
+        "skipped": data["skipped"],
+    }
     for status, values in parts.items():
         label = "loaded clean" if status == "loaded" else status
-        fig.add_bar(x=labels, y=values.fillna(0), name=label, marker_color=STATUS_COLOURS[status],
-                    hovertemplate=f"batch %{{x}}<br>{label}: %{{y:,}}<extra></extra>")
-    fig.update_layout(barmode="stack", xaxis_title="batch", yaxis_title="files", xaxis_type="category")
+        fig.add_bar(
+            x=labels,
+            y=values.fillna(0),
+            name=label,
+            marker_color=STATUS_COLOURS[status],
+            hovertemplate=f"batch %{{x}}<br>{label}: %{{y:,}}<extra></extra>",
+        )
+    fig.update_layout(
+        barmode="stack", xaxis_title="batch", yaxis_title="files", xaxis_type="category"
+    )
     return style(fig, "Files per batch, by outcome")
 
 
@@ -42,20 +54,33 @@ def defects_by_field_chart(quality: Rows, batch_id: int | None = None) -> go.Fig
     if data.empty:
         return empty_chart("no defects recorded")
     batch = data["batch_id"].max() if batch_id is None else batch_id
-    data = data[(data["batch_id"] == batch) & (data["field"] != ALL_FIELDS)
-                & (data["defect_count"].fillna(0) > 0)].copy()
+    data = data[
+        (data["batch_id"] == batch)
+        & (data["field"] != ALL_FIELDS)
+        & (data["defect_count"].fillna(0) > 0)
+    ].copy()
     if data.empty:
         return empty_chart(f"batch {batch}: no defects")
     data["where"] = data["record_type"].astype(str) + "." + data["field"].astype(str)
     order = data.groupby("where")["defect_count"].sum().sort_values().index.tolist()
     fig = go.Figure()
     for i, (defect, part) in enumerate(data.groupby("defect", sort=True)):
-        fig.add_bar(y=part["where"], x=part["defect_count"], name=str(defect), orientation="h",
-                    marker_color=SEQUENCE[i % len(SEQUENCE)],
-                    customdata=part[["defect_share"]].fillna(0) * 100,
-                    hovertemplate="%{y}<br>" + str(defect) + ": %{x:,} (%{customdata[0]:.1f}%)<extra></extra>")
-    fig.update_layout(barmode="stack", xaxis_title="records with the defect",
-                      yaxis={"categoryorder": "array", "categoryarray": order})
+        fig.add_bar(
+            y=part["where"],
+            x=part["defect_count"],
+            name=str(defect),
+            orientation="h",
+            marker_color=SEQUENCE[i % len(SEQUENCE)],
+            customdata=part[["defect_share"]].fillna(0) * 100,
+            hovertemplate="%{y}<br>"
+            + str(defect)
+            + ": %{x:,} (%{customdata[0]:.1f}%)<extra></extra>",
+        )
+    fig.update_layout(
+        barmode="stack",
+        xaxis_title="records with the defect",
+        yaxis={"categoryorder": "array", "categoryarray": order},
+    )
     return style(fig, f"Defects per field (batch {batch})", height=max(340, 26 * len(order) + 150))
 
 
@@ -74,20 +99,39 @@ def clean_share_chart(quality: Rows) -> go.Figure:
     fig = go.Figure()
     if data["batch_id"].nunique() == 1:
         data = data.sort_values("record_type")
-        fig.add_bar(x=data["record_type"], y=data["clean_share"], customdata=data[["records"]],
-                    marker_color=[SEQUENCE[i % len(SEQUENCE)] for i in range(len(data))],
-                    text=[f"{s:.1%} of {n:,}" for s, n in zip(data["clean_share"], data["records"], strict=True)],
-                    textposition="outside", showlegend=False,
-                    hovertemplate="%{x}s: %{y:.1%} clean of %{customdata[0]:,}<extra></extra>")
-        fig.update_layout(xaxis_title="record type",
-                          yaxis={"title": "records with no defect", "tickformat": ".0%", "range": [0, 1.12]})
+        fig.add_bar(
+            x=data["record_type"],
+            y=data["clean_share"],
+            customdata=data[["records"]],
+            marker_color=[SEQUENCE[i % len(SEQUENCE)] for i in range(len(data))],
+            text=[
+                f"{s:.1%} of {n:,}"
+                for s, n in zip(data["clean_share"], data["records"], strict=True)
+            ],
+            textposition="outside",
+            showlegend=False,
+            hovertemplate="%{x}s: %{y:.1%} clean of %{customdata[0]:,}<extra></extra>",
+        )
+        fig.update_layout(
+            xaxis_title="record type",
+            yaxis={"title": "records with no defect", "tickformat": ".0%", "range": [0, 1.12]},
+        )
         return style(fig, f"Share of clean records (batch {labels[0]})", height=340)
     for i, (record_type, part) in enumerate(data.groupby("record_type", sort=True)):
-        fig.add_scatter(x=part["label"], y=part["clean_share"], mode="lines+markers", name=str(record_type),
-                        line={"color": SEQUENCE[i % len(SEQUENCE)], "width": 3}, marker={"size": 9},
-                        customdata=part[["records"]],
-                        hovertemplate=f"{record_type}s, batch %{{x}}<br>%{{y:.1%}} clean of "
-                                      "%{customdata[0]:,}<extra></extra>")
-    fig.update_layout(xaxis_title="batch", xaxis_type="category",
-                      yaxis={"title": "records with no defect", "tickformat": ".0%", "range": [0, 1.05]})
+        fig.add_scatter(
+            x=part["label"],
+            y=part["clean_share"],
+            mode="lines+markers",
+            name=str(record_type),
+            line={"color": SEQUENCE[i % len(SEQUENCE)], "width": 3},
+            marker={"size": 9},
+            customdata=part[["records"]],
+            hovertemplate=f"{record_type}s, batch %{{x}}<br>%{{y:.1%}} clean of "
+            "%{customdata[0]:,}<extra></extra>",
+        )
+    fig.update_layout(
+        xaxis_title="batch",
+        xaxis_type="category",
+        yaxis={"title": "records with no defect", "tickformat": ".0%", "range": [0, 1.05]},
+    )
     return style(fig, "Share of clean records, per batch", height=340)

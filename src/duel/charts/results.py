@@ -11,15 +11,30 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from duel.charts.look import COLOURS, Rows, _label, _short, empty_chart, frame, platform_colour, style
+from duel.charts.look import (
+    COLOURS,
+    Rows,
+    _label,
+    _short,
+    empty_chart,
+    frame,
+    platform_colour,
+    style,
+)
 
-COVERAGE = (("user_id", "user_id_known", "user_count", "users"), ("join date", "joined_at_known", "user_count", "users"),
-            ("brand", "brand_known", "program_count", "programs"), ("sales", "sales_known", "program_count", "programs"),
-            ("platform", "platform_known", "task_count", "tasks"), ("likes", "likes_known", "task_count", "tasks"),
-            ("comments", "comments_known", "task_count", "tasks"), ("shares", "shares_known", "task_count", "tasks"),
-            ("reach", "reach_known", "task_count", "tasks"),
-            ("engagement", "engagement_known", "task_count", "tasks"),
-            ("engagement rate", "engagement_rate_tasks", "task_count", "tasks"))
+COVERAGE = (
+    ("user_id", "user_id_known", "user_count", "users"),
+    ("join date", "joined_at_known", "user_count", "users"),
+    ("brand", "brand_known", "program_count", "programs"),
+    ("sales", "sales_known", "program_count", "programs"),
+    ("platform", "platform_known", "task_count", "tasks"),
+    ("likes", "likes_known", "task_count", "tasks"),
+    ("comments", "comments_known", "task_count", "tasks"),
+    ("shares", "shares_known", "task_count", "tasks"),
+    ("reach", "reach_known", "task_count", "tasks"),
+    ("engagement", "engagement_known", "task_count", "tasks"),
+    ("engagement rate", "engagement_rate_tasks", "task_count", "tasks"),
+)
 MEASURES = ("likes", "comments", "shares", "reach", "engagement")
 UNKNOWN_PLATFORM = "unknown platform"
 NO_JOIN_DATE = "no join date"
@@ -42,12 +57,31 @@ def coverage_chart(overview: Rows) -> go.Figure:
         shares.append(int(row[known]) / total if total else None)
         texts.append(f"{int(row[known]):,} of {total:,}")
     fig = go.Figure()
-    fig.add_bar(y=labels, x=shares, orientation="h", text=texts, textposition="auto", insidetextanchor="end",
-                marker_color=[COLOURS["good"] if (s or 0) >= 0.9 else COLOURS["warn"] if (s or 0) >= 0.5
-                              else COLOURS["bad"] for s in shares],
-                hovertemplate="%{y}: %{x:.1%} known (%{text})<extra></extra>", showlegend=False)
-    fig.update_layout(xaxis={"title": "share of the rows with a known value", "tickformat": ".0%",
-                             "range": [0, 1]})
+    fig.add_bar(
+        y=labels,
+        x=shares,
+        orientation="h",
+        text=texts,
+        textposition="auto",
+        insidetextanchor="end",
+        marker_color=[
+            COLOURS["good"]
+            if (s or 0) >= 0.9
+            else COLOURS["warn"]
+            if (s or 0) >= 0.5
+            else COLOURS["bad"]
+            for s in shares
+        ],
+        hovertemplate="%{y}: %{x:.1%} known (%{text})<extra></extra>",
+        showlegend=False,
+    )
+    fig.update_layout(
+        xaxis={
+            "title": "share of the rows with a known value",
+            "tickformat": ".0%",
+            "range": [0, 1],
+        }
+    )
     return style(fig, "Coverage: how much of each measure is known", height=40 * len(labels) + 140)
 
 
@@ -66,25 +100,58 @@ def coverage_by_platform_chart(platforms: Rows) -> go.Figure:
         return empty_chart()
     data = _platform_rows(data)
     z = [[row[f"{m}_known_share"] for m in MEASURES] for _, row in data.iterrows()]
-    text = [[f"{row[f'{m}_known_share']:.0%}<br>{int(row[f'{m}_known']):,} of {int(row['task_count']):,}"
-             for m in MEASURES] for _, row in data.iterrows()]
-    fig = go.Figure(go.Heatmap(z=z, x=list(MEASURES), y=[f"{label}" for label in data["label"]], text=text,
-                               texttemplate="%{text}", zmin=0, zmax=1, showscale=False,
-                               colorscale=[[0, "#F4D3CF"], [0.5, "#F7E7B4"], [1, "#CFE8D8"]],
-                               hovertemplate="%{y}, %{x}: %{text}<extra></extra>"))
+    text = [
+        [
+            f"{row[f'{m}_known_share']:.0%}<br>{int(row[f'{m}_known']):,} of {int(row['task_count']):,}"
+            for m in MEASURES
+        ]
+        for _, row in data.iterrows()
+    ]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=list(MEASURES),
+            y=[f"{label}" for label in data["label"]],
+            text=text,
+            texttemplate="%{text}",
+            zmin=0,
+            zmax=1,
+            showscale=False,
+            colorscale=[[0, "#F4D3CF"], [0.5, "#F7E7B4"], [1, "#CFE8D8"]],
+            hovertemplate="%{y}, %{x}: %{text}<extra></extra>",
+        )
+    )
     fig.update_layout(xaxis={"side": "top"})
     fig.update_yaxes(autorange="reversed")
     return style(fig, "Tasks with a known value, per platform", height=90 * len(data) + 120)
 
 
-def _dots(fig: go.Figure, data: pd.DataFrame, value: str, text: list[str], colour: list[str] | str,
-          row: int, col: int, fmt: str, room: float = 2.2) -> None:
+def _dots(
+    fig: go.Figure,
+    data: pd.DataFrame,
+    value: str,
+    text: list[str],
+    colour: list[str] | str,
+    row: int,
+    col: int,
+    fmt: str,
+    room: float = 2.2,
+) -> None:
     """A dot per row at `value`, labelled, on an axis fitted to the values (dots need no zero);
     `room`: how much space (in paddings) the labels need right of the largest value."""
-    fig.add_scatter(x=data[value], y=data["label"], mode="markers+text", text=text, textposition="middle right",
-                    marker={"size": 14, "color": colour, "line": {"width": 1, "color": "white"}},
-                    cliponaxis=False, showlegend=False, row=row, col=col,
-                    hovertemplate="%{y}: %{x:" + fmt + "}<extra></extra>")
+    fig.add_scatter(
+        x=data[value],
+        y=data["label"],
+        mode="markers+text",
+        text=text,
+        textposition="middle right",
+        marker={"size": 14, "color": colour, "line": {"width": 1, "color": "white"}},
+        cliponaxis=False,
+        showlegend=False,
+        row=row,
+        col=col,
+        hovertemplate="%{y}: %{x:" + fmt + "}<extra></extra>",
+    )
     values = pd.to_numeric(data[value], errors="coerce").dropna()
     if not values.empty:
         low, high = float(values.min()), float(values.max())
@@ -100,15 +167,42 @@ def engagement_by_platform_chart(platforms: Rows) -> go.Figure:
         return empty_chart()
     data = _platform_rows(data)
     colours = [platform_colour(None if p == UNKNOWN_PLATFORM else p) for p in data["label"]]
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14, shared_yaxes=True,
-                        subplot_titles=("Engagement per task (tasks with known engagement)",
-                                        "Engagement rate (tasks with engagement and reach known)"))
-    _dots(fig, data, "engagement_average", [f"{_number(v, 1)}  (n = {int(n):,})" for v, n in
-                                            zip(data["engagement_average"], data["engagement_known"], strict=True)],
-          colours, 1, 1, ",.1f")
-    _dots(fig, data, "engagement_rate", [f"{v:.2%}  (n = {int(n):,})" if pd.notna(v) else "n/a" for v, n in
-                                         zip(data["engagement_rate"], data["engagement_rate_tasks"], strict=True)],
-          colours, 1, 2, ".2%")
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        horizontal_spacing=0.14,
+        shared_yaxes=True,
+        subplot_titles=(
+            "Engagement per task (tasks with known engagement)",
+            "Engagement rate (tasks with engagement and reach known)",
+        ),
+    )
+    _dots(
+        fig,
+        data,
+        "engagement_average",
+        [
+            f"{_number(v, 1)}  (n = {int(n):,})"
+            for v, n in zip(data["engagement_average"], data["engagement_known"], strict=True)
+        ],
+        colours,
+        1,
+        1,
+        ",.1f",
+    )
+    _dots(
+        fig,
+        data,
+        "engagement_rate",
+        [
+            f"{v:.2%}  (n = {int(n):,})" if pd.notna(v) else "n/a"
+            for v, n in zip(data["engagement_rate"], data["engagement_rate_tasks"], strict=True)
+        ],
+        colours,
+        1,
+        2,
+        ".2%",
+    )
     fig.update_xaxes(tickformat=".1%", row=1, col=2)
     fig.update_yaxes(autorange="reversed")
     fig.update_annotations(font={"size": 13})
@@ -122,34 +216,76 @@ def engagement_over_time_chart(by_month: Rows) -> go.Figure:
     data = frame(by_month)
     if data.empty:
         return empty_chart("no tasks")
-    data = data.assign(month=[(NO_JOIN_DATE if pd.isna(m) else pd.Timestamp(m).strftime("%b %Y"))
-                              for m in data["join_month"]],
-                       order=[pd.Timestamp.max if pd.isna(m) else pd.Timestamp(m) for m in data["join_month"]],
-                       platform_label=[UNKNOWN_PLATFORM if pd.isna(p) else str(p) for p in data["platform"]])
+    data = data.assign(
+        month=[
+            (NO_JOIN_DATE if pd.isna(m) else pd.Timestamp(m).strftime("%b %Y"))
+            for m in data["join_month"]
+        ],
+        order=[pd.Timestamp.max if pd.isna(m) else pd.Timestamp(m) for m in data["join_month"]],
+        platform_label=[UNKNOWN_PLATFORM if pd.isna(p) else str(p) for p in data["platform"]],
+    )
     months = data.drop_duplicates("month").sort_values("order")["month"].tolist()
-    per_month = data.groupby("month").agg(
-        tasks=("task_count", "sum"), engagement=("engagement", "sum"), known=("engagement_known", "sum"),
-        rate_engagement=("engagement_rate_engagement", "sum"), rate_reach=("engagement_rate_reach", "sum"),
-        rate_tasks=("engagement_rate_tasks", "sum")).reindex(months)
-    per_month["average"] = per_month["engagement"] / per_month["known"].where(per_month["known"] > 0)
-    per_month["rate"] = per_month["rate_engagement"] / per_month["rate_reach"].where(per_month["rate_reach"] > 0)
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.4, 0.3, 0.3],
-                        subplot_titles=("Tasks, by the users' join month", "Engagement per task with known engagement",
-                                        "Engagement rate"))
+    per_month = (
+        data.groupby("month")
+        .agg(
+            tasks=("task_count", "sum"),
+            engagement=("engagement", "sum"),
+            known=("engagement_known", "sum"),
+            rate_engagement=("engagement_rate_engagement", "sum"),
+            rate_reach=("engagement_rate_reach", "sum"),
+            rate_tasks=("engagement_rate_tasks", "sum"),
+        )
+        .reindex(months)
+    )
+    per_month["average"] = per_month["engagement"] / per_month["known"].where(
+        per_month["known"] > 0
+    )
+    per_month["rate"] = per_month["rate_engagement"] / per_month["rate_reach"].where(
+        per_month["rate_reach"] > 0
+    )
+    fig = make_subplots(
+        rows=3,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        row_heights=[0.4, 0.3, 0.3],
+        subplot_titles=(
+            "Tasks, by the users' join month",
+            "Engagement per task with known engagement",
+            "Engagement rate",
+        ),
+    )
     for platform, part in data.groupby("platform_label", sort=True):
         part = part.groupby("month")["task_count"].sum().reindex(months)
-        fig.add_bar(x=months, y=part.fillna(0), name=str(platform), row=1, col=1,
-                    marker_color=platform_colour(None if platform == UNKNOWN_PLATFORM else platform),
-                    hovertemplate=f"{platform}, %{{x}}: %{{y:,}} tasks<extra></extra>")
+        fig.add_bar(
+            x=months,
+            y=part.fillna(0),
+            name=str(platform),
+            row=1,
+            col=1,
+            marker_color=platform_colour(None if platform == UNKNOWN_PLATFORM else platform),
+            hovertemplate=f"{platform}, %{{x}}: %{{y:,}} tasks<extra></extra>",
+        )
     dated = [m for m in months if m != NO_JOIN_DATE]
-    for row, (value, n, fmt) in enumerate((("average", "known", ",.1f"), ("rate", "rate_tasks", ".2%")), 2):
-        for part, colour, mode in ((per_month.loc[dated], COLOURS["primary"], "lines+markers"),
-                                   (per_month.loc[[m for m in months if m == NO_JOIN_DATE]], COLOURS["muted"],
-                                    "markers")):
-            fig.add_scatter(x=list(part.index), y=part[value], mode=mode, showlegend=False, row=row, col=1,
-                            line={"color": colour, "width": 2.5}, marker={"size": 9, "color": colour},
-                            customdata=part[[n]].fillna(0),
-                            hovertemplate="%{x}: %{y:" + fmt + "} over %{customdata[0]:,} tasks<extra></extra>")
+    for row, (value, n, fmt) in enumerate(
+        (("average", "known", ",.1f"), ("rate", "rate_tasks", ".2%")), 2
+    ):
+        for part, colour, mode in (
+            (per_month.loc[dated], COLOURS["primary"], "lines+markers"),
+            (per_month.loc[[m for m in months if m == NO_JOIN_DATE]], COLOURS["muted"], "markers"),
+        ):
+            fig.add_scatter(
+                x=list(part.index),
+                y=part[value],
+                mode=mode,
+                showlegend=False,
+                row=row,
+                col=1,
+                line={"color": colour, "width": 2.5},
+                marker={"size": 9, "color": colour},
+                customdata=part[[n]].fillna(0),
+                hovertemplate="%{x}: %{y:" + fmt + "} over %{customdata[0]:,} tasks<extra></extra>",
+            )
     fig.update_yaxes(tickformat=".1%", row=3, col=1)
     fig.update_layout(barmode="stack", xaxis3={"title": "users' join month", "type": "category"})
     fig.update_annotations(font={"size": 13})
@@ -163,16 +299,40 @@ def top_advocates_chart(advocates: Rows, top_n: int = 10) -> go.Figure:
     if data.empty:
         return empty_chart("no advocates")
     rankings = [r for r in ("engagement", "reach", "sales") if r in set(data["ranking"])]
-    fig = make_subplots(rows=1, cols=len(rankings), horizontal_spacing=0.2,
-                        subplot_titles=[f"by {r}" for r in rankings])
-    ranking_colours = {"engagement": COLOURS["primary"], "reach": COLOURS["good"], "sales": COLOURS["secondary"]}
+    fig = make_subplots(
+        rows=1,
+        cols=len(rankings),
+        horizontal_spacing=0.2,
+        subplot_titles=[f"by {r}" for r in rankings],
+    )
+    ranking_colours = {
+        "engagement": COLOURS["primary"],
+        "reach": COLOURS["good"],
+        "sales": COLOURS["secondary"],
+    }
     for col, ranking in enumerate(rankings, 1):
-        part = (data[data["ranking"] == ranking].sort_values(["rank", "label", "user_key"]).head(top_n)
-                .assign(label=lambda d: [f"{int(r)}{'=' if t else ''}. {_short(str(name), 22)}" for r, t, name in
-                                         zip(d["rank"], d["is_tied"], d["label"], strict=True)]))
+        part = (
+            data[data["ranking"] == ranking]
+            .sort_values(["rank", "label", "user_key"])
+            .head(top_n)
+            .assign(
+                label=lambda d: [
+                    f"{int(r)}{'=' if t else ''}. {_short(str(name), 22)}"
+                    for r, t, name in zip(d["rank"], d["is_tied"], d["label"], strict=True)
+                ]
+            )
+        )
         digits = 2 if ranking == "sales" else 0
-        _dots(fig, part, "value", [_number(v, digits) for v in part["value"]], ranking_colours[ranking], 1, col,
-              ",.2f" if digits else ",.0f")
+        _dots(
+            fig,
+            part,
+            "value",
+            [_number(v, digits) for v in part["value"]],
+            ranking_colours[ranking],
+            1,
+            col,
+            ",.2f" if digits else ",.0f",
+        )
         fig.update_yaxes(autorange="reversed", row=1, col=col)
     fig.update_annotations(font={"size": 13})
     return style(fig, height=max(360, 30 * top_n + 110))
@@ -180,24 +340,59 @@ def top_advocates_chart(advocates: Rows, top_n: int = 10) -> go.Figure:
 
 # --- brands, programs and sales -------------------------------------------------------------
 
+
 def brand_performance_chart(brands: Rows, top_n: int = 15) -> go.Figure:
     """engagement_by_brand: the top `top_n` known brands by sales and by engagement (their ranks), each
     with its coverage. The unknown brand is never ranked (its own row in the report's table)."""
     data = frame(brands)
     if data.empty:
         return empty_chart()
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.26,
-                        subplot_titles=(f"Top {top_n} by sales", f"Top {top_n} by engagement"))
-    for col, (rank, value, known, rows, colour, digits) in enumerate((
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        horizontal_spacing=0.26,
+        subplot_titles=(f"Top {top_n} by sales", f"Top {top_n} by engagement"),
+    )
+    for col, (rank, value, known, rows, colour, digits) in enumerate(
+        (
             ("sales_rank", "sales", "sales_known", "program_count", COLOURS["secondary"], 0),
-            ("engagement_rank", "engagement", "engagement_known", "task_count", COLOURS["primary"], 0)), 1):
-        part = data[data[rank].notna() & (data[rank] <= top_n)].sort_values([rank, "brand"]).head(top_n)
-        part = part.assign(label=[f"{int(r)}. {_short(str(b), 22)}" for r, b in zip(part[rank], part["brand"],
-                                                                                   strict=True)])
+            (
+                "engagement_rank",
+                "engagement",
+                "engagement_known",
+                "task_count",
+                COLOURS["primary"],
+                0,
+            ),
+        ),
+        1,
+    ):
+        part = (
+            data[data[rank].notna() & (data[rank] <= top_n)]
+            .sort_values([rank, "brand"])
+            .head(top_n)
+        )
+        part = part.assign(
+            label=[
+                f"{int(r)}. {_short(str(b), 22)}"
+                for r, b in zip(part[rank], part["brand"], strict=True)
+            ]
+        )
         what = "programs" if rows == "program_count" else "tasks"
-        _dots(fig, part, value, [f"{_number(v, digits)}  ({int(k)} of {int(n)} {what})" for v, k, n in
-                                 zip(part[value], part[known], part[rows], strict=True)], colour, 1, col, ",.0f",
-              room=3.6)
+        _dots(
+            fig,
+            part,
+            value,
+            [
+                f"{_number(v, digits)}  ({int(k)} of {int(n)} {what})"
+                for v, k, n in zip(part[value], part[known], part[rows], strict=True)
+            ],
+            colour,
+            1,
+            col,
+            ",.0f",
+            room=3.6,
+        )
         fig.update_yaxes(autorange="reversed", row=1, col=col)
     fig.update_annotations(font={"size": 13})
     return style(fig, height=max(380, 26 * top_n + 100))
@@ -213,27 +408,47 @@ def program_performance_chart(programs: Rows, counts: Mapping[str, int] | None =
         return empty_chart("no program with both engagement and sales")
     counts = counts or {"programs": len(data), "both_known": len(data), "shown": len(data)}
     fig = go.Figure()
-    fig.add_scatter(x=data["engagement"], y=data["total_sales_attributed"], mode="markers",
-                    name="program", marker={"size": 5, "color": COLOURS["primary"], "opacity": 0.45},
-                    text=data["brand"].map(_label),
-                    hovertemplate="%{text}<br>engagement %{x:,}<br>sales %{y:,.2f}<extra></extra>")
-    fig.update_layout(xaxis_title="engagement (likes + comments + shares) of the program's tasks",
-                      yaxis={"title": "sales attributed", "rangemode": "tozero"})
-    shown = (f"all {counts['both_known']:,}" if counts["shown"] >= counts["both_known"]
-             else f"a sample of {counts['shown']:,} of the {counts['both_known']:,}")
-    return style(fig, "Programs: engagement against sales",
-                 subtitle=f"{shown} programs with both known; {counts['programs'] - counts['both_known']:,} of "
-                          f"{counts['programs']:,} lack one or both and are not drawn")
+    fig.add_scatter(
+        x=data["engagement"],
+        y=data["total_sales_attributed"],
+        mode="markers",
+        name="program",
+        marker={"size": 5, "color": COLOURS["primary"], "opacity": 0.45},
+        text=data["brand"].map(_label),
+        hovertemplate="%{text}<br>engagement %{x:,}<br>sales %{y:,.2f}<extra></extra>",
+    )
+    fig.update_layout(
+        xaxis_title="engagement (likes + comments + shares) of the program's tasks",
+        yaxis={"title": "sales attributed", "rangemode": "tozero"},
+    )
+    shown = (
+        f"all {counts['both_known']:,}"
+        if counts["shown"] >= counts["both_known"]
+        else f"a sample of {counts['shown']:,} of the {counts['both_known']:,}"
+    )
+    return style(
+        fig,
+        "Programs: engagement against sales",
+        subtitle=f"{shown} programs with both known; {counts['programs'] - counts['both_known']:,} of "
+        f"{counts['programs']:,} lack one or both and are not drawn",
+    )
 
 
 def _by_platform_group(attribution: Rows) -> pd.DataFrame:
     """sales_attribution summed per platform; unknown platform and "no tasks" as rows of their own."""
     data = frame(attribution)
-    data["label"] = ["no tasks" if w else UNKNOWN_PLATFORM if u else str(p) for p, u, w in
-                     zip(data["platform"], data["is_unknown_platform"], data["is_without_tasks"], strict=True)]
+    data["label"] = [
+        "no tasks" if w else UNKNOWN_PLATFORM if u else str(p)
+        for p, u, w in zip(
+            data["platform"], data["is_unknown_platform"], data["is_without_tasks"], strict=True
+        )
+    ]
     per = data.groupby("label", as_index=False).agg(
-        programs=("program_count", "sum"), known=("sales_known", "sum"), sales=("attributed_sales", "sum"),
-        outliers=("outlier_programs", "sum"))
+        programs=("program_count", "sum"),
+        known=("sales_known", "sum"),
+        sales=("attributed_sales", "sum"),
+        outliers=("outlier_programs", "sum"),
+    )
     per["average"] = per["sales"] / per["known"].where(per["known"] > 0)
     per["order"] = per["label"].isin((UNKNOWN_PLATFORM, "no tasks")).astype(int)
     return per.sort_values(["order", "label"], ascending=[True, False])
@@ -246,23 +461,63 @@ def sales_by_platform_chart(attribution: Rows) -> go.Figure:
     if data.empty:
         return empty_chart()
     per = _by_platform_group(data)
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.16, shared_yaxes=True,
-                        subplot_titles=("Programs: sales known or not", "Sales per program with known sales"))
-    fig.add_bar(y=per["label"], x=per["known"], orientation="h", name="sales known", row=1, col=1,
-                marker_color=COLOURS["primary"], text=[f"{k / n:.0%}" if n else "" for k, n in
-                                                       zip(per["known"], per["programs"], strict=True)],
-                textposition="inside", hovertemplate="%{y}: %{x:,} programs with known sales<extra></extra>")
-    fig.add_bar(y=per["label"], x=per["programs"] - per["known"], orientation="h", name="sales unknown",
-                row=1, col=1, marker_color="#D5D9DF",
-                hovertemplate="%{y}: %{x:,} programs with unknown sales<extra></extra>")
-    fig.add_bar(y=per["label"], x=per["average"], orientation="h", showlegend=False, row=1, col=2,
-                marker_color=[platform_colour(None if p in (UNKNOWN_PLATFORM, "no tasks") else p)
-                              for p in per["label"]],
-                text=[f"{_number(a, 0)}  (n = {int(k):,})" for a, k in zip(per["average"], per["known"], strict=True)],
-                textposition="outside", cliponaxis=False,
-                hovertemplate="%{y}: %{x:,.2f} per program<extra></extra>")
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        horizontal_spacing=0.16,
+        shared_yaxes=True,
+        subplot_titles=("Programs: sales known or not", "Sales per program with known sales"),
+    )
+    fig.add_bar(
+        y=per["label"],
+        x=per["known"],
+        orientation="h",
+        name="sales known",
+        row=1,
+        col=1,
+        marker_color=COLOURS["primary"],
+        text=[
+            f"{k / n:.0%}" if n else "" for k, n in zip(per["known"], per["programs"], strict=True)
+        ],
+        textposition="inside",
+        hovertemplate="%{y}: %{x:,} programs with known sales<extra></extra>",
+    )
+    fig.add_bar(
+        y=per["label"],
+        x=per["programs"] - per["known"],
+        orientation="h",
+        name="sales unknown",
+        row=1,
+        col=1,
+        marker_color="#D5D9DF",
+        hovertemplate="%{y}: %{x:,} programs with unknown sales<extra></extra>",
+    )
+    fig.add_bar(
+        y=per["label"],
+        x=per["average"],
+        orientation="h",
+        showlegend=False,
+        row=1,
+        col=2,
+        marker_color=[
+            platform_colour(None if p in (UNKNOWN_PLATFORM, "no tasks") else p)
+            for p in per["label"]
+        ],
+        text=[
+            f"{_number(a, 0)}  (n = {int(k):,})"
+            for a, k in zip(per["average"], per["known"], strict=True)
+        ],
+        textposition="outside",
+        cliponaxis=False,
+        hovertemplate="%{y}: %{x:,.2f} per program<extra></extra>",
+    )
     fig.update_xaxes(title_text="programs", row=1, col=1)
-    fig.update_xaxes(title_text="sales per program", range=[0, float(per["average"].max() or 1) * 1.45], row=1, col=2)
+    fig.update_xaxes(
+        title_text="sales per program",
+        range=[0, float(per["average"].max() or 1) * 1.45],
+        row=1,
+        col=2,
+    )
     fig.update_yaxes(autorange="reversed")
     fig.update_annotations(font={"size": 13})
     style(fig, height=70 * len(per) + 200)
@@ -270,7 +525,9 @@ def sales_by_platform_chart(attribution: Rows) -> go.Figure:
     return fig
 
 
-def sales_outliers_chart(outliers: Rows, total: int | None = None, unscored: int | None = None) -> go.Figure:
+def sales_outliers_chart(
+    outliers: Rows, total: int | None = None, unscored: int | None = None
+) -> go.Figure:
     """sales_outliers: each program's sales within its peer group (one column per group, one dot per
     program), the group's median and bounds marked, outliers in red. `total`: how many scored programs
     there are when the rows are a sample of them (every outlier plus an even spread); `unscored`: how
@@ -283,27 +540,56 @@ def sales_outliers_chart(outliers: Rows, total: int | None = None, unscored: int
     shown = len(data)
     if data.empty:
         return empty_chart("no scored sales")
-    data["group"] = [f"{g}<br>{int(n):,} scored" for g, n in zip(data["peer_group"], data["peer_group_scored"],
-                                                                   strict=True)]
+    data["group"] = [
+        f"{g}<br>{int(n):,} scored"
+        for g, n in zip(data["peer_group"], data["peer_group_scored"], strict=True)
+    ]
     outlier = data["is_outlier"].fillna(False).astype(bool)
     fig = go.Figure()
-    for name, part, colour, size in (("within its group", data[~outlier], COLOURS["primary"], 4),
-                                     ("outlier", data[outlier], COLOURS["bad"], 9)):
-        fig.add_box(x=part["group"], y=part["total_sales_attributed"], name=f"{name} ({len(part):,} shown)",
-                    boxpoints="all", jitter=0.7, pointpos=0, fillcolor="rgba(0,0,0,0)",
-                    line={"color": "rgba(0,0,0,0)"}, marker={"color": colour, "size": size, "opacity": 0.5},
-                    hovertemplate="%{y:,.2f}<extra>" + name + "</extra>")
+    for name, part, colour, size in (
+        ("within its group", data[~outlier], COLOURS["primary"], 4),
+        ("outlier", data[outlier], COLOURS["bad"], 9),
+    ):
+        fig.add_box(
+            x=part["group"],
+            y=part["total_sales_attributed"],
+            name=f"{name} ({len(part):,} shown)",
+            boxpoints="all",
+            jitter=0.7,
+            pointpos=0,
+            fillcolor="rgba(0,0,0,0)",
+            line={"color": "rgba(0,0,0,0)"},
+            marker={"color": colour, "size": size, "opacity": 0.5},
+            hovertemplate="%{y:,.2f}<extra>" + name + "</extra>",
+        )
     groups = data.drop_duplicates("group")
-    for column, name, symbol in (("upper_bound", "upper bound", "line-ew"), ("peer_median", "median", "diamond"),
-                                 ("lower_bound", "lower bound (at least 0)", "line-ew")):
-        fig.add_scatter(x=groups["group"], y=groups[column], mode="markers", name=name,
-                        marker={"symbol": symbol, "size": 34 if symbol == "line-ew" else 12, "color": COLOURS["ink"],
-                                "line": {"width": 3, "color": COLOURS["warn"] if symbol == "line-ew" else "white"}},
-                        hovertemplate=name + ": %{y:,.2f}<extra></extra>")
-    fig.update_layout(yaxis={"title": "sales per program", "rangemode": "tozero"}, boxmode="overlay")
+    for column, name, symbol in (
+        ("upper_bound", "upper bound", "line-ew"),
+        ("peer_median", "median", "diamond"),
+        ("lower_bound", "lower bound (at least 0)", "line-ew"),
+    ):
+        fig.add_scatter(
+            x=groups["group"],
+            y=groups[column],
+            mode="markers",
+            name=name,
+            marker={
+                "symbol": symbol,
+                "size": 34 if symbol == "line-ew" else 12,
+                "color": COLOURS["ink"],
+                "line": {"width": 3, "color": COLOURS["warn"] if symbol == "line-ew" else "white"},
+            },
+            hovertemplate=name + ": %{y:,.2f}<extra></extra>",
+        )
+    fig.update_layout(
+        yaxis={"title": "sales per program", "rangemode": "tozero"}, boxmode="overlay"
+    )
     fig.update_xaxes(tickangle=0)
-    sample = (f"a sample of {shown:,} of {total:,} scored programs, every outlier included" if total and total > shown
-              else f"all {shown:,} scored programs")
+    sample = (
+        f"a sample of {shown:,} of {total:,} scored programs, every outlier included"
+        if total and total > shown
+        else f"all {shown:,} scored programs"
+    )
     if unscored:
         sample += f"; {unscored:,} not scored (negative sales, or too few programs to compare)"
     style(fig, "Sales per program, within its peer group", height=520, subtitle=sample)
