@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 export DBT_PROFILES_DIR := $(CURDIR)/dbt/duel
 
 .DEFAULT_GOAL := help
-.PHONY: help install run data test test-fast lock db-start db-stop db-status clean airflow airflow-up test-airflow
+.PHONY: help install run data test test-fast lint format lock db-start db-stop db-status clean airflow airflow-up test-airflow
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
@@ -41,6 +41,20 @@ run: install $(if $(filter $(DEMO),$(DATA)),$(DEMO)) ## Start the embedded Postg
 # -v: each test's name as it starts and its result as it ends (a long test is never silent);
 # --durations: the slowest tests at the end.
 PYTEST_PROGRESS ?= -v --durations=15
+
+# sqlfluff's dbt templater compiles the project: it needs a reachable database (the embedded one).
+lint: install ## ruff (lint + format check), mypy, sqlfluff on the dbt models: what CI runs first
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/duel db start >/dev/null
+	eval "$$($(BIN)/duel db env)" && $(BIN)/sqlfluff lint dbt/duel/models dbt/duel/macros dbt/duel/snapshots
+
+format: install ## ruff format + ruff's safe fixes, sqlfluff fix on the dbt models
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/duel db start >/dev/null
+	eval "$$($(BIN)/duel db env)" && $(BIN)/sqlfluff fix dbt/duel/models dbt/duel/macros dbt/duel/snapshots
 
 test: install browser ## Run the whole test suite (real Postgres, real dbt, real dataset from ../shared)
 	$(BIN)/python -m pytest $(PYTEST_PROGRESS) $(PYTEST_ARGS)
