@@ -113,7 +113,8 @@ def ingest_tables(summary: dict) -> list[str]:
         lines += [
             f"### {size:,} files",
             "",
-            "| Input | Method | Median wall s | Files/s | Peak RSS MB | Time ÷ `duel ingest` | Runs |",
+            "| Input | Method | Median wall s | Files/s | Peak RSS MB | Time ÷ `duel ingest` | "
+            "Runs |",
             "|---|---|--:|--:|--:|--:|--:|",
         ]
         for form in ("tar.gz", "dir"):
@@ -133,8 +134,10 @@ def ingest_tables(summary: dict) -> list[str]:
                     rate, peak = f"< {rate}", f"> {peak}"
                 bound = _bound(summary, size, form, method)
                 lines.append(
-                    f"| {size_label(size)} {form} | {label} | {bound}{_fmt_s(row['median'])} | {rate} | {peak} "
-                    f"| {'—' if ratio is None else f'{bound}{ratio:.2f}×'} | {runs if not row['extrapolated'] else 'from 10k and 100k'} |"
+                    f"| {size_label(size)} {form} | {label} | {bound}{_fmt_s(row['median'])} | "
+                    f"{rate} | {peak} "
+                    f"| {'—' if ratio is None else f'{bound}{ratio:.2f}×'} | "
+                    f"{runs if not row['extrapolated'] else 'from 10k and 100k'} |"
                 )
         lines.append("")
     return lines
@@ -255,7 +258,8 @@ def end_to_end_table(end_to_end: list[dict]) -> list[str]:
     if not end_to_end:
         return ["Not run."]
     lines = [
-        "| Run | Input | Wall s | Peak RSS MB | Stages (s, as `duel run --json` reports them) | Loaded / unchanged |",
+        "| Run | Input | Wall s | Peak RSS MB | Stages (s, as `duel run --json` reports them) | "
+        "Loaded / unchanged |",
         "|---|---|--:|--:|---|--:|",
     ]
     for r in end_to_end:
@@ -289,7 +293,7 @@ def chart(summary: dict, path: Path) -> None:
                         "//" if row["extrapolated"] else "xx" if row.get("lower_bound") else ""
                     )
             bars = axis.bar(xs, ys, width, color=COLORS[method], label=LABELS[method].strip("`"))
-            for bar, hatch, y in zip(bars, hatches, ys):
+            for bar, hatch, y in zip(bars, hatches, ys, strict=True):
                 bar.set_hatch(hatch)
                 axis.annotate(
                     f"{y:,.0f}" if y >= 100 else f"{y:.3g}",
@@ -310,7 +314,8 @@ def chart(summary: dict, path: Path) -> None:
     axes[1].set_xticks(range(len(groups)), [f"{size_label(s)} {f}" for s, f in groups])
     axes[0].legend(ncol=3, fontsize=8)
     axes[0].set_title(
-        "duel ingest vs the notebook's method, dlt and the floors (//: extrapolated, xx: lower bound)"
+        "duel ingest vs the notebook's method, dlt and the floors (//: extrapolated, xx: lower "
+        "bound)"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -329,20 +334,24 @@ def notes(results: dict, summary: dict) -> list[str]:
     for (size, form, method), row in sorted(summary.items()):
         if row.get("lower_bound") and not row["extrapolated"]:
             lines.append(
-                f"- {LABELS[method]} on {size_label(size)} {form} was killed from outside the harness (SIGKILL; "
-                f"the harness's own limit is an hour) after {row['median']:.0f} s at {row['peak'] / MB:,.0f} MB: its "
+                f"- {LABELS[method]} on {size_label(size)} {form} was killed from outside the "
+                "harness (SIGKILL; "
+                f"the harness's own limit is an hour) after {row['median']:.0f} s at "
+                f"{row['peak'] / MB:,.0f} MB: its "
                 "time and memory are lower bounds."
             )
         if row["extrapolated"]:
             time_exponent, rss_exponent = row["exponents"]
             lines.append(
-                f"- The notebook method at 1M ({form}) is extrapolated, not run: time ∝ n^{time_exponent:.2f}, "
+                f"- The notebook method at 1M ({form}) is extrapolated, not run: time ∝ "
+                f"n^{time_exponent:.2f}, "
                 f"memory ∝ n^{rss_exponent:.2f} through its 10k and 100k results"
                 + (" (100k being a lower bound, so is this)" if row["lower_bound"] else "")
                 + "."
             )
     lines.append(
-        "- Peak RSS is of each method's own process tree; the Postgres server's memory is not counted."
+        "- Peak RSS is of each method's own process tree; the Postgres server's memory is not "
+        "counted."
     )
     return lines
 
@@ -360,9 +369,11 @@ def write(results: dict, out: Path) -> None:
     lines = [
         "# Benchmark results",
         "",
-        f"Written by `make bench` (`python bench/run.py {_args(results['args'])}`) — see [bench/README.md](README.md).",
+        f"Written by `make bench` (`python bench/run.py {_args(results['args'])}`) — see "
+        "[bench/README.md](README.md).",
         "",
-        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM; Postgres {m.get('postgres', '?')} "
+        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM; Postgres "
+        f"{m.get('postgres', '?')} "
         "(the embedded server, one per bench run)",
         f"- Date: {m['date']}; commit `{m['commit']}`"
         + (
@@ -371,9 +382,11 @@ def write(results: dict, out: Path) -> None:
             else ""
         )
         + f"; Python {m['python']}",
-        f"- Load average (1 min) at start {m['load_at_start']:.1f}, at end {m.get('load_at_end', 0):.1f} "
+        f"- Load average (1 min) at start {m['load_at_start']:.1f}, at end "
+        f"{m.get('load_at_end', 0):.1f} "
         "(the machine is shared: ratios from one interleaved run are steadier than absolute times)",
-        f"- Inputs: {'; '.join(origins)}; warm page cache; whole run {results.get('seconds', 0) / 60:.0f} min",
+        f"- Inputs: {'; '.join(origins)}; warm page cache; whole run "
+        f"{results.get('seconds', 0) / 60:.0f} min",
         "",
         "## Targets (issue 7)",
         "",

@@ -99,7 +99,7 @@ class Bench:
             host="127.0.0.1",
             port=self.port,
             user="postgres",
-            password="pass",
+            password="pass",  # noqa: S106  the bench's own throwaway server on loopback
             dbname="postgres",
             autocommit=True,
         )
@@ -264,14 +264,14 @@ def machine() -> dict[str, object]:
     cpu = next(
         (
             line.split(":", 1)[1].strip()
-            for line in open("/proc/cpuinfo", encoding="utf-8")
+            for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
             if line.startswith("model name")
         ),
         platform.processor(),
     )
     mem_kb = next(
         int(line.split()[1])
-        for line in open("/proc/meminfo", encoding="utf-8")
+        for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines()
         if line.startswith("MemTotal")
     )
     git = ["git", "-C", str(REPO)]

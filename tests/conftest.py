@@ -68,8 +68,10 @@ def pg_server(pg_home: Path) -> Iterator[Settings]:
     )
     server.start(settings)
     db.ensure_ready(settings)
-    # A throwaway server: Postgres' own non-durable settings for tests (each test creates a database,
-    # which otherwise waits on fsync; a crash loses nothing we keep). Tests of crashes use their own.
+    # A throwaway server: Postgres' own non-durable settings for tests (each test creates a
+    # database,
+    # which otherwise waits on fsync; a crash loses nothing we keep). Tests of crashes use their
+    # own.
     with psycopg.connect(**settings.conninfo(), autocommit=True) as conn:  # type: ignore[arg-type]
         for name in ("fsync", "synchronous_commit", "full_page_writes"):
             conn.execute(f"alter system set {name} = off")

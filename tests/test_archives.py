@@ -432,7 +432,10 @@ def test_ingest_real_dataset_repacked_gives_the_same_rows(
             "keyless": 0,
         }
     )
-    rows = "select source_name, content_sha256, parse_status, repair, document from raw.user_documents order by 1"
+    rows = (
+        "select source_name, content_sha256, parse_status, repair, document"
+        " from raw.user_documents order by 1"
+    )
     assert query(settings, rows) == query(other, rows)
 
 

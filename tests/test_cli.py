@@ -84,8 +84,10 @@ def test_ingest_unsupported_file(settings: Settings, tmp_path: Path) -> None:
     result = run_cli(settings, "ingest", str(tmp_path / "notes.txt"))
     assert (result.returncode, result.stderr) == (
         1,
-        f"error: {tmp_path}/notes.txt: not a supported input; give a directory or a .tar, .tar.gz/.tgz, "
-        ".tar.bz2/.tbz2, .tar.xz/.txz, .zip, .json or .ndjson/.jsonl file (.json and .ndjson may be .gz, .bz2 "
+        f"error: {tmp_path}/notes.txt: not a supported input; give a directory or a .tar, "
+        ".tar.gz/.tgz, "
+        ".tar.bz2/.tbz2, .tar.xz/.txz, .zip, .json or .ndjson/.jsonl file (.json and .ndjson may "
+        "be .gz, .bz2 "
         "or .xz compressed)\n",
     )
 
@@ -122,9 +124,12 @@ def test_ingest_wrong_password_on_duels_server_says_how_to_set_it(
     assert (result.returncode, result.stderr) == (
         1,
         (
-            f"error: duel's embedded server at 127.0.0.1:{settings.pg_port} refused user postgres (connection failed: "
-            f'connection to server at "127.0.0.1", port {settings.pg_port} failed: FATAL:  password '
-            'authentication failed for user "postgres"); set PGPASSWORD (environment or .env) to the password it '
+            f"error: duel's embedded server at 127.0.0.1:{settings.pg_port} refused user postgres "
+            "(connection failed: "
+            f'connection to server at "127.0.0.1", port {settings.pg_port} failed: FATAL:  '
+            "password "
+            'authentication failed for user "postgres"); set PGPASSWORD (environment or .env) to '
+            "the password it "
             "was created with, or run `duel db password` to make PGPASSWORD its password\n"
         ),
     )
@@ -134,16 +139,21 @@ def test_ingest_wrong_password_on_duels_server_says_how_to_set_it(
 def test_ingest_wrong_password_on_another_server_names_the_variables(
     settings: Settings, real_data: Path, tmp_path: Path
 ) -> None:
-    """From another DUEL_HOME, the session's server is not duel's own: set PGUSER/PGPASSWORD for it."""
+    """From another DUEL_HOME, the session's server is not duel's
+    own: set PGUSER/PGPASSWORD for it.
+    """
     result = run_cli(
         settings, "ingest", str(real_data), PGPASSWORD="s3cret-wrong", DUEL_HOME=str(tmp_path)
     )
     assert (result.returncode, result.stderr) == (
         1,
         (
-            f"error: the Postgres at 127.0.0.1:{settings.pg_port} refused user postgres (connection failed: "
-            f'connection to server at "127.0.0.1", port {settings.pg_port} failed: FATAL:  password '
-            'authentication failed for user "postgres"); it is not duel\'s embedded server: set PGUSER/PGPASSWORD '
+            f"error: the Postgres at 127.0.0.1:{settings.pg_port} refused user postgres "
+            "(connection failed: "
+            f'connection to server at "127.0.0.1", port {settings.pg_port} failed: FATAL:  '
+            "password "
+            'authentication failed for user "postgres"); it is not duel\'s embedded server: '
+            "set PGUSER/PGPASSWORD "
             "for it, or PGHOST/PGPORT to another server (a free PGPORT starts duel's own there)\n"
         ),
     )
@@ -156,7 +166,8 @@ def test_ingest_port_held_by_another_program(
     result = run_cli(settings, "ingest", str(real_data), PGPORT=str(squatter))
     assert (result.returncode, result.stderr) == (
         1,
-        f"error: port {squatter} on 127.0.0.1 is held by a program that does not answer as Postgres; "
+        f"error: port {squatter} on 127.0.0.1 is held by a program that does not answer as "
+        "Postgres; "
         "set PGPORT to a free port\n",
     )
 
@@ -211,7 +222,9 @@ def _help(*path: str) -> str:
 
 
 def test_help_lists_every_command_whole() -> None:
-    """`duel --help` (and `duel db --help`) list each command with its whole short help, never cut."""
+    """`duel --help` (and `duel db --help`) list each command with
+    its whole short help, never cut.
+    """
     for group, prefix in ((cli, ()), (cli.commands["db"], ("db",))):
         assert isinstance(group, click.Group)
         listed = _help(*prefix).split("Commands:\n")[1].split("\n\n")[0].splitlines()
@@ -276,7 +289,8 @@ def test_generate_refuses_a_name_it_cannot_write(
     suffix = name[name.index(".") :]
     assert (result.returncode, result.stderr) == (
         1,
-        f"error: {name} has the extension {suffix}: name a .tar, .tar.gz/.tgz, .tar.bz2/.tbz2 or .tar.xz/.txz "
+        f"error: {name} has the extension {suffix}: name a .tar, .tar.gz/.tgz, .tar.bz2/.tbz2 or "
+        ".tar.xz/.txz "
         "archive (e.g. -o data.tar.gz), or a directory\n",
     )
     assert list(tmp_path.iterdir()) == []
@@ -288,7 +302,8 @@ def test_ingest_non_gzip_named_tar_gz(settings: Settings, tmp_path: Path) -> Non
     result = run_cli(settings, "ingest", str(fake))
     assert (result.returncode, result.stderr) == (
         1,
-        f"error: {fake}: text, not a gzip-compressed tar archive; give a .tar.gz made by `tar czf`, a .tar, a "
+        f"error: {fake}: text, not a gzip-compressed tar archive; give a .tar.gz made by `tar "
+        "czf`, a .tar, a "
         "directory or .json files\n",
     )
 
@@ -373,12 +388,15 @@ def test_run_summary_names_the_server_and_the_demo(settings: Settings, tmp_path:
         lines[-7],
     )
     assert lines[-6:] == [
-        f"data:    the DEMO (made by `duel generate`), in database {db}; a real dump goes to another database",
+        f"data:    the DEMO (made by `duel generate`), in database {db}; a real dump goes to "
+        "another database",
         "connect:",
         f"  psql     psql -h 127.0.0.1 -p {port} -U postgres {db}",
         f"  pgAdmin  host 127.0.0.1, port {port}, maintenance database {db}, username postgres",
-        "  password pass (the default; to change it set PGPASSWORD and run `duel db password`, see the README)",
-        "  schemas  raw (as loaded), dbt (base, advocacy_programs, tasks_completed), dbt_lookup (brand), "
+        "  password pass (the default; to change it set PGPASSWORD and run `duel db password`, see "
+        "the README)",
+        "  schemas  raw (as loaded), dbt (base, advocacy_programs, tasks_completed), dbt_lookup "
+        "(brand), "
         "dbt_analysis (overview, reports)",
     ]
     assert (

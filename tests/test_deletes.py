@@ -103,7 +103,8 @@ def test_ingest_full_refuses_a_mass_delete_and_writes_nothing(
     with pytest.raises(MassDelete) as refused:
         ingest(settings, _with_new(dump(tmp_path / "b", range(4), top="other")), full=True)
     assert str(refused.value) == (
-        "refused: this complete (--full) dump would delete 6 of 10 current documents (more than half); nothing "
+        "refused: this complete (--full) dump would delete 6 of 10 current documents (more than "
+        "half); nothing "
         "was written. If that is right, run it again with --allow-mass-delete"
     )
     assert (refused.value.deleting, refused.value.current) == (6, 10)
@@ -132,8 +133,8 @@ def test_ingest_full_empty_dump_never_wipes_even_when_allowed(
     (tmp_path / "empty").mkdir()
     with pytest.raises(
         MassDelete,
-        match="^refused: this complete \\(--full\\) dump holds no document, so it "
-        "would delete all 3 current documents",
+        match=r"^refused: this complete \(--full\) dump holds no document, so it "
+        r"would delete all 3 current documents",
     ):
         ingest(settings, tmp_path / "empty", full=True, allow_mass_delete=True)
     assert raw_counts(settings) == before
@@ -145,7 +146,8 @@ def test_cli_ingest_full_mass_delete_is_one_line_exit_1(settings: Settings, tmp_
     assert (refused.returncode, refused.stdout, refused.stderr) == (
         1,
         "",
-        "error: refused: this complete (--full) dump would delete 3 of 4 current documents (more than "
+        "error: refused: this complete (--full) dump would delete 3 of 4 current documents (more "
+        "than "
         "half); nothing was written. If that is right, run it again with --allow-mass-delete\n",
     )
     allowed = run_cli(

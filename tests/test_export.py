@@ -44,7 +44,8 @@ def table_rows(
     with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
         types = conn.execute(
             "select a.attname, t.typname from pg_attribute a join pg_type t on t.oid = a.atttypid "
-            "where a.attrelid = %s::regclass and a.attnum > 0 and not a.attisdropped order by a.attnum",
+            "where a.attrelid = %s::regclass and a.attnum > 0 and not a.attisdropped order by "
+            "a.attnum",
             (f'"{schema}"."{table}"',),
         ).fetchall()
         order = sql.SQL(", ").join(sql.Literal(i) for i in range(1, len(types) + 1))
@@ -176,7 +177,9 @@ def test_export_is_byte_identical_when_run_again(
 
 
 def personal_values(settings: Settings) -> dict[str, set[str]]:
-    """Every name, email and handle the database holds: cleaned (dbt.base) and as delivered (raw)."""
+    """Every name, email and handle the database holds: cleaned
+    (dbt.base) and as delivered (raw).
+    """
     found: dict[str, set[str]] = {field: set() for field in PERSONAL_FIELDS}
     with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
         for field in PERSONAL_FIELDS:

@@ -1,10 +1,11 @@
-"""The first hour, as a newcomer lives it (issue 16): a fresh clone and a fresh DUEL_HOME, `make run`
-on the demo, then the README's own commands (the notebooks under `jupyter nbconvert`, clearing their
-outputs, `dbt build` from dbt/duel), `make notebooks` and one Ctrl-C, the real dump after the demo,
-and `make clean`. Slow: it installs a venv and runs dbt three times."""
+"""The first hour, as a newcomer lives it (issue 16): a fresh clone and a fresh DUEL_HOME,
+`make run` on the demo, then the README's own commands (the notebooks under `jupyter nbconvert`,
+clearing their outputs, `dbt build` from dbt/duel), `make notebooks` and one Ctrl-C, the real dump
+after the demo, and `make clean`. Slow: it installs a venv and runs dbt three times."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pty
 import re
@@ -113,7 +114,8 @@ def test_newcomer_make_run_says_server_and_demo(newcomer: Newcomer) -> None:
     assert [line for line in lines if line.startswith(("server:", "data:"))] == [
         f"server:  duel's embedded server at 127.0.0.1:{newcomer.port} (started now; data in "
         f"{newcomer.clone}/.duel/pgdata)",
-        "data:    the DEMO (made by `duel generate`), in database duel_demo; a real dump goes to duel",
+        "data:    the DEMO (made by `duel generate`), in database duel_demo; a real dump goes to "
+        "duel",
     ]
 
 
@@ -151,7 +153,8 @@ def test_newcomer_make_notebooks_stops_on_one_ctrl_c(newcomer: Newcomer) -> None
     pid, fd = pty.fork()
     if pid == 0:  # the child: make in a terminal of its own, as a person runs it
         os.chdir(newcomer.clone)
-        os.execvpe("make", ["make", "notebooks", f"NOTEBOOK_PORT={port}"], newcomer.env)
+        argv = ["make", "notebooks", f"NOTEBOOK_PORT={port}"]
+        os.execvpe("make", argv, newcomer.env)  # noqa: S606  pty.fork's child becomes make
     output, started = b"", time.monotonic()
     try:
         while f"127.0.0.1:{port}/lab".encode() not in output and time.monotonic() - started < 600:
@@ -165,10 +168,8 @@ def test_newcomer_make_notebooks_stops_on_one_ctrl_c(newcomer: Newcomer) -> None
                 "make notebooks still runs 30 s after one Ctrl-C"
             )
             if select.select([fd], [], [], 0.5)[0]:
-                try:
+                with contextlib.suppress(OSError):
                     output += os.read(fd, 65536)
-                except OSError:
-                    pass
         pid = 0
     finally:
         if pid:
@@ -184,7 +185,8 @@ def test_newcomer_real_dump_after_the_demo_has_no_demo_history(
     assert done.returncode == 0, done.stderr[-2000:]
     assert "data:    in database duel" in done.stderr.splitlines()
     history = (
-        "select count(*), count(distinct user_key), count(*) filter (where source_file like '%demo_user_%')"
+        "select count(*), count(distinct user_key), count(*) filter (where source_file like "
+        "'%demo_user_%')"
         " from dbt_snapshots.users_snapshot"
     )
     assert newcomer.query("duel", history) == [(10_000, 10_000, 0)]
@@ -195,7 +197,8 @@ def test_newcomer_make_clean_says_it_deletes_the_databases(newcomer: Newcomer) -
     done = newcomer.sh("make clean")
     assert done.returncode == 0, done.stderr[-2000:]
     assert (
-        "make clean: deleting .duel/pgdata, duel's embedded Postgres with every database in it (duel, "
+        "make clean: deleting .duel/pgdata, duel's embedded Postgres with every database in it "
+        "(duel, "
         "duel_demo, ...); data.tar.gz and any other Postgres are kept"
     ) in done.stdout.splitlines()
     assert (

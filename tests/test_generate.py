@@ -1,4 +1,6 @@
-"""The demo-data generator: shape, defects and rates of the real dump, determinism, speed-safe writer."""
+"""The demo-data generator: shape, defects and rates of the real dump, determinism, speed-safe
+writer.
+"""
 
 from __future__ import annotations
 
@@ -395,9 +397,9 @@ def test_is_demo_tells_demo_data_by_its_file_names(
 def test_demo_goes_to_its_own_database_and_never_meets_the_real_data(
     settings: Settings, tmp_path: Path, real_dir: Path
 ) -> None:
-    """With PGDATABASE unset: the demo loads into duel_demo (and says so), real data (500 files of the
-    real dump) into duel, later commands use the last run's database, and no real user gets a demo
-    version."""
+    """With PGDATABASE unset: the demo loads into duel_demo (and says so), real data (500 files of
+    the real dump) into duel, later commands use the last run's database, and no real user gets a
+    demo version."""
     demo = write_dataset(tmp_path / "data.tar.gz", users=50, seed=1).path
     real_slice = tmp_path / "real" / "mixed"
     real_slice.mkdir(parents=True)
@@ -409,7 +411,8 @@ def test_demo_goes_to_its_own_database_and_never_meets_the_real_data(
         assert (loaded.returncode, loaded.stderr.splitlines()[-1]) == (
             0,
             (
-                "data:    the DEMO (made by `duel generate`), in database duel_demo; a real dump goes to duel"
+                "data:    the DEMO (made by `duel generate`), in database duel_demo; a real dump "
+                "goes to duel"
             ),
         )
         record = json.loads((tmp_path / "home" / "database.json").read_text())
@@ -423,7 +426,10 @@ def test_demo_goes_to_its_own_database_and_never_meets_the_real_data(
         real = run_cli(settings, "ingest", str(real_slice.parent), "--json", **env)
         assert (real.returncode, json.loads(real.stdout)["loaded"]) == (0, 500)
         assert run_cli(settings, "db", "url", **env).stdout.endswith("/duel\n")
-        count = "select count(*), count(*) filter (where source_name like '%%demo_user_%%') from raw.user_documents"
+        count = (
+            "select count(*), count(*) filter (where source_name like '%%demo_user_%%')"
+            " from raw.user_documents"
+        )
         assert (
             query(settings.with_overrides(pg_database="duel"), count),
             query(settings.with_overrides(pg_database="duel_demo"), count),
@@ -442,7 +448,8 @@ def test_demo_named_explicitly_stays_in_the_chosen_database(
     assert (loaded.returncode, loaded.stderr.splitlines()[-1]) == (
         0,
         (
-            f"data:    the DEMO (made by `duel generate`), in database {settings.pg_database}; a real dump goes to "
+            f"data:    the DEMO (made by `duel generate`), in database {settings.pg_database}; a "
+            "real dump goes to "
             "another database"
         ),
     )

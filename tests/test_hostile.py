@@ -296,7 +296,7 @@ def user_file(**values: str) -> bytes:
     """A corpus user document with some values replaced by raw JSON text (`likes="1e-20000"`)."""
     text = (CORPUS / "comment.json").read_text().replace("/* who */ ", "")
     for key, value in values.items():
-        text = re.sub(rf'("{key}": )[^,\n]+', lambda m: m.group(1) + value, text, count=1)
+        text = re.sub(rf'("{key}": )[^,\n]+', lambda m, v=value: m.group(1) + v, text, count=1)
     return text.encode()
 
 
@@ -418,7 +418,8 @@ def peak_rss_mb(settings: Settings, data: Path, **env: str) -> tuple[int, str]:
     started from a large pytest process would report the parent's size."""
     code = (
         "import atexit, re, sys\n"
-        "hwm = lambda: int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
+        "hwm = lambda: int(re.search(r'VmHWM:\\s+(\\d+)', "
+        "open('/proc/self/status').read()).group(1))\n"
         "atexit.register(lambda: print(hwm() // 1024, file=sys.stderr))\n"
         f"sys.argv = ['duel', 'ingest', {str(data)!r}, '--json']\n"
         "from duel.cli import main\nmain()\n"
@@ -437,7 +438,9 @@ def peak_rss_mb(settings: Settings, data: Path, **env: str) -> tuple[int, str]:
 
 
 def test_ingest_file_over_limit_is_not_read(settings: Settings, tmp_path: Path) -> None:
-    """A sparse 8 GiB file: reading it would take minutes and 8 GiB; it is quarantined from its size."""
+    """A sparse 8 GiB file: reading it would take minutes and 8 GiB; it is quarantined from its
+    size.
+    """
     data = tmp_path / "over"
     data.mkdir()
     with open(data / "huge.json", "wb") as handle:

@@ -33,7 +33,7 @@ def test_key_rule_parse_refuses_malformed_rules(text: str, message: str) -> None
 
 
 def test_load_settings_refuses_a_malformed_document_key() -> None:
-    with pytest.raises(ConfigError, match="^DUEL_DOCUMENT_KEY: 'a b' is neither"):
+    with pytest.raises(ConfigError, match=r"^DUEL_DOCUMENT_KEY: 'a b' is neither"):
         load_settings({"DUEL_DOCUMENT_KEY": "a b"}, dotenv=None)
 
 

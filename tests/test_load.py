@@ -210,7 +210,10 @@ def test_ingest_directory_and_tarball_give_same_rows(
     db.ensure_ready(other)
     ingest(settings, real_data)
     ingest(other, real_dir)
-    rows = "select source_name, content_sha256, parse_status, repair, document from raw.user_documents order by 1"
+    rows = (
+        "select source_name, content_sha256, parse_status, repair, document"
+        " from raw.user_documents order by 1"
+    )
     assert query(settings, rows) == query(other, rows)
 
 
@@ -270,7 +273,8 @@ def test_ingest_parallel_gives_same_rows_as_single_process(
     single = settings.with_overrides(workers=1)
     assert ingest(parallel, real_data).summary() == ingest(single, real_data).summary()
     rows = (
-        "select f.file_seq, f.source_name, f.status, d.content_sha256, d.parse_status, d.repair, d.document"
+        "select f.file_seq, f.source_name, f.status, d.content_sha256, d.parse_status, d.repair, "
+        "d.document"
         " from raw.batch_files f left join raw.user_documents d using (source_name, content_sha256)"
         " order by f.file_seq"
     )
@@ -319,11 +323,10 @@ def test_prefetch_hands_chunks_in_order_and_raises_the_readers_error_in_the_writ
         raise ValueError("archive is corrupt")
 
     prefetch = _Prefetch(chunks())
-    got = []
+    got: list[list[str]] = []
     try:
         with pytest.raises(ValueError, match="archive is corrupt"):
-            for chunk in prefetch:
-                got.append(chunk)
+            got.extend(prefetch)
     finally:
         prefetch.close()
     assert got == [["a"], ["b"]] and not prefetch.thread.is_alive()

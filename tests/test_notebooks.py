@@ -52,7 +52,8 @@ def execute(
     name: str, settings: Settings, kernels: KernelSpecManager, workdir: Path, **parameters: object
 ) -> NotebookNode:
     """Run a notebook as committed, with `parameters` injected after its parameters cell (as
-    papermill does), in a kernel that sees only the test's PG*/DUEL_* settings; a cell error fails."""
+    papermill does), in a kernel that sees only the test's PG*/DUEL_* settings; a cell error
+    fails."""
     notebook = nbformat.read(REPO / name, as_version=4)
     at = next(
         i for i, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", [])
@@ -165,7 +166,9 @@ def test_notebook_imports_duel_first_then_parameters(name: str, parameters: str)
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_sections_ask_then_answer(name: str) -> None:
-    """Every numbered section opens with a markdown question and has an answer cell before the next."""
+    """Every numbered section opens with a markdown question and has
+    an answer cell before the next.
+    """
     notebook = nbformat.read(REPO / name, as_version=4)
     sections: list[list[str]] = []
     for cell in notebook.cells:
@@ -210,8 +213,10 @@ def test_data_debugging_file_counts_equal_the_ledger(
     )
     total = sum(ledger.values())
     assert printed(debugging_first, "files-answer") == (
-        f"Of {total:,} files, {ledger.get('loaded', 0):,} are clean, {ledger.get('repaired', 0):,} need a repair, "
-        f"{ledger.get('quarantined', 0):,} would be quarantined and {ledger.get('skipped', 0):,} skipped.\n"
+        f"Of {total:,} files, {ledger.get('loaded', 0):,} are clean, {ledger.get('repaired', 0):,} "
+        "need a repair, "
+        f"{ledger.get('quarantined', 0):,} would be quarantined and {ledger.get('skipped', 0):,} "
+        "skipped.\n"
     )
 
 
@@ -236,7 +241,8 @@ def test_data_debugging_rerun_loads_nothing_twice(
     debugging_second: NotebookNode, nb_settings: Settings
 ) -> None:
     assert printed(debugging_second, "load-answer") == (
-        "Batch 2: loaded 0 (repaired 0), unchanged 10,000, quarantined 0, skipped 0 of 10,000 files.\n"
+        "Batch 2: loaded 0 (repaired 0), unchanged 10,000, quarantined 0, skipped 0 of 10,000 "
+        "files.\n"
     )
     assert query(
         nb_settings, "select count(*), count(distinct source_name) from raw.user_documents"
@@ -255,7 +261,8 @@ def test_data_debugging_malformed_and_split(
         " where f.batch_id = 1 and f.status = 'repaired' order by f.file_seq limit 1",
     )
     assert printed(debugging_first, "malformed-answer") == (
-        f"{repaired:,} files are malformed (closed {repaired:,}); in {first} the repair appended the missing "
+        f"{repaired:,} files are malformed (closed {repaired:,}); in {first} the repair appended "
+        "the missing "
         f"closing bracket(s) {appended!r}, after dropping trailing {removed!r}.\n"
     )
     assert (
@@ -288,7 +295,8 @@ def test_data_output_runs_without_errors(output_run: NotebookNode) -> None:
 
 @pytest.mark.slow  # executes the notebook on the real dump (and dbt)
 def test_data_output_draws_its_charts(output_run: NotebookNode) -> None:
-    # coverage, platform coverage and engagement, join month, advocates, brands, sales, outliers, defects
+    # coverage, platform coverage and engagement, join month, advocates, brands, sales, outliers,
+    # defects
     assert plotly_outputs(output_run) == 9
 
 
@@ -323,14 +331,17 @@ def test_data_output_overview_equals_the_model(
     [(users, programs, tasks, known, share, sales_known, sales_share, sales, rate, rate_tasks)] = (
         query(
             nb_settings,
-            "select user_count, program_count, task_count, engagement_known, engagement_known_share,"
+            "select user_count, program_count, task_count, engagement_known, "
+            "engagement_known_share,"
             " sales_known, sales_known_share, sales, engagement_rate, engagement_rate_tasks"
             " from dbt_analysis.overview",
         )
     )
     assert printed(output_run, "overview-answer") == (
-        f"{users:,} users, {programs:,} programs and {tasks:,} tasks; engagement is known for {known:,} tasks "
-        f"({float(share):.1%}), sales for {sales_known:,} programs ({float(sales_share):.1%}, {float(sales):,.2f} in "
+        f"{users:,} users, {programs:,} programs and {tasks:,} tasks; engagement is known for "
+        f"{known:,} tasks "
+        f"({float(share):.1%}), sales for {sales_known:,} programs ({float(sales_share):.1%}, "
+        f"{float(sales):,.2f} in "
         f"all); the engagement rate is {float(rate):.2%} over {rate_tasks:,} tasks.\n"
     )
     assert (users, programs, tasks) == (10000, 10000, 10000)
@@ -348,12 +359,15 @@ def test_data_output_platforms_are_compared_by_averages(
     )
     [(rated, rate, rate_tasks)] = query(
         nb_settings,
-        "select platform, engagement_rate, engagement_rate_tasks from dbt_analysis.engagement_by_platform"
+        "select platform, engagement_rate, engagement_rate_tasks from "
+        "dbt_analysis.engagement_by_platform"
         " where not is_unknown_platform order by engagement_rate desc, platform limit 1",
     )
     assert printed(output_run, "platform-answer") == (
-        f"{platform} has the most engagement per known task ({float(average):,.1f}, over {known:,} of its {tasks:,} "
-        f"tasks); {rated} has the highest engagement rate ({float(rate):.2%}, over {rate_tasks:,} tasks).\n"
+        f"{platform} has the most engagement per known task ({float(average):,.1f}, over {known:,} "
+        f"of its {tasks:,} "
+        f"tasks); {rated} has the highest engagement rate ({float(rate):.2%}, over {rate_tasks:,} "
+        "tasks).\n"
     )
 
 
@@ -393,8 +407,10 @@ def test_data_output_sales_equal_the_model(output_run: NotebookNode, nb_settings
         " max(outlier_threshold) from dbt_analysis.sales_outliers",
     )
     assert printed(output_run, "sales-answer") == (
-        f"{known:,} of {programs:,} programs have known sales, {float(sales):,.2f} in all; {outliers:,} of {scored:,} "
-        f"scored programs are outliers within their peer group (|modified z| > {float(threshold):g}).\n"
+        f"{known:,} of {programs:,} programs have known sales, {float(sales):,.2f} in all; "
+        f"{outliers:,} of {scored:,} "
+        "scored programs are outliers within their peer group (|modified z| > "
+        f"{float(threshold):g}).\n"
     )
 
 
@@ -404,7 +420,8 @@ def test_data_output_quality_equals_the_model(
 ) -> None:
     [(batch, clean, records, share)] = query(
         nb_settings,
-        "select batch_id, clean_records, records, clean_share from dbt_analysis.data_quality_summary"
+        "select batch_id, clean_records, records, clean_share from "
+        "dbt_analysis.data_quality_summary"
         " order by batch_id desc limit 1",
     )
     defects = query(
@@ -415,7 +432,8 @@ def test_data_output_quality_equals_the_model(
     )
     kind, field, defect, count, of = min(defects, key=lambda row: (-row[3], row[1]))
     assert printed(output_run, "quality-answer") == (
-        f"In batch {batch}, {clean:,} of {records:,} records are fully clean ({float(share):.1%}); the most "
+        f"In batch {batch}, {clean:,} of {records:,} records are fully clean ({float(share):.1%}); "
+        "the most "
         f"frequent defect is {kind}.{field} {defect} ({count:,} of {of:,}).\n"
     )
 
@@ -431,7 +449,8 @@ def test_data_output_joined_query_one_row_per_task(
         " join dbt.advocacy_programs p using (program_key)",
     )
     assert printed(output_run, "join-answer") == (
-        f"The join returns {tasks:,} rows, one per task, for {users:,} users, {programs:,} programs and "
+        f"The join returns {tasks:,} rows, one per task, for {users:,} users, {programs:,} "
+        "programs and "
         f"{brands:,} brands.\n"
     )
     assert tasks == 10000

@@ -44,9 +44,9 @@ def test_pipeline_dag_tasks_call_only_stage_functions() -> None:
         "prepare",
         "report",
     ]
-    assert {name: modules - ALLOWED for name, modules in tasks.items()} == dict.fromkeys(
-        tasks, set()
-    )
+    assert {name: modules - ALLOWED for name, modules in tasks.items()} == {
+        name: set() for name in tasks
+    }
     assert {name for name, modules in tasks.items() if "duel.pipeline" in modules} == {
         "prepare",
         "dbt_build",

@@ -137,7 +137,7 @@ def mutated(draw: st.DrawFn) -> bytes:
         ):  # a number at or past Postgres numeric's limits, as a value or anywhere
             number = draw(st.sampled_from(EXTREME_NUMBERS))
             data = (
-                re.sub(rb"(?<=: )-?[0-9][0-9.eE+-]*", lambda _: number, data, count=1)
+                re.sub(rb"(?<=: )-?[0-9][0-9.eE+-]*", lambda _, n=number: n, data, count=1)
                 if draw(st.booleans())
                 else data[:i] + number + data[i:]
             )

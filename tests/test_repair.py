@@ -55,7 +55,8 @@ def test_parse_document_closes_missing_final_brace() -> None:
 
 def test_parse_document_closes_dangling_comma_and_brackets() -> None:
     text = (
-        '{"user_id": null, "name": "A", "email": null, "instagram_handle": null, "tiktok_handle": null,'
+        '{"user_id": null, "name": "A", "email": null, "instagram_handle": null, "tiktok_handle": '
+        "null,"
         ' "joined_at": null, "advocacy_programs": [],'
     )
     parsed = parse_document(text.encode())
@@ -274,7 +275,8 @@ def test_parse_document_number_beyond_numeric_is_quarantined(number: str, shown:
         "quarantined",
         "number-out-of-range",
         (
-            f"number {shown} is out of range: Postgres numeric holds at most 131072 digits before the "
+            f"number {shown} is out of range: Postgres numeric holds at most 131072 digits before "
+            "the "
             "decimal point and 16383 after"
         ),
     )
@@ -390,7 +392,8 @@ def test_parse_document_many_long_exponents_take_linear_time() -> None:
         "clean",
         "number-out-of-range",
         (
-            "number 1.5e-16383 is out of range: Postgres numeric holds at most 131072 digits before the "
+            "number 1.5e-16383 is out of range: Postgres numeric holds at most 131072 digits "
+            "before the "
             "decimal point and 16383 after"
         ),
     )

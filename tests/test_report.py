@@ -98,12 +98,12 @@ def test_report_is_self_contained(report: ReportResult) -> None:
 @pytest.mark.slow
 def test_report_shows_the_run_summary(real_built: Settings, report: ReportResult) -> None:
     page = report.path.read_text()
-    stats = dict(
-        (label, value)
+    stats = {
+        label: value
         for value, label in re.findall(
             r'<div class="value">([^<]+)</div><div class="label">([^<]+)</div>', page
         )
-    )
+    }
     assert {
         k: stats[k]
         for k in ("files seen", "loaded", "repaired", "quarantined", "skipped", "unchanged")
@@ -233,7 +233,9 @@ def test_report_shows_the_overview_first_with_its_coverage(report: ReportResult)
 
 @pytest.mark.slow
 def test_report_never_ranks_an_unknown_member(report: ReportResult) -> None:
-    """The unknown brand, platform and join month are shown in rows of their own, with their size."""
+    """The unknown brand, platform and join month are shown in rows
+    of their own, with their size.
+    """
     page = report.path.read_text()
     assert re.findall(
         r"<td>\(unknown brand\) · not ranked</td><td class=\"n\">([\d,]+)</td>", page
@@ -245,7 +247,9 @@ def test_report_never_ranks_an_unknown_member(report: ReportResult) -> None:
 
 @pytest.mark.slow
 def test_report_titles_fit_beside_the_toolbar(report: ReportResult) -> None:
-    """Chart titles are short (what a chart leaves out is its subtitle), so plotly's toolbar never covers them."""
+    """Chart titles are short (what a chart leaves out is its subtitle), so plotly's toolbar never
+    covers them.
+    """
     titles = re.findall(
         r'"title":\{"font":\{"size":15\},(?:"subtitle":\{"font":\{[^{}]*\},"text":"[^"]*"\},)?'
         r'"text":"([^"]*)","x":0.01',

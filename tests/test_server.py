@@ -1,5 +1,6 @@
 """duel.server: the embedded Postgres starts, answers on loopback only, stops, and is remembered
-(DUEL_HOME/server.json); `duel db status` tells duel's own server, another Postgres and nothing apart."""
+(DUEL_HOME/server.json); `duel db status` tells duel's own server, another Postgres and nothing
+apart."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from duel.settings import Settings, load_settings
 
 ROOT_LINE = (
     (
-        "running as root: the embedded server runs as the system user duelpg, which duel creates for it "
+        "running as root: the embedded server runs as the system user duelpg, which duel creates "
+        "for it "
         "if missing\n"
     )
     if os.geteuid() == 0
@@ -48,10 +50,14 @@ def test_server_lifecycle_through_cli(pg_home: Path) -> None:
     status = run_cli(settings, "db", "status")
     assert (status.returncode, status.stdout) == (
         1,
-        f"nothing answers at 127.0.0.1:{port}; `duel db start` starts duel's embedded server there\n",
+        f"nothing answers at 127.0.0.1:{port}; `duel db start` starts duel's embedded server "
+        "there\n",
     )
     started = run_cli(settings, "db", "start")
-    own_line = rf"duel's embedded server at 127\.0\.0\.1:{port}, running since {SINCE} \(pid \d+\), data in {pgdata}\n"
+    own_line = (
+        rf"duel's embedded server at 127\.0\.0\.1:{port}, running since {SINCE} \(pid \d+\), "
+        rf"data in {pgdata}\n"
+    )
     assert (started.returncode, started.stderr) == (0, ROOT_LINE)
     assert re.fullmatch(own_line, started.stdout)
     try:
@@ -97,7 +103,8 @@ def test_server_is_recorded_and_found_without_pgport(pg_home: Path) -> None:
         status = run_cli(settings, "db", "status", **env)
         assert (status.returncode, status.stdout) == (
             1,
-            f"nothing answers at 127.0.0.1:{port}: duel's embedded server (data in {pgdata}) is stopped; "
+            f"nothing answers at 127.0.0.1:{port}: duel's embedded server (data in {pgdata}) is "
+            "stopped; "
             "`duel db start` starts it\n",
         )
         restarted = run_cli(settings, "db", "start", **env)
@@ -114,7 +121,8 @@ def test_status_says_when_duel_runs_elsewhere(pg_server: Settings) -> None:
     elsewhere = free_port()
     status = run_cli(pg_server, "db", "status", PGPORT=str(elsewhere))
     hint = (
-        f"duel's embedded server runs at 127.0.0.1:{pg_server.pg_port} (PGHOST and PGPORT are set in the "
+        f"duel's embedded server runs at 127.0.0.1:{pg_server.pg_port} (PGHOST and PGPORT are set "
+        "in the "
         "environment: unset them to use duel's)"
     )
     assert (status.returncode, status.stdout) == (
@@ -126,7 +134,8 @@ def test_status_says_when_duel_runs_elsewhere(pg_server: Settings) -> None:
         1,
         (
             f"error: duel's embedded server already runs at 127.0.0.1:{pg_server.pg_port} (data in "
-            f"{pg_server.pgdata.resolve()}), not at 127.0.0.1:{elsewhere}; unset PGHOST/PGPORT to use it, or "
+            f"{pg_server.pgdata.resolve()}), not at 127.0.0.1:{elsewhere}; unset PGHOST/PGPORT to "
+            "use it, or "
             "`duel db stop` it first to start it at the new address\n"
         ),
     )
@@ -134,17 +143,21 @@ def test_status_says_when_duel_runs_elsewhere(pg_server: Settings) -> None:
 
 
 def test_status_another_postgres(pg_server: Settings, tmp_path: Path) -> None:
-    """The session's server seen from another DUEL_HOME is a Postgres duel (from there) did not start."""
+    """The session's server seen from another DUEL_HOME is a Postgres duel (from there) did not
+    start.
+    """
     with psycopg.connect(**pg_server.conninfo()) as conn:  # type: ignore[arg-type]
         version = " ".join(conn.execute("select version()").fetchone()[0].split()[:2])  # type: ignore[index]
     status = run_cli(pg_server, "db", "status", DUEL_HOME=str(tmp_path))
     assert (status.returncode, status.stdout) == (
         0,
-        f"another Postgres answers at 127.0.0.1:{pg_server.pg_port} ({version}); duel did not start it\n",
+        f"another Postgres answers at 127.0.0.1:{pg_server.pg_port} ({version}); duel did not "
+        "start it\n",
     )
     refused = run_cli(pg_server, "db", "status", DUEL_HOME=str(tmp_path), PGPASSWORD="wrong")
     assert refused.stdout == (
-        f"another Postgres answers at 127.0.0.1:{pg_server.pg_port} (it refused user postgres: password "
+        f"another Postgres answers at 127.0.0.1:{pg_server.pg_port} (it refused user postgres: "
+        "password "
         'authentication failed for user "postgres"); duel did not start it\n'
     )
 
@@ -166,7 +179,8 @@ def test_db_password_sets_the_embedded_servers_password(pg_home: Path) -> None:
         changed = run_cli(settings, "db", "password", PGPASSWORD="n3w 'secret'")
         assert (changed.returncode, changed.stdout) == (
             0,
-            "duel's embedded server: user postgres now has the password in PGPASSWORD (from the environment)\n",
+            "duel's embedded server: user postgres now has the password in PGPASSWORD (from the "
+            "environment)\n",
         )
         assert "secret" not in changed.stderr
         with psycopg.connect(
@@ -178,7 +192,8 @@ def test_db_password_sets_the_embedded_servers_password(pg_home: Path) -> None:
         missing = run_cli(settings, "db", "password", PGUSER="nobody")
         assert (missing.returncode, missing.stderr) == (
             1,
-            'error: cannot set the password of nobody on duel\'s embedded server: role "nobody" does not exist\n',
+            "error: cannot set the password of nobody on duel's embedded server: "
+            'role "nobody" does not exist\n',
         )
     finally:
         run_cli(settings, "db", "stop")

@@ -141,7 +141,7 @@ def test_settings_are_frozen_and_overrides_checked() -> None:
     settings = Settings()
     with pytest.raises(FrozenInstanceError):
         settings.pg_port = 1  # type: ignore[misc]
-    with pytest.raises(ConfigError, match="^unknown setting\\(s\\): nope$"):
+    with pytest.raises(ConfigError, match=r"^unknown setting\(s\): nope$"):
         settings.with_overrides(nope=1)
     assert settings.with_overrides(pg_port=None, pg_user="x").pg_user == "x"
 

@@ -1,4 +1,6 @@
-"""Sharded ingest (duel.shards), the library side of the Airflow DAG's fan-out, on a real Postgres."""
+"""Sharded ingest (duel.shards), the library side of the Airflow
+DAG's fan-out, on a real Postgres.
+"""
 
 from __future__ import annotations
 

@@ -151,8 +151,10 @@ def test_iter_source_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(
         SourceError,
         match=(
-            r"notes.txt: not a supported input; give a directory or a .tar, .tar.gz/.tgz, .tar.bz2/.tbz2, "
-            r".tar.xz/.txz, .zip, .json or .ndjson/.jsonl file \(.json and .ndjson may be .gz, .bz2 or .xz "
+            r"notes.txt: not a supported input; give a directory or a .tar, .tar.gz/.tgz, "
+            r".tar.bz2/.tbz2, "
+            r".tar.xz/.txz, .zip, .json or .ndjson/.jsonl file \(.json and .ndjson may be .gz, "
+            r".bz2 or .xz "
             r"compressed\)$"
         ),
     ):
@@ -445,7 +447,8 @@ def test_iter_source_unreadable_members_are_defects_not_skips(tmp_path: Path) ->
             truncated,
             len(truncated),
             key_path="broken.json",
-            defect="unreadable-member: Compressed file ended before the end-of-stream marker was reached",
+            defect="unreadable-member: "
+            "Compressed file ended before the end-of-stream marker was reached",
         ),
         SourceFile(
             "dump.ndjson.xz",
@@ -580,8 +583,8 @@ def test_iter_source_nested_archives_held_in_memory_are_bounded(tmp_path: Path) 
             None,
             MAX_HELD_BYTES + 1,
             key_path="over.zip",
-            defect="archive-too-large: 33,554,433 bytes; a zip inside an archive is read in memory, where "
-            "nested archives hold 33,554,432 bytes at most (33,554,432 left)",
+            defect="archive-too-large: 33,554,433 bytes; a zip inside an archive is read in "
+            "memory, where nested archives hold 33,554,432 bytes at most (33,554,432 left)",
         ),
         SourceFile("big.tar/pad.txt", size=MAX_HELD_BYTES, skip_reason="not-json"),
         SourceFile("big.tar/u.json", b"{}", 2, key_path="u.json"),
@@ -650,7 +653,8 @@ def test_iter_source_names_do_not_depend_on_the_size_limit(tmp_path: Path) -> No
         ]
     )
     assert [f.defect for f in files if f.defect] == [
-        f"archive-too-large: {len(small_zip):,} bytes; a zip inside an archive is read in memory, where nested "
+        f"archive-too-large: {len(small_zip):,} bytes; a zip inside an archive is read in memory, "
+        "where nested "
         f"archives hold 33,554,432 bytes at most ({MAX_HELD_BYTES - largest:,} left)",
         "archive-too-deep: an archive inside 4 archives; they are read 3 deep",
     ]

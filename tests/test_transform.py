@@ -28,7 +28,10 @@ models:
           arguments:
             expected: "2"
 """
-FAILING_MODEL = "{{ config(materialized='table') }}\nselect cast(9223372036854775807 as bigint) + 1 as too_big\n"
+FAILING_MODEL = (
+    "{{ config(materialized='table') }}\n"
+    "select cast(9223372036854775807 as bigint) + 1 as too_big\n"
+)
 GENERIC_TESTS = (
     "unique",
     "not_null",
@@ -92,7 +95,8 @@ def test_transform_failed_test_raises_step_failed_naming_it(
             settings.with_overrides(dbt_project_dir=failing_project), select=["always_fails"]
         )
     assert raised.value.message == (
-        "dbt build failed: 1 of 1 failed: always_fails; always_fails: fail (Got 1 result, configured to fail if != 0)"
+        "dbt build failed: 1 of 1 failed: always_fails; always_fails: fail (Got 1 result, "
+        "configured to fail if != 0)"
     )
 
 
@@ -156,7 +160,8 @@ def test_transform_failed_model_gives_the_database_error(
             settings.with_overrides(dbt_project_dir=failing_project), select=["always_errors"]
         )
     assert raised.value.message == (
-        "dbt build failed: 1 of 1 failed: always_errors; always_errors: error (Database Error in model "
+        "dbt build failed: 1 of 1 failed: always_errors; always_errors: error (Database Error in "
+        "model "
         "always_errors (models/always_errors.sql): bigint out of range)"
     )
 

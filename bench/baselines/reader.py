@@ -37,7 +37,7 @@ class _Inflater:
     """A byte stream over a gzip file, read by exact lengths."""
 
     def __init__(self, path: Path) -> None:
-        self.handle = open(path, "rb")
+        self.handle = open(path, "rb")  # noqa: SIM115  closed by close(), a streaming reader
         self.inflate = zlib.decompressobj(wbits=31)
         self.buffer = bytearray()
         self.eof = False

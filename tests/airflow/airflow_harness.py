@@ -80,7 +80,9 @@ def explain(result: subprocess.CompletedProcess[str], lines: int = 60) -> str:
 
 
 def task_tries(home: Path, dag_id: str = "duel_pipeline") -> list[tuple[Any, ...]]:
-    """(run_id, task_id, map_index, state, try_number) of every task instance, from the metadata DB."""
+    """(run_id, task_id, map_index, state, try_number) of every task
+    instance, from the metadata DB.
+    """
     import sqlite3
 
     with sqlite3.connect(home / "airflow.db") as conn:
@@ -99,12 +101,16 @@ def _key_columns(columns: list[str]) -> list[str]:
 
 
 def fingerprints(settings: Settings) -> dict[str, Any]:
-    """Per table: the multiset of its keys (row count included), or its batch totals if per batch."""
+    """Per table: the multiset of its keys (row count included), or
+    its batch totals if per batch.
+    """
     prints: dict[str, Any] = {}
     with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
         tables = conn.execute(
-            "select table_schema, table_name, array_agg(column_name::text order by ordinal_position)"
-            " from information_schema.columns where table_schema = any(%s) group by 1, 2 order by 1, 2",
+            "select table_schema, table_name, array_agg(column_name::text order by "
+            "ordinal_position)"
+            " from information_schema.columns where table_schema = any(%s) group by 1, 2 order by "
+            "1, 2",
             (list(SCHEMAS),),
         ).fetchall()
         for schema, table, columns in tables:

@@ -29,13 +29,16 @@ print(json.dumps({
     "import_errors": bag.import_errors,
     "dag_ids": sorted(bag.dags),
     "downstream": {t.task_id: sorted(t.downstream_task_ids) for t in tasks},
-    "retries": {t.task_id: [t.retries, t.retry_delay.total_seconds(), float(t.retry_exponential_backoff),
-                            t.max_retry_delay.total_seconds()] for t in tasks},
-    "callbacks": sorted({f"{kind}:{callback.__name__}" for t in tasks for kind in ("failure", "retry")
+    "retries": {t.task_id: [t.retries, t.retry_delay.total_seconds(),
+                            float(t.retry_exponential_backoff), t.max_retry_delay.total_seconds()]
+                for t in tasks},
+    "callbacks": sorted({f"{kind}:{callback.__name__}"
+                         for t in tasks for kind in ("failure", "retry")
                          for callback in as_list(getattr(t, f"on_{kind}_callback"))}),
     "schedule": str(dag.schedule) if dag else None,
     "catchup": dag.catchup if dag else None,
-    "params": {k: [p.value, p.schema, p.description] for k in dag.params for p in [dag.params.get_param(k)]},
+    "params": {k: [p.value, p.schema, p.description]
+               for k in dag.params for p in [dag.params.get_param(k)]},
     "mapped": sorted(t.task_id for t in tasks if t.is_mapped) if dag else None,
 }))
 """

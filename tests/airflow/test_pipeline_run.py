@@ -186,7 +186,8 @@ def test_dag_shard_refused_once_retries_alone_and_announces_it(
         ("ingest_shard", 3, "success", 1),
     ]
     refused = (
-        f"ingest: the database refused the batch (Postgres at 127.0.0.1:{settings.pg_port}, database "
+        f"ingest: the database refused the batch (Postgres at 127.0.0.1:{settings.pg_port}, "
+        "database "
         f"{settings.pg_database}): database refuses shard 1/4 this once"
     )
     assert query(

@@ -86,7 +86,9 @@ def _handle(document: dict[str, Any], name: str, low: int, high: int) -> str | N
 
 
 def _user(name: str, document: dict[str, Any]) -> User:
-    """The label is the best identifier the user has: name, email, handles, user_id, document_key."""
+    """The label is the best identifier the user has: name, email,
+    handles, user_id, document_key.
+    """
     document_key = file_key(name)
     candidates = {
         "name": None if name_defect(document.get("name", MISSING)) else _text(document["name"]),
@@ -238,7 +240,9 @@ def by_platform(rows: Rows) -> dict[str | None, dict[str, Any]]:
 
 
 def user_values(rows: Rows, ranking: str) -> dict[Any, Any]:
-    """Each user's value for a ranking: the sum of its known values; users with none are left out."""
+    """Each user's value for a ranking: the sum of its known
+    values; users with none are left out.
+    """
     values: dict[Any, list[Any]] = defaultdict(list)
     if ranking == "sales":
         for program in rows.programs:
@@ -252,7 +256,9 @@ def user_values(rows: Rows, ranking: str) -> dict[Any, Any]:
 
 
 def ranking(rows: Rows, measure: str, limit: int = 25) -> list[tuple[int, Any, str, Decimal]]:
-    """(rank, user_key, label, value) of every user ranked within the limit: SQL rank(), ties share."""
+    """(rank, user_key, label, value) of every user ranked within the
+    limit: SQL rank(), ties share.
+    """
     labels = {u.user_key: u.label for u in rows.users}
     ordered = sorted(user_values(rows, measure).items(), key=lambda item: -item[1])
     ranked, previous, rank = [], None, 0

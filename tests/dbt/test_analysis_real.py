@@ -74,7 +74,9 @@ def test_engagement_by_platform_coverage_matches_the_files(
 
 
 def test_engagement_rate_is_its_own_parts_everywhere(real_built: Settings) -> None:
-    """Every grain's rate is engagement_rate_engagement / engagement_rate_reach, over tasks it names."""
+    """Every grain's rate is engagement_rate_engagement / engagement_rate_reach, over tasks it
+    names.
+    """
     for model in TASK_MODELS:
         wrong = fetch(
             real_built,
@@ -125,9 +127,11 @@ def test_no_ranking_holds_an_unknown_member(real_built: Settings) -> None:
         where is_unknown_brand and (sales_rank is not null or engagement_rank is not null)
         union all
         select 'attribution', count(*) from dbt_analysis.sales_attribution
-        where sales_rank is not null and (is_unknown_brand or is_unknown_platform or is_without_tasks)
+        where sales_rank is not null and (is_unknown_brand or is_unknown_platform or
+          is_without_tasks)
         union all
-        select 'advocates', count(*) from dbt_analysis.top_advocates where value is null or value_known = 0""",
+        select 'advocates', count(*) from dbt_analysis.top_advocates where value is null or
+          value_known = 0""",
     )
     assert ranked_unknowns == [
         {"model": "brand", "rows": 0},
@@ -188,7 +192,8 @@ def test_sales_outliers_match_a_robust_recomputation(real_built: Settings, rows:
         real_built,
         """
         select peer_group_level, peer_group, min(peer_group_size) as size, count(*) as judged,
-               bool_and(peer_group_scored = count_in_group) as scored_counts_right, min(peer_median) as median,
+               bool_and(peer_group_scored = count_in_group) as scored_counts_right,
+                 min(peer_median) as median,
                min(peer_median_absolute_deviation) as mad, min(lower_bound) as lower_bound,
                min(upper_bound) as upper_bound, count(*) filter (where is_outlier) as outliers
         from (select *, count(*) over (partition by peer_group_level, peer_group) as count_in_group

@@ -36,7 +36,9 @@ SPELLINGS = [
 
 
 def fold(text: str) -> str:
-    """Python's reading of macros/text.sql's fold_text: NFKC, whitespace runs as one space, casefold."""
+    """Python's reading of macros/text.sql's fold_text: NFKC, whitespace runs as one space,
+    casefold.
+    """
     return re.sub(r"[ \t\n\r\f\v]+", " ", unicodedata.normalize("NFKC", text.strip())).casefold()
 
 

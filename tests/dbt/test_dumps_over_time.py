@@ -338,7 +338,8 @@ def test_ndjson_identity_is_the_user_id_not_the_line(ndjson_history: NdjsonHisto
 def test_ndjson_snapshot_closes_changed_and_deleted_users(ndjson_history: NdjsonHistory) -> None:
     assert query(
         ndjson_history.settings,
-        "select count(*) filter (where dbt_valid_to is not null), count(*) filter (where dbt_valid_to is null),"
+        "select count(*) filter (where dbt_valid_to is not null), count(*) filter (where "
+        "dbt_valid_to is null),"
         " count(*) filter (where dbt_valid_to is null and starts_with(document_key, 'content:'))"
         " from dbt_snapshots.users_snapshot",
     ) == [(8, 39, 10)]

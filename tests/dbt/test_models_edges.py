@@ -21,8 +21,10 @@ COUNTS = (
     "select (select count(*) from dbt.base), (select count(*) from dbt.advocacy_programs),"
     " (select count(*) from dbt.tasks_completed), (select count(*) from dbt_analysis.overview),"
     " (select count(*) from dbt_analysis.engagement_by_platform),"
-    " (select count(*) from dbt_analysis.sales_attribution), (select count(*) from dbt_analysis.sales_outliers),"
-    " (select count(*) from dbt_analysis.top_advocates), (select count(*) from dbt_analysis.data_quality)"
+    " (select count(*) from dbt_analysis.sales_attribution), (select count(*) from "
+    "dbt_analysis.sales_outliers),"
+    " (select count(*) from dbt_analysis.top_advocates), (select count(*) from "
+    "dbt_analysis.data_quality)"
 )
 SUMMARY = (
     "select records, clean_records, clean_share, repaired_files, quarantined_files"
@@ -54,7 +56,8 @@ OUTLIERS = (
     " from dbt_analysis.sales_outliers"
 )
 OVERVIEW = (
-    "select user_count, program_count, task_count, engagement, engagement_known, engagement_known_share,"
+    "select user_count, program_count, task_count, engagement, engagement_known, "
+    "engagement_known_share,"
     " sales, sales_known, sales_known_share, engagement_rate from dbt_analysis.overview"
 )
 TOP = "select ranking, rank, value from dbt_analysis.top_advocates order by 1"

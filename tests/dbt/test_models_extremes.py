@@ -23,7 +23,8 @@ from duel.settings import Settings
 from duel.transform import build_models
 
 TASKS = (
-    "select program_position, task_position, likes, likes_defect, comments, comments_defect, shares, reach, reach_defect,"
+    "select program_position, task_position, likes, likes_defect, comments, comments_defect, "
+    "shares, reach, reach_defect,"
     " engagement from dbt.tasks_completed order by 1, 2"
 )
 BY_PLATFORM = (
@@ -43,7 +44,8 @@ ATTRIBUTION = (
     " from dbt_analysis.sales_attribution order by 2"
 )
 OUTLIERS = (
-    "select total_sales_attributed, is_negative_sales, is_scored, peer_median, lower_bound, is_outlier"
+    "select total_sales_attributed, is_negative_sales, is_scored, peer_median, lower_bound, "
+    "is_outlier"
     " from dbt_analysis.sales_outliers order by 1"
 )
 TERA = 10**12
@@ -71,7 +73,8 @@ def one_sales_program_left(sales: Any) -> Case:
 
 
 CASES = {
-    # the issue: `comments` = 2^63-1 with `likes` = 1 made tasks_completed fail (bigint out of range)
+    # the issue: `comments` = 2^63-1 with `likes` = 1 made tasks_completed fail (bigint out of
+    # range)
     "comments-beyond-bigint": Case(
         [program(1, [task(1, likes=1, comments=BIGINT_MAX), task(2)])],
         {
@@ -82,7 +85,8 @@ CASES = {
             BY_PLATFORM: [("tiktok", 2, 11, 2, 6, 15, 1, 400, 2, Decimal("0.075000"))],
         },
     ),
-    # `reach` = 2^63-1 made engagement_by_platform (bigint out of range) and metrics (numeric field overflow) fail;
+    # `reach` = 2^63-1 made engagement_by_platform (bigint out of range) and metrics (numeric field
+    # overflow) fail;
     # metrics is gone, engagement_by_join_month has its measures
     "reach-beyond-bigint": Case(
         [program(1, [task(1, reach=BIGINT_MAX), task(2)])],
@@ -99,7 +103,8 @@ CASES = {
     "sales-1e40": one_sales_program_left(Literal("1e40")),
     # 1e400 made sales_outliers fail (out of range for double precision)
     "sales-1e400": one_sales_program_left(Literal("1e400")),
-    # the edges of the ranges are kept (10^12 in every count, with reach 1; sales of +-10^12), one step beyond is not
+    # the edges of the ranges are kept (10^12 in every count, with reach 1; sales of +-10^12), one
+    # step beyond is not
     "at-the-bounds": Case(
         [
             program(

@@ -141,8 +141,8 @@ def test_models_keys_are_identical_after_changes_and_full_refresh(history: Histo
         program_key == key(file_key(name), position)
         for (name, position), program_key in programs.items()
     )
-    brands_before = {row for row in history.first["dbt_lookup.brand"]}
-    brands_after = {row for row in history.refreshed["dbt_lookup.brand"]}
+    brands_before = set(history.first["dbt_lookup.brand"])
+    brands_after = set(history.refreshed["dbt_lookup.brand"])
     assert brands_before <= brands_after and len(brands_after - brands_before) == 1  # Brand New Co
 
 
@@ -188,9 +188,11 @@ def test_models_changed_file_closes_and_opens_a_snapshot_row(history: History) -
     rows = query(
         history.settings,
         """
-        select source_file, content_sha256, dbt_valid_to is null, dbt_valid_to = lead(dbt_valid_from)
+        select source_file, content_sha256, dbt_valid_to is null, dbt_valid_to =
+          lead(dbt_valid_from)
                over (partition by user_key order by dbt_valid_from)
-        from dbt_snapshots.users_snapshot where source_file in (%s, %s) order by 1, dbt_valid_from""",
+        from dbt_snapshots.users_snapshot where source_file in (%s, %s) order by 1,
+          dbt_valid_from""",
         (CHANGED, EMPTIED),
     )
     current = dict(

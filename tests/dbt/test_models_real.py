@@ -40,12 +40,14 @@ DEFECTS_IN_CORE = """
     cross join lateral (values ('user_id', user_id_defect), ('name', name_defect),
         ('email', email_defect), ('email', case when is_duplicate_email then 'duplicate' end),
         ('instagram_handle', instagram_handle_defect), ('tiktok_handle', tiktok_handle_defect),
-        ('joined_at', joined_at_defect), ('advocacy_programs', advocacy_programs_defect)) v(field, defect)
+        ('joined_at', joined_at_defect), ('advocacy_programs', advocacy_programs_defect)) v(field,
+          defect)
     where defect is not null group by 1, 2, 3
     union all
     select 'program', field, defect, count(*) from dbt.advocacy_programs
     cross join lateral (values ('program_id', program_id_defect), ('brand', brand_defect),
-        ('total_sales_attributed', total_sales_attributed_defect), ('tasks_completed', tasks_completed_defect)
+        ('total_sales_attributed', total_sales_attributed_defect), ('tasks_completed',
+          tasks_completed_defect)
     ) v(field, defect)
     where defect is not null group by 1, 2, 3
     union all
@@ -96,11 +98,16 @@ def test_models_cleaned_totals_match_the_files(real_built: Settings, facts: Fact
         real_built,
         """
         select (select count(*) from dbt.base), (select count(user_id) from dbt.base),
-               (select count(email) from dbt.base), (select count(*) filter (where is_clean) from dbt.base),
-               (select count(*) from dbt.advocacy_programs), (select sum(total_sales_attributed) from dbt.advocacy_programs),
-               (select count(*) from dbt.tasks_completed), (select sum(likes) from dbt.tasks_completed),
-               (select sum(comments) from dbt.tasks_completed), (select sum(shares) from dbt.tasks_completed),
-               (select sum(reach) from dbt.tasks_completed), (select sum(engagement) from dbt.tasks_completed),
+               (select count(email) from dbt.base), (select count(*) filter (where is_clean) from
+                 dbt.base),
+               (select count(*) from dbt.advocacy_programs), (select sum(total_sales_attributed)
+                 from dbt.advocacy_programs),
+               (select count(*) from dbt.tasks_completed), (select sum(likes) from
+                 dbt.tasks_completed),
+               (select sum(comments) from dbt.tasks_completed), (select sum(shares) from
+                 dbt.tasks_completed),
+               (select sum(reach) from dbt.tasks_completed), (select sum(engagement) from
+                 dbt.tasks_completed),
                (select count(engagement) from dbt.tasks_completed),
                (select count(*) from dbt_lookup.brand where not is_unknown_brand)""",
     )
@@ -138,9 +145,11 @@ def test_models_engagement_by_platform_sums_the_tasks(real_built: Settings) -> N
         select e.platform, e.task_count = t.n and e.likes = t.likes and e.engagement = t.engagement
                and e.reach = t.reach and e.engagement_known = t.known
         from dbt_analysis.engagement_by_platform e
-        join (select platform, count(*) n, sum(likes) likes, sum(engagement) engagement, sum(reach) reach,
+        join (select platform, count(*) n, sum(likes) likes, sum(engagement) engagement,
+          sum(reach) reach,
                      count(engagement) known
-              from dbt.tasks_completed group by 1) t on t.platform is not distinct from e.platform""",
+              from dbt.tasks_completed group by 1) t on t.platform is not distinct from
+                e.platform""",
     )
     assert sorted(rows, key=str) == [
         ("facebook", True),

@@ -95,7 +95,8 @@ def test_warehouse_every_table_and_base_column_has_a_comment(real_built: Setting
         real_built,
         """
         select c.relnamespace::regnamespace::text || '.' || c.relname from pg_class c
-        where c.relnamespace::regnamespace::text in ('dbt', 'dbt_lookup', 'dbt_analysis', 'dbt_staging', 'dbt_snapshots')
+        where c.relnamespace::regnamespace::text in ('dbt', 'dbt_lookup', 'dbt_analysis',
+          'dbt_staging', 'dbt_snapshots')
           and c.relkind in ('r', 'v') and coalesce(obj_description(c.oid, 'pg_class'), '') = ''
         order by 1""",
     )
@@ -104,7 +105,8 @@ def test_warehouse_every_table_and_base_column_has_a_comment(real_built: Setting
         real_built,
         """
         select a.attname, col_description(a.attrelid, a.attnum) from pg_attribute a
-        where a.attrelid = 'dbt.base'::regclass and a.attnum > 0 and not a.attisdropped order by a.attnum""",
+        where a.attrelid = 'dbt.base'::regclass and a.attnum > 0 and not a.attisdropped order by
+          a.attnum""",
     )
     assert [name for name, comment in columns if not comment] == []
     assert dict(columns)["user_key"].startswith(
@@ -121,7 +123,8 @@ def test_warehouse_every_analysis_column_has_a_comment(real_built: Settings) -> 
         query(
             real_built,
             """
-        select c.relname || '.' || a.attname from pg_attribute a join pg_class c on c.oid = a.attrelid
+        select c.relname || '.' || a.attname from pg_attribute a join pg_class c on c.oid =
+          a.attrelid
         where c.relnamespace = 'dbt_analysis'::regnamespace and c.relkind = 'r' and a.attnum > 0
           and not a.attisdropped and coalesce(col_description(a.attrelid, a.attnum), '') = ''""",
         )
@@ -134,7 +137,8 @@ def test_warehouse_money_has_a_declared_scale(real_built: Settings) -> None:
     unscaled = query(
         real_built,
         """
-        select table_schema || '.' || table_name || '.' || column_name from information_schema.columns
+        select table_schema || '.' || table_name || '.' || column_name from
+          information_schema.columns
         where table_schema in ('dbt', 'dbt_lookup', 'dbt_analysis') and data_type = 'numeric'
           and numeric_scale is null order by 1""",
     )
