@@ -394,3 +394,18 @@ def test_s3_unreachable_endpoint_is_transient_and_missing_bucket_is_not(
     assert (unreachable.value.transient, missing.value.transient) == (True, False)
     assert missing.value.context["bucket"] == "no-such-bucket"
     _nothing_written(settings)
+
+
+def test_s3_dag_shards_are_one_batch_checked_against_its_listing(
+    s3: Any, bucket: str, s3_settings: Settings, dump: Path
+) -> None:
+    from duel.shards import ShardSpec, check_shards, delete_absent, ingest_shard, plan_shards
+
+    location = loaded_prefix(s3, bucket, s3_settings, dump)
+    s3.delete_object(Bucket=bucket, Key="daily/demo/demo_user_7.json")
+    specs = plan_shards(location, 4)
+    assert specs == [ShardSpec(0, 1)]
+    results = [ingest_shard(s3_settings, location, spec) for spec in specs]
+    check = check_shards(s3_settings, location, results)
+    assert (check.files, check.shards, check.totals["unchanged"]) == (USERS - 1, 1, USERS - 1)
+    assert delete_absent(s3_settings, results).deleted == 1
