@@ -143,6 +143,7 @@ def failure(client: Any, error: Exception, where: str, **context: Any) -> Object
         ConnectionError,
         HTTPClientError,
         NoCredentialsError,
+        ParamValidationError,
         PartialCredentialsError,
     )
 
@@ -154,6 +155,8 @@ def failure(client: Any, error: Exception, where: str, **context: Any) -> Object
             "(environment or .env)",
             **context,
         )
+    if isinstance(error, ParamValidationError):  # a bucket name S3 does not allow, ...
+        return ObjectStoreError(f"{where}: {_first_line(error)}", **context)
     if isinstance(error, (ConnectionError, HTTPClientError)):
         return ObjectStoreError(
             f"{where}: cannot reach the S3 endpoint {endpoint} ({_first_line(error)}); "
