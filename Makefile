@@ -84,8 +84,8 @@ browser: ## Install Debian's chromium for the report test (apt, no recommends), 
 
 lock: ## Regenerate requirements.txt from pyproject.toml
 	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip compile pyproject.toml --extra test --extra lint --universal --python-version 3.11 -o requirements.txt --quiet
-	$(BIN)/uv pip compile pyproject.toml --extra airflow --extra test --universal --python-version 3.11 -o requirements-airflow.txt --quiet
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra lint --extra s3 --universal --python-version 3.11 -o requirements.txt --quiet
+	$(BIN)/uv pip compile pyproject.toml --extra airflow --extra test --extra s3 --universal --python-version 3.11 -o requirements-airflow.txt --quiet
 
 db-start: install ## Start the embedded Postgres
 	$(BIN)/duel db start

@@ -4,7 +4,8 @@
 
 - Ingest fans out over N shards of the input (`shards` param, default 4). Each shard is its own
   idempotent batch, so workers share the load and a failed shard retries alone; `check_shards`
-  then proves the shards together saw every file of the input (`duel.shards`).
+  then proves the shards together saw every file of the input (`duel.shards`). An s3:// input
+  is one batch that reads only new or changed objects (`duel.listing`).
 - Every task is one call of a `duel.pipeline` stage function, the ones `duel run` calls (dbt:
   `transform_stage`, the production build: models, snapshot, data tests; unit tests run in
   `duel transform` and CI). Per-model Cosmos tasks cost a dbt
@@ -66,8 +67,11 @@ def fail_fast_unless_transient(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def input_path(params: dict[str, Any]) -> Path:
-    return Path(params["data"]) if params["data"] else load_settings().data
+def input_path(params: dict[str, Any]) -> Any:
+    """The run's input: a local path or an s3:// location (`data` param, else DUEL_DATA)."""
+    from duel.objectstore import as_input
+
+    return as_input(str(params["data"] or load_settings().data))
 
 
 def run_settings(params: dict[str, Any]) -> Any:
@@ -84,7 +88,9 @@ def run_settings(params: dict[str, Any]) -> Any:
     tags=["duel"],
     params={
         "data": Param(
-            "", type="string", description="Input (.tar.gz, directory, ...); empty: DUEL_DATA"
+            "",
+            type="string",
+            description="Input (.tar.gz, directory, s3://bucket/prefix/, ...); empty: DUEL_DATA",
         ),
         "shards": Param(
             4, type="integer", minimum=1, maximum=256, description="Ingest batches to fan out"
@@ -122,11 +128,12 @@ def duel_pipeline() -> None:
         """Database up (the embedded one if nothing answers), raw schema in place; plan the shards.
         The database follows the data as in `duel run` (the demo's is duel_demo unless PGDATABASE is
         set) and is recorded in DUEL_HOME, where the later tasks' settings find it."""
-        from duel.pipeline import database_stage, settings_for_data
+        from duel.pipeline import check_input, database_stage, settings_for_data
         from duel.shards import plan_shards
 
         assert params is not None
         data = input_path(params)
+        check_input(load_settings(), data)  # a wrong path or bucket: one line, nothing written
         settings, demo = settings_for_data(load_settings(), data)
         database_stage(settings, data, demo)
         return [spec.label for spec in plan_shards(data, params["shards"])]

@@ -236,16 +236,15 @@ def test_help_lists_every_command_whole() -> None:
 
 
 def test_help_shows_the_environment_each_command_reads() -> None:
-    """Every command's help ends with the environment it reads (generate reads none)."""
-    from duel.cli import ENVIRONMENT, NO_ENVIRONMENT
+    """Every command's help ends with the environment it reads (generate reads none; ingest and
+    run, which take s3:// DATA, the AWS variables too)."""
+    from duel.cli import ENVIRONMENT, ENVIRONMENT_S3, NO_ENVIRONMENT
 
     def lines(text: str) -> list[str]:
         return [line.strip() for line in text.splitlines() if line.strip() not in ("", "\b")]
 
-    wanted = {
-        name: lines(NO_ENVIRONMENT if name == "generate" else ENVIRONMENT)
-        for name, _ in _commands(cli)
-    }
+    chosen = {"generate": NO_ENVIRONMENT, "ingest": ENVIRONMENT_S3, "run": ENVIRONMENT_S3}
+    wanted = {name: lines(chosen.get(name, ENVIRONMENT)) for name, _ in _commands(cli)}
     assert {
         name: lines(_help(*name.split()))[-len(epilog) :] for name, epilog in wanted.items()
     } == wanted

@@ -233,6 +233,7 @@ def test_ensure_ready_uses_a_running_server_and_creates_the_database(pg_server: 
         ("batch_files",),
         ("batches",),
         ("current_versions",),
+        ("object_listing",),
         ("quarantine",),
         ("user_documents",),
     ]

@@ -11,13 +11,16 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from duel import __version__
 from duel.exceptions import DuelError
 from duel.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from duel.objectstore import S3Location
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_STRICT = 2
@@ -32,6 +35,14 @@ Environment (also read from a git-ignored .env; flags win over both):
   DUEL_HOME      duel's state: the embedded server's data (default .duel)
   DUEL_OUT       report and exports (default out)
 .env.example lists every variable."""
+ENVIRONMENT_S3 = (
+    ENVIRONMENT.replace(".env.example lists every variable.", "").rstrip()
+    + """
+  AWS_ENDPOINT_URL AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
+                 for s3:// DATA, as boto3 reads them (AWS_SESSION_TOKEN,
+                 AWS_PROFILE, AWS_MAX_ATTEMPTS too); unset: boto3's defaults
+.env.example lists every variable."""
+)
 NO_ENVIRONMENT = "Reads no environment variables and no .env."
 
 
@@ -58,6 +69,22 @@ def handle_errors(func: F) -> F:
             _fail("interrupted; nothing of the unfinished step was committed", 130)
 
     return wrapper  # type: ignore[return-value]
+
+
+class DataParam(click.ParamType):
+    """DATA: a local path, or an s3:// location (an object, or a prefix of objects)."""
+
+    name = "data"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        from duel.objectstore import as_input
+
+        try:
+            return as_input(value)
+        except DuelError as error:
+            self.fail(error.message, param, ctx)
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -273,8 +300,8 @@ def dump_options(func: F) -> F:
     return func
 
 
-@cli.command(short_help="Load a dump into the raw schema, as one batch.", epilog=ENVIRONMENT)
-@click.argument("data", type=click.Path(path_type=Path))
+@cli.command(short_help="Load a dump into the raw schema, as one batch.", epilog=ENVIRONMENT_S3)
+@click.argument("data", type=DataParam())
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--strict", is_flag=True, help="Exit 2 when any file was quarantined.")
 @dump_options
@@ -282,7 +309,7 @@ def dump_options(func: F) -> F:
 @handle_errors
 def ingest(
     ctx: click.Context,
-    data: Path,
+    data: Path | S3Location,
     as_json: bool,
     strict: bool,
     full: bool,
@@ -291,7 +318,9 @@ def ingest(
 ) -> None:
     """Load DATA into raw: an archive (.tar, .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz, .zip,
     archives inside it read too), a directory of *.json, or a .json or .ndjson/.jsonl file (also
-    .gz, .bz2 or .xz compressed).
+    .gz, .bz2 or .xz compressed); or the same from S3-compatible storage: s3://bucket/prefix/
+    (every object below it, each a .json file, an NDJSON or an archive) or s3://bucket/dump.tar.gz.
+    From S3 only the objects new or changed since the last batch (ETag, size) are read.
 
     Demo data (`duel generate`) goes to the database duel_demo, anything else to duel, unless
     PGDATABASE is set; later commands use that database (recorded in DUEL_HOME/database.json).
@@ -301,15 +330,14 @@ def ingest(
       duel ingest data.tar.gz --json
       duel ingest export-2025-07-24.tar.gz --full      # a complete dump: absent users are deleted
       duel ingest users.ndjson --document-key user_id,email
+      duel ingest s3://dumps/daily/ --full             # AWS_* variables: see below
     """
-    from duel.pipeline import database_stage, ingest_with_progress, settings_for_data
-    from duel.sources import check_source
+    from duel.pipeline import check_input, database_stage, ingest_with_progress, settings_for_data
     from duel.summary import data_line, render_ingest
 
-    check_source(data)
-    settings, demo = settings_for_data(
-        _settings(ctx).with_overrides(document_key=document_key), data
-    )
+    chosen = _settings(ctx).with_overrides(document_key=document_key)
+    check_input(chosen, data)
+    settings, demo = settings_for_data(chosen, data)
     database_stage(settings, data, demo)
     result = ingest_with_progress(settings, data, full=full, allow_mass_delete=allow_mass_delete)
     if as_json:
@@ -539,8 +567,8 @@ def export(
 # --- run ------------------------------------------------------------------------------------
 
 
-@cli.command(short_help="Database, ingest, dbt build, report, export.", epilog=ENVIRONMENT)
-@click.argument("data", type=click.Path(path_type=Path), default=Path("data.tar.gz"))
+@cli.command(short_help="Database, ingest, dbt build, report, export.", epilog=ENVIRONMENT_S3)
+@click.argument("data", type=DataParam(), default="data.tar.gz")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--strict", is_flag=True, help="Exit 2 when any file was quarantined.")
 @click.option(
@@ -553,7 +581,7 @@ def export(
 @handle_errors
 def run(
     ctx: click.Context,
-    data: Path,
+    data: Path | S3Location,
     as_json: bool,
     strict: bool,
     full: bool,
@@ -564,14 +592,16 @@ def run(
     """Start the database, ingest DATA, then run every later stage; print a summary.
 
     DATA is a .tar.gz/.tgz/.tar, a directory of *.json, or a .json/.ndjson file
-    [default: ./data.tar.gz]. Demo data (`duel generate`) goes to the database duel_demo, anything
-    else to duel, unless PGDATABASE is set. The summary names the server used (duel's embedded
+    [default: ./data.tar.gz], or s3://bucket/prefix/ or s3://bucket/dump.tar.gz. Demo data
+    (`duel generate`) goes to the database duel_demo, anything else to duel, unless PGDATABASE
+    is set. The summary names the server used (duel's embedded
     one, or another Postgres) and whether duel started it.
 
     \b
     Examples:
       duel run data.tar.gz
       duel run export-2025-07-24.tar.gz --full         # a complete dump: absent users are deleted
+      duel run s3://dumps/daily/                       # only new or changed objects are read
     """
     from duel.pipeline import run_pipeline
     from duel.summary import render_run

@@ -161,7 +161,16 @@ def raw_schema_sql() -> str:
     return resources.files("duel").joinpath("sql/raw_schema.sql").read_text(encoding="utf-8")
 
 
-RAW_TABLES = ("batches", "user_documents", "current_versions", "quarantine", "batch_files")
+# A database missing any of these gets the (idempotent) DDL run once: a table added later, such
+# as object_listing, is created in a database an earlier duel made, whose rows stay as they are.
+RAW_TABLES = (
+    "batches",
+    "user_documents",
+    "current_versions",
+    "quarantine",
+    "batch_files",
+    "object_listing",
+)
 
 
 def _create_raw_schema(conn: psycopg.Connection[Any]) -> None:

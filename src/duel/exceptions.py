@@ -35,6 +35,20 @@ class SourceError(DuelError):
     """The input path does not exist or is not a kind of input we read."""
 
 
+class ObjectStoreError(DuelError):
+    """S3-compatible storage refused or could not be reached: a missing bucket or object, bad
+    credentials (terminal), or an endpoint that does not answer, a timeout, throttling or a
+    server error (transient: a retry may pass). Context: bucket, key, endpoint."""
+
+    def __init__(self, message: str, *, transient: bool = False, **context: Any) -> None:
+        super().__init__(message, **context)
+        self._transient = transient
+
+    @property
+    def transient(self) -> bool:  # type: ignore[override]
+        return self._transient
+
+
 class DatabaseUnavailable(DuelError):
     """The database cannot be reached (or stopped answering) during a step."""
 

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import psycopg
@@ -23,13 +23,16 @@ from psycopg import postgres
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
-from duel import __version__, db, deletes
+from duel import __version__, db, deletes, listing
 from duel.exceptions import DatabaseRefused, DatabaseUnavailable, LockTimeout, MassDelete
 from duel.identity import CONTENT_PREFIX, key_rule
 from duel.parse import Outcome, iter_outcomes, parse_pool
 from duel.repair import Parsed
 from duel.settings import Settings
 from duel.sources import SourceFile, iter_source
+
+if TYPE_CHECKING:
+    from duel.objectstore import S3Location
 
 LOCK_KEY = "duel.ingest"
 FIRST_CHUNK = 500  # files in the first write chunk; chunks double from there up to batch_rows
@@ -79,9 +82,11 @@ class IngestResult:
     full: bool = False
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     skip_reasons: dict[str, int] = field(default_factory=dict)
+    objects_listed: int | None = None  # an object-store source: objects listed, and read
+    objects_read: int | None = None
 
     def summary(self) -> dict[str, int]:
-        keys = (
+        keys: tuple[str, ...] = (
             "batch_id",
             "files_seen",
             "loaded",
@@ -92,6 +97,8 @@ class IngestResult:
             "deleted",
             "keyless",
         )
+        if self.objects_listed is not None:
+            keys = (*keys, "objects_listed", "objects_read")
         return {key: getattr(self, key) for key in keys}
 
 
@@ -322,6 +329,18 @@ class _Batch:
         self._store_quarantine(quarantined)
         self._copy_ledger(ledger)
 
+    def carry_objects(self, plan: listing.ObjectPlan) -> None:
+        """The files of the objects the plan did not read, carried into this batch's ledger after
+        its own files, and the listing recorded (duel.listing)."""
+        counts, reasons = listing.finish_objects(self.conn, plan, self.batch_id, self.seq)
+        carried = sum(counts.values())
+        self.seq += carried
+        self.counts["files_seen"] += carried
+        self.counts["unchanged"] += counts.get("unchanged", 0)
+        self.counts["skipped"] += counts.get("skipped", 0)
+        for reason, count in reasons.items():
+            self.skip_reasons[reason] = self.skip_reasons.get(reason, 0) + count
+
     def _current_hashes(self, keys: set[str | None]) -> dict[str, str]:
         if not keys:
             return {}
@@ -515,7 +534,7 @@ def _record_failure(settings: Settings, source: str, shard: str | None, error: s
 
 def ingest(
     settings: Settings,
-    path: Path,
+    path: Path | S3Location,
     *,
     files: Iterable[SourceFile] | None = None,
     shard: str | None = None,
@@ -531,8 +550,14 @@ def ingest(
     if full and shard is not None:
         raise ValueError("a shard is not a complete dump: delete with duel.shards.delete_absent")
     rule = key_rule(settings)
-    source_files = files if files is not None else iter_source(path, settings.max_file_bytes)
-    source = str(path)
+    store = None
+    if isinstance(path, Path):
+        source_files = files if files is not None else iter_source(path, settings.max_file_bytes)
+    else:  # an object store: listed before anything is written; what to read is planned below
+        store = _ObjectStore(settings, path)
+        source_files = ()
+    source = store.listing.uri if store is not None else str(path)
+    plan = None
     conn = db.connect(settings, step="ingest")
     try:
         with conn:
@@ -542,6 +567,10 @@ def ingest(
             )
             batch = _Batch(conn, batch_id)
             current_before = deletes.count_current(conn) if full else 0
+            if store is not None:
+                plan = listing.plan_objects(conn, store.listing, rule.text)
+                source_files = store.files(plan.read)
+                keep = _both(keep, plan.track)
             # Parse in this process by default: measured on 2 cores, shipping files to worker
             # processes and their outcomes back costs more than the parse it moves (bench/analysis.md).
             workers = settings.workers or 1
@@ -559,6 +588,8 @@ def ingest(
                             on_file(len(chunk))
                 finally:
                     prefetch.close()
+            if plan is not None:
+                batch.carry_objects(plan)
             if full:
                 counts = batch.counts
                 batch.counts["deleted"] = deletes.tombstone_absent(
@@ -612,7 +643,37 @@ def ingest(
         full=full,
         quarantine_reasons=batch.quarantine_reasons,
         skip_reasons=batch.skip_reasons,
+        objects_listed=plan.objects_listed if plan is not None else None,
+        objects_read=plan.objects_read if plan is not None else None,
     )
+
+
+class _ObjectStore:
+    """An object-store source: its listing (taken at once, so a missing bucket, bad credentials
+    or an endpoint that does not answer fail before anything is written) and its files."""
+
+    def __init__(self, settings: Settings, location: S3Location) -> None:
+        from duel import objectstore
+
+        self.settings = settings
+        self.client = objectstore.open_client(settings)
+        self.listing = objectstore.list_location(self.client, location)
+
+    def files(self, objects: list[Any]) -> Iterator[SourceFile]:
+        from duel import objectstore
+
+        return objectstore.iter_objects(
+            self.client, self.listing, objects, self.settings.max_file_bytes
+        )
+
+
+def _both(
+    first: Callable[[Outcome], bool] | None, second: Callable[[Outcome], bool]
+) -> Callable[[Outcome], bool]:
+    """A `keep` that asks `first` (if any), then `second`, in that order, for every outcome."""
+    if first is None:
+        return second
+    return lambda outcome: first(outcome) and second(outcome)
 
 
 def finish_batch(conn: psycopg.Connection[Any], batch_id: int, counts: dict[str, int]) -> None:

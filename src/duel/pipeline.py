@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from duel import changes, db, state
-from duel.exceptions import DuelError, SourceError, StepFailed
+from duel.exceptions import DuelError, ObjectStoreError, SourceError, StepFailed
 from duel.generate import is_demo
 from duel.load import IngestResult, ingest
 from duel.progress import progress
@@ -24,6 +24,7 @@ from duel.sources import check_source
 
 if TYPE_CHECKING:
     from duel.export import ExportResult
+    from duel.objectstore import S3Location
     from duel.transform import BuildResult
 
 STAGES = ("database", "ingest", "transform", "report", "export")
@@ -74,11 +75,12 @@ class RunOutcome:
         }
 
 
-def settings_for_data(settings: Settings, data: Path) -> tuple[Settings, bool]:
+def settings_for_data(settings: Settings, data: Path | S3Location) -> tuple[Settings, bool]:
     """The settings to load `data` with, and whether it is the demo (`duel generate`'s). Unless
     PGDATABASE was set (flag, environment, .env), demo data goes to its own database, duel_demo,
-    and any other data to duel, whatever the last run used."""
-    demo = is_demo(data)
+    and any other data to duel, whatever the last run used. An object-store dump is never taken
+    for the demo (telling would mean reading it): set PGDATABASE to load the demo from one."""
+    demo = isinstance(data, Path) and is_demo(data)
     if settings.chose("PGDATABASE"):
         return settings, demo
     database = DEMO_DATABASE if demo else DEFAULT_PG["PGDATABASE"]
@@ -87,20 +89,37 @@ def settings_for_data(settings: Settings, data: Path) -> tuple[Settings, bool]:
     ), demo
 
 
+def check_input(settings: Settings, data: Path | S3Location) -> None:
+    """Fail in one line, before anything is written, on an input that cannot be read: a path
+    that is not there or not a kind we read; a bucket that is not there, credentials refused,
+    an endpoint that does not answer, or a prefix with no object."""
+    if isinstance(data, Path):
+        check_source(data)
+        return
+    from duel import objectstore
+
+    objectstore.list_location(objectstore.open_client(settings), data)
+
+
 def database_stage(
-    settings: Settings, data: Path | None = None, demo: bool = False
+    settings: Settings, data: Path | S3Location | None = None, demo: bool = False
 ) -> db.Connected:
     """The database ready (server up, the embedded one started if need be; database and raw
     schema present); with `data`, recorded in DUEL_HOME as the one later commands use. Returns
     which server it is on."""
     connected = db.ensure_ready(settings)
     if data is not None:
-        state.write_database(settings.home, settings.pg_database, demo=demo, source=data.resolve())
+        source = data.resolve() if isinstance(data, Path) else str(data)
+        state.write_database(settings.home, settings.pg_database, demo=demo, source=source)
     return connected
 
 
 def ingest_stage(
-    settings: Settings, data: Path, *, full: bool = False, allow_mass_delete: bool = False
+    settings: Settings,
+    data: Path | S3Location,
+    *,
+    full: bool = False,
+    allow_mass_delete: bool = False,
 ) -> IngestResult:
     """Ingest with a progress bar on stderr when it is a terminal (`full`: see duel.deletes)."""
     with progress(f"ingesting {data}") as advance:
@@ -144,7 +163,7 @@ def _timed(name: str, func: Callable[[], str], steps: list[StepResult]) -> None:
 
 def run_pipeline(
     settings: Settings,
-    data: Path,
+    data: Path | S3Location,
     *,
     notify: bool = True,
     full: bool = False,
@@ -179,14 +198,14 @@ def run_pipeline(
 
 def failed_step(error: Exception, steps: list[StepResult]) -> str:
     """The stage an error belongs to: the first that did not finish (a bad input path: ingest)."""
-    if isinstance(error, SourceError) and not steps:
+    if isinstance(error, (SourceError, ObjectStoreError)) and not steps:
         return "ingest"
     return STAGES[min(len(steps), len(STAGES) - 1)]
 
 
 def _run_stages(
     settings: Settings,
-    data: Path,
+    data: Path | S3Location,
     steps: list[StepResult],
     *,
     full: bool,
@@ -194,7 +213,7 @@ def _run_stages(
     force: bool,
 ) -> RunOutcome:
     """Database up, ingest, transform, report, export; raises StepFailed naming the failed stage."""
-    check_source(data)  # a wrong path fails in one line before anything starts
+    check_input(settings, data)  # a wrong path or bucket fails in one line before anything starts
     settings, demo = settings_for_data(settings, data)
     servers: list[db.Connected] = []
 

@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from duel import state
@@ -38,6 +39,19 @@ PG_FIELDS = {
 # Where a connection setting came from: a flag, the environment, .env, duel's records, the default.
 EXPLICIT = ("flag", "environment", ".env")
 
+# The standard AWS variables, as boto3 and every AWS tool read them (duel.objectstore): taken from
+# the environment or .env and handed to boto3 explicitly; what is unset, boto3 looks up itself.
+AWS_VARIABLES = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+    "AWS_MAX_ATTEMPTS",
+    "AWS_RETRY_MODE",
+)
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 REPAIR_POLICIES = ("safe", "lenient")
 
@@ -78,15 +92,15 @@ class Settings:
     smtp_starttls: bool = True
     notify_from: str | None = None
     notify_to: tuple[str, ...] = ()
+    aws: dict[str, str] = field(default_factory=dict, repr=False)  # AWS_VARIABLES that are set
     notify_webhook: str | None = field(default=None, repr=False)
     pseudonym_key: str | None = field(default=None, repr=False)
     schedule: str = "@daily"
     document_key: str = (
         "@file,user_id"  # DUEL_DOCUMENT_KEY: how a document is identified (duel.identity)
     )
-    data: Path = Path(
-        "data.tar.gz"
-    )  # the Airflow DAG's input (DUEL_DATA); the CLI takes an argument
+    # the Airflow DAG's input (DUEL_DATA): a path, or an s3:// location kept as written
+    data: Path | str = Path("data.tar.gz")
     # PGHOST ... PGDATABASE -> "flag" | "environment" | ".env" | "recorded" | "default"
     origins: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -143,7 +157,7 @@ class Settings:
         unknown = set(overrides) - known
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-        given = {k: v for k, v in overrides.items() if v is not None}
+        given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
         origins = {**self.origins, **{PG_FIELDS[k]: "flag" for k in given if k in PG_FIELDS}}
         return replace(self, **given, origins=origins)
 
@@ -223,6 +237,8 @@ def load_settings(
     for var, name in paths.items():
         if get(var):
             values[name] = Path(get(var))  # type: ignore[arg-type]
+    if get("DUEL_DATA", "").lower().startswith("s3://"):
+        values["data"] = get("DUEL_DATA")  # a location, not a path: Path() would fold its "//"
     ints = {
         "DUEL_MAX_FILE_BYTES": "max_file_bytes",
         "DUEL_WORKERS": "workers",
@@ -260,6 +276,7 @@ def load_settings(
         values["notify_to"] = tuple(
             a.strip() for a in get("DUEL_NOTIFY_TO", "").split(",") if a.strip()
         )
+    values["aws"] = {var: value for var in AWS_VARIABLES if (value := get(var))}
     settings = Settings(**values).with_overrides(**overrides)  # type: ignore[arg-type]
     from duel.identity import KeyRule
 

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from duel import db
 from duel.exceptions import ConfigError, ShardMismatch
@@ -30,6 +30,9 @@ from duel.load import IngestResult, delete_absent_from, ingest
 from duel.parse import Outcome
 from duel.settings import Settings
 from duel.sources import SourceFile, check_source, iter_source
+
+if TYPE_CHECKING:
+    from duel.objectstore import S3Location
 
 MAX_SHARDS = 256
 _ELEMENT = re.compile(r"^(.*\.json)\[[0-9]+\]$", re.IGNORECASE)
@@ -94,8 +97,12 @@ class ShardCheck:
         }
 
 
-def plan_shards(path: Path, count: int) -> list[ShardSpec]:
-    """The `count` shards of `path` (checked to exist and be a kind of input we read)."""
+def plan_shards(path: Path | S3Location, count: int) -> list[ShardSpec]:
+    """The `count` shards of `path` (checked to exist and be a kind of input we read). An
+    object-store source is one shard whatever `count`: it is read incrementally (duel.listing),
+    and its listing is one record per batch."""
+    if not isinstance(path, Path):
+        return [ShardSpec(0, 1)]
     check_source(path)  # a missing or unreadable input fails here, once, not in every shard
     return [ShardSpec(index, count) for index in range(count)]
 
@@ -114,8 +121,14 @@ def shard_files(settings: Settings, path: Path, spec: ShardSpec) -> Iterator[Sou
             yield source
 
 
-def ingest_shard(settings: Settings, path: Path, spec: ShardSpec) -> IngestResult:
+def ingest_shard(settings: Settings, path: Path | S3Location, spec: ShardSpec) -> IngestResult:
     """Load one shard as its own batch (atomic; re-running it loads nothing new)."""
+    if not isinstance(path, Path):
+        if spec.count != 1:
+            raise ConfigError(
+                f"{path}: an object-store source is ingested as one shard, not {spec.count}"
+            )
+        return ingest(settings, path, shard=spec.label)
     return ingest(
         settings,
         path,
@@ -135,8 +148,11 @@ def delete_absent(
     )
 
 
-def check_shards(settings: Settings, path: Path, results: Sequence[IngestResult]) -> ShardCheck:
-    """Raise ShardMismatch unless the shards' batches saw every file of `path` exactly once."""
+def check_shards(
+    settings: Settings, path: Path | S3Location, results: Sequence[IngestResult]
+) -> ShardCheck:
+    """Raise ShardMismatch unless the shards' batches saw every file of `path` exactly once (an
+    object-store source: every object of its listing, in the one batch's ledger)."""
     expected = sorted(ShardSpec(index, len(results)).label for index in range(len(results)))
     labels, ledger = _ledger(settings, results)
     if not results or labels != expected:
@@ -145,6 +161,11 @@ def check_shards(settings: Settings, path: Path, results: Sequence[IngestResult]
             f"shards: {labels or 'none'}"
         )
     rows = sum(ledger.values())
+    if not isinstance(path, Path):
+        _check_listed(settings, results[0])
+        return ShardCheck(
+            rows, 1, (results[0].batch_id,), {k: getattr(results[0], k) for k in TOTALS}
+        )
     source = Counter(f.name for f in iter_source(path, 0))  # max_bytes 0: names only, no file read
     files = _files_of(ledger)
     if files != source:
@@ -159,6 +180,22 @@ def check_shards(settings: Settings, path: Path, results: Sequence[IngestResult]
         raise ShardMismatch(f"the shards counted {seen} files but their ledger holds {rows}")
     totals = {key: sum(getattr(r, key) for r in results) for key in TOTALS}
     return ShardCheck(seen, len(results), tuple(sorted(r.batch_id for r in results)), totals)
+
+
+def _check_listed(settings: Settings, result: IngestResult) -> None:
+    """The batch of an object-store source recorded every object it listed as seen by it."""
+    with db.connect(settings, step="check shards") as conn:
+        row = conn.execute(
+            "select count(*), count(*) filter (where batch_id = %s) from raw.object_listing"
+            " where source_uri = %s",
+            (result.batch_id, result.source),
+        ).fetchone()
+    listed, seen = (int(row[0]), int(row[1])) if row else (0, 0)
+    if listed != result.objects_listed or seen != listed:
+        raise ShardMismatch(
+            f"batch {result.batch_id} listed {result.objects_listed} objects of {result.source}; "
+            f"raw.object_listing holds {listed}, {seen} of them seen by it"
+        )
 
 
 def _ledger(settings: Settings, results: Sequence[IngestResult]) -> tuple[list[str], Counter[str]]:

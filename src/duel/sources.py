@@ -21,18 +21,18 @@ import io
 import os
 import posixpath
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from duel.archives import (
-    MAGIC_BYTES,
     READ_ERRORS,
     ArchiveLimitError,
     decompressed,
     hold,
     is_zip,
     iter_lines,
+    peekable,
     read_bounded,
     zip_members,
 )
@@ -146,51 +146,59 @@ _MAGIC = (
 )
 
 
-def not_an_archive(path: Path, error: BaseException) -> str:
-    """One line for an input named like a tar archive that is not one: what it is, what to do."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(512)
-    except OSError:
-        head = b""
+def not_an_archive(label: str, head: bytes, error: BaseException) -> str:
+    """One line for an input named like a tar archive that is not one: what it is (told by its
+    first bytes, `head`), what to do."""
     if head.startswith(b"\x1f\x8b"):
-        return f"{path}: gzip-compressed, but not a tar archive inside ({error}); make it with `tar czf`"
+        return (
+            f"{label}: gzip-compressed, but not a tar archive inside ({error}); "
+            "make it with `tar czf`"
+        )
     what = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
     if what is None:
         what = "text" if head.isascii() and head.strip() else "unrecognised bytes"
     expected = (
-        "a tar archive" if path.name.lower().endswith(".tar") else "a gzip-compressed tar archive"
+        "a tar archive" if label.lower().endswith(".tar") else "a gzip-compressed tar archive"
     )
     return (
-        f"{path}: {what}, not {expected}; give a .tar.gz made by `tar czf`, a .tar, a directory or "
-        ".json files"
+        f"{label}: {what}, not {expected}; give a .tar.gz made by `tar czf`, a .tar, a directory "
+        "or .json files"
     )
 
 
 def iter_archive(path: Path, max_bytes: int) -> Iterator[SourceFile]:
     """Stream an archive's members (a tar, plain or compressed, or a zip), and those of the
-    archives inside it; nothing touches the disk. SourceError if the archive itself is unreadable."""
-    kind = "tar"
+    archives inside it; nothing touches the disk. SourceError if the archive is unreadable."""
     try:
         with open(path, "rb") as raw:
-            head = raw.read(MAGIC_BYTES)
-            raw.seek(0)
-            if is_zip(head):
-                kind = "zip"
-                members = zip_members(raw)
-            else:
-                members = iter_members(decompressed(raw, head), max_bytes, WANTED, NESTED_SUFFIXES)
-            yield from _iter_members(members, "", 0, max_bytes, MAX_HELD_BYTES)
+            yield from read_archive(raw, str(path), max_bytes)
+    except OSError as exc:  # opening it: read errors are SourceErrors already
+        raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def read_archive(raw: BinaryIO, label: str, max_bytes: int) -> Iterator[SourceFile]:
+    """The files of an archive read from a binary stream (one that seeks, for a zip), as
+    `iter_archive` reads a file; `label` names it in errors. SourceError if it is unreadable."""
+    kind, head = "tar", b""
+    try:
+        stream, _magic = peekable(raw)
+        head = stream.peek(512)[:512]  # type: ignore[attr-defined]  # a BufferedReader
+        if is_zip(head):
+            kind = "zip"
+            members = zip_members(stream)
+        else:
+            members = iter_members(decompressed(stream, head), max_bytes, WANTED, NESTED_SUFFIXES)
+        yield from _iter_members(members, "", 0, max_bytes, MAX_HELD_BYTES)
     except ArchiveLimitError as exc:
-        raise SourceError(f"{path}: {kind} archive not read: {exc}") from None
+        raise SourceError(f"{label}: {kind} archive not read: {exc}") from None
     except _Broken as broken:
         raise SourceError(
-            f"{path}: archive is corrupt after {_members(broken.count)} ({_why(broken.error)})"
+            f"{label}: archive is corrupt after {_members(broken.count)} ({_why(broken.error)})"
         ) from None
     except READ_ERRORS as exc:
         if kind == "zip":
-            raise SourceError(f"{path}: not a readable zip archive ({_why(exc)})") from None
-        raise SourceError(not_an_archive(path, exc)) from None
+            raise SourceError(f"{label}: not a readable zip archive ({_why(exc)})") from None
+        raise SourceError(not_an_archive(label, head, exc)) from None
 
 
 class _Broken(Exception):
@@ -473,24 +481,25 @@ def _read_grown(fd: int, head: bytes, max_bytes: int) -> bytes:
 def iter_ndjson(path: Path, max_bytes: int) -> Iterator[SourceFile]:
     """One document per non-blank line, named `file.ndjson:LINE` (compressed or not); a line
     over the limit is skipped through, never held."""
-    name = storable_name(path.name)
+    try:
+        with open(path, "rb") as handle:
+            yield from read_ndjson(handle, storable_name(path.name), str(path), max_bytes)
+    except OSError as exc:  # opening it: read errors are SourceErrors already
+        raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def read_ndjson(raw: BinaryIO, name: str, label: str, max_bytes: int) -> Iterator[SourceFile]:
+    """`iter_ndjson` on a binary stream: its lines named `name:LINE`; `label` names it in errors."""
     count = 0
     try:
-        handle = open(path, "rb")
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
-    with handle:
-        try:
-            for number, line, size in iter_lines(
-                decompressed(handle, handle.peek(MAGIC_BYTES)), max_bytes
-            ):
-                count += 1
-                yield SourceFile(f"{name}:{number}", line, size, None, line is None)
-        except READ_ERRORS as exc:
-            raise SourceError(
-                f"{path}: corrupt after {count} document line{'' if count == 1 else 's'} "
-                f"({_why(exc)})"
-            ) from None
+        stream, head = peekable(raw)
+        for number, line, size in iter_lines(decompressed(stream, head), max_bytes):
+            count += 1
+            yield SourceFile(f"{name}:{number}", line, size, None, line is None)
+    except READ_ERRORS as exc:
+        raise SourceError(
+            f"{label}: corrupt after {count} document line{'' if count == 1 else 's'} ({_why(exc)})"
+        ) from None
 
 
 def iter_json(path: Path, max_bytes: int) -> Iterator[SourceFile]:
@@ -501,10 +510,94 @@ def iter_json(path: Path, max_bytes: int) -> Iterator[SourceFile]:
         return
     try:
         with open(path, "rb") as handle:
-            data, size = read_bounded(decompressed(handle, handle.peek(MAGIC_BYTES)), max_bytes)
+            yield read_json(handle, name, str(path), max_bytes)
+    except OSError as exc:  # opening it: read errors are SourceErrors already
+        raise SourceError(f"{path}: not readable ({exc.strerror})") from None
+
+
+def read_json(raw: BinaryIO, name: str, label: str, max_bytes: int) -> SourceFile:
+    """A single JSON file from a binary stream, maybe compressed (`name` without its compression
+    suffix is its key path); `label` names it in errors."""
+    key_path = name if name.lower().endswith(DATA_SUFFIX) else name.rsplit(".", 1)[0]
+    try:
+        stream, head = peekable(raw)
+        data, size = read_bounded(decompressed(stream, head), max_bytes)
     except READ_ERRORS as exc:
-        raise SourceError(f"{path}: not readable ({_why(exc)})") from None
-    yield SourceFile(name, data, size, None, data is None, name.rsplit(".", 1)[0])
+        raise SourceError(f"{label}: not readable ({_why(exc)})") from None
+    return SourceFile(name, data, size, None, data is None, key_path)
+
+
+def iter_object(
+    open_stream: Callable[[], BinaryIO], name: str, size: int, max_bytes: int
+) -> Iterator[SourceFile]:
+    """One object of an object-store prefix, `name` its key below the prefix: a .json object is
+    read as a file of a directory; an archive, NDJSON or compressed JSON object as such a member
+    of an archive (named `name/member`, `name:LINE`), so a corrupt one is quarantined, not fatal;
+    any other object is skipped as in a directory. `open_stream` is called only when its bytes
+    are read (never for a skipped or oversize object); a zip needs a stream that seeks."""
+    name = storable_name(name)
+    reason = not_data_reason(name)
+    key_path = identity_path(name)
+    if reason is None:
+        if size > max_bytes:
+            yield SourceFile(name, None, size, None, True, key_path)
+        else:
+            yield _read_member(open_stream(), name, key_path, size, max_bytes)
+    elif name.lower().endswith(ARCHIVE_SUFFIXES):
+        yield from _iter_archive_object(open_stream, name, size, max_bytes)
+    elif name.lower().endswith(NESTED_SUFFIXES):
+        yield from _iter_packed(open_stream(), name, name, size, max_bytes, MAX_HELD_BYTES)
+    else:
+        yield SourceFile(name, size=size, skip_reason=reason)
+
+
+def _iter_archive_object(
+    open_stream: Callable[[], BinaryIO], name: str, size: int, max_bytes: int
+) -> Iterator[SourceFile]:
+    """An archive object of a prefix, streamed (a zip through seeks); unreadable, it is one
+    quarantined file with its bytes when they fit the size limit (read again for that)."""
+    try:
+        stream, head = peekable(open_stream())
+        if is_zip(head):
+            members = zip_members(stream)
+        else:
+            members = iter_members(decompressed(stream, head), max_bytes, WANTED, NESTED_SUFFIXES)
+        yield from _iter_members(members, name + "/", 0, max_bytes, MAX_HELD_BYTES)
+        return
+    except ArchiveLimitError as exc:
+        reason, detail = "archive-too-large", str(exc)
+    except _Broken as broken:
+        reason = "unreadable-archive"
+        detail = f"corrupt after {_members(broken.count)} ({_why(broken.error)})"
+    except READ_ERRORS as exc:
+        reason, detail = "unreadable-archive", _why(exc)
+    data = None
+    if size <= max_bytes:
+        try:
+            data, _length = read_bounded(open_stream(), max_bytes)
+        except READ_ERRORS:
+            data = None
+    yield _defect(name, identity_path(name), reason, detail, data, size)
+
+
+def read_object(
+    open_stream: Callable[[], BinaryIO], name: str, size: int, label: str, max_bytes: int
+) -> Iterator[SourceFile]:
+    """A single object given as the whole input (`s3://bucket/dump.tar.gz`): read as the local
+    file of that name would be (its members named as in `iter_archive`, its lines as in
+    `iter_ndjson`), from a stream; SourceError (one line) for what cannot be read."""
+    name = storable_name(name)
+    lowered = name.lower()
+    if lowered.endswith(ARCHIVE_SUFFIXES):
+        yield from read_archive(open_stream(), label, max_bytes)
+    elif lowered.endswith(NDJSON_SUFFIXES):
+        yield from read_ndjson(open_stream(), name, label, max_bytes)
+    elif lowered.endswith(DATA_SUFFIX) and size > max_bytes:
+        yield SourceFile(name, None, size, None, True, name)
+    elif lowered.endswith((DATA_SUFFIX, *PACKED_JSON_SUFFIXES)):
+        yield read_json(open_stream(), name, label, max_bytes)
+    else:
+        raise SourceError(f"{label}: not a supported input; give {SUPPORTED}")
 
 
 def check_source(path: Path) -> str:

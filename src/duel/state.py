@@ -119,5 +119,5 @@ def read_database(home: Path) -> DatabaseRecord | None:
         ) from None
 
 
-def write_database(home: Path, database: str, *, demo: bool, source: Path) -> None:
+def write_database(home: Path, database: str, *, demo: bool, source: Path | str) -> None:
     _write(home / DATABASE_FILE, asdict(DatabaseRecord(database, demo, str(source), now())))

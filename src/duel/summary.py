@@ -22,6 +22,16 @@ def render_ingest(result: IngestResult) -> str:
         f"  skipped      {result.skipped:>9,}"
         + (f"  ({_reasons(result.skip_reasons)})" if result.skip_reasons else ""),
     ]
+    if result.objects_listed is not None:
+        read = result.objects_read or 0
+        lines.append(
+            f"  objects      {result.objects_listed:>9,}  listed, {read:,} read"
+            + (
+                f" ({result.objects_listed - read:,} unchanged by ETag and size: not read)"
+                if read < result.objects_listed
+                else ""
+            )
+        )
     if result.full:
         lines.append(
             f"  deleted      {result.deleted:>9,}  (a complete dump: current documents it did not hold)"

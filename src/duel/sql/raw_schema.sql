@@ -89,3 +89,17 @@ create table if not exists raw.batch_files (
 );
 comment on table raw.batch_files is
     'One row per file (or document) seen by a batch, and per document a complete dump deleted: what became of it. The ledger that accounts for every input file.';
+
+create table if not exists raw.object_listing (
+    source_uri text not null,
+    object_key text not null,
+    etag text not null,
+    byte_size bigint not null,
+    batch_id bigint not null,
+    first_seq integer not null,
+    file_count integer not null,
+    read_batch_id bigint not null,
+    primary key (source_uri, object_key)
+);
+comment on table raw.object_listing is
+    'One row per object of an object-store source (s3://bucket/prefix/) as last listed: its ETag and size, the batch that last listed it and where that batch''s ledger holds its files (file_seq first_seq .. first_seq + file_count - 1), and the batch that last read its bytes. The next ingest reads only objects that are new or changed.';
