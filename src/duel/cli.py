@@ -302,7 +302,7 @@ def ingest(
       duel ingest export-2025-07-24.tar.gz --full      # a complete dump: absent users are deleted
       duel ingest users.ndjson --document-key user_id,email
     """
-    from duel.pipeline import database_stage, ingest_with_progress, settings_for_data
+    from duel.pipeline import database_stage, ingest_stage, settings_for_data
     from duel.sources import check_source
     from duel.summary import data_line, render_ingest
 
@@ -311,7 +311,7 @@ def ingest(
         _settings(ctx).with_overrides(document_key=document_key), data
     )
     database_stage(settings, data, demo)
-    result = ingest_with_progress(settings, data, full=full, allow_mass_delete=allow_mass_delete)
+    result = ingest_stage(settings, data, full=full, allow_mass_delete=allow_mass_delete)
     if as_json:
         click.echo(json.dumps(result.summary()))
     else:
@@ -400,15 +400,16 @@ def transform(
       duel transform --select staging --select base+
     """
     from duel import db as database
+    from duel.pipeline import transform_stage
     from duel.progress import progress
-    from duel.transform import build_models
 
     settings = _settings(ctx)
     database.ensure_ready(settings)
     echo = (lambda line: click.echo(line, err=True)) if verbose else None
     with progress("dbt build", unit="nodes") as advance:
-        result = build_models(
+        result = transform_stage(
             settings,
+            production=False,  # the development build: unit tests included
             full_refresh=full_refresh,
             select=select,
             on_line=echo,

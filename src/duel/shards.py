@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,13 +114,20 @@ def shard_files(settings: Settings, path: Path, spec: ShardSpec) -> Iterator[Sou
             yield source
 
 
-def ingest_shard(settings: Settings, path: Path, spec: ShardSpec) -> IngestResult:
+def ingest_shard(
+    settings: Settings,
+    path: Path,
+    spec: ShardSpec,
+    *,
+    on_file: Callable[[int], None] | None = None,
+) -> IngestResult:
     """Load one shard as its own batch (atomic; re-running it loads nothing new)."""
     return ingest(
         settings,
         path,
         files=shard_files(settings, path, spec),
         shard=spec.label,
+        on_file=on_file,
         keep=spec.holds_outcome,
     )
 
