@@ -149,22 +149,6 @@ def build_models(
     return BuildResult(seconds, counts, tuple(n for n in nodes if n.status == "warn"))
 
 
-def check_freshness(settings: Settings) -> dict[str, str]:
-    """Run `dbt source freshness` on raw (loaded_at); returns {source table: pass|warn|error}.
-
-    Raises StepFailed when dbt cannot run the check (a stale source is a warning, not a failure)."""
-    sources = target_dir(settings) / "sources.json"
-    sources.unlink(missing_ok=True)
-    code, output = _run(settings, ["source", "freshness"], None, None)
-    if not sources.is_file() or code not in (0, 1):
-        raise StepFailed("dbt source freshness", _last_error(output))
-    results = json.loads(sources.read_text(encoding="utf-8"))["results"]
-    statuses = {r["unique_id"].removeprefix("source.duel."): r["status"] for r in results}
-    if any(status == "runtime error" for status in statuses.values()):
-        raise StepFailed("dbt source freshness", _last_error(output))
-    return statuses
-
-
 def generate_docs(settings: Settings) -> Path:
     """Run `dbt docs generate`; returns the directory holding index.html, manifest and catalog."""
     code, output = _run(settings, ["docs", "generate"], None, None)
