@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
@@ -20,6 +20,8 @@ from duel.exceptions import DuelError
 from duel.settings import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 EXIT_STRICT = 2
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100, "show_default": True}
 ENVIRONMENT = """\b
@@ -35,29 +37,28 @@ Environment (also read from a git-ignored .env; flags win over both):
 NO_ENVIRONMENT = "Reads no environment variables and no .env."
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
 
-def handle_errors(func: F) -> F:
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn a DuelError into its one-line message and exit code; no tracebacks for user errors."""
 
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
         except DuelError as error:
             _fail(error.message, error.exit_code)
         except OSError as error:  # a folder or file we cannot use (not writable, disk full...)
             where = f"{error.filename}: " if error.filename else ""
-            _fail(
-                f"{func.__name__.replace('_', ' ')}: cannot write or read {where}{error.strerror or error}"
-            )
+            command = func.__name__.replace("_", " ")
+            _fail(f"{command}: cannot write or read {where}{error.strerror or error}")
         except KeyboardInterrupt:
             _fail("interrupted; nothing of the unfinished step was committed", 130)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -264,13 +265,12 @@ def dump_options(func: F) -> F:
         is_flag=True,
         help="With --full: allow deleting more than half of the current documents.",
     )(func)
-    func = click.option(
+    return click.option(
         "--full",
         is_flag=True,
         help="DATA holds every document: delete current documents absent from it "
         "(refused if more than half would go, unless --allow-mass-delete).",
     )(func)
-    return func
 
 
 @cli.command(short_help="Load a dump into the raw schema, as one batch.", epilog=ENVIRONMENT)

@@ -49,7 +49,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from duel.exceptions import DuelError
 from duel.sources import TAR_SUFFIXES
@@ -438,15 +438,19 @@ def _iter_files(
         on_progress(users % PROGRESS_EVERY)
 
 
-def _compressor(lowered: str, raw: BinaryIO, level: int) -> AbstractContextManager[BinaryIO]:
+class _Sink(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+
+def _compressor(lowered: str, raw: BinaryIO, level: int) -> AbstractContextManager[_Sink]:
     """The stream that compresses into `raw` as the archive's name says (.tar: none)."""
     if lowered.endswith(".tar"):
         return nullcontext(raw)
     if lowered.endswith((".tar.bz2", ".tbz2")):
-        return bz2.BZ2File(raw, "wb", compresslevel=max(level, 1))  # type: ignore[return-value]
+        return bz2.BZ2File(raw, "wb", compresslevel=max(level, 1))
     if lowered.endswith((".tar.xz", ".txz")):
-        return lzma.LZMAFile(raw, "wb", preset=level)  # type: ignore[return-value]
-    return gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=level, mtime=0)  # type: ignore[return-value]
+        return lzma.LZMAFile(raw, "wb", preset=level)
+    return gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=level, mtime=0)
 
 
 def _write_archive(

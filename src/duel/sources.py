@@ -133,7 +133,7 @@ def safe_member_name(name: str) -> str | None:
     if name.startswith("/") or "\\" in name or (len(name) > 1 and name[1] == ":"):
         return None
     normal = posixpath.normpath(name)
-    if normal == ".." or normal.startswith("../") or normal.startswith("/"):
+    if normal == ".." or normal.startswith(("../", "/")):
         return None
     return normal.removeprefix("./")
 
@@ -476,9 +476,12 @@ def iter_ndjson(path: Path, max_bytes: int) -> Iterator[SourceFile]:
     name = storable_name(path.name)
     count = 0
     try:
-        handle = open(path, "rb")
+        # opened apart from the `with` below (which closes it): only opening's OSError is this one
+        handle = open(path, "rb")  # noqa: SIM115
     except OSError as exc:
-        raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
+        raise SourceError(
+            f"{path}: cannot read ({exc.strerror})", path=str(path), reason=exc.strerror
+        ) from None
     with handle:
         try:
             for number, line, size in iter_lines(

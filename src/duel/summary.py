@@ -31,9 +31,9 @@ def render_ingest(result: IngestResult) -> str:
             f"  keyless      {result.keyless:>9,}  (loaded with no usable key: identified by content)"
         )
     if result.quarantined:
-        lines.append(
-            f"  quarantined files: select * from raw.quarantine where batch_id = {result.batch_id};"
-        )
+        # a query for the user to run, printed, never executed here
+        hint = f"select * from raw.quarantine where batch_id = {result.batch_id};"  # noqa: S608
+        lines.append(f"  quarantined files: {hint}")
     return "\n".join(lines)
 
 

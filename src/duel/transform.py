@@ -185,8 +185,7 @@ def _run(
         text=True,
         errors="replace",
     ) as process:
-        assert process.stdout is not None
-        for raw in process.stdout:
+        for raw in process.stdout or ():  # stdout=PIPE: always a stream
             line = raw.rstrip("\n")
             lines.append(line)
             if on_line is not None:

@@ -90,7 +90,7 @@ def style(
 ) -> go.Figure:
     """The house look: white background, light grid, one font, legend on top, tight margins. Titles
     stay short (they must fit beside plotly's toolbar); what a chart leaves out goes in `subtitle`."""
-    heading = {
+    heading: dict[str, Any] = {
         "text": title,
         "x": 0.01,
         "xanchor": "left",

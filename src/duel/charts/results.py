@@ -6,6 +6,7 @@ are close and the axis must show their differences."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -40,8 +41,9 @@ UNKNOWN_PLATFORM = "unknown platform"
 NO_JOIN_DATE = "no join date"
 
 
-def _number(value: object, digits: int = 0) -> str:
-    return "n/a" if value is None or pd.isna(value) else f"{float(value):,.{digits}f}"  # type: ignore[arg-type]
+def _number(value: Any, digits: int = 0) -> str:
+    """A cell of a model (int, float, Decimal; None or NaN when unknown) with thousands commas."""
+    return "n/a" if value is None or pd.isna(value) else f"{float(value):,.{digits}f}"
 
 
 def coverage_chart(overview: Rows) -> go.Figure:
@@ -256,10 +258,10 @@ def engagement_over_time_chart(by_month: Rows) -> go.Figure:
         ),
     )
     for platform, part in data.groupby("platform_label", sort=True):
-        part = part.groupby("month")["task_count"].sum().reindex(months)
+        tasks = part.groupby("month")["task_count"].sum().reindex(months)
         fig.add_bar(
             x=months,
-            y=part.fillna(0),
+            y=tasks.fillna(0),
             name=str(platform),
             row=1,
             col=1,
