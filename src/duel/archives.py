@@ -63,7 +63,8 @@ def compression(head: bytes) -> str | None:
         return "gzip"
     if head.startswith(b"\xfd7zXZ\x00"):
         return "xz"
-    # "BZh", the block size, then a block's or the end's own magic: a tar member named BZh... is not bzip2
+    # "BZh", the block size, then a block's or the end's own magic: a tar member named BZh... is
+    # not bzip2
     if (
         head[:3] == b"BZh"
         and head[3:4] in b"123456789"
@@ -102,7 +103,8 @@ def peekable(stream: BinaryIO) -> tuple[BinaryIO, bytes]:
 
 @contextmanager
 def open_archive(path: str | Path) -> Iterator[BinaryIO]:
-    """A file's uncompressed byte stream (its compression told by its magic number, not its name)."""
+    """A file's uncompressed byte stream (its compression told by its magic number, not its
+    name)."""
     with open(path, "rb") as raw:
         head = raw.read(MAGIC_BYTES)
         raw.seek(0)

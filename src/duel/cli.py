@@ -252,7 +252,8 @@ def reset(ctx: click.Context, yes: bool) -> None:
 
 
 def dump_options(func: F) -> F:
-    """The options that say what a dump is: complete or not, and how its documents are identified."""
+    """The options that say what a dump is: complete or not, and how its documents are
+    identified."""
     func = click.option(
         "--document-key",
         metavar="SOURCES",

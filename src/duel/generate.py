@@ -8,11 +8,11 @@ the same database. `is_demo` tells demo data by its first data file's name, and 
 
 What the real dump (`../shared/data/duel-original-10k.tar.gz`, 10,000 users) looks like, and so
 what this writes (under the demo names): a directory entry, then one pretty-printed (4-space
-indent) JSON file per user, keys in the dump's order. About half the users (4,967) are clean: every field valid,
-platform TikTok or Instagram. The other half are "dirty": each field is broken independently
-with the probability counted in the dump (`BROKEN_GIVEN_DIRTY`), so defects cluster in the same
-files as they do there; their platform is TikTok, Instagram, Facebook or the integer 123 with
-equal odds; and 4.4 % of them (2.2 % of all files) end after the closing `]` of
+indent) JSON file per user, keys in the dump's order. About half the users (4,967) are clean:
+every field valid, platform TikTok or Instagram. The other half are "dirty": each field is broken
+independently with the probability counted in the dump (`BROKEN_GIVEN_DIRTY`), so defects cluster
+in the same files as they do there; their platform is TikTok, Instagram, Facebook or the integer
+123 with equal odds; and 4.4 % of them (2.2 % of all files) end after the closing `]` of
 `advocacy_programs` and its newline, without the final `}`. Overall rates, as in the dump:
 
     user_id null 45 %        name "???" 48 %            email "invalid-email" 43 %

@@ -68,7 +68,8 @@ def _templates() -> Environment:
 
 
 def success_message(summary: Mapping[str, Any], attachments: Iterable[Path] = ()) -> Message:
-    """The message for a completed run; `summary` is `RunOutcome.summary()` (counts, step seconds)."""
+    """The message for a completed run; `summary` is `RunOutcome.summary()` (counts, step
+    seconds)."""
     files = tuple(path for path in attachments if path.is_file())
     body = (
         _templates()
@@ -146,7 +147,8 @@ def send_email(settings: Settings, message: Message) -> None:
 
 
 def post_webhook(settings: Settings, message: Message) -> None:
-    """POST the JSON payload to the webhook (Slack incoming-webhook compatible); raises on failure."""
+    """POST the JSON payload to the webhook (Slack incoming-webhook compatible); raises on
+    failure."""
     if not settings.notify_webhook:
         raise ValueError("DUEL_NOTIFY_WEBHOOK is not set")
     if not settings.notify_webhook.startswith(("https://", "http://")):

@@ -169,7 +169,8 @@ def check_shards(settings: Settings, path: Path, results: Sequence[IngestResult]
 
 
 def _ledger(settings: Settings, results: Sequence[IngestResult]) -> tuple[list[str], Counter[str]]:
-    """The shard labels of the succeeded batches among `results`, and the file names they recorded."""
+    """The shard labels of the succeeded batches among `results`, and the file names they
+    recorded."""
     batch_ids = [r.batch_id for r in results]
     with db.connect(settings, step="check shards") as conn:
         labels = conn.execute(
@@ -187,7 +188,8 @@ def _ledger(settings: Settings, results: Sequence[IngestResult]) -> tuple[list[s
 
 
 def _files_of(ledger: Counter[str]) -> Counter[str]:
-    """Ledger names as source files: the elements of one JSON array (`users.json[3]`) are one file."""
+    """Ledger names as source files: the elements of one JSON array (`users.json[3]`) are one
+    file."""
     files: Counter[str] = Counter()
     arrays: set[str] = set()
     for name, count in ledger.items():

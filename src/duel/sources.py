@@ -114,7 +114,8 @@ def identity_path(relative: str) -> str:
     """The part of a file's path (relative to the dump: an archive's root or the directory given)
     that identifies it: without the dump's own top-level folder, which is named after the export
     (`mixed/`, `export-2025-07-24/`) and carries no identity. `mixed/user_17.json` and
-    `user_17.json` are both `user_17.json`; deeper folders are kept (`mixed/eu/u.json` is `eu/u.json`)."""
+    `user_17.json` are both `user_17.json`; deeper folders are kept (`mixed/eu/u.json` is
+    `eu/u.json`)."""
     _top, sep, rest = relative.partition("/")
     return rest if sep and rest else relative
 
@@ -154,7 +155,10 @@ def not_an_archive(path: Path, error: BaseException) -> str:
     except OSError:
         head = b""
     if head.startswith(b"\x1f\x8b"):
-        return f"{path}: gzip-compressed, but not a tar archive inside ({error}); make it with `tar czf`"
+        return (
+            f"{path}: gzip-compressed, but not a tar archive inside ({error}); "
+            "make it with `tar czf`"
+        )
     what = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
     if what is None:
         what = "text" if head.isascii() and head.strip() else "unrecognised bytes"
@@ -169,7 +173,8 @@ def not_an_archive(path: Path, error: BaseException) -> str:
 
 def iter_archive(path: Path, max_bytes: int) -> Iterator[SourceFile]:
     """Stream an archive's members (a tar, plain or compressed, or a zip), and those of the
-    archives inside it; nothing touches the disk. SourceError if the archive itself is unreadable."""
+    archives inside it; nothing touches the disk. SourceError if the archive itself is
+    unreadable."""
     kind = "tar"
     try:
         with open(path, "rb") as raw:

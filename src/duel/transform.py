@@ -58,7 +58,8 @@ class BuildResult:
         }
 
     def describe(self) -> str:
-        """One line, e.g. '22 models, 1 snapshot, 90 tests passed; 1 warning (accepted_values...)'."""
+        """One line, e.g. '22 models, 1 snapshot, 90 tests passed; 1 warning
+        (accepted_values...)'."""
         kinds = ", ".join(f"{n} {kind if n != 1 else kind[:-1]}" for kind, n in self.counts.items())
         text = f"{kinds or 'nothing'} built and passed in {self.seconds:.1f}s"
         if self.warnings:
@@ -79,7 +80,8 @@ def target_dir(settings: Settings) -> Path:
 
 
 def dbt_env(settings: Settings) -> dict[str, str]:
-    """The child's whole environment: the connection from the settings, dbt's paths, no telemetry."""
+    """The child's whole environment: the connection from the settings, dbt's paths, no
+    telemetry."""
     env = {name: os.environ[name] for name in PASSTHROUGH if name in os.environ}
     project = project_dir(settings)
     env.update(settings.libpq_env())
