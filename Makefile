@@ -15,12 +15,19 @@ export DBT_PROFILES_DIR := $(CURDIR)/dbt/duel
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
+# $(call venv,DIR,LOCK[,PYTHON[,VERB]]): the venv DIR (made with PYTHON, default $(PYTHON)) with
+# uv in it (the same pins, minutes faster) and LOCK's pins (`uv pip VERB`, default install), then
+# duel itself, editable, unless LOCK is the benchmark's (it installs duel from its own lock).
+define venv
+	test -x $(1)/bin/python || $(or $(3),$(PYTHON)) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --disable-pip-version-check uv
+	$(1)/bin/uv pip $(or $(4),install) --quiet --python $(1)/bin/python $(if $(4),,-r )$(2)
+	$(if $(filter bench/%,$(2)),,$(1)/bin/uv pip install --quiet --python $(1)/bin/python --no-deps -e .)
+endef
+
 $(VENV)/.installed: pyproject.toml requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "duel needs Python 3.11+, found " + sys.version.split()[0] + "; set PYTHON=python3.11")'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv  # uv: the same pins, minutes faster
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	$(call venv,$(VENV),requirements.txt)
 	@# the notebooks' kernel "duel" (this venv's python): `jupyter nbconvert --execute` works after `make run`
 	$(BIN)/python -m ipykernel install --sys-prefix --name duel --display-name "Python (duel)" >/dev/null
 	touch $@
@@ -68,10 +75,7 @@ PYTHON312 ?= $(shell for p in $$HOME/.pyenv/versions/3.12*/bin/python3.12 $$(com
 	"$$p" -c 'import sys' 2>/dev/null && { echo "$$p"; break; }; done)
 test-py312: browser ## Run the fast suite (not marked slow) on Python 3.12 in .venv-py312
 	@test -n "$(PYTHON312)" || { echo "no python3.12 found: set PYTHON312=/path/to/python3.12"; exit 1; }
-	test -x .venv-py312/bin/python || $(PYTHON312) -m venv .venv-py312
-	.venv-py312/bin/python -m pip install --quiet --disable-pip-version-check uv
-	.venv-py312/bin/uv pip install --quiet --python .venv-py312/bin/python -r requirements.txt
-	.venv-py312/bin/uv pip install --quiet --python .venv-py312/bin/python --no-deps -e .
+	$(call venv,.venv-py312,requirements.txt,$(PYTHON312))
 	.venv-py312/bin/python -m pytest -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
 
 .PHONY: browser
@@ -126,10 +130,7 @@ AIRFLOW_ENV := PATH="$(CURDIR)/$(AIRFLOW_BIN):$$PATH" AIRFLOW_HOME="$(CURDIR)/.d
 	DUEL_HOME="$(CURDIR)/.duel" DUEL_OUT="$(CURDIR)/out" DUEL_DATA="$(abspath $(DATA))"
 
 $(AIRFLOW_VENV)/.installed: pyproject.toml requirements-airflow.txt
-	test -x $(AIRFLOW_BIN)/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
-	$(AIRFLOW_BIN)/python -m pip install --quiet --disable-pip-version-check uv
-	$(AIRFLOW_BIN)/uv pip sync --python $(AIRFLOW_BIN)/python --quiet requirements-airflow.txt
-	$(AIRFLOW_BIN)/uv pip install --python $(AIRFLOW_BIN)/python --quiet --no-deps -e .
+	$(call venv,$(AIRFLOW_VENV),requirements-airflow.txt,,sync)
 	$(AIRFLOW_ENV) $(AIRFLOW_BIN)/airflow db migrate
 	touch $@
 
@@ -150,9 +151,7 @@ BENCH_VENV ?= .venv-bench
 ARGS ?=
 
 $(BENCH_VENV)/.installed: pyproject.toml bench/requirements.txt
-	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check uv
-	$(BENCH_VENV)/bin/uv pip install --python $(BENCH_VENV)/bin/python --quiet -r bench/requirements.txt
+	$(call venv,$(BENCH_VENV),bench/requirements.txt)
 	touch $@
 
 bench: install $(BENCH_VENV)/.installed ## Benchmark duel ingest vs the notebook, dlt, floors at 10k/100k/1M (ARGS=--quick)

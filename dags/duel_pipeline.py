@@ -1,20 +1,25 @@
-"""duel_pipeline: the `duel run` stages as an Airflow DAG; every task is one call into the package.
+"""duel_pipeline: the `duel run` stages as an Airflow DAG; the tasks call `duel.pipeline`.
 
     prepare ─► ingest_shard ×N (mapped) ─► check_shards ─► dbt_build ─► report, export ─► notify
 
+- Every task calls the `duel.pipeline` functions `duel run` calls, and nothing else of duel but
+  `duel.notify`: `prepare` the database stage (and `plan_shards`), `ingest_shard` the ingest
+  stage for one shard, `dbt_build` the transform stage (the production build, as `duel run`:
+  models, snapshot, data tests; `duel.pipeline` decides that), `report` and `export` theirs.
 - Ingest fans out over N shards of the input (`shards` param, default 4). Each shard is its own
   idempotent batch, so workers share the load and a failed shard retries alone; `check_shards`
-  then proves the shards together saw every file of the input (`duel.shards`). An s3:// input
-  is one batch that reads only new or changed objects (`duel.listing`).
-- Every task is one call of a `duel.pipeline` stage function, the ones `duel run` calls (dbt:
-  `transform_stage`, the production build: models, snapshot, data tests; unit tests run in
-  `duel transform` and CI). Per-model Cosmos tasks cost a dbt
-  start-up each (measured ~25 s a model here, ~9 min a run); see the README's Airflow section.
+  then proves the shards together saw every file of the input, and runs a complete dump's
+  deletes. An s3:// input is one batch that reads only new or changed objects (`duel.listing`).
+  dbt is one task: per-model Cosmos tasks cost a dbt start-up each (measured ~25 s a model
+  here, 11 minutes a run against 77 s); see the README's Airflow section.
 - Connection: the PG* variables of the worker's environment, the ones duel, psql and dbt's
   profiles.yml read, else what duel recorded in DUEL_HOME (its server's address; the database
-  `prepare` chose for the data); nothing is written here. Input: the run's `data` param, else DUEL_DATA.
-- Every task retries with exponential backoff (the shard check excepted: a count that does not
-  add up will not add up on a retry); failed attempts are announced through `duel.notify`.
+  `prepare` chose for the data); nothing is written here. Input: the run's `data` param, else
+  DUEL_DATA.
+- Every task retries with exponential backoff, unless its error says a retry cannot help
+  (`DuelError.transient` false: a bad setting or input, a refused statement, a refused mass
+  delete fail the task at once); the shard check never retries (a count that does not add up
+  will not add up on a retry). Failed attempts are announced through `duel.notify`.
 - Import does no work beyond reading settings from the environment.
 """
 
@@ -23,18 +28,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pendulum
 from airflow.sdk import Param, dag, task
 
-from duel.settings import load_settings
+from duel.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from duel.objectstore import S3Location
 
 
 def announce_failure(context: dict[str, Any]) -> None:
-    """on_failure_callback and on_retry_callback: the task, its try and its error, via duel.notify."""
+    """on_failure_callback and on_retry_callback: the task, its try and its error, via
+    duel.notify."""
     from duel.notify import notify_failure
 
     ti = context["ti"]
@@ -67,14 +75,21 @@ def fail_fast_unless_transient(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def input_path(params: dict[str, Any]) -> Any:
+def run_params(params: dict[str, Any] | None) -> dict[str, Any]:
+    """The run's params (Airflow passes them to every task that asks for `params`)."""
+    if params is None:
+        raise ValueError("the task was called without the run's params")
+    return params
+
+
+def input_path(params: dict[str, Any]) -> Path | S3Location:
     """The run's input: a local path or an s3:// location (`data` param, else DUEL_DATA)."""
     from duel.objectstore import as_input
 
     return as_input(str(params["data"] or load_settings().data))
 
 
-def run_settings(params: dict[str, Any]) -> Any:
+def run_settings(params: dict[str, Any]) -> Settings:
     """The settings of this run: the worker's environment, with the run's document key if given."""
     return load_settings().with_overrides(document_key=params.get("document_key") or None)
 
@@ -82,7 +97,7 @@ def run_settings(params: dict[str, Any]) -> Any:
 @dag(
     dag_id="duel_pipeline",
     schedule=load_settings().schedule,
-    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    start_date=datetime(2025, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     tags=["duel"],
@@ -108,7 +123,9 @@ def run_settings(params: dict[str, Any]) -> Any:
         "document_key": Param(
             "",
             type="string",
-            description="How documents are identified (e.g. @file,user_id); empty: DUEL_DOCUMENT_KEY",
+            description=(
+                "How documents are identified (e.g. @file,user_id); empty: DUEL_DOCUMENT_KEY"
+            ),
         ),
     },
     default_args={
@@ -128,25 +145,24 @@ def duel_pipeline() -> None:
         """Database up (the embedded one if nothing answers), raw schema in place; plan the shards.
         The database follows the data as in `duel run` (the demo's is duel_demo unless PGDATABASE is
         set) and is recorded in DUEL_HOME, where the later tasks' settings find it."""
-        from duel.pipeline import check_input, database_stage, settings_for_data
-        from duel.shards import plan_shards
+        from duel.pipeline import check_input, database_stage, plan_shards, settings_for_data
 
-        assert params is not None
-        data = input_path(params)
+        given = run_params(params)
+        data = input_path(given)
         check_input(load_settings(), data)  # a wrong path or bucket: one line, nothing written
         settings, demo = settings_for_data(load_settings(), data)
         database_stage(settings, data, demo)
-        return [spec.label for spec in plan_shards(data, params["shards"])]
+        return plan_shards(data, given["shards"])
 
     @task
     @fail_fast_unless_transient
     def ingest_shard(shard: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        from duel.shards import ShardSpec, ingest_shard
+        """One shard of the ingest stage, as a batch of its own."""
+        from duel.pipeline import ingest_stage
 
-        assert params is not None
-        return dataclasses.asdict(
-            ingest_shard(run_settings(params), input_path(params), ShardSpec.parse(shard))
-        )
+        given = run_params(params)
+        result = ingest_stage(run_settings(given), input_path(given), shard=shard)
+        return dataclasses.asdict(result)
 
     @task(retries=0)
     def check_shards(
@@ -154,19 +170,16 @@ def duel_pipeline() -> None:
     ) -> dict[str, Any]:
         """Every file in exactly one shard; then, for a complete dump, the deletes (duel.deletes:
         a refused mass delete fails the run, the shards' loads stay)."""
-        from duel.load import IngestResult
-        from duel.shards import check_shards, delete_absent
+        from duel.pipeline import check_shards
 
-        assert params is not None
-        settings = run_settings(params)
-        results = [IngestResult(**result) for result in results]
-        summary = check_shards(settings, input_path(params), results).summary()
-        if params["full"]:
-            deletes = delete_absent(
-                settings, results, allow_mass_delete=params["allow_mass_delete"]
-            )
-            summary["deleted"] = deletes.deleted
-        return summary
+        given = run_params(params)
+        return check_shards(
+            run_settings(given),
+            input_path(given),
+            results,
+            full=given["full"],
+            allow_mass_delete=given["allow_mass_delete"],
+        )
 
     @task
     @fail_fast_unless_transient

@@ -372,13 +372,13 @@ def test_run_summary_names_the_server_and_the_demo(settings: Settings, tmp_path:
     """What `duel run` prints after its steps: the server (duel's, and whether this run started it),
     the data (the demo, and where), how to connect, with the password named."""
     from duel.generate import write_dataset
-    from duel.pipeline import RunOutcome, database_stage, ingest_with_progress, settings_for_data
+    from duel.pipeline import RunOutcome, database_stage, ingest_stage, settings_for_data
     from duel.summary import render_run
 
     demo = write_dataset(tmp_path / "data.tar.gz", users=20, seed=1).path
     used, is_demo = settings_for_data(settings, demo)  # PGDATABASE is set: the demo stays in it
     connected = database_stage(used, demo, is_demo)
-    outcome = RunOutcome(ingest_with_progress(used, demo), (), used, connected, is_demo)
+    outcome = RunOutcome(ingest_stage(used, demo), (), used, connected, is_demo)
     lines = render_run(settings, outcome).splitlines()
     port, db = settings.pg_port, settings.pg_database
     assert re.fullmatch(

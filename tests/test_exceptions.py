@@ -6,6 +6,7 @@ import pytest
 
 from duel.exceptions import (
     ConfigError,
+    DatabaseMisconfigured,
     DatabaseRefused,
     DatabaseUnavailable,
     LockTimeout,
@@ -20,6 +21,7 @@ from duel.exceptions import (
     ("error", "transient"),
     [
         (DatabaseUnavailable("down", host="h", port=1), True),
+        (DatabaseMisconfigured("wrong password", setting="PGPASSWORD"), False),
         (LockTimeout("held"), True),
         (DatabaseRefused("disk full", sqlstate="53100"), True),
         (DatabaseRefused("deadlock", sqlstate="40P01"), True),
@@ -55,3 +57,15 @@ def test_exceptions_carry_their_context_as_attributes() -> None:
     )
     mass = MassDelete("m", deleting=6, current=10)
     assert (mass.deleting, mass.current, mass.context) == (6, 10, {"deleting": 6, "current": 10})
+
+
+def test_exceptions_common_context_reads_none_when_not_given() -> None:
+    down = DatabaseUnavailable("down", host="db.example", port=5432, step="ingest", path="d.tgz")
+    assert (down.host, down.port, down.database, down.step, down.path, down.batch) == (
+        "db.example",
+        5432,
+        None,
+        "ingest",
+        "d.tgz",
+        None,
+    )

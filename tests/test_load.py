@@ -7,10 +7,9 @@ import io
 import tarfile
 from pathlib import Path
 
-import pytest
 from conftest import query
 
-from duel.load import _Prefetch, ingest
+from duel.load import ingest
 from duel.settings import Settings
 
 
@@ -314,42 +313,6 @@ def test_ingest_shards_load_side_by_side_but_exclude_whole_ingests(
         "deleted": 0,
         "keyless": 0,
     }
-
-
-def test_prefetch_hands_chunks_in_order_and_raises_the_readers_error_in_the_writer() -> None:
-    def chunks():
-        yield ["a"]
-        yield ["b"]
-        raise ValueError("archive is corrupt")
-
-    prefetch = _Prefetch(chunks())
-    got: list[list[str]] = []
-    try:
-        with pytest.raises(ValueError, match="archive is corrupt"):
-            got.extend(prefetch)
-    finally:
-        prefetch.close()
-    assert got == [["a"], ["b"]] and not prefetch.thread.is_alive()
-
-
-def test_prefetch_close_stops_the_reader_and_closes_its_source() -> None:
-    """A writer that fails mid-batch closes the prefetch: the reader thread ends, and the source
-    generator is closed (its archive released), though it had more to give."""
-    state = {"made": 0, "closed": False}
-
-    def endless():
-        try:
-            while True:
-                state["made"] += 1
-                yield [state["made"]]
-        finally:
-            state["closed"] = True
-
-    prefetch = _Prefetch(endless(), depth=2)
-    first = next(iter(prefetch))
-    prefetch.close()
-    assert first == [1] and not prefetch.thread.is_alive() and state["closed"]
-    assert state["made"] <= 4  # at most the queue's depth and one in hand beyond what was taken
 
 
 def test_write_chunk_quarantines_the_one_document_the_database_refuses(settings: Settings) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,8 +14,8 @@ from duel import pipeline
 from duel.settings import Settings
 
 DAG = REPO / "dags" / "duel_pipeline.py"
-# what a DAG task may call into: the stages, the shards that fan the ingest stage out, notifications
-ALLOWED = {"duel.pipeline", "duel.shards", "duel.load", "duel.notify"}
+# what a DAG task may call into: the pipeline's functions, and notifications
+ALLOWED = {"duel.pipeline", "duel.notify"}
 
 
 def task_imports(path: Path) -> dict[str, set[str]]:
@@ -49,6 +50,8 @@ def test_pipeline_dag_tasks_call_only_stage_functions() -> None:
     }
     assert {name for name, modules in tasks.items() if "duel.pipeline" in modules} == {
         "prepare",
+        "ingest_shard",
+        "check_shards",
         "dbt_build",
         "report",
         "export",
@@ -73,7 +76,7 @@ def test_pipeline_run_uses_the_stage_functions_in_order() -> None:
         "report_stage",
         "export_stage",
     ]
-    assert pipeline.PRODUCTION_UNIT_TESTS is False
+    assert (pipeline.PRODUCTION_UNIT_TESTS, pipeline.DEVELOPMENT_UNIT_TESTS) == (False, True)
 
 
 def _dump(path: Path, names: range) -> Path:
@@ -134,3 +137,22 @@ def test_pipeline_second_run_with_nothing_new_rebuilds_nothing(
     changed = pipeline.run_pipeline(settings, _dump(tmp_path / "e", range(4)), notify=False)
     assert (changed.nothing_changed, changed.ingest.loaded) == (False, 1)
     assert query(settings, "select count(*) from dbt.base") == [(4,)]
+
+
+def test_pipeline_sharded_ingest_stage_accounts_for_every_file(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The DAG's ingest: the stage's shards, passed on as dicts (as Airflow does), then checked."""
+    data = _dump(tmp_path / "d", range(5))
+    pipeline.database_stage(settings)
+    labels = pipeline.plan_shards(data, 2)
+    results = [
+        dataclasses.asdict(pipeline.ingest_stage(settings, data, shard=label)) for label in labels
+    ]
+    summary = pipeline.check_shards(settings, data, results)
+    assert (labels, summary["files_seen"], summary["loaded"], summary["shards"]) == (
+        ["0/2", "1/2"],
+        5,
+        5,
+        2,
+    )

@@ -205,16 +205,6 @@ def test_transform_commands_have_examples(settings: Settings) -> None:
 
 
 @pytest.mark.slow  # real_built: the real dump loaded and dbt-built
-def test_transform_source_freshness_passes_after_a_load(real_built: Settings) -> None:
-    from duel.transform import check_freshness
-
-    assert check_freshness(real_built) == {
-        "raw.user_documents": "pass",
-        "raw.current_versions": "pass",
-    }
-
-
-@pytest.mark.slow  # real_built: the real dump loaded and dbt-built
 def test_transform_build_analyzes_the_raw_tables_first(real_built: Settings) -> None:
     """The ingest leaves planner statistics to the build: ANALYZE (not autovacuum's) has run on
     the raw tables, and the planner counts the 10,000 real documents exactly."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
+import itertools
 import lzma
 import stat
 import struct
@@ -20,9 +21,12 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from duel.tarstream import Member, TarFormatError
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 MAGIC_BYTES = 10  # enough of a stream's head to tell its format
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header; an empty zip's end record
@@ -59,7 +63,8 @@ def compression(head: bytes) -> str | None:
         return "gzip"
     if head.startswith(b"\xfd7zXZ\x00"):
         return "xz"
-    # "BZh", the block size, then a block's or the end's own magic: a tar member named BZh... is not bzip2
+    # "BZh", the block size, then a block's or the end's own magic: a tar member named BZh... is
+    # not bzip2
     if (
         head[:3] == b"BZh"
         and head[3:4] in b"123456789"
@@ -98,7 +103,8 @@ def peekable(stream: BinaryIO) -> tuple[BinaryIO, bytes]:
 
 @contextmanager
 def open_archive(path: str | Path) -> Iterator[BinaryIO]:
-    """A file's uncompressed byte stream (its compression told by its magic number, not its name)."""
+    """A file's uncompressed byte stream (its compression told by its magic number, not its
+    name)."""
     with open(path, "rb") as raw:
         head = raw.read(MAGIC_BYTES)
         raw.seek(0)
@@ -237,9 +243,10 @@ class _ZipMember(io.RawIOBase):
             self.opened = cast(BinaryIO, self.archive.open(self.info))
         return self.opened.read(-1 if size is None else size)
 
-    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(target))
-        target[: len(data)] = data
+    def readinto(self, target: WriteableBuffer) -> int:
+        view = memoryview(target).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
         return len(data)
 
     def close(self) -> None:
@@ -267,7 +274,7 @@ def zip_members(handle: BinaryIO) -> Iterator[Member]:
         by_offset = sorted(infos, key=lambda info: info.header_offset)
         overlapping = {
             id(info)
-            for info, after in zip(by_offset, by_offset[1:], strict=False)
+            for info, after in itertools.pairwise(by_offset)
             if info.header_offset + _LOCAL_HEADER_BYTES + info.compress_size > after.header_offset
         }
         for info in infos:

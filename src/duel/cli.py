@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from duel.objectstore import S3Location
 
 F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 EXIT_STRICT = 2
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100, "show_default": True}
 ENVIRONMENT = """\b
@@ -46,29 +48,28 @@ ENVIRONMENT_S3 = (
 NO_ENVIRONMENT = "Reads no environment variables and no .env."
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
 
-def handle_errors(func: F) -> F:
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn a DuelError into its one-line message and exit code; no tracebacks for user errors."""
 
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
         except DuelError as error:
             _fail(error.message, error.exit_code)
         except OSError as error:  # a folder or file we cannot use (not writable, disk full...)
             where = f"{error.filename}: " if error.filename else ""
-            _fail(
-                f"{func.__name__.replace('_', ' ')}: cannot write or read {where}{error.strerror or error}"
-            )
+            command = func.__name__.replace("_", " ")
+            _fail(f"{command}: cannot write or read {where}{error.strerror or error}")
         except KeyboardInterrupt:
             _fail("interrupted; nothing of the unfinished step was committed", 130)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 class DataParam(click.ParamType):
@@ -278,7 +279,8 @@ def reset(ctx: click.Context, yes: bool) -> None:
 
 
 def dump_options(func: F) -> F:
-    """The options that say what a dump is: complete or not, and how its documents are identified."""
+    """The options that say what a dump is: complete or not, and how its documents are
+    identified."""
     func = click.option(
         "--document-key",
         metavar="SOURCES",
@@ -291,13 +293,12 @@ def dump_options(func: F) -> F:
         is_flag=True,
         help="With --full: allow deleting more than half of the current documents.",
     )(func)
-    func = click.option(
+    return click.option(
         "--full",
         is_flag=True,
         help="DATA holds every document: delete current documents absent from it "
         "(refused if more than half would go, unless --allow-mass-delete).",
     )(func)
-    return func
 
 
 @cli.command(short_help="Load a dump into the raw schema, as one batch.", epilog=ENVIRONMENT_S3)
@@ -332,14 +333,14 @@ def ingest(
       duel ingest users.ndjson --document-key user_id,email
       duel ingest s3://dumps/daily/ --full             # AWS_* variables: see below
     """
-    from duel.pipeline import check_input, database_stage, ingest_with_progress, settings_for_data
+    from duel.pipeline import check_input, database_stage, ingest_stage, settings_for_data
     from duel.summary import data_line, render_ingest
 
     chosen = _settings(ctx).with_overrides(document_key=document_key)
     check_input(chosen, data)
     settings, demo = settings_for_data(chosen, data)
     database_stage(settings, data, demo)
-    result = ingest_with_progress(settings, data, full=full, allow_mass_delete=allow_mass_delete)
+    result = ingest_stage(settings, data, full=full, allow_mass_delete=allow_mass_delete)
     if as_json:
         click.echo(json.dumps(result.summary()))
     else:
@@ -428,15 +429,16 @@ def transform(
       duel transform --select staging --select base+
     """
     from duel import db as database
+    from duel.pipeline import transform_stage
     from duel.progress import progress
-    from duel.transform import build_models
 
     settings = _settings(ctx)
     database.ensure_ready(settings)
     echo = (lambda line: click.echo(line, err=True)) if verbose else None
     with progress("dbt build", unit="nodes") as advance:
-        result = build_models(
+        result = transform_stage(
             settings,
+            production=False,  # the development build: unit tests included
             full_refresh=full_refresh,
             select=select,
             on_line=echo,

@@ -8,6 +8,7 @@ that was (`Connected`), for the run's summary.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -16,14 +17,20 @@ import psycopg
 from psycopg import sql
 
 from duel import server
-from duel.exceptions import DatabaseUnavailable, SchemaOutdated
+from duel.exceptions import (
+    ConfigError,
+    DatabaseMisconfigured,
+    DatabaseUnavailable,
+    SchemaOutdated,
+)
 from duel.settings import Settings
 from duel.state import ServerRecord
 
 
 @dataclass(frozen=True)
 class Connected:
-    """The server a command used: duel's embedded one (`own`) or another, and whether it started it."""
+    """The server a command used: duel's embedded one (`own`) or another, and whether duel
+    started it."""
 
     host: str
     port: int
@@ -56,6 +63,21 @@ def describe_failure(settings: Settings, error: BaseException, step: str | None 
     return f"{prefix}lost or cannot reach {where}: {first_line(error)}"
 
 
+def unavailable(
+    settings: Settings, error: BaseException, step: str | None = None, **context: Any
+) -> DatabaseUnavailable:
+    """The one-line DatabaseUnavailable for a driver error, with where and what as attributes."""
+    return DatabaseUnavailable(
+        describe_failure(settings, error, step),
+        host=settings.pg_host,
+        port=settings.pg_port,
+        database=settings.pg_database,
+        step=step,
+        reason=first_line(error),
+        **context,
+    )
+
+
 def connect(
     settings: Settings,
     *,
@@ -63,11 +85,12 @@ def connect(
     autocommit: bool = False,
     step: str | None = None,
 ) -> psycopg.Connection[Any]:
-    """Open a connection; a failure becomes a one-line DatabaseUnavailable."""
+    """Open a connection (the only place duel does); a failure becomes a one-line
+    DatabaseUnavailable whose `reason` holds the driver's own words."""
     try:
-        return psycopg.connect(**settings.conninfo(database), autocommit=autocommit)  # type: ignore[arg-type]
+        return psycopg.connect(**settings.conninfo(database), autocommit=autocommit)
     except psycopg.OperationalError as error:
-        raise DatabaseUnavailable(describe_failure(settings, error, step)) from None
+        raise unavailable(settings, error, step) from None
 
 
 def _check_server(settings: Settings) -> bool:
@@ -78,25 +101,35 @@ def _check_server(settings: Settings) -> bool:
             server.start(settings)
             return True
         raise DatabaseUnavailable(
-            f"nothing answers at {settings.pg_host}:{settings.pg_port}; start Postgres there or set "
-            "PGHOST/PGPORT"
+            f"nothing answers at {settings.pg_host}:{settings.pg_port}; start Postgres there or "
+            "set PGHOST/PGPORT",
+            host=settings.pg_host,
+            port=settings.pg_port,
         )
+    where = {"host": settings.pg_host, "port": settings.pg_port}
     try:
-        psycopg.connect(**settings.conninfo("postgres"), autocommit=True).close()  # type: ignore[arg-type]
-    except psycopg.OperationalError as error:
-        message = first_line(error)
+        connect(settings, database="postgres", autocommit=True).close()
+    except DatabaseUnavailable as error:
+        message = error.reason or ""
         if "authentication" in message or "password" in message or "role" in message:
-            raise DatabaseUnavailable(refused_message(settings, message)) from None
+            raise DatabaseMisconfigured(
+                refused_message(settings, message), setting="PGPASSWORD", reason=message, **where
+            ) from None
         if "does not exist" in message:
             return False  # no "postgres" maintenance database; the target database may still exist
         if "starting up" in message or "shutting down" in message:
             raise DatabaseUnavailable(
-                f"the Postgres at {settings.pg_host}:{settings.pg_port} is starting up or shutting "
-                "down; try again in a moment"
+                f"the Postgres at {settings.pg_host}:{settings.pg_port} is starting up or "
+                "shutting down; try again in a moment",
+                reason=message,
+                **where,
             ) from None
-        raise DatabaseUnavailable(
+        raise DatabaseMisconfigured(
             f"port {settings.pg_port} on {settings.pg_host} is held by a program that does not "
-            "answer as Postgres; set PGPORT to a free port"
+            "answer as Postgres; set PGPORT to a free port",
+            setting="PGPORT",
+            reason=message,
+            **where,
         ) from None
     return False
 
@@ -120,32 +153,34 @@ def refused_message(settings: Settings, message: str) -> str:
 
 def ensure_database(settings: Settings) -> None:
     """Create the configured database if it is missing (concurrent callers are fine)."""
+    step = "create database"
     try:
-        with psycopg.connect(**settings.conninfo("postgres"), autocommit=True) as conn:  # type: ignore[arg-type]
+        with connect(settings, database="postgres", autocommit=True, step=step) as conn:
             exists = conn.execute(
                 "select 1 from pg_database where datname = %s", (settings.pg_database,)
             ).fetchone()
             if not exists:
-                try:
-                    conn.execute(
-                        sql.SQL("create database {}").format(sql.Identifier(settings.pg_database))
-                    )
-                except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
-                    pass
-    except psycopg.OperationalError as error:
+                create = sql.SQL("create database {}").format(sql.Identifier(settings.pg_database))
+                # created meanwhile by a concurrent caller: just as good
+                with suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                    conn.execute(create)
+    except DatabaseUnavailable as error:
+        if "does not exist" not in (error.reason or ""):
+            raise
+    except psycopg.OperationalError as error:  # the server went away while we were at it
         if "does not exist" not in first_line(error):
-            raise DatabaseUnavailable(
-                describe_failure(settings, error, "create database")
-            ) from None
+            raise unavailable(settings, error, step) from None
 
 
 def reset_database(settings: Settings) -> Connected:
     """Drop the configured database (closing its connections) and create it empty, with the raw
     schema. Never the server's maintenance databases."""
     if settings.pg_database in ("postgres", "template0", "template1"):
-        raise DatabaseUnavailable(
+        raise ConfigError(
             f"refusing to drop {settings.pg_database}, the server's own database; set "
-            "PGDATABASE to the database duel uses"
+            "PGDATABASE to the database duel uses",
+            setting="PGDATABASE",
+            database=settings.pg_database,
         )
     ensure_ready(settings)
     with connect(settings, database="postgres", autocommit=True, step="reset") as conn:
@@ -196,15 +231,11 @@ def _check_raw_version(conn: psycopg.Connection[Any]) -> None:
     if not row or not row[0]:
         database = conn.info.dbname
         raise SchemaOutdated(
-            f"database {database} holds a raw schema from an earlier duel (documents keyed by file "
-            f"name, not identity); ingest into a new database (set PGDATABASE) or drop {database} first"
+            f"database {database} holds a raw schema from an earlier duel (documents keyed by "
+            f"file name, not identity); ingest into a new database (set PGDATABASE) or drop "
+            f"{database} first",
+            database=database,
         )
-
-
-def ensure_raw_schema(settings: Settings) -> None:
-    """Create the `raw` schema and its tables if missing."""
-    with connect(settings, step="create raw schema") as conn:
-        _create_raw_schema(conn)
 
 
 def ensure_ready(settings: Settings) -> Connected:
@@ -213,8 +244,8 @@ def ensure_ready(settings: Settings) -> Connected:
     one line run otherwise."""
     started = False
     try:
-        conn = psycopg.connect(**settings.conninfo())  # type: ignore[arg-type]
-    except psycopg.Error:
+        conn = connect(settings)
+    except DatabaseUnavailable:
         started = _check_server(settings)
         ensure_database(settings)
         conn = connect(settings, step="create raw schema")
@@ -234,8 +265,8 @@ def analyze_raw(settings: Settings) -> None:
     """Fresh planner statistics for the raw tables, so a dbt build right after a large load
     does not plan its joins on the row counts of an empty table (best effort). The transform
     runs it before each build; the ingest leaves it to it (and to autovacuum)."""
-    try:
-        with psycopg.connect(**settings.conninfo(), autocommit=True) as conn:  # type: ignore[arg-type]
-            conn.execute("analyze raw.user_documents, raw.current_versions, raw.batch_files")
-    except psycopg.Error:
-        pass
+    with (
+        suppress(DatabaseUnavailable, psycopg.Error),
+        connect(settings, autocommit=True, step="analyze") as conn,
+    ):
+        conn.execute("analyze raw.user_documents, raw.current_versions, raw.batch_files")

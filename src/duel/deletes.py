@@ -32,7 +32,8 @@ _ABSENT = """
     where not current.is_deleted
         and not exists (
             select 1 from raw.batch_files as delivered
-            where delivered.batch_id = any(%(seen)s) and delivered.document_key = current.document_key
+            where delivered.batch_id = any(%(seen)s)
+                and delivered.document_key = current.document_key
         )
 """
 
@@ -62,16 +63,16 @@ def tombstone_absent(
     deleting = int(row[0]) if row else 0
     if deleting and delivered == 0:
         raise MassDelete(
-            f"refused: this complete (--full) dump holds no document, so it would delete all {deleting} "
-            "current documents; an empty or truncated dump never wipes the warehouse",
+            f"refused: this complete (--full) dump holds no document, so it would delete all "
+            f"{deleting} current documents; an empty or truncated dump never wipes the warehouse",
             deleting=deleting,
             current=current_before,
         )
     if deleting > MASS_DELETE_SHARE * current_before and not allow_mass_delete:
         raise MassDelete(
-            f"refused: this complete (--full) dump would delete {deleting} of {current_before} current "
-            "documents (more than half); nothing was written. If that is right, run it again with "
-            "--allow-mass-delete",
+            f"refused: this complete (--full) dump would delete {deleting} of {current_before} "
+            "current documents (more than half); nothing was written. If that is right, run it "
+            "again with --allow-mass-delete",
             deleting=deleting,
             current=current_before,
         )
@@ -81,18 +82,21 @@ def tombstone_absent(
     conn.execute(
         "insert into raw.user_documents (document_key, content_sha256, source_name, batch_id,"
         " parse_status, byte_size, document)"
-        " select document_key, %(tombstone)s, source_name, %(batch)s, 'deleted', 0, null from duel_absent"
+        " select document_key, %(tombstone)s, source_name, %(batch)s, 'deleted', 0, null"
+        " from duel_absent"
         " on conflict (document_key, content_sha256) do nothing",
         params,
     )
     conn.execute(
-        "update raw.current_versions as current set content_sha256 = %(tombstone)s, batch_id = %(batch)s,"
+        "update raw.current_versions as current"
+        " set content_sha256 = %(tombstone)s, batch_id = %(batch)s,"
         " is_deleted = true, updated_at = now()"
         " from duel_absent where current.document_key = duel_absent.document_key",
         params,
     )
     conn.execute(
-        "insert into raw.batch_files (batch_id, file_seq, source_name, status, reason, document_key)"
+        "insert into raw.batch_files"
+        " (batch_id, file_seq, source_name, status, reason, document_key)"
         " select %(batch)s, %(seq)s + row_number() over (order by document_key) - 1, source_name,"
         " 'deleted', %(reason)s, document_key from duel_absent",
         params,

@@ -1,8 +1,9 @@
 """Errors a user can act on. Each carries a one-line message; the CLI prints it and exits.
 
-Each also carries its context as attributes (`context`: the file, host, batch... it concerns)
-and says whether a retry can help (`transient`): the DAG retries transient errors and fails at
-once on the others (a wrong setting or a bad input will not mend itself).
+Each also carries its context as attributes (`error.path`, `error.host`, `error.batch`...; all
+of it in `error.context`) and says whether a retry can help (`transient`): the DAG retries
+transient errors and fails at once on the others (a wrong setting or a bad input will not mend
+itself).
 """
 
 from __future__ import annotations
@@ -16,15 +17,32 @@ class DuelError(Exception):
     """Base class: a one-line, user-facing error. `exit_code` is what the CLI exits with."""
 
     exit_code = 1
-    transient = False  # whether the same call may succeed if retried later
+    retryable = False  # whether the same call may succeed if retried later (see `transient`)
+    # The context an error may carry (None when it does not concern it); every keyword given to
+    # the constructor becomes an attribute, these are the common ones.
+    path: str | None = None  # the input file, archive or directory
+    host: str | None = None  # the database server
+    port: int | None = None
+    database: str | None = None
+    batch: int | None = None  # the raw.batches batch_id
+    step: str | None = None  # the pipeline step: ingest, dbt build, report...
+    setting: str | None = None  # the variable whose value cannot be used
+    reason: str | None = None  # the underlying error's own words (the driver's, the OS's)
 
     def __init__(self, message: str, **context: Any) -> None:
         super().__init__(message)
         self.message = message
         self.context = context
+        for name, value in context.items():
+            setattr(self, name, value)
 
     def __str__(self) -> str:
         return self.message
+
+    @property
+    def transient(self) -> bool:
+        """Whether a retry can help: the class's `retryable`, or what this error's context says."""
+        return self.retryable
 
 
 class ConfigError(DuelError):
@@ -45,14 +63,22 @@ class ObjectStoreError(DuelError):
         self._transient = transient
 
     @property
-    def transient(self) -> bool:  # type: ignore[override]
+    def transient(self) -> bool:
+        """What this error says: an unreachable endpoint is transient, a missing bucket is not."""
         return self._transient
 
 
 class DatabaseUnavailable(DuelError):
     """The database cannot be reached (or stopped answering) during a step."""
 
-    transient = True
+    retryable = True
+
+
+class DatabaseMisconfigured(DatabaseUnavailable):
+    """The server answered and will not take us as configured: it refused our user or password,
+    or the port is held by a program that is not Postgres. A setting must change first."""
+
+    retryable = False
 
 
 class DatabaseRefused(DuelError):
@@ -62,12 +88,13 @@ class DatabaseRefused(DuelError):
     anything else (out of resources, a deadlock, an operator or a trigger's refusal) may pass on
     a retry."""
 
+    sqlstate: str | None = None
+
     def __init__(self, message: str, *, sqlstate: str | None = None, **context: Any) -> None:
         super().__init__(message, sqlstate=sqlstate, **context)
-        self.sqlstate = sqlstate
 
     @property
-    def transient(self) -> bool:  # type: ignore[override]
+    def transient(self) -> bool:
         return (self.sqlstate or "")[:2] not in TERMINAL_SQLSTATE_CLASSES
 
 
@@ -78,10 +105,11 @@ class SchemaOutdated(DuelError):
 class MassDelete(DuelError):
     """A complete (--full) dump would delete too many current documents; nothing was written."""
 
-    def __init__(self, message: str, *, deleting: int, current: int) -> None:
-        super().__init__(message, deleting=deleting, current=current)
-        self.deleting = deleting
-        self.current = current
+    deleting: int
+    current: int
+
+    def __init__(self, message: str, *, deleting: int, current: int, **context: Any) -> None:
+        super().__init__(message, deleting=deleting, current=current, **context)
 
 
 class ServerError(DuelError):
@@ -91,7 +119,7 @@ class ServerError(DuelError):
 class LockTimeout(DuelError):
     """Another run holds the ingest lock for longer than the configured timeout."""
 
-    transient = True
+    retryable = True
 
 
 class ShardMismatch(DuelError):
@@ -101,6 +129,7 @@ class ShardMismatch(DuelError):
 class StepFailed(DuelError):
     """A pipeline step (dbt build, report, export) failed; names the step."""
 
+    step: str
+
     def __init__(self, step: str, message: str, **context: Any) -> None:
         super().__init__(f"{step} failed: {message}", step=step, **context)
-        self.step = step

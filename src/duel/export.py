@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from duel import __version__, db
+from duel import __version__, read
 from duel.exceptions import ConfigError, StepFailed
 from duel.settings import Settings
 
@@ -110,14 +110,16 @@ def hmac_pads(key: str) -> tuple[bytes, bytes]:
 
 
 def pseudonym(key: str, value: str) -> str:
-    """The token `duel export --pseudonymize` writes for `value` (for checks and joins in Python)."""
+    """The token `duel export --pseudonymize` writes for `value` (for checks and joins in
+    Python)."""
     import hmac
 
     return hmac.new(key.encode(), value.encode(), hashlib.sha256).hexdigest()[:TOKEN_HEX_CHARS]
 
 
 def is_personal(column: str) -> bool:
-    """Columns that hold a person's name, email or social handle (not flags about them: is_*, has_*)."""
+    """Columns that hold a person's name, email or social handle (not flags about them: is_*,
+    has_*)."""
     return bool(PERSONAL_COLUMN.match(column)) and not column.startswith(("is_", "has_"))
 
 
@@ -157,9 +159,11 @@ def _select(
     pads: tuple[bytes, bytes] | None,
     cast_for_parquet: bool = False,
 ) -> sql.Composed:
-    items = []
+    """The model's rows as exported (pseudonyms computed in SQL), ordered by every column."""
+    items: list[sql.Composable] = []
     for column in columns:
         ident = sql.Identifier(column.name)
+        expr: sql.Composable = ident
         if column.pseudonymized and pads:
             expr = sql.SQL(
                 "left(encode(sha256({} || sha256({} || convert_to({}::text, 'UTF8'))), 'hex'), {})"
@@ -168,18 +172,9 @@ def _select(
             )
         elif cast_for_parquet and _arrow_kind(column.type_name) == "text":
             expr = sql.SQL("{}::text").format(ident)
-        else:
-            expr = ident
         items.append(sql.SQL("{} as {}").format(expr, ident))
-    order = [
-        sql.Literal(i) for i, c in enumerate(columns, 1) if c.type_name not in UNORDERABLE_TYPES
-    ]
-    query = sql.SQL("select {} from {}.{}").format(
-        sql.SQL(", ").join(items), sql.Identifier(schema), sql.Identifier(table)
-    )
-    if order:
-        query += sql.SQL(" order by {}").format(sql.SQL(", ").join(order))
-    return query
+    order = [i for i, c in enumerate(columns, 1) if c.type_name not in UNORDERABLE_TYPES]
+    return read.select_model(table, schema, columns=items, order_by=order)
 
 
 def _write_csv(conn: psycopg.Connection[Any], query: sql.Composed, path: Path) -> int:
@@ -214,14 +209,22 @@ def _arrow_kind(type_name: str) -> str:
 
 
 def _decimal_type(conn: psycopg.Connection[Any], schema: str, table: str, column: str) -> Any:
-    """The narrowest exact decimal that holds every value of a numeric column (text if none does)."""
+    """The narrowest exact decimal that holds every value of a numeric column (text if none
+    does)."""
     import pyarrow as pa
 
-    query = sql.SQL(
-        "select coalesce(max(scale({c})), 0), coalesce(max(length(trunc(abs({c}))::text)), 1),"
-        " count(*) filter (where {c}::text in ('NaN', 'Infinity', '-Infinity')) from {s}.{t}"
-    ).format(c=sql.Identifier(column), s=sql.Identifier(schema), t=sql.Identifier(table))
-    scale, digits, special = conn.execute(query).fetchone()  # type: ignore[misc]
+    measures = [
+        "coalesce(max(scale({c})), 0) as scale",
+        "coalesce(max(length(trunc(abs({c}))::text)), 1) as digits",
+        "count(*) filter (where {c}::text in ('NaN', 'Infinity', '-Infinity')) as special",
+    ]
+    query = read.select_model(
+        table,
+        schema,
+        columns=[sql.SQL(m).format(c=sql.Identifier(column)) for m in measures],
+    )
+    found = read.rows(conn, query)[0]  # aggregates: one row
+    scale, digits, special = found["scale"], found["digits"], found["special"]
     precision = max(int(digits) + int(scale), 1)
     if special or precision > 76:
         return pa.string()
@@ -359,12 +362,9 @@ def iter_exports(
 ) -> Iterator[ExportedFile]:
     """Write each file in turn (for progress); `export_models` is the whole, manifest included."""
     pads = hmac_pads(settings.pseudonym_key) if pseudonymize and settings.pseudonym_key else None
-    with db.connect(settings, step="export") as conn:
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        conn.read_only = True
-        with conn.transaction():
-            for seq, (schema, table) in enumerate(list_relations(conn)):
-                yield _export_one(conn, schema, table, fmt, directory, pads, seq)
+    with read.snapshot(settings, "export") as conn:
+        for seq, (schema, table) in enumerate(list_relations(conn)):
+            yield _export_one(conn, schema, table, fmt, directory, pads, seq)
 
 
 def export_models(

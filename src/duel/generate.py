@@ -8,11 +8,11 @@ the same database. `is_demo` tells demo data by its first data file's name, and 
 
 What the real dump (`../shared/data/duel-original-10k.tar.gz`, 10,000 users) looks like, and so
 what this writes (under the demo names): a directory entry, then one pretty-printed (4-space
-indent) JSON file per user, keys in the dump's order. About half the users (4,967) are clean: every field valid,
-platform TikTok or Instagram. The other half are "dirty": each field is broken independently
-with the probability counted in the dump (`BROKEN_GIVEN_DIRTY`), so defects cluster in the same
-files as they do there; their platform is TikTok, Instagram, Facebook or the integer 123 with
-equal odds; and 4.4 % of them (2.2 % of all files) end after the closing `]` of
+indent) JSON file per user, keys in the dump's order. About half the users (4,967) are clean:
+every field valid, platform TikTok or Instagram. The other half are "dirty": each field is broken
+independently with the probability counted in the dump (`BROKEN_GIVEN_DIRTY`), so defects cluster
+in the same files as they do there; their platform is TikTok, Instagram, Facebook or the integer
+123 with equal odds; and 4.4 % of them (2.2 % of all files) end after the closing `]` of
 `advocacy_programs` and its newline, without the final `}`. Overall rates, as in the dump:
 
     user_id null 45 %        name "???" 48 %            email "invalid-email" 43 %
@@ -49,7 +49,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from duel.exceptions import DuelError
 from duel.sources import TAR_SUFFIXES
@@ -90,18 +90,77 @@ FLUSH_BYTES = 1 << 22  # tar bytes handed to the compressing thread at a time
 PROGRESS_EVERY = 10_000
 
 # The 128 most frequent words of each kind in the real dump's (Faker-made) names and links.
-FIRST_NAMES = tuple(
-    ["Abraham", "Ada", "Alan", "Alvin", "Angel", "Angelica", "Arlene", "Barry", "Bennie", "Bertha", "Beth", "Billy", "Bradley", "Bryant", "Cameron", "Carla", "Carrie", "Cathy", "Chelsea", "Claire", "Claudia", "Clifford", "Clint", "Cody", "Connie", "Cornelius", "Courtney", "Daisy", "Dallas", "Dana", "Danny", "Darrin", "David", "Della", "Dewey", "Dolores", "Domingo", "Doreen", "Doris", "Earl", "Edgar", "Eileen", "Emilio", "Emma", "Emmett", "Enrique", "Eva", "Faye", "Fernando", "Francisco", "Genevieve", "George", "Georgia", "Geraldine", "Gerard", "Gilbert", "Glenda", "Glenn", "Gregg", "Gregory", "Harriet", "Heather", "Heidi", "Hugh", "Ira", "Irene", "Jackie", "Jaime", "Jake", "Jamie", "Janet", "Jared", "Jay", "Jean", "Jeremy", "Jessie", "Jody", "Joe", "Joel", "Johnnie", "Josefina", "Kara", "Kelly", "Kerry", "Kim", "Kristine", "Kurt", "Lauren", "Lee", "Leroy", "Leslie", "Lowell", "Lucas", "Lynn", "Mable", "Mack", "Michele", "Mona", "Nathaniel", "Nicholas", "Nicole", "Nina", "Ora", "Otis", "Peggy", "Randall", "Robin", "Rochelle", "Saul", "Shannon", "Shari", "Sheila", "Sheryl", "Sonja", "Stephanie", "Suzanne", "Sylvester", "Terence", "Teri", "Terry", "Theodore", "Tina", "Toby", "Tomas", "Tracy", "Verna", "Warren", "Wilma"]
+# fmt: off
+FIRST_NAMES = (
+    "Abraham", "Ada", "Alan", "Alvin", "Angel", "Angelica", "Arlene", "Barry", "Bennie", "Bertha",
+    "Beth", "Billy", "Bradley", "Bryant", "Cameron", "Carla", "Carrie", "Cathy", "Chelsea",
+    "Claire", "Claudia", "Clifford", "Clint", "Cody", "Connie", "Cornelius", "Courtney", "Daisy",
+    "Dallas", "Dana", "Danny", "Darrin", "David", "Della", "Dewey", "Dolores", "Domingo", "Doreen",
+    "Doris", "Earl", "Edgar", "Eileen", "Emilio", "Emma", "Emmett", "Enrique", "Eva", "Faye",
+    "Fernando", "Francisco", "Genevieve", "George", "Georgia", "Geraldine", "Gerard", "Gilbert",
+    "Glenda", "Glenn", "Gregg", "Gregory", "Harriet", "Heather", "Heidi", "Hugh", "Ira", "Irene",
+    "Jackie", "Jaime", "Jake", "Jamie", "Janet", "Jared", "Jay", "Jean", "Jeremy", "Jessie", "Jody",
+    "Joe", "Joel", "Johnnie", "Josefina", "Kara", "Kelly", "Kerry", "Kim", "Kristine", "Kurt",
+    "Lauren", "Lee", "Leroy", "Leslie", "Lowell", "Lucas", "Lynn", "Mable", "Mack", "Michele",
+    "Mona", "Nathaniel", "Nicholas", "Nicole", "Nina", "Ora", "Otis", "Peggy", "Randall", "Robin",
+    "Rochelle", "Saul", "Shannon", "Shari", "Sheila", "Sheryl", "Sonja", "Stephanie", "Suzanne",
+    "Sylvester", "Terence", "Teri", "Terry", "Theodore", "Tina", "Toby", "Tomas", "Tracy", "Verna",
+    "Warren", "Wilma",
 )
-LAST_NAMES = tuple(
-    ["Auer", "Bailey", "Bartell", "Bashirian", "Batz", "Baumbach", "Bayer", "Beatty", "Bednar", "Beier", "Bergstrom", "Blanda", "Bogisich", "Bosco", "Bradtke", "Bruen", "Buckridge", "Cartwright", "Casper", "Champlin", "Cole", "Corkery", "Cormier", "Corwin", "Cronin", "Crooks", "Cruickshank", "D'Amore", "Daniel", "Daugherty", "Denesik", "Dibbert", "Dickinson", "DuBuque", "Effertz", "Emmerich", "Fahey", "Feil", "Franey", "Friesen", "Gibson", "Gleason", "Gleichner", "Goldner", "Grady", "Greenfelder", "Greenholt", "Gusikowski", "Hauck", "Heathcote", "Hermiston", "Hettinger", "Hills", "Hilpert", "Hintz", "Hodkiewicz", "Howe", "Jacobson", "Jast", "Jenkins", "Kemmer", "Kertzmann", "King", "Klein", "Koepp", "Kohler", "Koss", "Kris", "Kulas", "Kutch", "Kuvalis", "Lakin", "Langosh", "Larkin", "Lebsack", "Ledner", "Lockman", "Lowe", "Lueilwitz", "Macejkovic", "Marks", "McCullough", "Moen", "Mohr", "Morar", "Muller", "Nader", "Nienow", "O'Connell", "O'Hara", "Orn", "Parker", "Paucek", "Powlowski", "Predovic", "Quigley", "Ratke", "Raynor", "Renner", "Rogahn", "Rowe", "Sanford", "Schaefer", "Schamberger", "Schmidt", "Schoen", "Schulist", "Schultz", "Schumm", "Smith", "Smitham", "Stamm", "Stark", "Strosin", "Terry", "Torphy", "Towne", "Tremblay", "Tromp", "Turcotte", "Veum", "Volkman", "Waelchi", "Walker", "Walter", "Williamson", "Zboncak", "Ziemann"]
+LAST_NAMES = (
+    "Auer", "Bailey", "Bartell", "Bashirian", "Batz", "Baumbach", "Bayer", "Beatty", "Bednar",
+    "Beier", "Bergstrom", "Blanda", "Bogisich", "Bosco", "Bradtke", "Bruen", "Buckridge",
+    "Cartwright", "Casper", "Champlin", "Cole", "Corkery", "Cormier", "Corwin", "Cronin", "Crooks",
+    "Cruickshank", "D'Amore", "Daniel", "Daugherty", "Denesik", "Dibbert", "Dickinson", "DuBuque",
+    "Effertz", "Emmerich", "Fahey", "Feil", "Franey", "Friesen", "Gibson", "Gleason", "Gleichner",
+    "Goldner", "Grady", "Greenfelder", "Greenholt", "Gusikowski", "Hauck", "Heathcote", "Hermiston",
+    "Hettinger", "Hills", "Hilpert", "Hintz", "Hodkiewicz", "Howe", "Jacobson", "Jast", "Jenkins",
+    "Kemmer", "Kertzmann", "King", "Klein", "Koepp", "Kohler", "Koss", "Kris", "Kulas", "Kutch",
+    "Kuvalis", "Lakin", "Langosh", "Larkin", "Lebsack", "Ledner", "Lockman", "Lowe", "Lueilwitz",
+    "Macejkovic", "Marks", "McCullough", "Moen", "Mohr", "Morar", "Muller", "Nader", "Nienow",
+    "O'Connell", "O'Hara", "Orn", "Parker", "Paucek", "Powlowski", "Predovic", "Quigley", "Ratke",
+    "Raynor", "Renner", "Rogahn", "Rowe", "Sanford", "Schaefer", "Schamberger", "Schmidt", "Schoen",
+    "Schulist", "Schultz", "Schumm", "Smith", "Smitham", "Stamm", "Stark", "Strosin", "Terry",
+    "Torphy", "Towne", "Tremblay", "Tromp", "Turcotte", "Veum", "Volkman", "Waelchi", "Walker",
+    "Walter", "Williamson", "Zboncak", "Ziemann",
 )
-ADJECTIVES = tuple(
-    ["actual", "aged", "agile", "another", "antique", "artistic", "aware", "babyish", "baggy", "best", "big", "bitter", "bony", "bulky", "celebrated", "clear-cut", "cloudy", "crafty", "crowded", "cuddly", "cultivated", "cumbersome", "cute", "damaged", "darling", "decisive", "defensive", "definite", "delirious", "dental", "deserted", "devoted", "digital", "dirty", "emotional", "enraged", "entire", "esteemed", "every", "exalted", "far", "favorite", "firsthand", "free", "gigantic", "glaring", "gloomy", "grave", "grimy", "grouchy", "grubby", "gruesome", "gullible", "happy", "hidden", "honorable", "huge", "hurtful", "ideal", "ignorant", "imaginative", "impish", "inborn", "inconsequential", "informal", "instructive", "intent", "irresponsible", "jam-packed", "junior", "known", "lazy", "lonely", "long-term", "lumpy", "magnificent", "mean", "moist", "monstrous", "monumental", "motionless", "multicolored", "mundane", "murky", "musty", "narrow", "near", "necessary", "orange", "oval", "overcooked", "pale", "physical", "practical", "prudent", "quarrelsome", "quarterly", "quick", "quick-witted", "regular", "robust", "self-assured", "severe", "shimmering", "shrill", "sick", "sorrowful", "specific", "speedy", "splendid", "squiggly", "steep", "sticky", "stunning", "suburban", "sudden", "tepid", "thick", "those", "unripe", "unwieldy", "variable", "wavy", "well-worn", "whimsical", "worst", "wrong", "wry"]
+ADJECTIVES = (
+    "actual", "aged", "agile", "another", "antique", "artistic", "aware", "babyish", "baggy",
+    "best", "big", "bitter", "bony", "bulky", "celebrated", "clear-cut", "cloudy", "crafty",
+    "crowded", "cuddly", "cultivated", "cumbersome", "cute", "damaged", "darling", "decisive",
+    "defensive", "definite", "delirious", "dental", "deserted", "devoted", "digital", "dirty",
+    "emotional", "enraged", "entire", "esteemed", "every", "exalted", "far", "favorite",
+    "firsthand", "free", "gigantic", "glaring", "gloomy", "grave", "grimy", "grouchy", "grubby",
+    "gruesome", "gullible", "happy", "hidden", "honorable", "huge", "hurtful", "ideal", "ignorant",
+    "imaginative", "impish", "inborn", "inconsequential", "informal", "instructive", "intent",
+    "irresponsible", "jam-packed", "junior", "known", "lazy", "lonely", "long-term", "lumpy",
+    "magnificent", "mean", "moist", "monstrous", "monumental", "motionless", "multicolored",
+    "mundane", "murky", "musty", "narrow", "near", "necessary", "orange", "oval", "overcooked",
+    "pale", "physical", "practical", "prudent", "quarrelsome", "quarterly", "quick", "quick-witted",
+    "regular", "robust", "self-assured", "severe", "shimmering", "shrill", "sick", "sorrowful",
+    "specific", "speedy", "splendid", "squiggly", "steep", "sticky", "stunning", "suburban",
+    "sudden", "tepid", "thick", "those", "unripe", "unwieldy", "variable", "wavy", "well-worn",
+    "whimsical", "worst", "wrong", "wry",
 )
-NOUNS = tuple(
-    ["acquaintance", "advancement", "affiliate", "almighty", "analogy", "approach", "archaeology", "backbone", "barracks", "battle", "bid", "birdbath", "birdcage", "bonfire", "bookend", "bourgeoisie", "bump", "cap", "caption", "cardboard", "casement", "cassava", "chairperson", "chapel", "character", "convection", "corporation", "cricket", "dead", "declaration", "deer", "dependency", "descendant", "designation", "developing", "dime", "director", "disconnection", "drug", "duster", "dwell", "ectoderm", "essence", "event", "eyebrow", "farmer", "fat", "fibre", "fisherman", "fishery", "fit", "flame", "flight", "glider", "gradient", "grouper", "guide", "heating", "humor", "hundred", "illusion", "impact", "insolence", "kiss", "lady", "language", "lounge", "makeover", "manner", "mantua", "marimba", "masterpiece", "meadow", "median", "mixture", "mobility", "molasses", "monocle", "mother", "negotiation", "nephew", "nougat", "nudge", "nun", "orchid", "other", "outrun", "ownership", "pacemaker", "paintwork", "permafrost", "pigsty", "pine", "platypus", "pop", "printer", "prohibition", "provider", "punctuation", "pupil", "puritan", "resolve", "riser", "rosemary", "ruin", "safe", "secrecy", "secret", "sediment", "shark", "shirt", "sport", "stool", "summary", "surface", "swing", "switchboard", "tectonics", "tennis", "term", "tool", "tooth", "translation", "velocity", "viability", "wedding", "willow", "zen"]
+NOUNS = (
+    "acquaintance", "advancement", "affiliate", "almighty", "analogy", "approach", "archaeology",
+    "backbone", "barracks", "battle", "bid", "birdbath", "birdcage", "bonfire", "bookend",
+    "bourgeoisie", "bump", "cap", "caption", "cardboard", "casement", "cassava", "chairperson",
+    "chapel", "character", "convection", "corporation", "cricket", "dead", "declaration", "deer",
+    "dependency", "descendant", "designation", "developing", "dime", "director", "disconnection",
+    "drug", "duster", "dwell", "ectoderm", "essence", "event", "eyebrow", "farmer", "fat", "fibre",
+    "fisherman", "fishery", "fit", "flame", "flight", "glider", "gradient", "grouper", "guide",
+    "heating", "humor", "hundred", "illusion", "impact", "insolence", "kiss", "lady", "language",
+    "lounge", "makeover", "manner", "mantua", "marimba", "masterpiece", "meadow", "median",
+    "mixture", "mobility", "molasses", "monocle", "mother", "negotiation", "nephew", "nougat",
+    "nudge", "nun", "orchid", "other", "outrun", "ownership", "pacemaker", "paintwork",
+    "permafrost", "pigsty", "pine", "platypus", "pop", "printer", "prohibition", "provider",
+    "punctuation", "pupil", "puritan", "resolve", "riser", "rosemary", "ruin", "safe", "secrecy",
+    "secret", "sediment", "shark", "shirt", "sport", "stool", "summary", "surface", "swing",
+    "switchboard", "tectonics", "tennis", "term", "tool", "tooth", "translation", "velocity",
+    "viability", "wedding", "willow", "zen",
 )
+# fmt: on
 POOL_BITS = 7  # the four pools above hold 2**7 words each: a pick is one getrandbits(7)
 PREFIXES = ("Dr.", "Mr.", "Mrs.", "Miss", "Ms.")
 SUFFIXES = ("I", "II", "III", "IV", "V", "Jr.", "Sr.", "MD", "DDS", "PhD", "DVM")
@@ -270,50 +329,27 @@ def _template(name: str, kind: bytes, mode: int) -> tarfile.TarInfo:
     return info
 
 
-class _TarStream:
-    """Writes a GNU tar stream of regular files exactly as tarfile would, through `write`.
-
-    Headers come from one tarfile-made template: only the name, size and checksum change.
-    Bytes are gathered into large chunks and written by a second thread (zlib and file writes
-    release the GIL), at most two chunks behind.
-    """
+class _ChunkedWriter:
+    """Gathers bytes into large chunks that a second thread writes (zlib and file writes release
+    the GIL), at most two chunks behind: the archive is compressed while the next users are
+    drawn. Counts what it was given (`offset`)."""
 
     def __init__(self, write: Callable[[bytes], object]) -> None:
-        self.write, self.pending, self.offset = write, 0, 0
+        self.sink, self.pending, self.offset = write, 0, 0
         self.parts: list[bytes] = []
         self.buffered: deque[Future[object]] = deque()
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duel-generate")
-        header = _template("", tarfile.REGTYPE, 0o664).tobuf(tarfile.GNU_FORMAT)
-        self.mode_ids, self.mtime, self.rest = header[100:124], header[136:148], header[156:]
-        self.base_sum = sum(self.mode_ids) + sum(self.mtime) + 8 * ord(" ") + sum(self.rest)
 
-    def add_directory(self, name: str) -> None:
-        self._write(_template(name, tarfile.DIRTYPE, 0o775).tobuf(tarfile.GNU_FORMAT))
+    def write(self, *blocks: bytes) -> None:
+        for block in blocks:
+            self.parts.append(block)
+            self.pending += len(block)
+            self.offset += len(block)
+        if self.pending >= FLUSH_BYTES:
+            self._flush()
 
-    def add_file(self, name: str, data: bytes) -> None:
-        raw_name = name.encode()
-        if len(raw_name) > 100:
-            raise ValueError(f"tar member name longer than 100 bytes: {name}")
-        size = b"%011o\x00" % len(data)
-        checksum = self.base_sum + sum(raw_name) + sum(size)
-        self._write(
-            b"".join(
-                (
-                    raw_name.ljust(100, b"\x00"),
-                    self.mode_ids,
-                    size,
-                    self.mtime,
-                    b"%06o\x00 " % checksum,
-                    self.rest,
-                    data,
-                    b"\x00" * (-len(data) % tarfile.BLOCKSIZE),
-                )
-            )
-        )
-
-    def close(self) -> None:
-        self._write(b"\x00" * (2 * tarfile.BLOCKSIZE))
-        self._write(b"\x00" * (-self.offset % tarfile.RECORDSIZE))
+    def finish(self) -> None:
+        """Write what is left and wait until every chunk is written."""
         self._flush()
         try:
             while self.buffered:
@@ -324,18 +360,30 @@ class _TarStream:
     def abandon(self) -> None:
         self.pool.shutdown(cancel_futures=True)
 
-    def _write(self, block: bytes) -> None:
-        self.parts.append(block)
-        self.pending += len(block)
-        self.offset += len(block)
-        if self.pending >= FLUSH_BYTES:
-            self._flush()
-
     def _flush(self) -> None:
         chunk, self.parts, self.pending = b"".join(self.parts), [], 0
-        self.buffered.append(self.pool.submit(self.write, chunk))
+        self.buffered.append(self.pool.submit(self.sink, chunk))
         while len(self.buffered) > 2:
             self.buffered.popleft().result()
+
+
+def _write_tar(chunks: _ChunkedWriter, files: Iterator[tuple[str, bytes, bool]]) -> list[str]:
+    """A GNU tar stream, byte for byte what tarfile writes: tarfile makes every header (from one
+    template, only name and size change; no TarInfo kept per file), then the data padded to
+    whole blocks, and the end-of-archive blocks padded to a whole record. Returns the names of
+    the malformed files."""
+    malformed: list[str] = []
+    chunks.write(_template(f"{FOLDER}/", tarfile.DIRTYPE, 0o775).tobuf(tarfile.GNU_FORMAT))
+    member = _template("", tarfile.REGTYPE, 0o664)
+    for name, data, broken in files:
+        member.name, member.size = name, len(data)
+        padding = tarfile.NUL * (-len(data) % tarfile.BLOCKSIZE)
+        chunks.write(member.tobuf(tarfile.GNU_FORMAT), data, padding)
+        if broken:
+            malformed.append(name)
+    chunks.write(tarfile.NUL * (2 * tarfile.BLOCKSIZE))
+    chunks.write(tarfile.NUL * (-chunks.offset % tarfile.RECORDSIZE))
+    return malformed
 
 
 def write_dataset(
@@ -390,15 +438,19 @@ def _iter_files(
         on_progress(users % PROGRESS_EVERY)
 
 
-def _compressor(lowered: str, raw: BinaryIO, level: int) -> AbstractContextManager[BinaryIO]:
+class _Sink(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+
+def _compressor(lowered: str, raw: BinaryIO, level: int) -> AbstractContextManager[_Sink]:
     """The stream that compresses into `raw` as the archive's name says (.tar: none)."""
     if lowered.endswith(".tar"):
         return nullcontext(raw)
     if lowered.endswith((".tar.bz2", ".tbz2")):
-        return bz2.BZ2File(raw, "wb", compresslevel=max(level, 1))  # type: ignore[return-value]
+        return bz2.BZ2File(raw, "wb", compresslevel=max(level, 1))
     if lowered.endswith((".tar.xz", ".txz")):
-        return lzma.LZMAFile(raw, "wb", preset=level)  # type: ignore[return-value]
-    return gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=level, mtime=0)  # type: ignore[return-value]
+        return lzma.LZMAFile(raw, "wb", preset=level)
+    return gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=level, mtime=0)
 
 
 def _write_archive(
@@ -406,19 +458,14 @@ def _write_archive(
 ) -> list[str]:
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.partial")
-    malformed: list[str] = []
     try:
         with open(partial, "wb") as raw, _compressor(lowered, raw, compresslevel) as sink:
-            tar = _TarStream(sink.write)
+            chunks = _ChunkedWriter(sink.write)
             try:
-                tar.add_directory(f"{FOLDER}/")
-                for name, data, broken in files:
-                    tar.add_file(name, data)
-                    if broken:
-                        malformed.append(name)
-                tar.close()
+                malformed = _write_tar(chunks, files)
+                chunks.finish()
             except BaseException:
-                tar.abandon()
+                chunks.abandon()
                 raise
         partial.replace(output)
     finally:

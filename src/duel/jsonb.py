@@ -126,7 +126,8 @@ def number_out_of_range(document: bytes) -> bytes | None:
     for start in runs:
         while start and outside[start - 1] in _NUMBER_CHARS:
             start -= 1
-        at_runs.append((start, _NUMBER.match(outside, start).group()))  # type: ignore[union-attr]
+        if number := _NUMBER.match(outside, start):  # a run of digits starts a number
+            at_runs.append((start, number.group()))
     candidates = {number for _, number in at_runs}
     if unsafe:
         candidates.update(

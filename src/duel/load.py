@@ -1,18 +1,18 @@
 """The ingest: every input file becomes loaded, unchanged, quarantined or skipped, in one batch.
 
-A batch is one transaction: it is visible whole or not at all. Files stream through in chunks
-(memory does not grow with the number of files), read and parsed in a thread a few chunks ahead
-of the writes; for each chunk we look up the current version of each file name, then COPY the
-new document versions, move the current-version pointers, store quarantined bytes, and record
-every file in the `raw.batch_files` ledger. Runs are serialised by an advisory lock, so
+This module is the database side. A batch is one transaction: it is visible whole or not at
+all. Files come in chunks from the read-and-parse pipeline (`duel.parse.read_chunks`: read,
+parsed and chunked in a thread a few chunks ahead of the writes, so memory does not grow with the
+number of files); for each chunk we look up the current version of each document key, then COPY
+the new document versions, move the current-version pointers, store quarantined bytes, and
+record every file in the `raw.batch_files` ledger. Runs are serialised by an advisory lock, so
 overlapping ingests never duplicate a row.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +26,7 @@ from psycopg.pq import Format
 from duel import __version__, db, deletes, listing
 from duel.exceptions import DatabaseRefused, DatabaseUnavailable, LockTimeout, MassDelete
 from duel.identity import CONTENT_PREFIX, key_rule
-from duel.parse import Outcome, iter_outcomes, parse_pool
+from duel.parse import Outcome, SeenKeys, read_chunks
 from duel.repair import Parsed
 from duel.settings import Settings
 from duel.sources import SourceFile, iter_source
@@ -35,8 +35,6 @@ if TYPE_CHECKING:
     from duel.objectstore import S3Location
 
 LOCK_KEY = "duel.ingest"
-FIRST_CHUNK = 500  # files in the first write chunk; chunks double from there up to batch_rows
-CHUNK_BYTES = 64 << 20  # cut a write chunk early when its documents hold this much memory
 DOCUMENT_COLUMNS = (
     "document_key",
     "content_sha256",
@@ -61,6 +59,18 @@ LEDGER_COLUMNS = (
 )
 LEDGER_TYPES = ("int8", "int4", "text", "text", "text", "text", "int8", "text")
 _LOADABLE = frozenset(("clean", "repaired"))
+# What a batch counts (IngestResult's fields, raw.batches' columns): files_seen = loaded +
+# quarantined + skipped + unchanged; repaired is part of loaded.
+COUNTS = (
+    "files_seen",
+    "loaded",
+    "repaired",
+    "quarantined",
+    "skipped",
+    "unchanged",
+    "deleted",
+    "keyless",
+)
 
 
 @dataclass(frozen=True)
@@ -85,18 +95,16 @@ class IngestResult:
     objects_listed: int | None = None  # an object-store source: objects listed, and read
     objects_read: int | None = None
 
+    @classmethod
+    def of(
+        cls, batch_id: int, source: str, counts: Mapping[str, int], **fields: Any
+    ) -> IngestResult:
+        """The result of a batch from its `counts` (every name in COUNTS) and other fields."""
+        values: dict[str, Any] = {name: counts[name] for name in COUNTS}  # ints, by field name
+        return cls(batch_id, source, **values, **fields)
+
     def summary(self) -> dict[str, int]:
-        keys: tuple[str, ...] = (
-            "batch_id",
-            "files_seen",
-            "loaded",
-            "repaired",
-            "quarantined",
-            "skipped",
-            "unchanged",
-            "deleted",
-            "keyless",
-        )
+        keys: tuple[str, ...] = ("batch_id", *COUNTS)
         if self.objects_listed is not None:
             keys = (*keys, "objects_listed", "objects_read")
         return {key: getattr(self, key) for key in keys}
@@ -112,131 +120,18 @@ class _JsonTextDumper(Dumper):
         return b"\x01" + obj
 
 
-def _held_bytes(outcome: Outcome) -> int:
-    document = outcome.parsed.document if outcome.parsed is not None else None
-    return len(outcome.content or b"") + len(document or b"")
-
-
-def _chunks(
-    items: Iterable[Outcome], size: int, max_bytes: int = CHUNK_BYTES
-) -> Iterator[list[Outcome]]:
-    """Chunks of at most `size` files and about `max_bytes` of document bytes held in memory.
-    The first ones are small and double up to `size`: the database starts work early instead
-    of waiting idle while the first full chunk is read and parsed."""
-    chunk: list[Outcome] = []
-    held = 0
-    limit = min(size, FIRST_CHUNK)
-    for item in items:
-        chunk.append(item)
-        held += _held_bytes(item)
-        if len(chunk) >= limit or held >= max_bytes:
-            yield chunk
-            chunk, held = [], 0
-            limit = min(size, limit * 2)
-    if chunk:
-        yield chunk
-
-
-class _SeenNames:
-    """A one-hash Bloom filter of the document keys this batch has written: when the database had
-    no current versions at the start, only a key seen before in this batch (or a false positive,
-    about 1 in 130 at a million keys) needs a lookup, so a first load of a million files makes
-    almost no lookup queries. 16 MiB, whatever the number of files."""
-
-    BITS = 1 << 27
-
-    def __init__(self) -> None:
-        self.bits = bytearray(self.BITS // 8)
-
-    def check_and_add(self, names: Iterable[str]) -> set[str]:
-        """The names that may have been added before; adds them all."""
-        bits, mask = self.bits, self.BITS - 1
-        maybe = set()
-        for name in names:
-            position = hash(name) & mask
-            byte, bit = position >> 3, 1 << (position & 7)
-            if bits[byte] & bit:
-                maybe.add(name)
-            else:
-                bits[byte] |= bit
-        return maybe
-
-
-class _Prefetch:
-    """Runs the read and parse stage in a thread, a few chunks ahead of the writes: the
-    database works on one chunk while the next is read and parsed (the GIL is released while
-    we wait on the server). Its errors are raised in the consumer; closing it stops it."""
-
-    _DONE = object()
-
-    def __init__(self, chunks: Iterator[list[Outcome]], depth: int = 2) -> None:
-        self.chunks = chunks
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._produce, name="duel-read", daemon=True)
-        self.thread.start()
-
-    def _put(self, item: Any) -> bool:
-        while not self.stop.is_set():
-            try:
-                self.queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _produce(self) -> None:
-        try:
-            for chunk in self.chunks:
-                if not self._put(chunk):
-                    break
-            else:
-                self._put(self._DONE)
-        except BaseException as error:  # handed to the consumer, raised there
-            self._put(error)
-        finally:
-            close = getattr(self.chunks, "close", None)
-            if close is not None:
-                close()  # the reader's archive or file is closed now, not when collected
-
-    def __iter__(self) -> Iterator[list[Outcome]]:
-        while True:
-            item = self.queue.get()
-            if item is self._DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-
-
 class _Batch:
     """Writes one batch inside one open transaction and keeps its counts."""
 
     def __init__(self, conn: psycopg.Connection[Any], batch_id: int) -> None:
         self.conn = conn
         self.batch_id = batch_id
-        self.counts = dict.fromkeys(
-            (
-                "files_seen",
-                "loaded",
-                "repaired",
-                "quarantined",
-                "skipped",
-                "unchanged",
-                "deleted",
-                "keyless",
-            ),
-            0,
-        )
+        self.counts = dict.fromkeys(COUNTS, 0)
         self.quarantine_reasons: dict[str, int] = {}
         self.skip_reasons: dict[str, int] = {}
         self.seq = 0  # the ledger's file_seq: documents in the order they were seen
         row = conn.execute("select exists (select 1 from raw.current_versions)").fetchone()
-        self.seen = None if row and row[0] else _SeenNames()
+        self.seen = None if row and row[0] else SeenKeys()
 
     def write_chunk(self, chunk: list[Outcome]) -> None:
         """Write a chunk under a savepoint. If the database refuses a value in it (a data
@@ -267,11 +162,9 @@ class _Batch:
             self.write_chunk(chunk[middle:])
 
     def _write_chunk(self, chunk: list[Outcome]) -> None:
-        keys = {o.key for o in chunk if o.status in _LOADABLE}
-        if self.seen is not None:  # the database started empty: only keys this batch wrote
-            lookups = self.seen.check_and_add(keys)
-        else:
-            lookups = keys
+        keys = {o.key for o in chunk if o.status in _LOADABLE and o.key is not None}
+        # the database started empty: only keys this batch wrote may have a current version
+        lookups = keys if self.seen is None else self.seen.check_and_add(keys)
         known = self._current_hashes(lookups)  # key -> current sha256, before this chunk
         current = dict(known)
         new_docs: dict[tuple[str, str], Outcome] = {}
@@ -287,13 +180,15 @@ class _Batch:
             key = outcome.key
             if status in _LOADABLE:
                 sha256 = outcome.sha256
-                if current.get(key) == sha256:  # type: ignore[arg-type]
+                if key is None or sha256 is None:  # parse.classify gives every loadable both
+                    raise ValueError(f"{outcome.name}: a loadable document without key or hash")
+                if current.get(key) == sha256:
                     status = "unchanged"
                 else:
-                    new_docs[(key, sha256)] = outcome  # type: ignore[index]
-                    moves[key] = outcome  # type: ignore[index]
-                    current[key] = sha256  # type: ignore[index,assignment]  # a later copy is unchanged
-                    if key.startswith(CONTENT_PREFIX):  # type: ignore[union-attr]
+                    new_docs[(key, sha256)] = outcome
+                    moves[key] = outcome
+                    current[key] = sha256  # a later copy in this batch is unchanged
+                    if key.startswith(CONTENT_PREFIX):
                         counts["keyless"] += 1
                     if status == "clean":
                         status = "loaded"
@@ -341,11 +236,12 @@ class _Batch:
         for reason, count in reasons.items():
             self.skip_reasons[reason] = self.skip_reasons.get(reason, 0) + count
 
-    def _current_hashes(self, keys: set[str | None]) -> dict[str, str]:
+    def _current_hashes(self, keys: set[str]) -> dict[str, str]:
         if not keys:
             return {}
         rows = self.conn.execute(
-            "select document_key, content_sha256 from raw.current_versions where document_key = any(%s)",
+            "select document_key, content_sha256 from raw.current_versions"
+            " where document_key = any(%s)",
             (list(keys),),
             binary=True,
         ).fetchall()
@@ -373,8 +269,7 @@ class _Batch:
             copy.set_types(list(DOCUMENT_TYPES))
             write_row, batch_id = copy.write_row, self.batch_id
             for o in outcomes:
-                parsed = o.parsed
-                assert parsed is not None and parsed.document is not None
+                parsed = _parsed(o)
                 repair = orjson.dumps(parsed.repair) if parsed.repair is not None else None
                 write_row(
                     (
@@ -404,7 +299,8 @@ class _Batch:
                 copy.write_row((outcome.key, outcome.sha256, outcome.name, self.batch_id))
 
     def _move_current(self, outcomes: list[Outcome]) -> None:
-        """Point known keys at their new version (changed or returning documents: few, one update)."""
+        """Point known keys at their new version (changed or returning documents: few, so one
+        update)."""
         if not outcomes:
             return
         self.conn.execute(
@@ -425,10 +321,9 @@ class _Batch:
             return
         rows = []
         for o in outcomes:
-            parsed = o.parsed
-            assert parsed is not None
+            parsed = _parsed(o)
             proposed = None
-            if parsed.repair is not None:
+            if parsed.repair is not None and parsed.document is not None:
                 proposed = orjson.dumps(
                     {**parsed.repair, "document": orjson.Fragment(parsed.document)}
                 )
@@ -448,8 +343,8 @@ class _Batch:
             )
         with self.conn.cursor() as cur:
             cur.executemany(
-                "insert into raw.quarantine (source_name, document_key, content_sha256, batch_id, reason,"
-                " detail, parse_error, byte_size, content, proposed_repair)"
+                "insert into raw.quarantine (source_name, document_key, content_sha256, batch_id,"
+                " reason, detail, parse_error, byte_size, content, proposed_repair)"
                 " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
                 " on conflict (source_name, content_sha256) do nothing",
                 rows,
@@ -462,6 +357,13 @@ class _Batch:
             write_row = copy.write_row
             for row in rows:
                 write_row(row)
+
+
+def _parsed(outcome: Outcome) -> Parsed:
+    """The parse of a loadable or quarantined outcome (parse.classify gives each of them one)."""
+    if outcome.parsed is None:
+        raise ValueError(f"{outcome.name}: {outcome.status} without a parse result")
+    return outcome.parsed
 
 
 def _refused(outcome: Outcome, error: psycopg.Error) -> Outcome:
@@ -511,25 +413,28 @@ def _open_batch(
         ) from None
     conn.execute("set local lock_timeout = 0")
     row = conn.execute(
-        "insert into raw.batches (source_uri, shard, status, is_full, document_key_rule, duel_version)"
+        "insert into raw.batches"
+        " (source_uri, shard, status, is_full, document_key_rule, duel_version)"
         " values (%s, %s, 'running', %s, %s, %s) returning batch_id",
         (source, shard, full, rule, __version__),
     ).fetchone()
-    assert row is not None
+    if row is None:  # insert ... returning gives its row
+        raise DatabaseRefused("ingest: the database did not open the batch", step="ingest")
     return int(row[0])
 
 
 def _record_failure(settings: Settings, source: str, shard: str | None, error: str) -> None:
     """Best effort: a failed batch leaves one ledger row saying so, and nothing else."""
-    try:
-        with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
-            conn.execute(
-                "insert into raw.batches (source_uri, shard, status, finished_at, error, duel_version)"
-                " values (%s, %s, 'failed', now(), %s, %s)",
-                (source, shard, error[:2000], __version__),
-            )
-    except psycopg.Error:
-        pass
+    with (
+        suppress(DatabaseUnavailable, psycopg.Error),
+        db.connect(settings, step="record the failure") as conn,
+    ):
+        conn.execute(
+            "insert into raw.batches"
+            " (source_uri, shard, status, finished_at, error, duel_version)"
+            " values (%s, %s, 'failed', now(), %s, %s)",
+            (source, shard, error[:2000], __version__),
+        )
 
 
 def ingest(
@@ -571,23 +476,18 @@ def ingest(
                 plan = listing.plan_objects(conn, store.listing, rule.text)
                 source_files = store.files(plan.read)
                 keep = _both(keep, plan.track)
-            # Parse in this process by default: measured on 2 cores, shipping files to worker
-            # processes and their outcomes back costs more than the parse it moves (bench/analysis.md).
-            workers = settings.workers or 1
-            with parse_pool(workers) as pool:
-                outcomes = iter_outcomes(
-                    source_files, settings.repair_policy, rule, pool, 2 * workers
-                )
-                if keep is not None:
-                    outcomes = filter(keep, outcomes)
-                prefetch = _Prefetch(_chunks(outcomes, settings.batch_rows))
-                try:
-                    for chunk in prefetch:
-                        batch.write_chunk(chunk)
-                        if on_file is not None:
-                            on_file(len(chunk))
-                finally:
-                    prefetch.close()
+            with read_chunks(
+                source_files,
+                settings.repair_policy,
+                rule,
+                workers=settings.workers,
+                chunk_rows=settings.batch_rows,
+                keep=keep,
+            ) as chunks:
+                for chunk in chunks:
+                    batch.write_chunk(chunk)
+                    if on_file is not None:
+                        on_file(len(chunk))
             if plan is not None:
                 batch.carry_objects(plan)
             if full:
@@ -604,16 +504,9 @@ def ingest(
             finish_batch(conn, batch_id, batch.counts)
     except psycopg.Error as error:
         if conn.broken:  # the connection is gone: the server stopped or the network failed
-            message = db.describe_failure(settings, error, "ingest")
-            _record_failure(settings, source, shard, message)
-            raise DatabaseUnavailable(
-                message,
-                host=settings.pg_host,
-                port=settings.pg_port,
-                database=settings.pg_database,
-                step="ingest",
-                source=source,
-            ) from None
+            unavailable = db.unavailable(settings, error, "ingest", path=source)
+            _record_failure(settings, source, shard, unavailable.message)
+            raise unavailable from None
         # the server answered with an error (disk full, a constraint, a trigger...)
         message = (
             f"ingest: the database refused the batch (Postgres at {settings.pg_host}:"
@@ -627,7 +520,8 @@ def ingest(
             port=settings.pg_port,
             database=settings.pg_database,
             step="ingest",
-            source=source,
+            path=source,
+            reason=db.first_line(error),
         ) from None
     except (LockTimeout, MassDelete):
         raise  # nothing was written, and there is nothing to record
@@ -636,10 +530,10 @@ def ingest(
         raise
     finally:
         conn.close()
-    return IngestResult(
+    return IngestResult.of(
         batch_id,
         source,
-        **batch.counts,
+        batch.counts,
         full=full,
         quarantine_reasons=batch.quarantine_reasons,
         skip_reasons=batch.skip_reasons,
@@ -694,19 +588,7 @@ def delete_absent_from(
     """A batch of its own that tombstones the current documents none of `batch_ids` delivered:
     the deletes of a complete dump that was loaded as several batches (the DAG's shards)."""
     source = "deletes after batches " + ", ".join(map(str, sorted(batch_ids)))
-    counts = dict.fromkeys(
-        (
-            "files_seen",
-            "loaded",
-            "repaired",
-            "quarantined",
-            "skipped",
-            "unchanged",
-            "deleted",
-            "keyless",
-        ),
-        0,
-    )
+    counts = dict.fromkeys(COUNTS, 0)
     try:
         with db.connect(settings, step="delete") as conn:
             batch_id = _open_batch(
@@ -735,5 +617,6 @@ def delete_absent_from(
             sqlstate=error.sqlstate,
             step="delete",
             batches=batch_ids,
+            reason=db.first_line(error),
         ) from None
-    return IngestResult(batch_id, source, **counts, full=True)
+    return IngestResult.of(batch_id, source, counts, full=True)

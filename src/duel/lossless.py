@@ -121,7 +121,7 @@ class _Number(str):
     """A number's text, told apart from a string by its type."""
 
 
-class _Object(list):  # type: ignore[type-arg]
+class _Object(list[Any]):
     """An object's (key, value) pairs, in order, duplicates kept."""
 
 
@@ -169,7 +169,7 @@ def _original_events(found: list[str]) -> tuple[list[tuple[str, str]], list[str]
         else ("s", json.loads(_double_quoted(token)))
         if code == "q"
         else (code, token)
-        for index, (token, code) in enumerate(zip(found, codes))
+        for index, (token, code) in enumerate(zip(found, codes, strict=True))
         if code != " " and index not in removed
     ]
     return events, sorted({_FIX_OF_CODE[code] for code in fixes.values()})
@@ -197,10 +197,12 @@ def prove(original: str, repaired: str) -> list[str]:
     after = _events(value)
     if before != after:
         at = next(
-            (i for i, (a, b) in enumerate(zip(before, after)) if a != b),
+            # the first difference; else the shorter one ended
+            (i for i, (a, b) in enumerate(zip(before, after, strict=False)) if a != b),
             min(len(before), len(after)),
         )
         raise NotLossless(
-            f"token {at} differs: {before[at : at + 1]} in the original, {after[at : at + 1]} repaired"
+            f"token {at} differs: {before[at : at + 1]} in the original, "
+            f"{after[at : at + 1]} repaired"
         )
     return fixes

@@ -1,7 +1,13 @@
-"""The parse stage: each input file hashed and parsed into an `Outcome`, in order.
+"""The read-and-parse pipeline: each input file hashed and parsed into an `Outcome`, in order,
+and handed to the database side (`duel.load`) in chunks, read a few chunks ahead in a thread.
 
-Pure functions of the file's bytes (no database): they run in this process, or in worker
-processes when the ingest asks for them, with only a few windows of files in flight at once.
+Parsing is a pure function of the file's bytes (no database): it runs in this process, or in
+worker processes when the ingest asks for them, with only a few windows of files in flight at
+once. `read_chunks` is the whole pipeline as the ingest uses it:
+
+    with read_chunks(files, policy, rule, workers=1, chunk_rows=5000) as chunks:
+        for chunk in chunks:
+            ...  # write it
 """
 
 from __future__ import annotations
@@ -9,11 +15,13 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import multiprocessing.pool
+import queue
+import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from multiprocessing.pool import AsyncResult
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -22,6 +30,8 @@ from duel.repair import Parsed, parse_document
 from duel.sources import SourceFile
 
 WINDOW = 2048  # files per unit of work handed to a parse worker
+FIRST_CHUNK = 500  # files in the first write chunk; chunks double from there up to chunk_rows
+CHUNK_BYTES = 64 << 20  # cut a write chunk early when its documents hold this much memory
 
 
 class Outcome(NamedTuple):  # a tuple, not a dataclass: built once per file on the hot path
@@ -77,8 +87,13 @@ def classify(source: SourceFile, policy: str, rule: KeyRule) -> Outcome | list[O
     if parsed.status == "quarantined":
         if parsed.reason == "not-an-object" and (elements := _array_elements(data)) is not None:
             return [
-                classify(SourceFile(f"{source.name}[{index}]", element, len(element)), policy, rule)
+                outcome
                 for index, element in enumerate(elements)
+                for outcome in _flat(
+                    classify(
+                        SourceFile(f"{source.name}[{index}]", element, len(element)), policy, rule
+                    )
+                )
             ]
         return Outcome(
             source.name,
@@ -90,7 +105,8 @@ def classify(source: SourceFile, policy: str, rule: KeyRule) -> Outcome | list[O
             data,
             _quarantine_key(source, sha256),
         )
-    assert parsed.document is not None
+    if parsed.document is None:  # parse_document gives every loadable parse its document
+        raise ValueError(f"{source.name}: {parsed.status} without a document")
     key = document_key(rule, source.key_path, parsed.document, sha256)
     return Outcome(source.name, parsed.status, len(data), sha256, parsed, None, None, key)
 
@@ -118,15 +134,12 @@ def _array_elements(data: bytes) -> list[bytes] | None:
     return [orjson.dumps(element) for element in value]
 
 
+def _flat(outcome: Outcome | list[Outcome]) -> list[Outcome]:
+    return outcome if isinstance(outcome, list) else [outcome]
+
+
 def _classify_window(files: list[SourceFile], policy: str, rule: KeyRule) -> list[Outcome]:
-    outcomes: list[Outcome] = []
-    for source in files:
-        outcome = classify(source, policy, rule)
-        if isinstance(outcome, list):
-            outcomes.extend(outcome)
-        else:
-            outcomes.append(outcome)
-    return outcomes
+    return [outcome for source in files for outcome in _flat(classify(source, policy, rule))]
 
 
 def _windows(files: Iterable[SourceFile], size: int) -> Iterator[list[SourceFile]]:
@@ -176,3 +189,132 @@ def parse_pool(workers: int) -> Iterator[multiprocessing.pool.Pool | None]:
         return
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         yield pool
+
+
+def _held_bytes(outcome: Outcome) -> int:
+    document = outcome.parsed.document if outcome.parsed is not None else None
+    return len(outcome.content or b"") + len(document or b"")
+
+
+def chunks(
+    items: Iterable[Outcome], size: int, max_bytes: int = CHUNK_BYTES
+) -> Iterator[list[Outcome]]:
+    """Chunks of at most `size` files and about `max_bytes` of document bytes held in memory.
+    The first ones are small and double up to `size`: the database starts work early instead
+    of waiting idle while the first full chunk is read and parsed."""
+    chunk: list[Outcome] = []
+    held = 0
+    limit = min(size, FIRST_CHUNK)
+    for item in items:
+        chunk.append(item)
+        held += _held_bytes(item)
+        if len(chunk) >= limit or held >= max_bytes:
+            yield chunk
+            chunk, held = [], 0
+            limit = min(size, limit * 2)
+    if chunk:
+        yield chunk
+
+
+class SeenKeys:
+    """A one-hash Bloom filter of the document keys this batch has written: when the database had
+    no current versions at the start, only a key seen before in this batch (or a false positive,
+    about 1 in 130 at a million keys) needs a lookup, so a first load of a million files makes
+    almost no lookup queries. 16 MiB, whatever the number of files."""
+
+    BITS = 1 << 27
+
+    def __init__(self) -> None:
+        self.bits = bytearray(self.BITS // 8)
+
+    def check_and_add(self, names: Iterable[str]) -> set[str]:
+        """The names that may have been added before; adds them all."""
+        bits, mask = self.bits, self.BITS - 1
+        maybe = set()
+        for name in names:
+            position = hash(name) & mask
+            byte, bit = position >> 3, 1 << (position & 7)
+            if bits[byte] & bit:
+                maybe.add(name)
+            else:
+                bits[byte] |= bit
+        return maybe
+
+
+class Prefetch:
+    """Runs the read and parse stage in a thread, a few chunks ahead of the writes: the
+    database works on one chunk while the next is read and parsed (the GIL is released while
+    we wait on the server). Its errors are raised in the consumer; closing it stops it."""
+
+    _DONE = object()
+
+    def __init__(self, chunks: Iterator[list[Outcome]], depth: int = 2) -> None:
+        self.chunks = chunks
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._produce, name="duel-read", daemon=True)
+        self.thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            for chunk in self.chunks:
+                if not self._put(chunk):
+                    break
+            else:
+                self._put(self._DONE)
+        except BaseException as error:  # handed to the consumer, raised there
+            self._put(error)
+        finally:
+            close = getattr(self.chunks, "close", None)
+            if close is not None:
+                close()  # the reader's archive or file is closed now, not when collected
+
+    def __iter__(self) -> Iterator[list[Outcome]]:
+        while True:
+            item = self.queue.get()
+            if item is self._DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+@contextmanager
+def read_chunks(
+    files: Iterable[SourceFile],
+    policy: str,
+    rule: KeyRule,
+    *,
+    workers: int,
+    chunk_rows: int,
+    keep: Callable[[Outcome], bool] | None = None,
+) -> Iterator[Iterator[list[Outcome]]]:
+    """The pipeline the ingest writes from: `files` classified in order (in `workers` processes
+    when more than one), those `keep` accepts (a shard's share), in chunks of up to `chunk_rows`
+    files, read and parsed in a thread a few chunks ahead. Leaving the block stops the reader
+    thread, closes the source and ends the worker processes."""
+    # Parse in this process by default: measured on 2 cores, shipping files to worker processes
+    # and their outcomes back costs more than the parse it moves (bench/analysis.md).
+    workers = workers or 1
+    with parse_pool(workers) as pool:
+        outcomes = iter_outcomes(files, policy, rule, pool, 2 * workers)
+        if keep is not None:
+            outcomes = filter(keep, outcomes)
+        prefetch = Prefetch(chunks(outcomes, chunk_rows))
+        try:
+            yield iter(prefetch)
+        finally:
+            prefetch.close()

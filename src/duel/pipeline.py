@@ -1,25 +1,29 @@
-"""`duel run`: the stages in order (database, ingest, transform, report, export), timed.
+"""The pipeline's one definition: its stages, and `duel run`, which runs them in order, timed.
 
-Every stage is a plain function of the settings (`database_stage`, `ingest_stage`,
-`transform_stage`, `report_stage`, `export_stage`); `duel run` calls them in order and the
-Airflow DAG's tasks call the same functions (its ingest fans out as shards of `ingest_stage`'s
-batch, duel.shards), so the pipeline, and what a production build includes, has one definition.
+Every stage is a plain function of the settings: `database_stage`, `ingest_stage`,
+`transform_stage`, `report_stage`, `export_stage`. `duel run` calls them in order
+(`run_pipeline`); the commands `duel ingest` and `duel transform` call their own stage; the
+Airflow DAG's tasks (dags/duel_pipeline.py) call the same functions, its ingest fanned out as
+shards of `ingest_stage` (`plan_shards`, `ingest_stage(..., shard=...)`, then `check_shards`,
+which also runs a complete dump's deletes). What a dbt build includes is decided here only
+(`PRODUCTION_UNIT_TESTS`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from duel import changes, db, state
+from duel import changes, db, shards, state
 from duel.exceptions import DuelError, ObjectStoreError, SourceError, StepFailed
 from duel.generate import is_demo
 from duel.load import IngestResult, ingest
 from duel.progress import progress
 from duel.settings import DEFAULT_PG, DEMO_DATABASE, Settings
+from duel.shards import ShardSpec
 from duel.sources import check_source
 
 if TYPE_CHECKING:
@@ -28,10 +32,11 @@ if TYPE_CHECKING:
     from duel.transform import BuildResult
 
 STAGES = ("database", "ingest", "transform", "report", "export")
-# A production build (`duel run`, the DAG) runs the models, the snapshot and the data tests, not
-# the unit tests: they test the SQL on fixtures, not the data (dbt's advice); `duel transform`
-# and CI run them.
+# What a dbt build includes, for every caller. A production build (`duel run`, the DAG) runs the
+# models, the snapshot and the data tests, not the unit tests: they test the SQL on fixtures, not
+# the data (dbt's advice). A development build (`duel transform`, CI) runs them too.
 PRODUCTION_UNIT_TESTS = False
+DEVELOPMENT_UNIT_TESTS = True
 
 
 @dataclass(frozen=True)
@@ -120,22 +125,66 @@ def ingest_stage(
     *,
     full: bool = False,
     allow_mass_delete: bool = False,
+    shard: str | None = None,
 ) -> IngestResult:
-    """Ingest with a progress bar on stderr when it is a terminal (`full`: see duel.deletes)."""
-    with progress(f"ingesting {data}") as advance:
+    """Ingest `data` as one batch, with a progress bar on stderr when it is a terminal (`full`:
+    see duel.deletes). With `shard` ("i/N", from `plan_shards`) only that shard's files, as a
+    batch of its own; a complete dump's deletes then wait for `check_shards`."""
+    with progress(f"ingesting {data}" + (f" shard {shard}" if shard else "")) as advance:
+        if shard is not None:
+            return shards.ingest_shard(settings, data, ShardSpec.parse(shard), on_file=advance)
         return ingest(
             settings, data, on_file=advance, full=full, allow_mass_delete=allow_mass_delete
         )
 
 
-ingest_with_progress = ingest_stage  # the name `duel ingest` and the notebooks know
+def plan_shards(data: Path | S3Location, count: int) -> list[str]:
+    """The labels of the `count` shards `ingest_stage` loads `data` in ("0/4", "1/4", ...)."""
+    return [spec.label for spec in shards.plan_shards(data, count)]
 
 
-def transform_stage(settings: Settings) -> BuildResult:
-    """The production dbt build (see PRODUCTION_UNIT_TESTS)."""
+def check_shards(
+    settings: Settings,
+    data: Path | S3Location,
+    results: Sequence[IngestResult | Mapping[str, Any]],
+    *,
+    full: bool = False,
+    allow_mass_delete: bool = False,
+) -> dict[str, Any]:
+    """The end of a sharded ingest: every file of `data` in exactly one shard's batch (else
+    ShardMismatch); then, for a complete dump, the deletes (duel.deletes: a refused mass delete
+    fails, the shards' loads stay). `results` may be the IngestResults' dicts (as Airflow passes
+    them between tasks). Returns the summary, shaped like `duel run --json`."""
+    loaded = [r if isinstance(r, IngestResult) else IngestResult(**r) for r in results]
+    summary = shards.check_shards(settings, data, loaded).summary()
+    if full:
+        deleted = shards.delete_absent(settings, loaded, allow_mass_delete=allow_mass_delete)
+        summary["deleted"] = deleted.deleted
+    return summary
+
+
+def transform_stage(
+    settings: Settings,
+    *,
+    production: bool = True,
+    full_refresh: bool = False,
+    select: Iterable[str] = (),
+    on_line: Callable[[str], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> BuildResult:
+    """The dbt build: for production (`duel run`, the DAG) or, with production=False, for
+    development (`duel transform`); what each includes: PRODUCTION_UNIT_TESTS,
+    DEVELOPMENT_UNIT_TESTS. The other arguments: duel.transform.build_models."""
     from duel.transform import build_models
 
-    return build_models(settings, unit_tests=PRODUCTION_UNIT_TESTS)
+    return build_models(
+        settings,
+        full_refresh=full_refresh,
+        select=select,
+        on_line=on_line,
+        on_progress=on_progress,
+        unit_tests=PRODUCTION_UNIT_TESTS if production else DEVELOPMENT_UNIT_TESTS,
+    )
 
 
 def report_stage(settings: Settings) -> Path:
@@ -177,10 +226,8 @@ def run_pipeline(
     On failure: the failure notification (the step and its one-line error), then the error is
     re-raised. A notification that cannot be sent is logged on stderr and never fails the run.
     """
-    from duel.notify import (
-        notify_failure,
-        notify_success,
-    )  # jinja2, smtplib: not on `duel ingest`'s path
+    # jinja2, smtplib: not on `duel ingest`'s path
+    from duel.notify import notify_failure, notify_success
 
     steps: list[StepResult] = []
     try:
@@ -231,7 +278,10 @@ def _run_stages(
     _timed("ingest", run_ingest, steps)
     unchanged = None if force else changes.unchanged_since(settings)
     if unchanged is not None:
-        detail = f"skipped: nothing changed since the build of {unchanged.finished_at} (--force rebuilds)"
+        detail = (
+            f"skipped: nothing changed since the build of {unchanged.finished_at} "
+            "(--force rebuilds)"
+        )
         steps.extend(StepResult(name, 0.0, detail) for name in ("transform", "report", "export"))
         return RunOutcome(
             results[0], tuple(steps), settings, servers[0], demo, last_build=unchanged.finished_at

@@ -26,7 +26,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 from psycopg import sql
 
-from duel import __version__, charts, db
+from duel import __version__, charts, read
 from duel.exceptions import StepFailed
 from duel.settings import Settings
 
@@ -68,45 +68,50 @@ class ReportResult:
 
 
 def _fetch(
-    conn: Any, model: str, columns: tuple[str, ...] | None = None, order_by: tuple[str, ...] = ()
+    conn: psycopg.Connection[Any],
+    model: str,
+    columns: tuple[str, ...] = (),
+    order_by: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """One dbt_analysis model (optionally only some columns) as a DataFrame."""
-    select = sql.SQL(", ").join(map(sql.Identifier, columns)) if columns else sql.SQL("*")
-    query = sql.SQL("select {} from {}.{}").format(
-        select, sql.Identifier(SCHEMA), sql.Identifier(model)
-    )
-    if order_by:
-        query += sql.SQL(" order by {}").format(sql.SQL(", ").join(map(sql.Identifier, order_by)))
-    with conn.cursor() as cur:
-        cur.execute(query)
-        names = [d.name for d in cur.description or ()]
-        return pd.DataFrame(cur.fetchall(), columns=names)
+    return read.frame(conn, read.select_model(model, SCHEMA, columns=columns, order_by=order_by))
 
 
 def _fetch_points(
-    conn: Any, model: str, columns: tuple[str, ...] | None, where: str, keep: str | None = None
+    conn: psycopg.Connection[Any],
+    model: str,
+    columns: tuple[str, ...],
+    where: str,
+    keep: str | None = None,
 ) -> pd.DataFrame:
     """A model's per-program rows for a dot chart: those where `where` holds, at most POINTS of them
     plus every row where `keep` holds (outliers). Both are constant expressions of this module.
     .attrs says how many rows the model has ("total"), how many match ("matching") and are drawn."""
-    table = sql.SQL("{}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(model))
-    select = sql.SQL(", ").join(map(sql.Identifier, columns)) if columns else sql.SQL("*")
-    total, matching = conn.execute(
-        sql.SQL("select count(*), count(*) filter (where {}) from {}").format(sql.SQL(where), table)
-    ).fetchone()
-    sample = sql.SQL("select program_key from {} where {} order by program_key limit {}").format(
-        table, sql.SQL(where), sql.Literal(POINTS)
+    matches = sql.SQL(where)
+    counts = read.select_model(
+        model,
+        SCHEMA,
+        columns=[
+            sql.SQL("count(*) as total"),
+            sql.SQL("count(*) filter (where {}) as matching").format(matches),
+        ],
     )
-    condition = sql.SQL("{} and program_key in ({})").format(sql.SQL(where), sample)
+    total, matching = read.rows(conn, counts)[0].values()  # one row: the counts, in this order
+    sample = read.select_model(
+        model,
+        SCHEMA,
+        columns=["program_key"],
+        where=matches,
+        order_by=["program_key"],
+        limit=POINTS,
+    )
+    condition = sql.SQL("{} and program_key in ({})").format(matches, sample)
     if keep:
-        condition = sql.SQL("({}) or ({} and {})").format(condition, sql.SQL(where), sql.SQL(keep))
-    query = sql.SQL("select {} from {} where {} order by program_key").format(
-        select, table, condition
+        condition = sql.SQL("({}) or ({} and {})").format(condition, matches, sql.SQL(keep))
+    query = read.select_model(
+        model, SCHEMA, columns=columns, where=condition, order_by=["program_key"]
     )
-    with conn.cursor() as cur:
-        cur.execute(query)
-        names = [d.name for d in cur.description or ()]
-        frame = pd.DataFrame(cur.fetchall(), columns=names)
+    frame = read.frame(conn, query)
     frame.attrs.update(total=int(total), matching=int(matching), shown=len(frame))
     return frame
 
@@ -126,32 +131,27 @@ def _check_models(conn: Any) -> None:
 
 def read_models(settings: Settings) -> dict[str, pd.DataFrame]:
     """Every model the report shows, from one consistent snapshot of dbt_analysis."""
-    with db.connect(settings, step="report") as conn:
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        conn.read_only = True
-        with conn.transaction():
-            _check_models(conn)
-            return {
-                "overview": _fetch(conn, "overview"),
-                "batches": _fetch(conn, "ingest_batches", order_by=("batch_id",)),
-                "quality": _fetch(
-                    conn, "data_quality", order_by=("batch_id", "record_type", "field", "defect")
-                ),
-                "quality_summary": _fetch(conn, "data_quality_summary", order_by=("batch_id",)),
-                "platforms": _fetch(conn, "engagement_by_platform"),
-                "by_month": _fetch(
-                    conn, "engagement_by_join_month", order_by=("join_month", "platform")
-                ),
-                "advocates": _fetch(
-                    conn, "top_advocates", order_by=("ranking", "rank", "label", "user_key")
-                ),
-                "brands": _fetch(conn, "engagement_by_brand", order_by=("brand_id",)),
-                "programs": _fetch_points(
-                    conn, "engagement_by_program", PROGRAM_COLUMNS, BOTH_KNOWN
-                ),
-                "attribution": _fetch(conn, "sales_attribution", order_by=("brand_id", "platform")),
-                "outliers": _fetch_points(conn, "sales_outliers", None, SCORED, keep=OUTLIERS),
-            }
+    with read.snapshot(settings, "report") as conn:
+        _check_models(conn)
+        return {
+            "overview": _fetch(conn, "overview"),
+            "batches": _fetch(conn, "ingest_batches", order_by=("batch_id",)),
+            "quality": _fetch(
+                conn, "data_quality", order_by=("batch_id", "record_type", "field", "defect")
+            ),
+            "quality_summary": _fetch(conn, "data_quality_summary", order_by=("batch_id",)),
+            "platforms": _fetch(conn, "engagement_by_platform"),
+            "by_month": _fetch(
+                conn, "engagement_by_join_month", order_by=("join_month", "platform")
+            ),
+            "advocates": _fetch(
+                conn, "top_advocates", order_by=("ranking", "rank", "label", "user_key")
+            ),
+            "brands": _fetch(conn, "engagement_by_brand", order_by=("brand_id",)),
+            "programs": _fetch_points(conn, "engagement_by_program", PROGRAM_COLUMNS, BOTH_KNOWN),
+            "attribution": _fetch(conn, "sales_attribution", order_by=("brand_id", "platform")),
+            "outliers": _fetch_points(conn, "sales_outliers", (), SCORED, keep=OUTLIERS),
+        }
 
 
 def build_figures(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
@@ -186,7 +186,8 @@ def build_figures(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
 
 def _records(data: pd.DataFrame) -> list[dict[str, Any]]:
     return [
-        {k: (None if _missing(v) else v) for k, v in row.items()} for row in data.to_dict("records")
+        {str(k): (None if _missing(v) else v) for k, v in row.items()}
+        for row in data.to_dict("records")
     ]
 
 
@@ -220,7 +221,8 @@ def _coverage(overview: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _unknown_members(attribution: pd.DataFrame) -> list[dict[str, Any]]:
-    """sales_attribution's unknown members, each summed into one row with its size (never ranked)."""
+    """sales_attribution's unknown members, each summed into one row with its size (never
+    ranked)."""
     if attribution.empty:
         return []
     rows = []
@@ -243,8 +245,9 @@ def _unknown_members(attribution: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _peer_groups(outliers: pd.DataFrame) -> list[dict[str, Any]]:
-    """sales_outliers per peer group: its size, how many programs it scores, median, MAD, bounds and
-    its outliers (every outlier is among the rows read, so the count is whole even from a sample)."""
+    """sales_outliers per peer group: its size, how many programs it scores, median, MAD, bounds
+    and its outliers (every outlier is among the rows read, so the count is whole even from a
+    sample)."""
     scored = (
         outliers[outliers["is_scored"].fillna(False).astype(bool)]
         if not outliers.empty
@@ -394,7 +397,8 @@ def environment() -> Environment:
 
 def chart_html(name: str, figure: Any) -> Markup:
     """A figure as a <div> + script; plotly.js itself is inlined once by the page."""
-    return Markup(
+    # plotly's own markup: the figure's data goes in as JSON with <, > and / escaped
+    return Markup(  # noqa: S704
         figure.to_html(
             full_html=False, include_plotlyjs=False, div_id=f"chart-{name}", config=PLOT_CONFIG
         )
@@ -412,7 +416,7 @@ def render_report(models: dict[str, pd.DataFrame], database: str) -> tuple[str, 
         .render(
             charts={name: chart_html(name, fig) for name, fig in figures.items()},
             tables=build_tables(models),
-            plotly_js=Markup(get_plotlyjs()),
+            plotly_js=Markup(get_plotlyjs()),  # noqa: S704  the plotly.js library, as shipped
             version=__version__,
             database=database,
             generated_at=datetime.now(UTC),

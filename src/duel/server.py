@@ -20,9 +20,10 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypedDict
 
 from duel import state
-from duel.exceptions import DatabaseUnavailable, ServerError
+from duel.exceptions import DatabaseMisconfigured, DatabaseUnavailable, ServerError
 from duel.settings import Settings
 from duel.state import ServerRecord
 
@@ -87,8 +88,17 @@ def probe_port(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def _run_as() -> dict[str, object]:
-    """subprocess kwargs to drop root privileges to the server's system user."""
+class _RunAs(TypedDict, total=False):
+    """subprocess.run's keywords that drop root privileges to the server's system user."""
+
+    user: int
+    group: int
+    extra_groups: list[int]
+    umask: int
+
+
+def _run_as() -> _RunAs:
+    """subprocess kwargs to drop root privileges to the server's system user (none unless root)."""
     if os.geteuid() != 0:
         return {}
     import pwd
@@ -101,7 +111,10 @@ def _run_as() -> dict[str, object]:
         cmd += ["--shell", "/usr/sbin/nologin", SERVER_USER]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode not in (0, 9):  # 9: created meanwhile by a concurrent call
-            raise ServerError(f"cannot create system user {SERVER_USER}: {result.stderr.strip()}")
+            raise ServerError(
+                f"cannot create system user {SERVER_USER}: {result.stderr.strip()}",
+                reason=result.stderr.strip(),
+            ) from None
         pw = pwd.getpwnam(SERVER_USER)
     return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": [], "umask": 0o077}
 
@@ -110,13 +123,15 @@ def _pg(
     binary: str, *args: str, check: bool = True, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     cmd = [str(pg_bin_dir() / binary), *args]
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "HOME": "/tmp"}
+    # HOME: the server user has none (--no-create-home); the binaries write nothing there
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "HOME": "/tmp"}  # noqa: S108
     result = subprocess.run(
         cmd, capture_output=True, text=True, env=env, check=False, input=stdin, **_run_as()
     )
     if check and result.returncode != 0:
         lines = (result.stderr or result.stdout).strip().splitlines()
-        raise ServerError(f"{binary} failed: {lines[-1] if lines else f'exit {result.returncode}'}")
+        reason = lines[-1] if lines else f"exit {result.returncode}"
+        raise ServerError(f"{binary} failed: {reason}", reason=reason)
     return result
 
 
@@ -126,7 +141,7 @@ def _prepare_dir(path: Path) -> None:
     path.chmod(0o700)
     run_as = _run_as()
     if run_as:
-        os.chown(path, run_as["user"], run_as["group"])  # type: ignore[arg-type]
+        os.chown(path, run_as["user"], run_as["group"])
         for parent in path.parents:
             mode = parent.stat().st_mode
             if not mode & 0o001:
@@ -148,7 +163,7 @@ def initialise(settings: Settings) -> None:
         os.close(fd)
         run_as = _run_as()
         if run_as:
-            os.chown(pwfile, run_as["user"], run_as["group"])  # type: ignore[arg-type]
+            os.chown(pwfile, run_as["user"], run_as["group"])
         _pg(
             "initdb",
             "-D",
@@ -222,14 +237,14 @@ def describe_own(own: ServerRecord) -> str:
 
 def _who(settings: Settings) -> str:
     """Which Postgres answered, as far as it tells us: its version, or why it would not say."""
-    import psycopg
+    from duel import db  # db uses this module to start the server
 
     try:
-        with psycopg.connect(**settings.conninfo("postgres")) as conn:  # type: ignore[arg-type]
+        with db.connect(settings, database="postgres") as conn:
             row = conn.execute("select version()").fetchone()
         return str(row[0]).split(" on ")[0].split(",")[0] if row else "Postgres"
-    except psycopg.OperationalError as error:
-        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    except DatabaseUnavailable as error:
+        text = error.reason or ""
         if "does not exist" in text:  # no "postgres" database: the server still answered
             return "Postgres"
         return f"it refused user {settings.pg_user}: {text.rpartition('FATAL:')[2].strip()}"
@@ -250,8 +265,8 @@ def _elsewhere(settings: Settings, own: ServerRecord | None) -> str:
 
 
 def status(settings: Settings) -> ServerStatus:
-    """Which of the cases holds at PGHOST:PGPORT: duel's own server, another Postgres, a program that
-    is not Postgres, or nothing; `detail` says it in one line."""
+    """Which of the cases holds at PGHOST:PGPORT: duel's own server, another Postgres, a program
+    that is not Postgres, or nothing; `detail` says it in one line."""
     pgdata = settings.pgdata.resolve()
     own = running(settings)
     where = f"{settings.pg_host}:{settings.pg_port}"
@@ -268,8 +283,8 @@ def status(settings: Settings) -> ServerStatus:
             and (stopped.host, stopped.port) == (settings.pg_host, settings.pg_port)
         ):
             detail = (
-                f"nothing answers at {where}: duel's embedded server (data in {stopped.data_dir}) is "
-                "stopped; `duel db start` starts it"
+                f"nothing answers at {where}: duel's embedded server (data in "
+                f"{stopped.data_dir}) is stopped; `duel db start` starts it"
             )
         elif hint or not (settings.embedded and settings.is_loopback):
             detail = f"nothing answers at {where}{hint}"
@@ -294,19 +309,25 @@ def start(settings: Settings) -> ServerStatus:
     if current.own is not None:
         own = current.own
         raise ServerError(
-            f"duel's embedded server already runs at {own.host}:{own.port} (data in {own.data_dir}), not at "
-            f"{settings.pg_host}:{settings.pg_port}; unset PGHOST/PGPORT to use it, or `duel db stop` it first "
-            "to start it at the new address"
+            f"duel's embedded server already runs at {own.host}:{own.port} (data in "
+            f"{own.data_dir}), not at {settings.pg_host}:{settings.pg_port}; unset PGHOST/PGPORT "
+            "to use it, or `duel db stop` it first to start it at the new address",
+            host=own.host,
+            port=own.port,
         )
+    where = {"host": settings.pg_host, "port": settings.pg_port}
     if current.kind == "not-postgres":
-        raise DatabaseUnavailable(
-            f"port {settings.pg_port} on {settings.pg_host} is held by a program that does not answer as "
-            "Postgres; set PGPORT to a free port"
+        raise DatabaseMisconfigured(
+            f"port {settings.pg_port} on {settings.pg_host} is held by a program that does not "
+            "answer as Postgres; set PGPORT to a free port",
+            setting="PGPORT",
+            **where,
         )
     if not settings.is_loopback:
         raise DatabaseUnavailable(
-            f"cannot reach Postgres at {settings.pg_host}:{settings.pg_port} and the embedded server "
-            "only runs on loopback; check PGHOST/PGPORT"
+            f"cannot reach Postgres at {settings.pg_host}:{settings.pg_port} and the embedded "
+            "server only runs on loopback; check PGHOST/PGPORT",
+            **where,
         )
     _say_who_runs_it()
     initialise(settings)

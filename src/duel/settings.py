@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import quote
 
 from duel import state
@@ -56,6 +56,18 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 REPAIR_POLICIES = ("safe", "lenient")
 
 
+class ConnInfo(TypedDict):
+    """Keyword arguments for `psycopg.connect` (libpq's names): what `Settings.conninfo` gives."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+    connect_timeout: int
+    application_name: str
+
+
 def _project_root() -> Path:
     """The checkout this package lives in (src layout), else the working directory."""
     here = Path(__file__).resolve().parent.parent.parent
@@ -76,12 +88,10 @@ class Settings:
     dbt_project_dir: Path = field(default_factory=lambda: _project_root() / "dbt" / "duel")
     embedded: bool = True  # start the bundled server when nothing answers on a loopback host
     max_file_bytes: int = 32 * 1024 * 1024
-    repair_policy: str = (
-        "safe"  # safe: encoding, lossless and closing repairs load; lenient: rewritten ones too
-    )
-    workers: int = (
-        0  # parse processes; 0 or 1 = parse in the loading process (the fastest on 2 cores)
-    )
+    # safe: encoding, lossless and closing repairs load; lenient: rewritten ones too
+    repair_policy: str = "safe"
+    # parse processes; 0 or 1 = parse in the loading process (the fastest on 2 cores)
+    workers: int = 0
     batch_rows: int = 5000  # rows per COPY round trip / merge chunk
     lock_timeout_s: float = 60.0
     connect_timeout_s: int = 5
@@ -96,9 +106,8 @@ class Settings:
     notify_webhook: str | None = field(default=None, repr=False)
     pseudonym_key: str | None = field(default=None, repr=False)
     schedule: str = "@daily"
-    document_key: str = (
-        "@file,user_id"  # DUEL_DOCUMENT_KEY: how a document is identified (duel.identity)
-    )
+    # DUEL_DOCUMENT_KEY: how a document is identified (duel.identity)
+    document_key: str = "@file,user_id"
     # the Airflow DAG's input (DUEL_DATA): a path, or an s3:// location kept as written
     data: Path | str = Path("data.tar.gz")
     # PGHOST ... PGDATABASE -> "flag" | "environment" | ".env" | "recorded" | "default"
@@ -129,8 +138,8 @@ class Settings:
             f"/{quote(self.pg_database, safe='')}"
         )
 
-    def conninfo(self, database: str | None = None) -> dict[str, object]:
-        """Keyword arguments for psycopg.connect."""
+    def conninfo(self, database: str | None = None) -> ConnInfo:
+        """Keyword arguments for psycopg.connect (only `duel.db.connect` opens connections)."""
         return {
             "host": self.pg_host,
             "port": self.pg_port,
@@ -151,7 +160,7 @@ class Settings:
             "PGDATABASE": self.pg_database,
         }
 
-    def with_overrides(self, **overrides: object) -> Settings:
+    def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the given (non-None) fields replaced, e.g. from CLI flags."""
         known = {f.name for f in fields(self)}
         unknown = set(overrides) - known
@@ -186,9 +195,7 @@ def _as_bool(name: str, value: str) -> bool:
     raise ConfigError(f"{name} must be true or false, got {value!r}")
 
 
-def _connection(
-    env: Mapping[str, str], process: Mapping[str, str], home: Path
-) -> dict[str, object]:
+def _connection(env: Mapping[str, str], process: Mapping[str, str], home: Path) -> dict[str, Any]:
     """The PG* settings and where each came from: the environment, .env, duel's records in
     DUEL_HOME (the embedded server's address when neither PGHOST nor PGPORT is set; the last
     run's database), or the default."""
@@ -223,7 +230,7 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     *,
     dotenv: Path | None = Path(".env"),
-    **overrides: object,
+    **overrides: Any,
 ) -> Settings:
     """Build Settings from `environ` (default: os.environ) over `.env`, over what duel recorded in
     DUEL_HOME (its server's address, the last run's database), then apply overrides."""
@@ -231,12 +238,13 @@ def load_settings(
     process = os.environ if environ is None else environ
     env: dict[str, str] = {**dotenv_values, **process}
     get = env.get
-    values: dict[str, object] = {"home": Path(get("DUEL_HOME") or ".duel")}
-    values.update(_connection(env, process, values["home"]))  # type: ignore[arg-type]
+    home = Path(get("DUEL_HOME") or ".duel")
+    # field name -> value, of the field's type (checked when Settings is built)
+    values: dict[str, Any] = {"home": home, **_connection(env, process, home)}
     paths = {"DUEL_OUT": "out_dir", "DUEL_DBT_PROJECT_DIR": "dbt_project_dir", "DUEL_DATA": "data"}
     for var, name in paths.items():
-        if get(var):
-            values[name] = Path(get(var))  # type: ignore[arg-type]
+        if path := get(var):
+            values[name] = Path(path)
     if get("DUEL_DATA", "").lower().startswith("s3://"):
         values["data"] = get("DUEL_DATA")  # a location, not a path: Path() would fold its "//"
     ints = {
@@ -246,13 +254,13 @@ def load_settings(
         "DUEL_SMTP_PORT": "smtp_port",
     }
     for var, name in ints.items():
-        if get(var):
-            values[name] = _as_int(var, get(var))  # type: ignore[arg-type]
-    if get("DUEL_LOCK_TIMEOUT"):
-        values["lock_timeout_s"] = float(_as_int("DUEL_LOCK_TIMEOUT", get("DUEL_LOCK_TIMEOUT")))  # type: ignore[arg-type]
+        if number := get(var):
+            values[name] = _as_int(var, number)
+    if timeout := get("DUEL_LOCK_TIMEOUT"):
+        values["lock_timeout_s"] = float(_as_int("DUEL_LOCK_TIMEOUT", timeout))
     for var, name in {"DUEL_EMBEDDED": "embedded", "DUEL_SMTP_STARTTLS": "smtp_starttls"}.items():
-        if get(var) is not None:
-            values[name] = _as_bool(var, get(var))  # type: ignore[arg-type]
+        if (flag := get(var)) is not None:
+            values[name] = _as_bool(var, flag)
     policy = get("DUEL_REPAIR", "safe").strip().lower()
     if policy not in REPAIR_POLICIES:
         raise ConfigError(
@@ -277,7 +285,7 @@ def load_settings(
             a.strip() for a in get("DUEL_NOTIFY_TO", "").split(",") if a.strip()
         )
     values["aws"] = {var: value for var in AWS_VARIABLES if (value := get(var))}
-    settings = Settings(**values).with_overrides(**overrides)  # type: ignore[arg-type]
+    settings = Settings(**values).with_overrides(**overrides)
     from duel.identity import KeyRule
 
     KeyRule.parse(settings.document_key)  # a malformed DUEL_DOCUMENT_KEY fails here, in one line

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,7 +121,13 @@ def shard_files(settings: Settings, path: Path, spec: ShardSpec) -> Iterator[Sou
             yield source
 
 
-def ingest_shard(settings: Settings, path: Path | S3Location, spec: ShardSpec) -> IngestResult:
+def ingest_shard(
+    settings: Settings,
+    path: Path | S3Location,
+    spec: ShardSpec,
+    *,
+    on_file: Callable[[int], None] | None = None,
+) -> IngestResult:
     """Load one shard as its own batch (atomic; re-running it loads nothing new)."""
     if not isinstance(path, Path):
         if spec.count != 1:
@@ -134,6 +140,7 @@ def ingest_shard(settings: Settings, path: Path | S3Location, spec: ShardSpec) -
         path,
         files=shard_files(settings, path, spec),
         shard=spec.label,
+        on_file=on_file,
         keep=spec.holds_outcome,
     )
 
@@ -199,7 +206,8 @@ def _check_listed(settings: Settings, result: IngestResult) -> None:
 
 
 def _ledger(settings: Settings, results: Sequence[IngestResult]) -> tuple[list[str], Counter[str]]:
-    """The shard labels of the succeeded batches among `results`, and the file names they recorded."""
+    """The shard labels of the succeeded batches among `results`, and the file names they
+    recorded."""
     batch_ids = [r.batch_id for r in results]
     with db.connect(settings, step="check shards") as conn:
         labels = conn.execute(
@@ -217,7 +225,8 @@ def _ledger(settings: Settings, results: Sequence[IngestResult]) -> tuple[list[s
 
 
 def _files_of(ledger: Counter[str]) -> Counter[str]:
-    """Ledger names as source files: the elements of one JSON array (`users.json[3]`) are one file."""
+    """Ledger names as source files: the elements of one JSON array (`users.json[3]`) are one
+    file."""
     files: Counter[str] = Counter()
     arrays: set[str] = set()
     for name, count in ledger.items():

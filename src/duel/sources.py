@@ -114,7 +114,8 @@ def identity_path(relative: str) -> str:
     """The part of a file's path (relative to the dump: an archive's root or the directory given)
     that identifies it: without the dump's own top-level folder, which is named after the export
     (`mixed/`, `export-2025-07-24/`) and carries no identity. `mixed/user_17.json` and
-    `user_17.json` are both `user_17.json`; deeper folders are kept (`mixed/eu/u.json` is `eu/u.json`)."""
+    `user_17.json` are both `user_17.json`; deeper folders are kept (`mixed/eu/u.json` is
+    `eu/u.json`)."""
     _top, sep, rest = relative.partition("/")
     return rest if sep and rest else relative
 
@@ -133,7 +134,7 @@ def safe_member_name(name: str) -> str | None:
     if name.startswith("/") or "\\" in name or (len(name) > 1 and name[1] == ":"):
         return None
     normal = posixpath.normpath(name)
-    if normal == ".." or normal.startswith("../") or normal.startswith("/"):
+    if normal == ".." or normal.startswith(("../", "/")):
         return None
     return normal.removeprefix("./")
 
@@ -168,12 +169,15 @@ def not_an_archive(label: str, head: bytes, error: BaseException) -> str:
 
 def iter_archive(path: Path, max_bytes: int) -> Iterator[SourceFile]:
     """Stream an archive's members (a tar, plain or compressed, or a zip), and those of the
-    archives inside it; nothing touches the disk. SourceError if the archive is unreadable."""
+    archives inside it; nothing touches the disk. SourceError if the archive itself is
+    unreadable."""
     try:
         with open(path, "rb") as raw:
             yield from read_archive(raw, str(path), max_bytes)
     except OSError as exc:  # opening it: read errors are SourceErrors already
-        raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
+        raise SourceError(
+            f"{path}: cannot read ({exc.strerror})", path=str(path), reason=exc.strerror
+        ) from None
 
 
 def read_archive(raw: BinaryIO, label: str, max_bytes: int) -> Iterator[SourceFile]:
@@ -445,7 +449,9 @@ def _read_file(
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             return SourceFile(name, skip_reason="symlink")
-        raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
+        raise SourceError(
+            f"{path}: cannot read ({exc.strerror})", path=str(path), reason=exc.strerror
+        ) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -457,7 +463,9 @@ def _read_file(
         if len(data) > size:
             data = _read_grown(fd, data, max_bytes)
     except OSError as exc:
-        raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
+        raise SourceError(
+            f"{path}: cannot read ({exc.strerror})", path=str(path), reason=exc.strerror
+        ) from None
     finally:
         os.close(fd)
     if len(data) > max_bytes:  # grew while we read it
@@ -485,7 +493,9 @@ def iter_ndjson(path: Path, max_bytes: int) -> Iterator[SourceFile]:
         with open(path, "rb") as handle:
             yield from read_ndjson(handle, storable_name(path.name), str(path), max_bytes)
     except OSError as exc:  # opening it: read errors are SourceErrors already
-        raise SourceError(f"{path}: cannot read ({exc.strerror})") from None
+        raise SourceError(
+            f"{path}: cannot read ({exc.strerror})", path=str(path), reason=exc.strerror
+        ) from None
 
 
 def read_ndjson(raw: BinaryIO, name: str, label: str, max_bytes: int) -> Iterator[SourceFile]:
@@ -498,7 +508,9 @@ def read_ndjson(raw: BinaryIO, name: str, label: str, max_bytes: int) -> Iterato
             yield SourceFile(f"{name}:{number}", line, size, None, line is None)
     except READ_ERRORS as exc:
         raise SourceError(
-            f"{label}: corrupt after {count} document line{'' if count == 1 else 's'} ({_why(exc)})"
+            f"{label}: corrupt after {count} document line{'' if count == 1 else 's'} "
+            f"({_why(exc)})",
+            path=label,
         ) from None
 
 

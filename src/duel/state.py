@@ -70,7 +70,8 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def _write(path: Path, value: dict[str, Any]) -> None:
-    """Write atomically (a reader never sees half a file); the file is readable by its owner only."""
+    """Write atomically (a reader never sees half a file); the file is readable by its owner
+    only."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")

@@ -34,16 +34,18 @@ def render_ingest(result: IngestResult) -> str:
         )
     if result.full:
         lines.append(
-            f"  deleted      {result.deleted:>9,}  (a complete dump: current documents it did not hold)"
+            f"  deleted      {result.deleted:>9,}"
+            "  (a complete dump: current documents it did not hold)"
         )
     if result.keyless:
         lines.append(
-            f"  keyless      {result.keyless:>9,}  (loaded with no usable key: identified by content)"
+            f"  keyless      {result.keyless:>9,}"
+            "  (loaded with no usable key: identified by content)"
         )
     if result.quarantined:
-        lines.append(
-            f"  quarantined files: select * from raw.quarantine where batch_id = {result.batch_id};"
-        )
+        # a query for the user to run, printed, never executed here
+        hint = f"select * from raw.quarantine where batch_id = {result.batch_id};"  # noqa: S608
+        lines.append(f"  quarantined files: {hint}")
     return "\n".join(lines)
 
 
@@ -51,12 +53,13 @@ def connection_help(settings: Settings) -> str:
     return "\n".join(
         [
             "connect:",
-            f"  psql     psql -h {settings.pg_host} -p {settings.pg_port} -U {settings.pg_user} {settings.pg_database}",
+            f"  psql     psql -h {settings.pg_host} -p {settings.pg_port} -U {settings.pg_user} "
+            f"{settings.pg_database}",
             f"  pgAdmin  host {settings.pg_host}, port {settings.pg_port}, maintenance database "
             f"{settings.pg_database}, username {settings.pg_user}",
             f"  password {_password(settings)}",
-            "  schemas  raw (as loaded), dbt (base, advocacy_programs, tasks_completed), dbt_lookup (brand),"
-            " dbt_analysis (overview, reports)",
+            "  schemas  raw (as loaded), dbt (base, advocacy_programs, tasks_completed), "
+            "dbt_lookup (brand), dbt_analysis (overview, reports)",
         ]
     )
 
@@ -64,8 +67,8 @@ def connection_help(settings: Settings) -> str:
 def _password(settings: Settings) -> str:
     if settings.pg_password == DEFAULT_PG["PGPASSWORD"]:
         return (
-            f"{settings.pg_password} (the default; to change it set PGPASSWORD and run `duel db password`, "
-            "see the README)"
+            f"{settings.pg_password} (the default; to change it set PGPASSWORD and run "
+            "`duel db password`, see the README)"
         )
     return f"the one in PGPASSWORD (from the {settings.origin('PGPASSWORD')})"
 

@@ -20,7 +20,10 @@ import io
 import struct
 import zlib
 from collections.abc import Iterator
-from typing import BinaryIO, NamedTuple, cast
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple, cast
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 BLOCK = 512
 CHUNK = 1 << 20  # read size: members are sliced out of one buffer, most with no read call
@@ -185,9 +188,9 @@ class MemberStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
-        wanted = min(len(target), self.left)
+    def readinto(self, target: WriteableBuffer) -> int:
         view = memoryview(target).cast("B")
+        wanted = min(len(view), self.left)
         got = 0
         while got < wanted:
             part = self.source.read_some(wanted - got)

@@ -58,7 +58,8 @@ class BuildResult:
         }
 
     def describe(self) -> str:
-        """One line, e.g. '22 models, 1 snapshot, 90 tests passed; 1 warning (accepted_values...)'."""
+        """One line, e.g. '22 models, 1 snapshot, 90 tests passed; 1 warning
+        (accepted_values...)'."""
         kinds = ", ".join(f"{n} {kind if n != 1 else kind[:-1]}" for kind, n in self.counts.items())
         text = f"{kinds or 'nothing'} built and passed in {self.seconds:.1f}s"
         if self.warnings:
@@ -79,7 +80,8 @@ def target_dir(settings: Settings) -> Path:
 
 
 def dbt_env(settings: Settings) -> dict[str, str]:
-    """The child's whole environment: the connection from the settings, dbt's paths, no telemetry."""
+    """The child's whole environment: the connection from the settings, dbt's paths, no
+    telemetry."""
     env = {name: os.environ[name] for name in PASSTHROUGH if name in os.environ}
     project = project_dir(settings)
     env.update(settings.libpq_env())
@@ -149,22 +151,6 @@ def build_models(
     return BuildResult(seconds, counts, tuple(n for n in nodes if n.status == "warn"))
 
 
-def check_freshness(settings: Settings) -> dict[str, str]:
-    """Run `dbt source freshness` on raw (loaded_at); returns {source table: pass|warn|error}.
-
-    Raises StepFailed when dbt cannot run the check (a stale source is a warning, not a failure)."""
-    sources = target_dir(settings) / "sources.json"
-    sources.unlink(missing_ok=True)
-    code, output = _run(settings, ["source", "freshness"], None, None)
-    if not sources.is_file() or code not in (0, 1):
-        raise StepFailed("dbt source freshness", _last_error(output))
-    results = json.loads(sources.read_text(encoding="utf-8"))["results"]
-    statuses = {r["unique_id"].removeprefix("source.duel."): r["status"] for r in results}
-    if any(status == "runtime error" for status in statuses.values()):
-        raise StepFailed("dbt source freshness", _last_error(output))
-    return statuses
-
-
 def generate_docs(settings: Settings) -> Path:
     """Run `dbt docs generate`; returns the directory holding index.html, manifest and catalog."""
     code, output = _run(settings, ["docs", "generate"], None, None)
@@ -201,8 +187,7 @@ def _run(
         text=True,
         errors="replace",
     ) as process:
-        assert process.stdout is not None
-        for raw in process.stdout:
+        for raw in process.stdout or ():  # stdout=PIPE: always a stream
             line = raw.rstrip("\n")
             lines.append(line)
             if on_line is not None:

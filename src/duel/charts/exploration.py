@@ -44,7 +44,8 @@ def field_profile_chart(profile: Rows) -> go.Figure:
 
 
 def distributions_chart(values: Mapping[str, Iterable[float]], bins: int = 30) -> go.Figure:
-    """One histogram per measure (e.g. likes, reach, sales), binned here so the figure stays small."""
+    """One histogram per measure (e.g. likes, reach, sales), binned here so the figure stays
+    small."""
     import numpy as np
 
     measures = {name: np.fromiter(v, dtype=float) for name, v in values.items()}
@@ -73,7 +74,8 @@ def distributions_chart(values: Mapping[str, Iterable[float]], bins: int = 30) -
 
 
 def record_split_chart(split: Rows) -> go.Figure:
-    """explore.RecordSplit.rows(): clean against messy rows per level (record, user, program, task)."""
+    """explore.RecordSplit.rows(): clean against messy rows per level (record, user, program,
+    task)."""
     data = frame(split)
     if data.empty:
         return empty_chart("no documents")

@@ -69,7 +69,8 @@ def frame(rows: Rows) -> pd.DataFrame:
 
 
 def platform_colour(platform: object) -> str:
-    """The platform's colour; NULL is 'unknown' (grey), an unexpected value gets the warning colour."""
+    """The platform's colour; NULL is 'unknown' (grey), an unexpected value gets the warning
+    colour."""
     if platform is None or (isinstance(platform, float) and pd.isna(platform)):
         return PLATFORM_COLOURS[UNKNOWN]
     return PLATFORM_COLOURS.get(str(platform), COLOURS["warn"])
@@ -88,9 +89,10 @@ def _short(text: str, limit: int = 20) -> str:
 def style(
     fig: go.Figure, title: str | None = None, height: int = 380, subtitle: str | None = None
 ) -> go.Figure:
-    """The house look: white background, light grid, one font, legend on top, tight margins. Titles
-    stay short (they must fit beside plotly's toolbar); what a chart leaves out goes in `subtitle`."""
-    heading = {
+    """The house look: white background, light grid, one font, legend on top, tight margins.
+    Titles stay short (they must fit beside plotly's toolbar); what a chart leaves out goes in
+    `subtitle`."""
+    heading: dict[str, Any] = {
         "text": title,
         "x": 0.01,
         "xanchor": "left",

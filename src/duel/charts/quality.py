@@ -18,7 +18,8 @@ def _by_batch(rows: Rows) -> tuple[pd.DataFrame, list[str]]:
 
 
 def files_per_batch_chart(batches: Rows) -> go.Figure:
-    """ingest_batches: per batch, its files by outcome (loaded incl. repaired, unchanged, ...), stacked."""
+    """ingest_batches: per batch, its files by outcome (loaded incl. repaired, unchanged, ...),
+    stacked."""
     data, labels = _by_batch(batches)
     if data.empty:
         return empty_chart("no batches yet")
@@ -46,7 +47,8 @@ def files_per_batch_chart(batches: Rows) -> go.Figure:
 
 
 def defects_by_field_chart(quality: Rows, batch_id: int | None = None) -> go.Figure:
-    """data_quality: defect counts per record_type.field and defect class, for one batch (default: latest).
+    """data_quality: defect counts per record_type.field and defect class, for one batch (default:
+    latest).
 
     The model's "(all fields)" summary rows are left out (clean_share_chart plots them).
     """

@@ -6,6 +6,7 @@ are close and the axis must show their differences."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -40,8 +41,9 @@ UNKNOWN_PLATFORM = "unknown platform"
 NO_JOIN_DATE = "no join date"
 
 
-def _number(value: object, digits: int = 0) -> str:
-    return "n/a" if value is None or pd.isna(value) else f"{float(value):,.{digits}f}"  # type: ignore[arg-type]
+def _number(value: Any, digits: int = 0) -> str:
+    """A cell of a model (int, float, Decimal; None or NaN when unknown) with thousands commas."""
+    return "n/a" if value is None or pd.isna(value) else f"{float(value):,.{digits}f}"
 
 
 def coverage_chart(overview: Rows) -> go.Figure:
@@ -94,7 +96,8 @@ def _platform_rows(platforms: Rows) -> pd.DataFrame:
 
 
 def coverage_by_platform_chart(platforms: Rows) -> go.Figure:
-    """engagement_by_platform: per platform and measure, the share of its tasks with a known value."""
+    """engagement_by_platform: per platform and measure, the share of its tasks with a known
+    value."""
     data = frame(platforms)
     if data.empty:
         return empty_chart()
@@ -102,7 +105,8 @@ def coverage_by_platform_chart(platforms: Rows) -> go.Figure:
     z = [[row[f"{m}_known_share"] for m in MEASURES] for _, row in data.iterrows()]
     text = [
         [
-            f"{row[f'{m}_known_share']:.0%}<br>{int(row[f'{m}_known']):,} of {int(row['task_count']):,}"
+            f"{row[f'{m}_known_share']:.0%}<br>"
+            f"{int(row[f'{m}_known']):,} of {int(row['task_count']):,}"
             for m in MEASURES
         ]
         for _, row in data.iterrows()
@@ -210,9 +214,9 @@ def engagement_by_platform_chart(platforms: Rows) -> go.Figure:
 
 
 def engagement_over_time_chart(by_month: Rows) -> go.Figure:
-    """engagement_by_join_month: per join month, the tasks (stacked by platform), the engagement per task
-    with known engagement and the engagement rate (all platforms, each point with its n). Users with no
-    usable join date are the last column, "no join date", with their size: never dropped."""
+    """engagement_by_join_month: per join month, the tasks (stacked by platform), the engagement per
+    task with known engagement and the engagement rate (all platforms, each point with its n). Users
+    with no usable join date are the last column, "no join date", with their size: never dropped."""
     data = frame(by_month)
     if data.empty:
         return empty_chart("no tasks")
@@ -256,10 +260,10 @@ def engagement_over_time_chart(by_month: Rows) -> go.Figure:
         ),
     )
     for platform, part in data.groupby("platform_label", sort=True):
-        part = part.groupby("month")["task_count"].sum().reindex(months)
+        tasks = part.groupby("month")["task_count"].sum().reindex(months)
         fig.add_bar(
             x=months,
-            y=part.fillna(0),
+            y=tasks.fillna(0),
             name=str(platform),
             row=1,
             col=1,
@@ -342,8 +346,9 @@ def top_advocates_chart(advocates: Rows, top_n: int = 10) -> go.Figure:
 
 
 def brand_performance_chart(brands: Rows, top_n: int = 15) -> go.Figure:
-    """engagement_by_brand: the top `top_n` known brands by sales and by engagement (their ranks), each
-    with its coverage. The unknown brand is never ranked (its own row in the report's table)."""
+    """engagement_by_brand: the top `top_n` known brands by sales and by engagement (their ranks),
+    each with its coverage. The unknown brand is never ranked (its own row in the report's
+    table)."""
     data = frame(brands)
     if data.empty:
         return empty_chart()
@@ -429,13 +434,15 @@ def program_performance_chart(programs: Rows, counts: Mapping[str, int] | None =
     return style(
         fig,
         "Programs: engagement against sales",
-        subtitle=f"{shown} programs with both known; {counts['programs'] - counts['both_known']:,} of "
-        f"{counts['programs']:,} lack one or both and are not drawn",
+        subtitle=f"{shown} programs with both known; "
+        f"{counts['programs'] - counts['both_known']:,} of {counts['programs']:,} lack one or both "
+        "and are not drawn",
     )
 
 
 def _by_platform_group(attribution: Rows) -> pd.DataFrame:
-    """sales_attribution summed per platform; unknown platform and "no tasks" as rows of their own."""
+    """sales_attribution summed per platform; unknown platform and "no tasks" as rows of their
+    own."""
     data = frame(attribution)
     data["label"] = [
         "no tasks" if w else UNKNOWN_PLATFORM if u else str(p)
@@ -455,8 +462,8 @@ def _by_platform_group(attribution: Rows) -> pd.DataFrame:
 
 
 def sales_by_platform_chart(attribution: Rows) -> go.Figure:
-    """sales_attribution: per platform, the programs with known and unknown sales, and the average sales
-    per program with known sales (the comparable figure: totals differ with coverage)."""
+    """sales_attribution: per platform, the programs with known and unknown sales, and the average
+    sales per program with known sales (the comparable figure: totals differ with coverage)."""
     data = frame(attribution)
     if data.empty:
         return empty_chart()
@@ -529,9 +536,10 @@ def sales_outliers_chart(
     outliers: Rows, total: int | None = None, unscored: int | None = None
 ) -> go.Figure:
     """sales_outliers: each program's sales within its peer group (one column per group, one dot per
-    program), the group's median and bounds marked, outliers in red. `total`: how many scored programs
-    there are when the rows are a sample of them (every outlier plus an even spread); `unscored`: how
-    many programs with known sales were not scored, when the rows leave them out (the subtitle says so)."""
+    program), the group's median and bounds marked, outliers in red. `total`: how many scored
+    programs there are when the rows are a sample of them (every outlier plus an even spread);
+    `unscored`: how many programs with known sales were not scored, when the rows leave them out
+    (the subtitle says so)."""
     data = frame(outliers)
     if not data.empty:
         scored = data["is_scored"].fillna(False).astype(bool)
