@@ -386,25 +386,39 @@ def generate(users: int, seed: int, varied_rate: float, output: Path) -> None:
     metavar="SELECTOR",
     help="Only these dbt nodes (dbt selector syntax); repeatable.  [default: every node]",
 )
+@click.option(
+    "--target",
+    metavar="OUTPUT",
+    default=None,
+    show_default="local: Postgres",
+    help="The profiles.yml output to build on: local (Postgres) or spark (`make spark`).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Show dbt's own log lines on stderr.")
 @click.pass_context
 @handle_errors
 def transform(
-    ctx: click.Context, full_refresh: bool, select: tuple[str, ...], as_json: bool, verbose: bool
+    ctx: click.Context,
+    full_refresh: bool,
+    select: tuple[str, ...],
+    target: str | None,
+    as_json: bool,
+    verbose: bool,
 ) -> None:
     """Build the dbt models and run their tests (dbt build) on the loaded data.
 
     \b
-    Example:
+    Examples:
       duel transform --select staging --select base+
+      duel transform --target spark      # a local Spark session, tables under DUEL_HOME/spark
     """
     from duel import db as database
     from duel.progress import progress
-    from duel.transform import build_models
+    from duel.transform import build_models, is_postgres
 
     settings = _settings(ctx)
-    database.ensure_ready(settings)
+    if is_postgres(target):
+        database.ensure_ready(settings)
     echo = (lambda line: click.echo(line, err=True)) if verbose else None
     with progress("dbt build", unit="nodes") as advance:
         result = build_models(
@@ -413,6 +427,7 @@ def transform(
             select=select,
             on_line=echo,
             on_progress=lambda done, total: advance(1),
+            target=target,
         )
     if as_json:
         click.echo(json.dumps(result.summary()))

@@ -112,11 +112,12 @@ def ingest_stage(
 ingest_with_progress = ingest_stage  # the name `duel ingest` and the notebooks know
 
 
-def transform_stage(settings: Settings) -> BuildResult:
-    """The production dbt build (see PRODUCTION_UNIT_TESTS)."""
+def transform_stage(settings: Settings, target: str | None = None) -> BuildResult:
+    """The production dbt build (see PRODUCTION_UNIT_TESTS), on a profiles.yml output (`target`:
+    None for the default, Postgres; `spark` for a Spark session)."""
     from duel.transform import build_models
 
-    return build_models(settings, unit_tests=PRODUCTION_UNIT_TESTS)
+    return build_models(settings, unit_tests=PRODUCTION_UNIT_TESTS, target=target)
 
 
 def report_stage(settings: Settings) -> Path:
