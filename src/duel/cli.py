@@ -277,6 +277,13 @@ def dump_options(func: F) -> F:
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--strict", is_flag=True, help="Exit 2 when any file was quarantined.")
+@click.option(
+    "--engine",
+    type=click.Choice(["postgres", "spark"]),
+    default="postgres",
+    show_default=True,
+    help="Where raw goes: Postgres, or parquet tables by a local Spark job (`make spark`).",
+)
 @dump_options
 @click.pass_context
 @handle_errors
@@ -285,6 +292,7 @@ def ingest(
     data: Path,
     as_json: bool,
     strict: bool,
+    engine: str,
     full: bool,
     allow_mass_delete: bool,
     document_key: str | None,
@@ -301,6 +309,7 @@ def ingest(
       duel ingest data.tar.gz --json
       duel ingest export-2025-07-24.tar.gz --full      # a complete dump: absent users are deleted
       duel ingest users.ndjson --document-key user_id,email
+      duel ingest data.tar.gz --engine spark   # raw as parquet under DUEL_HOME/spark
     """
     from duel.pipeline import database_stage, ingest_with_progress, settings_for_data
     from duel.sources import check_source
@@ -310,8 +319,18 @@ def ingest(
     settings, demo = settings_for_data(
         _settings(ctx).with_overrides(document_key=document_key), data
     )
-    database_stage(settings, data, demo)
-    result = ingest_with_progress(settings, data, full=full, allow_mass_delete=allow_mass_delete)
+    if engine == "spark":
+        from duel.exceptions import ConfigError
+        from duel.spark_ingest import spark_ingest
+
+        if full:
+            raise ConfigError("--full (deletes) is not done with --engine spark yet")
+        result = spark_ingest(settings, data)
+    else:
+        database_stage(settings, data, demo)
+        result = ingest_with_progress(
+            settings, data, full=full, allow_mass_delete=allow_mass_delete
+        )
     if as_json:
         click.echo(json.dumps(result.summary()))
     else:
