@@ -82,7 +82,7 @@ browser: ## Install Debian's chromium for the report test (apt, no recommends), 
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
 			--no-install-recommends chromium; }
 
-lock: ## Regenerate requirements.txt from pyproject.toml
+lock: ## Regenerate requirements.txt, requirements-airflow.txt and requirements-spark.txt from pyproject.toml
 	$(BIN)/python -m pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --extra test --extra lint --universal --python-version 3.11 -o requirements.txt --quiet
 	$(BIN)/uv pip compile pyproject.toml --extra airflow --extra test --universal --python-version 3.11 -o requirements-airflow.txt --quiet

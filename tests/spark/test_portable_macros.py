@@ -2,8 +2,8 @@
 
 A small dbt project (tests/spark/macro_project, with the real dbt/duel/macros copied beside it)
 runs every macro over the same literal inputs, built by `duel.transform.build_models` on the
-default target and on `--target spark` (profiles.yml's spark output, dbt-spark's session method).
-The Postgres rows are read back with psycopg, the Spark tables from their parquet files; they
+default target and by dbt-spark on `--target spark` (profiles.yml's spark output, the session
+method, in this process on the test session's Spark). The rows are read back from both; they
 must be equal value for value, but for the differences portable.sql documents, which are pinned
 here so that a new one fails. On Postgres alone, each `default__` body must render exactly the
 SQL the models write today (whitespace aside).
@@ -18,15 +18,19 @@ import uuid
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
-import pyarrow.parquet as pq
 import pytest
-from conftest import REPO
 
 from duel import db
 from duel.settings import Settings
 from duel.transform import build_models
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+REPO = Path(__file__).resolve().parents[2]  # the checkout
 
 PROJECT = Path(__file__).resolve().parent / "macro_project"
 MODELS = ("cases", "elements", "aggregates")
@@ -67,15 +71,20 @@ def postgres_rows(pg_server: Settings, project: Path) -> Rows:
 
 @pytest.fixture(scope="module")
 def spark_rows(
-    pg_server: Settings, project: Path, tmp_path_factory: pytest.TempPathFactory
+    spark: SparkSession, project: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Rows:
-    home = tmp_path_factory.mktemp("spark-home")
-    settings = pg_server.with_overrides(home=home, dbt_project_dir=project)
-    build_models(settings, unit_tests=False, target="spark")
-    warehouse = home / "spark" / "warehouse" / "dbt.db"
+    """The project built by dbt-spark (profiles.yml's spark output) in this process, on the test
+    session's Spark (the session method takes the running one), read back as Arrow."""
+    from dbt.cli.main import dbtRunner
+
+    dbt_dir = tmp_path_factory.mktemp("dbt-spark")
+    paths = ["--project-dir", str(project), "--profiles-dir", str(project)]
+    paths += ["--target-path", str(dbt_dir / "target"), "--log-path", str(dbt_dir / "logs")]
+    result = dbtRunner().invoke(["build", "--target", "spark", *paths])
+    assert result.success, result.exception
     rows: Rows = {}
     for name in MODELS:
-        table = pq.read_table(warehouse / name)
+        table = spark.table(f"dbt.{name}").toArrow()
         ordered = _ordered(tuple(_plain(v) for v in row.values()) for row in table.to_pylist())
         rows[name] = (table.schema.names, ordered)
     return rows

@@ -10,23 +10,27 @@ the same dump stores no document and no quarantined file, and its ledger says un
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import psycopg
 import pytest
-from conftest import REPO
 from psycopg.types.string import TextLoader
-from test_shards import make_tar
 
 from duel import db
 from duel.load import ingest
 from duel.settings import Settings
-from duel.spark_ingest import session_config, spark_ingest, spark_session
+from duel.spark_ingest import session_config, spark_ingest
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+REPO = Path(__file__).resolve().parents[2]  # the checkout
 
 REAL_FILES = 200
 EXTRA = {
@@ -61,7 +65,13 @@ def dump(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     chosen = chosen[:REAL_FILES]
     chosen += list(EXTRA.items())
     chosen.append(("again/" + chosen[0][0].split("/", 1)[1], chosen[0][1]))  # same key and bytes
-    return make_tar(tmp_path_factory.mktemp("spark-dump") / "dump.tar.gz", chosen)
+    path = tmp_path_factory.mktemp("spark-dump") / "dump.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:  # (tests/test_shards.py's make_tar: not importable
+        for name, data in chosen:  # from here, where `conftest` is tests/spark's)
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -76,23 +86,18 @@ def postgres_raw(pg_server: Settings, dump: Path) -> dict[str, list[tuple[Any, .
 
 @pytest.fixture(scope="module")
 def spark_runs(
-    pg_server: Settings, dump: Path, tmp_path_factory: pytest.TempPathFactory
+    spark_settings: Settings, spark: SparkSession, dump: Path
 ) -> tuple[list[Any], dict[str, list[tuple[Any, ...]]], dict[str, list[tuple[Any, ...]]]]:
     """Two Spark ingests of the dump: their results, and the raw tables after each."""
-    settings = pg_server.with_overrides(home=tmp_path_factory.mktemp("spark-ingest-home"))
-    spark = spark_session(settings)
-    try:
-        results, tables = [], []
-        for _ in range(2):
-            results.append(spark_ingest(settings, dump, spark=spark))
-            tables.append(
-                {
-                    name: [tuple(row) for row in spark.sql(sql).collect()]
-                    for name, sql in QUERIES.items()
-                }
-            )
-    finally:
-        spark.stop()
+    results, tables = [], []
+    for _ in range(2):
+        results.append(spark_ingest(spark_settings, dump, spark=spark))
+        tables.append(
+            {
+                name: [tuple(row) for row in spark.sql(sql).collect()]
+                for name, sql in QUERIES.items()
+            }
+        )
     return results, tables[0], tables[1]
 
 
