@@ -86,10 +86,11 @@ browser: ## Install Debian's chromium for the report test (apt, no recommends), 
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
 			--no-install-recommends chromium; }
 
-lock: ## Regenerate requirements.txt from pyproject.toml
+lock: ## Regenerate requirements.txt, requirements-airflow.txt and requirements-spark.txt from pyproject.toml
 	$(BIN)/python -m pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --extra test --extra lint --extra s3 --universal --python-version 3.11 -o requirements.txt --quiet
 	$(BIN)/uv pip compile pyproject.toml --extra airflow --extra test --extra s3 --universal --python-version 3.11 -o requirements-airflow.txt --quiet
+	$(BIN)/uv pip compile pyproject.toml --extra spark --extra test --universal --python-version 3.11 -o requirements-spark.txt --quiet
 
 db-start: install ## Start the embedded Postgres
 	$(BIN)/duel db start
@@ -142,6 +143,26 @@ airflow-up: airflow ## Start `airflow standalone` on http://127.0.0.1:8080 (DAG 
 
 test-airflow: airflow ## Run the DAG end to end (`airflow dags test`) on the real dataset; compare with `duel run`
 	$(AIRFLOW_BIN)/python -m pytest tests/airflow $(PYTEST_ARGS)
+
+# --- Spark: optional, in its own venv (.venv-spark: the `spark` extra, locked in requirements-spark.txt)
+# dbt-spark (session method) and pyspark: `duel transform --target spark` and `duel ingest --engine
+# spark` run a local Spark session (Java 17+). Tests: tests/spark, with this venv's python.
+SPARK_VENV ?= .venv-spark
+SPARK_BIN := $(SPARK_VENV)/bin
+.PHONY: spark test-spark
+
+$(SPARK_VENV)/.installed: pyproject.toml requirements-spark.txt
+	@command -v java >/dev/null || { echo "Spark needs Java 17+ (Debian: apt-get install openjdk-17-jre-headless)"; exit 1; }
+	test -x $(SPARK_BIN)/python || $(PYTHON) -m venv $(SPARK_VENV)
+	$(SPARK_BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	$(SPARK_BIN)/uv pip sync --python $(SPARK_BIN)/python --quiet requirements-spark.txt
+	$(SPARK_BIN)/uv pip install --python $(SPARK_BIN)/python --quiet --no-deps -e .
+	touch $@
+
+spark: $(SPARK_VENV)/.installed ## Create .venv-spark (dbt-spark, pyspark, duel) for the Spark target and ingest
+
+test-spark: spark ## Run tests/spark (the portable macros and the Spark ingest on Postgres and a local Spark session)
+	$(SPARK_BIN)/python -m pytest tests/spark $(PYTEST_PROGRESS) $(PYTEST_ARGS)
 
 # --- Benchmark: its own venv (.venv-bench: the bench extra, locked in bench/requirements.txt) -----
 # `duel ingest` itself runs from .venv, exactly as users run it; inputs and the bench server live

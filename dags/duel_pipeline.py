@@ -127,6 +127,11 @@ def run_settings(params: dict[str, Any]) -> Settings:
                 "How documents are identified (e.g. @file,user_id); empty: DUEL_DOCUMENT_KEY"
             ),
         ),
+        "dbt_target": Param(
+            "",
+            type="string",
+            description="The profiles.yml output dbt builds on: empty or local (Postgres), spark",
+        ),
     },
     default_args={
         "retries": 3,
@@ -183,10 +188,11 @@ def duel_pipeline() -> None:
 
     @task
     @fail_fast_unless_transient
-    def dbt_build() -> str:
+    def dbt_build(params: dict[str, Any] | None = None) -> str:
         from duel.pipeline import transform_stage
 
-        return transform_stage(load_settings()).describe()
+        target = (params or {}).get("dbt_target") or None  # empty: the default, Postgres
+        return transform_stage(load_settings(), target=target).describe()
 
     @task
     @fail_fast_unless_transient

@@ -38,6 +38,11 @@ try:
     collect_ignore = []
 except importlib.metadata.PackageNotFoundError:
     pass
+# tests/spark needs pyspark and dbt-spark: `make test-spark` runs it with .venv-spark's python.
+try:
+    importlib.metadata.distribution("pyspark")
+except importlib.metadata.PackageNotFoundError:
+    collect_ignore.append("spark")
 
 
 def free_port() -> int:

@@ -75,6 +75,7 @@ def test_transform_dbt_env_is_the_settings_connection(settings: Settings) -> Non
         "DBT_USE_COLORS": "false",
         "DBT_PRINTER_WIDTH": "100",
     }
+    assert env["DUEL_HOME"] == str(settings.home.resolve())  # the spark target's warehouse
 
 
 def test_transform_missing_project_is_a_config_error(settings: Settings, tmp_path: Path) -> None:

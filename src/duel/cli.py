@@ -305,6 +305,13 @@ def dump_options(func: F) -> F:
 @click.argument("data", type=DataParam())
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--strict", is_flag=True, help="Exit 2 when any file was quarantined.")
+@click.option(
+    "--engine",
+    type=click.Choice(["postgres", "spark"]),
+    default="postgres",
+    show_default=True,
+    help="Where raw goes: Postgres, or parquet tables by a local Spark job (`make spark`).",
+)
 @dump_options
 @click.pass_context
 @handle_errors
@@ -313,6 +320,7 @@ def ingest(
     data: Path | S3Location,
     as_json: bool,
     strict: bool,
+    engine: str,
     full: bool,
     allow_mass_delete: bool,
     document_key: str | None,
@@ -332,6 +340,7 @@ def ingest(
       duel ingest export-2025-07-24.tar.gz --full      # a complete dump: absent users are deleted
       duel ingest users.ndjson --document-key user_id,email
       duel ingest s3://dumps/daily/ --full             # AWS_* variables: see below
+      duel ingest data.tar.gz --engine spark           # raw as parquet under DUEL_HOME/spark
     """
     from duel.pipeline import check_input, database_stage, ingest_stage, settings_for_data
     from duel.summary import data_line, render_ingest
@@ -339,8 +348,18 @@ def ingest(
     chosen = _settings(ctx).with_overrides(document_key=document_key)
     check_input(chosen, data)
     settings, demo = settings_for_data(chosen, data)
-    database_stage(settings, data, demo)
-    result = ingest_stage(settings, data, full=full, allow_mass_delete=allow_mass_delete)
+    if engine == "spark":
+        from duel.exceptions import ConfigError
+        from duel.spark_ingest import spark_ingest
+
+        if full:
+            raise ConfigError("--full (deletes) is not done with --engine spark yet")
+        if not isinstance(data, Path):
+            raise ConfigError("--engine spark reads local dumps only (not s3:// yet)")
+        result = spark_ingest(settings, data)
+    else:
+        database_stage(settings, data, demo)
+        result = ingest_stage(settings, data, full=full, allow_mass_delete=allow_mass_delete)
     if as_json:
         click.echo(json.dumps(result.summary()))
     else:
@@ -415,25 +434,40 @@ def generate(users: int, seed: int, varied_rate: float, output: Path) -> None:
     metavar="SELECTOR",
     help="Only these dbt nodes (dbt selector syntax); repeatable.  [default: every node]",
 )
+@click.option(
+    "--target",
+    metavar="OUTPUT",
+    default=None,
+    show_default="local: Postgres",
+    help="The profiles.yml output to build on: local (Postgres) or spark (`make spark`).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="Show dbt's own log lines on stderr.")
 @click.pass_context
 @handle_errors
 def transform(
-    ctx: click.Context, full_refresh: bool, select: tuple[str, ...], as_json: bool, verbose: bool
+    ctx: click.Context,
+    full_refresh: bool,
+    select: tuple[str, ...],
+    target: str | None,
+    as_json: bool,
+    verbose: bool,
 ) -> None:
     """Build the dbt models and run their tests (dbt build) on the loaded data.
 
     \b
-    Example:
+    Examples:
       duel transform --select staging --select base+
+      duel transform --target spark      # a local Spark session, tables under DUEL_HOME/spark
     """
     from duel import db as database
     from duel.pipeline import transform_stage
     from duel.progress import progress
+    from duel.transform import is_postgres
 
     settings = _settings(ctx)
-    database.ensure_ready(settings)
+    if is_postgres(target):
+        database.ensure_ready(settings)
     echo = (lambda line: click.echo(line, err=True)) if verbose else None
     with progress("dbt build", unit="nodes") as advance:
         result = transform_stage(
@@ -443,6 +477,7 @@ def transform(
             select=select,
             on_line=echo,
             on_progress=lambda done, total: advance(1),
+            target=target,
         )
     if as_json:
         click.echo(json.dumps(result.summary()))

@@ -171,10 +171,12 @@ def transform_stage(
     select: Iterable[str] = (),
     on_line: Callable[[str], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    target: str | None = None,
 ) -> BuildResult:
     """The dbt build: for production (`duel run`, the DAG) or, with production=False, for
     development (`duel transform`); what each includes: PRODUCTION_UNIT_TESTS,
-    DEVELOPMENT_UNIT_TESTS. The other arguments: duel.transform.build_models."""
+    DEVELOPMENT_UNIT_TESTS. `target`: a profiles.yml output (None for the default, Postgres;
+    `spark` for a Spark session). The other arguments: duel.transform.build_models."""
     from duel.transform import build_models
 
     return build_models(
@@ -184,6 +186,7 @@ def transform_stage(
         on_line=on_line,
         on_progress=on_progress,
         unit_tests=PRODUCTION_UNIT_TESTS if production else DEVELOPMENT_UNIT_TESTS,
+        target=target,
     )
 
 

@@ -30,6 +30,10 @@ PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "SYSTEMROOT")
 _PROGRESS = re.compile(r"\b(\d+) of (\d+) (?:OK|PASS|WARN|ERROR|FAIL|SKIP|NO-OP)\b")
 MAX_NAMED = 3
 KINDS = ("models", "snapshots", "tests", "unit tests")
+# profiles.yml's outputs: `local` (the default: Postgres, from the PG* variables) and `spark` (a
+# local Spark session; `make spark` installs dbt-spark and pyspark).
+POSTGRES_TARGET = "local"
+SPARK_TARGET = "spark"
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ def dbt_env(settings: Settings) -> dict[str, str]:
     env.update(settings.libpq_env())
     env.update(
         {
+            "DUEL_HOME": str(settings.home.resolve()),  # the spark target's warehouse is under it
             "DBT_PROFILES_DIR": str(project),
             "DBT_PROJECT_DIR": str(project),
             "DBT_TARGET_PATH": str(target_dir(settings)),
@@ -122,15 +127,17 @@ def build_models(
     on_line: Callable[[str], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     unit_tests: bool = True,
+    target: str | None = None,
 ) -> BuildResult:
     """Run `dbt build` (models, snapshot, tests, unit tests); raise StepFailed if anything fails.
 
     `select` limits the build to dbt selectors (e.g. ["staging", "base+"]); `on_line` receives
     dbt's log lines, `on_progress` (done, total) as nodes finish. `unit_tests=False` leaves out
     the unit tests, which test the SQL's logic on fixtures, not the data (dbt's advice for
-    production builds; `duel run` does so, `duel transform` and CI run them).
+    production builds; `duel run` does so, `duel transform` and CI run them). `target` is an
+    output of profiles.yml (`local`, the default: Postgres; `spark`: a local Spark session).
     """
-    args = ["build"]
+    args = ["build", *target_args(target)]
     if not unit_tests:
         args += ["--exclude-resource-type", "unit_test"]
     if full_refresh:
@@ -140,7 +147,8 @@ def build_models(
     results = target_dir(settings) / "run_results.json"
     results.unlink(missing_ok=True)  # a stale file must not be read as this run's outcome
     started = time.perf_counter()
-    analyze_raw(settings)  # the planner must see the rows the last ingest added
+    if is_postgres(target):
+        analyze_raw(settings)  # the planner must see the rows the last ingest added
     code, output = _run(settings, args, on_line, on_progress)
     seconds = time.perf_counter() - started
     nodes = _read_results(results)
@@ -149,6 +157,16 @@ def build_models(
         raise StepFailed(STEP, _failure_message(failed, nodes, output))
     counts = {kind: n for kind in KINDS if (n := sum(1 for node in nodes if node.kind == kind))}
     return BuildResult(seconds, counts, tuple(n for n in nodes if n.status == "warn"))
+
+
+def target_args(target: str | None) -> list[str]:
+    """dbt's `--target` for a profiles.yml output; none for the default (Postgres)."""
+    return ["--target", target] if target else []
+
+
+def is_postgres(target: str | None) -> bool:
+    """Whether the target is the Postgres one (the default), which duel's own database serves."""
+    return target in (None, POSTGRES_TARGET)
 
 
 def generate_docs(settings: Settings) -> Path:

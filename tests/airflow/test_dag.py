@@ -132,4 +132,9 @@ def test_dag_params_and_catchup(dag: dict[str, object]) -> None:
             {"type": "string"},
             "How documents are identified (e.g. @file,user_id); empty: DUEL_DOCUMENT_KEY",
         ],
+        "dbt_target": [
+            "",
+            {"type": "string"},
+            "The profiles.yml output dbt builds on: empty or local (Postgres), spark",
+        ],
     }

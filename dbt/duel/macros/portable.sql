@@ -1,0 +1,438 @@
+{#
+    Portable SQL: every Postgres-specific construct the models use, behind `adapter.dispatch`, so
+    the same models build on Postgres and on Spark (dbt-spark; JSON as Spark 4's VARIANT).
+
+    `default__` bodies are the Postgres SQL the models write today, character for character up to
+    whitespace, so moving a model onto these macros changes nothing on Postgres
+    (tests/spark/test_portable_macros.py renders each one and compares). `spark__` bodies give the
+    same results on the same inputs, compared value for value on Postgres and a local Spark session
+    by the same test, which also pins the few documented differences:
+    - JSON numbers: Spark's VARIANT keeps a number's value, not its text (`1.50` reads back as
+      `1.5`, `1e2` as `100.0`), so json_scalar of a number is equal as a number, not as text.
+    - fold_text on Spark is upper-then-lower case mapping (ß spelled ss) without NFKC (Spark has
+      no Unicode normalisation function): `Straße`/`STRASSE` and `NESTLÉ`/`Nestlé` fold alike, but
+      compatibility forms (ligatures, full-width letters, a combining accent against the
+      precomposed letter) do not.
+    - numeric without a precision is decimal(38, 18) on Spark: a decimal string beyond 10^20 is
+      out of range there (Postgres' numeric holds it; the measure ranges stop at 10^12 anyway).
+    - timestamps: Spark's session time zone must be UTC (the `spark` profile sets it).
+
+    Arguments are SQL expressions (text), except where a macro says it takes a name or a
+    Python value. Macros named after existing ones (lower_text, fold_text in macros/text.sql) are
+    reached as `adapter.dispatch('lower_text', 'duel')(...)` until text.sql calls them itself.
+#}
+
+{# --- types ----------------------------------------------------------------------------------- #}
+
+{#
+    The type to write for a Postgres type name on this target: `data_type('timestamptz')` is
+    timestamptz on Postgres, timestamp on Spark. Contracts keep their Postgres data_types in the
+    yml; on Spark, spark__get_empty_schema_sql (below) maps them through this macro.
+#}
+{% macro data_type(pg_type) -%}
+    {{ return(adapter.dispatch('data_type', 'duel')(pg_type)) }}
+{%- endmacro %}
+
+{% macro default__data_type(pg_type) -%}
+    {{ return(pg_type) }}
+{%- endmacro %}
+
+{% macro spark__data_type(pg_type) -%}
+    {%- set name = pg_type | trim | lower -%}
+    {%- set simple = {
+        'text': 'string', 'varchar': 'string', 'character varying': 'string', 'uuid': 'string',
+        'citext': 'string', 'jsonb': 'variant', 'json': 'variant',
+        'timestamptz': 'timestamp', 'timestamp with time zone': 'timestamp',
+        'timestamp': 'timestamp_ntz', 'timestamp without time zone': 'timestamp_ntz',
+        'integer': 'int', 'int4': 'int', 'int': 'int', 'bigint': 'bigint', 'int8': 'bigint',
+        'smallint': 'smallint', 'int2': 'smallint', 'boolean': 'boolean', 'bool': 'boolean',
+        'date': 'date', 'double precision': 'double', 'float8': 'double', 'real': 'float',
+        'numeric': 'decimal(38, 18)', 'decimal': 'decimal(38, 18)', 'bytea': 'binary',
+    } -%}
+    {%- if name in simple -%}
+        {{ return(simple[name]) }}
+    {%- elif name.startswith('numeric(') or name.startswith('decimal(') -%}
+        {{ return('decimal(' ~ name.split('(', 1)[1]) }}
+    {%- elif name.endswith('[]') -%}
+        {{ return('array<' ~ spark__data_type(name[:-2]) ~ '>') }}
+    {%- else -%}
+        {{ return(name) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{# `cast(expr as type)`, the type given as its Postgres name. #}
+{% macro cast_as(expression, pg_type) -%}
+    {{ return(adapter.dispatch('cast_as', 'duel')(expression, pg_type)) }}
+{%- endmacro %}
+
+{% macro default__cast_as(expression, pg_type) -%}
+    cast({{ expression }} as {{ pg_type }})
+{%- endmacro %}
+
+{% macro spark__cast_as(expression, pg_type) -%}
+    cast({{ expression }} as {{ spark__data_type(pg_type) }})
+{%- endmacro %}
+
+{# Postgres' `expr::type` shorthand (known_share's `count(...)::numeric`). #}
+{% macro typecast(expression, pg_type) -%}
+    {{ return(adapter.dispatch('typecast', 'duel')(expression, pg_type)) }}
+{%- endmacro %}
+
+{% macro default__typecast(expression, pg_type) -%}
+    {{ expression }}::{{ pg_type }}
+{%- endmacro %}
+
+{% macro spark__typecast(expression, pg_type) -%}
+    cast({{ expression }} as {{ spark__data_type(pg_type) }})
+{%- endmacro %}
+
+{#
+    Contracts on Spark: the yml data_types are Postgres names; the schema the contract is checked
+    against is built from their Spark equivalents (dbt's own macro otherwise).
+#}
+{% macro spark__get_empty_schema_sql(columns) -%}
+    {%- set mapped = {} -%}
+    {%- for name, column in columns.items() -%}
+        {%- set copy = column.copy() -%}
+        {%- if column.get('data_type') is not none -%}
+            {%- do copy.update({'data_type': spark__data_type(column['data_type'])}) -%}
+        {%- endif -%}
+        {%- do mapped.update({name: copy}) -%}
+    {%- endfor -%}
+    {{ return(dbt.default__get_empty_schema_sql(mapped)) }}
+{%- endmacro %}
+
+{# `'value'::type` for a uuid literal (unknown_brand_id); Spark keeps uuids as strings. #}
+{% macro uuid_literal(value) -%}
+    {{ return(adapter.dispatch('uuid_literal', 'duel')(value)) }}
+{%- endmacro %}
+
+{% macro default__uuid_literal(value) -%}
+    '{{ value }}'::uuid
+{%- endmacro %}
+
+{% macro spark__uuid_literal(value) -%}
+    '{{ value }}'
+{%- endmacro %}
+
+{# md5 of a text as a uuid (surrogate_key): the same 32 hex digits, in uuid form on both. #}
+{% macro md5_uuid(text) -%}
+    {{ return(adapter.dispatch('md5_uuid', 'duel')(text)) }}
+{%- endmacro %}
+
+{% macro default__md5_uuid(text) -%}
+    md5({{ text }})::uuid
+{%- endmacro %}
+
+{% macro spark__md5_uuid(text) -%}
+    regexp_replace(md5({{ text }}), '^(.{8})(.{4})(.{4})(.{4})(.{12})$', '$1-$2-$3-$4-$5')
+{%- endmacro %}
+
+{#
+    A SQL string literal holding `value` (a Python string) exactly: Postgres' standard strings
+    keep backslashes; Spark's literals treat them as escapes, so they are doubled there.
+#}
+{% macro text_literal(value) -%}
+    {{ return(adapter.dispatch('text_literal', 'duel')(value)) }}
+{%- endmacro %}
+
+{% macro default__text_literal(value) -%}
+    '{{ value | replace("'", "''") }}'
+{%- endmacro %}
+
+{% macro spark__text_literal(value) -%}
+    '{{ value | replace("\\", "\\\\") | replace("'", "\\'") }}'
+{%- endmacro %}
+
+{# --- JSON ------------------------------------------------------------------------------------ #}
+
+{# A JSON value from its text (raw documents are stored as text on Spark, jsonb on Postgres). #}
+{% macro json_parse(text) -%}
+    {{ return(adapter.dispatch('json_parse', 'duel')(text)) }}
+{%- endmacro %}
+
+{% macro default__json_parse(text) -%}
+    cast({{ text }} as jsonb)
+{%- endmacro %}
+
+{% macro spark__json_parse(text) -%}
+    parse_json({{ text }})
+{%- endmacro %}
+
+{# A top-level field of a JSON object (`key`: a name): NULL when absent, JSON null when null. #}
+{% macro json_get(json, key) -%}
+    {{ return(adapter.dispatch('json_get', 'duel')(json, key)) }}
+{%- endmacro %}
+
+{% macro default__json_get(json, key) -%}
+    {{ json }} -> '{{ key }}'
+{%- endmacro %}
+
+{% macro spark__json_get(json, key) -%}
+    variant_get({{ json }}, '$.{{ key }}')
+{%- endmacro %}
+
+{# jsonb_typeof: object, array, string, number, boolean or null; NULL for SQL NULL. #}
+{% macro json_kind(json) -%}
+    {{ return(adapter.dispatch('json_kind', 'duel')(json)) }}
+{%- endmacro %}
+
+{% macro default__json_kind(json) -%}
+    jsonb_typeof({{ json }})
+{%- endmacro %}
+
+{% macro spark__json_kind(json) -%}
+    (case
+        when {{ json }} is null then null
+        when schema_of_variant({{ json }}) = 'VOID' then 'null'
+        when schema_of_variant({{ json }}) = 'STRING' then 'string'
+        when schema_of_variant({{ json }}) = 'BOOLEAN' then 'boolean'
+        when schema_of_variant({{ json }}) like 'OBJECT%' then 'object'
+        when schema_of_variant({{ json }}) like 'ARRAY%' then 'array'
+        else 'number'
+    end)
+{%- endmacro %}
+
+{# The text of a JSON scalar (`#>> '{}'`): a string unquoted, a number or boolean printed. #}
+{% macro json_scalar(json) -%}
+    {{ return(adapter.dispatch('json_scalar', 'duel')(json)) }}
+{%- endmacro %}
+
+{% macro default__json_scalar(json) -%}
+    {{ json }} #>> '{}'
+{%- endmacro %}
+
+{% macro spark__json_scalar(json) -%}
+    variant_get({{ json }}, '$', 'string')
+{%- endmacro %}
+
+{# The number of elements of a JSON array (only called on arrays). #}
+{% macro json_array_length(json) -%}
+    {{ return(adapter.dispatch('json_array_length', 'duel')(json)) }}
+{%- endmacro %}
+
+{% macro default__json_array_length(json) -%}
+    jsonb_array_length({{ json }})
+{%- endmacro %}
+
+{% macro spark__json_array_length(json) -%}
+    array_size(try_variant_get({{ json }}, '$', 'array<variant>'))
+{%- endmacro %}
+
+{#
+    FROM-clause step: one row per element of the JSON array `json` (none when it is not an array),
+    as `alias.value_column` with its 1-based position `alias.position_column` (bigint). What the
+    models write as `cross join lateral {{ array_elements(json) }} with ordinality as alias (...)`.
+#}
+{% macro unnest_json_array(json, alias, value_column, position_column) -%}
+    {{ return(adapter.dispatch('unnest_json_array', 'duel')(json, alias, value_column, position_column)) }}
+{%- endmacro %}
+
+{% macro default__unnest_json_array(json, alias, value_column, position_column) -%}
+    cross join lateral jsonb_array_elements(case when jsonb_typeof({{ json }}) = 'array' then {{ json }} else '[]'::jsonb end)
+        with ordinality as {{ alias }} ({{ value_column }}, {{ position_column }})
+{%- endmacro %}
+
+{% macro spark__unnest_json_array(json, alias, value_column, position_column) -%}
+    cross join lateral (
+        select cast(pos + 1 as bigint) as {{ position_column }}, value as {{ value_column }}
+        from variant_explode(case when {{ spark__json_kind(json) }} = 'array' then {{ json }} end)
+    ) as {{ alias }}
+{%- endmacro %}
+
+{#
+    FROM-clause step: the rows of `rows` (a list of lists of SQL expressions, which may refer to
+    the preceding tables) as `alias (columns...)`: data_quality's one row per field and defect.
+#}
+{% macro lateral_values(rows, alias, columns) -%}
+    {{ return(adapter.dispatch('lateral_values', 'duel')(rows, alias, columns)) }}
+{%- endmacro %}
+
+{% macro default__lateral_values(rows, alias, columns) -%}
+    cross join lateral (
+        values
+        {%- for row in rows %}
+            ({{ row | join(', ') }}){{ "," if not loop.last }}
+        {%- endfor %}
+    ) as {{ alias }} ({{ columns | join(', ') }})
+{%- endmacro %}
+
+{% macro spark__lateral_values(rows, alias, columns) -%}
+    cross join lateral stack(
+        {{ rows | length }},
+        {%- for row in rows %}
+        {{ row | join(', ') }}{{ "," if not loop.last }}
+        {%- endfor %}
+    ) as {{ alias }} ({{ columns | join(', ') }})
+{%- endmacro %}
+
+{# --- text ------------------------------------------------------------------------------------ #}
+
+{# Whitespace (space, tab, newline, carriage return, form feed) trimmed from both ends. #}
+{% macro trim_whitespace(text) -%}
+    {{ return(adapter.dispatch('trim_whitespace', 'duel')(text)) }}
+{%- endmacro %}
+
+{% macro default__trim_whitespace(text) -%}
+    btrim({{ text }}, e' \t\n\r\f')
+{%- endmacro %}
+
+{% macro spark__trim_whitespace(text) -%}
+    btrim({{ text }}, ' \t\n\r\u000c')
+{%- endmacro %}
+
+{# Leading characters removed (`characters`: a Python string, e.g. '@'). #}
+{% macro trim_leading(text, characters) -%}
+    {{ return(adapter.dispatch('trim_leading', 'duel')(text, characters)) }}
+{%- endmacro %}
+
+{% macro default__trim_leading(text, characters) -%}
+    ltrim({{ text }}, '{{ characters }}')
+{%- endmacro %}
+
+{% macro spark__trim_leading(text, characters) -%}
+    trim(leading '{{ characters }}' from {{ text }})
+{%- endmacro %}
+
+{% macro text_starts_with(text, prefix) -%}
+    {{ return(adapter.dispatch('text_starts_with', 'duel')(text, prefix)) }}
+{%- endmacro %}
+
+{% macro default__text_starts_with(text, prefix) -%}
+    starts_with({{ text }}, {{ prefix }})
+{%- endmacro %}
+
+{% macro spark__text_starts_with(text, prefix) -%}
+    startswith({{ text }}, {{ prefix }})
+{%- endmacro %}
+
+{#
+    Regular expression match, POSIX on Postgres (`~`, `~*`, `!~`, `!~*`), Java on Spark (`rlike`).
+    `pattern` is a SQL string literal (the *_pattern() macros) or an expression; the patterns the
+    models use mean the same in both dialects once `[:space:]` is `\s` and backslashes are kept
+    (a raw literal on Spark, whose ordinary literals drop unknown escapes).
+#}
+{% macro regex_match(text, pattern, case_insensitive=false, negate=false) -%}
+    {{ return(adapter.dispatch('regex_match', 'duel')(text, pattern, case_insensitive, negate)) }}
+{%- endmacro %}
+
+{% macro default__regex_match(text, pattern, case_insensitive=false, negate=false) -%}
+    {{ text }} {{ '!' if negate }}~{{ '*' if case_insensitive }} {{ pattern }}
+{%- endmacro %}
+
+{% macro spark__regex_match(text, pattern, case_insensitive=false, negate=false) -%}
+    {%- set literal = pattern | trim -%}
+    {%- if literal.startswith("'") and literal.endswith("'") -%}
+        {%- set body = literal[1:-1] | replace('[:space:]', '\\s') -%}
+        {%- set spark_pattern = "r'" ~ ('(?i)' if case_insensitive else '') ~ body ~ "'" -%}
+    {%- elif case_insensitive -%}
+        {%- set spark_pattern = "concat('(?i)', " ~ pattern ~ ")" -%}
+    {%- else -%}
+        {%- set spark_pattern = pattern -%}
+    {%- endif -%}
+    {{ 'not ' if negate }}({{ text }} rlike {{ spark_pattern }})
+{%- endmacro %}
+
+{# Every match of `pattern` (a SQL literal) replaced (`regexp_replace(..., 'g')`). #}
+{% macro regex_replace_all(text, pattern, replacement) -%}
+    {{ return(adapter.dispatch('regex_replace_all', 'duel')(text, pattern, replacement)) }}
+{%- endmacro %}
+
+{% macro default__regex_replace_all(text, pattern, replacement) -%}
+    regexp_replace({{ text }}, {{ pattern }}, {{ replacement }}, 'g')
+{%- endmacro %}
+
+{% macro spark__regex_replace_all(text, pattern, replacement) -%}
+    regexp_replace({{ text }}, {{ pattern }}, {{ replacement }})
+{%- endmacro %}
+
+{# Whether a text is a valid value of a type (pg_input_is_valid), the type a Postgres name. #}
+{% macro input_is_valid(text, pg_type) -%}
+    {{ return(adapter.dispatch('input_is_valid', 'duel')(text, pg_type)) }}
+{%- endmacro %}
+
+{% macro default__input_is_valid(text, pg_type) -%}
+    pg_input_is_valid({{ text }}, '{{ pg_type }}')
+{%- endmacro %}
+
+{% macro spark__input_is_valid(text, pg_type) -%}
+    {#- Postgres' timestamp input accepts (and ignores) an offset; Spark's timestamp_ntz does not -#}
+    {%- set spark_type = 'timestamp' if pg_type == 'timestamp' else spark__data_type(pg_type) -%}
+    (try_cast({{ text }} as {{ spark_type }}) is not null)
+{%- endmacro %}
+
+{#
+    Text lower-cased with Unicode's case mapping, whatever the database's collation
+    (macros/text.sql's lower_text): Postgres' builtin provider; Spark's lower() is Unicode already.
+#}
+{% macro default__lower_text(text) -%}
+    lower(({{ text }}) collate "pg_c_utf8")
+{%- endmacro %}
+
+{% macro spark__lower_text(text) -%}
+    lower({{ text }})
+{%- endmacro %}
+
+{# macros/text.sql's fold_text; on Spark without NFKC (see the header). #}
+{% macro default__fold_text(text) -%}
+    casefold(regexp_replace(normalize(({{ text }}), nfkc), '[ \t\n\r\f\v]+', ' ', 'g') collate "pg_unicode_fast")
+{%- endmacro %}
+
+{# Spark's upper and lower map one letter to one letter: casefold's ß -> ss is spelled out. #}
+{% macro spark__fold_text(text) -%}
+    lower(upper(replace(replace(regexp_replace({{ text }}, '[ \t\n\r\u000c\u000b]+', ' '), 'ß', 'ss'), 'ẞ', 'ss')))
+{%- endmacro %}
+
+{# --- times and aggregates --------------------------------------------------------------------- #}
+
+{# A text without an offset read as a UTC time (`cast(x as timestamp) at time zone 'UTC'`). #}
+{% macro utc_timestamp(text) -%}
+    {{ return(adapter.dispatch('utc_timestamp', 'duel')(text)) }}
+{%- endmacro %}
+
+{% macro default__utc_timestamp(text) -%}
+    cast({{ text }} as timestamp) at time zone 'UTC'
+{%- endmacro %}
+
+{% macro spark__utc_timestamp(text) -%}
+    cast(cast({{ text }} as timestamp_ntz) as timestamp)
+{%- endmacro %}
+
+{# The first day of the UTC month of a timestamptz, as a date (join_month). #}
+{% macro utc_month(timestamp) -%}
+    {{ return(adapter.dispatch('utc_month', 'duel')(timestamp)) }}
+{%- endmacro %}
+
+{% macro default__utc_month(timestamp) -%}
+    cast(date_trunc('month', {{ timestamp }} at time zone 'UTC') as date)
+{%- endmacro %}
+
+{% macro spark__utc_month(timestamp) -%}
+    cast(date_trunc('month', {{ timestamp }}) as date)
+{%- endmacro %}
+
+{# Seconds from one timestamptz to a later one, as numeric (ingest_batches' duration). #}
+{% macro seconds_between(started, finished) -%}
+    {{ return(adapter.dispatch('seconds_between', 'duel')(started, finished)) }}
+{%- endmacro %}
+
+{% macro default__seconds_between(started, finished) -%}
+    cast(extract(epoch from {{ finished }} - {{ started }}) as numeric)
+{%- endmacro %}
+
+{% macro spark__seconds_between(started, finished) -%}
+    cast((unix_micros({{ finished }}) - unix_micros({{ started }})) / 1000000 as decimal(38, 6))
+{%- endmacro %}
+
+{# Aggregate: the value of the first row in `order_by` order (`(array_agg(v order by ...))[1]`). #}
+{% macro first_by(value, order_by) -%}
+    {{ return(adapter.dispatch('first_by', 'duel')(value, order_by)) }}
+{%- endmacro %}
+
+{% macro default__first_by(value, order_by) -%}
+    (array_agg({{ value }} order by {{ order_by | join(', ') }}))[1]
+{%- endmacro %}
+
+{% macro spark__first_by(value, order_by) -%}
+    min_by({{ value }}, struct({{ order_by | join(', ') }}))
+{%- endmacro %}

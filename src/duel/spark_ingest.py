@@ -1,0 +1,487 @@
+"""The ingest as a Spark job: the raw tables as parquet, each file classified in the executors.
+
+`duel ingest --engine spark DATA` (or `spark_ingest(settings, path)` from the DAG) does what
+duel.load does, with the same raw schema (src/duel/sql/raw_schema.sql, `raw.*` tables in the
+Spark catalog that profiles.yml's `spark` output reads), the same identity (duel.identity) and
+the same ledger, and is idempotent the same way: a version is keyed by (document_key,
+content_sha256), so the same dump again stores no document, only its batch and ledger rows.
+
+- Reading: duel's own readers (duel.sources) list the dump on the driver, with the names, skip
+  reasons and defects of a Postgres ingest, and ship each window of files to the executors.
+- Parsing: in the executors (`mapInArrow`), by duel.parse.classify, the function the Postgres
+  ingest calls: hashing, parsing, repairs, quarantine reasons and keys are computed by the same
+  code.
+- Writing: set-based, in Spark SQL, with the loader's rules: in the order the files were seen, a
+  document whose content equals its current version (or its previous delivery in this dump) is
+  `unchanged`; every other delivery is a new version (stored once per key and hash) and the
+  last one becomes current; a quarantined file is stored once per (name, hash).
+
+Unlike Postgres, parquet has no transactions: the tables are appended in turn, current_versions
+rewritten, and the `raw.batches` row (status succeeded) written last; a batch that dies midway
+leaves rows of a batch id without a succeeded batch row (on Delta or Iceberg, in production,
+the writes go in one commit each, and a MERGE replaces the rewrite). `--full` (deletes) and
+shards are not done here. Spark session settings: `session_config` (profiles.yml's are the same).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import pyarrow as pa
+
+from duel import __version__
+from duel.identity import CONTENT_PREFIX, KeyRule, key_rule
+from duel.load import IngestResult
+from duel.parse import Outcome, classify
+from duel.settings import Settings
+from duel.sources import SourceFile, iter_source
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+WINDOW = 2048  # files per Arrow batch shipped to the executors
+RAW = "raw"
+
+# What the driver ships: one row per input file, in the order the readers gave them.
+INPUT_SCHEMA = pa.schema(
+    [
+        ("file_index", pa.int64()),
+        ("name", pa.string()),
+        ("data", pa.binary()),
+        ("size", pa.int64()),
+        ("skip_reason", pa.string()),
+        ("oversize", pa.bool_()),
+        ("key_path", pa.string()),
+        ("defect", pa.string()),
+    ]
+)
+# What the executors give back: one row per outcome (a JSON array of users is several).
+OUTCOME_SCHEMA = pa.schema(
+    [
+        ("file_index", pa.int64()),
+        ("part", pa.int32()),
+        ("name", pa.string()),
+        ("status", pa.string()),
+        ("size", pa.int64()),
+        ("sha256", pa.string()),
+        ("document_key", pa.string()),
+        ("parse_error", pa.string()),
+        ("repair", pa.string()),
+        ("document", pa.string()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+        ("content", pa.binary()),
+        ("proposed_repair", pa.string()),
+    ]
+)
+# raw_schema.sql's columns, Spark types (jsonb as JSON text, bytea as binary, text as string).
+TABLES = {
+    "batches": "batch_id bigint, source_uri string, shard string, status string,"
+    " started_at timestamp, finished_at timestamp, files_seen int, loaded int, repaired int,"
+    " quarantined int, skipped int, unchanged int, deleted int, keyless int, is_full boolean,"
+    " document_key_rule string, error string, duel_version string",
+    "user_documents": "document_key string, content_sha256 string, source_name string,"
+    " batch_id bigint, loaded_at timestamp, parse_status string, parse_error string,"
+    " repair string, byte_size int, document string",
+    "current_versions": "document_key string, content_sha256 string, source_name string,"
+    " batch_id bigint, is_deleted boolean, updated_at timestamp",
+    "quarantine": "source_name string, document_key string, content_sha256 string,"
+    " batch_id bigint, quarantined_at timestamp, reason string, detail string,"
+    " parse_error string, byte_size bigint, content binary, proposed_repair string",
+    "batch_files": "batch_id bigint, file_seq int, source_name string, status string,"
+    " reason string, document_key string, content_sha256 string, byte_size bigint",
+}
+COUNTS = ("files_seen", "loaded", "repaired", "quarantined", "skipped", "unchanged", "keyless")
+
+
+def spark_dir(settings: Settings) -> Path:
+    """Where the Spark warehouse and its metastore live: DUEL_HOME/spark (as in profiles.yml)."""
+    return settings.home.resolve() / "spark"
+
+
+def session_config(settings: Settings) -> dict[str, str]:
+    """The local session's settings: profiles.yml's `spark` output has the same ones, so dbt
+    reads the tables this job writes."""
+    home = spark_dir(settings)
+    return {
+        "spark.master": "local[2]",
+        "spark.driver.memory": "2g",
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.sources.default": "parquet",
+        "spark.sql.ansi.enabled": "false",
+        "spark.sql.warehouse.dir": str(home / "warehouse"),
+        "javax.jdo.option.ConnectionURL": (
+            f"jdbc:derby:;databaseName={home / 'metastore_db'};create=true"
+        ),
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={home}",
+    }
+
+
+def spark_session(settings: Settings) -> SparkSession:
+    """A local Spark session on duel's warehouse (one per process: Spark's getOrCreate)."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName("duel-ingest").enableHiveSupport()
+    for key, value in session_config(settings).items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    # The Python workers run this interpreter, where duel is installed, not the first python3 on
+    # PATH (pyspark takes it from PYSPARK_PYTHON when the context starts, else python3).
+    session.sparkContext.pythonExec = sys.executable
+    return session
+
+
+def ensure_raw_tables(spark: SparkSession) -> None:
+    """The raw schema and its tables, empty, if missing (parquet, as raw_schema.sql's columns)."""
+    spark.sql(f"create database if not exists {RAW}")
+    for name, columns in TABLES.items():
+        spark.sql(f"create table if not exists {RAW}.{name} ({columns}) using parquet")
+
+
+def spark_ingest(
+    settings: Settings,
+    path: Path,
+    *,
+    spark: SparkSession | None = None,
+    files: Iterable[SourceFile] | None = None,
+) -> IngestResult:
+    """Ingest `path` into the Spark raw tables as one batch; returns its counts, as
+    duel.load.ingest does (no deletes: `--full` is not done on Spark)."""
+    spark = spark or spark_session(settings)
+    ensure_raw_tables(spark)
+    rule = key_rule(settings)
+    source_files = files if files is not None else iter_source(path, settings.max_file_bytes)
+    started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    batch_id = _next_batch_id(spark)
+    outcomes = _classified(spark, source_files, settings.repair_policy, rule)
+    outcomes.createOrReplaceTempView("duel_outcomes")
+    ledger = _ledger(spark, batch_id).localCheckpoint()
+    ledger.createOrReplaceTempView("duel_ledger")
+    _append(spark, "user_documents", _new_documents(spark, batch_id))
+    _append(spark, "quarantine", _new_quarantine(spark, batch_id))
+    _append(
+        spark,
+        "batch_files",
+        spark.sql(
+            "select batch_id, file_seq, source_name, status, reason, document_key,"
+            " content_sha256, byte_size from duel_ledger"
+        ),
+    )
+    _replace_current_versions(spark, batch_id)
+    counts = _counts(spark)
+    _append(spark, "batches", _batch_row(spark, batch_id, str(path), started, counts, rule))
+    return IngestResult(
+        batch_id,
+        str(path),
+        files_seen=counts["files_seen"],
+        loaded=counts["loaded"],
+        repaired=counts["repaired"],
+        quarantined=counts["quarantined"],
+        skipped=counts["skipped"],
+        unchanged=counts["unchanged"],
+        keyless=counts["keyless"],
+        quarantine_reasons=_reasons(spark, "quarantined"),
+        skip_reasons=_reasons(spark, "skipped"),
+    )
+
+
+def _next_batch_id(spark: SparkSession) -> int:
+    row = spark.sql(f"select coalesce(max(batch_id), 0) + 1 from {RAW}.batches").first()
+    return int(row[0]) if row else 1
+
+
+def _classified(
+    spark: SparkSession, files: Iterable[SourceFile], policy: str, rule: KeyRule
+) -> DataFrame:
+    """The outcomes of every file, classified in the executors by duel.parse.classify."""
+    # the whole input is held on the driver here (fine for a local session; a cluster reads
+    # the files in the executors, see the README's "When one machine is not enough")
+    batches = [_input_batch(window, start) for start, window in _windows(files, WINDOW)]
+    table = pa.Table.from_batches(batches, schema=INPUT_SCHEMA)
+    inputs = spark.createDataFrame(table)
+
+    def classify_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            yield _outcome_batch(batch, policy, rule)
+
+    return inputs.mapInArrow(classify_batches, _spark_schema(OUTCOME_SCHEMA))
+
+
+def _windows(files: Iterable[SourceFile], size: int) -> Iterator[tuple[int, list[SourceFile]]]:
+    iterator = iter(files)
+    start = 0
+    while window := list(itertools.islice(iterator, size)):
+        yield start, window
+        start += len(window)
+
+
+def _input_batch(window: list[SourceFile], start: int) -> pa.RecordBatch:
+    columns = list(zip(*window, strict=True))  # SourceFile's fields, in INPUT_SCHEMA's order
+    arrays = [
+        pa.array(column, field.type)
+        for column, field in zip(columns, list(INPUT_SCHEMA)[1:], strict=True)
+    ]
+    return pa.RecordBatch.from_arrays(
+        [pa.array(range(start, start + len(window)), pa.int64()), *arrays], schema=INPUT_SCHEMA
+    )
+
+
+def _outcome_batch(batch: pa.RecordBatch, policy: str, rule: KeyRule) -> pa.RecordBatch:
+    """Classify one Arrow batch of files (runs in an executor)."""
+    rows: list[dict[str, Any]] = []
+    for record in batch.to_pylist():
+        index = record.pop("file_index")
+        outcome = classify(SourceFile(**record), policy, rule)
+        for part, one in enumerate(outcome if isinstance(outcome, list) else [outcome]):
+            rows.append(_outcome_row(index, part, one))
+    return pa.RecordBatch.from_pylist(rows, schema=OUTCOME_SCHEMA)
+
+
+def _outcome_row(index: int, part: int, outcome: Outcome) -> dict[str, Any]:
+    """One outcome as the loader would store it (duel.load: documents, quarantine, ledger)."""
+    parsed = outcome.parsed
+    row: dict[str, Any] = {
+        "file_index": index,
+        "part": part,
+        "name": outcome.name,
+        "status": outcome.status,
+        "size": outcome.size,
+        "sha256": outcome.sha256 or None,
+        "document_key": outcome.key,
+    }
+    if parsed is None:
+        return {**row, "reason": outcome.skip_reason}
+    repair = orjson.dumps(parsed.repair).decode() if parsed.repair is not None else None
+    row.update(parse_error=parsed.parse_error, repair=repair)
+    if outcome.status == "quarantined":
+        proposed = None
+        if parsed.repair is not None:
+            proposed = orjson.dumps(
+                {**parsed.repair, "document": orjson.Fragment(parsed.document or b"null")}
+            ).decode()
+        row.update(
+            reason=parsed.reason or "unknown",
+            detail=parsed.detail,
+            content=outcome.content,
+            proposed_repair=proposed,
+            repair=None,
+        )
+    elif parsed.document is not None:
+        row["document"] = parsed.document.decode()
+    return row
+
+
+def _spark_schema(schema: pa.Schema) -> str:
+    kinds = {pa.int64(): "bigint", pa.int32(): "int", pa.string(): "string"}
+    kinds |= {pa.binary(): "binary", pa.bool_(): "boolean"}
+    return ", ".join(f"{field.name} {kinds[field.type]}" for field in schema)
+
+
+def _ledger(spark: SparkSession, batch_id: int) -> DataFrame:
+    """Every outcome with its ledger status, in the order seen: the loader's rules, set-based.
+    A loadable delivery is `unchanged` when its hash is its key's previous delivery's in this
+    dump, or for the first delivery, the current version's; else it is a new version."""
+    return spark.sql(
+        f"""
+        with numbered as (
+            select *, cast(row_number() over (order by file_index, part) - 1 as int) as file_seq
+            from duel_outcomes
+        ),
+        loadable as (
+            select
+                numbered.file_seq,
+                coalesce(
+                    lag(numbered.sha256) over (
+                        partition by numbered.document_key order by numbered.file_seq
+                    ),
+                    current.content_sha256
+                ) as previous_sha256
+            from numbered
+            left join {RAW}.current_versions as current
+                on current.document_key = numbered.document_key
+            where numbered.status in ('clean', 'repaired')
+        )
+        select
+            cast({batch_id} as bigint) as batch_id,
+            numbered.file_seq,
+            numbered.name as source_name,
+            case
+                when numbered.status not in ('clean', 'repaired') then numbered.status
+                when numbered.sha256 = loadable.previous_sha256 then 'unchanged'
+                when numbered.status = 'clean' then 'loaded'
+                else 'repaired'
+            end as status,
+            case when numbered.status in ('quarantined', 'skipped') then numbered.reason end
+                as reason,
+            numbered.document_key,
+            numbered.sha256 as content_sha256,
+            numbered.size as byte_size,
+            numbered.status as parse_status,
+            numbered.parse_error,
+            numbered.repair,
+            numbered.document,
+            numbered.detail,
+            numbered.content,
+            numbered.proposed_repair
+        from numbered
+        left join loadable on loadable.file_seq = numbered.file_seq
+        """
+    )
+
+
+def _new_documents(spark: SparkSession, batch_id: int) -> DataFrame:
+    """One row per new (key, hash) version, from its first delivery; none already stored."""
+    return spark.sql(
+        f"""
+        with delivered as (
+            select *, row_number() over (
+                partition by document_key, content_sha256 order by file_seq
+            ) as delivery
+            from duel_ledger
+            where status in ('loaded', 'repaired')
+        )
+        select
+            delivered.document_key,
+            delivered.content_sha256,
+            delivered.source_name,
+            cast({batch_id} as bigint) as batch_id,
+            current_timestamp() as loaded_at,
+            delivered.parse_status,
+            delivered.parse_error,
+            delivered.repair,
+            cast(delivered.byte_size as int) as byte_size,
+            delivered.document
+        from delivered
+        left anti join {RAW}.user_documents as stored
+            on stored.document_key = delivered.document_key
+            and stored.content_sha256 = delivered.content_sha256
+        where delivered.delivery = 1
+        """
+    )
+
+
+def _new_quarantine(spark: SparkSession, batch_id: int) -> DataFrame:
+    """One row per quarantined (name, hash) not stored before (`on conflict do nothing`)."""
+    return spark.sql(
+        f"""
+        with delivered as (
+            select *, row_number() over (
+                partition by source_name, content_sha256 order by file_seq
+            ) as delivery
+            from duel_ledger
+            where status = 'quarantined'
+        )
+        select
+            delivered.source_name,
+            delivered.document_key,
+            coalesce(delivered.content_sha256, '') as content_sha256,
+            cast({batch_id} as bigint) as batch_id,
+            current_timestamp() as quarantined_at,
+            delivered.reason,
+            delivered.detail,
+            delivered.parse_error,
+            delivered.byte_size,
+            delivered.content,
+            delivered.proposed_repair
+        from delivered
+        left anti join {RAW}.quarantine as stored
+            on stored.source_name = delivered.source_name
+            and stored.content_sha256 = coalesce(delivered.content_sha256, '')
+        where delivered.delivery = 1
+        """
+    )
+
+
+def _replace_current_versions(spark: SparkSession, batch_id: int) -> None:
+    """Each key's last new delivery becomes current; other keys keep theirs (a full rewrite:
+    parquet has no MERGE; Delta or Iceberg would merge)."""
+    merged = spark.sql(
+        f"""
+        with moved as (
+            select document_key, content_sha256, source_name, row_number() over (
+                partition by document_key order by file_seq desc
+            ) as latest
+            from duel_ledger
+            where status in ('loaded', 'repaired')
+        )
+        select document_key, content_sha256, source_name, batch_id, is_deleted, updated_at
+        from {RAW}.current_versions as current
+        where not exists (
+            select 1 from moved where moved.document_key = current.document_key
+        )
+        union all
+        select
+            document_key, content_sha256, source_name, cast({batch_id} as bigint),
+            false, current_timestamp()
+        from moved
+        where latest = 1
+        """
+    ).localCheckpoint()  # the table is read above and overwritten below
+    merged.write.mode("overwrite").format("parquet").saveAsTable(f"{RAW}.current_versions")
+
+
+def _counts(spark: SparkSession) -> dict[str, int]:
+    row = spark.sql(
+        f"""
+        select
+            count(*) as files_seen,
+            count_if(status in ('loaded', 'repaired')) as loaded,
+            count_if(status = 'repaired') as repaired,
+            count_if(status = 'quarantined') as quarantined,
+            count_if(status = 'skipped') as skipped,
+            count_if(status = 'unchanged') as unchanged,
+            count_if(
+                status in ('loaded', 'repaired') and startswith(document_key, '{CONTENT_PREFIX}')
+            ) as keyless
+        from duel_ledger
+        """
+    ).first()
+    return {name: int(row[name]) if row else 0 for name in COUNTS}
+
+
+def _reasons(spark: SparkSession, status: str) -> dict[str, int]:
+    rows = spark.sql(
+        "select reason, count(*) as files from duel_ledger where status = :status group by reason",
+        args={"status": status},
+    ).collect()
+    return {row["reason"]: int(row["files"]) for row in rows if row["reason"]}
+
+
+def _batch_row(
+    spark: SparkSession,
+    batch_id: int,
+    source: str,
+    started: dt.datetime,
+    counts: dict[str, int],
+    rule: KeyRule,
+) -> DataFrame:
+    finished = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    row = {
+        "batch_id": batch_id,
+        "source_uri": source,
+        "shard": None,
+        "status": "succeeded",
+        "started_at": started,
+        "finished_at": finished,
+        **counts,
+        "deleted": 0,
+        "is_full": False,
+        "document_key_rule": rule.text,
+        "error": None,
+        "duel_version": __version__,
+    }
+    names = [column.split()[0] for column in TABLES["batches"].split(", ")]
+    return spark.createDataFrame([tuple(row[name] for name in names)], TABLES["batches"])
+
+
+def _append(spark: SparkSession, table: str, frame: DataFrame) -> None:
+    columns = [column.split()[0] for column in TABLES[table].split(", ")]
+    frame.select(*columns).write.mode("append").format("parquet").insertInto(f"{RAW}.{table}")

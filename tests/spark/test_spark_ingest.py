@@ -1,0 +1,209 @@
+"""The Spark ingest (duel.spark_ingest) against the Postgres ingest (duel.load), on one dump.
+
+The dump: 200 files of the real dataset (the malformed ones among its first files included) and
+one file of each other kind (empty, not an object, a JSON array of two users, not UTF-8, a
+macOS metadata file, a copy of a user file under a second folder), built in a temp dir, never
+committed. The raw tables of both ingests must be equal row for row (keys, hashes, statuses,
+repairs, the documents as JSON, quarantine reasons and bytes, the ledger); a second Spark run of
+the same dump stores no document and no quarantined file, and its ledger says unchanged.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import psycopg
+import pytest
+from psycopg.types.string import TextLoader
+
+from duel import db
+from duel.load import ingest
+from duel.settings import Settings
+from duel.spark_ingest import session_config, spark_ingest
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+REPO = Path(__file__).resolve().parents[2]  # the checkout
+
+REAL_FILES = 200
+EXTRA = {
+    "mixed/empty.json": b"",
+    "mixed/list.json": b"[1, 2]",
+    "mixed/pair.json": b'[{"user_id": "a", "name": "A"}, {"user_id": "b", "name": "B"}]',
+    "mixed/latin1.json": '{"name": "Zoë"}'.encode("latin-1"),
+    "mixed/._user_1.json": b"\x00\x05\x16\x07",
+    "mixed/notes.txt": b"not data",
+}
+
+
+@pytest.fixture(scope="module")
+def dump(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small tar.gz: real files (malformed ones first), the extra kinds, one duplicate."""
+    chosen: list[tuple[str, bytes]] = []
+    malformed = 0
+    with tarfile.open(real_data) as archive:
+        for member in archive:
+            if not member.isfile():
+                continue
+            data = archive.extractfile(member).read()  # type: ignore[union-attr]
+            try:
+                orjson.loads(data)
+                if len(chosen) - malformed >= REAL_FILES - 20:
+                    continue
+            except orjson.JSONDecodeError:
+                malformed += 1
+            chosen.append((member.name, data))
+            if len(chosen) >= REAL_FILES and malformed >= 20:
+                break
+    chosen = chosen[:REAL_FILES]
+    chosen += list(EXTRA.items())
+    chosen.append(("again/" + chosen[0][0].split("/", 1)[1], chosen[0][1]))  # same key and bytes
+    path = tmp_path_factory.mktemp("spark-dump") / "dump.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:  # (tests/test_shards.py's make_tar: not importable
+        for name, data in chosen:  # from here, where `conftest` is tests/spark's)
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def postgres_raw(pg_server: Settings, dump: Path) -> dict[str, list[tuple[Any, ...]]]:
+    settings = pg_server.with_overrides(pg_database="duel_spark_ingest")
+    db.ensure_ready(settings)
+    ingest(settings, dump)
+    with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
+        conn.adapters.register_loader("jsonb", TextLoader)  # JSON as text, as Spark stores it
+        return {name: conn.execute(sql).fetchall() for name, sql in QUERIES.items()}
+
+
+@pytest.fixture(scope="module")
+def spark_runs(
+    spark_settings: Settings, spark: SparkSession, dump: Path
+) -> tuple[list[Any], dict[str, list[tuple[Any, ...]]], dict[str, list[tuple[Any, ...]]]]:
+    """Two Spark ingests of the dump: their results, and the raw tables after each."""
+    results, tables = [], []
+    for _ in range(2):
+        results.append(spark_ingest(spark_settings, dump, spark=spark))
+        tables.append(
+            {
+                name: [tuple(row) for row in spark.sql(sql).collect()]
+                for name, sql in QUERIES.items()
+            }
+        )
+    return results, tables[0], tables[1]
+
+
+# The same queries on both engines: raw as stored (Postgres gives its jsonb as text, below).
+QUERIES = {
+    "user_documents": "select document_key, content_sha256, source_name, batch_id, parse_status,"
+    " parse_error, repair, byte_size, document"
+    " from raw.user_documents order by document_key, content_sha256",
+    "current_versions": "select document_key, content_sha256, source_name, batch_id, is_deleted"
+    " from raw.current_versions order by document_key",
+    "quarantine": "select source_name, document_key, content_sha256, batch_id, reason, detail,"
+    " parse_error, byte_size, content, proposed_repair"
+    " from raw.quarantine order by source_name, content_sha256",
+    "batch_files": "select batch_id, file_seq, source_name, status, reason, document_key,"
+    " content_sha256, byte_size from raw.batch_files order by batch_id, file_seq",
+    "batches": "select batch_id, status, files_seen, loaded, repaired, quarantined, skipped,"
+    " unchanged, deleted, keyless, is_full, document_key_rule from raw.batches order by batch_id",
+}
+JSON_COLUMNS = {"user_documents": (6, 8), "quarantine": (9,)}
+
+
+def _comparable(table: str, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """JSON columns parsed (numbers exact), bytes as bytes: jsonb's text is normalised."""
+    columns = JSON_COLUMNS.get(table, ())
+    return [
+        tuple(
+            json.loads(value, parse_float=Decimal)
+            if index in columns and value is not None
+            else bytes(value)
+            if isinstance(value, memoryview | bytearray)
+            else value
+            for index, value in enumerate(row)
+        )
+        for row in rows
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("table", list(QUERIES))
+def test_spark_ingest_raw_tables_equal_the_postgres_ingest(
+    table: str,
+    postgres_raw: dict[str, list[tuple[Any, ...]]],
+    spark_runs: tuple[list[Any], dict[str, list[tuple[Any, ...]]], Any],
+) -> None:
+    _, first, _ = spark_runs
+    assert _comparable(table, first[table]) == _comparable(table, postgres_raw[table])
+
+
+@pytest.mark.slow
+def test_spark_ingest_dump_has_every_kind(postgres_raw: dict[str, list[tuple[Any, ...]]]) -> None:
+    statuses: dict[str, int] = {}
+    for row in postgres_raw["batch_files"]:
+        statuses[row[3]] = statuses.get(row[3], 0) + 1
+    assert statuses == {
+        "loaded": 182,
+        "repaired": 20,
+        "unchanged": 1,
+        "quarantined": 3,
+        "skipped": 2,
+    }
+    assert sorted(row[4] for row in postgres_raw["quarantine"]) == [
+        "empty",
+        "not-an-object",
+        "not-utf8",
+    ]
+
+
+@pytest.mark.slow
+def test_spark_ingest_second_run_stores_nothing(
+    spark_runs: tuple[
+        list[Any], dict[str, list[tuple[Any, ...]]], dict[str, list[tuple[Any, ...]]]
+    ],
+) -> None:
+    results, first, second = spark_runs
+    assert results[1].summary() == {
+        "batch_id": 2,
+        "files_seen": results[0].files_seen,
+        "loaded": 0,
+        "repaired": 0,
+        "quarantined": results[0].quarantined,
+        "skipped": results[0].skipped,
+        "unchanged": results[0].loaded + results[0].unchanged,
+        "deleted": 0,
+        "keyless": 0,
+    }
+    for table in ("user_documents", "quarantine"):
+        assert second[table] == first[table]
+    assert [row[:3] for row in second["current_versions"]] == [
+        row[:3] for row in first["current_versions"]
+    ]
+    assert {row[3] for row in second["batch_files"] if row[0] == 2} == {
+        "unchanged",
+        "quarantined",
+        "skipped",
+    }
+
+
+def test_spark_ingest_session_is_the_dbt_profiles(tmp_path: Path) -> None:
+    """The job writes where `dbt build --target spark` reads: the same session settings (dbt-spark
+    itself adds spark.sql.ansi.enabled = false)."""
+    import yaml
+
+    settings = Settings(home=tmp_path / "home")
+    text = (REPO / "dbt" / "duel" / "profiles.yml").read_text(encoding="utf-8")
+    text = text.replace("{{ env_var('DUEL_HOME', '../../.duel') }}", str(settings.home.resolve()))
+    profile = yaml.safe_load(text)["duel"]["outputs"]["spark"]
+    parameters = {k: str(v) for k, v in profile["server_side_parameters"].items()}
+    assert (profile["method"], profile["schema"]) == ("session", "dbt")
+    assert {**parameters, "spark.sql.ansi.enabled": "false"} == session_config(settings)
