@@ -65,9 +65,10 @@ def test_server_lifecycle_through_cli(pg_home: Path) -> None:
         assert (again.returncode, again.stdout, again.stderr) == (0, started.stdout, "")
         assert run_cli(settings, "db", "status").stdout == started.stdout
         with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
+            # batches, batch_files, current_versions, object_listing, quarantine, user_documents
             assert conn.execute(
                 "select count(*) from information_schema.tables where table_schema = 'raw'"
-            ).fetchone() == (5,)
+            ).fetchone() == (6,)
             assert conn.execute("show listen_addresses").fetchone() == ("127.0.0.1",)
             assert conn.execute("show unix_socket_directories").fetchone() == ("",)
     finally:
