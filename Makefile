@@ -48,6 +48,9 @@ run: install $(if $(filter $(DEMO),$(DATA)),$(DEMO)) ## Start the embedded Postg
 # -v: each test's name as it starts and its result as it ends (a long test is never silent);
 # --durations: the slowest tests at the end.
 PYTEST_PROGRESS ?= -v --durations=15
+# pytest-xdist: two workers, each with its own embedded Postgres, a test file at a time (a file's
+# fixtures stay on one worker). PYTEST_WORKERS= runs everything in one process.
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 
 # sqlfluff's dbt templater compiles the project: it needs a reachable database (the embedded one).
 lint: install ## ruff (lint + format check), mypy, sqlfluff on the dbt models: what CI runs first
@@ -64,10 +67,10 @@ format: install ## ruff format + ruff's safe fixes, sqlfluff fix on the dbt mode
 	eval "$$($(BIN)/duel db env)" && $(BIN)/sqlfluff fix dbt/duel/models dbt/duel/macros dbt/duel/snapshots
 
 test: install browser ## Run the whole test suite (real Postgres, real dbt, real dataset from ../shared)
-	$(BIN)/python -m pytest $(PYTEST_PROGRESS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_PROGRESS) $(PYTEST_ARGS)
 
 test-fast: install ## The suite without the tests marked slow (dbt builds, notebooks, end-to-end runs): the edit-test loop
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_PROGRESS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_WORKERS) $(PYTEST_PROGRESS) $(PYTEST_ARGS)
 
 .PHONY: test-py312
 # pyenv's 3.12 first (its shim only works when 3.12 is selected), then any python3.12 that runs.
@@ -76,7 +79,7 @@ PYTHON312 ?= $(shell for p in $$HOME/.pyenv/versions/3.12*/bin/python3.12 $$(com
 test-py312: browser ## Run the fast suite (not marked slow) on Python 3.12 in .venv-py312
 	@test -n "$(PYTHON312)" || { echo "no python3.12 found: set PYTHON312=/path/to/python3.12"; exit 1; }
 	$(call venv,.venv-py312,requirements.txt,$(PYTHON312))
-	.venv-py312/bin/python -m pytest -m "not slow" -p no:cacheprovider $(PYTEST_ARGS)
+	.venv-py312/bin/python -m pytest -m "not slow" -p no:cacheprovider $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 .PHONY: browser
 browser: ## Install Debian's chromium for the report test (apt, no recommends), if /usr/bin/chromium is missing
@@ -153,10 +156,7 @@ SPARK_BIN := $(SPARK_VENV)/bin
 
 $(SPARK_VENV)/.installed: pyproject.toml requirements-spark.txt
 	@command -v java >/dev/null || { echo "Spark needs Java 17+ (Debian: apt-get install openjdk-17-jre-headless)"; exit 1; }
-	test -x $(SPARK_BIN)/python || $(PYTHON) -m venv $(SPARK_VENV)
-	$(SPARK_BIN)/python -m pip install --quiet --disable-pip-version-check uv
-	$(SPARK_BIN)/uv pip sync --python $(SPARK_BIN)/python --quiet requirements-spark.txt
-	$(SPARK_BIN)/uv pip install --python $(SPARK_BIN)/python --quiet --no-deps -e .
+	$(call venv,$(SPARK_VENV),requirements-spark.txt,,sync)
 	touch $@
 
 spark: $(SPARK_VENV)/.installed ## Create .venv-spark (dbt-spark, pyspark, duel) for the Spark target and ingest
