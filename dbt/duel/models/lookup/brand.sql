@@ -21,7 +21,7 @@ batch_files as (
 
 sightings as (
 
-    select * from {{ ref('stg_program_brands') }}
+    select * from {{ ref('int_program_brands') }}
 
 ),
 

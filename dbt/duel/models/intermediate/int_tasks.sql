@@ -1,21 +1,8 @@
 with
 
-source as (
-
-    select * from {{ source('raw', 'user_documents') }}
-
-),
-
-current_versions as (
-
-    select * from {{ source('raw', 'current_versions') }}
-
-),
-
--- the current version of each file (older versions stay in raw and in the snapshot)
 current_documents as (
 
-    {{ current_documents('source', 'current_versions') }}
+    select * from {{ ref('int_current_documents') }}
 
 ),
 
