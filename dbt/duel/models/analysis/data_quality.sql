@@ -43,16 +43,10 @@ user_fields as (
     from users
     cross join lateral (
         values
-            ('user_id', users.user_id_defect),
-            ('name', users.name_defect),
-            ('email', users.email_defect),
-            ('email', case when users.is_duplicate_email then 'duplicate' end),
-            ('document', case when users.has_newer_quarantined_delivery then 'stale' end),
-            ('document', case when starts_with(users.document_key, 'content:') then 'keyless' end),
-            ('instagram_handle', users.instagram_handle_defect),
-            ('tiktok_handle', users.tiktok_handle_defect),
-            ('joined_at', users.joined_at_defect),
-            ('advocacy_programs', users.advocacy_programs_defect)
+            {{ field_defect_values('user', 'users') }},
+            ('email', case when users.is_duplicate_email then {{ defect_class('duplicate') }} end),
+            ('document', case when users.has_newer_quarantined_delivery then {{ defect_class('stale') }} end),
+            ('document', case when starts_with(users.document_key, 'content:') then {{ defect_class('keyless') }} end)
     ) as field (name, defect)
 
 ),
@@ -69,10 +63,7 @@ program_fields as (
     from programs
     cross join lateral (
         values
-            ('program_id', programs.program_id_defect),
-            ('brand', programs.brand_defect),
-            ('total_sales_attributed', programs.total_sales_attributed_defect),
-            ('tasks_completed', programs.tasks_completed_defect)
+            {{ field_defect_values('program', 'programs') }}
     ) as field (name, defect)
 
 ),
@@ -89,13 +80,7 @@ task_fields as (
     from tasks
     cross join lateral (
         values
-            ('task_id', tasks.task_id_defect),
-            ('platform', tasks.platform_defect),
-            ('post_url', tasks.post_url_defect),
-            ('likes', tasks.likes_defect),
-            ('comments', tasks.comments_defect),
-            ('shares', tasks.shares_defect),
-            ('reach', tasks.reach_defect)
+            {{ field_defect_values('task', 'tasks') }}
     ) as field (name, defect)
 
 ),
@@ -109,7 +94,7 @@ file_fields as (
         'file' as record_type,
         not users.is_repaired as is_clean,
         'file' as field,
-        case when users.is_repaired then 'repaired' end as defect
+        case when users.is_repaired then {{ defect_class('repaired') }} end as defect
 
     from users
 

@@ -25,7 +25,7 @@ classified as (
 
     select
         *,
-        {{ label_defect('brand_json') }} as brand_defect
+        {{ field_defect('program', 'brand') }} as brand_defect
 
     from programs
 
@@ -37,7 +37,7 @@ cleaned as (
         document_key,
         content_sha256,
         loaded_at,
-        {{ label_value('brand_json', 'brand_defect') }} as brand
+        {{ field_value('program', 'brand') }} as brand
 
     from classified
 
