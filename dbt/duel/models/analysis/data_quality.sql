@@ -45,8 +45,17 @@ user_fields as (
         values
             {{ field_defect_values('user', 'users') }},
             ('email', case when users.is_duplicate_email then {{ defect_class('duplicate') }} end),
-            ('document', case when users.has_newer_quarantined_delivery then {{ defect_class('stale') }} end),
-            ('document', case when starts_with(users.document_key, 'content:') then {{ defect_class('keyless') }} end)
+            (
+                'document',
+                case when users.has_newer_quarantined_delivery then {{ defect_class('stale') }} end
+            ),
+            (
+                'document',
+                case
+                    when starts_with(users.document_key, 'content:')
+                        then {{ defect_class('keyless') }}
+                end
+            )
     ) as field (name, defect)
 
 ),
@@ -125,13 +134,29 @@ all_fields as (
 
 records as (
 
-    select batch_id, 'user' as record_type, is_clean from users
+    select
+batch_id,
+'user' as record_type,
+is_clean
+from users
     union all
-    select batch_id, 'program' as record_type, is_clean from programs
+    select
+batch_id,
+'program' as record_type,
+is_clean
+from programs
     union all
-    select batch_id, 'task' as record_type, is_clean from tasks
+    select
+batch_id,
+'task' as record_type,
+is_clean
+from tasks
     union all
-    select batch_id, record_type, is_clean from file_fields
+    select
+batch_id,
+record_type,
+is_clean
+from file_fields
 
 ),
 
@@ -186,18 +211,22 @@ final as (
         cast(defect_counts.defect as text) as defect,
         cast(defect_counts.defect_count as bigint) as defect_count,
         cast(record_totals.records as bigint) as records,
-        cast(round(defect_counts.defect_count::numeric / record_totals.records, 6) as numeric(9, 6)) as defect_share,
+        cast(
+            round(cast(defect_counts.defect_count as numeric) / record_totals.records, 6)
+            as numeric(9, 6)
+        ) as defect_share,
         cast(record_totals.records_affected as bigint) as records_affected,
         cast(
-            round(1 - record_totals.records_affected::numeric / record_totals.records, 6) as numeric(9, 6)
+            round(1 - cast(record_totals.records_affected as numeric) / record_totals.records, 6)
+            as numeric(9, 6)
         ) as clean_share
 
     from record_totals
     inner join defect_counts
-        on defect_counts.batch_id = record_totals.batch_id
-        and defect_counts.record_type = record_totals.record_type
+        on record_totals.batch_id = defect_counts.batch_id
+        and record_totals.record_type = defect_counts.record_type
     left join batches
-        on batches.batch_id = record_totals.batch_id
+        on record_totals.batch_id = batches.batch_id
 
 )
 

@@ -42,7 +42,8 @@ current_versions as (
 -- have mended them)
 changed_keys as (
 
-    select document_key from current_versions where batch_id > {{ batch_watermark() }}
+    select document_key from current_versions
+where batch_id > {{ batch_watermark() }}
 
     union
 
@@ -51,7 +52,8 @@ changed_keys as (
 
     union
 
-    select document_key from {{ this }} where has_newer_quarantined_delivery
+    select document_key from {{ this }}
+where has_newer_quarantined_delivery
 
 ),
 
@@ -78,7 +80,8 @@ rebuilt_keys as (
 
     union
 
-    select document_key from {{ this }} where email in (select email from touched_emails)
+    select document_key from {{ this }}
+where email in (select email from touched_emails)
 
 ),
 
@@ -109,10 +112,13 @@ recent_deliveries as (
 -- each document's latest delivery among those (not every document has one)
 latest_delivery as (
 
-    select distinct on (document_key) document_key, batch_id, status
+    select distinct on (document_key)
+document_key,
+batch_id,
+status
     from recent_deliveries
     where status <> 'skipped'
-    order by document_key, batch_id desc, file_seq desc
+    order by document_key asc, batch_id desc, file_seq desc
 
 ),
 
@@ -134,10 +140,10 @@ delivered as (
 
     from users
     left join latest_delivery
-        on latest_delivery.document_key = users.document_key
+        on users.document_key = latest_delivery.document_key
     {% if is_incremental() %}
     left join {{ this }} as existing
-        on existing.document_key = users.document_key
+        on users.document_key = existing.document_key
     where users.document_key in (select document_key from rebuilt_keys)
     {% endif %}
 
