@@ -69,7 +69,9 @@ def json_type(value: Any) -> str:
         return "integer"
     if isinstance(value, float | Decimal):
         return "number"
-    return {str: "string", list: "array", dict: "object"}.get(type(value), "other")
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object" if isinstance(value, dict) else "other"
 
 
 def iter_records(document: Any) -> Iterator[tuple[str, Any]]:
