@@ -483,13 +483,13 @@ def test_defect_counts_equal_dbt_data_quality_on_the_real_dump(
     loaded = query(
         real_built,
         "select record_type, field, defect, sum(defect_count)::int, sum(records)::int"
-        " from dbt_analysis.data_quality group by 1, 2, 3 order by 1, 2, 3",
+        " from dbt_analysis.data_quality group by 1, 2, 3",
     )
     explored = [
         (d.record_type, d.field, d.defect, d.count, d.records)
         for d in explore.defect_counts(OPTIONS, real_data)
     ]
-    assert explored == loaded
+    assert explored == sorted(loaded)  # in Python's order: the database's collation may differ
     assert len(loaded) == 24
 
 
