@@ -1,15 +1,17 @@
 """Look at a dump before loading it: what the files are, what repair does, how clean every field is.
 
 The functions behind `data_debugging.ipynb`. Each one streams the source once through the same
-readers and parser the ingest uses (`duel.sources.iter_source`, `duel.parse.iter_outcomes`, which calls
-`duel.repair.parse_document`), so what the notebook shows is what `duel ingest` will do. Nothing is
-written anywhere; memory holds counts, the list of malformed files and the numeric values of the
-distributions, never the documents.
+readers and parser the ingest uses (`duel.sources.iter_source`, `duel.parse.iter_outcomes`,
+which calls `duel.repair.parse_document`), so what the notebook shows is what `duel ingest` will
+do. Nothing is written anywhere; memory holds counts, the list of malformed files, the numeric
+values of the distributions and one small judgement per document, never the documents.
 
-A field value is *usable*, or has exactly one defect: `missing` (key absent), `null`, `sentinel`
-(a placeholder string such as "???" or "no-data", see SENTINELS), `wrong_type` (e.g. a number
-where a brand name belongs) or `invalid` (right type, impossible value: a malformed uuid, email or
-date, a negative count).
+Every field is judged by the dbt project's own rules (`duel.defects`, which reads the vars of
+`dbt/duel/dbt_project.yml` that the dbt models read): a value is usable or has exactly one of
+dbt's defect classes (`missing`, `placeholder`, `malformed`, `not-a-number`, `negative`, ...), and
+`defect_counts` gives, per record type, field and class, the counts `dbt_analysis.data_quality`
+will show once the dump is loaded into an empty database (each document's last delivery counts,
+as in the load; `stale` needs a load history, so it never appears here).
 
     from duel import explore
     explore.count_files(settings, Path("data.tar.gz"))
@@ -19,13 +21,11 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
-import uuid
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from statistics import fmean, median
 from typing import Any
@@ -33,102 +33,16 @@ from typing import Any
 import orjson
 
 from duel import parse
+from duel.defects import MISSING, Integer, Rules, load_rules, lower_text, parse_json, trimmed
 from duel.exceptions import SourceError
-from duel.identity import key_rule
+from duel.identity import CONTENT_PREFIX, key_rule
 from duel.parse import Outcome
 from duel.repair import parse_document
 from duel.settings import Settings
 from duel.sources import iter_source
 
-SENTINELS = frozenset(
-    {
-        "",
-        "???",
-        "NaN",
-        "nan",
-        "N/A",
-        "n/a",
-        "null",
-        "None",
-        "no-data",
-        "not-a-date",
-        "invalid-email",
-        "broken_link",
-        "#error_handle",
-    }
-)
-DEFECTS = ("missing", "null", "sentinel", "wrong_type", "invalid")
 STATUSES = ("clean", "repaired", "quarantined", "skipped")
 ENTITIES = ("user", "program", "task")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_uuid(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return "wrong_type"
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return "invalid"
-    return None
-
-
-def _check_text(value: Any) -> str | None:
-    return None if isinstance(value, str) and value.strip() else "wrong_type"
-
-
-def _check_pattern(pattern: Callable[[str], bool]) -> Callable[[Any], str | None]:
-    def check(value: Any) -> str | None:
-        if not isinstance(value, str):
-            return "wrong_type"
-        return None if pattern(value) else "invalid"
-
-    return check
-
-
-def _parses_as_time(text: str) -> bool:
-    try:
-        datetime.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _check_count(value: Any) -> str | None:
-    if not _is_number(value) or (isinstance(value, float) and not value.is_integer()):
-        return "wrong_type"
-    return None if value >= 0 else "invalid"
-
-
-def _check_amount(value: Any) -> str | None:
-    if not _is_number(value):
-        return "wrong_type"
-    return None if value >= 0 else "invalid"
-
-
-# Every field of the dump, as entity.field, with the check its non-null, non-sentinel values pass.
-FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
-    "user.user_id": _check_uuid,
-    "user.name": _check_text,
-    "user.email": _check_pattern(lambda v: bool(_EMAIL.match(v))),
-    "user.instagram_handle": _check_pattern(lambda v: v.startswith("@") and len(v) > 1),
-    "user.tiktok_handle": _check_pattern(lambda v: v.startswith("@") and len(v) > 1),
-    "user.joined_at": _check_pattern(_parses_as_time),
-    "program.program_id": _check_uuid,
-    "program.brand": _check_text,
-    "program.total_sales_attributed": _check_amount,
-    "task.task_id": _check_uuid,
-    "task.platform": _check_text,
-    "task.post_url": _check_pattern(lambda v: v.startswith(("http://", "https://"))),
-    "task.likes": _check_count,
-    "task.comments": _check_count,
-    "task.shares": _check_count,
-    "task.reach": _check_count,
-}
 DISTRIBUTION_FIELDS = {
     "likes": "task.likes",
     "comments": "task.comments",
@@ -136,48 +50,46 @@ DISTRIBUTION_FIELDS = {
     "reach": "task.reach",
     "sales": "program.total_sales_attributed",
 }
-_MISSING = object()
+JSON_TYPES = ("missing", "null", "boolean", "integer", "number", "string", "array", "object")
 
 
-def value_defect(field_name: str, value: Any) -> str | None:
-    """The defect of one value of `field_name` (entity.field), or None when it is usable."""
-    if value is _MISSING:
-        return "missing"
-    if value is None:
-        return "null"
-    if isinstance(value, str) and value.strip() in SENTINELS:
-        return "sentinel"
-    return FIELD_CHECKS[field_name](value)
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def json_type(value: Any) -> str:
     """The JSON type name of a parsed value (integer and number kept apart)."""
-    if value is _MISSING:
+    if value is MISSING:
         return "missing"
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, int):
+    if isinstance(value, int | Integer):
         return "integer"
-    return {float: "number", str: "string", list: "array", dict: "object"}.get(type(value), "other")
+    if isinstance(value, float | Decimal):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object" if isinstance(value, dict) else "other"
 
 
-def _items(obj: Any, entity: str) -> Iterator[tuple[str, Any]]:
-    for name in (n for n in FIELD_CHECKS if n.startswith(entity + ".")):
-        key = name.split(".", 1)[1]
-        yield name, obj.get(key, _MISSING) if isinstance(obj, dict) else _MISSING
-
-
-def iter_entities(document: dict[str, Any]) -> Iterator[tuple[str, list[tuple[str, Any]]]]:
-    """(entity, [(entity.field, value), ...]) for the user, then each program, then each task."""
-    yield "user", list(_items(document, "user"))
-    programs = document.get("advocacy_programs")
+def iter_records(document: Any) -> Iterator[tuple[str, Any]]:
+    """(entity, object) for the user, then each program, then each task, as dbt unnests them:
+    elements of a list that is not a list give nothing, an element that is not an object is a
+    record whose every field is missing."""
+    yield "user", document
+    programs = document.get("advocacy_programs") if isinstance(document, dict) else None
     for program in programs if isinstance(programs, list) else []:
-        yield "program", list(_items(program, "program"))
+        yield "program", program
         tasks = program.get("tasks_completed") if isinstance(program, dict) else None
         for task in tasks if isinstance(tasks, list) else []:
-            yield "task", list(_items(task, "task"))
+            yield "task", task
+
+
+def field_value(record: Any, name: str) -> Any:
+    """The value of a field in a record, MISSING when the key is absent."""
+    return record.get(name, MISSING) if isinstance(record, dict) else MISSING
 
 
 def iter_outcomes(settings: Settings, path: Path) -> Iterator[Outcome]:
@@ -325,62 +237,184 @@ def repair_view(settings: Settings, path: Path, name: str | None = None) -> Repa
 
 
 @dataclass(frozen=True)
+class Judged:
+    """One document as the load will see it: each record's fields with their JSON type, defect
+    class and, for a placeholder, the value as delivered; its usable email; its lineage."""
+
+    records: tuple[tuple[str, tuple[tuple[str, str, str | None, str | None], ...]], ...]
+    email: str | None
+    repaired: bool
+    keyless: bool
+
+
+@dataclass(frozen=True)
+class Survey:
+    """Every current document of a dump, judged by the dbt project's rules (the last delivery of
+    each document counts, as in the load), and the files the load would quarantine."""
+
+    rules: Rules
+    documents: dict[str, Judged]  # document_key -> its last delivery
+    quarantined: dict[str, int]  # reason -> distinct files
+
+    def duplicate_emails(self) -> set[str]:
+        emails = Counter(d.email for d in self.documents.values() if d.email is not None)
+        return {email for email, n in emails.items() if n > 1}
+
+
+def judge(rules: Rules, document: Any, repaired: bool = False, keyless: bool = False) -> Judged:
+    """A parsed document (numbers as Decimal: `defects.parse_json`) judged field by field."""
+    records = []
+    for entity, record in iter_records(document):
+        values = []
+        for rule in rules.entity(entity):
+            value = field_value(record, rule.name)
+            defect = rule.defect(value)
+            shown = value if defect == "placeholder" and isinstance(value, str) else None
+            values.append((rule.name, json_type(value), defect, shown))
+        records.append((entity, tuple(values)))
+    email_rule = rules.field("user", "email")
+    email = field_value(document, "email")
+    usable = email_rule.defect(email) is None
+    return Judged(
+        tuple(records), lower_text(trimmed(email) or "") if usable else None, repaired, keyless
+    )
+
+
+def survey(settings: Settings, path: Path) -> Survey:
+    """Judge every document the ingest would load (one pass; memory holds one small summary per
+    document, never the documents)."""
+    rules = load_rules(settings.dbt_project_dir)
+    documents: dict[str, Judged] = {}
+    quarantined: dict[tuple[str, str], str] = {}
+    for outcome in iter_outcomes(settings, path):
+        parsed = outcome.parsed
+        if outcome.status == "quarantined" and parsed is not None:
+            quarantined[(outcome.name, outcome.sha256 or "")] = parsed.reason or "unknown"
+        if outcome.status not in ("clean", "repaired") or not (parsed and parsed.document):
+            continue
+        key = outcome.key or outcome.name
+        documents.pop(key, None)  # a later delivery of the same document replaces it
+        documents[key] = judge(
+            rules,
+            parse_json(parsed.document),
+            outcome.status == "repaired",
+            key.startswith(CONTENT_PREFIX),
+        )
+    return Survey(rules, documents, dict(Counter(quarantined.values())))
+
+
+@dataclass(frozen=True)
 class FieldProfile:
-    """One field over every record of its entity: JSON types seen, defects, and shares."""
+    """One field over every record of its entity: JSON types seen, defect classes, placeholders."""
 
     field: str  # entity.field
+    kind: str  # its rule's kind (vars.fields in dbt_project.yml)
     rows: int
     types: dict[str, int]
-    defects: dict[str, int]
-    sentinels: dict[str, int]  # placeholder value -> count
+    defects: dict[str, int]  # dbt's class -> values
+    placeholders: dict[str, int]  # placeholder value as delivered -> count
 
     @property
     def usable(self) -> int:
+        """Values with no defect, or a defect that keeps them (as `breaks-platform-rules`)."""
         return self.rows - sum(self.defects.values())
 
     def row(self) -> dict[str, Any]:
-        """A flat row for a table or chart: counts per defect, null share, usable share."""
-        share = (lambda n: n / self.rows) if self.rows else (lambda n: None)
+        """A flat row for a table: types, the defects (most common first) and the usable share."""
         return {
             "field": self.field,
+            "kind": self.kind,
             "rows": self.rows,
             "types": ", ".join(
                 f"{t} {n:,}" for t, n in sorted(self.types.items(), key=lambda i: -i[1])
             ),
             "usable": self.usable,
-            **{d: self.defects.get(d, 0) for d in DEFECTS},
-            "sentinel_values": ", ".join(f"{v!r} {n:,}" for v, n in self.sentinels.items()),
-            "null_share": share(self.defects.get("null", 0) + self.defects.get("missing", 0)),
-            "usable_share": share(self.usable),
+            "defects": ", ".join(
+                f"{d} {n:,}" for d, n in sorted(self.defects.items(), key=lambda i: -i[1])
+            ),
+            "placeholder_values": ", ".join(f"{v!r} {n:,}" for v, n in self.placeholders.items()),
+            "usable_share": self.usable / self.rows if self.rows else None,
         }
+
+    def defect_rows(self) -> list[dict[str, Any]]:
+        """One row per part of the field (usable, then each class): field, part, values, rows."""
+        parts = {"usable": self.usable, **dict(sorted(self.defects.items(), key=lambda i: -i[1]))}
+        return [
+            {"field": self.field, "part": part, "values": n, "rows": self.rows}
+            for part, n in parts.items()
+        ]
 
 
 def profile_fields(settings: Settings, path: Path) -> list[FieldProfile]:
-    """Profile every field (FIELD_CHECKS order) over the documents the ingest would load."""
-    rows: Counter[str] = Counter()
-    types: dict[str, Counter[str]] = {name: Counter() for name in FIELD_CHECKS}
-    defects: dict[str, Counter[str]] = {name: Counter() for name in FIELD_CHECKS}
-    sentinels: dict[str, Counter[str]] = {name: Counter() for name in FIELD_CHECKS}
-    for document in iter_documents(settings, path):
-        for _entity, values in iter_entities(document):
-            for name, value in values:
-                rows[name] += 1
-                types[name][json_type(value)] += 1
-                defect = value_defect(name, value)
+    """Profile every field (the project's order) over the documents the load would keep."""
+    found = survey(settings, path)
+    types: dict[str, Counter[str]] = {}
+    defects: dict[str, Counter[str]] = {}
+    placeholders: dict[str, Counter[str]] = {}
+    for document in found.documents.values():
+        for entity, values in document.records:
+            for name, json_kind, defect, shown in values:
+                key = f"{entity}.{name}"
+                types.setdefault(key, Counter())[json_kind] += 1
                 if defect:
-                    defects[name][defect] += 1
-                if defect == "sentinel":
-                    sentinels[name][value] += 1
+                    defects.setdefault(key, Counter())[defect] += 1
+                if shown is not None:
+                    placeholders.setdefault(key, Counter())[shown] += 1
     return [
         FieldProfile(
-            name,
-            rows[name],
-            dict(types[name]),
-            dict(defects[name]),
-            dict(sentinels[name].most_common()),
+            f"{rule.entity}.{rule.name}",
+            rule.kind,
+            sum(types.get(f"{rule.entity}.{rule.name}", Counter()).values()),
+            dict(types.get(f"{rule.entity}.{rule.name}", Counter())),
+            dict(defects.get(f"{rule.entity}.{rule.name}", Counter())),
+            dict(placeholders.get(f"{rule.entity}.{rule.name}", Counter()).most_common()),
         )
-        for name in FIELD_CHECKS
+        for rule in found.rules.fields
     ]
+
+
+@dataclass(frozen=True, order=True)
+class DefectCount:
+    """One row of `dbt_analysis.data_quality` as the load of this dump will give it."""
+
+    record_type: str  # user | program | task | file
+    field: str  # a field, `document`, `file`, or `(all fields)`
+    defect: str  # a defect class, `quarantined:<reason>`, or `(any defect)`
+    count: int
+    records: int  # records of that type
+
+
+def defect_counts(settings: Settings, path: Path) -> list[DefectCount]:
+    """What `dbt_analysis.data_quality` will count per record type, field and defect class
+    (summed over batches) once this dump is loaded into an empty database."""
+    found = survey(settings, path)
+    duplicates = found.duplicate_emails()
+    counts: Counter[tuple[str, str, str]] = Counter()
+    records: Counter[str] = Counter()
+    affected: Counter[str] = Counter()
+    for document in found.documents.values():
+        for entity, values in document.records:
+            bad = [(name, defect) for name, _type, defect, _shown in values if defect]
+            if entity == "user" and document.email in duplicates:
+                bad.append(("email", "duplicate"))
+            counts.update((entity, name, defect) for name, defect in bad)
+            records[entity] += 1
+            affected[entity] += bool(bad)  # as base.is_clean: keyless is no defect of the record
+        if document.keyless:
+            counts["user", "document", "keyless"] += 1
+        records["file"] += 1
+        if document.repaired:
+            counts["file", "file", "repaired"] += 1
+            affected["file"] += 1
+    for reason, files in found.quarantined.items():
+        counts["file", "file", f"quarantined:{reason}"] += files
+        records["file"] += files
+        affected["file"] += files
+    rows = [DefectCount(t, f, d, n, records[t]) for (t, f, d), n in counts.items()]
+    rows += [
+        DefectCount(t, "(all fields)", "(any defect)", affected[t], n) for t, n in records.items()
+    ]
+    return sorted(rows)
 
 
 # --- distributions and the clean/messy split -----------------------------------------------
@@ -392,7 +426,7 @@ class Distribution:
 
     measure: str
     values: array  # float64, in source order
-    unknown: int  # missing, null, sentinel or not a number
+    unknown: int  # missing, null, a placeholder or anything else that is not a JSON number
 
     @property
     def negative(self) -> int:
@@ -426,11 +460,11 @@ def distributions(settings: Settings, path: Path) -> dict[str, Distribution]:
     unknown: Counter[str] = Counter()
     by_field = {name: measure for measure, name in DISTRIBUTION_FIELDS.items()}
     for document in iter_documents(settings, path):
-        for _entity, items in iter_entities(document):
-            for name, value in items:
-                measure = by_field.get(name)
-                if measure is None:
+        for entity, record in iter_records(document):
+            for name, measure in by_field.items():
+                if not name.startswith(entity + "."):
                     continue
+                value = field_value(record, name.split(".", 1)[1])
                 if _is_number(value):
                     values[measure].append(float(value))
                 else:
@@ -463,15 +497,19 @@ class RecordSplit:
 
 
 def split_records(settings: Settings, path: Path) -> RecordSplit:
-    """Count clean and messy records, and how many defective fields messy records carry."""
+    """Count clean and messy records, and how many defects messy records carry. A record is
+    clean as dbt's `is_clean` says: no field defect and, for a user, no email shared."""
+    found = survey(settings, path)
+    duplicates = found.duplicate_emails()
     records = clean_records = 0
     totals: Counter[str] = Counter()
     cleans: Counter[str] = Counter()
     defective: Counter[int] = Counter()
-    for document in iter_documents(settings, path):
+    for document in found.documents.values():
         record_defects = 0
-        for entity, values in iter_entities(document):
-            bad = sum(1 for name, value in values if value_defect(name, value))
+        for entity, values in document.records:
+            bad = sum(1 for _name, _type, defect, _shown in values if defect)
+            bad += entity == "user" and document.email in duplicates
             totals[entity] += 1
             cleans[entity] += bad == 0
             record_defects += bad

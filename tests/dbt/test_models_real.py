@@ -284,5 +284,5 @@ def test_models_every_numeric_column_declares_precision_and_scale(real_built: Se
         ("dbt", "advocacy_programs", 18, 2),
         ("dbt_analysis", "engagement_by_program", 18, 2),
         ("dbt_analysis", "sales_outliers", 18, 2),
-        ("dbt_staging", "stg_advocacy_programs", 18, 2),
+        ("dbt_staging", "int_programs", 18, 2),
     ]

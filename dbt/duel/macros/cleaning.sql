@@ -1,10 +1,69 @@
 {#
-    The cleaning rules, one pair of macros per kind of field: `<kind>_defect(json)` classifies a
-    raw JSON value (a jsonb expression, NULL when the key is absent) into a defect class, NULL
-    when the value is fine; `<kind>_value(json, defect)` casts the value, or gives NULL when its
-    defect class means the value is unusable. Staging models call them; unit tests pin them down
-    (models/staging/*.yml). The defect classes are described in models/docs.md.
+    The cleaning rules. Every field's rule is data, in dbt_project.yml: its kind (var `fields`),
+    its placeholders (var `placeholders`), its range (var `measure_ranges`), the formats (var
+    `defect_patterns`) and the classes (var `defect_classes`). duel's exploration of a dump
+    (src/duel/defects.py) applies the same vars, kind for kind, in Python.
+
+    The models call `field_defect(entity, field)`, which classifies the raw JSON value in the
+    column `<field>_json` (a jsonb expression, NULL when the key is absent) into a defect class,
+    NULL when the value is fine, and `field_value(entity, field)`, which casts the value, or
+    gives NULL when its class `<field>_defect` means the value is unusable. Each kind is a pair
+    of macros, `<kind>_defect(json, rule)` and `<kind>_value(json, defect, rule)`; unit tests pin them
+    down (models/intermediate/*.yml). The classes are described in models/docs.md.
 #}
+
+{# The rule of one field (var `fields`), with its placeholders and, for measures, its range. #}
+{% macro field_rule(entity, field) -%}
+    {%- set fields = var('fields')[entity] -%}
+    {%- if field not in fields -%}
+        {{ exceptions.raise_compiler_error("var fields has no field '" ~ field ~ "' for " ~ entity) }}
+    {%- endif -%}
+    {%- set rule = dict(fields[field]) -%}
+    {%- do rule.update({'placeholders': var('placeholders').get(field, [])}) -%}
+    {%- if rule['kind'] in ('count', 'amount') -%}
+        {%- do rule.update({'range': measure_range(field)}) -%}
+    {%- endif -%}
+    {{ return(rule) }}
+{%- endmacro %}
+
+{% macro field_defect(entity, field) -%}
+    {%- set rule = field_rule(entity, field) -%}
+    {{ context[rule['kind'] ~ '_defect'](field ~ '_json', rule) }}
+{%- endmacro %}
+
+{% macro field_value(entity, field) -%}
+    {%- set rule = field_rule(entity, field) -%}
+    {{ context[rule['kind'] ~ '_value'](field ~ '_json', field ~ '_defect', rule) }}
+{%- endmacro %}
+
+{# True when none of the entity's fields has a defect (the `<field>_defect` columns). #}
+{% macro has_no_defects(entity) -%}
+    (
+        {%- for field in var('fields')[entity] %}
+        {{ field }}_defect is null{{ ' and' if not loop.last }}
+        {%- endfor %}
+    )
+{%- endmacro %}
+
+{# One `('<field>', <relation>.<field>_defect)` row of a values list per field of the entity. #}
+{% macro field_defect_values(entity, relation) -%}
+    {%- for field in var('fields')[entity] -%}
+            ('{{ field }}', {{ relation }}.{{ field }}_defect){{ ',\n' if not loop.last }}
+    {%- endfor -%}
+{%- endmacro %}
+
+{# A defect class as a SQL literal; a class that is not in var `defect_classes` does not compile. #}
+{% macro defect_class(name) -%}
+    {%- if name not in var('defect_classes') -%}
+        {{ exceptions.raise_compiler_error("'" ~ name ~ "' is not a defect class (var defect_classes)") }}
+    {%- endif -%}
+    '{{ name }}'
+{%- endmacro %}
+
+{# A format of var `defect_patterns` as a SQL literal. #}
+{% macro defect_pattern(name) -%}
+    '{{ var('defect_patterns')[name] | replace("'", "''") }}'
+{%- endmacro %}
 
 {# Whitespace trimmed from text values: space, tab, newline, carriage return, form feed. #}
 {% macro json_text(json) -%}
@@ -24,94 +83,94 @@
     ({%- for value in values %}'{{ value | replace("'", "''") }}'{{ ", " if not loop.last }}{% endfor -%})
 {%- endmacro %}
 
-{% macro uuid_pattern() %}'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'{% endmacro %}
-{% macro email_pattern() %}'^[a-z0-9_%+-]+(\.[a-z0-9_%+-]+)*@([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$'{% endmacro %}
-{% macro url_pattern() %}'^https?://(([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}|[0-9]{1,3}(\.[0-9]{1,3}){3})(:[0-9]{1,5})?([/?#][^[:space:]]*)?$'{% endmacro %}
-{% macro iso_timestamp_pattern() %}'^[0-9]{4}-[0-9]{2}-[0-9]{2}([t ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(z|[+-][0-9]{2}(:?[0-9]{2})?)?)?$'{% endmacro %}
-{% macro iso_offset_pattern() %}'[t ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(z|[+-][0-9]{2}(:?[0-9]{2})?)$'{% endmacro %}
-{% macro decimal_pattern() %}'^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(e[+-]?[0-9]+)?$'{% endmacro %}
+{# The placeholder case of a kind: the trimmed, lower-cased text is one of the rule's placeholders. #}
+{% macro placeholder_case(json, rule) -%}
+    {%- if rule['placeholders'] %}
+        when {{ lower_text(json_text(json)) }} in {{ sql_list(rule['placeholders'] | map('lower')) }} then {{ defect_class('placeholder') }}
+    {%- endif -%}
+{%- endmacro %}
+
+{# The first cases of every kind of text: missing, not a string, empty, a placeholder. #}
+{% macro text_cases(json, rule) -%}
+        when {{ is_missing(json) }} then {{ defect_class('missing') }}
+        when jsonb_typeof({{ json }}) <> 'string' then {{ defect_class('wrong-type') }}
+        when {{ json_text(json) }} = '' then {{ defect_class('empty') }}
+        {{- placeholder_case(json, rule) }}
+{%- endmacro %}
 
 {# ids: a UUID string -> uuid; "", null or malformed -> NULL. #}
-{% macro uuid_defect(json) -%}
+{% macro uuid_defect(json, rule) -%}
     case
-        when {{ is_missing(json) }} then 'missing'
-        when jsonb_typeof({{ json }}) <> 'string' then 'wrong-type'
-        when {{ json_text(json) }} = '' then 'empty'
-        when {{ json_text(json) }} !~* {{ uuid_pattern() }} then 'malformed'
+        {{ text_cases(json, rule) }}
+        when {{ json_text(json) }} !~* {{ defect_pattern('uuid') }} then {{ defect_class('malformed') }}
     end
 {%- endmacro %}
 
-{% macro uuid_value(json, defect) -%}
+{% macro uuid_value(json, defect, rule={}) -%}
     case when {{ defect }} is null then cast({{ lower_text(json_text(json)) }} as uuid) end
 {%- endmacro %}
 
-{# Free text (name): trimmed; a placeholder (any run of question marks) -> NULL. #}
-{% macro text_defect(json, placeholder_pattern) -%}
+{# Free text (name): trimmed; a placeholder (for a name: any run of question marks) -> NULL. #}
+{% macro text_defect(json, rule) -%}
     case
-        when {{ is_missing(json) }} then 'missing'
-        when jsonb_typeof({{ json }}) <> 'string' then 'wrong-type'
-        when {{ json_text(json) }} = '' then 'empty'
-        when {{ json_text(json) }} ~ '{{ placeholder_pattern }}' then 'placeholder'
+        {{ text_cases(json, rule) }}
+        {%- if rule.get('placeholder_pattern') %}
+        when {{ json_text(json) }} ~ '{{ rule['placeholder_pattern'] | replace("'", "''") }}' then {{ defect_class('placeholder') }}
+        {%- endif %}
     end
 {%- endmacro %}
 
-{% macro text_value(json, defect) -%}
+{% macro text_value(json, defect, rule={}) -%}
     case when {{ defect }} is null then {{ json_text(json) }} end
 {%- endmacro %}
 
 {# email: trimmed, lower-cased, kept only when it has a valid format. #}
-{% macro email_defect(json, placeholders) -%}
+{% macro email_defect(json, rule) -%}
     case
-        when {{ is_missing(json) }} then 'missing'
-        when jsonb_typeof({{ json }}) <> 'string' then 'wrong-type'
-        when {{ json_text(json) }} = '' then 'empty'
-        when {{ lower_text(json_text(json)) }} in {{ sql_list(placeholders) }} then 'placeholder'
-        when {{ lower_text(json_text(json)) }} !~ {{ email_pattern() }} then 'malformed'
+        {{ text_cases(json, rule) }}
+        when {{ lower_text(json_text(json)) }} !~ {{ defect_pattern('email') }} then {{ defect_class('malformed') }}
     end
 {%- endmacro %}
 
-{% macro email_value(json, defect) -%}
+{% macro email_value(json, defect, rule={}) -%}
     case when {{ defect }} is null then {{ lower_text(json_text(json)) }} end
 {%- endmacro %}
 
 {#
     Social handles: trimmed, lower-cased, exactly one leading @. A handle outside the platform's
-    rules (letters, digits, '.', '_', and a length range) is kept and flagged.
+    rules (the rule's `pattern`: characters and length) is kept and flagged.
 #}
 {% macro handle_text(json) -%}
     ('@' || ltrim({{ lower_text(json_text(json)) }}, '@'))
 {%- endmacro %}
 
-{% macro handle_defect(json, placeholders, min_length, max_length) -%}
+{% macro handle_defect(json, rule) -%}
     case
-        when {{ is_missing(json) }} then 'missing'
-        when jsonb_typeof({{ json }}) <> 'string' then 'wrong-type'
-        when ltrim({{ json_text(json) }}, '@') = '' then 'empty'
-        when {{ lower_text(json_text(json)) }} in {{ sql_list(placeholders) }} then 'placeholder'
-        when {{ handle_text(json) }} !~ '^@[a-z0-9._]{ {{- min_length }},{{ max_length -}} }$' then 'breaks-platform-rules'
+        when {{ is_missing(json) }} then {{ defect_class('missing') }}
+        when jsonb_typeof({{ json }}) <> 'string' then {{ defect_class('wrong-type') }}
+        when ltrim({{ json_text(json) }}, '@') = '' then {{ defect_class('empty') }}
+        {{- placeholder_case(json, rule) }}
+        when {{ handle_text(json) }} !~ '{{ rule['pattern'] | replace("'", "''") }}' then {{ defect_class('breaks-platform-rules') }}
     end
 {%- endmacro %}
 
-{% macro handle_value(json, defect) -%}
-    case when {{ defect }} is null or {{ defect }} = 'breaks-platform-rules' then {{ handle_text(json) }} end
+{% macro handle_value(json, defect, rule={}) -%}
+    case when {{ defect }} is null or {{ defect }} = {{ defect_class('breaks-platform-rules') }} then {{ handle_text(json) }} end
 {%- endmacro %}
 
 {# Timestamps: ISO-8601 -> timestamptz; without an offset the time is taken as UTC. #}
-{% macro timestamp_defect(json, placeholders) -%}
+{% macro timestamp_defect(json, rule) -%}
     case
-        when {{ is_missing(json) }} then 'missing'
-        when jsonb_typeof({{ json }}) <> 'string' then 'wrong-type'
-        when {{ json_text(json) }} = '' then 'empty'
-        when {{ lower_text(json_text(json)) }} in {{ sql_list(placeholders) }} then 'placeholder'
-        when {{ json_text(json) }} !~* {{ iso_timestamp_pattern() }} then 'unparseable'
-        when not pg_input_is_valid({{ json_text(json) }}, 'timestamp') then 'unparseable'
+        {{ text_cases(json, rule) }}
+        when {{ json_text(json) }} !~* {{ defect_pattern('iso_timestamp') }} then {{ defect_class('unparseable') }}
+        when not pg_input_is_valid({{ json_text(json) }}, 'timestamp') then {{ defect_class('unparseable') }}
     end
 {%- endmacro %}
 
-{% macro timestamp_value(json, defect) -%}
+{% macro timestamp_value(json, defect, rule={}) -%}
     case
         when {{ defect }} is not null then null
-        when {{ json_text(json) }} ~* {{ iso_offset_pattern() }} then cast({{ json_text(json) }} as timestamptz)
+        when {{ json_text(json) }} ~* {{ defect_pattern('iso_offset') }} then cast({{ json_text(json) }} as timestamptz)
         else cast({{ json_text(json) }} as timestamp) at time zone 'UTC'
     end
 {%- endmacro %}
@@ -120,38 +179,37 @@
     Labels (brand, platform): trimmed text; a number (12345, or a string of digits) -> NULL.
     With `accepted`, other values are kept (case-folded) and flagged as unknown.
 #}
-{% macro label_defect(json, accepted=none) -%}
+{% macro label_defect(json, rule) -%}
     case
-        when {{ is_missing(json) }} then 'missing'
-        when jsonb_typeof({{ json }}) = 'number' then 'number'
-        when jsonb_typeof({{ json }}) <> 'string' then 'wrong-type'
-        when {{ json_text(json) }} = '' then 'empty'
-        when {{ json_text(json) }} ~ '^[+-]?[0-9]+(\.[0-9]+)?$' then 'number'
-        {%- if accepted %}
-        when {{ lower_text(json_text(json)) }} not in {{ sql_list(accepted) }} then 'unknown-value'
+        when {{ is_missing(json) }} then {{ defect_class('missing') }}
+        when jsonb_typeof({{ json }}) = 'number' then {{ defect_class('number') }}
+        when jsonb_typeof({{ json }}) <> 'string' then {{ defect_class('wrong-type') }}
+        when {{ json_text(json) }} = '' then {{ defect_class('empty') }}
+        {{- placeholder_case(json, rule) }}
+        when {{ json_text(json) }} ~ {{ defect_pattern('label_number') }} then {{ defect_class('number') }}
+        {%- if rule.get('accepted') %}
+        when {{ lower_text(json_text(json)) }} not in {{ sql_list(rule['accepted']) }} then {{ defect_class('unknown-value') }}
         {%- endif %}
     end
 {%- endmacro %}
 
-{% macro label_value(json, defect, case_fold=false) -%}
+{# A label's value; kept as written, or case-folded for a label with accepted values. #}
+{% macro label_value(json, defect, rule={}) -%}
     case
-        when {{ defect }} is null or {{ defect }} = 'unknown-value'
-        then {% if case_fold %}{{ lower_text(json_text(json)) }}{% else %}{{ json_text(json) }}{% endif %}
+        when {{ defect }} is null or {{ defect }} = {{ defect_class('unknown-value') }}
+        then {% if rule.get('accepted') %}{{ lower_text(json_text(json)) }}{% else %}{{ json_text(json) }}{% endif %}
     end
 {%- endmacro %}
 
 {# URLs: an http(s) URL with a host name (or IPv4 address), else NULL. #}
-{% macro url_defect(json, placeholders) -%}
+{% macro url_defect(json, rule) -%}
     case
-        when {{ is_missing(json) }} then 'missing'
-        when jsonb_typeof({{ json }}) <> 'string' then 'wrong-type'
-        when {{ json_text(json) }} = '' then 'empty'
-        when {{ lower_text(json_text(json)) }} in {{ sql_list(placeholders) }} then 'placeholder'
-        when {{ json_text(json) }} !~* {{ url_pattern() }} then 'malformed'
+        {{ text_cases(json, rule) }}
+        when {{ json_text(json) }} !~* {{ defect_pattern('url') }} then {{ defect_class('malformed') }}
     end
 {%- endmacro %}
 
-{% macro url_value(json, defect) -%}
+{% macro url_value(json, defect, rule={}) -%}
     case when {{ defect }} is null then {{ json_text(json) }} end
 {%- endmacro %}
 
@@ -159,16 +217,16 @@
     Numbers: a JSON number or a decimal string. Shared first part of count_defect and
     amount_defect: the classes that make a value unusable as a number.
 #}
-{% macro number_defect_cases(json, placeholders=[]) -%}
-        when {{ is_missing(json) }} then 'missing'
-        when jsonb_typeof({{ json }}) = 'string' and {{ json_text(json) }} = '' then 'empty'
-        {%- if placeholders %}
-        when jsonb_typeof({{ json }}) = 'string' and {{ lower_text(json_text(json)) }} in {{ sql_list(placeholders) }} then 'placeholder'
+{% macro number_defect_cases(json, rule) -%}
+        when {{ is_missing(json) }} then {{ defect_class('missing') }}
+        when jsonb_typeof({{ json }}) = 'string' and {{ json_text(json) }} = '' then {{ defect_class('empty') }}
+        {%- if rule['placeholders'] %}
+        when jsonb_typeof({{ json }}) = 'string' and {{ lower_text(json_text(json)) }} in {{ sql_list(rule['placeholders'] | map('lower')) }} then {{ defect_class('placeholder') }}
         {%- endif %}
-        when jsonb_typeof({{ json }}) = 'string' and {{ lower_text(json_text(json)) }} in ('nan', '+nan', '-nan') then 'not-a-number'
-        when jsonb_typeof({{ json }}) not in ('number', 'string') then 'wrong-type'
-        when jsonb_typeof({{ json }}) = 'string' and {{ json_text(json) }} !~* {{ decimal_pattern() }} then 'non-numeric'
-        when jsonb_typeof({{ json }}) = 'string' and not pg_input_is_valid({{ json_text(json) }}, 'numeric') then 'out-of-range'
+        when jsonb_typeof({{ json }}) = 'string' and {{ lower_text(json_text(json)) }} ~ {{ defect_pattern('not_a_number') }} then {{ defect_class('not-a-number') }}
+        when jsonb_typeof({{ json }}) not in ('number', 'string') then {{ defect_class('wrong-type') }}
+        when jsonb_typeof({{ json }}) = 'string' and {{ json_text(json) }} !~* {{ defect_pattern('decimal') }} then {{ defect_class('non-numeric') }}
+        when jsonb_typeof({{ json }}) = 'string' and not pg_input_is_valid({{ json_text(json) }}, 'numeric') then {{ defect_class('out-of-range') }}
 {%- endmacro %}
 
 {# The value of a JSON number or decimal string as numeric (only once number_defect_cases passed). #}
@@ -198,16 +256,16 @@
     Counts (likes, comments, shares, reach): whole numbers within the measure's range (from 0);
     below 0 is `negative`, outside the range `out-of-range`, both NULL.
 #}
-{% macro count_defect(json, range) -%}
+{% macro count_defect(json, rule) -%}
     case
-        {{ number_defect_cases(json) }}
-        when {{ json_number(json) }} < 0 then 'negative'
-        when {{ json_number(json) }} <> trunc({{ json_number(json) }}) then 'fractional'
-        when {{ json_number(json) }} not between {{ range['min'] }} and {{ range['max'] }} then 'out-of-range'
+        {{ number_defect_cases(json, rule) }}
+        when {{ json_number(json) }} < 0 then {{ defect_class('negative') }}
+        when {{ json_number(json) }} <> trunc({{ json_number(json) }}) then {{ defect_class('fractional') }}
+        when {{ json_number(json) }} not between {{ rule['range']['min'] }} and {{ rule['range']['max'] }} then {{ defect_class('out-of-range') }}
     end
 {%- endmacro %}
 
-{% macro count_value(json, defect) -%}
+{% macro count_value(json, defect, rule={}) -%}
     case when {{ defect }} is null then cast({{ json_number(json) }} as bigint) end
 {%- endmacro %}
 
@@ -216,30 +274,34 @@
     numeric(18, 2). Outside the measure's range -> `out-of-range`, NULL; a negative amount within
     it is kept and flagged `negative`. The classes judge the delivered value, before rounding.
 #}
-{% macro amount_defect(json, placeholders, range) -%}
+{% macro amount_defect(json, rule) -%}
     case
-        {{ number_defect_cases(json, placeholders) }}
-        when {{ json_number(json) }} not between {{ range['min'] }} and {{ range['max'] }} then 'out-of-range'
-        when {{ json_number(json) }} < 0 then 'negative'
+        {{ number_defect_cases(json, rule) }}
+        when {{ json_number(json) }} not between {{ rule['range']['min'] }} and {{ rule['range']['max'] }} then {{ defect_class('out-of-range') }}
+        when {{ json_number(json) }} < 0 then {{ defect_class('negative') }}
     end
 {%- endmacro %}
 
-{% macro amount_value(json, defect) -%}
+{% macro amount_value(json, defect, rule={}) -%}
     cast(
         case
-            when {{ defect }} is null or {{ defect }} = 'negative'
+            when {{ defect }} is null or {{ defect }} = {{ defect_class('negative') }}
             then round({{ json_number(json) }}, 2)
         end
         as numeric(18, 2)
     )
 {%- endmacro %}
 
-{# Lists (advocacy_programs, tasks_completed): an array, possibly empty. #}
-{% macro array_defect(json) -%}
+{# Lists (advocacy_programs, tasks_completed): an array, possibly empty; the value is its length. #}
+{% macro list_defect(json, rule) -%}
     case
-        when {{ is_missing(json) }} then 'missing'
-        when jsonb_typeof({{ json }}) <> 'array' then 'wrong-type'
+        when {{ is_missing(json) }} then {{ defect_class('missing') }}
+        when jsonb_typeof({{ json }}) <> 'array' then {{ defect_class('wrong-type') }}
     end
+{%- endmacro %}
+
+{% macro list_value(json, defect, rule={}) -%}
+    case when jsonb_typeof({{ json }}) = 'array' then jsonb_array_length({{ json }}) else 0 end
 {%- endmacro %}
 
 {# The elements of a JSON array with their 1-based positions; anything else has none. #}

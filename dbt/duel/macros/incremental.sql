@@ -10,83 +10,70 @@
 {%- endmacro %}
 
 {#
-    Pre-hook of the models with several rows per document (advocacy_programs, tasks_completed):
-    delete every row of a document that has a newer current version or was deleted (a tombstone
-    is a version too). delete+insert on user_key alone would keep the old rows of a document whose
-    new version has no programs or tasks, and of a document that is gone. `children`: tables
-    whose foreign key points at this one (macros/keys.sql); their rows of those documents go
-    first, so no key is left dangling at the commit (their own build replaces them).
+    The documents an incremental build of `this` replaces, as user_keys: those whose current
+    version changed since the model's watermark (a new version, a return, a tombstone) and every
+    deleted document (idempotent: a deleted document has no rows left to delete).
 #}
-{% macro delete_rows_of_changed_documents(children=[]) -%}
-    {%- if is_incremental() -%}
-    {%- set changed -%}
-        select {{ surrogate_key(['document_key']) }}
-        from {{ ref('stg_current_versions') }}
-        where batch_id > {{ batch_watermark() }}
-    {%- endset -%}
-    {{ delete_children(children, changed) }}
-    delete from {{ this }}
-    where user_key in ({{ changed }})
-    {%- endif -%}
+{% macro changed_documents() -%}
+    select {{ surrogate_key(['document_key']) }}
+    from {{ ref('stg_current_versions') }}
+    where batch_id > {{ batch_watermark() }} or is_deleted
 {%- endmacro %}
 
-{# Delete the rows of the documents `user_keys` (a query) from each existing table of `children`. #}
-{% macro delete_children(children, user_keys) -%}
-    {%- for child in children -%}
-    {%- set relation = adapter.get_relation(database=this.database, schema=this.schema, identifier=child) -%}
-    {%- if relation is not none %}
-    delete from {{ relation }} where user_key in ({{ user_keys }});
-    {%- endif -%}
+{#
+    The one delete path of the incremental core models (base, advocacy_programs,
+    tasks_completed): incremental_strategy='replace_documents'. A document is replaced whole:
+
+    1. the rows of the tables whose foreign key points at this one (their `children`, read from
+       the catalog: tasks_completed for advocacy_programs, both for base) that point at a row
+       going for good (a row of a replaced document that the new rows do not bring back: a
+       program a new version dropped, a deleted document) are deleted, so no key is left
+       dangling at the commit; the children's own build replaces the rest of their rows;
+    2. every row of the replaced documents is deleted: the documents of the new rows (the model
+       decides which: base adds those sharing an email with a changed one) and those changed
+       since the watermark, so a document whose new version has no programs or tasks, or that
+       is gone, keeps no old rows;
+    3. the new rows are inserted.
+
+    (delete+insert on user_key alone keeps the rows of a deleted document and of a document whose
+    new version has no rows; a second delete in a hook, as before, was a second path to keep in
+    step with the first.)
+#}
+{% macro get_incremental_replace_documents_sql(arg_dict) -%}
+    {%- set target = arg_dict['target_relation'] -%}
+    {%- set source = arg_dict['temp_relation'] -%}
+    {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
+    {%- set replaced -%}
+        select user_key from {{ source }}
+        union
+        {{ changed_documents() }}
+    {%- endset -%}
+    {%- for child in foreign_keys_to(target) %}
+    delete from {{ child['table'] }}
+    where {{ child['column'] }} in (
+        select {{ child['to_column'] }} from {{ target }} where user_key in ({{ replaced }})
+        except
+        select {{ child['to_column'] }} from {{ source }}
+    );
+    {%- endfor %}
+    delete from {{ target }}
+    where user_key in ({{ replaced }});
+
+    insert into {{ target }} ({{ columns }})
+    select {{ columns }} from {{ source }}
+{%- endmacro %}
+
+{# The single-column foreign keys that point at `relation`: [{table, column, to_column}]. #}
+{% macro foreign_keys_to(relation) -%}
+    {%- set found = run_query(
+        "select c.conrelid::regclass::text, child.attname, parent.attname from pg_constraint c"
+        ~ " join pg_attribute child on child.attrelid = c.conrelid and child.attnum = c.conkey[1]"
+        ~ " join pg_attribute parent on parent.attrelid = c.confrelid and parent.attnum = c.confkey[1]"
+        ~ " where c.contype = 'f' and c.confrelid = '" ~ relation ~ "'::regclass"
+        ~ " and cardinality(c.conkey) = 1 order by 1") -%}
+    {%- set keys = [] -%}
+    {%- for row in found.rows -%}
+        {%- do keys.append({'table': row[0], 'column': row[1], 'to_column': row[2]}) -%}
     {%- endfor -%}
-{%- endmacro %}
-
-{#
-    The body of the `current_documents` step the document staging models share: each current
-    (not deleted) document's current version (raw.current_versions -> raw.user_documents), with
-    its lineage. `documents` and `current_versions` name the models' import steps.
-#}
-{% macro current_documents(documents, current_versions) -%}
-    select
-        cast({{ current_versions }}.document_key as text) as document_key,
-        cast({{ current_versions }}.source_name as text) as source_name,
-        cast({{ current_versions }}.content_sha256 as text) as content_sha256,
-        cast({{ current_versions }}.batch_id as bigint) as batch_id,
-        cast(current_document.loaded_at as timestamptz) as loaded_at,
-        cast({{ current_versions }}.updated_at as timestamptz) as updated_at,
-        cast(current_document.parse_status as text) as parse_status,
-        current_document.document
-
-    from {{ current_versions }}
-    -- one primary-key lookup per file: the limit (there is at most one row anyway) keeps the
-    -- planner from misjudging the two-column join as near-empty and scanning every document
-    -- when an incremental run needs only a few; document_key comes from current_versions so a
-    -- filter on it uses that table's primary key
-    cross join lateral (
-        select * from {{ documents }}
-        where {{ documents }}.document_key = {{ current_versions }}.document_key
-            and {{ documents }}.content_sha256 = {{ current_versions }}.content_sha256
-        limit 1
-    ) as current_document
-    where not {{ current_versions }}.is_deleted
-{%- endmacro %}
-
-{#
-    Post-hook of `base`: remove the rows of documents that are deleted now (their current version
-    is a tombstone), and first their programs and tasks (`children`), which point at them.
-    delete+insert only replaces rows it has a new row for, and a deleted document has none. After
-    the insert, so the build could still read their old emails.
-#}
-{% macro delete_rows_of_deleted_documents(children=[]) -%}
-    {%- if is_incremental() -%}
-    {%- set deleted -%}
-        select {{ surrogate_key(['document_key']) }}
-        from {{ ref('stg_current_versions') }}
-        where is_deleted
-    {%- endset -%}
-    {{ delete_children(children, deleted) }}
-    delete from {{ this }}
-    where document_key in (
-        select document_key from {{ ref('stg_current_versions') }} where is_deleted
-    )
-    {%- endif -%}
+    {{- return(keys) -}}
 {%- endmacro %}

@@ -9,37 +9,32 @@ from plotly.subplots import make_subplots
 
 from duel.charts.look import COLOURS, SEQUENCE, Rows, empty_chart, frame, style
 
-DEFECT_COLOURS = {
-    "usable": COLOURS["good"],
-    "missing": "#6B7280",
-    "null": COLOURS["muted"],
-    "sentinel": COLOURS["warn"],
-    "wrong_type": COLOURS["secondary"],
-    "invalid": COLOURS["bad"],
-}
 
-
-def field_profile_chart(profile: Rows) -> go.Figure:
-    """explore.FieldProfile.row() rows: per field, the share of usable values and of each defect."""
-    data = frame(profile)
+def field_profile_chart(parts: Rows) -> go.Figure:
+    """explore.FieldProfile.defect_rows() rows (field, part, values, rows): per field, the share
+    of usable values and of each of dbt's defect classes, stacked."""
+    data = frame(parts)
     if data.empty:
         return empty_chart("no documents")
-    data = data.iloc[::-1]
+    fields = list(dict.fromkeys(data["field"]))[::-1]
+    names = list(dict.fromkeys(["usable", *data["part"]]))
+    colours = iter(SEQUENCE[1:] * 2)
     fig = go.Figure()
-    for part, colour in DEFECT_COLOURS.items():
-        share = data[part] / data["rows"].where(data["rows"] > 0)
+    for part in names:
+        rows = data[data["part"] == part].set_index("field").reindex(fields)
+        share = rows["values"] / rows["rows"].where(rows["rows"] > 0)
         fig.add_bar(
-            y=data["field"],
-            x=share,
-            name=part.replace("_", " "),
+            y=fields,
+            x=share.fillna(0),
+            name=part,
             orientation="h",
-            marker_color=colour,
-            customdata=data[[part]],
+            marker_color=COLOURS["good"] if part == "usable" else next(colours),
+            customdata=rows[["values"]].fillna(0),
             hovertemplate="%{y}<br>" + part + ": %{customdata[0]:,} (%{x:.1%})<extra></extra>",
         )
     fig.update_layout(barmode="stack", xaxis={"title": "share of values", "tickformat": ".0%"})
     return style(
-        fig, "Every field: usable values and defects", height=max(360, 24 * len(data) + 140)
+        fig, "Every field: usable values and defects", height=max(360, 24 * len(fields) + 140)
     )
 
 

@@ -43,16 +43,19 @@ user_fields as (
     from users
     cross join lateral (
         values
-            ('user_id', users.user_id_defect),
-            ('name', users.name_defect),
-            ('email', users.email_defect),
-            ('email', case when users.is_duplicate_email then 'duplicate' end),
-            ('document', case when users.has_newer_quarantined_delivery then 'stale' end),
-            ('document', case when starts_with(users.document_key, 'content:') then 'keyless' end),
-            ('instagram_handle', users.instagram_handle_defect),
-            ('tiktok_handle', users.tiktok_handle_defect),
-            ('joined_at', users.joined_at_defect),
-            ('advocacy_programs', users.advocacy_programs_defect)
+            {{ field_defect_values('user', 'users') }},
+            ('email', case when users.is_duplicate_email then {{ defect_class('duplicate') }} end),
+            (
+                'document',
+                case when users.has_newer_quarantined_delivery then {{ defect_class('stale') }} end
+            ),
+            (
+                'document',
+                case
+                    when starts_with(users.document_key, 'content:')
+                        then {{ defect_class('keyless') }}
+                end
+            )
     ) as field (name, defect)
 
 ),
@@ -69,10 +72,7 @@ program_fields as (
     from programs
     cross join lateral (
         values
-            ('program_id', programs.program_id_defect),
-            ('brand', programs.brand_defect),
-            ('total_sales_attributed', programs.total_sales_attributed_defect),
-            ('tasks_completed', programs.tasks_completed_defect)
+            {{ field_defect_values('program', 'programs') }}
     ) as field (name, defect)
 
 ),
@@ -89,13 +89,7 @@ task_fields as (
     from tasks
     cross join lateral (
         values
-            ('task_id', tasks.task_id_defect),
-            ('platform', tasks.platform_defect),
-            ('post_url', tasks.post_url_defect),
-            ('likes', tasks.likes_defect),
-            ('comments', tasks.comments_defect),
-            ('shares', tasks.shares_defect),
-            ('reach', tasks.reach_defect)
+            {{ field_defect_values('task', 'tasks') }}
     ) as field (name, defect)
 
 ),
@@ -109,7 +103,7 @@ file_fields as (
         'file' as record_type,
         not users.is_repaired as is_clean,
         'file' as field,
-        case when users.is_repaired then 'repaired' end as defect
+        case when users.is_repaired then {{ defect_class('repaired') }} end as defect
 
     from users
 
@@ -140,13 +134,29 @@ all_fields as (
 
 records as (
 
-    select batch_id, 'user' as record_type, is_clean from users
+    select
+batch_id,
+'user' as record_type,
+is_clean
+from users
     union all
-    select batch_id, 'program' as record_type, is_clean from programs
+    select
+batch_id,
+'program' as record_type,
+is_clean
+from programs
     union all
-    select batch_id, 'task' as record_type, is_clean from tasks
+    select
+batch_id,
+'task' as record_type,
+is_clean
+from tasks
     union all
-    select batch_id, record_type, is_clean from file_fields
+    select
+batch_id,
+record_type,
+is_clean
+from file_fields
 
 ),
 
@@ -201,18 +211,22 @@ final as (
         cast(defect_counts.defect as text) as defect,
         cast(defect_counts.defect_count as bigint) as defect_count,
         cast(record_totals.records as bigint) as records,
-        cast(round(defect_counts.defect_count::numeric / record_totals.records, 6) as numeric(9, 6)) as defect_share,
+        cast(
+            round(cast(defect_counts.defect_count as numeric) / record_totals.records, 6)
+            as numeric(9, 6)
+        ) as defect_share,
         cast(record_totals.records_affected as bigint) as records_affected,
         cast(
-            round(1 - record_totals.records_affected::numeric / record_totals.records, 6) as numeric(9, 6)
+            round(1 - cast(record_totals.records_affected as numeric) / record_totals.records, 6)
+            as numeric(9, 6)
         ) as clean_share
 
     from record_totals
     inner join defect_counts
-        on defect_counts.batch_id = record_totals.batch_id
-        and defect_counts.record_type = record_totals.record_type
+        on record_totals.batch_id = defect_counts.batch_id
+        and record_totals.record_type = defect_counts.record_type
     left join batches
-        on batches.batch_id = record_totals.batch_id
+        on record_totals.batch_id = batches.batch_id
 
 )
 

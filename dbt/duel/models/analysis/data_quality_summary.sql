@@ -33,9 +33,11 @@ batches as (
 -- a record is one user document with its programs and tasks: clean when none of them has a defect
 unclean_users as (
 
-    select user_key from programs where not is_clean
+    select user_key from programs
+where not is_clean
     union
-    select user_key from tasks where not is_clean
+    select user_key from tasks
+where not is_clean
 
 ),
 
@@ -51,7 +53,7 @@ records as (
 
     from users
     left join unclean_users
-        on unclean_users.user_key = users.user_key
+        on users.user_key = unclean_users.user_key
     group by 1
 
 ),
@@ -74,14 +76,16 @@ final as (
         batches.source_uri,
         coalesce(records.records, 0) as records,
         coalesce(records.clean_records, 0) as clean_records,
-        cast(round(records.clean_records::numeric / nullif(records.records, 0), 6) as numeric(9, 6))
-            as clean_share,
+        cast(
+            round(cast(records.clean_records as numeric) / nullif(records.records, 0), 6)
+            as numeric(9, 6)
+        ) as clean_share,
         coalesce(records.repaired_files, 0) as repaired_files,
         coalesce(quarantined.quarantined_files, 0) as quarantined_files
 
     from records
     full outer join quarantined
-        on quarantined.batch_id = records.batch_id
+        on records.batch_id = quarantined.batch_id
     left join batches
         on batches.batch_id = coalesce(records.batch_id, quarantined.batch_id)
 

@@ -38,7 +38,7 @@ task_measures as (
 
     from programs
     inner join tasks
-        on tasks.program_key = programs.program_key
+        on programs.program_key = tasks.program_key
     group by 1
 
 ),
@@ -55,9 +55,9 @@ measured as (
 
     from brands
     left join program_measures
-        on program_measures.brand_id = brands.brand_id
+        on brands.brand_id = program_measures.brand_id
     left join task_measures
-        on task_measures.brand_id = brands.brand_id
+        on brands.brand_id = task_measures.brand_id
 
 ),
 
@@ -69,14 +69,19 @@ final as (
         cast(
             case
                 when not is_unknown_brand and sales is not null
-                then rank() over (partition by not is_unknown_brand and sales is not null order by sales desc)
+                then rank() over (
+                    partition by not is_unknown_brand and sales is not null order by sales desc
+                )
             end
             as integer
         ) as sales_rank,
         cast(
             case
                 when not is_unknown_brand and engagement is not null
-                then rank() over (partition by not is_unknown_brand and engagement is not null order by engagement desc)
+                then rank() over (
+                    partition by not is_unknown_brand and engagement is not null
+                    order by engagement desc
+                )
             end
             as integer
         ) as engagement_rank

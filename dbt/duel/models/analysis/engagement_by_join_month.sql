@@ -20,7 +20,7 @@ joined as (
 
     from tasks
     inner join users
-        on users.user_key = tasks.user_key
+        on tasks.user_key = users.user_key
 
 ),
 

@@ -27,7 +27,7 @@ task_measures as (
 
     from programs
     left join tasks
-        on tasks.program_key = programs.program_key
+        on programs.program_key = tasks.program_key
     group by 1
 
 ),
@@ -50,9 +50,9 @@ final as (
 
     from programs
     inner join brands
-        on brands.brand_id = programs.brand_id
+        on programs.brand_id = brands.brand_id
     inner join task_measures
-        on task_measures.program_key = programs.program_key
+        on programs.program_key = task_measures.program_key
 
 )
 

@@ -52,7 +52,11 @@ final as (
         users.tiktok_handle,
         -- the best identifier the user has, for rankings and charts
         coalesce(
-            users.name, users.email, users.instagram_handle, users.tiktok_handle, cast(users.user_id as text),
+            users.name,
+            users.email,
+            users.instagram_handle,
+            users.tiktok_handle,
+            cast(users.user_id as text),
             users.document_key
         ) as label,
         case
@@ -69,9 +73,9 @@ final as (
 
     from users
     left join program_measures
-        on program_measures.user_key = users.user_key
+        on users.user_key = program_measures.user_key
     left join task_measures
-        on task_measures.user_key = users.user_key
+        on users.user_key = task_measures.user_key
 
 )
 

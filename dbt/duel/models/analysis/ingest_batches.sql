@@ -15,8 +15,10 @@ final as (
         status,
         started_at,
         finished_at,
-        cast(round(cast(extract(epoch from finished_at - started_at) as numeric), 3) as numeric(12, 3))
-            as seconds,
+        cast(
+            round(cast(extract(epoch from finished_at - started_at) as numeric), 3)
+            as numeric(12, 3)
+        ) as seconds,
         files_seen,
         loaded,
         repaired,

@@ -43,7 +43,8 @@ program_measures as (
     select
         {{ sales_measures('programs') }},
         cast(count(*) filter (where not programs.is_unknown_brand) as bigint) as brand_known,
-        {{ known_share('count(*) filter (where not programs.is_unknown_brand)', 'count(*)') }} as brand_known_share,
+        {{ known_share('count(*) filter (where not programs.is_unknown_brand)', 'count(*)') }}
+            as brand_known_share,
         cast(count(*) filter (where programs.task_count = 0) as bigint) as programs_without_tasks
 
     from programs

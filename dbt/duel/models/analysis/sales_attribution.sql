@@ -47,18 +47,21 @@ attributed as (
         programs.brand_id,
         programs.is_unknown_brand,
         program_platforms.platform,
-        program_platforms.program_key is not null and program_platforms.platform is null as is_unknown_platform,
+        program_platforms.program_key is not null and program_platforms.platform is null
+            as is_unknown_platform,
         program_platforms.program_key is null as is_without_tasks,
-        programs.total_sales_attributed
-            * coalesce(program_platforms.platform_task_count::numeric / nullif(programs.task_count, 0), 1)
-            as attributed_sales,
+        programs.total_sales_attributed * coalesce(
+            cast(program_platforms.platform_task_count as numeric)
+            / nullif(programs.task_count, 0),
+            1
+        ) as attributed_sales,
         coalesce(outliers.is_outlier, false) as is_outlier
 
     from programs
     left join program_platforms
-        on program_platforms.program_key = programs.program_key
+        on programs.program_key = program_platforms.program_key
     left join outliers
-        on outliers.program_key = programs.program_key
+        on programs.program_key = outliers.program_key
 
 ),
 
@@ -75,12 +78,13 @@ measured as (
         cast(count(attributed.attributed_sales) as bigint) as sales_known,
         {{ known_share('count(attributed.attributed_sales)', 'count(*)') }} as sales_known_share,
         cast(round(sum(attributed.attributed_sales), 6) as numeric(38, 6)) as attributed_sales,
-        cast(round(avg(attributed.attributed_sales), 6) as numeric(38, 6)) as average_attributed_sales,
+        cast(round(avg(attributed.attributed_sales), 6) as numeric(38, 6))
+            as average_attributed_sales,
         cast(count(*) filter (where attributed.is_outlier) as bigint) as outlier_programs
 
     from attributed
     inner join brands
-        on brands.brand_id = attributed.brand_id
+        on attributed.brand_id = brands.brand_id
     group by 1, 2, 3, 4, 5, 6
 
 ),
@@ -92,7 +96,9 @@ final as (
         *,
         cast(
             case
-                when not (is_unknown_brand or is_unknown_platform or is_without_tasks) and attributed_sales is not null
+                when
+                    not (is_unknown_brand or is_unknown_platform or is_without_tasks)
+                    and attributed_sales is not null
                 then rank() over (
                     partition by not (is_unknown_brand or is_unknown_platform or is_without_tasks)
                         and attributed_sales is not null

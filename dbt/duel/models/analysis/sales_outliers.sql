@@ -43,7 +43,7 @@ program_platforms as (
 
     from programs
     left join tasks
-        on tasks.program_key = programs.program_key
+        on programs.program_key = tasks.program_key
     where programs.total_sales_attributed is not null
     group by 1
 
@@ -66,16 +66,17 @@ with_sales as (
 
     from programs
     inner join brands
-        on brands.brand_id = programs.brand_id
+        on programs.brand_id = brands.brand_id
     inner join program_platforms
-        on program_platforms.program_key = programs.program_key
+        on programs.program_key = program_platforms.program_key
 
 ),
 
 -- the programs a distribution is computed from
 pool as (
 
-    select * from with_sales where not is_negative_sales
+    select * from with_sales
+where not is_negative_sales
 
 ),
 
@@ -96,13 +97,27 @@ memberships as (
 
     union all
 
-    select program_key, total_sales_attributed, 2, 'platform', platform, cast(null as uuid), platform
+    select
+        program_key,
+        total_sales_attributed,
+        2 as narrowness,
+        'platform' as peer_group_level,
+        platform as peer_group,
+        cast(null as uuid) as peer_brand_id,
+        platform as peer_platform
     from pool
     where platform is not null
 
     union all
 
-    select program_key, total_sales_attributed, 3, 'all programs', 'all programs', cast(null as uuid), cast(null as text)
+    select
+        program_key,
+        total_sales_attributed,
+        3 as narrowness,
+        'all programs' as peer_group_level,
+        'all programs' as peer_group,
+        cast(null as uuid) as peer_brand_id,
+        cast(null as text) as peer_platform
     from pool
 
 ),
@@ -111,14 +126,17 @@ keyed as (
 
     select
         *,
-        {{ surrogate_key(['peer_group_level', 'peer_brand_id', 'peer_platform']) }} as peer_group_key
+        {{ surrogate_key(['peer_group_level', 'peer_brand_id', 'peer_platform']) }}
+            as peer_group_key
     from memberships
 
 ),
 
 group_sizes as (
 
-    select peer_group_key, count(*) as peer_group_size
+    select
+peer_group_key,
+count(*) as peer_group_size
     from keyed
     group by 1
 
@@ -137,9 +155,9 @@ assigned as (
 
     from keyed
     inner join group_sizes
-        on group_sizes.peer_group_key = keyed.peer_group_key
+        on keyed.peer_group_key = group_sizes.peer_group_key
     where group_sizes.peer_group_size >= {{ min_group_size }}
-    order by keyed.program_key, keyed.narrowness
+    order by keyed.program_key asc, keyed.narrowness asc
 
 ),
 
@@ -147,10 +165,13 @@ assigned as (
 -- program's group holds the programs it is compared with, whatever their own group is)
 members as (
 
-    select keyed.peer_group_key, keyed.total_sales_attributed, group_sizes.peer_group_size
+    select
+keyed.peer_group_key,
+keyed.total_sales_attributed,
+group_sizes.peer_group_size
     from keyed
     inner join group_sizes
-        on group_sizes.peer_group_key = keyed.peer_group_key
+        on keyed.peer_group_key = group_sizes.peer_group_key
     where keyed.peer_group_key in (select peer_group_key from assigned)
 
 ),
@@ -191,7 +212,7 @@ deviations as (
 
     from ordered
     inner join medians
-        on medians.peer_group_key = ordered.peer_group_key
+        on ordered.peer_group_key = medians.peer_group_key
 
 ),
 
@@ -209,7 +230,7 @@ spreads as (
 
     from deviations
     inner join medians
-        on medians.peer_group_key = deviations.peer_group_key
+        on deviations.peer_group_key = medians.peer_group_key
     group by 1, 2
 
 ),
@@ -227,14 +248,15 @@ scored as (
         spreads.median,
         spreads.median_absolute_deviation,
         case
-            when spreads.median_absolute_deviation > 0 then spreads.median_absolute_deviation / 0.6745
+            when spreads.median_absolute_deviation > 0
+                then spreads.median_absolute_deviation / 0.6745
             when spreads.mean_absolute_deviation > 0 then spreads.mean_absolute_deviation * 1.253314
         end as scale,
         assigned.total_sales_attributed
 
     from assigned
     inner join spreads
-        on spreads.peer_group_key = assigned.peer_group_key
+        on assigned.peer_group_key = spreads.peer_group_key
 
 ),
 
@@ -261,20 +283,28 @@ final as (
         cast(scored.median_absolute_deviation as numeric(38, 4)) as peer_median_absolute_deviation,
         -- (greatest() skips NULLs: without a scale there is no bound, not a bound of 0)
         cast(
-            case when scored.scale is not null then round(greatest(scored.median - {{ threshold }} * scored.scale, 0), 2) end
+            case
+                when scored.scale is not null
+                    then round(greatest(scored.median - {{ threshold }} * scored.scale, 0), 2)
+            end
             as numeric(38, 2)
         ) as lower_bound,
-        cast(round(scored.median + {{ threshold }} * scored.scale, 2) as numeric(38, 2)) as upper_bound,
-        cast(round((scored.total_sales_attributed - scored.median) / scored.scale, 6) as numeric(18, 6))
-            as robust_z_score,
-        coalesce(abs(scored.total_sales_attributed - scored.median) > {{ threshold }} * scored.scale, false)
-            as is_outlier,
+        cast(round(scored.median + {{ threshold }} * scored.scale, 2) as numeric(38, 2))
+            as upper_bound,
+        cast(
+            round((scored.total_sales_attributed - scored.median) / scored.scale, 6)
+            as numeric(18, 6)
+        ) as robust_z_score,
+        coalesce(
+            abs(scored.total_sales_attributed - scored.median) > {{ threshold }} * scored.scale,
+            false
+        ) as is_outlier,
         cast({{ threshold }} as numeric(6, 2)) as outlier_threshold,
         cast({{ min_group_size }} as integer) as min_group_size
 
     from with_sales
     left join scored
-        on scored.program_key = with_sales.program_key
+        on with_sales.program_key = scored.program_key
 
 )
 

@@ -1,10 +1,8 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='user_key',
+        incremental_strategy='replace_documents',
         on_schema_change='fail',
-        pre_hook="{{ delete_rows_of_changed_documents(children=['tasks_completed']) }}",
         post_hook="{{ apply_keys() }}",
         indexes=[
             {'columns': ['user_key']},
@@ -15,18 +13,18 @@
 }}
 
 -- depends_on: {{ ref('stg_current_versions') }}
--- (the pre-hook deletes the rows of documents with a newer version, including those that now
--- have no programs or tasks at all)
+-- (the replace_documents strategy, macros/incremental.sql, replaces every row of a changed
+-- document, including those of a document that now has no programs or tasks at all)
 
 with
 
 programs as (
 
-    select * from {{ ref('stg_advocacy_programs') }}
+    select * from {{ ref('int_programs') }}
 
 ),
 
-current_programs as (
+changed_programs as (
 
     select * from programs
     {% if is_incremental() %}
@@ -56,7 +54,7 @@ final as (
         tasks_completed_defect,
         has_no_defects as is_clean
 
-    from current_programs
+    from changed_programs
 
 )
 

@@ -1,13 +1,9 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='user_key',
+        incremental_strategy='replace_documents',
         on_schema_change='fail',
-        post_hook=[
-            "{{ delete_rows_of_deleted_documents(children=['tasks_completed', 'advocacy_programs']) }}",
-            "{{ apply_keys() }}",
-        ],
+        post_hook="{{ apply_keys() }}",
         indexes=[
             {'columns': ['document_key'], 'unique': true},
             {'columns': ['email']},
@@ -16,35 +12,14 @@
     )
 }}
 
--- depends_on: {{ ref('stg_current_versions') }}
-
-{%- set user_columns = [
-    'user_key', 'document_key', 'user_id', 'name', 'email', 'instagram_handle', 'tiktok_handle', 'joined_at',
-    'program_count', 'content_sha256', 'batch_id', 'loaded_at', 'updated_at',
-    'newer_quarantined_batch_id',
-] -%}
-{%- set defect_columns = [
-    'user_id_defect', 'name_defect', 'email_defect', 'instagram_handle_defect',
-    'tiktok_handle_defect', 'joined_at_defect', 'advocacy_programs_defect',
-] -%}
-
-{#- one row per current file, as the layers below need it: all of them, or those changed since the last build -#}
-{%- set documents_select -%}
-    select
-        {% for column in user_columns %}{{ column }},
-        {% endfor -%}
-        source_name as source_file,
-        parse_status = 'repaired' as is_repaired,
-        {% for column in defect_columns %}{{ column }}{{ "," if not loop.last }}
-        {% endfor %}
-    from delivered
-{%- endset %}
+-- (the replace_documents strategy, macros/incremental.sql, replaces the rows of the documents
+-- built here and removes those of deleted documents, with their programs and tasks)
 
 with
 
-documents as (
+users as (
 
-    select * from {{ ref('stg_user_documents') }}
+    select * from {{ ref('int_users') }}
 
 ),
 
@@ -67,7 +42,8 @@ current_versions as (
 -- have mended them)
 changed_keys as (
 
-    select document_key from current_versions where batch_id > {{ batch_watermark() }}
+    select document_key from current_versions
+where batch_id > {{ batch_watermark() }}
 
     union
 
@@ -76,11 +52,41 @@ changed_keys as (
 
     union
 
-    select document_key from {{ this }} where has_newer_quarantined_delivery
+    select document_key from {{ this }}
+where has_newer_quarantined_delivery
 
 ),
 
--- their deliveries since the last build: the latest one says whether they are stale
+-- an email a changed document has now or had before: who else shares it may have changed.
+-- (int_users is named again here rather than through `users`: a CTE named twice is computed
+-- whole, for every document, where each use needs only a few.)
+touched_emails as (
+
+    select email from {{ ref('int_users') }}
+    where document_key in (select document_key from changed_keys) and email is not null
+
+    union
+
+    select email from {{ this }}
+    where document_key in (select document_key from changed_keys) and email is not null
+
+),
+
+-- the documents this build rebuilds: the changed ones, and the unchanged ones sharing a
+-- touched email (their row stays the same but for the duplicate flag)
+rebuilt_keys as (
+
+    select document_key from changed_keys
+
+    union
+
+    select document_key from {{ this }}
+where email in (select email from touched_emails)
+
+),
+
+-- the changed documents' deliveries since the last build: the latest one says whether they
+-- are stale
 recent_deliveries as (
 
     select batch_files.*
@@ -106,17 +112,22 @@ recent_deliveries as (
 -- each document's latest delivery among those (not every document has one)
 latest_delivery as (
 
-    select distinct on (document_key) document_key, batch_id, status
+    select distinct on (document_key)
+document_key,
+batch_id,
+status
     from recent_deliveries
     where status <> 'skipped'
-    order by document_key, batch_id desc, file_seq desc
+    order by document_key asc, batch_id desc, file_seq desc
 
 ),
 
+-- the current documents to build, each with the batch of a newer quarantined delivery (an
+-- unchanged document keeps the one it had)
 delivered as (
 
     select
-        documents.*,
+        users.*,
         {% if is_incremental() %}
         case
             when latest_delivery.document_key is null then existing.newer_quarantined_batch_id
@@ -127,74 +138,16 @@ delivered as (
             as newer_quarantined_batch_id
         {% endif %}
 
-    from documents
+    from users
     left join latest_delivery
-        on latest_delivery.document_key = documents.document_key
+        on users.document_key = latest_delivery.document_key
     {% if is_incremental() %}
     left join {{ this }} as existing
-        on existing.document_key = documents.document_key
-    where documents.document_key in (select document_key from changed_keys)
+        on users.document_key = existing.document_key
+    where users.document_key in (select document_key from rebuilt_keys)
     {% endif %}
 
 ),
-
-{% if is_incremental() %}
-
--- the current documents among them
-changed as (
-
-    {{ documents_select }}
-
-),
-
--- an email a changed document has now or had before: who else shares it may have changed
-touched_emails as (
-
-    select email from changed where email is not null
-
-    union
-
-    select existing.email
-    from {{ this }} as existing
-    inner join changed_keys
-        on changed_keys.document_key = existing.document_key
-    where existing.email is not null
-
-),
-
--- unchanged documents sharing such an email: their row is kept, only the flags are recomputed
-sharing as (
-
-    select
-        {% for column in user_columns %}{{ column }},
-        {% endfor -%}
-        source_file,
-        is_repaired,
-        {% for column in defect_columns %}{{ column }}{{ "," if not loop.last }}
-        {% endfor %}
-    from {{ this }}
-    where email in (select email from touched_emails)
-        and document_key not in (select document_key from changed_keys)
-
-),
-
-rebuilt as (
-
-    select * from changed
-    union all
-    select * from sharing
-
-),
-
-{% else %}
-
-rebuilt as (
-
-    {{ documents_select }}
-
-),
-
-{% endif %}
 
 flagged as (
 
@@ -203,7 +156,7 @@ flagged as (
         coalesce(count(*) over (partition by email) > 1 and email is not null, false)
             as is_duplicate_email
 
-    from rebuilt
+    from delivered
 
 ),
 
@@ -219,23 +172,26 @@ final as (
         tiktok_handle,
         joined_at,
         program_count,
-        source_file,
+        source_name as source_file,
         content_sha256,
         batch_id,
         loaded_at,
         updated_at,
-        is_repaired,
+        parse_status = 'repaired' as is_repaired,
         newer_quarantined_batch_id is not null as has_newer_quarantined_delivery,
         newer_quarantined_batch_id,
         user_id is not null as is_identifiable,
         is_duplicate_email,
-        {% for column in defect_columns %}{{ column }},
-        {% endfor -%}
-        (
-            {% for column in defect_columns %}{{ column }} is null
-            and {% endfor %}not is_duplicate_email
-            and newer_quarantined_batch_id is null
-        ) as is_clean
+        user_id_defect,
+        name_defect,
+        email_defect,
+        instagram_handle_defect,
+        tiktok_handle_defect,
+        joined_at_defect,
+        advocacy_programs_defect,
+        has_no_defects
+        and not is_duplicate_email
+        and newer_quarantined_batch_id is null as is_clean
 
     from flagged
 

@@ -1,10 +1,8 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='user_key',
+        incremental_strategy='replace_documents',
         on_schema_change='fail',
-        pre_hook="{{ delete_rows_of_changed_documents() }}",
         post_hook="{{ apply_keys() }}",
         indexes=[
             {'columns': ['program_key']},
@@ -15,18 +13,18 @@
 }}
 
 -- depends_on: {{ ref('stg_current_versions') }}
--- (the pre-hook deletes the rows of documents with a newer version, including those that now
--- have no programs or tasks at all)
+-- (the replace_documents strategy, macros/incremental.sql, replaces every row of a changed
+-- document, including those of a document that now has no programs or tasks at all)
 
 with
 
 tasks as (
 
-    select * from {{ ref('stg_tasks_completed') }}
+    select * from {{ ref('int_tasks') }}
 
 ),
 
-current_tasks as (
+changed_tasks as (
 
     select * from tasks
     {% if is_incremental() %}
@@ -62,7 +60,7 @@ final as (
         reach_defect,
         has_no_defects as is_clean
 
-    from current_tasks
+    from changed_tasks
 
 )
 

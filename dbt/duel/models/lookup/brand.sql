@@ -21,7 +21,7 @@ batch_files as (
 
 sightings as (
 
-    select * from {{ ref('stg_program_brands') }}
+    select * from {{ ref('int_program_brands') }}
 
 ),
 
@@ -38,12 +38,12 @@ delivered as (
 
     from batch_files
     -- per delivered version, its brands: offset 0 keeps this a lookup by primary key, so an
-    -- incremental run unnests only the versions of the new batches
+    -- incremental run unnests only the versions of the new batches (no paging: hence the noqa)
     cross join lateral (
         select * from sightings
         where sightings.document_key = batch_files.document_key
             and sightings.content_sha256 = batch_files.content_sha256
-        offset 0
+        offset 0  -- noqa: AM09
     ) as sightings
     where batch_files.is_new_version
     {% if is_incremental() %}
@@ -87,7 +87,7 @@ combined as (
 
     from seen
     left join {{ this }} as existing
-        on existing.brand_id = seen.brand_id
+        on seen.brand_id = existing.brand_id
 
 ),
 

@@ -1,8 +1,8 @@
 with
 
-source as (
+documents as (
 
-    select * from {{ source('raw', 'user_documents') }}
+    select * from {{ ref('stg_user_documents') }}
 
 ),
 
@@ -10,13 +10,13 @@ source as (
 programs as (
 
     select
-        cast(source.document_key as text) as document_key,
-        cast(source.content_sha256 as text) as content_sha256,
-        cast(source.loaded_at as timestamptz) as loaded_at,
+        documents.document_key,
+        documents.content_sha256,
+        documents.loaded_at,
         program.program_json -> 'brand' as brand_json
 
-    from source
-    cross join lateral {{ array_elements("source.document -> 'advocacy_programs'") }}
+    from documents
+    cross join lateral {{ array_elements("documents.document -> 'advocacy_programs'") }}
         with ordinality as program (program_json, program_position)
 
 ),
@@ -25,7 +25,7 @@ classified as (
 
     select
         *,
-        {{ label_defect('brand_json') }} as brand_defect
+        {{ field_defect('program', 'brand') }} as brand_defect
 
     from programs
 
@@ -37,7 +37,7 @@ cleaned as (
         document_key,
         content_sha256,
         loaded_at,
-        {{ label_value('brand_json', 'brand_defect') }} as brand
+        {{ field_value('program', 'brand') }} as brand
 
     from classified
 

@@ -1,21 +1,8 @@
 with
 
-source as (
-
-    select * from {{ source('raw', 'user_documents') }}
-
-),
-
-current_versions as (
-
-    select * from {{ source('raw', 'current_versions') }}
-
-),
-
--- the current version of each file (older versions stay in raw and in the snapshot)
 current_documents as (
 
-    {{ current_documents('source', 'current_versions') }}
+    select * from {{ ref('int_current_documents') }}
 
 ),
 
@@ -42,12 +29,10 @@ classified as (
 
     select
         *,
-        {{ uuid_defect('program_id_json') }} as program_id_defect,
-        {{ label_defect('brand_json') }} as brand_defect,
-        {{ amount_defect('total_sales_attributed_json', placeholders=['no-data'],
-                          range=measure_range('total_sales_attributed')) }}
-            as total_sales_attributed_defect,
-        {{ array_defect('tasks_completed_json') }} as tasks_completed_defect
+        {{ field_defect('program', 'program_id') }} as program_id_defect,
+        {{ field_defect('program', 'brand') }} as brand_defect,
+        {{ field_defect('program', 'total_sales_attributed') }} as total_sales_attributed_defect,
+        {{ field_defect('program', 'tasks_completed') }} as tasks_completed_defect
 
     from unnested
 
@@ -63,15 +48,10 @@ cleaned as (
         content_sha256,
         batch_id,
         program_position,
-        {{ uuid_value('program_id_json', 'program_id_defect') }} as program_id,
-        {{ label_value('brand_json', 'brand_defect') }} as brand,
-        {{ amount_value('total_sales_attributed_json', 'total_sales_attributed_defect') }}
-            as total_sales_attributed,
-        case
-            when jsonb_typeof(tasks_completed_json) = 'array'
-            then jsonb_array_length(tasks_completed_json)
-            else 0
-        end as task_count,
+        {{ field_value('program', 'program_id') }} as program_id,
+        {{ field_value('program', 'brand') }} as brand,
+        {{ field_value('program', 'total_sales_attributed') }} as total_sales_attributed,
+        {{ field_value('program', 'tasks_completed') }} as task_count,
         program_id_defect,
         brand_defect,
         total_sales_attributed_defect,
@@ -104,12 +84,7 @@ final as (
         brand_defect,
         total_sales_attributed_defect,
         tasks_completed_defect,
-        (
-            program_id_defect is null
-            and brand_defect is null
-            and total_sales_attributed_defect is null
-            and tasks_completed_defect is null
-        ) as has_no_defects
+        {{ has_no_defects('program') }} as has_no_defects
 
     from cleaned
 

@@ -1,21 +1,8 @@
 with
 
-source as (
-
-    select * from {{ source('raw', 'user_documents') }}
-
-),
-
-current_versions as (
-
-    select * from {{ source('raw', 'current_versions') }}
-
-),
-
--- the current version of each file (older versions stay in raw and in the snapshot)
 current_documents as (
 
-    {{ current_documents('source', 'current_versions') }}
+    select * from {{ ref('int_current_documents') }}
 
 ),
 
@@ -48,13 +35,13 @@ classified as (
 
     select
         *,
-        {{ uuid_defect('task_id_json') }} as task_id_defect,
-        {{ label_defect('platform_json', accepted=var('platforms')) }} as platform_defect,
-        {{ url_defect('post_url_json', placeholders=['broken_link']) }} as post_url_defect,
-        {{ count_defect('likes_json', measure_range('likes')) }} as likes_defect,
-        {{ count_defect('comments_json', measure_range('comments')) }} as comments_defect,
-        {{ count_defect('shares_json', measure_range('shares')) }} as shares_defect,
-        {{ count_defect('reach_json', measure_range('reach')) }} as reach_defect
+        {{ field_defect('task', 'task_id') }} as task_id_defect,
+        {{ field_defect('task', 'platform') }} as platform_defect,
+        {{ field_defect('task', 'post_url') }} as post_url_defect,
+        {{ field_defect('task', 'likes') }} as likes_defect,
+        {{ field_defect('task', 'comments') }} as comments_defect,
+        {{ field_defect('task', 'shares') }} as shares_defect,
+        {{ field_defect('task', 'reach') }} as reach_defect
 
     from unnested
 
@@ -72,13 +59,13 @@ cleaned as (
         batch_id,
         program_position,
         task_position,
-        {{ uuid_value('task_id_json', 'task_id_defect') }} as task_id,
-        {{ label_value('platform_json', 'platform_defect', case_fold=true) }} as platform,
-        {{ url_value('post_url_json', 'post_url_defect') }} as post_url,
-        {{ count_value('likes_json', 'likes_defect') }} as likes,
-        {{ count_value('comments_json', 'comments_defect') }} as comments,
-        {{ count_value('shares_json', 'shares_defect') }} as shares,
-        {{ count_value('reach_json', 'reach_defect') }} as reach,
+        {{ field_value('task', 'task_id') }} as task_id,
+        {{ field_value('task', 'platform') }} as platform,
+        {{ field_value('task', 'post_url') }} as post_url,
+        {{ field_value('task', 'likes') }} as likes,
+        {{ field_value('task', 'comments') }} as comments,
+        {{ field_value('task', 'shares') }} as shares,
+        {{ field_value('task', 'reach') }} as reach,
         task_id_defect,
         platform_defect,
         post_url_defect,
@@ -86,15 +73,7 @@ cleaned as (
         comments_defect,
         shares_defect,
         reach_defect,
-        (
-            task_id_defect is null
-            and platform_defect is null
-            and post_url_defect is null
-            and likes_defect is null
-            and comments_defect is null
-            and shares_defect is null
-            and reach_defect is null
-        ) as has_no_defects
+        {{ has_no_defects('task') }} as has_no_defects
 
     from classified
 
