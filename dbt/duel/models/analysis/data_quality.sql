@@ -135,28 +135,28 @@ all_fields as (
 records as (
 
     select
-batch_id,
-'user' as record_type,
-is_clean
-from users
+        batch_id,
+        'user' as record_type,
+        is_clean
+    from users
     union all
     select
-batch_id,
-'program' as record_type,
-is_clean
-from programs
+        batch_id,
+        'program' as record_type,
+        is_clean
+    from programs
     union all
     select
-batch_id,
-'task' as record_type,
-is_clean
-from tasks
+        batch_id,
+        'task' as record_type,
+        is_clean
+    from tasks
     union all
     select
-batch_id,
-record_type,
-is_clean
-from file_fields
+        batch_id,
+        record_type,
+        is_clean
+    from file_fields
 
 ),
 

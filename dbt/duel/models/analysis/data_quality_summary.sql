@@ -34,10 +34,10 @@ batches as (
 unclean_users as (
 
     select user_key from programs
-where not is_clean
+    where not is_clean
     union
     select user_key from tasks
-where not is_clean
+    where not is_clean
 
 ),
 

@@ -76,7 +76,7 @@ with_sales as (
 pool as (
 
     select * from with_sales
-where not is_negative_sales
+    where not is_negative_sales
 
 ),
 
@@ -135,8 +135,8 @@ keyed as (
 group_sizes as (
 
     select
-peer_group_key,
-count(*) as peer_group_size
+        peer_group_key,
+        count(*) as peer_group_size
     from keyed
     group by 1
 
@@ -166,9 +166,9 @@ assigned as (
 members as (
 
     select
-keyed.peer_group_key,
-keyed.total_sales_attributed,
-group_sizes.peer_group_size
+        keyed.peer_group_key,
+        keyed.total_sales_attributed,
+        group_sizes.peer_group_size
     from keyed
     inner join group_sizes
         on keyed.peer_group_key = group_sizes.peer_group_key

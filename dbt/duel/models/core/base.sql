@@ -12,6 +12,7 @@
     )
 }}
 
+-- depends_on: {{ ref('stg_current_versions') }}
 -- (the replace_documents strategy, macros/incremental.sql, replaces the rows of the documents
 -- built here and removes those of deleted documents, with their programs and tasks)
 
@@ -29,13 +30,13 @@ batch_files as (
 
 ),
 
+{% if is_incremental() %}
+
 current_versions as (
 
     select * from {{ ref('stg_current_versions') }}
 
 ),
-
-{% if is_incremental() %}
 
 -- documents whose current version changed since the last build (a new version, a return, a
 -- tombstone), whose delivery was quarantined since, or that are stale now (a later delivery may
@@ -43,7 +44,7 @@ current_versions as (
 changed_keys as (
 
     select document_key from current_versions
-where batch_id > {{ batch_watermark() }}
+    where batch_id > {{ batch_watermark() }}
 
     union
 
@@ -53,7 +54,7 @@ where batch_id > {{ batch_watermark() }}
     union
 
     select document_key from {{ this }}
-where has_newer_quarantined_delivery
+    where has_newer_quarantined_delivery
 
 ),
 
@@ -63,7 +64,9 @@ where has_newer_quarantined_delivery
 touched_emails as (
 
     select email from {{ ref('int_users') }}
-    where document_key in (select document_key from changed_keys) and email is not null
+    where
+        document_key = any(array(select changed_keys.document_key from changed_keys))
+        and email is not null
 
     union
 
@@ -81,7 +84,7 @@ rebuilt_keys as (
     union
 
     select document_key from {{ this }}
-where email in (select email from touched_emails)
+    where email in (select email from touched_emails)
 
 ),
 
@@ -103,7 +106,11 @@ recent_deliveries as (
 
     select batch_files.*
     from batch_files
-    where document_key in (select document_key from batch_files where status = 'quarantined')
+    where batch_files.document_key in (
+        select quarantined.document_key
+        from batch_files as quarantined
+        where quarantined.status = 'quarantined'
+    )
 
 ),
 
@@ -113,9 +120,9 @@ recent_deliveries as (
 latest_delivery as (
 
     select distinct on (document_key)
-document_key,
-batch_id,
-status
+        document_key,
+        batch_id,
+        status
     from recent_deliveries
     where status <> 'skipped'
     order by document_key asc, batch_id desc, file_seq desc
@@ -144,7 +151,11 @@ delivered as (
     {% if is_incremental() %}
     left join {{ this }} as existing
         on users.document_key = existing.document_key
-    where users.document_key in (select document_key from rebuilt_keys)
+    -- `= any(array(...))`, not `in (select ...)`: the array is computed first, so the filter
+    -- reaches int_current_documents' scan of current_versions (its primary key) and only these
+    -- documents are looked up; a semi-join is planned above the lookup, which then reads every
+    -- current document (measured at 100k users, 1 % changed: 22 s against 2 s)
+    where users.document_key = any(array(select rebuilt_keys.document_key from rebuilt_keys))
     {% endif %}
 
 ),
