@@ -38,6 +38,8 @@ REPO = BENCH.parent
 BASELINES = BENCH / "baselines"
 NOTEBOOK_MAX = 100_000
 LARGE = 1_000_000
+NOTHING_CHANGED = "nothing changed"
+ONE_PERCENT = "incremental (1 % changed)"
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,29 @@ def measure_size(
     return records
 
 
+def dbt_timings(bench: Bench) -> dict[str, object]:
+    """Where the last `duel run`'s dbt build spent its time, from dbt's own run_results.json:
+    the sum per resource type (model, test, snapshot, ...) and the slowest nodes."""
+    path = bench.work / "dbt" / "target" / "run_results.json"
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))["results"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    by_type: dict[str, float] = {}
+    nodes = []
+    for result in results:
+        kind = result["unique_id"].split(".", 1)[0]
+        seconds = float(result.get("execution_time") or 0)
+        by_type[kind] = by_type.get(kind, 0.0) + seconds
+        nodes.append((seconds, result["unique_id"].split(".", 2)[-1], kind))
+    nodes.sort(reverse=True)
+    return {
+        "nodes": len(results),
+        "by_type": {k: round(v, 2) for k, v in sorted(by_type.items())},
+        "slowest": [[name, kind, round(seconds, 2)] for seconds, name, kind in nodes[:8]],
+    }
+
+
 def run_end_to_end(bench: Bench, label: str, paths: list[tuple[str, Path]]) -> list[dict]:
     """`duel run` on each path in turn into one fresh database (the later ones are incremental)."""
     database = bench.fresh_database("run")
@@ -245,6 +270,8 @@ def run_end_to_end(bench: Bench, label: str, paths: list[tuple[str, Path]]) -> l
                     "steps": summary.get("steps", {}),
                     "loaded": summary.get("loaded"),
                     "unchanged": summary.get("unchanged"),
+                    "nothing_changed": summary.get("nothing_changed"),
+                    "dbt": {} if summary.get("nothing_changed") else dbt_timings(bench),
                     "error": error,
                 }
             )
@@ -334,6 +361,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--no-end-to-end", action="store_true", help="skip the duel run measurements"
     )
+    parser.add_argument(
+        "--end-to-end-only",
+        action="store_true",
+        help="only the duel run measurements (full, nothing changed, 1 %% changed)",
+    )
     parser.add_argument("--keep-server", action="store_true", help="leave the bench server running")
     parser.add_argument(
         "--out",
@@ -353,17 +385,18 @@ def end_to_end(bench: Bench, sizes: list[int], forms: tuple[str, ...], seed: int
     records = []
     if bench_inputs.REAL_SIZE in sizes:
         real = bench_inputs.REAL_DATA
-        records += run_end_to_end(bench, "10k", [("full", real)])
-    if LARGE in sizes:
+        # the same dump twice: the second run stores nothing and must rebuild nothing
+        records += run_end_to_end(bench, "10k", [("full", real), (NOTHING_CHANGED, real)])
+    for size in (s for s in sizes if s > bench_inputs.REAL_SIZE):
         (folder,) = [
             i.path
             for i in bench_inputs.prepare(
-                LARGE, ("dir",), bench.work / "inputs", bench.duel, seed, bench.log
+                size, ("dir",), bench.work / "inputs", bench.duel, seed, bench.log
             )
         ]
         changed = bench_inputs.prepare_changed(folder, bench.log)
         records += run_end_to_end(
-            bench, "1M", [("full", folder), ("incremental (1 % changed)", changed)]
+            bench, report.size_label(size), [("full", folder), (ONE_PERCENT, changed)]
         )
     return records
 
@@ -392,7 +425,7 @@ def main(argv: list[str]) -> int:
     with bench.admin() as conn:
         results["machine"]["postgres"] = conn.execute("show server_version").fetchone()[0]  # type: ignore[index]
     try:
-        for size in sizes:
+        for size in [] if args.end_to_end_only else sizes:
             items = bench_inputs.prepare(
                 size, forms, bench.work / "inputs", bench.duel, args.seed, bench.log
             )
