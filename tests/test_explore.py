@@ -490,7 +490,7 @@ def test_defect_counts_equal_dbt_data_quality_on_the_real_dump(
         for d in explore.defect_counts(OPTIONS, real_data)
     ]
     assert explored == sorted(loaded)  # in Python's order: the database's collation may differ
-    assert len(loaded) == 24
+    assert len(loaded) == 23
 
 
 def test_distributions_small_dump(small_dump: Path) -> None:
