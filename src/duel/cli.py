@@ -335,7 +335,7 @@ def ingest(
     PGDATABASE is set; later commands use that database (recorded in DUEL_HOME/database.json).
 
     \b
-    Examples:
+    Example:
       duel ingest data.tar.gz --json
       duel ingest export-2025-07-24.tar.gz --full      # a complete dump: absent users are deleted
       duel ingest users.ndjson --document-key user_id,email
@@ -456,7 +456,7 @@ def transform(
     """Build the dbt models and run their tests (dbt build) on the loaded data.
 
     \b
-    Examples:
+    Example:
       duel transform --select staging --select base+
       duel transform --target spark      # a local Spark session, tables under DUEL_HOME/spark
     """
@@ -635,7 +635,7 @@ def run(
     one, or another Postgres) and whether duel started it.
 
     \b
-    Examples:
+    Example:
       duel run data.tar.gz
       duel run export-2025-07-24.tar.gz --full         # a complete dump: absent users are deleted
       duel run s3://dumps/daily/                       # only new or changed objects are read

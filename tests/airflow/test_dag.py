@@ -111,7 +111,11 @@ def test_dag_schedule_comes_from_settings(dag: dict[str, object], tmp_path: Path
 def test_dag_params_and_catchup(dag: dict[str, object]) -> None:
     assert dag["catchup"] is False
     assert dag["params"] == {
-        "data": ["", {"type": "string"}, "Input (.tar.gz, directory, ...); empty: DUEL_DATA"],
+        "data": [
+            "",
+            {"type": "string"},
+            "Input (.tar.gz, directory, s3://bucket/prefix/, ...); empty: DUEL_DATA",
+        ],
         "shards": [
             4,
             {"type": "integer", "minimum": 1, "maximum": 256},
