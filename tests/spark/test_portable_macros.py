@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
+import yaml
 
 from duel import db
 from duel.settings import Settings
@@ -52,6 +53,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(PROJECT, target)
     shutil.copytree(REPO / "dbt" / "duel" / "macros", target / "macros")
     shutil.copy(REPO / "dbt" / "duel" / "profiles.yml", target / "profiles.yml")
+    # the macros read the real project's vars (defect patterns, field rules): the same here
+    real = yaml.safe_load((REPO / "dbt" / "duel" / "dbt_project.yml").read_text(encoding="utf-8"))
+    own = yaml.safe_load((target / "dbt_project.yml").read_text(encoding="utf-8"))
+    (target / "dbt_project.yml").write_text(
+        yaml.safe_dump({**own, "vars": real["vars"]}, sort_keys=False), encoding="utf-8"
+    )
     return target
 
 

@@ -67,25 +67,25 @@ final as (
         {{ adapter.dispatch('fold_text', 'duel')('trimmed') }} as folded,
         '@' || {{ trim_leading(adapter.dispatch('lower_text', 'duel')('trimmed'), '@') }} as handle,
         {{ text_starts_with('trimmed', "'Jane'") }} as starts_with_jane,
-        {{ regex_match('trimmed', uuid_pattern(), case_insensitive=true) }} as is_uuid,
-        {{ regex_match(adapter.dispatch('lower_text', 'duel')('trimmed'), email_pattern(), negate=true) }} as is_not_email,
-        {{ regex_match('trimmed', url_pattern(), case_insensitive=true) }} as is_url,
-        {{ regex_match('trimmed', iso_timestamp_pattern(), case_insensitive=true) }} as is_iso_timestamp,
-        {{ regex_match('trimmed', decimal_pattern(), case_insensitive=true, negate=true) }} as is_not_decimal,
+        {{ regex_match('trimmed', defect_pattern('uuid'), case_insensitive=true) }} as is_uuid,
+        {{ regex_match(adapter.dispatch('lower_text', 'duel')('trimmed'), defect_pattern('email'), negate=true) }} as is_not_email,
+        {{ regex_match('trimmed', defect_pattern('url'), case_insensitive=true) }} as is_url,
+        {{ regex_match('trimmed', defect_pattern('iso_timestamp'), case_insensitive=true) }} as is_iso_timestamp,
+        {{ regex_match('trimmed', defect_pattern('decimal'), case_insensitive=true, negate=true) }} as is_not_decimal,
         {{ regex_match('trimmed', "'^[+-]?[0-9]+(\.[0-9]+)?$'") }} as is_plain_number,
         {{ regex_replace_all('trimmed', "'[aeiou]'", "'_'") }} as without_vowels,
         case
-            when {{ regex_match('trimmed', iso_timestamp_pattern(), case_insensitive=true) }}
+            when {{ regex_match('trimmed', defect_pattern('iso_timestamp'), case_insensitive=true) }}
             then {{ input_is_valid('trimmed', 'timestamp') }}
         end as is_valid_timestamp,
         case
-            when {{ regex_match('trimmed', decimal_pattern(), case_insensitive=true) }}
+            when {{ regex_match('trimmed', defect_pattern('decimal'), case_insensitive=true) }}
             then {{ input_is_valid('trimmed', 'numeric') }}
         end as is_valid_numeric,
         case
-            when not {{ regex_match('trimmed', iso_timestamp_pattern(), case_insensitive=true) }}
+            when not {{ regex_match('trimmed', defect_pattern('iso_timestamp'), case_insensitive=true) }}
                 or not {{ input_is_valid('trimmed', 'timestamp') }} then null
-            when {{ regex_match('trimmed', iso_offset_pattern(), case_insensitive=true) }}
+            when {{ regex_match('trimmed', defect_pattern('iso_offset'), case_insensitive=true) }}
             then {{ cast_as('trimmed', 'timestamptz') }}
             else {{ utc_timestamp('trimmed') }}
         end as timestamp_value,

@@ -16,9 +16,9 @@
     ('unnest', "cross join lateral " ~ array_elements("current_documents.document -> 'advocacy_programs'")
         ~ " with ordinality as program (program_json, program_position)",
         unnest_json_array(json_get('current_documents.document', 'advocacy_programs'), 'program', 'program_json', 'program_position')),
-    ('regex_uuid', json_text('j') ~ " !~* " ~ uuid_pattern(), regex_match(json_text('j'), uuid_pattern(), true, true)),
-    ('regex_email', lower_text(json_text('j')) ~ " !~ " ~ email_pattern(), regex_match(lower_text(json_text('j')), email_pattern(), negate=true)),
-    ('regex_offset', json_text('j') ~ " ~* " ~ iso_offset_pattern(), regex_match(json_text('j'), iso_offset_pattern(), true)),
+    ('regex_uuid', json_text('j') ~ " !~* " ~ defect_pattern('uuid'), regex_match(json_text('j'), defect_pattern('uuid'), true, true)),
+    ('regex_email', lower_text(json_text('j')) ~ " !~ " ~ defect_pattern('email'), regex_match(lower_text(json_text('j')), defect_pattern('email'), negate=true)),
+    ('regex_offset', json_text('j') ~ " ~* " ~ defect_pattern('iso_offset'), regex_match(json_text('j'), defect_pattern('iso_offset'), true)),
     ('regex_placeholder', json_text('j') ~ " ~ '^[?]+$'", regex_match(json_text('j'), "'^[?]+$'")),
     ('input_is_valid', "pg_input_is_valid(" ~ json_text('j') ~ ", 'timestamp')", input_is_valid(json_text('j'), 'timestamp')),
     ('timestamptz', "cast(" ~ json_text('j') ~ " as timestamptz)", cast_as(json_text('j'), 'timestamptz')),
