@@ -161,7 +161,7 @@ $(SPARK_VENV)/.installed: pyproject.toml requirements-spark.txt
 
 spark: $(SPARK_VENV)/.installed ## Create .venv-spark (dbt-spark, pyspark, duel) for the Spark target and ingest
 
-test-spark: spark ## Run tests/spark (the portable macros and the Spark ingest on Postgres and a local Spark session)
+test-spark: spark ## Run tests/spark (portable macros, Spark ingest, the whole project built on Postgres and on Spark and compared)
 	$(SPARK_BIN)/python -m pytest tests/spark $(PYTEST_PROGRESS) $(PYTEST_ARGS)
 
 # --- Benchmark: its own venv (.venv-bench: the bench extra, locked in bench/requirements.txt) -----

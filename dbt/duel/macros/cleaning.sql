@@ -5,11 +5,13 @@
     (src/duel/defects.py) applies the same vars, kind for kind, in Python.
 
     The models call `field_defect(entity, field)`, which classifies the raw JSON value in the
-    column `<field>_json` (a jsonb expression, NULL when the key is absent) into a defect class,
-    NULL when the value is fine, and `field_value(entity, field)`, which casts the value, or
+    column `<field>_json` (a JSON value: jsonb on Postgres, variant on Spark; NULL when the key is
+    absent) into a defect class, NULL when the value is fine, and `field_value(entity, field)`, which casts the value, or
     gives NULL when its class `<field>_defect` means the value is unusable. Each kind is a pair
     of macros, `<kind>_defect(json, rule)` and `<kind>_value(json, defect, rule)`; unit tests pin them
-    down (models/intermediate/*.yml). The classes are described in models/docs.md.
+    down (models/intermediate/*.yml). The classes are described in models/docs.md. Every
+    database-specific construct goes through macros/portable.sql, so the rules build on Postgres
+    and on Spark alike.
 #}
 
 {# The rule of one field (var `fields`), with its placeholders and, for measures, its range. #}
@@ -45,11 +47,13 @@
     )
 {%- endmacro %}
 
-{# One `('<field>', <relation>.<field>_defect)` row of a values list per field of the entity. #}
-{% macro field_defect_values(entity, relation) -%}
+{# One `['<field>', <relation>.<field>_defect]` row per field of the entity, for lateral_values. #}
+{% macro field_defect_rows(entity, relation) -%}
+    {%- set rows = [] -%}
     {%- for field in var('fields')[entity] -%}
-            ('{{ field }}', {{ relation }}.{{ field }}_defect){{ ',\n' if not loop.last }}
+        {%- do rows.append(["'" ~ field ~ "'", relation ~ '.' ~ field ~ '_defect']) -%}
     {%- endfor -%}
+    {{ return(rows) }}
 {%- endmacro %}
 
 {# A defect class as a SQL literal; a class that is not in var `defect_classes` does not compile. #}
@@ -60,23 +64,28 @@
     '{{ name }}'
 {%- endmacro %}
 
+{# A regular expression (a Python string) as a SQL literal, for regex_match (macros/portable.sql). #}
+{% macro pattern_literal(pattern) -%}
+    '{{ pattern | replace("'", "''") }}'
+{%- endmacro %}
+
 {# A format of var `defect_patterns` as a SQL literal. #}
 {% macro defect_pattern(name) -%}
-    '{{ var('defect_patterns')[name] | replace("'", "''") }}'
+    {{ pattern_literal(var('defect_patterns')[name]) }}
 {%- endmacro %}
 
 {# Whitespace trimmed from text values: space, tab, newline, carriage return, form feed. #}
 {% macro json_text(json) -%}
-    (case when jsonb_typeof({{ json }}) = 'string' then btrim({{ json }} #>> '{}', e' \t\n\r\f') end)
+    (case when {{ json_kind(json) }} = 'string' then {{ trim_whitespace(json_scalar(json)) }} end)
 {%- endmacro %}
 
 {# The text of a JSON string or number (numbers print in their canonical decimal form). #}
 {% macro json_scalar_text(json) -%}
-    (case when jsonb_typeof({{ json }}) in ('string', 'number') then btrim({{ json }} #>> '{}', e' \t\n\r\f') end)
+    (case when {{ json_kind(json) }} in ('string', 'number') then {{ trim_whitespace(json_scalar(json)) }} end)
 {%- endmacro %}
 
 {% macro is_missing(json) -%}
-    ({{ json }} is null or jsonb_typeof({{ json }}) = 'null')
+    ({{ json }} is null or {{ json_kind(json) }} = 'null')
 {%- endmacro %}
 
 {% macro sql_list(values) -%}
@@ -93,7 +102,7 @@
 {# The first cases of every kind of text: missing, not a string, empty, a placeholder. #}
 {% macro text_cases(json, rule) -%}
         when {{ is_missing(json) }} then {{ defect_class('missing') }}
-        when jsonb_typeof({{ json }}) <> 'string' then {{ defect_class('wrong-type') }}
+        when {{ json_kind(json) }} <> 'string' then {{ defect_class('wrong-type') }}
         when {{ json_text(json) }} = '' then {{ defect_class('empty') }}
         {{- placeholder_case(json, rule) }}
 {%- endmacro %}
@@ -102,12 +111,12 @@
 {% macro uuid_defect(json, rule) -%}
     case
         {{ text_cases(json, rule) }}
-        when {{ json_text(json) }} !~* {{ defect_pattern('uuid') }} then {{ defect_class('malformed') }}
+        when {{ regex_match(json_text(json), defect_pattern('uuid'), true, true) }} then {{ defect_class('malformed') }}
     end
 {%- endmacro %}
 
 {% macro uuid_value(json, defect, rule={}) -%}
-    case when {{ defect }} is null then cast({{ lower_text(json_text(json)) }} as uuid) end
+    case when {{ defect }} is null then {{ cast_as(lower_text(json_text(json)), 'uuid') }} end
 {%- endmacro %}
 
 {# Free text (name): trimmed; a placeholder (for a name: any run of question marks) -> NULL. #}
@@ -115,7 +124,7 @@
     case
         {{ text_cases(json, rule) }}
         {%- if rule.get('placeholder_pattern') %}
-        when {{ json_text(json) }} ~ '{{ rule['placeholder_pattern'] | replace("'", "''") }}' then {{ defect_class('placeholder') }}
+        when {{ regex_match(json_text(json), pattern_literal(rule['placeholder_pattern'])) }} then {{ defect_class('placeholder') }}
         {%- endif %}
     end
 {%- endmacro %}
@@ -128,7 +137,7 @@
 {% macro email_defect(json, rule) -%}
     case
         {{ text_cases(json, rule) }}
-        when {{ lower_text(json_text(json)) }} !~ {{ defect_pattern('email') }} then {{ defect_class('malformed') }}
+        when {{ regex_match(lower_text(json_text(json)), defect_pattern('email'), negate=true) }} then {{ defect_class('malformed') }}
     end
 {%- endmacro %}
 
@@ -141,16 +150,16 @@
     rules (the rule's `pattern`: characters and length) is kept and flagged.
 #}
 {% macro handle_text(json) -%}
-    ('@' || ltrim({{ lower_text(json_text(json)) }}, '@'))
+    ('@' || {{ trim_leading(lower_text(json_text(json)), '@') }})
 {%- endmacro %}
 
 {% macro handle_defect(json, rule) -%}
     case
         when {{ is_missing(json) }} then {{ defect_class('missing') }}
-        when jsonb_typeof({{ json }}) <> 'string' then {{ defect_class('wrong-type') }}
-        when ltrim({{ json_text(json) }}, '@') = '' then {{ defect_class('empty') }}
+        when {{ json_kind(json) }} <> 'string' then {{ defect_class('wrong-type') }}
+        when {{ trim_leading(json_text(json), '@') }} = '' then {{ defect_class('empty') }}
         {{- placeholder_case(json, rule) }}
-        when {{ handle_text(json) }} !~ '{{ rule['pattern'] | replace("'", "''") }}' then {{ defect_class('breaks-platform-rules') }}
+        when {{ regex_match(handle_text(json), pattern_literal(rule['pattern']), negate=true) }} then {{ defect_class('breaks-platform-rules') }}
     end
 {%- endmacro %}
 
@@ -162,16 +171,16 @@
 {% macro timestamp_defect(json, rule) -%}
     case
         {{ text_cases(json, rule) }}
-        when {{ json_text(json) }} !~* {{ defect_pattern('iso_timestamp') }} then {{ defect_class('unparseable') }}
-        when not pg_input_is_valid({{ json_text(json) }}, 'timestamp') then {{ defect_class('unparseable') }}
+        when {{ regex_match(json_text(json), defect_pattern('iso_timestamp'), true, true) }} then {{ defect_class('unparseable') }}
+        when not {{ input_is_valid(json_text(json), 'timestamp') }} then {{ defect_class('unparseable') }}
     end
 {%- endmacro %}
 
 {% macro timestamp_value(json, defect, rule={}) -%}
     case
         when {{ defect }} is not null then null
-        when {{ json_text(json) }} ~* {{ defect_pattern('iso_offset') }} then cast({{ json_text(json) }} as timestamptz)
-        else cast({{ json_text(json) }} as timestamp) at time zone 'UTC'
+        when {{ regex_match(json_text(json), defect_pattern('iso_offset'), true) }} then {{ cast_as(json_text(json), 'timestamptz') }}
+        else {{ utc_timestamp(json_text(json)) }}
     end
 {%- endmacro %}
 
@@ -182,11 +191,11 @@
 {% macro label_defect(json, rule) -%}
     case
         when {{ is_missing(json) }} then {{ defect_class('missing') }}
-        when jsonb_typeof({{ json }}) = 'number' then {{ defect_class('number') }}
-        when jsonb_typeof({{ json }}) <> 'string' then {{ defect_class('wrong-type') }}
+        when {{ json_kind(json) }} = 'number' then {{ defect_class('number') }}
+        when {{ json_kind(json) }} <> 'string' then {{ defect_class('wrong-type') }}
         when {{ json_text(json) }} = '' then {{ defect_class('empty') }}
         {{- placeholder_case(json, rule) }}
-        when {{ json_text(json) }} ~ {{ defect_pattern('label_number') }} then {{ defect_class('number') }}
+        when {{ regex_match(json_text(json), defect_pattern('label_number')) }} then {{ defect_class('number') }}
         {%- if rule.get('accepted') %}
         when {{ lower_text(json_text(json)) }} not in {{ sql_list(rule['accepted']) }} then {{ defect_class('unknown-value') }}
         {%- endif %}
@@ -205,7 +214,7 @@
 {% macro url_defect(json, rule) -%}
     case
         {{ text_cases(json, rule) }}
-        when {{ json_text(json) }} !~* {{ defect_pattern('url') }} then {{ defect_class('malformed') }}
+        when {{ regex_match(json_text(json), defect_pattern('url'), true, true) }} then {{ defect_class('malformed') }}
     end
 {%- endmacro %}
 
@@ -219,19 +228,19 @@
 #}
 {% macro number_defect_cases(json, rule) -%}
         when {{ is_missing(json) }} then {{ defect_class('missing') }}
-        when jsonb_typeof({{ json }}) = 'string' and {{ json_text(json) }} = '' then {{ defect_class('empty') }}
+        when {{ json_kind(json) }} = 'string' and {{ json_text(json) }} = '' then {{ defect_class('empty') }}
         {%- if rule['placeholders'] %}
-        when jsonb_typeof({{ json }}) = 'string' and {{ lower_text(json_text(json)) }} in {{ sql_list(rule['placeholders'] | map('lower')) }} then {{ defect_class('placeholder') }}
+        when {{ json_kind(json) }} = 'string' and {{ lower_text(json_text(json)) }} in {{ sql_list(rule['placeholders'] | map('lower')) }} then {{ defect_class('placeholder') }}
         {%- endif %}
-        when jsonb_typeof({{ json }}) = 'string' and {{ lower_text(json_text(json)) }} ~ {{ defect_pattern('not_a_number') }} then {{ defect_class('not-a-number') }}
-        when jsonb_typeof({{ json }}) not in ('number', 'string') then {{ defect_class('wrong-type') }}
-        when jsonb_typeof({{ json }}) = 'string' and {{ json_text(json) }} !~* {{ defect_pattern('decimal') }} then {{ defect_class('non-numeric') }}
-        when jsonb_typeof({{ json }}) = 'string' and not pg_input_is_valid({{ json_text(json) }}, 'numeric') then {{ defect_class('out-of-range') }}
+        when {{ json_kind(json) }} = 'string' and {{ regex_match(lower_text(json_text(json)), defect_pattern('not_a_number')) }} then {{ defect_class('not-a-number') }}
+        when {{ json_kind(json) }} not in ('number', 'string') then {{ defect_class('wrong-type') }}
+        when {{ json_kind(json) }} = 'string' and {{ regex_match(json_text(json), defect_pattern('decimal'), true, true) }} then {{ defect_class('non-numeric') }}
+        when {{ json_kind(json) }} = 'string' and not {{ input_is_valid(json_text(json), 'numeric') }} then {{ defect_class('out-of-range') }}
 {%- endmacro %}
 
 {# The value of a JSON number or decimal string as numeric (only once number_defect_cases passed). #}
 {% macro json_number(json) -%}
-    cast({{ json_scalar_text(json) }} as numeric)
+    {{ cast_as(json_scalar_text(json), 'numeric') }}
 {%- endmacro %}
 
 {#
@@ -260,7 +269,7 @@
     case
         {{ number_defect_cases(json, rule) }}
         when {{ json_number(json) }} < 0 then {{ defect_class('negative') }}
-        when {{ json_number(json) }} <> trunc({{ json_number(json) }}) then {{ defect_class('fractional') }}
+        when {{ json_number(json) }} <> {{ truncate_number(json_number(json)) }} then {{ defect_class('fractional') }}
         when {{ json_number(json) }} not between {{ rule['range']['min'] }} and {{ rule['range']['max'] }} then {{ defect_class('out-of-range') }}
     end
 {%- endmacro %}
@@ -283,30 +292,22 @@
 {%- endmacro %}
 
 {% macro amount_value(json, defect, rule={}) -%}
-    cast(
-        case
-            when {{ defect }} is null or {{ defect }} = {{ defect_class('negative') }}
-            then round({{ json_number(json) }}, 2)
-        end
-        as numeric(18, 2)
-    )
+    {{ cast_as(
+        "case when " ~ defect ~ " is null or " ~ defect ~ " = " ~ defect_class('negative')
+        ~ " then round(" ~ json_number(json) ~ ", 2) end",
+        'numeric(18, 2)') }}
 {%- endmacro %}
 
 {# Lists (advocacy_programs, tasks_completed): an array, possibly empty; the value is its length. #}
 {% macro list_defect(json, rule) -%}
     case
         when {{ is_missing(json) }} then {{ defect_class('missing') }}
-        when jsonb_typeof({{ json }}) <> 'array' then {{ defect_class('wrong-type') }}
+        when {{ json_kind(json) }} <> 'array' then {{ defect_class('wrong-type') }}
     end
 {%- endmacro %}
 
 {% macro list_value(json, defect, rule={}) -%}
-    case when jsonb_typeof({{ json }}) = 'array' then jsonb_array_length({{ json }}) else 0 end
-{%- endmacro %}
-
-{# The elements of a JSON array with their 1-based positions; anything else has none. #}
-{% macro array_elements(json) -%}
-    jsonb_array_elements(case when jsonb_typeof({{ json }}) = 'array' then {{ json }} else '[]'::jsonb end)
+    case when {{ json_kind(json) }} = 'array' then {{ json_array_length(json) }} else 0 end
 {%- endmacro %}
 
 {#

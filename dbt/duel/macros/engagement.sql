@@ -86,7 +86,7 @@
 
 {# known / rows as a share with 6 decimals; NULL when there are no rows. #}
 {% macro known_share(known, rows) -%}
-    cast(round({{ known }}::numeric / nullif({{ rows }}, 0), 6) as numeric(9, 6))
+    cast(round({{ typecast(known, 'numeric') }} / nullif({{ rows }}, 0), 6) as numeric(9, 6))
 {%- endmacro %}
 
 {#

@@ -38,8 +38,15 @@
     (delete+insert on user_key alone keeps the rows of a deleted document and of a document whose
     new version has no rows; a second delete in a hook, as before, was a second path to keep in
     step with the first.)
+
+    dbt-spark's incremental materialization accepts only its own strategies; the two macros
+    at the end of this file let it take this one too (on Spark, spark__ below).
 #}
 {% macro get_incremental_replace_documents_sql(arg_dict) -%}
+    {{ return(adapter.dispatch('get_incremental_replace_documents_sql', 'duel')(arg_dict)) }}
+{%- endmacro %}
+
+{% macro default__get_incremental_replace_documents_sql(arg_dict) -%}
     {%- set target = arg_dict['target_relation'] -%}
     {%- set source = arg_dict['temp_relation'] -%}
     {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
@@ -63,6 +70,39 @@
     select {{ columns }} from {{ source }}
 {%- endmacro %}
 
+{#
+    replace_documents on Spark with parquet tables, which have no DELETE: the table is rewritten
+    whole (spark_rewrite_table). No foreign key points at anything on Spark, so step 1 has nothing
+    to do. On Delta or Iceberg in production, `merge` with the same replaced set (or `delete` +
+    `insert`) writes only the files that hold changed rows.
+#}
+{% macro spark__get_incremental_replace_documents_sql(arg_dict) -%}
+    {%- set source = arg_dict['temp_relation'] -%}
+    {{ return(spark_rewrite_table(arg_dict['target_relation'], source, arg_dict['dest_columns'], 'user_key',
+        'select user_key from ' ~ source ~ ' union ' ~ changed_documents())) }}
+{%- endmacro %}
+
+{#
+    A parquet table's incremental build on Spark: its rows whose `key` is not among `replaced` (a
+    one-column query) and the new rows of `source` are written to a staging table (Spark cannot
+    overwrite a table it is reading), then put back with `insert overwrite`. Every build rewrites
+    the table. replace_documents and delete+insert (brand's, by unique_key) both come here.
+#}
+{% macro spark_rewrite_table(target, source, dest_columns, key, replaced) -%}
+    {%- set columns = get_quoted_csv(dest_columns | map(attribute='name')) -%}
+    {%- set staged = target.incorporate(path={'identifier': target.identifier ~ '__dbt_rewrite'}) -%}
+    {%- do run_query('drop table if exists ' ~ staged) -%}
+    {%- do run_query(
+        'create table ' ~ staged ~ ' using parquet as select ' ~ columns ~ ' from ' ~ target
+        ~ ' where ' ~ key ~ ' not in (' ~ replaced ~ ')'
+        ~ ' union all select ' ~ columns ~ ' from ' ~ source) -%}
+    {%- set statement -%}
+        insert overwrite table {{ target }}
+        select {{ columns }} from {{ staged }}
+    {%- endset -%}
+    {{ return(statement) }}
+{%- endmacro %}
+
 {# The single-column foreign keys that point at `relation`: [{table, column, to_column}]. #}
 {% macro foreign_keys_to(relation) -%}
     {%- set found = run_query(
@@ -76,4 +116,27 @@
         {%- do keys.append({'table': row[0], 'column': row[1], 'to_column': row[2]}) -%}
     {%- endfor -%}
     {{- return(keys) -}}
+{%- endmacro %}
+
+{#
+    dbt-spark's incremental materialization calls these two (not dispatched: the project's copies
+    take precedence); they take `replace_documents` and, on parquet, `delete+insert` (a table
+    rewrite, spark_rewrite_table), and hand every other strategy to dbt-spark's own.
+#}
+{% macro dbt_spark_validate_get_incremental_strategy(raw_strategy, file_format) -%}
+    {%- if raw_strategy in ('replace_documents', 'delete+insert') -%}
+        {{ return(raw_strategy) }}
+    {%- endif -%}
+    {{ return(dbt.dbt_spark_validate_get_incremental_strategy(raw_strategy, file_format)) }}
+{%- endmacro %}
+
+{% macro dbt_spark_get_incremental_sql(strategy, source, target, existing, unique_key, incremental_predicates) -%}
+    {%- set columns = adapter.get_columns_in_relation(target) -%}
+    {%- if strategy == 'replace_documents' -%}
+        {{ return(spark__get_incremental_replace_documents_sql(
+            {'target_relation': target, 'temp_relation': source, 'dest_columns': columns})) }}
+    {%- elif strategy == 'delete+insert' -%}
+        {{ return(spark_rewrite_table(target, source, columns, unique_key, 'select ' ~ unique_key ~ ' from ' ~ source)) }}
+    {%- endif -%}
+    {{ return(dbt.dbt_spark_get_incremental_sql(strategy, source, target, existing, unique_key, incremental_predicates)) }}
 {%- endmacro %}

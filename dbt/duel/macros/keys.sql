@@ -13,6 +13,8 @@
     index its conventional name (`<table>_pkey`, `<table>_<columns>_fkey`, `<table>_<columns>_idx`,
     `<table>_<columns>_key` when unique) instead of dbt's hashed or `__dbt_tmp` ones.
 
+    On Spark there are no keys to add: `apply_keys()` does nothing there (spark__apply_keys).
+
     Foreign keys are DEFERRABLE INITIALLY DEFERRED: an incremental build deletes and re-inserts a
     parent row in one transaction (delete+insert), and the check waits for the commit, when the
     row is back. Rows that go for good (a program a new version dropped, a deleted document) take
@@ -72,6 +74,19 @@
     (`<model>__dbt_backup`), which dbt drops right after the commit.
 #}
 {% macro apply_keys() -%}
+    {{ return(adapter.dispatch('apply_keys', 'duel')()) }}
+{%- endmacro %}
+
+{#
+    Spark (parquet here; Delta and Iceberg too) enforces no primary or foreign key: the keys stay
+    declared in the yml (documentation, and the `unique`/`relationships` data tests check them),
+    and no statement is run.
+#}
+{% macro spark__apply_keys() -%}
+    {{ return('') }}
+{%- endmacro %}
+
+{% macro default__apply_keys() -%}
     {%- if not execute -%}{{ return('') }}{%- endif -%}
     {%- set table = this.identifier -%}
     {%- set existing = run_query(

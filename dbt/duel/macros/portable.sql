@@ -436,3 +436,122 @@
 {% macro spark__first_by(value, order_by) -%}
     min_by({{ value }}, struct({{ order_by | join(', ') }}))
 {%- endmacro %}
+
+{#
+    FROM-clause step: the rows of `relation` whose columns equal the preceding tables' expressions
+    (`keys`: a list of [column, expression] pairs), as `alias`. `fence` (a SQL clause, `limit 1`
+    or `offset 0`) makes Postgres plan it as one index lookup per outer row (`cross join lateral`),
+    so an incremental build reads only the rows it needs; Spark has no such plan and joins.
+#}
+{% macro lateral_lookup(relation, alias, keys, fence) -%}
+    {{ return(adapter.dispatch('lateral_lookup', 'duel')(relation, alias, keys, fence)) }}
+{%- endmacro %}
+
+{% macro default__lateral_lookup(relation, alias, keys, fence) -%}
+    cross join lateral (
+        select * from {{ relation }}
+        where
+        {%- for column, expression in keys %}
+            {{ relation }}.{{ column }} = {{ expression }}{{ ' and' if not loop.last }}
+        {%- endfor %}
+        {{ fence }}
+    ) as {{ alias }}
+{%- endmacro %}
+
+{% macro spark__lateral_lookup(relation, alias, keys, fence) -%}
+    inner join {{ relation }} as {{ alias }}
+        on
+        {%- for column, expression in keys %}
+            {{ alias }}.{{ column }} = {{ expression }}{{ ' and' if not loop.last }}
+        {%- endfor %}
+{%- endmacro %}
+
+{#
+    SELECT DISTINCT ON, the first row per `keys` (a list of expressions) in the order `order_by`
+    (the whole ordering, the keys first; it must be total): a query written as
+    `select {{ distinct_on(keys, order_by) }} columns from ... where ... {{ distinct_on_end(keys, order_by) }}`
+    is `select distinct on (keys) columns ... order by order_by` on Postgres. Spark has no
+    DISTINCT ON: there the query is wrapped, row_number() picks the same first row, and the
+    result has one more column, `distinct_on_row` (always 1).
+#}
+{% macro distinct_on(keys, order_by) -%}
+    {{ return(adapter.dispatch('distinct_on', 'duel')(keys, order_by)) }}
+{%- endmacro %}
+
+{% macro default__distinct_on(keys, order_by) -%}
+    distinct on ({{ keys | join(', ') }})
+{%- endmacro %}
+
+{% macro spark__distinct_on(keys, order_by) -%}
+    * from (
+        select
+            row_number() over (partition by {{ keys | join(', ') }} order by {{ order_by | join(', ') }}) as distinct_on_row,
+{%- endmacro %}
+
+{% macro distinct_on_end(keys, order_by) -%}
+    {{ return(adapter.dispatch('distinct_on_end', 'duel')(keys, order_by)) }}
+{%- endmacro %}
+
+{% macro default__distinct_on_end(keys, order_by) -%}
+    order by {{ order_by | join(', ') }}
+{%- endmacro %}
+
+{% macro spark__distinct_on_end(keys, order_by) -%}
+    ) as distinct_on_rows
+    where distinct_on_row = 1
+{%- endmacro %}
+
+{#
+    `expression` is one of the values `query` (a one-column SELECT) gives, the query run first:
+    `= any(array(query))` makes Postgres compute the list before it plans the lookups (base's
+    incremental filter, measured there); Spark's `in (query)` is planned as a semi-join anyway.
+#}
+{% macro in_computed_list(expression, query) -%}
+    {{ return(adapter.dispatch('in_computed_list', 'duel')(expression, query)) }}
+{%- endmacro %}
+
+{% macro default__in_computed_list(expression, query) -%}
+    {{ expression }} = any(array({{ query }}))
+{%- endmacro %}
+
+{% macro spark__in_computed_list(expression, query) -%}
+    {{ expression }} in ({{ query }})
+{%- endmacro %}
+
+{# Integer division, the fraction dropped (Postgres' `/` on integers; Spark's `/` gives a fraction). #}
+{% macro integer_divide(dividend, divisor) -%}
+    {{ return(adapter.dispatch('integer_divide', 'duel')(dividend, divisor)) }}
+{%- endmacro %}
+
+{% macro default__integer_divide(dividend, divisor) -%}
+    ({{ dividend }}) / {{ divisor }}
+{%- endmacro %}
+
+{% macro spark__integer_divide(dividend, divisor) -%}
+    ({{ dividend }}) div {{ divisor }}
+{%- endmacro %}
+
+{# A number with its fraction dropped, toward zero (Postgres' trunc(numeric); Spark's trunc is for dates). #}
+{% macro truncate_number(number) -%}
+    {{ return(adapter.dispatch('truncate_number', 'duel')(number)) }}
+{%- endmacro %}
+
+{% macro default__truncate_number(number) -%}
+    trunc({{ number }})
+{%- endmacro %}
+
+{% macro spark__truncate_number(number) -%}
+    (case when {{ number }} < 0 then ceil({{ number }}) else floor({{ number }}) end)
+{%- endmacro %}
+
+{#
+    Unit-test fixtures on Spark: a JSON value is given as its text, which a cast would keep as a
+    VARIANT string; parse_json reads it as the JSON it spells (dbt-spark's cast otherwise).
+#}
+{% macro spark__safe_cast(field, type) -%}
+    {%- if type | trim | lower == 'variant' -%}
+        parse_json({{ field }})
+    {%- else -%}
+        {{ dbt.spark__safe_cast(field, type) }}
+    {%- endif -%}
+{%- endmacro %}

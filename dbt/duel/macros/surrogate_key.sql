@@ -6,15 +6,14 @@
     part is the record separator (chr(30)), characters that file names and positions never hold.
 #}
 {% macro surrogate_key(expressions) -%}
-    md5(
-        {%- for expression in expressions %}
-        coalesce(cast({{ expression }} as text), chr(30))
-        {%- if not loop.last %} || chr(31) || {% endif %}
-        {%- endfor %}
-    )::uuid
+    {%- set parts = [] -%}
+    {%- for expression in expressions -%}
+        {%- do parts.append('coalesce(' ~ cast_as(expression, 'text') ~ ', chr(30))') -%}
+    {%- endfor -%}
+    {{ md5_uuid(parts | join(' || chr(31) || ')) }}
 {%- endmacro %}
 
 {# The brand_id of the "unknown brand" row: programs without a usable brand point to it. #}
 {% macro unknown_brand_id() -%}
-    '00000000-0000-0000-0000-000000000000'::uuid
+    {{ uuid_literal('00000000-0000-0000-0000-000000000000') }}
 {%- endmacro %}

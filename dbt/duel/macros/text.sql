@@ -2,7 +2,8 @@
     Text normalisation that gives the same result on every database, whatever its collation or
     locale (the embedded server's is C, where lower('É') is 'É'). Both use Postgres' builtin
     collation provider (no ICU, no operating-system locale), so a key derived from their result is
-    the same everywhere. Python equivalents, for checks outside the database, are in each comment.
+    the same everywhere. Python equivalents, for checks outside the database, are in each comment. The bodies, per
+    database, are in macros/portable.sql (`default__lower_text`, `spark__fold_text`, ...).
 #}
 
 {#
@@ -10,7 +11,7 @@
     special letters): emails, handles, platforms, uuids. Postgres 17+.
 #}
 {% macro lower_text(text) -%}
-    lower(({{ text }}) collate "pg_c_utf8")
+    {{ return(adapter.dispatch('lower_text', 'duel')(text)) }}
 {%- endmacro %}
 
 {#
@@ -20,5 +21,5 @@
     'STRASSE' and 'Straße' to 'strasse'. Postgres 18+ (casefold, collation pg_unicode_fast).
 #}
 {% macro fold_text(text) -%}
-    casefold(regexp_replace(normalize(({{ text }}), nfkc), '[ \t\n\r\f\v]+', ' ', 'g') collate "pg_unicode_fast")
+    {{ return(adapter.dispatch('fold_text', 'duel')(text)) }}
 {%- endmacro %}

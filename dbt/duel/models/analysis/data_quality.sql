@@ -41,22 +41,22 @@ user_fields as (
         field.defect
 
     from users
-    cross join lateral (
-        values
-            {{ field_defect_values('user', 'users') }},
-            ('email', case when users.is_duplicate_email then {{ defect_class('duplicate') }} end),
-            (
-                'document',
-                case when users.has_newer_quarantined_delivery then {{ defect_class('stale') }} end
-            ),
-            (
-                'document',
-                case
-                    when starts_with(users.document_key, 'content:')
-                        then {{ defect_class('keyless') }}
-                end
-            )
-    ) as field (name, defect)
+    {{ lateral_values(field_defect_rows('user', 'users') + [
+        [
+            "'email'",
+            "case when users.is_duplicate_email then " ~ defect_class('duplicate') ~ " end",
+        ],
+        [
+            "'document'",
+            "case when users.has_newer_quarantined_delivery then "
+            ~ defect_class('stale') ~ " end",
+        ],
+        [
+            "'document'",
+            "case when " ~ text_starts_with('users.document_key', "'content:'")
+            ~ " then " ~ defect_class('keyless') ~ " end",
+        ],
+    ], 'field', ['name', 'defect']) }}
 
 ),
 
@@ -70,10 +70,7 @@ program_fields as (
         field.defect
 
     from programs
-    cross join lateral (
-        values
-            {{ field_defect_values('program', 'programs') }}
-    ) as field (name, defect)
+    {{ lateral_values(field_defect_rows('program', 'programs'), 'field', ['name', 'defect']) }}
 
 ),
 
@@ -87,10 +84,7 @@ task_fields as (
         field.defect
 
     from tasks
-    cross join lateral (
-        values
-            {{ field_defect_values('task', 'tasks') }}
-    ) as field (name, defect)
+    {{ lateral_values(field_defect_rows('task', 'tasks'), 'field', ['name', 'defect']) }}
 
 ),
 
@@ -206,18 +200,23 @@ final as (
     select
         record_totals.batch_id,
         batches.source_uri,
-        cast(record_totals.record_type as text) as record_type,
-        cast(defect_counts.field as text) as field,
-        cast(defect_counts.defect as text) as defect,
+        {{ cast_as('record_totals.record_type', 'text') }} as record_type,
+        {{ cast_as('defect_counts.field', 'text') }} as field,
+        {{ cast_as('defect_counts.defect', 'text') }} as defect,
         cast(defect_counts.defect_count as bigint) as defect_count,
         cast(record_totals.records as bigint) as records,
         cast(
-            round(cast(defect_counts.defect_count as numeric) / record_totals.records, 6)
+            round({{ cast_as('defect_counts.defect_count', 'numeric') }} / record_totals.records, 6)
             as numeric(9, 6)
         ) as defect_share,
         cast(record_totals.records_affected as bigint) as records_affected,
         cast(
-            round(1 - cast(record_totals.records_affected as numeric) / record_totals.records, 6)
+            round(
+                1
+                - {{ cast_as('record_totals.records_affected', 'numeric') }}
+                / record_totals.records,
+                6
+            )
             as numeric(9, 6)
         ) as clean_share
 

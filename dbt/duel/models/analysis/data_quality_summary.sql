@@ -77,7 +77,7 @@ final as (
         coalesce(records.records, 0) as records,
         coalesce(records.clean_records, 0) as clean_records,
         cast(
-            round(cast(records.clean_records as numeric) / nullif(records.records, 0), 6)
+            round({{ cast_as('records.clean_records', 'numeric') }} / nullif(records.records, 0), 6)
             as numeric(9, 6)
         ) as clean_share,
         coalesce(records.repaired_files, 0) as repaired_files,

@@ -15,7 +15,7 @@ users as (
 joined as (
 
     select
-        cast(date_trunc('month', users.joined_at at time zone 'UTC') as date) as join_month,
+        {{ utc_month('users.joined_at') }} as join_month,
         tasks.*
 
     from tasks

@@ -56,7 +56,7 @@ final as (
             users.email,
             users.instagram_handle,
             users.tiktok_handle,
-            cast(users.user_id as text),
+            {{ cast_as('users.user_id', 'text') }},
             users.document_key
         ) as label,
         case

@@ -16,7 +16,7 @@ final as (
         started_at,
         finished_at,
         cast(
-            round(cast(extract(epoch from finished_at - started_at) as numeric), 3)
+            round({{ seconds_between('started_at', 'finished_at') }}, 3)
             as numeric(12, 3)
         ) as seconds,
         files_seen,

@@ -51,7 +51,7 @@ attributed as (
             as is_unknown_platform,
         program_platforms.program_key is null as is_without_tasks,
         programs.total_sales_attributed * coalesce(
-            cast(program_platforms.platform_task_count as numeric)
+            {{ cast_as('program_platforms.platform_task_count', 'numeric') }}
             / nullif(programs.task_count, 0),
             1
         ) as attributed_sales,

@@ -103,7 +103,7 @@ memberships as (
         2 as narrowness,
         'platform' as peer_group_level,
         platform as peer_group,
-        cast(null as uuid) as peer_brand_id,
+        {{ cast_as('null', 'uuid') }} as peer_brand_id,
         platform as peer_platform
     from pool
     where platform is not null
@@ -116,8 +116,8 @@ memberships as (
         3 as narrowness,
         'all programs' as peer_group_level,
         'all programs' as peer_group,
-        cast(null as uuid) as peer_brand_id,
-        cast(null as text) as peer_platform
+        {{ cast_as('null', 'uuid') }} as peer_brand_id,
+        {{ cast_as('null', 'text') }} as peer_platform
     from pool
 
 ),
@@ -145,7 +145,10 @@ group_sizes as (
 -- each program's peer group: the narrowest of its groups that is large enough
 assigned as (
 
-    select distinct on (keyed.program_key)
+    {%- set narrowest = (
+        ['keyed.program_key'], ['keyed.program_key asc', 'keyed.narrowness asc']
+    ) %}
+    select {{ distinct_on(*narrowest) }}
         keyed.program_key,
         keyed.total_sales_attributed,
         keyed.peer_group_key,
@@ -157,7 +160,7 @@ assigned as (
     inner join group_sizes
         on keyed.peer_group_key = group_sizes.peer_group_key
     where group_sizes.peer_group_size >= {{ min_group_size }}
-    order by keyed.program_key asc, keyed.narrowness asc
+    {{ distinct_on_end(*narrowest) }}
 
 ),
 
@@ -194,7 +197,10 @@ medians as (
         avg(total_sales_attributed) as median
 
     from ordered
-    where position in ((peer_group_size + 1) / 2, (peer_group_size + 2) / 2)
+    where position in (
+        {{ integer_divide('peer_group_size + 1', 2) }},
+        {{ integer_divide('peer_group_size + 2', 2) }}
+    )
     group by 1
 
 ),
@@ -223,7 +229,8 @@ spreads as (
         medians.median,
         avg(deviations.deviation) filter (
             where deviations.deviation_position in (
-                (deviations.peer_group_size + 1) / 2, (deviations.peer_group_size + 2) / 2
+                {{ integer_divide('deviations.peer_group_size + 1', 2) }},
+                {{ integer_divide('deviations.peer_group_size + 2', 2) }}
             )
         ) as median_absolute_deviation,
         avg(deviations.deviation) as mean_absolute_deviation
@@ -275,8 +282,8 @@ final as (
         with_sales.total_sales_attributed,
         with_sales.is_negative_sales,
         scored.program_key is not null as is_scored,
-        cast(scored.peer_group_level as text) as peer_group_level,
-        cast(scored.peer_group as text) as peer_group,
+        {{ cast_as('scored.peer_group_level', 'text') }} as peer_group_level,
+        {{ cast_as('scored.peer_group', 'text') }} as peer_group,
         cast(scored.peer_group_size as bigint) as peer_group_size,
         cast(scored.peer_group_scored as bigint) as peer_group_scored,
         cast(scored.median as numeric(38, 4)) as peer_median,

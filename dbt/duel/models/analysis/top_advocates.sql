@@ -59,7 +59,7 @@ ranked as (
 final as (
 
     select
-        cast(ranking as text) as ranking,
+        {{ cast_as('ranking', 'text') }} as ranking,
         cast(rank as integer) as rank,
         is_tied,
         cast(value as numeric(38, 2)) as value,

@@ -28,14 +28,12 @@ final as (
     -- one primary-key lookup per document: the limit (there is at most one row anyway) keeps
     -- the planner from misjudging the two-column join as near-empty and scanning every
     -- version when an incremental run needs only a few; document_key comes from
-    -- current_versions, so a filter on it (or on batch_id) uses that table (no ordering needed
-    -- for one row: hence the noqa)
-    cross join lateral (
-        select * from documents
-        where documents.document_key = current_versions.document_key
-            and documents.content_sha256 = current_versions.content_sha256
-        limit 1  -- noqa: AM09
-    ) as current_document
+    -- current_versions, so a filter on it (or on batch_id) uses that table (macros/portable.sql:
+    -- on Spark, a join)
+    {{ lateral_lookup('documents', 'current_document', [
+        ['document_key', 'current_versions.document_key'],
+        ['content_sha256', 'current_versions.content_sha256'],
+    ], 'limit 1') }}
     where not current_versions.is_deleted
 
 )

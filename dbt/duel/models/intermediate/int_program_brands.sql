@@ -13,11 +13,13 @@ programs as (
         documents.document_key,
         documents.content_sha256,
         documents.loaded_at,
-        program.program_json -> 'brand' as brand_json
+        {{ json_get('program.program_json', 'brand') }} as brand_json
 
     from documents
-    cross join lateral {{ array_elements("documents.document -> 'advocacy_programs'") }}
-        with ordinality as program (program_json, program_position)
+    {{ unnest_json_array(
+        json_get('documents.document', 'advocacy_programs'),
+        'program', 'program_json', 'program_position'
+    ) }}
 
 ),
 

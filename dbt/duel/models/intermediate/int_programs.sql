@@ -1,3 +1,6 @@
+-- every field of var `fields`' program, in its order; the list's value is its length, task_count
+{% set value_names = {'tasks_completed': 'task_count'} -%}
+
 with
 
 current_documents as (
@@ -14,14 +17,15 @@ unnested as (
         current_documents.content_sha256,
         current_documents.batch_id,
         cast(program.program_position as integer) as program_position,
-        program.program_json -> 'program_id' as program_id_json,
-        program.program_json -> 'brand' as brand_json,
-        program.program_json -> 'total_sales_attributed' as total_sales_attributed_json,
-        program.program_json -> 'tasks_completed' as tasks_completed_json
+        {%- for field in var('fields')['program'] %}
+        {{ json_get('program.program_json', field) }} as {{ field }}_json{{ ',' if not loop.last }}
+        {%- endfor %}
 
     from current_documents
-    cross join lateral {{ array_elements("current_documents.document -> 'advocacy_programs'") }}
-        with ordinality as program (program_json, program_position)
+    {{ unnest_json_array(
+        json_get('current_documents.document', 'advocacy_programs'),
+        'program', 'program_json', 'program_position'
+    ) }}
 
 ),
 
@@ -29,10 +33,9 @@ classified as (
 
     select
         *,
-        {{ field_defect('program', 'program_id') }} as program_id_defect,
-        {{ field_defect('program', 'brand') }} as brand_defect,
-        {{ field_defect('program', 'total_sales_attributed') }} as total_sales_attributed_defect,
-        {{ field_defect('program', 'tasks_completed') }} as tasks_completed_defect
+        {%- for field in var('fields')['program'] %}
+        {{ field_defect('program', field) }} as {{ field }}_defect{{ ',' if not loop.last }}
+        {%- endfor %}
 
     from unnested
 
@@ -48,14 +51,12 @@ cleaned as (
         content_sha256,
         batch_id,
         program_position,
-        {{ field_value('program', 'program_id') }} as program_id,
-        {{ field_value('program', 'brand') }} as brand,
-        {{ field_value('program', 'total_sales_attributed') }} as total_sales_attributed,
-        {{ field_value('program', 'tasks_completed') }} as task_count,
-        program_id_defect,
-        brand_defect,
-        total_sales_attributed_defect,
-        tasks_completed_defect
+        {%- for field in var('fields')['program'] %}
+        {{ field_value('program', field) }} as {{ value_names.get(field, field) }},
+        {%- endfor %}
+        {%- for field in var('fields')['program'] %}
+        {{ field }}_defect{{ ',' if not loop.last }}
+        {%- endfor %}
 
     from classified
 

@@ -15,19 +15,19 @@ unnested as (
         current_documents.batch_id,
         cast(program.program_position as integer) as program_position,
         cast(task.task_position as integer) as task_position,
-        task.task_json -> 'task_id' as task_id_json,
-        task.task_json -> 'platform' as platform_json,
-        task.task_json -> 'post_url' as post_url_json,
-        task.task_json -> 'likes' as likes_json,
-        task.task_json -> 'comments' as comments_json,
-        task.task_json -> 'shares' as shares_json,
-        task.task_json -> 'reach' as reach_json
+        {%- for field in var('fields')['task'] %}
+        {{ json_get('task.task_json', field) }} as {{ field }}_json{{ ',' if not loop.last }}
+        {%- endfor %}
 
     from current_documents
-    cross join lateral {{ array_elements("current_documents.document -> 'advocacy_programs'") }}
-        with ordinality as program (program_json, program_position)
-    cross join lateral {{ array_elements("program.program_json -> 'tasks_completed'") }}
-        with ordinality as task (task_json, task_position)
+    {{ unnest_json_array(
+        json_get('current_documents.document', 'advocacy_programs'),
+        'program', 'program_json', 'program_position'
+    ) }}
+    {{ unnest_json_array(
+        json_get('program.program_json', 'tasks_completed'),
+        'task', 'task_json', 'task_position'
+    ) }}
 
 ),
 
@@ -35,13 +35,9 @@ classified as (
 
     select
         *,
-        {{ field_defect('task', 'task_id') }} as task_id_defect,
-        {{ field_defect('task', 'platform') }} as platform_defect,
-        {{ field_defect('task', 'post_url') }} as post_url_defect,
-        {{ field_defect('task', 'likes') }} as likes_defect,
-        {{ field_defect('task', 'comments') }} as comments_defect,
-        {{ field_defect('task', 'shares') }} as shares_defect,
-        {{ field_defect('task', 'reach') }} as reach_defect
+        {%- for field in var('fields')['task'] %}
+        {{ field_defect('task', field) }} as {{ field }}_defect{{ ',' if not loop.last }}
+        {%- endfor %}
 
     from unnested
 
@@ -59,20 +55,12 @@ cleaned as (
         batch_id,
         program_position,
         task_position,
-        {{ field_value('task', 'task_id') }} as task_id,
-        {{ field_value('task', 'platform') }} as platform,
-        {{ field_value('task', 'post_url') }} as post_url,
-        {{ field_value('task', 'likes') }} as likes,
-        {{ field_value('task', 'comments') }} as comments,
-        {{ field_value('task', 'shares') }} as shares,
-        {{ field_value('task', 'reach') }} as reach,
-        task_id_defect,
-        platform_defect,
-        post_url_defect,
-        likes_defect,
-        comments_defect,
-        shares_defect,
-        reach_defect,
+        {%- for field in var('fields')['task'] %}
+        {{ field_value('task', field) }} as {{ field }},
+        {%- endfor %}
+        {%- for field in var('fields')['task'] %}
+        {{ field }}_defect,
+        {%- endfor %}
         {{ has_no_defects('task') }} as has_no_defects
 
     from classified

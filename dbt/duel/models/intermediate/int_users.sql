@@ -1,3 +1,6 @@
+-- every field of var `fields`' user, in its order; the list's value is its length, program_count
+{% set value_names = {'advocacy_programs': 'program_count'} -%}
+
 with
 
 current_documents as (
@@ -16,13 +19,9 @@ extracted as (
         loaded_at,
         updated_at,
         parse_status,
-        document -> 'user_id' as user_id_json,
-        document -> 'name' as name_json,
-        document -> 'email' as email_json,
-        document -> 'instagram_handle' as instagram_handle_json,
-        document -> 'tiktok_handle' as tiktok_handle_json,
-        document -> 'joined_at' as joined_at_json,
-        document -> 'advocacy_programs' as advocacy_programs_json
+        {%- for field in var('fields')['user'] %}
+        {{ json_get('document', field) }} as {{ field }}_json{{ ',' if not loop.last }}
+        {%- endfor %}
 
     from current_documents
 
@@ -32,13 +31,9 @@ classified as (
 
     select
         *,
-        {{ field_defect('user', 'user_id') }} as user_id_defect,
-        {{ field_defect('user', 'name') }} as name_defect,
-        {{ field_defect('user', 'email') }} as email_defect,
-        {{ field_defect('user', 'instagram_handle') }} as instagram_handle_defect,
-        {{ field_defect('user', 'tiktok_handle') }} as tiktok_handle_defect,
-        {{ field_defect('user', 'joined_at') }} as joined_at_defect,
-        {{ field_defect('user', 'advocacy_programs') }} as advocacy_programs_defect
+        {%- for field in var('fields')['user'] %}
+        {{ field_defect('user', field) }} as {{ field }}_defect{{ ',' if not loop.last }}
+        {%- endfor %}
 
     from extracted
 
@@ -55,20 +50,12 @@ cleaned as (
         loaded_at,
         updated_at,
         parse_status,
-        {{ field_value('user', 'user_id') }} as user_id,
-        {{ field_value('user', 'name') }} as name,
-        {{ field_value('user', 'email') }} as email,
-        {{ field_value('user', 'instagram_handle') }} as instagram_handle,
-        {{ field_value('user', 'tiktok_handle') }} as tiktok_handle,
-        {{ field_value('user', 'joined_at') }} as joined_at,
-        {{ field_value('user', 'advocacy_programs') }} as program_count,
-        user_id_defect,
-        name_defect,
-        email_defect,
-        instagram_handle_defect,
-        tiktok_handle_defect,
-        joined_at_defect,
-        advocacy_programs_defect
+        {%- for field in var('fields')['user'] %}
+        {{ field_value('user', field) }} as {{ value_names.get(field, field) }},
+        {%- endfor %}
+        {%- for field in var('fields')['user'] %}
+        {{ field }}_defect{{ ',' if not loop.last }}
+        {%- endfor %}
 
     from classified
 

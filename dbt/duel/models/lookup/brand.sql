@@ -38,13 +38,12 @@ delivered as (
 
     from batch_files
     -- per delivered version, its brands: offset 0 keeps this a lookup by primary key, so an
-    -- incremental run unnests only the versions of the new batches (no paging: hence the noqa)
-    cross join lateral (
-        select * from sightings
-        where sightings.document_key = batch_files.document_key
-            and sightings.content_sha256 = batch_files.content_sha256
-        offset 0  -- noqa: AM09
-    ) as sightings
+    -- incremental run unnests only the versions of the new batches (macros/portable.sql: on
+    -- Spark, a join)
+    {{ lateral_lookup('sightings', 'sightings', [
+        ['document_key', 'batch_files.document_key'],
+        ['content_sha256', 'batch_files.content_sha256'],
+    ], 'offset 0') }}
     where batch_files.is_new_version
     {% if is_incremental() %}
         and batch_files.batch_id > (select coalesce(max(last_seen_batch_id), 0) from {{ this }})
@@ -56,7 +55,7 @@ seen as (
 
     select
         brand_id,
-        (array_agg(brand order by loaded_at, brand))[1] as brand,
+        {{ first_by('brand', ['loaded_at', 'brand']) }} as brand,
         min(brand_normalised) as brand_normalised,
         min(loaded_at) as first_seen_at,
         min(batch_id) as first_seen_batch_id,
@@ -105,9 +104,9 @@ unknown_brand as (
 
     select
         {{ unknown_brand_id() }} as brand_id,
-        cast('(unknown brand)' as text) as brand,
-        cast(null as text) as brand_normalised,
-        cast(null as timestamptz) as first_seen_at,
+        {{ cast_as("'(unknown brand)'", 'text') }} as brand,
+        {{ cast_as('null', 'text') }} as brand_normalised,
+        {{ cast_as('null', 'timestamptz') }} as first_seen_at,
         cast(null as bigint) as first_seen_batch_id,
         cast(null as bigint) as last_seen_batch_id
 

@@ -10,11 +10,11 @@ final as (
 
     select
         cast(batch_id as bigint) as batch_id,
-        cast(source_uri as text) as source_uri,
-        cast(shard as text) as shard,
-        cast(status as text) as status,
-        cast(started_at as timestamptz) as started_at,
-        cast(finished_at as timestamptz) as finished_at,
+        {{ cast_as('source_uri', 'text') }} as source_uri,
+        {{ cast_as('shard', 'text') }} as shard,
+        {{ cast_as('status', 'text') }} as status,
+        {{ cast_as('started_at', 'timestamptz') }} as started_at,
+        {{ cast_as('finished_at', 'timestamptz') }} as finished_at,
         cast(files_seen as integer) as files_seen,
         cast(loaded as integer) as loaded,
         cast(repaired as integer) as repaired,
@@ -24,7 +24,7 @@ final as (
         cast(deleted as integer) as deleted,
         cast(keyless as integer) as keyless,
         cast(is_full as boolean) as is_full,
-        cast(error as text) as error
+        {{ cast_as('error', 'text') }} as error
 
     from source
 

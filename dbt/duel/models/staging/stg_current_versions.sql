@@ -9,12 +9,12 @@ source as (
 final as (
 
     select
-        cast(document_key as text) as document_key,
-        cast(content_sha256 as text) as content_sha256,
-        cast(source_name as text) as source_name,
+        {{ cast_as('document_key', 'text') }} as document_key,
+        {{ cast_as('content_sha256', 'text') }} as content_sha256,
+        {{ cast_as('source_name', 'text') }} as source_name,
         cast(batch_id as bigint) as batch_id,
         cast(is_deleted as boolean) as is_deleted,
-        cast(updated_at as timestamptz) as updated_at
+        {{ cast_as('updated_at', 'timestamptz') }} as updated_at
 
     from source
 

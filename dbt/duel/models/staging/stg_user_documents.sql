@@ -9,16 +9,16 @@ source as (
 final as (
 
     select
-        cast(document_key as text) as document_key,
-        cast(content_sha256 as text) as content_sha256,
-        cast(source_name as text) as source_name,
+        {{ cast_as('document_key', 'text') }} as document_key,
+        {{ cast_as('content_sha256', 'text') }} as content_sha256,
+        {{ cast_as('source_name', 'text') }} as source_name,
         cast(batch_id as bigint) as batch_id,
-        cast(loaded_at as timestamptz) as loaded_at,
-        cast(parse_status as text) as parse_status,
-        cast(parse_error as text) as parse_error,
-        cast(repair as jsonb) as repair,
+        {{ cast_as('loaded_at', 'timestamptz') }} as loaded_at,
+        {{ cast_as('parse_status', 'text') }} as parse_status,
+        {{ cast_as('parse_error', 'text') }} as parse_error,
+        {{ json_parse('repair') }} as repair,
         cast(byte_size as integer) as byte_size,
-        cast(document as jsonb) as document
+        {{ json_parse('document') }} as document
 
     from source
 

@@ -12,8 +12,8 @@ with
 actual as (
 
     select
-        cast({{ expression }} as numeric) as actual_value,
-        cast({{ tolerance }} as numeric) as tolerance
+        {{ cast_as(expression, 'numeric') }} as actual_value,
+        {{ cast_as(tolerance, 'numeric') }} as tolerance
 
     from {{ model }}
 
@@ -21,7 +21,7 @@ actual as (
 
 expectation as (
 
-    select cast({{ expected }} as numeric) as expected_value
+    select {{ cast_as(expected, 'numeric') }} as expected_value
 
 ),
 
