@@ -236,6 +236,7 @@
         when {{ json_kind(json) }} not in ('number', 'string') then {{ defect_class('wrong-type') }}
         when {{ json_kind(json) }} = 'string' and {{ regex_match(json_text(json), defect_pattern('decimal'), true, true) }} then {{ defect_class('non-numeric') }}
         when {{ json_kind(json) }} = 'string' and not {{ input_is_valid(json_text(json), 'numeric') }} then {{ defect_class('out-of-range') }}
+        {{- unrepresentable_number_case(json) }}
 {%- endmacro %}
 
 {# The value of a JSON number or decimal string as numeric (only once number_defect_cases passed). #}

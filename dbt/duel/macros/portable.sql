@@ -555,3 +555,19 @@
         {{ dbt.spark__safe_cast(field, type) }}
     {%- endif -%}
 {%- endmacro %}
+
+{#
+    number_defect_cases' last case: a JSON number the database's `numeric` cannot hold is
+    out-of-range. Postgres' numeric holds every number jsonb does (no case); Spark's numeric is
+    decimal(38, 18), so a number from 10^20 up (1e40, 1e400) casts to NULL there.
+#}
+{% macro unrepresentable_number_case(json) -%}
+    {{ return(adapter.dispatch('unrepresentable_number_case', 'duel')(json)) }}
+{%- endmacro %}
+
+{% macro default__unrepresentable_number_case(json) -%}
+{%- endmacro %}
+
+{% macro spark__unrepresentable_number_case(json) %}
+        when {{ json_number(json) }} is null then {{ defect_class('out-of-range') }}
+{%- endmacro %}
