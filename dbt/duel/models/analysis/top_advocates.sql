@@ -9,12 +9,13 @@ users as (
 ),
 
 -- every user with a known value of the ranked measure, whatever identifiers they have; the
--- value is the sum of the user's known values, with how many rows it covers
+-- value is the sum of the user's known values, with how many rows it covers (typed in each
+-- branch: Spark types a union by its first branch's scale, which would round the sales)
 candidates as (
 
     select
         'engagement' as ranking,
-        engagement as value,
+        cast(engagement as numeric(38, 2)) as value,
         engagement_known as value_known,
         task_count as value_rows,
         *
@@ -25,7 +26,7 @@ candidates as (
 
     select
         'reach' as ranking,
-        reach as value,
+        cast(reach as numeric(38, 2)) as value,
         reach_known as value_known,
         task_count as value_rows,
         *
@@ -36,7 +37,7 @@ candidates as (
 
     select
         'sales' as ranking,
-        sales as value,
+        cast(sales as numeric(38, 2)) as value,
         sales_known as value_known,
         program_count as value_rows,
         *
