@@ -1,12 +1,17 @@
 """One local Spark session for the whole Spark test set: a JVM start costs tens of seconds on two
-cores, so the Spark ingest and the dbt-spark build of the macro project share it (dbt-spark's
-session method takes the running session)."""
+cores, so the Spark ingest, the dbt-spark build of the macro project and the cross-engine build of
+the duel project share it (dbt-spark's session method takes the running session). One small dump
+for the ingest and the cross-engine tests."""
 
 from __future__ import annotations
 
+import io
+import tarfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import orjson
 import pytest
 
 from duel.settings import Settings
@@ -27,3 +32,48 @@ def spark(spark_settings: Settings) -> Iterator[SparkSession]:
     session = spark_session(spark_settings)
     yield session
     session.stop()
+
+
+REAL_FILES = 200
+EXTRA = {
+    "mixed/empty.json": b"",
+    "mixed/list.json": b"[1, 2]",
+    "mixed/pair.json": b'[{"user_id": "a", "name": "A"}, {"user_id": "b", "name": "B"}]',
+    "mixed/latin1.json": '{"name": "Zoë"}'.encode("latin-1"),
+    "mixed/._user_1.json": b"\x00\x05\x16\x07",
+    "mixed/notes.txt": b"not data",
+}
+
+
+@pytest.fixture(scope="session")
+def dump(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small tar.gz, built in a temp dir, never committed: 200 files of the real dataset (the
+    malformed ones among its first files included) and one file of each other kind (empty, not an
+    object, a JSON array of two users, not UTF-8, a macOS metadata file, a copy of a user file
+    under a second folder)."""
+    chosen: list[tuple[str, bytes]] = []
+    malformed = 0
+    with tarfile.open(real_data) as archive:
+        for member in archive:
+            if not member.isfile():
+                continue
+            data = archive.extractfile(member).read()  # type: ignore[union-attr]
+            try:
+                orjson.loads(data)
+                if len(chosen) - malformed >= REAL_FILES - 20:
+                    continue
+            except orjson.JSONDecodeError:
+                malformed += 1
+            chosen.append((member.name, data))
+            if len(chosen) >= REAL_FILES and malformed >= 20:
+                break
+    chosen = chosen[:REAL_FILES]
+    chosen += list(EXTRA.items())
+    chosen.append(("again/" + chosen[0][0].split("/", 1)[1], chosen[0][1]))  # same key and bytes
+    path = tmp_path_factory.mktemp("spark-dump") / "dump.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:  # (tests/test_shards.py's make_tar: not importable
+        for name, data in chosen:  # from here, where `conftest` is tests/spark's)
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[2]  # the checkout
 
 PROJECT = Path(__file__).resolve().parent / "macro_project"
-MODELS = ("cases", "elements", "aggregates")
+MODELS = ("cases", "elements", "aggregates", "relational")
 # (model, first key value, column): where the engines differ on purpose (portable.sql's header)
 KNOWN_DIFFERENCES = {
     ("cases", 30, "is_valid_numeric"),  # "1e30": numeric on Postgres, beyond decimal(38, 18)
@@ -159,6 +159,21 @@ def test_portable_macros_cases_are_what_postgres_says(postgres_rows: Rows) -> No
         (1, 1, 1, "outer", None),
         (1, 1, 2, "inner", "large"),
         (1, 1, 2, "outer", None),
+    ]
+    assert postgres_rows["relational"][1] == [
+        ("distinct_on", "a", Decimal("11.00")),
+        ("distinct_on", "b", Decimal("22.00")),
+        ("in_computed_list", "a", Decimal("11.00")),
+        ("integer_divide", "-7", Decimal("-3.00")),
+        ("integer_divide", "6", Decimal("3.00")),
+        ("integer_divide", "7", Decimal("3.00")),
+        ("lateral_lookup", "a", Decimal("10.00")),
+        ("lateral_lookup", "a", Decimal("11.00")),
+        ("lateral_lookup", "b", Decimal("20.00")),
+        ("lateral_lookup", "b", Decimal("22.00")),
+        ("truncate_number", "-2.7", Decimal("-2.00")),
+        ("truncate_number", "2.7", Decimal("2.00")),
+        ("truncate_number", "3", Decimal("3.00")),
     ]
     assert postgres_rows["aggregates"][1] == [
         (1, "b", Decimal("0.666667"), dt.date(2024, 1, 1), Decimal("3600.000")),

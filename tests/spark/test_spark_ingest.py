@@ -1,23 +1,19 @@
 """The Spark ingest (duel.spark_ingest) against the Postgres ingest (duel.load), on one dump.
 
-The dump: 200 files of the real dataset (the malformed ones among its first files included) and
-one file of each other kind (empty, not an object, a JSON array of two users, not UTF-8, a
-macOS metadata file, a copy of a user file under a second folder), built in a temp dir, never
-committed. The raw tables of both ingests must be equal row for row (keys, hashes, statuses,
-repairs, the documents as JSON, quarantine reasons and bytes, the ledger); a second Spark run of
-the same dump stores no document and no quarantined file, and its ledger says unchanged.
+The dump: conftest's `dump` (200 real files, the malformed ones among them, and one file of each
+other kind), shared with the cross-engine model test. The raw tables of both ingests must be equal
+row for row (keys, hashes, statuses, repairs, the documents as JSON, quarantine reasons and bytes,
+the ledger); a second Spark run of the same dump stores no document and no quarantined file, and
+its ledger says unchanged.
 """
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import psycopg
 import pytest
 from psycopg.types.string import TextLoader
@@ -31,47 +27,6 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout
-
-REAL_FILES = 200
-EXTRA = {
-    "mixed/empty.json": b"",
-    "mixed/list.json": b"[1, 2]",
-    "mixed/pair.json": b'[{"user_id": "a", "name": "A"}, {"user_id": "b", "name": "B"}]',
-    "mixed/latin1.json": '{"name": "Zoë"}'.encode("latin-1"),
-    "mixed/._user_1.json": b"\x00\x05\x16\x07",
-    "mixed/notes.txt": b"not data",
-}
-
-
-@pytest.fixture(scope="module")
-def dump(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small tar.gz: real files (malformed ones first), the extra kinds, one duplicate."""
-    chosen: list[tuple[str, bytes]] = []
-    malformed = 0
-    with tarfile.open(real_data) as archive:
-        for member in archive:
-            if not member.isfile():
-                continue
-            data = archive.extractfile(member).read()  # type: ignore[union-attr]
-            try:
-                orjson.loads(data)
-                if len(chosen) - malformed >= REAL_FILES - 20:
-                    continue
-            except orjson.JSONDecodeError:
-                malformed += 1
-            chosen.append((member.name, data))
-            if len(chosen) >= REAL_FILES and malformed >= 20:
-                break
-    chosen = chosen[:REAL_FILES]
-    chosen += list(EXTRA.items())
-    chosen.append(("again/" + chosen[0][0].split("/", 1)[1], chosen[0][1]))  # same key and bytes
-    path = tmp_path_factory.mktemp("spark-dump") / "dump.tar.gz"
-    with tarfile.open(path, "w:gz") as archive:  # (tests/test_shards.py's make_tar: not importable
-        for name, data in chosen:  # from here, where `conftest` is tests/spark's)
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@
         "cast((case when " ~ json_kind('j') ~ " in ('string', 'number') then "
         ~ trim_whitespace(json_scalar('j')) ~ " end) as numeric)"),
     ('array_length', "jsonb_array_length(tasks_completed_json)", json_array_length('tasks_completed_json')),
-    ('unnest', "cross join lateral " ~ array_elements("current_documents.document -> 'advocacy_programs'")
-        ~ " with ordinality as program (program_json, program_position)",
+    ('unnest', "cross join lateral jsonb_array_elements(case when jsonb_typeof(current_documents.document -> 'advocacy_programs') = 'array'"
+        ~ " then current_documents.document -> 'advocacy_programs' else '[]'::jsonb end) with ordinality as program (program_json, program_position)",
         unnest_json_array(json_get('current_documents.document', 'advocacy_programs'), 'program', 'program_json', 'program_position')),
     ('regex_uuid', json_text('j') ~ " !~* " ~ defect_pattern('uuid'), regex_match(json_text('j'), defect_pattern('uuid'), true, true)),
     ('regex_email', lower_text(json_text('j')) ~ " !~ " ~ defect_pattern('email'), regex_match(lower_text(json_text('j')), defect_pattern('email'), negate=true)),

@@ -1,0 +1,92 @@
+-- Relational steps and arithmetic: lateral_lookup, distinct_on, in_computed_list,
+-- integer_divide, truncate_number. One row per construct and key.
+with
+
+outer_rows as (
+
+    select 1 as id, 'a' as k, 'x' as h
+    union all
+    select 2 as id, 'b' as k, 'y' as h
+    union all
+    select 3 as id, 'c' as k, 'z' as h
+
+),
+
+inner_rows as (
+
+    select 'a' as k, 'x' as h, 10 as v, 2 as n
+    union all
+    select 'a' as k, 'x' as h, 11 as v, 1 as n
+    union all
+    select 'b' as k, 'y' as h, 20 as v, 1 as n
+    union all
+    select 'b' as k, 'q' as h, 21 as v, 1 as n
+    union all
+    select 'b' as k, 'y' as h, 22 as v, 1 as n
+
+),
+
+numbers as (
+
+    select 1 as id, 7 as whole, {{ cast_as("'2.7'", 'numeric') }} as fraction
+    union all
+    select 2 as id, -7 as whole, {{ cast_as("'-2.7'", 'numeric') }} as fraction
+    union all
+    select 3 as id, 6 as whole, {{ cast_as("'3'", 'numeric') }} as fraction
+
+),
+
+looked_up as (
+
+    select outer_rows.k, found.v
+    from outer_rows
+    {{ lateral_lookup('inner_rows', 'found', [['k', 'outer_rows.k'], ['h', 'outer_rows.h']], 'offset 0') }}
+
+),
+
+{%- set first_per_key = (['k'], ['k asc', 'n asc', 'v desc']) %}
+
+firsts as (
+
+    select {{ distinct_on(*first_per_key) }}
+        k,
+        v
+    from inner_rows
+    where v > 0
+    {{ distinct_on_end(*first_per_key) }}
+
+),
+
+listed as (
+
+    select k, v from inner_rows
+    where {{ in_computed_list('inner_rows.v', 'select v + 1 from inner_rows where n = 2') }}
+
+),
+
+final as (
+
+    select 'lateral_lookup' as construct, k as item, {{ cast_as('v', 'numeric(12, 2)') }} as result
+    from looked_up
+    union all
+    select 'distinct_on' as construct, k as item, {{ cast_as('v', 'numeric(12, 2)') }} as result
+    from firsts
+    union all
+    select 'in_computed_list' as construct, k as item, {{ cast_as('v', 'numeric(12, 2)') }} as result
+    from listed
+    union all
+    select
+        'integer_divide' as construct,
+        {{ cast_as('whole', 'text') }} as item,
+        {{ cast_as(integer_divide('whole', 2), 'numeric(12, 2)') }} as result
+    from numbers
+    union all
+    select
+        'truncate_number' as construct,
+        {{ cast_as('fraction', 'text') }} as item,
+        {{ cast_as(truncate_number('fraction'), 'numeric(12, 2)') }} as result
+    from numbers
+
+)
+
+select * from final
