@@ -28,11 +28,11 @@ inner_rows as (
 
 numbers as (
 
-    select 1 as id, 7 as whole, {{ cast_as("'2.7'", 'numeric') }} as fraction
+    select '7' as whole_item, 7 as whole, '2.7' as fraction_item, {{ cast_as("'2.7'", 'numeric') }} as fraction
     union all
-    select 2 as id, -7 as whole, {{ cast_as("'-2.7'", 'numeric') }} as fraction
+    select '-7' as whole_item, -7 as whole, '-2.7' as fraction_item, {{ cast_as("'-2.7'", 'numeric') }} as fraction
     union all
-    select 3 as id, 6 as whole, {{ cast_as("'3'", 'numeric') }} as fraction
+    select '6' as whole_item, 6 as whole, '3' as fraction_item, {{ cast_as("'3'", 'numeric') }} as fraction
 
 ),
 
@@ -77,13 +77,13 @@ final as (
     union all
     select
         'integer_divide' as construct,
-        {{ cast_as('whole', 'text') }} as item,
+        whole_item as item,
         {{ cast_as(integer_divide('whole', 2), 'numeric(12, 2)') }} as result
     from numbers
     union all
     select
         'truncate_number' as construct,
-        {{ cast_as('fraction', 'text') }} as item,
+        fraction_item as item,
         {{ cast_as(truncate_number('fraction'), 'numeric(12, 2)') }} as result
     from numbers
 
