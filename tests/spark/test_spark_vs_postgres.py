@@ -2,10 +2,12 @@
 
 The dump is conftest's (200 real files, repaired and quarantined ones among them, and one file of
 each other kind). Spark: `duel ingest --engine spark`'s job (spark_ingest) into the test session's
-warehouse (done already when tests/spark/test_spark_ingest.py ran first: it ingests the dump
-twice there), then `dbt build --target spark` of dbt/duel itself (models, data tests, unit tests)
-in this process, on that session. Postgres: duel's ingest as many times as Spark's raw holds
-batches (every run after the first changes nothing but the ledger), then `dbt build`. Compared:
+warehouse (done already when tests/spark/test_spark_ingest.py ran first, as it does in `make
+test-spark`, this file's name sorting after it: it ingests the dump twice there and needs an
+empty warehouse to start), then `dbt build --target spark` of dbt/duel itself (models, data
+tests, unit tests) in this process, on that session. Postgres: duel's ingest as many times as
+Spark's raw holds batches (every run after the first changes nothing but the ledger), then `dbt
+build`. Compared:
 every row of the core tables (`dbt.base`, `dbt.advocacy_programs`, `dbt.tasks_completed`), the
 lookup (`dbt_lookup.brand`) and every analysis table (`dbt_analysis.*`), ordered, value for value.
 
