@@ -107,10 +107,16 @@
 
 {#
     The transaction that last wrote `this` (an incremental model), as a 32-bit id: the newest
-    of its rows' xmin (the one with the smallest age). NULL when `this` has no rows.
+    of its rows' xmin (the one with the smallest age). NULL when `this` has no rows, or when
+    that was 2^30 transactions ago or more (too far to compare 32-bit ids safely).
 #}
 {% macro last_written() -%}
-    (select xmin::text::bigint from {{ this }} order by age(xmin) limit 1)
+    (
+        select case when age(xmin) < 1073741824 then xmin::text::bigint end
+        from {{ this }}
+        order by age(xmin)
+        limit 1
+    )
 {%- endmacro %}
 
 {#
@@ -169,4 +175,39 @@
         {{ return(filtered) }}
     {%- endif -%}
     {{ return(relation) }}
+{%- endmacro %}
+
+{#
+    The changed rows of an upstream table `relation` (aliased `alias`) for an incremental
+    analysis model: those written since `this` was last written (macro last_written). Every
+    row when `this` is empty or was last written more than 2^30 transactions ago (so the
+    32-bit comparison stays sound).
+#}
+{% macro written_since_this(alias) -%}
+    coalesce({{ written_since(last_written(), alias) }}, true)
+{%- endmacro %}
+
+{#
+    incremental_strategy='replace_keys', for the analysis models that aggregate by one key
+    (`unique_key`: engagement_by_user by user_key, engagement_by_program by program_key): the
+    new rows replace the rows of their keys, and the rows whose key is gone from the model's
+    `key_relation` (the model it aggregates, e.g. base) are deleted. The model selects the
+    keys whose upstream rows were written since its last build (written_since_this); a full
+    refresh runs the same query over every key, so both give the same rows.
+#}
+{% macro get_incremental_replace_keys_sql(arg_dict) -%}
+    {%- set target = arg_dict['target_relation'] -%}
+    {%- set source = arg_dict['temp_relation'] -%}
+    {%- set key = arg_dict['unique_key'] -%}
+    {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
+    delete from {{ target }} as existing
+    where
+        existing.{{ key }} in (select {{ key }} from {{ source }})
+        or not exists (
+            select from {{ ref(config.get('key_relation')) }} as kept
+            where kept.{{ key }} = existing.{{ key }}
+        );
+
+    insert into {{ target }} ({{ columns }})
+    select {{ columns }} from {{ source }}
 {%- endmacro %}

@@ -1,3 +1,17 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='replace_keys',
+        unique_key='program_key',
+        key_relation='advocacy_programs',
+        on_schema_change='fail',
+    )
+}}
+
+-- incremental: only the programs whose rows in advocacy_programs or tasks_completed, or whose
+-- brand's row in brand, were written since this table was (macros/incremental.sql,
+-- replace_keys), each program's row being an aggregate of that program's rows alone
+
 with
 
 programs as (
@@ -18,6 +32,31 @@ tasks as (
 
 ),
 
+{% if is_incremental() %}
+
+-- (the tables themselves, not the CTEs above: a row's xmin is not among `select *`'s columns)
+changed_programs as (
+
+    select program_key from {{ ref('advocacy_programs') }}
+    where {{ written_since_this('') }}
+
+    union
+
+    select program_key from {{ ref('tasks_completed') }}
+    where {{ written_since_this('') }}
+
+    union
+
+    select programs.program_key
+    from programs
+    inner join {{ ref('brand') }} as written_brands
+        on programs.brand_id = written_brands.brand_id
+    where {{ written_since_this('written_brands') }}
+
+),
+
+{% endif %}
+
 task_measures as (
 
     select
@@ -28,6 +67,9 @@ task_measures as (
     from programs
     left join tasks
         on programs.program_key = tasks.program_key
+    {% if is_incremental() %}
+    where programs.program_key in (select changed_programs.program_key from changed_programs)
+    {% endif %}
     group by 1
 
 ),
@@ -53,6 +95,9 @@ final as (
         on programs.brand_id = brands.brand_id
     inner join task_measures
         on programs.program_key = task_measures.program_key
+    {% if is_incremental() %}
+    where programs.program_key in (select changed_programs.program_key from changed_programs)
+    {% endif %}
 
 )
 
