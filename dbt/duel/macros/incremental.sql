@@ -108,11 +108,12 @@
 {#
     The transaction that last wrote `this` (an incremental model), as a 32-bit id: the newest
     of its rows' xmin (the one with the smallest age). NULL when `this` has no rows, or when
-    that was 2^30 transactions ago or more (too far to compare 32-bit ids safely).
+    that was more than 2^30 transactions ago (too far to compare 32-bit ids safely; a frozen
+    row's raw xmin can be older than 2^31, its age then negative).
 #}
 {% macro last_written() -%}
     (
-        select case when age(xmin) < 1073741824 then xmin::text::bigint end
+        select case when age(xmin) between 0 and 1073741824 then xmin::text::bigint end
         from {{ this }}
         order by age(xmin)
         limit 1
