@@ -8,9 +8,9 @@
     )
 }}
 
--- incremental: only the programs whose rows in advocacy_programs or tasks_completed, or whose
--- brand's row in brand, were written since this table was (macros/incremental.sql,
--- replace_keys), each program's row being an aggregate of that program's rows alone
+-- incremental: only the programs whose rows in advocacy_programs or tasks_completed were written
+-- since this table was (macros/incremental.sql, replace_keys), or whose brand's name changed,
+-- each program's row being an aggregate of that program's rows alone
 
 with
 
@@ -47,11 +47,13 @@ changed_programs as (
 
     union
 
-    select programs.program_key
-    from programs
-    inner join {{ ref('brand') }} as written_brands
-        on programs.brand_id = written_brands.brand_id
-    where {{ written_since_this('written_brands') }}
+    -- a program whose brand's name is not the one this table holds (or whose brand is gone):
+    -- compared, not dated, since brand rewrites every brand a new delivery names
+    select existing.program_key
+    from {{ this }} as existing
+    left join brands
+        on existing.brand_id = brands.brand_id
+    where brands.brand_id is null or existing.brand is distinct from brands.brand
 
 ),
 
