@@ -9,15 +9,14 @@ users as (
 ),
 
 -- every user with a known value of the ranked measure, whatever identifiers they have; the
--- value is the sum of the user's known values, with how many rows it covers
+-- value is the sum of the user's known values. Only the key is carried through the ranking
+-- (a sort of every user three times): the other columns are joined to the ranks kept.
 candidates as (
 
     select
         'engagement' as ranking,
         engagement as value,
-        engagement_known as value_known,
-        task_count as value_rows,
-        *
+        user_key
     from users
     where engagement is not null
 
@@ -26,9 +25,7 @@ candidates as (
     select
         'reach' as ranking,
         reach as value,
-        reach_known as value_known,
-        task_count as value_rows,
-        *
+        user_key
     from users
     where reach is not null
 
@@ -37,9 +34,7 @@ candidates as (
     select
         'sales' as ranking,
         sales as value,
-        sales_known as value_known,
-        program_count as value_rows,
-        *
+        user_key
     from users
     where sales is not null
 
@@ -59,25 +54,36 @@ ranked as (
 final as (
 
     select
-        cast(ranking as text) as ranking,
-        cast(rank as integer) as rank,
-        is_tied,
-        cast(value as numeric(38, 2)) as value,
-        value_known,
-        value_rows,
-        user_key,
-        label,
-        label_source,
-        document_key,
-        user_id,
-        name,
-        email,
-        engagement,
-        reach,
-        sales
+        cast(ranked.ranking as text) as ranking,
+        cast(ranked.rank as integer) as rank,
+        ranked.is_tied,
+        cast(ranked.value as numeric(38, 2)) as value,
+        -- how many rows the value covers: the user's known values of it, and its tasks (or,
+        -- for sales, its programs)
+        case ranked.ranking
+            when 'engagement' then users.engagement_known
+            when 'reach' then users.reach_known
+            else users.sales_known
+        end as value_known,
+        case ranked.ranking
+            when 'sales' then users.program_count
+            else users.task_count
+        end as value_rows,
+        users.user_key,
+        users.label,
+        users.label_source,
+        users.document_key,
+        users.user_id,
+        users.name,
+        users.email,
+        users.engagement,
+        users.reach,
+        users.sales
 
     from ranked
-    where rank <= {{ limit }}
+    inner join users
+        on ranked.user_key = users.user_key
+    where ranked.rank <= {{ limit }}
 
 )
 
