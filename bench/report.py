@@ -159,6 +159,15 @@ def targets(summary: dict, end_to_end: list[dict]) -> list[str]:
             None if floor is None else 1 / floor <= 1.3,
         )
     )
+    for size in (100_000, 1_000_000):  # issue 15: the ingest within 1.5× of its floor
+        floor = _ratio(summary, size, "tar.gz", "floor_copy")
+        rows.append(
+            _target(
+                f"{size_label(size)} tar.gz: `duel ingest` within 1.5× of read+parse+COPY",
+                "—" if floor is None else f"duel ÷ floor = {1 / floor:.2f}×",
+                None if floor is None else 1 / floor <= 1.5,
+            )
+        )
     for size, method, need in (
         (10_000, "notebook", 15),
         (10_000, "dlt", 4),

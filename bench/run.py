@@ -200,11 +200,15 @@ def measure_once(bench: Bench, method: Method, item: bench_inputs.Input, rep: in
 
 
 def measure_size(
-    bench: Bench, items: list[bench_inputs.Input], reps: int, quick: bool
+    bench: Bench, items: list[bench_inputs.Input], reps: int, quick: bool, keys: set[str]
 ) -> list[dict]:
     records = []
     for rep in range(reps):
-        methods = [m for m in METHODS if m.max_size is None or items[0].size <= m.max_size]
+        methods = [
+            m
+            for m in METHODS
+            if m.key in keys and (m.max_size is None or items[0].size <= m.max_size)
+        ]
         shift = rep % len(methods)
         for method in methods[shift:] + methods[:shift]:
             once = quick or items[0].size > bench_inputs.REAL_SIZE
@@ -359,6 +363,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--duel", type=Path, default=REPO / ".venv" / "bin" / "duel")
     parser.add_argument(
+        "--methods",
+        default=",".join(m.key for m in METHODS),
+        help="comma-separated ingest methods (default all: "
+        + ", ".join(m.key for m in METHODS)
+        + "); e.g. duel,floor_copy for the issue-15 ingest ratio without the slow baselines",
+    )
+    parser.add_argument(
         "--no-end-to-end", action="store_true", help="skip the duel run measurements"
     )
     parser.add_argument(
@@ -405,6 +416,11 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     forms = tuple(f.strip() for f in args.forms.split(","))
+    keys = {k.strip() for k in args.methods.split(",")}
+    unknown = keys - {m.key for m in METHODS}
+    if unknown:
+        print(f"bench: unknown method(s) {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
     bench = Bench(
         duel=args.duel.resolve(),
         python=Path(sys.executable),
@@ -431,7 +447,7 @@ def main(argv: list[str]) -> int:
             )
             results["inputs"] += [asdict(i) | {"path": str(i.path)} for i in items]  # type: ignore[operator]
             reps = args.reps if size < LARGE else args.reps_large
-            results["runs"] += measure_size(bench, items, reps, args.quick)  # type: ignore[operator]
+            results["runs"] += measure_size(bench, items, reps, args.quick, keys)  # type: ignore[operator]
         if not args.no_end_to_end:
             results["end_to_end"] = end_to_end(bench, sizes, forms, args.seed)
     finally:

@@ -131,6 +131,31 @@ def query(
         return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
 
 
+# Every schema dbt builds tables in (staging and intermediate are views over raw).
+BUILT_SCHEMAS = ("dbt", "dbt_lookup", "dbt_analysis", "dbt_snapshots")
+
+
+def built_tables(settings: Settings, schemas: tuple[str, ...] = BUILT_SCHEMAS) -> list[str]:
+    """schema.table of every table in `schemas`, sorted."""
+    return [
+        f"{schema}.{table}"
+        for schema, table in query(
+            settings,
+            "select table_schema, table_name from information_schema.tables"
+            " where table_schema = any(%s) and table_type = 'BASE TABLE' order by 1, 2",
+            (list(schemas),),
+        )
+    ]
+
+
+def every_row(settings: Settings, schemas: tuple[str, ...] = BUILT_SCHEMAS) -> dict[str, list[str]]:
+    """Every row of every table in `schemas`, as text, sorted: equal means byte-identical."""
+    return {
+        table: [row for (row,) in query(settings, f"select t::text from {table} t order by 1")]
+        for table in built_tables(settings, schemas)
+    }
+
+
 @pytest.fixture(scope="session")
 def real_data() -> Path:
     if not REAL_DATA.is_file():

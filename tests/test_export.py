@@ -307,3 +307,22 @@ def test_export_cli_writes_into_out_and_lists_files(real_built: Settings, tmp_pa
     assert listed == manifest["files"]
     rows = sum(e["rows"] for e in listed)
     assert done.stderr == f"exported {len(listed)} files, {rows:,} rows, to {tmp_path}\n"
+
+
+def test_export_again_rewrites_only_what_changed(real_built: Settings, tmp_path: Path) -> None:
+    """Exporting unchanged tables twice leaves every file and the manifest as they were (bytes
+    and modification times); a file changed by hand since is written anew, with the manifest."""
+    export_models(real_built, out=tmp_path)
+    stamps = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()}
+    again = export_models(real_built, out=tmp_path)
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.iterdir()} == stamps
+    touched = tmp_path / "dbt_analysis.overview.csv"
+    touched.write_bytes(b"edited\n")
+    export_models(real_built, out=tmp_path)
+    assert touched.read_bytes() == stamps[touched.name][0]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != MANIFEST} == {
+        name: content for name, (content, _) in stamps.items() if name != MANIFEST
+    }
+    assert [
+        (e["file"], e["sha256"]) for e in json.loads((tmp_path / MANIFEST).read_text())["files"]
+    ] == [(e.file, e.sha256) for e in again.files]

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, query
+from conftest import REPO, every_row, query
 
-from duel import pipeline
+from duel import changes, pipeline
 from duel.settings import Settings
 
 DAG = REPO / "dags" / "duel_pipeline.py"
@@ -118,7 +118,8 @@ def test_pipeline_second_run_with_nothing_new_rebuilds_nothing(
     data = _dump(tmp_path / "d", range(3))
     first = pipeline.run_pipeline(settings, data, notify=False)
     assert first.nothing_changed is False
-    tables = query(settings, "select t::text from dbt.base t order by 1")
+    tables = every_row(settings)
+    assert len(tables) == 17  # dbt 3, dbt_lookup 1, dbt_analysis 12, dbt_snapshots 1
     outputs = _outputs(settings)
     second = pipeline.run_pipeline(settings, data, notify=False)
     assert (second.nothing_changed, second.ingest.unchanged, [s.name for s in second.steps]) == (
@@ -130,10 +131,13 @@ def test_pipeline_second_run_with_nothing_new_rebuilds_nothing(
         s.detail.startswith("skipped: nothing changed since the build of") for s in second.steps[2:]
     )
     assert second.summary()["nothing_changed"] is True
-    assert query(settings, "select t::text from dbt.base t order by 1") == tables
+    assert every_row(settings) == tables
     assert _outputs(settings) == outputs
     forced = pipeline.run_pipeline(settings, data, notify=False, force=True)
     assert forced.nothing_changed is False and forced.steps[2].detail.endswith("s")
+    # the next run's data tests read only the rows written since the forced build's tests passed
+    tested = changes.read_record(settings)
+    assert tested is not None and changes.test_scope(settings) == tested.tested_through > 0
     changed = pipeline.run_pipeline(settings, _dump(tmp_path / "e", range(4)), notify=False)
     assert (changed.nothing_changed, changed.ingest.loaded) == (False, 1)
     assert query(settings, "select count(*) from dbt.base") == [(4,)]

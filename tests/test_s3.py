@@ -8,6 +8,7 @@ second run over an unchanged prefix GETs no object and stores nothing.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import logging
@@ -207,6 +208,49 @@ def test_s3_one_changed_object_is_exactly_one_new_version(
         s3_settings,
         "select document_key, count(*) from raw.user_documents group by 1 having count(*) > 1",
     ) == [("file:demo_user_3.json", 2)]
+
+
+def test_s3_new_object_listed_before_an_unchanged_one_with_its_key_leaves_the_later_current(
+    s3: Any,
+    bucket: str,
+    s3_settings: Settings,
+    pg_server: Settings,
+    s3_endpoint: tuple[str, _Requests],
+    tmp_path: Path,
+) -> None:
+    """Two objects deliver one document key (file:u1.json): b/ is loaded first, then a/ appears,
+    listed before it. Read in listing order, as the local directory is, b/'s document stays
+    current; so the batch reads both objects (a third GET), not a/ alone, and its counts are
+    the local directory's."""
+    later, earlier = b'{"user_id": "u1", "name": "Later"}', b'{"user_id": "u1", "name": "Early"}'
+    s3.put_object(Bucket=bucket, Key="in/b/u1.json", Body=later)
+    location = parse_location(f"s3://{bucket}/in/")
+    ingest(s3_settings, location)
+    s3.put_object(Bucket=bucket, Key="in/a/u1.json", Body=earlier)
+    requests = s3_endpoint[1]
+    before = len(requests.object_gets(bucket))
+    second = ingest(s3_settings, location)
+    assert requests.object_gets(bucket)[before:] == ["in/a/u1.json", "in/a/u1.json", "in/b/u1.json"]
+
+    local = other_database(pg_server, "shadowed")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "u1.json").write_bytes(later)
+    ingest(local, tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "u1.json").write_bytes(earlier)
+    local_second = ingest(local, tmp_path)
+    assert (
+        current(s3_settings)
+        == current(local)
+        == [("file:u1.json", hashlib.sha256(later).hexdigest(), "b/u1.json")]
+    )
+    assert counts(second) == {**counts(local_second), "objects_listed": 2, "objects_read": 2}
+    # Again: a/'s document is not current, so a/ is read (as a local read reads it), and b/
+    # after it: each run moves the key to a/ and back to b/, as the local directory's runs do.
+    third, local_third = ingest(s3_settings, location), ingest(local, tmp_path)
+    assert counts(third) == {**counts(local_third), "objects_listed": 2, "objects_read": 2}
+    assert (third.loaded, third.unchanged) == (2, 0)
+    assert current(s3_settings) == current(local)
 
 
 def test_s3_object_uploaded_again_in_parts_is_read_and_verified_by_its_hash(

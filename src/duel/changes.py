@@ -11,6 +11,11 @@ export when all of these hold, so a run with nothing new costs an ingest and not
 - the report and the export manifest it wrote are still there.
 
 `duel run --force` rebuilds everything anyway.
+
+The record also says where the build's tests left off (`tested_through`: the oldest transaction
+still running when they had all passed, in the cluster `cluster`), so the next incremental run
+tests only the rows written since (`test_scope`; dbt/duel/macros/incremental.sql says which
+tests, and how).
 """
 
 from __future__ import annotations
@@ -37,6 +42,12 @@ class BuildRecord:
     report: str
     manifest: str
     finished_at: str  # ISO 8601, UTC
+    tested_through: int = 0  # a 64-bit transaction id: every row written before it was tested
+    cluster: str = ""  # the server's system identifier and the database's oid
+
+
+# Postgres compares 32-bit transaction ids in a circle: one is "after" another within 2^31.
+XID_HORIZON = 2**31
 
 
 def record_path(settings: Settings) -> Path:
@@ -70,12 +81,46 @@ def last_batch_id(settings: Settings) -> int:
     return int(row[0]) if row else 0
 
 
+def read_record(settings: Settings) -> BuildRecord | None:
+    """The last complete build's record, None when there is none (or it cannot be read)."""
+    try:
+        return BuildRecord(**json.loads(record_path(settings).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def tested_through(settings: Settings) -> tuple[str, int]:
+    """(cluster, transaction id) now, after a build whose tests all passed: every row written
+    so far was written by a transaction before that id (the oldest one still running)."""
+    with db.connect(settings, step="changes") as conn:
+        row = conn.execute(
+            "select (select system_identifier from pg_control_system())::text || '/'"
+            " || (select oid from pg_database where datname = current_database())::text,"
+            " txid_snapshot_xmin(txid_current_snapshot())"
+        ).fetchone()
+    if row is None:  # a select without from gives one row
+        return "", 0
+    return str(row[0]), int(row[1])
+
+
+def test_scope(settings: Settings) -> int | None:
+    """The transaction id the data tests of an incremental build start from: the last complete
+    build's `tested_through`, when that build ran the same project on the same database and
+    fewer than 2^31 transactions lie between (so 32-bit ids still compare); else None: test
+    every row."""
+    record = read_record(settings)
+    if record is None or not record.tested_through or record.project_hash != project_hash(settings):
+        return None
+    cluster, now = tested_through(settings)
+    if cluster != record.cluster or not 0 <= now - record.tested_through < XID_HORIZON:
+        return None
+    return record.tested_through
+
+
 def unchanged_since(settings: Settings) -> BuildRecord | None:
     """The last build's record when nothing has changed since it (see the module doc), else None."""
-    path = record_path(settings)
-    try:
-        record = BuildRecord(**json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
+    record = read_record(settings)
+    if record is None:
         return None
     if record.project_hash != project_hash(settings):
         return None
@@ -90,14 +135,23 @@ def unchanged_since(settings: Settings) -> BuildRecord | None:
     return None if row and row[0] else record
 
 
-def record_build(settings: Settings, batch_id: int, report: Path, manifest: Path) -> BuildRecord:
-    """Remember a complete build (after transform, report and export all succeeded)."""
+def record_build(
+    settings: Settings,
+    batch_id: int,
+    report: Path,
+    manifest: Path,
+    tested: tuple[str, int] = ("", 0),
+) -> BuildRecord:
+    """Remember a complete build (after transform, report and export all succeeded); `tested`:
+    `tested_through` taken when its tests had passed."""
     record = BuildRecord(
         batch_id,
         project_hash(settings),
         str(report.resolve()),
         str(manifest.resolve()),
         datetime.now(UTC).isoformat(timespec="seconds"),
+        tested_through=tested[1],
+        cluster=tested[0],
     )
     path = record_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,9 @@ exported without a code change. All files come from one read-only REPEATABLE REA
 streamed by `COPY ... TO STDOUT`, Parquet written in record batches with pyarrow (numerics as exact
 decimals). Rows are ordered by every column, so the same data gives the same bytes. A
 `manifest.json` lists each file with its rows, bytes and sha256; files of an earlier export that
-the new manifest does not list are removed, so the directory always matches its manifest.
+the new manifest does not list are removed, so the directory always matches its manifest. A file
+whose bytes did not change is not rewritten, nor is a manifest that lists the same files (issue
+15: an incremental run rewrites only the tables that changed).
 
 `pseudonymize=True` replaces every personal column (name, email, *_email, *_handle, ...) with
 `left(hex(HMAC-SHA256(key, value)), 32)`, computed in SQL from the key's HMAC pads: the same value
@@ -321,7 +323,8 @@ def _export_one(
                 arrow_schema,
                 f"duel_export_{seq}",
             )
-        os.replace(part, directory / name)
+        digest = _sha256(part)
+        _keep_or_replace(part, directory / name, digest)
     finally:
         part.unlink(missing_ok=True)
     return ExportedFile(
@@ -330,10 +333,18 @@ def _export_one(
         table,
         rows,
         (directory / name).stat().st_size,
-        _sha256(directory / name),
+        digest,
         tuple(c.name for c in columns),
         tuple(c.name for c in columns if c.pseudonymized),
     )
+
+
+def _keep_or_replace(part: Path, path: Path, digest: str) -> None:
+    """Put the new file in place, unless the one there has the same bytes: an unchanged table's
+    file is left as it was (content and modification time)."""
+    if path.is_file() and path.stat().st_size == part.stat().st_size and _sha256(path) == digest:
+        return
+    os.replace(part, path)
 
 
 def _previous_files(directory: Path) -> set[str]:
@@ -345,6 +356,9 @@ def _previous_files(directory: Path) -> set[str]:
 
 
 def _write_manifest(result: ExportResult) -> None:
+    """Write the manifest, unless the one there lists exactly these files (same bytes, rows and
+    columns) in the same format: then it stays as it was, its `generated_at` the time those
+    files were first written."""
     document = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "duel_version": __version__,
@@ -352,6 +366,15 @@ def _write_manifest(result: ExportResult) -> None:
         "pseudonymized": result.pseudonymized,
         "files": [asdict(entry) for entry in result.files],
     }
+    try:
+        previous = json.loads(result.manifest.read_text())
+    except (OSError, ValueError):
+        previous = None
+    if isinstance(previous, dict) and {**previous, "generated_at": None} == {
+        **json.loads(json.dumps(document)),
+        "generated_at": None,
+    }:
+        return
     part = result.directory / f".{MANIFEST}.part"
     part.write_text(json.dumps(document, indent=2) + "\n")
     os.replace(part, result.manifest)

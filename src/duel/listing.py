@@ -18,6 +18,10 @@ size are the same is read again all the same when:
   replaced it), so reading it makes it current again, as reading a local file would;
 - the batch that listed it used another document key rule.
 
+A carried object listed after a read object that delivered one of its document keys would let
+the earlier object's document be current, where reading the whole listing in order (as a local
+dump is read) leaves the later one current: the batch then reads every object, in order.
+
 What is read is verified by its content: an object whose ETag changed but whose documents did
 not (uploaded again, or in parts) stores nothing new, its documents `unchanged` by sha256.
 """
@@ -158,6 +162,71 @@ def plan_objects(conn: psycopg.Connection[Any], listing: Listing, rule: str) -> 
         else:
             read.append(info)
     return ObjectPlan(listing, read, carried)
+
+
+_SHADOWED = """
+    with read_files as (
+        select file.document_key, range.position
+        from unnest(%(firsts)s::int[], %(counts)s::int[], %(positions)s::int[])
+            as range (first_seq, file_count, position)
+        inner join raw.batch_files as file
+            on file.batch_id = %(batch)s
+            and file.file_seq >= range.first_seq
+            and file.file_seq < range.first_seq + range.file_count
+        where file.status in ('loaded', 'repaired', 'unchanged')
+    )
+    select exists (
+        select 1
+        from unnest(%(batches)s::bigint[], %(carried_firsts)s::int[], %(carried_counts)s::int[],
+            %(carried_positions)s::int[]) as range (batch_id, first_seq, file_count, position)
+        inner join raw.batch_files as file
+            on file.batch_id = range.batch_id
+            and file.file_seq >= range.first_seq
+            and file.file_seq < range.first_seq + range.file_count
+        inner join read_files
+            on read_files.document_key = file.document_key
+            and read_files.position < range.position
+        where file.status in ('loaded', 'repaired', 'unchanged')
+    )
+"""
+
+
+def carried_after_read(conn: psycopg.Connection[Any], plan: ObjectPlan, batch_id: int) -> bool:
+    """Whether an object the plan carries delivers a document key that an object it read, listed
+    before it, delivered too. Reading the whole listing in order, as a local dump is read, the
+    later object's document is the one that ends up current; carrying it would leave the earlier
+    one current. The batch must then read every object (`read_everything`)."""
+    position = {info.key: index for index, info in enumerate(plan.listing.objects)}
+    first_read = min((position[info.key] for info in plan.read), default=None)
+    later = [
+        (info, p)
+        for info, p in plan.carried
+        if first_read is not None and position[info.key] > first_read
+    ]
+    if not later:
+        return False
+    spans = [
+        (plan.ranges[info.key], position[info.key]) for info in plan.read if info.key in plan.ranges
+    ]
+    row = conn.execute(
+        _SHADOWED,
+        {
+            "batch": batch_id,
+            "firsts": [span[0] for span, _p in spans],
+            "counts": [span[1] for span, _p in spans],
+            "positions": [p for _span, p in spans],
+            "batches": [previous.batch_id for _i, previous in later],
+            "carried_firsts": [previous.first_seq for _i, previous in later],
+            "carried_counts": [previous.file_count for _i, previous in later],
+            "carried_positions": [position[info.key] for info, _p in later],
+        },
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def read_everything(listing: Listing) -> ObjectPlan:
+    """A plan that reads every listed object, in listing order, and carries none."""
+    return ObjectPlan(listing, list(listing.objects), [])
 
 
 def finish_objects(

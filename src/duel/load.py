@@ -470,26 +470,38 @@ def ingest(
             batch_id = _open_batch(
                 conn, source, shard, settings.lock_timeout_s, full=full, rule=rule.text
             )
-            batch = _Batch(conn, batch_id)
             current_before = deletes.count_current(conn) if full else 0
-            if store is not None:
+
+            def load(files: Iterable[SourceFile], plan: listing.ObjectPlan | None) -> _Batch:
+                batch = _Batch(conn, batch_id)
+                with read_chunks(
+                    files,
+                    settings.repair_policy,
+                    rule,
+                    workers=settings.workers,
+                    chunk_rows=settings.batch_rows,
+                    keep=keep if plan is None else _both(keep, plan.track),
+                ) as chunks:
+                    for chunk in chunks:
+                        batch.write_chunk(chunk)
+                        if on_file is not None:
+                            on_file(len(chunk))
+                if plan is not None:
+                    batch.carry_objects(plan)
+                return batch
+
+            if store is None:
+                batch = load(source_files, None)
+            else:
                 plan = listing.plan_objects(conn, store.listing, rule.text)
-                source_files = store.files(plan.read)
-                keep = _both(keep, plan.track)
-            with read_chunks(
-                source_files,
-                settings.repair_policy,
-                rule,
-                workers=settings.workers,
-                chunk_rows=settings.batch_rows,
-                keep=keep,
-            ) as chunks:
-                for chunk in chunks:
-                    batch.write_chunk(chunk)
-                    if on_file is not None:
-                        on_file(len(chunk))
-            if plan is not None:
-                batch.carry_objects(plan)
+                try:
+                    with conn.transaction():  # a savepoint: undone if the plan must read all
+                        batch = load(store.files(plan.read), plan)
+                        if listing.carried_after_read(conn, plan, batch_id):
+                            raise _ReadEverything
+                except _ReadEverything:
+                    plan = listing.read_everything(store.listing)
+                    batch = load(store.files(plan.read), plan)
             if full:
                 counts = batch.counts
                 batch.counts["deleted"] = deletes.tombstone_absent(
@@ -540,6 +552,10 @@ def ingest(
         objects_listed=plan.objects_listed if plan is not None else None,
         objects_read=plan.objects_read if plan is not None else None,
     )
+
+
+class _ReadEverything(Exception):
+    """A carried object would have been shadowed by one read before it (duel.listing)."""
 
 
 class _ObjectStore:

@@ -172,6 +172,7 @@ def transform_stage(
     on_line: Callable[[str], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     target: str | None = None,
+    tests_since: int | None = None,
 ) -> BuildResult:
     """The dbt build: for production (`duel run`, the DAG) or, with production=False, for
     development (`duel transform`); what each includes: PRODUCTION_UNIT_TESTS,
@@ -187,6 +188,7 @@ def transform_stage(
         on_progress=on_progress,
         unit_tests=PRODUCTION_UNIT_TESTS if production else DEVELOPMENT_UNIT_TESTS,
         target=target,
+        tests_since=tests_since,
     )
 
 
@@ -290,7 +292,15 @@ def _run_stages(
             results[0], tuple(steps), settings, servers[0], demo, last_build=unchanged.finished_at
         )
     built_through = changes.last_batch_id(settings)  # before the build: what it sees, at least
-    _timed("transform", lambda: transform_stage(settings).describe(), steps)
+    # the data tests read only the rows written since the last complete build (all of them on
+    # --force and --full, or when that build is not this project's)
+    tests_since = None if force or full else changes.test_scope(settings)
+    _timed(
+        "transform",
+        lambda: transform_stage(settings, tests_since=tests_since).describe(),
+        steps,
+    )
+    tested = changes.tested_through(settings)
     reports: list[Path] = []
 
     def run_report() -> str:
@@ -305,5 +315,5 @@ def _run_stages(
         return f"{len(exports[0].files)} files in {exports[0].directory}"
 
     _timed("export", run_export, steps)
-    changes.record_build(settings, built_through, reports[0], exports[0].manifest)
+    changes.record_build(settings, built_through, reports[0], exports[0].manifest, tested)
     return RunOutcome(results[0], tuple(steps), settings, servers[0], demo)

@@ -83,12 +83,15 @@ def target_dir(settings: Settings) -> Path:
     return settings.home.resolve() / "dbt" / "target"
 
 
-def dbt_env(settings: Settings) -> dict[str, str]:
+def dbt_env(settings: Settings, tests_since: int | None = None) -> dict[str, str]:
     """The child's whole environment: the connection from the settings, dbt's paths, no
-    telemetry."""
+    telemetry; with `tests_since`, the setting that scopes the data tests to the rows written
+    since that transaction (dbt/duel/macros/incremental.sql) on every connection dbt opens."""
     env = {name: os.environ[name] for name in PASSTHROUGH if name in os.environ}
     project = project_dir(settings)
     env.update(settings.libpq_env())
+    if tests_since is not None:
+        env["PGOPTIONS"] = f"-c duel.tests_written_since={tests_since}"
     env.update(
         {
             "DUEL_HOME": str(settings.home.resolve()),  # the spark target's warehouse is under it
@@ -128,6 +131,7 @@ def build_models(
     on_progress: Callable[[int, int], None] | None = None,
     unit_tests: bool = True,
     target: str | None = None,
+    tests_since: int | None = None,
 ) -> BuildResult:
     """Run `dbt build` (models, snapshot, tests, unit tests); raise StepFailed if anything fails.
 
@@ -136,6 +140,8 @@ def build_models(
     the unit tests, which test the SQL's logic on fixtures, not the data (dbt's advice for
     production builds; `duel run` does so, `duel transform` and CI run them). `target` is an
     output of profiles.yml (`local`, the default: Postgres; `spark`: a local Spark session).
+    `tests_since` (a transaction id, duel.changes.test_scope): the row-level data tests read
+    only the rows written since it; None: every test reads everything.
     """
     args = ["build", *target_args(target)]
     if not unit_tests:
@@ -149,7 +155,7 @@ def build_models(
     started = time.perf_counter()
     if is_postgres(target):
         analyze_raw(settings)  # the planner must see the rows the last ingest added
-    code, output = _run(settings, args, on_line, on_progress)
+    code, output = _run(settings, args, on_line, on_progress, tests_since)
     seconds = time.perf_counter() - started
     nodes = _read_results(results)
     failed = [n for n in nodes or () if n.status in FAILED]
@@ -192,13 +198,14 @@ def _run(
     args: list[str],
     on_line: Callable[[str], None] | None,
     on_progress: Callable[[int, int], None] | None,
+    tests_since: int | None = None,
 ) -> tuple[int, list[str]]:
     """Run dbt, streaming its output lines; returns (exit code, lines)."""
     target_dir(settings).mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
     with subprocess.Popen(
         dbt_command(settings, *args),
-        env=dbt_env(settings),
+        env=dbt_env(settings, tests_since),
         cwd=project_dir(settings),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -140,3 +140,138 @@
     {%- endif -%}
     {{ return(dbt.dbt_spark_get_incremental_sql(strategy, source, target, existing, unique_key, incremental_predicates)) }}
 {%- endmacro %}
+
+{#
+    Rows written since a point in the database's transaction order: the rows an incremental
+    build (or a test of it) has to look at, whatever model wrote them and why (a changed
+    document, an email shared with one, a full refresh).
+
+    On Postgres a row's `xmin` is the transaction that wrote it. `since` is a 32-bit
+    transaction id (an expression); a row is written since it when its xmin follows or equals it
+    in Postgres's circular order of transaction ids (the difference modulo 2^32 below 2^31, as
+    Postgres compares them, so it holds across the wrap-around of the 32-bit counter). The caller
+    makes sure fewer than 2^31 transactions lie between (duel.changes.test_scope does). An
+    unknown `since` (NULL) gives NULL. `relation`: the table alias, or '' for the only one.
+
+    Spark has no such column: every row counts as written (a full build, a whole test).
+#}
+{% macro written_since(since, relation='') -%}
+    {{ return(adapter.dispatch('written_since')(since, relation)) }}
+{%- endmacro %}
+
+{% macro default__written_since(since, relation='') -%}
+    (({{ relation ~ '.' if relation }}xmin::text::bigint - ({{ since }}) + 4294967296) % 4294967296
+    < 2147483648)
+{%- endmacro %}
+
+{% macro spark__written_since(since, relation='') -%}
+    true
+{%- endmacro %}
+
+{#
+    The transaction that last wrote `this` (an incremental model), as a 32-bit id: the newest
+    of its rows' xmin (the one with the smallest age). NULL when `this` has no rows, or when
+    that was more than 2^30 transactions ago (too far to compare 32-bit ids safely; a frozen
+    row's raw xmin can be older than 2^31, its age then negative).
+#}
+{% macro last_written() -%}
+    (
+        select case when age(xmin) between 0 and 1073741824 then xmin::text::bigint end
+        from {{ this }}
+        order by age(xmin)
+        limit 1
+    )
+{%- endmacro %}
+
+{#
+    Data tests scoped to the rows a build wrote (issue 15).
+
+    `duel run`, when the last complete build of this database passed all its tests and the
+    project is the same (duel.changes.test_scope), sets the setting duel.tests_written_since on
+    dbt's connections (PGOPTIONS) to the first transaction after that build. The row-level
+    tests (`scoped_tests`) then read only the rows of a table written since then: a row written
+    before was there, unchanged, when every test passed. `unique` checks the keys of those rows
+    against the whole table (tests/generic/unique.sql). Every other test (relationships,
+    aggregate_equals, unique_combination_of_columns, singular tests) and every test of a view
+    reads everything. Without the setting (`duel transform`, `duel run --force` or `--full`, a
+    changed project, CI, the DAG) every test reads everything.
+#}
+{% macro scoped_tests() -%}
+    {{ return(['not_null', 'accepted_values', 'expression_is_true']) }}
+{%- endmacro %}
+
+{# The transaction id duel.tests_written_since holds (64 bits), NULL when it is not set. #}
+{% macro tests_written_since() -%}
+    nullif(current_setting('duel.tests_written_since', true), '')::bigint
+{%- endmacro %}
+
+{# The predicate "written since the last tested build"; true for every row when unset. #}
+{% macro written_since_tested(relation='') -%}
+    ({{ tests_written_since() }} is null
+    or {{ written_since(tests_written_since() ~ ' % 4294967296', relation) }})
+{%- endmacro %}
+
+{# Whether `relation` is a table dbt builds or a source (raw tables): a row there has an xmin. #}
+{% macro has_row_versions(relation) -%}
+    {%- if not execute or target.type != 'postgres' -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- for node in graph.nodes.values() | list + graph.sources.values() | list -%}
+        {%- if node.relation_name == relation | string -%}
+            {{ return(node.resource_type == 'source'
+                or node.config.materialized in ('table', 'incremental', 'snapshot')) }}
+        {%- endif -%}
+    {%- endfor -%}
+    {{ return(false) }}
+{%- endmacro %}
+
+{# dbt's own (`where` config), and the scope above for the row-level tests of a table. #}
+{% macro get_where_subquery(relation) -%}
+    {%- set where = config.get('where', '') -%}
+    {%- set scoped = (model.test_metadata or {}).get('name') in scoped_tests()
+        and has_row_versions(relation) -%}
+    {%- if where or scoped -%}
+        {%- set filtered -%}
+            (select * from {{ relation }}
+            where {{ where if where else 'true' }}
+            {%- if scoped %} and {{ written_since_tested() }}{% endif %}) as dbt_subquery
+        {%- endset -%}
+        {{ return(filtered) }}
+    {%- endif -%}
+    {{ return(relation) }}
+{%- endmacro %}
+
+{#
+    The changed rows of an upstream table `relation` (aliased `alias`) for an incremental
+    analysis model: those written since `this` was last written (macro last_written). Every
+    row when `this` is empty or was last written more than 2^30 transactions ago (so the
+    32-bit comparison stays sound).
+#}
+{% macro written_since_this(alias) -%}
+    coalesce({{ written_since(last_written(), alias) }}, true)
+{%- endmacro %}
+
+{#
+    incremental_strategy='replace_keys', for the analysis models that aggregate by one key
+    (`unique_key`: engagement_by_user by user_key, engagement_by_program by program_key): the
+    new rows replace the rows of their keys, and the rows whose key is gone from the model's
+    `key_relation` (the model it aggregates, e.g. base) are deleted. The model selects the
+    keys whose upstream rows were written since its last build (written_since_this); a full
+    refresh runs the same query over every key, so both give the same rows.
+#}
+{% macro get_incremental_replace_keys_sql(arg_dict) -%}
+    {%- set target = arg_dict['target_relation'] -%}
+    {%- set source = arg_dict['temp_relation'] -%}
+    {%- set key = arg_dict['unique_key'] -%}
+    {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
+    delete from {{ target }} as existing
+    where
+        existing.{{ key }} in (select {{ key }} from {{ source }})
+        or not exists (
+            select from {{ ref(config.get('key_relation')) }} as kept
+            where kept.{{ key }} = existing.{{ key }}
+        );
+
+    insert into {{ target }} ({{ columns }})
+    select {{ columns }} from {{ source }}
+{%- endmacro %}

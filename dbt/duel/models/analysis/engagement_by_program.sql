@@ -1,3 +1,18 @@
+{# replace_keys reads row versions (xmin), a Postgres column: elsewhere a table rebuilt whole #}
+{{
+    config(
+        materialized='incremental' if target.type == 'postgres' else 'table',
+        incremental_strategy='replace_keys',
+        unique_key='program_key',
+        key_relation='advocacy_programs',
+        on_schema_change='fail',
+    )
+}}
+
+-- incremental: only the programs whose rows in advocacy_programs or tasks_completed were written
+-- since this table was (macros/incremental.sql, replace_keys), or whose brand's name changed,
+-- each program's row being an aggregate of that program's rows alone
+
 with
 
 programs as (
@@ -18,6 +33,33 @@ tasks as (
 
 ),
 
+{% if is_incremental() %}
+
+-- (the tables themselves, not the CTEs above: a row's xmin is not among `select *`'s columns)
+changed_programs as (
+
+    select program_key from {{ ref('advocacy_programs') }}
+    where {{ written_since_this('') }}
+
+    union
+
+    select program_key from {{ ref('tasks_completed') }}
+    where {{ written_since_this('') }}
+
+    union
+
+    -- a program whose brand's name is not the one this table holds (or whose brand is gone):
+    -- compared, not dated, since brand rewrites every brand a new delivery names
+    select existing.program_key
+    from {{ this }} as existing
+    left join brands
+        on existing.brand_id = brands.brand_id
+    where brands.brand_id is null or existing.brand is distinct from brands.brand
+
+),
+
+{% endif %}
+
 task_measures as (
 
     select
@@ -28,6 +70,9 @@ task_measures as (
     from programs
     left join tasks
         on programs.program_key = tasks.program_key
+    {% if is_incremental() %}
+    where programs.program_key in (select changed_programs.program_key from changed_programs)
+    {% endif %}
     group by 1
 
 ),
@@ -53,6 +98,9 @@ final as (
         on programs.brand_id = brands.brand_id
     inner join task_measures
         on programs.program_key = task_measures.program_key
+    {% if is_incremental() %}
+    where programs.program_key in (select changed_programs.program_key from changed_programs)
+    {% endif %}
 
 )
 

@@ -1,3 +1,18 @@
+{# replace_keys reads row versions (xmin), a Postgres column: elsewhere a table rebuilt whole #}
+{{
+    config(
+        materialized='incremental' if target.type == 'postgres' else 'table',
+        incremental_strategy='replace_keys',
+        unique_key='user_key',
+        key_relation='base',
+        on_schema_change='fail',
+    )
+}}
+
+-- incremental: only the users whose rows in base, advocacy_programs or tasks_completed were
+-- written since this table was (macros/incremental.sql, replace_keys), each user's row being
+-- an aggregate of that user's rows alone
+
 with
 
 users as (
@@ -18,6 +33,28 @@ tasks as (
 
 ),
 
+{% if is_incremental() %}
+
+-- (the tables themselves, not the CTEs above: a row's xmin is not among `select *`'s columns)
+changed_users as (
+
+    select user_key from {{ ref('base') }}
+    where {{ written_since_this('') }}
+
+    union
+
+    select user_key from {{ ref('advocacy_programs') }}
+    where {{ written_since_this('') }}
+
+    union
+
+    select user_key from {{ ref('tasks_completed') }}
+    where {{ written_since_this('') }}
+
+),
+
+{% endif %}
+
 program_measures as (
 
     select
@@ -25,6 +62,9 @@ program_measures as (
         {{ sales_measures('programs') }}
 
     from programs
+    {% if is_incremental() %}
+    where programs.user_key in (select changed_users.user_key from changed_users)
+    {% endif %}
     group by 1
 
 ),
@@ -36,6 +76,9 @@ task_measures as (
         {{ task_measures('tasks') }}
 
     from tasks
+    {% if is_incremental() %}
+    where tasks.user_key in (select changed_users.user_key from changed_users)
+    {% endif %}
     group by 1
 
 ),
@@ -76,6 +119,9 @@ final as (
         on users.user_key = program_measures.user_key
     left join task_measures
         on users.user_key = task_measures.user_key
+    {% if is_incremental() %}
+    where users.user_key in (select changed_users.user_key from changed_users)
+    {% endif %}
 
 )
 

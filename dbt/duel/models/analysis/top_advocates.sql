@@ -9,16 +9,16 @@ users as (
 ),
 
 -- every user with a known value of the ranked measure, whatever identifiers they have; the
--- value is the sum of the user's known values, with how many rows it covers (typed in each
--- branch: Spark types a union by its first branch's scale, which would round the sales)
+-- value is the sum of the user's known values. Only the key is carried through the ranking
+-- (a sort of every user three times): the other columns are joined to the ranks kept. The
+-- value is typed in each branch: Spark types a union by its first branch's scale, which would
+-- round the sales.
 candidates as (
 
     select
         'engagement' as ranking,
         cast(engagement as numeric(38, 2)) as value,
-        engagement_known as value_known,
-        task_count as value_rows,
-        *
+        user_key
     from users
     where engagement is not null
 
@@ -27,9 +27,7 @@ candidates as (
     select
         'reach' as ranking,
         cast(reach as numeric(38, 2)) as value,
-        reach_known as value_known,
-        task_count as value_rows,
-        *
+        user_key
     from users
     where reach is not null
 
@@ -38,9 +36,7 @@ candidates as (
     select
         'sales' as ranking,
         cast(sales as numeric(38, 2)) as value,
-        sales_known as value_known,
-        program_count as value_rows,
-        *
+        user_key
     from users
     where sales is not null
 
@@ -60,25 +56,36 @@ ranked as (
 final as (
 
     select
-        {{ cast_as('ranking', 'text') }} as ranking,
-        cast(rank as integer) as rank,
-        is_tied,
-        cast(value as numeric(38, 2)) as value,
-        value_known,
-        value_rows,
-        user_key,
-        label,
-        label_source,
-        document_key,
-        user_id,
-        name,
-        email,
-        engagement,
-        reach,
-        sales
+        {{ cast_as('ranked.ranking', 'text') }} as ranking,
+        cast(ranked.rank as integer) as rank,
+        ranked.is_tied,
+        cast(ranked.value as numeric(38, 2)) as value,
+        -- how many rows the value covers: the user's known values of it, and its tasks (or,
+        -- for sales, its programs)
+        case ranked.ranking
+            when 'engagement' then users.engagement_known
+            when 'reach' then users.reach_known
+            else users.sales_known
+        end as value_known,
+        case ranked.ranking
+            when 'sales' then users.program_count
+            else users.task_count
+        end as value_rows,
+        users.user_key,
+        users.label,
+        users.label_source,
+        users.document_key,
+        users.user_id,
+        users.name,
+        users.email,
+        users.engagement,
+        users.reach,
+        users.sales
 
     from ranked
-    where rank <= {{ limit }}
+    inner join users
+        on ranked.user_key = users.user_key
+    where ranked.rank <= {{ limit }}
 
 )
 
