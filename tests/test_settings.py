@@ -130,8 +130,10 @@ def test_load_settings_rejects_bad_values(env: dict[str, str], message: str) -> 
     assert str(caught.value) == message
 
 
-def test_settings_url_redacts_and_quotes() -> None:
-    settings = load_settings({"PGPASSWORD": "p@ss/word", "PGUSER": "ann"}, dotenv=None)
+def test_settings_url_redacts_and_quotes(tmp_path: Path) -> None:
+    # DUEL_HOME with no server record: the defaults, not a running embedded server's port
+    environ = {"PGPASSWORD": "p@ss/word", "PGUSER": "ann", "DUEL_HOME": str(tmp_path)}
+    settings = load_settings(environ, dotenv=None)
     assert settings.url() == "postgresql://ann:***@127.0.0.1:5432/duel"
     assert settings.url(redact=False) == "postgresql://ann:p%40ss%2Fword@127.0.0.1:5432/duel"
     assert "p@ss/word" not in repr(settings)
