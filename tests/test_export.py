@@ -198,6 +198,31 @@ def personal_values(settings: Settings) -> dict[str, set[str]]:
     return {field: values - SENTINELS for field, values in found.items()}
 
 
+def found_in(text: str, values: set[str]) -> list[str]:
+    """The values (each of at least 6 characters) that occur in `text` anywhere, even inside a
+    longer cell: one pass over the text by the values' 6-character prefixes (testing each value
+    with `in` reads the whole text once per value: minutes for the real dump's 30,000)."""
+    by_prefix: dict[str, list[str]] = {}
+    for value in values:
+        by_prefix.setdefault(value[:6], []).append(value)
+    found = set()
+    for at in range(len(text) - 5):
+        for value in by_prefix.get(text[at : at + 6], ()):
+            if text.startswith(value, at):
+                found.add(value)
+    return sorted(found)
+
+
+def test_found_in_finds_values_inside_longer_text() -> None:
+    values = {"ann@x.org", "ann@x.organic", "bobby1", "zzzzzz"}
+    assert found_in("id,mail\n1,hi ann@x.organic!\n2,bobby12", values) == [
+        "ann@x.org",
+        "ann@x.organic",
+        "bobby1",
+    ]
+    assert found_in("short", values) == []
+
+
 def test_export_pseudonymized_contains_no_personal_value(
     real_built: Settings, pseudonymized: Path
 ) -> None:
@@ -215,8 +240,7 @@ def test_export_pseudonymized_contains_no_personal_value(
             cell for record in read_records(path) for cell in record.values() if cell is not None
         }
         assert cells & everything == set(), path.name
-        text = path.read_text().lower()
-        assert [v for v in distinctive if v in text] == [], path.name
+        assert found_in(path.read_text().lower(), distinctive) == [], path.name
 
 
 def test_export_pseudonymized_maps_a_person_to_one_token(
