@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from duel.objectstore import Listing, ObjectInfo
 from duel.parse import Outcome
@@ -61,8 +62,19 @@ _PREVIOUS = """
     where listed.source_uri = %(source)s
 """
 
+
+# The ledger rows (`file`) of ranges of files (`range`: first_seq and file_count, and batch_id
+# where the ranges are of several batches); {of}: the batch the ranges are of.
+_FILES_OF_RANGES = sql.SQL("""
+        inner join raw.batch_files as file
+            on file.batch_id = {of}
+            and file.file_seq >= range.first_seq
+            and file.file_seq < range.first_seq + range.file_count""")
+_FILES_OF_THEIR_BATCHES = _FILES_OF_RANGES.format(of=sql.SQL("range.batch_id"))
+_FILES_OF_THIS_BATCH = _FILES_OF_RANGES.format(of=sql.SQL("%(batch)s"))
+
 # The carried files, renumbered after the batch's own; counted by status and reason.
-_CARRY = """
+_CARRY = sql.SQL("""
     with carried as (
         insert into raw.batch_files (batch_id, file_seq, source_name, status, reason,
             document_key, content_sha256, byte_size)
@@ -72,14 +84,11 @@ _CARRY = """
             file.document_key, file.content_sha256, file.byte_size
         from unnest(%(batches)s::bigint[], %(firsts)s::int[], %(counts)s::int[],
             %(new_firsts)s::int[]) as range (batch_id, first_seq, file_count, new_first)
-        inner join raw.batch_files as file
-            on file.batch_id = range.batch_id
-            and file.file_seq >= range.first_seq
-            and file.file_seq < range.first_seq + range.file_count
+        {files}
         returning status, reason
     )
     select status, reason, count(*) from carried group by 1, 2
-"""
+""").format(files=_FILES_OF_THEIR_BATCHES)
 
 _UPSERT = """
     insert into raw.object_listing as listed (source_uri, object_key, etag, byte_size, batch_id,
@@ -164,31 +173,25 @@ def plan_objects(conn: psycopg.Connection[Any], listing: Listing, rule: str) -> 
     return ObjectPlan(listing, read, carried)
 
 
-_SHADOWED = """
+_SHADOWED = sql.SQL("""
     with read_files as (
         select file.document_key, range.position
         from unnest(%(firsts)s::int[], %(counts)s::int[], %(positions)s::int[])
             as range (first_seq, file_count, position)
-        inner join raw.batch_files as file
-            on file.batch_id = %(batch)s
-            and file.file_seq >= range.first_seq
-            and file.file_seq < range.first_seq + range.file_count
+        {files_read}
         where file.status in ('loaded', 'repaired', 'unchanged')
     )
     select exists (
         select 1
         from unnest(%(batches)s::bigint[], %(carried_firsts)s::int[], %(carried_counts)s::int[],
             %(carried_positions)s::int[]) as range (batch_id, first_seq, file_count, position)
-        inner join raw.batch_files as file
-            on file.batch_id = range.batch_id
-            and file.file_seq >= range.first_seq
-            and file.file_seq < range.first_seq + range.file_count
+        {files_carried}
         inner join read_files
             on read_files.document_key = file.document_key
             and read_files.position < range.position
         where file.status in ('loaded', 'repaired', 'unchanged')
     )
-"""
+""").format(files_read=_FILES_OF_THIS_BATCH, files_carried=_FILES_OF_THEIR_BATCHES)
 
 
 def carried_after_read(conn: psycopg.Connection[Any], plan: ObjectPlan, batch_id: int) -> bool:

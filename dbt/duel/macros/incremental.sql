@@ -252,6 +252,23 @@
 {%- endmacro %}
 
 {#
+    The keys (`key`) of the rows of the models `models` (names for ref) written since `this` was
+    last written (written_since_this): the keys an incremental analysis model recomputes. The
+    tables themselves are read, not CTEs over them (a row's xmin is not among `select *`'s
+    columns).
+#}
+{% macro keys_written_since_this(key, models) -%}
+    {%- for name in models %}
+    select {{ key }} from {{ ref(name) }}
+    where {{ written_since_this('') }}
+    {%- if not loop.last %}
+
+    union
+    {% endif -%}
+    {%- endfor %}
+{%- endmacro %}
+
+{#
     incremental_strategy='replace_keys', for the analysis models that aggregate by one key
     (`unique_key`: engagement_by_user by user_key, engagement_by_program by program_key): the
     new rows replace the rows of their keys, and the rows whose key is gone from the model's

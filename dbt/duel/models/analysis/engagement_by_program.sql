@@ -35,16 +35,8 @@ tasks as (
 
 {% if is_incremental() %}
 
--- (the tables themselves, not the CTEs above: a row's xmin is not among `select *`'s columns)
 changed_programs as (
-
-    select program_key from {{ ref('advocacy_programs') }}
-    where {{ written_since_this('') }}
-
-    union
-
-    select program_key from {{ ref('tasks_completed') }}
-    where {{ written_since_this('') }}
+    {{ keys_written_since_this('program_key', ['advocacy_programs', 'tasks_completed']) }}
 
     union
 

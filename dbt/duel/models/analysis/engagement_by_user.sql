@@ -35,22 +35,8 @@ tasks as (
 
 {% if is_incremental() %}
 
--- (the tables themselves, not the CTEs above: a row's xmin is not among `select *`'s columns)
 changed_users as (
-
-    select user_key from {{ ref('base') }}
-    where {{ written_since_this('') }}
-
-    union
-
-    select user_key from {{ ref('advocacy_programs') }}
-    where {{ written_since_this('') }}
-
-    union
-
-    select user_key from {{ ref('tasks_completed') }}
-    where {{ written_since_this('') }}
-
+    {{ keys_written_since_this('user_key', ['base', 'advocacy_programs', 'tasks_completed']) }}
 ),
 
 {% endif %}
