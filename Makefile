@@ -49,8 +49,9 @@ run: install $(if $(filter $(DEMO),$(DATA)),$(DEMO)) ## Start the embedded Postg
 # --durations: the slowest tests at the end.
 PYTEST_PROGRESS ?= -v --durations=15
 # pytest-xdist: two workers, each with its own embedded Postgres, a test file at a time (a file's
-# fixtures stay on one worker). PYTEST_WORKERS= runs everything in one process.
-PYTEST_WORKERS ?= -n 2 --dist loadfile
+# fixtures stay on one worker), the files with slow tests first (tests/conftest.py orders them).
+# PYTEST_WORKERS= runs everything in one process.
+PYTEST_WORKERS ?= -n 2 --dist loadfile --no-loadscope-reorder
 
 # sqlfluff's dbt templater compiles the project: it needs a reachable database (the embedded one).
 lint: install ## ruff (lint + format check), mypy, sqlfluff on the dbt models: what CI runs first

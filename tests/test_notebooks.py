@@ -285,7 +285,7 @@ def output_run(
     """dbt builds the models once over what the debugging notebook loaded; then the results run."""
     from duel.transform import build_models
 
-    build_models(nb_settings)
+    build_models(nb_settings, unit_tests=False)
     return execute("data_output.ipynb", nb_settings, kernels, tmp_path_factory.mktemp("work"))
 
 

@@ -58,7 +58,7 @@ def build_with_collation(
         )
     db.ensure_ready(settings)
     ingest(settings, data)
-    build_models(settings)
+    build_models(settings, unit_tests=False)
     return settings
 
 

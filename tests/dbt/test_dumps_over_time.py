@@ -156,23 +156,25 @@ def files_history(
         ingest(settings, write_tar(tmp / "d1.tar.gz", "mixed", d1)),
         ingest(settings, write_dir(tmp / "d2", "export-2025-07-24", d2), full=True),
     ]
-    build_models(settings)  # after d1 and d2 together: the snapshot sees d2 only (one build)
+    build_models(
+        settings, unit_tests=False
+    )  # after d1 and d2 together: the snapshot sees d2 only (one build)
     # the later builds test only the rows written since the build before (as `duel run` does)
     tested = changes.tested_through(settings)[1]
     results.append(
         ingest(settings, write_tar(tmp / "d3.tar.gz", "export-2025-07-25", d3_broken), full=True)
     )
-    build_models(settings, tests_since=tested)
+    build_models(settings, tests_since=tested, unit_tests=False)
     tested = changes.tested_through(settings)[1]
     results.append(ingest(settings, write_tar(tmp / "d4.tar.gz", "delta", d4)))
-    build_models(settings, tests_since=tested)
+    build_models(settings, tests_since=tested, unit_tests=False)
     incremental = {
         table: rows(settings, table, set()) for table in built_tables(settings, REBUILT_SCHEMAS)
     }
     final = d3 | d4
     reference = fresh(pg_server, "duel_dumps_files_reference", tmp)
     ingest(reference, write_tar(tmp / "final.tar.gz", "final", final))
-    build_models(reference)
+    build_models(reference, unit_tests=False)
     return FilesHistory(settings, reference, results, changed, final, incremental)
 
 
@@ -206,7 +208,7 @@ def test_dumps_incremental_build_equals_full_refresh(files_history: FilesHistory
     """Every table of dbt, dbt_lookup and dbt_analysis, every column, after three incremental
     builds (changes, deletes, returns, a quarantined delivery, a delta)."""
     settings = files_history.settings
-    build_models(settings, full_refresh=True)
+    build_models(settings, full_refresh=True, unit_tests=False)
     tables = built_tables(settings, REBUILT_SCHEMAS)
     assert (len(tables), sorted(files_history.incremental)) == (16, tables)
     for table in tables:
@@ -302,14 +304,14 @@ def ndjson_history(
     ]
     second += [docs[n] for n in new]
     results = [ingest(settings, write_ndjson(tmp / "a.ndjson", [docs[n] for n in first], seed=1))]
-    build_models(settings)
+    build_models(settings, unit_tests=False)
     keys_before = dict(
         query(
             settings, "select user_id::text, user_key::text from dbt.base where user_id is not null"
         )
     )
     results.append(ingest(settings, write_ndjson(tmp / "b.ndjson", second, seed=2), full=True))
-    build_models(settings)
+    build_models(settings, unit_tests=False)
     keys_after = dict(
         query(
             settings, "select user_id::text, user_key::text from dbt.base where user_id is not null"

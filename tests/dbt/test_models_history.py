@@ -89,16 +89,16 @@ def history(
     )
     db.ensure_ready(settings)
     ingest(settings, real_data)
-    build_models(settings)
+    build_models(settings, unit_tests=False)
     first = tables(settings)
     ingest(settings, real_data)
-    build_models(settings)
+    build_models(settings, unit_tests=False)
     again = tables(settings)
     tested = changes.tested_through(settings)[1]  # its tests read only what changes now
     ingest(settings, changed_delivery(real_dir, tmp_path_factory.mktemp("delivery")))
-    build_models(settings, tests_since=tested)
+    build_models(settings, tests_since=tested, unit_tests=False)
     changed = tables(settings)
-    build_models(settings, full_refresh=True)
+    build_models(settings, full_refresh=True, unit_tests=False)
     return History(settings, first, again, changed, tables(settings))
 
 
