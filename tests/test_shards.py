@@ -4,12 +4,11 @@ DAG's fan-out, on a real Postgres.
 
 from __future__ import annotations
 
-import io
-import tarfile
 from pathlib import Path
 
 import pytest
 from conftest import query
+from tar_files import make_tar
 
 from duel import db
 from duel.exceptions import ConfigError, SourceError
@@ -27,16 +26,6 @@ from duel.shards import (
 
 DOCUMENTS = "select source_name, content_sha256 from raw.user_documents order by 1, 2"
 CURRENT = "select source_name, content_sha256 from raw.current_versions order by 1"
-
-
-def make_tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
-    """A .tar.gz of (name, bytes) members in this order; a name may repeat."""
-    with tarfile.open(path, "w:gz") as archive:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
 
 
 def other_database(settings: Settings, suffix: str) -> Settings:

@@ -5,7 +5,6 @@ for the ingest and the cross-engine tests."""
 
 from __future__ import annotations
 
-import io
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 import pytest
+from tar_files import make_tar
 
 from duel.settings import Settings
 from duel.spark_ingest import spark_session
@@ -70,10 +70,4 @@ def dump(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     chosen = chosen[:REAL_FILES]
     chosen += list(EXTRA.items())
     chosen.append(("again/" + chosen[0][0].split("/", 1)[1], chosen[0][1]))  # same key and bytes
-    path = tmp_path_factory.mktemp("spark-dump") / "dump.tar.gz"
-    with tarfile.open(path, "w:gz") as archive:  # (tests/test_shards.py's make_tar: not importable
-        for name, data in chosen:  # from here, where `conftest` is tests/spark's)
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
+    return make_tar(tmp_path_factory.mktemp("spark-dump") / "dump.tar.gz", chosen)
