@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,7 @@ from conftest import run_cli
 from PIL import Image
 
 from duel import charts
+from duel.charts.look import frame
 from duel.report import MODELS, ReportResult, build_report
 from duel.settings import Settings
 
@@ -256,3 +258,20 @@ def test_report_titles_fit_beside_the_toolbar(report: ReportResult) -> None:
         report.path.read_text(),
     )
     assert len(titles) >= 6 and max(map(len, titles)) <= 45, titles
+
+
+def test_chart_frames_make_decimals_floats_and_keep_nulls() -> None:
+    """charts.look.frame: a numeric column (Decimals, psycopg's numeric) becomes float64 with
+    NULL as NaN, whatever row its first known value is in; text and all-NULL columns stay."""
+    data = frame(
+        [
+            {"sales": None, "brand": "A", "gone": None},
+            {"sales": Decimal("12.50"), "brand": None, "gone": None},
+            {"sales": Decimal("-1"), "brand": "B", "gone": None},
+        ]
+    )
+    assert str(data["sales"].dtype) == "float64"
+    assert data["sales"].isna().tolist() == [True, False, False]
+    assert data["sales"].tolist()[1:] == [12.5, -1.0]
+    assert data["brand"].tolist()[::2] == ["A", "B"]
+    assert data["gone"].isna().all() and data["gone"].dtype == object

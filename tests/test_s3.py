@@ -29,6 +29,7 @@ from moto.server import ThreadedMotoServer
 from duel import db
 from duel.exceptions import ObjectStoreError
 from duel.generate import write_dataset
+from duel.listing import expand
 from duel.load import IngestResult, ingest
 from duel.objectstore import S3Location, parse_location
 from duel.settings import Settings
@@ -453,3 +454,13 @@ def test_s3_dag_shards_are_one_batch_checked_against_its_listing(
     check = check_shards(s3_settings, location, results)
     assert (check.files, check.shards, check.totals["unchanged"]) == (USERS - 1, 1, USERS - 1)
     assert delete_absent(s3_settings, results).deleted == 1
+
+
+def test_ledger_ranges_expand_to_one_element_per_file() -> None:
+    """duel.listing looks ledger files up one by one (a join on ranges is planned as a scan of
+    the whole batch per range): each range becomes its files, in order, with its tag."""
+    assert expand([(7, 0, 2, 5), (3, 10, 1, 9), (4, 2, 0, 1), (7, 4, 3, 2)]) == (
+        [7, 7, 3, 7, 7, 7],
+        [0, 1, 10, 4, 5, 6],
+        [5, 5, 9, 2, 2, 2],
+    )

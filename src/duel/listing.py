@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from duel.objectstore import Listing, ObjectInfo
 from duel.parse import Outcome
@@ -63,32 +62,42 @@ _PREVIOUS = """
 """
 
 
-# The ledger rows (`file`) of ranges of files (`range`: first_seq and file_count, and batch_id
-# where the ranges are of several batches); {of}: the batch the ranges are of.
-_FILES_OF_RANGES = sql.SQL("""
-        inner join raw.batch_files as file
-            on file.batch_id = {of}
-            and file.file_seq >= range.first_seq
-            and file.file_seq < range.first_seq + range.file_count""")
-_FILES_OF_THEIR_BATCHES = _FILES_OF_RANGES.format(of=sql.SQL("range.batch_id"))
-_FILES_OF_THIS_BATCH = _FILES_OF_RANGES.format(of=sql.SQL("%(batch)s"))
+# Ledger rows are looked up file by file, joined on the whole primary key from arrays of batch
+# ids and file_seqs, one element per file (`expand`): a join on ranges of file_seqs is planned
+# as a scan of the whole batch per range, hours for a listing of 100,000 files.
 
 # The carried files, renumbered after the batch's own; counted by status and reason.
-_CARRY = sql.SQL("""
+_CARRY = """
     with carried as (
         insert into raw.batch_files (batch_id, file_seq, source_name, status, reason,
             document_key, content_sha256, byte_size)
-        select %(batch)s, range.new_first + (file.file_seq - range.first_seq), file.source_name,
+        select %(batch)s, wanted.new_seq, file.source_name,
             case when file.status = 'skipped' then 'skipped' else 'unchanged' end,
             case when file.status = 'skipped' then file.reason else %(reason)s end,
             file.document_key, file.content_sha256, file.byte_size
-        from unnest(%(batches)s::bigint[], %(firsts)s::int[], %(counts)s::int[],
-            %(new_firsts)s::int[]) as range (batch_id, first_seq, file_count, new_first)
-        {files}
+        from unnest(%(batches)s::bigint[], %(seqs)s::int[], %(new_seqs)s::int[])
+            as wanted (batch_id, file_seq, new_seq)
+        inner join raw.batch_files as file
+            on file.batch_id = wanted.batch_id and file.file_seq = wanted.file_seq
         returning status, reason
     )
     select status, reason, count(*) from carried group by 1, 2
-""").format(files=_FILES_OF_THEIR_BATCHES)
+"""
+
+
+def expand(ranges: Sequence[tuple[int, int, int, int]]) -> tuple[list[int], list[int], list[int]]:
+    """Ranges of ledger files (batch_id, first_seq, file_count, tag) as one element per file:
+    (batch ids, file_seqs, tags), the tag of a range counting up along it (a new file_seq) or
+    repeated (a position) as the caller needs."""
+    batches: list[int] = []
+    seqs: list[int] = []
+    tags: list[int] = []
+    for batch_id, first, count, tag in ranges:
+        batches.extend([batch_id] * count)
+        seqs.extend(range(first, first + count))
+        tags.extend([tag] * count)
+    return batches, seqs, tags
+
 
 _UPSERT = """
     insert into raw.object_listing as listed (source_uri, object_key, etag, byte_size, batch_id,
@@ -173,25 +182,17 @@ def plan_objects(conn: psycopg.Connection[Any], listing: Listing, rule: str) -> 
     return ObjectPlan(listing, read, carried)
 
 
-_SHADOWED = sql.SQL("""
-    with read_files as (
-        select file.document_key, range.position
-        from unnest(%(firsts)s::int[], %(counts)s::int[], %(positions)s::int[])
-            as range (first_seq, file_count, position)
-        {files_read}
-        where file.status in ('loaded', 'repaired', 'unchanged')
-    )
-    select exists (
-        select 1
-        from unnest(%(batches)s::bigint[], %(carried_firsts)s::int[], %(carried_counts)s::int[],
-            %(carried_positions)s::int[]) as range (batch_id, first_seq, file_count, position)
-        {files_carried}
-        inner join read_files
-            on read_files.document_key = file.document_key
-            and read_files.position < range.position
-        where file.status in ('loaded', 'repaired', 'unchanged')
-    )
-""").format(files_read=_FILES_OF_THIS_BATCH, files_carried=_FILES_OF_THEIR_BATCHES)
+# The document keys delivered by ledger files (`expand`ed), with each file's tag; `keys`: only
+# these keys (None: all).
+_DELIVERED = """
+    select file.document_key, wanted.tag
+    from unnest(%(batches)s::bigint[], %(seqs)s::int[], %(tags)s::int[])
+        as wanted (batch_id, file_seq, tag)
+    inner join raw.batch_files as file
+        on file.batch_id = wanted.batch_id and file.file_seq = wanted.file_seq
+    where file.status in ('loaded', 'repaired', 'unchanged')
+        and (%(keys)s::text[] is null or file.document_key = any(%(keys)s::text[]))
+"""
 
 
 def carried_after_read(conn: psycopg.Connection[Any], plan: ObjectPlan, batch_id: int) -> bool:
@@ -208,23 +209,29 @@ def carried_after_read(conn: psycopg.Connection[Any], plan: ObjectPlan, batch_id
     ]
     if not later:
         return False
-    spans = [
-        (plan.ranges[info.key], position[info.key]) for info in plan.read if info.key in plan.ranges
+    read = [
+        (batch_id, plan.ranges[info.key][0], plan.ranges[info.key][1], position[info.key])
+        for info in plan.read
+        if info.key in plan.ranges
     ]
-    row = conn.execute(
-        _SHADOWED,
-        {
-            "batch": batch_id,
-            "firsts": [span[0] for span, _p in spans],
-            "counts": [span[1] for span, _p in spans],
-            "positions": [p for _span, p in spans],
-            "batches": [previous.batch_id for _i, previous in later],
-            "carried_firsts": [previous.first_seq for _i, previous in later],
-            "carried_counts": [previous.file_count for _i, previous in later],
-            "carried_positions": [position[info.key] for info, _p in later],
-        },
-    ).fetchone()
-    return bool(row and row[0])
+    batches, seqs, tags = expand(read)
+    first_delivered: dict[str, int] = {}
+    for key, at in conn.execute(
+        _DELIVERED, {"batches": batches, "seqs": seqs, "tags": tags, "keys": None}, binary=True
+    ):
+        first_delivered[key] = min(at, first_delivered.get(key, at))
+    if not first_delivered:
+        return False
+    batches, seqs, tags = expand(
+        [(p.batch_id, p.first_seq, p.file_count, position[info.key]) for info, p in later]
+    )
+    keys = list(first_delivered)
+    return any(
+        at > first_delivered[key]
+        for key, at in conn.execute(
+            _DELIVERED, {"batches": batches, "seqs": seqs, "tags": tags, "keys": keys}, binary=True
+        )
+    )
 
 
 def read_everything(listing: Listing) -> ObjectPlan:
@@ -244,16 +251,19 @@ def finish_objects(
     counts: dict[str, int] = {}
     reasons: dict[str, int] = {}
     if plan.carried:
+        batches, seqs, _firsts = expand(
+            [(p.batch_id, p.first_seq, p.file_count, 0) for _i, p in plan.carried]
+        )
         rows = conn.execute(
             _CARRY,
             {
                 "batch": batch_id,
                 "reason": UNCHANGED_REASON,
-                "batches": [p.batch_id for _i, p in plan.carried],
-                "firsts": [p.first_seq for _i, p in plan.carried],
-                "counts": [p.file_count for _i, p in plan.carried],
-                "new_firsts": new_firsts,
+                "batches": batches,
+                "seqs": seqs,
+                "new_seqs": list(range(first_seq, first_seq + len(seqs))),
             },
+            binary=True,  # arrays of 100,000s: text quoting costs seconds
         ).fetchall()
         for status, reason, count in rows:
             counts[status] = counts.get(status, 0) + int(count)
@@ -278,6 +288,7 @@ def _record_listing(
     conn.execute(
         "delete from raw.object_listing where source_uri = %s and not object_key = any(%s)",
         (plan.listing.uri, keys),
+        binary=True,
     )
     conn.execute(
         _UPSERT,
@@ -291,4 +302,5 @@ def _record_listing(
             "counts": counts,
             "reads": reads,
         },
+        binary=True,
     )

@@ -58,14 +58,16 @@ def frame(rows: Rows) -> pd.DataFrame:
     """Rows as a DataFrame, with Decimal columns made float (plotly plots floats)."""
     data = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     for column in data.columns:
-        if (
-            data[column].dtype == object
-            and data[column].map(lambda v: isinstance(v, Decimal)).any()
-        ):
-            data[column] = pd.to_numeric(
-                data[column].map(lambda v: None if v is None else float(v))
-            )
+        values = data[column]
+        # a column of one type: its first known value says whether it holds Decimals
+        if values.dtype == object and isinstance(_first_known(values), Decimal):
+            data[column] = values.astype("float64")  # None -> NaN; float() of each, in C
     return data
+
+
+def _first_known(values: pd.Series) -> object:
+    known = values.first_valid_index()
+    return None if known is None else values[known]
 
 
 def platform_colour(platform: object) -> str:
