@@ -45,6 +45,38 @@
             as engagement_rate_reach
 {%- endmacro %}
 
+{#
+    task_measures() over groups of groups: the same columns from the rows of `partials`, each
+    holding task_measures() of a finer group (engagement_by_program's programs, for a brand).
+    Sums of sums and of counts are the sums over the tasks; an average is the sum over the
+    known count (as avg() computes it), a share the known count over the tasks; the rate
+    divides the summed parts it is made of.
+#}
+{% macro task_measures_rollup(partials) -%}
+        cast(sum({{ partials }}.task_count) as bigint) as task_count,
+    {%- for measure in task_measure_names() %}
+        cast(sum({{ partials }}.{{ measure }}) as numeric(38, 0)) as {{ measure }},
+        cast(sum({{ partials }}.{{ measure }}_known) as bigint) as {{ measure }}_known,
+        {{ known_share('sum(' ~ partials ~ '.' ~ measure ~ '_known)', 'sum(' ~ partials ~ '.task_count)') }} as {{ measure }}_known_share,
+        cast(
+            round(sum({{ partials }}.{{ measure }}) / nullif(sum({{ partials }}.{{ measure }}_known), 0), 2)
+            as numeric(38, 2)
+        ) as {{ measure }}_average,
+    {%- endfor %}
+        cast(
+            round(
+                sum({{ partials }}.engagement_rate_engagement)
+                / nullif(sum({{ partials }}.engagement_rate_reach), 0),
+                6
+            )
+            as numeric(38, 6)
+        ) as engagement_rate,
+        cast(sum({{ partials }}.engagement_rate_tasks) as bigint) as engagement_rate_tasks,
+        cast(sum({{ partials }}.engagement_rate_engagement) as numeric(38, 0))
+            as engagement_rate_engagement,
+        cast(sum({{ partials }}.engagement_rate_reach) as numeric(38, 0)) as engagement_rate_reach
+{%- endmacro %}
+
 {# The columns of task_measures() read from `relation`, its counts 0 where it has no row (a LEFT JOIN). #}
 {% macro task_measure_columns(relation) -%}
         coalesce({{ relation }}.task_count, 0) as task_count,

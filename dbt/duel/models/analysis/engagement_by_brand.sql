@@ -6,39 +6,23 @@ brands as (
 
 ),
 
+-- one row per program with its tasks' measures: a brand's are their sums (task_measures_rollup),
+-- so the tasks are not read again
 programs as (
 
-    select * from {{ ref('advocacy_programs') }}
+    select * from {{ ref('engagement_by_program') }}
 
 ),
 
-tasks as (
-
-    select * from {{ ref('tasks_completed') }}
-
-),
-
-program_measures as (
+brand_measures as (
 
     select
         programs.brand_id,
         cast(count(distinct programs.user_key) as bigint) as user_count,
-        {{ sales_measures('programs') }}
+        {{ sales_measures('programs') }},
+        {{ task_measures_rollup('programs') }}
 
     from programs
-    group by 1
-
-),
-
-task_measures as (
-
-    select
-        programs.brand_id,
-        {{ task_measures('tasks') }}
-
-    from programs
-    inner join tasks
-        on programs.program_key = tasks.program_key
     group by 1
 
 ),
@@ -49,15 +33,13 @@ measured as (
         brands.brand_id,
         brands.brand,
         brands.is_unknown_brand,
-        coalesce(program_measures.user_count, 0) as user_count,
-        {{ sales_measure_columns('program_measures') }},
-        {{ task_measure_columns('task_measures') }}
+        coalesce(brand_measures.user_count, 0) as user_count,
+        {{ sales_measure_columns('brand_measures') }},
+        {{ task_measure_columns('brand_measures') }}
 
     from brands
-    left join program_measures
-        on brands.brand_id = program_measures.brand_id
-    left join task_measures
-        on brands.brand_id = task_measures.brand_id
+    left join brand_measures
+        on brands.brand_id = brand_measures.brand_id
 
 ),
 

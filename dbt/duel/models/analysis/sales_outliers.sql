@@ -17,35 +17,17 @@
 
 with
 
+-- one row per program, with the platform its tasks name (engagement_by_program: the tasks are
+-- not aggregated again)
 programs as (
 
-    select * from {{ ref('advocacy_programs') }}
-
-),
-
-tasks as (
-
-    select * from {{ ref('tasks_completed') }}
+    select * from {{ ref('engagement_by_program') }}
 
 ),
 
 brands as (
 
     select * from {{ ref('brand') }}
-
-),
-
-program_platforms as (
-
-    select
-        programs.program_key,
-        {{ program_platform_measures('tasks') }}
-
-    from programs
-    left join tasks
-        on programs.program_key = tasks.program_key
-    where programs.total_sales_attributed is not null
-    group by 1
 
 ),
 
@@ -58,17 +40,16 @@ with_sales as (
         programs.brand_id,
         brands.brand,
         programs.is_unknown_brand,
-        program_platforms.platform,
-        program_platforms.is_unknown_platform,
-        program_platforms.is_without_tasks,
+        programs.platform,
+        programs.is_unknown_platform,
+        programs.is_without_tasks,
         programs.total_sales_attributed,
         programs.total_sales_attributed < 0 as is_negative_sales
 
     from programs
     inner join brands
         on programs.brand_id = brands.brand_id
-    inner join program_platforms
-        on programs.program_key = program_platforms.program_key
+    where programs.total_sales_attributed is not null
 
 ),
 
