@@ -8,18 +8,10 @@ import tarfile
 from pathlib import Path
 
 from conftest import query
+from tar_files import make_tar
 
 from duel.load import ingest
 from duel.settings import Settings
-
-
-def make_tar(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
 
 
 def test_ingest_real_dataset_counts(settings: Settings, real_data: Path) -> None:
@@ -137,7 +129,7 @@ def test_ingest_quarantines_hopeless_file_with_bytes_intact(
     hopeless = b'{"user_id": "abc", "name": \xff\xfe garbage'
     archive = make_tar(
         tmp_path / "d.tar.gz",
-        {"mixed/user_9.json": hopeless, "mixed/user_1.json": b'{"user_id": null}'},
+        {"mixed/user_9.json": hopeless, "mixed/user_1.json": b'{"user_id": null}'}.items(),
     )
     result = ingest(settings, archive)
     assert result.summary() == {
@@ -175,7 +167,7 @@ def test_ingest_skips_macos_metadata(settings: Settings, tmp_path: Path) -> None
             "mixed/._user_1.json": b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X",
             "__MACOSX/mixed/._user_2.json": b"\x00\x05\x16\x07",
             "mixed/.DS_Store": b"\x00\x00\x00\x01Bud1",
-        },
+        }.items(),
     )
     result = ingest(settings, archive)
     assert result.summary() == {

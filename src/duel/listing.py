@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from duel.objectstore import Listing, ObjectInfo
 from duel.parse import Outcome
@@ -62,33 +63,36 @@ _PREVIOUS = """
 """
 
 
-# Ledger rows are looked up file by file, joined on the whole primary key from arrays of batch
-# ids and file_seqs, one element per file (`expand`): a join on ranges of file_seqs is planned
-# as a scan of the whole batch per range, hours for a listing of 100,000 files.
+# Ledger files looked up one by one, each on the whole primary key, from three arrays with an
+# element per file (`expand`): its batch, its file_seq and a tag the query carries along. (A join
+# on ranges of file_seqs is planned as a scan of the whole batch per range: over 10 minutes for a
+# listing of 100,000 objects.)
+_WANTED_FILES = sql.SQL("""
+    from unnest(%(batches)s::bigint[], %(seqs)s::int[], %(tags)s::int[])
+        as wanted (batch_id, file_seq, tag)
+    inner join raw.batch_files as file
+        on file.batch_id = wanted.batch_id and file.file_seq = wanted.file_seq""")
 
-# The carried files, renumbered after the batch's own; counted by status and reason.
-_CARRY = """
+# The carried files (their tag: the file_seq each gets in this batch's ledger, after the batch's
+# own files); counted by status and reason.
+_CARRY = sql.SQL("""
     with carried as (
         insert into raw.batch_files (batch_id, file_seq, source_name, status, reason,
             document_key, content_sha256, byte_size)
-        select %(batch)s, wanted.new_seq, file.source_name,
+        select %(batch)s, wanted.tag, file.source_name,
             case when file.status = 'skipped' then 'skipped' else 'unchanged' end,
             case when file.status = 'skipped' then file.reason else %(reason)s end,
             file.document_key, file.content_sha256, file.byte_size
-        from unnest(%(batches)s::bigint[], %(seqs)s::int[], %(new_seqs)s::int[])
-            as wanted (batch_id, file_seq, new_seq)
-        inner join raw.batch_files as file
-            on file.batch_id = wanted.batch_id and file.file_seq = wanted.file_seq
+        {files}
         returning status, reason
     )
     select status, reason, count(*) from carried group by 1, 2
-"""
+""").format(files=_WANTED_FILES)
 
 
 def expand(ranges: Sequence[tuple[int, int, int, int]]) -> tuple[list[int], list[int], list[int]]:
-    """Ranges of ledger files (batch_id, first_seq, file_count, tag) as one element per file:
-    (batch ids, file_seqs, tags), the tag of a range counting up along it (a new file_seq) or
-    repeated (a position) as the caller needs."""
+    """Ranges of ledger files (batch_id, first_seq, file_count, tag) as one element per file, in
+    order: (batch ids, file_seqs, tags), each file with its range's tag."""
     batches: list[int] = []
     seqs: list[int] = []
     tags: list[int] = []
@@ -182,17 +186,14 @@ def plan_objects(conn: psycopg.Connection[Any], listing: Listing, rule: str) -> 
     return ObjectPlan(listing, read, carried)
 
 
-# The document keys delivered by ledger files (`expand`ed), with each file's tag; `keys`: only
-# these keys (None: all).
-_DELIVERED = """
+# The document keys delivered by ledger files, with each file's tag (its object's position in
+# the listing); `keys`: only these keys (None: all).
+_DELIVERED = sql.SQL("""
     select file.document_key, wanted.tag
-    from unnest(%(batches)s::bigint[], %(seqs)s::int[], %(tags)s::int[])
-        as wanted (batch_id, file_seq, tag)
-    inner join raw.batch_files as file
-        on file.batch_id = wanted.batch_id and file.file_seq = wanted.file_seq
+    {files}
     where file.status in ('loaded', 'repaired', 'unchanged')
         and (%(keys)s::text[] is null or file.document_key = any(%(keys)s::text[]))
-"""
+""").format(files=_WANTED_FILES)
 
 
 def carried_after_read(conn: psycopg.Connection[Any], plan: ObjectPlan, batch_id: int) -> bool:
@@ -251,7 +252,7 @@ def finish_objects(
     counts: dict[str, int] = {}
     reasons: dict[str, int] = {}
     if plan.carried:
-        batches, seqs, _firsts = expand(
+        batches, seqs, _ = expand(
             [(p.batch_id, p.first_seq, p.file_count, 0) for _i, p in plan.carried]
         )
         rows = conn.execute(
@@ -261,7 +262,7 @@ def finish_objects(
                 "reason": UNCHANGED_REASON,
                 "batches": batches,
                 "seqs": seqs,
-                "new_seqs": list(range(first_seq, first_seq + len(seqs))),
+                "tags": list(range(first_seq, first_seq + len(seqs))),  # their new file_seqs
             },
             binary=True,  # arrays of 100,000s: text quoting costs seconds
         ).fetchall()

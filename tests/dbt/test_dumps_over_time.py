@@ -8,15 +8,14 @@ row per change or delete and one open row per current user.
 
 from __future__ import annotations
 
-import io
 import json
 import random
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from conftest import built_tables, query
+from tar_files import make_tar
 
 from duel import changes, db
 from duel.load import IngestResult, ingest
@@ -66,12 +65,7 @@ def edited(data: bytes, tag: str) -> bytes:
 
 
 def write_tar(path: Path, top: str, docs: Docs) -> Path:
-    with tarfile.open(path, "w:gz") as archive:
-        for name, data in docs.items():
-            info = tarfile.TarInfo(f"{top}/{name}")
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
+    return make_tar(path, ((f"{top}/{name}", data) for name, data in docs.items()))
 
 
 def write_dir(path: Path, top: str, docs: Docs) -> Path:

@@ -59,15 +59,13 @@ def frame(rows: Rows) -> pd.DataFrame:
     data = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     for column in data.columns:
         values = data[column]
+        if values.dtype != object:
+            continue
+        known = values.dropna()
         # a column of one type: its first known value says whether it holds Decimals
-        if values.dtype == object and isinstance(_first_known(values), Decimal):
+        if len(known) and isinstance(known.iloc[0], Decimal):
             data[column] = values.astype("float64")  # None -> NaN; float() of each, in C
     return data
-
-
-def _first_known(values: pd.Series) -> object:
-    known = values.first_valid_index()
-    return None if known is None else values[known]
 
 
 def platform_colour(platform: object) -> str:

@@ -17,17 +17,11 @@
 
 with
 
--- one row per program, with the platform its tasks name (engagement_by_program: the tasks are
--- not aggregated again)
+-- one row per program, with its brand's name and the platform its tasks name
+-- (engagement_by_program: the tasks are not aggregated again, nor the brands joined)
 programs as (
 
     select * from {{ ref('engagement_by_program') }}
-
-),
-
-brands as (
-
-    select * from {{ ref('brand') }}
 
 ),
 
@@ -38,7 +32,7 @@ with_sales as (
         programs.user_key,
         programs.program_id,
         programs.brand_id,
-        brands.brand,
+        programs.brand,
         programs.is_unknown_brand,
         programs.platform,
         programs.is_unknown_platform,
@@ -47,8 +41,6 @@ with_sales as (
         programs.total_sales_attributed < 0 as is_negative_sales
 
     from programs
-    inner join brands
-        on programs.brand_id = brands.brand_id
     where programs.total_sales_attributed is not null
 
 ),
