@@ -124,7 +124,7 @@ def test_portable_macros_render_todays_sql_on_postgres(postgres_rows: Rows) -> N
         if _squeeze(str(today)) != _squeeze(str(portable))
     ]
     assert differing == []
-    assert len(rendered) == 27
+    assert len(rendered) == 28
 
 
 def test_portable_macros_give_the_same_rows_on_spark(postgres_rows: Rows, spark_rows: Rows) -> None:
@@ -171,6 +171,11 @@ def test_portable_macros_cases_are_what_postgres_says(postgres_rows: Rows) -> No
         ("lateral_lookup", "a", Decimal("11.00")),
         ("lateral_lookup", "b", Decimal("20.00")),
         ("lateral_lookup", "b", Decimal("22.00")),
+        ("select_computed_once", "ax10", Decimal("42.00")),
+        ("select_computed_once", "ax11", Decimal("45.00")),
+        ("select_computed_once", "bq21", Decimal("85.00")),
+        ("select_computed_once", "by20", Decimal("81.00")),
+        ("select_computed_once", "by22", Decimal("89.00")),
         ("truncate_number", "-2.7", Decimal("-2.00")),
         ("truncate_number", "2.7", Decimal("2.00")),
         ("truncate_number", "3", Decimal("3.00")),

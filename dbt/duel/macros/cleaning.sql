@@ -38,6 +38,15 @@
     {{ context[rule['kind'] ~ '_value'](field ~ '_json', field ~ '_defect', rule) }}
 {%- endmacro %}
 
+{# Every field's defect class as `[expression, '<field>_defect']`, for select_computed_once. #}
+{% macro field_defect_columns(entity) -%}
+    {%- set columns = [] -%}
+    {%- for field in var('fields')[entity] -%}
+        {%- do columns.append([field_defect(entity, field), field ~ '_defect']) -%}
+    {%- endfor -%}
+    {{ return(columns) }}
+{%- endmacro %}
+
 {# True when none of the entity's fields has a defect (the `<field>_defect` columns). #}
 {% macro has_no_defects(entity) -%}
     (

@@ -29,15 +29,10 @@ unnested as (
 
 ),
 
+-- each field's defect class, computed once per row (macros/portable.sql)
 classified as (
 
-    select
-        *,
-        {%- for field in var('fields')['program'] %}
-        {{ field_defect('program', field) }} as {{ field }}_defect{{ ',' if not loop.last }}
-        {%- endfor %}
-
-    from unnested
+    {{ select_computed_once('unnested', 'defects', field_defect_columns('program')) }}
 
 ),
 

@@ -31,15 +31,10 @@ unnested as (
 
 ),
 
+-- each field's defect class, computed once per row (macros/portable.sql)
 classified as (
 
-    select
-        *,
-        {%- for field in var('fields')['task'] %}
-        {{ field_defect('task', field) }} as {{ field }}_defect{{ ',' if not loop.last }}
-        {%- endfor %}
-
-    from unnested
+    {{ select_computed_once('unnested', 'defects', field_defect_columns('task')) }}
 
 ),
 

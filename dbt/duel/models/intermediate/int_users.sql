@@ -27,15 +27,10 @@ extracted as (
 
 ),
 
+-- each field's defect class, computed once per row (macros/portable.sql)
 classified as (
 
-    select
-        *,
-        {%- for field in var('fields')['user'] %}
-        {{ field_defect('user', field) }} as {{ field }}_defect{{ ',' if not loop.last }}
-        {%- endfor %}
-
-    from extracted
+    {{ select_computed_once('extracted', 'defects', field_defect_columns('user')) }}
 
 ),
 

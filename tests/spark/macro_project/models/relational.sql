@@ -1,5 +1,5 @@
 -- Relational steps and arithmetic: lateral_lookup, distinct_on, in_computed_list,
--- integer_divide, truncate_number. One row per construct and key.
+-- select_computed_once, integer_divide, truncate_number. One row per construct and key.
 with
 
 outer_rows as (
@@ -64,6 +64,12 @@ listed as (
 
 ),
 
+computed as (
+
+    {{ select_computed_once('inner_rows', 'doubled', [['v * 2', 'twice'], ['v * 2 + n', 'twice_plus_n']]) }}
+
+),
+
 final as (
 
     select 'lateral_lookup' as construct, k as item, {{ cast_as('v', 'numeric(12, 2)') }} as result
@@ -74,6 +80,12 @@ final as (
     union all
     select 'in_computed_list' as construct, k as item, {{ cast_as('v', 'numeric(12, 2)') }} as result
     from listed
+    union all
+    select
+        'select_computed_once' as construct,
+        k || h || {{ cast_as('v', 'text') }} as item,
+        {{ cast_as('twice + twice_plus_n', 'numeric(12, 2)') }} as result
+    from computed
     union all
     select
         'integer_divide' as construct,
