@@ -65,6 +65,27 @@
     {{ return(rows) }}
 {%- endmacro %}
 
+{#
+    A SELECT of `relation`'s records counted (`records`) per batch, `is_clean`, the `flags` (SQL
+    expressions, aliased where they are not plain columns) and every field's defect class
+    (`<field>_defect`), with the entity as `record_type`: data_quality unpivots the fields of
+    these groups, not of every record.
+#}
+{% macro defect_groups(entity, relation, flags=[]) -%}
+    {%- set columns = [relation ~ '.batch_id', relation ~ '.is_clean'] + flags -%}
+    {%- for field in var('fields')[entity] -%}
+        {%- do columns.append(relation ~ '.' ~ field ~ '_defect') -%}
+    {%- endfor -%}
+    select
+        {%- for column in columns %}
+        {{ column }},
+        {%- endfor %}
+        '{{ entity }}' as record_type,
+        count(*) as records
+    from {{ relation }}
+    group by {% for column in columns %}{{ loop.index }}{{ ', ' if not loop.last }}{% endfor %}
+{%- endmacro %}
+
 {# A defect class as a SQL literal; a class that is not in var `defect_classes` does not compile. #}
 {% macro defect_class(name) -%}
     {%- if name not in var('defect_classes') -%}
