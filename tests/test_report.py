@@ -18,9 +18,16 @@ import pytest
 from conftest import run_cli
 from PIL import Image
 
-from duel import charts
+from duel import charts, read
 from duel.charts.look import frame
-from duel.report import MODELS, ReportResult, build_report
+from duel.report import (
+    BRAND_RANKS,
+    MODELS,
+    ReportResult,
+    build_report,
+    build_tables,
+    read_models,
+)
 from duel.settings import Settings
 
 CHROMIUM = "/usr/bin/chromium"
@@ -37,6 +44,9 @@ CHROMIUM_FLAGS = (
     "--virtual-time-budget=10000",
 )
 CHARTS = 12
+# the real dump's brands: all of them, and those the report shows (ranked 1-15 by sales or by
+# engagement, ties included, and the unknown brand)
+ALL_BRANDS, SHOWN_BRANDS = 4848, 28
 
 
 def chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -275,3 +285,21 @@ def test_chart_frames_make_decimals_floats_and_keep_nulls() -> None:
     assert data["sales"].tolist()[1:] == [12.5, -1.0]
     assert data["brand"].tolist()[::2] == ["A", "B"]
     assert data["gone"].isna().all() and data["gone"].dtype == object
+
+
+@pytest.mark.slow
+def test_report_reads_only_the_brands_it_shows(real_built: Settings) -> None:
+    """The report reads the ranked brands it draws and the unknown brand, not every brand: the
+    brand chart and tables are the same as from every brand."""
+    models = read_models(real_built)
+    with read.snapshot(real_built, "test") as conn:
+        every = read.frame(conn, read.select_model("engagement_by_brand", order_by=["brand_id"]))
+    shown = models["brands"]
+    assert (len(shown), len(every)) == (SHOWN_BRANDS, ALL_BRANDS)
+    assert (
+        charts.brand_performance_chart(shown, BRAND_RANKS).to_json()
+        == charts.brand_performance_chart(every, BRAND_RANKS).to_json()
+    )
+    tables, whole = build_tables(models), build_tables({**models, "brands": every})
+    assert (tables["brands"], tables["unknown_brand"]) == (whole["brands"], whole["unknown_brand"])
+    assert len(tables["brands"]) == 10 and tables["unknown_brand"]["brand"] == "(unknown brand)"

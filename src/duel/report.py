@@ -47,6 +47,11 @@ MODELS = (
 PROGRAM_COLUMNS = ("program_key", "brand", "engagement", "total_sales_attributed")
 LEADERS = 10  # rows of the top-advocates table
 BRANDS = 10  # rows of the top-brands table
+BRAND_RANKS = 15  # ranks the top-brands chart draws (the table's are among them)
+# the brands the report shows: the ranked ones it draws and the unknown brand (never ranked)
+RANKED_BRANDS = sql.SQL("sales_rank <= {n} or engagement_rank <= {n} or is_unknown_brand").format(
+    n=sql.Literal(BRAND_RANKS)
+)
 # Per-program charts draw one dot per program: above this many programs they show a sample
 # (every outlier, plus programs taken in program_key order — an md5 hash, so an even spread).
 POINTS = 5000
@@ -72,9 +77,12 @@ def _fetch(
     model: str,
     columns: tuple[str, ...] = (),
     order_by: tuple[str, ...] = (),
+    where: sql.Composable | None = None,
 ) -> pd.DataFrame:
-    """One dbt_analysis model (optionally only some columns) as a DataFrame."""
-    return read.frame(conn, read.select_model(model, SCHEMA, columns=columns, order_by=order_by))
+    """One dbt_analysis model (optionally only some columns, or rows) as a DataFrame."""
+    return read.frame(
+        conn, read.select_model(model, SCHEMA, columns=columns, where=where, order_by=order_by)
+    )
 
 
 def _fetch_points(
@@ -147,7 +155,9 @@ def read_models(settings: Settings) -> dict[str, pd.DataFrame]:
             "advocates": _fetch(
                 conn, "top_advocates", order_by=("ranking", "rank", "label", "user_key")
             ),
-            "brands": _fetch(conn, "engagement_by_brand", order_by=("brand_id",)),
+            "brands": _fetch(
+                conn, "engagement_by_brand", order_by=("brand_id",), where=RANKED_BRANDS
+            ),
             "programs": _fetch_points(conn, "engagement_by_program", PROGRAM_COLUMNS, BOTH_KNOWN),
             "attribution": _fetch(conn, "sales_attribution", order_by=("brand_id", "platform")),
             "outliers": _fetch_points(conn, "sales_outliers", (), SCORED, keep=OUTLIERS),
@@ -166,7 +176,7 @@ def build_figures(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
         "engagement_by_platform": charts.engagement_by_platform_chart(models["platforms"]),
         "engagement_over_time": charts.engagement_over_time_chart(models["by_month"]),
         "top_advocates": charts.top_advocates_chart(models["advocates"]),
-        "brand_performance": charts.brand_performance_chart(models["brands"]),
+        "brand_performance": charts.brand_performance_chart(models["brands"], BRAND_RANKS),
         "program_performance": charts.program_performance_chart(
             programs,
             {
