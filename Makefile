@@ -18,10 +18,13 @@ help: ## Show this help
 # $(call venv,DIR,LOCK[,PYTHON[,VERB]]): the venv DIR (made with PYTHON, default $(PYTHON)) with
 # uv in it (the same pins, minutes faster) and LOCK's pins (`uv pip VERB`, default install), then
 # duel itself, editable, unless LOCK is the benchmark's (it installs duel from its own lock).
+# --compile-bytecode: the packages' .pyc written once here, as pip does (uv does not by default);
+# without them every process (each dbt build, each `duel` command) compiles dbt, pandas and
+# plotly again where PYTHONDONTWRITEBYTECODE is set (CI, containers): seconds per process.
 define venv
 	test -x $(1)/bin/python || $(or $(3),$(PYTHON)) -m venv $(1)
 	$(1)/bin/python -m pip install --quiet --disable-pip-version-check uv
-	$(1)/bin/uv pip $(or $(4),install) --quiet --python $(1)/bin/python $(if $(4),,-r )$(2)
+	$(1)/bin/uv pip $(or $(4),install) --quiet --compile-bytecode --python $(1)/bin/python $(if $(4),,-r )$(2)
 	$(if $(filter bench/%,$(2)),,$(1)/bin/uv pip install --quiet --python $(1)/bin/python --no-deps -e .)
 endef
 
