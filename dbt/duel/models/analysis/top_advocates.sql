@@ -8,6 +8,19 @@ users as (
 
 ),
 
+-- the ranked measures alone: read six times below, so Postgres materializes it (narrow rows);
+-- `users` is read once, by the final join
+measures as (
+
+    select
+        user_key,
+        engagement,
+        reach,
+        sales
+    from {{ ref('engagement_by_user') }}
+
+),
+
 -- every user with a known value of the ranked measure, whatever identifiers they have; the
 -- value is the sum of the user's known values. Only the key is carried through the ranking
 -- (a sort of every user three times): the other columns are joined to the ranks kept. The
@@ -19,7 +32,7 @@ candidates as (
         'engagement' as ranking,
         cast(engagement as numeric(38, 2)) as value,
         user_key
-    from users
+    from measures
     where engagement is not null
 
     union all
@@ -28,7 +41,7 @@ candidates as (
         'reach' as ranking,
         cast(reach as numeric(38, 2)) as value,
         user_key
-    from users
+    from measures
     where reach is not null
 
     union all
@@ -37,19 +50,44 @@ candidates as (
         'sales' as ranking,
         cast(sales as numeric(38, 2)) as value,
         user_key
-    from users
+    from measures
     where sales is not null
 
 ),
 
--- ties share a rank, and the next rank is skipped (1, 2, 2, 4)
+-- each ranking's value at place {{ limit }}: the least of its {{ limit }} greatest values. A rank
+-- counts the greater values, so a rank within {{ limit }} is a value at or above it: only those
+-- candidates are ranked (a top-{{ limit }} per measure, where ranking every user sorted them all)
+thresholds as (
+
+    {% for measure in ['engagement', 'reach', 'sales'] %}
+    select
+        '{{ measure }}' as ranking,
+        min(top_values.value) as threshold
+    from (
+        select cast({{ measure }} as numeric(38, 2)) as value
+        from measures
+        where {{ measure }} is not null
+        order by value desc
+        limit {{ limit }}
+    ) as top_values
+    {{ 'union all' if not loop.last }}
+    {% endfor %}
+
+),
+
+-- ties share a rank, and the next rank is skipped (1, 2, 2, 4); a tie at place {{ limit }} is
+-- kept whole (every tied value is at the threshold)
 ranked as (
 
     select
-        *,
-        rank() over (partition by ranking order by value desc) as rank,
-        count(*) over (partition by ranking, value) > 1 as is_tied
+        candidates.*,
+        rank() over (partition by candidates.ranking order by candidates.value desc) as rank,
+        count(*) over (partition by candidates.ranking, candidates.value) > 1 as is_tied
     from candidates
+    inner join thresholds
+        on candidates.ranking = thresholds.ranking
+    where candidates.value >= thresholds.threshold
 
 ),
 
