@@ -56,11 +56,13 @@ class BuildResult:
     seconds: float
     counts: dict[str, int] = field(default_factory=dict)
     warnings: tuple[NodeResult, ...] = ()
+    scoped: bool = False  # build_models' `tests_since`: new rows tested, views left as they were
 
     def summary(self) -> dict[str, object]:
         return {
             "seconds": round(self.seconds, 3),
             **self.counts,
+            "scoped": self.scoped,
             "warnings": [w.name for w in self.warnings],
         }
 
@@ -69,6 +71,8 @@ class BuildResult:
         (accepted_values...)'."""
         kinds = ", ".join(f"{n} {kind if n != 1 else kind[:-1]}" for kind, n in self.counts.items())
         text = f"{kinds or 'nothing'} built and passed in {self.seconds:.1f}s"
+        if self.scoped:
+            text += " (tests of the rows written since the last build; its views kept)"
         if self.warnings:
             text += f"; {len(self.warnings)} warning(s): {_names(self.warnings)}"
         return text
@@ -171,7 +175,12 @@ def build_models(
     if code != 0 or failed or nodes is None:
         raise StepFailed(STEP, _failure_message(failed, nodes, output))
     counts = {kind: n for kind in KINDS if (n := sum(1 for node in nodes if node.kind == kind))}
-    return BuildResult(seconds, counts, tuple(n for n in nodes if n.status == "warn"))
+    return BuildResult(
+        seconds,
+        counts,
+        tuple(n for n in nodes if n.status == "warn"),
+        scoped=tests_since is not None and is_postgres(target),
+    )
 
 
 def target_args(target: str | None) -> list[str]:

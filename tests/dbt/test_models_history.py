@@ -19,7 +19,7 @@ from json_facts import file_key, key
 from duel import changes, db
 from duel.load import ingest
 from duel.settings import Settings
-from duel.transform import build_models
+from duel.transform import BuildResult, build_models
 
 MODELS = (
     "dbt.base",
@@ -53,7 +53,7 @@ class History:
     again: Tables  # the same dump ingested and built once more
     changed: Tables  # two changed files ingested as a new batch, built incrementally
     refreshed: Tables  # then built with --full-refresh
-    built: tuple[dict[str, int], dict[str, int]]  # nodes run: the first build, the scoped one
+    built: tuple[BuildResult, BuildResult]  # the first build, and the scoped one
 
 
 def tables(settings: Settings) -> Tables:
@@ -100,7 +100,7 @@ def history(
     scoped = build_models(settings, tests_since=tested, unit_tests=False)
     changed = tables(settings)
     build_models(settings, full_refresh=True, unit_tests=False)
-    return History(settings, first, again, changed, tables(settings), (whole.counts, scoped.counts))
+    return History(settings, first, again, changed, tables(settings), (whole, scoped))
 
 
 @pytest.mark.slow
@@ -126,9 +126,17 @@ def test_models_incremental_build_equals_full_refresh(history: History) -> None:
 def test_models_scoped_build_leaves_the_views_and_their_tests(history: History) -> None:
     """The scoped build (the last build ran this project) neither recreates the 10 staging and
     intermediate views nor runs their 13 tests; it still equals --full-refresh (above)."""
-    assert history.built == (
+    whole, scoped = history.built
+    assert (whole.counts, whole.scoped, scoped.counts, scoped.scoped) == (
         {"models": 26, "snapshots": 1, "tests": 114},
+        False,
         {"models": 16, "snapshots": 1, "tests": 101},
+        True,
+    )
+    # the summary says why the scoped build ran fewer nodes
+    assert scoped.describe().startswith("16 models, 1 snapshot, 101 tests built and passed in ")
+    assert scoped.describe().endswith(
+        " (tests of the rows written since the last build; its views kept)"
     )
 
 

@@ -66,7 +66,7 @@ user_fields as (
 
     select
         user_groups.batch_id,
-        'user' as record_type,
+        user_groups.record_type,
         field.name as field,
         field.defect,
         user_groups.records
@@ -94,7 +94,7 @@ program_fields as (
 
     select
         program_groups.batch_id,
-        'program' as record_type,
+        program_groups.record_type,
         field.name as field,
         field.defect,
         program_groups.records
@@ -110,7 +110,7 @@ task_fields as (
 
     select
         task_groups.batch_id,
-        'task' as record_type,
+        task_groups.record_type,
         field.name as field,
         field.defect,
         task_groups.records

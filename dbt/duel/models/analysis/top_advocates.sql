@@ -1,4 +1,5 @@
 {% set limit = var('top_advocates_limit') %}
+{% set rankings = ['engagement', 'reach', 'sales'] %}
 
 with
 
@@ -14,61 +15,43 @@ measures as (
 
     select
         user_key,
-        engagement,
-        reach,
-        sales
+        {{ rankings | join(',\n        ') }}
     from {{ ref('engagement_by_user') }}
 
 ),
 
 -- every user with a known value of the ranked measure, whatever identifiers they have; the
--- value is the sum of the user's known values. Only the key is carried through the ranking
--- (a sort of every user three times): the other columns are joined to the ranks kept. The
--- value is typed in each branch: Spark types a union by its first branch's scale, which would
--- round the sales.
+-- value is the sum of the user's known values. Only the key is carried through the ranking:
+-- the other columns are joined to the ranks kept. The value is typed in each branch: Spark
+-- types a union by its first branch's scale, which would round the sales.
 candidates as (
 
+    {% for measure in rankings %}
     select
-        'engagement' as ranking,
-        cast(engagement as numeric(38, 2)) as value,
+        '{{ measure }}' as ranking,
+        cast({{ measure }} as numeric(38, 2)) as value,
         user_key
     from measures
-    where engagement is not null
-
-    union all
-
-    select
-        'reach' as ranking,
-        cast(reach as numeric(38, 2)) as value,
-        user_key
-    from measures
-    where reach is not null
-
-    union all
-
-    select
-        'sales' as ranking,
-        cast(sales as numeric(38, 2)) as value,
-        user_key
-    from measures
-    where sales is not null
+    where {{ measure }} is not null
+    {{ 'union all' if not loop.last }}
+    {% endfor %}
 
 ),
 
--- each ranking's value at place {{ limit }}: the least of its {{ limit }} greatest values. A rank
--- counts the greater values, so a rank within {{ limit }} is a value at or above it: only those
--- candidates are ranked (a top-{{ limit }} per measure, where ranking every user sorted them all)
+-- each ranking's value at place {{ limit }}: the least of its {{ limit }} greatest values (a top-N,
+-- not a sort of every candidate). A rank counts the greater values, so the ranks within
+-- {{ limit }} are exactly the values at or above it, a tie across place {{ limit }} included whole
 thresholds as (
 
-    {% for measure in ['engagement', 'reach', 'sales'] %}
+    {% for measure in rankings %}
     select
         '{{ measure }}' as ranking,
         min(top_values.value) as threshold
     from (
-        select cast({{ measure }} as numeric(38, 2)) as value
-        from measures
-        where {{ measure }} is not null
-        order by value desc
+        select candidates.value
+        from candidates
+        where candidates.ranking = '{{ measure }}'
+        order by candidates.value desc
         limit {{ limit }}
     ) as top_values
     {{ 'union all' if not loop.last }}
@@ -76,8 +59,7 @@ thresholds as (
 
 ),
 
--- ties share a rank, and the next rank is skipped (1, 2, 2, 4); a tie at place {{ limit }} is
--- kept whole (every tied value is at the threshold)
+-- ties share a rank, and the next rank is skipped (1, 2, 2, 4)
 ranked as (
 
     select
@@ -123,7 +105,6 @@ final as (
     from ranked
     inner join users
         on ranked.user_key = users.user_key
-    where ranked.rank <= {{ limit }}
 
 )
 
