@@ -9,12 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 from conftest import REPO, query
 
 from duel.load import ingest
 from duel.settings import Settings
-from duel.transform import build_models
+from duel.transform import build_models, dbt_command, dbt_env, project_dir, target_dir
 
 pytestmark = pytest.mark.slow
 
@@ -189,16 +190,20 @@ def test_warehouse_plain_dbt_build_prints_no_warning(
         assert any("Completed successfully" in e["info"]["msg"] for e in events)
 
 
+def ingest_sample(settings: Settings, real_dir: Path, tmp_path: Path, files: int = 50) -> None:
+    sample = tmp_path / "sample" / "mixed"
+    sample.mkdir(parents=True)
+    for path in sorted((real_dir / "mixed").glob("*.json"))[:files]:
+        (sample / path.name).write_bytes(path.read_bytes())
+    ingest(settings, sample.parent)
+
+
 def test_warehouse_keys_survive_a_full_refresh_and_a_lone_parent_rebuild(
     settings: Settings, real_dir: Path, tmp_path: Path
 ) -> None:
     """--full-refresh swaps in new tables (names freed from the old ones); a parent rebuilt alone
     drops its children's foreign keys with the old table, and their next build adds them back."""
-    sample = tmp_path / "sample" / "mixed"
-    sample.mkdir(parents=True)
-    for path in sorted((real_dir / "mixed").glob("*.json"))[:50]:
-        (sample / path.name).write_bytes(path.read_bytes())
-    ingest(settings, sample.parent)
+    ingest_sample(settings, real_dir, tmp_path)
     build_models(settings, unit_tests=False)
     build_models(settings, full_refresh=True, unit_tests=False)
     assert len(query(settings, KEYS)) == 8
@@ -213,3 +218,77 @@ def test_warehouse_keys_survive_a_full_refresh_and_a_lone_parent_rebuild(
     ]  # base's children lost their keys to it
     build_models(settings, select=["advocacy_programs", "tasks_completed"], unit_tests=False)
     assert len(query(settings, KEYS)) == 8
+
+
+ENFORCED_TESTS = {  # test -> the table it would read
+    "base__user_key__unique": "base",
+    "tasks_completed__program_key__references_advocacy_programs": "tasks_completed",
+}
+
+
+def run_data_tests(settings: Settings, names: list[str]) -> dict[str, tuple[str, int | None]]:
+    """`dbt test` of these tests: {name: (status, failures)} from run_results.json."""
+    subprocess.run(
+        dbt_command(settings, "test", "--select", *names),
+        env=dbt_env(settings),
+        cwd=project_dir(settings),
+        capture_output=True,
+        check=False,
+        timeout=600,
+    )
+    results = json.loads((target_dir(settings) / "run_results.json").read_text())["results"]
+    return {
+        result["unique_id"].split(".")[2]: (result["status"], result["failures"])
+        for result in results
+    }
+
+
+def scanned_tables(settings: Settings, name: str) -> dict[str, int]:
+    """How many times the compiled test's query scans each table (EXPLAIN ANALYZE's loops)."""
+    (compiled,) = (target_dir(settings) / "compiled").rglob(f"{name}.sql")
+    with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
+        # no parameters: the SQL's % is an operator, not a placeholder
+        ((plan,),) = conn.execute(f"explain (analyze, format json) {compiled.read_text()}")
+    loops: dict[str, int] = {}
+    nodes = [plan[0]["Plan"]]
+    while nodes:
+        node = nodes.pop()
+        table = node.get("Relation Name", "pg_")
+        if not table.startswith("pg_"):  # the catalog's own tables are read, by design
+            loops[table] = loops.get(table, 0) + node["Actual Loops"]
+        nodes.extend(node.get("Plans", []))
+    return loops
+
+
+def test_warehouse_tests_a_key_enforces_read_no_table_until_the_key_is_gone(
+    settings: Settings, real_dir: Path, tmp_path: Path
+) -> None:
+    """A `unique` test of a primary key and a `relationships` test along a foreign key are gated
+    by the catalog (macros/keys.sql): while the key stands Postgres never scans their tables;
+    once it is dropped they read them and find the repeated key and the orphaned tasks."""
+    ingest_sample(settings, real_dir, tmp_path)
+    build_models(settings, unit_tests=False)
+    names = sorted(ENFORCED_TESTS)
+    assert run_data_tests(settings, names) == dict.fromkeys(names, ("pass", 0))
+    for name, table in ENFORCED_TESTS.items():
+        loops = scanned_tables(settings, name)
+        assert table in loops and set(loops.values()) == {0}, (name, loops)
+
+    ((program, orphans),) = query(
+        settings,
+        "select program_key, count(*) from dbt.tasks_completed"
+        " group by 1 order by 2 desc, 1 limit 1",
+    )
+    with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
+        conn.execute("alter table dbt.base drop constraint base_pkey cascade")
+        conn.execute("drop index dbt.base_document_key_key")  # the copy shares its document
+        conn.execute("insert into dbt.base select * from dbt.base order by user_key limit 1")
+        conn.execute(
+            "alter table dbt.tasks_completed drop constraint tasks_completed_program_key_fkey"
+        )
+        conn.execute("delete from dbt.advocacy_programs where program_key = %s", (program,))
+    assert run_data_tests(settings, names) == {
+        "base__user_key__unique": ("fail", 1),
+        "tasks_completed__program_key__references_advocacy_programs": ("fail", orphans),
+    }
+    assert all(scanned_tables(settings, name)[table] >= 1 for name, table in ENFORCED_TESTS.items())

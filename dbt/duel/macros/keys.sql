@@ -151,3 +151,72 @@
     end
     $$
 {%- endmacro %}
+
+{#
+    Data tests the database already enforces (issue 15). A `unique` test of a column that a
+    valid, non-partial unique index covers alone (a primary key, or a UNIQUE the `indexes`
+    config adds), and a `relationships` test along a validated foreign key, cannot fail while
+    the constraint stands: Postgres checked every row as it went in. Their queries are gated by
+    these conditions on the catalog. A condition without columns is a one-time filter: Postgres
+    evaluates it before anything else and then does not read the table at all (measured on a
+    million rows: 0.2 ms against 2-3 s for base's two unique tests). Drop the index or the key
+    and the test reads its table again. A test whose `model` is a filtered subquery (the `where`
+    config), and every test on Spark, which enforces no key, reads its table.
+#}
+{% macro unique_enforced(relation, column) -%}
+    {{ return(adapter.dispatch('unique_enforced', 'duel')(relation, column)) }}
+{%- endmacro %}
+
+{% macro default__unique_enforced(relation, column) -%}
+    {%- if relation is string -%}{{ return('false') }}{%- endif -%}
+    exists (
+        select from pg_index as enforcing
+        where
+            enforcing.indrelid = to_regclass({{ relation_literal(relation) }})
+            and enforcing.indisunique
+            and enforcing.indisvalid
+            and enforcing.indpred is null
+            and enforcing.indexprs is null
+            and enforcing.indnkeyatts = 1
+            and enforcing.indkey[0] = {{ attribute_number('enforcing.indrelid', column) }}
+    )
+{%- endmacro %}
+
+{% macro spark__unique_enforced(relation, column) -%}
+    false
+{%- endmacro %}
+
+{% macro foreign_key_enforced(relation, column, to, field) -%}
+    {{ return(adapter.dispatch('foreign_key_enforced', 'duel')(relation, column, to, field)) }}
+{%- endmacro %}
+
+{% macro default__foreign_key_enforced(relation, column, to, field) -%}
+    {%- if relation is string or to is string -%}{{ return('false') }}{%- endif -%}
+    exists (
+        select from pg_constraint as enforcing
+        where
+            enforcing.contype = 'f'
+            and enforcing.convalidated
+            and enforcing.conrelid = to_regclass({{ relation_literal(relation) }})
+            and enforcing.confrelid = to_regclass({{ relation_literal(to) }})
+            and enforcing.conkey = array[{{ attribute_number('enforcing.conrelid', column) }}]
+            and enforcing.confkey = array[{{ attribute_number('enforcing.confrelid', field) }}]
+    )
+{%- endmacro %}
+
+{% macro spark__foreign_key_enforced(relation, column, to, field) -%}
+    false
+{%- endmacro %}
+
+{# `relation` ("schema"."table", without the database) as a SQL string literal. #}
+{% macro relation_literal(relation) -%}
+    '{{ (relation.include(database=False) | string) | replace("'", "''") }}'
+{%- endmacro %}
+
+{# The attribute number of the column named `column` (as written in the yml) of the table `table_oid`. #}
+{% macro attribute_number(table_oid, column) -%}
+    (
+        select attribute.attnum from pg_attribute as attribute
+        where attribute.attrelid = {{ table_oid }} and attribute.attname = '{{ column | replace("'", "''") }}'
+    )
+{%- endmacro %}

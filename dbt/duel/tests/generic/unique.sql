@@ -18,6 +18,7 @@ where
         select {{ column_name }} from {{ model }} where {{ written_since_tested() }}
     )
     {%- endif %}
+    and not {{ unique_enforced(model, column_name) }}
 group by {{ column_name }}
 having count(*) > 1
 
