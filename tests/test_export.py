@@ -18,7 +18,14 @@ import pytest
 from conftest import run_cli
 from psycopg import sql
 
-from duel.export import CORE_MODELS, MANIFEST, export_models, is_personal, pseudonym
+from duel import read
+from duel.export import (
+    CORE_MODELS,
+    MANIFEST,
+    export_models,
+    is_personal,
+    pseudonym,
+)
 from duel.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -350,3 +357,24 @@ def test_export_again_rewrites_only_what_changed(real_built: Settings, tmp_path:
     assert [
         (e["file"], e["sha256"]) for e in json.loads((tmp_path / MANIFEST).read_text())["files"]
     ] == [(e.file, e.sha256) for e in again.files]
+
+
+def test_export_connections_read_one_snapshot(settings: Settings) -> None:
+    """The export reads with EXPORT_CONNECTIONS connections; the others import the first one's
+    snapshot (read.snapshot(shared=...)), so a row committed in between is seen by none of them,
+    and by a snapshot of its own."""
+    with psycopg.connect(**settings.conninfo(), autocommit=True) as writer:  # type: ignore[arg-type]
+        writer.execute("create table public.deliveries (n integer)")
+        writer.execute("insert into public.deliveries values (1)")
+        with read.snapshot(settings, "export") as first:
+            shared = read.export_snapshot(first)  # its first statement: the snapshot is taken
+            writer.execute("insert into public.deliveries values (2)")
+            with (
+                read.snapshot(settings, "export", shared=shared) as second,
+                read.snapshot(settings, "export") as own,
+            ):
+                seen = [
+                    conn.execute("select array_agg(n order by n) from public.deliveries").fetchall()
+                    for conn in (first, second, own)
+                ]
+    assert seen == [[([1],)], [([1],)], [([1, 2],)]]

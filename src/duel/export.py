@@ -1,7 +1,8 @@
 """Exports: every `dbt_analysis` model and the three core models, as CSV or Parquet files.
 
 The set of tables is read from the catalog (whatever `dbt_analysis` holds now), so a new model is
-exported without a code change. All files come from one read-only REPEATABLE READ snapshot; CSV is
+exported without a code change. All files come from one read-only REPEATABLE READ snapshot, read
+by EXPORT_CONNECTIONS connections at once (the others import the first one's snapshot); CSV is
 streamed by `COPY ... TO STDOUT`, Parquet written in record batches with pyarrow (numerics as exact
 decimals). Rows are ordered by every column, so the same data gives the same bytes. A
 `manifest.json` lists each file with its rows, bytes and sha256; files of an earlier export that
@@ -20,8 +21,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +51,10 @@ TEXT_TYPES = frozenset(
 )  # only text is pseudonymized
 TOKEN_HEX_CHARS = 32  # 128 bits of the HMAC: collisions are not a practical concern
 PARQUET_BATCH_ROWS = 50_000
+# Tables read at once, each on its own connection in the same snapshot: the server formats and
+# sorts the rows while duel writes and hashes them, so two streams use both cores of a small
+# machine (1M users: 26 s -> see bench/analysis.md).
+EXPORT_CONNECTIONS = 2
 UNORDERABLE_TYPES = frozenset(
     {"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"}
 )
@@ -179,15 +187,18 @@ def _select(
     return read.select_model(table, schema, columns=items, order_by=order)
 
 
-def _write_csv(conn: psycopg.Connection[Any], query: sql.Composed, path: Path) -> int:
+def _write_csv(conn: psycopg.Connection[Any], query: sql.Composed, path: Path) -> tuple[int, str]:
+    """Stream the rows into `path`: (rows, sha256 of the bytes written)."""
     copy_sql = sql.SQL(
         "copy ({}) to stdout with (format csv, header true, encoding 'UTF8')"
     ).format(query)
+    digest = hashlib.sha256()
     with path.open("wb") as out, conn.cursor() as cur:
         with cur.copy(copy_sql) as copy:
             for chunk in copy:
+                digest.update(chunk)
                 out.write(chunk)
-        return cur.rowcount
+        return cur.rowcount, digest.hexdigest()
 
 
 # --- parquet --------------------------------------------------------------------------------
@@ -313,7 +324,7 @@ def _export_one(
     part = directory / f".{name}.part"
     try:
         if fmt == "csv":
-            rows = _write_csv(conn, _select(schema, table, columns, pads), part)
+            rows, digest = _write_csv(conn, _select(schema, table, columns, pads), part)
         else:
             arrow_schema = _arrow_schema(conn, schema, table, columns)
             rows = _write_parquet(
@@ -323,7 +334,7 @@ def _export_one(
                 arrow_schema,
                 f"duel_export_{seq}",
             )
-        digest = _sha256(part)
+            digest = _sha256(part)
         _keep_or_replace(part, directory / name, digest)
     finally:
         part.unlink(missing_ok=True)
@@ -383,11 +394,48 @@ def _write_manifest(result: ExportResult) -> None:
 def iter_exports(
     settings: Settings, fmt: str, directory: Path, pseudonymize: bool
 ) -> Iterator[ExportedFile]:
-    """Write each file in turn (for progress); `export_models` is the whole, manifest included."""
+    """Write each file, EXPORT_CONNECTIONS at a time, and yield them in the order of
+    list_relations (for progress); `export_models` is the whole, manifest included."""
     pads = hmac_pads(settings.pseudonym_key) if pseudonymize and settings.pseudonym_key else None
-    with read.snapshot(settings, "export") as conn:
-        for seq, (schema, table) in enumerate(list_relations(conn)):
-            yield _export_one(conn, schema, table, fmt, directory, pads, seq)
+    with ExitStack() as stack:
+        first = stack.enter_context(read.snapshot(settings, "export"))
+        relations = list_relations(first)
+        idle: queue.SimpleQueue[psycopg.Connection[Any]] = queue.SimpleQueue()
+        idle.put(first)
+        if len(relations) > 1 and EXPORT_CONNECTIONS > 1:
+            shared = read.export_snapshot(first)
+            for _ in range(EXPORT_CONNECTIONS - 1):
+                idle.put(stack.enter_context(read.snapshot(settings, "export", shared=shared)))
+
+        def export(seq: int, schema: str, table: str) -> ExportedFile:
+            conn = idle.get()  # as many tasks run as there are connections: never waits
+            try:
+                return _export_one(conn, schema, table, fmt, directory, pads, seq)
+            finally:
+                idle.put(conn)
+
+        # the largest tables start first, so that the last one to finish is a small one
+        sizes = _sizes(first, relations)
+        pool = ThreadPoolExecutor(EXPORT_CONNECTIONS, thread_name_prefix="duel-export")
+        try:
+            futures = {
+                seq: pool.submit(export, seq, *relations[seq])
+                for seq in sorted(range(len(relations)), key=lambda seq: -sizes[seq])
+            }
+            for seq in range(len(relations)):
+                yield futures[seq].result()
+        finally:  # a failure (or a consumer that stops) starts no further table
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _sizes(conn: psycopg.Connection[Any], relations: list[tuple[str, str]]) -> list[int]:
+    """The bytes each relation's table holds (0 for a view)."""
+    rows = conn.execute(
+        "select coalesce(pg_relation_size(to_regclass(format('%%I.%%I', s, t))), 0)"
+        " from unnest(%s::text[], %s::text[]) with ordinality as r(s, t, n) order by n",
+        ([s for s, _ in relations], [t for _, t in relations]),
+    ).fetchall()
+    return [int(size) for (size,) in rows]
 
 
 def export_models(

@@ -72,14 +72,27 @@ def select_model(
 
 
 @contextmanager
-def snapshot(settings: Settings, step: str) -> Iterator[psycopg.Connection[Any]]:
+def snapshot(
+    settings: Settings, step: str, shared: str | None = None
+) -> Iterator[psycopg.Connection[Any]]:
     """A read-only connection in one REPEATABLE READ transaction: all reads in it see the
-    warehouse as it was at the first one (through `db.connect`, so errors map as everywhere)."""
+    warehouse as it was at the first one (through `db.connect`, so errors map as everywhere).
+    `shared`: a snapshot another such transaction exported (`export_snapshot`), so that this
+    connection sees exactly what that one sees."""
     with db.connect(settings, step=step) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         with conn.transaction():
+            if shared is not None:
+                conn.execute(sql.SQL("set transaction snapshot {}").format(sql.Literal(shared)))
             yield conn
+
+
+def export_snapshot(conn: psycopg.Connection[Any]) -> str:
+    """The id of `conn`'s snapshot, for `snapshot(shared=...)`: valid while its transaction
+    lasts."""
+    ((snapshot_id,),) = conn.execute("select pg_export_snapshot()").fetchall()
+    return str(snapshot_id)
 
 
 def rows(
