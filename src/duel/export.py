@@ -51,9 +51,9 @@ TEXT_TYPES = frozenset(
 )  # only text is pseudonymized
 TOKEN_HEX_CHARS = 32  # 128 bits of the HMAC: collisions are not a practical concern
 PARQUET_BATCH_ROWS = 50_000
-# Tables read at once, each on its own connection in the same snapshot: the server formats and
-# sorts the rows while duel writes and hashes them, so two streams use both cores of a small
-# machine (1M users: 26 s -> see bench/analysis.md).
+# Tables read at once, each on its own connection in the same snapshot: the server sorts and
+# formats one table's rows while duel writes and hashes another's, so two streams use both cores
+# of a small machine (bench/analysis.md has the measurement at 1M users).
 EXPORT_CONNECTIONS = 2
 UNORDERABLE_TYPES = frozenset(
     {"json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle"}

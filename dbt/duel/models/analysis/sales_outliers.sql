@@ -53,102 +53,127 @@ pool as (
 
 ),
 
--- every comparable group a program belongs to, narrowest first: its brand on its platform (a
--- known brand on a single known platform), its platform, all programs
-memberships as (
+-- every comparable group with its size, narrowest first: a known brand on a single known
+-- platform, a platform, all programs (counted from the programs: a few thousand rows, each
+-- program's memberships are never listed)
+peer_groups as (
 
     select
-        program_key,
-        total_sales_attributed,
         1 as narrowness,
         'brand and platform' as peer_group_level,
         brand || ' on ' || platform as peer_group,
         brand_id as peer_brand_id,
-        platform as peer_platform
+        platform as peer_platform,
+        count(*) as peer_group_size
     from pool
     where not is_unknown_brand and platform is not null
+    group by brand_id, brand, platform
 
     union all
 
     select
-        program_key,
-        total_sales_attributed,
         2 as narrowness,
         'platform' as peer_group_level,
         platform as peer_group,
         {{ cast_as('null', 'uuid') }} as peer_brand_id,
-        platform as peer_platform
+        platform as peer_platform,
+        count(*) as peer_group_size
     from pool
     where platform is not null
+    group by platform
 
     union all
 
     select
-        program_key,
-        total_sales_attributed,
         3 as narrowness,
         'all programs' as peer_group_level,
         'all programs' as peer_group,
         {{ cast_as('null', 'uuid') }} as peer_brand_id,
-        {{ cast_as('null', 'text') }} as peer_platform
+        {{ cast_as('null', 'text') }} as peer_platform,
+        count(*) as peer_group_size
     from pool
 
 ),
 
-keyed as (
+-- the groups large enough to compare a program with
+comparable as (
 
     select
         *,
         {{ surrogate_key(['peer_group_level', 'peer_brand_id', 'peer_platform']) }}
             as peer_group_key
-    from memberships
+    from peer_groups
+    where peer_group_size >= {{ min_group_size }}
 
 ),
 
-group_sizes as (
+-- each program's groups that are large enough: of its brand on its platform, of its platform,
+-- of all programs (NULL where there is no such group, or it is too small)
+located as (
 
     select
-        peer_group_key,
-        count(*) as peer_group_size
-    from keyed
-    group by 1
+        pool.program_key,
+        pool.total_sales_attributed,
+        by_brand.peer_group_key as brand_group_key,
+        by_platform.peer_group_key as platform_group_key,
+        (
+            select overall.peer_group_key
+            from comparable as overall
+            where overall.narrowness = 3
+        ) as overall_group_key
+
+    from pool
+    left join comparable as by_brand
+        on
+            by_brand.narrowness = 1
+            and not pool.is_unknown_brand
+            and pool.brand_id = by_brand.peer_brand_id
+            and pool.platform = by_brand.peer_platform
+    left join comparable as by_platform
+        on
+            by_platform.narrowness = 2
+            and pool.platform = by_platform.peer_platform
 
 ),
 
 -- each program's peer group: the narrowest of its groups that is large enough
 assigned as (
 
-    {%- set narrowest = (
-        ['keyed.program_key'], ['keyed.program_key asc', 'keyed.narrowness asc']
-    ) %}
-    select {{ distinct_on(*narrowest) }}
-        keyed.program_key,
-        keyed.total_sales_attributed,
-        keyed.peer_group_key,
-        keyed.peer_group_level,
-        keyed.peer_group,
-        group_sizes.peer_group_size
+    select
+        located.program_key,
+        located.total_sales_attributed,
+        comparable.peer_group_key,
+        comparable.peer_group_level,
+        comparable.peer_group,
+        comparable.peer_group_size
 
-    from keyed
-    inner join group_sizes
-        on keyed.peer_group_key = group_sizes.peer_group_key
-    where group_sizes.peer_group_size >= {{ min_group_size }}
-    {{ distinct_on_end(*narrowest) }}
+    from located
+    inner join comparable
+        on
+            coalesce(
+                located.brand_group_key, located.platform_group_key, located.overall_group_key
+            ) = comparable.peer_group_key
 
 ),
 
 -- the distributions needed: every member of each group some program was assigned to (a
 -- program's group holds the programs it is compared with, whatever their own group is)
 members as (
+    {%- for level in ['brand', 'platform', 'overall'] %}
 
     select
-        keyed.peer_group_key,
-        keyed.total_sales_attributed,
-        group_sizes.peer_group_size
-    from keyed
-    inner join group_sizes
-        on keyed.peer_group_key = group_sizes.peer_group_key
-    where keyed.peer_group_key in (select peer_group_key from assigned)
+        comparable.peer_group_key,
+        located.total_sales_attributed,
+        comparable.peer_group_size
+    from located
+    inner join comparable
+        on located.{{ level }}_group_key = comparable.peer_group_key
+    where comparable.peer_group_key in (select assigned.peer_group_key from assigned)
+    {%- if not loop.last %}
+
+    union all
+    {%- endif %}
+    {%- endfor %}
 
 ),
 
@@ -215,6 +240,17 @@ spreads as (
 
 ),
 
+-- the programs scored in each group (those assigned to it)
+scored_counts as (
+
+    select
+        peer_group_key,
+        count(*) as peer_group_scored
+    from assigned
+    group by 1
+
+),
+
 -- the robust scale: MAD / 0.6745 (1.4826 x MAD, the standard deviation of a normal sample),
 -- or 1.253314 x the mean absolute deviation when more than half the group shares one value
 scored as (
@@ -224,7 +260,7 @@ scored as (
         assigned.peer_group_level,
         assigned.peer_group,
         assigned.peer_group_size,
-        count(*) over (partition by assigned.peer_group_key) as peer_group_scored,
+        scored_counts.peer_group_scored,
         spreads.median,
         spreads.median_absolute_deviation,
         case
@@ -237,6 +273,8 @@ scored as (
     from assigned
     inner join spreads
         on assigned.peer_group_key = spreads.peer_group_key
+    inner join scored_counts
+        on assigned.peer_group_key = scored_counts.peer_group_key
 
 ),
 
