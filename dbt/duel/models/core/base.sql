@@ -24,11 +24,9 @@ users as (
 
 ),
 
-batch_files as (
-
-    select * from {{ ref('stg_batch_files') }}
-
-),
+-- (stg_batch_files, every file of every delivery, is named where it is read rather than
+-- through one CTE: a CTE read twice is materialised whole, 2M rows at 1M users, where each
+-- read needs the rows of one delivery (its primary key) or of the quarantined files)
 
 {% if is_incremental() %}
 
@@ -48,7 +46,7 @@ changed_keys as (
 
     union
 
-    select document_key from batch_files
+    select document_key from {{ ref('stg_batch_files') }}
     where batch_id > {{ batch_watermark() }} and status = 'quarantined'
 
     union
@@ -93,7 +91,7 @@ rebuilt_keys as (
 recent_deliveries as (
 
     select batch_files.*
-    from batch_files
+    from {{ ref('stg_batch_files') }} as batch_files
     inner join changed_keys using (document_key)
     where batch_files.batch_id > {{ batch_watermark() }}
 
@@ -105,10 +103,10 @@ recent_deliveries as (
 recent_deliveries as (
 
     select batch_files.*
-    from batch_files
+    from {{ ref('stg_batch_files') }} as batch_files
     where batch_files.document_key in (
         select quarantined.document_key
-        from batch_files as quarantined
+        from {{ ref('stg_batch_files') }} as quarantined
         where quarantined.status = 'quarantined'
     )
 
