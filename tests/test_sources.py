@@ -411,13 +411,15 @@ def test_iter_source_unreadable_members_are_defects_not_skips(tmp_path: Path) ->
     cut = tar_bytes({"mixed/user_1.json": USER, "mixed/user_2.json": b"{}" * 400})[:1600]
     bad_crc = bytearray(zip_bytes({"user.json": b'{"crc": 1}'}, zipfile.ZIP_STORED))
     bad_crc[bad_crc.index(b'{"crc": 1}') + 8] ^= 0x01
+    # compressed once: gzip's header holds the time, so two calls a second apart differ
+    truncated = gzip.compress(USER)[:-6]
     path = write(
         tmp_path / "outer.zip",
         zip_bytes(
             {
                 "garbage.tar.gz": b"\x1f\x8b not really gzip",
                 "cut.tar": cut,
-                "broken.json.gz": gzip.compress(USER)[:-6],
+                "broken.json.gz": truncated,
                 "dump.ndjson.xz": b"\xfd7zXZ\x00 truncated",
                 "crc.zip": bytes(bad_crc),
                 "after.json": b"{}",
@@ -425,7 +427,6 @@ def test_iter_source_unreadable_members_are_defects_not_skips(tmp_path: Path) ->
             zipfile.ZIP_STORED,
         ),
     )
-    truncated = gzip.compress(USER)[:-6]
     assert list(iter_source(path, max_bytes=10_000)) == [
         SourceFile(
             "garbage.tar.gz",
