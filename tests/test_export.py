@@ -378,3 +378,43 @@ def test_export_connections_read_one_snapshot(settings: Settings) -> None:
                     for conn in (first, second, own)
                 ]
     assert seen == [[([1],)], [([1],)], [([1, 2],)]]
+
+
+def test_export_files_all_come_from_the_first_connections_snapshot(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows committed right after the export's first connection exported its snapshot (before
+    the second connection imports it) are in no file, whichever connection wrote the file."""
+    tables = [*CORE_MODELS, ("dbt_analysis", "overview")]
+
+    def insert(value: int) -> None:
+        with psycopg.connect(**settings.conninfo(), autocommit=True) as writer:  # type: ignore[arg-type]
+            for schema, table in tables:
+                writer.execute(
+                    sql.SQL("insert into {}.{} values (%s)").format(
+                        sql.Identifier(schema), sql.Identifier(table)
+                    ),
+                    (value,),
+                )
+
+    with psycopg.connect(**settings.conninfo(), autocommit=True) as conn:  # type: ignore[arg-type]
+        for schema, table in tables:
+            conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+            conn.execute(
+                sql.SQL("create table {}.{} (n integer)").format(
+                    sql.Identifier(schema), sql.Identifier(table)
+                )
+            )
+    insert(1)
+    exported = read.export_snapshot
+
+    def export_then_write(conn: psycopg.Connection[Any]) -> str:
+        shared = exported(conn)
+        insert(2)
+        return shared
+
+    monkeypatch.setattr(read, "export_snapshot", export_then_write)
+    result = export_models(settings, out=tmp_path)
+    assert {entry.table: (tmp_path / entry.file).read_text() for entry in result.files} == {
+        table: "n\n1\n" for _, table in tables
+    }

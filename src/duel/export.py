@@ -29,7 +29,7 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -60,7 +60,7 @@ UNORDERABLE_TYPES = frozenset(
 )
 
 _RELATIONS_SQL = """
-select n.nspname, c.relname
+select n.nspname, c.relname, pg_relation_size(c.oid)
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
 where c.relkind in ('r', 'v', 'm', 'p')
   and (n.nspname = %s or (n.nspname, c.relname) in (select * from unnest(%s::text[], %s::text[])))
@@ -133,16 +133,23 @@ def is_personal(column: str) -> bool:
     return bool(PERSONAL_COLUMN.match(column)) and not column.startswith(("is_", "has_"))
 
 
-def list_relations(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
-    """(schema, table) of every dbt_analysis relation, then the core models, as they exist now."""
+class Relation(NamedTuple):
+    schema: str
+    table: str
+    size: int  # bytes of its table (0 for a view): the largest are exported first
+
+
+def list_relations(conn: psycopg.Connection[Any]) -> list[Relation]:
+    """The core models, then every dbt_analysis relation, as they exist now."""
     schemas = [s for s, _ in CORE_MODELS]
     tables = [t for _, t in CORE_MODELS]
     rows = conn.execute(
         _RELATIONS_SQL, (ANALYSIS_SCHEMA, schemas, tables, ANALYSIS_SCHEMA)
     ).fetchall()
-    found = [(str(s), str(t)) for s, t in rows]
-    missing = [f"{s}.{t}" for s, t in CORE_MODELS if (s, t) not in found]
-    if missing or not any(s == ANALYSIS_SCHEMA for s, _ in found):
+    found = [Relation(str(s), str(t), int(size)) for s, t, size in rows]
+    names = {(r.schema, r.table) for r in found}
+    missing = [f"{s}.{t}" for s, t in CORE_MODELS if (s, t) not in names]
+    if missing or not any(r.schema == ANALYSIS_SCHEMA for r in found):
         absent = ", ".join(missing) if missing else f"every {ANALYSIS_SCHEMA} model"
         raise StepFailed("export", f"{absent} missing; run `duel transform` first")
     return found
@@ -415,27 +422,16 @@ def iter_exports(
                 idle.put(conn)
 
         # the largest tables start first, so that the last one to finish is a small one
-        sizes = _sizes(first, relations)
         pool = ThreadPoolExecutor(EXPORT_CONNECTIONS, thread_name_prefix="duel-export")
         try:
             futures = {
-                seq: pool.submit(export, seq, *relations[seq])
-                for seq in sorted(range(len(relations)), key=lambda seq: -sizes[seq])
+                seq: pool.submit(export, seq, relations[seq].schema, relations[seq].table)
+                for seq in sorted(range(len(relations)), key=lambda seq: -relations[seq].size)
             }
             for seq in range(len(relations)):
                 yield futures[seq].result()
         finally:  # a failure (or a consumer that stops) starts no further table
             pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _sizes(conn: psycopg.Connection[Any], relations: list[tuple[str, str]]) -> list[int]:
-    """The bytes each relation's table holds (0 for a view)."""
-    rows = conn.execute(
-        "select coalesce(pg_relation_size(to_regclass(format('%%I.%%I', s, t))), 0)"
-        " from unnest(%s::text[], %s::text[]) with ordinality as r(s, t, n) order by n",
-        ([s for s, _ in relations], [t for _, t in relations]),
-    ).fetchall()
-    return [int(size) for (size,) in rows]
 
 
 def export_models(

@@ -9,8 +9,8 @@ users as (
 
 ),
 
--- the ranked measures alone: read six times below, so Postgres materializes it (narrow rows);
--- `users` is read once, by the final join
+-- the ranked measures alone: read by each ranking below, so Postgres materializes it (narrow
+-- rows); `users` is read once, by the final join
 measures as (
 
     select
