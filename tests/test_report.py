@@ -6,6 +6,7 @@ it is missing.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 from conftest import run_cli
 from PIL import Image
 
-from duel import charts, read
+from duel import charts, pipeline, read
 from duel.charts.look import frame
 from duel.report import (
     BRAND_RANKS,
@@ -303,3 +304,82 @@ def test_report_reads_only_the_brands_it_shows(real_built: Settings) -> None:
     tables, whole = build_tables(models), build_tables({**models, "brands": every})
     assert (tables["brands"], tables["unknown_brand"]) == (whole["brands"], whole["unknown_brand"])
     assert len(tables["brands"]) == 10 and tables["unknown_brand"]["brand"] == "(unknown brand)"
+
+
+def _user(path: Path, n: int, *, clean: bool) -> None:
+    """A user file with one program and one task; every value valid, or the name a placeholder."""
+    task = {
+        "task_id": f"00000000-0000-4000-8000-{n:012d}",
+        "platform": "TikTok",
+        "post_url": f"https://example.com/post/{n}",
+        "likes": 10,
+        "comments": 2,
+        "shares": 1,
+        "reach": 500,
+    }
+    program = {
+        "program_id": f"00000000-0000-4000-9000-{n:012d}",
+        "brand": "Acme",
+        "tasks_completed": [task],
+        "total_sales_attributed": 12.5,
+    }
+    user = {
+        "user_id": f"00000000-0000-4000-a000-{n:012d}",
+        "name": f"User {n}" if clean else "???",
+        "email": f"user{n}@example.com",
+        "instagram_handle": f"@user{n}",
+        "tiktok_handle": f"@user_{n}",
+        "joined_at": "2025-03-14T19:00:03.025Z",
+        "advocacy_programs": [program],
+    }
+    path.mkdir(parents=True, exist_ok=True)
+    (path / f"user_{n}.json").write_text(json.dumps(user))
+
+
+@pytest.mark.slow
+def test_report_quality_headline_is_over_the_current_records_not_the_latest_batch(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Three clean users, then a delivery of one more whose name is a placeholder: the headline
+    is 3 of 4 documents clean, and the latest batch (1 document, none clean) is a line of its own,
+    not the headline."""
+    data = tmp_path / "dump"
+    for n in range(3):
+        _user(data, n, clean=True)
+    pipeline.run_pipeline(settings, data, notify=False)
+    _user(data, 3, clean=False)
+    result = pipeline.run_pipeline(settings, data, notify=False)
+    assert (result.ingest.loaded, result.ingest.unchanged) == (1, 3)
+    models = read_models(settings)
+    tables = build_tables(models)
+    assert tables["documents"] == {"records": 4, "clean_records": 3, "clean_share": 0.75}
+    assert [(c["record_type"], c["records"], c["records_affected"]) for c in tables["clean"]] == [
+        ("file", 4, 0),
+        ("program", 4, 0),
+        ("task", 4, 0),
+        ("user", 4, 1),
+    ]
+    assert [
+        (d["record_type"], d["field"], d["defect"], d["defect_count"], d["records"])
+        for d in tables["defects"]
+    ] == [("user", "name", "placeholder", 1, 4)]
+    latest = tables["latest_documents"]
+    assert (latest["batch_id"], latest["records"], latest["clean_records"]) == (2, 1, 0)
+    page = (settings.out_dir / "report.html").read_text()
+    stats = re.findall(r'<div class="value">([^<]+)</div>\s*<div class="label">([^<]+)</div>', page)
+    assert [s for s in stats if "clean" in s[1]] == [
+        ("75.0%", "documents fully clean · of 4"),
+        ("100.0%", "files clean · of 4"),
+        ("100.0%", "programs clean · of 4"),
+        ("100.0%", "tasks clean · of 4"),
+        ("75.0%", "users clean · of 4"),
+    ]
+    [line] = re.findall(r'<p class="lead" id="latest-quality">(.*?)</p>', page, re.S)
+    assert " ".join(line.split()) == (
+        "The latest batch, #2, made 1 document current, 0 of them fully clean (0.0%): files 1 clean"
+        " of 1; programs 1 clean of 1; tasks 1 clean of 1; users 0 clean of 1."
+    )
+    [defects] = charts.defects_by_field_chart(models["quality"]).data
+    assert (defects.name, list(defects.y), list(defects.x)) == ("placeholder", ["user.name"], [1])
+    first = charts.defects_by_field_chart(models["quality"], batch_id=1)
+    assert first.layout.annotations[0].text == "batch 1: no defects"

@@ -280,10 +280,17 @@ def _peer_groups(outliers: pd.DataFrame) -> list[dict[str, Any]]:
 def build_tables(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """The rows the template's tables show (small: a table is for reading, a chart for shape)."""
     batches, quality = models["batches"], models["quality"]
+    current = charts.current_quality(quality)
+    summary_rows = current["field"] == charts.ALL_FIELDS
     latest_quality = (
-        quality[quality["batch_id"] == quality["batch_id"].max()] if not quality.empty else quality
+        quality[
+            (quality["batch_id"] == quality["batch_id"].max())
+            & (quality["field"] == charts.ALL_FIELDS)
+        ]
+        if not quality.empty
+        else quality
     )
-    summary_rows = latest_quality["field"] == charts.ALL_FIELDS
+    latest_documents = models["quality_summary"].tail(1)
     brands, attribution, outliers = models["brands"], models["attribution"], models["outliers"]
     flagged = (
         outliers[outliers["is_outlier"].fillna(False).astype(bool)]
@@ -300,12 +307,15 @@ def build_tables(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
         "coverage": _coverage(models["overview"]),
         "latest_batch": _records(batches.tail(1))[0] if not batches.empty else None,
         "batches": _records(batches.iloc[::-1].head(20)),
-        "clean": _records(latest_quality[summary_rows].sort_values("record_type")),
+        "clean": _records(current[summary_rows].sort_values("record_type")),
         "defects": _records(
-            latest_quality[
-                ~summary_rows & (latest_quality["defect_count"].fillna(0) > 0)
-            ].sort_values(["record_type", "defect_count"], ascending=[True, False])
+            current[~summary_rows & (current["defect_count"].fillna(0) > 0)].sort_values(
+                ["record_type", "defect_count", "field", "defect"],
+                ascending=[True, False, True, True],
+            )
         ),
+        "latest_clean": _records(latest_quality.sort_values("record_type")),
+        "latest_documents": _records(latest_documents)[0] if not latest_documents.empty else None,
         "platforms": _records(
             platforms.sort_values(["unknown", "engagement_average"], ascending=[True, False])
         )
@@ -339,9 +349,7 @@ def build_tables(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
         else 0,
         "method": _records(outliers[["outlier_threshold", "min_group_size"]].head(1)),
         "programs": models["programs"].attrs["total"],
-        "documents": _records(models["quality_summary"].tail(1))[0]
-        if not models["quality_summary"].empty
-        else None,
+        "documents": charts.current_documents(models["quality_summary"]),
     }
 
 

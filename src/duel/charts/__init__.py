@@ -26,7 +26,13 @@ from duel.charts.look import (
     platform_colour,
     style,
 )
-from duel.charts.quality import clean_share_chart, defects_by_field_chart, files_per_batch_chart
+from duel.charts.quality import (
+    clean_share_chart,
+    current_documents,
+    current_quality,
+    defects_by_field_chart,
+    files_per_batch_chart,
+)
 from duel.charts.results import (
     COVERAGE,
     MEASURES,
@@ -55,6 +61,8 @@ __all__ = [
     "clean_share_chart",
     "coverage_by_platform_chart",
     "coverage_chart",
+    "current_documents",
+    "current_quality",
     "defects_by_field_chart",
     "distributions_chart",
     "empty_chart",

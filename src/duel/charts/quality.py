@@ -46,23 +46,58 @@ def files_per_batch_chart(batches: Rows) -> go.Figure:
     return style(fig, "Files per batch, by outcome")
 
 
+def current_quality(quality: Rows) -> pd.DataFrame:
+    """data_quality over all its batches: per record type, field and defect, the current records.
+
+    data_quality counts, per batch, the records that batch made current (and the files it
+    quarantined), so its rows add up across batches. A record type's total comes from its
+    "(all fields)" rows, one per batch: a batch without a defect has no row for it. Columns as the
+    model's, without batch_id and source_uri; defect_share and clean_share are recomputed.
+    """
+    data = frame(quality)
+    columns = ["record_type", "field", "defect", "defect_count", "records", "defect_share"]
+    if data.empty:
+        return pd.DataFrame(columns=[*columns, "records_affected", "clean_share"])
+    totals = (
+        data[data["field"] == ALL_FIELDS]
+        .groupby("record_type", as_index=False)
+        .agg(records=("records", "sum"), records_affected=("records_affected", "sum"))
+    )
+    totals["clean_share"] = 1 - totals["records_affected"] / totals["records"]
+    counts = data.groupby(["record_type", "field", "defect"], as_index=False).agg(
+        defect_count=("defect_count", "sum")
+    )
+    merged = counts.merge(totals, on="record_type", how="inner", validate="many_to_one")
+    merged["defect_share"] = merged["defect_count"] / merged["records"]
+    return merged[[*columns, "records_affected", "clean_share"]].reset_index(drop=True)
+
+
+def current_documents(summary: Rows) -> dict[str, int | float] | None:
+    """data_quality_summary over all its batches: the documents now current, how many are fully
+    clean, and their share (None before any document)."""
+    data = frame(summary)
+    if data.empty or int(data["records"].sum()) == 0:
+        return None
+    records, clean = int(data["records"].sum()), int(data["clean_records"].sum())
+    return {"records": records, "clean_records": clean, "clean_share": clean / records}
+
+
 def defects_by_field_chart(quality: Rows, batch_id: int | None = None) -> go.Figure:
-    """data_quality: defect counts per record_type.field and defect class, for one batch (default:
-    latest).
+    """data_quality: defect counts per record_type.field and defect class, over all current
+    records (default) or the records one batch made current.
 
     The model's "(all fields)" summary rows are left out (clean_share_chart plots them).
     """
     data = frame(quality)
     if data.empty:
         return empty_chart("no defects recorded")
-    batch = data["batch_id"].max() if batch_id is None else batch_id
-    data = data[
-        (data["batch_id"] == batch)
-        & (data["field"] != ALL_FIELDS)
-        & (data["defect_count"].fillna(0) > 0)
-    ].copy()
+    if batch_id is None:
+        data, scope = current_quality(data), "current records"
+    else:
+        data, scope = data[data["batch_id"] == batch_id], f"batch {batch_id}"
+    data = data[(data["field"] != ALL_FIELDS) & (data["defect_count"].fillna(0) > 0)].copy()
     if data.empty:
-        return empty_chart(f"batch {batch}: no defects")
+        return empty_chart(f"{scope}: no defects")
     data["where"] = data["record_type"].astype(str) + "." + data["field"].astype(str)
     order = data.groupby("where")["defect_count"].sum().sort_values().index.tolist()
     fig = go.Figure()
@@ -73,17 +108,17 @@ def defects_by_field_chart(quality: Rows, batch_id: int | None = None) -> go.Fig
             name=str(defect),
             orientation="h",
             marker_color=SEQUENCE[i % len(SEQUENCE)],
-            customdata=part[["defect_share"]].fillna(0) * 100,
+            customdata=part[["defect_share", "records"]].fillna(0) * [100, 1],
             hovertemplate="%{y}<br>"
             + str(defect)
-            + ": %{x:,} (%{customdata[0]:.1f}%)<extra></extra>",
+            + ": %{x:,} of %{customdata[1]:,} (%{customdata[0]:.1f}%)<extra></extra>",
         )
     fig.update_layout(
         barmode="stack",
         xaxis_title="records with the defect",
         yaxis={"categoryorder": "array", "categoryarray": order},
     )
-    return style(fig, f"Defects per field (batch {batch})", height=max(340, 26 * len(order) + 150))
+    return style(fig, f"Defects per field ({scope})", height=max(340, 26 * len(order) + 150))
 
 
 def clean_share_chart(quality: Rows) -> go.Figure:
@@ -126,7 +161,9 @@ def clean_share_chart(quality: Rows) -> go.Figure:
             mode="lines+markers",
             name=str(record_type),
             line={"color": SEQUENCE[i % len(SEQUENCE)], "width": 3},
-            marker={"size": 9},
+            # a dot's area grows with the records the batch made current: a batch of a few
+            # records, all clean or none, is a small dot, not a collapse
+            marker={"size": 4 + 14 * (part["records"] / part["records"].max()).pow(0.5)},
             customdata=part[["records"]],
             hovertemplate=f"{record_type}s, batch %{{x}}<br>%{{y:.1%}} clean of "
             "%{customdata[0]:,}<extra></extra>",
@@ -136,4 +173,9 @@ def clean_share_chart(quality: Rows) -> go.Figure:
         xaxis_type="category",
         yaxis={"title": "records with no defect", "tickformat": ".0%", "range": [0, 1.05]},
     )
-    return style(fig, "Share of clean records, per batch", height=340)
+    return style(
+        fig,
+        "Share of clean records, per batch",
+        height=340,
+        subtitle="of the records each batch made current; a dot's size: how many",
+    )
