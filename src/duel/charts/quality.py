@@ -124,7 +124,8 @@ def defects_by_field_chart(quality: Rows, batch_id: int | None = None) -> go.Fig
 def clean_share_chart(quality: Rows) -> go.Figure:
     """data_quality: the share of records with no defect, per record type.
 
-    One batch is one bar per record type (a single batch is no trend); several batches are lines.
+    One batch is one bar per record type; several batches are dots, sized by their records (the
+    batches are slices of the current data, not a trend).
     """
     data = frame(quality)
     if not data.empty:
@@ -158,12 +159,15 @@ def clean_share_chart(quality: Rows) -> go.Figure:
         fig.add_scatter(
             x=part["label"],
             y=part["clean_share"],
-            mode="lines+markers",
-            name=str(record_type),
-            line={"color": SEQUENCE[i % len(SEQUENCE)], "width": 3},
-            # a dot's area grows with the records the batch made current: a batch of a few
+            # dots, not a line: batches are slices of the current data, not a trend, and a
+            # dot's area grows with the records the batch made current, so a batch of a few
             # records, all clean or none, is a small dot, not a collapse
-            marker={"size": 4 + 14 * (part["records"] / part["records"].max()).pow(0.5)},
+            mode="markers",
+            name=str(record_type),
+            marker={
+                "color": SEQUENCE[i % len(SEQUENCE)],
+                "size": 5 + 15 * (part["records"] / part["records"].max()).pow(0.5),
+            },
             customdata=part[["records"]],
             hovertemplate=f"{record_type}s, batch %{{x}}<br>%{{y:.1%}} clean of "
             "%{customdata[0]:,}<extra></extra>",
