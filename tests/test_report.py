@@ -342,11 +342,15 @@ def test_report_quality_headline_is_over_the_current_records_not_the_latest_batc
 ) -> None:
     """Three clean users, then a delivery of one more whose name is a placeholder: the headline
     is 3 of 4 documents clean, and the latest batch (1 document, none clean) is a line of its own,
-    not the headline."""
+    not the headline. A third delivery whose only new file is quarantined made no document
+    current, and says so."""
     data = tmp_path / "dump"
     for n in range(3):
         _user(data, n, clean=True)
     pipeline.run_pipeline(settings, data, notify=False)
+    first_page = (settings.out_dir / "report.html").read_text()
+    assert "documents fully clean · of 3" in first_page
+    assert 'id="latest-quality"' not in first_page  # one batch: the headline is that batch
     _user(data, 3, clean=False)
     result = pipeline.run_pipeline(settings, data, notify=False)
     assert (result.ingest.loaded, result.ingest.unchanged) == (1, 3)
@@ -363,8 +367,18 @@ def test_report_quality_headline_is_over_the_current_records_not_the_latest_batc
         (d["record_type"], d["field"], d["defect"], d["defect_count"], d["records"])
         for d in tables["defects"]
     ] == [("user", "name", "placeholder", 1, 4)]
-    latest = tables["latest_documents"]
-    assert (latest["batch_id"], latest["records"], latest["clean_records"]) == (2, 1, 0)
+    assert tables["latest_quality"] == {
+        "batch_id": 2,
+        "records": 1,
+        "clean_records": 0,
+        "clean_share": 0.0,
+        "types": [
+            {"record_type": "file", "records": 1, "clean": 1},
+            {"record_type": "program", "records": 1, "clean": 1},
+            {"record_type": "task", "records": 1, "clean": 1},
+            {"record_type": "user", "records": 1, "clean": 0},
+        ],
+    }
     page = (settings.out_dir / "report.html").read_text()
     stats = re.findall(r'<div class="value">([^<]+)</div>\s*<div class="label">([^<]+)</div>', page)
     assert [s for s in stats if "clean" in s[1]] == [
@@ -383,3 +397,17 @@ def test_report_quality_headline_is_over_the_current_records_not_the_latest_batc
     assert (defects.name, list(defects.y), list(defects.x)) == ("placeholder", ["user.name"], [1])
     first = charts.defects_by_field_chart(models["quality"], batch_id=1)
     assert first.layout.annotations[0].text == "batch 1: no defects"
+    # a third delivery whose one new file is quarantined (not UTF-8) makes no document current
+    (data / "user_4.json").write_bytes(b'{"name": "\xff"}')
+    third = pipeline.run_pipeline(settings, data, notify=False)
+    assert (third.ingest.quarantined, third.ingest.unchanged) == (1, 4)
+    page = (settings.out_dir / "report.html").read_text()
+    stats = re.findall(r'<div class="value">([^<]+)</div>\s*<div class="label">([^<]+)</div>', page)
+    assert [s for s in stats if "clean" in s[1]][:2] == [
+        ("75.0%", "documents fully clean · of 4"),
+        ("80.0%", "files clean · of 5"),
+    ]
+    [line] = re.findall(r'<p class="lead" id="latest-quality">(.*?)</p>', page, re.S)
+    assert " ".join(line.split()) == (
+        "The latest batch, #3, made no document current: files 0 clean of 1."
+    )

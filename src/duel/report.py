@@ -277,20 +277,46 @@ def _peer_groups(outliers: pd.DataFrame) -> list[dict[str, Any]]:
     return _records(groups.sort_values("size", ascending=False))
 
 
+def _latest_quality(
+    batches: pd.DataFrame, quality: pd.DataFrame, summary: pd.DataFrame
+) -> dict[str, Any] | None:
+    """What the latest batch made current: its documents, how many are fully clean, and per
+    record type its clean records (a batch whose files were all unchanged or quarantined made no
+    document current, and has no row in data_quality_summary). None before any batch."""
+    if batches.empty:
+        return None
+    batch_id = int(batches["batch_id"].max())
+    documents = summary[summary["batch_id"] == batch_id] if not summary.empty else summary
+    records = int(documents["records"].sum()) if not documents.empty else 0
+    clean = int(documents["clean_records"].sum()) if not documents.empty else 0
+    types = (
+        quality[(quality["batch_id"] == batch_id) & (quality["field"] == charts.ALL_FIELDS)]
+        if not quality.empty
+        else quality
+    )
+    return {
+        "batch_id": batch_id,
+        "records": records,
+        "clean_records": clean,
+        "clean_share": clean / records if records else None,
+        "types": [
+            {
+                "record_type": t["record_type"],
+                "records": int(t["records"]),
+                "clean": int(t["records"] - t["records_affected"]),
+            }
+            for t in _records(types.sort_values("record_type"))
+        ]
+        if not types.empty
+        else [],
+    }
+
+
 def build_tables(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """The rows the template's tables show (small: a table is for reading, a chart for shape)."""
     batches, quality = models["batches"], models["quality"]
     current = charts.current_quality(quality)
     summary_rows = current["field"] == charts.ALL_FIELDS
-    latest_quality = (
-        quality[
-            (quality["batch_id"] == quality["batch_id"].max())
-            & (quality["field"] == charts.ALL_FIELDS)
-        ]
-        if not quality.empty
-        else quality
-    )
-    latest_documents = models["quality_summary"].tail(1)
     brands, attribution, outliers = models["brands"], models["attribution"], models["outliers"]
     flagged = (
         outliers[outliers["is_outlier"].fillna(False).astype(bool)]
@@ -314,8 +340,7 @@ def build_tables(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
                 ascending=[True, False, True, True],
             )
         ),
-        "latest_clean": _records(latest_quality.sort_values("record_type")),
-        "latest_documents": _records(latest_documents)[0] if not latest_documents.empty else None,
+        "latest_quality": _latest_quality(batches, quality, models["quality_summary"]),
         "platforms": _records(
             platforms.sort_values(["unknown", "engagement_average"], ascending=[True, False])
         )
