@@ -10,6 +10,31 @@
 {%- endmacro %}
 
 {#
+    Whether this build fills the core models whole: on --full-refresh, or when base (the first
+    of them) does not exist yet. The intermediate views read the current documents with a
+    per-row key lookup an incremental build needs (macros/portable.sql, lateral_lookup); a
+    full build reads every current document, and the same rows come faster from a join Postgres
+    can run in parallel workers (a fenced lateral subquery keeps a query on one process). The
+    views are rebuilt at the start of every build, before the core models, so their plan is
+    the one this build needs; their rows are the same either way. Outside a run (parsing, docs),
+    in a unit test and on Spark (which joins either way) it is false: the lookup.
+#}
+{% macro builds_core_whole() -%}
+    {%- if not execute or target.type != 'postgres' -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {%- if flags.FULL_REFRESH -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {#- a unit test's graph has no nodes: the lookup -#}
+    {%- set node = (graph.get('nodes') or {}).get('model.' ~ project_name ~ '.base') -%}
+    {%- if node is none -%}
+        {{ return(false) }}
+    {%- endif -%}
+    {{ return(adapter.get_relation(node.database, node.schema, node.alias) is none) }}
+{%- endmacro %}
+
+{#
     The documents an incremental build of `this` replaces, as user_keys: those whose current
     version changed since the model's watermark (a new version, a return, a tombstone) and every
     deleted document (idempotent: a deleted document has no rows left to delete).

@@ -6,8 +6,9 @@
     the CREATE TABLE, so Postgres would check each foreign key row by row while the rows go in:
     measured on a million tasks, 38 s per foreign key, against 1.5 s for the one set-based check
     of ALTER TABLE ... ADD FOREIGN KEY on the filled table. So the table is created with its
-    columns, types and NOT NULLs only (`postgres__get_table_columns_and_constraints`), and the
-    post-hook `apply_keys()` adds the declared keys once the rows are in. The same hook runs on
+    columns, types and NOT NULLs only (macros/tables.sql; `postgres__get_table_columns_and_constraints`
+    below for dbt's other CREATE TABLE paths), and the post-hook `apply_keys()` adds the declared
+    keys once the rows are in. The same hook runs on
     every build: it adds a key that is missing (a new table after --full-refresh, a child whose
     parent was rebuilt alone, a warehouse built before the keys existed) and gives every key and
     index its conventional name (`<table>_pkey`, `<table>_<columns>_fkey`, `<table>_<columns>_idx`,

@@ -443,11 +443,13 @@
     once per row. Postgres has no common-subexpression elimination: a column computed in one CTE
     and named again in a later one is computed again at every mention (the defect classes are
     named by the values, by has_no_defects and by base's is_clean: 2-3x the work of the
-    classification, measured on 100k users, programs and tasks). The lateral subquery with
-    `offset 0` is not flattened, so its columns are computed once and read after; filters on
-    relation's columns still reach relation's scan (an incremental build looks up only its
-    documents). Spark's optimiser eliminates common subexpressions itself: a plain projection.
-    (`where true`: sqlfluff's Postgres grammar parses an OFFSET only after a FROM or a WHERE.)
+    classification, measured on 100k users, programs and tasks). Each expression is the one
+    element of an array unnested in the FROM clause (`unnest(array[a], array[b], ...)`, one
+    row): a function's arguments are evaluated once per row and never flattened into the
+    outer query, and unlike a subquery fenced with `offset 0` it does not keep the query from
+    running in parallel workers. Filters on relation's columns still reach relation's scan (an
+    incremental build looks up only its documents). Spark's optimiser eliminates common
+    subexpressions itself: a plain projection.
 #}
 {% macro select_computed_once(relation, alias, columns) -%}
     {{ return(adapter.dispatch('select_computed_once', 'duel')(relation, alias, columns)) }}
@@ -458,14 +460,13 @@
         {{ relation }}.*,
         {{ alias }}.*
     from {{ relation }}
-    cross join lateral (
-        select
+    cross join lateral unnest(
         {%- for expression, name in columns %}
-            {{ expression }} as {{ name }}{{ ',' if not loop.last }}
+        array[{{ expression }}]{{ ',' if not loop.last }}
         {%- endfor %}
-        where true
-        offset 0
-    ) as {{ alias }}
+    ) as {{ alias }} (
+        {%- for expression, name in columns %}{{ name }}{{ ', ' if not loop.last }}{% endfor -%}
+    )
 {%- endmacro %}
 
 {% macro spark__select_computed_once(relation, alias, columns) -%}

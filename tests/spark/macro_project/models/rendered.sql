@@ -41,7 +41,7 @@
         lateral_values([["'program_id'", 'programs.program_id_defect'], ["'brand'", 'programs.brand_defect']], 'field', ['name', 'defect'])),
     ('json_parse', "cast(x as jsonb)", json_parse('x')),
     ('data_type', "numeric(18, 2)", data_type('numeric(18, 2)')),
-    ('select_computed_once', "select outer_rows.*, computed.* from outer_rows cross join lateral ( select v + 1 as w, v * 2 as x where true offset 0 ) as computed",
+    ('select_computed_once', "select outer_rows.*, computed.* from outer_rows cross join lateral unnest(array[v + 1], array[v * 2]) as computed (w, x)",
         select_computed_once('outer_rows', 'computed', [['v + 1', 'w'], ['v * 2', 'x']])),
 ] -%}
 {% for name, today, portable in pairs -%}
