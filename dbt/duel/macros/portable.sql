@@ -482,7 +482,8 @@
     FROM-clause step: the rows of `relation` whose columns equal the preceding tables' expressions
     (`keys`: a list of [column, expression] pairs), as `alias`. `fence` (a SQL clause, `limit 1`
     or `offset 0`) makes Postgres plan it as one index lookup per outer row (`cross join lateral`),
-    so an incremental build reads only the rows it needs; Spark has no such plan and joins.
+    so an incremental build reads only the rows it needs, but keeps the query on one process;
+    with `''` it is a plain join (a build that reads every row). Spark has no such plan and joins.
 #}
 {% macro lateral_lookup(relation, alias, keys, fence) -%}
     {{ return(adapter.dispatch('lateral_lookup', 'duel')(relation, alias, keys, fence)) }}

@@ -54,26 +54,25 @@
     {%- endif %}
 {%- endmacro %}
 
-{# The model's columns with a not_null constraint; any constraint but keys and not_null is refused. #}
+{#
+    The model's columns with a not_null constraint. The keys are apply_keys' (without_keys,
+    macros/keys.sql); any other constraint is refused rather than left out.
+#}
 {% macro contract_not_null_columns() -%}
     {%- set names = [] -%}
     {%- for name, column in model['columns'].items() -%}
-        {%- for constraint in column.get('constraints', []) -%}
-            {%- if constraint['type'] == 'not_null' -%}
-                {%- do names.append(name) -%}
-            {%- elif constraint['type'] not in ('primary_key', 'foreign_key') -%}
+        {%- for constraint in without_keys(column.get('constraints', [])) -%}
+            {%- if constraint['type'] != 'not_null' -%}
                 {{ exceptions.raise_compiler_error(
                     "column " ~ name ~ ": a '" ~ constraint['type']
                     ~ "' constraint is not supported (macros/tables.sql)") }}
             {%- endif -%}
+            {%- do names.append(name) -%}
         {%- endfor -%}
     {%- endfor -%}
-    {%- for constraint in model.get('constraints', []) -%}
-        {%- if constraint['type'] not in ('primary_key', 'foreign_key') -%}
-            {{ exceptions.raise_compiler_error(
-                "a model-level '" ~ constraint['type']
-                ~ "' constraint is not supported (macros/tables.sql)") }}
-        {%- endif -%}
+    {%- for constraint in without_keys(model.get('constraints', [])) -%}
+        {{ exceptions.raise_compiler_error(
+            "a model-level '" ~ constraint['type'] ~ "' constraint is not supported (macros/tables.sql)") }}
     {%- endfor -%}
     {{ return(names) }}
 {%- endmacro %}
