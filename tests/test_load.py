@@ -6,10 +6,15 @@ import hashlib
 import io
 import tarfile
 from pathlib import Path
+from typing import Any
 
+import pytest
 from conftest import query
 from tar_files import make_tar
+from test_repair import TEXT
 
+from duel import parse
+from duel.identity import KeyRule
 from duel.load import ingest
 from duel.settings import Settings
 
@@ -335,7 +340,7 @@ def test_write_chunk_quarantines_the_one_document_the_database_refuses(settings:
             "insert into raw.batches (source_uri, status, duel_version)"
             " values ('t', 'running', 't') returning batch_id"
         ).fetchone()[0]  # type: ignore[index]
-        batch = _Batch(conn, batch_id)
+        batch = _Batch(conn, batch_id, settings.repair_policy, KeyRule.parse("@file"))
         batch.write_chunk(chunk)
         finish_batch(conn, batch_id, batch.counts)
     assert (batch.counts["loaded"], batch.counts["quarantined"], batch.quarantine_reasons) == (
@@ -356,3 +361,88 @@ def test_write_chunk_quarantines_the_one_document_the_database_refuses(settings:
         (6, "loaded"),
     ]
     assert query(settings, "select count(*) from raw.user_documents") == [(6,)]
+
+
+def _counting_parses(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The bytes of every file the ingest parses from now on (a spy on the real parser)."""
+    parsed: list[bytes] = []
+    real = parse.parse_document
+
+    def spy(data: bytes, policy: str = "safe") -> Any:
+        parsed.append(data)
+        return real(data, policy)
+
+    monkeypatch.setattr(parse, "parse_document", spy)
+    return parsed
+
+
+def test_ingest_parses_only_files_whose_bytes_are_not_their_documents_current_version(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dump = tmp_path / "mixed"
+    dump.mkdir()
+    for n in range(4):
+        (dump / f"u{n}.json").write_bytes(b'{"user_id": "%d", "v": 1}' % n)
+    ingest(settings, tmp_path)
+    (dump / "u2.json").write_bytes(b'{"user_id": "2", "v": 2}')
+    (dump / "u9.json").write_bytes(b'\xef\xbb\xbf{"user_id": "9"}')  # new, with a BOM
+    parsed = _counting_parses(monkeypatch)
+    second = ingest(settings, tmp_path)
+    assert sorted(parsed) == [b'{"user_id": "2", "v": 2}', b'\xef\xbb\xbf{"user_id": "9"}']
+    assert (second.loaded, second.repaired, second.unchanged, second.files_seen) == (2, 1, 3, 5)
+    assert query(
+        settings,
+        "select file_seq, source_name, status, document_key from raw.batch_files"
+        " where batch_id = 2 order by 1",
+    ) == [
+        (0, "mixed/u0.json", "unchanged", "file:u0.json"),
+        (1, "mixed/u1.json", "unchanged", "file:u1.json"),
+        (2, "mixed/u2.json", "loaded", "file:u2.json"),
+        (3, "mixed/u3.json", "unchanged", "file:u3.json"),
+        (4, "mixed/u9.json", "repaired", "file:u9.json"),
+    ]
+    parsed.clear()
+    assert ingest(settings, tmp_path).unchanged == 5 and parsed == []
+
+
+@pytest.mark.parametrize("batch_rows", [5000, 1])
+def test_ingest_parses_a_known_file_when_the_batch_moved_its_document_first(
+    settings: Settings, tmp_path: Path, batch_rows: int
+) -> None:
+    """x/u.json and y/u.json are one document (the dump's top folder is not its identity). The
+    second dump changes it (x), then delivers its current bytes again (y): y is not unchanged
+    but the document's last delivery, whether both are in one write chunk or not."""
+    v1, v2 = b'{"user_id": "u", "v": 1}', b'{"user_id": "u", "v": 2}'
+    (tmp_path / "one" / "x").mkdir(parents=True)
+    (tmp_path / "one" / "x" / "u.json").write_bytes(v1)
+    ingest(settings, tmp_path / "one")
+    for folder, data in (("x", v2), ("y", v1)):
+        (tmp_path / "two" / folder).mkdir(parents=True)
+        (tmp_path / "two" / folder / "u.json").write_bytes(data)
+    second = ingest(settings.with_overrides(batch_rows=batch_rows), tmp_path / "two")
+    assert (second.loaded, second.unchanged) == (2, 0)
+    assert query(
+        settings, "select source_name, status from raw.batch_files where batch_id = 2 order by 1"
+    ) == [("x/u.json", "loaded"), ("y/u.json", "loaded")]
+    assert query(settings, "select content_sha256, source_name from raw.current_versions") == [
+        (hashlib.sha256(v1).hexdigest(), "y/u.json")
+    ]
+    assert query(settings, "select count(*) from raw.user_documents") == [(2,)]
+
+
+def test_ingest_parses_again_a_current_version_that_needed_a_rewrite(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A file loaded under the lenient policy with a rewriting repair is not taken as known: a
+    run under the safe policy quarantines it, as it would any such file."""
+    rewrite = TEXT.replace('"name": "Ann"', '"name": Ann')  # an unquoted word: a guessed value
+    (tmp_path / "u.json").write_bytes(rewrite.encode())
+    lenient = settings.with_overrides(repair_policy="lenient")
+    assert ingest(lenient, tmp_path).repaired == 1
+    assert ingest(lenient, tmp_path).unchanged == 1
+    safe = ingest(settings, tmp_path)
+    assert (safe.quarantined, safe.unchanged, safe.quarantine_reasons) == (
+        1,
+        0,
+        {"repair-rewrites-content": 1},
+    )

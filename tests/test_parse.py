@@ -68,3 +68,44 @@ def test_parse_read_chunks_keeps_order_and_only_what_keep_accepts() -> None:
         [("u2.json", "clean", "file:u2.json"), ("u4.json", "clean", "file:u4.json")],
         [("u5.json", "clean", "file:u5.json"), ("u6.json", "clean", "file:u6.json")],
     ]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_parse_known_files_are_not_parsed_and_keep_their_place(workers: int) -> None:
+    """Files the database holds as current versions (the `known` answer) come out as `known`
+    outcomes with their key and hash, unparsed, in file order among the parsed ones, a JSON
+    array's elements included; a file keyed by its content is never asked about."""
+    import hashlib
+
+    files = [
+        SourceFile("d/a.json", b'{"v": 1}', 8, key_path="a.json"),
+        SourceFile("d/b.json", b'[{"v": 2}, {"v": 3}]', 20, key_path="b.json"),
+        SourceFile("d/.DS_Store", size=3, skip_reason="macos-metadata"),
+        SourceFile("d/c.json", b'{"v": 4}', 8, key_path="c.json"),
+        SourceFile("d/e.ndjson:1", b'{"v": 5}', 8),
+    ]
+    asked: list[list[tuple[str, str]]] = []
+
+    def known(pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        asked.append(pairs)
+        return {pair for pair in pairs if pair[0] in ("file:a.json", "file:c.json")}
+
+    with read_chunks(
+        files, "safe", KeyRule.parse("@file"), workers=workers, chunk_rows=10, known=known
+    ) as stream:
+        got = [(o.name, o.status, o.key, o.parsed is None) for chunk in stream for o in chunk]
+    assert got == [
+        ("d/a.json", "known", "file:a.json", True),
+        ("d/b.json[0]", "clean", "content:" + hashlib.sha256(b'{"v":2}').hexdigest(), False),
+        ("d/b.json[1]", "clean", "content:" + hashlib.sha256(b'{"v":3}').hexdigest(), False),
+        ("d/.DS_Store", "skipped", None, True),
+        ("d/c.json", "known", "file:c.json", True),
+        ("d/e.ndjson:1", "clean", "content:" + hashlib.sha256(b'{"v": 5}').hexdigest(), False),
+    ]
+    assert asked == [
+        [
+            (f"file:{f.key_path}", hashlib.sha256(f.data or b"").hexdigest())
+            for f in files[:4]
+            if f.key_path
+        ]
+    ]

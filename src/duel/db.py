@@ -8,11 +8,13 @@ that was (`Connected`), for the run's summary.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg import sql
 
@@ -25,6 +27,14 @@ from duel.exceptions import (
 )
 from duel.settings import Settings
 from duel.state import ServerRecord
+
+
+def text_list(values: Iterable[str]) -> str:
+    """Many texts as one query parameter, a JSON array, read in SQL as
+    `any(array(select jsonb_array_elements_text(%s::jsonb)))`: orjson writes it in C, where
+    psycopg dumps a Postgres array parameter element by element in Python (the ingest's key
+    lookups take half the time this way: bench/analysis.md)."""
+    return orjson.dumps(list(values)).decode()
 
 
 @dataclass(frozen=True)

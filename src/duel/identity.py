@@ -73,10 +73,18 @@ class KeyRule:
         return self.sources[0] != FILE_SOURCE
 
 
+def file_key(rule: KeyRule, key_path: str | None) -> str | None:
+    """The key of a file of its own when the rule takes it from the path before any field (the
+    common case, and the default rule): known without parsing the file; else None."""
+    if key_path is not None and not rule.needs_fields:
+        return "file:" + key_path
+    return None
+
+
 def document_key(rule: KeyRule, key_path: str | None, document: bytes, sha256: str) -> str:
     """The key of one parsed document (`document`: its JSON text, an object)."""
-    if key_path is not None and not rule.needs_fields:
-        return "file:" + key_path  # the common case: files by path, no field read
+    if (key := file_key(rule, key_path)) is not None:
+        return key  # no field read
     fields: dict[str, Any] | None = None
     for source in rule.sources:
         if source == FILE_SOURCE:

@@ -7,12 +7,19 @@ number of files); for each chunk we look up the current version of each document
 the new document versions, move the current-version pointers, store quarantined bytes, and
 record every file in the `raw.batch_files` ledger. Runs are serialised by an advisory lock, so
 overlapping ingests never duplicate a row.
+
+A file identified by its path whose bytes are already its document's current version is not
+parsed (`_KnownVersions`: the read stage asks the database on a connection of its own, as the
+database was before the batch); the write stage confirms it unchanged in the batch's own
+transaction, and parses it after all when this batch moved its document since. The one
+exception kept out of that: a current version that needed a rewriting repair (loaded under the
+lenient policy) is parsed again, so a run under the safe policy quarantines it as before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import suppress
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,8 +32,8 @@ from psycopg.pq import Format
 
 from duel import __version__, db, deletes, listing
 from duel.exceptions import DatabaseRefused, DatabaseUnavailable, LockTimeout, MassDelete
-from duel.identity import CONTENT_PREFIX, key_rule
-from duel.parse import Outcome, SeenKeys, read_chunks
+from duel.identity import CONTENT_PREFIX, KeyRule, key_rule
+from duel.parse import KNOWN, Outcome, SeenKeys, read_chunks, reclassify
 from duel.repair import Parsed
 from duel.settings import Settings
 from duel.sources import SourceFile, iter_source
@@ -59,6 +66,7 @@ LEDGER_COLUMNS = (
 )
 LEDGER_TYPES = ("int8", "int4", "text", "text", "text", "text", "int8", "text")
 _LOADABLE = frozenset(("clean", "repaired"))
+_LOOKED_UP = frozenset(("clean", "repaired", KNOWN))  # outcomes whose key's current version counts
 # What a batch counts (IngestResult's fields, raw.batches' columns): files_seen = loaded +
 # quarantined + skipped + unchanged; repaired is part of loaded.
 COUNTS = (
@@ -123,15 +131,22 @@ class _JsonTextDumper(Dumper):
 class _Batch:
     """Writes one batch inside one open transaction and keeps its counts."""
 
-    def __init__(self, conn: psycopg.Connection[Any], batch_id: int) -> None:
+    def __init__(
+        self, conn: psycopg.Connection[Any], batch_id: int, policy: str, rule: KeyRule
+    ) -> None:
         self.conn = conn
         self.batch_id = batch_id
+        self.policy, self.rule = policy, rule
         self.counts = dict.fromkeys(COUNTS, 0)
         self.quarantine_reasons: dict[str, int] = {}
         self.skip_reasons: dict[str, int] = {}
         self.seq = 0  # the ledger's file_seq: documents in the order they were seen
         row = conn.execute("select exists (select 1 from raw.current_versions)").fetchone()
         self.seen = None if row and row[0] else SeenKeys()
+        # the keys this batch moved, when it began with current versions: a known file's key
+        # not among them is still as the read stage saw it (no other ingest writes meanwhile:
+        # the ingest lock, and a shard's keys are its own), so it is not looked up again
+        self.moved = SeenKeys() if self.seen is None else None
 
     def write_chunk(self, chunk: list[Outcome]) -> None:
         """Write a chunk under a savepoint. If the database refuses a value in it (a data
@@ -163,9 +178,24 @@ class _Batch:
 
     def _write_chunk(self, chunk: list[Outcome]) -> None:
         keys = {o.key for o in chunk if o.status in _LOADABLE and o.key is not None}
+        seen_known: dict[str, str] = {}  # known files' keys this batch has not moved: key -> sha
+        for o in chunk:
+            if o.status == KNOWN and o.key is not None and o.sha256 is not None:
+                if self.moved is None or self.moved.may_hold(o.key):
+                    keys.add(o.key)
+                else:
+                    seen_known[o.key] = o.sha256
         # the database started empty: only keys this batch wrote may have a current version
         lookups = keys if self.seen is None else self.seen.check_and_add(keys)
-        known = self._current_hashes(lookups)  # key -> current sha256, before this chunk
+        # key -> current sha256, before this chunk
+        known = {**seen_known, **self._current_hashes(lookups)}
+        if stale := self._stale_known(chunk, known):
+            policy, rule = self.policy, self.rule
+            parsed = [
+                p for o in chunk for p in (reclassify(o, policy, rule) if id(o) in stale else [o])
+            ]
+            self._write_chunk(parsed)  # the same lookups again, with the parsed files' keys
+            return
         current = dict(known)
         new_docs: dict[tuple[str, str], Outcome] = {}
         moves: dict[str, Outcome] = {}
@@ -178,7 +208,7 @@ class _Batch:
             status = outcome.status
             reason = None
             key = outcome.key
-            if status in _LOADABLE:
+            if status in _LOOKED_UP:  # a known file reaching here is its key's current version
                 sha256 = outcome.sha256
                 if key is None or sha256 is None:  # parse.classify gives every loadable both
                     raise ValueError(f"{outcome.name}: a loadable document without key or hash")
@@ -217,12 +247,31 @@ class _Batch:
             )
             seq += 1
         self.seq = seq
+        if self.moved is not None:
+            self.moved.check_and_add(moves)
         existing = self._existing_versions([o for o in new_docs.values() if o.key in known])
         self._copy_documents([o for key, o in new_docs.items() if key not in existing])
         self._insert_current([o for key, o in moves.items() if key not in known])
         self._move_current([o for key, o in moves.items() if key in known])
         self._store_quarantine(quarantined)
         self._copy_ledger(ledger)
+
+    def _stale_known(self, chunk: list[Outcome], known: dict[str, str]) -> set[int]:
+        """The known files (by id) to parse after all: those whose document this batch has moved
+        since the read stage looked, and those whose key another file of the chunk also has (the
+        loop may move it first). Rare: a document delivered twice in one dump."""
+        stale: set[int] = set()
+        if not any(o.status == KNOWN for o in chunk):
+            return stale
+        seen: set[str] = set()
+        again: set[str] = set()
+        for o in chunk:
+            if o.key is not None and o.status in _LOOKED_UP:
+                (again if o.key in seen else seen).add(o.key)
+        for o in chunk:
+            if o.status == KNOWN and (known.get(o.key or "") != o.sha256 or o.key in again):
+                stale.add(id(o))
+        return stale
 
     def carry_objects(self, plan: listing.ObjectPlan) -> None:
         """The files of the objects the plan did not read, carried into this batch's ledger after
@@ -241,8 +290,8 @@ class _Batch:
             return {}
         rows = self.conn.execute(
             "select document_key, content_sha256 from raw.current_versions"
-            " where document_key = any(%s)",
-            (list(keys),),
+            " where document_key = any(array(select jsonb_array_elements_text(%s::jsonb)))",
+            (db.text_list(keys),),
             binary=True,
         ).fetchall()
         return dict(rows)
@@ -359,6 +408,39 @@ class _Batch:
                 write_row(row)
 
 
+class _KnownVersions:
+    """`parse.KnownVersions` on a connection of its own (the read stage runs in another thread
+    than the batch's transaction): of the (key, sha256) pairs asked, those that are their key's
+    current version, not deleted, and not one that needed a rewriting repair (see module doc).
+    It sees the database as committed before the batch; `_Batch` checks again in the batch."""
+
+    _QUERY = """
+        select current.document_key, current.content_sha256
+        from raw.current_versions as current
+        where current.document_key = any(array(select jsonb_array_elements_text(%s::jsonb)))
+            and not current.is_deleted
+            and not exists (
+                select 1 from raw.user_documents as version
+                where version.document_key = current.document_key
+                    and version.content_sha256 = current.content_sha256
+                    and version.repair ->> 'kind' = 'rewritten'
+            )
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.conn = db.connect(settings, autocommit=True, step="ingest")
+
+    def __enter__(self) -> _KnownVersions:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()
+
+    def __call__(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        rows = self.conn.execute(self._QUERY, (db.text_list(key for key, _ in pairs),), binary=True)
+        return set(pairs).intersection(rows.fetchall())
+
+
 def _parsed(outcome: Outcome) -> Parsed:
     """The parse of a loadable or quarantined outcome (parse.classify gives each of them one)."""
     if outcome.parsed is None:
@@ -473,15 +555,21 @@ def ingest(
             current_before = deletes.count_current(conn) if full else 0
 
             def load(files: Iterable[SourceFile], plan: listing.ObjectPlan | None) -> _Batch:
-                batch = _Batch(conn, batch_id)
-                with read_chunks(
-                    files,
-                    settings.repair_policy,
-                    rule,
-                    workers=settings.workers,
-                    chunk_rows=settings.batch_rows,
-                    keep=keep if plan is None else _both(keep, plan.track),
-                ) as chunks:
+                batch = _Batch(conn, batch_id, settings.repair_policy, rule)
+                # a first load (no current versions) knows no file; nor a rule read from fields
+                look = batch.seen is None and not rule.needs_fields
+                with (
+                    _KnownVersions(settings) if look else nullcontext() as known,
+                    read_chunks(
+                        files,
+                        settings.repair_policy,
+                        rule,
+                        workers=settings.workers,
+                        chunk_rows=settings.batch_rows,
+                        keep=keep if plan is None else _both(keep, plan.track),
+                        known=known,
+                    ) as chunks,
+                ):
                     for chunk in chunks:
                         batch.write_chunk(chunk)
                         if on_file is not None:

@@ -3,7 +3,10 @@ and handed to the database side (`duel.load`) in chunks, read a few chunks ahead
 
 Parsing is a pure function of the file's bytes (no database): it runs in this process, or in
 worker processes when the ingest asks for them, with only a few windows of files in flight at
-once. `read_chunks` is the whole pipeline as the ingest uses it:
+once. A file is not parsed when the database already holds its bytes as its document's current
+version (`KnownVersions`, asked once per window): it is `known`, and the database side calls
+it unchanged, or parses it after all (`reclassify`) when this batch moved the document since.
+`read_chunks` is the whole pipeline as the ingest uses it:
 
     with read_chunks(files, policy, rule, workers=1, chunk_rows=5000) as chunks:
         for chunk in chunks:
@@ -19,37 +22,46 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from multiprocessing.pool import AsyncResult
 from typing import Any, NamedTuple
 
 import orjson
 
-from duel.identity import KeyRule, document_key
+from duel.identity import KeyRule, document_key, file_key
 from duel.repair import Parsed, parse_document
 from duel.sources import SourceFile
 
 WINDOW = 2048  # files per unit of work handed to a parse worker
 FIRST_CHUNK = 500  # files in the first write chunk; chunks double from there up to chunk_rows
 CHUNK_BYTES = 64 << 20  # cut a write chunk early when its documents hold this much memory
+KNOWN = "known"  # an Outcome's status: the current version's bytes, not parsed (see module doc)
+
+# (key, sha256) pairs of files not yet parsed -> those that are their key's current version
+KnownVersions = Callable[[list[tuple[str, str]]], set[tuple[str, str]]]
 
 
 class Outcome(NamedTuple):  # a tuple, not a dataclass: built once per file on the hot path
     """What one input document is, before we know whether the database already has it."""
 
     name: str  # where it was found: the path in the dump, `file.ndjson:LINE`, `file.json[INDEX]`
-    status: str  # clean | repaired | quarantined | skipped
+    status: str  # clean | repaired | quarantined | skipped | known
     size: int
     sha256: str | None = None
     parsed: Parsed | None = None
     skip_reason: str | None = None
     content: bytes | None = None  # kept only for quarantined files
     key: str | None = None  # the document's identity (duel.identity); None for skipped files
+    source: SourceFile | None = None  # kept only for a known file: parsed if it must be after all
 
 
-def classify(source: SourceFile, policy: str, rule: KeyRule) -> Outcome | list[Outcome]:
+def classify(
+    source: SourceFile, policy: str, rule: KeyRule, sha256: str | None = None
+) -> Outcome | list[Outcome]:
     """Parse (and if need be repair) one file: one outcome, or one per element when the file
-    is a JSON array of user objects. Pure: safe to run in a worker process."""
+    is a JSON array of user objects (`sha256`: its bytes' hash, if already computed). Pure: safe
+    to run in a worker process."""
     if source.skip_reason is not None:
         return Outcome(source.name, "skipped", source.size, skip_reason=source.skip_reason)
     if source.defect is not None:  # neither data nor readable (a corrupt nested archive, ...)
@@ -82,7 +94,7 @@ def classify(source: SourceFile, policy: str, rule: KeyRule) -> Outcome | list[O
             _quarantine_key(source, ""),
         )
     data = source.data
-    sha256 = hashlib.sha256(data).hexdigest()
+    sha256 = sha256 or hashlib.sha256(data).hexdigest()
     parsed = parse_document(data, policy)
     if parsed.status == "quarantined":
         if parsed.reason == "not-an-object" and (elements := _array_elements(data)) is not None:
@@ -138,8 +150,79 @@ def _flat(outcome: Outcome | list[Outcome]) -> list[Outcome]:
     return outcome if isinstance(outcome, list) else [outcome]
 
 
-def _classify_window(files: list[SourceFile], policy: str, rule: KeyRule) -> list[Outcome]:
-    return [outcome for source in files for outcome in _flat(classify(source, policy, rule))]
+def reclassify(outcome: Outcome, policy: str, rule: KeyRule) -> list[Outcome]:
+    """A known file parsed after all (the database side found its document moved by this batch)."""
+    if outcome.source is None:
+        raise ValueError(f"{outcome.name}: a known file without its bytes")
+    return _flat(classify(outcome.source, policy, rule, outcome.sha256))
+
+
+def _classify_window(
+    files: list[tuple[SourceFile, str | None]], policy: str, rule: KeyRule
+) -> list[list[Outcome]]:
+    """Each file's outcomes (one, or one per element of a JSON array), in file order."""
+    return [_flat(classify(source, policy, rule, sha256)) for source, sha256 in files]
+
+
+def _candidates(window: list[SourceFile], rule: KeyRule) -> list[tuple[int, str, str]]:
+    """The window's files that may be known, as (index, key, sha256): only a readable file whose
+    key needs no parse (`identity.file_key`) can be."""
+    candidates: list[tuple[int, str, str]] = []
+    for index, source in enumerate(window):
+        key = file_key(rule, source.key_path)
+        data = source.data
+        readable = source.defect is None and source.skip_reason is None and not source.oversize
+        if key is not None and data is not None and readable:
+            candidates.append((index, key, hashlib.sha256(data).hexdigest()))
+    return candidates
+
+
+def _sort_known(
+    window: list[SourceFile],
+    candidates: list[tuple[int, str, str]],
+    asked: Future[set[tuple[str, str]]] | None,
+) -> tuple[list[Outcome | None], list[tuple[SourceFile, str | None]]]:
+    """The window's known files as outcomes (None where a file must be parsed), and the files to
+    parse with their hashes, once the database has answered (`asked`: which candidates it
+    holds as current versions)."""
+    hits = asked.result() if asked is not None else set()
+    sorted_: list[Outcome | None] = [None] * len(window)
+    hashes: dict[int, str] = {}
+    for index, key, sha256 in candidates:
+        if (key, sha256) in hits:
+            source = window[index]
+            sorted_[index] = Outcome(
+                source.name, KNOWN, source.size, sha256, key=key, source=source
+            )
+        else:
+            hashes[index] = sha256
+    to_parse = [
+        (source, hashes.get(index)) for index, source in enumerate(window) if not sorted_[index]
+    ]
+    return sorted_, to_parse
+
+
+def _sorted_windows(
+    windows: Iterable[list[SourceFile]], rule: KeyRule, known: KnownVersions | None, ahead: int
+) -> Iterator[tuple[list[Outcome | None], list[tuple[SourceFile, str | None]]]]:
+    """Each window sorted into known files and files to parse (`_sort_known`). The database is
+    asked about a window in a thread of its own while the next ones are read and hashed, at most
+    `ahead` windows at once."""
+    if known is None:
+        for window in windows:
+            yield [None] * len(window), [(source, None) for source in window]
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="duel-known") as asking:
+        pending: deque[tuple[list[SourceFile], list[tuple[int, str, str]], Future[Any] | None]]
+        pending = deque()
+        for window in windows:
+            candidates = _candidates(window, rule)
+            pairs = [(key, sha256) for _, key, sha256 in candidates]
+            pending.append((window, candidates, asking.submit(known, pairs) if pairs else None))
+            while len(pending) > ahead:
+                yield _sort_known(*pending.popleft())
+        while pending:
+            yield _sort_known(*pending.popleft())
 
 
 def _windows(files: Iterable[SourceFile], size: int) -> Iterator[list[SourceFile]]:
@@ -159,11 +242,13 @@ def iter_outcomes(
     rule: KeyRule,
     pool: multiprocessing.pool.Pool | None = None,
     in_flight: int = 4,
+    known: KnownVersions | None = None,
 ) -> Iterator[Outcome]:
     """Classify files in order (the ledger numbers them as it writes them). With a pool, hashing
     and parsing run in its worker processes while this process reads and writes; at most
-    `in_flight` windows are out at once, so memory stays flat."""
-    if pool is None:  # one file at a time: the first chunk is ready as soon as it is parsed
+    `in_flight` windows are out at once, so memory stays flat. With `known`, the files whose
+    bytes are their document's current version are `known` outcomes, not parsed."""
+    if pool is None and known is None:  # one at a time: the first chunk is ready once parsed
         for source in files:
             outcome = classify(source, policy, rule)
             if isinstance(outcome, list):
@@ -171,14 +256,31 @@ def iter_outcomes(
             else:
                 yield outcome
         return
-    windows = _windows(files, WINDOW)
-    pending: deque[AsyncResult[list[Outcome]]] = deque()
-    for window in windows:
-        pending.append(pool.apply_async(_classify_window, (window, policy, rule)))
+    pending: deque[
+        tuple[list[Outcome | None], AsyncResult[list[list[Outcome]]] | list[list[Outcome]]]
+    ] = deque()
+    for sorted_, to_parse in _sorted_windows(_windows(files, WINDOW), rule, known, in_flight):
+        if pool is None:
+            pending.append((sorted_, _classify_window(to_parse, policy, rule)))
+        else:
+            pending.append((sorted_, pool.apply_async(_classify_window, (to_parse, policy, rule))))
         while len(pending) > in_flight:
-            yield from pending.popleft().get()
+            yield from _merge(*pending.popleft())
     while pending:
-        yield from pending.popleft().get()
+        yield from _merge(*pending.popleft())
+
+
+def _merge(
+    sorted_: list[Outcome | None], parsed: AsyncResult[list[list[Outcome]]] | list[list[Outcome]]
+) -> Iterator[Outcome]:
+    """A window's outcomes in file order: its known files, and each parsed file's outcomes
+    where that file was."""
+    parsed_files = iter(parsed if isinstance(parsed, list) else parsed.get())
+    for outcome in sorted_:
+        if outcome is None:
+            yield from next(parsed_files)
+        else:
+            yield outcome
 
 
 @contextmanager
@@ -193,7 +295,8 @@ def parse_pool(workers: int) -> Iterator[multiprocessing.pool.Pool | None]:
 
 def _held_bytes(outcome: Outcome) -> int:
     document = outcome.parsed.document if outcome.parsed is not None else None
-    return len(outcome.content or b"") + len(document or b"")
+    kept = outcome.source.data if outcome.source is not None else None
+    return len(outcome.content or b"") + len(document or b"") + len(kept or b"")
 
 
 def chunks(
@@ -226,6 +329,11 @@ class SeenKeys:
 
     def __init__(self) -> None:
         self.bits = bytearray(self.BITS // 8)
+
+    def may_hold(self, name: str) -> bool:
+        """Whether `name` may have been added (False: it certainly was not)."""
+        position = hash(name) & (self.BITS - 1)
+        return bool(self.bits[position >> 3] & (1 << (position & 7)))
 
     def check_and_add(self, names: Iterable[str]) -> set[str]:
         """The names that may have been added before; adds them all."""
@@ -301,16 +409,18 @@ def read_chunks(
     workers: int,
     chunk_rows: int,
     keep: Callable[[Outcome], bool] | None = None,
+    known: KnownVersions | None = None,
 ) -> Iterator[Iterator[list[Outcome]]]:
     """The pipeline the ingest writes from: `files` classified in order (in `workers` processes
     when more than one), those `keep` accepts (a shard's share), in chunks of up to `chunk_rows`
-    files, read and parsed in a thread a few chunks ahead. Leaving the block stops the reader
+    files, read and parsed in a thread a few chunks ahead (`known`: see iter_outcomes; it is
+    called in that thread). Leaving the block stops the reader
     thread, closes the source and ends the worker processes."""
     # Parse in this process by default: measured on 2 cores, shipping files to worker processes
     # and their outcomes back costs more than the parse it moves (bench/analysis.md).
     workers = workers or 1
     with parse_pool(workers) as pool:
-        outcomes = iter_outcomes(files, policy, rule, pool, 2 * workers)
+        outcomes = iter_outcomes(files, policy, rule, pool, 2 * workers, known)
         if keep is not None:
             outcomes = filter(keep, outcomes)
         prefetch = Prefetch(chunks(outcomes, chunk_rows))

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from duel import db
 from duel.exceptions import ConfigError, ShardMismatch
-from duel.identity import key_rule
+from duel.identity import file_key, key_rule
 from duel.load import IngestResult, delete_absent_from, ingest
 from duel.parse import Outcome
 from duel.settings import Settings
@@ -112,12 +112,12 @@ def shard_files(settings: Settings, path: Path, spec: ShardSpec) -> Iterator[Sou
     memory). A file identified by its path is decided here, before it is parsed; one whose key
     comes from its content (a field rule, an NDJSON line, an array) is parsed by every shard and
     kept by the one its key falls in (`ShardSpec.holds_outcome`)."""
-    by_path = not key_rule(settings).needs_fields
+    rule = key_rule(settings)
     for source in iter_source(path, settings.max_file_bytes):
         if source.skip_reason is not None:
             if spec.holds(source.name):
                 yield source
-        elif not by_path or source.key_path is None or spec.holds("file:" + source.key_path):
+        elif (key := file_key(rule, source.key_path)) is None or spec.holds(key):
             yield source
 
 

@@ -47,6 +47,10 @@ create table if not exists raw.user_documents (
 );
 comment on table raw.user_documents is
     'One row per version of a user document (by identity): the parsed JSON as loaded, with lineage and repair record; a tombstone (parse_status deleted) when a complete dump no longer held it.';
+-- The versions that needed a rewriting repair (loaded under the lenient policy): few or none.
+-- The ingest parses a file again when its current version is one of them (duel.load).
+create index if not exists user_documents_rewritten on raw.user_documents
+    (document_key, content_sha256) where repair ->> 'kind' = 'rewritten';
 
 create table if not exists raw.current_versions (
     document_key text primary key,
