@@ -411,3 +411,25 @@ def test_report_quality_headline_is_over_the_current_records_not_the_latest_batc
     assert " ".join(line.split()) == (
         "The latest batch, #3, made no document current: files 0 clean of 1."
     )
+    # the quarantined file delivered intact: one file, loaded, not one loaded and one quarantined
+    _user(data, 4, clean=True)
+    fourth = pipeline.run_pipeline(settings, data, notify=False)
+    assert (fourth.ingest.loaded, fourth.ingest.unchanged) == (1, 4)
+    page = (settings.out_dir / "report.html").read_text()
+    stats = re.findall(r'<div class="value">([^<]+)</div>\s*<div class="label">([^<]+)</div>', page)
+    assert [s for s in stats if "clean" in s[1]][:2] == [
+        ("80.0%", "documents fully clean · of 5"),
+        ("100.0%", "files clean · of 5"),
+    ]
+    # a current document's newer delivery quarantined: its file is that one (5 files, 4 clean),
+    # its data the last loaded (5 documents; the user stale, so not clean: 3 of 5)
+    (data / "user_0.json").write_bytes(b'{"name": "\xff"}')
+    fifth = pipeline.run_pipeline(settings, data, notify=False)
+    assert (fifth.ingest.quarantined, fifth.ingest.unchanged) == (1, 4)
+    quality = build_tables(read_models(settings))["clean"]
+    assert [(c["record_type"], c["records"], c["records_affected"]) for c in quality] == [
+        ("file", 5, 1),
+        ("program", 5, 0),
+        ("task", 5, 0),
+        ("user", 5, 2),
+    ]

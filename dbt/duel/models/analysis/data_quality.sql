@@ -30,6 +30,12 @@ batches as (
 
 ),
 
+current_versions as (
+
+    select * from {{ ref('stg_current_versions') }}
+
+),
+
 {#
     Records are first counted per batch and combination of defect classes (a few hundred groups
     where there are millions of records: defects are rare and few), and the fields unpivoted from
@@ -120,8 +126,52 @@ task_fields as (
 
 ),
 
--- files: a current document whose file was truncated and closed by the loader, or a file
--- that could not be loaded at all (quarantined, by reason)
+-- each document's latest quarantined file (a file whose key is its content is its own
+-- document): the one a count of files may hold
+latest_quarantine as (
+
+    {%- set document =
+        "coalesce(quarantine.document_key, 'content:' || quarantine.content_sha256)" %}
+    {%- set latest = (
+        [document],
+        [document ~ ' asc', 'quarantine.batch_id desc', 'quarantine.source_name desc'],
+    ) %}
+    select {{ distinct_on(*latest) }}
+        {{ document }} as document_key,
+        quarantine.batch_id,
+        quarantine.reason
+    from quarantine
+    {{ distinct_on_end(*latest) }}
+
+),
+
+-- the quarantined files that are their document's latest delivery: a current document's newer
+-- delivery (in the batch that delivered it), or a document that is not current (never loaded,
+-- or deleted before this delivery). A file quarantined and then delivered intact is not one.
+quarantined_files as (
+
+    select
+        coalesce(users.newer_quarantined_batch_id, latest_quarantine.batch_id) as batch_id,
+        latest_quarantine.reason
+
+    from latest_quarantine
+    left join users
+        on latest_quarantine.document_key = users.document_key
+    left join current_versions
+        on latest_quarantine.document_key = current_versions.document_key
+    where
+        case
+            when users.document_key is not null then users.newer_quarantined_batch_id is not null
+            else
+                current_versions.batch_id is null
+                or current_versions.batch_id <= latest_quarantine.batch_id
+        end
+
+),
+
+-- files: one per document, its latest delivery (every delivery is in raw.batch_files): a
+-- current document whose file loaded, clean or truncated and closed by the loader (in the batch
+-- that made it current), or a quarantined file, by reason (quarantined_files)
 file_fields as (
 
     select
@@ -133,19 +183,20 @@ file_fields as (
         user_groups.records
 
     from user_groups
+    where not user_groups.has_newer_quarantined_delivery
 
     union all
 
     select
-        quarantine.batch_id,
+        batch_id,
         'file' as record_type,
         false as is_clean,
         'file' as field,
-        'quarantined:' || quarantine.reason as defect,
+        'quarantined:' || reason as defect,
         count(*) as records
 
-    from quarantine
-    group by quarantine.batch_id, quarantine.reason
+    from quarantined_files
+    group by batch_id, reason
 
 ),
 
