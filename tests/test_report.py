@@ -232,8 +232,7 @@ def test_charts_one_batch_is_a_bar_not_a_trend() -> None:
 @pytest.mark.slow
 def test_report_shows_the_overview_first_with_its_coverage(report: ReportResult) -> None:
     page = report.path.read_text()
-    stats = re.findall(r'<div class="value">([^<]+)</div>\s*<div class="label">([^<]+)</div>', page)
-    assert stats[:6] == [
+    assert _cards(page)[:6] == [
         ("10,000", "users · 54.6% with a user id"),
         ("10,000", "programs · 54.7% with a brand"),
         ("10,000", "tasks · 87.1% with a platform"),
@@ -304,6 +303,16 @@ def test_report_reads_only_the_brands_it_shows(real_built: Settings) -> None:
     tables, whole = build_tables(models), build_tables({**models, "brands": every})
     assert (tables["brands"], tables["unknown_brand"]) == (whole["brands"], whole["unknown_brand"])
     assert len(tables["brands"]) == 10 and tables["unknown_brand"]["brand"] == "(unknown brand)"
+
+
+def _cards(page: str) -> list[tuple[str, str]]:
+    """The report's cards (its headline numbers), as (value, label)."""
+    return re.findall(r'<div class="value">([^<]+)</div>\s*<div class="label">([^<]+)</div>', page)
+
+
+def _clean_cards(page: str) -> list[tuple[str, str]]:
+    """The report's cards of clean shares, as (value, label)."""
+    return [card for card in _cards(page) if "clean" in card[1]]
 
 
 def _user(path: Path, n: int, *, clean: bool) -> None:
@@ -380,8 +389,7 @@ def test_report_quality_headline_is_over_the_current_records_not_the_latest_batc
         ],
     }
     page = (settings.out_dir / "report.html").read_text()
-    stats = re.findall(r'<div class="value">([^<]+)</div>\s*<div class="label">([^<]+)</div>', page)
-    assert [s for s in stats if "clean" in s[1]] == [
+    assert _clean_cards(page) == [
         ("75.0%", "documents fully clean · of 4"),
         ("100.0%", "files clean · of 4"),
         ("100.0%", "programs clean · of 4"),
@@ -402,8 +410,7 @@ def test_report_quality_headline_is_over_the_current_records_not_the_latest_batc
     third = pipeline.run_pipeline(settings, data, notify=False)
     assert (third.ingest.quarantined, third.ingest.unchanged) == (1, 4)
     page = (settings.out_dir / "report.html").read_text()
-    stats = re.findall(r'<div class="value">([^<]+)</div>\s*<div class="label">([^<]+)</div>', page)
-    assert [s for s in stats if "clean" in s[1]][:2] == [
+    assert _clean_cards(page)[:2] == [
         ("75.0%", "documents fully clean · of 4"),
         ("80.0%", "files clean · of 5"),
     ]
@@ -416,8 +423,7 @@ def test_report_quality_headline_is_over_the_current_records_not_the_latest_batc
     fourth = pipeline.run_pipeline(settings, data, notify=False)
     assert (fourth.ingest.loaded, fourth.ingest.unchanged) == (1, 4)
     page = (settings.out_dir / "report.html").read_text()
-    stats = re.findall(r'<div class="value">([^<]+)</div>\s*<div class="label">([^<]+)</div>', page)
-    assert [s for s in stats if "clean" in s[1]][:2] == [
+    assert _clean_cards(page)[:2] == [
         ("80.0%", "documents fully clean · of 5"),
         ("100.0%", "files clean · of 5"),
     ]
