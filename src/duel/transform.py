@@ -262,13 +262,14 @@ def _node_name(unique_id: str) -> str:
 
 
 def _reason(message: str) -> str:
-    """The gist of a node's message: its first line, plus the database's own words when the
-    first line only says where the error was ("Database Error in model X (path)")."""
+    """The gist of a node's message: its first line, plus the database's or the project's own
+    words when the first line only says where the error was ("Database Error in model X
+    (path)", "Compilation Error in model X (path)": a macro's raise_compiler_error)."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     if (
         len(lines) > 1
-        and lines[0].startswith("Database Error")
-        and not lines[1].startswith("compiled code")
+        and lines[0].startswith(("Database Error", "Compilation Error"))
+        and not lines[1].startswith(("compiled code", ">"))
     ):
         return f"{lines[0]}: {lines[1]}"
     return lines[0] if lines else ""

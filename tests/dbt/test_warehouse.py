@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import psycopg
 import pytest
 from conftest import REPO, query
 
+from duel.exceptions import StepFailed
 from duel.load import ingest
 from duel.settings import Settings
 from duel.transform import build_models, dbt_command, dbt_env, project_dir, target_dir
@@ -360,3 +362,67 @@ def test_warehouse_full_builds_join_documents_and_incremental_ones_look_them_up(
     build_models(settings, full_refresh=True, select=scope, unit_tests=False)
     full = _reads_documents_with_a_lookup(settings)
     assert (first, incremental, full) == (False, True, False)
+
+
+PROBE_YML = """
+version: 2
+models:
+  - name: probe
+    description: One row, to try a contract's constraints.
+    config:
+      contract:
+        enforced: true
+    {model_constraints}
+    columns:
+      - name: id
+        data_type: integer
+        constraints:
+          - type: not_null
+          {column_constraint}
+"""
+
+
+@pytest.mark.parametrize(
+    ("model_constraints", "column_constraint", "error"),
+    [
+        ("", "", None),
+        ("", "- type: check\n            expression: id > 0", "column id: a 'check' constraint"),
+        (
+            "constraints: [{type: check, expression: id > 0, columns: [id]}]",
+            "",
+            "a model-level 'check' constraint",
+        ),
+    ],
+)
+def test_warehouse_contract_constraints_other_than_keys_and_not_null_are_refused(
+    settings: Settings,
+    tmp_path: Path,
+    model_constraints: str,
+    column_constraint: str,
+    error: str | None,
+) -> None:
+    """A table created by CREATE TABLE AS (macros/tables.sql) gets its NOT NULLs and, by the
+    post-hook, its keys; any other contract constraint would be left out silently, so the
+    build refuses it, and the one-line error says which and why."""
+    project = tmp_path / "duel-dbt"
+    shutil.copytree(PROJECT, project, ignore=shutil.ignore_patterns("target", "logs"))
+    (project / "models" / "lookup" / "probe.sql").write_text("select 1 as id\n")
+    (project / "models" / "lookup" / "probe.yml").write_text(
+        PROBE_YML.format(model_constraints=model_constraints, column_constraint=column_constraint)
+    )
+    probe = settings.with_overrides(dbt_project_dir=project)
+    if error is None:
+        build_models(probe, select=["probe"], unit_tests=False)
+        assert query(
+            settings,
+            "select attnotnull from pg_attribute"
+            " where attrelid = 'dbt_lookup.probe'::regclass and attname = 'id'",
+        ) == [(True,)]
+        return
+    with pytest.raises(StepFailed) as failed:
+        build_models(probe, select=["probe"], unit_tests=False)
+    assert str(failed.value) == (
+        "dbt build failed: 1 of 1 failed: probe; probe: error (Compilation Error in model probe"
+        f" (models/lookup/probe.sql): {error} is not supported (macros/tables.sql))"
+    )
+    assert query(settings, "select to_regclass('dbt_lookup.probe') is null") == [(True,)]
