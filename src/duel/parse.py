@@ -197,7 +197,7 @@ def _sort_known(
         else:
             hashes[index] = sha256
     to_parse = [
-        (source, hashes.get(index)) for index, source in enumerate(window) if not sorted_[index]
+        (source, hashes.get(index)) for index, source in enumerate(window) if sorted_[index] is None
     ]
     return sorted_, to_parse
 
