@@ -179,6 +179,19 @@ def test_transform_cli_selects_and_reports_json(settings: Settings) -> None:
 
 
 @pytest.mark.slow
+def test_transform_progress_counts_the_nodes_not_the_hook(settings: Settings) -> None:
+    """Progress moves once per node of the build: on-run-start's hook ("1 of 1 OK hook") is
+    not one."""
+    steps: list[tuple[int, int]] = []
+    build_models(
+        settings,
+        select=["stg_batches"],
+        on_progress=lambda done, total: steps.append((done, total)),
+    )
+    assert sorted(steps) == [(1, 3), (2, 3), (3, 3)]
+
+
+@pytest.mark.slow
 def test_transform_docs_describe_every_model_and_column(real_built: Settings) -> None:
     target = generate_docs(real_built)
     assert target == target_dir(real_built) and (target / "index.html").is_file()
@@ -207,8 +220,9 @@ def test_transform_commands_have_examples(settings: Settings) -> None:
 
 @pytest.mark.slow  # real_built: the real dump loaded and dbt-built
 def test_transform_build_analyzes_the_raw_tables_first(real_built: Settings) -> None:
-    """The ingest leaves planner statistics to the build: ANALYZE (not autovacuum's) has run on
-    the raw tables, and the planner counts the 10,000 real documents exactly."""
+    """The ingest leaves planner statistics to the build (dbt's on-run-start, macros/
+    incremental.sql analyze_sources): ANALYZE (not autovacuum's) has run on the raw tables, and
+    the planner counts the 10,000 real documents exactly."""
     with psycopg.connect(**real_built.conninfo()) as conn:  # type: ignore[arg-type]
         analyzed = conn.execute(
             "select relname, last_analyze is not null from pg_stat_user_tables"

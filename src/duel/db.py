@@ -269,14 +269,3 @@ def ensure_ready(settings: Settings) -> Connected:
         own if server.is_own(settings, own) else None,
         started,
     )
-
-
-def analyze_raw(settings: Settings) -> None:
-    """Fresh planner statistics for the raw tables, so a dbt build right after a large load
-    does not plan its joins on the row counts of an empty table (best effort). The transform
-    runs it before each build; the ingest leaves it to it (and to autovacuum)."""
-    with (
-        suppress(DatabaseUnavailable, psycopg.Error),
-        connect(settings, autocommit=True, step="analyze") as conn,
-    ):
-        conn.execute("analyze raw.user_documents, raw.current_versions, raw.batch_files")

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from duel.db import analyze_raw
 from duel.exceptions import ConfigError, StepFailed
 from duel.settings import Settings
 
@@ -27,7 +26,8 @@ STEP = "dbt build"
 FAILED = ("error", "fail", "runtime error")
 # Passed through to dbt from our own environment: what a child process needs to run at all.
 PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ", "SYSTEMROOT")
-_PROGRESS = re.compile(r"\b(\d+) of (\d+) (?:OK|PASS|WARN|ERROR|FAIL|SKIP|NO-OP)\b")
+# "3 of 161 OK ...": a node done (not "1 of 1 OK hook: ...", on-run-start's)
+_PROGRESS = re.compile(r"\b(\d+) of (\d+) (?:OK|PASS|WARN|ERROR|FAIL|SKIP|NO-OP)\b(?! hook:)")
 MAX_NAMED = 3
 KINDS = ("models", "snapshots", "tests", "unit tests")
 # profiles.yml's outputs: `local` (the default: Postgres, from the PG* variables) and `spark` (a
@@ -166,8 +166,6 @@ def build_models(
     results = target_dir(settings) / "run_results.json"
     results.unlink(missing_ok=True)  # a stale file must not be read as this run's outcome
     started = time.perf_counter()
-    if is_postgres(target):
-        analyze_raw(settings)  # the planner must see the rows the last ingest added
     code, output = _run(settings, args, on_line, on_progress, tests_since)
     seconds = time.perf_counter() - started
     nodes = _read_results(results)
@@ -282,6 +280,8 @@ def _read_results(path: Path) -> list[NodeResult] | None:
     nodes = []
     for result in data.get("results", []):
         unique_id = result.get("unique_id", "")
+        if unique_id.startswith("operation.") and result.get("status") == "success":
+            continue  # a hook (on-run-start's analyze) that ran: not a node of the build
         nodes.append(
             NodeResult(
                 _node_name(unique_id),

@@ -46,7 +46,7 @@ delivered as (
     ], 'offset 0') }}
     where batch_files.is_new_version
     {% if is_incremental() %}
-        and batch_files.batch_id > (select coalesce(max(last_seen_batch_id), 0) from {{ this }})
+        and batch_files.batch_id > {{ batch_watermark('last_seen_batch_id') }}
     {% endif %}
 
 ),
