@@ -93,10 +93,6 @@ create table if not exists raw.batch_files (
 );
 comment on table raw.batch_files is
     'One row per file (or document) seen by a batch, and per document a complete dump deleted: what became of it. The ledger that accounts for every input file.';
--- The quarantined files, by batch: few. An incremental build asks which documents had a delivery
--- quarantined since its last build (dbt base), without reading every delivery's ledger.
-create index if not exists batch_files_quarantined on raw.batch_files (batch_id)
-    where status = 'quarantined';
 
 create table if not exists raw.object_listing (
     source_uri text not null,
