@@ -42,12 +42,12 @@ current_versions as (
 changed_keys as (
 
     select document_key from current_versions
-    where batch_id > {{ batch_watermark() }}
+    where batch_id > {{ batch_watermark(literal=false) }}
 
     union
 
     select document_key from {{ ref('stg_batch_files') }}
-    where batch_id > {{ batch_watermark() }} and status = 'quarantined'
+    where batch_id > {{ batch_watermark(literal=false) }} and status = 'quarantined'
 
     union
 
@@ -93,7 +93,7 @@ recent_deliveries as (
     select batch_files.*
     from {{ ref('stg_batch_files') }} as batch_files
     inner join changed_keys using (document_key)
-    where batch_files.batch_id > {{ batch_watermark() }}
+    where batch_files.batch_id > {{ batch_watermark(literal=false) }}
 
 ),
 
