@@ -20,6 +20,7 @@ from conftest import run_cli
 from PIL import Image
 
 from duel import charts, pipeline, read
+from duel import report as report_module
 from duel.charts.look import frame
 from duel.report import (
     BRAND_RANKS,
@@ -227,6 +228,71 @@ def test_charts_one_batch_is_a_bar_not_a_trend() -> None:
     two = pd.concat([one, one.assign(batch_id=2)])
     assert [trace.type for trace in charts.clean_share_chart(one).data] == ["bar"]
     assert [trace.type for trace in charts.clean_share_chart(two).data] == ["scatter", "scatter"]
+
+
+def test_charts_files_per_batch_shows_a_tiny_batch_as_tall_as_a_full_dump() -> None:
+    batches = pd.DataFrame(
+        [
+            {
+                "batch_id": 2,
+                "loaded": 1,
+                "repaired": 0,
+                "unchanged": 0,
+                "quarantined": 0,
+                "skipped": 0,
+            },
+            {
+                "batch_id": 1,
+                "loaded": 10_000,
+                "repaired": 222,
+                "unchanged": 0,
+                "quarantined": 0,
+                "skipped": 0,
+            },
+            {
+                "batch_id": 3,
+                "loaded": 3,
+                "repaired": 0,
+                "unchanged": 9_996,
+                "quarantined": 1,
+                "skipped": None,
+            },
+        ]
+    )
+    fig = charts.files_per_batch_chart(batches)
+    bars = {trace.name: trace for trace in fig.data if trace.type == "bar"}
+    shares = {name: [round(v, 2) for v in bar.y] for name, bar in bars.items()}
+    assert shares == {
+        "loaded clean": [97.78, 100.0, 0.03],
+        "repaired": [2.22, 0.0, 0.0],
+        "unchanged": [0.0, 0.0, 99.96],
+        "quarantined": [0.0, 0.0, 0.01],
+        "skipped": [0.0, 0.0, 0.0],
+    }
+    assert {name: list(bar.customdata) for name, bar in bars.items()} == {
+        "loaded clean": [9_778, 1, 3],
+        "repaired": [222, 0, 0],
+        "unchanged": [0, 0, 9_996],
+        "quarantined": [0, 0, 1],
+        "skipped": [0, 0, 0],
+    }
+    (totals,) = [trace for trace in fig.data if trace.type == "scatter"]
+    assert (list(totals.x), list(totals.text)) == (
+        ["#1", "#2", "#3"],
+        ["10,000 files", "1 file", "10,000 files"],
+    )
+
+
+def test_report_durations_keep_what_a_small_batch_took() -> None:
+    durations = report_module.environment().filters["duration"]
+    assert [durations(s) for s in (None, 0.004, 0.034, 0.5, 2.449, 1234.56)] == [
+        "—",
+        "< 0.01 s",
+        "0.03 s",
+        "0.50 s",
+        "2.4 s",
+        "1,234.6 s",
+    ]
 
 
 @pytest.mark.slow

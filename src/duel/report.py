@@ -412,6 +412,17 @@ def _number(value: Any, digits: int = 0) -> str:
     return str(value)
 
 
+def _duration(value: Any) -> str:
+    """Seconds as a reader wants them: one decimal, two under a second (a batch of a few files
+    takes 0.03 s, not "0.0 s"), "< 0.01 s" below that."""
+    if _missing(value):
+        return "—"
+    seconds = float(value)
+    if seconds < 0.01:
+        return "< 0.01 s"
+    return f"{seconds:.2f} s" if seconds < 1 else f"{seconds:,.1f} s"
+
+
 def _percent(value: Any, digits: int = 1) -> str:
     return "—" if _missing(value) else f"{float(value):.{digits}%}"
 
@@ -434,7 +445,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(number=_number, percent=_percent, when=_when)
+    env.filters.update(number=_number, percent=_percent, when=_when, duration=_duration)
     return env
 
 

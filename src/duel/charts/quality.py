@@ -18,31 +18,51 @@ def _by_batch(rows: Rows) -> tuple[pd.DataFrame, list[str]]:
 
 
 def files_per_batch_chart(batches: Rows) -> go.Figure:
-    """ingest_batches: per batch, its files by outcome (loaded incl. repaired, unchanged, ...),
-    stacked."""
+    """ingest_batches: per batch, the share of its files by outcome (loaded incl. repaired,
+    unchanged, ...), stacked to 100 %, with its number of files above the bar. Shares, not counts:
+    a batch of one file beside a full dump of 10,000 is a bar as tall as the dump's, not a line
+    too thin to see (the hover gives each count, the table above the chart every batch's)."""
     data, labels = _by_batch(batches)
     if data.empty:
         return empty_chart("no batches yet")
-    fig = go.Figure()
-    parts = {
+    counts = {
         "loaded": data["loaded"].fillna(0) - data["repaired"].fillna(0),
-        "repaired": data["repaired"],
-        "unchanged": data["unchanged"],
-        "quarantined": data["quarantined"],
-        "skipped": data["skipped"],
+        "repaired": data["repaired"].fillna(0),
+        "unchanged": data["unchanged"].fillna(0),
+        "quarantined": data["quarantined"].fillna(0),
+        "skipped": data["skipped"].fillna(0),
     }
-    for status, values in parts.items():
+    totals = pd.concat(counts.values(), axis=1).sum(axis=1)
+    fig = go.Figure()
+    for status, values in counts.items():
         label = "loaded clean" if status == "loaded" else status
         fig.add_bar(
             x=labels,
-            y=values.fillna(0),
+            # a batch without files has no shares: 0, and "0 files" above it
+            y=(100 * values / totals.where(totals > 0)).fillna(0),
+            customdata=values,
             name=label,
             marker_color=STATUS_COLOURS[status],
-            hovertemplate=f"batch %{{x}}<br>{label}: %{{y:,}}<extra></extra>",
+            hovertemplate=(
+                f"batch %{{x}}<br>{label}: %{{customdata:,}} files (%{{y:.1f}} %)<extra></extra>"
+            ),
         )
-    fig.update_layout(
-        barmode="stack", xaxis_title="batch", yaxis_title="files", xaxis_type="category"
+    fig.add_scatter(
+        x=labels,
+        y=[100] * len(labels),
+        mode="text",
+        text=[f"{int(n):,} file{'' if n == 1 else 's'}" for n in totals],
+        textposition="top center",
+        showlegend=False,
+        hoverinfo="skip",
     )
+    fig.update_layout(
+        barmode="stack",
+        xaxis_title="batch",
+        yaxis_title="share of the batch's files (%)",
+        xaxis_type="category",
+    )
+    fig.update_yaxes(range=[0, 112], tickvals=[0, 25, 50, 75, 100])
     return style(fig, "Files per batch, by outcome")
 
 
