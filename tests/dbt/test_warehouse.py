@@ -422,6 +422,49 @@ def test_warehouse_incremental_builds_compare_batches_with_a_literal_on_fresh_st
     assert query(settings, "select count(*) from dbt.base") == [(30,)]
 
 
+WHOLE_SCANS = "set local enable_indexscan = off; set local enable_bitmapscan = off"
+
+
+def test_warehouse_full_builds_scan_and_join_where_incremental_ones_look_up_keys(
+    settings: Settings, real_dir: Path, tmp_path: Path
+) -> None:
+    """Built whole (first build, --full-refresh), brand joins every delivered version with its
+    brands and engagement_by_user runs without index scans (macros/incremental.sql,
+    scans_whole_when_built_whole); built incrementally, brand looks up the new versions by key
+    (offset 0) and engagement_by_user's plan is the planner's own."""
+    log = target_dir(settings).parent / "logs" / "dbt.log"
+    brand = target_dir(settings) / "compiled" / "duel" / "models" / "lookup" / "brand.sql"
+
+    def build(*flags: str) -> tuple[list[str], int]:
+        start = log.stat().st_size if log.exists() else 0
+        done = subprocess.run(
+            dbt_command(settings, "run", "--select", "+brand", "+engagement_by_user", *flags),
+            env=dbt_env(settings),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stdout[-2000:]
+        with log.open(encoding="utf-8") as text:
+            text.seek(start)
+            return re.findall(r"offset 0\n", brand.read_text()), text.read().count(WHOLE_SCANS)
+
+    ingest_sample(settings, real_dir, tmp_path, files=20)
+    first = build()
+    second = tmp_path / "second" / "mixed"
+    second.mkdir(parents=True)
+    for path in sorted((real_dir / "mixed").glob("*.json"))[20:30]:
+        (second / path.name).write_bytes(path.read_bytes())
+    ingest(settings, second.parent)
+    assert (first, build(), build("--full-refresh")) == (
+        ([], 1),
+        (["offset 0\n"], 0),
+        ([], 1),
+    )
+    assert query(settings, "select count(*) from dbt_analysis.engagement_by_user") == [(30,)]
+
+
 PROBE_YML = """
 version: 2
 models:

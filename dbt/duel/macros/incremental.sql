@@ -59,6 +59,22 @@
 {%- endmacro %}
 
 {#
+    A pre_hook for a model that aggregates its inputs row by row of a key: when it is built
+    whole (not incremental) on Postgres, no index scans for this model's transaction (`set
+    local`). Built whole, such a model reads every row; the planner chose to read them by an
+    index in key order, so that a merge join needs no sort, pricing each random heap fetch as if
+    cached, where scanning and hashing them is twice as fast (engagement_by_user at 1M users:
+    22.0 / 23.8 s as planned, 11.5 / 12.6 s without index scans, same rows). An incremental
+    build reads a few keys, by their index: untouched. Elsewhere it renders nothing, and dbt
+    runs no hook.
+#}
+{% macro scans_whole_when_built_whole() -%}
+    {%- if target.type == 'postgres' and not is_incremental() -%}
+        set local enable_indexscan = off; set local enable_bitmapscan = off
+    {%- endif -%}
+{%- endmacro %}
+
+{#
     The documents an incremental build of `this` replaces, as user_keys: those whose current
     version changed since the model's watermark (a new version, a return, a tombstone) and every
     deleted document (idempotent: a deleted document has no rows left to delete).

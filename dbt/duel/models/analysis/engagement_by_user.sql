@@ -6,6 +6,7 @@
         unique_key='user_key',
         key_relation='base',
         on_schema_change='fail',
+        pre_hook="{{ scans_whole_when_built_whole() }}",
     )
 }}
 
