@@ -193,12 +193,29 @@ def test_warehouse_plain_dbt_build_prints_no_warning(
         assert any("Completed successfully" in e["info"]["msg"] for e in events)
 
 
-def ingest_sample(settings: Settings, real_dir: Path, tmp_path: Path, files: int = 50) -> None:
-    sample = tmp_path / "sample" / "mixed"
+def ingest_sample(
+    settings: Settings, real_dir: Path, tmp_path: Path, files: int = 50, start: int = 0
+) -> None:
+    """Ingest `files` files of the real dump (sorted by name) from the `start`-th, as a batch."""
+    sample = tmp_path / ("sample" if start == 0 else f"sample-from-{start}") / "mixed"
     sample.mkdir(parents=True)
-    for path in sorted((real_dir / "mixed").glob("*.json"))[:files]:
+    for path in sorted((real_dir / "mixed").glob("*.json"))[start : start + files]:
         (sample / path.name).write_bytes(path.read_bytes())
     ingest(settings, sample.parent)
+
+
+def dbt_run(settings: Settings, *args: str) -> None:
+    """`dbt run` as typed in a terminal (no duel around it), which must succeed."""
+    done = subprocess.run(
+        dbt_command(settings, "run", *args),
+        env=dbt_env(settings),
+        cwd=project_dir(settings),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
 
 
 def test_warehouse_keys_survive_a_full_refresh_and_a_lone_parent_rebuild(
@@ -384,24 +401,9 @@ def test_warehouse_incremental_builds_compare_batches_with_a_literal_on_fresh_st
     all of it."""
     ingest_sample(settings, real_dir, tmp_path, files=20)
     build_models(settings, unit_tests=False)
-    second = tmp_path / "second" / "mixed"
-    second.mkdir(parents=True)
-    for path in sorted((real_dir / "mixed").glob("*.json"))[20:30]:
-        (second / path.name).write_bytes(path.read_bytes())
-    ingest(settings, second.parent)
+    ingest_sample(settings, real_dir, tmp_path, files=10, start=20)
     [(before,)] = query(settings, "select clock_timestamp()")
-    done = subprocess.run(
-        dbt_command(
-            settings, "run", "--select", "base", "advocacy_programs", "tasks_completed", "brand"
-        ),
-        env=dbt_env(settings),
-        cwd=project_dir(settings),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-2000:]
+    dbt_run(settings, "--select", "base", "advocacy_programs", "tasks_completed", "brand")
     assert query(
         settings,
         "select relname from pg_stat_user_tables"
@@ -437,26 +439,14 @@ def test_warehouse_full_builds_scan_and_join_where_incremental_ones_look_up_keys
 
     def build(*flags: str) -> tuple[list[str], int]:
         start = log.stat().st_size if log.exists() else 0
-        done = subprocess.run(
-            dbt_command(settings, "run", "--select", "+brand", "+engagement_by_user", *flags),
-            env=dbt_env(settings),
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=600,
-        )
-        assert done.returncode == 0, done.stdout[-2000:]
+        dbt_run(settings, "--select", "+brand", "+engagement_by_user", *flags)
         with log.open(encoding="utf-8") as text:
             text.seek(start)
             return re.findall(r"offset 0\n", brand.read_text()), text.read().count(WHOLE_SCANS)
 
     ingest_sample(settings, real_dir, tmp_path, files=20)
     first = build()
-    second = tmp_path / "second" / "mixed"
-    second.mkdir(parents=True)
-    for path in sorted((real_dir / "mixed").glob("*.json"))[20:30]:
-        (second / path.name).write_bytes(path.read_bytes())
-    ingest(settings, second.parent)
+    ingest_sample(settings, real_dir, tmp_path, files=10, start=20)
     assert (first, build(), build("--full-refresh")) == (
         ([], 1),
         (["offset 0\n"], 0),
