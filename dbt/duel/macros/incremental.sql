@@ -355,20 +355,24 @@
     new rows replace the rows of their keys, and the rows whose key is gone from the model's
     `key_relation` (the model it aggregates, e.g. base) are deleted. The model selects the
     keys whose upstream rows were written since its last build (written_since_this); a full
-    refresh runs the same query over every key, so both give the same rows.
+    refresh runs the same query over every key, so both give the same rows. Two deletes, not
+    one with `or`: each is a hash join, where the `or` kept Postgres from planning either as one
+    (engagement_by_user at 1M users, 22,208 keys replaced: 4.5 s as one statement, 0.8 + 1.5 s
+    as two).
 #}
 {% macro get_incremental_replace_keys_sql(arg_dict) -%}
     {%- set target = arg_dict['target_relation'] -%}
     {%- set source = arg_dict['temp_relation'] -%}
     {%- set key = arg_dict['unique_key'] -%}
     {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
+    delete from {{ target }}
+    where {{ key }} in (select {{ key }} from {{ source }});
+
     delete from {{ target }} as existing
-    where
-        existing.{{ key }} in (select {{ key }} from {{ source }})
-        or not exists (
-            select from {{ ref(config.get('key_relation')) }} as kept
-            where kept.{{ key }} = existing.{{ key }}
-        );
+    where not exists (
+        select from {{ ref(config.get('key_relation')) }} as kept
+        where kept.{{ key }} = existing.{{ key }}
+    );
 
     insert into {{ target }} ({{ columns }})
     select {{ columns }} from {{ source }}
