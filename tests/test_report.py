@@ -20,7 +20,6 @@ from conftest import run_cli
 from PIL import Image
 
 from duel import charts, pipeline, read
-from duel import report as report_module
 from duel.charts.look import frame
 from duel.report import (
     BRAND_RANKS,
@@ -28,6 +27,7 @@ from duel.report import (
     ReportResult,
     build_report,
     build_tables,
+    environment,
     read_models,
 )
 from duel.settings import Settings
@@ -202,8 +202,6 @@ def test_charts_give_each_platform_one_colour() -> None:
 
 
 def test_report_template_escapes_data() -> None:
-    from duel.report import environment
-
     env = environment()
     assert env.autoescape("report.html.j2") is True  # type: ignore[operator]
     assert (
@@ -284,7 +282,7 @@ def test_charts_files_per_batch_shows_a_tiny_batch_as_tall_as_a_full_dump() -> N
 
 
 def test_report_durations_keep_what_a_small_batch_took() -> None:
-    durations = report_module.environment().filters["duration"]
+    durations = environment().filters["duration"]
     assert [durations(s) for s in (None, 0.004, 0.034, 0.5, 2.449, 1234.56)] == [
         "—",
         "< 0.01 s",

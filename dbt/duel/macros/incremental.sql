@@ -385,8 +385,9 @@
     (batch_watermark), and statistics taken before the last ingest would put none of its rows
     beyond it: planned as one row, a delivery's files get joined row by row (measured on base's
     select, a 1M-file delivery with 10,000 changed: cancelled after 10 minutes, against 3.5 s
-    once analyzed). Autovacuum may not have analysed them yet. The tables the project reads as sources, those
-    that exist; a role that does not own them gets Postgres' warning, not an error.
+    once analyzed). Autovacuum may not have analysed them yet. The tables the project reads as
+    sources, those that exist; a role that does not own them gets Postgres' warning, not an
+    error.
 #}
 {% macro analyze_sources() -%}
     {%- if execute and target.type == 'postgres' and flags.WHICH in ('run', 'build') -%}
