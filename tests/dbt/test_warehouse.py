@@ -424,16 +424,19 @@ def test_warehouse_incremental_builds_compare_batches_with_a_literal_on_fresh_st
     assert query(settings, "select count(*) from dbt.base") == [(30,)]
 
 
-WHOLE_SCANS = "set local enable_indexscan = off; set local enable_bitmapscan = off"
+WHOLE_SCANS = (
+    "set local enable_indexscan = off; set local enable_bitmapscan = off;\n"
+    "        set local enable_nestloop = off"
+)
 
 
 def test_warehouse_full_builds_scan_and_join_where_incremental_ones_look_up_keys(
     settings: Settings, real_dir: Path, tmp_path: Path
 ) -> None:
     """Built whole (first build, --full-refresh), brand joins every delivered version with its
-    brands and engagement_by_user runs without index scans (macros/incremental.sql,
-    scans_whole_when_built_whole); built incrementally, brand looks up the new versions by key
-    (offset 0) and engagement_by_user's plan is the planner's own."""
+    brands, and base and engagement_by_user run without index scans or nested loops
+    (macros/incremental.sql, scans_whole_when_built_whole); built incrementally, brand looks up
+    the new versions by key (offset 0) and the two models' plans are the planner's own."""
     log = target_dir(settings).parent / "logs" / "dbt.log"
     brand = target_dir(settings) / "compiled" / "duel" / "models" / "lookup" / "brand.sql"
 
@@ -448,9 +451,9 @@ def test_warehouse_full_builds_scan_and_join_where_incremental_ones_look_up_keys
     first = build()
     ingest_sample(settings, real_dir, tmp_path, files=10, start=20)
     assert (first, build(), build("--full-refresh")) == (
-        ([], 1),
+        ([], 2),
         (["offset 0\n"], 0),
-        ([], 1),
+        ([], 2),
     )
     assert query(settings, "select count(*) from dbt_analysis.engagement_by_user") == [(30,)]
 

@@ -59,18 +59,27 @@
 {%- endmacro %}
 
 {#
-    A pre_hook for a model that aggregates its inputs row by row of a key: when it is built
-    whole (not incremental) on Postgres, no index scans for this model's transaction (`set
-    local`). Built whole, such a model reads every row; the planner chose to read them by an
-    index in key order, so that a merge join needs no sort, pricing each random heap fetch as if
-    cached, where scanning and hashing them is twice as fast (engagement_by_user at 1M users:
-    22.0 / 23.8 s as planned, 11.5 / 12.6 s without index scans, same rows). An incremental
-    build reads a few keys, by their index: untouched. Elsewhere it renders nothing, and dbt
-    runs no hook.
+    A pre_hook for a model that reads every row of its inputs when it is built whole (not
+    incremental) on Postgres: no index scans and no nested-loop joins for this model's
+    transaction (`set local`), so it scans and hashes. Two plans it prevents, both measured:
+    - engagement_by_user at 1M users: the planner read three 1M-row tables by an index in key
+      order, so that a merge join needs no sort, pricing each random heap fetch as if cached;
+      scanning and hashing them is twice as fast (22.0 / 23.8 s as planned, 11.5 / 12.6 s
+      without index scans, same rows).
+    - base: the current documents (int_current_documents, a join on two columns the planner
+      takes as independent) are estimated at one row, so the join with the documents' latest
+      deliveries became a nested loop that ran the deliveries' query again for every user. On a
+      database of 1M users and 31 deliveries (31M ledger rows) a --full-refresh of base had not
+      finished after 18 minutes; with the hook its select takes 30 s. (The cost grows with the
+      users times the ledger, so it is there at every size, and worse with many quarantined
+      files.)
+    An incremental build reads a few keys, by their index: untouched. Elsewhere it renders
+    nothing, and dbt runs no hook.
 #}
 {% macro scans_whole_when_built_whole() -%}
     {%- if target.type == 'postgres' and not is_incremental() -%}
-        set local enable_indexscan = off; set local enable_bitmapscan = off
+        set local enable_indexscan = off; set local enable_bitmapscan = off;
+        set local enable_nestloop = off
     {%- endif -%}
 {%- endmacro %}
 

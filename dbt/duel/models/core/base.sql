@@ -3,6 +3,7 @@
         materialized='incremental',
         incremental_strategy='replace_documents',
         on_schema_change='fail',
+        pre_hook="{{ scans_whole_when_built_whole() }}",
         post_hook="{{ apply_keys() }}",
         indexes=[
             {'columns': ['document_key'], 'unique': true},
