@@ -443,28 +443,19 @@
     once per row. Postgres has no common-subexpression elimination: a column computed in one CTE
     and named again in a later one is computed again at every mention (the defect classes are
     named by the values, by has_no_defects and by base's is_clean: 2-3x the work of the
-    classification, measured on 100k users, programs and tasks).
-    - `fenced` false (an incremental build): each expression is the one element of an array
-      unnested in the FROM clause (`unnest(array[a], array[b], ...)`, one row): a function's
-      arguments are evaluated once per row and never flattened into the outer query, and
-      filters on relation's columns still reach relation's scan (an incremental build looks up
-      only its documents).
-    - `fenced` true (a build that reads every row, builds_core_whole): a projection ended by
-      computed_once_fence. The unnest costs a function scan per row (it collects each function's
-      rows before returning them): int_users' select at 1M users took 27.3 s unfenced, 16.5 s
-      fenced (bench/analysis.md, tenth pass). A fence also keeps the query above it out of
-      parallel workers: only a query that does not run in them gains.
-    Spark's optimiser eliminates common subexpressions itself: a plain projection.
+    classification, measured on 100k users, programs and tasks). Each expression is the one
+    element of an array unnested in the FROM clause (`unnest(array[a], array[b], ...)`, one
+    row): a function's arguments are evaluated once per row and never flattened into the
+    outer query, and unlike a subquery fenced with `offset 0` it does not keep the query from
+    running in parallel workers. Filters on relation's columns still reach relation's scan (an
+    incremental build looks up only its documents). Spark's optimiser eliminates common
+    subexpressions itself: a plain projection.
 #}
-{% macro select_computed_once(relation, alias, columns, fenced=false) -%}
-    {{ return(adapter.dispatch('select_computed_once', 'duel')(relation, alias, columns, fenced)) }}
+{% macro select_computed_once(relation, alias, columns) -%}
+    {{ return(adapter.dispatch('select_computed_once', 'duel')(relation, alias, columns)) }}
 {%- endmacro %}
 
-{% macro default__select_computed_once(relation, alias, columns, fenced=false) -%}
-    {%- if fenced %}
-    {{ select_with_columns(relation, columns) }}
-    {{ computed_once_fence(true) }}
-    {%- else %}
+{% macro default__select_computed_once(relation, alias, columns) -%}
     select
         {{ relation }}.*,
         {{ alias }}.*
@@ -476,40 +467,15 @@
     ) as {{ alias }} (
         {%- for expression, name in columns %}{{ name }}{{ ', ' if not loop.last }}{% endfor -%}
     )
-    {%- endif %}
 {%- endmacro %}
 
-{% macro spark__select_computed_once(relation, alias, columns, fenced=false) -%}
-    {{ select_with_columns(relation, columns) }}
-{%- endmacro %}
-
-{# Every column of `relation` and the `columns` ([expression, name] pairs), as a projection. #}
-{% macro select_with_columns(relation, columns) -%}
+{% macro spark__select_computed_once(relation, alias, columns) -%}
     select
         {{ relation }}.*,
         {%- for expression, name in columns %}
         {{ expression }} as {{ name }}{{ ',' if not loop.last }}
         {%- endfor %}
     from {{ relation }}
-{%- endmacro %}
-
-{#
-    The end of a SELECT whose columns are each computed once per row however often the outer
-    query names them: with `fenced`, `offset 0` on Postgres, which keeps the planner from
-    flattening the subquery into the outer query (it would copy each expression to every
-    mention). The price: the outer query's filters no longer reach the subquery's scan, so only
-    a build that reads every row fences (builds_core_whole). Spark: nothing (its optimiser
-    eliminates common subexpressions).
-#}
-{% macro computed_once_fence(fenced) -%}
-    {{ return(adapter.dispatch('computed_once_fence', 'duel')(fenced)) }}
-{%- endmacro %}
-
-{% macro default__computed_once_fence(fenced) -%}
-    {%- if fenced %}offset 0{% endif -%}
-{%- endmacro %}
-
-{% macro spark__computed_once_fence(fenced) -%}
 {%- endmacro %}
 
 {#
