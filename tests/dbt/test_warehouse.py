@@ -424,10 +424,12 @@ def test_warehouse_incremental_builds_compare_batches_with_a_literal_on_fresh_st
     assert query(settings, "select count(*) from dbt.base") == [(30,)]
 
 
-WHOLE_SCANS = (
-    "set local enable_indexscan = off; set local enable_bitmapscan = off;\n"
-    "        set local enable_nestloop = off"
+# scans_whole_when_built_whole's settings, as dbt logs the hook (its whitespace aside)
+WHOLE_SCANS = re.compile(
+    r"set local enable_indexscan = off;\s+set local enable_bitmapscan = off;\s+"
+    r"set local enable_nestloop = off"
 )
+ONE_PROCESS = "set local max_parallel_workers_per_gather = 0"  # in_one_process
 
 
 def test_warehouse_full_builds_scan_and_join_where_incremental_ones_look_up_keys(
@@ -436,24 +438,30 @@ def test_warehouse_full_builds_scan_and_join_where_incremental_ones_look_up_keys
     """Built whole (first build, --full-refresh), brand joins every delivered version with its
     brands, and base and engagement_by_user run without index scans or nested loops
     (macros/incremental.sql, scans_whole_when_built_whole); built incrementally, brand looks up
-    the new versions by key (offset 0) and the two models' plans are the planner's own."""
+    the new versions by key (offset 0) and the two models' plans are the planner's own.
+    engagement_by_brand, a table rebuilt in every build, is built in one process each time
+    (macros/incremental.sql, in_one_process)."""
     log = target_dir(settings).parent / "logs" / "dbt.log"
     brand = target_dir(settings) / "compiled" / "duel" / "models" / "lookup" / "brand.sql"
 
-    def build(*flags: str) -> tuple[list[str], int]:
+    def build(*flags: str) -> tuple[list[str], int, int]:
         start = log.stat().st_size if log.exists() else 0
-        dbt_run(settings, "--select", "+brand", "+engagement_by_user", *flags)
+        dbt_run(
+            settings, "--select", "+brand", "+engagement_by_user", "+engagement_by_brand", *flags
+        )
         with log.open(encoding="utf-8") as text:
             text.seek(start)
-            return re.findall(r"offset 0\n", brand.read_text()), text.read().count(WHOLE_SCANS)
+            logged = text.read()
+        hooks = len(WHOLE_SCANS.findall(logged))
+        return re.findall(r"offset 0\n", brand.read_text()), hooks, logged.count(ONE_PROCESS)
 
     ingest_sample(settings, real_dir, tmp_path, files=20)
     first = build()
     ingest_sample(settings, real_dir, tmp_path, files=10, start=20)
     assert (first, build(), build("--full-refresh")) == (
-        ([], 2),
-        (["offset 0\n"], 0),
-        ([], 2),
+        ([], 2, 1),
+        (["offset 0\n"], 0, 1),
+        ([], 2, 1),
     )
     assert query(settings, "select count(*) from dbt_analysis.engagement_by_user") == [(30,)]
 

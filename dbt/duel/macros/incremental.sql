@@ -38,10 +38,15 @@
     of them) does not exist yet. The intermediate views read the current documents with a
     per-row key lookup an incremental build needs (macros/portable.sql, lateral_lookup); a
     full build reads every current document, and the same rows come faster from a join Postgres
-    can run in parallel workers (a fenced lateral subquery keeps a query on one process). The
-    views are rebuilt at the start of every build, before the core models, so their plan is
-    the one this build needs; their rows are the same either way. Outside a run (parsing, docs),
-    in a unit test and on Spark (which joins either way) it is false: the lookup.
+    can run in parallel workers (a fenced lateral subquery keeps a query on one process). Their
+    rows are the same either way. A build that selects the views recreates them first, in the
+    form it needs; `duel run`'s scoped build does not select them (duel.transform,
+    UNCHANGED_VIEWS), so its incremental models read the form of the last full build: the join.
+    Measured after a 1 % change (bench/analysis.md, eleventh pass), the join costs the three
+    core models' selects about 0.1 s in all at 100k users and 0.5 s at 1M (base alike, the
+    other two 0.2-0.3 s each): too little for a build to recreate the views it otherwise
+    keeps. Outside a run (parsing, docs), in a unit test and on Spark (which joins either way)
+    it is false: the lookup.
 #}
 {% macro builds_core_whole() -%}
     {%- if not execute or target.type != 'postgres' -%}
@@ -80,6 +85,22 @@
     {%- if target.type == 'postgres' and not is_incremental() -%}
         set local enable_indexscan = off; set local enable_bitmapscan = off;
         set local enable_nestloop = off
+    {%- endif -%}
+{%- endmacro %}
+
+{#
+    A pre_hook for a model whose parallel plan repeats its own work: no parallel workers for
+    this model's transaction (`set local`) on Postgres. engagement_by_brand at 1M programs: in
+    parallel, Postgres joined the brands to the aggregated programs with a hash of the
+    aggregate built in each process, so the whole aggregation (a sort of 1M rows) ran twice, on
+    both cores, while the other models of the build waited for them; in one process it runs
+    once and the query is no slower (CREATE TABLE AS, alternating: 5.8 / 5.9 / 5.9 s in
+    parallel, 4.8 / 4.5 / 5.9 s in one process). Elsewhere it renders nothing, and dbt runs no
+    hook.
+#}
+{% macro in_one_process() -%}
+    {%- if target.type == 'postgres' -%}
+        set local max_parallel_workers_per_gather = 0
     {%- endif -%}
 {%- endmacro %}
 

@@ -1,3 +1,6 @@
+{# built in one process: in parallel, Postgres aggregated the programs once per process #}
+{{ config(pre_hook="{{ in_one_process() }}") }}
+
 with
 
 brands as (
