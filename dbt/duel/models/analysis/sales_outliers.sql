@@ -253,6 +253,47 @@ scored_counts as (
 
 -- the robust scale: MAD / 0.6745 (1.4826 x MAD, the standard deviation of a normal sample),
 -- or 1.253314 x the mean absolute deviation when more than half the group shares one value
+scales as (
+
+    select
+        spreads.peer_group_key,
+        spreads.median,
+        spreads.median_absolute_deviation,
+        case
+            when spreads.median_absolute_deviation > 0
+                then spreads.median_absolute_deviation / 0.6745
+            when spreads.mean_absolute_deviation > 0 then spreads.mean_absolute_deviation * 1.253314
+        end as scale
+
+    from spreads
+
+),
+
+-- what each group says of its members, computed once per group rather than once per program
+-- (numeric arithmetic was a third of this model's last step at 1M programs): its bounds and the
+-- distance from its median beyond which a program is an outlier
+group_bounds as (
+
+    select
+        scales.peer_group_key,
+        scales.median,
+        scales.median_absolute_deviation,
+        scales.scale,
+        scored_counts.peer_group_scored,
+        -- (greatest() skips NULLs: without a scale there is no bound, not a bound of 0)
+        case
+            when scales.scale is not null
+                then round(greatest(scales.median - {{ threshold }} * scales.scale, 0), 2)
+        end as lower_bound,
+        round(scales.median + {{ threshold }} * scales.scale, 2) as upper_bound,
+        {{ threshold }} * scales.scale as outlier_distance
+
+    from scales
+    inner join scored_counts
+        on scales.peer_group_key = scored_counts.peer_group_key
+
+),
+
 scored as (
 
     select
@@ -260,21 +301,18 @@ scored as (
         assigned.peer_group_level,
         assigned.peer_group,
         assigned.peer_group_size,
-        scored_counts.peer_group_scored,
-        spreads.median,
-        spreads.median_absolute_deviation,
-        case
-            when spreads.median_absolute_deviation > 0
-                then spreads.median_absolute_deviation / 0.6745
-            when spreads.mean_absolute_deviation > 0 then spreads.mean_absolute_deviation * 1.253314
-        end as scale,
+        group_bounds.peer_group_scored,
+        group_bounds.median,
+        group_bounds.median_absolute_deviation,
+        group_bounds.scale,
+        group_bounds.lower_bound,
+        group_bounds.upper_bound,
+        group_bounds.outlier_distance,
         assigned.total_sales_attributed
 
     from assigned
-    inner join spreads
-        on assigned.peer_group_key = spreads.peer_group_key
-    inner join scored_counts
-        on assigned.peer_group_key = scored_counts.peer_group_key
+    inner join group_bounds
+        on assigned.peer_group_key = group_bounds.peer_group_key
 
 ),
 
@@ -299,22 +337,14 @@ final as (
         cast(scored.peer_group_scored as bigint) as peer_group_scored,
         cast(scored.median as numeric(38, 4)) as peer_median,
         cast(scored.median_absolute_deviation as numeric(38, 4)) as peer_median_absolute_deviation,
-        -- (greatest() skips NULLs: without a scale there is no bound, not a bound of 0)
-        cast(
-            case
-                when scored.scale is not null
-                    then round(greatest(scored.median - {{ threshold }} * scored.scale, 0), 2)
-            end
-            as numeric(38, 2)
-        ) as lower_bound,
-        cast(round(scored.median + {{ threshold }} * scored.scale, 2) as numeric(38, 2))
-            as upper_bound,
+        cast(scored.lower_bound as numeric(38, 2)) as lower_bound,
+        cast(scored.upper_bound as numeric(38, 2)) as upper_bound,
         cast(
             round((scored.total_sales_attributed - scored.median) / scored.scale, 6)
             as numeric(18, 6)
         ) as robust_z_score,
         coalesce(
-            abs(scored.total_sales_attributed - scored.median) > {{ threshold }} * scored.scale,
+            abs(scored.total_sales_attributed - scored.median) > scored.outlier_distance,
             false
         ) as is_outlier,
         cast({{ threshold }} as numeric(6, 2)) as outlier_threshold,
