@@ -441,17 +441,16 @@ def test_warehouse_full_builds_scan_and_join_where_incremental_ones_look_up_keys
     the new versions by key (offset 0) and the two models' plans are the planner's own.
     engagement_by_brand, a table rebuilt in every build, is built in one process each time
     (macros/incremental.sql, in_one_process)."""
-    log = target_dir(settings).parent / "logs" / "dbt.log"
     brand = target_dir(settings) / "compiled" / "duel" / "models" / "lookup" / "brand.sql"
+    builds = iter(range(3))
 
     def build(*flags: str) -> tuple[list[str], int, int]:
-        start = log.stat().st_size if log.exists() else 0
-        dbt_run(
-            settings, "--select", "+brand", "+engagement_by_user", "+engagement_by_brand", *flags
-        )
-        with log.open(encoding="utf-8") as text:
-            text.seek(start)
-            logged = text.read()
+        # each build logs to a directory of its own: dbt rotates its log at 10 MB, and the log
+        # a worker's earlier tests left could rotate in the middle of a build
+        logs = tmp_path / f"logs-{next(builds)}"
+        selected = ("+brand", "+engagement_by_user", "+engagement_by_brand")
+        dbt_run(settings, "--select", *selected, "--log-path", str(logs), *flags)
+        logged = (logs / "dbt.log").read_text(encoding="utf-8")
         hooks = len(WHOLE_SCANS.findall(logged))
         return re.findall(r"offset 0\n", brand.read_text()), hooks, logged.count(ONE_PROCESS)
 
