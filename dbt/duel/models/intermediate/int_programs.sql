@@ -18,7 +18,8 @@ unnested as (
         current_documents.batch_id,
         cast(program.program_position as integer) as program_position,
         {%- for field in var('fields')['program'] %}
-        {{ json_get('program.program_json', field) }} as {{ field }}_json{{ ',' if not loop.last }}
+        {{ json_field('program_fields', 'program.program_json', field) }} as {{ field }}_json
+        {{- ',' if not loop.last }}
         {%- endfor %}
 
     from current_documents
@@ -26,6 +27,7 @@ unnested as (
         json_get('current_documents.document', 'advocacy_programs'),
         'program', 'program_json', 'program_position'
     ) }}
+    {{ json_fields_from('program.program_json', var('fields')['program'], 'program_fields') }}
 
 ),
 

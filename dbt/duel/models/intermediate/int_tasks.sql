@@ -16,7 +16,8 @@ unnested as (
         cast(program.program_position as integer) as program_position,
         cast(task.task_position as integer) as task_position,
         {%- for field in var('fields')['task'] %}
-        {{ json_get('task.task_json', field) }} as {{ field }}_json{{ ',' if not loop.last }}
+        {{ json_field('task_fields', 'task.task_json', field) }} as {{ field }}_json
+        {{- ',' if not loop.last }}
         {%- endfor %}
 
     from current_documents
@@ -28,6 +29,7 @@ unnested as (
         json_get('program.program_json', 'tasks_completed'),
         'task', 'task_json', 'task_position'
     ) }}
+    {{ json_fields_from('task.task_json', var('fields')['task'], 'task_fields') }}
 
 ),
 

@@ -20,10 +20,11 @@ extracted as (
         updated_at,
         parse_status,
         {%- for field in var('fields')['user'] %}
-        {{ json_get('document', field) }} as {{ field }}_json{{ ',' if not loop.last }}
+        {{ json_field('fields', 'document', field) }} as {{ field }}_json{{ ',' if not loop.last }}
         {%- endfor %}
 
     from current_documents
+    {{ json_fields_from('document', var('fields')['user'], 'fields') }}
 
 ),
 
