@@ -226,6 +226,37 @@ def test_models_dump_where_every_value_is_defective_builds_green(
 
 
 @pytest.mark.slow
+def test_models_programs_and_tasks_that_are_not_objects_build_green(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A program or a task that is not a JSON object (a string, a number, null, a list) is a
+    row whose every field is missing (macros/portable.sql, json_fields_from reads an object's
+    fields and nothing of anything else); the objects beside them are read as usual."""
+    programs = ["a program", 7, None, [1], program(5, ["a task", 0, task(3)])]
+    ingest_and_build(settings, tmp_path / "not-objects", {"user_1.json": user(1, programs)})
+    assert query(
+        settings,
+        "select program_position, program_id_defect, brand_defect, tasks_completed_defect,"
+        " task_count from dbt.advocacy_programs order by 1",
+    ) == [
+        (1, "missing", "missing", "missing", 0),
+        (2, "missing", "missing", "missing", 0),
+        (3, "missing", "missing", "missing", 0),
+        (4, "missing", "missing", "missing", 0),
+        (5, None, None, None, 3),
+    ]
+    assert query(
+        settings,
+        "select task_position, task_id_defect, platform_defect, likes_defect, reach, engagement"
+        " from dbt.tasks_completed order by 1",
+    ) == [
+        (1, "missing", "missing", "missing", None, None),
+        (2, "missing", "missing", "missing", None, None),
+        (3, None, None, None, 200, 15),
+    ]
+
+
+@pytest.mark.slow
 def test_models_dump_of_one_user_builds_green(settings: Settings, tmp_path: Path) -> None:
     ingest_and_build(
         settings,
