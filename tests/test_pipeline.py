@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, every_row, query
 
-from duel import changes, pipeline
+from duel import changes, db, pipeline
 from duel.settings import Settings
 
 DAG = REPO / "dags" / "duel_pipeline.py"
@@ -141,6 +141,23 @@ def test_pipeline_second_run_with_nothing_new_rebuilds_nothing(
     changed = pipeline.run_pipeline(settings, _dump(tmp_path / "e", range(4)), notify=False)
     assert (changed.nothing_changed, changed.ingest.loaded) == (False, 1)
     assert query(settings, "select count(*) from dbt.base") == [(4,)]
+
+
+@pytest.mark.slow
+def test_pipeline_database_made_again_under_its_name_is_built_again(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`duel db reset` (or a drop and create) keeps the name, not the database: the record of
+    the last build, kept by name, must not make the next run skip the build of an empty one
+    (the new database's first batch is numbered 1 again, as the record's was)."""
+    pipeline.run_pipeline(settings, _dump(tmp_path / "d", range(3)), notify=False)
+    before = changes.read_record(settings)
+    db.reset_database(settings)
+    again = pipeline.run_pipeline(settings, _dump(tmp_path / "e", range(2)), notify=False)
+    assert (again.nothing_changed, again.ingest.batch_id, again.ingest.loaded) == (False, 1, 2)
+    assert query(settings, "select count(*) from dbt.base") == [(2,)]
+    after = changes.read_record(settings)
+    assert before is not None and after is not None and after.cluster != before.cluster
 
 
 def test_pipeline_sharded_ingest_stage_accounts_for_every_file(

@@ -7,6 +7,7 @@ export when all of these hold, so a run with nothing new costs an ingest and not
 
 - no batch since that one stored a new version, deleted a document or quarantined a file
   (a quarantined delivery can make a current version stale);
+- the database is the one the build wrote (not another made again under its name);
 - the dbt project (models, macros, vars) is the same;
 - the report and the export manifest it wrote are still there.
 
@@ -26,6 +27,8 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from psycopg import sql
 
 from duel import db
 from duel.settings import Settings
@@ -89,14 +92,23 @@ def read_record(settings: Settings) -> BuildRecord | None:
         return None
 
 
+# This database's identity, a record's `cluster`: the server's system identifier and the
+# database's oid. A database dropped and made again under the same name (`duel db reset`) is
+# another database, whatever a record kept under its name says.
+DATABASE_IDENTITY = sql.SQL(
+    "(select system_identifier from pg_control_system())::text || '/'"
+    " || (select oid from pg_database where datname = current_database())::text"
+)
+
+
 def tested_through(settings: Settings) -> tuple[str, int]:
     """(cluster, transaction id) now, after a build whose tests all passed: every row written
     so far was written by a transaction before that id (the oldest one still running)."""
     with db.connect(settings, step="changes") as conn:
         row = conn.execute(
-            "select (select system_identifier from pg_control_system())::text || '/'"
-            " || (select oid from pg_database where datname = current_database())::text,"
-            " txid_snapshot_xmin(txid_current_snapshot())"
+            sql.SQL("select {}, txid_snapshot_xmin(txid_current_snapshot())").format(
+                DATABASE_IDENTITY
+            )
         ).fetchone()
     if row is None:  # a select without from gives one row
         return "", 0
@@ -128,11 +140,18 @@ def unchanged_since(settings: Settings) -> BuildRecord | None:
         return None
     with db.connect(settings, step="changes") as conn:
         row = conn.execute(
-            "select exists (select 1 from raw.batches where batch_id > %s and status = 'succeeded'"
-            " and (loaded > 0 or quarantined > 0 or coalesce(deleted, 0) > 0))",
+            sql.SQL(
+                "select {}, exists (select 1 from raw.batches where batch_id > %s"
+                " and status = 'succeeded' and (loaded > 0 or quarantined > 0"
+                " or coalesce(deleted, 0) > 0))"
+            ).format(DATABASE_IDENTITY),
             (record.batch_id,),
         ).fetchone()
-    return None if row and row[0] else record
+    # the record is of another database of that name (dropped and made again), or something new
+    # arrived since
+    if row is None or row[0] != record.cluster or row[1]:
+        return None
+    return record
 
 
 def record_build(
