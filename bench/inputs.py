@@ -127,8 +127,22 @@ def prepare(
     return inputs
 
 
-def prepare_changed(folder: Path, log: Callable[[str], None]) -> Path:
-    """A copy of `folder` (hard links) in which every 100th file, 1 %, has a changed `name`."""
+def _changed_bytes(data: bytes) -> bytes:
+    """A file of a changed copy: the same document with a changed `name`."""
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        document = orjson.loads(data + b"}")
+    document["name"] = f"{document.get('name')} (changed)"
+    return orjson.dumps(document, option=orjson.OPT_INDENT_2)
+
+
+def prepare_changed(path: Path, log: Callable[[str], None]) -> Path:
+    """A copy of the input `path` in which every 100th file, 1 %, has a changed `name`: of a
+    folder, a folder of hard links; of a tar.gz, a tar.gz (prepare_changed_archive)."""
+    if path.is_file():
+        return prepare_changed_archive(path, log)
+    folder = path
     changed = folder.with_name(folder.name + "-changed")
     if _done(changed):
         return changed
@@ -138,18 +152,42 @@ def prepare_changed(folder: Path, log: Callable[[str], None]) -> Path:
     subprocess.run(["cp", "-al", str(folder), str(changed)], check=True)
     names = sorted(p for p in changed.rglob("*.json"))
     for path in names[::CHANGED_SHARE]:
-        data = path.read_bytes()
-        try:
-            document = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            document = orjson.loads(data + b"}")
-        document["name"] = f"{document.get('name')} (changed)"
         fresh = path.with_name(path.name + ".tmp")
-        fresh.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+        fresh.write_bytes(_changed_bytes(path.read_bytes()))
         os.replace(fresh, path)  # a new inode: the original folder keeps its bytes
     _mark(
         changed, f"{folder.name} with {len(names[::CHANGED_SHARE])} of {len(names)} files changed"
     )
+    return changed
+
+
+def prepare_changed_archive(archive: Path, log: Callable[[str], None]) -> Path:
+    """`archive` (a tar.gz) written again with every 100th of its JSON files (in name order, as
+    prepare_changed picks them in a folder) changed, the others' bytes and names as they were.
+    Read and written as streams: one sequential file, so that a run's input is not a million
+    small files the page cache may have dropped (read cold, those cost minutes at 1M)."""
+    name = archive.name.removesuffix(".tar.gz")
+    changed = archive.with_name(f"{name}-changed.tar.gz")
+    if _done(changed):
+        return changed
+    log(f"making {changed} (1 % of the files changed)")
+    with tarfile.open(archive, "r:gz") as source:
+        names = sorted(m.name for m in source if m.isreg() and m.name.endswith(".json"))
+    picked = set(names[::CHANGED_SHARE])
+    partial = changed.with_name(changed.name + ".partial")
+    with (
+        tarfile.open(archive, "r|gz") as source,
+        tarfile.open(partial, "w:gz", compresslevel=1) as out,
+    ):
+        for member in source:
+            stream = source.extractfile(member) if member.isreg() else None
+            data = stream.read() if stream is not None else None
+            if data is not None and member.name in picked:
+                data = _changed_bytes(data)
+                member.size = len(data)
+            out.addfile(member, _Bytes(data) if data is not None else None)
+    os.replace(partial, changed)
+    _mark(changed, f"{archive.name} with {len(picked)} of {len(names)} files changed")
     return changed
 
 
