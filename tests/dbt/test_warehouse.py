@@ -29,12 +29,13 @@ KEYS = """
                                  where attrelid = conrelid and attnum = any(conkey)), ','),
            condeferrable and condeferred
     from pg_constraint
-    where connamespace::regnamespace::text in ('dbt', 'dbt_lookup') and contype in ('p', 'f')
+    where connamespace::regnamespace::text in ('dbt', 'dbt_lookup', 'dbt_analysis')
+      and contype in ('p', 'f')
     order by 1, 2 desc, 3
 """
 
 
-def test_warehouse_core_and_lookup_tables_have_primary_and_foreign_keys(
+def test_warehouse_tables_have_primary_and_foreign_keys(
     real_built: Settings,
 ) -> None:
     assert query(real_built, KEYS) == [
@@ -66,6 +67,15 @@ def test_warehouse_core_and_lookup_tables_have_primary_and_foreign_keys(
             True,
         ),
         ("dbt.tasks_completed", "f", "tasks_completed_user_key_fkey", "dbt.base", "user_key", True),
+        (
+            "dbt_analysis.engagement_by_program",
+            "p",
+            "engagement_by_program_pkey",
+            "-",
+            "program_key",
+            False,
+        ),
+        ("dbt_analysis.engagement_by_user", "p", "engagement_by_user_pkey", "-", "user_key", False),
         ("dbt_lookup.brand", "p", "brand_pkey", "-", "brand_id", False),
     ]
 
@@ -74,7 +84,7 @@ def test_warehouse_index_names_are_readable(real_built: Settings) -> None:
     names = query(
         real_built,
         "select tablename, indexname from pg_indexes"
-        " where schemaname in ('dbt', 'dbt_lookup') order by 1, 2",
+        " where schemaname in ('dbt', 'dbt_lookup', 'dbt_analysis', 'dbt_snapshots') order by 1, 2",
     )
     assert names == [
         ("advocacy_programs", "advocacy_programs_batch_id_idx"),
@@ -87,10 +97,13 @@ def test_warehouse_index_names_are_readable(real_built: Settings) -> None:
         ("base", "base_pkey"),
         ("brand", "brand_brand_normalised_idx"),
         ("brand", "brand_pkey"),
+        ("engagement_by_program", "engagement_by_program_pkey"),
+        ("engagement_by_user", "engagement_by_user_pkey"),
         ("tasks_completed", "tasks_completed_batch_id_idx"),
         ("tasks_completed", "tasks_completed_pkey"),
         ("tasks_completed", "tasks_completed_program_key_idx"),
         ("tasks_completed", "tasks_completed_user_key_idx"),
+        ("users_snapshot", "users_snapshot_dbt_scd_id_idx"),
     ]
 
 
@@ -204,10 +217,10 @@ def ingest_sample(
     ingest(settings, sample.parent)
 
 
-def dbt_run(settings: Settings, *args: str) -> None:
-    """`dbt run` as typed in a terminal (no duel around it), which must succeed."""
+def dbt_run(settings: Settings, *args: str, command: str = "run") -> None:
+    """`dbt run` (or `command`) as typed in a terminal (no duel around it), which must succeed."""
     done = subprocess.run(
-        dbt_command(settings, "run", *args),
+        dbt_command(settings, command, *args),
         env=dbt_env(settings),
         cwd=project_dir(settings),
         capture_output=True,
@@ -226,7 +239,7 @@ def test_warehouse_keys_survive_a_full_refresh_and_a_lone_parent_rebuild(
     ingest_sample(settings, real_dir, tmp_path)
     build_models(settings, unit_tests=False)
     build_models(settings, full_refresh=True, unit_tests=False)
-    assert len(query(settings, KEYS)) == 8
+    assert len(query(settings, KEYS)) == 10
     build_models(settings, full_refresh=True, select=["base"], unit_tests=False)
     assert [row[2] for row in query(settings, KEYS)] == [
         "advocacy_programs_pkey",
@@ -234,10 +247,12 @@ def test_warehouse_keys_survive_a_full_refresh_and_a_lone_parent_rebuild(
         "base_pkey",
         "tasks_completed_pkey",
         "tasks_completed_program_key_fkey",
+        "engagement_by_program_pkey",
+        "engagement_by_user_pkey",
         "brand_pkey",
     ]  # base's children lost their keys to it
     build_models(settings, select=["advocacy_programs", "tasks_completed"], unit_tests=False)
-    assert len(query(settings, KEYS)) == 8
+    assert len(query(settings, KEYS)) == 10
 
 
 ENFORCED_TESTS = {  # test -> the table it would read
@@ -463,6 +478,41 @@ def test_warehouse_full_builds_scan_and_join_where_incremental_ones_look_up_keys
         ([], 2, 1),
     )
     assert query(settings, "select count(*) from dbt_analysis.engagement_by_user") == [(30,)]
+
+
+# the snapshot's staging query (macros/snapshot_staging.sql) as dbt logs it: its source is
+# filtered to the keys of base's rows written since the snapshot was
+CHANGED_KEYS_ONLY = re.compile(
+    r'create temporary table "users_snapshot__dbt_tmp\d*"[^;]*?as source_query\s+'
+    r'where user_key in \(\s+select user_key from "[^"]+"\."dbt"\."base"\s+where coalesce\('
+)
+
+
+def test_warehouse_snapshot_reads_only_the_users_base_wrote_since_it(
+    settings: Settings, real_dir: Path, tmp_path: Path
+) -> None:
+    """users_snapshot's builds after the first read, as its changes, only the users whose rows
+    base wrote since the snapshot's last build (key_relation), not every user, and close
+    versions through an index on dbt_scd_id (index_snapshot_versions)."""
+    ingest_sample(settings, real_dir, tmp_path, files=20)
+    dbt_run(settings, "--select", "+base")
+    dbt_run(settings, "--log-path", str(tmp_path / "logs-1"), command="snapshot")
+    ingest_sample(settings, real_dir, tmp_path, files=10, start=20)
+    dbt_run(settings, "--select", "base")
+    dbt_run(settings, "--log-path", str(tmp_path / "logs-2"), command="snapshot")
+    found = [
+        len(CHANGED_KEYS_ONLY.findall((tmp_path / logs / "dbt.log").read_text(encoding="utf-8")))
+        for logs in ("logs-1", "logs-2")
+    ]
+    assert found == [0, 1]  # the first build creates the snapshot from every row
+    assert query(
+        settings,
+        "select count(*), count(dbt_valid_to) from dbt_snapshots.users_snapshot",
+    ) == [(30, 0)]
+    assert query(
+        settings,
+        "select indexname from pg_indexes where schemaname = 'dbt_snapshots'",
+    ) == [("users_snapshot_dbt_scd_id_idx",)]
 
 
 PROBE_YML = """

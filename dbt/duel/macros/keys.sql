@@ -1,7 +1,9 @@
 {#
     Primary and foreign keys, and index names, as pgAdmin shows them.
 
-    The core and lookup models declare their keys in their yml as contract constraints
+    The core and lookup models, and the analysis models built incrementally by a key
+    (engagement_by_user, engagement_by_program: replace_keys deletes by it), declare their keys in
+    their yml as contract constraints
     (`primary_key`, `foreign_key` with `to: ref(...)` and `to_columns`). dbt would write them into
     the CREATE TABLE, so Postgres would check each foreign key row by row while the rows go in:
     measured on a million tasks, 38 s per foreign key, against 1.5 s for the one set-based check

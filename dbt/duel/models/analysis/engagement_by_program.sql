@@ -6,6 +6,7 @@
         unique_key='program_key',
         key_relation='advocacy_programs',
         on_schema_change='fail',
+        post_hook="{{ apply_keys() }}",
     )
 }}
 

@@ -7,6 +7,7 @@
         key_relation='base',
         on_schema_change='fail',
         pre_hook="{{ scans_whole_when_built_whole() }}",
+        post_hook="{{ apply_keys() }}",
     )
 }}
 
