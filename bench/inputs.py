@@ -151,10 +151,10 @@ def prepare_changed(path: Path, log: Callable[[str], None]) -> Path:
     log(f"making {changed} (1 % of the files changed)")
     subprocess.run(["cp", "-al", str(folder), str(changed)], check=True)
     names = sorted(p for p in changed.rglob("*.json"))
-    for path in names[::CHANGED_SHARE]:
-        fresh = path.with_name(path.name + ".tmp")
-        fresh.write_bytes(_changed_bytes(path.read_bytes()))
-        os.replace(fresh, path)  # a new inode: the original folder keeps its bytes
+    for file in names[::CHANGED_SHARE]:
+        fresh = file.with_name(file.name + ".tmp")
+        fresh.write_bytes(_changed_bytes(file.read_bytes()))
+        os.replace(fresh, file)  # a new inode: the original folder keeps its bytes
     _mark(
         changed, f"{folder.name} with {len(names[::CHANGED_SHARE])} of {len(names)} files changed"
     )

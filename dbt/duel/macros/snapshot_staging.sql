@@ -15,8 +15,10 @@
       the key alone, not a join of whole rows).
     The changes are those of dbt's query, row for row, in its columns and order, so dbt's
     snapshot materialization merges them as it would its own (at 1M users with 10,000 changed:
-    the same 20,000 rows, in 1.4-1.6 s against 5.9-6.2 s; bench/analysis.md, twelfth pass). Without `key_relation`, with
-    hard_deletes 'new_record' or a composite key, and on any other adapter, dbt's query runs.
+    the same 20,000 rows, in 1.4-1.6 s against 5.9-6.2 s; bench/analysis.md, twelfth pass).
+    Without `key_relation`, with hard_deletes 'new_record' or a composite key, and on any other
+    adapter, dbt's query runs. Like the incremental models' row versions, it assumes one build
+    at a time writes the model the snapshot reads.
     An empty snapshot, or one last written more than 2^30 transactions ago, reads every row.
 #}
 {% macro postgres__snapshot_staging_table(strategy, source_sql, target_relation) -%}
