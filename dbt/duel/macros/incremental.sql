@@ -18,7 +18,11 @@
     estimated at a few rows whatever they are (the views' lookups). With the literal the
     planner saw how few documents changed, and put the changed documents' deliveries inside a
     nested loop over them, sorted again for each: at 1M files with 1 % changed, 55-68 s
-    against 4.5-7.3 s (EXPLAIN ANALYZE, alternating).
+    against 4.5-7.3 s (EXPLAIN ANALYZE, alternating). Its one filter of the ledger alone, the
+    quarantined deliveries since the last build, takes the literal: with the subquery that
+    filter scanned every delivery ever made (1M users after 17 deliveries, 17M ledger rows:
+    base's select 3.1-3.4 s, 1.2-1.8 s of it that scan; with the literal 2.4-2.7 s, the new
+    delivery's rows read by the primary key in 0.16 s), a cost that grew with every day's dump.
 #}
 {# The one value a query returns (its first row's first column), read when the model runs. #}
 {% macro single_value(sql) -%}

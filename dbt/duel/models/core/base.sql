@@ -47,8 +47,11 @@ changed_keys as (
 
     union
 
+    -- (the watermark as a number here: the ledger's rows beyond it, the deliveries since the
+    -- last build, are read by its primary key, where the subquery made the planner scan every
+    -- delivery ever made; macros/incremental.sql, batch_watermark)
     select document_key from {{ ref('stg_batch_files') }}
-    where batch_id > {{ batch_watermark(literal=false) }} and status = 'quarantined'
+    where batch_id > {{ batch_watermark() }} and status = 'quarantined'
 
     union
 
