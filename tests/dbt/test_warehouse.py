@@ -437,6 +437,13 @@ def test_warehouse_incremental_builds_compare_batches_with_a_literal_on_fresh_st
         name: re.findall(r"batch_id > (\S+)", (compiled / name).read_text()) for name in WATERMARKED
     }
     assert found == WATERMARKED
+    # and base reads the documents' latest deliveries from one object computed once (an
+    # InitPlan), not through a join the planner could rescan for every rebuilt document
+    base = (compiled / "core" / "base.sql").read_text()
+    assert (base.count("latest_batches as materialized"), base.count("from latest_batches)")) == (
+        1,
+        2,
+    )
     assert query(settings, "select count(*) from dbt.base") == [(30,)]
 
 

@@ -132,13 +132,48 @@ latest_delivery as (
 
 ),
 
+{% set looked_up = is_incremental() and target.type == 'postgres' %}
+{% if looked_up %}
+
+-- (Postgres, incremental) those latest deliveries as one jsonb object, computed once: each
+-- document's key -> the batch of its latest delivery if that was quarantined, else 0. Joined
+-- as a table they were planned, in some builds, as the inner side of a nested loop under the
+-- rebuilt documents (estimated at one row: the views' key lookups) and computed again, a scan
+-- and sort of the deliveries since the last build, for each document: at 100k users, on the
+-- third delivery, base's select took 67 s against 0.7 s for the deliveries before and after
+-- it; at 1M users 28-34 s against 3-4 s in three builds of ten (bench/analysis.md,
+-- thirteenth pass). A materialised CTE of one row is computed once whatever the plan, and read
+-- by a scalar subquery (an InitPlan), not joined: a joined object rode along with every row
+-- into the sort below (22,208 rows, a 9 GB sort at 1M users).
+latest_batches as materialized (
+
+    select coalesce(
+        jsonb_object_agg(
+            document_key, case when status = 'quarantined' then batch_id else 0 end
+        ),
+        '{}'::jsonb
+    ) as by_document
+    from latest_delivery
+
+),
+
+{% endif %}
+
 -- the current documents to build, each with the batch of a newer quarantined delivery (an
 -- unchanged document keeps the one it had)
 delivered as (
 
     select
         users.*,
-        {% if is_incremental() %}
+        {% if looked_up %}
+        case
+            when ((select by_document from latest_batches) ->> users.document_key) is null
+                then existing.newer_quarantined_batch_id
+            else nullif(
+                ((select by_document from latest_batches) ->> users.document_key)::bigint, 0
+            )
+        end as newer_quarantined_batch_id
+        {% elif is_incremental() %}
         case
             when latest_delivery.document_key is null then existing.newer_quarantined_batch_id
             when latest_delivery.status = 'quarantined' then latest_delivery.batch_id
@@ -149,8 +184,10 @@ delivered as (
         {% endif %}
 
     from users
+    {% if not looked_up %}
     left join latest_delivery
         on users.document_key = latest_delivery.document_key
+    {% endif %}
     {% if is_incremental() %}
     left join {{ this }} as existing
         on users.document_key = existing.document_key
