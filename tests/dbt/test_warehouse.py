@@ -447,6 +447,25 @@ def test_warehouse_incremental_builds_compare_batches_with_a_literal_on_fresh_st
     assert query(settings, "select count(*) from dbt.base") == [(30,)]
 
 
+def test_warehouse_base_joins_the_latest_deliveries_when_their_object_would_be_too_large(
+    settings: Settings, real_dir: Path, tmp_path: Path
+) -> None:
+    """base's incremental build looks the rebuilt documents' latest deliveries up in one jsonb
+    object when it fits (var base_latest_deliveries_max_bytes; the test above sees the object)
+    and joins them otherwise; both give the rows of a full refresh."""
+    ingest_sample(settings, real_dir, tmp_path, files=20)
+    build_models(settings, unit_tests=False)
+    ingest_sample(settings, real_dir, tmp_path, files=10, start=20)
+    dbt_run(settings, "--select", "base", "--vars", "{base_latest_deliveries_max_bytes: 0}")
+    compiled = target_dir(settings) / "compiled" / "duel" / "models" / "core" / "base.sql"
+    assert "latest_batches" not in compiled.read_text()
+    rows = "select * from dbt.base order by document_key"
+    joined = query(settings, rows)
+    dbt_run(settings, "--select", "base", "--full-refresh")
+    assert "latest_batches" not in compiled.read_text()
+    assert (len(joined), joined) == (30, query(settings, rows))
+
+
 # scans_whole_when_built_whole's settings, as dbt logs the hook (its whitespace aside)
 WHOLE_SCANS = re.compile(
     r"set local enable_indexscan = off;\s+set local enable_bitmapscan = off;\s+"

@@ -132,7 +132,25 @@ latest_delivery as (
 
 ),
 
-{% set looked_up = is_incremental() and target.type == 'postgres' %}
+{#- (Postgres, incremental) the latest deliveries as one jsonb object (below) when it surely
+    fits: at most one entry per ledger row since the last build (what raw.batches counts: the
+    files seen and the tombstones), each about its key's bytes + 16 (41 bytes for a 26-byte
+    key, measured), the key's average width from the planner's statistics of the ledger
+    (on-run-start keeps them fresh), at most var base_latest_deliveries_max_bytes (half of
+    jsonb's 256 MB maximum: over 3M entries with keys of that width, where a daily dump of 1M
+    files adds 1M). A larger delivery takes the join, as Spark and full builds do. Two catalog
+    rows and a few batches are read, not the ledger. -#}
+{%- set looked_up = namespace(value=false) -%}
+{%- set ledger, batches = source('raw', 'batch_files'), ref('stg_batches') -%}
+{%- if execute and is_incremental() and target.type == 'postgres' -%}
+    {%- set object_bytes = single_value(
+        'select coalesce(sum(files_seen + coalesce(deleted, 0)), 0) * (16 + coalesce(('
+        ~ "select avg_width from pg_stats where schemaname = '" ~ ledger.schema
+        ~ "' and tablename = '" ~ ledger.identifier ~ "' and attname = 'document_key'), 256))"
+        ~ ' from ' ~ batches ~ ' where batch_id > ' ~ batch_watermark()) -%}
+    {%- set looked_up.value = object_bytes | int <= var('base_latest_deliveries_max_bytes') -%}
+{%- endif -%}
+{%- set looked_up = looked_up.value %}
 {% if looked_up %}
 
 -- (Postgres, incremental) those latest deliveries as one jsonb object, computed once: each
