@@ -141,8 +141,11 @@ latest_delivery as (
     files adds 1M). A larger delivery takes the join, as Spark and full builds do. Two catalog
     rows and a few batches are read, not the ledger. -#}
 {%- set looked_up = namespace(value=false) -%}
-{%- set ledger, batches = source('raw', 'batch_files'), ref('stg_batches') -%}
 {%- if execute and is_incremental() and target.type == 'postgres' -%}
+    {#- (named from the graph, not by ref/source: the guard is no input of the model, which its
+        unit test would then have to give) -#}
+    {%- set ledger = graph.sources['source.' ~ project_name ~ '.raw.batch_files'] -%}
+    {%- set batches = graph.nodes['model.' ~ project_name ~ '.stg_batches'].relation_name -%}
     {%- set object_bytes = single_value(
         'select coalesce(sum(files_seen + coalesce(deleted, 0)), 0) * (16 + coalesce(('
         ~ "select avg_width from pg_stats where schemaname = '" ~ ledger.schema
