@@ -142,10 +142,13 @@ latest_delivery as (
     rows and a few batches are read, not the ledger. -#}
 {%- set looked_up = namespace(value=false) -%}
 {%- if execute and is_incremental() and target.type == 'postgres' -%}
-    {#- (named from the graph, not by ref/source: the guard is no input of the model, which its
-        unit test would then have to give) -#}
+    {#- (the raw tables, named from the graph, not by source(): the guard is no input of the
+        model, which its unit test would then have to give, and a build of base alone need not
+        have built any staging view) -#}
     {%- set ledger = graph.sources['source.' ~ project_name ~ '.raw.batch_files'] -%}
-    {%- set batches = graph.nodes['model.' ~ project_name ~ '.stg_batches'].relation_name -%}
+    {%- set counted = graph.sources['source.' ~ project_name ~ '.raw.batches'] -%}
+    {%- set batches = api.Relation.create(
+        database=counted.database, schema=counted.schema, identifier=counted.identifier) -%}
     {%- set object_bytes = single_value(
         'select coalesce(sum(files_seen + coalesce(deleted, 0)), 0) * (16 + coalesce(('
         ~ "select avg_width from pg_stats where schemaname = '" ~ ledger.schema
