@@ -451,16 +451,26 @@ def test_warehouse_base_joins_the_latest_deliveries_when_their_object_would_be_t
     settings: Settings, real_dir: Path, tmp_path: Path
 ) -> None:
     """base's incremental build looks the rebuilt documents' latest deliveries up in one jsonb
-    object when it fits (var base_latest_deliveries_max_bytes; the test above sees the object)
-    and joins them otherwise; both give the rows of a full refresh."""
+    object when it fits (var base_latest_deliveries_max_bytes; the test above sees the object,
+    tests/dbt/test_dumps_over_time.py its staleness) and joins them otherwise; the join too
+    gives the rows of a full refresh, a document whose new delivery was quarantined marked
+    stale."""
     ingest_sample(settings, real_dir, tmp_path, files=20)
     build_models(settings, unit_tests=False)
+    [(stale,)] = query(settings, "select source_file from dbt.base order by document_key limit 1")
     ingest_sample(settings, real_dir, tmp_path, files=10, start=20)
+    broken = tmp_path / "broken" / "mixed"
+    broken.mkdir(parents=True)
+    # quarantined: the document's current version goes stale
+    (broken / Path(stale).name).write_bytes(b'{"user_id": ')
+    ingest(settings, broken.parent)
     dbt_run(settings, "--select", "base", "--vars", "{base_latest_deliveries_max_bytes: 0}")
     compiled = target_dir(settings) / "compiled" / "duel" / "models" / "core" / "base.sql"
     assert "latest_batches" not in compiled.read_text()
     rows = "select * from dbt.base order by document_key"
     joined = query(settings, rows)
+    flagged = "select source_file, newer_quarantined_batch_id from dbt.base where not is_clean"
+    assert (stale, 3) in query(settings, flagged)
     dbt_run(settings, "--select", "base", "--full-refresh")
     assert "latest_batches" not in compiled.read_text()
     assert (len(joined), joined) == (30, query(settings, rows))
