@@ -306,6 +306,47 @@ def end_to_end_table(end_to_end: list[dict]) -> list[str]:
     return lines
 
 
+def stream_table(end_to_end: list[dict]) -> list[str]:
+    """The incremental runs of the size that had a stream of deliveries (bench/run.py's
+    `--stream`), each against the first: what a daily run costs as the deliveries pile up."""
+    labels = [r["label"] for r in end_to_end if ", delivery " in r["kind"]]
+    if not labels:
+        return ["Not run (`--stream 0`, or no generated size)."]
+    runs = [
+        r
+        for r in end_to_end
+        if r["label"] == labels[0] and r["kind"].startswith("incremental") and not r["error"]
+    ]
+    if not runs:
+        return [_failure(end_to_end, labels[0])]
+    first = runs[0]
+    lines = [
+        f"{labels[0]}: the full run is delivery 1; each later delivery is the generated dump or "
+        "its 1 %-changed copy, in turn, so each changes 1 % of the documents the one before made "
+        "current.",
+        "",
+        "| Delivery | Input | Wall s | Ingest s | Transform s | base (model) s | "
+        "Wall ÷ delivery 2 |",
+        "|--:|---|--:|--:|--:|--:|--:|",
+    ]
+    for number, r in enumerate(runs, start=2):
+        steps = r.get("steps") or {}
+        base = (r.get("dbt") or {}).get("models", {}).get("base")
+        lines.append(
+            f"| {number} | `{Path(r['path']).name}` | {_fmt_s(r['seconds'])} "
+            f"| {_fmt_s(steps.get('ingest'))} | {_fmt_s(steps.get('transform'))} "
+            f"| {_fmt_s(base)} | {r['seconds'] / first['seconds']:.2f} |"
+        )
+    last = runs[-1]
+    lines += [
+        "",
+        f"The last delivery ({len(runs) + 1}) took {last['seconds'] / first['seconds']:.2f}× "
+        "the wall time of the first incremental one; the slowest of them "
+        f"{max(r['seconds'] for r in runs) / first['seconds']:.2f}×.",
+    ]
+    return lines
+
+
 def dbt_table(end_to_end: list[dict]) -> list[str]:
     """Where each run's dbt build spent its time (dbt's run_results.json), per resource type and
     its slowest nodes."""
@@ -450,6 +491,10 @@ def write(results: dict, out: Path) -> None:
         "## End to end: `duel run` (ingest + dbt build + report)",
         "",
         *end_to_end_table(results["end_to_end"]),
+        "",
+        "### A stream of deliveries",
+        "",
+        *stream_table(results["end_to_end"]),
         "",
         "### Where the dbt time goes (dbt's run_results.json of each run)",
         "",

@@ -40,6 +40,8 @@ NOTEBOOK_MAX = 100_000
 LARGE = 1_000_000
 NOTHING_CHANGED = "nothing changed"
 ONE_PERCENT = "incremental (1 % changed)"
+# The deliveries of a stream after the first incremental one: "delivery 3", "delivery 4", ...
+STREAM = ONE_PERCENT + ", delivery {}"
 
 
 @dataclass(frozen=True)
@@ -221,7 +223,8 @@ def measure_size(
 
 def dbt_timings(bench: Bench) -> dict[str, object]:
     """Where the last `duel run`'s dbt build spent its time, from dbt's own run_results.json:
-    the sum per resource type (model, test, snapshot, ...) and the slowest nodes."""
+    the sum per resource type (model, test, snapshot, ...), the slowest nodes, and each model's
+    and snapshot's own time."""
     path = bench.work / "dbt" / "target" / "run_results.json"
     try:
         results = json.loads(path.read_text(encoding="utf-8"))["results"]
@@ -239,6 +242,11 @@ def dbt_timings(bench: Bench) -> dict[str, object]:
         "nodes": len(results),
         "by_type": {k: round(v, 2) for k, v in sorted(by_type.items())},
         "slowest": [[name, kind, round(seconds, 2)] for seconds, name, kind in nodes[:8]],
+        "models": {
+            name: round(seconds, 2)
+            for seconds, name, kind in nodes
+            if kind in ("model", "snapshot")
+        },
     }
 
 
@@ -373,6 +381,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--no-end-to-end", action="store_true", help="skip the duel run measurements"
     )
     parser.add_argument(
+        "--stream",
+        type=int,
+        default=4,
+        help="deliveries after the 1 %% changed one at the smallest generated size, each 1 %% "
+        "apart from the one before (the two dumps in turn): a cost that grows with the "
+        "deliveries shows as a later run slower than the first incremental one (0: none)",
+    )
+    parser.add_argument(
         "--end-to-end-only",
         action="store_true",
         help="only the duel run measurements (full, nothing changed, 1 %% changed)",
@@ -392,15 +408,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def end_to_end(bench: Bench, sizes: list[int], forms: tuple[str, ...], seed: int) -> list[dict]:
+def end_to_end(
+    bench: Bench, sizes: list[int], forms: tuple[str, ...], seed: int, stream: int
+) -> list[dict]:
     records = []
     if bench_inputs.REAL_SIZE in sizes:
         real = bench_inputs.REAL_DATA
         # the same dump twice: the second run stores nothing and must rebuild nothing
         records += run_end_to_end(bench, "10k", [("full", real), (NOTHING_CHANGED, real)])
     # in the first form asked (tar.gz unless --forms says otherwise): the full dump, then a
-    # copy of it in the same form with 1 % of its files changed
-    for size in (s for s in sizes if s > bench_inputs.REAL_SIZE):
+    # copy of it in the same form with 1 % of its files changed; at the smallest size, then
+    # `stream` more deliveries, the dump and its copy in turn (each 1 % apart from the last)
+    generated = [s for s in sizes if s > bench_inputs.REAL_SIZE]
+    for size in generated:
         (dump,) = [
             i.path
             for i in bench_inputs.prepare(
@@ -408,8 +428,12 @@ def end_to_end(bench: Bench, sizes: list[int], forms: tuple[str, ...], seed: int
             )
         ]
         changed = bench_inputs.prepare_changed(dump, bench.log)
+        later = [
+            (STREAM.format(n), dump if n % 2 else changed)
+            for n in range(3, 3 + (stream if size == generated[0] else 0))
+        ]
         records += run_end_to_end(
-            bench, report.size_label(size), [("full", dump), (ONE_PERCENT, changed)]
+            bench, report.size_label(size), [("full", dump), (ONE_PERCENT, changed), *later]
         )
     return records
 
@@ -451,7 +475,7 @@ def main(argv: list[str]) -> int:
             reps = args.reps if size < LARGE else args.reps_large
             results["runs"] += measure_size(bench, items, reps, args.quick, keys)  # type: ignore[operator]
         if not args.no_end_to_end:
-            results["end_to_end"] = end_to_end(bench, sizes, forms, args.seed)
+            results["end_to_end"] = end_to_end(bench, sizes, forms, args.seed, args.stream)
     finally:
         if not args.keep_server:
             bench.server("stop")
