@@ -447,6 +447,39 @@ def test_warehouse_incremental_builds_compare_batches_with_a_literal_on_fresh_st
     assert query(settings, "select count(*) from dbt.base") == [(30,)]
 
 
+def test_warehouse_analyzes_the_ledger_on_a_smaller_sample_and_no_json_column(
+    settings: Settings, real_dir: Path, tmp_path: Path
+) -> None:
+    """on-run-start's ANALYZE reads the ledger (raw.batch_files) with its source's
+    `meta.statistics_target` (30: a histogram of 31 bounds where the default gives 101) and
+    gathers no statistics on a JSON column (the documents), which no plan here uses and which
+    cost the most to gather (macros/incremental.sql, analyze_sources)."""
+    ingest_sample(settings, real_dir, tmp_path, files=120)
+    with psycopg.connect(**settings.conninfo(), autocommit=True) as conn:  # type: ignore[arg-type]
+        conn.execute("alter table raw.user_documents set (autovacuum_enabled = false)")
+        conn.execute("alter table raw.batch_files set (autovacuum_enabled = false)")
+        conn.execute(
+            "delete from pg_statistic where starelid in"
+            " ('raw.user_documents'::regclass, 'raw.batch_files'::regclass)"
+        )
+    dbt_run(settings, "--select", "stg_batches")
+    bounds = (
+        "select tablename, attname, cardinality(histogram_bounds::text::text[]) from pg_stats"
+        " where schemaname = 'raw' and (tablename, attname) in"
+        " (('batch_files', 'file_seq'), ('current_versions', 'document_key'))"
+        " order by 1"
+    )
+    assert query(settings, bounds) == [
+        ("batch_files", "file_seq", 31),
+        ("current_versions", "document_key", 101),
+    ]
+    gathered = (
+        "select attname from pg_stats where schemaname = 'raw' and tablename = 'user_documents'"
+        " and attname in ('document', 'repair', 'document_key') order by 1"
+    )
+    assert query(settings, gathered) == [("document_key",)]
+
+
 def test_warehouse_base_joins_the_latest_deliveries_when_their_object_would_be_too_large(
     settings: Settings, real_dir: Path, tmp_path: Path
 ) -> None:
