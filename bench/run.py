@@ -38,10 +38,7 @@ REPO = BENCH.parent
 BASELINES = BENCH / "baselines"
 NOTEBOOK_MAX = 100_000
 LARGE = 1_000_000
-NOTHING_CHANGED = "nothing changed"
-ONE_PERCENT = "incremental (1 % changed)"
-# The deliveries of a stream after the first incremental one: "delivery 3", "delivery 4", ...
-STREAM = ONE_PERCENT + ", delivery {}"
+NOTHING_CHANGED, ONE_PERCENT = report.NOTHING_CHANGED, report.ONE_PERCENT
 
 
 @dataclass(frozen=True)
@@ -429,7 +426,7 @@ def end_to_end(
         ]
         changed = bench_inputs.prepare_changed(dump, bench.log)
         later = [
-            (STREAM.format(n), dump if n % 2 else changed)
+            (report.stream_kind(n), dump if n % 2 else changed)
             for n in range(3, 3 + (stream if size == generated[0] else 0))
         ]
         records += run_end_to_end(
