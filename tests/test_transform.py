@@ -1,4 +1,5 @@
-"""duel.transform and the `duel transform` / `duel docs` commands: dbt run as a subprocess."""
+"""duel.transform and the `duel transform` / `duel docs` commands: dbt run as a subprocess, or
+in a process started ahead of its build (Prestarted)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from conftest import REPO, run_cli
 
 from duel.exceptions import StepFailed
 from duel.settings import Settings
-from duel.transform import build_models, dbt_env, generate_docs, target_dir
+from duel.transform import Prestarted, build_models, dbt_env, generate_docs, target_dir
 
 FAILING_TEST = "select 1 as problem\n"
 # A model with a generic data test that fails, and a model the database refuses to build.
@@ -28,6 +29,11 @@ models:
           arguments:
             expected: "2"
 """
+# A table of the duel.tests_written_since setting the build's connections had.
+SETTING_SEEN = (
+    "{{ config(materialized='table') }}\n"
+    "select current_setting('duel.tests_written_since', true) as seen\n"
+)
 FAILING_MODEL = (
     "{{ config(materialized='table') }}\n"
     "select cast(9223372036854775807 as bigint) + 1 as too_big\n"
@@ -52,6 +58,7 @@ def failing_project(tmp_path: Path) -> Path:
     (project / "models" / "one_row.sql").write_text(ONE_ROW)
     (project / "models" / "one_row.yml").write_text(FAILING_GENERIC_TEST)
     (project / "models" / "always_errors.sql").write_text(FAILING_MODEL)
+    (project / "models" / "setting_seen.sql").write_text(SETTING_SEEN)
     return project
 
 
@@ -234,3 +241,67 @@ def test_transform_build_analyzes_the_raw_tables_first(real_built: Settings) -> 
         ).fetchone()
     assert analyzed == [("batch_files", True), ("current_versions", True), ("user_documents", True)]
     assert rows == (10000,)
+
+
+@pytest.mark.slow
+def test_transform_prestarted_build_is_the_build_with_its_settings(
+    settings: Settings, failing_project: Path
+) -> None:
+    """A build in a process started ahead (`duel run`'s) runs what a new process would, with
+    its arguments (a scoped build leaves the views out) and on connections with the setting
+    that scopes the tests, given only when the build started."""
+    project = settings.with_overrides(dbt_project_dir=failing_project)
+    steps: list[tuple[int, int]] = []
+    with Prestarted(project) as prestarted:
+        result = build_models(
+            project,
+            select=["setting_seen", "stg_batches"],
+            on_progress=lambda done, total: steps.append((done, total)),
+            tests_since=4242,
+            prestarted=prestarted,
+        )
+    assert prestarted.process is not None and prestarted.process.returncode == 0
+    # scoped: the view stg_batches is left out, with its two tests
+    assert (result.counts, result.scoped) == ({"models": 1}, True)
+    assert steps == [(1, 1)]
+    with psycopg.connect(**project.conninfo()) as conn:  # type: ignore[arg-type]
+        assert conn.execute("select seen from dbt.setting_seen").fetchall() == [("4242",)]
+
+
+@pytest.mark.slow
+def test_transform_prestarted_failures_read_as_a_new_process_s(
+    settings: Settings, failing_project: Path
+) -> None:
+    """A failed test, and a project that does not parse (the build parses it again and says
+    why), give the same one line as a build in a new process."""
+    project = settings.with_overrides(dbt_project_dir=failing_project)
+    with Prestarted(project) as prestarted, pytest.raises(StepFailed) as raised:
+        build_models(project, select=["always_fails"], prestarted=prestarted)
+    assert raised.value.message == (
+        "dbt build failed: 1 of 1 failed: always_fails; always_fails: fail (Got 1 result, "
+        "configured to fail if != 0)"
+    )
+    (failing_project / "models" / "one_row.yml").write_text("models: [\n")
+    messages = []
+    for ahead in (True, False):
+        with Prestarted(project) as prestarted, pytest.raises(StepFailed) as raised:
+            build_models(project, select=["one_row"], prestarted=prestarted if ahead else None)
+        messages.append(raised.value.message)
+    assert messages[0] == messages[1]
+    assert (
+        messages[0].startswith("dbt build failed: Parsing Error") and "one_row.yml" in messages[0]
+    )
+
+
+@pytest.mark.slow
+def test_transform_prestarted_process_is_stopped_when_not_used(settings: Settings) -> None:
+    """Cancelled (nothing changed), or not able to serve the build asked (another target):
+    the process ends, and a build of the other target runs in a new process."""
+    with Prestarted(settings) as prestarted:
+        assert prestarted.serves(settings, None) and not prestarted.serves(settings, "spark")
+    assert prestarted.process is not None and prestarted.process.returncode is not None
+    assert not prestarted.serves(settings, None)
+    with Prestarted(settings, target="spark") as prestarted:
+        result = build_models(settings, select=["stg_batches"], prestarted=prestarted)
+        assert prestarted.process is not None and prestarted.process.returncode is not None
+    assert result.counts == {"models": 1, "tests": 2}

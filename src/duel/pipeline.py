@@ -29,7 +29,7 @@ from duel.sources import check_source
 if TYPE_CHECKING:
     from duel.export import ExportResult
     from duel.objectstore import S3Location
-    from duel.transform import BuildResult
+    from duel.transform import BuildResult, Prestarted
 
 STAGES = ("database", "ingest", "transform", "report", "export")
 # What a dbt build includes, for every caller. A production build (`duel run`, the DAG) runs the
@@ -173,6 +173,7 @@ def transform_stage(
     on_progress: Callable[[int, int], None] | None = None,
     target: str | None = None,
     tests_since: int | None = None,
+    prestarted: Prestarted | None = None,
 ) -> BuildResult:
     """The dbt build: for production (`duel run`, the DAG) or, with production=False, for
     development (`duel transform`); what each includes: PRODUCTION_UNIT_TESTS,
@@ -189,6 +190,7 @@ def transform_stage(
         unit_tests=PRODUCTION_UNIT_TESTS if production else DEVELOPMENT_UNIT_TESTS,
         target=target,
         tests_since=tests_since,
+        prestarted=prestarted,
     )
 
 
@@ -264,56 +266,73 @@ def _run_stages(
     allow_mass_delete: bool,
     force: bool,
 ) -> RunOutcome:
-    """Database up, ingest, transform, report, export; raises StepFailed naming the failed stage."""
+    """Database up, ingest, transform, report, export; raises StepFailed naming the failed stage.
+
+    dbt's process starts first (duel.transform.Prestarted): it imports dbt and parses the
+    project while the database starts and the ingest runs, and is stopped if nothing changed."""
+    from duel.transform import Prestarted
+
     check_input(settings, data)  # a wrong path or bucket fails in one line before anything starts
     settings, demo = settings_for_data(settings, data)
-    servers: list[db.Connected] = []
+    with Prestarted(settings) as prestarted:
+        servers: list[db.Connected] = []
 
-    def run_database() -> str:
-        servers.append(database_stage(settings, data, demo))
-        return settings.url()
+        def run_database() -> str:
+            servers.append(database_stage(settings, data, demo))
+            return settings.url()
 
-    _timed("database", run_database, steps)
-    results: list[IngestResult] = []
+        _timed("database", run_database, steps)
+        results: list[IngestResult] = []
 
-    def run_ingest() -> str:
-        results.append(ingest_stage(settings, data, full=full, allow_mass_delete=allow_mass_delete))
-        return f"batch {results[0].batch_id}"
+        def run_ingest() -> str:
+            results.append(
+                ingest_stage(settings, data, full=full, allow_mass_delete=allow_mass_delete)
+            )
+            return f"batch {results[0].batch_id}"
 
-    _timed("ingest", run_ingest, steps)
-    unchanged = None if force else changes.unchanged_since(settings)
-    if unchanged is not None:
-        detail = (
-            f"skipped: nothing changed since the build of {unchanged.finished_at} "
-            "(--force rebuilds)"
+        _timed("ingest", run_ingest, steps)
+        unchanged = None if force else changes.unchanged_since(settings)
+        if unchanged is not None:
+            detail = (
+                f"skipped: nothing changed since the build of {unchanged.finished_at} "
+                "(--force rebuilds)"
+            )
+            steps.extend(
+                StepResult(name, 0.0, detail) for name in ("transform", "report", "export")
+            )
+            return RunOutcome(
+                results[0],
+                tuple(steps),
+                settings,
+                servers[0],
+                demo,
+                last_build=unchanged.finished_at,
+            )
+        built_through = changes.last_batch_id(settings)  # before the build: what it sees, at least
+        # the data tests read only the rows written since the last complete build (all of them on
+        # --force and --full, or when that build is not this project's)
+        tests_since = None if force or full else changes.test_scope(settings)
+        _timed(
+            "transform",
+            lambda: transform_stage(
+                settings, tests_since=tests_since, prestarted=prestarted
+            ).describe(),
+            steps,
         )
-        steps.extend(StepResult(name, 0.0, detail) for name in ("transform", "report", "export"))
-        return RunOutcome(
-            results[0], tuple(steps), settings, servers[0], demo, last_build=unchanged.finished_at
-        )
-    built_through = changes.last_batch_id(settings)  # before the build: what it sees, at least
-    # the data tests read only the rows written since the last complete build (all of them on
-    # --force and --full, or when that build is not this project's)
-    tests_since = None if force or full else changes.test_scope(settings)
-    _timed(
-        "transform",
-        lambda: transform_stage(settings, tests_since=tests_since).describe(),
-        steps,
-    )
-    tested = changes.tested_through(settings)
-    reports: list[Path] = []
+        tested = changes.tested_through(settings)
+        reports: list[Path] = []
 
-    def run_report() -> str:
-        reports.append(report_stage(settings))
-        return str(reports[0])
+        def run_report() -> str:
+            reports.append(report_stage(settings))
+            return str(reports[0])
 
-    _timed("report", run_report, steps)
-    exports: list[ExportResult] = []
+        _timed("report", run_report, steps)
+        exports: list[ExportResult] = []
 
-    def run_export() -> str:
-        exports.append(export_stage(settings))
-        return f"{len(exports[0].files)} files in {exports[0].directory}"
+        def run_export() -> str:
+            exports.append(export_stage(settings))
+            return f"{len(exports[0].files)} files in {exports[0].directory}"
 
-    _timed("export", run_export, steps)
-    changes.record_build(settings, built_through, reports[0], exports[0].manifest, tested)
-    return RunOutcome(results[0], tuple(steps), settings, servers[0], demo)
+        _timed("export", run_export, steps)
+        changes.record_build(settings, built_through, reports[0], exports[0].manifest, tested)
+        return RunOutcome(results[0], tuple(steps), settings, servers[0], demo)
