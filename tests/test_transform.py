@@ -252,6 +252,8 @@ def test_transform_prestarted_build_is_the_build_with_its_settings(
     that scopes the tests, given only when the build started."""
     project = settings.with_overrides(dbt_project_dir=failing_project)
     steps: list[tuple[int, int]] = []
+    manifest = target_dir(project) / "manifest.json"
+    manifest.unlink(missing_ok=True)
     with Prestarted(project) as prestarted:
         result = build_models(
             project,
@@ -266,6 +268,8 @@ def test_transform_prestarted_build_is_the_build_with_its_settings(
     assert steps == [(1, 1)]
     with psycopg.connect(**project.conninfo()) as conn:  # type: ignore[arg-type]
         assert conn.execute("select seen from dbt.setting_seen").fetchall() == [("4242",)]
+    # the manifest a build leaves in target/ (the parse wrote it), this project's
+    assert "model.duel.setting_seen" in json.loads(manifest.read_text())["nodes"]
 
 
 @pytest.mark.slow

@@ -350,7 +350,8 @@ def _prestarted_main(parse: list[str]) -> int:
     from dbt.cli.main import dbtRunner
     from dbt.contracts.graph.manifest import Manifest
 
-    # quiet: a parse error is reported by the build, which parses again
+    # quiet: a parse error is reported by the build, which parses again. The parse writes
+    # target/manifest.json, as a build does (a build given a manifest writes none)
     parsed = dbtRunner().invoke([*parse, "--quiet", "--log-level", "none"])
     manifest = parsed.result if parsed.success and isinstance(parsed.result, Manifest) else None
     line = sys.stdin.readline()
