@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, every_row, query
 
-from duel import changes, db, pipeline
+from duel import changes, cli, db, pipeline
+from duel.exceptions import Interrupted
 from duel.settings import Settings
 
 DAG = REPO / "dags" / "duel_pipeline.py"
@@ -177,3 +178,43 @@ def test_pipeline_sharded_ingest_stage_accounts_for_every_file(
         5,
         2,
     )
+
+
+def _interrupt() -> str:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("stage", ["database", "ingest", "transform", "report", "export"])
+def test_pipeline_interrupted_stage_says_what_it_left(
+    stage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C in a stage: the dbt build and the export say what they had committed (the
+    finished models, the files written so far); the others commit nothing until they finish,
+    and say so. Either way the exit code is 130 and no stage is recorded as done."""
+    steps: list[pipeline.StepResult] = []
+
+    @cli.handle_errors
+    def run() -> None:
+        pipeline._timed(stage, _interrupt, steps)
+
+    with pytest.raises(SystemExit) as exited:
+        run()
+    expected = {
+        "transform": (
+            "interrupted during the dbt build: the models it had finished are built, the one it "
+            "was building is not; the next `duel run` builds again"
+        ),
+        "export": (
+            "interrupted during the export: the files written so far are new, manifest.json is "
+            "still the previous export's; the next `duel run` exports again"
+        ),
+    }.get(stage, "interrupted; nothing of the unfinished step was committed")
+    assert (exited.value.code, capsys.readouterr().err, steps) == (130, f"error: {expected}\n", [])
+
+
+def test_pipeline_interrupted_is_still_a_keyboard_interrupt() -> None:
+    """run_pipeline sends its failure notification for an Exception: an interrupted run, as
+    before, sends none."""
+    with pytest.raises(Interrupted) as raised:
+        pipeline._timed("transform", _interrupt, [])
+    assert isinstance(raised.value, KeyboardInterrupt) and not isinstance(raised.value, Exception)

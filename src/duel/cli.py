@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 import click
 
 from duel import __version__
-from duel.exceptions import DuelError
+from duel.exceptions import DuelError, Interrupted
 from duel.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -66,6 +66,8 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             where = f"{error.filename}: " if error.filename else ""
             command = func.__name__.replace("_", " ")
             _fail(f"{command}: cannot write or read {where}{error.strerror or error}")
+        except Interrupted as error:
+            _fail(error.message, 130)
         except KeyboardInterrupt:
             _fail("interrupted; nothing of the unfinished step was committed", 130)
 

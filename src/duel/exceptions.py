@@ -133,3 +133,12 @@ class StepFailed(DuelError):
 
     def __init__(self, step: str, message: str, **context: Any) -> None:
         super().__init__(f"{step} failed: {message}", step=step, **context)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a stage of `duel run`, with what that stage had committed (a
+    KeyboardInterrupt still: the run stops and sends no failure notification)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from duel import changes, db, shards, state
-from duel.exceptions import DuelError, ObjectStoreError, SourceError, StepFailed
+from duel.exceptions import DuelError, Interrupted, ObjectStoreError, SourceError, StepFailed
 from duel.generate import is_demo
 from duel.load import IngestResult, ingest
 from duel.progress import progress
@@ -206,10 +206,30 @@ def export_stage(settings: Settings) -> ExportResult:
     return export_models(settings)
 
 
+# What a stage interrupted by Ctrl-C leaves (the others commit nothing until they finish: the
+# ingest's batch is one transaction, report.html is replaced whole).
+INTERRUPTED = {
+    "transform": (
+        "interrupted during the dbt build: the models it had finished are built, the one it was "
+        "building is not; the next `duel run` builds again"
+    ),
+    "export": (
+        "interrupted during the export: the files written so far are new, manifest.json is "
+        "still the previous export's; the next `duel run` exports again"
+    ),
+}
+
+
 def _timed(name: str, func: Callable[[], str], steps: list[StepResult]) -> None:
     started = time.perf_counter()
     try:
         detail = func()
+    except Interrupted:
+        raise
+    except KeyboardInterrupt as interrupt:
+        if name in INTERRUPTED:
+            raise Interrupted(INTERRUPTED[name]) from interrupt
+        raise
     except DuelError:
         raise
     except Exception as error:  # a stage's unexpected failure still names the stage, in one line
