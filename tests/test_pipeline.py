@@ -5,7 +5,9 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import REPO, every_row, query
@@ -13,6 +15,7 @@ from conftest import REPO, every_row, query
 from duel import changes, cli, db, pipeline
 from duel.exceptions import Interrupted
 from duel.settings import Settings
+from duel.transform import Prestarted
 
 DAG = REPO / "dags" / "duel_pipeline.py"
 # what a DAG task may call into: the pipeline's functions, and notifications
@@ -114,11 +117,29 @@ def _outputs(settings: Settings) -> dict[str, bytes]:
 
 @pytest.mark.slow
 def test_pipeline_second_run_with_nothing_new_rebuilds_nothing(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # each run's dbt process, started with the run (transform.Prestarted), and the builds it ran
+    prestarted: list[Prestarted] = []
+    built: list[Prestarted] = []
+    make, start = Prestarted.__init__, Prestarted.start
+
+    def making(self: Prestarted, *args: Any, **kwargs: Any) -> None:
+        make(self, *args, **kwargs)
+        prestarted.append(self)
+
+    def starting(self: Prestarted, *args: Any, **kwargs: Any) -> Any:
+        built.append(self)
+        return start(self, *args, **kwargs)
+
+    monkeypatch.setattr(Prestarted, "__init__", making)
+    monkeypatch.setattr(Prestarted, "start", starting)
     data = _dump(tmp_path / "d", range(3))
     first = pipeline.run_pipeline(settings, data, notify=False)
     assert first.nothing_changed is False
+    # the build ran in the process started before the ingest, which then exited as dbt does
+    assert len(prestarted) == 1 and built == prestarted
+    assert prestarted[0].process is not None and prestarted[0].process.returncode == 0
     tables = every_row(settings)
     assert len(tables) == 17  # dbt 3, dbt_lookup 1, dbt_analysis 12, dbt_snapshots 1
     outputs = _outputs(settings)
@@ -131,6 +152,10 @@ def test_pipeline_second_run_with_nothing_new_rebuilds_nothing(
     assert all(
         s.detail.startswith("skipped: nothing changed since the build of") for s in second.steps[2:]
     )
+    # nothing to build: the second run's dbt process was stopped, not left waiting
+    assert len(prestarted) == 2 and built == prestarted[:1]
+    assert prestarted[1].process is not None
+    assert prestarted[1].process.returncode == -signal.SIGTERM
     assert second.summary()["nothing_changed"] is True
     assert every_row(settings) == tables
     assert _outputs(settings) == outputs
