@@ -18,7 +18,7 @@ import pytest
 from conftest import query, run_cli
 from test_hostile import CORPUS, ingest_cli, ledger, peak_rss_mb
 
-from duel.archives import compression, iter_lines, read_bounded
+from duel.archives import READ_ERRORS, compression, decompressed, iter_lines, read_bounded
 from duel.settings import Settings
 
 USER = (CORPUS / "crlf.json").read_bytes()
@@ -207,6 +207,33 @@ def test_iter_lines_skips_blank_and_bounds_long_lines() -> None:
     assert list(iter_lines(stream, limit=10)) == [(1, b"{}\n", 3), (3, None, 41), (6, b"[]", 2)]
 
 
+# --- gzip: ISA-L's inflate with gzip's checks -----------------------------------------------
+
+GZIPPED = gzip.compress(bytes(range(256)) * 400, mtime=0)
+
+
+def test_decompressed_gzip_reads_members_one_after_another() -> None:
+    stream = decompressed(io.BytesIO(GZIPPED * 3), GZIPPED[:10])
+    assert stream.read() == bytes(range(256)) * 1200
+
+
+@pytest.mark.parametrize(
+    ("damaged", "error"),
+    [
+        (GZIPPED[:-8] + b"\0\0\0\0" + GZIPPED[-4:], "CRC check failed"),
+        (GZIPPED[:-4] + b"\0\0\0\0", "Incorrect length of data produced"),
+        (GZIPPED[:40], "Compressed file ended before the end-of-stream marker was reached"),
+        (GZIPPED[:10] + b"\xff" * 20 + GZIPPED[30:], "Invalid deflate block found"),
+    ],
+    ids=["crc", "length", "cut", "corrupt"],
+)
+def test_decompressed_gzip_that_is_damaged_raises_a_read_error(damaged: bytes, error: str) -> None:
+    """Every damage a gzip stream can have is caught (its CRC-32, its length, a cut, a corrupt
+    deflate block) as one of READ_ERRORS, which quarantine the file with this reason."""
+    with pytest.raises(READ_ERRORS, match=error):
+        decompressed(io.BytesIO(damaged), damaged[:10]).read()
+
+
 # --- bombs: peak memory of a real `duel ingest` ----------------------------------------------
 
 MiB = 1 << 20
@@ -389,7 +416,7 @@ def test_ingest_corrupt_nested_archive_is_quarantined_and_strict_fails(
         (
             "mixed/more.tar.gz",
             "unreadable-archive",
-            "Error -3 while decompressing data: invalid stored block lengths",
+            "Error -1 Invalid deflate block found",
             len(garbage),
             garbage,
         )

@@ -1,7 +1,8 @@
 """The bench's own input reader for the floors and dlt: as little work as reading can be.
 
 A directory is walked with os.scandir and each `*.json` read whole. A tar.gz is inflated with
-zlib in 64 KiB chunks and its 512-byte headers are parsed by hand (regular files only; GNU long
+ISA-L's zlib-compatible inflate (the one duel's reader uses, three times zlib's speed) in 64 KiB
+chunks and its 512-byte headers are parsed by hand (regular files only; GNU long
 names and pax headers are honoured), which is several times faster than `tarfile`'s stream
 mode. No checks beyond that: this is the yardstick, not the loader.
 """
@@ -9,11 +10,11 @@ mode. No checks beyond that: this is the yardstick, not the loader.
 from __future__ import annotations
 
 import os
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
+from isal import isal_zlib
 
 CHUNK = 1 << 16
 BLOCK = 512
@@ -38,7 +39,7 @@ class _Inflater:
 
     def __init__(self, path: Path) -> None:
         self.handle = open(path, "rb")  # noqa: SIM115  closed by close(), a streaming reader
-        self.inflate = zlib.decompressobj(wbits=31)
+        self.inflate = isal_zlib.decompressobj(wbits=31)
         self.buffer = bytearray()
         self.eof = False
 
