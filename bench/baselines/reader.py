@@ -1,10 +1,10 @@
 """The bench's own input reader for the floors and dlt: as little work as reading can be.
 
-A directory is walked with os.scandir and each `*.json` read whole. A tar.gz is inflated with
-ISA-L's zlib-compatible inflate (the one duel's reader uses, three times zlib's speed) in 64 KiB
-chunks and its 512-byte headers are parsed by hand (regular files only; GNU long
-names and pax headers are honoured), which is several times faster than `tarfile`'s stream
-mode. No checks beyond that: this is the yardstick, not the loader.
+A directory is walked with os.scandir and each `*.json` read whole. A tar.gz is inflated in
+64 KiB chunks with ISA-L's zlib-compatible inflate (the one duel's reader uses, three times
+zlib's speed), and its 512-byte headers are parsed by hand (regular files only; GNU long names
+and pax headers are honoured), which is several times faster than `tarfile`'s stream mode. No
+checks beyond that: this is the yardstick, not the loader.
 """
 
 from __future__ import annotations
