@@ -221,10 +221,15 @@ def measure_size(
 def dbt_timings(bench: Bench) -> dict[str, object]:
     """Where the last `duel run`'s dbt build spent its time, from dbt's own run_results.json:
     the sum per resource type (model, test, snapshot, ...), the slowest nodes, and each model's
-    and snapshot's own time."""
-    path = bench.work / "dbt" / "target" / "run_results.json"
+    and snapshot's own time. duel keeps a dbt target directory per database
+    (dbt/target/<host_port_database>/); the last run's is the one written last."""
+    written = sorted(
+        (p.stat().st_mtime, p) for p in (bench.work / "dbt" / "target").glob("*/run_results.json")
+    )
+    if not written:
+        return {}
     try:
-        results = json.loads(path.read_text(encoding="utf-8"))["results"]
+        results = json.loads(written[-1][1].read_text(encoding="utf-8"))["results"]
     except (OSError, ValueError, KeyError):
         return {}
     by_type: dict[str, float] = {}

@@ -139,6 +139,13 @@ def test_settings_url_redacts_and_quotes(tmp_path: Path) -> None:
     assert "p@ss/word" not in repr(settings)
 
 
+def test_settings_database_slug_is_one_safe_file_name() -> None:
+    assert Settings().database_slug == "127.0.0.1_5432_duel"
+    odd = Settings(pg_host="::1", pg_port=6543, pg_database="sales 2026/../ü")
+    assert odd.database_slug == "__1_6543_sales_2026_..__"
+    assert "/" not in odd.database_slug
+
+
 def test_settings_are_frozen_and_overrides_checked() -> None:
     settings = Settings()
     with pytest.raises(FrozenInstanceError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import psycopg
@@ -14,7 +15,15 @@ from conftest import REPO, run_cli
 
 from duel.exceptions import StepFailed
 from duel.settings import Settings
-from duel.transform import Prestarted, build_models, dbt_env, generate_docs, target_dir
+from duel.transform import (
+    Prestarted,
+    build_models,
+    dbt_command,
+    dbt_env,
+    generate_docs,
+    project_dir,
+    target_dir,
+)
 
 FAILING_TEST = "select 1 as problem\n"
 # A model with a generic data test that fails, and a model the database refuses to build.
@@ -76,7 +85,12 @@ def test_transform_dbt_env_is_the_settings_connection(settings: Settings) -> Non
     assert {k: v for k, v in env.items() if k.startswith("DBT_")} == {
         "DBT_PROFILES_DIR": str(REPO / "dbt" / "duel"),
         "DBT_PROJECT_DIR": str(REPO / "dbt" / "duel"),
-        "DBT_TARGET_PATH": str(settings.home.resolve() / "dbt" / "target"),
+        "DBT_TARGET_PATH": str(
+            settings.home.resolve()
+            / "dbt"
+            / "target"
+            / f"{settings.pg_host}_{settings.pg_port}_{settings.pg_database}"
+        ),
         "DBT_LOG_PATH": str(settings.home.resolve() / "dbt" / "logs"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DBT_USE_COLORS": "false",
@@ -241,6 +255,44 @@ def test_transform_build_analyzes_the_raw_tables_first(real_built: Settings) -> 
         ).fetchone()
     assert analyzed == [("batch_files", True), ("current_versions", True), ("user_documents", True)]
     assert rows == (10000,)
+
+
+@pytest.mark.slow
+def test_transform_each_database_keeps_its_own_parse(settings: Settings, tmp_path: Path) -> None:
+    """dbt parses the whole project again when the connection is not its last parse's: with a
+    target directory per database, going back to a database after a build of another parses
+    only what changed (and no build reads another database's run_results.json)."""
+    home = settings.with_overrides(home=tmp_path / "home")
+    first, second = (home.with_overrides(pg_database=name) for name in ("duel_a", "duel_b"))
+    outputs = []
+    for each in (first, second, first, second):
+        done = subprocess.run(
+            dbt_command(each, "parse"),
+            env=dbt_env(each),
+            cwd=project_dir(each),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        outputs.append(done.stdout + done.stderr)
+    top = tmp_path.resolve() / "home" / "dbt" / "target"
+    port = settings.pg_port
+    assert (target_dir(first), target_dir(second)) == (
+        top / f"127.0.0.1_{port}_duel_a",
+        top / f"127.0.0.1_{port}_duel_b",
+    )
+    assert (
+        sorted(p.name for p in top.glob("*/partial_parse.msgpack")) == ["partial_parse.msgpack"] * 2
+    )
+    whole = "Unable to do partial parsing because saved manifest not found. Starting full parse."
+    assert [(whole in out, "Unable to do partial parsing" in out) for out in outputs] == [
+        (True, True),
+        (True, True),
+        (False, False),
+        (False, False),
+    ]
+    # `python -m dbt.cli.main`'s runpy warning is not in dbt's output
+    assert not any("RuntimeWarning" in out for out in outputs)
 
 
 @pytest.mark.slow

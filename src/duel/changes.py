@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,10 +53,7 @@ XID_HORIZON = 2**31
 
 
 def record_path(settings: Settings) -> Path:
-    name = re.sub(
-        r"[^A-Za-z0-9_.-]", "_", f"{settings.pg_host}_{settings.pg_port}_{settings.pg_database}"
-    )
-    return settings.home / "builds" / f"{name}.json"
+    return settings.home / "builds" / f"{settings.database_slug}.json"
 
 
 def project_hash(settings: Settings) -> str:

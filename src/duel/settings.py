@@ -10,6 +10,7 @@ DUEL_*. This is the only module that reads `os.environ`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -124,6 +125,13 @@ class Settings:
     @property
     def pgdata(self) -> Path:
         return self.home / "pgdata"
+
+    @property
+    def database_slug(self) -> str:
+        """The server and database as one file name, `host_port_database` (any other character
+        as `_`): what duel keeps per database under DUEL_HOME is named by it (duel.changes'
+        build records, duel.transform's dbt target directories)."""
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{self.pg_host}_{self.pg_port}_{self.pg_database}")
 
     @property
     def is_loopback(self) -> bool:

@@ -2,9 +2,9 @@
 
 dbt runs as a child process of this interpreter (`python -m dbt.cli.main`), so its environment
 is exactly what we give it: the PG* variables from the settings (profiles.yml reads them with
-env_var()), DBT_PROFILES_DIR pointing at the project, and target/ and logs/ under
-`settings.home`. A failed build raises StepFailed naming the failed models and tests, read from
-dbt's run_results.json.
+env_var()), DBT_PROFILES_DIR pointing at the project, and logs/ and a target/ per database under
+`settings.home` (`target_dir`). A failed build raises StepFailed naming the failed models and
+tests, read from dbt's run_results.json.
 
 `duel run` starts its dbt process ahead of the build (`Prestarted`): it imports dbt and parses
 the project while the ingest runs, then waits for the build's arguments, so the build does not
@@ -91,8 +91,19 @@ def project_dir(settings: Settings) -> Path:
 
 
 def target_dir(settings: Settings) -> Path:
-    """Where dbt writes manifest, run results and docs for these settings (under DUEL_HOME)."""
-    return settings.home.resolve() / "dbt" / "target"
+    """Where dbt writes manifest, run results and docs for these settings: one directory per
+    server and database under DUEL_HOME (`dbt/target/<host_port_database>`). dbt parses the
+    project again from scratch when the connection differs from its last parse's (the profile
+    is part of its partial-parse state), so a shared directory made every switch between two
+    databases (the demo's duel_demo and a dump's duel, say) pay a whole parse, 3-4 s where a
+    partial one takes under 1 s; and two builds of different databases at once would each have
+    read the other's run_results.json."""
+    return settings.home.resolve() / "dbt" / "target" / settings.database_slug
+
+
+def log_dir(settings: Settings) -> Path:
+    """dbt's log file (logs/dbt.log, every statement of every build), one for all databases."""
+    return settings.home.resolve() / "dbt" / "logs"
 
 
 def dbt_env(settings: Settings, tests_since: int | None = None) -> dict[str, str]:
@@ -110,7 +121,7 @@ def dbt_env(settings: Settings, tests_since: int | None = None) -> dict[str, str
             "DBT_PROFILES_DIR": str(project),
             "DBT_PROJECT_DIR": str(project),
             "DBT_TARGET_PATH": str(target_dir(settings)),
-            "DBT_LOG_PATH": str(target_dir(settings).parent / "logs"),
+            "DBT_LOG_PATH": str(log_dir(settings)),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
             "DBT_USE_COLORS": "false",
             "DBT_PRINTER_WIDTH": "100",
@@ -120,9 +131,15 @@ def dbt_env(settings: Settings, tests_since: int | None = None) -> dict[str, str
     return env
 
 
+# `python -m dbt.cli.main` makes runpy warn that dbt.cli imported its main module first, a
+# line of noise at the top of every build's output; dbt's own `dbt` script runs the same `cli`.
+_RUNPY_NOISE = "ignore:'dbt.cli.main' found in sys.modules:RuntimeWarning"
+
+
 def dbt_command(settings: Settings, *args: str) -> list[str]:
     """The dbt command line (this interpreter's dbt), with the project and profiles directory."""
-    return [sys.executable, "-m", "dbt.cli.main", *args, *_project_args(settings)]
+    command = [sys.executable, "-W", _RUNPY_NOISE, "-m", "dbt.cli.main"]
+    return [*command, *args, *_project_args(settings)]
 
 
 def build_models(
