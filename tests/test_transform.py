@@ -304,23 +304,28 @@ def test_transform_prestarted_build_is_the_build_with_its_settings(
     that scopes the tests, given only when the build started."""
     project = settings.with_overrides(dbt_project_dir=failing_project)
     steps: list[tuple[int, int]] = []
+    lines: list[str] = []
     manifest = target_dir(project) / "manifest.json"
     manifest.unlink(missing_ok=True)
     with Prestarted(project) as prestarted:
         result = build_models(
             project,
             select=["setting_seen", "stg_batches"],
+            on_line=lines.append,
             on_progress=lambda done, total: steps.append((done, total)),
             tests_since=4242,
             prestarted=prestarted,
         )
     assert prestarted.process is not None and prestarted.process.returncode == 0
+    # its last line, the exit code, is not dbt's output: that ends with dbt's own last line
+    assert lines[-1].endswith("Done. PASS=2 WARN=0 ERROR=0 SKIP=0 NO-OP=0 TOTAL=2")
+    assert not any("\x1e" in line for line in lines)
     # scoped: the view stg_batches is left out, with its two tests
     assert (result.counts, result.scoped) == ({"models": 1}, True)
     assert steps == [(1, 1)]
     with psycopg.connect(**project.conninfo()) as conn:  # type: ignore[arg-type]
         assert conn.execute("select seen from dbt.setting_seen").fetchall() == [("4242",)]
-    # the manifest a build leaves in target/ (the parse wrote it), this project's
+    # the manifest a build leaves in target/ (the build wrote it, not the parse)
     assert "model.duel.setting_seen" in json.loads(manifest.read_text())["nodes"]
 
 
