@@ -6,6 +6,8 @@ import ast
 import dataclasses
 import json
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -243,3 +245,22 @@ def test_pipeline_interrupted_is_still_a_keyboard_interrupt() -> None:
     with pytest.raises(Interrupted) as raised:
         pipeline._timed("transform", _interrupt, [])
     assert isinstance(raised.value, KeyboardInterrupt) and not isinstance(raised.value, Exception)
+
+
+def test_pipeline_preload_imports_what_the_report_and_export_import() -> None:
+    """The thread `duel run` starts with the build: in a fresh interpreter, none of the later
+    stages' libraries before it, every one after it, and the classes of plotly's template too."""
+    script = (
+        "import sys\n"
+        "from duel import pipeline\n"
+        "names = (*pipeline.LATER_STAGES, 'pandas', 'pyarrow', 'plotly.graph_objects')\n"
+        "print(sorted(n for n in names if n in sys.modules))\n"
+        "pipeline.preload_later_stages().join()\n"
+        "print(sorted(n for n in names if n not in sys.modules))\n"
+        "print('plotly.graph_objs.layout._template' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.splitlines() == ["[]", "[]", "True"]
+    assert done.stderr == ""

@@ -11,6 +11,8 @@ which also runs a complete dump's deletes). What a dbt build includes is decided
 
 from __future__ import annotations
 
+import importlib
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -194,6 +196,33 @@ def transform_stage(
     )
 
 
+# What the report and the export import (pandas, plotly, pyarrow; plotly loads the classes of a
+# figure and its template on first use): about a second, which `duel run` spends while dbt
+# builds in its own process (preload_later_stages).
+LATER_STAGES = ("duel.report", "duel.export", "plotly.offline", "pyarrow.parquet")
+
+
+def preload_later_stages() -> threading.Thread:
+    """Import the report's and the export's libraries in a thread, and make one styled chart
+    (plotly loads its classes on first use). `duel run` starts it with the build, which
+    leaves this process waiting on dbt's output, and joins it before the report. An import that
+    fails is left to the stage itself, which then says what failed."""
+
+    def preload() -> None:
+        try:
+            for name in LATER_STAGES:
+                importlib.import_module(name)
+            from duel.charts.look import empty_chart
+
+            empty_chart()
+        except Exception:  # noqa: S110  the stage imports it again and reports it
+            pass
+
+    thread = threading.Thread(target=preload, name="duel-preload", daemon=True)
+    thread.start()
+    return thread
+
+
 def report_stage(settings: Settings) -> Path:
     from duel.report import build_report
 
@@ -332,6 +361,7 @@ def _run_stages(
         # the data tests read only the rows written since the last complete build (all of them on
         # --force and --full, or when that build is not this project's)
         tests_since = None if force or full else changes.test_scope(settings)
+        preloading = preload_later_stages()
         _timed(
             "transform",
             lambda: transform_stage(
@@ -339,6 +369,7 @@ def _run_stages(
             ).describe(),
             steps,
         )
+        preloading.join()  # the report imports nothing at the same time as the thread
         tested = changes.tested_through(settings)
         reports: list[Path] = []
 
