@@ -22,6 +22,9 @@ from PIL import Image
 from duel import charts, pipeline, read
 from duel.charts.look import frame
 from duel.report import (
+    ATTRIBUTION_GROUPS,
+    ATTRIBUTION_ROWS,
+    ATTRIBUTION_SUMS,
     BRAND_RANKS,
     MODELS,
     ReportResult,
@@ -367,6 +370,40 @@ def test_report_reads_only_the_brands_it_shows(real_built: Settings) -> None:
     tables, whole = build_tables(models), build_tables({**models, "brands": every})
     assert (tables["brands"], tables["unknown_brand"]) == (whole["brands"], whole["unknown_brand"])
     assert len(tables["brands"]) == 10 and tables["unknown_brand"]["brand"] == "(unknown brand)"
+
+
+@pytest.mark.slow
+def test_report_sums_sales_attribution_in_the_database(real_built: Settings) -> None:
+    """The report reads the attribution rows it lists and the model's sums per platform and
+    unknown flag, not every brand and platform: the chart and the tables are the same as from
+    every row (the sums exact: numeric in the database, Decimal in pandas)."""
+    models = read_models(real_built)
+    with read.snapshot(real_built, "test") as conn:
+        every = read.frame(
+            conn, read.select_model("sales_attribution", order_by=["brand_id", "platform"])
+        )
+    listed, sums = models["attribution"], models["attribution_sums"]
+    assert (len(listed), len(sums), len(every)) == (ATTRIBUTION_ROWS, 8, 5162)
+    assert list(sums.columns) == [*ATTRIBUTION_GROUPS, *ATTRIBUTION_SUMS]
+    for column in ATTRIBUTION_SUMS:
+        assert sums[column].sum() == every[column].sum()  # exact: ints and Decimals
+    # the chart's floats: from exact sums, or summed as floats (within rounding)
+    ours, theirs = charts.sales_by_platform_chart(sums), charts.sales_by_platform_chart(every)
+    assert ours.layout == theirs.layout and len(ours.data) == len(theirs.data) == 3
+    for mine, whole_trace in zip(ours.data, theirs.data, strict=True):
+        assert list(mine.y) == list(whole_trace.y)
+        assert list(mine.text or ()) == list(whole_trace.text or ())
+        assert list(mine.x) == pytest.approx(list(whole_trace.x), rel=1e-12, nan_ok=True)
+    tables = build_tables(models)
+    whole = build_tables({**models, "attribution": every, "attribution_sums": every})
+    assert tables["attribution"] == whole["attribution"]
+    assert tables["unknown_members"] == whole["unknown_members"]
+    assert [row["sales_rank"] for row in tables["attribution"]] == list(range(1, 16))
+    # the real dump has no program without tasks
+    assert [row["member"] for row in tables["unknown_members"]] == [
+        "unknown brand",
+        "unknown platform",
+    ]
 
 
 def _cards(page: str) -> list[tuple[str, str]]:

@@ -463,7 +463,8 @@ def _by_platform_group(attribution: Rows) -> pd.DataFrame:
 
 def sales_by_platform_chart(attribution: Rows) -> go.Figure:
     """sales_attribution: per platform, the programs with known and unknown sales, and the average
-    sales per program with known sales (the comparable figure: totals differ with coverage)."""
+    sales per program with known sales (the comparable figure: totals differ with coverage).
+    Takes the model's rows or the report's sums of them per platform and unknown flag."""
     data = frame(attribution)
     if data.empty:
         return empty_chart()
