@@ -231,6 +231,62 @@ def test_charts_one_batch_is_a_bar_not_a_trend() -> None:
     assert [trace.type for trace in charts.clean_share_chart(two).data] == ["scatter", "scatter"]
 
 
+def _scored(
+    group: str, scored: int, sales: list[float], outlier: float | None = None
+) -> list[dict[str, object]]:
+    """sales_outliers rows of one peer group: one per sales value, `outlier` flagged."""
+    return [
+        {
+            "peer_group": group,
+            "peer_group_scored": scored,
+            "total_sales_attributed": value,
+            "is_scored": True,
+            "is_outlier": value == outlier,
+            "peer_median": 10.0,
+            "upper_bound": 20.0,
+            "lower_bound": 0.0,
+        }
+        for value in sales
+    ]
+
+
+def test_charts_sales_outliers_draws_the_groups_with_outliers_then_the_largest() -> None:
+    """Hundreds of peer groups (a million generated users) would be hundreds of unreadable
+    columns: the chart draws PEER_GROUPS_DRAWN, those with an outlier first, then by size, and
+    says what it left out."""
+    rows = [
+        *_scored("Acme on tiktok", 40, [1.0, 2.0]),
+        *_scored("small brand on instagram", 31, [3.0, 99.0], outlier=99.0),
+        *_scored("tiny brand on tiktok", 30, [5.0, 77.0], outlier=77.0),
+    ]
+    for n in range(12):  # twelve platform-sized groups, 100-111 scored, no outlier
+        rows += _scored(f"group {n:02d}", 100 + n, [float(n)])
+    fig = charts.sales_outliers_chart(pd.DataFrame(rows), total=40)
+    drawn = [label.split("<br>")[0] for label in fig.layout.xaxis.categoryarray]
+    assert drawn == [
+        "small brand on",
+        "tiny brand on",
+        *(f"group {n:02d}" for n in range(11, 3, -1)),
+    ]
+    assert fig.layout.xaxis.categoryarray[0] == "small brand on<br>instagram<br>31 scored"
+    assert [len(trace.x) for trace in fig.data[:2]] == [8 + 2, 2]  # dots: within, outliers
+    assert fig.layout.title.subtitle.text == (
+        "a sample of 18 of 40 scored programs, every outlier included; 10 of the 15 peer groups "
+        "they fall in drawn (those with an outlier first, then the largest): 12 programs"
+    )
+    # more groups with outliers than are drawn: the subtitle counts those it leaves out
+    many = [r for n in range(11) for r in _scored(f"b{n:02d}", 50, [1.0, 9.0], outlier=9.0)]
+    subtitle = charts.sales_outliers_chart(pd.DataFrame(many)).layout.title.subtitle.text
+    assert subtitle == (
+        "all 22 scored programs; 10 of the 11 peer groups they fall in drawn (those with an "
+        "outlier first, then the largest): 20 programs, 1 outlier(s) in groups not drawn"
+    )
+    # as many groups as are drawn: all of them, largest first, nothing said
+    few = charts.sales_outliers_chart(pd.DataFrame(rows[8:]))
+    assert len(few.layout.xaxis.categoryarray) == 10
+    assert few.layout.title.subtitle.text == "all 10 scored programs"
+
+
 def test_charts_files_per_batch_shows_a_tiny_batch_as_tall_as_a_full_dump() -> None:
     batches = pd.DataFrame(
         [

@@ -51,6 +51,7 @@ SEQUENCE = [
     "#9BBF4A",
 ]
 UNKNOWN = "unknown"
+SUBTITLED_TOP = 110  # the top margin of a chart with a title and a subtitle, in pixels
 ALL_FIELDS = "(all fields)"  # data_quality's per-record-type summary row
 
 
@@ -109,7 +110,12 @@ def style(
         height=height,
         font={"family": FONT, "size": 13, "color": COLOURS["ink"]},
         title=heading if title else None,
-        margin={"l": 60, "r": 24, "t": (110 if subtitle else 92) if title else 64, "b": 48},
+        margin={
+            "l": 60,
+            "r": 24,
+            "t": (SUBTITLED_TOP if subtitle else 92) if title else 64,
+            "b": 48,
+        },
         colorway=SEQUENCE,
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "xanchor": "left"},
         hoverlabel={"font": {"family": FONT}},

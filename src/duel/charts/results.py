@@ -5,6 +5,7 @@ are close and the axis must show their differences."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,7 @@ from plotly.subplots import make_subplots
 
 from duel.charts.look import (
     COLOURS,
+    SUBTITLED_TOP,
     Rows,
     _label,
     _short,
@@ -38,6 +40,14 @@ COVERAGE = (
 )
 MEASURES = ("likes", "comments", "shares", "reach", "engagement")
 UNKNOWN_PLATFORM = "unknown platform"
+# The outliers chart draws one column per peer group: this many at most (a million generated
+# users make hundreds of brand-and-platform groups), each label wrapped at this many characters
+PEER_GROUPS_DRAWN = 10
+GROUP_LABEL_WIDTH = 14
+# its height, the room below the plot for two lines of labels and the legend, and a label line
+OUTLIERS_HEIGHT = 520
+LEGEND_BELOW = 100
+LABEL_LINE_PX = 16
 NO_JOIN_DATE = "no join date"
 
 
@@ -533,6 +543,18 @@ def sales_by_platform_chart(attribution: Rows) -> go.Figure:
     return fig
 
 
+def _peer_groups_drawn(scored: pd.DataFrame) -> tuple[list[str], int]:
+    """The peer groups the outliers chart draws, in its order (those with an outlier first,
+    then by programs scored, then by name), at most PEER_GROUPS_DRAWN of them; and how many
+    groups the rows hold."""
+    ranking = (
+        scored.groupby("peer_group", as_index=False)
+        .agg(flagged=("is_outlier", "any"), scored=("peer_group_scored", "max"))
+        .sort_values(["flagged", "scored", "peer_group"], ascending=[False, False, True])
+    )
+    return ranking["peer_group"].head(PEER_GROUPS_DRAWN).tolist(), len(ranking)
+
+
 def sales_outliers_chart(
     outliers: Rows, total: int | None = None, unscored: int | None = None
 ) -> go.Figure:
@@ -549,8 +571,12 @@ def sales_outliers_chart(
     shown = len(data)
     if data.empty:
         return empty_chart("no scored sales")
+    flagged = data["is_outlier"].fillna(False).astype(bool)
+    groups_drawn, groups_all = _peer_groups_drawn(data.assign(is_outlier=flagged))
+    outliers_all = int(flagged.sum())
+    data = data[data["peer_group"].isin(groups_drawn)].copy()
     data["group"] = [
-        f"{g}<br>{int(n):,} scored"
+        "<br>".join([*textwrap.wrap(str(g), GROUP_LABEL_WIDTH), f"{int(n):,} scored"])
         for g, n in zip(data["peer_group"], data["peer_group_scored"], strict=True)
     ]
     outlier = data["is_outlier"].fillna(False).astype(bool)
@@ -593,14 +619,31 @@ def sales_outliers_chart(
     fig.update_layout(
         yaxis={"title": "sales per program", "rangemode": "tozero"}, boxmode="overlay"
     )
-    fig.update_xaxes(tickangle=0)
+    labels = data.drop_duplicates("peer_group").set_index("peer_group")["group"]
+    fig.update_xaxes(
+        tickangle=0, categoryorder="array", categoryarray=[labels[g] for g in groups_drawn]
+    )
     sample = (
         f"a sample of {shown:,} of {total:,} scored programs, every outlier included"
         if total and total > shown
         else f"all {shown:,} scored programs"
     )
+    if len(groups_drawn) < groups_all:
+        sample += (
+            f"; {len(groups_drawn)} of the {groups_all:,} peer groups they fall in drawn "
+            f"(those with an outlier first, then the largest): {len(data):,} programs"
+        )
+        missed = outliers_all - int(outlier.sum())
+        if missed:
+            sample += f", {missed:,} outlier(s) in groups not drawn"
     if unscored:
         sample += f"; {unscored:,} not scored (negative sales, or too few programs to compare)"
-    style(fig, "Sales per program, within its peer group", height=520, subtitle=sample)
-    fig.update_layout(legend={"y": -0.16, "yanchor": "top", "orientation": "h"}, margin={"b": 100})
+    style(fig, "Sales per program, within its peer group", height=OUTLIERS_HEIGHT, subtitle=sample)
+    # the legend goes below the group labels: lower by a line for each label line beyond two
+    extra = LABEL_LINE_PX * max(0, max(label.count("<br>") + 1 for label in labels) - 2)
+    plot_height = OUTLIERS_HEIGHT - SUBTITLED_TOP - LEGEND_BELOW - extra
+    fig.update_layout(
+        legend={"y": -0.16 - extra / plot_height, "yanchor": "top", "orientation": "h"},
+        margin={"b": LEGEND_BELOW + extra},
+    )
     return fig
