@@ -438,7 +438,7 @@ def test_report_sums_sales_attribution_in_the_database(real_built: Settings) -> 
         every = read.frame(
             conn, read.select_model("sales_attribution", order_by=["brand_id", "platform"])
         )
-    listed, sums = models["attribution"], models["attribution_sums"]
+    listed, sums = models["attribution_listed"], models["attribution_sums"]
     assert (len(listed), len(sums), len(every)) == (ATTRIBUTION_ROWS, 8, 5162)
     assert list(sums.columns) == [*ATTRIBUTION_GROUPS, *ATTRIBUTION_SUMS]
     for column in ATTRIBUTION_SUMS:
@@ -451,7 +451,7 @@ def test_report_sums_sales_attribution_in_the_database(real_built: Settings) -> 
         assert list(mine.text or ()) == list(whole_trace.text or ())
         assert list(mine.x) == pytest.approx(list(whole_trace.x), rel=1e-12, nan_ok=True)
     tables = build_tables(models)
-    whole = build_tables({**models, "attribution": every, "attribution_sums": every})
+    whole = build_tables({**models, "attribution_listed": every, "attribution_sums": every})
     assert tables["attribution"] == whole["attribution"]
     assert tables["unknown_members"] == whole["unknown_members"]
     assert [row["sales_rank"] for row in tables["attribution"]] == list(range(1, 16))

@@ -196,10 +196,11 @@ def transform_stage(
     )
 
 
-# What the report and the export import (pandas, plotly, pyarrow; plotly loads the classes of a
-# figure and its template on first use): about a second, which `duel run` spends while dbt
-# builds in its own process (preload_later_stages).
-LATER_STAGES = ("duel.report", "duel.export", "plotly.offline", "pyarrow.parquet")
+# What the report and the export import (pandas, which imports pyarrow, and plotly; plotly
+# loads the classes of a figure and its template on first use): about a second, which `duel
+# run` spends while dbt builds in its own process (preload_later_stages). Not pyarrow.parquet:
+# `duel run` exports CSV.
+LATER_STAGES = ("duel.report", "duel.export", "plotly.offline")
 
 
 def preload_later_stages() -> threading.Thread:

@@ -169,8 +169,8 @@ def _check_models(conn: Any) -> None:
 
 def read_models(settings: Settings) -> dict[str, pd.DataFrame]:
     """Every model the report shows, from one consistent snapshot of dbt_analysis: whole, or
-    the rows it shows (the top brands, a sample of programs, the attribution rows it lists), or
-    sums in the database ("attribution_sums")."""
+    the rows it shows (the top brands, a sample of programs, the attribution rows it lists:
+    "attribution_listed"), or sums in the database ("attribution_sums")."""
     with read.snapshot(settings, "report") as conn:
         _check_models(conn)
         return {
@@ -191,7 +191,7 @@ def read_models(settings: Settings) -> dict[str, pd.DataFrame]:
                 conn, "engagement_by_brand", order_by=("brand_id",), where=RANKED_BRANDS
             ),
             "programs": _fetch_points(conn, "engagement_by_program", PROGRAM_COLUMNS, BOTH_KNOWN),
-            "attribution": _fetch(
+            "attribution_listed": _fetch(
                 conn,
                 "sales_attribution",
                 order_by=("brand_id", "platform"),
@@ -355,7 +355,8 @@ def build_tables(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
     batches, quality = models["batches"], models["quality"]
     current = charts.current_quality(quality)
     summary_rows = current["field"] == charts.ALL_FIELDS
-    brands, attribution, outliers = models["brands"], models["attribution"], models["outliers"]
+    brands, outliers = models["brands"], models["outliers"]
+    attribution = models["attribution_listed"]
     flagged = (
         outliers[outliers["is_outlier"].fillna(False).astype(bool)]
         if not outliers.empty

@@ -360,14 +360,7 @@ class Prestarted:
         self.started = True
         if self.process.poll() is None:
             self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # pragma: no cover - terminate is not refused
-            self.process.kill()
-            self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout):
-            if stream is not None:
-                stream.close()
+        _reap(self.process, timeout=30)
 
     def __enter__(self) -> Prestarted:
         return self
@@ -382,18 +375,22 @@ class Prestarted:
         self.finish()
 
     def finish(self, timeout: float = 120) -> None:
-        """Wait for a started process to end (it writes the manifest after saying its exit
-        code); one that does not within `timeout` seconds is killed."""
-        if self.process is None:
-            return
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout):
-            if stream is not None:
-                stream.close()
+        """Wait for a started process to end (after saying its exit code it only tears its
+        interpreter down); one that does not within `timeout` seconds is killed."""
+        if self.process is not None:
+            _reap(self.process, timeout)
+
+
+def _reap(process: subprocess.Popen[str], timeout: float) -> None:
+    """Wait for `process` (killed after `timeout` seconds), then close its pipes."""
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    for stream in (process.stdin, process.stdout):
+        if stream is not None:
+            stream.close()
 
 
 def _project_args(settings: Settings) -> list[str]:

@@ -579,7 +579,7 @@ def sales_outliers_chart(
         "<br>".join([*textwrap.wrap(str(g), GROUP_LABEL_WIDTH), f"{int(n):,} scored"])
         for g, n in zip(data["peer_group"], data["peer_group_scored"], strict=True)
     ]
-    outlier = data["is_outlier"].fillna(False).astype(bool)
+    outlier = flagged[data.index]
     fig = go.Figure()
     for name, part, colour, size in (
         ("within its group", data[~outlier], COLOURS["primary"], 4),
