@@ -167,6 +167,12 @@ def test_iter_source_errors_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "fake.json.gz").write_bytes(b"\x1f\x8b\x08 cut")
     with pytest.raises(SourceError, match=r"fake.json.gz: not readable \(.+\)$"):
         list(iter_source(tmp_path / "fake.json.gz", 10))
+    (tmp_path / "empty.tar.gz").write_bytes(b"")
+    with pytest.raises(SourceError) as caught:
+        list(iter_source(tmp_path / "empty.tar.gz", 10))
+    assert caught.value.message == (
+        f"{tmp_path}/empty.tar.gz: empty (0 bytes), not an archive; was the dump copied completely?"
+    )
     (tmp_path / "fake.tar.gz").write_bytes(b"not an archive at all" * 30)
     with pytest.raises(SourceError) as caught:
         list(iter_source(tmp_path / "fake.tar.gz", 10))

@@ -187,6 +187,10 @@ def read_archive(raw: BinaryIO, label: str, max_bytes: int) -> Iterator[SourceFi
     try:
         stream, _magic = peekable(raw)
         head = stream.peek(512)[:512]  # type: ignore[attr-defined]  # a BufferedReader
+        if not head:  # a transfer that failed, not a dump with nothing in it
+            raise SourceError(
+                f"{label}: empty (0 bytes), not an archive; was the dump copied completely?"
+            )
         if is_zip(head):
             kind = "zip"
             members = zip_members(stream)
