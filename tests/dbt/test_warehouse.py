@@ -447,6 +447,48 @@ def test_warehouse_incremental_builds_compare_batches_with_a_literal_on_fresh_st
     assert query(settings, "select count(*) from dbt.base") == [(30,)]
 
 
+ANALYZED = """
+    select schemaname || '.' || relname, last_analyze
+    from pg_stat_user_tables
+    where schemaname in ('dbt', 'dbt_lookup', 'dbt_analysis', 'dbt_snapshots')
+    order by 1
+"""
+
+
+def test_warehouse_tables_built_whole_are_analyzed_before_the_models_that_read_them(
+    settings: Settings, real_dir: Path, tmp_path: Path
+) -> None:
+    """Every table a build creates or replaces whole and another model reads gets its planner
+    statistics in the build (macros/incremental.sql, analyze_when_built_whole), not when
+    autovacuum comes by (which sets last_autoanalyze, not last_analyze); an incremental build,
+    which only adds and removes rows, leaves its tables' statistics as they were; the tables
+    only the report, the exports and the tests read are left to autovacuum."""
+    ingest_sample(settings, real_dir, tmp_path, files=20)
+    build_models(settings, unit_tests=False)
+    first = dict(query(settings, ANALYZED))
+    ingest_sample(settings, real_dir, tmp_path, files=10, start=20)
+    build_models(settings, unit_tests=False)
+    second = dict(query(settings, ANALYZED))
+    incremental = [
+        "dbt.advocacy_programs",
+        "dbt.base",
+        "dbt.tasks_completed",
+        "dbt_analysis.engagement_by_program",
+        "dbt_analysis.engagement_by_user",
+        "dbt_lookup.brand",
+    ]
+    assert len(first) == len(second) == 17
+    assert sorted(name for name, analyzed in first.items() if analyzed is not None) == sorted(
+        [*incremental, "dbt_analysis.sales_outliers"]
+    )
+    # sales_outliers, a table model, is a new table each build: its statistics are this build's
+    assert [name for name in incremental if second[name] == first[name]] == incremental
+    assert second["dbt_analysis.sales_outliers"] > first["dbt_analysis.sales_outliers"]
+    assert [name for name, analyzed in second.items() if analyzed is not None] == sorted(
+        [*incremental, "dbt_analysis.sales_outliers"]
+    )
+
+
 def test_warehouse_analyzes_the_ledger_on_a_smaller_sample_and_no_json_column(
     settings: Settings, real_dir: Path, tmp_path: Path
 ) -> None:
