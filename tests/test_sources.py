@@ -21,8 +21,10 @@ from duel.sources import (
     MAX_HELD_BYTES,
     SourceFile,
     identity_path,
+    iter_object,
     iter_source,
     not_data_reason,
+    read_archive,
     safe_member_name,
 )
 
@@ -664,4 +666,30 @@ def test_iter_source_names_do_not_depend_on_the_size_limit(tmp_path: Path) -> No
         "where nested "
         f"archives hold 33,554,432 bytes at most ({MAX_HELD_BYTES - largest:,} left)",
         "archive-too-deep: an archive inside 4 archives; they are read 3 deep",
+    ]
+
+
+def test_iter_source_an_empty_archive_inside_a_dump_or_a_prefix_is_quarantined() -> None:
+    """A 0-byte archive (a transfer that failed) is a file to quarantine where it lies, counted
+    with its reason, not an archive with nothing in it that vanishes from the ledger; an empty
+    but well-formed archive holds no file."""
+    outer = tar_bytes({"mixed/inner.tar.gz": b"", "mixed/none.tar": tar_bytes({}), "u.json": USER})
+    assert list(read_archive(io.BytesIO(outer), "outer.tar", max_bytes=10_000)) == [
+        SourceFile(
+            "mixed/inner.tar.gz",
+            b"",
+            0,
+            key_path="inner.tar.gz",
+            defect="unreadable-archive: empty (0 bytes)",
+        ),
+        SourceFile("u.json", USER, 8, key_path="u.json"),
+    ]
+    assert list(iter_object(lambda: io.BytesIO(b""), "d/dump.tar.gz", 0, 10_000)) == [
+        SourceFile(
+            "d/dump.tar.gz",
+            b"",
+            0,
+            key_path="dump.tar.gz",
+            defect="unreadable-archive: empty (0 bytes)",
+        )
     ]

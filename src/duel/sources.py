@@ -209,6 +209,14 @@ def read_archive(raw: BinaryIO, label: str, max_bytes: int) -> Iterator[SourceFi
         raise SourceError(not_an_archive(label, head, exc)) from None
 
 
+class EmptyArchive(ValueError):
+    """An archive of 0 bytes (a transfer that failed): inside a dump or a prefix, a file to
+    quarantine, not an archive with nothing in it."""
+
+    def __str__(self) -> str:
+        return "empty (0 bytes)"
+
+
 class _Broken(Exception):
     """An archive failed to read after `count` members."""
 
@@ -301,6 +309,8 @@ def _iter_nested(
     data = None
     try:
         source, head, data = hold(stream, size, budget)
+        if not head:
+            raise EmptyArchive
         if is_zip(head):
             if data is None:
                 raise ArchiveLimitError(
@@ -574,6 +584,8 @@ def _iter_archive_object(
     quarantined file with its bytes when they fit the size limit (read again for that)."""
     try:
         stream, head = peekable(open_stream())
+        if not head:
+            raise EmptyArchive
         if is_zip(head):
             members = zip_members(stream)
         else:
