@@ -673,14 +673,29 @@ def test_iter_source_an_empty_archive_inside_a_dump_or_a_prefix_is_quarantined()
     """A 0-byte archive (a transfer that failed) is a file to quarantine where it lies, counted
     with its reason, not an archive with nothing in it that vanishes from the ledger; an empty
     but well-formed archive holds no file."""
-    outer = tar_bytes({"mixed/inner.tar.gz": b"", "mixed/none.tar": tar_bytes({}), "u.json": USER})
+    nothing = gzip.compress(b"")  # a gzip of no byte: no tar in it either
+    outer = tar_bytes(
+        {
+            "mixed/inner.tar.gz": b"",
+            "mixed/nothing.tar.gz": nothing,
+            "mixed/none.tar": tar_bytes({}),
+            "u.json": USER,
+        }
+    )
     assert list(read_archive(io.BytesIO(outer), "outer.tar", max_bytes=10_000)) == [
         SourceFile(
             "mixed/inner.tar.gz",
             b"",
             0,
             key_path="inner.tar.gz",
-            defect="unreadable-archive: empty (0 bytes)",
+            defect="unreadable-archive: empty: no tar data",
+        ),
+        SourceFile(
+            "mixed/nothing.tar.gz",
+            nothing,
+            len(nothing),
+            key_path="nothing.tar.gz",
+            defect="unreadable-archive: empty: no tar data",
         ),
         SourceFile("u.json", USER, 8, key_path="u.json"),
     ]
@@ -690,6 +705,6 @@ def test_iter_source_an_empty_archive_inside_a_dump_or_a_prefix_is_quarantined()
             b"",
             0,
             key_path="dump.tar.gz",
-            defect="unreadable-archive: empty (0 bytes)",
+            defect="unreadable-archive: empty: no tar data",
         )
     ]

@@ -150,6 +150,8 @@ _MAGIC = (
 def not_an_archive(label: str, head: bytes, error: BaseException) -> str:
     """One line for an input named like a tar archive that is not one: what it is (told by its
     first bytes, `head`), what to do."""
+    if not head:  # a transfer that failed, not a dump with nothing in it
+        return f"{label}: empty (0 bytes), not an archive; was the dump copied completely?"
     if head.startswith(b"\x1f\x8b"):
         return (
             f"{label}: gzip-compressed, but not a tar archive inside ({error}); "
@@ -187,10 +189,6 @@ def read_archive(raw: BinaryIO, label: str, max_bytes: int) -> Iterator[SourceFi
     try:
         stream, _magic = peekable(raw)
         head = stream.peek(512)[:512]  # type: ignore[attr-defined]  # a BufferedReader
-        if not head:  # a transfer that failed, not a dump with nothing in it
-            raise SourceError(
-                f"{label}: empty (0 bytes), not an archive; was the dump copied completely?"
-            )
         if is_zip(head):
             kind = "zip"
             members = zip_members(stream)
@@ -207,14 +205,6 @@ def read_archive(raw: BinaryIO, label: str, max_bytes: int) -> Iterator[SourceFi
         if kind == "zip":
             raise SourceError(f"{label}: not a readable zip archive ({_why(exc)})") from None
         raise SourceError(not_an_archive(label, head, exc)) from None
-
-
-class EmptyArchive(ValueError):
-    """An archive of 0 bytes (a transfer that failed): inside a dump or a prefix, a file to
-    quarantine, not an archive with nothing in it."""
-
-    def __str__(self) -> str:
-        return "empty (0 bytes)"
 
 
 class _Broken(Exception):
@@ -309,8 +299,6 @@ def _iter_nested(
     data = None
     try:
         source, head, data = hold(stream, size, budget)
-        if not head:
-            raise EmptyArchive
         if is_zip(head):
             if data is None:
                 raise ArchiveLimitError(
@@ -584,8 +572,6 @@ def _iter_archive_object(
     quarantined file with its bytes when they fit the size limit (read again for that)."""
     try:
         stream, head = peekable(open_stream())
-        if not head:
-            raise EmptyArchive
         if is_zip(head):
             members = zip_members(stream)
         else:

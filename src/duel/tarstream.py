@@ -34,6 +34,9 @@ EXTENDED = frozenset((b"L", b"x", b"g", b"K"))  # sets: every member is looked u
 MAX_EXTENDED = 1 << 20
 _ZERO_BLOCK = bytes(BLOCK)
 _EMPTY_PREFIX = bytes(155)
+# what a stream with no byte of tar in it is called (a 0-byte file, a gzip of nothing)
+EMPTY = "empty: no tar data"
+
 # The header fields read: name, size, checksum, type flag, ustar magic, ustar name prefix.
 _HEADER = struct.Struct("100s24x12s12x8sc100x5s83x155s")
 
@@ -227,8 +230,12 @@ def iter_members(
     by_name = min(CHUNK, max_bytes)  # members larger than this are told by their name
     long_name: str | None = None
     pax: dict[str, str] = {}
+    first = True
     while True:
         header = source.block()
+        if not header and first:  # not even an end-of-archive marker: a failed transfer
+            raise TarFormatError(EMPTY)
+        first = False
         if not header or header == _ZERO_BLOCK:
             return  # end-of-archive marker (or a bare end of stream)
         name_field, size_field, checksum_field, kind, magic, prefix = _HEADER.unpack_from(header)

@@ -465,25 +465,26 @@
 {%- endmacro %}
 
 {#
-    A post_hook of every table a build fills (dbt_project.yml) that another model or a snapshot
-    reads: when this build created the table, or replaced it whole (a table model, the first
-    build or a --full-refresh of an incremental one), its planner statistics are gathered before
-    the models that read it are planned. Without them those plans depended on whether
-    autovacuum, which analyzes a new table up to a minute or more after its commit, had come by
-    yet: at 1M users a full build ran engagement_by_program in 16.8 s with advocacy_programs and
-    brand analyzed (by autovacuum, 13-14 s earlier) and tasks_completed not yet; with autovacuum
-    off (none of them analyzed) the same model had not finished after 5 minutes; with this hook
-    and autovacuum off the whole build took its usual time (bench/analysis.md, nineteenth pass).
+    A post_hook of every model table (dbt_project.yml) that another model or a snapshot reads
+    (the snapshot itself is read by none): when this build created the table, or replaced it
+    whole (a table model, the first build or a --full-refresh of an incremental one), its
+    planner statistics are gathered before the models that read it are planned. Without them
+    those plans depended on whether autovacuum, which analyzes a new table up to a minute or
+    more after its commit, had come by yet: at 1M users a full build ran engagement_by_program
+    in 16.8 s with advocacy_programs and brand analyzed (by autovacuum, 13-14 s earlier) and
+    tasks_completed not yet; with autovacuum off (none of them analyzed) the same model had not
+    finished after 5 minutes; with this hook and autovacuum off the whole build took its usual
+    time (bench/analysis.md, nineteenth pass).
 
     "Created or replaced in this transaction": the table's pg_class row was written by it (a
     CREATE TABLE, or the rename of the rebuilt table into place). An incremental build inserts
     and deletes rows and writes no pg_class row, so it gathers nothing: a few changed rows
     leave the statistics as they were (autovacuum's thresholds decide, as before). A table no
-    model reads (the analysis models the report and exports read) is left to autovacuum. Elsewhere
-    it renders nothing, and dbt runs no hook.
+    model reads (the analysis models the report and exports read) is left to autovacuum.
+    Elsewhere it renders nothing, and dbt runs no hook.
 #}
 {% macro analyze_when_built_whole() -%}
-    {%- if execute and target.type == 'postgres' and config.get('materialized') in ('table', 'incremental', 'snapshot')
+    {%- if execute and target.type == 'postgres' and config.get('materialized') in ('table', 'incremental')
         and is_read_by_a_build(model.unique_id) -%}
         do $analyze$
         begin
