@@ -59,8 +59,30 @@ def parseable(docs: Docs) -> list[str]:
 
 
 def edited(data: bytes, tag: str) -> bytes:
+    """A new version of a user that moves rows of every analysis model, not only the user's own:
+    a new name and join month, and in the first program a brand shared with the other edits of
+    the same tag (brand and engagement_by_brand), its first task's counts and platform and its
+    sales (sums, rates, platforms, outliers), one task more (a child row added) and, when there
+    are several programs, the last one dropped (a child row and its tasks gone)."""
     document = json.loads(data)
     document["name"] = f"Edited {tag}"
+    document["joined_at"] = "2024-05-01T10:00:00Z" if tag != "twice" else "2023-11-30"
+    programs = document.get("advocacy_programs")
+    if not isinstance(programs, list) or not programs or not isinstance(programs[0], dict):
+        programs = document["advocacy_programs"] = [{"program_id": None, "tasks_completed": []}]
+    first = programs[0]
+    first["brand"] = f"Edited Brand {tag}"
+    first["total_sales_attributed"] = 4999.95 if tag != "twice" else "no-data"
+    tasks = first.get("tasks_completed")
+    if not isinstance(tasks, list):
+        tasks = first["tasks_completed"] = []
+    if tasks and isinstance(tasks[0], dict):
+        platform = "Instagram" if tag != "twice" else "??"
+        tasks[0].update({"likes": 499, "reach": 5000, "platform": platform})
+    added = {"task_id": None, "platform": "facebook", "likes": 7, "comments": 1, "shares": 2}
+    tasks.append({**added, "reach": 50})
+    if len(programs) > 1:
+        programs.pop()
     return json.dumps(document, indent=4).encode()
 
 
