@@ -206,6 +206,39 @@ def test_success_message_attaches_existing_files_only(tmp_path: Path) -> None:
     }
 
 
+def test_success_message_counts_deletes_and_keyless_documents_when_there_are_any() -> None:
+    summary = {
+        "batch_id": 4,
+        "files_seen": 9,
+        "loaded": 1,
+        "repaired": 0,
+        "quarantined": 0,
+        "skipped": 0,
+        "unchanged": 8,
+        "deleted": 0,
+        "keyless": 0,
+        "steps": {},
+    }
+    lines = success_message(summary).body.splitlines()
+    assert [line.split()[0] for line in lines[3:]] == [
+        "files",
+        "loaded",
+        "unchanged",
+        "quarantined",
+        "skipped",
+    ]
+    body = success_message(summary | {"deleted": 2, "keyless": 1}).body
+    assert body.splitlines()[3:] == [
+        "  files seen           9",
+        "  loaded               1  (repaired 0)",
+        "  unchanged            8",
+        "  quarantined          0",
+        "  skipped              0",
+        "  deleted              2  (a complete dump: current documents it did not hold)",
+        "  keyless              1  (loaded with no usable key: identified by content)",
+    ]
+
+
 def test_deliver_logs_and_goes_on_when_channels_fail(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:

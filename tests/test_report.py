@@ -113,24 +113,30 @@ def test_report_is_self_contained(report: ReportResult) -> None:
 
 
 @pytest.mark.slow
-def test_report_shows_the_run_summary(real_built: Settings, report: ReportResult) -> None:
-    page = report.path.read_text()
-    stats = {
+def _stats(page: str) -> dict[str, str]:
+    """The report's stat tiles: label -> value."""
+    return {
         label: value
         for value, label in re.findall(
             r'<div class="value">([^<]+)</div><div class="label">([^<]+)</div>', page
         )
     }
+
+
+def test_report_shows_the_run_summary(real_built: Settings, report: ReportResult) -> None:
+    page = report.path.read_text()
+    stats = _stats(page)
     assert {
         k: stats[k]
         for k in ("files seen", "loaded", "repaired", "quarantined", "skipped", "unchanged")
-    } == {
+    } | {"deleted": stats["deleted"]} == {
         "files seen": "10,000",
         "loaded": "10,000",
         "repaired": "222",
         "quarantined": "0",
         "skipped": "0",
         "unchanged": "0",
+        "deleted": "—",  # a partial dump: it cannot delete
     }
     headings = re.findall(r"<h2>([^<]+)</h2>", page)
     assert headings == [
@@ -596,3 +602,17 @@ def test_report_quality_headline_is_over_the_current_records_not_the_latest_batc
         ("task", 5, 0),
         ("user", 5, 2),
     ]
+    # a complete dump without user_3: the run summary counts the document it deleted, and the
+    # batches table says so per batch, "—" where a partial dump could delete nothing
+    (data / "user_3.json").unlink()
+    sixth = pipeline.run_pipeline(settings, data, notify=False, full=True)
+    assert (sixth.ingest.deleted, sixth.ingest.unchanged, sixth.ingest.quarantined) == (1, 3, 1)
+    page = (settings.out_dir / "report.html").read_text()
+    assert _stats(page)["deleted"] == "1"
+    [lead] = re.findall(
+        r'<section id="summary">\s*<h2>Run summary</h2>\s*<p class="lead">(.*?)</p>', page, re.S
+    )
+    assert "a complete dump (--full: the current documents it did not hold are deleted)" in lead
+    rows = re.findall(r"<tr><td>#(\d+)</td>(.*?)</tr>", page, re.S)
+    deleted = [(int(n), re.findall(r'<td class="n">([^<]*)</td>', cells)[-1]) for n, cells in rows]
+    assert deleted == [(6, "1"), (5, "—"), (4, "—"), (3, "—"), (2, "—"), (1, "—")]
