@@ -571,19 +571,24 @@ def test_split_records_real_dataset(real_data: Path) -> None:
 
 
 def test_field_profile_chart_one_bar_per_defect_class(small_dump: Path) -> None:
+    """One bar per class, in the vocabulary's order and in the colours of the report's defects
+    chart (charts.defect_colours)."""
     profile = explore.profile_fields(OPTIONS, small_dump)
-    fig = charts.field_profile_chart([part for p in profile for part in p.defect_rows()])
-    assert [t.name for t in fig.data] == [
-        "usable",
-        "missing",
-        "placeholder",
-        "empty",
-        "number",
-        "not-a-number",
-        "negative",
+    parts = [part for p in profile for part in p.defect_rows()]
+    vocabulary = load_rules(OPTIONS.dbt_project_dir).classes
+    fig = charts.field_profile_chart(parts, vocabulary)
+    classes = ["missing", "empty", "placeholder", "number", "not-a-number", "negative"]
+    assert [t.name for t in fig.data] == ["usable", *classes]
+    place = list(vocabulary)
+    assert [t.marker.color for t in fig.data] == [
+        charts.COLOURS["good"],
+        *(charts.DEFECT_COLOURS[place.index(c)] for c in classes),
     ]
     assert list(fig.data[0].y) == [p.field for p in reversed(profile)]
-    assert list(fig.data[2].x)[-3:] == [0.5, 0.5, 0.0]  # user.email, user.name, user.user_id
+    assert list(fig.data[3].x)[-3:] == [0.5, 0.5, 0.0]  # placeholder: email, name, user_id
+    # without the vocabulary: the classes by name
+    names = [t.name for t in charts.field_profile_chart(parts).data]
+    assert names == ["usable", *sorted(classes)]
 
 
 def test_distributions_chart_bins_each_measure() -> None:

@@ -21,6 +21,7 @@ from PIL import Image
 
 from duel import charts, pipeline, read
 from duel.charts.look import frame
+from duel.defects import load_rules
 from duel.report import (
     ATTRIBUTION_GROUPS,
     ATTRIBUTION_ROWS,
@@ -30,6 +31,7 @@ from duel.report import (
     ReportResult,
     build_report,
     build_tables,
+    defect_vocabulary,
     environment,
     read_models,
 )
@@ -210,12 +212,69 @@ def test_charts_give_each_platform_one_colour() -> None:
     ] == ["#C13584", "#11A39B", "#1877F2", "#9AA0A6", "#E3A21A"]
 
 
+def _quality_rows(defects: dict[str, int]) -> pd.DataFrame:
+    """data_quality of one batch of 10 tasks: the "(all fields)" row and one row per defect."""
+    rows = [
+        {"batch_id": 1, "record_type": "task", "field": charts.ALL_FIELDS, "defect": None}
+        | {"defect_count": None, "records": 10, "records_affected": 5}
+    ]
+    rows += [
+        {"batch_id": 1, "record_type": "task", "field": "likes", "defect": defect}
+        | {"defect_count": count, "records": 10, "records_affected": None}
+        for defect, count in defects.items()
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_charts_give_each_defect_class_its_colour_by_the_vocabulary() -> None:
+    """A class's colour is its place in the project's vocabulary, whichever classes the data has,
+    and the legend follows the vocabulary; a class outside it comes after, by name."""
+    vocabulary = ["missing", "wrong-type", "empty", "placeholder"]
+    colours = charts.DEFECT_COLOURS
+
+    def drawn(defects: dict[str, int], classes: list[str] | None) -> list[tuple[str, str]]:
+        fig = charts.defects_by_field_chart(_quality_rows(defects), classes=classes)
+        return [(trace.name, trace.marker.color) for trace in fig.data]
+
+    assert drawn({"placeholder": 2, "quarantined:x": 1, "missing": 3}, vocabulary) == [
+        ("missing", colours[0]),
+        ("placeholder", colours[3]),
+        ("quarantined:x", colours[4]),
+    ]
+    assert drawn({"placeholder": 1}, vocabulary) == [("placeholder", colours[3])]
+    # read_models keeps the vocabulary with the frame: the chart takes it from there
+    quality = _quality_rows({"empty": 1, "missing": 1})
+    quality.attrs[charts.DEFECT_CLASSES_ATTR] = tuple(vocabulary)
+    assert [t.marker.color for t in charts.defects_by_field_chart(quality).data] == [
+        colours[0],
+        colours[2],
+    ]
+    # no vocabulary: by name
+    assert drawn({"placeholder": 1, "empty": 2}, None) == [
+        ("empty", colours[0]),
+        ("placeholder", colours[1]),
+    ]
+
+
+def test_report_reads_the_defect_vocabulary_of_the_project(settings: Settings) -> None:
+    vocabulary = defect_vocabulary(settings)
+    assert vocabulary == tuple(load_rules(settings.dbt_project_dir).classes)
+    assert vocabulary[:3] == ("missing", "wrong-type", "empty")
+    elsewhere = settings.with_overrides(dbt_project_dir=Path("/nonexistent/dbt"))
+    assert defect_vocabulary(elsewhere) == ()
+
+
 def test_report_template_escapes_data() -> None:
     env = environment()
     assert env.autoescape("report.html.j2") is True  # type: ignore[operator]
     assert (
         env.from_string("<td>{{ name }}</td>").render(name="<script>x</script>")
         == "<td>&lt;script&gt;x&lt;/script&gt;</td>"
+    )
+    # a long name may wrap after its underscores and colons; the data stays escaped
+    assert (
+        env.from_string("<td>{{ name | breakable }}</td>").render(name="<b>total_sales:x")
+        == "<td>&lt;b&gt;total_<wbr>sales:<wbr>x</td>"
     )
 
 

@@ -23,11 +23,11 @@ from typing import Any
 import pandas as pd
 import psycopg
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from psycopg import sql
 
-from duel import __version__, charts, read
-from duel.exceptions import StepFailed
+from duel import __version__, charts, defects, read
+from duel.exceptions import ConfigError, StepFailed
 from duel.settings import Settings
 
 SCHEMA = "dbt_analysis"
@@ -173,7 +173,7 @@ def read_models(settings: Settings) -> dict[str, pd.DataFrame]:
     "attribution_listed"), or sums in the database ("attribution_sums")."""
     with read.snapshot(settings, "report") as conn:
         _check_models(conn)
-        return {
+        models = {
             "overview": _fetch(conn, "overview"),
             "batches": _fetch(conn, "ingest_batches", order_by=("batch_id",)),
             "quality": _fetch(
@@ -200,6 +200,18 @@ def read_models(settings: Settings) -> dict[str, pd.DataFrame]:
             "attribution_sums": _fetch_attribution_sums(conn),
             "outliers": _fetch_points(conn, "sales_outliers", (), SCORED, keep=OUTLIERS),
         }
+    models["quality"].attrs[charts.DEFECT_CLASSES_ATTR] = defect_vocabulary(settings)
+    return models
+
+
+def defect_vocabulary(settings: Settings) -> tuple[str, ...]:
+    """The project's defect classes in order (vars.defect_classes), which give each class its
+    colour in the charts; none when the dbt project cannot be read (the colours then follow the
+    classes' names)."""
+    try:
+        return tuple(defects.load_rules(settings.dbt_project_dir).classes)
+    except ConfigError:
+        return ()
 
 
 def build_figures(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
@@ -451,6 +463,13 @@ def _number(value: Any, digits: int = 0) -> str:
     return str(value)
 
 
+def _breakable(value: Any) -> Markup:
+    """A name (total_sales_attributed, quarantined:repair-incomplete) that may wrap after its
+    underscores and colons, escaped: in a half-width card a name without spaces would otherwise
+    push the numbers beside it out of sight."""
+    return escape(value).replace("_", Markup("_<wbr>")).replace(":", Markup(":<wbr>"))
+
+
 def _duration(value: Any) -> str:
     """Seconds as a reader wants them: one decimal, two under a second (a batch of a few files
     takes 0.03 s, not "0.0 s"), "< 0.01 s" below that."""
@@ -484,7 +503,9 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(number=_number, percent=_percent, when=_when, duration=_duration)
+    env.filters.update(
+        number=_number, percent=_percent, when=_when, duration=_duration, breakable=_breakable
+    )
     return env
 
 

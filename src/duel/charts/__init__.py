@@ -3,7 +3,8 @@
 Each builder takes the rows of one `dbt_analysis` model (a list of dicts as from
 `duel.read.fetch_rows`, or a DataFrame as from `duel.read.read_frame`) and returns a
 `plotly.graph_objects.Figure`; nothing here touches the database. Colours are fixed per platform
-(`PLATFORM_COLOURS`) and per series (`COLOURS`), so a platform has one colour in every chart. An
+(`PLATFORM_COLOURS`), per defect class (`defect_colours`, by the project's vocabulary) and per
+series (`COLOURS`), so a platform or a defect class has one colour in every chart. An
 empty input gives a figure that says "no data" instead of failing. The look is in `look`, the
 run and quality charts in `quality`, the results in `results`, the pre-load exploration in
 `exploration`; every builder is importable from here.
@@ -16,17 +17,20 @@ from duel.charts.exploration import distributions_chart, field_profile_chart, re
 from duel.charts.look import (
     ALL_FIELDS,
     COLOURS,
+    DEFECT_COLOURS,
     PLATFORM_COLOURS,
     SEQUENCE,
     STATUS_COLOURS,
     UNKNOWN,
     Rows,
+    defect_colours,
     empty_chart,
     frame,
     platform_colour,
     style,
 )
 from duel.charts.quality import (
+    DEFECT_CLASSES_ATTR,
     clean_share_chart,
     current_documents,
     current_quality,
@@ -51,6 +55,8 @@ __all__ = [
     "ALL_FIELDS",
     "COLOURS",
     "COVERAGE",
+    "DEFECT_CLASSES_ATTR",
+    "DEFECT_COLOURS",
     "MEASURES",
     "PLATFORM_COLOURS",
     "SEQUENCE",
@@ -63,6 +69,7 @@ __all__ = [
     "coverage_chart",
     "current_documents",
     "current_quality",
+    "defect_colours",
     "defects_by_field_chart",
     "distributions_chart",
     "empty_chart",

@@ -7,20 +7,22 @@ from collections.abc import Iterable, Mapping
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from duel.charts.look import COLOURS, SEQUENCE, Rows, empty_chart, frame, style
+from duel.charts.look import COLOURS, SEQUENCE, Rows, defect_colours, empty_chart, frame, style
 
 
-def field_profile_chart(parts: Rows) -> go.Figure:
+def field_profile_chart(parts: Rows, classes: Iterable[str] = ()) -> go.Figure:
     """explore.FieldProfile.defect_rows() rows (field, part, values, rows): per field, the share
-    of usable values and of each of dbt's defect classes, stacked."""
+    of usable values and of each of dbt's defect classes, stacked. `classes`, the project's
+    vocabulary (defects.Rules.classes), gives each class its colour and place, the colours of
+    the report's defects chart."""
     data = frame(parts)
     if data.empty:
         return empty_chart("no documents")
     fields = list(dict.fromkeys(data["field"]))[::-1]
-    names = list(dict.fromkeys(["usable", *data["part"]]))
-    colours = iter(SEQUENCE[1:] * 2)
+    colours = {"usable": COLOURS["good"]}
+    colours |= defect_colours((p for p in data["part"] if p != "usable"), classes)
     fig = go.Figure()
-    for part in names:
+    for part in colours:
         rows = data[data["part"] == part].set_index("field").reindex(fields)
         share = rows["values"] / rows["rows"].where(rows["rows"] > 0)
         fig.add_bar(
@@ -28,7 +30,7 @@ def field_profile_chart(parts: Rows) -> go.Figure:
             x=share.fillna(0),
             name=part,
             orientation="h",
-            marker_color=COLOURS["good"] if part == "usable" else next(colours),
+            marker_color=colours[part],
             customdata=rows[["values"]].fillna(0),
             hovertemplate="%{y}<br>" + part + ": %{customdata[0]:,} (%{x:.1%})<extra></extra>",
         )

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pandas as pd
+import plotly.colors
 import plotly.graph_objects as go
 
 Rows = Iterable[Mapping[str, Any]] | pd.DataFrame
@@ -50,6 +51,10 @@ SEQUENCE = [
     "#A0522D",
     "#9BBF4A",
 ]
+# One colour per defect class, by the class's place in the project's vocabulary
+# (vars.defect_classes): plotly's 24 distinct colours, so the 18 classes never share one and a
+# class keeps its colour from one report to the next, whichever classes the data has.
+DEFECT_COLOURS = tuple(plotly.colors.qualitative.Dark24)
 UNKNOWN = "unknown"
 SUBTITLED_TOP = 110  # the top margin of a chart with a title and a subtitle, in pixels
 ALL_FIELDS = "(all fields)"  # data_quality's per-record-type summary row
@@ -67,6 +72,20 @@ def frame(rows: Rows) -> pd.DataFrame:
         if len(known) and isinstance(known.iloc[0], Decimal):
             data[column] = values.astype("float64")  # None -> NaN; float() of each, in C
     return data
+
+
+def defect_colours(present: Iterable[str], vocabulary: Iterable[str]) -> dict[str, str]:
+    """A colour for each defect class `present`, in the vocabulary's order: its place in
+    `vocabulary` (the project's defect classes, in order) says which; a class outside it (a
+    file's "quarantined:<reason>") takes the next colours, in name order."""
+    shown = set(present)
+    order = list(dict.fromkeys(vocabulary))
+    order += sorted(shown - set(order))
+    return {
+        defect: DEFECT_COLOURS[place % len(DEFECT_COLOURS)]
+        for place, defect in enumerate(order)
+        if defect in shown
+    }
 
 
 def platform_colour(platform: object) -> str:

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pandas as pd
 import plotly.graph_objects as go
 
-from duel.charts.look import ALL_FIELDS, SEQUENCE, STATUS_COLOURS, Rows, empty_chart, frame, style
+from duel.charts.look import (
+    ALL_FIELDS,
+    SEQUENCE,
+    STATUS_COLOURS,
+    Rows,
+    defect_colours,
+    empty_chart,
+    frame,
+    style,
+)
+
+# where read_models keeps the project's defect vocabulary on the data_quality frame
+DEFECT_CLASSES_ATTR = "defect_classes"
 
 
 def _by_batch(rows: Rows) -> tuple[pd.DataFrame, list[str]]:
@@ -102,12 +116,20 @@ def current_documents(summary: Rows) -> dict[str, int | float] | None:
     return {"records": records, "clean_records": clean, "clean_share": clean / records}
 
 
-def defects_by_field_chart(quality: Rows, batch_id: int | None = None) -> go.Figure:
+def defects_by_field_chart(
+    quality: Rows, batch_id: int | None = None, classes: Iterable[str] | None = None
+) -> go.Figure:
     """data_quality: defect counts per record_type.field and defect class, over all current
     records (default) or the records one batch made current.
 
-    The model's "(all fields)" summary rows are left out (clean_share_chart plots them).
+    The model's "(all fields)" summary rows are left out (clean_share_chart plots them). Each
+    class has its colour and its place in the legend by its place in `classes`, the project's
+    vocabulary (default: `quality.attrs["defect_classes"]`, which report.read_models sets), so a
+    class looks the same in every report.
     """
+    if classes is None:
+        classes = getattr(quality, "attrs", {}).get(DEFECT_CLASSES_ATTR, ())
+    vocabulary = list(classes)
     data = frame(quality)
     if data.empty:
         return empty_chart("no defects recorded")
@@ -121,13 +143,15 @@ def defects_by_field_chart(quality: Rows, batch_id: int | None = None) -> go.Fig
     data["where"] = data["record_type"].astype(str) + "." + data["field"].astype(str)
     order = data.groupby("where")["defect_count"].sum().sort_values().index.tolist()
     fig = go.Figure()
-    for i, (defect, part) in enumerate(data.groupby("defect", sort=True)):
+    data["defect"] = data["defect"].astype(str)
+    for defect, colour in defect_colours(data["defect"].unique(), vocabulary).items():
+        part = data[data["defect"] == defect]
         fig.add_bar(
             y=part["where"],
             x=part["defect_count"],
-            name=str(defect),
+            name=defect,
             orientation="h",
-            marker_color=SEQUENCE[i % len(SEQUENCE)],
+            marker_color=colour,
             customdata=part[["defect_share", "records"]].fillna(0) * [100, 1],
             hovertemplate="%{y}<br>"
             + str(defect)
@@ -138,7 +162,19 @@ def defects_by_field_chart(quality: Rows, batch_id: int | None = None) -> go.Fig
         xaxis_title="records with the defect",
         yaxis={"categoryorder": "array", "categoryarray": order},
     )
-    return style(fig, f"Defects per field ({scope})", height=max(340, 26 * len(order) + 150))
+    styled = style(fig, f"Defects per field ({scope})", height=max(340, 26 * len(order) + 150))
+    # the classes in a column beside the bars, in the vocabulary's order: a dump with many
+    # classes (18 in the vocabulary) would push a legend on top into the title
+    return styled.update_layout(
+        legend={
+            "orientation": "v",
+            "x": 1.01,
+            "xanchor": "left",
+            "y": 1,
+            "yanchor": "top",
+            "traceorder": "normal",
+        }
+    )
 
 
 def clean_share_chart(quality: Rows) -> go.Figure:
