@@ -138,7 +138,7 @@ def test_report_shows_the_run_summary(real_built: Settings, report: ReportResult
         "quarantined": "0",
         "skipped": "0",
         "unchanged": "0",
-        "deleted": "—",  # a partial dump: it cannot delete
+        "deleted": "—",  # loaded without --full: it cannot delete
     }
     headings = re.findall(r"<h2>([^<]+)</h2>", page)
     assert headings == [
@@ -662,7 +662,7 @@ def test_report_quality_headline_is_over_the_current_records_not_the_latest_batc
         ("user", 5, 2),
     ]
     # a complete dump without user_3: the run summary counts the document it deleted, and the
-    # batches table says so per batch, "—" where a partial dump could delete nothing
+    # batches table says so per batch, "—" where a dump loaded without --full deleted nothing
     (data / "user_3.json").unlink()
     sixth = pipeline.run_pipeline(settings, data, notify=False, full=True)
     assert (sixth.ingest.deleted, sixth.ingest.unchanged, sixth.ingest.quarantined) == (1, 3, 1)
