@@ -210,6 +210,13 @@ def test_charts_give_each_platform_one_colour() -> None:
     assert [
         charts.platform_colour(p) for p in ("instagram", "tiktok", "facebook", None, "myspace")
     ] == ["#C13584", "#11A39B", "#1877F2", "#9AA0A6", "#E3A21A"]
+    # the report's tables mark a platform with the charts' colour, an unexpected one too
+    row = environment().from_string("{{ platform | platform_colour }}")
+    assert [row.render(platform=p) for p in ("tiktok", None, "myspace")] == [
+        "#11A39B",
+        "#9AA0A6",
+        "#E3A21A",
+    ]
 
 
 def _quality_rows(defects: dict[str, int]) -> pd.DataFrame:

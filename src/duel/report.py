@@ -504,7 +504,12 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        number=_number, percent=_percent, when=_when, duration=_duration, breakable=_breakable
+        number=_number,
+        percent=_percent,
+        when=_when,
+        duration=_duration,
+        breakable=_breakable,
+        platform_colour=charts.platform_colour,  # the charts' colours, in the tables too
     )
     return env
 
