@@ -178,65 +178,47 @@ members as (
 ),
 
 -- exact medians (numeric, not the float of percentile_cont): the middle value, or the mean of
--- the two middle values
-ordered as (
-
-    select
-        *,
-        row_number() over (partition by peer_group_key order by total_sales_attributed) as position
-    from members
-
-),
-
+-- the two middle values (macros/portable.sql, group_medians)
 medians as (
 
-    select
-        peer_group_key,
-        avg(total_sales_attributed) as median
-
-    from ordered
-    where position in (
-        {{ integer_divide('peer_group_size + 1', 2) }},
-        {{ integer_divide('peer_group_size + 2', 2) }}
-    )
-    group by 1
+    {{ group_medians('members', 'peer_group_key', 'peer_group_size', 'total_sales_attributed') }}
 
 ),
 
 deviations as (
 
     select
-        ordered.peer_group_key,
-        ordered.peer_group_size,
-        abs(ordered.total_sales_attributed - medians.median) as deviation,
-        row_number() over (
-            partition by ordered.peer_group_key
-            order by abs(ordered.total_sales_attributed - medians.median)
-        ) as deviation_position
+        members.peer_group_key,
+        members.peer_group_size,
+        abs(members.total_sales_attributed - medians.median) as deviation
 
-    from ordered
+    from members
     inner join medians
-        on ordered.peer_group_key = medians.peer_group_key
+        on members.peer_group_key = medians.peer_group_key
+
+),
+
+deviation_medians as (
+
+    {{ group_medians(
+        'deviations', 'peer_group_key', 'peer_group_size', 'deviation',
+        median_as='median_absolute_deviation',
+        aggregates=[['avg(deviation)', 'mean_absolute_deviation']]
+    ) }}
 
 ),
 
 spreads as (
 
     select
-        deviations.peer_group_key,
+        medians.peer_group_key,
         medians.median,
-        avg(deviations.deviation) filter (
-            where deviations.deviation_position in (
-                {{ integer_divide('deviations.peer_group_size + 1', 2) }},
-                {{ integer_divide('deviations.peer_group_size + 2', 2) }}
-            )
-        ) as median_absolute_deviation,
-        avg(deviations.deviation) as mean_absolute_deviation
+        deviation_medians.median_absolute_deviation,
+        deviation_medians.mean_absolute_deviation
 
-    from deviations
-    inner join medians
-        on deviations.peer_group_key = medians.peer_group_key
-    group by 1, 2
+    from medians
+    inner join deviation_medians
+        on medians.peer_group_key = deviation_medians.peer_group_key
 
 ),
 

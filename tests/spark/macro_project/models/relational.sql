@@ -1,5 +1,6 @@
 -- Relational steps and arithmetic: lateral_lookup, distinct_on, in_computed_list,
--- select_computed_once, integer_divide, truncate_number. One row per construct and key.
+-- select_computed_once, integer_divide, truncate_number, group_medians. One row per construct
+-- and key.
 with
 
 outer_rows as (
@@ -33,6 +34,41 @@ numbers as (
     select '-7' as whole_item, -7 as whole, '-2.7' as fraction_item, {{ cast_as("'-2.7'", 'numeric') }} as fraction
     union all
     select '6' as whole_item, 6 as whole, '3' as fraction_item, {{ cast_as("'3'", 'numeric') }} as fraction
+
+),
+
+-- groups of odd and even size, ties, one value, values in no order; `size` on every row
+sample as (
+
+    select 'odd' as grp, 3 as size, {{ cast_as("'3.5'", 'numeric') }} as amount
+    union all
+    select 'odd' as grp, 3 as size, {{ cast_as("'1'", 'numeric') }} as amount
+    union all
+    select 'odd' as grp, 3 as size, {{ cast_as("'2.25'", 'numeric') }} as amount
+    union all
+    select 'even' as grp, 4 as size, {{ cast_as("'4'", 'numeric') }} as amount
+    union all
+    select 'even' as grp, 4 as size, {{ cast_as("'1'", 'numeric') }} as amount
+    union all
+    select 'even' as grp, 4 as size, {{ cast_as("'3'", 'numeric') }} as amount
+    union all
+    select 'even' as grp, 4 as size, {{ cast_as("'2'", 'numeric') }} as amount
+    union all
+    select 'ties' as grp, 4 as size, {{ cast_as("'5'", 'numeric') }} as amount
+    union all
+    select 'ties' as grp, 4 as size, {{ cast_as("'1'", 'numeric') }} as amount
+    union all
+    select 'ties' as grp, 4 as size, {{ cast_as("'5'", 'numeric') }} as amount
+    union all
+    select 'ties' as grp, 4 as size, {{ cast_as("'5'", 'numeric') }} as amount
+    union all
+    select 'one' as grp, 1 as size, {{ cast_as("'-7.5'", 'numeric') }} as amount
+
+),
+
+medians as (
+
+    {{ group_medians('sample', 'grp', 'size', 'amount', aggregates=[['max(amount)', 'largest']]) }}
 
 ),
 
@@ -98,6 +134,18 @@ final as (
         fraction_item as item,
         {{ cast_as(truncate_number('fraction'), 'numeric(12, 2)') }} as result
     from numbers
+    union all
+    select
+        'group_medians' as construct,
+        grp as item,
+        {{ cast_as('median', 'numeric(12, 2)') }} as result
+    from medians
+    union all
+    select
+        'group_medians, aggregate' as construct,
+        grp as item,
+        {{ cast_as('largest', 'numeric(12, 2)') }} as result
+    from medians
 
 )
 
