@@ -291,6 +291,12 @@ def dump_options(func: F) -> F:
         help="How documents are identified: top-level fields and/or @file, the first usable wins.",
     )(func)
     func = click.option(
+        "--allow-new-layout",
+        is_flag=True,
+        help="Load a dump whose files moved to another folder depth as new documents "
+        "(refused otherwise: its users would be loaded a second time).",
+    )(func)
+    func = click.option(
         "--allow-mass-delete",
         is_flag=True,
         help="With --full: allow deleting more than half of the current documents.",
@@ -325,6 +331,7 @@ def ingest(
     engine: str,
     full: bool,
     allow_mass_delete: bool,
+    allow_new_layout: bool,
     document_key: str | None,
 ) -> None:
     """Load DATA into raw: an archive (.tar, .tar.gz/.tgz, .tar.bz2/.tbz2, .tar.xz/.txz, .zip,
@@ -361,7 +368,13 @@ def ingest(
         result = spark_ingest(settings, data)
     else:
         database_stage(settings, data, demo)
-        result = ingest_stage(settings, data, full=full, allow_mass_delete=allow_mass_delete)
+        result = ingest_stage(
+            settings,
+            data,
+            full=full,
+            allow_mass_delete=allow_mass_delete,
+            allow_new_layout=allow_new_layout,
+        )
     if as_json:
         click.echo(json.dumps(result.summary()))
     else:
@@ -625,6 +638,7 @@ def run(
     strict: bool,
     full: bool,
     allow_mass_delete: bool,
+    allow_new_layout: bool,
     document_key: str | None,
     force: bool,
 ) -> None:
@@ -647,7 +661,12 @@ def run(
 
     settings = _settings(ctx).with_overrides(document_key=document_key)
     outcome = run_pipeline(
-        settings, data, full=full, allow_mass_delete=allow_mass_delete, force=force
+        settings,
+        data,
+        full=full,
+        allow_mass_delete=allow_mass_delete,
+        allow_new_layout=allow_new_layout,
+        force=force,
     )
     if as_json:
         click.echo(json.dumps(outcome.summary()))

@@ -112,6 +112,18 @@ class MassDelete(DuelError):
         super().__init__(message, deleting=deleting, current=current, **context)
 
 
+class LayoutChanged(DuelError):
+    """A dump's files moved to another folder depth: most of its new documents are current
+    documents under another path (duel.layout); nothing was written."""
+
+    moved: int
+    checked: int
+    new: int
+
+    def __init__(self, message: str, *, moved: int, checked: int, new: int, **context: Any) -> None:
+        super().__init__(message, moved=moved, checked=checked, new=new, **context)
+
+
 class ServerError(DuelError):
     """The embedded Postgres server could not be started, stopped or found."""
 

@@ -30,8 +30,14 @@ from psycopg import postgres
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
-from duel import __version__, db, deletes, listing
-from duel.exceptions import DatabaseRefused, DatabaseUnavailable, LockTimeout, MassDelete
+from duel import __version__, db, deletes, layout, listing
+from duel.exceptions import (
+    DatabaseRefused,
+    DatabaseUnavailable,
+    LayoutChanged,
+    LockTimeout,
+    MassDelete,
+)
 from duel.identity import CONTENT_PREFIX, KeyRule, key_rule
 from duel.parse import KNOWN, Outcome, SeenKeys, read_chunks, reclassify
 from duel.repair import Parsed
@@ -147,6 +153,8 @@ class _Batch:
         # not among them is still as the read stage saw it (no other ingest writes meanwhile:
         # the ingest lock, and a shard's keys are its own), so it is not looked up again
         self.moved = SeenKeys() if self.seen is None else None
+        # the new file documents (duel.layout): none can be a move when the database was empty
+        self.new = layout.NewDocuments()
 
     def write_chunk(self, chunk: list[Outcome]) -> None:
         """Write a chunk under a savepoint. If the database refuses a value in it (a data
@@ -251,7 +259,10 @@ class _Batch:
             self.moved.check_and_add(moves)
         existing = self._existing_versions([o for o in new_docs.values() if o.key in known])
         self._copy_documents([o for key, o in new_docs.items() if key not in existing])
-        self._insert_current([o for key, o in moves.items() if key not in known])
+        inserted = [o for key, o in moves.items() if key not in known]
+        self._insert_current(inserted)
+        if self.seen is None:
+            self.new.add([o.key for o in inserted if o.key is not None])
         self._move_current([o for key, o in moves.items() if key in known])
         self._store_quarantine(quarantined)
         self._copy_ledger(ledger)
@@ -528,12 +539,15 @@ def ingest(
     on_file: Callable[[int], None] | None = None,
     full: bool = False,
     allow_mass_delete: bool = False,
+    allow_new_layout: bool = False,
     keep: Callable[[Outcome], bool] | None = None,
 ) -> IngestResult:
     """Ingest `path` (or the given `files` taken from it) as one atomic batch. `full`: the dump
     holds every document, so current documents absent from it are deleted (duel.deletes), within
-    the same transaction; a refused mass delete writes nothing. `keep`: only the documents it
-    accepts are this batch's (a shard's share)."""
+    the same transaction; a refused mass delete writes nothing. A dump whose files moved to
+    another folder depth is refused, writing nothing, unless `allow_new_layout` (duel.layout;
+    not for a shard, which holds only part of the dump). `keep`: only the documents it accepts
+    are this batch's (a shard's share)."""
     if full and shard is not None:
         raise ValueError("a shard is not a complete dump: delete with duel.shards.delete_absent")
     rule = key_rule(settings)
@@ -590,6 +604,8 @@ def ingest(
                 except _ReadEverything:
                     plan = listing.read_everything(store.listing)
                     batch = load(store.files(plan.read), plan)
+            if shard is None:
+                layout.check(conn, batch_id, batch.new, allow=allow_new_layout)
             if full:
                 counts = batch.counts
                 batch.counts["deleted"] = deletes.tombstone_absent(
@@ -623,7 +639,7 @@ def ingest(
             path=source,
             reason=db.first_line(error),
         ) from None
-    except (LockTimeout, MassDelete):
+    except (LockTimeout, MassDelete, LayoutChanged):
         raise  # nothing was written, and there is nothing to record
     except Exception as error:
         _record_failure(settings, source, shard, f"{type(error).__name__}: {error}")

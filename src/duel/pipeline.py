@@ -127,6 +127,7 @@ def ingest_stage(
     *,
     full: bool = False,
     allow_mass_delete: bool = False,
+    allow_new_layout: bool = False,
     shard: str | None = None,
 ) -> IngestResult:
     """Ingest `data` as one batch, with a progress bar on stderr when it is a terminal (`full`:
@@ -136,7 +137,12 @@ def ingest_stage(
         if shard is not None:
             return shards.ingest_shard(settings, data, ShardSpec.parse(shard), on_file=advance)
         return ingest(
-            settings, data, on_file=advance, full=full, allow_mass_delete=allow_mass_delete
+            settings,
+            data,
+            on_file=advance,
+            full=full,
+            allow_mass_delete=allow_mass_delete,
+            allow_new_layout=allow_new_layout,
         )
 
 
@@ -274,6 +280,7 @@ def run_pipeline(
     notify: bool = True,
     full: bool = False,
     allow_mass_delete: bool = False,
+    allow_new_layout: bool = False,
     force: bool = False,
 ) -> RunOutcome:
     """Every stage in order, then the success notification (summary, report attached). When the
@@ -289,7 +296,13 @@ def run_pipeline(
     steps: list[StepResult] = []
     try:
         outcome = _run_stages(
-            settings, data, steps, full=full, allow_mass_delete=allow_mass_delete, force=force
+            settings,
+            data,
+            steps,
+            full=full,
+            allow_mass_delete=allow_mass_delete,
+            allow_new_layout=allow_new_layout,
+            force=force,
         )
     except Exception as error:
         if notify:
@@ -314,6 +327,7 @@ def _run_stages(
     *,
     full: bool,
     allow_mass_delete: bool,
+    allow_new_layout: bool,
     force: bool,
 ) -> RunOutcome:
     """Database up, ingest, transform, report, export; raises StepFailed naming the failed stage.
@@ -336,7 +350,13 @@ def _run_stages(
 
         def run_ingest() -> str:
             results.append(
-                ingest_stage(settings, data, full=full, allow_mass_delete=allow_mass_delete)
+                ingest_stage(
+                    settings,
+                    data,
+                    full=full,
+                    allow_mass_delete=allow_mass_delete,
+                    allow_new_layout=allow_new_layout,
+                )
             )
             return f"batch {results[0].batch_id}"
 

@@ -1,0 +1,109 @@
+"""The layout guard: a dump whose files moved to another folder depth is refused.
+
+A file's identity is its path inside the dump without the dump's own top folder
+(`duel.sources.identity_path`): `mixed/user_17.json` and `export-2025-07-24/user_17.json` are
+both `user_17.json`, so a renamed folder changes nothing. A dump repackaged one folder deeper
+(`day2/mixed/user_17.json`, identity `mixed/user_17.json`) or shallower has other identities for
+the same users: loaded as it is, each of them would be a new document, every user counted twice
+(and a `--full` run would delete the originals). The guard sees it in the batch's own
+transaction, before anything is committed: the new file documents of the batch whose path is
+the path of a current document with folders added or taken away at the front, where that
+current document is absent from the dump. When more than half of the new documents checked are
+such moves, the batch is refused (LayoutChanged, nothing written) unless the caller allows it.
+
+A batch that adds no new file document, and the first load of a database, cost nothing here.
+The check reads at most SAMPLE new documents (the first the batch added); finding the current
+documents they may be moves of reads each current key once (about a second at a million).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from duel.exceptions import LayoutChanged
+
+MOVED_SHARE = 0.5  # a batch whose new documents are more than this share of moves is refused
+SAMPLE = 1000  # new documents checked per batch: the first the batch added
+FILE_PREFIX = "file:"
+
+# The checked new keys that are a current document's path with folders added or taken away at
+# the front (compared by file name first, then by the path's end), that document not delivered
+# by this batch; with one example pair.
+_MOVES = """
+    create temporary table duel_moves on commit drop as
+    with new as (
+        select
+            key,
+            substr(key, 6) as path,
+            regexp_replace(key, '^file:(.*/)?', '') as name
+        from unnest(%(keys)s::text[]) as key
+    )
+    select new.key as new_key, current.document_key as current_key
+    from new
+    inner join raw.current_versions as current
+        on regexp_replace(current.document_key, '^file:(.*/)?', '') = new.name
+    where
+        left(current.document_key, 5) = 'file:'
+        and not current.is_deleted
+        and current.document_key <> new.key
+        and (
+            right(new.key, length(current.document_key) - 4)
+                = '/' || substr(current.document_key, 6)
+            or right(current.document_key, length(new.path) + 1) = '/' || new.path
+        )
+        and not exists (
+            select 1 from raw.batch_files as delivered
+            where delivered.batch_id = %(batch)s
+                and delivered.document_key = current.document_key
+        )
+"""
+
+
+class NewDocuments:
+    """The new file documents a batch adds: how many, and the first SAMPLE of their keys."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sample: list[str] = []
+
+    def add(self, keys: list[str]) -> None:
+        for key in keys:
+            if key.startswith(FILE_PREFIX):
+                self.count += 1
+                if len(self.sample) < SAMPLE:
+                    self.sample.append(key)
+
+
+def check(conn: psycopg.Connection[Any], batch_id: int, new: NewDocuments, *, allow: bool) -> int:
+    """Refuse the batch (LayoutChanged) when more than MOVED_SHARE of the checked new documents
+    are moves of current documents absent from it, unless `allow`; returns how many of the
+    checked new documents are moves. Runs in the batch's transaction, after its files are
+    written and before any delete."""
+    if not new.sample:
+        return 0
+    conn.execute(_MOVES, {"keys": new.sample, "batch": batch_id})
+    row = conn.execute(
+        "select count(distinct new_key),"
+        " (select array[new_key, current_key] from duel_moves order by new_key, current_key"
+        " limit 1)"
+        " from duel_moves"
+    ).fetchone()
+    moved, example = (int(row[0]), row[1]) if row else (0, None)
+    checked = len(new.sample)
+    if moved > MOVED_SHARE * checked and not allow and example is not None:
+        new_path, current_path = (key.removeprefix(FILE_PREFIX) for key in example)
+        of = f"the first {checked} of the " if checked < new.count else "the "
+        raise LayoutChanged(
+            f"refused: {moved} of {of}{new.count} new documents of this dump are current "
+            f"documents under another folder depth (its {new_path!r} is the current "
+            f"{current_path!r}; a document's identity is its path without the dump's top "
+            "folder), so loading it would add those users a second time; nothing was written. "
+            f"Package it as the earlier dumps were (one top folder, then {current_path}), or "
+            "run it again with --allow-new-layout to load them as new documents",
+            moved=moved,
+            checked=checked,
+            new=new.count,
+        )
+    return moved

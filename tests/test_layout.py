@@ -1,0 +1,153 @@
+"""The layout guard (duel.layout): a dump whose files moved to another folder depth is refused,
+in one line, writing nothing; other new documents load as before."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import query, run_cli
+from test_deletes import raw_counts
+
+from duel.exceptions import LayoutChanged
+from duel.layout import SAMPLE, NewDocuments
+from duel.load import ingest
+from duel.settings import Settings
+
+
+def dump(path: Path, names: range, folder: str = "mixed", name: str = "User {n}") -> Path:
+    """Files `folder/user_N.json` under `path` (folder may have several levels, or be '')."""
+    target = path / folder if folder else path
+    target.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        (target / f"user_{n}.json").write_text(
+            json.dumps({"user_id": None, "name": name.format(n=n)})
+        )
+    return path
+
+
+def test_a_dump_one_folder_deeper_is_refused_and_writes_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    ingest(settings, dump(tmp_path / "a", range(4)))  # identities user_N.json
+    before = raw_counts(settings)
+    with pytest.raises(LayoutChanged) as refused:
+        ingest(settings, dump(tmp_path / "b", range(4), folder="day2/mixed"))
+    assert str(refused.value) == (
+        "refused: 4 of the 4 new documents of this dump are current documents under another "
+        "folder depth (its 'mixed/user_0.json' is the current 'user_0.json'; a document's "
+        "identity is its path without the dump's top folder), so loading it would add those "
+        "users a second time; nothing was written. Package it as the earlier dumps were (one "
+        "top folder, then user_0.json), or run it again with --allow-new-layout to load them "
+        "as new documents"
+    )
+    assert (refused.value.moved, refused.value.checked, refused.value.new) == (4, 4, 4)
+    assert raw_counts(settings) == before
+
+
+def test_a_dump_one_folder_shallower_is_refused_too(settings: Settings, tmp_path: Path) -> None:
+    ingest(settings, dump(tmp_path / "a", range(3), folder="export/eu"))  # eu/user_N.json
+    with pytest.raises(
+        LayoutChanged,
+        match=r"^refused: 3 of the 3 new documents .* \(its "
+        r"'user_0.json' is the current 'eu/user_0.json'",
+    ):
+        ingest(settings, dump(tmp_path / "b", range(3)), full=True)
+    assert query(
+        settings, "select count(*), count(*) filter (where is_deleted) from raw.current_versions"
+    ) == [(3, 0)]
+
+
+def test_allow_new_layout_loads_them_as_new_documents(settings: Settings, tmp_path: Path) -> None:
+    ingest(settings, dump(tmp_path / "a", range(4)))
+    result = ingest(
+        settings, dump(tmp_path / "b", range(4), folder="day2/mixed"), allow_new_layout=True
+    )
+    assert (result.loaded, result.unchanged) == (4, 0)
+    assert query(settings, "select document_key from raw.current_versions order by 1") == [
+        ("file:mixed/user_0.json",),
+        ("file:mixed/user_1.json",),
+        ("file:mixed/user_2.json",),
+        ("file:mixed/user_3.json",),
+        ("file:user_0.json",),
+        ("file:user_1.json",),
+        ("file:user_2.json",),
+        ("file:user_3.json",),
+    ]
+
+
+def test_a_renamed_top_folder_and_new_users_load_as_before(
+    settings: Settings, tmp_path: Path
+) -> None:
+    ingest(settings, dump(tmp_path / "a", range(4)))
+    # the same users under another top folder, one changed, two new ones
+    again = dump(tmp_path / "b", range(1, 4), folder="export-2025-07-25")
+    dump(again, range(1), folder="export-2025-07-25", name="Renamed {n}")
+    dump(again, range(4, 6), folder="export-2025-07-25")
+    result = ingest(settings, again)
+    assert (result.loaded, result.unchanged) == (3, 3)
+
+
+def test_moves_of_documents_the_dump_still_holds_are_not_moves(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A new regional folder beside the files delivered as before: eu/user_0.json is new, and
+    user_0.json (its shorter form) is in the dump too, so nothing moved."""
+    ingest(settings, dump(tmp_path / "a", range(3), folder="x"))
+    both = dump(tmp_path / "b", range(3), folder="x")
+    (both / "x" / "eu").mkdir()
+    (both / "x" / "eu" / "user_0.json").write_text('{"user_id": null, "name": "Eu"}')
+    result = ingest(settings, both)
+    assert (result.loaded, result.unchanged) == (1, 3)
+
+
+def test_a_few_moves_among_many_new_documents_are_loaded(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Half or fewer of the new documents moves: new users mostly, loaded (the guard is for a
+    repackaged dump, where every new document is a move)."""
+    ingest(settings, dump(tmp_path / "a", range(2)))
+    mixed = dump(tmp_path / "b", range(2, 4), folder="top")
+    dump(mixed, range(2), folder="top/eu")  # eu/user_0.json, eu/user_1.json: moves
+    result = ingest(settings, mixed)
+    assert (result.loaded, result.unchanged) == (4, 0)
+
+
+def test_new_documents_sample_keeps_file_keys_only_and_the_first_ones() -> None:
+    new = NewDocuments()
+    new.add(["user_id:1", "file:a.json", "content:9f"])
+    new.add([f"file:{n}.json" for n in range(SAMPLE + 5)])
+    assert (new.count, len(new.sample), new.sample[:2], new.sample[-1]) == (
+        SAMPLE + 6,
+        SAMPLE,
+        ["file:a.json", "file:0.json"],
+        f"file:{SAMPLE - 2}.json",
+    )
+
+
+def test_cli_run_refuses_in_one_line_and_allow_new_layout_loads(
+    settings: Settings, tmp_path: Path
+) -> None:
+    assert run_cli(settings, "ingest", str(dump(tmp_path / "a", range(2)))).returncode == 0
+    deeper = str(dump(tmp_path / "b", range(2), folder="day2/mixed"))
+    refused = run_cli(settings, "ingest", deeper, "--json")
+    assert (refused.returncode, refused.stdout, refused.stderr.count("\n")) == (1, "", 1)
+    assert refused.stderr.startswith(
+        "error: refused: 2 of the 2 new documents of this dump are current documents under "
+        "another folder depth"
+    )
+    allowed = run_cli(settings, "ingest", deeper, "--allow-new-layout", "--json")
+    assert (allowed.returncode, json.loads(allowed.stdout)["loaded"]) == (0, 2)
+
+
+def test_a_large_repackaged_dump_is_judged_on_its_first_new_documents(
+    settings: Settings, tmp_path: Path
+) -> None:
+    ingest(settings, dump(tmp_path / "a", range(SAMPLE + 2)))
+    with pytest.raises(LayoutChanged) as refused:
+        ingest(settings, dump(tmp_path / "b", range(SAMPLE + 2), folder="day2/mixed"))
+    assert str(refused.value).startswith(
+        f"refused: {SAMPLE} of the first {SAMPLE} of the {SAMPLE + 2} new documents of this "
+        "dump are current documents under another folder depth"
+    )
