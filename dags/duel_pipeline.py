@@ -41,12 +41,20 @@ if TYPE_CHECKING:
 
 
 def announce_failure(context: dict[str, Any]) -> None:
-    """on_failure_callback and on_retry_callback: the task, its try and its error, via
-    duel.notify."""
+    """on_failure_callback: the task failed for good (its last try, or an error no retry can
+    mend: fail_fast_unless_transient); the task, its try and its error, via duel.notify."""
+    _announce(context, "")
+
+
+def announce_retry(context: dict[str, Any]) -> None:
+    """on_retry_callback: the task failed and will be tried again."""
+    _announce(context, ", will retry")
+
+
+def _announce(context: dict[str, Any], retrying: str) -> None:
     from duel.notify import notify_failure
 
     ti = context["ti"]
-    retrying = ", will retry" if ti.try_number <= ti.max_tries else ""
     notify_failure(
         load_settings(),
         step=f"{ti.task_id} (Airflow try {ti.try_number}{retrying})",
@@ -120,6 +128,11 @@ def run_settings(params: dict[str, Any]) -> Settings:
             type="boolean",
             description="With full: allow deleting more than half of the current documents",
         ),
+        "allow_new_layout": Param(
+            False,
+            type="boolean",
+            description="Load a dump whose files moved to another folder depth as new documents",
+        ),
         "document_key": Param(
             "",
             type="string",
@@ -139,7 +152,7 @@ def run_settings(params: dict[str, Any]) -> Settings:
         "retry_exponential_backoff": 2.0,  # 20-40 s, then 40-80 s, 80-160 s
         "max_retry_delay": timedelta(minutes=10),
         "on_failure_callback": announce_failure,
-        "on_retry_callback": announce_failure,
+        "on_retry_callback": announce_retry,
     },
     doc_md=__doc__,
 )
@@ -150,13 +163,21 @@ def duel_pipeline() -> None:
         """Database up (the embedded one if nothing answers), raw schema in place; plan the shards.
         The database follows the data as in `duel run` (the demo's is duel_demo unless PGDATABASE is
         set) and is recorded in DUEL_HOME, where the later tasks' settings find it."""
-        from duel.pipeline import check_input, database_stage, plan_shards, settings_for_data
+        from duel.pipeline import (
+            check_input,
+            check_layout,
+            database_stage,
+            plan_shards,
+            settings_for_data,
+        )
 
         given = run_params(params)
         data = input_path(given)
         check_input(load_settings(), data)  # a wrong path or bucket: one line, nothing written
         settings, demo = settings_for_data(load_settings(), data)
         database_stage(settings, data, demo)
+        if given["shards"] > 1:  # one shard checks the whole dump in its batch (duel.layout)
+            check_layout(run_settings(given), data, allow_new_layout=given["allow_new_layout"])
         return plan_shards(data, given["shards"])
 
     @task
@@ -166,7 +187,12 @@ def duel_pipeline() -> None:
         from duel.pipeline import ingest_stage
 
         given = run_params(params)
-        result = ingest_stage(run_settings(given), input_path(given), shard=shard)
+        result = ingest_stage(
+            run_settings(given),
+            input_path(given),
+            shard=shard,
+            allow_new_layout=given["allow_new_layout"],
+        )
         return dataclasses.asdict(result)
 
     @task(retries=0)

@@ -13,6 +13,7 @@ from test_deletes import raw_counts
 from duel.exceptions import LayoutChanged
 from duel.layout import SAMPLE, NewDocuments
 from duel.load import ingest
+from duel.pipeline import check_layout, ingest_stage, plan_shards
 from duel.settings import Settings
 
 
@@ -151,3 +152,42 @@ def test_a_large_repackaged_dump_is_judged_on_its_first_new_documents(
         f"refused: {SAMPLE} of the first {SAMPLE} of the {SAMPLE + 2} new documents of this "
         "dump are current documents under another folder depth"
     )
+
+
+def test_preflight_refuses_a_deeper_dump_before_the_shards_load(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The DAG's check (pipeline.check_layout), from the file names alone, gives the batch's
+    verdict: refused with the same line, nothing written; allowed, the shards load it."""
+    ingest(settings, dump(tmp_path / "a", range(4)))
+    before = raw_counts(settings)
+    deeper = dump(tmp_path / "b", range(4), folder="day2/mixed")
+    with pytest.raises(LayoutChanged) as refused:
+        check_layout(settings, deeper)
+    with pytest.raises(LayoutChanged) as in_batch:
+        ingest(settings, deeper)
+    assert (str(refused.value), refused.value.moved) == (str(in_batch.value), 4)
+    assert raw_counts(settings) == before
+    check_layout(settings, deeper, allow_new_layout=True)
+    loaded = [ingest_stage(settings, deeper, shard=label) for label in plan_shards(deeper, 2)]
+    assert sum(result.loaded for result in loaded) == 4
+
+
+def test_preflight_passes_new_users_renamed_folders_and_a_first_load(
+    settings: Settings, tmp_path: Path
+) -> None:
+    check_layout(settings, dump(tmp_path / "a", range(3), folder="day2/mixed"))  # empty database
+    ingest(settings, tmp_path / "a")
+    grown = dump(tmp_path / "b", range(5), folder="day3/mixed")  # renamed top folder, 2 new
+    check_layout(settings, grown)
+    assert ingest(settings, grown).loaded == 2
+
+
+def test_one_shard_of_one_is_the_whole_dump_and_is_checked_in_its_batch(
+    settings: Settings, tmp_path: Path
+) -> None:
+    ingest(settings, dump(tmp_path / "a", range(2)))
+    deeper = dump(tmp_path / "b", range(2), folder="day2/mixed")
+    with pytest.raises(LayoutChanged):
+        ingest_stage(settings, deeper, shard="0/1")
+    assert ingest_stage(settings, deeper, shard="0/1", allow_new_layout=True).loaded == 2

@@ -14,15 +14,24 @@ such moves, the batch is refused (LayoutChanged, nothing written) unless the cal
 A batch that adds no new file document, and the first load of a database, cost nothing here.
 The check reads at most SAMPLE new documents (the first the batch added); finding the current
 documents they may be moves of reads each current key once (about a second at a million).
+
+A shard of the DAG holds part of the dump, so it cannot tell a move from a file another shard
+delivers: `preflight` makes the same judgement before the shards load, from the dump's file
+names alone (no file is read; the keys go to a temporary table the moves are compared with).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import psycopg
 
+from duel import db
 from duel.exceptions import LayoutChanged
+from duel.identity import KeyRule, file_key
+from duel.settings import Settings
+from duel.sources import SourceFile
 
 MOVED_SHARE = 0.5  # a batch whose new documents are more than this share of moves is refused
 SAMPLE = 1000  # new documents checked per batch: the first the batch added
@@ -53,11 +62,15 @@ _MOVES = """
                 = '/' || substr(current.document_key, 6)
             or right(current.document_key, length(new.path) + 1) = '/' || new.path
         )
-        and not exists (
-            select 1 from raw.batch_files as delivered
-            where delivered.batch_id = %(batch)s
-                and delivered.document_key = current.document_key
-        )
+        and not exists ({delivered})
+"""
+# what "delivered by the dump" is: the batch's ledger, or the dump's keys (preflight)
+_BY_BATCH = """
+    select 1 from raw.batch_files as delivered
+    where delivered.batch_id = %(batch)s and delivered.document_key = current.document_key
+"""
+_BY_DUMP = """
+    select 1 from duel_dump_keys as delivered where delivered.document_key = current.document_key
 """
 
 
@@ -81,9 +94,56 @@ def check(conn: psycopg.Connection[Any], batch_id: int, new: NewDocuments, *, al
     are moves of current documents absent from it, unless `allow`; returns how many of the
     checked new documents are moves. Runs in the batch's transaction, after its files are
     written and before any delete."""
+    return _judge(conn, new, _BY_BATCH, {"batch": batch_id}, allow=allow)
+
+
+def preflight(
+    settings: Settings, files: Iterable[SourceFile], rule: KeyRule, *, allow: bool
+) -> int:
+    """The same judgement on a dump before it is loaded, from its file names (`files`: the
+    dump's files, their bytes unread): LayoutChanged when it would be refused. Its new documents
+    are its file keys that have no current version, in the dump's order."""
+    with db.connect(settings, step="layout check") as conn, conn.transaction():
+        row = conn.execute("select exists (select 1 from raw.current_versions)").fetchone()
+        if not (row and row[0]):
+            return 0  # an empty database: nothing can have moved
+        conn.execute(
+            "create temporary table duel_dump_keys (seq int8, document_key text) on commit drop"
+        )
+        with conn.cursor().copy("copy duel_dump_keys from stdin") as copy:
+            for seq, source in enumerate(files):
+                key = None if source.skip_reason else file_key(rule, source.key_path)
+                if key is not None:
+                    copy.write_row((seq, key))
+        conn.execute("create index on duel_dump_keys (document_key)")
+        conn.execute("analyze duel_dump_keys")
+        absent = (
+            " from duel_dump_keys as dump where not exists (select 1 from raw.current_versions"
+            " as current where current.document_key = dump.document_key)"
+        )
+        new = NewDocuments()
+        row = conn.execute("select count(*)" + absent).fetchone()
+        new.count = int(row[0]) if row else 0
+        first = conn.execute(
+            "select dump.document_key" + absent + " order by dump.seq limit %s", (SAMPLE,)
+        )
+        new.sample = [str(key) for (key,) in first]
+        return _judge(conn, new, _BY_DUMP, {}, allow=allow)
+
+
+def _judge(
+    conn: psycopg.Connection[Any],
+    new: NewDocuments,
+    delivered: str,
+    params: dict[str, Any],
+    *,
+    allow: bool,
+) -> int:
+    """The moves among `new`'s sample (`delivered`: what counts as the dump delivering a
+    current document), and the refusal."""
     if not new.sample:
         return 0
-    conn.execute(_MOVES, {"keys": new.sample, "batch": batch_id})
+    conn.execute(_MOVES.format(delivered=delivered), {"keys": new.sample, **params})
     row = conn.execute(
         "select count(distinct new_key),"
         " (select array[new_key, current_key] from duel_moves order by new_key, current_key"

@@ -546,7 +546,8 @@ def ingest(
     holds every document, so current documents absent from it are deleted (duel.deletes), within
     the same transaction; a refused mass delete writes nothing. A dump whose files moved to
     another folder depth is refused, writing nothing, unless `allow_new_layout` (duel.layout;
-    not for a shard, which holds only part of the dump). `keep`: only the documents it accepts
+    a shard holds only part of the dump: `layout.preflight` checks before the shards load).
+    `keep`: only the documents it accepts
     are this batch's (a shard's share)."""
     if full and shard is not None:
         raise ValueError("a shard is not a complete dump: delete with duel.shards.delete_absent")
@@ -604,7 +605,7 @@ def ingest(
                 except _ReadEverything:
                     plan = listing.read_everything(store.listing)
                     batch = load(store.files(plan.read), plan)
-            if shard is None:
+            if shard is None or shard.endswith("/1"):  # the whole dump (one shard of one)
                 layout.check(conn, batch_id, batch.new, allow=allow_new_layout)
             if full:
                 counts = batch.counts

@@ -19,14 +19,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from duel import changes, db, shards, state
+from duel import changes, db, layout, shards, state
 from duel.exceptions import DuelError, Interrupted, ObjectStoreError, SourceError, StepFailed
 from duel.generate import is_demo
+from duel.identity import key_rule
 from duel.load import IngestResult, ingest
 from duel.progress import progress
 from duel.settings import DEFAULT_PG, DEMO_DATABASE, Settings
 from duel.shards import ShardSpec
-from duel.sources import check_source
+from duel.sources import check_source, iter_source
 
 if TYPE_CHECKING:
     from duel.export import ExportResult
@@ -135,7 +136,10 @@ def ingest_stage(
     batch of its own; a complete dump's deletes then wait for `check_shards`."""
     with progress(f"ingesting {data}" + (f" shard {shard}" if shard else "")) as advance:
         if shard is not None:
-            return shards.ingest_shard(settings, data, ShardSpec.parse(shard), on_file=advance)
+            spec = ShardSpec.parse(shard)
+            return shards.ingest_shard(
+                settings, data, spec, on_file=advance, allow_new_layout=allow_new_layout
+            )
         return ingest(
             settings,
             data,
@@ -144,6 +148,17 @@ def ingest_stage(
             allow_mass_delete=allow_mass_delete,
             allow_new_layout=allow_new_layout,
         )
+
+
+def check_layout(
+    settings: Settings, data: Path | S3Location, *, allow_new_layout: bool = False
+) -> None:
+    """Before a sharded ingest (the DAG): refuse a dump repackaged at another folder depth
+    (duel.layout), judged from its file names, as `duel ingest` judges it in its batch. An
+    object-store source is loaded as one shard, which its batch checks."""
+    if isinstance(data, Path):
+        files = iter_source(data, 0)  # names only: no file is read
+        layout.preflight(settings, files, key_rule(settings), allow=allow_new_layout)
 
 
 def plan_shards(data: Path | S3Location, count: int) -> list[str]:

@@ -127,20 +127,24 @@ def ingest_shard(
     spec: ShardSpec,
     *,
     on_file: Callable[[int], None] | None = None,
+    allow_new_layout: bool = False,
 ) -> IngestResult:
-    """Load one shard as its own batch (atomic; re-running it loads nothing new)."""
+    """Load one shard as its own batch (atomic; re-running it loads nothing new). The one shard
+    of a single-shard plan is the whole dump, whose batch the layout guard checks
+    (`allow_new_layout`, duel.layout)."""
     if not isinstance(path, Path):
         if spec.count != 1:
             raise ConfigError(
                 f"{path}: an object-store source is ingested as one shard, not {spec.count}"
             )
-        return ingest(settings, path, shard=spec.label)
+        return ingest(settings, path, shard=spec.label, allow_new_layout=allow_new_layout)
     return ingest(
         settings,
         path,
         files=shard_files(settings, path, spec),
         shard=spec.label,
         on_file=on_file,
+        allow_new_layout=allow_new_layout,
         keep=spec.holds_outcome,
     )
 

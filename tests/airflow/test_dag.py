@@ -100,7 +100,7 @@ def test_dag_retries_with_backoff_and_announces_failures(dag: dict[str, object])
         "export": backoff,
         "notify": backoff,
     }
-    assert dag["callbacks"] == ["failure:announce_failure", "retry:announce_failure"]
+    assert dag["callbacks"] == ["failure:announce_failure", "retry:announce_retry"]
 
 
 def test_dag_schedule_comes_from_settings(dag: dict[str, object], tmp_path: Path) -> None:
@@ -130,6 +130,11 @@ def test_dag_params_and_catchup(dag: dict[str, object]) -> None:
             False,
             {"type": "boolean"},
             "With full: allow deleting more than half of the current documents",
+        ],
+        "allow_new_layout": [
+            False,
+            {"type": "boolean"},
+            "Load a dump whose files moved to another folder depth as new documents",
         ],
         "document_key": [
             "",

@@ -9,6 +9,7 @@ webhook served by the test, so the callbacks are seen arriving.
 from __future__ import annotations
 
 import json
+import tarfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -230,3 +231,35 @@ def test_dag_shards_that_miss_a_file_fail_the_run_and_announce_it(
     assert [message["duel"] for message in received] == [
         {"status": "failed", "step": "check_shards (Airflow try 1)", "error": error}
     ]
+
+
+def test_dag_refuses_a_repackaged_dump_before_any_shard_loads(
+    settings: Settings,
+    airflow_home: Path,
+    real_data: Path,
+    tmp_path: Path,
+    webhook: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """The real dump loaded, then the same files one folder deeper (day2/mixed/...): prepare
+    refuses it from the file names (duel.layout), no shard loads, and the failure is announced."""
+    assert run_cli(settings, "ingest", str(real_data)).returncode == 0
+    wrapped = tmp_path / "day2.tar.gz"
+    with tarfile.open(real_data) as source, tarfile.open(wrapped, "w:gz") as target:
+        for member in source.getmembers():
+            data = source.extractfile(member) if member.isfile() else None
+            member.name = f"day2/{member.name}"
+            target.addfile(member, data)
+    before = batches(settings)
+    url, received = webhook
+    run = dags_test(settings, airflow_home, wrapped, DUEL_NOTIFY_WEBHOOK=url)
+    assert run.returncode == 1, explain(run)
+    states = {task: (state, tries) for task, _, state, tries in last_run(airflow_home)}
+    assert (states["prepare"], states["check_shards"]) == (("failed", 1), ("upstream_failed", 0))
+    assert batches(settings) == before == [(None, "succeeded", 10000, 10000, 0)]
+    [message] = [message["duel"] for message in received]
+    assert (message["status"], message["step"]) == ("failed", "prepare (Airflow try 1)")
+    assert message["error"].startswith(
+        "refused: 1000 of the first 1000 of the 10000 new documents of this dump are current "
+        "documents under another folder depth (its 'mixed/user_0.json' is the current "
+        "'user_0.json'"
+    )
