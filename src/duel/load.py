@@ -546,9 +546,8 @@ def ingest(
     holds every document, so current documents absent from it are deleted (duel.deletes), within
     the same transaction; a refused mass delete writes nothing. A dump whose files moved to
     another folder depth is refused, writing nothing, unless `allow_new_layout` (duel.layout;
-    a shard holds only part of the dump: `layout.preflight` checks before the shards load).
-    `keep`: only the documents it accepts
-    are this batch's (a shard's share)."""
+    a shard of several holds only part of the dump: `layout.preflight` checks before the
+    shards load). `keep`: only the documents it accepts are this batch's (a shard's share)."""
     if full and shard is not None:
         raise ValueError("a shard is not a complete dump: delete with duel.shards.delete_absent")
     rule = key_rule(settings)
@@ -605,7 +604,7 @@ def ingest(
                 except _ReadEverything:
                     plan = listing.read_everything(store.listing)
                     batch = load(store.files(plan.read), plan)
-            if shard is None or shard.endswith("/1"):  # the whole dump (one shard of one)
+            if _holds_whole_dump(shard):
                 layout.check(conn, batch_id, batch.new, allow=allow_new_layout)
             if full:
                 counts = batch.counts
@@ -657,6 +656,12 @@ def ingest(
         objects_listed=plan.objects_listed if plan is not None else None,
         objects_read=plan.objects_read if plan is not None else None,
     )
+
+
+def _holds_whole_dump(shard: str | None) -> bool:
+    """Whether a batch holds the whole dump: not a shard, or the one shard of a plan of one
+    (`index/count`, duel.shards.ShardSpec.label)."""
+    return shard is None or shard.partition("/")[2] == "1"
 
 
 class _ReadEverything(Exception):
