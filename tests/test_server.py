@@ -238,3 +238,36 @@ def test_ensure_ready_uses_a_running_server_and_creates_the_database(pg_server: 
         ("quarantine",),
         ("user_documents",),
     ]
+
+
+def test_ensure_ready_adds_an_index_missing_from_an_earlier_database(pg_server: Settings) -> None:
+    """A raw schema an earlier duel made (here: without the ledger's index of quarantined
+    deliveries) gets what is missing on the next connection; its rows stay as they are."""
+    earlier = pg_server.with_overrides(pg_database="raw_before_an_index", embedded=False)
+    db.ensure_ready(earlier)
+    with psycopg.connect(**earlier.conninfo(), autocommit=True) as conn:  # type: ignore[arg-type]
+        conn.execute("drop index raw.batch_files_quarantined")
+        conn.execute(
+            "insert into raw.batch_files (batch_id, file_seq, source_name, status, reason)"
+            " values (1, 0, 'mixed/user_0.json', 'quarantined', 'truncated'),"
+            " (1, 1, 'mixed/user_1.json', 'loaded', null)"
+        )
+    db.ensure_ready(earlier)
+    with psycopg.connect(**earlier.conninfo()) as conn:  # type: ignore[arg-type]
+        definition = conn.execute(
+            "select pg_get_indexdef('raw.batch_files_quarantined'::regclass)"
+        ).fetchone()
+        rows = conn.execute(
+            "select file_seq, status from raw.batch_files order by file_seq"
+        ).fetchall()
+        conn.execute("set enable_seqscan = off")  # the plan of a large ledger, on two rows
+        plan = conn.execute(
+            "explain (costs off) select document_key from raw.batch_files"
+            " where batch_id > 0 and status = 'quarantined'"
+        ).fetchall()
+    assert definition == (
+        "CREATE INDEX batch_files_quarantined ON raw.batch_files USING btree "
+        "(batch_id, document_key) WHERE (status = 'quarantined'::text)",
+    )
+    assert rows == [(0, "quarantined"), (1, "loaded")]
+    assert "batch_files_quarantined" in plan[0][0]

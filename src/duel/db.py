@@ -206,23 +206,26 @@ def raw_schema_sql() -> str:
     return resources.files("duel").joinpath("sql/raw_schema.sql").read_text(encoding="utf-8")
 
 
-# A database missing any of these gets the (idempotent) DDL run once: a table added later, such
-# as object_listing, is created in a database an earlier duel made, whose rows stay as they are.
-RAW_TABLES = (
+# A database missing any of these gets the (idempotent) DDL run once: a table or index added
+# later, such as object_listing or batch_files_quarantined, is created in a database an earlier
+# duel made, whose rows stay as they are.
+RAW_RELATIONS = (
     "batches",
     "user_documents",
     "current_versions",
     "quarantine",
     "batch_files",
     "object_listing",
+    "batch_files_quarantined",
 )
 
 
 def _create_raw_schema(conn: psycopg.Connection[Any]) -> None:
-    """The raw schema and its tables, unless all are there (idempotent DDL, under a lock)."""
+    """The raw schema, its tables and indexes, unless all are there (idempotent DDL, under a
+    lock)."""
     row = conn.execute(
         "select count(to_regclass('raw.' || t)) = %s from unnest(%s::text[]) as t",
-        (len(RAW_TABLES), list(RAW_TABLES)),
+        (len(RAW_RELATIONS), list(RAW_RELATIONS)),
     ).fetchone()
     if row and row[0]:
         _check_raw_version(conn)

@@ -93,6 +93,12 @@ create table if not exists raw.batch_files (
 );
 comment on table raw.batch_files is
     'One row per file (or document) seen by a batch, and per document a complete dump deleted: what became of it. The ledger that accounts for every input file.';
+-- The quarantined deliveries: few or none among a million rows a delivery. base reads those
+-- since its last build on every incremental build (and all of them on a full one); without
+-- this index each read scanned the ledger's newest deliveries whole, a cost growing with the
+-- dump's size rather than with what changed (bench/analysis.md, twenty-second pass).
+create index if not exists batch_files_quarantined on raw.batch_files
+    (batch_id, document_key) where status = 'quarantined';
 
 create table if not exists raw.object_listing (
     source_uri text not null,
