@@ -551,6 +551,47 @@ def test_warehouse_base_joins_the_latest_deliveries_when_their_object_would_be_t
     assert (len(joined), joined) == (30, query(settings, rows))
 
 
+def test_warehouse_base_mends_a_stale_document_delivered_intact(
+    settings: Settings, real_dir: Path, tmp_path: Path
+) -> None:
+    """base's incremental build reads the new deliveries of the documents that may be stale
+    (delivered quarantined since the last build, or stale then) and no other: a stale document
+    delivered intact again is mended, one changed meanwhile is never marked, and the rows are
+    those of a full refresh."""
+    ingest_sample(settings, real_dir, tmp_path, files=20)
+    build_models(settings, unit_tests=False)
+    [(stale,), (changed,)] = query(
+        settings, "select source_file from dbt.base order by document_key limit 2"
+    )
+    flagged = (
+        "select source_file, newer_quarantined_batch_id from dbt.base"
+        " where has_newer_quarantined_delivery order by 1"
+    )
+    original = (real_dir / stale).read_bytes()
+
+    def deliver(name: str, files: dict[str, bytes]) -> None:
+        folder = tmp_path / name / "mixed"
+        folder.mkdir(parents=True)
+        for file, data in files.items():
+            (folder / Path(file).name).write_bytes(data)
+        ingest(settings, folder.parent)
+        dbt_run(settings, "--select", "base")
+
+    deliver("broken", {stale: b'{"user_id": '})  # batch 2, quarantined: stale
+    assert query(settings, flagged) == [(stale, 2)]
+    deliver("other", {changed: (real_dir / changed).read_bytes() + b"\n"})  # batch 3
+    assert query(settings, flagged) == [(stale, 2)]  # nothing new for the stale one: still so
+    deliver("intact", {stale: original})  # batch 4, the current version's bytes: mended
+    assert query(settings, flagged) == []
+    rows = "select * from dbt.base order by document_key"
+    incremental = query(settings, rows)
+    assert query(
+        settings, "select count(*), count(*) filter (where batch_id = 3) from dbt.base"
+    ) == [(20, 1)]
+    dbt_run(settings, "--select", "base", "--full-refresh")
+    assert incremental == query(settings, rows)
+
+
 # scans_whole_when_built_whole's settings, as dbt logs the hook (its whitespace aside)
 WHOLE_SCANS = re.compile(
     r"set local enable_indexscan = off;\s+set local enable_bitmapscan = off;\s+"
