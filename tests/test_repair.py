@@ -72,6 +72,27 @@ def test_parse_document_truncated_mid_record_is_quarantined() -> None:
     assert parsed.detail == "closed file lacks tiktok_handle, joined_at, advocacy_programs"
 
 
+def test_parse_document_cut_after_a_digit_is_quarantined_not_closed() -> None:
+    """Cut right after a digit, the number may have been longer (46 of 4603): closing the
+    brackets would load a value nobody wrote. Cut after the whitespace that follows it, the
+    number was whole and the file is closed."""
+    text = TEXT.replace('"reach": 4\n', '"reach": 4603\n')
+    at = text.index("4603") + 2
+    parsed = parse_document(text[:at].encode())
+    assert (parsed.status, parsed.reason, parsed.detail, parsed.document) == (
+        "quarantined",
+        "repair-incomplete",
+        "cut short inside a number (46...): its value cannot be known",
+        None,
+    )
+    whole = parse_document(text[: at + 3].encode())  # "4603\n": the newline ends the number
+    assert (whole.status, whole.repair) == (
+        "repaired",
+        {"kind": "closed", "appended": "}]}]}", "removed": "\n"},
+    )
+    assert json.loads(whole.document)["advocacy_programs"][0]["tasks_completed"][0]["reach"] == 4603
+
+
 def test_parse_document_rewrite_is_quarantined_under_safe_policy() -> None:
     broken = TEXT.replace('"name": "Ann"', '"name": Ann')  # an unquoted word: its value is a guess
     parsed = parse_document(broken.encode())

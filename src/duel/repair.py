@@ -8,7 +8,8 @@ provably changes no content. Each repair has a kind, recorded in `Parsed.repair`
   quotes, non-JSON whitespace (`fixes` lists them; `duel.lossless` repairs and proves it);
 - `closed`: cut short, and exactly the original text with its missing closing brackets
   appended (the defect of the real dumps; done here, exactly and cheaply), every expected key
-  present;
+  present; a file cut inside a string or right after a digit (perhaps inside a number) is
+  quarantined instead (`repair-incomplete`): that value cannot be known;
 - `rewritten`: json-repair had to change or drop content. Never silent: under the default
   `safe` policy the file is quarantined with the proposed repair attached; under `lenient` it
   loads, flagged, with its diff recorded.
@@ -53,6 +54,8 @@ _CLOSERS = {"{": "}", "[": "]"}
 _STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_DIGITS = frozenset("0123456789")
+_LAST_NUMBER = re.compile(r"-?[0-9][0-9.eE+-]*$")
 MAX_DIFF_CHARS = 4000
 # json-repair takes minutes on an unclosed 1 MB string; real user files are under 1 KB.
 MAX_REWRITE_BYTES = 128 * 1024
@@ -263,6 +266,16 @@ def _repair(data: bytes, error: str, policy: str, encoding: tuple[str, ...] = ()
     closed = _close(text)
     if closed is not None:
         document, trimmed, closers = closed
+        if text[-1:] in _DIGITS:
+            # cut right after a digit, perhaps inside the number: `46` of 4603.56 (a number
+            # followed by a comma or whitespace was whole)
+            number = _LAST_NUMBER.search(text)
+            return quarantine(
+                "repair-incomplete",
+                f"cut short inside a number ({number.group() if number else text[-1]}...): its"
+                " value cannot be known",
+                parse_error=error,
+            )
         absent = missing_keys(document)
         if absent:
             return quarantine(
