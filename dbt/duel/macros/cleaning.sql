@@ -197,18 +197,28 @@
     case when {{ defect }} is null or {{ defect }} = {{ defect_class('breaks-platform-rules') }} then {{ handle_text(json) }} end
 {%- endmacro %}
 
-{# Timestamps: ISO-8601 -> timestamptz; without an offset the time is taken as UTC. #}
+{#
+    Timestamps: ISO-8601 -> timestamptz; without an offset the time is taken as UTC. A time
+    outside the years 1-9999 once in UTC (0001-01-01T00:00:00+01:00 is 1 BC) is `out-of-range`:
+    no client reads such a date as a date (Python's stops at year 1 and 9999).
+#}
 {% macro timestamp_defect(json, rule) -%}
     case
         {{ text_cases(json, rule) }}
         when {{ regex_match(json_text(json), defect_pattern('iso_timestamp'), true, true) }} then {{ defect_class('unparseable') }}
         when not {{ input_is_valid(json_text(json), 'timestamp') }} then {{ defect_class('unparseable') }}
+        when {{ timestamp_parsed(json) }} not between {{ cast_as("'0001-01-01T00:00:00Z'", 'timestamptz') }}
+            and {{ cast_as("'9999-12-31T23:59:59.999999Z'", 'timestamptz') }} then {{ defect_class('out-of-range') }}
     end
 {%- endmacro %}
 
 {% macro timestamp_value(json, defect, rule={}) -%}
+    case when {{ defect }} is null then {{ timestamp_parsed(json) }} end
+{%- endmacro %}
+
+{# The time a timestamp's text says, with its offset, or taken as UTC without one. #}
+{% macro timestamp_parsed(json) -%}
     case
-        when {{ defect }} is not null then null
         when {{ regex_match(json_text(json), defect_pattern('iso_offset'), true) }} then {{ cast_as(json_text(json), 'timestamptz') }}
         else {{ utc_timestamp(json_text(json)) }}
     end
