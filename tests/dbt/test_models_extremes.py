@@ -8,6 +8,8 @@ Each case is a tiny dump (tests/dbt/dumps.py) ingested into a fresh database and
 
 from __future__ import annotations
 
+import random
+import string
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -186,3 +188,25 @@ def test_models_extreme_value_is_out_of_range_and_aggregates_stay_exact(
     ingest(settings, write_dump(tmp_path / name, {"user_1.json": user(1, case.programs)}))
     build_models(settings, unit_tests=False)
     assert {sql: query(settings, sql) for sql in case.expected} == case.expected
+
+
+@pytest.mark.slow
+def test_models_long_text_values_build(settings: Settings, tmp_path: Path) -> None:
+    """Text of any length builds: an email and a brand of 3,000 random letters (a btree entry
+    holds at most 2,704 bytes, so an index of them refused the row) and a brand of 1 MB."""
+    letters = random.Random(7)
+    email = "".join(letters.choices(string.ascii_lowercase, k=3000)) + "@example.com"
+    brand = "".join(letters.choices(string.ascii_letters, k=3000))
+    long_user = user(
+        1, [program(1, [task(1)], brand=brand), program(2, [task(2)], brand="x" * 2**20)]
+    )
+    long_user["email"] = email
+    ingest(settings, write_dump(tmp_path / "long", {"user_1.json": long_user}))
+    build_models(settings, unit_tests=False)
+    assert query(settings, "select email, email_defect from dbt.base") == [(email, None)]
+    assert query(
+        settings,
+        "select brand = %s, length(brand) from dbt_lookup.brand where not is_unknown_brand"
+        " order by 2",
+        (brand,),
+    ) == [(True, 3000), (False, 2**20)]

@@ -7,11 +7,14 @@
         post_hook="{{ apply_keys() }}",
         indexes=[
             {'columns': ['document_key'], 'unique': true},
-            {'columns': ['email']},
+            {'columns': ['email'], 'type': 'hash'},
             {'columns': ['batch_id']},
         ],
     )
 }}
+
+-- (email has a hash index: equality lookups whatever a value's length; a btree entry stops at
+-- 2,704 bytes, and one long email failed the build)
 
 -- depends_on: {{ ref('stg_current_versions') }}
 -- (the replace_documents strategy, macros/incremental.sql, replaces the rows of the documents
