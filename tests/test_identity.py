@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
 
 from duel.exceptions import ConfigError
-from duel.identity import KeyRule, document_key, key_rule, load_placeholders
+from duel.identity import MAX_KEY_BYTES, KeyRule, document_key, key_rule, load_placeholders
 from duel.settings import Settings, load_settings
 
 PLACEHOLDERS = {"email": frozenset({"invalid-email"})}
@@ -62,6 +64,22 @@ def test_document_key_fields_first_identify_files_too() -> None:
     rule = KeyRule.parse("user_id,@file")
     assert document_key(rule, "a.json", b'{"user_id": "u1"}', "sha") == "user_id:u1"
     assert document_key(rule, "a.json", b'{"user_id": null}', "sha") == "file:a.json"
+
+
+def test_document_key_over_the_limit_is_its_sources_digest() -> None:
+    """A key over MAX_KEY_BYTES is `source~sha256:<hex of the value>`: the same value gives the
+    same key, and it fits a btree entry; a key at the limit is kept as it is."""
+    rule = KeyRule.parse("@file,user_id")
+    long_id = "U" * 3000
+    digest = hashlib.sha256(("u" * 3000).encode()).hexdigest()  # the value as keyed: case-folded
+    document = json.dumps({"user_id": long_id}).encode()
+    assert document_key(rule, None, document, "sha") == f"user_id~sha256:{digest}"
+    long_path = "deep/" * 600 + "user_1.json"
+    path_digest = hashlib.sha256(long_path.encode()).hexdigest()
+    assert document_key(rule, long_path, b"not read", "sha") == f"file~sha256:{path_digest}"
+    at_limit = "é" * ((MAX_KEY_BYTES - len("user_id:")) // 2)  # 2 bytes each in UTF-8
+    kept = document_key(rule, None, json.dumps({"user_id": at_limit}).encode(), "sha")
+    assert (kept, len(kept.encode())) == (f"user_id:{at_limit}", MAX_KEY_BYTES)
 
 
 def test_load_placeholders_reads_the_dbt_projects_single_list(settings: Settings) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+import random
+import string
 import tarfile
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from conftest import query
 from tar_files import make_tar
@@ -446,3 +449,31 @@ def test_ingest_parses_again_a_current_version_that_needed_a_rewrite(
         0,
         {"repair-rewrites-content": 1},
     )
+
+
+def test_ingest_a_key_of_any_length_loads(settings: Settings, tmp_path: Path) -> None:
+    """A user_id of 3,000 characters (an NDJSON line) and a path of 3,000 (a file of its own) are
+    keyed by their digest and load beside the others, where one such key failed the whole
+    batch (a btree entry stops at 2,704 bytes)."""
+    long_id = "".join(random.Random(3).choices(string.ascii_lowercase, k=3000))
+    lines = [{"user_id": long_id, "name": "Long"}, {"user_id": "short-1", "name": "Short"}]
+    deep_path = "d" * 2990 + "/user_9.json"  # inside the dump's top folder, `dump/`
+    dump = make_tar(
+        tmp_path / "dump.tar.gz",
+        [
+            ("dump/users.ndjson", b"\n".join(orjson.dumps(u) for u in lines)),
+            (f"dump/{deep_path}", b'{"name": "Deep"}'),
+        ],
+    )
+    result = ingest(settings, dump)
+    assert (result.loaded, result.quarantined, result.skipped) == (3, 0, 0)
+    digest = hashlib.sha256(long_id.encode()).hexdigest()
+    deep = hashlib.sha256(deep_path.encode()).hexdigest()
+    assert query(
+        settings,
+        "select document_key, document ->> 'name' from raw.user_documents order by 2",
+    ) == [
+        (f"file~sha256:{deep}", "Deep"),
+        (f"user_id~sha256:{digest}", "Long"),
+        ("user_id:short-1", "Short"),
+    ]

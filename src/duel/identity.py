@@ -16,11 +16,16 @@ merged with another user, but an edited copy of it is a new identity (with `--fu
 is deleted). The ingest counts these as `keyless`.
 
 Keys are text with their source as a prefix (`file:user_17.json`, `user_id:1ed6…`,
-`content:9f2c…`), so two sources never collide; dbt derives `user_key` from it.
+`content:9f2c…`), so two sources never collide; dbt derives `user_key` from it. A key over
+MAX_KEY_BYTES (a user_id of 3,000 characters, a path that long) is its source and the sha256 of
+its value (`user_id~sha256:…`, a prefix no other key has): the same value is the same key, and
+the key fits the database's indexes (a btree entry stops at 2,704 bytes, and one such key
+failed the whole batch).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +41,7 @@ if TYPE_CHECKING:
 FILE_SOURCE = "@file"
 DEFAULT_DOCUMENT_KEY = "@file,user_id"
 CONTENT_PREFIX = "content:"
+MAX_KEY_BYTES = 1024  # in UTF-8; a longer key is stored as its digest (bounded_key)
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -73,11 +79,28 @@ class KeyRule:
         return self.sources[0] != FILE_SOURCE
 
 
+def bounded_key(source: str, value: str) -> str:
+    """`source:value`, or `source~sha256:<hex of value>` when that is over MAX_KEY_BYTES."""
+    key = f"{source}:{value}"
+    if len(key) * 4 <= MAX_KEY_BYTES or len(_utf8(key)) <= MAX_KEY_BYTES:
+        return key
+    return f"{source}~sha256:{hashlib.sha256(_utf8(value)).hexdigest()}"
+
+
+def path_key(key_path: str) -> str:
+    """The key of a file identified by its identity path."""
+    return bounded_key("file", key_path)
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")  # a name's undecodable bytes, kept as they were
+
+
 def file_key(rule: KeyRule, key_path: str | None) -> str | None:
     """The key of a file of its own when the rule takes it from the path before any field (the
     common case, and the default rule): known without parsing the file; else None."""
     if key_path is not None and not rule.needs_fields:
-        return "file:" + key_path
+        return path_key(key_path)
     return None
 
 
@@ -89,14 +112,14 @@ def document_key(rule: KeyRule, key_path: str | None, document: bytes, sha256: s
     for source in rule.sources:
         if source == FILE_SOURCE:
             if key_path is not None:
-                return "file:" + key_path
+                return path_key(key_path)
             continue
         if fields is None:
             value = orjson.loads(document)
             fields = value if isinstance(value, dict) else {}
         key = usable_value(fields.get(source), rule.placeholders.get(source, frozenset()))
         if key is not None:
-            return f"{source}:{key}"
+            return bounded_key(source, key)
     return CONTENT_PREFIX + sha256
 
 

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from duel.identity import KeyRule, document_key, file_key
+from duel.identity import KeyRule, document_key, file_key, path_key
 from duel.repair import Parsed, parse_document
 from duel.sources import SourceFile
 
@@ -127,7 +127,7 @@ def _quarantine_key(source: SourceFile, sha256: str) -> str:
     """A quarantined file keeps its file identity (so a stale current version can be told);
     a document without a file of its own cannot be identified without parsing it."""
     if source.key_path is not None:
-        return "file:" + source.key_path
+        return path_key(source.key_path)
     return (
         "content:" + sha256
         if sha256
