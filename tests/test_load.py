@@ -477,3 +477,19 @@ def test_ingest_a_key_of_any_length_loads(settings: Settings, tmp_path: Path) ->
         (f"user_id~sha256:{digest}", "Long"),
         ("user_id:short-1", "Short"),
     ]
+
+
+def test_ingest_a_quarantined_file_of_any_name_is_stored_once(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A broken file named by a path of 3,000 random letters is quarantined beside a file that
+    loads (the quarantine's index on the name failed the whole batch), and delivered again it
+    is stored once."""
+    name = "dump/" + "".join(random.Random(5).choices(string.ascii_lowercase, k=3000)) + "/u.json"
+    members = [(name, b'{"user_id": '), ("dump/ok.json", b'{"user_id": "ok"}')]
+    for batch in ("first.tar.gz", "again.tar.gz"):
+        result = ingest(settings, make_tar(tmp_path / batch, members))
+        assert (result.quarantined, result.loaded + result.unchanged) == (1, 1)
+    assert query(
+        settings, "select source_name = %s, batch_id, reason from raw.quarantine", (name,)
+    ) == [(True, 1, "repair-incomplete")]

@@ -242,11 +242,18 @@ def test_ensure_ready_uses_a_running_server_and_creates_the_database(pg_server: 
 
 def test_ensure_ready_adds_an_index_missing_from_an_earlier_database(pg_server: Settings) -> None:
     """A raw schema an earlier duel made (here: without the ledger's index of quarantined
-    deliveries) gets what is missing on the next connection; its rows stay as they are."""
+    deliveries, the quarantine keyed by its names) gets what is missing on the next connection,
+    what that replaces dropped; its rows stay as they are."""
     earlier = pg_server.with_overrides(pg_database="raw_before_an_index", embedded=False)
     db.ensure_ready(earlier)
     with psycopg.connect(**earlier.conninfo(), autocommit=True) as conn:  # type: ignore[arg-type]
         conn.execute("drop index raw.batch_files_quarantined")
+        conn.execute("drop index raw.quarantine_file")  # the name was the primary key then
+        conn.execute("alter table raw.quarantine add primary key (source_name, content_sha256)")
+        conn.execute(
+            "insert into raw.quarantine (source_name, content_sha256, batch_id, reason, byte_size)"
+            " values ('mixed/user_0.json', 'ab', 1, 'truncated', 12)"
+        )
         conn.execute(
             "insert into raw.batch_files (batch_id, file_seq, source_name, status, reason)"
             " values (1, 0, 'mixed/user_0.json', 'quarantined', 'truncated'),"
@@ -260,6 +267,13 @@ def test_ensure_ready_adds_an_index_missing_from_an_earlier_database(pg_server: 
         rows = conn.execute(
             "select file_seq, status from raw.batch_files order by file_seq"
         ).fetchall()
+        quarantine = conn.execute(
+            "select source_name, content_sha256 from raw.quarantine"
+        ).fetchall()
+        quarantine_indexes = conn.execute(
+            "select indexrelid::regclass::text, indisprimary from pg_index"
+            " where indrelid = 'raw.quarantine'::regclass"
+        ).fetchall()
         conn.execute("set enable_seqscan = off")  # the plan of a large ledger, on two rows
         plan = conn.execute(
             "explain (costs off) select document_key from raw.batch_files"
@@ -270,4 +284,6 @@ def test_ensure_ready_adds_an_index_missing_from_an_earlier_database(pg_server: 
         "(batch_id, document_key) WHERE (status = 'quarantined'::text)",
     )
     assert rows == [(0, "quarantined"), (1, "loaded")]
+    assert quarantine == [("mixed/user_0.json", "ab")]
+    assert quarantine_indexes == [("raw.quarantine_file", False)]  # the primary key replaced
     assert "batch_files_quarantined" in plan[0][0]

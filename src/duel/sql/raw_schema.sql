@@ -74,11 +74,16 @@ create table if not exists raw.quarantine (
     parse_error text,
     byte_size bigint not null,
     content bytea,
-    proposed_repair jsonb,
-    primary key (source_name, content_sha256)
+    proposed_repair jsonb
 );
 comment on table raw.quarantine is
     'One row per distinct file that could not be loaded: its bytes intact (unless over the size limit) and why.';
+-- One row per (name, bytes), the name indexed by its digest: a btree entry stops at 2,704 bytes,
+-- and a file named by a path that long failed the whole batch. (Databases an earlier duel made
+-- had this as the primary key on the name itself: replaced here, the rows kept.)
+create unique index if not exists quarantine_file on raw.quarantine
+    (sha256(cast(source_name as bytea)), content_sha256);
+alter table raw.quarantine drop constraint if exists quarantine_pkey;
 
 create table if not exists raw.batch_files (
     batch_id bigint not null,
