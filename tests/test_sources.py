@@ -10,6 +10,7 @@ import os
 import stat
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -185,6 +186,26 @@ def test_iter_source_errors_are_one_line(tmp_path: Path) -> None:
     with tarfile.open(tmp_path / "ok.tar", "w") as archive:
         for index in range(3):
             add(archive, f"user_{index}.json", b"{}" * 300)
+    # a gzip stream cut short or corrupt is said to be so, not "not a tar archive inside"
+    packed = gzip.compress((tmp_path / "ok.tar").read_bytes())
+    (tmp_path / "cut.tar.gz").write_bytes(packed[:-12])
+    (tmp_path / "crc.tar.gz").write_bytes(packed[:-8] + bytes(8))
+    (tmp_path / "inside.tar.gz").write_bytes(gzip.compress(b"not a tar archive"))
+    said = {}
+    for name in ("cut.tar.gz", "crc.tar.gz", "inside.tar.gz"):
+        with pytest.raises(SourceError) as caught:
+            list(iter_source(tmp_path / name, 1000))
+        said[name] = caught.value.message.removeprefix(f"{tmp_path}/")
+    assert said == {
+        "cut.tar.gz": "cut.tar.gz: its gzip stream is cut short or corrupt (Compressed file ended"
+        " before the end-of-stream marker was reached); nothing was read; was the dump copied"
+        " completely?",
+        "crc.tar.gz": "crc.tar.gz: its gzip stream is cut short or corrupt (CRC check failed"
+        f" 0 != {zlib.crc32((tmp_path / 'ok.tar').read_bytes())}); nothing was read; was the"
+        " dump copied completely?",
+        "inside.tar.gz": "inside.tar.gz: gzip-compressed, but not a tar archive inside"
+        " (unexpected end of archive); make it with `tar czf`",
+    }
     (tmp_path / "cut.tar").write_bytes((tmp_path / "ok.tar").read_bytes()[:2000])
     with pytest.raises(
         SourceError,

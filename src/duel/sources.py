@@ -37,7 +37,7 @@ from duel.archives import (
     zip_members,
 )
 from duel.exceptions import SourceError
-from duel.tarstream import Member, iter_members
+from duel.tarstream import Member, TarFormatError, iter_members
 
 DATA_SUFFIX = ".json"
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz")
@@ -153,6 +153,11 @@ def not_an_archive(label: str, head: bytes, error: BaseException) -> str:
     if not head:  # a transfer that failed, not a dump with nothing in it
         return f"{label}: empty (0 bytes), not an archive; was the dump copied completely?"
     if head.startswith(b"\x1f\x8b"):
+        if not isinstance(error, TarFormatError):  # the gzip stream itself: cut short or corrupt
+            return (
+                f"{label}: its gzip stream is cut short or corrupt ({error}); nothing was read;"
+                " was the dump copied completely?"
+            )
         return (
             f"{label}: gzip-compressed, but not a tar archive inside ({error}); "
             "make it with `tar czf`"
