@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from duel import jsonb, lossless
 from duel.jsonb import NUL_ESCAPE
 from duel.load import ingest
-from duel.repair import UTF8_BOM, parse_document
+from duel.repair import USER_KEYS, UTF8_BOM, parse_document
 from duel.settings import Settings
 
 hsettings.register_profile(
@@ -193,6 +193,9 @@ def test_parse_document_truncated_is_never_clean(document: bytes, data: st.DataO
             == truncated[: len(truncated) - len(record["removed"].encode())]
             + record["appended"].encode()
         )
+        # and loses nothing the models read: every expected field is the document's own
+        closed, whole = json.loads(parsed.document), json.loads(parse_document(document).document)
+        assert {k: closed[k] for k in USER_KEYS} == {k: whole[k] for k in USER_KEYS}
 
 
 @given(mutated())

@@ -76,7 +76,7 @@ def test_parse_document_cut_after_a_digit_is_quarantined_not_closed() -> None:
     """Cut right after a digit, the number may have been longer (46 of 4603): closing the
     brackets would load a value nobody wrote. Cut after the whitespace that follows it, the
     number was whole and the file is closed."""
-    text = TEXT.replace('"reach": 4\n', '"reach": 4603\n')
+    text = json.dumps({**USER, "score": 4603}, indent=4)
     at = text.index("4603") + 2
     parsed = parse_document(text[:at].encode())
     assert (parsed.status, parsed.reason, parsed.detail, parsed.document) == (
@@ -88,9 +88,21 @@ def test_parse_document_cut_after_a_digit_is_quarantined_not_closed() -> None:
     whole = parse_document(text[: at + 3].encode())  # "4603\n": the newline ends the number
     assert (whole.status, whole.repair) == (
         "repaired",
-        {"kind": "closed", "appended": "}]}]}", "removed": "\n"},
+        {"kind": "closed", "appended": "}", "removed": "\n"},
     )
-    assert json.loads(whole.document)["advocacy_programs"][0]["tasks_completed"][0]["reach"] == 4603
+    assert json.loads(whole.document) == {**USER, "score": 4603}
+
+
+@pytest.mark.parametrize("after", ['"advocacy_programs": [', '"reach": 4\n'])
+def test_parse_document_cut_inside_a_list_is_quarantined_not_closed(after: str) -> None:
+    """Cut inside a list (right after it opens, or after a whole task), more elements may have
+    followed: closing it would load a user with fewer programs or tasks than the file had."""
+    parsed = parse_document(TEXT[: TEXT.index(after) + len(after)].encode())
+    assert (parsed.status, parsed.reason, parsed.detail) == (
+        "quarantined",
+        "repair-incomplete",
+        "cut short inside a list: how many elements it held cannot be known",
+    )
 
 
 def test_parse_document_rewrite_is_quarantined_under_safe_policy() -> None:

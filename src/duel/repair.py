@@ -8,8 +8,9 @@ provably changes no content. Each repair has a kind, recorded in `Parsed.repair`
   quotes, non-JSON whitespace (`fixes` lists them; `duel.lossless` repairs and proves it);
 - `closed`: cut short, and exactly the original text with its missing closing brackets
   appended (the defect of the real dumps; done here, exactly and cheaply), every expected key
-  present; a file cut inside a string or right after a digit (perhaps inside a number) is
-  quarantined instead (`repair-incomplete`): that value cannot be known;
+  present, no list closed; a file cut inside a string, right after a digit (perhaps inside a
+  number) or inside a list (perhaps before more elements) is quarantined instead
+  (`repair-incomplete`): that value cannot be known;
 - `rewritten`: json-repair had to change or drop content. Never silent: under the default
   `safe` policy the file is quarantined with the proposed repair attached; under `lenient` it
   loads, flagged, with its diff recorded.
@@ -274,6 +275,14 @@ def _repair(data: bytes, error: str, policy: str, encoding: tuple[str, ...] = ()
                 "repair-incomplete",
                 f"cut short inside a number ({number.group() if number else text[-1]}...): its"
                 " value cannot be known",
+                parse_error=error,
+            )
+        if "]" in closers:
+            # a list cut short may have held more elements (programs, tasks): closing it would
+            # load fewer than the file had, as if that were all
+            return quarantine(
+                "repair-incomplete",
+                "cut short inside a list: how many elements it held cannot be known",
                 parse_error=error,
             )
         absent = missing_keys(document)
