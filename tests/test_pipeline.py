@@ -172,6 +172,27 @@ def test_pipeline_second_run_with_nothing_new_rebuilds_nothing(
 
 
 @pytest.mark.slow
+def test_pipeline_a_stale_document_delivered_intact_is_built_again(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A dump whose files are all unchanged is not "nothing changed" when one of them is a
+    document the last build found stale (a quarantined delivery since its version): the build
+    clears the flag. The run after that has nothing to do."""
+    data = _dump(tmp_path / "d", range(3))
+    pipeline.run_pipeline(settings, data, notify=False)
+    broken = _dump(tmp_path / "b", range(3))
+    (broken / "mixed" / "user_1.json").write_text('{"user_id": null, "name": "Us')
+    assert pipeline.run_pipeline(settings, broken, notify=False).ingest.quarantined == 1
+    stale = "select document_key from dbt.base where has_newer_quarantined_delivery"
+    assert query(settings, stale) == [("file:user_1.json",)]
+    mended = pipeline.run_pipeline(settings, data, notify=False)
+    assert (mended.nothing_changed, mended.ingest.unchanged) == (False, 3)
+    assert query(settings, stale) == []
+    again = pipeline.run_pipeline(settings, data, notify=False)
+    assert (again.nothing_changed, again.ingest.unchanged) == (True, 3)
+
+
+@pytest.mark.slow
 def test_pipeline_database_made_again_under_its_name_is_built_again(
     settings: Settings, tmp_path: Path
 ) -> None:

@@ -6,7 +6,8 @@ the report and export paths, and when. The next run skips the transform, the rep
 export when all of these hold, so a run with nothing new costs an ingest and nothing more:
 
 - no batch since that one stored a new version, deleted a document or quarantined a file
-  (a quarantined delivery can make a current version stale);
+  (a quarantined delivery can make a current version stale), nor delivered intact a document
+  the build found stale (that delivery mends it);
 - the database is the one the build wrote (not another made again under its name);
 - the dbt project (models, macros, vars) is the same;
 - the report and the export manifest it wrote are still there.
@@ -26,7 +27,9 @@ import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import psycopg
 from psycopg import sql
 
 from duel import db
@@ -137,17 +140,43 @@ def unchanged_since(settings: Settings) -> BuildRecord | None:
     with db.connect(settings, step="changes") as conn:
         row = conn.execute(
             sql.SQL(
-                "select {}, exists (select 1 from raw.batches where batch_id > %s"
+                "select {}, exists (select 1 from raw.batches where batch_id > %(batch)s"
                 " and status = 'succeeded' and (loaded > 0 or quarantined > 0"
                 " or coalesce(deleted, 0) > 0))"
             ).format(DATABASE_IDENTITY),
-            (record.batch_id,),
+            {"batch": record.batch_id},
         ).fetchone()
+        if row is not None and not row[1]:
+            row = (row[0], _mends_stale(conn, record.batch_id))
     # the record is of another database of that name (dropped and made again), or something new
     # arrived since
     if row is None or row[0] != record.cluster or row[1]:
         return None
     return record
+
+
+# A delivery since the build of a document the build found stale, intact (its current
+# version's bytes, so `unchanged`): the next build clears the flag (only stale ones are looked up)
+_MENDS_STALE = """
+    select exists (
+        select 1 from raw.batch_files as delivered
+        where delivered.batch_id > %(batch)s
+            and delivered.status = 'unchanged'
+            and delivered.document_key in (
+                select stale.document_key from dbt.base as stale
+                where stale.has_newer_quarantined_delivery
+            )
+    )
+"""
+
+
+def _mends_stale(conn: psycopg.Connection[Any], batch_id: int) -> bool:
+    """Whether a batch after `batch_id` mended a stale document; True without the model (dropped
+    since the build: there is something to build)."""
+    if conn.execute("select to_regclass('dbt.base') is null").fetchone() == (True,):
+        return True
+    row = conn.execute(_MENDS_STALE, {"batch": batch_id}).fetchone()
+    return bool(row and row[0])
 
 
 def record_build(
