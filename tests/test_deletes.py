@@ -174,3 +174,37 @@ def test_cli_ingest_document_key_flag_sets_the_identity(settings: Settings, tmp_
         for (key,) in query(settings, "select document_key from raw.current_versions order by 1")
     ]
     assert keys[0].startswith("content:") and keys[1:] == ["email:x@y.com", "email:z@y.com"]
+
+
+def test_cli_ingest_full_withholds_deletes_while_a_quarantined_line_is_unidentified(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A broken NDJSON line has no key (no file of its own, nothing read from it), so it may be
+    any absent user: a complete dump holding one deletes nothing, and says so; the next
+    complete dump without a broken line deletes what it lacks."""
+    users = [json.dumps({"user_id": f"u{n}", "name": f"User {n}"}) for n in range(6)]
+    first = tmp_path / "users.ndjson"
+    first.write_text("\n".join(users) + "\n")
+    assert run_cli(settings, "ingest", str(first)).returncode == 0
+    broken = tmp_path / "broken.ndjson"
+    broken.write_text("\n".join([*users[:3], users[3][:12], *users[4:]]) + "\n")
+    result = run_cli(settings, "ingest", str(broken), "--full")
+    assert result.returncode == 0
+    assert (
+        "  deleted              0  (a complete dump: current documents it did not hold)\n"
+        "  withheld             1  (not deleted though absent: 1 quarantined document(s) of this"
+        " dump could not be identified and may be any of them; a complete dump without them"
+        " deletes them)\n"
+    ) in result.stderr
+    current = "select document_key from raw.current_versions where not is_deleted order by 1"
+    assert [k for (k,) in query(settings, current)] == [f"user_id:u{n}" for n in range(6)]
+    again = run_cli(settings, "ingest", str(broken), "--full", "--json")
+    assert (json.loads(again.stdout)["deleted"], json.loads(again.stdout)["deletes_withheld"]) == (
+        0,
+        1,
+    )
+    without = tmp_path / "without.ndjson"
+    without.write_text("\n".join([*users[:3], *users[4:]]) + "\n")
+    done = json.loads(run_cli(settings, "ingest", str(without), "--full", "--json").stdout)
+    assert (done["deleted"], "deletes_withheld" in done) == (1, False)
+    assert [k for (k,) in query(settings, current)] == [f"user_id:u{n}" for n in range(6) if n != 3]

@@ -10,16 +10,22 @@ comes back later is a new version of the same key.
 The guard: a complete dump that would delete more than half of the current documents is refused
 (MassDelete, nothing written) unless the caller allows it, and a "complete" dump holding no
 document at all is always refused: an empty or truncated dump never wipes the warehouse.
+
+A quarantined document that could not be identified (a broken NDJSON line or array element:
+no file of its own, and no key read from it) may be any of the absent documents: while a
+complete dump holds one, its deletes are withheld (counted, none written), so a broken line
+never deletes its user. The next complete dump without one deletes them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
 from duel.exceptions import MassDelete
+from duel.identity import CONTENT_PREFIX
 
 MASS_DELETE_SHARE = 0.5  # deleting more than this share of the current documents needs consent
 TOMBSTONE = "deleted"  # a tombstone's content_sha256 (raw_schema.sql)
@@ -38,6 +44,26 @@ _ABSENT = """
 """
 
 
+# quarantined deliveries of the batches with no identity (no file of their own, no key read)
+_UNIDENTIFIED = """
+    select count(*) from raw.batch_files
+    where batch_id = any(%(seen)s) and status = 'quarantined'
+        and left(document_key, %(width)s) = %(prefix)s
+"""
+
+
+class Deletes(NamedTuple):
+    """What a complete dump deleted, and what it withheld (`withheld` absent documents, while
+    `unidentified` quarantined documents of it may be any of them)."""
+
+    deleted: int
+    withheld: int = 0
+    unidentified: int = 0
+
+
+NONE = Deletes(0)
+
+
 def count_current(conn: psycopg.Connection[Any]) -> int:
     """Current (not deleted) documents: the guard's measure, taken before a batch writes."""
     row = conn.execute("select count(*) from raw.current_versions where not is_deleted").fetchone()
@@ -53,11 +79,12 @@ def tombstone_absent(
     delivered: int,
     allow_mass_delete: bool,
     first_seq: int,
-) -> int:
+) -> Deletes:
     """Tombstone every current document that the batches `seen_batch_ids` did not deliver, as
-    batch `batch_id` (in the caller's transaction); returns how many. `delivered` counts the
-    documents the dump held (loaded, unchanged or quarantined); `current_before` the current
-    documents before it. Raises MassDelete, writing nothing, when the guard refuses."""
+    batch `batch_id` (in the caller's transaction), unless they hold an unidentified quarantined
+    document (then none: withheld). `delivered` counts the documents the dump held (loaded,
+    unchanged or quarantined); `current_before` the current documents before it. Raises
+    MassDelete, writing nothing, when the guard refuses."""
     conn.execute(_ABSENT, {"seen": list(seen_batch_ids)})
     row = conn.execute("select count(*) from duel_absent").fetchone()
     deleting = int(row[0]) if row else 0
@@ -68,6 +95,16 @@ def tombstone_absent(
             deleting=deleting,
             current=current_before,
         )
+    if deleting:
+        params = {
+            "seen": list(seen_batch_ids),
+            "width": len(CONTENT_PREFIX),
+            "prefix": CONTENT_PREFIX,
+        }
+        row = conn.execute(_UNIDENTIFIED, params).fetchone()
+        unidentified = int(row[0]) if row else 0
+        if unidentified:
+            return Deletes(0, deleting, unidentified)
     if deleting > MASS_DELETE_SHARE * current_before and not allow_mass_delete:
         raise MassDelete(
             f"refused: this complete (--full) dump would delete {deleting} of {current_before} "
@@ -77,7 +114,7 @@ def tombstone_absent(
             current=current_before,
         )
     if not deleting:
-        return 0
+        return NONE
     params = {"batch": batch_id, "tombstone": TOMBSTONE, "seq": first_seq, "reason": ABSENT_REASON}
     conn.execute(
         "insert into raw.user_documents (document_key, content_sha256, source_name, batch_id,"
@@ -101,4 +138,4 @@ def tombstone_absent(
         " 'deleted', %(reason)s, document_key from duel_absent",
         params,
     )
-    return deleting
+    return Deletes(deleting)

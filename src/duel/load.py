@@ -106,6 +106,8 @@ class IngestResult:
     full: bool = False
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     skip_reasons: dict[str, int] = field(default_factory=dict)
+    # a complete dump holding quarantined documents it could not identify: its deletes withheld
+    deletes_withheld: deletes.Deletes = deletes.NONE
     objects_listed: int | None = None  # an object-store source: objects listed, and read
     objects_read: int | None = None
 
@@ -121,7 +123,10 @@ class IngestResult:
         keys: tuple[str, ...] = ("batch_id", *COUNTS)
         if self.objects_listed is not None:
             keys = (*keys, "objects_listed", "objects_read")
-        return {key: getattr(self, key) for key in keys}
+        summary = {key: getattr(self, key) for key in keys}
+        if self.deletes_withheld.withheld:
+            summary["deletes_withheld"] = self.deletes_withheld.withheld
+        return summary
 
 
 class _JsonTextDumper(Dumper):
@@ -559,6 +564,7 @@ def ingest(
         source_files = ()
     source = store.listing.uri if store is not None else str(path)
     plan = None
+    deleted = deletes.NONE
     conn = db.connect(settings, step="ingest")
     try:
         with conn:
@@ -608,7 +614,7 @@ def ingest(
                 layout.check(conn, batch_id, batch.new, allow=allow_new_layout)
             if full:
                 counts = batch.counts
-                batch.counts["deleted"] = deletes.tombstone_absent(
+                deleted = deletes.tombstone_absent(
                     conn,
                     batch_id,
                     [batch_id],
@@ -617,6 +623,7 @@ def ingest(
                     allow_mass_delete=allow_mass_delete,
                     first_seq=batch.seq,
                 )
+                batch.counts["deleted"] = deleted.deleted
             finish_batch(conn, batch_id, batch.counts)
     except psycopg.Error as error:
         if conn.broken:  # the connection is gone: the server stopped or the network failed
@@ -655,6 +662,7 @@ def ingest(
         skip_reasons=batch.skip_reasons,
         objects_listed=plan.objects_listed if plan is not None else None,
         objects_read=plan.objects_read if plan is not None else None,
+        deletes_withheld=deleted,
     )
 
 
@@ -727,7 +735,7 @@ def delete_absent_from(
             ).fetchone()
             delivered = int(row[0]) if row else 0
             current_before = deletes.count_current(conn)  # the shards' new documents included
-            counts["deleted"] = deletes.tombstone_absent(
+            deleted = deletes.tombstone_absent(
                 conn,
                 batch_id,
                 batch_ids,
@@ -736,6 +744,7 @@ def delete_absent_from(
                 allow_mass_delete=allow_mass_delete,
                 first_seq=0,
             )
+            counts["deleted"] = deleted.deleted
             finish_batch(conn, batch_id, counts)
     except psycopg.Error as error:
         raise DatabaseRefused(
@@ -745,4 +754,4 @@ def delete_absent_from(
             batches=batch_ids,
             reason=db.first_line(error),
         ) from None
-    return IngestResult.of(batch_id, source, counts, full=True)
+    return IngestResult.of(batch_id, source, counts, full=True, deletes_withheld=deleted)

@@ -37,6 +37,12 @@ def render_ingest(result: IngestResult) -> str:
             f"  deleted      {result.deleted:>9,}"
             "  (a complete dump: current documents it did not hold)"
         )
+    if (withheld := result.deletes_withheld).withheld:
+        lines.append(
+            f"  withheld     {withheld.withheld:>9,}  (not deleted though absent: "
+            f"{withheld.unidentified:,} quarantined document(s) of this dump could not be "
+            "identified and may be any of them; a complete dump without them deletes them)"
+        )
     if result.keyless:
         lines.append(
             f"  keyless      {result.keyless:>9,}"
