@@ -367,6 +367,35 @@ def test_defects_postgres_input_checks_agree_with_postgres(settings: Settings) -
     assert defects.lower_text("İSTANBUL ΣΑΣ Straße K") == lowered
 
 
+PG_EDGE_TIMESTAMPS = [
+    "0001-01-01T00:00:00Z",
+    "0001-01-01T00:00:00+01:00",
+    "0001-01-01T00:59:59-01:00",
+    "0001-01-01",
+    "9999-12-31T23:59:59.999999",
+    "9999-12-31T23:59:59.9999995",
+    "9999-12-31T23:30:00-01:00",
+    "9999-12-31T23:30:00+01:00",
+    "9999-12-31 24:00",
+    "2024-05-10T03:58:44+0200",
+]
+
+
+def test_defects_timestamp_range_agrees_with_postgres(settings: Settings) -> None:
+    """The Python stand-in for the timestamp rule's range (the years 1-9999 in UTC; text without
+    an offset is UTC) gives Postgres' answer at the edges."""
+    [(in_range,)] = query(
+        settings,
+        "select array(select case when t ~* '[t ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)?"
+        "(z|[+-][0-9]{2}(:?[0-9]{2})?)$' then t::timestamptz"
+        " else t::timestamp at time zone 'UTC' end"
+        " between '0001-01-01T00:00:00Z' and '9999-12-31T23:59:59.999999Z'"
+        " from unnest(%s::text[]) as t)",
+        (PG_EDGE_TIMESTAMPS,),
+    )
+    assert [defects.timestamp_in_range(t) for t in PG_EDGE_TIMESTAMPS] == in_range
+
+
 def test_profile_fields_small_dump(small_dump: Path) -> None:
     profile = {p.field: p for p in explore.profile_fields(OPTIONS, small_dump)}
     rules = load_rules(OPTIONS.dbt_project_dir)

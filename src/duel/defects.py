@@ -38,7 +38,7 @@ _FLAGS = {"case": re.IGNORECASE | re.ASCII, "exact": re.ASCII}
 _CASE_INSENSITIVE = frozenset({"uuid", "url", "iso_timestamp", "iso_offset", "decimal"})
 _ISO = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})(?:[tT ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?"
-    r"(?:[zZ]|[+-](\d{2})(?::?(\d{2}))?)?)?",
+    r"(?:[zZ]|([+-])(\d{2})(?::?(\d{2}))?)?)?",
     re.ASCII,
 )
 
@@ -72,7 +72,7 @@ def timestamp_valid(text: str) -> bool:
     match = _ISO.fullmatch(text)
     if match is None:
         return False
-    year, month, day, hour, minute, second, fraction, tz_hour, tz_minute = match.groups()
+    year, month, day, hour, minute, second, fraction, _sign, tz_hour, tz_minute = match.groups()
     try:
         date(int(year), int(month), int(day))  # year 0000 and 2024-02-30 are refused, as there
     except ValueError:
@@ -86,6 +86,26 @@ def timestamp_valid(text: str) -> bool:
     if hours == 24 and (minutes or seconds or fractional):
         return False
     return tz_hour is None or (int(tz_hour) <= 15 and int(tz_minute or 0) <= 59)
+
+
+# the instants macros/cleaning.sql keeps: the years 1-9999 in UTC, in microseconds from 0001-01-01
+_LAST_INSTANT = (date(9999, 12, 31).toordinal() * 86_400 - 1) * 1_000_000 + 999_999
+
+
+def timestamp_in_range(text: str) -> bool:
+    """Whether a valid ISO timestamp (timestamp_valid) falls within the years 1-9999 once in UTC
+    (text without an offset is UTC), as macros/cleaning.sql's timestamp rule judges it."""
+    match = _ISO.fullmatch(text)
+    if match is None:
+        return False
+    year, month, day, hour, minute, second, fraction, sign, tz_hour, tz_minute = match.groups()
+    seconds = (date(int(year), int(month), int(day)).toordinal() - 1) * 86_400
+    seconds += int(hour or 0) * 3600 + int(minute or 0) * 60 + int(second or 0)
+    if sign:
+        offset = int(tz_hour) * 3600 + int(tz_minute or 0) * 60
+        seconds -= offset if sign == "+" else -offset
+    micros = seconds * 1_000_000 + int(round(Decimal("0." + (fraction or "0")), 6) * 1_000_000)
+    return 0 <= micros <= _LAST_INSTANT
 
 
 def numeric_valid(text: str) -> bool:
@@ -176,7 +196,9 @@ def _timestamp(rule: FieldRule, value: Any) -> str | None:
     if first:
         return first
     text = trimmed(value) or ""
-    return None if rule.matches("iso_timestamp", text) and timestamp_valid(text) else "unparseable"
+    if not (rule.matches("iso_timestamp", text) and timestamp_valid(text)):
+        return "unparseable"
+    return None if timestamp_in_range(text) else "out-of-range"
 
 
 def _label(rule: FieldRule, value: Any) -> str | None:
