@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
 import pytest
 from conftest import query, run_cli
+from tar_files import make_tar
 
 from duel.exceptions import MassDelete
 from duel.load import ingest
@@ -208,3 +210,23 @@ def test_cli_ingest_full_withholds_deletes_while_a_quarantined_line_is_unidentif
     done = json.loads(run_cli(settings, "ingest", str(without), "--full", "--json").stdout)
     assert (done["deleted"], "deletes_withheld" in done) == (1, False)
     assert [k for (k,) in query(settings, current)] == [f"user_id:u{n}" for n in range(6) if n != 3]
+
+
+def test_ingest_full_withholds_deletes_while_an_ndjson_member_is_unreadable(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A corrupt NDJSON member holds users it cannot name (each is keyed by its user_id): it
+    is none of them, so a complete dump holding one withholds its deletes as for a broken line;
+    the same holds for a broken file under a rule that reads a field before the path."""
+    users = [json.dumps({"user_id": f"u{n}", "name": f"User {n}"}) for n in range(4)]
+    packed = gzip.compress(("\n".join(users) + "\n").encode())
+    ingest(settings, make_tar(tmp_path / "a.tar.gz", [("d/users.ndjson.gz", packed)]))
+    cut = make_tar(tmp_path / "b.tar.gz", [("d/users.ndjson.gz", packed[: len(packed) // 2])])
+    result = ingest(settings, cut, full=True)
+    assert (result.quarantined, result.deleted, result.summary()["deletes_withheld"]) == (1, 0, 4)
+    assert query(settings, "select left(document_key, 8) = 'content:' from raw.quarantine") == [
+        (True,)
+    ]
+    assert query(settings, "select count(*) from raw.current_versions where not is_deleted") == [
+        (4,)
+    ]

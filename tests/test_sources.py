@@ -484,7 +484,7 @@ def test_iter_source_unreadable_members_are_defects_not_skips(tmp_path: Path) ->
             "dump.ndjson.xz",
             b"\xfd7zXZ\x00 truncated",
             16,
-            key_path="dump.ndjson.xz",
+            key_path=None,  # many documents, keyed by their fields: none of them
             defect="unreadable-member: Corrupt input data",
         ),
         SourceFile(

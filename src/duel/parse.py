@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from duel.identity import KeyRule, document_key, file_key, path_key
+from duel.identity import KeyRule, document_key, file_key
 from duel.repair import Parsed, parse_document
 from duel.sources import SourceFile
 
@@ -75,7 +75,7 @@ def classify(
             Parsed("quarantined", reason=reason, detail=detail or None),
             None,
             source.data,
-            _quarantine_key(source, sha256),
+            _quarantine_key(source, sha256, rule),
         )
     if source.oversize or source.data is None:
         parsed = Parsed(
@@ -91,7 +91,7 @@ def classify(
             parsed,
             None,
             None,
-            _quarantine_key(source, ""),
+            _quarantine_key(source, "", rule),
         )
     data = source.data
     sha256 = sha256 or hashlib.sha256(data).hexdigest()
@@ -115,7 +115,7 @@ def classify(
             parsed,
             None,
             data,
-            _quarantine_key(source, sha256),
+            _quarantine_key(source, sha256, rule),
         )
     if parsed.document is None:  # parse_document gives every loadable parse its document
         raise ValueError(f"{source.name}: {parsed.status} without a document")
@@ -123,11 +123,12 @@ def classify(
     return Outcome(source.name, parsed.status, len(data), sha256, parsed, None, None, key)
 
 
-def _quarantine_key(source: SourceFile, sha256: str) -> str:
-    """A quarantined file keeps its file identity (so a stale current version can be told);
-    a document without a file of its own cannot be identified without parsing it."""
-    if source.key_path is not None:
-        return path_key(source.key_path)
+def _quarantine_key(source: SourceFile, sha256: str, rule: KeyRule) -> str:
+    """A quarantined file keeps its file identity when the key rule takes it from the path (so a
+    stale current version can be told); a document without a file of its own, or under a rule
+    that reads a field first, cannot be identified without parsing it (a content key)."""
+    if (key := file_key(rule, source.key_path)) is not None:
+        return key
     return (
         "content:" + sha256
         if sha256

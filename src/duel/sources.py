@@ -360,11 +360,17 @@ def _iter_packed(
             if count
             else _why(exc)
         )
-        yield _defect(path, key_path, "unreadable-member", detail, data, size)
+        # an NDJSON member holds many documents, keyed by their fields: it is none of them
+        yield _defect(path, None if lines else key_path, "unreadable-member", detail, data, size)
 
 
 def _defect(
-    path: str, key_path: str, reason: str, detail: str, data: bytes | None = None, size: int = 0
+    path: str,
+    key_path: str | None,
+    reason: str,
+    detail: str,
+    data: bytes | None = None,
+    size: int = 0,
 ) -> SourceFile:
     """A file that should be data but cannot be read: the parse stage quarantines it."""
     one_line = " ".join(detail.split())
