@@ -4,6 +4,7 @@ in a process started ahead of its build (Prestarted)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,6 +22,7 @@ from duel.transform import (
     dbt_command,
     dbt_env,
     generate_docs,
+    prepare_target,
     project_dir,
     target_dir,
 )
@@ -368,3 +370,26 @@ def test_transform_prestarted_process_is_stopped_when_not_used(settings: Setting
         result = build_models(settings, select=["stg_batches"], prestarted=prestarted)
         assert prestarted.process is not None and prestarted.process.returncode is not None
     assert result.counts == {"models": 1, "tests": 2}
+
+
+@pytest.mark.slow
+def test_transform_a_changed_snapshot_file_is_parsed_whole(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A partial parse older than a snapshot's YAML is dropped before a build (dbt then parses
+    the project whole, once): after users_snapshot.yml and the models changed (an upgrade of
+    duel), dbt's partial parse kept the old snapshot beside the new one and every build failed
+    ("dbt found two snapshots with the name users_snapshot"). A newer one is kept."""
+    project = tmp_path / "duel-dbt"
+    shutil.copytree(REPO / "dbt" / "duel", project, ignore=shutil.ignore_patterns("target", "logs"))
+    copy = settings.with_overrides(dbt_project_dir=project)
+    build_models(copy, select=["stg_batches"], unit_tests=False)
+    state = target_dir(copy) / "partial_parse.msgpack"
+    parsed = state.read_bytes()
+    assert prepare_target(copy) == target_dir(copy) and state.read_bytes() == parsed  # kept
+    snapshot = project / "snapshots" / "users_snapshot.yml"
+    later = state.stat().st_mtime + 1
+    os.utime(snapshot, (later, later))  # the snapshot file changed after that parse
+    assert prepare_target(copy) == target_dir(copy) and not state.exists()
+    built = build_models(copy, select=["stg_batches"], unit_tests=False)
+    assert (built.counts, state.is_file()) == ({"models": 1, "tests": 2}, True)
