@@ -607,8 +607,8 @@ def test_warehouse_full_builds_scan_and_join_where_incremental_ones_look_up_keys
     brands, and base and engagement_by_user run without index scans or nested loops
     (macros/incremental.sql, scans_whole_when_built_whole); built incrementally, brand looks up
     the new versions by key (offset 0) and the two models' plans are the planner's own.
-    engagement_by_brand, a table rebuilt in every build, is built in one process each time
-    (macros/incremental.sql, in_one_process)."""
+    engagement_by_brand and data_quality_summary, tables rebuilt in every build, are built in
+    one process each time (macros/incremental.sql, in_one_process)."""
     brand = target_dir(settings) / "compiled" / "duel" / "models" / "lookup" / "brand.sql"
     builds = iter(range(3))
 
@@ -616,7 +616,12 @@ def test_warehouse_full_builds_scan_and_join_where_incremental_ones_look_up_keys
         # each build logs to a directory of its own: dbt rotates its log at 10 MB, and the log
         # a worker's earlier tests left could rotate in the middle of a build
         logs = tmp_path / f"logs-{next(builds)}"
-        selected = ("+brand", "+engagement_by_user", "+engagement_by_brand")
+        selected = (
+            "+brand",
+            "+engagement_by_user",
+            "+engagement_by_brand",
+            "+data_quality_summary",
+        )
         dbt_run(settings, "--select", *selected, "--log-path", str(logs), *flags)
         logged = (logs / "dbt.log").read_text(encoding="utf-8")
         hooks = len(WHOLE_SCANS.findall(logged))
@@ -626,9 +631,9 @@ def test_warehouse_full_builds_scan_and_join_where_incremental_ones_look_up_keys
     first = build()
     ingest_sample(settings, real_dir, tmp_path, files=10, start=20)
     assert (first, build(), build("--full-refresh")) == (
-        ([], 2, 1),
-        (["offset 0\n"], 0, 1),
-        ([], 2, 1),
+        ([], 2, 2),
+        (["offset 0\n"], 0, 2),
+        ([], 2, 2),
     )
     assert query(settings, "select count(*) from dbt_analysis.engagement_by_user") == [(30,)]
 

@@ -99,8 +99,10 @@
     aggregate built in each process, so the whole aggregation (a sort of 1M rows) ran twice, on
     both cores, while the other models of the build waited for them; in one process it runs
     once and the query is no slower (CREATE TABLE AS, alternating: 5.8 / 5.9 / 5.9 s in
-    parallel, 4.8 / 4.5 / 5.9 s in one process). Elsewhere it renders nothing, and dbt runs no
-    hook.
+    parallel, 4.8 / 4.5 / 5.9 s in one process). data_quality_summary the same way: the hash
+    of its defective users (an aggregate of 1M programs and tasks) was built in each of the
+    three processes, 3.4 s of CPU against 1.5 s in one, for the same 1.3-1.8 s. Elsewhere it
+    renders nothing, and dbt runs no hook.
 #}
 {% macro in_one_process() -%}
     {%- if target.type == 'postgres' -%}
