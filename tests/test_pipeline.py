@@ -17,6 +17,7 @@ from conftest import REPO, every_row, query
 from duel import changes, cli, db, pipeline
 from duel.exceptions import Interrupted
 from duel.settings import Settings
+from duel.summary import render_run
 from duel.transform import Prestarted
 
 DAG = REPO / "dags" / "duel_pipeline.py"
@@ -190,6 +191,44 @@ def test_pipeline_a_stale_document_delivered_intact_is_built_again(
     assert query(settings, stale) == []
     again = pipeline.run_pipeline(settings, data, notify=False)
     assert (again.nothing_changed, again.ingest.unchanged) == (True, 3)
+
+
+@pytest.mark.slow
+def test_pipeline_a_broken_file_delivered_again_is_nothing_changed(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A daily dump that holds the same broken file every day: its second delivery repeats,
+    byte for byte, a quarantine the build already counted, so nothing is built and every table
+    and output stays as it was. A broken file with other bytes, or a document broken that the
+    build saw intact, is built (it may make a version stale, and is counted where it was not)."""
+    data = _dump(tmp_path / "d", range(3))
+    broken = data / "mixed" / "user_1.json"
+    broken.write_text('{"user_id": null, "name": "Us')
+    first = pipeline.run_pipeline(settings, data, notify=False)
+    assert (first.nothing_changed, first.ingest.loaded, first.ingest.quarantined) == (False, 2, 1)
+    tables, outputs = every_row(settings), _outputs(settings)
+    for _ in range(2):
+        again = pipeline.run_pipeline(settings, data, notify=False)
+        assert (again.nothing_changed, again.ingest.quarantined, again.ingest.unchanged) == (
+            True,
+            1,
+            2,
+        )
+    assert every_row(settings) == tables
+    assert _outputs(settings) == outputs
+    assert (
+        "still hold (duel run --force rebuilds them); its quarantined file repeats, byte for"
+        " byte, a delivery that build counted" in render_run(settings, again)
+    )
+    broken.write_text('{"user_id": null, "name": "Other')
+    other = pipeline.run_pipeline(settings, data, notify=False)
+    assert (other.nothing_changed, other.ingest.quarantined) == (False, 1)
+    assert pipeline.run_pipeline(settings, data, notify=False).nothing_changed is True
+    (data / "mixed" / "user_2.json").write_text('{"user_id": 2, "name": "Th')
+    newly = pipeline.run_pipeline(settings, data, notify=False)
+    assert (newly.nothing_changed, newly.ingest.quarantined) == (False, 2)
+    stale = "select document_key from dbt.base where has_newer_quarantined_delivery"
+    assert query(settings, stale) == [("file:user_2.json",)]
 
 
 @pytest.mark.slow

@@ -5,9 +5,12 @@ in `DUEL_HOME/builds/<database>.json`: the last batch the build saw, a hash of t
 the report and export paths, and when. The next run skips the transform, the report and the
 export when all of these hold, so a run with nothing new costs an ingest and nothing more:
 
-- no batch since that one stored a new version, deleted a document or quarantined a file
-  (a quarantined delivery can make a current version stale), nor delivered intact a document
-  the build found stale (that delivery mends it);
+- no batch since that one stored a new version or deleted a document, nor delivered intact a
+  document the build found stale (that delivery mends it);
+- every file a batch since then quarantined repeats, byte for byte, the latest delivery of its
+  document the build saw (a broken file delivered again in every daily dump): a new broken
+  file, or one that breaks a document delivered intact before, can make a current version
+  stale and is counted where the build did not count it, so it is built;
 - the database is the one the build wrote (not another made again under its name);
 - the dbt project (models, macros, vars) is the same;
 - the report and the export manifest it wrote are still there.
@@ -140,14 +143,17 @@ def unchanged_since(settings: Settings) -> BuildRecord | None:
     with db.connect(settings, step="changes") as conn:
         row = conn.execute(
             sql.SQL(
-                "select {}, exists (select 1 from raw.batches where batch_id > %(batch)s"
-                " and status = 'succeeded' and (loaded > 0 or quarantined > 0"
-                " or coalesce(deleted, 0) > 0))"
+                "select {}, coalesce(bool_or(loaded > 0 or coalesce(deleted, 0) > 0), false),"
+                " coalesce(bool_or(quarantined > 0), false)"
+                " from raw.batches where batch_id > %(batch)s and status = 'succeeded'"
             ).format(DATABASE_IDENTITY),
             {"batch": record.batch_id},
         ).fetchone()
         if row is not None and not row[1]:
-            row = (row[0], _mends_stale(conn, record.batch_id))
+            changed = (row[2] and not _repeats_quarantined(conn, record.batch_id)) or _mends_stale(
+                conn, record.batch_id
+            )
+            row = (row[0], changed)
     # the record is of another database of that name (dropped and made again), or something new
     # arrived since
     if row is None or row[0] != record.cluster or row[1]:
@@ -168,6 +174,62 @@ _MENDS_STALE = """
             )
     )
 """
+
+
+# The quarantined deliveries since the build that are not a repeat: a broken file whose
+# document's latest delivery the build saw (up to its batch) was not this same quarantined file,
+# byte for byte. Each one's latest identical quarantined delivery up to the build is found by
+# the ledger's partial index of quarantined rows; then no other delivery of the document may lie
+# between that one and the build (a scan of those batches' ledger rows, one batch in a daily
+# run of the same dump). A file quarantined without its bytes' hash (too large to read) is
+# never a repeat.
+_NEW_QUARANTINED = """
+    with redelivered as (
+        select distinct document_key, content_sha256
+        from raw.batch_files
+        where batch_id > %(batch)s and status = 'quarantined'
+    ),
+    previous as (
+        select
+            redelivered.document_key,
+            redelivered.content_sha256,
+            (
+                select max(earlier.batch_id)
+                from raw.batch_files as earlier
+                where earlier.status = 'quarantined'
+                    and earlier.batch_id <= %(batch)s
+                    and earlier.document_key = redelivered.document_key
+                    and earlier.content_sha256 = redelivered.content_sha256
+            ) as batch_id
+        from redelivered
+    )
+    select
+        exists (
+            select 1 from previous
+            where previous.batch_id is null
+                or coalesce(previous.content_sha256, '') = ''
+                or previous.document_key is null
+        )
+        or exists (
+            select 1
+            from raw.batch_files as between_
+            inner join previous
+                on between_.document_key = previous.document_key
+                and between_.batch_id >= previous.batch_id
+            where between_.batch_id between (select min(batch_id) from previous) and %(batch)s
+                and not (
+                    between_.status = 'quarantined'
+                    and between_.content_sha256 = previous.content_sha256
+                )
+        )
+"""
+
+
+def _repeats_quarantined(conn: psycopg.Connection[Any], batch_id: int) -> bool:
+    """Whether every file quarantined after `batch_id` repeats a quarantined delivery the build
+    of that batch saw as its document's latest (see _NEW_QUARANTINED)."""
+    row = conn.execute(_NEW_QUARANTINED, {"batch": batch_id}).fetchone()
+    return row is not None and not row[0]
 
 
 def _mends_stale(conn: psycopg.Connection[Any], batch_id: int) -> bool:
