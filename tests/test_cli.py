@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import subprocess
@@ -404,3 +405,33 @@ def test_run_summary_names_the_server_and_the_demo(settings: Settings, tmp_path:
         outcome.summary()["server"],
     ) == (db, True, {"host": "127.0.0.1", "port": port, "embedded": True, "started": False})
     (settings.home / "database.json").unlink()  # the session's home keeps no record of this test
+
+
+# --- Ctrl-C before the command starts ---------------------------------------------------------
+
+
+def test_cli_interrupted_while_importing_says_so_in_one_line() -> None:
+    """A Ctrl-C in the first moments, while Python still imports duel's modules (click here),
+    ends like any interrupted command: one line, exit 130, no traceback. The console script
+    runs the same entry as `python -m duel`."""
+    code = (
+        "import sys\n"
+        "class Stop:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'click':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Stop())\n"
+        "sys.argv = ['duel', '--version']\n"
+        "from duel.__main__ import main\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (
+        130,
+        "",
+        "error: interrupted before the command started; nothing was done\n",
+    )
+    (script,) = importlib.metadata.entry_points(group="console_scripts", name="duel")
+    assert script.value == "duel.__main__:main"
