@@ -210,6 +210,10 @@ def test_cli_ingest_full_withholds_deletes_while_a_quarantined_line_is_unidentif
     done = json.loads(run_cli(settings, "ingest", str(without), "--full", "--json").stdout)
     assert (done["deleted"], "deletes_withheld" in done) == (1, False)
     assert [k for (k,) in query(settings, current)] == [f"user_id:u{n}" for n in range(6) if n != 3]
+    # each batch keeps what it withheld: NULL where the dump was not complete, 0 where nothing was
+    assert query(
+        settings, "select batch_id, is_full, deleted, deletes_withheld from raw.batches order by 1"
+    ) == [(1, False, 0, None), (2, True, 0, 1), (3, True, 0, 1), (4, True, 1, 0)]
 
 
 def test_ingest_full_withholds_deletes_while_an_ndjson_member_is_unreadable(

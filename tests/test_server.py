@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import cli_env, free_port, run_cli
+from conftest import cli_env, free_port, query, run_cli
 
 from duel import db, server
 from duel.settings import Settings, load_settings
@@ -240,25 +240,33 @@ def test_ensure_ready_uses_a_running_server_and_creates_the_database(pg_server: 
     ]
 
 
+def _earlier_database(pg_server: Settings, name: str, *statements: str) -> Settings:
+    """A database whose raw schema is made as an earlier duel made it: today's, then changed back
+    by `statements` (and given the rows they insert)."""
+    earlier = pg_server.with_overrides(pg_database=name, embedded=False)
+    db.ensure_ready(earlier)
+    with psycopg.connect(**earlier.conninfo(), autocommit=True) as conn:  # type: ignore[arg-type]
+        for statement in statements:
+            conn.execute(statement)  # type: ignore[arg-type]  # the test's own literal DDL
+    return earlier
+
+
 def test_ensure_ready_adds_an_index_missing_from_an_earlier_database(pg_server: Settings) -> None:
     """A raw schema an earlier duel made (here: without the ledger's index of quarantined
     deliveries, the quarantine keyed by its names) gets what is missing on the next connection,
     what that replaces dropped; its rows stay as they are."""
-    earlier = pg_server.with_overrides(pg_database="raw_before_an_index", embedded=False)
-    db.ensure_ready(earlier)
-    with psycopg.connect(**earlier.conninfo(), autocommit=True) as conn:  # type: ignore[arg-type]
-        conn.execute("drop index raw.batch_files_quarantined")
-        conn.execute("drop index raw.quarantine_file")  # the name was the primary key then
-        conn.execute("alter table raw.quarantine add primary key (source_name, content_sha256)")
-        conn.execute(
-            "insert into raw.quarantine (source_name, content_sha256, batch_id, reason, byte_size)"
-            " values ('mixed/user_0.json', 'ab', 1, 'truncated', 12)"
-        )
-        conn.execute(
-            "insert into raw.batch_files (batch_id, file_seq, source_name, status, reason)"
-            " values (1, 0, 'mixed/user_0.json', 'quarantined', 'truncated'),"
-            " (1, 1, 'mixed/user_1.json', 'loaded', null)"
-        )
+    earlier = _earlier_database(
+        pg_server,
+        "raw_before_an_index",
+        "drop index raw.batch_files_quarantined",
+        "drop index raw.quarantine_file",  # the name was the primary key then
+        "alter table raw.quarantine add primary key (source_name, content_sha256)",
+        "insert into raw.quarantine (source_name, content_sha256, batch_id, reason, byte_size)"
+        " values ('mixed/user_0.json', 'ab', 1, 'truncated', 12)",
+        "insert into raw.batch_files (batch_id, file_seq, source_name, status, reason)"
+        " values (1, 0, 'mixed/user_0.json', 'quarantined', 'truncated'),"
+        " (1, 1, 'mixed/user_1.json', 'loaded', null)",
+    )
     db.ensure_ready(earlier)
     with psycopg.connect(**earlier.conninfo()) as conn:  # type: ignore[arg-type]
         definition = conn.execute(
@@ -287,3 +295,19 @@ def test_ensure_ready_adds_an_index_missing_from_an_earlier_database(pg_server: 
     assert quarantine == [("mixed/user_0.json", "ab")]
     assert quarantine_indexes == [("raw.quarantine_file", False)]  # the primary key replaced
     assert "batch_files_quarantined" in plan[0][0]
+
+
+def test_ensure_ready_adds_a_column_missing_from_an_earlier_database(pg_server: Settings) -> None:
+    """raw.batches made before deletes_withheld was recorded gets the column on the next
+    connection; its batches keep their counts, the new column NULL (not recorded then)."""
+    earlier = _earlier_database(
+        pg_server,
+        "raw_before_a_column",
+        "alter table raw.batches drop column deletes_withheld",
+        "insert into raw.batches (source_uri, status, loaded, deleted, duel_version)"
+        " values ('d.tar.gz', 'succeeded', 3, 1, '0.1.0')",
+    )
+    db.ensure_ready(earlier)
+    assert query(
+        earlier, "select source_uri, loaded, deleted, deletes_withheld from raw.batches"
+    ) == [("d.tar.gz", 3, 1, None)]

@@ -222,12 +222,21 @@ RAW_RELATIONS = (
 )
 
 
+# Columns added to a raw table later (table, column): a database without one gets the DDL too,
+# which adds it (`alter table ... add column if not exists`), its earlier rows NULL.
+RAW_COLUMNS = (("batches", "deletes_withheld"),)
+
+
 def _create_raw_schema(conn: psycopg.Connection[Any]) -> None:
-    """The raw schema, its tables and indexes, unless all are there (idempotent DDL, under a
-    lock)."""
+    """The raw schema, its tables, indexes and columns, unless all are there (idempotent DDL,
+    under a lock)."""
+    tables, columns = zip(*RAW_COLUMNS, strict=True)
     row = conn.execute(
-        "select count(to_regclass('raw.' || t)) = %s from unnest(%s::text[]) as t",
-        (len(RAW_RELATIONS), list(RAW_RELATIONS)),
+        "select (select count(to_regclass('raw.' || t)) from unnest(%s::text[]) as t) = %s"
+        " and (select count(*) from unnest(%s::text[], %s::text[]) as added (t, c)"
+        " join pg_attribute as a on a.attrelid = to_regclass('raw.' || added.t)"
+        " and a.attname = added.c and not a.attisdropped) = %s",
+        (list(RAW_RELATIONS), len(RAW_RELATIONS), list(tables), list(columns), len(RAW_COLUMNS)),
     ).fetchone()
     if row and row[0]:
         _check_raw_version(conn)

@@ -624,7 +624,7 @@ def ingest(
                     first_seq=batch.seq,
                 )
                 batch.counts["deleted"] = deleted.deleted
-            finish_batch(conn, batch_id, batch.counts)
+            finish_batch(conn, batch_id, batch.counts, withheld=deleted.withheld if full else None)
     except psycopg.Error as error:
         if conn.broken:  # the connection is gone: the server stopped or the network failed
             unavailable = db.unavailable(settings, error, "ingest", path=source)
@@ -704,15 +704,21 @@ def _both(
     return lambda outcome: first(outcome) and second(outcome)
 
 
-def finish_batch(conn: psycopg.Connection[Any], batch_id: int, counts: dict[str, int]) -> None:
-    """Mark a batch succeeded, with its counts (in the batch's own transaction)."""
+def finish_batch(
+    conn: psycopg.Connection[Any],
+    batch_id: int,
+    counts: dict[str, int],
+    withheld: int | None = None,
+) -> None:
+    """Mark a batch succeeded, with its counts (in the batch's own transaction); `withheld`: a
+    complete dump's absent documents not deleted (deletes.Deletes), None for a partial one."""
     conn.execute(
         "update raw.batches set status = 'succeeded', finished_at = clock_timestamp(),"
         " files_seen = %(files_seen)s, loaded = %(loaded)s, repaired = %(repaired)s,"
         " quarantined = %(quarantined)s, skipped = %(skipped)s, unchanged = %(unchanged)s,"
-        " deleted = %(deleted)s, keyless = %(keyless)s"
+        " deleted = %(deleted)s, keyless = %(keyless)s, deletes_withheld = %(withheld)s"
         " where batch_id = %(batch_id)s",
-        {**counts, "batch_id": batch_id},
+        {**counts, "batch_id": batch_id, "withheld": withheld},
     )
 
 
@@ -745,7 +751,7 @@ def delete_absent_from(
                 first_seq=0,
             )
             counts["deleted"] = deleted.deleted
-            finish_batch(conn, batch_id, counts)
+            finish_batch(conn, batch_id, counts, withheld=deleted.withheld)
     except psycopg.Error as error:
         raise DatabaseRefused(
             f"delete: the database refused the deletes: {db.first_line(error)}",

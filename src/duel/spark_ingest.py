@@ -85,7 +85,7 @@ TABLES = {
     "batches": "batch_id bigint, source_uri string, shard string, status string,"
     " started_at timestamp, finished_at timestamp, files_seen int, loaded int, repaired int,"
     " quarantined int, skipped int, unchanged int, deleted int, keyless int, is_full boolean,"
-    " document_key_rule string, error string, duel_version string",
+    " document_key_rule string, error string, duel_version string, deletes_withheld int",
     "user_documents": "document_key string, content_sha256 string, source_name string,"
     " batch_id bigint, loaded_at timestamp, parse_status string, parse_error string,"
     " repair string, byte_size int, document string",
@@ -139,11 +139,22 @@ def spark_session(settings: Settings) -> SparkSession:
     return session
 
 
+# Columns added to a raw table later, last in its TABLES entry (an insert is by position): a
+# warehouse an earlier duel made gets them, its earlier rows NULL.
+ADDED_COLUMNS = {"batches": ("deletes_withheld int",)}
+
+
 def ensure_raw_tables(spark: SparkSession) -> None:
-    """The raw schema and its tables, empty, if missing (parquet, as raw_schema.sql's columns)."""
+    """The raw schema and its tables, empty, if missing (parquet, as raw_schema.sql's columns),
+    and the columns added since an earlier duel made them."""
     spark.sql(f"create database if not exists {RAW}")
     for name, columns in TABLES.items():
         spark.sql(f"create table if not exists {RAW}.{name} ({columns}) using parquet")
+    for name, added in ADDED_COLUMNS.items():
+        present = set(spark.table(f"{RAW}.{name}").columns)
+        missing = [column for column in added if column.split()[0] not in present]
+        if missing:
+            spark.sql(f"alter table {RAW}.{name} add columns ({', '.join(missing)})")
 
 
 def spark_ingest(
@@ -473,6 +484,7 @@ def _batch_row(
         "finished_at": finished,
         **counts,
         "deleted": 0,
+        "deletes_withheld": None,  # not a complete dump (--full is not done on Spark)
         "is_full": False,
         "document_key_rule": rule.text,
         "error": None,

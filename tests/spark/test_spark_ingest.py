@@ -9,6 +9,7 @@ its ledger says unchanged.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -69,7 +70,8 @@ QUERIES = {
     "batch_files": "select batch_id, file_seq, source_name, status, reason, document_key,"
     " content_sha256, byte_size from raw.batch_files order by batch_id, file_seq",
     "batches": "select batch_id, status, files_seen, loaded, repaired, quarantined, skipped,"
-    " unchanged, deleted, keyless, is_full, document_key_rule from raw.batches order by batch_id",
+    " unchanged, deleted, keyless, deletes_withheld, is_full, document_key_rule"
+    " from raw.batches order by batch_id",
 }
 JSON_COLUMNS = {"user_documents": (6, 8), "quarantine": (9,)}
 
@@ -162,3 +164,41 @@ def test_spark_ingest_session_is_the_dbt_profiles(tmp_path: Path) -> None:
     parameters = {k: str(v) for k, v in profile["server_side_parameters"].items()}
     assert (profile["method"], profile["schema"]) == ("session", "dbt")
     assert {**parameters, "spark.sql.ansi.enabled": "false"} == session_config(settings)
+
+
+@pytest.mark.slow
+def test_spark_ingest_adds_a_column_missing_from_an_earlier_warehouse(
+    spark: SparkSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """raw.batches made before deletes_withheld was recorded gets the column (last: an insert is
+    by position), and a batch row then lands in its columns; the earlier rows keep NULL."""
+    from duel import spark_ingest as job
+
+    monkeypatch.setattr(job, "RAW", "raw_earlier")
+    spark.sql("drop database if exists raw_earlier cascade")
+    spark.sql("create database raw_earlier")
+    try:
+        earlier = job.TABLES["batches"].removesuffix(", deletes_withheld int")
+        spark.sql(f"create table raw_earlier.batches ({earlier}) using parquet")
+        spark.sql(
+            "insert into raw_earlier.batches (batch_id, source_uri, status, loaded)"
+            " values (1, 'd.tar.gz', 'succeeded', 3)"
+        )
+        job.ensure_raw_tables(spark)
+        rule = job.key_rule(Settings())
+        started = dt.datetime(2026, 1, 1)
+        counts = {**dict.fromkeys(job.COUNTS, 0), "loaded": 1}
+        row = job._batch_row(spark, 2, "e.tar.gz", started, counts, rule)
+        job._append(spark, "batches", row)
+        columns = spark.table("raw_earlier.batches").columns
+        rows = spark.sql(
+            "select batch_id, source_uri, loaded, deletes_withheld, document_key_rule"
+            " from raw_earlier.batches order by batch_id"
+        ).collect()
+    finally:
+        spark.sql("drop database if exists raw_earlier cascade")
+    assert columns[-1] == "deletes_withheld"
+    assert [tuple(r) for r in rows] == [
+        (1, "d.tar.gz", 3, None, None),
+        (2, "e.tar.gz", 1, None, rule.text),
+    ]

@@ -24,12 +24,17 @@ create table if not exists raw.batches (
     unchanged integer,
     deleted integer,
     keyless integer,
+    deletes_withheld integer,
     is_full boolean not null default false,
     document_key_rule text,
     error text,
     duel_version text not null
 );
 comment on table raw.batches is 'One row per ingest run (batch): when, from where, outcome and counts.';
+-- (a database an earlier duel made gets the column; its batches keep NULL: not recorded then)
+alter table raw.batches add column if not exists deletes_withheld integer;
+comment on column raw.batches.deletes_withheld is
+    'A complete dump''s documents absent from it but not deleted, because it held quarantined documents it could not identify (one may be any of them); NULL when not a complete dump or not recorded.';
 
 create table if not exists raw.user_documents (
     document_key text not null,

@@ -27,6 +27,7 @@ final as (
         unchanged,
         deleted,
         keyless,
+        deletes_withheld,
         is_full,
         error
 

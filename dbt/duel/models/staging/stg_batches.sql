@@ -23,6 +23,7 @@ final as (
         cast(unchanged as integer) as unchanged,
         cast(deleted as integer) as deleted,
         cast(keyless as integer) as keyless,
+        cast(deletes_withheld as integer) as deletes_withheld,
         cast(is_full as boolean) as is_full,
         {{ cast_as('error', 'text') }} as error
 
