@@ -405,15 +405,17 @@ def chart(summary: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     groups = sorted({(s, f) for s, f, _ in summary}, key=lambda g: (g[0], g[1] != "tar.gz"))
+    # only the methods this run measured: one left out (--methods) has no bar and no legend entry
+    methods = [m for m in ORDER if any(summary.get((s, f, m)) for s, f in groups)]
     fig, axes = plt.subplots(2, 1, figsize=(12, 8), sharex=True)
-    width = 0.8 / len(ORDER)
-    for index, method in enumerate(ORDER):
+    width = 0.8 / len(methods)
+    for index, method in enumerate(methods):
         for axis, field, scale in ((axes[0], "median", 1.0), (axes[1], "peak", 1 / MB)):
             xs, ys, hatches = [], [], []
             for g, (size, form) in enumerate(groups):
                 row = summary.get((size, form, method))
                 if row and row[field]:
-                    xs.append(g + (index - (len(ORDER) - 1) / 2) * width)
+                    xs.append(g + (index - (len(methods) - 1) / 2) * width)
                     ys.append(row[field] * scale)
                     hatches.append(
                         "//" if row["extrapolated"] else "xx" if row.get("lower_bound") else ""
@@ -439,9 +441,9 @@ def chart(summary: dict, path: Path) -> None:
         axis.grid(axis="y", which="both", alpha=0.3)
     axes[1].set_xticks(range(len(groups)), [f"{size_label(s)} {f}" for s, f in groups])
     axes[0].legend(ncol=3, fontsize=8)
+    others = [LABELS[m].strip("`") for m in methods if m != "duel"]
     axes[0].set_title(
-        "duel ingest vs the notebook's method, dlt and the floors (//: extrapolated, xx: lower "
-        "bound)"
+        f"duel ingest vs {', '.join(others) or 'nothing else'} (//: extrapolated, xx: lower bound)"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
