@@ -311,3 +311,14 @@ def test_ensure_ready_adds_a_column_missing_from_an_earlier_database(pg_server: 
     assert query(
         earlier, "select source_uri, loaded, deleted, deletes_withheld from raw.batches"
     ) == [("d.tar.gz", 3, 1, None)]
+
+
+def test_embedded_server_logs_only_what_a_crash_needs(pg_server: Settings) -> None:
+    """duel's server runs with minimal WAL (a table a build creates and fills is synced at
+    commit, not logged page by page) and no WAL compression (server.WAL_OPTIONS), given at
+    start so that a data directory an earlier duel made gets them too."""
+    assert query(
+        pg_server,
+        "select name, setting from pg_settings"
+        " where name in ('wal_level', 'max_wal_senders', 'wal_compression') order by name",
+    ) == [("max_wal_senders", "0"), ("wal_compression", "off"), ("wal_level", "minimal")]

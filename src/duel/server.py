@@ -39,8 +39,16 @@ work_mem = '32MB'
 maintenance_work_mem = '256MB'
 max_wal_size = '4GB'
 checkpoint_timeout = '15min'
-wal_compression = on
 """
+# The WAL of a server that is no replica's primary and whose data the runs can make again: given at
+# every start (`-c`, so a data directory made by an earlier duel gets them too). `minimal`: a
+# table created and filled in one transaction (every table a full dbt build writes, with CREATE
+# TABLE AS) is written and synced at commit, not logged page by page; no pg_basebackup or
+# replication of this server. Compression off: pglz shrank the full-page images a build writes
+# after a checkpoint by 8 % (178 against 194 MB) for 1.5 s of CPU more in 2.6 s, replacing
+# 10,000 users' rows of advocacy_programs and tasks_completed at 1M (bench/analysis.md,
+# twenty-third pass); this build has no lz4 or zstd.
+WAL_OPTIONS = "-c wal_level=minimal -c max_wal_senders=0 -c wal_compression=off"
 
 
 @dataclass(frozen=True)
@@ -337,7 +345,7 @@ def start(settings: Settings) -> ServerStatus:
 
 def _pg_start(settings: Settings, host: str, port: int) -> None:
     pgdata = settings.pgdata.resolve()
-    options = f"-p {port} -c listen_addresses={shlex.quote(host)}"
+    options = f"-p {port} -c listen_addresses={shlex.quote(host)} {WAL_OPTIONS}"
     _pg(
         "pg_ctl",
         "start",
