@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+from contextlib import nullcontext
 from pathlib import Path
 
 import psycopg
@@ -293,7 +294,7 @@ def test_transform_each_database_keeps_its_own_parse(settings: Settings, tmp_pat
         (False, False),
         (False, False),
     ]
-    # `python -m dbt.cli.main`'s runpy warning is not in dbt's output
+    # no runpy warning (a module run with -m that was imported first) in dbt's output
     assert not any("RuntimeWarning" in out for out in outputs)
 
 
@@ -356,6 +357,56 @@ def test_transform_prestarted_failures_read_as_a_new_process_s(
     assert (
         messages[0].startswith("dbt build failed: Parsing Error") and "one_row.yml" in messages[0]
     )
+
+
+# A model that records its connection and what a node before it on that connection left behind,
+# then leaves a session setting and a temporary table itself (post-hooks: after its select).
+CHAIN_LENGTH = 6
+LEAVES_STATE = """{{{{ config(materialized='table', post_hook=[
+    "set duel.left_behind = 'yes'",
+    "create temporary table left_behind as select 1 as x",
+]) }}}}
+{depends}
+select
+    pg_backend_pid() as pid,
+    (select backend_start from pg_stat_activity where pid = pg_backend_pid()) as started,
+    coalesce(nullif(current_setting('duel.left_behind', true), ''), 'nothing') as setting_found,
+    to_regclass('pg_temp.left_behind') is null as no_temporary_table,
+    current_setting('duel.tests_written_since', true) as tests_since
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ahead", [False, True], ids=["new-process", "prestarted"])
+def test_transform_keeps_connections_between_nodes_as_new_ones(
+    settings: Settings, tmp_path: Path, ahead: bool
+) -> None:
+    """duel's dbt processes keep a thread's connection from one node to the next (dbt-postgres
+    opens one per node), each time made as a new one: nothing a node left in its session (a
+    setting, a temporary table) reaches the next, and the setting the connection was opened with
+    (the tests' scope) stays. Six models one after another on four threads: some connection
+    serves two of them."""
+    project_path = tmp_path / "duel-dbt"
+    shutil.copytree(
+        REPO / "dbt" / "duel", project_path, ignore=shutil.ignore_patterns("target", "logs")
+    )
+    names = [f"chain_{n}" for n in range(1, CHAIN_LENGTH + 1)]
+    for before, name in zip([None, *names], names, strict=False):
+        depends = f"-- depends_on: {{{{ ref('{before}') }}}}" if before else ""
+        (project_path / "models" / f"{name}.sql").write_text(LEAVES_STATE.format(depends=depends))
+    project = settings.with_overrides(dbt_project_dir=project_path)
+    with Prestarted(project) if ahead else nullcontext() as prestarted:
+        result = build_models(project, select=names, tests_since=4242, prestarted=prestarted)
+    assert result.counts == {"models": CHAIN_LENGTH}
+    union = " union all ".join(
+        f"select pid, started, setting_found, no_temporary_table, tests_since from dbt.{name}"
+        for name in names
+    )
+    with psycopg.connect(**project.conninfo()) as conn:  # type: ignore[arg-type]
+        rows = conn.execute(union).fetchall()
+    assert [row[2:] for row in rows] == [("nothing", True, "4242")] * CHAIN_LENGTH
+    connections = {row[:2] for row in rows}
+    assert len(connections) <= 4 < CHAIN_LENGTH
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """The dbt stage: `duel transform` builds the models (dbt build), `duel docs` serves their docs.
 
-dbt runs as a child process of this interpreter (`python -m dbt.cli.main`), so its environment
+dbt runs as a child process of this interpreter (`python -m duel.transform --dbt`: dbt's own
+command line, its connections kept between nodes, `keep_connections`), so its environment
 is exactly what we give it: the PG* variables from the settings (profiles.yml reads them with
 env_var()), DBT_PROFILES_DIR pointing at the project, and logs/ and a target/ per database under
 `settings.home` (`target_dir`). A failed build raises StepFailed naming the failed models and
@@ -149,15 +150,15 @@ def dbt_env(settings: Settings, tests_since: int | None = None) -> dict[str, str
     return env
 
 
-# `python -m dbt.cli.main` makes runpy warn that dbt.cli imported its main module first, a
-# line of noise at the top of every build's output; dbt's own `dbt` script runs the same `cli`.
-_RUNPY_NOISE = "ignore:'dbt.cli.main' found in sys.modules:RuntimeWarning"
+# The argument that makes `python -m duel.transform` dbt's command line (_dbt_main): dbt's own
+# `cli`, with its connections kept between nodes (keep_connections).
+DBT = "--dbt"
 
 
 def dbt_command(settings: Settings, *args: str) -> list[str]:
-    """The dbt command line (this interpreter's dbt), with the project and profiles directory."""
-    command = [sys.executable, "-W", _RUNPY_NOISE, "-m", "dbt.cli.main"]
-    return [*command, *args, *_project_args(settings)]
+    """The dbt command line (this interpreter's dbt, through _dbt_main), with the project and
+    profiles directory."""
+    return [sys.executable, "-m", "duel.transform", DBT, *args, *_project_args(settings)]
 
 
 def build_models(
@@ -311,7 +312,7 @@ class Prestarted:
 
     It waits on its stdin for one line: the build's arguments and the environment the build
     would have had (`start`), or nothing (`cancel`: the run needs no build). What it runs, its
-    output and its exit code are those of `python -m dbt.cli.main` with the same arguments. A
+    output and its exit code are those of dbt_command with the same arguments. A
     project that does not parse is parsed again by the build, which then reports it as any
     build does.
 
@@ -421,6 +422,8 @@ def _prestarted_main(parse: list[str]) -> int:
     from dbt.cli.main import dbtRunner
     from dbt.contracts.graph.manifest import Manifest
 
+    keep_connections()
+
     # quiet: a parse error is reported by the build, which parses again. No manifest.json: the
     # build writes it (dbt's runnable task, after the run)
     parsed = dbtRunner().invoke([*parse, "--quiet", "--log-level", "none", "--no-write-json"])
@@ -437,6 +440,56 @@ def _prestarted_main(parse: list[str]) -> int:
         print(f"Encountered an error:\n{result.exception}", flush=True)
         return _exited(2)
     return _exited(0 if result.success else 1)
+
+
+def keep_connections() -> None:
+    """dbt-postgres closes a thread's connection after every node and opens a new one for the
+    next: a new server process, a SCRAM authentication and empty catalog caches, 129 times in a
+    build of 16 models and 101 tests. In duel's dbt processes a thread keeps its connection, made
+    as a new one would be after each node: its transaction rolled back (as dbt's close does), then
+    DISCARD ALL (temporary tables, session settings, prepared statements, advisory locks; the
+    settings the connection was opened with stay) and the profile's `role` set again. A
+    connection that cannot be reset is closed, as dbt would have. dbt's own `dbt` command, run
+    from a terminal, opens one per node as before; the rows are the same either way
+    (bench/analysis.md, twenty-fourth pass, has what it saves)."""
+    try:
+        from dbt.adapters.postgres.connections import PostgresConnectionManager
+    except ImportError:  # no Postgres adapter: nothing to keep
+        return
+
+    close_after_each_node = PostgresConnectionManager.release
+    if getattr(close_after_each_node, "keeps_connections", False):
+        return
+
+    def release(self: PostgresConnectionManager) -> None:
+        with self.lock:
+            connection = self.get_if_exists()
+        if connection is None or connection.state != "open":
+            return
+        try:
+            handle = connection.handle
+            handle.rollback()
+            connection.transaction_open = False
+            credentials = self.get_credentials(connection.credentials)
+            handle.autocommit = True
+            with handle.cursor() as cursor:
+                cursor.execute("discard all")
+                if credentials.role:
+                    cursor.execute("set role %s", (credentials.role,))
+            handle.autocommit = credentials.autocommit is True
+        except Exception:  # a broken connection: closed, as dbt closes every one
+            close_after_each_node(self)
+
+    release.keeps_connections = True  # type: ignore[attr-defined]
+    PostgresConnectionManager.release = release  # type: ignore[method-assign,assignment]
+
+
+def _dbt_main(args: list[str]) -> None:
+    """dbt's command line (what the `dbt` script runs), its connections kept between nodes."""
+    from dbt.cli.main import cli
+
+    keep_connections()
+    cli.main(args=args, prog_name="dbt")
 
 
 def _exited(code: int) -> int:
@@ -534,3 +587,5 @@ def _last_error(output: list[str]) -> str:
 
 if __name__ == "__main__" and sys.argv[1:2] == [PRESTARTED]:
     sys.exit(_prestarted_main(json.loads(sys.argv[2])))
+if __name__ == "__main__" and sys.argv[1:2] == [DBT]:
+    _dbt_main(sys.argv[2:])
