@@ -95,13 +95,13 @@ class Bench:
             env["DBT_PROFILES_DIR"] = os.environ["DBT_PROFILES_DIR"]
         return env
 
-    def admin(self) -> psycopg.Connection:
+    def admin(self, database: str = "postgres") -> psycopg.Connection:
         return psycopg.connect(
             host="127.0.0.1",
             port=self.port,
             user="postgres",
             password="pass",  # noqa: S106  the bench's own throwaway server on loopback
-            dbname="postgres",
+            dbname=database,
             autocommit=True,
         )
 
@@ -129,14 +129,7 @@ class Bench:
         hint bits while autovacuum competes for the two cores), then a checkpoint. Untimed by the
         runs; its seconds are returned and reported beside the run that follows."""
         started = time.perf_counter()
-        with psycopg.connect(
-            host="127.0.0.1",
-            port=self.port,
-            user="postgres",
-            password="pass",  # noqa: S106  the bench's own throwaway server on loopback
-            dbname=database,
-            autocommit=True,
-        ) as conn:
+        with self.admin(database) as conn:
             conn.execute("vacuum (analyze)")
             conn.execute("checkpoint")
         return time.perf_counter() - started
