@@ -224,6 +224,10 @@ def test_pipeline_a_broken_file_delivered_again_is_nothing_changed(
     other = pipeline.run_pipeline(settings, data, notify=False)
     assert (other.nothing_changed, other.ingest.quarantined) == (False, 1)
     assert pipeline.run_pipeline(settings, data, notify=False).nothing_changed is True
+    # the first bytes again: a repeat of a delivery, but not of the latest one the build saw
+    broken.write_text('{"user_id": null, "name": "Us')
+    back = pipeline.run_pipeline(settings, data, notify=False)
+    assert (back.nothing_changed, back.ingest.quarantined) == (False, 1)
     (data / "mixed" / "user_2.json").write_text('{"user_id": 2, "name": "Th')
     newly = pipeline.run_pipeline(settings, data, notify=False)
     assert (newly.nothing_changed, newly.ingest.quarantined) == (False, 2)

@@ -99,21 +99,19 @@ def render_run(settings: Settings, outcome: RunOutcome) -> str:
     steps = [f"  {step.name:<10} {step.seconds:>6.1f}s  {step.detail}" for step in outcome.steps]
     lines = [render_ingest(outcome.ingest), "steps:", *steps]
     if outcome.nothing_changed:
-        repeated = outcome.ingest.quarantined
-        lines.append(
+        line = (
             f"nothing changed: the models, report and exports of the build of {outcome.last_build}"
             " still hold (duel run --force rebuilds them)"
-            + (
-                (
-                    "; its quarantined file repeats, byte for byte, a delivery that build counted"
-                    if repeated == 1
-                    else f"; its {repeated} quarantined files repeat, byte for byte, deliveries"
-                    " that build counted"
-                )
-                if repeated
-                else ""
-            )
         )
+        repeated = outcome.ingest.quarantined  # a run with nothing new quarantines only repeats
+        if repeated == 1:
+            line += "; its quarantined file repeats, byte for byte, a delivery that build counted"
+        elif repeated:
+            line += (
+                f"; its {repeated} quarantined files repeat, byte for byte, deliveries that build"
+                " counted"
+            )
+        lines.append(line)
     where = (
         [f"server:  {outcome.server.describe()}", data_line(used, outcome.demo)]
         if outcome.server
