@@ -12,9 +12,9 @@ import pytest
 import yaml
 from conftest import query
 
-from duel import charts, defects, explore
+from duel import charts, defects, explore, state
 from duel.defects import Rules, load_rules, parse_json
-from duel.exceptions import SourceError
+from duel.exceptions import ConfigError, SourceError
 from duel.load import ingest
 from duel.settings import Settings, load_settings
 
@@ -661,3 +661,30 @@ def test_distribution_row_summarises_values() -> None:
         "mean": None,
         "max": None,
     }
+
+
+# --- which dump the notebook looks at --------------------------------------------------------
+
+
+def test_dump_to_explore_is_the_dump_the_last_run_loaded(tmp_path: Path) -> None:
+    """data_debugging.ipynb's `data_path = None`: after `make run DATA=...` the notebook looks at
+    that dump (the one in the database it loads into), not at a ./data.tar.gz the user may not
+    have; a path given, or DUEL_DATA, wins; a record of another database does not count."""
+    env = {"DUEL_HOME": str(tmp_path / "home"), "PGDATABASE": "duel"}
+    settings = load_settings(env, dotenv=None)
+    assert explore.dump_to_explore(settings) == Path("data.tar.gz")
+    real = tmp_path / "dumps" / "real.tar.gz"
+    state.write_database(settings.home, "duel", demo=False, source=real)
+    assert explore.dump_to_explore(settings) == real
+    assert explore.dump_to_explore(settings, "other.tar.gz") == Path("other.tar.gz")
+    given = load_settings({**env, "DUEL_DATA": str(tmp_path / "day2.tar.gz")}, dotenv=None)
+    assert explore.dump_to_explore(given) == tmp_path / "day2.tar.gz"
+    demo = load_settings({**env, "PGDATABASE": "duel_demo"}, dotenv=None)
+    assert explore.dump_to_explore(demo) == Path("data.tar.gz")
+    state.write_database(settings.home, "duel", demo=False, source="s3://bucket/dumps/day1/")
+    with pytest.raises(ConfigError) as raised:
+        explore.dump_to_explore(settings)
+    assert raised.value.message == (
+        "the last run read s3://bucket/dumps/day1/, an object store; set data_path to a local "
+        "copy of it"
+    )

@@ -150,7 +150,7 @@ def test_notebook_committed_without_outputs(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "parameters"),
-    [("data_debugging.ipynb", 'data_path = "./data.tar.gz"'), ("data_output.ipynb", "top_n = 10")],
+    [("data_debugging.ipynb", "data_path = None"), ("data_output.ipynb", "top_n = 10")],
 )
 def test_notebook_imports_duel_first_then_parameters(name: str, parameters: str) -> None:
     code = [

@@ -32,9 +32,9 @@ from typing import Any
 
 import orjson
 
-from duel import parse
+from duel import parse, state
 from duel.defects import MISSING, Integer, Rules, load_rules, lower_text, parse_json, trimmed
-from duel.exceptions import SourceError
+from duel.exceptions import ConfigError, SourceError
 from duel.identity import CONTENT_PREFIX, key_rule
 from duel.parse import Outcome
 from duel.repair import parse_document
@@ -51,6 +51,28 @@ DISTRIBUTION_FIELDS = {
     "sales": "program.total_sales_attributed",
 }
 JSON_TYPES = ("missing", "null", "boolean", "integer", "number", "string", "array", "object")
+
+
+DEFAULT_DUMP = Path("data.tar.gz")  # `make run`'s (Settings.data's default)
+
+
+def dump_to_explore(settings: Settings, data_path: str | Path | None = None) -> Path:
+    """The dump `data_debugging.ipynb` looks at (and loads at its end): `data_path` when given;
+    else DUEL_DATA when set; else the dump the last `duel run` loaded into the database these
+    settings use (DUEL_HOME/database.json: after `make run DATA=...`, that dump, not the demo);
+    else ./data.tar.gz. A run that read an object store names no local dump: ConfigError."""
+    if data_path is not None:
+        return Path(data_path)
+    chosen: Path | str = settings.data
+    if chosen == DEFAULT_DUMP:
+        record = state.read_database(settings.home)
+        if record is not None and record.source and record.database == settings.pg_database:
+            chosen = record.source
+    if isinstance(chosen, str) and chosen.lower().startswith("s3://"):
+        raise ConfigError(
+            f"the last run read {chosen}, an object store; set data_path to a local copy of it"
+        )
+    return Path(chosen)
 
 
 def _is_number(value: Any) -> bool:
