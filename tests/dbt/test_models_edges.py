@@ -152,17 +152,41 @@ def test_models_dump_whose_programs_have_no_tasks_builds_green(
 def test_models_dump_of_users_without_programs_builds_green(
     settings: Settings, tmp_path: Path
 ) -> None:
-    ingest_and_build(
-        settings, tmp_path / "no-programs", {"user_1.json": user(1, []), "user_2.json": user(2, [])}
-    )
-    assert query(settings, COUNTS) == [(2, 0, 0, 1, 0, 0, 0, 0, 2)]
-    assert query(settings, "select program_count, advocacy_programs_defect from dbt.base") == [
-        (0, None),
-        (0, None),
+    """An empty list is 0 programs; a missing, null or non-list one is an unknown number of
+    programs (NULL, never 0), flagged; none of them gives a program row."""
+    missing = user(3, [])
+    del missing["advocacy_programs"]
+    files = {
+        "user_1.json": user(1, []),
+        "user_2.json": user(2, []),
+        "user_3.json": missing,
+        "user_4.json": user(4, None),
+        "user_5.json": user(5, {"program_id": "not in a list"}),
+    }
+    ingest_and_build(settings, tmp_path / "no-programs", files)
+    assert query(settings, COUNTS) == [(5, 0, 0, 1, 0, 0, 0, 0, 4)]
+    assert query(
+        settings,
+        "select record_type, field, defect, defect_count, records from dbt_analysis.data_quality"
+        " where field = 'advocacy_programs' order by defect",
+    ) == [
+        ("user", "advocacy_programs", "missing", 2, 5),
+        ("user", "advocacy_programs", "wrong-type", 1, 5),
     ]
-    assert query(settings, BY_USER) == [(True, 0, None, 0, None), (True, 0, None, 0, None)]
+    assert query(
+        settings,
+        "select source_file, program_count, advocacy_programs_defect from dbt.base order by 1",
+    ) == [
+        ("user_1.json", 0, None),
+        ("user_2.json", 0, None),
+        ("user_3.json", None, "missing"),
+        ("user_4.json", None, "missing"),
+        ("user_5.json", None, "wrong-type"),
+    ]
+    assert query(settings, "select users_without_programs from dbt_analysis.overview") == [(5,)]
+    assert query(settings, BY_USER) == [(True, 0, None, 0, None)] * 5
     assert query(settings, BRANDS) == [UNKNOWN_BRAND]
-    assert query(settings, SUMMARY) == [(2, 2, Decimal("1.000000"), 0, 0)]
+    assert query(settings, SUMMARY) == [(5, 2, Decimal("0.400000"), 0, 0)]
 
 
 EVERY_VALUE_DEFECTIVE = {
@@ -239,10 +263,10 @@ def test_models_programs_and_tasks_that_are_not_objects_build_green(
         "select program_position, program_id_defect, brand_defect, tasks_completed_defect,"
         " task_count from dbt.advocacy_programs order by 1",
     ) == [
-        (1, "missing", "missing", "missing", 0),
-        (2, "missing", "missing", "missing", 0),
-        (3, "missing", "missing", "missing", 0),
-        (4, "missing", "missing", "missing", 0),
+        (1, "missing", "missing", "missing", None),
+        (2, "missing", "missing", "missing", None),
+        (3, "missing", "missing", "missing", None),
+        (4, "missing", "missing", "missing", None),
         (5, None, None, None, 3),
     ]
     assert query(

@@ -339,7 +339,11 @@
         'numeric(18, 2)') }}
 {%- endmacro %}
 
-{# Lists (advocacy_programs, tasks_completed): an array, possibly empty; the value is its length. #}
+{#
+    Lists (advocacy_programs, tasks_completed): an array, possibly empty; the value is its length,
+    NULL when the list is missing, null or not a list (how many elements it has is unknown; its
+    defect says why), never 0: 0 is an empty list.
+#}
 {% macro list_defect(json, rule) -%}
     case
         when {{ is_missing(json) }} then {{ defect_class('missing') }}
@@ -348,7 +352,7 @@
 {%- endmacro %}
 
 {% macro list_value(json, defect, rule={}) -%}
-    case when {{ json_kind(json) }} = 'array' then {{ json_array_length(json) }} else 0 end
+    case when {{ json_kind(json) }} = 'array' then {{ json_array_length(json) }} end
 {%- endmacro %}
 
 {#

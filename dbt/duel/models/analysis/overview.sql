@@ -32,7 +32,10 @@ user_measures as (
         {{ known_share('count(users.user_id)', 'count(*)') }} as user_id_known_share,
         cast(count(users.joined_at) as bigint) as joined_at_known,
         {{ known_share('count(users.joined_at)', 'count(*)') }} as joined_at_known_share,
-        cast(count(*) filter (where users.program_count = 0) as bigint) as users_without_programs
+        -- no program rows: an empty list (0) or an unusable one (NULL, unknown length)
+        cast(
+            count(*) filter (where users.program_count = 0 or users.program_count is null) as bigint
+        ) as users_without_programs
 
     from users
 
@@ -45,7 +48,10 @@ program_measures as (
         cast(count(*) filter (where not programs.is_unknown_brand) as bigint) as brand_known,
         {{ known_share('count(*) filter (where not programs.is_unknown_brand)', 'count(*)') }}
             as brand_known_share,
-        cast(count(*) filter (where programs.task_count = 0) as bigint) as programs_without_tasks
+        -- no task rows: an empty list (0) or an unusable one (NULL)
+        cast(
+            count(*) filter (where programs.task_count = 0 or programs.task_count is null) as bigint
+        ) as programs_without_tasks
 
     from programs
 
