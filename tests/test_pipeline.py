@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from conftest import REPO, every_row, query
 
-from duel import changes, cli, db, pipeline
+from duel import changes, cli, db, pipeline, transform
 from duel.exceptions import Interrupted
 from duel.settings import Settings
 from duel.summary import render_run
@@ -233,6 +233,50 @@ def test_pipeline_a_broken_file_delivered_again_is_nothing_changed(
     assert (newly.nothing_changed, newly.ingest.quarantined) == (False, 2)
     stale = "select document_key from dbt.base where has_newer_quarantined_delivery"
     assert query(settings, stale) == [("file:user_2.json",)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("earlier", ["another project", "no record"])
+def test_pipeline_a_changed_dbt_project_rebuilds_every_row(
+    settings: Settings, tmp_path: Path, earlier: str
+) -> None:
+    """Rows an incremental model wrote under other definitions (duel upgraded, a model or macro
+    edited) are not rows the current ones would write: the first build after the dbt project
+    changed, or of models a duel before raw.model_builds built, is a full refresh; the builds
+    after it are incremental again."""
+    data = _dump(tmp_path / "d", range(3))
+    pipeline.run_pipeline(settings, data, notify=False)
+    assert query(settings, "select full_refresh from raw.model_builds") == [(False,)]
+    assert not transform.built_by_another_project(settings)
+    # the models as an earlier project left them: a row its definitions computed otherwise
+    record = changes.read_record(settings)
+    assert record is not None
+    changes.record_path(settings).write_text(
+        json.dumps(dataclasses.asdict(record) | {"project_hash": "an earlier project"})
+    )
+    with db.connect(settings, step="test") as conn:
+        conn.execute(
+            "update dbt.base set program_count = 99 where document_key = 'file:user_1.json'"
+        )
+        if earlier == "no record":
+            conn.execute("delete from raw.model_builds")
+        else:
+            conn.execute("update raw.model_builds set project_hash = 'an earlier project'")
+    assert transform.built_by_another_project(settings)
+    upgraded = pipeline.run_pipeline(settings, data, notify=False)
+    assert (upgraded.nothing_changed, upgraded.ingest.unchanged) == (False, 3)
+    assert upgraded.steps[2].detail.endswith("(full refresh: every model built from scratch)")
+    assert query(settings, "select document_key, program_count from dbt.base order by 1") == [
+        ("file:user_0.json", 1),
+        ("file:user_1.json", 1),
+        ("file:user_2.json", 1),
+    ]
+    assert query(
+        settings, "select project_hash, full_refresh from raw.model_builds order by build_id"
+    )[-1] == (changes.project_hash(settings), True)
+    assert not transform.built_by_another_project(settings)
+    changed = pipeline.run_pipeline(settings, _dump(tmp_path / "e", range(4)), notify=False)
+    assert "full refresh" not in changed.steps[2].detail
 
 
 @pytest.mark.slow

@@ -65,10 +65,11 @@ def test_server_lifecycle_through_cli(pg_home: Path) -> None:
         assert (again.returncode, again.stdout, again.stderr) == (0, started.stdout, "")
         assert run_cli(settings, "db", "status").stdout == started.stdout
         with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
-            # batches, batch_files, current_versions, object_listing, quarantine, user_documents
+            # batches, batch_files, current_versions, model_builds, object_listing, quarantine,
+            # user_documents
             assert conn.execute(
                 "select count(*) from information_schema.tables where table_schema = 'raw'"
-            ).fetchone() == (6,)
+            ).fetchone() == (7,)
             assert conn.execute("show listen_addresses").fetchone() == ("127.0.0.1",)
             assert conn.execute("show unix_socket_directories").fetchone() == ("",)
     finally:
@@ -234,6 +235,7 @@ def test_ensure_ready_uses_a_running_server_and_creates_the_database(pg_server: 
         ("batch_files",),
         ("batches",),
         ("current_versions",),
+        ("model_builds",),
         ("object_listing",),
         ("quarantine",),
         ("user_documents",),

@@ -197,7 +197,7 @@ def test_transform_cli_selects_and_reports_json(settings: Settings) -> None:
     summary = json.loads(result.stdout)
     assert (result.returncode, {k: v for k, v in summary.items() if k != "seconds"}) == (
         0,
-        {"models": 1, "tests": 2, "scoped": False, "warnings": []},
+        {"models": 1, "tests": 2, "scoped": False, "full_refresh": False, "warnings": []},
     )
     assert result.stderr.startswith("dbt build: 1 model, 2 tests built and passed in ")
 

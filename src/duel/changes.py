@@ -12,7 +12,8 @@ export when all of these hold, so a run with nothing new costs an ingest and not
   file, or one that breaks a document delivered intact before, can make a current version
   stale and is counted where the build did not count it, so it is built;
 - the database is the one the build wrote (not another made again under its name);
-- the dbt project (models, macros, vars) is the same;
+- the dbt project (models, macros, vars) is the same (when it is not, the build is a full
+  refresh: duel.transform.build_models);
 - the report and the export manifest it wrote are still there.
 
 `duel run --force` rebuilds everything anyway.

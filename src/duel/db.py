@@ -219,6 +219,7 @@ RAW_RELATIONS = (
     "object_listing",
     "batch_files_quarantined",
     "quarantine_file",
+    "model_builds",
 )
 
 

@@ -63,12 +63,14 @@ class BuildResult:
     counts: dict[str, int] = field(default_factory=dict)
     warnings: tuple[NodeResult, ...] = ()
     scoped: bool = False  # build_models' `tests_since`: new rows tested, views left as they were
+    full_refresh: bool = False  # every model built from scratch (`--full-refresh`)
 
     def summary(self) -> dict[str, object]:
         return {
             "seconds": round(self.seconds, 3),
             **self.counts,
             "scoped": self.scoped,
+            "full_refresh": self.full_refresh,
             "warnings": [w.name for w in self.warnings],
         }
 
@@ -79,6 +81,8 @@ class BuildResult:
         text = f"{kinds or 'nothing'} built and passed in {self.seconds:.1f}s"
         if self.scoped:
             text += " (tests of the rows written since the last build; its views kept)"
+        if self.full_refresh:
+            text += " (full refresh: every model built from scratch)"
         if self.warnings:
             text += f"; {len(self.warnings)} warning(s): {_names(self.warnings)}"
         return text
@@ -187,7 +191,17 @@ def build_models(
     own constraints hold (keys, statuses, not-null columns); the full builds test them.
     `prestarted`: a dbt process started ahead for these settings and target, which runs the
     build (one that cannot is cancelled, and a new process runs it).
+
+    A whole build (no `select`) on Postgres is recorded in raw.model_builds with the project's
+    hash, and is a full refresh when the models were built by another project
+    (`built_by_another_project`): an upgrade or an edited model never leaves rows of the earlier
+    definitions in an incremental table.
     """
+    # a whole build on Postgres is a full refresh when the models were built by another project
+    whole = not select and is_postgres(target)
+    if whole and not full_refresh and built_by_another_project(settings):
+        full_refresh = True
+        tests_since = None  # every view is made again and every row tested
     args = ["build", *target_args(target)]
     if not unit_tests:
         args += ["--exclude-resource-type", "unit_test"]
@@ -209,13 +223,53 @@ def build_models(
     failed = [n for n in nodes or () if n.status in FAILED]
     if code != 0 or failed or nodes is None:
         raise StepFailed(STEP, _failure_message(failed, nodes, output))
+    if whole:
+        _record_build(settings, full_refresh)
     counts = {kind: n for kind in KINDS if (n := sum(1 for node in nodes if node.kind == kind))}
     return BuildResult(
         seconds,
         counts,
         tuple(n for n in nodes if n.status == "warn"),
         scoped=tests_since is not None and is_postgres(target),
+        full_refresh=full_refresh,
     )
+
+
+# The models' last whole build (raw.model_builds), and whether models exist at all: a database
+# whose models a duel before the record built has them but no row.
+_LAST_BUILD = """
+select
+    (select project_hash from raw.model_builds order by build_id desc limit 1),
+    to_regclass('dbt.base') is not null
+"""
+
+
+def built_by_another_project(settings: Settings) -> bool:
+    """Whether the database's models were built by another dbt project than this one (duel
+    upgraded; a model, macro or var edited): the last whole build recorded another project, or
+    models are there with no build recorded. Their incremental rows then hold what other
+    definitions computed, which an incremental build would keep beside the new ones."""
+    from duel import changes, db
+
+    with db.connect(settings, step=STEP) as conn:
+        if conn.execute("select to_regclass('raw.model_builds')").fetchone() == (None,):
+            return False  # no raw schema of this duel yet: nothing built by it to compare
+        row = conn.execute(_LAST_BUILD).fetchone()
+    last, built = row if row is not None else (None, False)
+    return bool(built) and last != changes.project_hash(settings)
+
+
+def _record_build(settings: Settings, full_refresh: bool) -> None:
+    from duel import __version__, changes, db
+
+    with db.connect(settings, step=STEP) as conn:
+        if conn.execute("select to_regclass('raw.model_builds')").fetchone() == (None,):
+            return
+        conn.execute(
+            "insert into raw.model_builds (project_hash, full_refresh, duel_version)"
+            " values (%s, %s, %s)",
+            (changes.project_hash(settings), full_refresh, __version__),
+        )
 
 
 def target_args(target: str | None) -> list[str]:

@@ -1,4 +1,4 @@
--- The raw layer: written only by the loader (duel.load). Idempotent DDL, run by every command
+-- The raw layer: written by the loader (duel.load), but for raw.model_builds (the transform's). Idempotent DDL, run by every command
 -- that needs the database. Documents are immutable versions keyed by (document_key,
 -- content_sha256): the key is the document's identity (duel.identity), `source_name` only says
 -- where a version was found. Nothing is ever deleted: a document absent from a complete (--full)
@@ -123,3 +123,17 @@ create table if not exists raw.object_listing (
 );
 comment on table raw.object_listing is
     'One row per object of an object-store source (s3://bucket/prefix/) as last listed: its ETag and size, the batch that last listed it and where that batch''s ledger holds its files (file_seq first_seq .. first_seq + file_count - 1), and the batch that last read its bytes. The next ingest reads only objects that are new or changed.';
+
+-- Written by the transform (duel.transform.build_models), not the loader: which dbt project built
+-- the models. A build whose project is not the last whole build's (duel upgraded, a model, macro
+-- or var edited) is a full refresh: the incremental models' rows written by other definitions
+-- are not kept beside rows of the new ones.
+create table if not exists raw.model_builds (
+    build_id bigint generated always as identity primary key,
+    finished_at timestamptz not null default now(),
+    project_hash text not null,
+    full_refresh boolean not null,
+    duel_version text not null
+);
+comment on table raw.model_builds is
+    'One row per whole build of the dbt models that succeeded (duel run, duel transform without --select, the DAG): when, the sha256 of the dbt project that built them, whether from scratch. The next build is a full refresh when the project differs.';
