@@ -365,7 +365,7 @@ def ingest(
             raise ConfigError("--full (deletes) is not done with --engine spark yet")
         if not isinstance(data, Path):
             raise ConfigError("--engine spark reads local dumps only (not s3:// yet)")
-        result = spark_ingest(settings, data)
+        result = spark_ingest(settings, data, allow_new_layout=allow_new_layout)
     else:
         database_stage(settings, data, demo)
         result = ingest_stage(

@@ -37,21 +37,21 @@ MOVED_SHARE = 0.5  # a batch whose new documents are more than this share of mov
 SAMPLE = 1000  # new documents checked per batch: the first the batch added
 FILE_PREFIX = "file:"
 
-# The checked new keys that are a current document's path with folders added or taken away at
-# the front (compared by file name first, then by the path's end), that document not delivered
-# by this batch; with one example pair.
-_MOVES = """
-    create temporary table duel_moves on commit drop as
+# A move, in the SQL both engines speak (duel.spark_ingest runs it in Spark SQL): the new keys
+# (`{keys}`: a relation of `key`) that are a current document's path with folders added or taken
+# away at the front (compared by file name first, then by the path's end), that document not
+# delivered by the dump (`{delivered}`: a subquery on `current`); as (new_key, current_key).
+MOVES_SQL = """
     with new as (
         select
             key,
             substr(key, 6) as path,
             regexp_replace(key, '^file:(.*/)?', '') as name
-        from unnest(%(keys)s::text[]) as key
+        from {keys}
     )
     select new.key as new_key, current.document_key as current_key
     from new
-    inner join raw.current_versions as current
+    inner join {current} as current
         on regexp_replace(current.document_key, '^file:(.*/)?', '') = new.name
     where
         left(current.document_key, 5) = 'file:'
@@ -59,11 +59,15 @@ _MOVES = """
         and current.document_key <> new.key
         and (
             right(new.key, length(current.document_key) - 4)
-                = '/' || substr(current.document_key, 6)
-            or right(current.document_key, length(new.path) + 1) = '/' || new.path
+                = concat('/', substr(current.document_key, 6))
+            or right(current.document_key, length(new.path) + 1) = concat('/', new.path)
         )
         and not exists ({delivered})
 """
+_MOVES = "create temporary table duel_moves on commit drop as" + MOVES_SQL.format(
+    keys="unnest(%(keys)s::text[]) as key", current="raw.current_versions", delivered="{delivered}"
+)
+
 # what "delivered by the dump" is: the batch's ledger, or the dump's keys (preflight)
 _BY_BATCH = """
     select 1 from raw.batch_files as delivered
@@ -151,12 +155,21 @@ def _judge(
         " from duel_moves"
     ).fetchone()
     moved, example = (int(row[0]), row[1]) if row else (0, None)
-    checked = len(new.sample)
+    refuse_moves(moved, example, len(new.sample), new.count, allow=allow)
+    return moved
+
+
+def refuse_moves(
+    moved: int, example: list[str] | None, checked: int, new: int, *, allow: bool
+) -> None:
+    """The refusal (LayoutChanged, one line) when more than MOVED_SHARE of the `checked` new
+    documents (of `new` in all) are moves; `example`: one (new key, current key) pair. Both
+    engines judge by it (duel.spark_ingest finds the moves in Spark SQL)."""
     if moved > MOVED_SHARE * checked and not allow and example is not None:
         new_path, current_path = (key.removeprefix(FILE_PREFIX) for key in example)
-        of = f"the first {checked} of the " if checked < new.count else "the "
+        of = f"the first {checked} of the " if checked < new else "the "
         raise LayoutChanged(
-            f"refused: {moved} of {of}{new.count} new documents of this dump are current "
+            f"refused: {moved} of {of}{new} new documents of this dump are current "
             f"documents under another folder depth (its {new_path!r} is the current "
             f"{current_path!r}; a document's identity is its path without the dump's top "
             "folder), so loading it would add those users a second time; nothing was written. "
@@ -164,6 +177,5 @@ def _judge(
             "run it again with --allow-new-layout to load them as new documents",
             moved=moved,
             checked=checked,
-            new=new.count,
+            new=new,
         )
-    return moved

@@ -15,6 +15,8 @@ content_sha256), so the same dump again stores no document, only its batch and l
   document whose content equals its current version (or its previous delivery in this dump) is
   `unchanged`; every other delivery is a new version (stored once per key and hash) and the
   last one becomes current; a quarantined file is stored once per (name, hash).
+- The layout guard (duel.layout): a dump whose new documents are mostly current documents under
+  another folder depth is refused before anything is written, unless `allow_new_layout`.
 
 Unlike Postgres, parquet has no transactions: the tables are appended in turn, current_versions
 rewritten, and the `raw.batches` row (status succeeded) written last; a batch that dies midway
@@ -35,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pyarrow as pa
 
-from duel import __version__
+from duel import __version__, layout
 from duel.identity import CONTENT_PREFIX, KeyRule, key_rule
 from duel.load import IngestResult
 from duel.parse import Outcome, classify
@@ -163,9 +165,11 @@ def spark_ingest(
     *,
     spark: SparkSession | None = None,
     files: Iterable[SourceFile] | None = None,
+    allow_new_layout: bool = False,
 ) -> IngestResult:
     """Ingest `path` into the Spark raw tables as one batch; returns its counts, as
-    duel.load.ingest does (no deletes: `--full` is not done on Spark)."""
+    duel.load.ingest does (no deletes: `--full` is not done on Spark). A dump repackaged at
+    another folder depth is refused (LayoutChanged, nothing written) unless `allow_new_layout`."""
     spark = spark or spark_session(settings)
     ensure_raw_tables(spark)
     rule = key_rule(settings)
@@ -176,6 +180,7 @@ def spark_ingest(
     outcomes.createOrReplaceTempView("duel_outcomes")
     ledger = _ledger(spark, batch_id).localCheckpoint()
     ledger.createOrReplaceTempView("duel_ledger")
+    _check_layout(spark, allow=allow_new_layout)  # before the first write
     _append(spark, "user_documents", _new_documents(spark, batch_id))
     _append(spark, "quarantine", _new_quarantine(spark, batch_id))
     _append(
@@ -346,6 +351,48 @@ def _ledger(spark: SparkSession, batch_id: int) -> DataFrame:
         left join loadable on loadable.file_seq = numbered.file_seq
         """
     )
+
+
+def _check_layout(spark: SparkSession, *, allow: bool) -> int:
+    """duel.layout's judgement of this batch (`duel_ledger`): its new file documents (a file key
+    with no current version), the first layout.SAMPLE of them checked for being a current
+    document's path with folders added or taken away at the front, that document not delivered
+    by the dump; returns how many are such moves (layout.refuse_moves refuses)."""
+    new = spark.sql(
+        f"""
+        select ledger.document_key as key, min(ledger.file_seq) as seq
+        from duel_ledger as ledger
+        left anti join {RAW}.current_versions as current
+            on current.document_key = ledger.document_key
+        where ledger.status in ('loaded', 'repaired')
+            and left(ledger.document_key, 5) = '{layout.FILE_PREFIX}'
+        group by ledger.document_key
+        """
+    ).localCheckpoint()
+    total = new.count()
+    if total == 0:
+        return 0
+    new.orderBy("seq").limit(layout.SAMPLE).createOrReplaceTempView("duel_new_keys")
+    moves = layout.MOVES_SQL.format(
+        keys="duel_new_keys",
+        current=f"{RAW}.current_versions",
+        delivered="select 1 from duel_ledger as delivered"
+        " where delivered.document_key = current.document_key",
+    )
+    (row,) = spark.sql(
+        f"""
+        with moves as ({moves})
+        select
+            count(distinct new_key) as moved,
+            min(array(new_key, current_key)) as example,
+            (select count(*) from duel_new_keys) as checked
+        from moves
+        """
+    ).collect()
+    moved, checked = int(row["moved"]), int(row["checked"])
+    example = list(row["example"]) if row["example"] is not None else None
+    layout.refuse_moves(moved, example, checked, total, allow=allow)
+    return moved
 
 
 def _new_documents(spark: SparkSession, batch_id: int) -> DataFrame:

@@ -202,3 +202,49 @@ def test_spark_ingest_adds_a_column_missing_from_an_earlier_warehouse(
         (1, "d.tar.gz", 3, None, None),
         (2, "e.tar.gz", 1, None, rule.text),
     ]
+
+
+def _users(directory: Path, folder: str, numbers: range) -> Path:
+    for n in numbers:
+        path = directory / folder / f"user_{n}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"user_id": None, "name": f"User {n}"}))
+    return directory
+
+
+@pytest.mark.slow
+def test_spark_ingest_refuses_a_dump_moved_to_another_folder_depth(
+    spark_settings: Settings, spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The layout guard on Spark, as on Postgres (duel.layout): the same users one folder deeper
+    are refused before anything is written; with allow_new_layout they load as new documents.
+    Current documents the dump also delivers where they were are not moves."""
+    from duel import spark_ingest as job
+    from duel.exceptions import LayoutChanged
+
+    monkeypatch.setattr(job, "RAW", "raw_layout")
+    spark.sql("drop database if exists raw_layout cascade")
+    spark.sql("create database raw_layout")
+
+    def table(name: str) -> int:
+        return int(spark.sql(f"select count(*) from raw_layout.{name}").collect()[0][0])
+
+    try:
+        first = spark_ingest(spark_settings, _users(tmp_path / "a", "mixed", range(3)), spark=spark)
+        assert (first.loaded, table("batch_files")) == (3, 3)
+        deeper = _users(tmp_path / "b", "day2/mixed", range(3))
+        with pytest.raises(LayoutChanged) as refused:
+            spark_ingest(spark_settings, deeper, spark=spark)
+        assert str(refused.value).startswith(
+            "refused: 3 of the 3 new documents of this dump are current documents under another"
+            " folder depth (its 'mixed/user_0.json' is the current 'user_0.json';"
+        )
+        assert (table("batches"), table("batch_files"), table("user_documents")) == (1, 3, 3)
+        allowed = spark_ingest(spark_settings, deeper, spark=spark, allow_new_layout=True)
+        assert (allowed.loaded, table("current_versions")) == (3, 6)
+        both = _users(_users(tmp_path / "c", "day3/eu", range(3)), "day3", range(3))
+        kept = spark_ingest(spark_settings, both, spark=spark)
+        assert (kept.loaded, kept.unchanged) == (3, 3)  # the originals delivered: no move
+        assert table("current_versions") == 9
+    finally:
+        spark.sql("drop database if exists raw_layout cascade")
