@@ -30,7 +30,8 @@ LEDGERS = {
     "dbt_staging.stg_batches",
     "dbt_staging.stg_batch_files",
     "dbt_analysis.ingest_batches",
-}  # they record every run, so a re-run adds to them
+    "raw.model_builds",
+}  # they record every run (model_builds: every whole build), so a re-run adds to them
 REFUSE_SHARD_ONCE = """
 create sequence public.refusals;
 create function public.refuse_shard_once() returns trigger language plpgsql as $$
