@@ -247,7 +247,7 @@ def test_pipeline_a_changed_dbt_project_rebuilds_every_row(
     data = _dump(tmp_path / "d", range(3))
     pipeline.run_pipeline(settings, data, notify=False)
     assert query(settings, "select full_refresh from raw.model_builds") == [(False,)]
-    assert not transform.built_by_another_project(settings)
+    assert not transform.built_by_another_project(settings, changes.project_hash(settings))
     # the models as an earlier project left them: a row its definitions computed otherwise
     record = changes.read_record(settings)
     assert record is not None
@@ -262,7 +262,7 @@ def test_pipeline_a_changed_dbt_project_rebuilds_every_row(
             conn.execute("delete from raw.model_builds")
         else:
             conn.execute("update raw.model_builds set project_hash = 'an earlier project'")
-    assert transform.built_by_another_project(settings)
+    assert transform.built_by_another_project(settings, changes.project_hash(settings))
     upgraded = pipeline.run_pipeline(settings, data, notify=False)
     assert (upgraded.nothing_changed, upgraded.ingest.unchanged) == (False, 3)
     assert upgraded.steps[2].detail.endswith("(full refresh: every model built from scratch)")
@@ -274,7 +274,7 @@ def test_pipeline_a_changed_dbt_project_rebuilds_every_row(
     assert query(
         settings, "select project_hash, full_refresh from raw.model_builds order by build_id"
     )[-1] == (changes.project_hash(settings), True)
-    assert not transform.built_by_another_project(settings)
+    assert not transform.built_by_another_project(settings, changes.project_hash(settings))
     changed = pipeline.run_pipeline(settings, _dump(tmp_path / "e", range(4)), notify=False)
     assert "full refresh" not in changed.steps[2].detail
 

@@ -197,9 +197,12 @@ def build_models(
     (`built_by_another_project`): an upgrade or an edited model never leaves rows of the earlier
     definitions in an incremental table.
     """
-    # a whole build on Postgres is a full refresh when the models were built by another project
-    whole = not select and is_postgres(target)
-    if whole and not full_refresh and built_by_another_project(settings):
+    # a whole build on Postgres is a full refresh when the models were built by another project;
+    # the project is hashed once, before dbt reads it: the record names what this build ran
+    from duel.changes import project_hash
+
+    project = project_hash(settings) if not select and is_postgres(target) else None
+    if project is not None and not full_refresh and built_by_another_project(settings, project):
         full_refresh = True
         tests_since = None  # every view is made again and every row tested
     args = ["build", *target_args(target)]
@@ -223,8 +226,8 @@ def build_models(
     failed = [n for n in nodes or () if n.status in FAILED]
     if code != 0 or failed or nodes is None:
         raise StepFailed(STEP, _failure_message(failed, nodes, output))
-    if whole:
-        _record_build(settings, full_refresh)
+    if project is not None:
+        _record_build(settings, project, full_refresh)
     counts = {kind: n for kind in KINDS if (n := sum(1 for node in nodes if node.kind == kind))}
     return BuildResult(
         seconds,
@@ -236,7 +239,8 @@ def build_models(
 
 
 # The models' last whole build (raw.model_builds), and whether models exist at all: a database
-# whose models a duel before the record built has them but no row.
+# whose models a duel before the record built has them but no row. Every command that builds
+# makes the raw schema first (db.ensure_ready), raw.model_builds with it.
 _LAST_BUILD = """
 select
     (select project_hash from raw.model_builds order by build_id desc limit 1),
@@ -244,31 +248,27 @@ select
 """
 
 
-def built_by_another_project(settings: Settings) -> bool:
-    """Whether the database's models were built by another dbt project than this one (duel
-    upgraded; a model, macro or var edited): the last whole build recorded another project, or
-    models are there with no build recorded. Their incremental rows then hold what other
-    definitions computed, which an incremental build would keep beside the new ones."""
-    from duel import changes, db
+def built_by_another_project(settings: Settings, project: str) -> bool:
+    """Whether the database's models were built by another dbt project than `project` (its
+    hash: duel upgraded; a model, macro or var edited): the last whole build recorded another
+    one, or models are there with no build recorded. Their incremental rows then hold what
+    other definitions computed, which an incremental build would keep beside the new ones."""
+    from duel import db
 
     with db.connect(settings, step=STEP) as conn:
-        if conn.execute("select to_regclass('raw.model_builds')").fetchone() == (None,):
-            return False  # no raw schema of this duel yet: nothing built by it to compare
         row = conn.execute(_LAST_BUILD).fetchone()
     last, built = row if row is not None else (None, False)
-    return bool(built) and last != changes.project_hash(settings)
+    return bool(built) and last != project
 
 
-def _record_build(settings: Settings, full_refresh: bool) -> None:
-    from duel import __version__, changes, db
+def _record_build(settings: Settings, project: str, full_refresh: bool) -> None:
+    from duel import __version__, db
 
     with db.connect(settings, step=STEP) as conn:
-        if conn.execute("select to_regclass('raw.model_builds')").fetchone() == (None,):
-            return
         conn.execute(
             "insert into raw.model_builds (project_hash, full_refresh, duel_version)"
             " values (%s, %s, %s)",
-            (changes.project_hash(settings), full_refresh, __version__),
+            (project, full_refresh, __version__),
         )
 
 
