@@ -7,10 +7,11 @@ export when all of these hold, so a run with nothing new costs an ingest and not
 
 - no batch since that one stored a new version or deleted a document, nor delivered intact a
   document the build found stale (that delivery mends it);
-- every file a batch since then quarantined repeats, byte for byte, the latest delivery of its
-  document the build saw (a broken file delivered again in every daily dump): a new broken
-  file, or one that breaks a document delivered intact before, can make a current version
-  stale and is counted where the build did not count it, so it is built;
+- every file a batch since then quarantined repeats the latest delivery of its document the
+  build saw (a broken file delivered again in every daily dump: the same bytes, or for a file
+  whose bytes were not read, such as one over the size limit, the same reason and size): a
+  new broken file, or one that breaks a document delivered intact before, can make a current
+  version stale and is counted where the build did not count it, so it is built;
 - the database is the one the build wrote (not another made again under its name);
 - the dbt project (models, macros, vars) is the same (when it is not, the build is a full
   refresh: duel.transform.build_models);
@@ -178,38 +179,45 @@ _MENDS_STALE = """
 
 
 # The quarantined deliveries since the build that are not a repeat: a broken file whose
-# document's latest delivery the build saw (up to its batch) was not this same quarantined file,
-# byte for byte. Each one's latest identical quarantined delivery up to the build is found by
-# the ledger's partial index of quarantined rows; then no other delivery of the document may lie
-# between that one and the build (a scan of those batches' ledger rows, one batch in a daily
-# run of the same dump). A file quarantined without its bytes' hash (too large to read) is
-# never a repeat.
+# document's latest delivery the build saw (up to its batch) was not this same quarantined file.
+# The same file is the same bytes (its sha256); a file quarantined without its bytes read (over
+# the size limit, or unreadable in its archive) is known by its reason and size, all the models
+# can see of it (raw.quarantine keeps one row per name and hash, and no bytes), so its daily
+# delivery is a repeat too. Each one's latest identical quarantined delivery up to the build is
+# found by the ledger's partial index of quarantined rows; then no other delivery of the
+# document may lie between that one and the build (a scan of those batches' ledger rows, one
+# batch in a daily run of the same dump). A ledger row without a document key is never a repeat.
+# (A file's identity: its hash, or `~reason~size` for one without; a hash never starts with ~.)
 _NEW_QUARANTINED = """
     with redelivered as (
-        select distinct document_key, content_sha256
-        from raw.batch_files
+        select distinct
+            document_key,
+            coalesce(
+                delivered.content_sha256, concat('~', delivered.reason, '~', delivered.byte_size)
+            ) as fingerprint
+        from raw.batch_files as delivered
         where batch_id > %(batch)s and status = 'quarantined'
     ),
     previous as (
         select
             redelivered.document_key,
-            redelivered.content_sha256,
+            redelivered.fingerprint,
             (
                 select max(earlier.batch_id)
                 from raw.batch_files as earlier
                 where earlier.status = 'quarantined'
                     and earlier.batch_id <= %(batch)s
                     and earlier.document_key = redelivered.document_key
-                    and earlier.content_sha256 = redelivered.content_sha256
+                    and coalesce(
+                        earlier.content_sha256, concat('~', earlier.reason, '~', earlier.byte_size)
+                    ) = redelivered.fingerprint
             ) as batch_id
         from redelivered
     )
     select
         exists (
             select 1 from previous
-            where previous.batch_id is null
-                or coalesce(previous.content_sha256, '') = ''
-                or previous.document_key is null
+            where previous.batch_id is null or previous.document_key is null
         )
         or exists (
             select 1
@@ -220,7 +228,10 @@ _NEW_QUARANTINED = """
             where between_.batch_id between (select min(batch_id) from previous) and %(batch)s
                 and not (
                     between_.status = 'quarantined'
-                    and between_.content_sha256 = previous.content_sha256
+                    and coalesce(
+                        between_.content_sha256,
+                        concat('~', between_.reason, '~', between_.byte_size)
+                    ) = previous.fingerprint
                 )
         )
 """

@@ -105,12 +105,9 @@ def render_run(settings: Settings, outcome: RunOutcome) -> str:
         )
         repeated = outcome.ingest.quarantined  # a run with nothing new quarantines only repeats
         if repeated == 1:
-            line += "; its quarantined file repeats, byte for byte, a delivery that build counted"
+            line += "; its quarantined file repeats a delivery that build counted"
         elif repeated:
-            line += (
-                f"; its {repeated} quarantined files repeat, byte for byte, deliveries that build"
-                " counted"
-            )
+            line += f"; its {repeated} quarantined files repeat deliveries that build counted"
         lines.append(line)
     where = (
         [f"server:  {outcome.server.describe()}", data_line(used, outcome.demo)]

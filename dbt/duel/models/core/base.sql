@@ -190,7 +190,7 @@ latest_batches as materialized (
         jsonb_object_agg(
             document_key, case when status = 'quarantined' then batch_id else 0 end
         ),
-        '{}'::jsonb
+        cast('{}' as jsonb)
     ) as by_document
     from latest_delivery
 
@@ -209,7 +209,7 @@ delivered as (
             when ((select by_document from latest_batches) ->> users.document_key) is null
                 then existing.newer_quarantined_batch_id
             else nullif(
-                ((select by_document from latest_batches) ->> users.document_key)::bigint, 0
+                cast((select by_document from latest_batches) ->> users.document_key as bigint), 0
             )
         end as newer_quarantined_batch_id
         {% elif is_incremental() %}
