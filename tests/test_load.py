@@ -260,6 +260,47 @@ def test_ingest_duplicate_member_names_keep_the_last(settings: Settings, tmp_pat
     ) == [("2",)]
 
 
+@pytest.mark.parametrize("batch_rows", [5000, 1])
+@pytest.mark.parametrize("form", ["tar", "ndjson"])
+def test_ingest_a_document_delivered_twice_in_one_dump_is_unchanged_when_delivered_again(
+    settings: Settings, tmp_path: Path, form: str, batch_rows: int
+) -> None:
+    """A dump that holds a document twice (a repeated tar member; a user's NDJSON record
+    twice, identified by user_id), its last copy current: delivered again, it changes nothing.
+    The first copy moves the pointer and the last moves it back, so the batch restores the
+    pointer as it was and counts both copies unchanged, in one write chunk or several."""
+    user = "1f0e8a52-1f1b-4a8e-9a53-2d4f8d2c0b11"
+    first = orjson.dumps({"user_id": user, "name": "A"})
+    last = orjson.dumps({"user_id": user, "name": "B"})
+    if form == "tar":
+        path = tmp_path / "dup.tar"
+        with tarfile.open(path, "w") as archive:
+            for data in (first, last):
+                info = tarfile.TarInfo("mixed/user_1.json")
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+    else:
+        path = tmp_path / "users.ndjson"
+        path.write_bytes(first + b"\n" + last + b"\n")
+    chunked = settings.with_overrides(batch_rows=batch_rows)
+    assert (ingest(chunked, path).loaded, ingest(chunked, path).loaded) == (2, 0)
+    again = ingest(chunked, path)
+    assert (again.loaded, again.unchanged, again.files_seen) == (0, 2, 2)
+    assert query(
+        settings, "select batch_id, status, count(*) from raw.batch_files group by 1, 2 order by 1"
+    ) == [(1, "loaded", 2), (2, "unchanged", 2), (3, "unchanged", 2)]
+    assert query(
+        settings,
+        "select c.batch_id, d.document->>'name' from raw.current_versions c"
+        " join raw.user_documents d using (document_key, content_sha256)",
+    ) == [(1, "B")]
+    assert query(settings, "select unchanged, loaded from raw.batches order by batch_id") == [
+        (0, 2),
+        (2, 0),
+        (2, 0),
+    ]
+
+
 def test_ingest_parallel_gives_same_rows_as_single_process(
     settings: Settings, pg_server: Settings, real_data: Path
 ) -> None:
@@ -413,8 +454,8 @@ def test_ingest_parses_a_known_file_when_the_batch_moved_its_document_first(
     settings: Settings, tmp_path: Path, batch_rows: int
 ) -> None:
     """x/u.json and y/u.json are one document (the dump's top folder is not its identity). The
-    second dump changes it (x), then delivers its current bytes again (y): y is not unchanged
-    but the document's last delivery, whether both are in one write chunk or not."""
+    second dump changes it (x), then delivers its current bytes again (y): y is the document's
+    last delivery, whether both are in one write chunk or not, so the document is as it was."""
     v1, v2 = b'{"user_id": "u", "v": 1}', b'{"user_id": "u", "v": 2}'
     (tmp_path / "one" / "x").mkdir(parents=True)
     (tmp_path / "one" / "x" / "u.json").write_bytes(v1)
@@ -423,13 +464,15 @@ def test_ingest_parses_a_known_file_when_the_batch_moved_its_document_first(
         (tmp_path / "two" / folder).mkdir(parents=True)
         (tmp_path / "two" / folder / "u.json").write_bytes(data)
     second = ingest(settings.with_overrides(batch_rows=batch_rows), tmp_path / "two")
-    assert (second.loaded, second.unchanged) == (2, 0)
+    # its last delivery is the version it had: the batch changed nothing for it, and says so
+    # (v2's bytes are stored, a version delivered; v1's delivery is unchanged)
+    assert (second.loaded, second.unchanged) == (1, 1)
     assert query(
         settings, "select source_name, status from raw.batch_files where batch_id = 2 order by 1"
-    ) == [("x/u.json", "loaded"), ("y/u.json", "loaded")]
-    assert query(settings, "select content_sha256, source_name from raw.current_versions") == [
-        (hashlib.sha256(v1).hexdigest(), "y/u.json")
-    ]
+    ) == [("x/u.json", "loaded"), ("y/u.json", "unchanged")]
+    assert query(
+        settings, "select content_sha256, source_name, batch_id from raw.current_versions"
+    ) == [(hashlib.sha256(v1).hexdigest(), "x/u.json", 1)]
     assert query(settings, "select count(*) from raw.user_documents") == [(2,)]
 
 

@@ -14,6 +14,10 @@ database was before the batch); the write stage confirms it unchanged in the bat
 transaction, and parses it after all when this batch moved its document since. The one
 exception kept out of that: a current version that needed a rewriting repair (loaded under the
 lenient policy) is parsed again, so a run under the safe policy quarantines it as before.
+
+A document delivered more than once in a batch ends at its last copy; when that is the version
+it had before the batch, the batch restores its pointer and counts it unchanged
+(`_Batch.restore_repeated`).
 """
 
 from __future__ import annotations
@@ -365,9 +369,21 @@ class _Batch:
 
     def _move_current(self, outcomes: list[Outcome]) -> None:
         """Point known keys at their new version (changed or returning documents: few, so one
-        update)."""
+        update). A pointer's state before the batch is kept aside the first time the batch
+        moves it (`restore_repeated`)."""
         if not outcomes:
             return
+        self.conn.execute(
+            "create temporary table if not exists batch_previous_current"
+            " (like raw.current_versions, primary key (document_key)) on commit drop"
+        )
+        self.conn.execute(
+            "insert into pg_temp.batch_previous_current"
+            " select * from raw.current_versions"
+            " where document_key = any(%s::text[]) and batch_id <> %s"
+            " on conflict (document_key) do nothing",
+            ([o.key for o in outcomes], self.batch_id),
+        )
         self.conn.execute(
             "update raw.current_versions c set content_sha256 = m.sha, source_name = m.name,"
             " batch_id = %s, is_deleted = false, updated_at = now()"
@@ -380,6 +396,26 @@ class _Batch:
                 [o.name for o in outcomes],
             ),
         )
+
+    def restore_repeated(self) -> None:
+        """A document delivered more than once in this batch whose last copy is the version it
+        had before the batch: the batch changed nothing for it (its last copy is current, as
+        always; here that is where it was). Its pointer gets back its state before the batch
+        (which version, from which file and batch, since when), and its deliveries whose
+        version was held before the batch are `unchanged`, counted so; a copy with bytes new to
+        the database stays `loaded` (its version is stored). So a dump that holds a document
+        twice (a tar with a repeated member, NDJSON with a user's record twice), delivered
+        again, is nothing changed, and no snapshot records a change that did not happen."""
+        if self.seen is not None:  # a first load moved no pointer it had before the batch
+            return
+        exists = self.conn.execute("select to_regclass('pg_temp.batch_previous_current')")
+        if exists.fetchone() == (None,):
+            return
+        row = self.conn.execute(_RESTORE_REPEATED, {"batch": self.batch_id}).fetchone()
+        loaded, repaired = row if row is not None else (0, 0)
+        self.counts["loaded"] -= loaded + repaired
+        self.counts["repaired"] -= repaired
+        self.counts["unchanged"] += loaded + repaired
 
     def _store_quarantine(self, outcomes: list[Outcome]) -> None:
         if not outcomes:
@@ -422,6 +458,55 @@ class _Batch:
             write_row = copy.write_row
             for row in rows:
                 write_row(row)
+
+
+# The pointers this batch moved and then moved back to the version they had before it (see
+# _Batch.restore_repeated): each gets its row from before the batch again, and its document's
+# deliveries in this batch of a version held before it become `unchanged`. Gives how many of
+# those were `loaded` and how many `repaired`.
+_RESTORE_REPEATED = """
+    with restored as (
+        update raw.current_versions as current
+        set
+            content_sha256 = previous.content_sha256,
+            source_name = previous.source_name,
+            batch_id = previous.batch_id,
+            is_deleted = previous.is_deleted,
+            updated_at = previous.updated_at
+        from pg_temp.batch_previous_current as previous
+        where current.document_key = previous.document_key
+            and current.batch_id = %(batch)s
+            and current.content_sha256 = previous.content_sha256
+            and not current.is_deleted
+            and not previous.is_deleted
+        returning current.document_key
+    ),
+    held as (
+        select delivered.file_seq, delivered.status
+        from raw.batch_files as delivered
+        inner join restored on delivered.document_key = restored.document_key
+        where delivered.batch_id = %(batch)s
+            and delivered.status in ('loaded', 'repaired')
+            and exists (
+                select from raw.user_documents as version
+                where version.document_key = delivered.document_key
+                    and version.content_sha256 = delivered.content_sha256
+                    and version.batch_id < %(batch)s
+            )
+    ),
+    relabelled as (
+        update raw.batch_files as delivered
+        set status = 'unchanged', reason = null
+        from held
+        where delivered.batch_id = %(batch)s and delivered.file_seq = held.file_seq
+        returning delivered.file_seq
+    )
+    select
+        count(*) filter (where held.status = 'loaded'),
+        count(*) filter (where held.status = 'repaired')
+    from held
+    inner join relabelled on held.file_seq = relabelled.file_seq
+"""
 
 
 class _KnownVersions:
@@ -594,6 +679,7 @@ def ingest(
                         batch.write_chunk(chunk)
                         if on_file is not None:
                             on_file(len(chunk))
+                batch.restore_repeated()
                 if plan is not None:
                     batch.carry_objects(plan)
                 return batch
