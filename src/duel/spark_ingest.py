@@ -14,7 +14,9 @@ content_sha256), so the same dump again stores no document, only its batch and l
 - Writing: set-based, in Spark SQL, with the loader's rules: in the order the files were seen, a
   document whose content equals its current version (or its previous delivery in this dump) is
   `unchanged`; every other delivery is a new version (stored once per key and hash) and the
-  last one becomes current; a quarantined file is stored once per (name, hash).
+  last one becomes current, unless the last is the version the document had (a document twice
+  in one dump: it ends as it was, its copies of versions held before `unchanged`); a
+  quarantined file is stored once per (name, hash).
 - The layout guard (duel.layout): a dump whose new documents are mostly current documents under
   another folder depth is refused before anything is written, unless `allow_new_layout`.
 
@@ -304,7 +306,9 @@ def _spark_schema(schema: pa.Schema) -> str:
 def _ledger(spark: SparkSession, batch_id: int) -> DataFrame:
     """Every outcome with its ledger status, in the order seen: the loader's rules, set-based.
     A loadable delivery is `unchanged` when its hash is its key's previous delivery's in this
-    dump, or for the first delivery, the current version's; else it is a new version."""
+    dump, or for the first delivery, the current version's; else it is a new version. A key
+    whose last delivery in this dump is its current version (not deleted) ends as it was: its
+    deliveries of a version held before are `unchanged` too (load._Batch.restore_repeated)."""
     return spark.sql(
         f"""
         with numbered as (
@@ -314,16 +318,30 @@ def _ledger(spark: SparkSession, batch_id: int) -> DataFrame:
         loadable as (
             select
                 numbered.file_seq,
+                numbered.document_key,
                 coalesce(
                     lag(numbered.sha256) over (
                         partition by numbered.document_key order by numbered.file_seq
                     ),
                     current.content_sha256
-                ) as previous_sha256
+                ) as previous_sha256,
+                coalesce(
+                    last_value(numbered.sha256) over (
+                        partition by numbered.document_key order by numbered.file_seq
+                        rows between unbounded preceding and unbounded following
+                    ) = current.content_sha256 and not current.is_deleted,
+                    false
+                ) as ends_as_it_was
             from numbered
             left join {RAW}.current_versions as current
                 on current.document_key = numbered.document_key
             where numbered.status in ('clean', 'repaired')
+        ),
+        held as (
+            select distinct stored.document_key, stored.content_sha256
+            from {RAW}.user_documents as stored
+            left semi join loadable
+                on loadable.document_key = stored.document_key and loadable.ends_as_it_was
         )
         select
             cast({batch_id} as bigint) as batch_id,
@@ -332,6 +350,7 @@ def _ledger(spark: SparkSession, batch_id: int) -> DataFrame:
             case
                 when numbered.status not in ('clean', 'repaired') then numbered.status
                 when numbered.sha256 = loadable.previous_sha256 then 'unchanged'
+                when loadable.ends_as_it_was and held.document_key is not null then 'unchanged'
                 when numbered.status = 'clean' then 'loaded'
                 else 'repaired'
             end as status,
@@ -349,6 +368,9 @@ def _ledger(spark: SparkSession, batch_id: int) -> DataFrame:
             numbered.proposed_repair
         from numbered
         left join loadable on loadable.file_seq = numbered.file_seq
+        left join held
+            on held.document_key = numbered.document_key
+            and held.content_sha256 = numbered.sha256
         """
     )
 
@@ -459,15 +481,35 @@ def _new_quarantine(spark: SparkSession, batch_id: int) -> DataFrame:
 
 
 def _replace_current_versions(spark: SparkSession, batch_id: int) -> None:
-    """Each key's last new delivery becomes current; other keys keep theirs (a full rewrite:
-    parquet has no MERGE; Delta or Iceberg would merge)."""
+    """Each key's last new delivery becomes current; other keys keep theirs, and so does a key
+    whose last delivery is its current version (a full rewrite: parquet has no MERGE; Delta or
+    Iceberg would merge)."""
     merged = spark.sql(
         f"""
-        with moved as (
+        with last_delivered as (
+            select document_key, content_sha256 from (
+                select document_key, content_sha256, row_number() over (
+                    partition by document_key order by file_seq desc
+                ) as latest
+                from duel_ledger
+                where status in ('loaded', 'repaired', 'unchanged')
+            ) as delivered
+            where latest = 1
+        ),
+        as_it_was as (
+            select last_delivered.document_key
+            from last_delivered
+            inner join {RAW}.current_versions as current
+                on current.document_key = last_delivered.document_key
+                and current.content_sha256 = last_delivered.content_sha256
+                and not current.is_deleted
+        ),
+        moved as (
             select document_key, content_sha256, source_name, row_number() over (
                 partition by document_key order by file_seq desc
             ) as latest
             from duel_ledger
+            left anti join as_it_was on as_it_was.document_key = duel_ledger.document_key
             where status in ('loaded', 'repaired')
         )
         select document_key, content_sha256, source_name, batch_id, is_deleted, updated_at

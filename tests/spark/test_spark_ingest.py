@@ -10,7 +10,9 @@ its ledger says unchanged.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
+import tarfile
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -248,3 +250,64 @@ def test_spark_ingest_refuses_a_dump_moved_to_another_folder_depth(
         assert table("current_versions") == 9
     finally:
         spark.sql("drop database if exists raw_layout cascade")
+
+
+def _tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    with tarfile.open(path, "w") as archive:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.slow
+def test_spark_ingest_a_document_twice_in_one_dump_ends_as_on_postgres(
+    spark_settings: Settings,
+    spark: SparkSession,
+    pg_server: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A dump holding user_1 twice (A, then B), delivered three times, then a dump holding it as
+    new bytes A2 and then B: both engines count the same, and a document whose last copy is the
+    version it had keeps its pointer from batch 1 (load._Batch.restore_repeated)."""
+    from duel import spark_ingest as job
+
+    monkeypatch.setattr(job, "RAW", "raw_twice")
+    spark.sql("drop database if exists raw_twice cascade")
+    spark.sql("create database raw_twice")
+    a, b, a2, other = (
+        json.dumps({"user_id": None, "name": name}).encode() for name in ("A", "B", "A2", "C")
+    )
+    twice = _tar(
+        tmp_path / "twice.tar",
+        [("mixed/user_1.json", a), ("mixed/user_2.json", other), ("mixed/user_1.json", b)],
+    )
+    newer = _tar(
+        tmp_path / "newer.tar",
+        [("mixed/user_1.json", a2), ("mixed/user_2.json", other), ("mixed/user_1.json", b)],
+    )
+    postgres = pg_server.with_overrides(pg_database="duel_spark_twice")
+    db.ensure_ready(postgres)
+    try:
+        dumps = [twice, twice, twice, newer]
+        on_spark = [spark_ingest(spark_settings, dump, spark=spark).summary() for dump in dumps]
+        on_postgres = [ingest(postgres, dump).summary() for dump in dumps]
+        assert on_spark == on_postgres
+        assert [(run["loaded"], run["unchanged"]) for run in on_spark] == [
+            (3, 0),
+            (0, 3),
+            (0, 3),
+            (1, 2),
+        ]
+        current = spark.sql(
+            "select document_key, batch_id from raw_twice.current_versions order by 1"
+        ).collect()
+        assert [tuple(row) for row in current] == [("file:user_1.json", 1), ("file:user_2.json", 1)]
+        with psycopg.connect(**postgres.conninfo()) as conn:  # type: ignore[arg-type]
+            assert conn.execute(
+                "select document_key, batch_id from raw.current_versions order by 1"
+            ).fetchall() == [("file:user_1.json", 1), ("file:user_2.json", 1)]
+    finally:
+        spark.sql("drop database if exists raw_twice cascade")
