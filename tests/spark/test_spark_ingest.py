@@ -10,9 +10,7 @@ its ledger says unchanged.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
-import tarfile
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import pytest
 from psycopg.types.string import TextLoader
+from tar_files import make_tar
 
 from duel import db
 from duel.load import ingest
@@ -252,15 +251,6 @@ def test_spark_ingest_refuses_a_dump_moved_to_another_folder_depth(
         spark.sql("drop database if exists raw_layout cascade")
 
 
-def _tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
-    with tarfile.open(path, "w") as archive:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
-
-
 @pytest.mark.slow
 def test_spark_ingest_a_document_twice_in_one_dump_ends_as_on_postgres(
     spark_settings: Settings,
@@ -280,12 +270,12 @@ def test_spark_ingest_a_document_twice_in_one_dump_ends_as_on_postgres(
     a, b, a2, other = (
         json.dumps({"user_id": None, "name": name}).encode() for name in ("A", "B", "A2", "C")
     )
-    twice = _tar(
-        tmp_path / "twice.tar",
+    twice = make_tar(
+        tmp_path / "twice.tar.gz",
         [("mixed/user_1.json", a), ("mixed/user_2.json", other), ("mixed/user_1.json", b)],
     )
-    newer = _tar(
-        tmp_path / "newer.tar",
+    newer = make_tar(
+        tmp_path / "newer.tar.gz",
         [("mixed/user_1.json", a2), ("mixed/user_2.json", other), ("mixed/user_1.json", b)],
     )
     postgres = pg_server.with_overrides(pg_database="duel_spark_twice")
