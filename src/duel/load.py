@@ -164,6 +164,11 @@ class _Batch:
         self.moved = SeenKeys() if self.seen is None else None
         # the new file documents (duel.layout): none can be a move when the database was empty
         self.new = layout.NewDocuments()
+        # where a moved pointer's state before the batch is kept aside (_move_current)
+        conn.execute(
+            "create temporary table batch_previous_current"
+            " (like raw.current_versions, primary key (document_key)) on commit drop"
+        )
 
     def write_chunk(self, chunk: list[Outcome]) -> None:
         """Write a chunk under a savepoint. If the database refuses a value in it (a data
@@ -374,10 +379,6 @@ class _Batch:
         if not outcomes:
             return
         self.conn.execute(
-            "create temporary table if not exists batch_previous_current"
-            " (like raw.current_versions, primary key (document_key)) on commit drop"
-        )
-        self.conn.execute(
             "insert into pg_temp.batch_previous_current"
             " select * from raw.current_versions"
             " where document_key = any(%s::text[]) and batch_id <> %s"
@@ -407,9 +408,6 @@ class _Batch:
         twice (a tar with a repeated member, NDJSON with a user's record twice), delivered
         again, is nothing changed, and no snapshot records a change that did not happen."""
         if self.seen is not None:  # a first load moved no pointer it had before the batch
-            return
-        exists = self.conn.execute("select to_regclass('pg_temp.batch_previous_current')")
-        if exists.fetchone() == (None,):
             return
         row = self.conn.execute(_RESTORE_REPEATED, {"batch": self.batch_id}).fetchone()
         loaded, repaired = row if row is not None else (0, 0)
