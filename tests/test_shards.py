@@ -200,3 +200,25 @@ def test_check_shards_refuses_a_ledger_that_lost_a_file(settings: Settings, tmp_
     with pytest.raises(ShardMismatch) as error:
         check_shards(settings, path, results)
     assert str(error.value) == f"the shards' ledger differs from {path}: 1 missing (e.g. 4.json)"
+
+
+def test_ingest_shards_an_ndjson_user_twice_is_unchanged_when_delivered_again(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # Two records of one user_id on different lines (different names) are one document: the
+    # shards keep both in the shard its key falls in, so the batch that holds them sees the last
+    # copy equal the version it had, as a single batch does (duel.load, restore_repeated).
+    lines = [b'{"user_id": "u%d", "name": "n%d"}' % (i, i) for i in range(8)]
+    lines.insert(2, b'{"user_id": "u5", "name": "old"}')
+    path = tmp_path / "dump.ndjson"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    first = ingest_all(settings, path, 4)
+    assert (sum(r.loaded for r in first), sum(r.unchanged for r in first)) == (9, 0)
+    pointers = query(settings, "select * from raw.current_versions order by 1")
+    for _ in range(2):
+        again = ingest_all(settings, path, 4)
+        assert [(r.loaded, r.unchanged) for r in again if r.files_seen] == [
+            (0, r.files_seen) for r in again if r.files_seen
+        ]
+        assert sum(r.unchanged for r in again) == 9
+        assert query(settings, "select * from raw.current_versions order by 1") == pointers
