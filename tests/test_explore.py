@@ -210,6 +210,13 @@ def test_repair_view_unknown_name_fails_in_one_line(small_dump: Path) -> None:
         ("task", "shares", "", "empty"),
         ("task", "post_url", "ftp://x", "malformed"),
         ("task", "platform", "Threads", "unknown-value"),
+        # every field's placeholders (var placeholders, every_field): no value, whatever the field
+        ("task", "platform", " N/A ", "placeholder"),
+        ("program", "brand", "none", "placeholder"),
+        ("user", "name", "Unknown", "placeholder"),
+        ("user", "instagram_handle", "-", "placeholder"),
+        ("task", "likes", "null", "placeholder"),
+        ("user", "user_id", "NULL", "placeholder"),
         ("task", "comments", 0, None),
         ("user", "joined_at", "2024-03-05", None),
     ],
@@ -230,7 +237,9 @@ def test_defects_rules_are_the_dbt_projects() -> None:
         for name, spec in fields.items()
     ]
     assert rules.classes == project["defect_classes"]
-    assert rules.field("user", "email").placeholders == {"invalid-email"}
+    every_field = set(project["placeholders"]["every_field"])
+    assert rules.field("user", "email").placeholders == {"invalid-email"} | every_field
+    assert rules.field("task", "platform").placeholders == every_field
 
 
 def test_defects_every_class_the_sql_names_is_in_the_vocabulary() -> None:

@@ -86,6 +86,24 @@ def test_load_placeholders_reads_the_dbt_projects_single_list(settings: Settings
     placeholders = load_placeholders(settings.dbt_project_dir)
     assert placeholders["email"] == frozenset({"invalid-email"})
     assert key_rule(settings).placeholders == placeholders
+    every_field = frozenset(
+        {"n/a", "#n/a", "null", "none", "nil", "undefined", "unknown", "-", "?"}
+    )
+    assert placeholders["every_field"] == every_field
+    assert key_rule(settings).placeholders_of("email") == every_field | {"invalid-email"}
+    assert key_rule(settings).placeholders_of("customer_id") == every_field
+
+
+@pytest.mark.parametrize("user_id", ["null", " N/A ", "Unknown", "-", "undefined"])
+def test_document_key_a_placeholder_of_every_field_identifies_no_one(
+    settings: Settings, user_id: str
+) -> None:
+    # Two people whose records carry user_id "null" are not one user: each is its content.
+    rule = KeyRule.parse("@file,user_id,email", load_placeholders(settings.dbt_project_dir))
+    first = json.dumps({"user_id": user_id, "name": "Ada"}).encode()
+    second = json.dumps({"user_id": user_id, "email": "B@x.org"}).encode()
+    assert document_key(rule, None, first, "sha1") == "content:sha1"
+    assert document_key(rule, None, second, "sha2") == "email:b@x.org"
 
 
 def test_load_placeholders_missing_project_is_one_line(tmp_path: Path) -> None:

@@ -244,6 +244,31 @@ def test_ingest_ndjson_one_document_per_line(settings: Settings, tmp_path: Path)
     ) == [("users.ndjson:1", "1"), ("users.ndjson:3", "2")]
 
 
+def test_ingest_ndjson_user_ids_that_stand_for_no_value_merge_no_one(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # "null", "N/A", "unknown" (var placeholders, every_field) identify no one: three people
+    # whose records carry them stay three documents, each identified by its content (keyless),
+    # where a key "user_id:null" made the last of them replace the others
+    path = tmp_path / "users.ndjson"
+    lines = [
+        {"user_id": "null", "name": "Ada"},
+        {"user_id": " N/A ", "name": "Bob"},
+        {"user_id": "NULL", "name": "Cy"},
+        {"user_id": "unknown", "name": "Di"},
+        {"user_id": "u-7", "name": "Ed"},
+    ]
+    path.write_bytes(b"\n".join(orjson.dumps(line) for line in lines) + b"\n")
+    result = ingest(settings, path)
+    assert (result.files_seen, result.loaded, result.keyless) == (5, 5, 4)
+    assert query(
+        settings,
+        "select d.document->>'name', starts_with(c.document_key, 'content:')"
+        " from raw.current_versions c join raw.user_documents d"
+        " using (document_key, content_sha256) order by 1",
+    ) == [("Ada", True), ("Bob", True), ("Cy", True), ("Di", True), ("Ed", False)]
+
+
 def test_ingest_duplicate_member_names_keep_the_last(settings: Settings, tmp_path: Path) -> None:
     path = tmp_path / "dup.tar"
     with tarfile.open(path, "w") as archive:

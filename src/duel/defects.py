@@ -33,6 +33,8 @@ from duel.jsonb import numeric_fits
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 # btrim(text, e' \t\n\r\f') in macros/cleaning.sql
 _TRIM = " \t\n\r\f"
+# The key of `vars.placeholders` whose values are placeholders of every field, beside its own list
+EVERY_FIELD = "every_field"
 _FLAGS = {"case": re.IGNORECASE | re.ASCII, "exact": re.ASCII}
 # the `~*` (case-insensitive) patterns of macros/cleaning.sql; the others are matched with `~`
 _CASE_INSENSITIVE = frozenset({"uuid", "url", "iso_timestamp", "iso_offset", "decimal"})
@@ -336,6 +338,7 @@ def _rules(variables: dict[str, Any]) -> Rules:
         for name, text in variables["defect_patterns"].items()
     }
     placeholders = variables.get("placeholders") or {}
+    every_field = list(placeholders.get(EVERY_FIELD) or [])
     ranges = variables.get("measure_ranges") or {}
     rules = []
     for entity, fields in variables["fields"].items():
@@ -349,7 +352,9 @@ def _rules(variables: dict[str, Any]) -> Rules:
                     entity,
                     name,
                     spec["kind"],
-                    frozenset(lower_text(p) for p in placeholders.get(name) or []),
+                    frozenset(
+                        lower_text(p) for p in every_field + list(placeholders.get(name) or [])
+                    ),
                     patterns,
                     _compiled(spec.get("placeholder_pattern")),
                     _compiled(spec.get("pattern")),

@@ -7,8 +7,9 @@ comma-separated list; default `@file,user_id`):
   without the dump's own top-level folder). Usable for a file of its own; not for an NDJSON line
   or an element of a JSON array, whose position means nothing.
 - any other name: that top-level field of the document. Usable when it is a non-blank string
-  or an integer and not one of the field's placeholders (`vars.placeholders` in the dbt project,
-  the same list the staging models use). Strings are trimmed and case-folded, so
+  or an integer and not one of the field's placeholders nor of every field's (`vars.placeholders`
+  in the dbt project, the same lists the staging models use: a user_id "null" or "N/A" is no
+  one's). Strings are trimmed and case-folded, so
   ` ABC@x.com` and `abc@x.com` are one key.
 
 A document with no usable key is identified by its content (`content:<sha256>`): it can never be
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from duel.defects import EVERY_FIELD
 from duel.exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -72,6 +74,12 @@ class KeyRule:
     @property
     def text(self) -> str:
         return ",".join(self.sources)
+
+    def placeholders_of(self, source: str) -> frozenset[str]:
+        """The values of field `source` that identify no one: every field's and its own."""
+        return self.placeholders.get(EVERY_FIELD, frozenset()) | self.placeholders.get(
+            source, frozenset()
+        )
 
     @property
     def needs_fields(self) -> bool:
@@ -117,7 +125,7 @@ def document_key(rule: KeyRule, key_path: str | None, document: bytes, sha256: s
         if fields is None:
             value = orjson.loads(document)
             fields = value if isinstance(value, dict) else {}
-        key = usable_value(fields.get(source), rule.placeholders.get(source, frozenset()))
+        key = usable_value(fields.get(source), rule.placeholders_of(source))
         if key is not None:
             return bounded_key(source, key)
     return CONTENT_PREFIX + sha256
@@ -138,8 +146,8 @@ def usable_value(value: Any, placeholders: frozenset[str] = frozenset()) -> str 
 
 
 def load_placeholders(dbt_project_dir: Path) -> dict[str, frozenset[str]]:
-    """The placeholder values per field: `vars.placeholders` of the dbt project, the one list
-    that the staging models and the identity rule both read."""
+    """The placeholder values per field (and `every_field`'s): `vars.placeholders` of the dbt
+    project, the one list that the staging models and the identity rule both read."""
     import yaml  # PyYAML comes with dbt
 
     path = dbt_project_dir / "dbt_project.yml"

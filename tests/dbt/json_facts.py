@@ -31,6 +31,8 @@ PLATFORMS = ("instagram", "tiktok", "facebook")
 COUNT_MAX = 10**12
 SALES_BOUND = 10**12
 CENT = Decimal("0.01")
+# Text that stands for no value in any field (the issue: values that are sentinels of bad data)
+NO_VALUE = frozenset({"n/a", "#n/a", "null", "none", "nil", "undefined", "unknown", "-", "?"})
 MISSING = object()
 
 
@@ -79,7 +81,8 @@ def _base(value: Any) -> str | None:
         return "missing"
     if not isinstance(value, str):
         return "wrong-type"
-    return "empty" if _text(value) == "" else None
+    text = _text(value)
+    return "empty" if text == "" else "placeholder" if text.lower() in NO_VALUE else None
 
 
 def id_defect(value: Any) -> str | None:
@@ -158,7 +161,7 @@ def _number(value: Any, placeholders: tuple[str, ...] = ()) -> tuple[str | None,
         text = _text(value)
         if text == "":
             return "empty", None
-        if text.lower() in placeholders:
+        if text.lower() in placeholders or text.lower() in NO_VALUE:
             return "placeholder", None
         if text.lower() in ("nan", "+nan", "-nan"):
             return "not-a-number", None

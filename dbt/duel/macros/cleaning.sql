@@ -14,14 +14,14 @@
     and on Spark alike.
 #}
 
-{# The rule of one field (var `fields`), with its placeholders and, for measures, its range. #}
+{# The rule of one field (var `fields`), with its placeholders (every field's and its own) and, for measures, its range. #}
 {% macro field_rule(entity, field) -%}
     {%- set fields = var('fields')[entity] -%}
     {%- if field not in fields -%}
         {{ exceptions.raise_compiler_error("var fields has no field '" ~ field ~ "' for " ~ entity) }}
     {%- endif -%}
     {%- set rule = dict(fields[field]) -%}
-    {%- do rule.update({'placeholders': var('placeholders').get(field, [])}) -%}
+    {%- do rule.update({'placeholders': var('placeholders').get('every_field', []) + var('placeholders').get(field, [])}) -%}
     {%- if rule['kind'] in ('count', 'amount') -%}
         {%- do rule.update({'range': measure_range(field)}) -%}
     {%- endif -%}
