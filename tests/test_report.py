@@ -412,6 +412,31 @@ def test_charts_files_per_batch_shows_a_tiny_batch_as_tall_as_a_full_dump() -> N
     )
 
 
+def test_report_numbers_print_every_digit_the_data_has() -> None:
+    # a Decimal is rounded as the models round (half away from zero) and printed exactly: a
+    # float would print 123,456,789,012,345,680 for the first
+    number = environment().filters["number"]
+    assert [
+        number(Decimal("123456789012345678.91")),
+        number(Decimal("123456789012345678.915"), 2),
+        number(Decimal("-0.005"), 2),
+        number(Decimal("2.5")),
+        number(Decimal("15405960.00")),
+        number(10**20),
+        number(None),
+    ] == [
+        "123,456,789,012,345,679",
+        "123,456,789,012,345,678.92",
+        "-0.01",
+        "3",
+        "15,405,960",
+        "100,000,000,000,000,000,000",
+        "—",
+    ]
+    # a long figure in a card may wrap after its commas (the card's width is a sixth of the page)
+    assert str(environment().filters["breakable"]("14,030,613")) == "14,<wbr>030,<wbr>613"
+
+
 def test_report_durations_keep_what_a_small_batch_took() -> None:
     durations = environment().filters["duration"]
     assert [durations(s) for s in (None, 0.004, 0.034, 0.5, 2.449, 1234.56)] == [
@@ -432,7 +457,10 @@ def test_report_shows_the_overview_first_with_its_coverage(report: ReportResult)
         ("10,000", "programs · 54.7% with a brand"),
         ("10,000", "tasks · 87.1% with a platform"),
         ("6.32%", "engagement rate · over 5,239 tasks"),
-        ("15,405,960", "known sales · 6,015 of 10,000 programs"),
+        (
+            "15,405,961",
+            "known sales · 6,015 of 10,000 programs",
+        ),  # 15,405,960.50: half away from zero, as the models round
         ("2,561.26", "sales per program · with known sales"),
     ]
     assert page.index('id="overview"') < page.index('id="summary"')
@@ -535,8 +563,12 @@ def test_report_sums_sales_attribution_in_the_database(real_built: Settings) -> 
 
 
 def _cards(page: str) -> list[tuple[str, str]]:
-    """The report's cards (its headline numbers), as (value, label)."""
-    return re.findall(r'<div class="value">([^<]+)</div>\s*<div class="label">([^<]+)</div>', page)
+    """The report's cards (its headline numbers), as (value, label); a long figure's wrap points
+    (<wbr> after its commas) left out."""
+    cards = re.findall(
+        r'<div class="value">((?:[^<]|<wbr>)+)</div>\s*<div class="label">([^<]+)</div>', page
+    )
+    return [(value.replace("<wbr>", ""), label) for value, label in cards]
 
 
 def _clean_cards(page: str) -> list[tuple[str, str]]:

@@ -12,11 +12,9 @@ platform, join month) are shown in rows of their own, never ranked.
 
 from __future__ import annotations
 
-import numbers
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -454,20 +452,20 @@ def _leaderboard(advocates: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _number(value: Any, digits: int = 0) -> str:
-    if _missing(value):
-        return "—"
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return f"{int(value):,}"
-    if isinstance(value, Decimal | numbers.Real) and not isinstance(value, bool):
-        return f"{float(value):,.{digits}f}"
-    return str(value)
+    return "—" if _missing(value) else charts.number_text(value, digits)
 
 
 def _breakable(value: Any) -> Markup:
-    """A name (total_sales_attributed, quarantined:repair-incomplete) that may wrap after its
-    underscores and colons, escaped: in a half-width card a name without spaces would otherwise
-    push the numbers beside it out of sight."""
-    return escape(value).replace("_", Markup("_<wbr>")).replace(":", Markup(":<wbr>"))
+    """A name (total_sales_attributed, quarantined:repair-incomplete) or a long figure
+    (14,030,613,539,655) that may wrap after its underscores, colons and commas, escaped: in a
+    half-width card a name without spaces would otherwise push the numbers beside it out of
+    sight, and a figure run under the next card."""
+    return (
+        escape(value)
+        .replace("_", Markup("_<wbr>"))
+        .replace(":", Markup(":<wbr>"))
+        .replace(",", Markup(",<wbr>"))
+    )
 
 
 def _duration(value: Any) -> str:

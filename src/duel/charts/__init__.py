@@ -26,6 +26,7 @@ from duel.charts.look import (
     defect_colours,
     empty_chart,
     frame,
+    number_text,
     platform_colour,
     style,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "field_profile_chart",
     "files_per_batch_chart",
     "frame",
+    "number_text",
     "platform_colour",
     "program_performance_chart",
     "record_split_chart",

@@ -3,8 +3,9 @@ the figure that says "no data"; and the row-to-DataFrame conversion the builders
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Mapping
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 import pandas as pd
@@ -58,6 +59,22 @@ DEFECT_COLOURS = tuple(plotly.colors.qualitative.Dark24)
 UNKNOWN = "unknown"
 SUBTITLED_TOP = 110  # the top margin of a chart with a title and a subtitle, in pixels
 ALL_FIELDS = "(all fields)"  # data_quality's per-record-type summary row
+
+
+def number_text(value: Any, digits: int = 0) -> str:
+    """A known value with thousands commas and `digits` decimals, as the report's tables, cards
+    and charts print it. A Decimal (every sum and average the models give) is rounded as the
+    models round, half away from zero, and printed exactly: through a float, a total past 2^53
+    (sales of 10^12 on each of a million programs) would show digits the data does not have."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return f"{int(value):,}"
+    if isinstance(value, Decimal):
+        with localcontext() as context:
+            context.prec = max(value.adjusted() + digits + 2, 28)  # every digit kept
+            return f"{value.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP):,f}"
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return f"{float(value):,.{digits}f}"
+    return str(value)
 
 
 def frame(rows: Rows) -> pd.DataFrame:

@@ -21,6 +21,7 @@ from duel.charts.look import (
     _short,
     empty_chart,
     frame,
+    number_text,
     platform_colour,
     style,
 )
@@ -53,7 +54,7 @@ NO_JOIN_DATE = "no join date"
 
 def _number(value: Any, digits: int = 0) -> str:
     """A cell of a model (int, float, Decimal; None or NaN when unknown) with thousands commas."""
-    return "n/a" if value is None or pd.isna(value) else f"{float(value):,.{digits}f}"
+    return "n/a" if value is None or pd.isna(value) else number_text(value, digits)
 
 
 def coverage_chart(overview: Rows) -> go.Figure:
