@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -217,6 +218,90 @@ def test_charts_give_each_platform_one_colour() -> None:
         "#9AA0A6",
         "#E3A21A",
     ]
+
+
+def _platform(platform: str | None, tasks: int, likes_known: int, likes: int) -> dict[str, Any]:
+    """An engagement_by_platform row: `tasks` tasks, the likes of `likes_known` known, the
+    rest of the measures unknown."""
+    row: dict[str, Any] = {"platform": platform, "task_count": tasks}
+    for m in ("likes", "comments", "shares", "reach", "engagement"):
+        known = likes_known if m == "likes" else 0
+        total = Decimal(likes) if m == "likes" and known else None
+        row |= {
+            m: total,
+            f"{m}_known": known,
+            f"{m}_known_share": Decimal(known) / tasks,
+            f"{m}_average": total / known if total is not None else None,
+        }
+    return row | {
+        "engagement_rate": None,
+        "engagement_rate_tasks": 0,
+        "engagement_rate_engagement": None,
+        "engagement_rate_reach": None,
+    }
+
+
+def test_charts_draw_a_few_made_up_platforms_and_sum_the_rest() -> None:
+    # a dump whose platform field holds free text: the platforms with a colour first, then the
+    # 5 made-up labels over most tasks (shortened), the 3 others summed into one row whose
+    # shares and averages come from the summed parts, then the unknown platform
+    rows = [
+        _platform("tiktok", 100, 50, 500),
+        _platform("instagram", 90, 45, 450),
+        _platform(None, 30, 0, 0),
+        *(
+            _platform(f"made-up label number {n} that is long", n, n // 2, 10 * n)
+            for n in (9, 8, 7, 6, 5)
+        ),
+        _platform("rare one", 2, 1, 4),
+        _platform("rare two", 3, 0, 0),
+        _platform("rare three", 1, 1, 6),
+    ]
+    heatmap = charts.coverage_by_platform_chart(rows)
+    drawn = [f"made-up label number {n} …" for n in (9, 8, 7, 6, 5)]
+    assert list(heatmap.data[0].y) == [
+        "tiktok",
+        "instagram",
+        *drawn,
+        "3 other platforms",
+        "unknown platform",
+    ]
+    assert heatmap.data[0].text[-2][0] == "33%<br>2 of 6"  # likes known in 2 of the 6 tasks
+    dots = charts.engagement_by_platform_chart(rows)
+    assert list(dots.data[0].y)[-2:] == ["3 other platforms", "unknown platform"]
+    by_month = charts.engagement_over_time_chart(
+        [{**row, "join_month": None, "platform": row["platform"]} for row in rows]
+    )
+    assert sorted(bar.name for bar in by_month.data if bar.type == "bar") == sorted(
+        ["tiktok", "instagram", "unknown platform", "3 other platforms", *drawn]
+    )
+    attribution = [
+        {
+            "platform": platform,
+            "is_unknown_platform": platform is None and not without,
+            "is_without_tasks": without,
+            "program_count": n,
+            "sales_known": known,
+            "attributed_sales": Decimal(sales) if known else None,
+            "outlier_programs": 0,
+        }
+        for platform, without, n, known, sales in [
+            ("tiktok", False, 50, 40, 4000),
+            (None, False, 10, 5, 50),
+            (None, True, 4, 4, 40),
+            *((f"label {n}", False, n, n, 100 * n) for n in range(1, 9)),
+        ]
+    ]
+    sales = charts.sales_by_platform_chart(attribution)
+    assert list(sales.data[2].y) == [
+        "tiktok",
+        *(f"label {n}" for n in (8, 7, 6, 5, 4)),
+        "3 other platforms",
+        "unknown platform",
+        "no tasks",
+    ]
+    # the folded row's average is its summed sales over its summed known programs: 600 / 6
+    assert sales.data[2].x[6] == 100.0
 
 
 def _quality_rows(defects: dict[str, int]) -> pd.DataFrame:

@@ -50,6 +50,11 @@ OUTLIERS_HEIGHT = 520
 LEGEND_BELOW = 100
 LABEL_LINE_PX = 16
 NO_JOIN_DATE = "no join date"
+# Platform labels the data made up (kept by the models, flagged unknown-value): the charts draw
+# this many of them, those over most tasks (programs), and sum the rest into one row, so a dump
+# whose platform field holds free text still gives readable charts (the tables list every label)
+OTHER_PLATFORMS_DRAWN = 5
+PLATFORM_LABEL_CHARS = 24
 
 
 def _number(value: Any, digits: int = 0) -> str:
@@ -98,12 +103,87 @@ def coverage_chart(overview: Rows) -> go.Figure:
     return style(fig, "Coverage: how much of each measure is known", height=40 * len(labels) + 140)
 
 
+def _folded_labels(
+    weights: Mapping[Any, Any], own_rows: tuple[str, ...]
+) -> tuple[dict[Any, str], str | None]:
+    """label -> the label drawn, and the folded row's label (None when nothing is folded): each
+    label as itself, shortened when long, but the made-up platform labels (no colour of their
+    own, not one of `own_rows`) beyond the OTHER_PLATFORMS_DRAWN with most weight, which are
+    drawn as one row, "<k> other platforms"."""
+    made_up = sorted(
+        (
+            label
+            for label in weights
+            if label not in own_rows and platform_colour(label) == COLOURS["warn"]
+        ),
+        key=lambda label: (-float(weights[label] or 0), str(label)),
+    )
+    folded = made_up[OTHER_PLATFORMS_DRAWN:] if len(made_up) > OTHER_PLATFORMS_DRAWN + 1 else []
+    drawn = {label: _short(str(label), PLATFORM_LABEL_CHARS) for label in weights}
+    if not folded:
+        return drawn, None
+    name = f"{len(folded)} other platforms"
+    return drawn | dict.fromkeys(folded, name), name
+
+
+def _ordered(
+    data: pd.DataFrame, weight: str, own_rows: tuple[str, ...], folded: str | None
+) -> pd.DataFrame:
+    """The platforms with a colour of their own first (by name, as before), then the made-up
+    labels by `weight`, most first, then "<k> other platforms", then `own_rows` (unknown
+    platform, no tasks)."""
+    rank = [
+        (3, 0.0)
+        if label in own_rows
+        else (2, 0.0)
+        if label.endswith(" other platforms")
+        else (1, -float(n or 0))
+        if platform_colour(label) == COLOURS["warn"]
+        else (0, 0.0)
+        for label, n in zip(data["label"], data[weight], strict=True)
+    ]
+    data = data.assign(order=[r[0] for r in rank], weight_rank=[r[1] for r in rank])
+    return data.sort_values(["order", "weight_rank", "label"], ascending=[True, True, False])
+
+
+def _known_sum(values: pd.Series) -> Any:
+    """The sum of the known values; None when none is known (never 0)."""
+    known = [v for v in values if not pd.isna(v)]
+    return sum(known) if known else None
+
+
+def _ratio(part: Any, whole: Any) -> float | None:
+    return None if part is None or pd.isna(part) or not whole else float(part) / float(whole)
+
+
 def _platform_rows(platforms: Rows) -> pd.DataFrame:
-    """engagement_by_platform with a label per row; the unknown platform last, as its own row."""
+    """engagement_by_platform with a label per row; the unknown platform last, as its own row;
+    made-up labels past the first few summed into one row before it (_folded_labels), whose
+    shares, averages and rate are computed from the summed parts, as the models compute them."""
     data = frame(platforms)
-    data["label"] = [UNKNOWN_PLATFORM if pd.isna(p) else str(p) for p in data["platform"]]
-    data["order"] = data["platform"].isna().astype(int)
-    return data.sort_values(["order", "label"], ascending=[True, False])
+    labels = [UNKNOWN_PLATFORM if pd.isna(p) else str(p) for p in data["platform"]]
+    drawn, folded_label = _folded_labels(
+        dict(zip(labels, data["task_count"], strict=True)), (UNKNOWN_PLATFORM,)
+    )
+    data["label"] = [drawn[label] for label in labels]
+    folded = data[data["label"] == folded_label]
+    if not folded.empty:
+        row: dict[str, Any] = {"label": folded_label}
+        row["platform"] = row["label"]
+        for column in ("task_count", "engagement_rate_tasks"):
+            row[column] = int(folded[column].sum())
+        for column in ("engagement_rate_engagement", "engagement_rate_reach"):
+            row[column] = _known_sum(folded[column])
+        for m in MEASURES:
+            row[m] = _known_sum(folded[m])
+            row[f"{m}_known"] = int(folded[f"{m}_known"].sum())
+            row[f"{m}_known_share"] = _ratio(row[f"{m}_known"], row["task_count"])
+            row[f"{m}_average"] = _ratio(row[m], row[f"{m}_known"])
+        row["engagement_rate"] = _ratio(
+            row["engagement_rate_engagement"], row["engagement_rate_reach"]
+        )
+        data = pd.concat([data.drop(folded.index), pd.DataFrame([row])], ignore_index=True)
+    return _ordered(data, "task_count", (UNKNOWN_PLATFORM,), folded_label)
 
 
 def coverage_by_platform_chart(platforms: Rows) -> go.Figure:
@@ -239,6 +319,10 @@ def engagement_over_time_chart(by_month: Rows) -> go.Figure:
         order=[pd.Timestamp.max if pd.isna(m) else pd.Timestamp(m) for m in data["join_month"]],
         platform_label=[UNKNOWN_PLATFORM if pd.isna(p) else str(p) for p in data["platform"]],
     )
+    drawn, _ = _folded_labels(
+        data.groupby("platform_label")["task_count"].sum().to_dict(), (UNKNOWN_PLATFORM,)
+    )
+    data["platform_label"] = data["platform_label"].map(drawn)
     months = data.drop_duplicates("month").sort_values("order")["month"].tolist()
     per_month = (
         data.groupby("month")
@@ -461,15 +545,17 @@ def _by_platform_group(attribution: Rows) -> pd.DataFrame:
             data["platform"], data["is_unknown_platform"], data["is_without_tasks"], strict=True
         )
     ]
+    programs = data.groupby("label")["program_count"].sum()
+    drawn, folded_label = _folded_labels(programs.to_dict(), (UNKNOWN_PLATFORM, "no tasks"))
+    data["label"] = data["label"].map(drawn)
     per = data.groupby("label", as_index=False).agg(
         programs=("program_count", "sum"),
         known=("sales_known", "sum"),
-        sales=("attributed_sales", "sum"),
+        sales=("attributed_sales", _known_sum),
         outliers=("outlier_programs", "sum"),
     )
-    per["average"] = per["sales"] / per["known"].where(per["known"] > 0)
-    per["order"] = per["label"].isin((UNKNOWN_PLATFORM, "no tasks")).astype(int)
-    return per.sort_values(["order", "label"], ascending=[True, False])
+    per["average"] = [_ratio(s, k) for s, k in zip(per["sales"], per["known"], strict=True)]
+    return _ordered(per, "programs", (UNKNOWN_PLATFORM, "no tasks"), folded_label)
 
 
 def sales_by_platform_chart(attribution: Rows) -> go.Figure:
