@@ -213,6 +213,9 @@ def test_repair_view_unknown_name_fails_in_one_line(small_dump: Path) -> None:
         # every field's placeholders (var placeholders, every_field): no value, whatever the field
         ("task", "platform", " N/A ", "placeholder"),
         ("program", "brand", "none", "placeholder"),
+        ("program", "brand", "NaN", "placeholder"),
+        ("user", "name", "Nan", None),
+        ("task", "likes", "NaN ", "not-a-number"),
         ("user", "name", "Unknown", "placeholder"),
         ("user", "instagram_handle", "-", "placeholder"),
         ("task", "likes", "null", "placeholder"),
@@ -239,7 +242,7 @@ def test_defects_rules_are_the_dbt_projects() -> None:
     assert rules.classes == project["defect_classes"]
     every_field = set(project["placeholders"]["every_field"])
     assert rules.field("user", "email").placeholders == {"invalid-email"} | every_field
-    assert rules.field("task", "platform").placeholders == every_field
+    assert rules.field("task", "platform").placeholders == every_field | {"nan"}
 
 
 def test_defects_every_class_the_sql_names_is_in_the_vocabulary() -> None:

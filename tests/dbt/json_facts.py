@@ -136,6 +136,8 @@ def label_defect(value: Any, accepted: tuple[str, ...] = ()) -> str | None:
     if _base(value):
         return _base(value)
     text = _text(value)
+    if text.lower() == "nan":  # a label's own placeholder
+        return "placeholder"
     if re.fullmatch(r"[+-]?\d+(\.\d+)?", text):
         return "number"
     return "unknown-value" if accepted and text.lower() not in accepted else None
