@@ -13,6 +13,7 @@ import unicodedata
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,13 @@ def joined_at_defect(value: Any) -> str | None:
     text = _text(value)
     if text.lower() == "not-a-date":
         return "placeholder"
-    return None if ISO.fullmatch(text) else "unparseable"
+    if not ISO.fullmatch(text):
+        return "unparseable"
+    try:  # a calendar date: 2025-13-45 has the form but is no day
+        date.fromisoformat(text[:10])
+    except ValueError:
+        return "unparseable"
+    return None
 
 
 def label_defect(value: Any, accepted: tuple[str, ...] = ()) -> str | None:

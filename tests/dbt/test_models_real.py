@@ -91,42 +91,45 @@ def test_models_data_quality_matches_the_files(real_built: Settings, facts: Fact
     }
 
 
+CLEANED_TOTALS = """
+    select (select count(*) from dbt.base), (select count(user_id) from dbt.base),
+           (select count(email) from dbt.base), (select count(*) filter (where is_clean) from
+             dbt.base),
+           (select count(*) from dbt.advocacy_programs), (select sum(total_sales_attributed)
+             from dbt.advocacy_programs),
+           (select count(*) from dbt.tasks_completed), (select sum(likes) from
+             dbt.tasks_completed),
+           (select sum(comments) from dbt.tasks_completed), (select sum(shares) from
+             dbt.tasks_completed),
+           (select sum(reach) from dbt.tasks_completed), (select sum(engagement) from
+             dbt.tasks_completed),
+           (select count(engagement) from dbt.tasks_completed),
+           (select count(*) from dbt_lookup.brand where not is_unknown_brand)
+"""
+# the totals of json_facts that CLEANED_TOTALS gives, in its order
+CLEANED_TOTAL_NAMES = (
+    "users",
+    "identifiable_users",
+    "valid_emails",
+    "clean_users",
+    "programs",
+    "sales",
+    "tasks",
+    "likes",
+    "comments",
+    "shares",
+    "reach",
+    "engagement",
+    "tasks_with_known_engagement",
+    "brands",
+)
+
+
 @pytest.mark.slow
 def test_models_cleaned_totals_match_the_files(real_built: Settings, facts: Facts) -> None:
     totals = facts.totals
-    [row] = query(
-        real_built,
-        """
-        select (select count(*) from dbt.base), (select count(user_id) from dbt.base),
-               (select count(email) from dbt.base), (select count(*) filter (where is_clean) from
-                 dbt.base),
-               (select count(*) from dbt.advocacy_programs), (select sum(total_sales_attributed)
-                 from dbt.advocacy_programs),
-               (select count(*) from dbt.tasks_completed), (select sum(likes) from
-                 dbt.tasks_completed),
-               (select sum(comments) from dbt.tasks_completed), (select sum(shares) from
-                 dbt.tasks_completed),
-               (select sum(reach) from dbt.tasks_completed), (select sum(engagement) from
-                 dbt.tasks_completed),
-               (select count(engagement) from dbt.tasks_completed),
-               (select count(*) from dbt_lookup.brand where not is_unknown_brand)""",
-    )
-    assert row == (
-        totals["users"],
-        totals["identifiable_users"],
-        totals["valid_emails"],
-        totals["clean_users"],
-        totals["programs"],
-        totals["sales"],
-        totals["tasks"],
-        totals["likes"],
-        totals["comments"],
-        totals["shares"],
-        totals["reach"],
-        totals["engagement"],
-        totals["tasks_with_known_engagement"],
-        totals["brands"],
-    )
+    [row] = query(real_built, CLEANED_TOTALS)
+    assert row == tuple(totals[name] for name in CLEANED_TOTAL_NAMES)
     assert (totals["users"], totals["programs"], totals["tasks"]) == (10000, 10000, 10000)
 
 
