@@ -522,6 +522,18 @@ def test_report_numbers_print_every_digit_the_data_has() -> None:
     assert str(environment().filters["breakable"]("14,030,613")) == "14,<wbr>030,<wbr>613"
 
 
+def test_report_tables_clip_a_long_value_from_the_data() -> None:
+    # a made-up platform of 3,000 characters would set its table's width: its start is shown,
+    # the whole value in the tooltip, both escaped
+    clipped = environment().filters["clipped"]
+    long = "<b>" + "x" * 2997
+    assert clipped("tiktok") == "tiktok"
+    assert clipped(None) == ""
+    assert str(clipped(long)) == (
+        f'<span title="&lt;b&gt;{"x" * 2997}">&lt;b&gt;{"x" * 56}…</span>'
+    )
+
+
 def test_report_durations_keep_what_a_small_batch_took() -> None:
     durations = environment().filters["duration"]
     assert [durations(s) for s in (None, 0.004, 0.034, 0.5, 2.449, 1234.56)] == [

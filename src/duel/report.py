@@ -46,6 +46,7 @@ PROGRAM_COLUMNS = ("program_key", "brand", "engagement", "total_sales_attributed
 LEADERS = 10  # rows of the top-advocates table
 BRANDS = 10  # rows of the top-brands table
 BRAND_RANKS = 15  # ranks the top-brands chart draws (the table's are among them)
+CLIPPED_CHARS = 60  # a value from the data longer than this is shown clipped in the tables
 # the brands the report shows: the ranked ones it draws and the unknown brand (never ranked)
 RANKED_BRANDS = sql.SQL("sales_rank <= {n} or engagement_rank <= {n} or is_unknown_brand").format(
     n=sql.Literal(BRAND_RANKS)
@@ -468,6 +469,16 @@ def _breakable(value: Any) -> Markup:
     )
 
 
+def _clipped(value: Any, limit: int = CLIPPED_CHARS) -> Markup | str:
+    """A value from the data (a platform label, a brand, an advocate's label) as a table shows
+    it: whole up to `limit` characters, else its start and "…", the whole value in the cell's
+    tooltip; escaped. A 3,000-character brand would otherwise set the width of its table."""
+    text = "" if value is None else str(value)
+    if len(text) <= limit:
+        return text
+    return Markup('<span title="{}">{}…</span>').format(text, text[: limit - 1])
+
+
 def _duration(value: Any) -> str:
     """Seconds as a reader wants them: one decimal, two under a second (a batch of a few files
     takes 0.03 s, not "0.0 s"), "< 0.01 s" below that."""
@@ -507,6 +518,7 @@ def environment() -> Environment:
         when=_when,
         duration=_duration,
         breakable=_breakable,
+        clipped=_clipped,
         platform_colour=charts.platform_colour,  # the charts' colours, in the tables too
     )
     return env
