@@ -518,8 +518,15 @@ def test_report_numbers_print_every_digit_the_data_has() -> None:
         "100,000,000,000,000,000,000",
         "—",
     ]
-    # a long figure in a card may wrap after its commas (the card's width is a sixth of the page)
+    # a long figure in a card is smaller, and may wrap after its commas (a card is a sixth of
+    # the page wide)
     assert str(environment().filters["breakable"]("14,030,613")) == "14,<wbr>030,<wbr>613"
+    size = environment().filters["figure_size"]
+    assert [size("10,000"), size("15,405,961"), size("14,030,613,539,655")] == [
+        "",
+        "long",
+        "longer",
+    ]
 
 
 def test_report_tables_clip_a_long_value_from_the_data() -> None:
@@ -663,7 +670,7 @@ def _cards(page: str) -> list[tuple[str, str]]:
     """The report's cards (its headline numbers), as (value, label); a long figure's wrap points
     (<wbr> after its commas) left out."""
     cards = re.findall(
-        r'<div class="value">((?:[^<]|<wbr>)+)</div>\s*<div class="label">([^<]+)</div>', page
+        r'<div class="value[^"]*">((?:[^<]|<wbr>)+)</div>\s*<div class="label">([^<]+)</div>', page
     )
     return [(value.replace("<wbr>", ""), label) for value, label in cards]
 
