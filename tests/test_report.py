@@ -304,6 +304,26 @@ def test_charts_draw_a_few_made_up_platforms_and_sum_the_rest() -> None:
     assert sales.data[2].x[6] == 100.0
 
 
+def test_charts_a_made_up_label_that_reads_like_the_summed_row_is_drawn_as_itself() -> None:
+    attribution = [
+        {
+            "platform": platform,
+            "is_unknown_platform": False,
+            "is_without_tasks": False,
+            "program_count": n,
+            "sales_known": n,
+            "attributed_sales": Decimal(10 * n),
+            "outlier_programs": 0,
+        }
+        for platform, n in [("2 other platforms", 100), *((f"label {n}", n) for n in range(1, 9))]
+    ]
+    assert list(charts.sales_by_platform_chart(attribution).data[2].y) == [
+        "2 other platforms",
+        *(f"label {n}" for n in (8, 7, 6, 5)),
+        "4 other platforms",
+    ]
+
+
 def _quality_rows(defects: dict[str, int]) -> pd.DataFrame:
     """data_quality of one batch of 10 tasks: the "(all fields)" row and one row per defect."""
     rows = [

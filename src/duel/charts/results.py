@@ -136,7 +136,7 @@ def _ordered(
         (3, 0.0)
         if label in own_rows
         else (2, 0.0)
-        if label.endswith(" other platforms")
+        if label == folded
         else (1, -float(n or 0))
         if platform_colour(label) == COLOURS["warn"]
         else (0, 0.0)
