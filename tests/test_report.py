@@ -304,17 +304,23 @@ def test_charts_draw_a_few_made_up_platforms_and_sum_the_rest() -> None:
     assert sales.data[2].x[6] == 100.0
 
 
+def _attribution(platform: str, programs: int) -> dict[str, Any]:
+    """A sales_attribution row of a known platform: `programs` programs, each with known sales
+    of 10."""
+    return {
+        "platform": platform,
+        "is_unknown_platform": False,
+        "is_without_tasks": False,
+        "program_count": programs,
+        "sales_known": programs,
+        "attributed_sales": Decimal(10 * programs),
+        "outlier_programs": 0,
+    }
+
+
 def test_charts_a_made_up_label_that_reads_like_the_summed_row_is_drawn_as_itself() -> None:
     attribution = [
-        {
-            "platform": platform,
-            "is_unknown_platform": False,
-            "is_without_tasks": False,
-            "program_count": n,
-            "sales_known": n,
-            "attributed_sales": Decimal(10 * n),
-            "outlier_programs": 0,
-        }
+        _attribution(platform, n)
         for platform, n in [("2 other platforms", 100), *((f"label {n}", n) for n in range(1, 9))]
     ]
     assert list(charts.sales_by_platform_chart(attribution).data[2].y) == [
@@ -322,6 +328,19 @@ def test_charts_a_made_up_label_that_reads_like_the_summed_row_is_drawn_as_itsel
         *(f"label {n}" for n in (8, 7, 6, 5)),
         "4 other platforms",
     ]
+
+
+def test_charts_two_long_labels_with_one_start_stay_two_rows() -> None:
+    # shortened to 24 characters, both would read "aaaaaaaaaaaaaaaaaaaaaaa…": summed together
+    # under one name in the sales chart, they are told apart instead
+    attribution = [
+        _attribution(platform, n)
+        for platform, n in [("tiktok", 9), ("a" * 30 + "1", 5), ("a" * 30 + "2", 3)]
+    ]
+    bars = charts.sales_by_platform_chart(attribution).data[2]
+    short = "a" * 23 + "…"
+    assert (list(bars.y), list(bars.x)) == (["tiktok", short, f"{short} (2)"], [10.0, 10.0, 10.0])
+    assert list(charts.sales_by_platform_chart(attribution).data[0].x) == [9, 5, 3]
 
 
 def _quality_rows(defects: dict[str, int]) -> pd.DataFrame:

@@ -119,7 +119,14 @@ def _folded_labels(
         key=lambda label: (-float(weights[label] or 0), str(label)),
     )
     folded = made_up[OTHER_PLATFORMS_DRAWN:] if len(made_up) > OTHER_PLATFORMS_DRAWN + 1 else []
-    drawn = {label: _short(str(label), PLATFORM_LABEL_CHARS) for label in weights}
+    drawn: dict[Any, str] = {}
+    for label in sorted(weights, key=str):  # two long labels with one start stay two rows
+        short = candidate = _short(str(label), PLATFORM_LABEL_CHARS)
+        taken, n = set(drawn.values()), 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{short} ({n})"
+        drawn[label] = candidate
     if not folded:
         return drawn, None
     name = f"{len(folded)} other platforms"
