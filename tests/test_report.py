@@ -340,6 +340,14 @@ def test_charts_two_long_labels_with_one_start_stay_two_rows() -> None:
     bars = charts.sales_by_platform_chart(attribution).data[2]
     short = "a" * 23 + "…"
     assert (list(bars.y), list(bars.x)) == (["tiktok", short, f"{short} (2)"], [10.0, 10.0, 10.0])
+    # three with one start, and a label that reads like the second's shortened name
+    weights = {"a" * 30 + "1": 4, "a" * 30 + "2": 3, "a" * 30 + "3": 2, "a" * 23 + "… (2)": 1}
+    assert sorted(charts.results._folded_labels(weights, ())[0].values()) == [
+        short,
+        f"{short} (2)",
+        f"{short} (3)",
+        f"{short} (4)",
+    ]
     assert list(charts.sales_by_platform_chart(attribution).data[0].x) == [9, 5, 3]
 
 

@@ -316,8 +316,9 @@ class Rules:
         raise KeyError(f"{entity}.{name}")
 
 
-def load_rules(dbt_project_dir: Path) -> Rules:
-    """The rules of the dbt project's vars (ConfigError, one line, if they cannot be read)."""
+def project_vars(dbt_project_dir: Path) -> dict[str, Any]:
+    """The `vars` of the dbt project (ConfigError, one line, if it cannot be read): the one
+    reader of the rules for the exploration here and for the document identity."""
     import yaml  # PyYAML comes with dbt
 
     path = dbt_project_dir / "dbt_project.yml"
@@ -325,7 +326,19 @@ def load_rules(dbt_project_dir: Path) -> Rules:
         project = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the dbt project ({exc.strerror})") from None
-    variables = project.get("vars") or {}
+    return project.get("vars") or {}
+
+
+def placeholders_of(placeholders: dict[str, Any], name: str) -> list[str]:
+    """The placeholders of field `name` in `vars.placeholders`: every field's and its own (as
+    macros/cleaning.sql field_rule joins them)."""
+    return [*(placeholders.get(EVERY_FIELD) or []), *(placeholders.get(name) or [])]
+
+
+def load_rules(dbt_project_dir: Path) -> Rules:
+    """The rules of the dbt project's vars (ConfigError, one line, if they cannot be read)."""
+    path = dbt_project_dir / "dbt_project.yml"
+    variables = project_vars(dbt_project_dir)
     try:
         return _rules(variables)
     except (KeyError, TypeError, re.error) as exc:
@@ -338,7 +351,6 @@ def _rules(variables: dict[str, Any]) -> Rules:
         for name, text in variables["defect_patterns"].items()
     }
     placeholders = variables.get("placeholders") or {}
-    every_field = list(placeholders.get(EVERY_FIELD) or [])
     ranges = variables.get("measure_ranges") or {}
     rules = []
     for entity, fields in variables["fields"].items():
@@ -352,9 +364,7 @@ def _rules(variables: dict[str, Any]) -> Rules:
                     entity,
                     name,
                     spec["kind"],
-                    frozenset(
-                        lower_text(p) for p in every_field + list(placeholders.get(name) or [])
-                    ),
+                    frozenset(lower_text(p) for p in placeholders_of(placeholders, name)),
                     patterns,
                     _compiled(spec.get("placeholder_pattern")),
                     _compiled(spec.get("pattern")),

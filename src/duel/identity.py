@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from duel.defects import EVERY_FIELD
+from duel.defects import EVERY_FIELD, placeholders_of, project_vars
 from duel.exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ class KeyRule:
     """The parsed `DUEL_DOCUMENT_KEY`: the key sources in order of preference."""
 
     sources: tuple[str, ...]
+    # per field, its placeholders with every field's (load_placeholders)
     placeholders: dict[str, frozenset[str]] = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -76,10 +77,10 @@ class KeyRule:
         return ",".join(self.sources)
 
     def placeholders_of(self, source: str) -> frozenset[str]:
-        """The values of field `source` that identify no one: every field's and its own."""
-        return self.placeholders.get(EVERY_FIELD, frozenset()) | self.placeholders.get(
-            source, frozenset()
-        )
+        """The values of field `source` that identify no one: its list, which holds every
+        field's too (load_placeholders), or every field's for a field without a list. Two
+        lookups: this runs once per document keyed by a field."""
+        return self.placeholders.get(source) or self.placeholders.get(EVERY_FIELD, frozenset())
 
     @property
     def needs_fields(self) -> bool:
@@ -146,18 +147,13 @@ def usable_value(value: Any, placeholders: frozenset[str] = frozenset()) -> str 
 
 
 def load_placeholders(dbt_project_dir: Path) -> dict[str, frozenset[str]]:
-    """The placeholder values per field (and `every_field`'s): `vars.placeholders` of the dbt
-    project, the one list that the staging models and the identity rule both read."""
-    import yaml  # PyYAML comes with dbt
-
-    path = dbt_project_dir / "dbt_project.yml"
-    try:
-        project = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the dbt project ({exc.strerror})") from None
-    values = (project.get("vars") or {}).get("placeholders") or {}
+    """The placeholder values per field, each with every field's (and `every_field`'s own
+    entry, for a field without a list): `vars.placeholders` of the dbt project, the one list
+    that the staging models and the identity rule both read (duel.defects reads it)."""
+    values = project_vars(dbt_project_dir).get("placeholders") or {}
     return {
-        name: frozenset(str(v).strip().casefold() for v in items) for name, items in values.items()
+        name: frozenset(str(v).strip().casefold() for v in placeholders_of(values, name))
+        for name in values
     }
 
 

@@ -6,6 +6,7 @@ are close and the axis must show their differences."""
 from __future__ import annotations
 
 import textwrap
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -119,14 +120,18 @@ def _folded_labels(
         key=lambda label: (-float(weights[label] or 0), str(label)),
     )
     folded = made_up[OTHER_PLATFORMS_DRAWN:] if len(made_up) > OTHER_PLATFORMS_DRAWN + 1 else []
+    # two long labels with one start stay two rows ("…", "… (2)"); a dump of free text may
+    # hold thousands sharing a start, so each start counts its own (no search from 1)
     drawn: dict[Any, str] = {}
-    for label in sorted(weights, key=str):  # two long labels with one start stay two rows
+    taken: set[str] = set()
+    starts: Counter[str] = Counter()
+    for label in sorted(weights, key=str):
         short = candidate = _short(str(label), PLATFORM_LABEL_CHARS)
-        taken, n = set(drawn.values()), 1
         while candidate in taken:
-            n += 1
-            candidate = f"{short} ({n})"
+            starts[short] += 1
+            candidate = f"{short} ({starts[short] + 1})"
         drawn[label] = candidate
+        taken.add(candidate)
     if not folded:
         return drawn, None
     name = f"{len(folded)} other platforms"
