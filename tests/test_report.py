@@ -35,6 +35,7 @@ from duel.report import (
     defect_vocabulary,
     environment,
     read_models,
+    render_report,
 )
 from duel.settings import Settings
 
@@ -677,6 +678,43 @@ def test_report_reads_only_the_brands_it_shows(real_built: Settings) -> None:
     tables, whole = build_tables(models), build_tables({**models, "brands": every})
     assert (tables["brands"], tables["unknown_brand"]) == (whole["brands"], whole["unknown_brand"])
     assert len(tables["brands"]) == 10 and tables["unknown_brand"]["brand"] == "(unknown brand)"
+
+
+@pytest.mark.slow
+def test_report_platform_table_sums_the_made_up_labels_the_charts_sum(
+    real_built: Settings,
+) -> None:
+    """A free-text platform field: the table shows the charts' rows (the platforms with a colour
+    and the 5 made-up labels over most tasks ranked by engagement per known task, the others
+    summed into one row that is not ranked, then the unknown platform), not one row per label."""
+
+    def known_engagement(platform: str | None, tasks: int, known: int, total: int) -> Any:
+        row = _platform(platform, tasks, known, total)
+        return row | {
+            "engagement": row["likes"],
+            "engagement_known": known,
+            "engagement_known_share": row["likes_known_share"],
+            "engagement_average": row["likes_average"],
+        }
+
+    rows = [
+        known_engagement("tiktok", 100, 50, 5000),
+        known_engagement(None, 30, 0, 0),
+        *(known_engagement(f"label {n}", n, n, 10 * n * n) for n in range(1, 9)),
+    ]
+    models = {**read_models(real_built), "platforms": frame(rows)}
+    table = build_tables(models)["platforms"]
+    assert [(p["platform"], p["task_count"], p["unranked"]) for p in table] == [
+        ("tiktok", 100, False),
+        *((f"label {n}", n, False) for n in (8, 7, 6, 5, 4)),
+        ("3 other platforms", 6, True),
+        (None, 30, True),
+    ]
+    # labels 1-3: 1 + 2 + 3 tasks, all known, 10 + 40 + 90 engagement
+    assert (table[-2]["engagement"], table[-2]["engagement_average"]) == (140, 140 / 6)
+    html = render_report(models, "duel")[0]
+    assert "3 other platforms · summed, not ranked" in html
+    assert ">label 3<" not in html and ">label 4<" in html
 
 
 @pytest.mark.slow

@@ -373,11 +373,18 @@ def build_tables(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
         if not outliers.empty
         else outliers
     )
-    platforms = (
-        models["platforms"].assign(unknown=lambda d: d["platform"].isna())
-        if not models["platforms"].empty
-        else models["platforms"]
-    )
+    platforms = models["platforms"]
+    if not platforms.empty:
+        # the charts' rows: a free-text platform field's labels past the first few summed into
+        # one row (not ranked, before the unknown platform), so the table stays readable
+        platforms = (
+            charts.platform_rows(platforms)
+            .assign(unknown=lambda d: d["platform"].isna())
+            .assign(unranked=lambda d: d["unknown"] | d["is_folded"])
+            .sort_values(
+                ["unknown", "is_folded", "engagement_average"], ascending=[True, True, False]
+            )
+        )
     return {
         "overview": _records(models["overview"])[0] if not models["overview"].empty else None,
         "coverage": _coverage(models["overview"]),
@@ -391,11 +398,7 @@ def build_tables(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
             )
         ),
         "latest_quality": _latest_quality(batches, quality, models["quality_summary"]),
-        "platforms": _records(
-            platforms.sort_values(["unknown", "engagement_average"], ascending=[True, False])
-        )
-        if not platforms.empty
-        else [],
+        "platforms": _records(platforms) if not platforms.empty else [],
         "leaderboard": _leaderboard(models["advocates"]),
         "brands": _records(
             brands[brands["sales_rank"].notna()].sort_values(["sales_rank", "brand"]).head(BRANDS)

@@ -168,10 +168,12 @@ def _ratio(part: Any, whole: Any) -> float | None:
     return None if part is None or pd.isna(part) or not whole else float(part) / float(whole)
 
 
-def _platform_rows(platforms: Rows) -> pd.DataFrame:
+def platform_rows(platforms: Rows) -> pd.DataFrame:
     """engagement_by_platform with a label per row; the unknown platform last, as its own row;
     made-up labels past the first few summed into one row before it (_folded_labels), whose
-    shares, averages and rate are computed from the summed parts, as the models compute them."""
+    shares, averages and rate are computed from the summed parts, as the models compute them.
+    The platform charts and the report's platform table show these rows; `is_folded` marks the
+    summed one (its `platform` is its label)."""
     data = frame(platforms)
     labels = [UNKNOWN_PLATFORM if pd.isna(p) else str(p) for p in data["platform"]]
     drawn, folded_label = _folded_labels(
@@ -195,6 +197,7 @@ def _platform_rows(platforms: Rows) -> pd.DataFrame:
             row["engagement_rate_engagement"], row["engagement_rate_reach"]
         )
         data = pd.concat([data.drop(folded.index), pd.DataFrame([row])], ignore_index=True)
+    data["is_folded"] = data["label"] == folded_label
     return _ordered(data, "task_count", (UNKNOWN_PLATFORM,), folded_label)
 
 
@@ -204,7 +207,7 @@ def coverage_by_platform_chart(platforms: Rows) -> go.Figure:
     data = frame(platforms)
     if data.empty:
         return empty_chart()
-    data = _platform_rows(data)
+    data = platform_rows(data)
     z = [[row[f"{m}_known_share"] for m in MEASURES] for _, row in data.iterrows()]
     text = [
         [
@@ -272,7 +275,7 @@ def engagement_by_platform_chart(platforms: Rows) -> go.Figure:
     data = frame(platforms)
     if data.empty:
         return empty_chart()
-    data = _platform_rows(data)
+    data = platform_rows(data)
     colours = [platform_colour(None if p == UNKNOWN_PLATFORM else p) for p in data["label"]]
     fig = make_subplots(
         rows=1,
