@@ -125,10 +125,10 @@ def test_models_incremental_build_equals_full_refresh(history: History) -> None:
 @pytest.mark.slow
 def test_models_scoped_build_leaves_the_views_and_their_tests(history: History) -> None:
     """The scoped build (the last build ran this project) neither recreates the 10 staging and
-    intermediate views nor runs their 13 tests; it still equals --full-refresh (above)."""
+    intermediate views nor runs their 11 tests; it still equals --full-refresh (above)."""
     whole, scoped = history.built
     assert (whole.counts, whole.scoped, scoped.counts, scoped.scoped) == (
-        {"models": 26, "snapshots": 1, "tests": 116},
+        {"models": 26, "snapshots": 1, "tests": 114},
         False,
         {"models": 16, "snapshots": 1, "tests": 103},
         True,
