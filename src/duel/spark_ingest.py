@@ -308,7 +308,8 @@ def _ledger(spark: SparkSession, batch_id: int) -> DataFrame:
     A loadable delivery is `unchanged` when its hash is its key's previous delivery's in this
     dump, or for the first delivery, the current version's; else it is a new version. A key
     whose last delivery in this dump is its current version (not deleted) ends as it was: its
-    deliveries of a version held before are `unchanged` too (load._Batch.restore_repeated)."""
+    deliveries of a version held before are `unchanged` too (load._Batch.restore_repeated),
+    and its current version stays (`ends_as_it_was`, read by _replace_current_versions)."""
     return spark.sql(
         f"""
         with numbered as (
@@ -365,7 +366,8 @@ def _ledger(spark: SparkSession, batch_id: int) -> DataFrame:
             numbered.document,
             numbered.detail,
             numbered.content,
-            numbered.proposed_repair
+            numbered.proposed_repair,
+            coalesce(loadable.ends_as_it_was, false) as ends_as_it_was
         from numbered
         left join loadable on loadable.file_seq = numbered.file_seq
         left join held
@@ -482,27 +484,12 @@ def _new_quarantine(spark: SparkSession, batch_id: int) -> DataFrame:
 
 def _replace_current_versions(spark: SparkSession, batch_id: int) -> None:
     """Each key's last new delivery becomes current; other keys keep theirs, and so does a key
-    whose last delivery is its current version (a full rewrite: parquet has no MERGE; Delta or
-    Iceberg would merge)."""
+    that ends as it was (_ledger's `ends_as_it_was`; a full rewrite: parquet has no MERGE; Delta
+    or Iceberg would merge)."""
     merged = spark.sql(
         f"""
-        with last_delivered as (
-            select document_key, content_sha256 from (
-                select document_key, content_sha256, row_number() over (
-                    partition by document_key order by file_seq desc
-                ) as latest
-                from duel_ledger
-                where status in ('loaded', 'repaired', 'unchanged')
-            ) as delivered
-            where latest = 1
-        ),
-        as_it_was as (
-            select last_delivered.document_key
-            from last_delivered
-            inner join {RAW}.current_versions as current
-                on current.document_key = last_delivered.document_key
-                and current.content_sha256 = last_delivered.content_sha256
-                and not current.is_deleted
+        with as_it_was as (
+            select distinct document_key from duel_ledger where ends_as_it_was
         ),
         moved as (
             select document_key, content_sha256, source_name, row_number() over (
