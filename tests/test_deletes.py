@@ -71,6 +71,38 @@ def test_ingest_full_deletes_absent_documents(settings: Settings, tmp_path: Path
     ]
 
 
+def test_ingest_full_of_the_same_export_as_a_directory_changes_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # a tar.gz of the export folder, then the folder itself with --full: one identity per file
+    # (`eu/user_1.json` is not the folder's `user_1.json`), so nothing changed, nothing deleted
+    export = tmp_path / "export"
+    (export / "eu").mkdir(parents=True)
+    users = {
+        "user_1.json": {"user_id": "u1", "name": "Root One"},
+        "eu/user_1.json": {"user_id": "e1", "name": "EU One"},
+        "user_2.json": {"user_id": "u2", "name": "Root Two"},
+    }
+    for name, user in users.items():
+        (export / name).write_text(json.dumps(user))
+    tar = make_tar(
+        tmp_path / "export.tar.gz",
+        [(f"export/{name}", (export / name).read_bytes()) for name in users],
+    )
+    assert ingest(settings, tar).summary()["loaded"] == 3
+    again = ingest(settings, export, full=True).summary()
+    assert (again["loaded"], again["unchanged"], again["deleted"]) == (0, 3, 0)
+    assert query(
+        settings,
+        "select current.document_key, doc.document ->> 'name' from raw.current_versions current"
+        " join raw.user_documents doc using (document_key, content_sha256) order by 1",
+    ) == [
+        ("file:eu/user_1.json", "EU One"),
+        ("file:user_1.json", "Root One"),
+        ("file:user_2.json", "Root Two"),
+    ]
+
+
 def test_ingest_without_full_never_deletes(settings: Settings, tmp_path: Path) -> None:
     ingest(settings, dump(tmp_path / "a", range(10)))
     result = ingest(settings, dump(tmp_path / "b", range(1)))

@@ -478,17 +478,16 @@ def test_ingest_parses_only_files_whose_bytes_are_not_their_documents_current_ve
 def test_ingest_parses_a_known_file_when_the_batch_moved_its_document_first(
     settings: Settings, tmp_path: Path, batch_rows: int
 ) -> None:
-    """x/u.json and y/u.json are one document (the dump's top folder is not its identity). The
-    second dump changes it (x), then delivers its current bytes again (y): y is the document's
-    last delivery, whether both are in one write chunk or not, so the document is as it was."""
+    """x/u.json and y/u.json of a tar.gz are one document (an archive member's first folder is
+    the dump's, not its identity). The second dump changes it (x), then delivers its current
+    bytes again (y): y is the document's last delivery, whether both are in one write chunk or
+    not, so the document is as it was."""
     v1, v2 = b'{"user_id": "u", "v": 1}', b'{"user_id": "u", "v": 2}'
     (tmp_path / "one" / "x").mkdir(parents=True)
     (tmp_path / "one" / "x" / "u.json").write_bytes(v1)
     ingest(settings, tmp_path / "one")
-    for folder, data in (("x", v2), ("y", v1)):
-        (tmp_path / "two" / folder).mkdir(parents=True)
-        (tmp_path / "two" / folder / "u.json").write_bytes(data)
-    second = ingest(settings.with_overrides(batch_rows=batch_rows), tmp_path / "two")
+    two = make_tar(tmp_path / "two.tar.gz", [("x/u.json", v2), ("y/u.json", v1)])
+    second = ingest(settings.with_overrides(batch_rows=batch_rows), two)
     # its last delivery is the version it had: the batch changed nothing for it, and says so
     # (v2's bytes are stored, a version delivered; v1's delivery is unchanged)
     assert (second.loaded, second.unchanged) == (1, 1)

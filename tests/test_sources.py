@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tar_files import make_tar
 
 from duel.archives import MAX_ZIP_DIRECTORY, MAX_ZIP_MEMBERS
 from duel.exceptions import SourceError
@@ -136,6 +137,35 @@ def test_iter_source_directory_given_at_or_above_the_export_folder_keys_alike(
     above = [f.key_path for f in iter_source(tmp_path, max_bytes=100)]
     at = [f.key_path for f in iter_source(tmp_path / "mixed", max_bytes=100)]
     assert above == at == ["user_1.json"]
+
+
+def test_iter_source_directory_at_the_export_folder_keeps_its_subfolders(tmp_path: Path) -> None:
+    # given at the export folder, a subfolder is part of a file's identity, as in a tar.gz of
+    # that folder: `eu/user_1.json` is not the folder's own `user_1.json`
+    export = tmp_path / "above" / "export"
+    (export / "eu").mkdir(parents=True)
+    (export / "user_1.json").write_bytes(b"{}")
+    (export / "eu" / "user_1.json").write_bytes(b"{}")
+    (tmp_path / "above" / "README.txt").write_bytes(b"notes")  # not data: still above it
+    (tmp_path / "above" / "__MACOSX").mkdir()
+    at = [f.key_path for f in iter_source(export, max_bytes=100)]
+    above = [f.key_path for f in iter_source(tmp_path / "above", max_bytes=100)]
+    tar = make_tar(
+        tmp_path / "export.tar.gz",
+        [("export/user_1.json", b"{}"), ("export/eu/user_1.json", b"{}")],
+    )
+    archived = [f.key_path for f in iter_source(tar, max_bytes=100)]
+    assert sorted(at) == sorted(k for k in above if k) == sorted(archived)
+    assert sorted(at) == ["eu/user_1.json", "user_1.json"]
+    # two folders side by side are two folders of the export, not two exports
+    regions = tmp_path / "regions"
+    for region in ("a", "b"):
+        (regions / region).mkdir(parents=True)
+        (regions / region / "user_1.json").write_bytes(b"{}")
+    assert [f.key_path for f in iter_source(regions, max_bytes=100)] == [
+        "a/user_1.json",
+        "b/user_1.json",
+    ]
 
 
 def test_iter_source_ndjson_names_lines(tmp_path: Path) -> None:
