@@ -122,6 +122,11 @@ def test_load_settings_precedence(tmp_path: Path) -> None:
         ({"DUEL_EMBEDDED": "maybe"}, "DUEL_EMBEDDED must be true or false, got 'maybe'"),
         ({"DUEL_REPAIR": "yolo"}, "DUEL_REPAIR must be one of safe, lenient, got 'yolo'"),
         ({"DUEL_MAX_FILE_BYTES": "1e6"}, "DUEL_MAX_FILE_BYTES must be a whole number, got '1e6'"),
+        # a negative count crashed the parse pipeline; a limit of -1 quarantined every file
+        ({"DUEL_WORKERS": "-1"}, "DUEL_WORKERS must be at least 0, got -1"),
+        ({"DUEL_MAX_FILE_BYTES": "-1"}, "DUEL_MAX_FILE_BYTES must be at least 1, got -1"),
+        ({"DUEL_BATCH_ROWS": "0"}, "DUEL_BATCH_ROWS must be at least 1, got 0"),
+        ({"DUEL_LOCK_TIMEOUT": "-5"}, "DUEL_LOCK_TIMEOUT must be at least 0, got -5"),
     ],
 )
 def test_load_settings_rejects_bad_values(env: dict[str, str], message: str) -> None:

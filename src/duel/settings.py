@@ -187,11 +187,14 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
-def _as_int(name: str, value: str) -> int:
+def _as_int(name: str, value: str, least: int | None = None) -> int:
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
+    if least is not None and number < least:
+        raise ConfigError(f"{name} must be at least {least}, got {number}")
+    return number
 
 
 def _as_bool(name: str, value: str) -> bool:
@@ -255,17 +258,17 @@ def load_settings(
             values[name] = Path(path)
     if get("DUEL_DATA", "").lower().startswith("s3://"):
         values["data"] = get("DUEL_DATA")  # a location, not a path: Path() would fold its "//"
-    ints = {
-        "DUEL_MAX_FILE_BYTES": "max_file_bytes",
-        "DUEL_WORKERS": "workers",
-        "DUEL_BATCH_ROWS": "batch_rows",
-        "DUEL_SMTP_PORT": "smtp_port",
+    ints = {  # variable -> (field, the least value that means something)
+        "DUEL_MAX_FILE_BYTES": ("max_file_bytes", 1),
+        "DUEL_WORKERS": ("workers", 0),
+        "DUEL_BATCH_ROWS": ("batch_rows", 1),
+        "DUEL_SMTP_PORT": ("smtp_port", 1),
     }
-    for var, name in ints.items():
+    for var, (name, least) in ints.items():
         if number := get(var):
-            values[name] = _as_int(var, number)
+            values[name] = _as_int(var, number, least)
     if timeout := get("DUEL_LOCK_TIMEOUT"):
-        values["lock_timeout_s"] = float(_as_int("DUEL_LOCK_TIMEOUT", timeout))
+        values["lock_timeout_s"] = float(_as_int("DUEL_LOCK_TIMEOUT", timeout, 0))
     for var, name in {"DUEL_EMBEDDED": "embedded", "DUEL_SMTP_STARTTLS": "smtp_starttls"}.items():
         if (flag := get(var)) is not None:
             values[name] = _as_bool(var, flag)
