@@ -168,6 +168,24 @@ def test_iter_source_directory_at_the_export_folder_keeps_its_subfolders(tmp_pat
     ]
 
 
+def test_iter_source_zip_of_windows_paths_reads_its_folders(tmp_path: Path) -> None:
+    # Windows tools write `\\` between a zip's folders: read as unzip reads it, not as names
+    # that escape the archive (every user was skipped as unsafe-path); `..\\` still escapes
+    path = tmp_path / "windows.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("mixed\\", b"")
+        archive.writestr("mixed\\user_1.json", USER)
+        archive.writestr("mixed\\eu\\user_2.json", b"{}")
+        archive.writestr("..\\evil.json", b"{}")
+        archive.writestr("C:\\evil.json", b"{}")
+    assert list(iter_source(path, max_bytes=100)) == [
+        SourceFile("mixed/user_1.json", USER, len(USER), key_path="user_1.json"),
+        SourceFile("mixed/eu/user_2.json", b"{}", 2, key_path="eu/user_2.json"),
+        SourceFile("../evil.json", skip_reason="unsafe-path"),
+        SourceFile("C:/evil.json", skip_reason="unsafe-path"),
+    ]
+
+
 def test_iter_source_ndjson_names_lines(tmp_path: Path) -> None:
     path = tmp_path / "users.ndjson"
     path.write_bytes(b'{"a": 1}\n\n{"b": 2}\n')

@@ -262,15 +262,22 @@ class _ZipMember(io.RawIOBase):
 
 def _kind(info: zipfile.ZipInfo) -> str:
     mode = info.external_attr >> 16 if info.create_system == 3 else 0  # 3: unix, with a mode
-    if info.is_dir() or stat.S_ISDIR(mode):
+    if info.is_dir() or info.orig_filename.endswith("\\") or stat.S_ISDIR(mode):
         return "dir"
     return "file" if stat.S_IFMT(mode) in (0, stat.S_IFREG) else "other"  # no type bits: a file
+
+
+def _zip_name(info: zipfile.ZipInfo) -> str:
+    """A member's name with `/` between its folders: the zip format's separator, which tools on
+    Windows write as `\\` (`mixed\\user_1.json`, read as unzip reads it: `mixed/user_1.json`;
+    `..\\x.json` is then `../x.json`, which the caller refuses as escaping the archive)."""
+    return info.orig_filename.replace("\\", "/")
 
 
 def zip_members(handle: BinaryIO) -> Iterator[Member]:
     """A zip's members in directory order, each regular file with a `stream` of its bytes that
     is read only if the caller reads it (and valid until the next member); ArchiveLimitError
-    beyond MAX_ZIP_MEMBERS."""
+    beyond MAX_ZIP_MEMBERS. Names have `/` between folders (_zip_name)."""
     count = _count_members(handle)
     if count > MAX_ZIP_MEMBERS:
         raise ArchiveLimitError(f"it has {count:,} members, over the limit of {MAX_ZIP_MEMBERS:,}")
@@ -285,9 +292,7 @@ def zip_members(handle: BinaryIO) -> Iterator[Member]:
         for info in infos:
             kind = _kind(info)
             if kind != "file":
-                yield Member(info.orig_filename, info.file_size, kind, None)
+                yield Member(_zip_name(info), info.file_size, kind, None)
                 continue
             with _ZipMember(archive, info, id(info) in overlapping) as member:
-                yield Member(
-                    info.orig_filename, info.file_size, "file", None, cast(BinaryIO, member)
-                )
+                yield Member(_zip_name(info), info.file_size, "file", None, cast(BinaryIO, member))
