@@ -303,8 +303,7 @@ def test_ingest_non_gzip_named_tar_gz(settings: Settings, tmp_path: Path) -> Non
     assert (result.returncode, result.stderr) == (
         1,
         f"error: {fake}: text, not a gzip-compressed tar archive; give a .tar.gz made by `tar "
-        "czf`, a .tar, a "
-        "directory or .json files\n",
+        "czf`, a .tar, a .zip, a directory or .json files\n",
     )
 
 

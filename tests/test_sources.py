@@ -229,7 +229,7 @@ def test_iter_source_errors_are_one_line(tmp_path: Path) -> None:
         list(iter_source(tmp_path / "fake.tar.gz", 10))
     assert caught.value.message == (
         f"{tmp_path}/fake.tar.gz: text, not a gzip-compressed tar archive; give a "
-        ".tar.gz made by `tar czf`, a .tar, a directory or .json files"
+        ".tar.gz made by `tar czf`, a .tar, a .zip, a directory or .json files"
     )
     with tarfile.open(tmp_path / "ok.tar", "w") as archive:
         for index in range(3):
@@ -253,6 +253,24 @@ def test_iter_source_errors_are_one_line(tmp_path: Path) -> None:
         " dump copied completely?",
         "inside.tar.gz": "inside.tar.gz: gzip-compressed, but not a tar archive inside"
         " (unexpected end of archive); make it with `tar czf`",
+    }
+    # the compression and kind the name and the first bytes say, not always gzip's
+    (tmp_path / "cut.tar.xz").write_bytes(lzma.compress((tmp_path / "ok.tar").read_bytes())[:-30])
+    (tmp_path / "inside.tar.bz2").write_bytes(bz2.compress(b"not a tar archive"))
+    (tmp_path / "garbage.zip").write_bytes(b"garbage\n")
+    said = {}
+    for name in ("cut.tar.xz", "inside.tar.bz2", "garbage.zip"):
+        with pytest.raises(SourceError) as caught:
+            list(iter_source(tmp_path / name, 1000))
+        said[name] = caught.value.message.removeprefix(f"{tmp_path}/")
+    assert said == {
+        "cut.tar.xz": "cut.tar.xz: its xz stream is cut short or corrupt (Compressed file ended"
+        " before the end-of-stream marker was reached); nothing was read; was the dump copied"
+        " completely?",
+        "inside.tar.bz2": "inside.tar.bz2: bzip2-compressed, but not a tar archive inside"
+        " (unexpected end of archive); make it with `tar cjf`",
+        "garbage.zip": "garbage.zip: text, not a zip archive; give a .tar.gz made by `tar czf`,"
+        " a .tar, a .zip, a directory or .json files",
     }
     (tmp_path / "cut.tar").write_bytes((tmp_path / "ok.tar").read_bytes()[:2000])
     with pytest.raises(

@@ -28,6 +28,7 @@ from typing import BinaryIO, NamedTuple
 from duel.archives import (
     READ_ERRORS,
     ArchiveLimitError,
+    compression,
     decompressed,
     hold,
     is_zip,
@@ -140,6 +141,15 @@ def safe_member_name(name: str) -> str | None:
     return normal.removeprefix("./")
 
 
+# What an archive's name says it is (the gzip-compressed tar otherwise), and the tar flag of
+# each compression.
+_EXPECTED = (
+    ((".tar",), "a tar archive"),
+    ((".zip",), "a zip archive"),
+    ((".tar.bz2", ".tbz2"), "a bzip2-compressed tar archive"),
+    ((".tar.xz", ".txz"), "an xz-compressed tar archive"),
+)
+_TAR_FLAG = {"gzip": "z", "bzip2": "j", "xz": "J"}
 # What a file that is not a (gzip-compressed) tar is, by its first bytes.
 _MAGIC = (
     (b"\x28\xb5\x2f\xfd", "zstd-compressed data"),
@@ -153,25 +163,27 @@ def not_an_archive(label: str, head: bytes, error: BaseException) -> str:
     first bytes, `head`), what to do."""
     if not head:  # a transfer that failed, not a dump with nothing in it
         return f"{label}: empty (0 bytes), not an archive; was the dump copied completely?"
-    if head.startswith(b"\x1f\x8b"):
-        if not isinstance(error, TarFormatError):  # the gzip stream itself: cut short or corrupt
+    if (packed := compression(head)) is not None:
+        if not isinstance(error, TarFormatError):  # the stream itself: cut short or corrupt
             return (
-                f"{label}: its gzip stream is cut short or corrupt ({error}); nothing was read;"
-                " was the dump copied completely?"
+                f"{label}: its {packed} stream is cut short or corrupt ({error}); nothing was"
+                " read; was the dump copied completely?"
             )
         return (
-            f"{label}: gzip-compressed, but not a tar archive inside ({error}); "
-            "make it with `tar czf`"
+            f"{label}: {packed}-compressed, but not a tar archive inside ({error}); "
+            f"make it with `tar c{_TAR_FLAG[packed]}f`"
         )
     what = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
     if what is None:
         what = "text" if head.isascii() and head.strip() else "unrecognised bytes"
-    expected = (
-        "a tar archive" if label.lower().endswith(".tar") else "a gzip-compressed tar archive"
+    lowered = label.lower()
+    expected = next(
+        (kind for suffixes, kind in _EXPECTED if lowered.endswith(suffixes)),
+        "a gzip-compressed tar archive",
     )
     return (
-        f"{label}: {what}, not {expected}; give a .tar.gz made by `tar czf`, a .tar, a directory "
-        "or .json files"
+        f"{label}: {what}, not {expected}; give a .tar.gz made by `tar czf`, a .tar, a .zip, a "
+        "directory or .json files"
     )
 
 
