@@ -195,6 +195,16 @@ def test_iter_source_ndjson_names_lines(tmp_path: Path) -> None:
     ]
 
 
+def _errors(folder: Path, *names: str) -> dict[str, str]:
+    """Each input's one-line SourceError, without the folder."""
+    said = {}
+    for name in names:
+        with pytest.raises(SourceError) as caught:
+            list(iter_source(folder / name, 1000))
+        said[name] = caught.value.message.removeprefix(f"{folder}/")
+    return said
+
+
 def test_iter_source_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=f"^no such file or directory: {tmp_path}/nope.tar.gz$"):
         iter_source(tmp_path / "nope.tar.gz", 10)
@@ -239,12 +249,7 @@ def test_iter_source_errors_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "cut.tar.gz").write_bytes(packed[:-12])
     (tmp_path / "crc.tar.gz").write_bytes(packed[:-8] + bytes(8))
     (tmp_path / "inside.tar.gz").write_bytes(gzip.compress(b"not a tar archive"))
-    said = {}
-    for name in ("cut.tar.gz", "crc.tar.gz", "inside.tar.gz"):
-        with pytest.raises(SourceError) as caught:
-            list(iter_source(tmp_path / name, 1000))
-        said[name] = caught.value.message.removeprefix(f"{tmp_path}/")
-    assert said == {
+    assert _errors(tmp_path, "cut.tar.gz", "crc.tar.gz", "inside.tar.gz") == {
         "cut.tar.gz": "cut.tar.gz: its gzip stream is cut short or corrupt (Compressed file ended"
         " before the end-of-stream marker was reached); nothing was read; was the dump copied"
         " completely?",
@@ -258,12 +263,7 @@ def test_iter_source_errors_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "cut.tar.xz").write_bytes(lzma.compress((tmp_path / "ok.tar").read_bytes())[:-30])
     (tmp_path / "inside.tar.bz2").write_bytes(bz2.compress(b"not a tar archive"))
     (tmp_path / "garbage.zip").write_bytes(b"garbage\n")
-    said = {}
-    for name in ("cut.tar.xz", "inside.tar.bz2", "garbage.zip"):
-        with pytest.raises(SourceError) as caught:
-            list(iter_source(tmp_path / name, 1000))
-        said[name] = caught.value.message.removeprefix(f"{tmp_path}/")
-    assert said == {
+    assert _errors(tmp_path, "cut.tar.xz", "inside.tar.bz2", "garbage.zip") == {
         "cut.tar.xz": "cut.tar.xz: its xz stream is cut short or corrupt (Compressed file ended"
         " before the end-of-stream marker was reached); nothing was read; was the dump copied"
         " completely?",
