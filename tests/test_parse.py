@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from duel.identity import KeyRule
-from duel.parse import Outcome, Prefetch, chunks, read_chunks
+from duel.parse import Outcome, Prefetch, chunks, classify, read_chunks
 from duel.sources import SourceFile
 
 
@@ -109,3 +111,24 @@ def test_parse_known_files_are_not_parsed_and_keep_their_place(workers: int) -> 
             if f.key_path
         ]
     ]
+
+
+def test_parse_an_array_element_that_is_no_user_costs_the_others_nothing() -> None:
+    # [user, 42, user] in one .json: the two users load, 42 is quarantined on its own (named by
+    # its place, its bytes kept); the whole file was quarantined as not-an-object
+    rule = KeyRule.parse("@file,user_id")
+    data = b'[{"user_id": "a"}, 42, {"user_id": "b"}]'
+    got = classify(SourceFile("d/users.json", data, len(data), key_path="users.json"), "safe", rule)
+    assert isinstance(got, list)
+    assert [(o.name, o.status, o.key, o.content) for o in got] == [
+        ("d/users.json[0]", "clean", "user_id:a", None),
+        ("d/users.json[1]", "quarantined", "content:" + hashlib.sha256(b"42").hexdigest(), b"42"),
+        ("d/users.json[2]", "clean", "user_id:b", None),
+    ]
+    assert got[1].parsed is not None and got[1].parsed.reason == "not-an-object"
+    # an array with no user in it is one file that is not a user
+    none = classify(SourceFile("d/n.json", b"[1, 2]", 6, key_path="n.json"), "safe", rule)
+    assert isinstance(none, Outcome) and (none.status, none.parsed and none.parsed.reason) == (
+        "quarantined",
+        "not-an-object",
+    )

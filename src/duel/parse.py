@@ -60,7 +60,7 @@ def classify(
     source: SourceFile, policy: str, rule: KeyRule, sha256: str | None = None
 ) -> Outcome | list[Outcome]:
     """Parse (and if need be repair) one file: one outcome, or one per element when the file
-    is a JSON array of user objects (`sha256`: its bytes' hash, if already computed). Pure: safe
+    is a JSON array of users (`sha256`: its bytes' hash, if already computed). Pure: safe
     to run in a worker process."""
     if source.skip_reason is not None:
         return Outcome(source.name, "skipped", source.size, skip_reason=source.skip_reason)
@@ -137,12 +137,14 @@ def _quarantine_key(source: SourceFile, sha256: str, rule: KeyRule) -> str:
 
 
 def _array_elements(data: bytes) -> list[bytes] | None:
-    """The elements of a JSON array whose every element is an object, as JSON texts; else None."""
+    """The elements of a JSON array of users (one object at least), as JSON texts; else None.
+    An element that is not an object is quarantined on its own, as a broken NDJSON line is,
+    and costs the file's other users nothing."""
     try:
         value = orjson.loads(data.removeprefix(b"\xef\xbb\xbf"))
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(value, list) or not value or not all(isinstance(e, dict) for e in value):
+    if not isinstance(value, list) or not any(isinstance(e, dict) for e in value):
         return None
     return [orjson.dumps(element) for element in value]
 
