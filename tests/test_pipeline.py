@@ -67,18 +67,33 @@ def test_pipeline_dag_tasks_call_only_stage_functions() -> None:
 
 def test_pipeline_run_uses_the_stage_functions_in_order() -> None:
     source = ast.parse(Path(pipeline.__file__).read_text(encoding="utf-8"))
-    run = next(
-        n for n in ast.walk(source) if isinstance(n, ast.FunctionDef) and n.name == "_run_stages"
-    )
-    calls = [
-        n
-        for n in ast.walk(run)
-        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id.endswith("_stage")
-    ]
-    called = [n.func.id for n in sorted(calls, key=lambda n: (n.lineno, n.col_offset))]  # type: ignore[attr-defined]
-    assert called == [
+    functions = {n.name: n for n in ast.walk(source) if isinstance(n, ast.FunctionDef)}
+
+    def stages(name: str) -> list[str]:
+        """The stage functions `name` calls, in order, through the module's helpers."""
+        calls = [
+            n
+            for n in ast.walk(functions[name])
+            if isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Name)
+            and (n.func.id.endswith("_stage") or n.func.id == "_report_and_export")
+        ]
+        ordered = sorted(calls, key=lambda n: (n.lineno, n.col_offset))
+        return [
+            stage
+            for n in ordered
+            for stage in (
+                stages(n.func.id) if n.func.id == "_report_and_export" else [n.func.id]  # type: ignore[attr-defined]
+            )
+        ]
+
+    assert stages("_run_stages") == [
         "database_stage",
         "ingest_stage",
+        # nothing new: no build, the report and exports written again if they are not there
+        "report_stage",
+        "export_stage",
+        # else the build, then the report and exports of it
         "transform_stage",
         "report_stage",
         "export_stage",
@@ -309,6 +324,45 @@ def test_pipeline_a_changed_dbt_project_rebuilds_every_row(
     assert not transform.built_by_another_project(settings, changes.project_hash(settings))
     changed = pipeline.run_pipeline(settings, _dump(tmp_path / "e", range(4)), notify=False)
     assert "full refresh" not in changed.steps[2].detail
+
+
+@pytest.mark.slow
+def test_pipeline_nothing_changed_writes_again_the_report_another_database_overwrote(
+    settings: Settings, pg_server: Settings, tmp_path: Path
+) -> None:
+    """Two databases (the demo and the real data) share `out/`: after a run on the other one, a
+    run with nothing new here builds nothing but writes this database's report and exports
+    again; it said they "still hold" while out/ held the other database's."""
+    data = _dump(tmp_path / "d", range(3))
+    pipeline.run_pipeline(settings, data, notify=False)
+    ours = _outputs(settings)
+    other = pg_server.with_overrides(
+        pg_database=settings.pg_database + "_other", out_dir=settings.out_dir
+    )
+    db.ensure_ready(other)
+    pipeline.run_pipeline(other, _dump(tmp_path / "e", range(5)), notify=False)
+    theirs = _outputs(settings)
+    again = pipeline.run_pipeline(settings, data, notify=False)
+    assert again.nothing_changed is True
+    assert [(s.name, s.detail.startswith("skipped")) for s in again.steps[2:]] == [
+        ("transform", True),
+        ("report", False),
+        ("export", False),
+    ]
+    rewritten = _outputs(settings)
+
+    def exported(outputs: dict[str, bytes]) -> dict[str, bytes]:  # the manifest says when
+        return {
+            k: v for k, v in outputs.items() if k.startswith("exports/") and "manifest" not in k
+        }
+
+    assert exported(rewritten) == exported(ours) != exported(theirs)
+    assert rewritten["report.html"] != theirs["report.html"]
+    assert "its report and exports are written again" in render_run(settings, again)
+    # and now they hold: the next run writes nothing
+    last = pipeline.run_pipeline(settings, data, notify=False)
+    assert [s.detail.startswith("skipped") for s in last.steps[2:]] == [True, True, True]
+    assert _outputs(settings) == rewritten
 
 
 @pytest.mark.slow

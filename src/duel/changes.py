@@ -17,6 +17,10 @@ export when all of these hold, so a run with nothing new costs an ingest and not
   refresh: duel.transform.build_models);
 - the report and the export manifest it wrote are still there.
 
+When only the last does not hold (they are gone, DUEL_OUT moved, or a run on another database,
+demo or real, wrote the same `out/` since: `outputs_hold`), the report and the exports are
+written again, and nothing is built.
+
 `duel run --force` rebuilds everything anyway.
 
 The record also says where the build's tests left off (`tested_through`: the oldest transaction
@@ -29,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,6 +58,7 @@ class BuildRecord:
     finished_at: str  # ISO 8601, UTC
     tested_through: int = 0  # a 64-bit transaction id: every row written before it was tested
     cluster: str = ""  # the server's system identifier and the database's oid
+    outputs: str = ""  # sha256 of the report's and the manifest's bytes (outputs_digest)
 
 
 # Postgres compares 32-bit transaction ids in a circle: one is "after" another within 2^31.
@@ -86,6 +91,29 @@ def last_batch_id(settings: Settings) -> int:
             "select coalesce(max(batch_id), 0) from raw.batches where status = 'succeeded'"
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+def outputs_digest(report: Path, manifest: Path) -> str:
+    """The report's and the export manifest's bytes, hashed ("" when one cannot be read). The
+    manifest holds every exported file's sha256, so it stands for the exports."""
+    digest = hashlib.sha256()
+    try:
+        for path in (report, manifest):
+            digest.update(path.read_bytes())
+            digest.update(b"\0")
+    except OSError:
+        return ""
+    return digest.hexdigest()
+
+
+def outputs_hold(settings: Settings, record: BuildRecord) -> bool:
+    """Whether the report and the export manifest `record`'s build wrote are where these
+    settings write them, with the bytes it wrote: not gone, not moved (DUEL_OUT), not written
+    since by a run on another database (demo or real: they share `out/`)."""
+    report, manifest = Path(record.report), Path(record.manifest)
+    if report.parent != settings.out_dir.resolve():
+        return False
+    return bool(record.outputs) and outputs_digest(report, manifest) == record.outputs
 
 
 def read_record(settings: Settings) -> BuildRecord | None:
@@ -139,8 +167,6 @@ def unchanged_since(settings: Settings) -> BuildRecord | None:
     if record is None:
         return None
     if record.project_hash != project_hash(settings):
-        return None
-    if not (Path(record.report).is_file() and Path(record.manifest).is_file()):
         return None
     with db.connect(settings, step="changes") as conn:
         row = conn.execute(
@@ -270,7 +296,28 @@ def record_build(
         datetime.now(UTC).isoformat(timespec="seconds"),
         tested_through=tested[1],
         cluster=tested[0],
+        outputs=outputs_digest(report, manifest),
     )
+    return _write_record(settings, record)
+
+
+def record_outputs(
+    settings: Settings, record: BuildRecord, report: Path, manifest: Path
+) -> BuildRecord:
+    """`record`'s build with its report and exports written again (no build: nothing had
+    changed, but they were not there, or not this database's)."""
+    return _write_record(
+        settings,
+        replace(
+            record,
+            report=str(report.resolve()),
+            manifest=str(manifest.resolve()),
+            outputs=outputs_digest(report, manifest),
+        ),
+    )
+
+
+def _write_record(settings: Settings, record: BuildRecord) -> BuildRecord:
     path = record_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")

@@ -382,9 +382,12 @@ def _run_stages(
                 f"skipped: nothing changed since the build of {unchanged.finished_at} "
                 "(--force rebuilds)"
             )
-            steps.extend(
-                StepResult(name, 0.0, detail) for name in ("transform", "report", "export")
-            )
+            steps.append(StepResult("transform", 0.0, detail))
+            if changes.outputs_hold(settings, unchanged):
+                steps.extend(StepResult(name, 0.0, detail) for name in ("report", "export"))
+            else:  # gone, or out/ holds another database's: this one's, from its models
+                report, export = _report_and_export(settings, steps)
+                changes.record_outputs(settings, unchanged, report, export.manifest)
             return RunOutcome(
                 results[0],
                 tuple(steps),
@@ -407,19 +410,25 @@ def _run_stages(
         )
         preloading.join()  # the report imports nothing at the same time as the thread
         tested = changes.tested_through(settings)
-        reports: list[Path] = []
-
-        def run_report() -> str:
-            reports.append(report_stage(settings))
-            return str(reports[0])
-
-        _timed("report", run_report, steps)
-        exports: list[ExportResult] = []
-
-        def run_export() -> str:
-            exports.append(export_stage(settings))
-            return f"{len(exports[0].files)} files in {exports[0].directory}"
-
-        _timed("export", run_export, steps)
-        changes.record_build(settings, built_through, reports[0], exports[0].manifest, tested)
+        report, export = _report_and_export(settings, steps)
+        changes.record_build(settings, built_through, report, export.manifest, tested)
         return RunOutcome(results[0], tuple(steps), settings, servers[0], demo)
+
+
+def _report_and_export(settings: Settings, steps: list[StepResult]) -> tuple[Path, ExportResult]:
+    """The report and export stages, timed into `steps`."""
+    reports: list[Path] = []
+
+    def run_report() -> str:
+        reports.append(report_stage(settings))
+        return str(reports[0])
+
+    _timed("report", run_report, steps)
+    exports: list[ExportResult] = []
+
+    def run_export() -> str:
+        exports.append(export_stage(settings))
+        return f"{len(exports[0].files)} files in {exports[0].directory}"
+
+    _timed("export", run_export, steps)
+    return reports[0], exports[0]
