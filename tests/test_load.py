@@ -234,6 +234,33 @@ def test_ingest_failed_batch_leaves_nothing_visible(
     assert ingest(settings, real_data).summary()["loaded"] == 10000
 
 
+def test_ingest_a_dump_without_data_fails_in_one_line_and_loads_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # an empty folder, or one of notes only, is a delivery gone wrong, not a day with nothing
+    # new: both were a succeeded batch of 0 documents, exit 0
+    from duel.exceptions import SourceError
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "users.csv").write_text("user_id,name\n1,Ann\n")
+    (tmp_path / "notes" / ".DS_Store").write_bytes(b"\0")
+    with pytest.raises(SourceError) as empty:
+        ingest(settings, tmp_path / "empty")
+    with pytest.raises(SourceError) as notes:
+        ingest(settings, tmp_path / "notes")
+    assert (empty.value.message, notes.value.message) == (
+        f"{tmp_path}/empty: holds no file; nothing was loaded (was it copied completely?)",
+        f"{tmp_path}/notes: holds no data file (.json, .ndjson, or an archive of them): its 2"
+        " files skipped as not data (macos-metadata 1, not-json 1); nothing was loaded",
+    )
+    assert query(settings, "select status, files_seen from raw.batches order by 1") == [
+        ("failed", None),
+        ("failed", None),
+    ]
+    assert query(settings, "select count(*) from raw.batch_files") == [(0,)]
+
+
 def test_ingest_ndjson_one_document_per_line(settings: Settings, tmp_path: Path) -> None:
     path = tmp_path / "users.ndjson"
     path.write_bytes(b'{"user_id": null, "n": 1}\n\n{"user_id": null, "n": 2}\n[3]\n')

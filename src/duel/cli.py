@@ -82,6 +82,8 @@ class DataParam(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if not isinstance(value, str):
             return value
+        if not value.strip():  # Path("") is the current directory: never read it unasked
+            self.fail("empty; give the dump's path or s3:// location", param, ctx)
         from duel.objectstore import as_input
 
         try:

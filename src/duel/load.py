@@ -41,6 +41,7 @@ from duel.exceptions import (
     LayoutChanged,
     LockTimeout,
     MassDelete,
+    SourceError,
 )
 from duel.identity import CONTENT_PREFIX, KeyRule, key_rule
 from duel.parse import KNOWN, Outcome, SeenKeys, read_chunks, reclassify
@@ -708,6 +709,8 @@ def ingest(
                     first_seq=batch.seq,
                 )
                 batch.counts["deleted"] = deleted.deleted
+            if _holds_whole_dump(shard):
+                _refuse_without_data(source, batch)
             finish_batch(conn, batch_id, batch.counts, withheld=deleted.withheld if full else None)
     except psycopg.Error as error:
         if conn.broken:  # the connection is gone: the server stopped or the network failed
@@ -747,6 +750,24 @@ def ingest(
         objects_listed=plan.objects_listed if plan is not None else None,
         objects_read=plan.objects_read if plan is not None else None,
         deletes_withheld=deleted,
+    )
+
+
+def _refuse_without_data(source: str, batch: _Batch) -> None:
+    """A dump with no data file in it (an empty folder, a tar of notes) is a delivery gone
+    wrong, not a day with nothing new: SourceError, its batch recorded as failed, nothing
+    loaded. (A dump of files all unchanged, quarantined or repeated holds data.)"""
+    seen, skipped = batch.counts["files_seen"], batch.counts["skipped"]
+    if seen > skipped:
+        return
+    if not seen:
+        raise SourceError(
+            f"{source}: holds no file; nothing was loaded (was it copied completely?)"
+        )
+    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(batch.skip_reasons.items()))
+    raise SourceError(
+        f"{source}: holds no data file (.json, .ndjson, or an archive of them): its {seen} "
+        f"file{'' if seen == 1 else 's'} skipped as not data ({reasons}); nothing was loaded"
     )
 
 
