@@ -80,6 +80,16 @@ def test_ingest_missing_path(settings: Settings, tmp_path: Path) -> None:
     )
 
 
+def test_ingest_empty_path_is_a_usage_error(settings: Settings, tmp_path: Path) -> None:
+    # Path("") is the current directory: `duel ingest ""` read the whole of it
+    (tmp_path / "user_1.json").write_text("{}")
+    result = run_cli(settings, "ingest", "", cwd=tmp_path)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (
+        2,
+        "Error: Invalid value for 'DATA': empty; give the dump's path or s3:// location",
+    )
+
+
 def test_ingest_unsupported_file(settings: Settings, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello")
     result = run_cli(settings, "ingest", str(tmp_path / "notes.txt"))
