@@ -134,6 +134,15 @@ def _check_server(settings: Settings) -> bool:
                 reason=message,
                 **where,
             ) from None
+        if not settings.is_loopback:  # another machine (or a proxy on the way) answered
+            raise DatabaseMisconfigured(
+                f"what answers at {settings.pg_host}:{settings.pg_port} is not Postgres "
+                f"({message.strip().splitlines()[0] if message.strip() else 'no answer'}); "
+                "check PGHOST and PGPORT",
+                setting="PGHOST",
+                reason=message,
+                **where,
+            ) from None
         raise DatabaseMisconfigured(
             f"port {settings.pg_port} on {settings.pg_host} is held by a program that does not "
             "answer as Postgres; set PGPORT to a free port",
