@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO, every_row, query
 
 from duel import changes, cli, db, pipeline, transform
-from duel.exceptions import Interrupted
+from duel.exceptions import ConfigError, Interrupted
 from duel.settings import Settings
 from duel.summary import render_run
 from duel.transform import Prestarted
@@ -380,6 +380,21 @@ def test_pipeline_database_made_again_under_its_name_is_built_again(
     assert query(settings, "select count(*) from dbt.base") == [(2,)]
     after = changes.read_record(settings)
     assert before is not None and after is not None and after.cluster != before.cluster
+
+
+def test_pipeline_output_folder_it_cannot_write_fails_before_anything_runs(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # it failed after the whole build, naming a Python class: "report failed: PermissionError"
+    (tmp_path / "a-file").write_text("not a folder")
+    unwritable = settings.with_overrides(out_dir=tmp_path / "a-file" / "out")
+    with pytest.raises(ConfigError) as caught:
+        pipeline.run_pipeline(unwritable, _dump(tmp_path / "d", range(2)), notify=False)
+    assert caught.value.message == (
+        f"DUEL_OUT {tmp_path}/a-file/out: cannot write there (Not a directory); set DUEL_OUT to "
+        "a folder you can write"
+    )
+    assert query(settings, "select count(*) from raw.batches") == [(0,)]
 
 
 def test_pipeline_sharded_ingest_stage_accounts_for_every_file(

@@ -12,6 +12,7 @@ which also runs a complete dump's deletes). What a dbt build includes is decided
 from __future__ import annotations
 
 import importlib
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -20,7 +21,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from duel import changes, db, layout, shards, state
-from duel.exceptions import DuelError, Interrupted, ObjectStoreError, SourceError, StepFailed
+from duel.exceptions import (
+    ConfigError,
+    DuelError,
+    Interrupted,
+    ObjectStoreError,
+    SourceError,
+    StepFailed,
+)
 from duel.generate import is_demo
 from duel.identity import key_rule
 from duel.load import IngestResult, ingest
@@ -107,6 +115,21 @@ def check_input(settings: Settings, data: Path | S3Location) -> None:
     from duel import objectstore
 
     objectstore.list_location(objectstore.open_client(settings), data)
+
+
+def check_output(settings: Settings) -> None:
+    """Fail in one line, before anything is written, when the output folder (DUEL_OUT: the
+    report and exports) cannot be made or written."""
+    out = settings.out_dir
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".duel-write-check-"):
+            pass
+    except OSError as error:
+        raise ConfigError(
+            f"DUEL_OUT {out}: cannot write there ({error.strerror or error}); set DUEL_OUT to a "
+            "folder you can write"
+        ) from None
 
 
 def database_stage(
@@ -283,6 +306,9 @@ def _timed(name: str, func: Callable[[], str], steps: list[StepResult]) -> None:
         raise
     except DuelError:
         raise
+    except OSError as error:  # a folder or file it cannot use (not writable, disk full...)
+        where = f"{error.filename}: " if error.filename else ""
+        raise StepFailed(name, f"cannot write or read {where}{error.strerror or error}") from error
     except Exception as error:  # a stage's unexpected failure still names the stage, in one line
         raise StepFailed(name, f"{type(error).__name__}: {error}") from error
     steps.append(StepResult(name, time.perf_counter() - started, detail))
@@ -352,6 +378,7 @@ def _run_stages(
     from duel.transform import Prestarted
 
     check_input(settings, data)  # a wrong path or bucket fails in one line before anything starts
+    check_output(settings)  # so does an output folder it cannot write, before the build
     settings, demo = settings_for_data(settings, data)
     with Prestarted(settings) as prestarted:
         servers: list[db.Connected] = []
