@@ -113,7 +113,10 @@ def cli(ctx: click.Context) -> None:
 # --- database -------------------------------------------------------------------------------
 
 
-@cli.group(short_help="Manage duel's embedded Postgres: start, stop, status.", epilog=ENVIRONMENT)
+@cli.group(
+    short_help="duel's embedded Postgres: start, stop, status, url, env, password.",
+    epilog=ENVIRONMENT,
+)
 def db() -> None:
     """Manage duel's embedded Postgres, or check the server the PG* variables point to.
 
@@ -646,7 +649,8 @@ def run(
 ) -> None:
     """Start the database, ingest DATA, then run every later stage; print a summary.
 
-    DATA is a .tar.gz/.tgz/.tar, a directory of *.json, or a .json/.ndjson file
+    DATA is what `duel ingest` reads (an archive: .tar, .tar.gz/.tgz, .tar.bz2, .tar.xz, .zip;
+    a directory of *.json; a .json or .ndjson/.jsonl file, also compressed)
     [default: ./data.tar.gz], or s3://bucket/prefix/ or s3://bucket/dump.tar.gz. Demo data
     (`duel generate`) goes to the database duel_demo, anything else to duel, unless PGDATABASE
     is set. The summary names the server used (duel's embedded
