@@ -114,7 +114,7 @@ def cli(ctx: click.Context) -> None:
 
 
 @cli.group(
-    short_help="duel's embedded Postgres: start, stop, status, url, env, password.",
+    short_help="The embedded Postgres: start, stop, status, url, env, password.",
     epilog=ENVIRONMENT,
 )
 def db() -> None:
