@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import subprocess
+import threading
+import urllib.request
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -15,13 +17,14 @@ import pytest
 import yaml
 from conftest import REPO, run_cli
 
-from duel.exceptions import StepFailed
+from duel.exceptions import ServerError, StepFailed
 from duel.settings import Settings
 from duel.transform import (
     Prestarted,
     build_models,
     dbt_command,
     dbt_env,
+    docs_server,
     generate_docs,
     prepare_target,
     project_dir,
@@ -444,3 +447,29 @@ def test_transform_a_changed_snapshot_file_is_parsed_whole(
     assert prepare_target(copy) == target_dir(copy) and not state.exists()
     built = build_models(copy, select=["stg_batches"], unit_tests=False)
     assert (built.counts, state.is_file()) == ({"models": 1, "tests": 2}, True)
+
+
+def test_transform_docs_server_serves_the_docs_and_says_when_its_port_is_taken(
+    tmp_path: Path,
+) -> None:
+    """The docs are served in duel's own process (Ctrl-C stops it without dbt's traceback, and
+    no dbt process is left serving after a SIGTERM); a taken port is one line."""
+    settings = Settings(home=tmp_path)
+    target_dir(settings).mkdir(parents=True)
+    (target_dir(settings) / "index.html").write_text("<html>lineage</html>")
+    with docs_server(settings, 0) as server:
+        port = server.server_address[1]
+        thread = threading.Thread(target=server.serve_forever)
+        thread.start()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html") as page:
+                assert (page.status, page.read()) == (200, b"<html>lineage</html>")
+            with pytest.raises(ServerError) as taken:
+                docs_server(settings, port)
+            assert taken.value.message == (
+                f"cannot serve the docs on 127.0.0.1:{port} (Address already in use); "
+                "give another port with --port"
+            )
+        finally:
+            server.shutdown()
+            thread.join()

@@ -14,6 +14,8 @@ wait for dbt's start (2.5-3 s of this machine's 4 s before a first node).
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import re
@@ -24,8 +26,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-from duel.exceptions import ConfigError, StepFailed
+from duel.exceptions import ConfigError, ServerError, StepFailed
 from duel.settings import Settings
 
 STEP = "dbt build"
@@ -290,14 +293,35 @@ def generate_docs(settings: Settings) -> Path:
     return target_dir(settings)
 
 
+def docs_server(settings: Settings, port: int = 8580) -> http.server.ThreadingHTTPServer:
+    """A server of the generated docs (the target directory's index.html, manifest.json and
+    catalog.json: what `dbt docs serve` serves) on 127.0.0.1:PORT, bound, not yet serving.
+    In this process, not in a dbt one: Ctrl-C and SIGTERM stop it and leave nothing behind.
+    ServerError (one line) when the port is taken."""
+    handler = functools.partial(_QuietFiles, directory=str(target_dir(settings)))
+    try:
+        return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    except OSError as error:
+        raise ServerError(
+            f"cannot serve the docs on 127.0.0.1:{port} ({error.strerror or error}); "
+            "give another port with --port"
+        ) from None
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    """The docs' files, without a log line per request on the terminal."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
 def serve_docs(settings: Settings, port: int = 8580) -> None:
-    """Serve the generated docs on http://127.0.0.1:PORT until interrupted (Ctrl-C)."""
-    command = dbt_command(
-        settings, "docs", "serve", "--host", "127.0.0.1", "--port", str(port), "--no-browser"
-    )
-    result = subprocess.run(command, env=dbt_env(settings), cwd=target_dir(settings), check=False)
-    if result.returncode not in (0, -2, 130):
-        raise StepFailed("dbt docs serve", f"exit {result.returncode} (is port {port} free?)")
+    """Serve the generated docs on http://127.0.0.1:PORT until interrupted (Ctrl-C, SIGTERM)."""
+    with docs_server(settings, port) as server:
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            return
 
 
 def _run(
