@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 import pytest
-from conftest import REPO, free_port, run_cli
+from conftest import REPO, free_port, query, run_cli
 
 from duel.cli import cli
 from duel.settings import Settings
@@ -88,6 +88,23 @@ def test_ingest_empty_path_is_a_usage_error(settings: Settings, tmp_path: Path) 
         2,
         "Error: Invalid value for 'DATA': empty; give the dump's path or s3:// location",
     )
+
+
+def test_read_commands_never_make_a_database(settings: Settings) -> None:
+    # `duel report` of a database that does not exist made it empty, then said "run duel
+    # transform first"; transform built 26 empty models on it, report and export wrote them
+    missing = settings.pg_database + "_never_loaded"
+    for command in ("report", "export", "transform"):
+        result = run_cli(settings, command, PGDATABASE=missing)
+        assert (result.returncode, result.stderr.splitlines()[-1]) == (
+            1,
+            f"error: database {missing} does not exist on {settings.pg_host}:{settings.pg_port}:"
+            " nothing was loaded into it; load a dump first (`duel run DATA` or `duel ingest"
+            " DATA`), or set PGDATABASE to the one you loaded",
+        ), command
+    assert query(settings, "select count(*) from pg_database where datname = %s", (missing,)) == [
+        (0,)
+    ]
 
 
 def test_ingest_unsupported_file(settings: Settings, tmp_path: Path) -> None:

@@ -487,7 +487,7 @@ def transform(
 
     settings = _settings(ctx)
     if is_postgres(target):
-        database.ensure_ready(settings)
+        database.ensure_ready(settings, create=False)
     echo = (lambda line: click.echo(line, err=True)) if verbose else None
     with progress("dbt build", unit="nodes") as advance:
         result = transform_stage(
@@ -526,7 +526,7 @@ def docs(ctx: click.Context, port: int, no_serve: bool) -> None:
     from duel.transform import generate_docs, serve_docs
 
     settings = _settings(ctx)
-    database.ensure_ready(settings)
+    database.ensure_ready(settings, create=False)
     where = generate_docs(settings)
     if no_serve:
         click.echo(str(where / "index.html"))
@@ -560,7 +560,7 @@ def report(ctx: click.Context, out: Path | None) -> None:
     from duel.report import build_report
 
     settings = _settings(ctx)
-    database.ensure_ready(settings)
+    database.ensure_ready(settings, create=False)
     result = build_report(settings, out)
     click.echo(f"report: {result.charts} charts, {result.bytes / 1e6:.1f} MB", err=True)
     click.echo(str(result.path))
@@ -609,7 +609,7 @@ def export(
     from duel.export import export_models
 
     settings = _settings(ctx)
-    database.ensure_ready(settings)
+    database.ensure_ready(settings, create=False)
     result = export_models(settings, fmt, out, pseudonymize)
     rows = sum(entry.rows for entry in result.files)
     click.echo(

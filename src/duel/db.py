@@ -170,19 +170,33 @@ def refused_message(settings: Settings, message: str) -> str:
     )
 
 
-def ensure_database(settings: Settings) -> None:
-    """Create the configured database if it is missing (concurrent callers are fine)."""
+def ensure_database(settings: Settings, *, create: bool = True) -> None:
+    """Create the configured database if it is missing (concurrent callers are fine); without
+    `create`, DatabaseUnavailable (one line) says nothing was loaded into it."""
     step = "create database"
     try:
         with connect(settings, database="postgres", autocommit=True, step=step) as conn:
             exists = conn.execute(
                 "select 1 from pg_database where datname = %s", (settings.pg_database,)
             ).fetchone()
+            if not exists and not create:
+                raise DatabaseMisconfigured(
+                    f"database {settings.pg_database} does not exist on {settings.pg_host}:"
+                    f"{settings.pg_port}: nothing was loaded into it; load a dump first (`duel run "
+                    "DATA` or `duel ingest DATA`), or set PGDATABASE to the one you loaded",
+                    host=settings.pg_host,
+                    port=settings.pg_port,
+                    database=settings.pg_database,
+                    setting="PGDATABASE",
+                    reason="missing database",
+                )
             if not exists:
-                create = sql.SQL("create database {}").format(sql.Identifier(settings.pg_database))
+                statement = sql.SQL("create database {}").format(
+                    sql.Identifier(settings.pg_database)
+                )
                 # created meanwhile by a concurrent caller: just as good
                 with suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
-                    conn.execute(create)
+                    conn.execute(statement)
     except DatabaseUnavailable as error:
         if "does not exist" not in (error.reason or ""):
             raise
@@ -272,16 +286,17 @@ def _check_raw_version(conn: psycopg.Connection[Any]) -> None:
         )
 
 
-def ensure_ready(settings: Settings) -> Connected:
+def ensure_ready(settings: Settings, *, create: bool = True) -> Connected:
     """Server answering, database present, raw schema in place; returns which server that is. The
     common case (the database answers) costs one connection; the checks that explain a failure in
-    one line run otherwise."""
+    one line run otherwise. Without `create` (the commands that read what was loaded), a missing
+    database is an error, not made empty."""
     started = False
     try:
         conn = connect(settings)
     except DatabaseUnavailable:
         started = _check_server(settings)
-        ensure_database(settings)
+        ensure_database(settings, create=create)
         conn = connect(settings, step="create raw schema")
     with conn:
         _create_raw_schema(conn)
