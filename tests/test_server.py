@@ -114,6 +114,15 @@ def test_server_is_recorded_and_found_without_pgport(pg_home: Path) -> None:
         assert re.fullmatch(
             rf"duel's embedded server at 127\.0\.0\.1:{port}, .*\n", restarted.stdout
         )
+        run_cli(settings, "db", "stop", **env)
+        # a command that starts the server says so, and where (its port is remembered)
+        (pg_home / "recorded" / "user_1.json").write_text('{"user_id": "a"}')
+        ingested = run_cli(settings, "ingest", str(pg_home / "recorded" / "user_1.json"), **env)
+        assert ingested.returncode == 0
+        assert (
+            f"server: duel's embedded server at 127.0.0.1:{port} (started now; data in {pgdata})"
+            in ingested.stderr.splitlines()
+        )
     finally:
         run_cli(settings, "db", "stop")
 

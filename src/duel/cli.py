@@ -372,7 +372,9 @@ def ingest(
             raise ConfigError("--engine spark reads local dumps only (not s3:// yet)")
         result = spark_ingest(settings, data, allow_new_layout=allow_new_layout)
     else:
-        database_stage(settings, data, demo)
+        connected = database_stage(settings, data, demo)
+        if connected.started:  # a port of its own (PGPORT) is remembered for later commands
+            click.echo(f"server: {connected.describe()}", err=True)
         result = ingest_stage(
             settings,
             data,
