@@ -112,3 +112,13 @@ def test_load_placeholders_missing_project_is_one_line(tmp_path: Path) -> None:
         ConfigError, match=f"^{tmp_path}/dbt_project.yml: cannot read the dbt project"
     ):
         load_placeholders(tmp_path)
+
+
+def test_document_key_of_a_name_composed_or_decomposed_is_one() -> None:
+    # `jürgen.json` written by macOS tools (NFD: u + U+0308) is the file named in NFC; the two
+    # were two users, so a re-delivery with --full deleted one and loaded the other
+    rule = KeyRule.parse("@file")
+    composed, decomposed = "eu/j\u00fcrgen.json", "eu/ju\u0308rgen.json"
+    assert composed != decomposed
+    keys = {document_key(rule, name, b"{}", "0" * 64) for name in (composed, decomposed)}
+    assert keys == {"file:eu/j\u00fcrgen.json"}

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,7 +98,11 @@ def bounded_key(source: str, value: str) -> str:
 
 
 def path_key(key_path: str) -> str:
-    """The key of a file identified by its identity path."""
+    """The key of a file identified by its identity path, in Unicode's composed form (NFC): a
+    name written decomposed (`u` + combining diaeresis, as macOS tools write `ü`) is the same
+    file as the same name composed."""
+    if not key_path.isascii():
+        key_path = unicodedata.normalize("NFC", key_path)
     return bounded_key("file", key_path)
 
 
