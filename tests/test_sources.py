@@ -180,6 +180,17 @@ def test_iter_source_zip_of_windows_paths_reads_its_folders(tmp_path: Path) -> N
     ]
 
 
+def test_iter_source_refuses_a_pipe_given_as_the_input(tmp_path: Path) -> None:
+    # a named pipe named like a dump blocked the ingest until something wrote to it
+    pipe = tmp_path / "dump.json"
+    os.mkfifo(pipe)
+    with pytest.raises(SourceError) as caught:
+        iter_source(pipe, max_bytes=100)
+    assert caught.value.message == (
+        f"{pipe}: not a regular file (a pipe, socket or device); give a file"
+    )
+
+
 def test_iter_source_ndjson_names_lines(tmp_path: Path) -> None:
     path = tmp_path / "users.ndjson"
     path.write_bytes(b'{"a": 1}\n\n{"b": 2}\n')

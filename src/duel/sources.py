@@ -659,6 +659,8 @@ def check_source(path: Path) -> str:
         raise SourceError(f"no such file or directory: {path}")
     if path.is_dir():
         return "directory"
+    if not path.is_file():  # a pipe would block the read until something writes to it
+        raise SourceError(f"{path}: not a regular file (a pipe, socket or device); give a file")
     lowered = path.name.lower()
     if lowered.endswith(ARCHIVE_SUFFIXES):
         return "archive"
