@@ -133,6 +133,18 @@ def test_parse_document_rewrite_loads_under_lenient_policy() -> None:
         (b"[1, 2]", "not-an-object", "top level is list, not a user object"),
         (b"hello there", "unrepairable", "repair yields nothing, not a user object"),
         (b'{"a": "\xe9t\xe9"', "not-utf8", "not UTF-8 text: invalid continuation byte at byte 7"),
+        # packed data named .json says what it is, not what a UTF-8 decoder met
+        (
+            b"PK\x03\x04\x14\x00\x00\x00",
+            "nul-byte",
+            "contains NUL bytes: a zip archive, not JSON text",
+        ),
+        (b"\x1f\x8b\x08\x08\xff\xff", "not-utf8", "not UTF-8 text: gzip-compressed data"),
+        (
+            b"\xff\xfe\x00\x00binary",
+            "nul-byte",
+            "contains NUL bytes: binary, or UTF-16 without a byte order mark",
+        ),
         (
             b'{"a": "x\\u0000y"}',
             "nul-character",

@@ -60,6 +60,24 @@ class ArchiveLimitError(Exception):
     """An archive is beyond a documented limit (members, directory size): not read."""
 
 
+# Packed formats duel does not read, by their first bytes (what a file named otherwise is).
+_OTHER_MAGIC = (
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed data"),
+    (b"7z\xbc\xaf", "a 7-Zip archive"),
+    (b"Rar!", "a RAR archive"),
+)
+
+
+def packed_kind(head: bytes) -> str | None:
+    """What packed data starting with `head` is ("a zip archive", "gzip-compressed data", "a
+    RAR archive"...), or None: for a file whose name says something else."""
+    if is_zip(head):
+        return "a zip archive"
+    if (packed := compression(head)) is not None:
+        return f"{packed}-compressed data"
+    return next((name for magic, name in _OTHER_MAGIC if head.startswith(magic)), None)
+
+
 def compression(head: bytes) -> str | None:
     """The compression a stream starting with `head` uses: gzip, bzip2, xz, or None."""
     if head.startswith(b"\x1f\x8b"):

@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from duel import jsonb, lossless
+from duel.archives import MAGIC_BYTES, packed_kind
 
 USER_KEYS = (
     "user_id",
@@ -253,16 +254,24 @@ def _repair(data: bytes, error: str, policy: str, encoding: tuple[str, ...] = ()
     then the lossless fixes; anything else goes to json-repair, whose result is a rewrite and is
     treated as such."""
     if b"\x00" in data:
+        packed = packed_kind(data[:MAGIC_BYTES])
         return quarantine(
             "nul-byte",
-            "contains NUL bytes: binary, or UTF-16 without a byte order mark",
+            f"contains NUL bytes: {packed}, not JSON text"
+            if packed is not None
+            else "contains NUL bytes: binary, or UTF-16 without a byte order mark",
             parse_error=error,
         )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
+        packed = packed_kind(data[:MAGIC_BYTES])
         return quarantine(
-            "not-utf8", f"not UTF-8 text: {exc.reason} at byte {exc.start}", parse_error=error
+            "not-utf8",
+            f"not UTF-8 text: {packed}"
+            if packed is not None
+            else f"not UTF-8 text: {exc.reason} at byte {exc.start}",
+            parse_error=error,
         )
     closed = _close(text)
     if closed is not None:

@@ -33,6 +33,7 @@ from duel.archives import (
     hold,
     is_zip,
     iter_lines,
+    packed_kind,
     peekable,
     read_bounded,
     zip_members,
@@ -150,12 +151,6 @@ _EXPECTED = (
     ((".tar.xz", ".txz"), "an xz-compressed tar archive"),
 )
 _TAR_FLAG = {"gzip": "z", "bzip2": "j", "xz": "J"}
-# What a file that is not a (gzip-compressed) tar is, by its first bytes.
-_MAGIC = (
-    (b"\x28\xb5\x2f\xfd", "zstd-compressed data"),
-    (b"7z\xbc\xaf", "a 7-Zip archive"),
-    (b"Rar!", "a RAR archive"),
-)
 
 
 def not_an_archive(label: str, head: bytes, error: BaseException) -> str:
@@ -173,7 +168,7 @@ def not_an_archive(label: str, head: bytes, error: BaseException) -> str:
             f"{label}: {packed}-compressed, but not a tar archive inside ({error}); "
             f"make it with `tar c{_TAR_FLAG[packed]}f`"
         )
-    what = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+    what = packed_kind(head)
     if what is None:
         what = "text" if head.isascii() and head.strip() else "unrecognised bytes"
     lowered = label.lower()
