@@ -754,17 +754,21 @@ def ingest(
 
 
 def _refuse_without_data(source: str, batch: _Batch) -> None:
+    refuse_without_data(source, batch.counts, batch.skip_reasons)
+
+
+def refuse_without_data(source: str, counts: dict[str, int], skip_reasons: dict[str, int]) -> None:
     """A dump with no data file in it (an empty folder, a tar of notes) is a delivery gone
-    wrong, not a day with nothing new: SourceError, its batch recorded as failed, nothing
-    loaded. (A dump of files all unchanged, quarantined or repeated holds data.)"""
-    seen, skipped = batch.counts["files_seen"], batch.counts["skipped"]
+    wrong, not a day with nothing new: SourceError, before anything is committed (both
+    engines). A dump of files all unchanged, quarantined or repeated holds data."""
+    seen, skipped = counts["files_seen"], counts["skipped"]
     if seen > skipped:
         return
     if not seen:
         raise SourceError(
             f"{source}: holds no file; nothing was loaded (was it copied completely?)"
         )
-    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(batch.skip_reasons.items()))
+    reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(skip_reasons.items()))
     raise SourceError(
         f"{source}: holds no data file (.json, .ndjson, or an archive of them): its {seen} "
         f"file{'' if seen == 1 else 's'} skipped as not data ({reasons}); nothing was loaded"

@@ -41,7 +41,7 @@ import pyarrow as pa
 
 from duel import __version__, layout
 from duel.identity import CONTENT_PREFIX, KeyRule, key_rule
-from duel.load import IngestResult
+from duel.load import IngestResult, refuse_without_data
 from duel.parse import Outcome, classify
 from duel.settings import Settings
 from duel.sources import SourceFile, iter_source
@@ -183,6 +183,7 @@ def spark_ingest(
     ledger = _ledger(spark, batch_id).localCheckpoint()
     ledger.createOrReplaceTempView("duel_ledger")
     _check_layout(spark, allow=allow_new_layout)  # before the first write
+    refuse_without_data(str(path), _counts(spark), _reasons(spark, "skipped"))
     _append(spark, "user_documents", _new_documents(spark, batch_id))
     _append(spark, "quarantine", _new_quarantine(spark, batch_id))
     _append(

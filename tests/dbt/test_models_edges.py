@@ -13,6 +13,7 @@ import pytest
 from conftest import query, run_cli
 from dumps import Literal, program, task, user, write_dump
 
+from duel.exceptions import SourceError
 from duel.load import ingest
 from duel.settings import Settings
 from duel.transform import build_models
@@ -82,7 +83,10 @@ def transform_exits_0(settings: Settings) -> bool:
 
 @pytest.mark.slow
 def test_models_empty_dump_builds_green(settings: Settings, tmp_path: Path) -> None:
-    ingest(settings, write_dump(tmp_path / "empty", {}))
+    # an empty dump is refused (a delivery gone wrong: its batch recorded as failed, nothing
+    # loaded); the models build green over raw holding only that failed batch
+    with pytest.raises(SourceError, match="holds no file; nothing was loaded"):
+        ingest(settings, write_dump(tmp_path / "empty", {}))
     assert transform_exits_0(settings)
     assert query(settings, COUNTS) == [(0, 0, 0, 1, 0, 0, 0, 0, 0)]
     assert query(settings, OVERVIEW) == [
@@ -90,7 +94,7 @@ def test_models_empty_dump_builds_green(settings: Settings, tmp_path: Path) -> N
     ]  # nothing known, no 0s
     assert query(settings, SUMMARY) == []
     assert query(settings, BRANDS) == [UNKNOWN_BRAND]
-    assert query(settings, BATCHES) == [(0, 0, 0)]
+    assert query(settings, BATCHES) == [(None, None, None)]  # the failed batch: nothing counted
     assert (
         report_and_export_work(settings) == 15
     )  # the report renders and every model exports, empty

@@ -301,3 +301,33 @@ def test_spark_ingest_a_document_twice_in_one_dump_ends_as_on_postgres(
             ).fetchall() == [("file:user_1.json", 1), ("file:user_2.json", 1)]
     finally:
         spark.sql("drop database if exists raw_twice cascade")
+
+
+@pytest.mark.slow
+def test_spark_ingest_refuses_a_dump_without_data(
+    spark_settings: Settings, spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder of notes is refused on Spark as on Postgres (duel.load.refuse_without_data),
+    before anything is written."""
+    from duel import spark_ingest as job
+    from duel.exceptions import SourceError
+
+    monkeypatch.setattr(job, "RAW", "raw_empty")
+    spark.sql("drop database if exists raw_empty cascade")
+    spark.sql("create database raw_empty")
+    try:
+        (tmp_path / "notes").mkdir()
+        (tmp_path / "notes" / "users.csv").write_text("user_id,name\n1,Ann\n")
+        with pytest.raises(SourceError) as refused:
+            spark_ingest(spark_settings, tmp_path / "notes", spark=spark)
+        assert str(refused.value) == (
+            f"{tmp_path}/notes: holds no data file (.json, .ndjson, or an archive of them): its 1"
+            " file skipped as not data (not-json 1); nothing was loaded"
+        )
+        written = [
+            int(spark.sql(f"select count(*) from raw_empty.{name}").collect()[0][0])
+            for name in ("batches", "batch_files", "user_documents")
+        ]
+        assert written == [0, 0, 0]
+    finally:
+        spark.sql("drop database if exists raw_empty cascade")
