@@ -183,7 +183,9 @@ def spark_ingest(
     ledger = _ledger(spark, batch_id).localCheckpoint()
     ledger.createOrReplaceTempView("duel_ledger")
     _check_layout(spark, allow=allow_new_layout)  # before the first write
-    refuse_without_data(str(path), _counts(spark), _reasons(spark, "skipped"))
+    # the ledger view is fixed from here on: its counts are read once, before the first write
+    counts, skip_reasons = _counts(spark), _reasons(spark, "skipped")
+    refuse_without_data(str(path), counts, skip_reasons)
     _append(spark, "user_documents", _new_documents(spark, batch_id))
     _append(spark, "quarantine", _new_quarantine(spark, batch_id))
     _append(
@@ -195,7 +197,6 @@ def spark_ingest(
         ),
     )
     _replace_current_versions(spark, batch_id)
-    counts = _counts(spark)
     _append(spark, "batches", _batch_row(spark, batch_id, str(path), started, counts, rule))
     return IngestResult(
         batch_id,
@@ -208,7 +209,7 @@ def spark_ingest(
         unchanged=counts["unchanged"],
         keyless=counts["keyless"],
         quarantine_reasons=_reasons(spark, "quarantined"),
-        skip_reasons=_reasons(spark, "skipped"),
+        skip_reasons=skip_reasons,
     )
 
 
