@@ -172,7 +172,7 @@ def refused_message(settings: Settings, message: str) -> str:
 
 def ensure_database(settings: Settings, *, create: bool = True) -> None:
     """Create the configured database if it is missing (concurrent callers are fine); without
-    `create`, DatabaseUnavailable (one line) says nothing was loaded into it."""
+    `create`, DatabaseMisconfigured (one line) says nothing was loaded into it."""
     step = "create database"
     try:
         with connect(settings, database="postgres", autocommit=True, step=step) as conn:
@@ -180,6 +180,8 @@ def ensure_database(settings: Settings, *, create: bool = True) -> None:
                 "select 1 from pg_database where datname = %s", (settings.pg_database,)
             ).fetchone()
             if not exists and not create:
+                # (raised inside the try: its handler lets through every error but a missing
+                # maintenance database, and this one's reason says "missing database")
                 raise DatabaseMisconfigured(
                     f"database {settings.pg_database} does not exist on {settings.pg_host}:"
                     f"{settings.pg_port}: nothing was loaded into it; load a dump first (`duel run "

@@ -710,7 +710,7 @@ def ingest(
                 )
                 batch.counts["deleted"] = deleted.deleted
             if _holds_whole_dump(shard):
-                _refuse_without_data(source, batch)
+                refuse_without_data(source, batch.counts, batch.skip_reasons)
             finish_batch(conn, batch_id, batch.counts, withheld=deleted.withheld if full else None)
     except psycopg.Error as error:
         if conn.broken:  # the connection is gone: the server stopped or the network failed
@@ -751,10 +751,6 @@ def ingest(
         objects_read=plan.objects_read if plan is not None else None,
         deletes_withheld=deleted,
     )
-
-
-def _refuse_without_data(source: str, batch: _Batch) -> None:
-    refuse_without_data(source, batch.counts, batch.skip_reasons)
 
 
 def refuse_without_data(source: str, counts: dict[str, int], skip_reasons: dict[str, int]) -> None:
