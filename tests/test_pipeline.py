@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO, every_row, query
 
 from duel import changes, cli, db, pipeline, transform
-from duel.exceptions import ConfigError, Interrupted
+from duel.exceptions import ConfigError, Interrupted, StepFailed
 from duel.settings import Settings
 from duel.summary import render_run
 from duel.transform import Prestarted
@@ -358,9 +358,11 @@ def test_pipeline_nothing_changed_writes_again_the_report_another_database_overw
 
     assert exported(rewritten) == exported(ours) != exported(theirs)
     assert rewritten["report.html"] != theirs["report.html"]
+    assert again.outputs_rewritten is True
     assert "its report and exports are written again" in render_run(settings, again)
     # and now they hold: the next run writes nothing
     last = pipeline.run_pipeline(settings, data, notify=False)
+    assert last.outputs_rewritten is False
     assert [s.detail.startswith("skipped") for s in last.steps[2:]] == [True, True, True]
     assert _outputs(settings) == rewritten
 
@@ -395,6 +397,24 @@ def test_pipeline_output_folder_it_cannot_write_fails_before_anything_runs(
         "a folder you can write"
     )
     assert query(settings, "select count(*) from raw.batches") == [(0,)]
+
+
+def test_pipeline_stage_that_cannot_write_its_file_says_which_in_one_line(tmp_path: Path) -> None:
+    # (a disk that fills, a folder made read-only mid-run): the file and why, as every command
+    # says it (exceptions.file_error), not a Python class name
+    (tmp_path / "a-file").write_text("not a folder")
+    steps: list[pipeline.StepResult] = []
+
+    def write() -> str:
+        (tmp_path / "a-file" / "report.html").write_text("<html>")
+        return "written"
+
+    with pytest.raises(StepFailed) as caught:
+        pipeline._timed("report", write, steps)
+    assert (caught.value.message, steps) == (
+        f"report failed: cannot write or read {tmp_path}/a-file/report.html: Not a directory",
+        [],
+    )
 
 
 def test_pipeline_sharded_ingest_stage_accounts_for_every_file(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 import click
 
 from duel import __version__
-from duel.exceptions import DuelError, Interrupted
+from duel.exceptions import DuelError, Interrupted, file_error
 from duel.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -63,9 +63,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except DuelError as error:
             _fail(error.message, error.exit_code)
         except OSError as error:  # a folder or file we cannot use (not writable, disk full...)
-            where = f"{error.filename}: " if error.filename else ""
-            command = func.__name__.replace("_", " ")
-            _fail(f"{command}: cannot write or read {where}{error.strerror or error}")
+            _fail(f"{func.__name__.replace('_', ' ')}: {file_error(error)}")
         except Interrupted as error:
             _fail(error.message, 130)
         except KeyboardInterrupt:

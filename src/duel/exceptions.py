@@ -154,3 +154,10 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+def file_error(error: OSError) -> str:
+    """One line for a folder or file that cannot be used (not writable, disk full...):
+    `cannot write or read <file>: <why>`, as every command and stage says it."""
+    where = f"{error.filename}: " if error.filename else ""
+    return f"cannot write or read {where}{error.strerror or error}"

@@ -28,6 +28,7 @@ from duel.exceptions import (
     ObjectStoreError,
     SourceError,
     StepFailed,
+    file_error,
 )
 from duel.generate import is_demo
 from duel.identity import key_rule
@@ -65,6 +66,9 @@ class RunOutcome:
     server: db.Connected | None = None
     demo: bool = False
     last_build: str | None = None  # when nothing changed: the time of the build that still holds
+    # when nothing changed: the report and exports were written again (out/ held none, or
+    # another database's)
+    outputs_rewritten: bool = False
 
     @property
     def nothing_changed(self) -> bool:
@@ -307,8 +311,7 @@ def _timed(name: str, func: Callable[[], str], steps: list[StepResult]) -> None:
     except DuelError:
         raise
     except OSError as error:  # a folder or file it cannot use (not writable, disk full...)
-        where = f"{error.filename}: " if error.filename else ""
-        raise StepFailed(name, f"cannot write or read {where}{error.strerror or error}") from error
+        raise StepFailed(name, file_error(error)) from error
     except Exception as error:  # a stage's unexpected failure still names the stage, in one line
         raise StepFailed(name, f"{type(error).__name__}: {error}") from error
     steps.append(StepResult(name, time.perf_counter() - started, detail))
@@ -410,11 +413,12 @@ def _run_stages(
                 "(--force rebuilds)"
             )
             steps.append(StepResult("transform", 0.0, detail))
-            if changes.outputs_hold(settings, unchanged):
-                steps.extend(StepResult(name, 0.0, detail) for name in ("report", "export"))
-            else:  # gone, or out/ holds another database's: this one's, from its models
+            rewrite = not changes.outputs_hold(settings, unchanged)
+            if rewrite:  # gone, or out/ holds another database's: this one's, from its models
                 report, export = _report_and_export(settings, steps)
                 changes.record_outputs(settings, unchanged, report, export.manifest)
+            else:
+                steps.extend(StepResult(name, 0.0, detail) for name in ("report", "export"))
             return RunOutcome(
                 results[0],
                 tuple(steps),
@@ -422,6 +426,7 @@ def _run_stages(
                 servers[0],
                 demo,
                 last_build=unchanged.finished_at,
+                outputs_rewritten=rewrite,
             )
         built_through = changes.last_batch_id(settings)  # before the build: what it sees, at least
         # the data tests read only the rows written since the last complete build (all of them on

@@ -99,17 +99,12 @@ def render_run(settings: Settings, outcome: RunOutcome) -> str:
     steps = [f"  {step.name:<10} {step.seconds:>6.1f}s  {step.detail}" for step in outcome.steps]
     lines = [render_ingest(outcome.ingest), "steps:", *steps]
     if outcome.nothing_changed:
-        written = [
-            s.name
-            for s in outcome.steps
-            if s.name in ("report", "export") and not s.detail.startswith("skipped")
-        ]
         line = (
-            f"nothing changed: the models, report and exports of the build of {outcome.last_build}"
-            " still hold (duel run --force rebuilds them)"
-            if not written
-            else f"nothing changed: the models of the build of {outcome.last_build} still hold; "
+            f"nothing changed: the models of the build of {outcome.last_build} still hold; "
             "its report and exports are written again (out/ held another database's, or none)"
+            if outcome.outputs_rewritten
+            else f"nothing changed: the models, report and exports of the build of "
+            f"{outcome.last_build} still hold (duel run --force rebuilds them)"
         )
         repeated = outcome.ingest.quarantined  # a run with nothing new quarantines only repeats
         if repeated == 1:
