@@ -30,6 +30,10 @@ from duel.report import (
     BRAND_RANKS,
     MODELS,
     ReportResult,
+    _included,
+    _leaderboard,
+    _ranked,
+    _unknown_members,
     build_report,
     build_tables,
     defect_vocabulary,
@@ -284,6 +288,7 @@ def test_charts_draw_a_few_made_up_platforms_and_sum_the_rest() -> None:
             "program_count": n,
             "sales_known": known,
             "attributed_sales": Decimal(sales) if known else None,
+            "program_sales": Decimal(sales) if known else None,
             "outlier_programs": 0,
         }
         for platform, without, n, known, sales in [
@@ -315,7 +320,133 @@ def _attribution(platform: str, programs: int) -> dict[str, Any]:
         "program_count": programs,
         "sales_known": programs,
         "attributed_sales": Decimal(10 * programs),
+        "program_sales": Decimal(10 * programs),
         "outlier_programs": 0,
+    }
+
+
+def test_report_says_what_a_tie_across_the_cut_leaves_out() -> None:
+    # 12 users tie at rank 2 of engagement: 9 of them fit under the 10 rows, 3 do not
+    advocates = pd.DataFrame(
+        [
+            {
+                "ranking": "engagement",
+                "rank": 1 if n == 0 else 2,
+                "is_tied": n > 0,
+                "label": f"user {n:02}",
+                "user_key": str(n),
+                "value": Decimal(100 if n == 0 else 50),
+            }
+            for n in range(13)
+        ]
+    )
+    rows, cut = _leaderboard(advocates)
+    assert [row["engagement"]["label"] for row in rows] == [f"user {n:02}" for n in range(10)]
+    assert cut == {"engagement": "+3 tied at #2 not shown"}
+    figure = charts.top_advocates_chart(advocates)
+    assert (
+        figure.layout.annotations[0].text == "by engagement<br><sub>+3 tied at #2 not shown</sub>"
+    )
+    # brands: 12 tie at rank 5 of sales; the table marks the tie and says 6 are left out
+    brands = pd.DataFrame([{"brand": f"B{n:02}", "sales_rank": min(n, 5)} for n in range(1, 17)])
+    ranked = _ranked(brands, "sales_rank", 10)
+    assert [(r["brand"], r["sales_rank"], r["is_tied"]) for r in ranked["rows"]][3:6] == [
+        ("B04", 4, False),
+        ("B05", 5, True),
+        ("B06", 5, True),
+    ]
+    assert ranked["note"] == "+6 tied at #5 not shown"
+
+
+def test_report_says_what_the_headline_figures_include() -> None:
+    def overview(**values: int) -> pd.DataFrame:
+        zero = dict.fromkeys(
+            (
+                "users_without_programs",
+                "programs_without_tasks",
+                "sales_negative",
+                "sales_outliers",
+            ),
+            0,
+        )
+        return pd.DataFrame([{"user_count": 2000, "program_count": 2982, **zero, **values}])
+
+    assert _included(overview(users_without_programs=514, sales_negative=1, sales_outliers=3)) == (
+        "They hold 514 users of 2,000 without a program (an empty or unusable list), which have"
+        " no engagement to show. The known sales include 1 negative amount and 3 outlier"
+        " programs (see the sales section), as the data holds them."
+    )
+    assert _included(overview(programs_without_tasks=730)) == (
+        "They hold 730 programs of 2,982 without a task (an empty or unusable list), which have"
+        " no engagement to show."
+    )
+    assert _included(overview()) == (
+        "Every user has a program and every program a task; no known sales amount is negative"
+        " or an outlier."
+    )
+
+
+def test_charts_draw_a_program_whose_engagement_is_known_for_every_task() -> None:
+    # program a: engagement known for 1 of its 3 tasks (377 is part of it, not its engagement)
+    rows = [
+        {
+            "program_key": key,
+            "brand": brand,
+            "engagement": engagement,
+            "engagement_known": known,
+            "task_count": tasks,
+            "total_sales_attributed": Decimal(sales),
+        }
+        for key, brand, engagement, known, tasks, sales in [
+            ("a", "X", 377, 1, 3, 100),
+            ("b", "Y", 500, 2, 2, 200),
+        ]
+    ]
+    figure = charts.program_performance_chart(rows)
+    assert (list(figure.data[0].x), list(figure.data[0].y)) == ([500], [200.0])
+
+
+def test_report_counts_a_program_on_two_platforms_once_and_per_program_whole() -> None:
+    # one program of the unknown brand, sales 300, one task on facebook and two on instagram:
+    # attributed 100 and 200, in a row per platform; one program of Acme, 300, on facebook
+    def row(brand: str | None, platform: str, attributed: int) -> dict[str, Any]:
+        return {
+            "brand": brand or "(unknown brand)",
+            "platform": platform,
+            "is_unknown_brand": brand is None,
+            "is_unknown_platform": False,
+            "is_without_tasks": False,
+            "program_count": 1,
+            "sales_known": 1,
+            "attributed_sales": Decimal(attributed),
+            "program_sales": Decimal(300),
+            "outlier_programs": 0,
+        }
+
+    attribution = pd.DataFrame(
+        [row(None, "facebook", 100), row(None, "instagram", 200), row("Acme", "facebook", 300)]
+    )
+    brands = pd.DataFrame(
+        [{"is_unknown_brand": True, "program_count": 1, "sales_known": 1, "sales": Decimal(300)}]
+    )
+    assert _unknown_members(attribution, brands) == [
+        {
+            "member": "unknown brand",
+            "programs": 1,
+            "known": 1,
+            "sales": Decimal(300),
+            "per_program": 300.0,
+        }
+    ]
+    sales = charts.sales_by_platform_chart(attribution)
+    # programs per platform; per program, whole programs: 300 each, not 200 (100 and 300)
+    assert dict(zip(sales.data[0].y, sales.data[0].x, strict=True)) == {
+        "facebook": 2,
+        "instagram": 1,
+    }
+    assert dict(zip(sales.data[2].y, sales.data[2].x, strict=True)) == {
+        "facebook": 300.0,
+        "instagram": 300.0,
     }
 
 
@@ -615,6 +746,10 @@ def test_report_shows_the_overview_first_with_its_coverage(report: ReportResult)
         ),  # 15,405,960.50: half away from zero, as the models round
         ("2,561.26", "sales per program · with known sales"),
     ]
+    assert (
+        '<p class="note" id="included">Every user has a program and every program a task; no'
+        in page
+    )
     assert page.index('id="overview"') < page.index('id="summary"')
 
 
@@ -677,7 +812,8 @@ def test_report_reads_only_the_brands_it_shows(real_built: Settings) -> None:
     )
     tables, whole = build_tables(models), build_tables({**models, "brands": every})
     assert (tables["brands"], tables["unknown_brand"]) == (whole["brands"], whole["unknown_brand"])
-    assert len(tables["brands"]) == 10 and tables["unknown_brand"]["brand"] == "(unknown brand)"
+    assert len(tables["brands"]["rows"]) == 10 and tables["brands"]["note"] == ""
+    assert tables["unknown_brand"]["brand"] == "(unknown brand)"
 
 
 @pytest.mark.slow
@@ -743,7 +879,7 @@ def test_report_sums_sales_attribution_in_the_database(real_built: Settings) -> 
     whole = build_tables({**models, "attribution_listed": every, "attribution_sums": every})
     assert tables["attribution"] == whole["attribution"]
     assert tables["unknown_members"] == whole["unknown_members"]
-    assert [row["sales_rank"] for row in tables["attribution"]] == list(range(1, 16))
+    assert [row["sales_rank"] for row in tables["attribution"]["rows"]] == list(range(1, 16))
     # the real dump has no program without tasks
     assert [row["member"] for row in tables["unknown_members"]] == [
         "unknown brand",

@@ -42,7 +42,14 @@ MODELS = (
     "sales_attribution",
     "sales_outliers",
 )
-PROGRAM_COLUMNS = ("program_key", "brand", "engagement", "total_sales_attributed")
+PROGRAM_COLUMNS = (
+    "program_key",
+    "brand",
+    "engagement",
+    "engagement_known",
+    "task_count",
+    "total_sales_attributed",
+)
 LEADERS = 10  # rows of the top-advocates table
 BRANDS = 10  # rows of the top-brands table
 BRAND_RANKS = 15  # ranks the top-brands chart draws (the table's are among them)
@@ -62,12 +69,18 @@ ATTRIBUTION_SUMS = {  # column: the type of its sum (Postgres sums bigint as num
     "program_count": "bigint",
     "sales_known": "bigint",
     "attributed_sales": "numeric",
+    "program_sales": "numeric",
     "outlier_programs": "bigint",
 }
 # Per-program charts draw one dot per program: above this many programs they show a sample
 # (every outlier, plus programs taken in program_key order — an md5 hash, so an even spread).
 POINTS = 5000
-BOTH_KNOWN = "engagement is not null and total_sales_attributed is not null"
+# a program's engagement is known when every one of its tasks' is (a sum of some of them would
+# draw the program lower than it is): the same rule as charts.program_performance_chart's
+BOTH_KNOWN = (
+    "engagement is not null and engagement_known = task_count"
+    " and total_sales_attributed is not null"
+)
 SCORED = "is_scored"
 OUTLIERS = "is_outlier"
 PLOT_CONFIG = {
@@ -254,6 +267,52 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT
 
 
+def _included(overview: pd.DataFrame) -> str:
+    """What the headline counts and sums hold that their figures do not show: users without
+    programs and programs without tasks (no engagement to show), negative amounts and outliers
+    in the known sales. Only what there is; one sentence saying so when there is none."""
+    if overview.empty:
+        return ""
+    o = _records(overview)[0]
+
+    def count(n: Any, one: str, many: str) -> str:
+        return f"{int(n):,} {one if int(n) == 1 else many}"
+
+    empty = []
+    if o["users_without_programs"]:
+        empty.append(
+            f"{count(o['users_without_programs'], 'user', 'users')} of {int(o['user_count']):,}"
+            " without a program"
+        )
+    if o["programs_without_tasks"]:
+        empty.append(
+            f"{count(o['programs_without_tasks'], 'program', 'programs')} of "
+            f"{int(o['program_count']):,} without a task"
+        )
+    odd = []
+    if o["sales_negative"]:
+        odd.append(count(o["sales_negative"], "negative amount", "negative amounts"))
+    if o["sales_outliers"]:
+        odd.append(count(o["sales_outliers"], "outlier program", "outlier programs"))
+    parts = []
+    if empty:
+        parts.append(
+            "They hold "
+            + " and ".join(empty)
+            + " (an empty or unusable list), which have no engagement to show."
+        )
+    if odd:
+        parts.append(
+            "The known sales include "
+            + " and ".join(odd)
+            + " (see the sales section), as the data holds them."
+        )
+    return " ".join(parts) or (
+        "Every user has a program and every program a task; no known sales amount is negative"
+        " or an outlier."
+    )
+
+
 def _coverage(overview: pd.DataFrame) -> list[dict[str, Any]]:
     """overview as one row per measure: its rows, known, share known, total and average."""
     if overview.empty:
@@ -279,11 +338,20 @@ def _coverage(overview: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def _unknown_members(attribution: pd.DataFrame) -> list[dict[str, Any]]:
+def _unknown_members(attribution: pd.DataFrame, brands: pd.DataFrame) -> list[dict[str, Any]]:
     """sales_attribution's unknown members, each summed into one row with its size (never
-    ranked), from the model's rows or their sums (_fetch_attribution_sums)."""
+    ranked), from the model's rows or their sums (_fetch_attribution_sums). A program is in
+    one row per platform it has tasks on, so the unknown brand's programs are counted by the
+    brand model (engagement_by_brand's unknown row), not summed over its platforms; a program
+    is in one unknown-platform row at most (that of its brand), and in one no-tasks row.
+    `per_program` is whole sales per program with known sales, as the platform chart's."""
     if attribution.empty:
         return []
+    unknown_brand = (
+        brands[brands["is_unknown_brand"].fillna(False).astype(bool)]
+        if not brands.empty
+        else brands
+    )
     rows = []
     for label, mask in (
         ("unknown brand", attribution["is_unknown_brand"]),
@@ -291,15 +359,26 @@ def _unknown_members(attribution: pd.DataFrame) -> list[dict[str, Any]]:
         ("no tasks (no platform)", attribution["is_without_tasks"]),
     ):
         part = attribution[mask.fillna(False).astype(bool)]
-        if not part.empty:
-            rows.append(
-                {
-                    "member": label,
-                    "programs": int(part["program_count"].sum()),
-                    "known": int(part["sales_known"].sum()),
-                    "sales": part["attributed_sales"].sum(min_count=1),
-                }
-            )
+        if part.empty:
+            continue
+        if label == "unknown brand" and not unknown_brand.empty:
+            brand = unknown_brand.iloc[0]
+            programs, known = int(brand["program_count"]), int(brand["sales_known"])
+            whole = None if pd.isna(brand["sales"]) else brand["sales"]
+        else:
+            programs, known = int(part["program_count"].sum()), int(part["sales_known"].sum())
+            whole = part["program_sales"].sum(min_count=1)
+        rows.append(
+            {
+                "member": label,
+                "programs": programs,
+                "known": known,
+                "sales": part["attributed_sales"].sum(min_count=1),
+                "per_program": None
+                if whole is None or pd.isna(whole) or not known
+                else float(whole) / known,
+            }
+        )
     return rows
 
 
@@ -385,9 +464,11 @@ def build_tables(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
                 ["unknown", "is_folded", "engagement_average"], ascending=[True, True, False]
             )
         )
+    leaderboard, cut = _leaderboard(models["advocates"])
     return {
         "overview": _records(models["overview"])[0] if not models["overview"].empty else None,
         "coverage": _coverage(models["overview"]),
+        "included": _included(models["overview"]),
         "latest_batch": _records(batches.tail(1))[0] if not batches.empty else None,
         "batches": _records(batches.iloc[::-1].head(20)),
         "clean": _records(current[summary_rows].sort_values("record_type")),
@@ -399,23 +480,14 @@ def build_tables(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
         ),
         "latest_quality": _latest_quality(batches, quality, models["quality_summary"]),
         "platforms": _records(platforms) if not platforms.empty else [],
-        "leaderboard": _leaderboard(models["advocates"]),
-        "brands": _records(
-            brands[brands["sales_rank"].notna()].sort_values(["sales_rank", "brand"]).head(BRANDS)
-        )
-        if not brands.empty
-        else [],
+        "leaderboard": leaderboard,
+        "leaderboard_cut": cut,
+        "brands": _ranked(brands, "sales_rank", BRANDS),
         "unknown_brand": _records(brands[brands["is_unknown_brand"]])[0]
         if not brands.empty and brands["is_unknown_brand"].any()
         else None,
-        "attribution": _records(
-            attribution[attribution["sales_rank"].notna()]
-            .sort_values(["sales_rank", "brand"])
-            .head(ATTRIBUTION_ROWS)
-        )
-        if not attribution.empty
-        else [],
-        "unknown_members": _unknown_members(models["attribution_sums"]),
+        "attribution": _ranked(attribution, "sales_rank", ATTRIBUTION_ROWS),
+        "unknown_members": _unknown_members(models["attribution_sums"], brands),
         "peer_groups": _peer_groups(outliers),
         "outliers": _records(
             flagged.sort_values("robust_z_score", ascending=False, key=abs).head(20)
@@ -431,25 +503,37 @@ def build_tables(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
     }
 
 
-def _leaderboard(advocates: pd.DataFrame) -> list[dict[str, Any]]:
+def _leaderboard(advocates: pd.DataFrame) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Row i holds the i-th user of each ranking (engagement, reach, sales), or None past its end.
-    Within a rank (a tie), users are listed by label, then user_key."""
-    columns = (
+    Within a rank (a tie), users are listed by label, then user_key. With it, per ranking, what a
+    tie across the cut leaves out (charts.top_rows; "" when nothing)."""
+    tops = (
         {
-            k: _records(
-                advocates[advocates["ranking"] == k]
-                .sort_values(["rank", "label", "user_key"])
-                .head(LEADERS)
+            k: charts.top_rows(
+                advocates[advocates["ranking"] == k], "rank", ["label", "user_key"], LEADERS
             )
             for k in ("engagement", "reach", "sales")
         }
         if not advocates.empty
         else {}
     )
-    return [
+    columns = {k: _records(top.shown) for k, top in tops.items()}
+    rows = [
         {k: (rows[i] if i < len(rows) else None) for k, rows in columns.items()}
         for i in range(max(map(len, columns.values()), default=0))
     ]
+    return rows, {k: top.note for k, top in tops.items() if top.hidden}
+
+
+def _ranked(rows: pd.DataFrame, rank: str, n: int) -> dict[str, Any]:
+    """A table's first `n` rows by `rank` (ties by name), each marked when it shares its rank,
+    and the note of the tied rows the cut leaves out."""
+    if rows.empty:
+        return {"rows": [], "note": ""}
+    top = charts.top_rows(rows, rank, ["brand"], n)
+    counts = rows[rank].value_counts()
+    shown = top.shown.assign(is_tied=[bool(counts[r] > 1) for r in top.shown[rank]])
+    return {"rows": _records(shown), "note": top.note}
 
 
 # --- rendering ------------------------------------------------------------------------------

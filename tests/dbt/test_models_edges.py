@@ -49,8 +49,8 @@ BY_USER = (
     " from dbt_analysis.engagement_by_user"
 )
 ATTRIBUTION = (
-    "select brand, platform, program_count, attributed_sales, average_attributed_sales"
-    " from dbt_analysis.sales_attribution order by 2"
+    "select brand, platform, program_count, attributed_sales, average_attributed_sales,"
+    " program_sales, average_program_sales from dbt_analysis.sales_attribution order by 2"
 )
 OUTLIERS = (
     "select total_sales_attributed, is_scored, peer_median, robust_z_score, is_outlier"
@@ -145,7 +145,15 @@ def test_models_dump_whose_programs_have_no_tasks_builds_green(
         (True, Decimal("100.25"), 0, None, None, None),
     ]
     assert query(settings, ATTRIBUTION) == [
-        ("Acme", None, 2, Decimal("150.250000"), Decimal("75.125000"))
+        (
+            "Acme",
+            None,
+            2,
+            Decimal("150.250000"),
+            Decimal("75.125000"),
+            Decimal("150.250000"),
+            Decimal("75.125000"),
+        )
     ]
     assert query(settings, BY_USER) == [(True, 0, None, 0, None)]
     assert query(settings, SUMMARY) == [(1, 1, Decimal("1.000000"), 0, 0)]
@@ -296,9 +304,11 @@ def test_models_dump_of_one_user_builds_green(settings: Settings, tmp_path: Path
         ("instagram", 1, 1, 10, 2, 3, 15, 1, 0, 1, None),
         ("tiktok", 1, 1, 10, 2, 3, 15, 1, 200, 1, Decimal("0.075000")),
     ]
+    # the program's sales split over its two platforms; per program, it counts whole on each
+    half, whole = Decimal("50.125000"), Decimal("100.250000")
     assert query(settings, ATTRIBUTION) == [
-        ("Acme", "instagram", 1, Decimal("50.125000"), Decimal("50.125000")),
-        ("Acme", "tiktok", 1, Decimal("50.125000"), Decimal("50.125000")),
+        ("Acme", "instagram", 1, half, half, whole, whole),
+        ("Acme", "tiktok", 1, half, half, whole, whole),
     ]
     assert query(settings, OUTLIERS) == [
         (Decimal("100.25"), False, None, None, False)

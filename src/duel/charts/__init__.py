@@ -51,6 +51,7 @@ from duel.charts.results import (
     sales_by_platform_chart,
     sales_outliers_chart,
     top_advocates_chart,
+    top_rows,
 )
 
 __all__ = [
@@ -89,4 +90,5 @@ __all__ = [
     "sales_outliers_chart",
     "style",
     "top_advocates_chart",
+    "top_rows",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import textwrap
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -406,6 +406,37 @@ def engagement_over_time_chart(by_month: Rows) -> go.Figure:
     return style(fig, height=760)
 
 
+class Top(NamedTuple):
+    """The first rows of a ranking, and the rows tied with the last of them that the cut leaves
+    out (`hidden` of rank `rank`): a tie across the cut is said, never silently halved."""
+
+    shown: pd.DataFrame
+    hidden: int
+    rank: int | None
+
+    @property
+    def note(self) -> str:
+        """`+3 tied at #5 not shown`, or "" when the cut leaves no tied row out."""
+        return f"+{self.hidden} tied at #{self.rank} not shown" if self.hidden else ""
+
+
+def top_rows(rows: pd.DataFrame, rank: str, order: list[str], n: int) -> Top:
+    """The first `n` of `rows` ranked by `rank` (ties in `order` after it), and how many rows
+    share the last shown rank but fall past the cut."""
+    ranked = rows[rows[rank].notna()].sort_values([rank, *order])
+    shown = ranked.head(n)
+    if shown.empty or len(ranked) <= n:
+        return Top(shown, 0, None)
+    last = shown[rank].iloc[-1]
+    return Top(shown, int((ranked[rank].iloc[n:] == last).sum()), int(last))
+
+
+def _tied_ranks(ranks: pd.Series) -> set[Any]:
+    """The ranks more than one row holds."""
+    counts = ranks.value_counts()
+    return set(counts[counts > 1].index)
+
+
 def top_advocates_chart(advocates: Rows, top_n: int = 10) -> go.Figure:
     """top_advocates: the top `top_n` users of each ranking, a dot per user on an axis fitted to the
     values (so close values stay apart); `=` marks a tie, names are the users' best identifiers."""
@@ -425,16 +456,14 @@ def top_advocates_chart(advocates: Rows, top_n: int = 10) -> go.Figure:
         "sales": COLOURS["secondary"],
     }
     for col, ranking in enumerate(rankings, 1):
-        part = (
-            data[data["ranking"] == ranking]
-            .sort_values(["rank", "label", "user_key"])
-            .head(top_n)
-            .assign(
-                label=lambda d: [
-                    f"{int(r)}{'=' if t else ''}. {_short(str(name), 22)}"
-                    for r, t, name in zip(d["rank"], d["is_tied"], d["label"], strict=True)
-                ]
-            )
+        top = top_rows(data[data["ranking"] == ranking], "rank", ["label", "user_key"], top_n)
+        if top.hidden:
+            fig.layout.annotations[col - 1].text += f"<br><sub>{top.note}</sub>"
+        part = top.shown.assign(
+            label=lambda d: [
+                f"{int(r)}{'=' if t else ''}. {_short(str(name), 22)}"
+                for r, t, name in zip(d["rank"], d["is_tied"], d["label"], strict=True)
+            ]
         )
         digits = 2 if ranking == "sales" else 0
         _dots(
@@ -482,15 +511,14 @@ def brand_performance_chart(brands: Rows, top_n: int = 15) -> go.Figure:
         ),
         1,
     ):
-        part = (
-            data[data[rank].notna() & (data[rank] <= top_n)]
-            .sort_values([rank, "brand"])
-            .head(top_n)
-        )
-        part = part.assign(
+        top = top_rows(data[data[rank] <= top_n], rank, ["brand"], top_n)
+        if top.hidden:
+            fig.layout.annotations[col - 1].text += f"<br><sub>{top.note}</sub>"
+        tied = _tied_ranks(data[rank].dropna())
+        part = top.shown.assign(
             label=[
-                f"{int(r)}. {_short(str(b), 22)}"
-                for r, b in zip(part[rank], part["brand"], strict=True)
+                f"{int(r)}{'=' if r in tied else ''}. {_short(str(b), 22)}"
+                for r, b in zip(top.shown[rank], top.shown["brand"], strict=True)
             ]
         )
         what = "programs" if rows == "program_count" else "tasks"
@@ -515,10 +543,16 @@ def brand_performance_chart(brands: Rows, top_n: int = 15) -> go.Figure:
 
 def program_performance_chart(programs: Rows, counts: Mapping[str, int] | None = None) -> go.Figure:
     """engagement_by_program: each program's engagement against its sales (one dot each), for the
-    programs where both are known. `counts` (programs, both_known, shown) says what is left out."""
+    programs where both are known: its sales, and the engagement of every one of its tasks (the
+    sum over some of them would draw it lower than it is). `counts` (programs, both_known,
+    shown) says what is left out."""
     data = frame(programs)
     if not data.empty:
-        data = data[data["engagement"].notna() & data["total_sales_attributed"].notna()]
+        data = data[
+            data["engagement"].notna()
+            & (data["engagement_known"] == data["task_count"])
+            & data["total_sales_attributed"].notna()
+        ]
     if data.empty:
         return empty_chart("no program with both engagement and sales")
     counts = counts or {"programs": len(data), "both_known": len(data), "shown": len(data)}
@@ -544,7 +578,7 @@ def program_performance_chart(programs: Rows, counts: Mapping[str, int] | None =
     return style(
         fig,
         "Programs: engagement against sales",
-        subtitle=f"{shown} programs with both known; "
+        subtitle=f"{shown} programs with both known (engagement of every task); "
         f"{counts['programs'] - counts['both_known']:,} of {counts['programs']:,} lack one or both "
         "and are not drawn",
     )
@@ -552,7 +586,8 @@ def program_performance_chart(programs: Rows, counts: Mapping[str, int] | None =
 
 def _by_platform_group(attribution: Rows) -> pd.DataFrame:
     """sales_attribution summed per platform; unknown platform and "no tasks" as rows of their
-    own."""
+    own. `sales` is the split sales attributed to the platform; `average` the whole sales per
+    program with known sales (program_sales over sales_known)."""
     data = frame(attribution)
     data["label"] = [
         "no tasks" if w else UNKNOWN_PLATFORM if u else str(p)
@@ -567,15 +602,20 @@ def _by_platform_group(attribution: Rows) -> pd.DataFrame:
         programs=("program_count", "sum"),
         known=("sales_known", "sum"),
         sales=("attributed_sales", _known_sum),
+        whole=("program_sales", _known_sum),
         outliers=("outlier_programs", "sum"),
     )
-    per["average"] = [_ratio(s, k) for s, k in zip(per["sales"], per["known"], strict=True)]
+    # per program: the programs' whole sales (a program on two platforms counts whole on both),
+    # not their split parts, which shrink with the number of a program's platforms
+    per["average"] = [_ratio(s, k) for s, k in zip(per["whole"], per["known"], strict=True)]
     return _ordered(per, "programs", (UNKNOWN_PLATFORM, "no tasks"), folded_label)
 
 
 def sales_by_platform_chart(attribution: Rows) -> go.Figure:
     """sales_attribution: per platform, the programs with known and unknown sales, and the average
-    sales per program with known sales (the comparable figure: totals differ with coverage).
+    sales per program with known sales (the comparable figure: totals differ with coverage), of
+    whole programs: one with tasks on two platforms counts whole on both, where its attributed
+    part on each would make every platform of multi-platform programs look worse.
     Takes the model's rows or the report's sums of them per platform and unknown flag."""
     data = frame(attribution)
     if data.empty:
@@ -586,7 +626,10 @@ def sales_by_platform_chart(attribution: Rows) -> go.Figure:
         cols=2,
         horizontal_spacing=0.16,
         shared_yaxes=True,
-        subplot_titles=("Programs: sales known or not", "Sales per program with known sales"),
+        subplot_titles=(
+            "Programs: sales known or not",
+            "Sales per program with known sales (whole program)",
+        ),
     )
     fig.add_bar(
         y=per["label"],

@@ -27,7 +27,9 @@ outliers as (
 -- a program's sales are split over the platforms of its tasks, in proportion to its task
 -- count on each; tasks whose platform is unknown make their own part (platform NULL,
 -- is_unknown_platform), and a program without tasks keeps its whole amount in a row of its
--- own (platform NULL, is_without_tasks)
+-- own (platform NULL, is_without_tasks). The split parts add up to the programs' sales; the
+-- whole amounts (program_sales) are what a per-program comparison of platforms reads: a
+-- program's part on a platform shrinks with the platforms it has tasks on, its sales do not
 program_platforms as (
 
     select
@@ -55,6 +57,7 @@ attributed as (
             / nullif(programs.task_count, 0),
             1
         ) as attributed_sales,
+        programs.total_sales_attributed as program_sales,
         coalesce(outliers.is_outlier, false) as is_outlier
 
     from programs
@@ -80,6 +83,8 @@ measured as (
         cast(round(sum(attributed.attributed_sales), 6) as numeric(38, 6)) as attributed_sales,
         cast(round(avg(attributed.attributed_sales), 6) as numeric(38, 6))
             as average_attributed_sales,
+        cast(sum(attributed.program_sales) as numeric(38, 6)) as program_sales,
+        cast(round(avg(attributed.program_sales), 6) as numeric(38, 6)) as average_program_sales,
         cast(count(*) filter (where attributed.is_outlier) as bigint) as outlier_programs
 
     from attributed
