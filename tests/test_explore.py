@@ -548,6 +548,20 @@ def test_distributions_small_dump(small_dump: Path) -> None:
     }
 
 
+def test_distributions_read_a_number_beyond_a_double(tmp_path: Path) -> None:
+    # a clean file with likes 1e400 (jsonb stores it): orjson refused it, and the notebook's
+    # exploration failed with a traceback; it is no finite number, so unknown
+    folder = tmp_path / "dump" / "mixed"
+    folder.mkdir(parents=True)
+    (folder / "user_1.json").write_bytes(
+        b'{"advocacy_programs": [{"total_sales_attributed": 12.5, "tasks_completed":'
+        b' [{"likes": 1e400, "comments": 2}]}]}'
+    )
+    found = explore.distributions(OPTIONS, tmp_path / "dump")
+    assert (list(found["likes"].values), found["likes"].unknown) == ([], 1)
+    assert list(found["comments"].values) == [2.0] and list(found["sales"].values) == [12.5]
+
+
 def test_distributions_real_dataset(real_data: Path) -> None:
     found = {
         m: (len(d.values), d.unknown, d.negative, min(d.values), max(d.values))

@@ -122,3 +122,18 @@ def test_document_key_of_a_name_composed_or_decomposed_is_one() -> None:
     assert composed != decomposed
     keys = {document_key(rule, name, b"{}", "0" * 64) for name in (composed, decomposed)}
     assert keys == {"file:eu/j\u00fcrgen.json"}
+
+
+def test_document_key_reads_a_field_beside_a_number_beyond_a_double() -> None:
+    # orjson refuses 1e400 (jsonb stores it): the key was a traceback that failed the batch
+    rule = KeyRule.parse("user_id")
+    document = b'{"user_id": "A1", "advocacy_programs": [{"total_sales_attributed": 1e400}]}'
+    assert document_key(rule, None, document, "x") == "user_id:a1"
+
+
+def test_document_key_an_integer_beyond_64_bits_is_exact() -> None:
+    # orjson reads it as a float (no key: the document was keyless); as written, it is one
+    rule = KeyRule.parse("user_id")
+    document = b'{"user_id": 18446744073709551616123}'
+    assert document_key(rule, None, document, "x") == "user_id:18446744073709551616123"
+    assert document_key(rule, None, b'{"user_id": 1.5}', "x") == "content:x"

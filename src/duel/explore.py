@@ -30,9 +30,7 @@ from pathlib import Path
 from statistics import fmean, median
 from typing import Any
 
-import orjson
-
-from duel import parse, state
+from duel import jsonb, parse, state
 from duel.defects import MISSING, Integer, Rules, load_rules, lower_text, parse_json, trimmed
 from duel.exceptions import ConfigError, SourceError
 from duel.identity import CONTENT_PREFIX, key_rule
@@ -125,7 +123,7 @@ def iter_documents(settings: Settings, path: Path) -> Iterator[dict[str, Any]]:
     """The parsed user documents the ingest would load (clean and repaired), one at a time."""
     for outcome in iter_outcomes(settings, path):
         if outcome.status in ("clean", "repaired") and outcome.parsed and outcome.parsed.document:
-            yield orjson.loads(outcome.parsed.document)
+            yield jsonb.loads(outcome.parsed.document)
 
 
 # --- files ----------------------------------------------------------------------------------

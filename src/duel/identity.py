@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
+from duel import jsonb
 from duel.defects import EVERY_FIELD, placeholders_of, project_vars
 from duel.exceptions import ConfigError
 
@@ -129,9 +128,13 @@ def document_key(rule: KeyRule, key_path: str | None, document: bytes, sha256: s
                 return path_key(key_path)
             continue
         if fields is None:
-            value = orjson.loads(document)
+            value = jsonb.loads(document)
             fields = value if isinstance(value, dict) else {}
-        key = usable_value(fields.get(source), rule.placeholders_of(source))
+        field_value = fields.get(source)
+        if isinstance(field_value, float):  # an integer beyond 64 bits, as orjson reads it
+            exact = jsonb.exact_loads(document)
+            field_value = exact.get(source) if isinstance(exact, dict) else None
+        key = usable_value(field_value, rule.placeholders_of(source))
         if key is not None:
             return bounded_key(source, key)
     return CONTENT_PREFIX + sha256

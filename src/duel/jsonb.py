@@ -20,6 +20,7 @@ there is nothing to find.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -149,6 +150,22 @@ def describe_number(number: bytes) -> str:
     if len(number) > 40:
         shown += f"... ({len(number)} characters)"
     return f"number {shown} is out of range: {NUMERIC_LIMITS}"
+
+
+def loads(document: bytes) -> Any:
+    """A loaded document's value (its text is valid JSON): orjson's parse, else the standard
+    library's for what orjson refuses and jsonb stores (a number beyond a double, `1e400`, read
+    as inf). Integers beyond 64 bits, which orjson reads as floats, are exact only in the
+    second: `exact_loads`."""
+    try:
+        return orjson.loads(document)
+    except orjson.JSONDecodeError:
+        return exact_loads(document)
+
+
+def exact_loads(document: bytes) -> Any:
+    """The standard library's parse of a loaded document: every integer exact at any length."""
+    return json.loads(document)
 
 
 def deeper_than(value: Any, limit: int = MAX_DEPTH) -> bool:
