@@ -79,17 +79,42 @@ def test_iter_members_rejects_corrupt_header(tmp_path: Path) -> None:
         list(iter_members(stream, max_bytes=10_000))
 
 
-def _header(name: bytes, size_field: bytes, kind: bytes = b"0") -> bytes:
-    """A ustar header with the given raw size field and a correct checksum."""
+def _header(
+    name: bytes,
+    size_field: bytes,
+    kind: bytes = b"0",
+    magic: bytes = b"ustar\x0000",
+    at_345: bytes = b"",
+) -> bytes:
+    """A ustar header with the given raw size field and a correct checksum (`magic` and
+    version; `at_345`: what the 155 bytes at 345 hold, a POSIX name prefix)."""
     header = bytearray(512)
     header[0 : len(name)] = name
     header[100:108] = b"0000644\x00"
     header[124:136] = size_field
     header[148:156] = b" " * 8
     header[156:157] = kind
-    header[257:263] = b"ustar\x00"
+    header[257:265] = magic
+    header[345 : 345 + len(at_345)] = at_345
     header[148:156] = f"{sum(header):06o}\x00 ".encode()
     return bytes(header)
+
+
+def test_iter_members_reads_a_name_prefix_only_in_a_posix_header(tmp_path: Path) -> None:
+    """A GNU header (`tar --format=gnu -G`, --listed-incremental) keeps the access and change
+    times at 345, where a POSIX header has the name's prefix: read as one, every member of such
+    an archive was named `15304701011/mixed/user_1.json`, a new identity."""
+    times = b"15304701011\x0015304701011\x00"
+    gnu = _header(b"mixed/user_1.json", b"00000000002\x00", magic=b"ustar  \x00", at_345=times)
+    posix = _header(b"user_1.json", b"00000000002\x00", at_345=b"mixed")
+    body = b"{}".ljust(512, b"\x00")
+    path = tmp_path / "both.tar"
+    path.write_bytes(gnu + body + posix + body + bytes(1024))
+    with open_archive(path) as stream:
+        assert [m.name for m in iter_members(stream, max_bytes=10_000)] == [
+            "mixed/user_1.json",
+            "mixed/user_1.json",
+        ]
 
 
 def test_iter_members_rejects_a_negative_size(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ BLOCK = 512
 CHUNK = 1 << 20  # read size: members are sliced out of one buffer, most with no read call
 REGULAR = (b"0", b"\x00", b"7")  # 7 = contiguous file, read as regular
 DIRECTORY = b"5"
+GNU_DUMPDIR = b"D"  # a directory with the list of its names, in GNU incremental archives (-G)
 NO_DATA = frozenset((b"1", b"2", b"3", b"4", b"5", b"6"))  # links, devices, dirs, FIFOs: no data
 EXTENDED = frozenset((b"L", b"x", b"g", b"K"))  # sets: every member is looked up (hot path)
 MAX_EXTENDED = 1 << 20
@@ -37,8 +38,12 @@ _EMPTY_PREFIX = bytes(155)
 # what a stream with no byte of tar in it is called (a 0-byte file, a gzip of nothing)
 EMPTY = "empty: no tar data"
 
-# The header fields read: name, size, checksum, type flag, ustar magic, ustar name prefix.
-_HEADER = struct.Struct("100s24x12s12x8sc100x5s83x155s")
+# The header fields read: name, size, checksum, type flag, magic (6 bytes: `ustar\0` in a POSIX
+# header, `ustar ` in a GNU one), ustar name prefix.
+_HEADER = struct.Struct("100s24x12s12x8sc100x6s82x155s")
+# Only a POSIX (ustar) header has a name prefix: a GNU header keeps the access and change times
+# and sparse data there (`tar --format=gnu -G`, --listed-incremental), never a name.
+_POSIX_MAGIC = b"ustar\x00"
 
 
 class TarFormatError(Exception):
@@ -209,7 +214,7 @@ def _padded(size: int) -> int:
 
 def _header_name(name: bytes, magic: bytes, prefix: bytes) -> str:
     name = name.split(b"\x00", 1)[0]
-    if magic == b"ustar" and prefix != _EMPTY_PREFIX:
+    if magic == _POSIX_MAGIC and prefix != _EMPTY_PREFIX:
         name = prefix.split(b"\x00", 1)[0] + b"/" + name
     return name.decode("utf-8", "surrogateescape")
 
@@ -276,4 +281,5 @@ def iter_members(
                 yield Member(name, size, "file", source.take(size))
         else:
             source.skip(0 if kind in NO_DATA else _padded(size))
-            yield Member(name, size, "dir" if kind == DIRECTORY else "other", None)
+            is_directory = kind in (DIRECTORY, GNU_DUMPDIR)
+            yield Member(name, size, "dir" if is_directory else "other", None)
