@@ -127,6 +127,14 @@ def test_load_settings_precedence(tmp_path: Path) -> None:
         ({"DUEL_MAX_FILE_BYTES": "-1"}, "DUEL_MAX_FILE_BYTES must be at least 1, got -1"),
         ({"DUEL_BATCH_ROWS": "0"}, "DUEL_BATCH_ROWS must be at least 1, got 0"),
         ({"DUEL_LOCK_TIMEOUT": "-5"}, "DUEL_LOCK_TIMEOUT must be at least 0, got -5"),
+        # 100000 workers forked 100000 processes; a lock wait past Postgres' lock_timeout
+        # failed at the database; a port past 65535 at the mail server
+        ({"DUEL_WORKERS": "100000"}, "DUEL_WORKERS must be at most 256, got 100,000"),
+        (
+            {"DUEL_LOCK_TIMEOUT": "99999999999999"},
+            "DUEL_LOCK_TIMEOUT must be at most 2,147,483, got 99,999,999,999,999",
+        ),
+        ({"DUEL_SMTP_PORT": "99999999"}, "DUEL_SMTP_PORT must be at most 65,535, got 99,999,999"),
     ],
 )
 def test_load_settings_rejects_bad_values(env: dict[str, str], message: str) -> None:

@@ -187,14 +187,23 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
-def _as_int(name: str, value: str, least: int | None = None) -> int:
+def _as_int(name: str, value: str, least: int | None = None, most: int | None = None) -> int:
     try:
         number = int(value)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, got {value!r}") from None
     if least is not None and number < least:
         raise ConfigError(f"{name} must be at least {least}, got {number}")
+    if most is not None and number > most:
+        raise ConfigError(f"{name} must be at most {most:,}, got {number:,}")
     return number
+
+
+# The most a setting can mean: parse processes (each a Python process; far past any machine's
+# cores), a TCP port, and the lock wait Postgres' lock_timeout holds (2^31 - 1 milliseconds).
+MAX_WORKERS = 256
+MAX_PORT = 65535
+MAX_LOCK_TIMEOUT_S = (2**31 - 1) // 1000
 
 
 def _as_bool(name: str, value: str) -> bool:
@@ -258,17 +267,19 @@ def load_settings(
             values[name] = Path(path)
     if get("DUEL_DATA", "").lower().startswith("s3://"):
         values["data"] = get("DUEL_DATA")  # a location, not a path: Path() would fold its "//"
-    ints = {  # variable -> (field, the least value that means something)
-        "DUEL_MAX_FILE_BYTES": ("max_file_bytes", 1),
-        "DUEL_WORKERS": ("workers", 0),
-        "DUEL_BATCH_ROWS": ("batch_rows", 1),
-        "DUEL_SMTP_PORT": ("smtp_port", 1),
+    ints = {  # variable -> (field, the least and the most value that mean something)
+        "DUEL_MAX_FILE_BYTES": ("max_file_bytes", 1, None),
+        "DUEL_WORKERS": ("workers", 0, MAX_WORKERS),
+        "DUEL_BATCH_ROWS": ("batch_rows", 1, None),
+        "DUEL_SMTP_PORT": ("smtp_port", 1, MAX_PORT),
     }
-    for var, (name, least) in ints.items():
+    for var, (name, least, most) in ints.items():
         if number := get(var):
-            values[name] = _as_int(var, number, least)
+            values[name] = _as_int(var, number, least, most)
     if timeout := get("DUEL_LOCK_TIMEOUT"):
-        values["lock_timeout_s"] = float(_as_int("DUEL_LOCK_TIMEOUT", timeout, 0))
+        values["lock_timeout_s"] = float(
+            _as_int("DUEL_LOCK_TIMEOUT", timeout, 0, MAX_LOCK_TIMEOUT_S)
+        )
     for var, name in {"DUEL_EMBEDDED": "embedded", "DUEL_SMTP_STARTTLS": "smtp_starttls"}.items():
         if (flag := get(var)) is not None:
             values[name] = _as_bool(var, flag)
