@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import query, run_cli
@@ -265,4 +268,38 @@ def test_ingest_full_withholds_deletes_while_an_ndjson_member_is_unreadable(
     ]
     assert query(settings, "select count(*) from raw.current_versions where not is_deleted") == [
         (4,)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "broken"),
+    [
+        # a zip of users cut in half: its members cannot be read, nor named
+        ("d/inner.zip", lambda packed: packed[: len(packed) // 2]),
+        # an array of users that cannot be split (cut short): none of them is the file
+        ("d/users.json", lambda users: users[:-2]),
+    ],
+)
+def test_ingest_full_withholds_deletes_while_a_file_of_many_users_is_unreadable(
+    settings: Settings, tmp_path: Path, name: str, broken: Any
+) -> None:
+    """A nested archive or a JSON array of users holds users keyed by their fields: quarantined,
+    it is none of them (it was keyed by its own path, so a complete dump deleted its users)."""
+    users = [{"user_id": f"u{n}", "name": f"User {n}"} for n in range(3)]
+    if name.endswith(".zip"):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for n, user in enumerate(users):
+                archive.writestr(f"mixed/user_{n}.json", json.dumps(user))
+        whole = buffer.getvalue()
+    else:
+        whole = json.dumps(users).encode()
+    others = [(f"d/other_{n}.json", json.dumps({"name": f"Other {n}"}).encode()) for n in range(4)]
+    ingest(settings, make_tar(tmp_path / "a.tar.gz", [(name, whole), *others]))
+    result = ingest(
+        settings, make_tar(tmp_path / "b.tar.gz", [(name, broken(whole)), *others]), full=True
+    )
+    assert (result.quarantined, result.deleted, result.summary()["deletes_withheld"]) == (1, 0, 3)
+    assert query(settings, "select count(*) from raw.current_versions where not is_deleted") == [
+        (7,)
     ]

@@ -98,8 +98,8 @@ def test_parse_known_files_are_not_parsed_and_keep_their_place(workers: int) -> 
         got = [(o.name, o.status, o.key, o.parsed is None) for chunk in stream for o in chunk]
     assert got == [
         ("d/a.json", "known", "file:a.json", True),
-        ("d/b.json[0]", "clean", "content:" + hashlib.sha256(b'{"v":2}').hexdigest(), False),
-        ("d/b.json[1]", "clean", "content:" + hashlib.sha256(b'{"v":3}').hexdigest(), False),
+        ("d/b.json[0]", "clean", "content:" + hashlib.sha256(b'{"v": 2}').hexdigest(), False),
+        ("d/b.json[1]", "clean", "content:" + hashlib.sha256(b'{"v": 3}').hexdigest(), False),
         ("d/.DS_Store", "skipped", None, True),
         ("d/c.json", "known", "file:c.json", True),
         ("d/e.ndjson:1", "clean", "content:" + hashlib.sha256(b'{"v": 5}').hexdigest(), False),
@@ -111,6 +111,51 @@ def test_parse_known_files_are_not_parsed_and_keep_their_place(workers: int) -> 
             if f.key_path
         ]
     ]
+
+
+def test_parse_an_array_keeps_each_users_bytes_as_written() -> None:
+    # each element is its own text in the file, never parsed and written again: a fraction
+    # past a double's digits, an integer past 64 bits, 1e400 and nesting past orjson's writer
+    # (which failed the batch with a traceback) all load as written
+    rule = KeyRule.parse("@file,user_id")
+    deep = b"[" * 300 + b"]" * 300
+    elements = [
+        b'{"user_id": "a", "s": 0.004999999999999999999, "l": 18446744073709551616123}',
+        b'{"user_id": "b", "x": 1e400}',
+        b'{"user_id": "c", "deep": ' + deep + b"}",
+    ]
+    data = b"\xef\xbb\xbf[\n  " + b",\n  ".join(elements) + b"\n]\n"
+    got = classify(SourceFile("d/users.json", data, len(data), key_path="users.json"), "safe", rule)
+    assert isinstance(got, list)
+    assert [(o.name, o.status, o.key) for o in got] == [
+        ("d/users.json[0]", "clean", "user_id:a"),
+        ("d/users.json[1]", "clean", "user_id:b"),
+        ("d/users.json[2]", "clean", "user_id:c"),
+    ]
+    assert [o.parsed.document if o.parsed else None for o in got] == elements
+
+
+def test_parse_an_array_with_a_broken_element_loads_the_others() -> None:
+    # a trailing comma (an empty last element) and an element that is no JSON are quarantined
+    # alone; the whole file was quarantined, its users with it
+    rule = KeyRule.parse("@file,user_id")
+    data = b'[{"user_id": "a"}, {"user_id": "b", oops}, {"user_id": "c"},]'
+    got = classify(SourceFile("d/users.json", data, len(data), key_path="users.json"), "safe", rule)
+    assert isinstance(got, list)
+    assert [(o.name, o.status) for o in got] == [
+        ("d/users.json[0]", "clean"),
+        ("d/users.json[1]", "quarantined"),
+        ("d/users.json[2]", "clean"),
+        ("d/users.json[3]", "quarantined"),
+    ]
+    assert [o.parsed.reason for o in got if o.parsed and o.status == "quarantined"] == [
+        "repair-incomplete",
+        "empty",
+    ]
+    # one that cannot be split (cut short) is one file, and none of its users: unidentified
+    cut = classify(SourceFile("d/u.json", data[:30], 30, key_path="u.json"), "safe", rule)
+    assert isinstance(cut, Outcome) and cut.status == "quarantined"
+    assert cut.key == "content:" + hashlib.sha256(data[:30]).hexdigest()
 
 
 def test_parse_an_array_element_that_is_no_user_costs_the_others_nothing() -> None:

@@ -200,6 +200,31 @@ def test_iter_source_ndjson_names_lines(tmp_path: Path) -> None:
     ]
 
 
+def test_iter_source_an_ndjson_file_without_a_line_is_skipped_and_counted(tmp_path: Path) -> None:
+    # empty, blank lines only, a gzip of nothing: no document, and each is accounted for (they
+    # left no trace in the ledger)
+    members = {
+        "mixed/a.ndjson": b"",
+        "mixed/b.ndjson": b"\n \n",
+        "mixed/c.ndjson.gz": gzip.compress(b""),
+        "mixed/user_1.json": USER,
+    }
+    assert [
+        (f.name, f.size, f.skip_reason)
+        for f in read_archive(io.BytesIO(tar_bytes(members)), "dump.tar", max_bytes=10_000)
+    ] == [
+        ("mixed/a.ndjson", 0, "no-documents"),
+        ("mixed/b.ndjson", 3, "no-documents"),
+        ("mixed/c.ndjson.gz", len(members["mixed/c.ndjson.gz"]), "no-documents"),
+        ("mixed/user_1.json", 8, None),
+    ]
+    path = tmp_path / "blank.ndjson"
+    path.write_bytes(b"\n\n")
+    assert list(iter_source(path, max_bytes=100)) == [
+        SourceFile("blank.ndjson", size=2, skip_reason="no-documents")
+    ]
+
+
 def _errors(folder: Path, *names: str) -> dict[str, str]:
     """Each input's one-line SourceError, without the folder."""
     said = {}
@@ -498,7 +523,7 @@ def test_iter_source_reads_archives_three_deep_and_quarantines_the_fourth(tmp_pa
             "l1.zip/l2.tar.gz/l3.tar.xz/l4.zip",
             l4,
             len(l4),
-            key_path="l4.zip",
+            key_path=None,
             defect="archive-too-deep: an archive inside 4 archives; they are read 3 deep",
         ),
     ]
@@ -532,7 +557,7 @@ def test_iter_source_unreadable_members_are_defects_not_skips(tmp_path: Path) ->
             "garbage.tar.gz",
             b"\x1f\x8b not really gzip",
             18,
-            key_path="garbage.tar.gz",
+            key_path=None,
             defect="unreadable-archive: Unknown compression method",
         ),
         SourceFile("cut.tar/mixed/user_1.json", USER, 8, key_path="user_1.json"),
@@ -540,7 +565,7 @@ def test_iter_source_unreadable_members_are_defects_not_skips(tmp_path: Path) ->
             "cut.tar",
             cut,
             1600,
-            key_path="cut.tar",
+            key_path=None,
             defect="unreadable-archive: corrupt after 1 member (unexpected end of archive)",
         ),
         SourceFile(
@@ -683,7 +708,7 @@ def test_iter_source_nested_archives_held_in_memory_are_bounded(tmp_path: Path) 
             "over.zip",
             None,
             MAX_HELD_BYTES + 1,
-            key_path="over.zip",
+            key_path=None,
             defect="archive-too-large: 33,554,433 bytes; a zip inside an archive is read in "
             "memory, where nested archives hold 33,554,432 bytes at most (33,554,432 left)",
         ),
@@ -764,7 +789,8 @@ def test_iter_source_names_do_not_depend_on_the_size_limit(tmp_path: Path) -> No
 def test_iter_source_an_empty_archive_inside_a_dump_or_a_prefix_is_quarantined() -> None:
     """A 0-byte archive (a transfer that failed) is a file to quarantine where it lies, counted
     with its reason, not an archive with nothing in it that vanishes from the ledger; an empty
-    but well-formed archive holds no file."""
+    but well-formed archive holds no file. An archive that cannot be read is none of the users
+    it held (key path None: quarantined unidentified, see test_deletes)."""
     nothing = gzip.compress(b"")  # a gzip of no byte: no tar in it either
     outer = tar_bytes(
         {
@@ -779,14 +805,14 @@ def test_iter_source_an_empty_archive_inside_a_dump_or_a_prefix_is_quarantined()
             "mixed/inner.tar.gz",
             b"",
             0,
-            key_path="inner.tar.gz",
+            key_path=None,
             defect="unreadable-archive: empty: no tar data",
         ),
         SourceFile(
             "mixed/nothing.tar.gz",
             nothing,
             len(nothing),
-            key_path="nothing.tar.gz",
+            key_path=None,
             defect="unreadable-archive: empty: no tar data",
         ),
         SourceFile("u.json", USER, 8, key_path="u.json"),
@@ -796,7 +822,7 @@ def test_iter_source_an_empty_archive_inside_a_dump_or_a_prefix_is_quarantined()
             "d/dump.tar.gz",
             b"",
             0,
-            key_path="dump.tar.gz",
+            key_path=None,
             defect="unreadable-archive: empty: no tar data",
         )
     ]

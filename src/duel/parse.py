@@ -19,6 +19,7 @@ import hashlib
 import multiprocessing
 import multiprocessing.pool
 import queue
+import re
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -26,8 +27,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from multiprocessing.pool import AsyncResult
 from typing import Any, NamedTuple
-
-import orjson
 
 from duel.identity import KeyRule, document_key, file_key
 from duel.repair import Parsed, parse_document
@@ -97,7 +96,7 @@ def classify(
     sha256 = sha256 or hashlib.sha256(data).hexdigest()
     parsed = parse_document(data, policy)
     if parsed.status == "quarantined":
-        if parsed.reason == "not-an-object" and (elements := _array_elements(data)) is not None:
+        if (elements := _array_elements(data)) is not None:
             return [
                 outcome
                 for index, element in enumerate(elements)
@@ -107,6 +106,8 @@ def classify(
                     )
                 )
             ]
+        if _ARRAY_START.match(data):  # users of their own, none of them the file: unidentified
+            source = source._replace(key_path=None)
         return Outcome(
             source.name,
             "quarantined",
@@ -136,17 +137,58 @@ def _quarantine_key(source: SourceFile, sha256: str, rule: KeyRule) -> str:
     )
 
 
+# What splits a JSON array into its elements: the tokens that open, close or separate (and a
+# string, read whole, whose contents are none of them); JSON's whitespace around an element
+_TOKENS = re.compile(rb'["\[\]{},]')
+_STRING_REST = re.compile(rb'(?:[^"\\]|\\.)*"', re.DOTALL)
+_CLOSERS = {ord("]"): ord("["), ord("}"): ord("{")}
+_JSON_SPACE = b" \t\r\n"
+# A file that opens an array, in UTF-8 (with or without its byte order mark) or UTF-16: it holds
+# users of their own (keyed by their fields), so when it cannot be split it is none of them
+_ARRAY_START = re.compile(
+    rb"(?:\xef\xbb\xbf)?[ \t\r\n]*\["  # UTF-8
+    rb"|\xff\xfe(?:[ \t\r\n]\x00)*\[\x00"  # UTF-16 little-endian
+    rb"|\xfe\xff(?:\x00[ \t\r\n])*\x00\["  # UTF-16 big-endian
+)
+
+
 def _array_elements(data: bytes) -> list[bytes] | None:
-    """The elements of a JSON array of users (one object at least), as JSON texts; else None.
-    An element that is not an object is quarantined on its own, as a broken NDJSON line is,
-    and costs the file's other users nothing."""
-    try:
-        value = orjson.loads(data.removeprefix(b"\xef\xbb\xbf"))
-    except orjson.JSONDecodeError:
+    """The elements of a JSON array of users (an object among them), each as its own bytes in
+    the file, not parsed and written again (a number keeps its every digit, an element keeps
+    its nesting); else None, when the text is not one whole array. Each element is then judged
+    as a file of its own: one that is not an object, or not valid, is quarantined on its own, as
+    a broken NDJSON line is, and costs the file's other users nothing."""
+    text = data.removeprefix(b"\xef\xbb\xbf")
+    start = len(text) - len(text.lstrip(_JSON_SPACE))
+    if text[start : start + 1] != b"[":
         return None
-    if not isinstance(value, list) or not any(isinstance(e, dict) for e in value):
-        return None
-    return [orjson.dumps(element) for element in value]
+    elements: list[bytes] = []
+    open_brackets = bytearray()
+    begin, position = start + 1, start
+    while (token := _TOKENS.search(text, position)) is not None:
+        at, char = token.start(), text[token.start()]
+        position = at + 1
+        if char == 0x22:  # '"': read the string through, escapes and all
+            rest = _STRING_REST.match(text, position)
+            if rest is None:
+                return None  # a string never closed: not one whole array
+            position = rest.end()
+        elif char in b"[{":
+            open_brackets.append(char)
+        elif char in _CLOSERS:
+            if not open_brackets or open_brackets.pop() != _CLOSERS[char]:
+                return None
+            if not open_brackets:  # the array's own `]`
+                last = text[begin:at].strip(_JSON_SPACE)
+                if last or elements:  # `[]` has no element; `[u,]` an empty last one
+                    elements.append(last)
+                if text[position:].strip(_JSON_SPACE):
+                    return None  # more after the array
+                return elements if any(e.startswith(b"{") for e in elements) else None
+        elif len(open_brackets) == 1:  # a comma between two of the array's elements
+            elements.append(text[begin:at].strip(_JSON_SPACE))
+            begin = position
+    return None
 
 
 def _flat(outcome: Outcome | list[Outcome]) -> list[Outcome]:

@@ -83,6 +83,9 @@ class SourceFile(NamedTuple):  # a tuple, not a dataclass: built once per file o
     defect: str | None = None
 
 
+NO_DOCUMENTS = "no-documents"  # the skip reason of an NDJSON file without a line of text
+
+
 def not_data_reason(name: str) -> str | None:
     """Why a file with this (relative, posix) name is not a data file, or None if it is."""
     if (
@@ -278,6 +281,12 @@ def _read_member(
     return SourceFile(path, data, length, None, data is None, key_path)
 
 
+# The key path of an archive that cannot be read: none. It holds documents of their own (as an
+# NDJSON member does), so it is none of them: quarantined unidentified, it may be any absent
+# document, and a complete dump holding it withholds its deletes (duel.deletes).
+_ARCHIVE_KEY = None
+
+
 def _iter_nested(
     stream: BinaryIO | bytes,
     path: str,
@@ -302,7 +311,7 @@ def _iter_nested(
             data = None
         yield _defect(
             path,
-            identity_path(name),
+            _ARCHIVE_KEY,
             "archive-too-deep",
             f"an archive inside {depth + 1} archives; they are read {MAX_NESTING} deep",
             data,
@@ -326,12 +335,12 @@ def _iter_nested(
         )
     except ArchiveLimitError as exc:
         yield _defect(
-            path, identity_path(name), "archive-too-large", str(exc), _kept(data, max_bytes), size
+            path, _ARCHIVE_KEY, "archive-too-large", str(exc), _kept(data, max_bytes), size
         )
     except _Broken as broken:
         yield _defect(
             path,
-            identity_path(name),
+            _ARCHIVE_KEY,
             "unreadable-archive",
             f"corrupt after {_members(broken.count)} ({_why(broken.error)})",
             _kept(data, max_bytes),
@@ -339,7 +348,7 @@ def _iter_nested(
         )
     except READ_ERRORS as exc:
         yield _defect(
-            path, identity_path(name), "unreadable-archive", _why(exc), _kept(data, max_bytes), size
+            path, _ARCHIVE_KEY, "unreadable-archive", _why(exc), _kept(data, max_bytes), size
         )
 
 
@@ -362,6 +371,8 @@ def _iter_packed(
         for number, line, length in iter_lines(unpacked, max_bytes):
             count += 1
             yield SourceFile(f"{path}:{number}", line, length, None, line is None)
+        if not count:
+            yield _without_documents(path, size)
     except READ_ERRORS as exc:
         detail = (
             f"corrupt after {count} line{'' if count == 1 else 's'} ({_why(exc)})"
@@ -370,6 +381,21 @@ def _iter_packed(
         )
         # an NDJSON member holds many documents, keyed by their fields: it is none of them
         yield _defect(path, None if lines else key_path, "unreadable-member", detail, data, size)
+
+
+def _without_documents(name: str, size: int) -> SourceFile:
+    """An NDJSON file with no line of text (empty, or blank lines only): no document, so nothing
+    to load or quarantine, and nobody it could be; counted as skipped, as a file that is not data
+    is, so that every file of a dump is accounted for."""
+    return SourceFile(name, size=size, skip_reason=NO_DOCUMENTS)
+
+
+def _stream_size(raw: BinaryIO) -> int:
+    """The bytes a stream has given so far (its size once read through), or 0 when unknown."""
+    try:
+        return raw.tell()
+    except (OSError, ValueError):
+        return 0
 
 
 def _defect(
@@ -542,6 +568,8 @@ def read_ndjson(raw: BinaryIO, name: str, label: str, max_bytes: int) -> Iterato
         for number, line, size in iter_lines(decompressed(stream, head), max_bytes):
             count += 1
             yield SourceFile(f"{name}:{number}", line, size, None, line is None)
+        if not count:
+            yield _without_documents(name, _stream_size(raw))
     except READ_ERRORS as exc:
         raise SourceError(
             f"{label}: corrupt after {count} document line{'' if count == 1 else 's'} "
@@ -625,7 +653,7 @@ def _iter_archive_object(
             data, _length = read_bounded(open_stream(), max_bytes)
         except READ_ERRORS:
             data = None
-    yield _defect(name, identity_path(name), reason, detail, data, size)
+    yield _defect(name, _ARCHIVE_KEY, reason, detail, data, size)
 
 
 def read_object(
