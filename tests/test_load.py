@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import random
 import string
 import tarfile
@@ -587,3 +588,26 @@ def test_ingest_a_quarantined_file_of_any_name_is_stored_once(
     assert query(
         settings, "select source_name = %s, batch_id, reason from raw.quarantine", (name,)
     ) == [(True, 1, "repair-incomplete")]
+
+
+def test_ingest_a_quarantined_file_named_with_a_backslash_is_stored(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A broken file whose name holds a backslash, or a byte that is not UTF-8 (stored as
+    `\\xNN`), is quarantined beside a file that loads: the quarantine's index cast the name to
+    bytea, which reads a backslash as an escape, and the whole batch failed, every day."""
+    folder = tmp_path / "dump" / "mixed"
+    folder.mkdir(parents=True)
+    names = [b"user_\\1.json", b"user_\xe9.json", b"\\x41.json", b"a\\\\b.json"]
+    for raw_name in names:
+        (folder / os.fsdecode(raw_name)).write_bytes(b'{"user_id": ')
+    (folder / "ok.json").write_bytes(b'{"user_id": "ok"}')
+    for _ in range(2):
+        result = ingest(settings, tmp_path / "dump")
+        assert (result.quarantined, result.loaded + result.unchanged) == (4, 1)
+    assert query(settings, "select source_name, batch_id from raw.quarantine order by 1") == [
+        ("mixed/\\x41.json", 1),
+        ("mixed/a\\\\b.json", 1),
+        ("mixed/user_\\1.json", 1),
+        ("mixed/user_\\xe9.json", 1),
+    ]

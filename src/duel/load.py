@@ -446,7 +446,8 @@ class _Batch:
                 "insert into raw.quarantine (source_name, document_key, content_sha256, batch_id,"
                 " reason, detail, parse_error, byte_size, content, proposed_repair)"
                 " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
-                " on conflict ((sha256(cast(source_name as bytea))), content_sha256) do nothing",
+                " on conflict ((sha256(cast(replace(source_name, '\\', '\\\\') as bytea))),"
+                " content_sha256) do nothing",
                 rows,
             )
 

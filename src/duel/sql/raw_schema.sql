@@ -84,10 +84,15 @@ create table if not exists raw.quarantine (
 comment on table raw.quarantine is
     'One row per distinct file that could not be loaded: its bytes intact (unless over the size limit) and why.';
 -- One row per (name, bytes), the name indexed by its digest: a btree entry stops at 2,704 bytes,
--- and a file named by a path that long failed the whole batch. (Databases an earlier duel made
--- had this as the primary key on the name itself: replaced here, the rows kept.)
-create unique index if not exists quarantine_file on raw.quarantine
-    (sha256(cast(source_name as bytea)), content_sha256);
+-- and a file named by a path that long failed the whole batch. The name's bytes are its text's
+-- as written: a cast to bytea reads a backslash as an escape, so `user_\1.json` (or an
+-- undecodable name, stored as `\xNN`) quarantined failed the whole batch; with each backslash
+-- doubled the cast reads every character as itself. (Databases an earlier duel made had this as
+-- the primary key on the name itself, then the index quarantine_file on the plain cast: both
+-- replaced here, the rows kept, each name's digest still its own.)
+drop index if exists raw.quarantine_file;
+create unique index if not exists quarantine_source_file on raw.quarantine
+    (sha256(cast(replace(source_name, '\', '\\') as bytea)), content_sha256);
 alter table raw.quarantine drop constraint if exists quarantine_pkey;
 
 create table if not exists raw.batch_files (
