@@ -272,6 +272,30 @@ def test_ingest_ndjson_one_document_per_line(settings: Settings, tmp_path: Path)
     ) == [("users.ndjson:1", "1"), ("users.ndjson:3", "2")]
 
 
+def test_ingest_ndjson_line_endings_and_order_change_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The same lines with CRLF endings, in another order, the last without its newline: the
+    same versions and identities (a line's hash held its ending: every keyed user got a new
+    version of the same content, and with --full every keyless one was deleted and made anew)."""
+    lines = [b'{"user_id": "u1", "n": 1}', b'{"user_id": null, "n": 2}', b'{"n": 3}']
+    first = tmp_path / "a.ndjson"
+    first.write_bytes(b"\n".join(lines) + b"\n")
+    assert ingest(settings, first, full=True).loaded == 3
+    for name, text in [
+        ("b.ndjson", b"\r\n".join(lines) + b"\r\n"),
+        ("c.ndjson", b"\n".join(reversed(lines))),
+        ("d.ndjson", b"\r\n".join([lines[1], lines[2], lines[0]])),
+    ]:
+        again = tmp_path / name
+        again.write_bytes(text)
+        result = ingest(settings, again, full=True)
+        assert (result.loaded, result.unchanged, result.deleted) == (0, 3, 0), name
+    assert query(settings, "select count(*), count(distinct batch_id) from raw.user_documents") == [
+        (3, 1)
+    ]
+
+
 def test_ingest_ndjson_user_ids_that_stand_for_no_value_merge_no_one(
     settings: Settings, tmp_path: Path
 ) -> None:

@@ -193,7 +193,8 @@ def test_iter_source_refuses_a_pipe_given_as_the_input(tmp_path: Path) -> None:
 
 def test_iter_source_ndjson_names_lines(tmp_path: Path) -> None:
     path = tmp_path / "users.ndjson"
-    path.write_bytes(b'{"a": 1}\n\n{"b": 2}\n')
+    path.write_bytes(b'{"a": 1}\r\n\r\n{"b": 2}')
+    # each line ends in one \n, whatever ended it in the file
     assert list(iter_source(path, max_bytes=100)) == [
         SourceFile("users.ndjson:1", b'{"a": 1}\n', 9),
         SourceFile("users.ndjson:3", b'{"b": 2}\n', 9),

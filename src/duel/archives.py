@@ -169,7 +169,10 @@ def hold(stream: BinaryIO | bytes, size: int, budget: int) -> tuple[BinaryIO, by
 
 def iter_lines(stream: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None, int]]:
     """(line number, the line or None when over `limit`, its size) for each non-blank line;
-    a line over the limit is read through in bounded reads, never held."""
+    a line over the limit is read through in bounded reads, never held. A line kept ends in one
+    `\n` whatever ended it in the file (`\r\n`, or nothing on the last line): its bytes, hashed
+    as its document's version and content key, are the same however the file ends its lines
+    (`canonical_line`)."""
     readline = stream.readline
     number = 0
     while line := readline(READ_SIZE):
@@ -179,7 +182,19 @@ def iter_lines(stream: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None
         else:
             kept, size, blank = (line if len(line) <= limit else None), len(line), not line.strip()
         if not blank:  # a blank line is no document, however long
+            if kept is not None:
+                kept = canonical_line(kept)
+                size = len(kept)
             yield number, kept, size
+
+
+def canonical_line(line: bytes) -> bytes:
+    """An NDJSON line ended by one `\n` (an LF file's lines as they are, so their versions are
+    those stored before): CRLF's `\r` and the last line's missing end make no new version, and
+    no new identity for a document keyed by its content."""
+    if line.endswith(b"\r\n"):
+        return line[:-2] + b"\n"
+    return line if line.endswith(b"\n") else line + b"\n"
 
 
 def _rest_of_line(
