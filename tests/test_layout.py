@@ -3,6 +3,7 @@ in one line, writing nothing; other new documents load as before."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -115,16 +116,13 @@ def test_a_few_moves_among_many_new_documents_are_loaded(
     assert (result.loaded, result.unchanged) == (4, 0)
 
 
-def test_new_documents_sample_keeps_file_keys_only_and_the_first_ones() -> None:
-    new = NewDocuments()
-    new.add(["user_id:1", "file:a.json", "content:9f"])
-    new.add([f"file:{n}.json" for n in range(SAMPLE + 5)])
-    assert (new.count, len(new.sample), new.sample[:2], new.sample[-1]) == (
-        SAMPLE + 6,
-        SAMPLE,
-        ["file:a.json", "file:0.json"],
-        f"file:{SAMPLE - 2}.json",
-    )
+def test_new_documents_sample_keeps_file_keys_with_the_smallest_md5_in_any_order() -> None:
+    keys = ["file:a.json", *(f"file:{n}.json" for n in range(SAMPLE + 5))]
+    new, backwards = NewDocuments(), NewDocuments()
+    new.add(["user_id:1", "content:9f", *keys])
+    backwards.add(list(reversed(keys)))
+    smallest = sorted(keys, key=lambda k: hashlib.md5(k.encode()).hexdigest())[:SAMPLE]
+    assert (new.count, new.sample, backwards.sample) == (SAMPLE + 6, smallest, smallest)
 
 
 def test_cli_run_refuses_in_one_line_and_allow_new_layout_loads(
@@ -149,9 +147,26 @@ def test_a_large_repackaged_dump_is_judged_on_its_first_new_documents(
     with pytest.raises(LayoutChanged) as refused:
         ingest(settings, dump(tmp_path / "b", range(SAMPLE + 2), folder="day2/mixed"))
     assert str(refused.value).startswith(
-        f"refused: {SAMPLE} of the first {SAMPLE} of the {SAMPLE + 2} new documents of this "
+        f"refused: {SAMPLE} of a sample of {SAMPLE} of the {SAMPLE + 2} new documents of this "
         "dump are current documents under another folder depth"
     )
+
+
+def test_a_repackaged_dump_listing_new_users_first_is_refused(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A dump whose new folder sorts before the moved one (`day2/fresh/` then `day2/mixed/`):
+    the first new documents in its order are all new users; the sample, spread over the
+    batch, sees the moves (it loaded, and the 3,000 users were in the database twice)."""
+    ingest(settings, dump(tmp_path / "a", range(3 * SAMPLE)))
+    b = dump(tmp_path / "b", range(SAMPLE + 1), folder="day2/fresh", name="New {n}")
+    dump(b, range(3 * SAMPLE), folder="day2/mixed")
+    before = raw_counts(settings)
+    with pytest.raises(LayoutChanged, match=r"^refused: \d+ of a sample of 1000 of the 4001 new"):
+        ingest(settings, b)
+    assert raw_counts(settings) == before
+    with pytest.raises(LayoutChanged, match=r"^refused: \d+ of a sample of 1000 of the 4001 new"):
+        check_layout(settings, b)
 
 
 def test_preflight_refuses_a_deeper_dump_before_the_shards_load(
@@ -191,3 +206,32 @@ def test_one_shard_of_one_is_the_whole_dump_and_is_checked_in_its_batch(
     with pytest.raises(LayoutChanged):
         ingest_stage(settings, deeper, shard="0/1")
     assert ingest_stage(settings, deeper, shard="0/1", allow_new_layout=True).loaded == 2
+
+
+def test_a_dump_keyed_by_another_rule_is_refused_in_one_line(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Users keyed by user_id, then the same dump under the default rule (the flag forgotten):
+    each of them came back as `file:...`, a second user (10 rows for 5 people, exit 0)."""
+    folder = tmp_path / "d" / "mixed"
+    folder.mkdir(parents=True)
+    for n in range(5):
+        (folder / f"user_{n}.json").write_text(json.dumps({"user_id": f"u{n}"}))
+    dump_path = str(tmp_path / "d")
+    keyed = run_cli(settings, "ingest", dump_path, "--json", "--document-key", "user_id")
+    assert (keyed.returncode, json.loads(keyed.stdout)["loaded"]) == (0, 5)
+    before = raw_counts(settings)
+    refused = run_cli(settings, "ingest", dump_path, "--json")
+    assert (refused.returncode, refused.stdout, refused.stderr) == (
+        1,
+        "",
+        "error: refused: this database's documents are keyed by 'user_id' (batch 1), this run"
+        " by '@file,user_id': the documents it identifies otherwise would be loaded a second"
+        " time; nothing was written. Give --document-key user_id (or DUEL_DOCUMENT_KEY) as"
+        " before, or run it again with --allow-new-layout to key them anew\n",
+    )
+    assert raw_counts(settings) == before
+    same = run_cli(settings, "ingest", dump_path, "--json", "--document-key", "user_id")
+    assert (same.returncode, json.loads(same.stdout)["unchanged"]) == (0, 5)
+    anew = run_cli(settings, "ingest", dump_path, "--json", "--allow-new-layout")
+    assert (anew.returncode, json.loads(anew.stdout)["loaded"]) == (0, 5)

@@ -296,8 +296,9 @@ def dump_options(func: F) -> F:
     func = click.option(
         "--allow-new-layout",
         is_flag=True,
-        help="Load a dump whose files moved to another folder depth as new documents "
-        "(refused otherwise: its users would be loaded a second time).",
+        help="Load a dump whose files moved to another folder depth, or keyed by another "
+        "--document-key rule than before, as new documents (refused otherwise: its users would "
+        "be loaded a second time).",
     )(func)
     func = click.option(
         "--allow-mass-delete",

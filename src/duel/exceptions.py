@@ -124,6 +124,11 @@ class LayoutChanged(DuelError):
         super().__init__(message, moved=moved, checked=checked, new=new, **context)
 
 
+class KeyRuleChanged(DuelError):
+    """A dump is keyed by another rule than the database's documents were (DUEL_DOCUMENT_KEY):
+    every document it identifies otherwise would be loaded a second time; nothing was written."""
+
+
 class ServerError(DuelError):
     """The embedded Postgres server could not be started, stopped or found."""
 

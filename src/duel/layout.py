@@ -12,8 +12,11 @@ current document is absent from the dump. When more than half of the new documen
 such moves, the batch is refused (LayoutChanged, nothing written) unless the caller allows it.
 
 A batch that adds no new file document, and the first load of a database, cost nothing here.
-The check reads at most SAMPLE new documents (the first the batch added); finding the current
-documents they may be moves of reads each current key once (about a second at a million).
+The check reads at most SAMPLE new documents: those whose keys have the smallest md5, a sample
+spread over the whole batch that does not depend on the order of the dump's files (the first
+ones the batch added were all new users when the dump listed a new folder before the moved
+one). Finding the current documents they may be moves of reads each current key once (about a
+second at a million).
 
 A shard of the DAG holds part of the dump, so it cannot tell a move from a file another shard
 delivers: `preflight` makes the same judgement before the shards load, from the dump's file
@@ -22,19 +25,21 @@ names alone (no file is read; the keys go to a temporary table the moves are com
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 from collections.abc import Iterable
 from typing import Any
 
 import psycopg
 
 from duel import db
-from duel.exceptions import LayoutChanged
+from duel.exceptions import KeyRuleChanged, LayoutChanged
 from duel.identity import KeyRule, file_key
 from duel.settings import Settings
 from duel.sources import SourceFile
 
 MOVED_SHARE = 0.5  # a batch whose new documents are more than this share of moves is refused
-SAMPLE = 1000  # new documents checked per batch: the first the batch added
+SAMPLE = 1000  # new documents checked per batch: those whose keys have the smallest md5
 FILE_PREFIX = "file:"
 
 # A move, in the SQL both engines speak (duel.spark_ingest runs it in Spark SQL): the new keys
@@ -78,19 +83,41 @@ _BY_DUMP = """
 """
 
 
+def sample_order(key: str) -> int:
+    """Where a key falls in the sample's order: its md5, as Postgres' and Spark's md5(key)
+    order it (the hex text of the same UTF-8 bytes)."""
+    digest = hashlib.md5(key.encode("utf-8", "surrogatepass"), usedforsecurity=False)
+    return int.from_bytes(digest.digest(), "big")
+
+
 class NewDocuments:
-    """The new file documents a batch adds: how many, and the first SAMPLE of their keys."""
+    """The new file documents a batch adds: how many, and the SAMPLE of their keys with the
+    smallest md5 (kept in a heap of at most SAMPLE while the batch runs)."""
 
     def __init__(self) -> None:
         self.count = 0
-        self.sample: list[str] = []
+        self._heap: list[tuple[int, str]] = []  # (-order, key): the largest kept on top
+
+    @property
+    def sample(self) -> list[str]:
+        return [key for _order, key in sorted(self._heap, reverse=True)]
+
+    @sample.setter
+    def sample(self, keys: list[str]) -> None:
+        self._heap = []
+        for key in keys:
+            heapq.heappush(self._heap, (-sample_order(key), key))
 
     def add(self, keys: list[str]) -> None:
+        heap = self._heap
         for key in keys:
             if key.startswith(FILE_PREFIX):
                 self.count += 1
-                if len(self.sample) < SAMPLE:
-                    self.sample.append(key)
+                order = -sample_order(key)
+                if len(heap) < SAMPLE:
+                    heapq.heappush(heap, (order, key))
+                elif order > heap[0][0]:
+                    heapq.heapreplace(heap, (order, key))
 
 
 def check(conn: psycopg.Connection[Any], batch_id: int, new: NewDocuments, *, allow: bool) -> int:
@@ -101,12 +128,42 @@ def check(conn: psycopg.Connection[Any], batch_id: int, new: NewDocuments, *, al
     return _judge(conn, new, _BY_BATCH, {"batch": batch_id}, allow=allow)
 
 
+# The rule the database's current documents were keyed by: the latest batch that loaded (a
+# failed or refused one records none) while documents are current.
+_LAST_RULE = """
+    select batch_id, document_key_rule from raw.batches
+    where status = 'succeeded' and document_key_rule is not null and batch_id <> %(batch)s
+        and exists (select 1 from raw.current_versions where not is_deleted)
+    order by batch_id desc
+    limit 1
+"""
+
+
+def check_rule(conn: psycopg.Connection[Any], batch_id: int, rule: str, *, allow: bool) -> None:
+    """Refuse (KeyRuleChanged, one line) a batch keyed by another rule than the database's
+    current documents were, unless `allow`: a user keyed `user_id:...` before is `file:...`
+    under `@file,user_id`, so each would be loaded a second time (and a --full run would delete
+    the originals). The guard `--allow-new-layout` lifts is this one too: a new identity."""
+    row = conn.execute(_LAST_RULE, {"batch": batch_id}).fetchone()
+    if row is None or row[1] == rule or allow:
+        return
+    before, previous = int(row[0]), str(row[1])
+    raise KeyRuleChanged(
+        f"refused: this database's documents are keyed by {previous!r} (batch {before}), this "
+        f"run by {rule!r}: the documents it identifies otherwise would be loaded a second time; "
+        f"nothing was written. Give --document-key {previous} (or DUEL_DOCUMENT_KEY) as before, "
+        "or run it again with --allow-new-layout to key them anew",
+        previous=previous,
+        rule=rule,
+    )
+
+
 def preflight(
     settings: Settings, files: Iterable[SourceFile], rule: KeyRule, *, allow: bool
 ) -> int:
     """The same judgement on a dump before it is loaded, from its file names (`files`: the
     dump's files, their bytes unread): LayoutChanged when it would be refused. Its new documents
-    are its file keys that have no current version, in the dump's order."""
+    are its file keys that have no current version, sampled as a batch samples them."""
     with db.connect(settings, step="layout check") as conn, conn.transaction():
         row = conn.execute("select exists (select 1 from raw.current_versions)").fetchone()
         if not (row and row[0]):
@@ -129,7 +186,8 @@ def preflight(
         row = conn.execute("select count(*)" + absent).fetchone()
         new.count = int(row[0]) if row else 0
         first = conn.execute(
-            "select dump.document_key" + absent + " order by dump.seq limit %s", (SAMPLE,)
+            "select dump.document_key" + absent + " order by md5(dump.document_key) limit %s",
+            (SAMPLE,),
         )
         new.sample = [str(key) for (key,) in first]
         return _judge(conn, new, _BY_DUMP, {}, allow=allow)
@@ -167,7 +225,7 @@ def refuse_moves(
     engines judge by it (duel.spark_ingest finds the moves in Spark SQL)."""
     if moved > MOVED_SHARE * checked and not allow and example is not None:
         new_path, current_path = (key.removeprefix(FILE_PREFIX) for key in example)
-        of = f"the first {checked} of the " if checked < new else "the "
+        of = f"a sample of {checked} of the " if checked < new else "the "
         raise LayoutChanged(
             f"refused: {moved} of {of}{new} new documents of this dump are current "
             f"documents under another folder depth (its {new_path!r} is the current "

@@ -38,6 +38,7 @@ from duel import __version__, db, deletes, layout, listing
 from duel.exceptions import (
     DatabaseRefused,
     DatabaseUnavailable,
+    KeyRuleChanged,
     LayoutChanged,
     LockTimeout,
     MassDelete,
@@ -657,6 +658,7 @@ def ingest(
             batch_id = _open_batch(
                 conn, source, shard, settings.lock_timeout_s, full=full, rule=rule.text
             )
+            layout.check_rule(conn, batch_id, rule.text, allow=allow_new_layout)
             current_before = deletes.count_current(conn) if full else 0
 
             def load(files: Iterable[SourceFile], plan: listing.ObjectPlan | None) -> _Batch:
@@ -734,7 +736,7 @@ def ingest(
             path=source,
             reason=db.first_line(error),
         ) from None
-    except (LockTimeout, MassDelete, LayoutChanged):
+    except (LockTimeout, MassDelete, LayoutChanged, KeyRuleChanged):
         raise  # nothing was written, and there is nothing to record
     except Exception as error:
         _record_failure(settings, source, shard, f"{type(error).__name__}: {error}")

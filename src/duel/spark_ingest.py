@@ -381,7 +381,8 @@ def _ledger(spark: SparkSession, batch_id: int) -> DataFrame:
 
 def _check_layout(spark: SparkSession, *, allow: bool) -> int:
     """duel.layout's judgement of this batch (`duel_ledger`): its new file documents (a file key
-    with no current version), the first layout.SAMPLE of them checked for being a current
+    with no current version), the layout.SAMPLE of them with the smallest md5 (as
+    layout.NewDocuments samples) checked for being a current
     document's path with folders added or taken away at the front, that document not delivered
     by the dump; returns how many are such moves (layout.refuse_moves refuses)."""
     new = spark.sql(
@@ -398,7 +399,9 @@ def _check_layout(spark: SparkSession, *, allow: bool) -> int:
     total = new.count()
     if total == 0:
         return 0
-    new.orderBy("seq").limit(layout.SAMPLE).createOrReplaceTempView("duel_new_keys")
+    new.selectExpr("key", "md5(key) as sample_order").orderBy("sample_order").limit(
+        layout.SAMPLE
+    ).createOrReplaceTempView("duel_new_keys")
     moves = layout.MOVES_SQL.format(
         keys="duel_new_keys",
         current=f"{RAW}.current_versions",
