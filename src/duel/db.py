@@ -233,8 +233,8 @@ def raw_schema_sql() -> str:
 
 # A database missing any of these gets the (idempotent) DDL run once: a table or index added
 # later, such as object_listing or batch_files_quarantined, is created in a database an earlier
-# duel made (and what it replaces dropped: quarantine_file the quarantine's primary key), whose
-# rows stay as they are.
+# duel made (and what it replaces dropped: quarantine_file the quarantine's primary key, then
+# quarantine_source_file quarantine_file), whose rows stay as they are.
 RAW_RELATIONS = (
     "batches",
     "user_documents",
@@ -243,7 +243,7 @@ RAW_RELATIONS = (
     "batch_files",
     "object_listing",
     "batch_files_quarantined",
-    "quarantine_file",
+    "quarantine_source_file",
     "model_builds",
 )
 
