@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
 from conftest import query, run_cli
+from tar_files import make_tar
 from test_deletes import raw_counts
 
-from duel.exceptions import LayoutChanged
+from duel.exceptions import IdentityCollision, LayoutChanged
 from duel.layout import SAMPLE, NewDocuments
 from duel.load import ingest
 from duel.pipeline import check_layout, ingest_stage, plan_shards
@@ -235,3 +237,67 @@ def test_a_dump_keyed_by_another_rule_is_refused_in_one_line(
     assert (same.returncode, json.loads(same.stdout)["unchanged"]) == (0, 5)
     anew = run_cli(settings, "ingest", dump_path, "--json", "--allow-new-layout")
     assert (anew.returncode, json.loads(anew.stdout)["loaded"]) == (0, 5)
+
+
+@pytest.mark.parametrize(
+    ("members", "first", "second", "path"),
+    [
+        # a tar of two regional folders: each file's first folder is left out
+        (["eu/user_1.json", "us/user_1.json"], "eu/user_1.json", "us/user_1.json", "user_1.json"),
+        # packed from inside the export folder: its own file and a subfolder's
+        (["user_1.json", "eu/user_1.json"], "eu/user_1.json", "user_1.json", "user_1.json"),
+    ],
+)
+def test_two_files_one_identity_under_different_left_out_folders_are_refused(
+    settings: Settings,
+    tmp_path: Path,
+    members: list[str],
+    first: str,
+    second: str,
+    path: str,
+) -> None:
+    """Each was `file:user_1.json`, two deliveries of one document: one user replaced the
+    other, 'loaded 2', one row in the models."""
+    users = [(m, json.dumps({"name": m}).encode()) for m in members]
+    before = raw_counts(settings)
+    with pytest.raises(IdentityCollision) as refused:
+        ingest(settings, make_tar(tmp_path / "two.tar.gz", users))
+    assert str(refused.value).startswith(
+        f"refused: {first!r} and {second!r} are both the document {path!r} (a file's identity"
+    )
+    assert raw_counts(settings) == before
+
+
+def test_a_directory_of_regional_folders_and_inner_archives_are_refused_or_kept_apart(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # a directory holding only eu/ and us/: taken as given above its export folder
+    regions = dump(tmp_path / "regions", range(2), folder="eu")
+    dump(regions, range(1, 3), folder="us")
+    with pytest.raises(
+        IdentityCollision, match=re.escape("refused: 'eu/user_1.json' and 'us/user_1.json'")
+    ):
+        ingest(settings, regions)
+    # given from above (one folder holding both), each keeps its region: 4 users
+    above = tmp_path / "above"
+    above.mkdir()
+    regions.rename(above / "export")
+    assert ingest(settings, above).loaded == 4
+    # two inner archives each holding mixed/user_1.json: a member is keyed by its path in the
+    # innermost archive, so they would be one user too
+    inner = []
+    for day in ("day1", "day2"):
+        user = json.dumps({"name": day}).encode()
+        inner.append((f"{day}.tar.gz", make_tar(tmp_path / day, [("mixed/user_1.json", user)])))
+    inner_bytes = [(name, path.read_bytes()) for name, path in inner]
+    with pytest.raises(
+        IdentityCollision, match=re.escape("refused: 'day1.tar.gz/mixed/user_1.json' and")
+    ):
+        ingest(settings, make_tar(tmp_path / "days.tar.gz", inner_bytes))
+    # one name written composed and decomposed in one folder is one file, not a collision
+    same = [
+        ("mixed/j\u00fcrgen.json", b'{"name": "a"}'),
+        ("mixed/ju\u0308rgen.json", b'{"name": "b"}'),
+    ]
+    result = ingest(settings, make_tar(tmp_path / "nfc.tar.gz", same))
+    assert (result.loaded, result.files_seen) == (2, 2)

@@ -530,22 +530,21 @@ def test_ingest_parses_only_files_whose_bytes_are_not_their_documents_current_ve
 def test_ingest_parses_a_known_file_when_the_batch_moved_its_document_first(
     settings: Settings, tmp_path: Path, batch_rows: int
 ) -> None:
-    """x/u.json and y/u.json of a tar.gz are one document (an archive member's first folder is
-    the dump's, not its identity). The second dump changes it (x), then delivers its current
-    bytes again (y): y is the document's last delivery, whether both are in one write chunk or
-    not, so the document is as it was."""
+    """x/u.json twice in a tar.gz is one document delivered twice. The second dump changes it,
+    then delivers its current bytes again: that is the document's last delivery, whether both
+    are in one write chunk or not, so the document is as it was."""
     v1, v2 = b'{"user_id": "u", "v": 1}', b'{"user_id": "u", "v": 2}'
     (tmp_path / "one" / "x").mkdir(parents=True)
     (tmp_path / "one" / "x" / "u.json").write_bytes(v1)
     ingest(settings, tmp_path / "one")
-    two = make_tar(tmp_path / "two.tar.gz", [("x/u.json", v2), ("y/u.json", v1)])
+    two = make_tar(tmp_path / "two.tar.gz", [("x/u.json", v2), ("x/u.json", v1)])
     second = ingest(settings.with_overrides(batch_rows=batch_rows), two)
     # its last delivery is the version it had: the batch changed nothing for it, and says so
     # (v2's bytes are stored, a version delivered; v1's delivery is unchanged)
     assert (second.loaded, second.unchanged) == (1, 1)
     assert query(
         settings, "select source_name, status from raw.batch_files where batch_id = 2 order by 1"
-    ) == [("x/u.json", "loaded"), ("y/u.json", "unchanged")]
+    ) == [("x/u.json", "loaded"), ("x/u.json", "unchanged")]
     assert query(
         settings, "select content_sha256, source_name, batch_id from raw.current_versions"
     ) == [(hashlib.sha256(v1).hexdigest(), "x/u.json", 1)]

@@ -219,36 +219,40 @@ def test_s3_new_object_listed_before_an_unchanged_one_with_its_key_leaves_the_la
     s3_endpoint: tuple[str, _Requests],
     tmp_path: Path,
 ) -> None:
-    """Two objects deliver one document key (file:u1.json): b/ is loaded first, then a/ appears,
-    listed before it. Read in listing order, as the local directory is, b/'s document stays
-    current; so the batch reads both objects (a third GET), not a/ alone, and its counts are
-    the local directory's."""
+    """Two objects deliver one document key (file:jürgen.json: one name written composed, the
+    other decomposed, which sorts first): the composed one is loaded first, then the other
+    appears, listed before it. Read in listing order, as the local directory is, the composed
+    one's document stays current; so the batch reads both objects (a third GET), not the new
+    one alone, and its counts are the local directory's."""
     later, earlier = b'{"user_id": "u1", "name": "Later"}', b'{"user_id": "u1", "name": "Early"}'
-    s3.put_object(Bucket=bucket, Key="in/b/u1.json", Body=later)
+    composed, decomposed = "j\u00fcrgen.json", "ju\u0308rgen.json"
+    s3.put_object(Bucket=bucket, Key=f"in/{composed}", Body=later)
     location = parse_location(f"s3://{bucket}/in/")
     ingest(s3_settings, location)
-    s3.put_object(Bucket=bucket, Key="in/a/u1.json", Body=earlier)
+    s3.put_object(Bucket=bucket, Key=f"in/{decomposed}", Body=earlier)
     requests = s3_endpoint[1]
     before = len(requests.object_gets(bucket))
     second = ingest(s3_settings, location)
-    assert requests.object_gets(bucket)[before:] == ["in/a/u1.json", "in/a/u1.json", "in/b/u1.json"]
+    assert requests.object_gets(bucket)[before:] == [
+        f"in/{decomposed}",
+        f"in/{decomposed}",
+        f"in/{composed}",
+    ]
 
     local = other_database(pg_server, "shadowed")
-    (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "u1.json").write_bytes(later)
+    (tmp_path / composed).write_bytes(later)
     ingest(local, tmp_path)
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "u1.json").write_bytes(earlier)
+    (tmp_path / decomposed).write_bytes(earlier)
     local_second = ingest(local, tmp_path)
     assert (
         current(s3_settings)
         == current(local)
-        == [("file:u1.json", hashlib.sha256(later).hexdigest(), "b/u1.json")]
+        == [(f"file:{composed}", hashlib.sha256(later).hexdigest(), composed)]
     )
     assert counts(second) == {**counts(local_second), "objects_listed": 2, "objects_read": 2}
-    # Again: a/'s document is not current, so a/ is read (as a local read reads it), and b/
-    # after it: the document ends where it was, so both deliveries are unchanged, as the local
-    # directory's are (load._Batch.restore_repeated).
+    # Again: the decomposed one's document is not current, so it is read (as a local read
+    # reads it), and the composed one after it: the document ends where it was, so both
+    # deliveries are unchanged, as the local directory's are (load._Batch.restore_repeated).
     third, local_third = ingest(s3_settings, location), ingest(local, tmp_path)
     assert counts(third) == {**counts(local_third), "objects_listed": 2, "objects_read": 2}
     assert (third.loaded, third.unchanged) == (0, 2)

@@ -124,6 +124,11 @@ class LayoutChanged(DuelError):
         super().__init__(message, moved=moved, checked=checked, new=new, **context)
 
 
+class IdentityCollision(DuelError):
+    """Two files of a dump are one document by their identity, though under different folders
+    that identity leaves out (duel.layout.check_collisions); nothing was written."""
+
+
 class KeyRuleChanged(DuelError):
     """A dump is keyed by another rule than the database's documents were (DUEL_DOCUMENT_KEY):
     every document it identifies otherwise would be loaded a second time; nothing was written."""

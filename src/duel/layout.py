@@ -33,7 +33,7 @@ from typing import Any
 import psycopg
 
 from duel import db
-from duel.exceptions import KeyRuleChanged, LayoutChanged
+from duel.exceptions import IdentityCollision, KeyRuleChanged, LayoutChanged
 from duel.identity import KeyRule, file_key
 from duel.settings import Settings
 from duel.sources import SourceFile
@@ -126,6 +126,78 @@ def check(conn: psycopg.Connection[Any], batch_id: int, new: NewDocuments, *, al
     checked new documents are moves. Runs in the batch's transaction, after its files are
     written and before any delete."""
     return _judge(conn, new, _BY_BATCH, {"batch": batch_id}, allow=allow)
+
+
+class LeftOut:
+    """The parts of a batch's file names that their identity leaves out (the dump's top folder,
+    an inner archive's path and its top folder): one for an ordinary dump (`mixed/`, or none
+    for a directory given at its export folder). Two or more, and two files may be one
+    document though they are two (check_collisions)."""
+
+    def __init__(self) -> None:
+        self.prefixes: set[str] = set()
+        self._last: str | None = None  # the last prefix seen: nearly every name has it
+
+    def add(self, names_and_keys: Iterable[tuple[str, str | None]]) -> None:
+        last, prefixes, width = self._last, self.prefixes, len(FILE_PREFIX)
+        for name, key in names_and_keys:
+            if key is None or not key.startswith(FILE_PREFIX):
+                continue
+            cut = len(name) - len(key) + width  # where the key's path begins in the name
+            if last is not None and cut == len(last) and name.startswith(last):
+                continue  # the prefix of the last one (hot path: two tests, no slice)
+            if cut >= 0 and name.endswith(key[width:]):
+                last = name[:cut]
+                prefixes.add(last)
+        self._last = last
+
+
+# Two files of the batch under different left-out prefixes with one file key: a file's
+# identity leaves its prefix out, so they would be one document (the last one current), though
+# nothing says they are one user. A key whose path is not the end of its name (a digest key, a
+# name normalised to NFC) has no prefix here and is never counted as a collision.
+_COLLISIONS = """
+    select min(source_name), max(source_name), substr(document_key, 6)
+    from (
+        select
+            source_name,
+            document_key,
+            case
+                when right(source_name, length(document_key) - 5) = substr(document_key, 6)
+                    then left(source_name, length(source_name) - length(document_key) + 5)
+            end as left_out
+        from raw.batch_files
+        where batch_id = %(batch)s and left(document_key, 5) = 'file:'
+    ) as files
+    where left_out is not null
+    group by document_key
+    having count(distinct left_out) > 1
+    order by 3
+    limit 1
+"""
+
+
+def check_collisions(conn: psycopg.Connection[Any], batch_id: int, left_out: LeftOut) -> None:
+    """Refuse (IdentityCollision, one line) a batch two of whose files, under different
+    folders that identity leaves out, are one document by their identity: `eu/user_1.json` and
+    `us/user_1.json` in a dump of two top folders are both `user_1.json`, and one user replaced
+    the other. Costs nothing unless the batch's names have two prefixes left out."""
+    if len(left_out.prefixes) < 2:
+        return
+    row = conn.execute(_COLLISIONS, {"batch": batch_id}).fetchone()
+    if row is None:
+        return
+    first, second, path = row
+    raise IdentityCollision(
+        f"refused: {first!r} and {second!r} are both the document {path!r} (a file's identity "
+        "leaves out the dump's top folder, and an inner archive's path), so one would replace "
+        "the other; nothing was written. Give the dump from above its folders (a directory "
+        "holding one folder with them, or an archive of that folder: tar czf dump.tar.gz "
+        "export), or deliver them as separate dumps",
+        first=first,
+        second=second,
+        key=FILE_PREFIX + path,
+    )
 
 
 # The rule the database's current documents were keyed by: the latest batch that loaded (a

@@ -38,6 +38,7 @@ from duel import __version__, db, deletes, layout, listing
 from duel.exceptions import (
     DatabaseRefused,
     DatabaseUnavailable,
+    IdentityCollision,
     KeyRuleChanged,
     LayoutChanged,
     LockTimeout,
@@ -166,6 +167,8 @@ class _Batch:
         self.moved = SeenKeys() if self.seen is None else None
         # the new file documents (duel.layout): none can be a move when the database was empty
         self.new = layout.NewDocuments()
+        # what the file names' identities leave out (duel.layout.check_collisions)
+        self.left_out = layout.LeftOut()
         # where a moved pointer's state before the batch is kept aside (_move_current)
         conn.execute(
             "create temporary table batch_previous_current"
@@ -201,6 +204,7 @@ class _Batch:
             self.write_chunk(chunk[middle:])
 
     def _write_chunk(self, chunk: list[Outcome]) -> None:
+        self.left_out.add((o.name, o.key) for o in chunk)
         keys = {o.key for o in chunk if o.status in _LOADABLE and o.key is not None}
         seen_known: dict[str, str] = {}  # known files' keys this batch has not moved: key -> sha
         for o in chunk:
@@ -698,6 +702,7 @@ def ingest(
                 except _ReadEverything:
                     plan = listing.read_everything(store.listing)
                     batch = load(store.files(plan.read), plan)
+            layout.check_collisions(conn, batch_id, batch.left_out)
             if _holds_whole_dump(shard):
                 layout.check(conn, batch_id, batch.new, allow=allow_new_layout)
             if full:
@@ -736,7 +741,7 @@ def ingest(
             path=source,
             reason=db.first_line(error),
         ) from None
-    except (LockTimeout, MassDelete, LayoutChanged, KeyRuleChanged):
+    except (LockTimeout, MassDelete, LayoutChanged, KeyRuleChanged, IdentityCollision):
         raise  # nothing was written, and there is nothing to record
     except Exception as error:
         _record_failure(settings, source, shard, f"{type(error).__name__}: {error}")
