@@ -308,6 +308,8 @@ def test_ingest_zip_bomb_is_stopped_by_the_size_limit(settings: Settings, tmp_pa
     lying[at + 24 : at + 28] = (16 * MiB).to_bytes(4, "little")
     data.write_bytes(bytes(lying))
     assert data.stat().st_size < 4 * MiB
+    with zipfile.ZipFile(data) as archive:
+        stored = archive.getinfo("liar.json").compress_size
     peak, stdout = peak_rss_mb(settings, data)
     assert json.loads(stdout) == {
         "batch_id": 1,
@@ -341,8 +343,14 @@ def test_ingest_zip_bomb_is_stopped_by_the_size_limit(settings: Settings, tmp_pa
             f"{512 * MiB} bytes is over the size limit (DUEL_MAX_FILE_BYTES)",
             512 * MiB,
         ),
-        ("liar.json", "unreadable-member", "Bad CRC-32 for file 'liar.json'", 16 * MiB),
+        # kept with its bytes as the zip stores them (deflated: under the limit)
+        ("liar.json", "unreadable-member", "Bad CRC-32 for file 'liar.json'", stored),
     ]
+    assert query(
+        settings,
+        "select length(content) from raw.quarantine where reason = %s",
+        ("unreadable-member",),
+    ) == [(stored,)]
     assert peak < 128
 
 

@@ -586,7 +586,7 @@ def test_iter_source_unreadable_members_are_defects_not_skips(tmp_path: Path) ->
         ),
         SourceFile(
             "crc.zip/user.json",
-            None,
+            b'{"crc": 0}',  # its bytes as the zip holds them, the flipped bit with them
             10,
             key_path="user.json",
             defect="unreadable-member: Bad CRC-32 for file 'user.json'",
@@ -722,11 +722,13 @@ def test_iter_source_encrypted_zip_member_is_a_defect(tmp_path: Path) -> None:
     data = bytearray(zip_bytes({"secret.json": USER, "open.json": b"{}"}))
     at = data.index(b"PK\x01\x02")  # the first member's central header: set its "encrypted" flag
     data[at + 8] |= 0x01
+    # its bytes as the zip holds them (the encrypted ones: here the deflated text)
+    stored = zlib.compress(USER)[2:-4]  # deflate's raw stream, without zlib's header and check
     assert list(iter_source(write(tmp_path / "locked.zip", bytes(data)), max_bytes=100)) == [
         SourceFile(
             "secret.json",
-            None,
-            8,
+            stored,
+            len(stored),
             key_path="secret.json",
             defect="unreadable-member: encrypted (no password is ever given)",
         ),

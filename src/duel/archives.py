@@ -281,6 +281,28 @@ class _ZipMember(io.RawIOBase):
             self.opened = cast(BinaryIO, self.archive.open(self.info))
         return self.opened.read(-1 if size is None else size)
 
+    def stored_bytes(self, limit: int) -> bytes | None:
+        """The member's bytes as the archive holds them (compressed, when it is), for a member
+        that cannot be read (a failed CRC, a method zipfile lacks such as Deflate64): kept with
+        its quarantine, as a file's are. None over `limit` or when they cannot be found."""
+        info = self.info
+        if info.compress_size > limit:
+            return None
+        handle = self.archive.fp
+        if handle is None:
+            return None
+        try:
+            handle.seek(info.header_offset)
+            header = handle.read(_LOCAL_HEADER_BYTES)
+            if len(header) < _LOCAL_HEADER_BYTES or header[:4] != b"PK\x03\x04":
+                return None
+            name_length, extra_length = struct.unpack_from("<2H", header, 26)
+            handle.seek(info.header_offset + _LOCAL_HEADER_BYTES + name_length + extra_length)
+            data = handle.read(info.compress_size)
+        except (OSError, ValueError):
+            return None
+        return data if len(data) == info.compress_size else None
+
     def readinto(self, target: WriteableBuffer) -> int:
         view = memoryview(target).cast("B")
         data = self.read(len(view))

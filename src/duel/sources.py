@@ -277,7 +277,10 @@ def _read_member(
     try:
         data, length = read_bounded(stream, max_bytes)
     except READ_ERRORS as exc:
-        return _defect(path, key_path, "unreadable-member", _why(exc), None, size)
+        # a zip member's bytes as the archive holds them, when its data cannot be read
+        stored = getattr(stream, "stored_bytes", None)
+        kept = stored(max_bytes) if stored is not None else None
+        return _defect(path, key_path, "unreadable-member", _why(exc), kept, size)
     return SourceFile(path, data, length, None, data is None, key_path)
 
 
