@@ -309,17 +309,29 @@
 
 {# --- text ------------------------------------------------------------------------------------ #}
 
-{# Whitespace (space, tab, newline, carriage return, form feed) trimmed from both ends. #}
+{#
+    Whitespace trimmed from both ends: Unicode's White_Space characters (space, tab, newline,
+    carriage return, form feed, vertical tab, next line, no-break space, the en/em/thin/...
+    spaces, line and paragraph separators, the ideographic space) and the invisible ones
+    that stand in for a space (zero width space, word joiner, zero width no-break space / byte
+    order mark, Mongolian vowel separator), so a value of only such characters is empty and
+    `Acme\u00a0` is `Acme`. Python: duel.defects.trimmed (the same characters).
+#}
 {% macro trim_whitespace(text) -%}
     {{ return(adapter.dispatch('trim_whitespace', 'duel')(text)) }}
 {%- endmacro %}
 
+{# The characters, as \uXXXX escapes both engines' string literals read (Postgres' in e''). #}
+{% macro whitespace_escapes() -%}
+    {{ return('\\u0020\\u0009\\u000a\\u000d\\u000c\\u000b\\u0085\\u00a0\\u1680\\u2000\\u2001\\u2002\\u2003\\u2004\\u2005\\u2006\\u2007\\u2008\\u2009\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\u180e\\u200b\\u2060\\ufeff') }}
+{%- endmacro %}
+
 {% macro default__trim_whitespace(text) -%}
-    btrim({{ text }}, e' \t\n\r\f')
+    btrim({{ text }}, e'{{ whitespace_escapes() }}')
 {%- endmacro %}
 
 {% macro spark__trim_whitespace(text) -%}
-    btrim({{ text }}, ' \t\n\r\u000c')
+    btrim({{ text }}, '{{ whitespace_escapes() }}')
 {%- endmacro %}
 
 {# Leading characters removed (`characters`: a Python string, e.g. '@'). #}
@@ -419,9 +431,10 @@
     casefold(regexp_replace(normalize(({{ text }}), nfkc), '[ \t\n\r\f\v]+', ' ', 'g') collate "pg_unicode_fast")
 {%- endmacro %}
 
-{# Spark's upper and lower map one letter to one letter: casefold's ß -> ss is spelled out. #}
+{# Spark's upper and lower map one letter to one letter: casefold's ß -> ss is spelled out; the
+   spaces NFKC makes a plain space (no-break, en to hair, narrow, medium, ideographic) are one. #}
 {% macro spark__fold_text(text) -%}
-    lower(upper(replace(replace(regexp_replace({{ text }}, '[ \t\n\r\u000c\u000b]+', ' '), 'ß', 'ss'), 'ẞ', 'ss')))
+    lower(upper(replace(replace(regexp_replace({{ text }}, '[ \t\n\r\u000c\u000b\u00a0\u2000-\u200a\u202f\u205f\u3000]+', ' '), 'ß', 'ss'), 'ẞ', 'ss')))
 {%- endmacro %}
 
 {# --- times and aggregates --------------------------------------------------------------------- #}

@@ -11,6 +11,7 @@
     '{"v": "abc"}', '{"v": "123"}', '{"v": "1e30"}', '{"v": "NESTLÉ   Group"}', '{"v": "Straße"}',
     '{"v": "STRASSE"}', '{"v": "Nestlé group"}', '{"v": "ÉCOLE"}', '{"v": "ﬁne"}',
     '{"v": "E\\u0301COLE"}', '{"v": "\\uff21\\uff22"}', '{"v": "a\\\\b"}',
+    '{"v": "\\u00a0 Acme\\u00a0Group\\u3000\\ufeff"}', '{"v": "\\u200b\\u2003"}',
 ] -%}
 with
 
