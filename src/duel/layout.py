@@ -156,8 +156,10 @@ class LeftOut:
 # identity leaves its prefix out, so they would be one document (the last one current), though
 # nothing says they are one user. A key whose path is not the end of its name (a digest key, a
 # name normalised to NFC) has no prefix here and is never counted as a collision.
-_COLLISIONS = """
-    select min(source_name), max(source_name), substr(document_key, 6)
+# In the SQL both engines speak ({ledger}: the batch's ledger rows; duel.spark_ingest runs it
+# on its own).
+COLLISIONS_SQL = """
+    select min(source_name) as first, max(source_name) as second, substr(document_key, 6) as path
     from (
         select
             source_name,
@@ -166,8 +168,8 @@ _COLLISIONS = """
                 when right(source_name, length(document_key) - 5) = substr(document_key, 6)
                     then left(source_name, length(source_name) - length(document_key) + 5)
             end as left_out
-        from raw.batch_files
-        where batch_id = %(batch)s and left(document_key, 5) = 'file:'
+        from {ledger}
+        where left(document_key, 5) = 'file:'
     ) as files
     where left_out is not null
     group by document_key
@@ -175,6 +177,9 @@ _COLLISIONS = """
     order by 3
     limit 1
 """
+_COLLISIONS = COLLISIONS_SQL.format(
+    ledger="(select * from raw.batch_files where batch_id = %(batch)s) as ledger"
+)
 
 
 def check_collisions(conn: psycopg.Connection[Any], batch_id: int, left_out: LeftOut) -> None:
@@ -185,9 +190,13 @@ def check_collisions(conn: psycopg.Connection[Any], batch_id: int, left_out: Lef
     if len(left_out.prefixes) < 2:
         return
     row = conn.execute(_COLLISIONS, {"batch": batch_id}).fetchone()
-    if row is None:
-        return
-    first, second, path = row
+    if row is not None:
+        refuse_collision(*row)
+
+
+def refuse_collision(first: str, second: str, path: str) -> None:
+    """The refusal of two files (`first`, `second`) that are one document `path` (both
+    engines)."""
     raise IdentityCollision(
         f"refused: {first!r} and {second!r} are both the document {path!r} (a file's identity "
         "leaves out the dump's top folder, and an inner archive's path), so one would replace "
@@ -217,9 +226,15 @@ def check_rule(conn: psycopg.Connection[Any], batch_id: int, rule: str, *, allow
     under `@file,user_id`, so each would be loaded a second time (and a --full run would delete
     the originals). The guard `--allow-new-layout` lifts is this one too: a new identity."""
     row = conn.execute(_LAST_RULE, {"batch": batch_id}).fetchone()
-    if row is None or row[1] == rule or allow:
+    if row is not None and not allow:
+        refuse_rule_change(int(row[0]), str(row[1]), rule)
+
+
+def refuse_rule_change(before: int, previous: str, rule: str) -> None:
+    """The refusal of a run keyed by `rule` where batch `before` keyed by `previous` (both
+    engines); nothing when the two are one."""
+    if previous == rule:
         return
-    before, previous = int(row[0]), str(row[1])
     raise KeyRuleChanged(
         f"refused: this database's documents are keyed by {previous!r} (batch {before}), this "
         f"run by {rule!r}: the documents it identifies otherwise would be loaded a second time; "

@@ -182,6 +182,8 @@ def spark_ingest(
     outcomes.createOrReplaceTempView("duel_outcomes")
     ledger = _ledger(spark, batch_id).localCheckpoint()
     ledger.createOrReplaceTempView("duel_ledger")
+    _check_rule(spark, rule.text, allow=allow_new_layout)
+    _check_collisions(spark)
     _check_layout(spark, allow=allow_new_layout)  # before the first write
     # the ledger view is fixed from here on: its counts are read once, before the first write
     counts, skip_reasons = _counts(spark), _reasons(spark, "skipped")
@@ -377,6 +379,31 @@ def _ledger(spark: SparkSession, batch_id: int) -> DataFrame:
             and held.content_sha256 = numbered.sha256
         """
     )
+
+
+def _check_rule(spark: SparkSession, rule: str, *, allow: bool) -> None:
+    """duel.layout.check_rule on the Spark raw tables: a run keyed by another rule than the
+    current documents were is refused, unless `allow`."""
+    if allow:
+        return
+    row = spark.sql(
+        f"""
+        select batch_id, document_key_rule from {RAW}.batches
+        where status = 'succeeded' and document_key_rule is not null
+            and exists (select 1 from {RAW}.current_versions where not is_deleted)
+        order by batch_id desc
+        limit 1
+        """
+    ).first()
+    if row is not None:
+        layout.refuse_rule_change(int(row[0]), str(row[1]), rule)
+
+
+def _check_collisions(spark: SparkSession) -> None:
+    """duel.layout.check_collisions on this batch's ledger (`duel_ledger`)."""
+    row = spark.sql(layout.COLLISIONS_SQL.format(ledger="duel_ledger")).first()
+    if row is not None:
+        layout.refuse_collision(row["first"], row["second"], row["path"])
 
 
 def _check_layout(spark: SparkSession, *, allow: bool) -> int:

@@ -252,6 +252,44 @@ def test_spark_ingest_refuses_a_dump_moved_to_another_folder_depth(
 
 
 @pytest.mark.slow
+def test_spark_ingest_refuses_a_rule_change_and_two_files_of_one_identity(
+    spark_settings: Settings, spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """duel.layout's other two guards on Spark, as on Postgres: a run keyed by another rule than
+    the current documents were, and two files under different folders that identity leaves
+    out (eu/user_1.json, us/user_1.json: one document), are refused before anything is written."""
+    from duel import spark_ingest as job
+    from duel.exceptions import IdentityCollision, KeyRuleChanged
+
+    monkeypatch.setattr(job, "RAW", "raw_guards")
+    spark.sql("drop database if exists raw_guards cascade")
+    spark.sql("create database raw_guards")
+
+    def table(name: str) -> int:
+        return int(spark.sql(f"select count(*) from raw_guards.{name}").collect()[0][0])
+
+    try:
+        regions = _users(_users(tmp_path / "r", "eu", range(2)), "us", range(1, 3))
+        with pytest.raises(IdentityCollision, match=r"^refused: 'eu/user_1\.json' and 'us/user_1"):
+            spark_ingest(spark_settings, regions, spark=spark)
+        assert table("batches") == 0
+        by_id = spark_settings.with_overrides(document_key="user_id,@file")
+        for n in range(3):
+            path = tmp_path / "a" / "mixed" / f"user_{n}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"user_id": f"u{n}", "name": f"User {n}"}))
+        first = spark_ingest(by_id, tmp_path / "a", spark=spark)
+        assert first.loaded == 3
+        with pytest.raises(KeyRuleChanged, match=r"^refused: this database's documents are keyed"):
+            spark_ingest(spark_settings, tmp_path / "a", spark=spark)
+        assert (table("batches"), table("batch_files")) == (1, 3)
+        again = spark_ingest(spark_settings, tmp_path / "a", spark=spark, allow_new_layout=True)
+        assert again.loaded == 3
+    finally:
+        spark.sql("drop database if exists raw_guards cascade")
+
+
+@pytest.mark.slow
 def test_spark_ingest_a_document_twice_in_one_dump_ends_as_on_postgres(
     spark_settings: Settings,
     spark: SparkSession,
