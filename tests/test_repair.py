@@ -124,6 +124,19 @@ def test_parse_document_rewrite_loads_under_lenient_policy() -> None:
     )
 
 
+def test_parse_document_rewrite_never_writes_a_number_beyond_a_double_as_null() -> None:
+    # json-repair reads 1e400 as infinity, which orjson writes as null: the lenient load said
+    # `missing` for a value the file holds; the repair is refused, the file quarantined
+    broken = TEXT.replace('"name": "Ann"', '"name": Ann').replace('"reach": 4', '"reach": 1e400')
+    assert '"reach": 1e400' in broken
+    parsed = parse_document(broken.encode(), policy="lenient")
+    assert (parsed.status, parsed.reason, parsed.detail) == (
+        "quarantined",
+        "unrepairable",
+        "repair reads a number beyond a double (as infinity), which it cannot write back",
+    )
+
+
 @pytest.mark.parametrize(
     ("data", "reason", "detail"),
     [

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from typing import Any, NamedTuple
 
@@ -368,6 +369,23 @@ def _lossless(text: str, error: str, encoding: tuple[str, ...]) -> Parsed | None
     )
 
 
+def _infinite(value: Any) -> bool:
+    """Whether a parsed value holds an infinite float (walked level by level). NaN is not one:
+    json-repair reads the bare token NaN, which stands for no value, as nan, written as null."""
+    level = [value]
+    while level:
+        children: list[Any] = []
+        for item in level:
+            if isinstance(item, float) and math.isinf(item):
+                return True
+            if isinstance(item, dict):
+                children.extend(item.values())
+            elif isinstance(item, list):
+                children.extend(item)
+        level = children
+    return False
+
+
 def _rewrite(text: str, error: str, policy: str, encoding: tuple[str, ...]) -> Parsed:
     """The json-repair verdict on a file that closing could not fix."""
     import json_repair  # lazy: only files that closing cannot fix pay for the import
@@ -382,6 +400,12 @@ def _rewrite(text: str, error: str, policy: str, encoding: tuple[str, ...]) -> P
     if absent:
         return quarantine(
             "repair-incomplete", "repaired object lacks " + ", ".join(absent[:8]), parse_error=error
+        )
+    if _infinite(repaired):  # 1e400 read as infinity: written out, it would be null (missing)
+        return quarantine(
+            "unrepairable",
+            "repair reads a number beyond a double (as infinity), which it cannot write back",
+            parse_error=error,
         )
     try:
         document = orjson.dumps(repaired, option=orjson.OPT_NON_STR_KEYS)
