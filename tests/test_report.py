@@ -406,6 +406,16 @@ def test_charts_draw_a_program_whose_engagement_is_known_for_every_task() -> Non
     assert (list(figure.data[0].x), list(figure.data[0].y)) == ([500], [200.0])
 
 
+def test_charts_engagement_by_platform_keeps_its_labels_on_a_narrow_page() -> None:
+    # at 800 px the two titles ran together and the last dot's "(n = 72)" was cut to "(n = 7"
+    figure = charts.engagement_by_platform_chart([_platform("facebook", 1202, 73, 26020)])
+    assert [a.text for a in figure.layout.annotations] == [
+        "Engagement per task<br>(tasks with known engagement)",
+        "Engagement rate<br>(tasks with engagement and reach known)",
+    ]
+    assert figure.layout.margin.r == 100
+
+
 def test_report_counts_a_program_on_two_platforms_once_and_per_program_whole() -> None:
     # one program of the unknown brand, sales 300, one task on facebook and two on instagram:
     # attributed 100 and 200, in a row per platform; one program of Acme, 300, on facebook

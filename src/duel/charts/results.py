@@ -282,9 +282,9 @@ def engagement_by_platform_chart(platforms: Rows) -> go.Figure:
         cols=2,
         horizontal_spacing=0.14,
         shared_yaxes=True,
-        subplot_titles=(
-            "Engagement per task (tasks with known engagement)",
-            "Engagement rate (tasks with engagement and reach known)",
+        subplot_titles=(  # two lines each: side by side on a narrow page they ran together
+            "Engagement per task<br>(tasks with known engagement)",
+            "Engagement rate<br>(tasks with engagement and reach known)",
         ),
     )
     _dots(
@@ -316,7 +316,11 @@ def engagement_by_platform_chart(platforms: Rows) -> go.Figure:
     fig.update_xaxes(tickformat=".1%", row=1, col=2)
     fig.update_yaxes(autorange="reversed")
     fig.update_annotations(font={"size": 13})
-    return style(fig, height=70 * len(data) + 150)
+    style(fig, height=70 * len(data) + 170)
+    # the last dot's label may run past its axis (drawn unclipped): a margin to hold it, so a
+    # narrow page shows "(n = 72)", not "(n = 7"
+    fig.update_layout(margin={"r": 100, "t": 90})
+    return fig
 
 
 def engagement_over_time_chart(by_month: Rows) -> go.Figure:
