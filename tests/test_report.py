@@ -406,6 +406,29 @@ def test_charts_draw_a_program_whose_engagement_is_known_for_every_task() -> Non
     assert (list(figure.data[0].x), list(figure.data[0].y)) == ([500], [200.0])
 
 
+def test_charts_engagement_over_time_draws_a_month_without_users_empty() -> None:
+    # users joined in January and March: February is on the axis, no bar and a gap in the
+    # lines (it was left out, and the lines went straight from January to March)
+    rows = [
+        {
+            **_platform("tiktok", 10, 10, 100),
+            "join_month": month,
+            "engagement": Decimal(100),
+            "engagement_known": 10,
+            "engagement_rate_engagement": Decimal(100),
+            "engagement_rate_reach": Decimal(1000),
+            "engagement_rate_tasks": 10,
+        }
+        for month in (pd.Timestamp("2024-01-01"), pd.Timestamp("2024-03-01"), None)
+    ]
+    figure = charts.engagement_over_time_chart(rows)
+    bars, average = figure.data[0], figure.data[1]
+    assert list(bars.x) == ["Jan 2024", "Feb 2024", "Mar 2024", "no join date"]
+    assert list(bars.y) == [10, 0, 10, 10]
+    assert list(average.x) == ["Jan 2024", "Feb 2024", "Mar 2024"]
+    assert [None if pd.isna(v) else v for v in average.y] == [10.0, None, 10.0]
+
+
 def test_charts_engagement_by_platform_keeps_its_labels_on_a_narrow_page() -> None:
     # at 800 px the two titles ran together and the last dot's "(n = 72)" was cut to "(n = 7"
     figure = charts.engagement_by_platform_chart([_platform("facebook", 1202, 73, 26020)])

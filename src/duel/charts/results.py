@@ -326,7 +326,9 @@ def engagement_by_platform_chart(platforms: Rows) -> go.Figure:
 def engagement_over_time_chart(by_month: Rows) -> go.Figure:
     """engagement_by_join_month: per join month, the tasks (stacked by platform), the engagement per
     task with known engagement and the engagement rate (all platforms, each point with its n). Users
-    with no usable join date are the last column, "no join date", with their size: never dropped."""
+    with no usable join date are the last column, "no join date", with their size: never dropped.
+    A month between the first and the last without a user is drawn empty (no bar, a gap in the
+    lines)."""
     data = frame(by_month)
     if data.empty:
         return empty_chart("no tasks")
@@ -335,14 +337,20 @@ def engagement_over_time_chart(by_month: Rows) -> go.Figure:
             (NO_JOIN_DATE if pd.isna(m) else pd.Timestamp(m).strftime("%b %Y"))
             for m in data["join_month"]
         ],
-        order=[pd.Timestamp.max if pd.isna(m) else pd.Timestamp(m) for m in data["join_month"]],
         platform_label=[UNKNOWN_PLATFORM if pd.isna(p) else str(p) for p in data["platform"]],
     )
     drawn, _ = _folded_labels(
         data.groupby("platform_label")["task_count"].sum().to_dict(), (UNKNOWN_PLATFORM,)
     )
     data["platform_label"] = data["platform_label"].map(drawn)
-    months = data.drop_duplicates("month").sort_values("order")["month"].tolist()
+    # every month from the first to the last, those without a user too: a month left out of the
+    # category axis would draw the lines straight across it, as if it had been measured
+    known_months = [pd.Timestamp(m).to_period("M") for m in data["join_month"] if not pd.isna(m)]
+    months = (
+        [p.strftime("%b %Y") for p in pd.period_range(min(known_months), max(known_months))]
+        if known_months
+        else []
+    ) + ([NO_JOIN_DATE] if data["join_month"].isna().any() else [])
     per_month = (
         data.groupby("month")
         .agg(
