@@ -284,9 +284,10 @@ class _ZipMember(io.RawIOBase):
     def stored_bytes(self, limit: int) -> bytes | None:
         """The member's bytes as the archive holds them (compressed, when it is), for a member
         that cannot be read (a failed CRC, a method zipfile lacks such as Deflate64): kept with
-        its quarantine, as a file's are. None over `limit` or when they cannot be found."""
+        its quarantine, as a file's are. None over `limit`, when they cannot be found, and for a
+        member over another's bytes (a zip bomb's copies would each keep them)."""
         info = self.info
-        if info.compress_size > limit:
+        if info.compress_size > limit or self.overlaps:  # another member's bytes: not its own
             return None
         handle = self.archive.fp
         if handle is None:
