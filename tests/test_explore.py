@@ -292,6 +292,16 @@ def _judged_rows(rules: Rules, given: list[dict[str, Any]]) -> list[dict[str, An
     return rows
 
 
+def test_defects_trim_the_characters_the_sql_trims() -> None:
+    """duel.defects' trim and macros/portable.sql's whitespace_escapes are one list, written
+    twice (Python and SQL): a character added to one is a defect class the other disagrees on."""
+    macros = (OPTIONS.dbt_project_dir / "macros" / "portable.sql").read_text(encoding="utf-8")
+    [body] = re.findall(r"macro whitespace_escapes\(\) -%\}\s*\{\{ return\('([^']*)'\)", macros)
+    escapes = [chr(int(code, 16)) for code in re.findall(r"\\\\u([0-9a-f]{4})", body)]
+    assert len(escapes) == 29 and set(escapes) == set(defects._TRIM)
+    assert defects.trimmed("\u00a0\ufeffAcme\u3000\u200b") == "Acme"
+
+
 @pytest.mark.parametrize(
     ("model", "entity"), [("int_users", "user"), ("int_programs", "program"), ("int_tasks", "task")]
 )

@@ -531,8 +531,7 @@ def _ranked(rows: pd.DataFrame, rank: str, n: int) -> dict[str, Any]:
     if rows.empty:
         return {"rows": [], "note": ""}
     top = charts.top_rows(rows, rank, ["brand"], n)
-    counts = rows[rank].value_counts()
-    shown = top.shown.assign(is_tied=[bool(counts[r] > 1) for r in top.shown[rank]])
+    shown = top.shown.assign(is_tied=[r in top.tied for r in top.shown[rank]])
     return {"rows": _records(shown), "note": top.note}
 
 

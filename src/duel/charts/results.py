@@ -425,6 +425,7 @@ class Top(NamedTuple):
     shown: pd.DataFrame
     hidden: int
     rank: int | None
+    tied: frozenset[Any]  # the ranks more than one ranked row holds (a tie: `=`)
 
     @property
     def note(self) -> str:
@@ -436,17 +437,13 @@ def top_rows(rows: pd.DataFrame, rank: str, order: list[str], n: int) -> Top:
     """The first `n` of `rows` ranked by `rank` (ties in `order` after it), and how many rows
     share the last shown rank but fall past the cut."""
     ranked = rows[rows[rank].notna()].sort_values([rank, *order])
+    counts = ranked[rank].value_counts()
+    tied = frozenset(counts[counts > 1].index)
     shown = ranked.head(n)
     if shown.empty or len(ranked) <= n:
-        return Top(shown, 0, None)
+        return Top(shown, 0, None, tied)
     last = shown[rank].iloc[-1]
-    return Top(shown, int((ranked[rank].iloc[n:] == last).sum()), int(last))
-
-
-def _tied_ranks(ranks: pd.Series) -> set[Any]:
-    """The ranks more than one row holds."""
-    counts = ranks.value_counts()
-    return set(counts[counts > 1].index)
+    return Top(shown, int((ranked[rank].iloc[n:] == last).sum()), int(last), tied)
 
 
 def top_advocates_chart(advocates: Rows, top_n: int = 10) -> go.Figure:
@@ -526,10 +523,9 @@ def brand_performance_chart(brands: Rows, top_n: int = 15) -> go.Figure:
         top = top_rows(data[data[rank] <= top_n], rank, ["brand"], top_n)
         if top.hidden:
             fig.layout.annotations[col - 1].text += f"<br><sub>{top.note}</sub>"
-        tied = _tied_ranks(data[rank].dropna())
         part = top.shown.assign(
             label=[
-                f"{int(r)}{'=' if r in tied else ''}. {_short(str(b), 22)}"
+                f"{int(r)}{'=' if r in top.tied else ''}. {_short(str(b), 22)}"
                 for r, b in zip(top.shown[rank], top.shown["brand"], strict=True)
             ]
         )
@@ -598,8 +594,8 @@ def program_performance_chart(programs: Rows, counts: Mapping[str, int] | None =
 
 def _by_platform_group(attribution: Rows) -> pd.DataFrame:
     """sales_attribution summed per platform; unknown platform and "no tasks" as rows of their
-    own. `sales` is the split sales attributed to the platform; `average` the whole sales per
-    program with known sales (program_sales over sales_known)."""
+    own. `average` is the whole sales per program with known sales (program_sales over
+    sales_known), not the split parts attributed to the platform."""
     data = frame(attribution)
     data["label"] = [
         "no tasks" if w else UNKNOWN_PLATFORM if u else str(p)
@@ -613,7 +609,6 @@ def _by_platform_group(attribution: Rows) -> pd.DataFrame:
     per = data.groupby("label", as_index=False).agg(
         programs=("program_count", "sum"),
         known=("sales_known", "sum"),
-        sales=("attributed_sales", _known_sum),
         whole=("program_sales", _known_sum),
         outliers=("outlier_programs", "sum"),
     )
