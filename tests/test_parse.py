@@ -128,11 +128,60 @@ def test_parse_an_array_keeps_each_users_bytes_as_written() -> None:
     got = classify(SourceFile("d/users.json", data, len(data), key_path="users.json"), "safe", rule)
     assert isinstance(got, list)
     assert [(o.name, o.status, o.key) for o in got] == [
-        ("d/users.json[0]", "clean", "user_id:a"),
-        ("d/users.json[1]", "clean", "user_id:b"),
-        ("d/users.json[2]", "clean", "user_id:c"),
+        ("d/users.json[0]", "repaired", "user_id:a"),
+        ("d/users.json[1]", "repaired", "user_id:b"),
+        ("d/users.json[2]", "repaired", "user_id:c"),
     ]
     assert [o.parsed.document if o.parsed else None for o in got] == elements
+    # the file's byte order mark is the repair each of its users is recorded with
+    assert {str(o.parsed.repair) for o in got if o.parsed} == {
+        str({"kind": "encoding", "fixes": ["utf-8-bom"]})
+    }
+
+
+def test_parse_an_array_in_utf16_or_behind_a_comment_loads_its_users_with_the_repair() -> None:
+    # both were quarantined whole, every user in them with them: UTF-16 (with its byte order
+    # mark, unambiguous) is transcoded, a comment before the array or inside it removed (the
+    # lossless fixes, proven), and each user records what its file took
+    rule = KeyRule.parse("@file,user_id")
+    text = '[{"user_id": "a", "n": 1.50}, {"user_id": "b"}]'
+
+    def users(data: bytes) -> list[tuple[str, str, str | None, object, object]]:
+        got = classify(SourceFile("d/u.json", data, len(data), key_path="u.json"), "safe", rule)
+        assert isinstance(got, list)
+        return [
+            (o.name, o.status, o.key, o.parsed and o.parsed.document, o.parsed and o.parsed.repair)
+            for o in got
+        ]
+
+    a, b = b'{"user_id": "a", "n": 1.50}', b'{"user_id": "b"}'
+    utf16 = {"kind": "encoding", "fixes": ["utf-16"]}
+    assert users(text.encode("utf-16-le").join([b"\xff\xfe", b""])) == [
+        ("d/u.json[0]", "repaired", "user_id:a", a, utf16),
+        ("d/u.json[1]", "repaired", "user_id:b", b, utf16),
+    ]
+    commented = ("// exported 2026-12-01\n" + text).encode()
+    comment = {"kind": "lossless", "fixes": ["comment"]}
+    assert users(commented) == [
+        ("d/u.json[0]", "repaired", "user_id:a", a, comment),
+        ("d/u.json[1]", "repaired", "user_id:b", b, comment),
+    ]
+    both = {"kind": "lossless", "fixes": ["comment", "utf-16"]}
+    assert users(b"\xfe\xff" + ("/* users */ " + text).encode("utf-16-be")) == [
+        ("d/u.json[0]", "repaired", "user_id:a", a, both),
+        ("d/u.json[1]", "repaired", "user_id:b", b, both),
+    ]
+    # a user repaired on its own keeps its repair's kind, the file's fix named beside its own
+    own = users(b"\xef\xbb\xbf" + b'[{"user_id": "a",}]')
+    assert own == [
+        (
+            "d/u.json[0]",
+            "repaired",
+            "user_id:a",
+            b'{"user_id": "a"}',
+            {"kind": "lossless", "fixes": ["trailing-comma", "utf-8-bom"]},
+        )
+    ]
 
 
 def test_parse_an_array_with_a_broken_element_loads_the_others() -> None:

@@ -29,7 +29,7 @@ from multiprocessing.pool import AsyncResult
 from typing import Any, NamedTuple
 
 from duel.identity import KeyRule, document_key, file_key
-from duel.repair import Parsed, parse_document
+from duel.repair import FileRepair, Parsed, array_texts, parse_document, with_file_repair
 from duel.sources import SourceFile
 
 WINDOW = 2048  # files per unit of work handed to a parse worker
@@ -96,16 +96,19 @@ def classify(
     sha256 = sha256 or hashlib.sha256(data).hexdigest()
     parsed = parse_document(data, policy)
     if parsed.status == "quarantined":
-        if (elements := _array_elements(data)) is not None:
-            return [
-                outcome
-                for index, element in enumerate(elements)
-                for outcome in _flat(
-                    classify(
-                        SourceFile(f"{source.name}[{index}]", element, len(element)), policy, rule
+        for text, fix in array_texts(data, parsed):
+            if (elements := _array_elements(text)) is not None:
+                return [
+                    _with_file_repair(outcome, fix)
+                    for index, element in enumerate(elements)
+                    for outcome in _flat(
+                        classify(
+                            SourceFile(f"{source.name}[{index}]", element, len(element)),
+                            policy,
+                            rule,
+                        )
                     )
-                )
-            ]
+                ]
         if _ARRAY_START.match(data):  # users of their own, none of them the file: unidentified
             source = source._replace(key_path=None)
         return Outcome(
@@ -122,6 +125,14 @@ def classify(
         raise ValueError(f"{source.name}: {parsed.status} without a document")
     key = document_key(rule, source.key_path, parsed.document, sha256)
     return Outcome(source.name, parsed.status, len(data), sha256, parsed, None, None, key)
+
+
+def _with_file_repair(outcome: Outcome, fix: FileRepair | None) -> Outcome:
+    """A user of an array with the repair its file took to read (`repair.with_file_repair`)."""
+    if fix is None or outcome.parsed is None or outcome.status not in ("clean", "repaired"):
+        return outcome
+    parsed = with_file_repair(outcome.parsed, fix)
+    return outcome._replace(status=parsed.status, parsed=parsed)
 
 
 def _quarantine_key(source: SourceFile, sha256: str, rule: KeyRule) -> str:
@@ -152,13 +163,13 @@ _ARRAY_START = re.compile(
 )
 
 
-def _array_elements(data: bytes) -> list[bytes] | None:
+def _array_elements(text: bytes) -> list[bytes] | None:
     """The elements of a JSON array of users (an object among them), each as its own bytes in
-    the file, not parsed and written again (a number keeps its every digit, an element keeps
-    its nesting); else None, when the text is not one whole array. Each element is then judged
-    as a file of its own: one that is not an object, or not valid, is quarantined on its own, as
-    a broken NDJSON line is, and costs the file's other users nothing."""
-    text = data.removeprefix(b"\xef\xbb\xbf")
+    the file's text (`repair.array_texts`), not parsed and written again (a number keeps its
+    every digit, an element keeps its nesting); else None, when the text is not one whole
+    array. Each element is then judged as a file of its own: one that is not an object, or not
+    valid, is quarantined on its own, as a broken NDJSON line is, and costs the file's other
+    users nothing."""
     start = len(text) - len(text.lstrip(_JSON_SPACE))
     if text[start : start + 1] != b"[":
         return None

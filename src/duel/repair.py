@@ -30,6 +30,7 @@ import difflib
 import json
 import math
 import re
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import orjson
@@ -196,6 +197,19 @@ def _with_encoding(record: dict[str, Any], encoding: tuple[str, ...]) -> dict[st
     )
 
 
+class FileRepair(NamedTuple):
+    """What a file of several users took to read as JSON, recorded on each user it holds."""
+
+    error: str  # what the file's text gave the parser
+    record: dict[str, Any]  # the repair record: kind `encoding` or `lossless`, and its fixes
+
+
+def _encoding_repair(encoding: tuple[str, ...]) -> FileRepair | None:
+    if not encoding:
+        return None
+    return FileRepair(ENCODING_ERRORS[encoding[0]], {"kind": "encoding", "fixes": list(encoding)})
+
+
 def _parse(body: bytes, policy: str, encoding: tuple[str, ...]) -> Parsed:
     """The verdict on decoded text; `encoding` names the fixes that decoded it."""
     by_orjson = True
@@ -213,13 +227,8 @@ def _parse(body: bytes, policy: str, encoding: tuple[str, ...]) -> Parsed:
     refused = jsonb.refusal(body, value, by_orjson)
     if refused is not None:
         return quarantine(*refused)
-    if encoding:
-        return Parsed(
-            "repaired",
-            body,
-            ENCODING_ERRORS[encoding[0]],
-            {"kind": "encoding", "fixes": list(encoding)},
-        )
+    if (fix := _encoding_repair(encoding)) is not None:
+        return Parsed("repaired", body, fix.error, fix.record)
     return Parsed("clean", body)
 
 
@@ -435,27 +444,69 @@ def _rewrite(text: str, error: str, policy: str, encoding: tuple[str, ...]) -> P
     return Parsed("repaired", document, error, record)
 
 
-def _from_utf16(data: bytes, policy: str) -> Parsed:
-    """A file with a UTF-16 byte order mark: unambiguous, so transcode it and judge the text."""
-    try:
-        text = data.decode("utf-16")  # the byte order mark picks the byte order and is dropped
-    except UnicodeDecodeError as exc:
-        return quarantine("not-utf8", f"UTF-16 byte order mark, but not UTF-16 text: {exc.reason}")
-    body = text.encode("utf-8")
-    if not body or body.isspace():
+def decoded(data: bytes) -> tuple[bytes, tuple[str, ...]] | Parsed:
+    """A file's UTF-8 text and the encoding fixes that made it so (a UTF-8 byte order mark
+    dropped; UTF-16 with a byte order mark, which is unambiguous, transcoded), or the verdict
+    on a file that holds no text to parse."""
+    encoding: tuple[str, ...] = ()
+    if data.startswith(UTF16_BOMS):
+        try:
+            text = data.decode("utf-16")  # the byte order mark picks the byte order and is dropped
+        except UnicodeDecodeError as exc:
+            return quarantine(
+                "not-utf8", f"UTF-16 byte order mark, but not UTF-16 text: {exc.reason}"
+            )
+        body, encoding = text.encode("utf-8"), ("utf-16",)
+    elif data.startswith(UTF8_BOM):
+        body, encoding = data[len(UTF8_BOM) :], ("utf-8-bom",)
+    else:
+        body = data
+    if not body or body.isspace():  # (not strip(): that copies every file)
         return quarantine("empty", "file is empty or whitespace only")
-    return _parse(body, policy, ("utf-16",))
+    return body, encoding
 
 
 def parse_document(data: bytes, policy: str = "safe") -> Parsed:
     """Classify and parse one file's bytes (see module doc)."""
-    if not data or data.isspace():  # (not strip(): that copies every file)
-        return quarantine("empty", "file is empty or whitespace only")
-    if data.startswith(UTF16_BOMS):
-        return _from_utf16(data, policy)
-    if data.startswith(UTF8_BOM):
-        body = data[len(UTF8_BOM) :]
-        if not body or body.isspace():
-            return quarantine("empty", "file is empty or whitespace only")
-        return _parse(body, policy, ("utf-8-bom",))
-    return _parse(data, policy, ())
+    text = decoded(data)
+    if isinstance(text, Parsed):
+        return text
+    return _parse(text[0], policy, text[1])
+
+
+def array_texts(data: bytes, verdict: Parsed) -> Iterator[tuple[bytes, FileRepair | None]]:
+    """The texts in which to look for a JSON array of users (`duel.parse` splits it into its
+    users, each judged on its own), with what each took: the file decoded, then, when the
+    file's verdict (`parse_document`) says the lossless fixes made JSON of it that is not one
+    user, that JSON (proven to change no value). A generator: the second is made only when the
+    first does not split."""
+    text = decoded(data)
+    if isinstance(text, Parsed):
+        return
+    body, encoding = text
+    yield body, _encoding_repair(encoding)
+    if verdict.reason != "not-an-object" or verdict.parse_error is None:
+        return  # JSON as it is, or not JSON the lossless fixes could make
+    original = body.decode("utf-8")  # they did: it is UTF-8
+    repaired = lossless.repair(original)
+    if repaired is None:
+        return
+    fixed, fixes = repaired
+    try:
+        if lossless.prove(original, fixed) != fixes:
+            return
+    except (lossless.NotLossless, ValueError, RecursionError):
+        return
+    record = {"kind": "lossless", "fixes": sorted({*fixes, *encoding})}
+    yield fixed.encode(), FileRepair(verdict.parse_error, record)
+
+
+def with_file_repair(parsed: Parsed, fix: FileRepair | None) -> Parsed:
+    """A user's verdict with the repair its file took to read (`array_texts`): a clean user is
+    repaired by it; a repaired one keeps its own kind, `fixes` naming the file's too (as a file
+    needing an encoding fix and another repair does); a quarantined one is as it was."""
+    if fix is None or parsed.status == "quarantined":
+        return parsed
+    if parsed.status == "clean" or parsed.repair is None:
+        return parsed._replace(status="repaired", parse_error=fix.error, repair=fix.record)
+    return parsed._replace(repair=_with_encoding(parsed.repair, tuple(fix.record["fixes"])))
