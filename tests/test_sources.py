@@ -19,10 +19,13 @@ from tar_files import make_tar
 
 from duel.archives import MAX_ZIP_DIRECTORY, MAX_ZIP_MEMBERS
 from duel.exceptions import SourceError
+from duel.identity import KeyRule
+from duel.parse import classify
 from duel.sources import (
     MAX_HELD_BYTES,
     SourceFile,
     identity_path,
+    iter_json,
     iter_object,
     iter_source,
     not_data_reason,
@@ -72,7 +75,9 @@ def test_not_data_reason_classifies_names(name: str, reason: str | None) -> None
         ("mixed/../../user_1.json", None),
         ("/etc/user_1.json", None),
         ("C:/user_1.json", None),
-        ("mixed\\..\\user_1.json", None),
+        # a tar member's `\\` is a character of its name, as a folder's file's is
+        ("mixed\\..\\user_1.json", "mixed\\..\\user_1.json"),
+        ("mixed/user\\1.json", "mixed/user\\1.json"),
     ],
 )
 def test_safe_member_name_refuses_escapes(name: str, safe: str | None) -> None:
@@ -115,6 +120,42 @@ def test_iter_source_directory_reports_links_and_recurses(tmp_path: Path) -> Non
         SourceFile("mixed/user_1.json", b"{}", 2, key_path="user_1.json"),
         SourceFile("mixed/deeper/user_2.json", b"[]", 2, key_path="deeper/user_2.json"),
     ]
+
+
+def test_iter_source_directory_file_gone_before_it_is_read_is_quarantined_alone(
+    tmp_path: Path,
+) -> None:
+    # a file listed and then gone (or unreadable) failed the whole batch; it is quarantined
+    # with the reason under its identity (its document keeps its current version: neither
+    # changed nor deleted), and the others load
+    (tmp_path / "mixed").mkdir()
+    for name in ("user_1.json", "user_2.json", "user_3.json"):
+        (tmp_path / "mixed" / name).write_bytes(b"{}")
+    files = iter_source(tmp_path, max_bytes=100)
+    first = next(files)  # the folder is listed now
+    (tmp_path / "mixed" / "user_2.json").unlink()
+    assert [first, *files] == [
+        SourceFile("mixed/user_1.json", b"{}", 2, key_path="user_1.json"),
+        SourceFile(
+            "mixed/user_2.json",
+            key_path="user_2.json",
+            defect="unreadable-file: cannot open it (No such file or directory)",
+        ),
+        SourceFile("mixed/user_3.json", b"{}", 2, key_path="user_3.json"),
+    ]
+    outcome = classify(
+        SourceFile("mixed/user_2.json", key_path="user_2.json", defect="unreadable-file: gone"),
+        "safe",
+        KeyRule.parse("@file,user_id"),
+    )
+    assert (outcome.status, outcome.key, outcome.content) == (
+        "quarantined",
+        "file:user_2.json",
+        None,
+    )
+    # the input itself unreadable is the run's error, not a quarantined file
+    with pytest.raises(SourceError, match=r"/gone.json: cannot open it \(No such file"):
+        list(iter_json(tmp_path / "gone.json", 100))
 
 
 def test_identity_path_drops_only_the_dumps_top_folder() -> None:
@@ -281,12 +322,12 @@ def test_iter_source_errors_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "crc.tar.gz").write_bytes(packed[:-8] + bytes(8))
     (tmp_path / "inside.tar.gz").write_bytes(gzip.compress(b"not a tar archive"))
     assert _errors(tmp_path, "cut.tar.gz", "crc.tar.gz", "inside.tar.gz") == {
-        "cut.tar.gz": "cut.tar.gz: its gzip stream is cut short or corrupt (Compressed file ended"
-        " before the end-of-stream marker was reached); nothing was read; was the dump copied"
-        " completely?",
-        "crc.tar.gz": "crc.tar.gz: its gzip stream is cut short or corrupt (CRC check failed"
-        f" 0 != {zlib.crc32((tmp_path / 'ok.tar').read_bytes())}); nothing was read; was the"
-        " dump copied completely?",
+        # its members are read as the stream is inflated, so they may come before its end is
+        # found cut short (the batch they are in is not committed)
+        "cut.tar.gz": "cut.tar.gz: archive is corrupt after 3 members (Compressed file ended"
+        " before the end-of-stream marker was reached); was the dump copied completely?",
+        "crc.tar.gz": "crc.tar.gz: its gzip stream is cut short or corrupt (Incorrect checksum"
+        " found); nothing was read; was the dump copied completely?",
         "inside.tar.gz": "inside.tar.gz: gzip-compressed, but not a tar archive inside"
         " (unexpected end of archive); make it with `tar czf`",
     }
@@ -559,7 +600,7 @@ def test_iter_source_unreadable_members_are_defects_not_skips(tmp_path: Path) ->
             b"\x1f\x8b not really gzip",
             18,
             key_path=None,
-            defect="unreadable-archive: Unknown compression method",
+            defect="unreadable-archive: Gzip/zlib wrapper specifies unsupported compress method",
         ),
         SourceFile("cut.tar/mixed/user_1.json", USER, 8, key_path="user_1.json"),
         SourceFile(

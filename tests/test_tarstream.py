@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from duel.archives import open_archive
-from duel.tarstream import Member, TarFormatError, iter_members
+from duel.tarstream import TRAILING, Member, TarFormatError, iter_members
 
 LONG = "mixed/" + "d" * 120 + "/user_1.json"
 
@@ -175,4 +175,22 @@ def test_iter_members_streams_the_members_named_to_be_streamed(tmp_path: Path) -
         nested[:7],
         ("c.tar.gz", len(nested), "file", None),
         ("d.json", 2, "file", b"[]"),
+    ]
+
+
+def test_iter_members_gives_what_follows_the_end_of_archive_marker() -> None:
+    """After the end-of-archive marker, zeros are its padding (nothing); anything else is one
+    `trailing` member, read through: its first bytes kept and its size (it was never read)."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        info = tarfile.TarInfo("a.json")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"{}"))
+    plain = archive.getvalue()
+    names = [(m.name, m.kind, m.data) for m in iter_members(io.BytesIO(plain + bytes(4096)), 10)]
+    assert names == [("a.json", "file", b"{}")]
+    after = list(iter_members(io.BytesIO(plain + b"\0" * 3 + b"appended" * 1000), 10))
+    assert [(m.name, m.kind, m.size, m.data) for m in after] == [
+        ("a.json", "file", 2, b"{}"),
+        ("", TRAILING, 8000, b"appended" * 1 + b"ap"),
     ]

@@ -13,6 +13,7 @@ import bz2
 import io
 import itertools
 import lzma
+import re
 import stat
 import struct
 import zipfile
@@ -22,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
-from isal import igzip, isal_zlib
+from isal import isal_zlib
 
 from duel.tarstream import Member, TarFormatError
 
@@ -34,6 +35,8 @@ ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header; an empty zip'
 MAX_ZIP_MEMBERS = 50_000  # zipfile holds ~600 bytes per member of its directory
 MAX_ZIP_DIRECTORY = 8 << 20  # bytes of central directory, read whole by zipfile
 READ_SIZE = 1 << 18  # bounded reads go this far at a time
+# isal's stub types the class as an instance
+_ISAL_ERROR = cast(type[Exception], isal_zlib.error)
 # What a corrupt, truncated or unsupported stream raises while it is read.
 READ_ERRORS = (
     TarFormatError,
@@ -42,8 +45,8 @@ READ_ERRORS = (
     EOFError,
     OSError,
     zlib.error,
-    # a corrupt deflate stream in a gzip dump (isal's stub types the class as an instance)
-    cast(type[Exception], isal_zlib.error),
+    # a corrupt deflate stream in a gzip dump (GzipMembers gives it as zlib.error)
+    _ISAL_ERROR,
     lzma.LZMAError,
     NotImplementedError,
     RuntimeError,
@@ -99,14 +102,98 @@ def is_zip(head: bytes) -> bool:
     return head.startswith(ZIP_MAGIC)
 
 
-def decompressed(stream: BinaryIO, head: bytes) -> BinaryIO:
-    """The stream's uncompressed bytes, for the compression its `head` shows (or the stream)."""
+GZIP_MAGIC = b"\x1f\x8b"
+# Compressed bytes given to inflate at a time: what one call leaves unread (its output is
+# bounded) is copied into the next, so a small piece (1 MiB made the read twice as slow).
+_INFLATE_INPUT = 1 << 16
+_ZLIB_CODE = re.compile(r"^Error -?[0-9]+ ")
+
+
+class GzipMembers(io.RawIOBase):
+    """A gzip stream's uncompressed bytes, member after member, checked as gzip.GzipFile checks
+    them (header, CRC-32, length; ISA-L's inflate, about a third of zlib's time: bench/analysis.md),
+    but for what follows the last member. Zero padding there is skipped, as gzip does; bytes that
+    are not another member end the stream, kept in `trailing` (the first `keep` of them) and
+    counted in `trailing_size`, where gzip raises "not a gzipped file" in the read that also
+    held the archive's last bytes (a dump with a few bytes appended was refused whole)."""
+
+    def __init__(self, raw: BinaryIO, keep: int = 0) -> None:
+        super().__init__()
+        self.raw, self.keep = raw, keep
+        self.inflate = isal_zlib.decompressobj(31)  # 31: a gzip member (16 + a 32 KiB window)
+        self.pending = b""  # compressed bytes read and not yet inflated
+        self.trailing: bytes | None = None
+        self.trailing_size = 0
+        self.ended = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to `size` uncompressed bytes (at least one, unless the stream has ended); all of
+        them without `size`. Callers read large pieces, so no buffer sits on top (it would only
+        copy; `iter_lines` puts one for its lines)."""
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(READ_SIZE), b""))
+        wanted = size
+        while not self.ended and wanted:
+            if self.inflate.eof:  # a member ended: another, padding, or what is not gzip
+                rest, self.pending = self.inflate.unused_data + self.pending, b""
+                self._after_member(rest)
+                continue
+            if not self.pending:
+                self.pending = self.raw.read(_INFLATE_INPUT)
+                if not self.pending:
+                    raise EOFError(
+                        "Compressed file ended before the end-of-stream marker was reached"
+                    )
+            try:
+                data = self.inflate.decompress(self.pending, wanted)
+            except _ISAL_ERROR as exc:  # `Error -6 Incorrect checksum found`: the words
+                raise zlib.error(_ZLIB_CODE.sub("", str(exc))) from None
+            self.pending = self.inflate.unconsumed_tail
+            if data:
+                return data
+        return b""
+
+    def _after_member(self, rest: bytes) -> None:
+        rest = rest.lstrip(b"\x00")
+        while len(rest) < len(GZIP_MAGIC):
+            more = self.raw.read(_INFLATE_INPUT)
+            if not more:
+                if rest:
+                    self._trail(rest)
+                self.ended = True
+                return
+            rest = (rest + more).lstrip(b"\x00")
+        if rest.startswith(GZIP_MAGIC):
+            self.inflate = isal_zlib.decompressobj(31)
+            self.pending = rest
+        else:
+            self._trail(rest)
+            self.ended = True
+
+    def _trail(self, rest: bytes) -> None:
+        kept, size = [rest[: self.keep]], len(rest)
+        while more := self.raw.read(READ_SIZE):
+            if size < self.keep:
+                kept.append(more[: self.keep - size])
+            size += len(more)
+        self.trailing, self.trailing_size = b"".join(kept), size
+
+
+def decompressed(stream: BinaryIO, head: bytes, keep: int = 0) -> BinaryIO:
+    """The stream's uncompressed bytes, for the compression its `head` shows (or the stream);
+    a gzip stream is a GzipMembers, which keeps `keep` bytes of what follows its end."""
     kind = compression(head)
     if kind == "gzip":
-        # ISA-L's inflate, gzip.GzipFile's format and checks (members, CRC-32, length), about a
-        # third of zlib's time (bench/analysis.md). Read as it is: callers read in large chunks, a
-        # buffer on top would only copy.
-        return cast(BinaryIO, igzip.IGzipFile(fileobj=stream, mode="rb"))
+        return cast(BinaryIO, GzipMembers(stream, keep))
     if kind == "bzip2":
         return cast(BinaryIO, bz2.BZ2File(stream))
     if kind == "xz":
@@ -173,6 +260,8 @@ def iter_lines(stream: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None
     `\n` whatever ended it in the file (`\r\n`, or nothing on the last line): its bytes, hashed
     as its document's version and content key, are the same however the file ends its lines
     (`canonical_line`)."""
+    if isinstance(stream, GzipMembers):  # unbuffered (for the tar reader's large reads)
+        stream = cast(BinaryIO, io.BufferedReader(stream, READ_SIZE))
     readline = stream.readline
     number = 0
     while line := readline(READ_SIZE):

@@ -28,6 +28,7 @@ from typing import BinaryIO, NamedTuple
 from duel.archives import (
     READ_ERRORS,
     ArchiveLimitError,
+    GzipMembers,
     compression,
     decompressed,
     hold,
@@ -39,7 +40,7 @@ from duel.archives import (
     zip_members,
 )
 from duel.exceptions import SourceError
-from duel.tarstream import Member, TarFormatError, iter_members
+from duel.tarstream import TRAILING, Member, TarFormatError, iter_members
 
 DATA_SUFFIX = ".json"
 COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz")
@@ -127,17 +128,18 @@ def identity_path(relative: str) -> str:
 
 
 def safe_member_name(name: str) -> str | None:
-    """The normalised relative name of an archive member, or None if it escapes the archive."""
+    """The normalised relative name of an archive member, or None if it escapes the archive.
+    A `\\` is a character of a name, as in a folder's file names (nothing is extracted, so it
+    escapes nothing; a zip's are its separators, `archives.zip_members` reads them as `/`)."""
     if (
         not name.startswith(("/", "./"))
         and ".." not in name
         and "//" not in name
-        and "\\" not in name
         and "/./" not in name
         and ":" not in name
     ):
         return name  # the common case, already normal (checked without normpath: hot path)
-    if name.startswith("/") or "\\" in name or (len(name) > 1 and name[1] == ":"):
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         return None
     normal = posixpath.normpath(name)
     if normal == ".." or normal.startswith(("../", "/")):
@@ -205,17 +207,22 @@ def read_archive(raw: BinaryIO, label: str, max_bytes: int) -> Iterator[SourceFi
     try:
         stream, _magic = peekable(raw)
         head = stream.peek(512)[:512]  # type: ignore[attr-defined]  # a BufferedReader
+        unpacked = None
         if is_zip(head):
             kind = "zip"
             members = zip_members(stream)
         else:
-            members = iter_members(decompressed(stream, head), max_bytes, WANTED, NESTED_SUFFIXES)
+            unpacked = decompressed(stream, head, max_bytes)
+            members = iter_members(unpacked, max_bytes, WANTED, NESTED_SUFFIXES)
         yield from _iter_members(members, "", 0, max_bytes, MAX_HELD_BYTES)
+        yield from _after_gzip(unpacked, "")
     except ArchiveLimitError as exc:
         raise SourceError(f"{label}: {kind} archive not read: {exc}") from None
     except _Broken as broken:
+        cut = "; was the dump copied completely?" if isinstance(broken.error, EOFError) else ""
         raise SourceError(
             f"{label}: archive is corrupt after {_members(broken.count)} ({_why(broken.error)})"
+            + cut
         ) from None
     except READ_ERRORS as exc:
         if kind == "zip":
@@ -243,6 +250,16 @@ def _iter_members(
         for member_name, size, kind, data, stream in members:
             count += 1
             if kind == "dir":
+                continue
+            if kind == TRAILING:
+                yield _defect(
+                    _after(prefix, "after its end-of-archive marker"),
+                    _ARCHIVE_KEY,
+                    TRAILING_DATA,
+                    f"{size:,} bytes after the tar archive's end-of-archive marker (another"
+                    " archive appended?): not read as its members",
+                    data,
+                )
                 continue
             name = safe_member_name(member_name)
             if name is None:
@@ -321,7 +338,7 @@ def _iter_nested(
             size,
         )
         return
-    data = None
+    data = unpacked = None
     try:
         source, head, data = hold(stream, size, budget)
         if is_zip(head):
@@ -332,10 +349,12 @@ def _iter_nested(
                 )
             members = zip_members(source)
         else:
-            members = iter_members(decompressed(source, head), max_bytes, WANTED, NESTED_SUFFIXES)
+            unpacked = decompressed(source, head, max_bytes)
+            members = iter_members(unpacked, max_bytes, WANTED, NESTED_SUFFIXES)
         yield from _iter_members(
             members, path + "/", depth + 1, max_bytes, budget - len(data or b"")
         )
+        yield from _after_gzip(unpacked, path + "/")
     except ArchiveLimitError as exc:
         yield _defect(
             path, _ARCHIVE_KEY, "archive-too-large", str(exc), _kept(data, max_bytes), size
@@ -366,16 +385,18 @@ def _iter_packed(
     )  # a .json.gz is keyed as its .json
     try:
         source, head, data = hold(stream, size, min(budget, max_bytes))
-        unpacked = decompressed(source, head)
+        unpacked = decompressed(source, head, max_bytes)
         if not lines:  # a compressed JSON file
             document, length = read_bounded(unpacked, max_bytes)
             yield SourceFile(path, document, length, None, document is None, key_path)
+            yield from _after_gzip(unpacked, path + "/")
             return
         for number, line, length in iter_lines(unpacked, max_bytes):
             count += 1
             yield SourceFile(f"{path}:{number}", line, length, None, line is None)
         if not count:
             yield _without_documents(path, size)
+        yield from _after_gzip(unpacked, path + "/")
     except READ_ERRORS as exc:
         detail = (
             f"corrupt after {count} line{'' if count == 1 else 's'} ({_why(exc)})"
@@ -384,6 +405,31 @@ def _iter_packed(
         )
         # an NDJSON member holds many documents, keyed by their fields: it is none of them
         yield _defect(path, None if lines else key_path, "unreadable-member", detail, data, size)
+
+
+TRAILING_DATA = "trailing-data"
+
+
+def _after(prefix: str, what: str) -> str:
+    """The name of what follows the end of an archive or a compressed file (`prefix`: its path
+    and a `/`, or "" for the input itself): `inner.tar.gz (after its gzip stream)`."""
+    return f"{prefix[:-1]} ({what})" if prefix else f"({what})"
+
+
+def _after_gzip(unpacked: BinaryIO | None, prefix: str) -> Iterator[SourceFile]:
+    """What follows a gzip stream's last member when it is not gzip (`archives.GzipMembers`),
+    once the stream is read through: quarantined with its first bytes, and unidentified (it may
+    hold anyone: a complete dump holding it withholds its deletes). What came before was read
+    whole and checked, so it loads."""
+    if isinstance(unpacked, GzipMembers) and unpacked.trailing is not None:
+        yield _defect(
+            _after(prefix, "after its gzip stream"),
+            _ARCHIVE_KEY,
+            TRAILING_DATA,
+            f"{unpacked.trailing_size:,} bytes after the end of the gzip stream that are not"
+            " gzip: not read (what came before them was read whole)",
+            unpacked.trailing,
+        )
 
 
 def _without_documents(name: str, size: int) -> SourceFile:
@@ -504,19 +550,23 @@ def iter_directory(root: Path, max_bytes: int) -> Iterator[SourceFile]:
         stack.extend(reversed(subdirs))
 
 
+_UNREADABLE = "unreadable-file"
+
+
 def _read_file(
     path: str | Path, name: str, max_bytes: int, key_path: str | None = None
 ) -> SourceFile:
     """One file's bytes, or `oversize` from its size alone. O_NOFOLLOW: a link swapped in after
-    the listing is refused, never followed."""
+    the listing is refused, never followed. A file that cannot be read (gone since the listing,
+    not readable by us, a read error) is quarantined with the reason, under its identity: the
+    other files load, and its document keeps its current version, as neither changed nor
+    deleted."""
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             return SourceFile(name, skip_reason="symlink")
-        raise SourceError(
-            f"{path}: cannot read ({exc.strerror})", path=str(path), reason=exc.strerror
-        ) from None
+        return _defect(name, key_path, _UNREADABLE, f"cannot open it ({exc.strerror})")
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -528,9 +578,7 @@ def _read_file(
         if len(data) > size:
             data = _read_grown(fd, data, max_bytes)
     except OSError as exc:
-        raise SourceError(
-            f"{path}: cannot read ({exc.strerror})", path=str(path), reason=exc.strerror
-        ) from None
+        return _defect(name, key_path, _UNREADABLE, f"cannot read it ({exc.strerror})")
     finally:
         os.close(fd)
     if len(data) > max_bytes:  # grew while we read it
@@ -568,11 +616,13 @@ def read_ndjson(raw: BinaryIO, name: str, label: str, max_bytes: int) -> Iterato
     count = 0
     try:
         stream, head = peekable(raw)
-        for number, line, size in iter_lines(decompressed(stream, head), max_bytes):
+        unpacked = decompressed(stream, head, max_bytes)
+        for number, line, size in iter_lines(unpacked, max_bytes):
             count += 1
             yield SourceFile(f"{name}:{number}", line, size, None, line is None)
         if not count:
             yield _without_documents(name, _stream_size(raw))
+        yield from _after_gzip(unpacked, name + "/")
     except READ_ERRORS as exc:
         raise SourceError(
             f"{label}: corrupt after {count} document line{'' if count == 1 else 's'} "
@@ -585,25 +635,32 @@ def iter_json(path: Path, max_bytes: int) -> Iterator[SourceFile]:
     """A single JSON file, maybe compressed (keyed by its name without the compression suffix)."""
     name = storable_name(path.name)
     if name.lower().endswith(DATA_SUFFIX):
-        yield _read_file(path, name, max_bytes, name)
+        source = _read_file(path, name, max_bytes, name)
+        if source.defect is not None and source.defect.startswith(_UNREADABLE):
+            # the input itself: not one bad file of a dump, a run that cannot do its job
+            raise SourceError(f"{path}: {source.defect.partition(': ')[2]}", path=str(path))
+        yield source
         return
     try:
         with open(path, "rb") as handle:
-            yield read_json(handle, name, str(path), max_bytes)
+            yield from read_json(handle, name, str(path), max_bytes)
     except OSError as exc:  # opening it: read errors are SourceErrors already
         raise SourceError(f"{path}: not readable ({exc.strerror})") from None
 
 
-def read_json(raw: BinaryIO, name: str, label: str, max_bytes: int) -> SourceFile:
+def read_json(raw: BinaryIO, name: str, label: str, max_bytes: int) -> Iterator[SourceFile]:
     """A single JSON file from a binary stream, maybe compressed (`name` without its compression
-    suffix is its key path); `label` names it in errors."""
+    suffix is its key path), and what follows its gzip stream if that is not gzip; `label`
+    names it in errors."""
     key_path = name if name.lower().endswith(DATA_SUFFIX) else name.rsplit(".", 1)[0]
     try:
         stream, head = peekable(raw)
-        data, size = read_bounded(decompressed(stream, head), max_bytes)
+        unpacked = decompressed(stream, head, max_bytes)
+        data, size = read_bounded(unpacked, max_bytes)
     except READ_ERRORS as exc:
         raise SourceError(f"{label}: not readable ({_why(exc)})") from None
-    return SourceFile(name, data, size, None, data is None, key_path)
+    yield SourceFile(name, data, size, None, data is None, key_path)
+    yield from _after_gzip(unpacked, name + "/")
 
 
 def iter_object(
@@ -674,7 +731,7 @@ def read_object(
     elif lowered.endswith(DATA_SUFFIX) and size > max_bytes:
         yield SourceFile(name, None, size, None, True, name)
     elif lowered.endswith((DATA_SUFFIX, *PACKED_JSON_SUFFIXES)):
-        yield read_json(open_stream(), name, label, max_bytes)
+        yield from read_json(open_stream(), name, label, max_bytes)
     else:
         raise SourceError(f"{label}: not a supported input; give {SUPPORTED}")
 

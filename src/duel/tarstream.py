@@ -33,6 +33,7 @@ GNU_DUMPDIR = b"D"  # a directory with the list of its names, in GNU incremental
 NO_DATA = frozenset((b"1", b"2", b"3", b"4", b"5", b"6"))  # links, devices, dirs, FIFOs: no data
 EXTENDED = frozenset((b"L", b"x", b"g", b"K"))  # sets: every member is looked up (hot path)
 MAX_EXTENDED = 1 << 20
+TRAILING = "trailing"
 _ZERO_BLOCK = bytes(BLOCK)
 _EMPTY_PREFIX = bytes(155)
 # what a stream with no byte of tar in it is called (a 0-byte file, a gzip of nothing)
@@ -53,7 +54,7 @@ class TarFormatError(Exception):
 class Member(NamedTuple):  # a tuple, not a dataclass: built once per file on the hot path
     name: str
     size: int
-    kind: str  # file | dir | other
+    kind: str  # file | dir | other | trailing (what follows the end-of-archive marker)
     data: (
         bytes | None
     )  # the file's bytes; None when not read (other, dir, streamed, unwanted, over max_bytes)
@@ -172,6 +173,26 @@ class _Buffer:
         self.pos = min(start + size, len(self.buffer))
         return self.buffer[start : self.pos]
 
+    def rest(self, keep: int) -> tuple[bytes, int] | None:
+        """What follows, read through to the end of the stream: from its first byte that is not
+        zero (the end-of-archive marker's padding), its first `keep` bytes and its size; None
+        when nothing but zeros follows (as in every archive tar writes)."""
+        kept: list[bytes] = []
+        held = size = 0
+        chunk = self.buffer[self.pos :]
+        self.buffer, self.pos = b"", 0
+        while True:
+            if not size:
+                chunk = chunk.lstrip(b"\x00")
+            if chunk:
+                if held < keep:
+                    kept.append(chunk[: keep - held])
+                    held += len(kept[-1])
+                size += len(chunk)
+            chunk = self.stream.read(CHUNK)
+            if not chunk:
+                return (b"".join(kept), size) if size else None
+
     def skip(self, size: int) -> None:
         """Discard the next `size` bytes, a chunk at a time."""
         pos = self.pos + size
@@ -241,8 +262,10 @@ def iter_members(
         if not header and first:  # not even an end-of-archive marker: a failed transfer
             raise TarFormatError(EMPTY)
         first = False
-        if not header or header == _ZERO_BLOCK:
-            return  # end-of-archive marker (or a bare end of stream)
+        if not header or header == _ZERO_BLOCK:  # end-of-archive marker (or a bare end)
+            if header and (after := source.rest(max_bytes)) is not None:
+                yield Member("", after[1], TRAILING, after[0])
+            return
         name_field, size_field, checksum_field, kind, magic, prefix = _HEADER.unpack_from(header)
         if not _checksum_ok(header, checksum_field):
             raise TarFormatError("header checksum mismatch")
