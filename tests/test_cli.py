@@ -80,6 +80,18 @@ def test_ingest_missing_path(settings: Settings, tmp_path: Path) -> None:
     )
 
 
+def test_ingest_path_with_a_newline_is_one_line(settings: Settings, tmp_path: Path) -> None:
+    # a newline (or a terminal escape) in a path made the error two lines, or rewrote the screen
+    folder = tmp_path / "day\n2\x1b[2J"
+    folder.mkdir()
+    result = run_cli(settings, "ingest", str(folder / "dump.tar.gz"))
+    assert (result.returncode, result.stdout, result.stderr) == (
+        1,
+        "",
+        f"error: no such file or directory: {tmp_path}/day\\n2\\x1b[2J/dump.tar.gz\n",
+    )
+
+
 def test_ingest_empty_path_is_a_usage_error(settings: Settings, tmp_path: Path) -> None:
     # Path("") is the current directory: `duel ingest ""` read the whole of it
     (tmp_path / "user_1.json").write_text("{}")

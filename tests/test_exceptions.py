@@ -14,6 +14,7 @@ from duel.exceptions import (
     ShardMismatch,
     SourceError,
     StepFailed,
+    one_line,
 )
 
 
@@ -69,3 +70,11 @@ def test_exceptions_common_context_reads_none_when_not_given() -> None:
         "d.tgz",
         None,
     )
+
+
+def test_every_error_message_is_one_line() -> None:
+    """A character that is not printable is written as its escape, in the message and str()."""
+    error = SourceError("day\n1/caf\u00e9\tu\x1b.json: cannot read it", path="day\n1")
+    assert error.message == str(error) == "day\\n1/caf\u00e9\\tu\\x1b.json: cannot read it"
+    assert error.path == "day\n1"  # the context keeps the value itself
+    assert one_line("plain: as it was") == "plain: as it was"

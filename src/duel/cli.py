@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 import click
 
 from duel import __version__
-from duel.exceptions import DuelError, Interrupted, file_error
+from duel.exceptions import DuelError, Interrupted, file_error, one_line
 from duel.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ NO_ENVIRONMENT = "Reads no environment variables and no .env."
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {one_line(message)}", err=True)
     sys.exit(code)
 
 

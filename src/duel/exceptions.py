@@ -13,6 +13,18 @@ from typing import Any
 TERMINAL_SQLSTATE_CLASSES = frozenset({"22", "23", "28", "42"})
 
 
+def one_line(text: str) -> str:
+    """`text` on one line: a character that is not printable (a newline or a terminal escape in a
+    file name, say) is written as its escape, `\\n`, `\\x1b`, so an error stays one line that
+    says exactly which name."""
+    if text.isprintable():  # the common case
+        return text
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )
+
+
 class DuelError(Exception):
     """Base class: a one-line, user-facing error. `exit_code` is what the CLI exits with."""
 
@@ -30,6 +42,7 @@ class DuelError(Exception):
     reason: str | None = None  # the underlying error's own words (the driver's, the OS's)
 
     def __init__(self, message: str, **context: Any) -> None:
+        message = one_line(message)
         super().__init__(message)
         self.message = message
         self.context = context
