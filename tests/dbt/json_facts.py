@@ -69,8 +69,10 @@ def file_key(name: str) -> str:
 
 
 def fold(text: str) -> str:
-    """A brand name as the lookup normalises it: NFKC, whitespace runs as one space, case-folded."""
-    return re.sub(r"[ \t\n\r\f\v]+", " ", unicodedata.normalize("NFKC", text)).casefold()
+    """A brand name as the lookup normalises it: the characters invisible inside a word dropped,
+    NFKC, whitespace runs as one space, case-folded."""
+    visible = re.sub("[\u00ad\u200b\u2060\ufeff]", "", text)
+    return re.sub(r"[ \t\n\r\f\v]+", " ", unicodedata.normalize("NFKC", visible)).casefold()
 
 
 def _text(value: Any) -> str | None:

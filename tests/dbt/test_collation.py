@@ -32,14 +32,19 @@ SPELLINGS = [
     "\u01c4uro",
     "\u01c5uro",
     "ＡＣＭＥ",
+    # a soft hyphen, a zero-width space and a word joiner inside: the same brand (they made two)
+    "Nest\u00adlé Group",
+    "NESTLÉ\u200b GROUP",
+    "Ac\u2060me",
 ]
 
 
 def fold(text: str) -> str:
-    """Python's reading of macros/text.sql's fold_text: NFKC, whitespace runs as one space,
-    casefold.
+    """Python's reading of macros/text.sql's fold_text: the characters invisible inside a word
+    dropped, NFKC, whitespace runs as one space, casefold.
     """
-    return re.sub(r"[ \t\n\r\f\v]+", " ", unicodedata.normalize("NFKC", text.strip())).casefold()
+    visible = re.sub("[\u00ad\u200b\u2060\ufeff]", "", text.strip())
+    return re.sub(r"[ \t\n\r\f\v]+", " ", unicodedata.normalize("NFKC", visible)).casefold()
 
 
 def brand_id(normalised: str) -> str:

@@ -428,13 +428,14 @@
 
 {# macros/text.sql's fold_text; on Spark without NFKC (see the header). #}
 {% macro default__fold_text(text) -%}
-    casefold(regexp_replace(normalize(({{ text }}), nfkc), '[ \t\n\r\f\v]+', ' ', 'g') collate "pg_unicode_fast")
+    casefold(regexp_replace(normalize(regexp_replace(({{ text }}), '[\u00ad\u200b\u2060\ufeff]', '', 'g'), nfkc), '[ \t\n\r\f\v]+', ' ', 'g') collate "pg_unicode_fast")
 {%- endmacro %}
 
 {# Spark's upper and lower map one letter to one letter: casefold's ß -> ss is spelled out; the
-   spaces NFKC makes a plain space (no-break, en to hair, narrow, medium, ideographic) are one. #}
+   spaces NFKC makes a plain space (no-break, en to hair, narrow, medium, ideographic) are one;
+   the invisible characters are dropped as on Postgres. #}
 {% macro spark__fold_text(text) -%}
-    lower(upper(replace(replace(regexp_replace({{ text }}, '[ \t\n\r\u000c\u000b\u00a0\u2000-\u200a\u202f\u205f\u3000]+', ' '), 'ß', 'ss'), 'ẞ', 'ss')))
+    lower(upper(replace(replace(regexp_replace(regexp_replace({{ text }}, '[\u00ad\u200b\u2060\ufeff]', ''), '[ \t\n\r\u000c\u000b\u00a0\u2000-\u200a\u202f\u205f\u3000]+', ' '), 'ß', 'ss'), 'ẞ', 'ss')))
 {%- endmacro %}
 
 {# --- times and aggregates --------------------------------------------------------------------- #}

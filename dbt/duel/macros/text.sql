@@ -15,10 +15,14 @@
 {%- endmacro %}
 
 {#
-    Compatibility-normalised and case-folded: Unicode NFKC, runs of whitespace as one space, then
-    full case folding (Python: `re.sub(r"[ \t\n\r\f\v]+", " ", unicodedata.normalize("NFKC", text)).casefold()`).
-    'NESTLÉ  Group', 'Nestlé group' and 'NESTLE\u0301 GROUP' all fold to 'nestlé group', and
-    'STRASSE' and 'Straße' to 'strasse'. Postgres 18+ (casefold, collation pg_unicode_fast).
+    Compatibility-normalised and case-folded: the characters that are invisible inside a word
+    dropped (soft hyphen, zero-width space, word joiner, zero-width no-break space: a name copied
+    from a web page or a word processor keeps them), Unicode NFKC, runs of whitespace as one
+    space, then full case folding (Python: `re.sub(r"[ \t\n\r\f\v]+", " ", unicodedata.normalize(
+    "NFKC", re.sub("[\u00ad\u200b\u2060\ufeff]", "", text))).casefold()`).
+    'NESTLÉ  Group', 'Nestlé group', 'NESTLE\u0301 GROUP' and 'Nest\u00adlé Group' all fold to
+    'nestlé group', and 'STRASSE' and 'Straße' to 'strasse'. Postgres 18+ (casefold, collation
+    pg_unicode_fast).
 #}
 {% macro fold_text(text) -%}
     {{ return(adapter.dispatch('fold_text', 'duel')(text)) }}

@@ -12,6 +12,7 @@
     '{"v": "STRASSE"}', '{"v": "Nestlé group"}', '{"v": "ÉCOLE"}', '{"v": "ﬁne"}',
     '{"v": "E\\u0301COLE"}', '{"v": "\\uff21\\uff22"}', '{"v": "a\\\\b"}',
     '{"v": "\\u00a0 Acme\\u00a0Group\\u3000\\ufeff"}', '{"v": "\\u200b\\u2003"}',
+    '{"v": "Ac\\u00adme\\u200b Gr\\u2060oup\\ufeffs"}',
 ] -%}
 with
 
