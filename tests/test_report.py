@@ -228,7 +228,11 @@ def test_charts_give_each_platform_one_colour() -> None:
 def _platform(platform: str | None, tasks: int, likes_known: int, likes: int) -> dict[str, Any]:
     """An engagement_by_platform row: `tasks` tasks, the likes of `likes_known` known, the
     rest of the measures unknown."""
-    row: dict[str, Any] = {"platform": platform, "task_count": tasks}
+    row: dict[str, Any] = {
+        "platform": platform,
+        "is_accepted_platform": platform in ("instagram", "tiktok", "facebook"),
+        "task_count": tasks,
+    }
     for m in ("likes", "comments", "shares", "reach", "engagement"):
         known = likes_known if m == "likes" else 0
         total = Decimal(likes) if m == "likes" and known else None
@@ -875,7 +879,7 @@ def test_report_platform_table_sums_the_made_up_labels_the_charts_sum(
     table = build_tables(models)["platforms"]
     assert [(p["platform"], p["task_count"], p["unranked"]) for p in table] == [
         ("tiktok", 100, False),
-        *((f"label {n}", n, False) for n in (8, 7, 6, 5, 4)),
+        *((f"label {n}", n, True) for n in (8, 7, 6, 5, 4)),  # not accepted platforms
         ("3 other platforms", 6, True),
         (None, 30, True),
     ]
@@ -883,7 +887,31 @@ def test_report_platform_table_sums_the_made_up_labels_the_charts_sum(
     assert (table[-2]["engagement"], table[-2]["engagement_average"]) == (140, 140 / 6)
     html = render_report(models, "duel")[0]
     assert "3 other platforms · summed, not ranked" in html
-    assert ">label 3<" not in html and ">label 4<" in html
+    assert ">label 3 ·" not in html and ">label 4 · not an accepted platform, not ranked<" in html
+
+
+@pytest.mark.slow
+def test_report_platform_table_ranks_only_the_accepted_platforms(real_built: Settings) -> None:
+    """A platform outside the accepted ones (`tik tok`, flagged unknown-value) has its row, after
+    the accepted ones and marked not ranked, though its 3 tasks average the most: it was ranked
+    first, beside `tiktok`."""
+    rows = [
+        {**_platform("tiktok", 100, 50, 5000), "engagement_average": Decimal(100)},
+        {**_platform("instagram", 90, 45, 900), "engagement_average": Decimal(20)},
+        {**_platform("tik tok", 3, 3, 3000), "engagement_average": Decimal(1000)},
+        {**_platform(None, 30, 0, 0), "engagement_average": None},
+    ]
+    models = {**read_models(real_built), "platforms": frame(rows)}
+    table = build_tables(models)["platforms"]
+    assert [(p["platform"], p["unranked"], p["unaccepted"]) for p in table] == [
+        ("tiktok", False, False),
+        ("instagram", False, False),
+        ("tik tok", True, True),
+        (None, True, False),
+    ]
+    html = render_report(models, "duel")[0]
+    assert "tik tok · not an accepted platform, not ranked" in html
+    assert "tiktok · not" not in html
 
 
 @pytest.mark.slow

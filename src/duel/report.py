@@ -455,13 +455,22 @@ def build_tables(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
     platforms = models["platforms"]
     if not platforms.empty:
         # the charts' rows: a free-text platform field's labels past the first few summed into
-        # one row (not ranked, before the unknown platform), so the table stays readable
+        # one row (not ranked, before the unknown platform), so the table stays readable; a
+        # platform outside the accepted ones (`tik tok`) is shown after them, not ranked
         platforms = (
             charts.platform_rows(platforms)
             .assign(unknown=lambda d: d["platform"].isna())
-            .assign(unranked=lambda d: d["unknown"] | d["is_folded"])
+            .assign(
+                unaccepted=lambda d: (
+                    ~d["unknown"]
+                    & ~d["is_folded"]
+                    & ~d["is_accepted_platform"].fillna(False).astype(bool)
+                )
+            )
+            .assign(unranked=lambda d: d["unknown"] | d["is_folded"] | d["unaccepted"])
             .sort_values(
-                ["unknown", "is_folded", "engagement_average"], ascending=[True, True, False]
+                ["unknown", "is_folded", "unaccepted", "engagement_average"],
+                ascending=[True, True, True, False],
             )
         )
     leaderboard, cut = _leaderboard(models["advocates"])

@@ -229,6 +229,7 @@ def by_platform(rows: Rows) -> dict[str | None, dict[str, Any]]:
     return {
         platform: {
             "is_unknown_platform": platform is None,
+            "is_accepted_platform": platform in PLATFORMS,
             "user_count": len({t.user_key for t in group}),
             **task_measures(group),
         }

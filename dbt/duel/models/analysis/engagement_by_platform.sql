@@ -44,6 +44,9 @@ final as (
     select
         measures.platform,
         measures.is_unknown_platform,
+        coalesce(
+            measures.platform in {{ sql_list(field_rule('task', 'platform')['accepted']) }}, false
+        ) as is_accepted_platform,
         cast(platform_users.user_count as bigint) as user_count,
         {{ task_measure_columns('measures') }}
 
