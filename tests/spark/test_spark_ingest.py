@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +31,23 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout
+
+
+@contextmanager
+def own_raw(
+    spark: SparkSession, monkeypatch: pytest.MonkeyPatch, name: str
+) -> Iterator[Callable[[str], int]]:
+    """The Spark ingest writing into a raw database of the test's own, `name`, made empty and
+    dropped afterwards; yields how many rows one of its tables holds."""
+    from duel import spark_ingest as job
+
+    monkeypatch.setattr(job, "RAW", name)
+    spark.sql(f"drop database if exists {name} cascade")
+    spark.sql(f"create database {name}")
+    try:
+        yield lambda table: int(spark.sql(f"select count(*) from {name}.{table}").collect()[0][0])
+    finally:
+        spark.sql(f"drop database if exists {name} cascade")
 
 
 @pytest.fixture(scope="module")
@@ -175,10 +194,7 @@ def test_spark_ingest_adds_a_column_missing_from_an_earlier_warehouse(
     by position), and a batch row then lands in its columns; the earlier rows keep NULL."""
     from duel import spark_ingest as job
 
-    monkeypatch.setattr(job, "RAW", "raw_earlier")
-    spark.sql("drop database if exists raw_earlier cascade")
-    spark.sql("create database raw_earlier")
-    try:
+    with own_raw(spark, monkeypatch, "raw_earlier"):
         earlier = job.TABLES["batches"].removesuffix(", deletes_withheld int")
         spark.sql(f"create table raw_earlier.batches ({earlier}) using parquet")
         spark.sql(
@@ -196,8 +212,6 @@ def test_spark_ingest_adds_a_column_missing_from_an_earlier_warehouse(
             "select batch_id, source_uri, loaded, deletes_withheld, document_key_rule"
             " from raw_earlier.batches order by batch_id"
         ).collect()
-    finally:
-        spark.sql("drop database if exists raw_earlier cascade")
     assert columns[-1] == "deletes_withheld"
     assert [tuple(r) for r in rows] == [
         (1, "d.tar.gz", 3, None, None),
@@ -220,17 +234,9 @@ def test_spark_ingest_refuses_a_dump_moved_to_another_folder_depth(
     """The layout guard on Spark, as on Postgres (duel.layout): the same users one folder deeper
     are refused before anything is written; with allow_new_layout they load as new documents.
     Current documents the dump also delivers where they were are not moves."""
-    from duel import spark_ingest as job
     from duel.exceptions import LayoutChanged
 
-    monkeypatch.setattr(job, "RAW", "raw_layout")
-    spark.sql("drop database if exists raw_layout cascade")
-    spark.sql("create database raw_layout")
-
-    def table(name: str) -> int:
-        return int(spark.sql(f"select count(*) from raw_layout.{name}").collect()[0][0])
-
-    try:
+    with own_raw(spark, monkeypatch, "raw_layout") as table:
         first = spark_ingest(spark_settings, _users(tmp_path / "a", "mixed", range(3)), spark=spark)
         assert (first.loaded, table("batch_files")) == (3, 3)
         deeper = _users(tmp_path / "b", "day2/mixed", range(3))
@@ -247,8 +253,6 @@ def test_spark_ingest_refuses_a_dump_moved_to_another_folder_depth(
         kept = spark_ingest(spark_settings, both, spark=spark)
         assert (kept.loaded, kept.unchanged) == (3, 3)  # the originals delivered: no move
         assert table("current_versions") == 9
-    finally:
-        spark.sql("drop database if exists raw_layout cascade")
 
 
 @pytest.mark.slow
@@ -258,17 +262,9 @@ def test_spark_ingest_refuses_a_rule_change_and_two_files_of_one_identity(
     """duel.layout's other two guards on Spark, as on Postgres: a run keyed by another rule than
     the current documents were, and two files under different folders that identity leaves
     out (eu/user_1.json, us/user_1.json: one document), are refused before anything is written."""
-    from duel import spark_ingest as job
     from duel.exceptions import IdentityCollision, KeyRuleChanged
 
-    monkeypatch.setattr(job, "RAW", "raw_guards")
-    spark.sql("drop database if exists raw_guards cascade")
-    spark.sql("create database raw_guards")
-
-    def table(name: str) -> int:
-        return int(spark.sql(f"select count(*) from raw_guards.{name}").collect()[0][0])
-
-    try:
+    with own_raw(spark, monkeypatch, "raw_guards") as table:
         regions = _users(_users(tmp_path / "r", "eu", range(2)), "us", range(1, 3))
         with pytest.raises(IdentityCollision, match=r"^refused: 'eu/user_1\.json' and 'us/user_1"):
             spark_ingest(spark_settings, regions, spark=spark)
@@ -285,8 +281,6 @@ def test_spark_ingest_refuses_a_rule_change_and_two_files_of_one_identity(
         assert (table("batches"), table("batch_files")) == (1, 3)
         again = spark_ingest(spark_settings, tmp_path / "a", spark=spark, allow_new_layout=True)
         assert again.loaded == 3
-    finally:
-        spark.sql("drop database if exists raw_guards cascade")
 
 
 @pytest.mark.slow
@@ -300,11 +294,6 @@ def test_spark_ingest_a_document_twice_in_one_dump_ends_as_on_postgres(
     """A dump holding user_1 twice (A, then B), delivered three times, then a dump holding it as
     new bytes A2 and then B: both engines count the same, and a document whose last copy is the
     version it had keeps its pointer from batch 1 (load._Batch.restore_repeated)."""
-    from duel import spark_ingest as job
-
-    monkeypatch.setattr(job, "RAW", "raw_twice")
-    spark.sql("drop database if exists raw_twice cascade")
-    spark.sql("create database raw_twice")
     a, b, a2, other = (
         json.dumps({"user_id": None, "name": name}).encode() for name in ("A", "B", "A2", "C")
     )
@@ -318,7 +307,7 @@ def test_spark_ingest_a_document_twice_in_one_dump_ends_as_on_postgres(
     )
     postgres = pg_server.with_overrides(pg_database="duel_spark_twice")
     db.ensure_ready(postgres)
-    try:
+    with own_raw(spark, monkeypatch, "raw_twice"):
         dumps = [twice, twice, twice, newer]
         on_spark = [spark_ingest(spark_settings, dump, spark=spark).summary() for dump in dumps]
         on_postgres = [ingest(postgres, dump).summary() for dump in dumps]
@@ -337,8 +326,6 @@ def test_spark_ingest_a_document_twice_in_one_dump_ends_as_on_postgres(
             assert conn.execute(
                 "select document_key, batch_id from raw.current_versions order by 1"
             ).fetchall() == [("file:user_1.json", 1), ("file:user_2.json", 1)]
-    finally:
-        spark.sql("drop database if exists raw_twice cascade")
 
 
 @pytest.mark.slow
@@ -347,13 +334,9 @@ def test_spark_ingest_refuses_a_dump_without_data(
 ) -> None:
     """A folder of notes is refused on Spark as on Postgres (duel.load.refuse_without_data),
     before anything is written."""
-    from duel import spark_ingest as job
     from duel.exceptions import SourceError
 
-    monkeypatch.setattr(job, "RAW", "raw_empty")
-    spark.sql("drop database if exists raw_empty cascade")
-    spark.sql("create database raw_empty")
-    try:
+    with own_raw(spark, monkeypatch, "raw_empty") as table:
         (tmp_path / "notes").mkdir()
         (tmp_path / "notes" / "users.csv").write_text("user_id,name\n1,Ann\n")
         with pytest.raises(SourceError) as refused:
@@ -362,10 +345,5 @@ def test_spark_ingest_refuses_a_dump_without_data(
             f"{tmp_path}/notes: holds no data file (.json, .ndjson, or an archive of them): its 1"
             " file skipped as not data (not-json 1); nothing was loaded"
         )
-        written = [
-            int(spark.sql(f"select count(*) from raw_empty.{name}").collect()[0][0])
-            for name in ("batches", "batch_files", "user_documents")
-        ]
+        written = [table(name) for name in ("batches", "batch_files", "user_documents")]
         assert written == [0, 0, 0]
-    finally:
-        spark.sql("drop database if exists raw_empty cascade")
