@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import run_cli
+from conftest import query, run_cli
 from PIL import Image
 
 from duel import charts, pipeline, read
@@ -159,6 +159,34 @@ def test_report_shows_the_run_summary(real_built: Settings, report: ReportResult
 
 
 @pytest.mark.slow
+def test_report_says_how_many_users_each_ranking_is_over(
+    real_built: Settings, report: ReportResult
+) -> None:
+    """The top advocates' rankings say how many users they are over (those with a known value)
+    of all users, counted here from the core models, not from the model the report reads."""
+
+    def count(statement: str) -> int:
+        return int(query(real_built, statement)[0][0])  # type: ignore[call-overload]
+
+    users = count("select count(*) from dbt.base")
+    engagement = count(
+        "select count(distinct user_key) from dbt.tasks_completed where engagement is not null"
+    )
+    reach = count(
+        "select count(distinct user_key) from dbt.tasks_completed where reach is not null"
+    )
+    sales = count(
+        "select count(distinct user_key) from dbt.advocacy_programs"
+        " where total_sales_attributed is not null"
+    )
+    assert (users, engagement, reach, sales) == (10000, 5256, 9729, 6015)
+    page = " ".join(report.path.read_text().split())
+    assert (
+        f"The rankings are over {engagement:,} of the {users:,} users by engagement, {reach:,}"
+        f" by reach and {sales:,} by sales: the others have no known value to rank." in page
+    )
+
+
 def test_report_cli_writes_into_out(real_built: Settings, tmp_path: Path) -> None:
     done = run_cli(real_built, "report", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr

@@ -39,6 +39,7 @@ MODELS = (
     "engagement_by_brand",
     "engagement_by_program",
     "top_advocates",
+    "engagement_by_user",
     "sales_attribution",
     "sales_outliers",
 )
@@ -127,6 +128,16 @@ def _fetch_attribution_sums(conn: psycopg.Connection[Any]) -> pd.DataFrame:
     )
 
 
+def _fetch_ranked(conn: psycopg.Connection[Any]) -> pd.DataFrame:
+    """How many users top_advocates' rankings are over (those whose value is known: its
+    `where ... is not null`), and of how many users: one row, counted in the database."""
+    query = sql.SQL(
+        "select count(*) as users, count(engagement) as engagement, count(reach) as reach,"
+        " count(sales) as sales from {}"
+    ).format(read.relation("engagement_by_user", SCHEMA))
+    return read.frame(conn, query)
+
+
 def _fetch_points(
     conn: psycopg.Connection[Any],
     model: str,
@@ -199,6 +210,7 @@ def read_models(settings: Settings) -> dict[str, pd.DataFrame]:
             "advocates": _fetch(
                 conn, "top_advocates", order_by=("ranking", "rank", "label", "user_key")
             ),
+            "ranked": _fetch_ranked(conn),
             "brands": _fetch(
                 conn, "engagement_by_brand", order_by=("brand_id",), where=RANKED_BRANDS
             ),
@@ -491,6 +503,7 @@ def build_tables(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
         "platforms": _records(platforms) if not platforms.empty else [],
         "leaderboard": leaderboard,
         "leaderboard_cut": cut,
+        "ranked": _records(models["ranked"])[0] if not models["ranked"].empty else None,
         "brands": _ranked(brands, "sales_rank", BRANDS),
         "unknown_brand": _records(brands[brands["is_unknown_brand"]])[0]
         if not brands.empty and brands["is_unknown_brand"].any()
