@@ -20,7 +20,7 @@ from test_hostile import CORPUS, ingest_cli, ledger, peak_rss_mb
 
 from duel.archives import (
     READ_ERRORS,
-    GzipMembers,
+    StreamMembers,
     compression,
     decompressed,
     iter_lines,
@@ -234,7 +234,7 @@ def test_decompressed_gzip_keeps_what_follows_its_last_member_when_not_gzip() ->
     def read(data: bytes, keep: int) -> tuple[bytes, bytes | None, int]:
         stream = decompressed(io.BytesIO(data), data[:10], keep)
         out = stream.read()
-        assert isinstance(stream, GzipMembers)
+        assert isinstance(stream, StreamMembers)
         return out, stream.trailing, stream.trailing_size
 
     assert read(GZIPPED * 2 + b"\0" * 700 + b"<html>oops</html>", 6) == (
@@ -244,6 +244,26 @@ def test_decompressed_gzip_keeps_what_follows_its_last_member_when_not_gzip() ->
     )
     assert read(GZIPPED + bytes(4096), 100) == (payload, None, 0)
     assert read(GZIPPED + b"\0\0\x1f", 100) == (payload, b"\x1f", 1)  # a magic's half: not gzip
+
+
+@pytest.mark.parametrize(
+    ("kind", "compress"),
+    [("bzip2", bz2.compress), ("xz", lzma.compress)],
+)
+def test_decompressed_bzip2_and_xz_keep_what_follows_their_last_stream(
+    kind: str, compress: Callable[[bytes], bytes]
+) -> None:
+    """As gzip: two streams one after the other are read whole, zero padding skipped, and bytes
+    that are not another stream kept and counted (bz2 and lzma dropped them without a word)."""
+    payload = bytes(range(256)) * 400
+    packed = compress(payload)
+    stream = decompressed(io.BytesIO(packed * 2 + bytes(8) + b"appended"), packed[:10], 4)
+    assert isinstance(stream, StreamMembers)
+    assert (stream.read(), stream.trailing, stream.trailing_size) == (payload * 2, b"appe", 8)
+    plain = decompressed(io.BytesIO(packed + bytes(4)), packed[:10], 4)
+    assert (plain.read(), getattr(plain, "trailing", "?")) == (payload, None)
+    with pytest.raises(READ_ERRORS):  # cut short, as before
+        decompressed(io.BytesIO(packed[:-10]), packed[:10]).read()
 
 
 @pytest.mark.parametrize(

@@ -336,9 +336,8 @@ def test_iter_source_errors_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "inside.tar.bz2").write_bytes(bz2.compress(b"not a tar archive"))
     (tmp_path / "garbage.zip").write_bytes(b"garbage\n")
     assert _errors(tmp_path, "cut.tar.xz", "inside.tar.bz2", "garbage.zip") == {
-        "cut.tar.xz": "cut.tar.xz: its xz stream is cut short or corrupt (Compressed file ended"
-        " before the end-of-stream marker was reached); nothing was read; was the dump copied"
-        " completely?",
+        "cut.tar.xz": "cut.tar.xz: archive is corrupt after 3 members (Compressed file ended"
+        " before the end-of-stream marker was reached); was the dump copied completely?",
         "inside.tar.bz2": "inside.tar.bz2: bzip2-compressed, but not a tar archive inside"
         " (unexpected end of archive); make it with `tar cjf`",
         "garbage.zip": "garbage.zip: text, not a zip archive; give a .tar.gz made by `tar czf`,"

@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from isal import isal_zlib
 
@@ -45,7 +45,7 @@ READ_ERRORS = (
     EOFError,
     OSError,
     zlib.error,
-    # a corrupt deflate stream in a gzip dump (GzipMembers gives it as zlib.error)
+    # a corrupt deflate stream in a gzip dump (StreamMembers gives it as zlib.error)
     _ISAL_ERROR,
     lzma.LZMAError,
     NotImplementedError,
@@ -102,26 +102,38 @@ def is_zip(head: bytes) -> bool:
     return head.startswith(ZIP_MAGIC)
 
 
-GZIP_MAGIC = b"\x1f\x8b"
-# Compressed bytes given to inflate at a time: what one call leaves unread (its output is
-# bounded) is copied into the next, so a small piece (1 MiB made the read twice as slow).
+# What starts a stream's next member (a stream of several: `cat a.gz b.gz`, pbzip2, xz -T).
+STREAM_MAGIC = {"gzip": b"\x1f\x8b", "bzip2": b"BZh", "xz": b"\xfd7zXZ\x00"}
+# Compressed bytes given to a decompressor at a time: what one call of zlib's leaves unread (its
+# output is bounded) is copied into the next, so a small piece (1 MiB made the read twice as slow).
 _INFLATE_INPUT = 1 << 16
 _ZLIB_CODE = re.compile(r"^Error -?[0-9]+ ")
 
 
-class GzipMembers(io.RawIOBase):
-    """A gzip stream's uncompressed bytes, member after member, checked as gzip.GzipFile checks
-    them (header, CRC-32, length; ISA-L's inflate, about a third of zlib's time: bench/analysis.md),
-    but for what follows the last member. Zero padding there is skipped, as gzip does; bytes that
-    are not another member end the stream, kept in `trailing` (the first `keep` of them) and
-    counted in `trailing_size`, where gzip raises "not a gzipped file" in the read that also
-    held the archive's last bytes (a dump with a few bytes appended was refused whole)."""
+def _decompressor(kind: str) -> Any:
+    if kind == "gzip":
+        # ISA-L's inflate, gzip.GzipFile's checks (header, CRC-32, length), about a third of
+        # zlib's time (bench/analysis.md); 31: a gzip member (16 + a 32 KiB window)
+        return isal_zlib.decompressobj(31)
+    if kind == "bzip2":
+        return bz2.BZ2Decompressor()
+    return lzma.LZMADecompressor()  # as lzma.LZMAFile reads: .xz (and legacy .lzma)
 
-    def __init__(self, raw: BinaryIO, keep: int = 0) -> None:
+
+class StreamMembers(io.RawIOBase):
+    """A compressed stream's bytes (`kind`: gzip, bzip2 or xz), member after member, checked as
+    gzip.GzipFile, bz2.BZ2File and lzma.LZMAFile check them, but for what follows the last
+    member. Zero padding there is skipped; bytes that are not another member end the stream,
+    kept in `trailing` (the first `keep` of them) and counted in `trailing_size`. gzip raised
+    "not a gzipped file" in the read that also held the archive's last bytes (a dump with a few
+    bytes appended was refused whole), bz2 and lzma dropped them without a word."""
+
+    def __init__(self, raw: BinaryIO, kind: str, keep: int = 0) -> None:
         super().__init__()
-        self.raw, self.keep = raw, keep
-        self.inflate = isal_zlib.decompressobj(31)  # 31: a gzip member (16 + a 32 KiB window)
-        self.pending = b""  # compressed bytes read and not yet inflated
+        self.raw, self.kind, self.keep = raw, kind, keep
+        self.magic = STREAM_MAGIC[kind]
+        self.member = _decompressor(kind)
+        self.pending = b""  # compressed bytes read and not yet given to the decompressor
         self.trailing: bytes | None = None
         self.trailing_size = 0
         self.ended = False
@@ -141,30 +153,37 @@ class GzipMembers(io.RawIOBase):
         copy; `iter_lines` puts one for its lines)."""
         if size is None or size < 0:
             return b"".join(iter(lambda: self.read(READ_SIZE), b""))
-        wanted = size
-        while not self.ended and wanted:
-            if self.inflate.eof:  # a member ended: another, padding, or what is not gzip
-                rest, self.pending = self.inflate.unused_data + self.pending, b""
+        while not self.ended and size:
+            member = self.member
+            if member.eof:  # a member ended: another, padding, or what is not one
+                rest, self.pending = member.unused_data + self.pending, b""
                 self._after_member(rest)
                 continue
-            if not self.pending:
-                self.pending = self.raw.read(_INFLATE_INPUT)
-                if not self.pending:
-                    raise EOFError(
-                        "Compressed file ended before the end-of-stream marker was reached"
-                    )
-            try:
-                data = self.inflate.decompress(self.pending, wanted)
-            except _ISAL_ERROR as exc:  # `Error -6 Incorrect checksum found`: the words
-                raise zlib.error(_ZLIB_CODE.sub("", str(exc))) from None
-            self.pending = self.inflate.unconsumed_tail
+            if self.kind == "gzip":  # zlib's: what it leaves unread is handed back
+                self._need_input()
+                try:
+                    data = member.decompress(self.pending, size)
+                except _ISAL_ERROR as exc:  # `Error -6 Incorrect checksum found`: the words
+                    raise zlib.error(_ZLIB_CODE.sub("", str(exc))) from None
+                self.pending = member.unconsumed_tail
+            elif member.needs_input:  # bz2's and lzma's keep what they took
+                self._need_input()
+                data, self.pending = member.decompress(self.pending, size), b""
+            else:
+                data = member.decompress(b"", size)
             if data:
                 return data
         return b""
 
+    def _need_input(self) -> None:
+        if not self.pending:
+            self.pending = self.raw.read(_INFLATE_INPUT)
+            if not self.pending:
+                raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+
     def _after_member(self, rest: bytes) -> None:
         rest = rest.lstrip(b"\x00")
-        while len(rest) < len(GZIP_MAGIC):
+        while len(rest) < len(self.magic):
             more = self.raw.read(_INFLATE_INPUT)
             if not more:
                 if rest:
@@ -172,8 +191,8 @@ class GzipMembers(io.RawIOBase):
                 self.ended = True
                 return
             rest = (rest + more).lstrip(b"\x00")
-        if rest.startswith(GZIP_MAGIC):
-            self.inflate = isal_zlib.decompressobj(31)
+        if rest.startswith(self.magic):
+            self.member = _decompressor(self.kind)
             self.pending = rest
         else:
             self._trail(rest)
@@ -189,16 +208,10 @@ class GzipMembers(io.RawIOBase):
 
 
 def decompressed(stream: BinaryIO, head: bytes, keep: int = 0) -> BinaryIO:
-    """The stream's uncompressed bytes, for the compression its `head` shows (or the stream);
-    a gzip stream is a GzipMembers, which keeps `keep` bytes of what follows its end."""
+    """The stream's uncompressed bytes, for the compression its `head` shows (a StreamMembers,
+    which keeps `keep` bytes of what follows its end), or the stream itself."""
     kind = compression(head)
-    if kind == "gzip":
-        return cast(BinaryIO, GzipMembers(stream, keep))
-    if kind == "bzip2":
-        return cast(BinaryIO, bz2.BZ2File(stream))
-    if kind == "xz":
-        return cast(BinaryIO, lzma.LZMAFile(stream))
-    return stream
+    return cast(BinaryIO, StreamMembers(stream, kind, keep)) if kind is not None else stream
 
 
 def peekable(stream: BinaryIO) -> tuple[BinaryIO, bytes]:
@@ -260,7 +273,7 @@ def iter_lines(stream: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None
     `\n` whatever ended it in the file (`\r\n`, or nothing on the last line): its bytes, hashed
     as its document's version and content key, are the same however the file ends its lines
     (`canonical_line`)."""
-    if isinstance(stream, GzipMembers):  # unbuffered (for the tar reader's large reads)
+    if isinstance(stream, StreamMembers):  # unbuffered (for the tar reader's large reads)
         stream = cast(BinaryIO, io.BufferedReader(stream, READ_SIZE))
     readline = stream.readline
     number = 0

@@ -28,7 +28,7 @@ from typing import BinaryIO, NamedTuple
 from duel.archives import (
     READ_ERRORS,
     ArchiveLimitError,
-    GzipMembers,
+    StreamMembers,
     compression,
     decompressed,
     hold,
@@ -215,7 +215,7 @@ def read_archive(raw: BinaryIO, label: str, max_bytes: int) -> Iterator[SourceFi
             unpacked = decompressed(stream, head, max_bytes)
             members = iter_members(unpacked, max_bytes, WANTED, NESTED_SUFFIXES)
         yield from _iter_members(members, "", 0, max_bytes, MAX_HELD_BYTES)
-        yield from _after_gzip(unpacked, "")
+        yield from _after_stream(unpacked, "")
     except ArchiveLimitError as exc:
         raise SourceError(f"{label}: {kind} archive not read: {exc}") from None
     except _Broken as broken:
@@ -354,7 +354,7 @@ def _iter_nested(
         yield from _iter_members(
             members, path + "/", depth + 1, max_bytes, budget - len(data or b"")
         )
-        yield from _after_gzip(unpacked, path + "/")
+        yield from _after_stream(unpacked, path + "/")
     except ArchiveLimitError as exc:
         yield _defect(
             path, _ARCHIVE_KEY, "archive-too-large", str(exc), _kept(data, max_bytes), size
@@ -389,14 +389,14 @@ def _iter_packed(
         if not lines:  # a compressed JSON file
             document, length = read_bounded(unpacked, max_bytes)
             yield SourceFile(path, document, length, None, document is None, key_path)
-            yield from _after_gzip(unpacked, path + "/")
+            yield from _after_stream(unpacked, path + "/")
             return
         for number, line, length in iter_lines(unpacked, max_bytes):
             count += 1
             yield SourceFile(f"{path}:{number}", line, length, None, line is None)
         if not count:
             yield _without_documents(path, size)
-        yield from _after_gzip(unpacked, path + "/")
+        yield from _after_stream(unpacked, path + "/")
     except READ_ERRORS as exc:
         detail = (
             f"corrupt after {count} line{'' if count == 1 else 's'} ({_why(exc)})"
@@ -416,18 +416,19 @@ def _after(prefix: str, what: str) -> str:
     return f"{prefix[:-1]} ({what})" if prefix else f"({what})"
 
 
-def _after_gzip(unpacked: BinaryIO | None, prefix: str) -> Iterator[SourceFile]:
-    """What follows a gzip stream's last member when it is not gzip (`archives.GzipMembers`),
-    once the stream is read through: quarantined with its first bytes, and unidentified (it may
-    hold anyone: a complete dump holding it withholds its deletes). What came before was read
-    whole and checked, so it loads."""
-    if isinstance(unpacked, GzipMembers) and unpacked.trailing is not None:
+def _after_stream(unpacked: BinaryIO | None, prefix: str) -> Iterator[SourceFile]:
+    """What follows a compressed stream's last member when it is not another one
+    (`archives.StreamMembers`), once the stream is read through: quarantined with its first
+    bytes, and unidentified (it may hold anyone: a complete dump holding it withholds its
+    deletes). What came before was read whole and checked, so it loads."""
+    if isinstance(unpacked, StreamMembers) and unpacked.trailing is not None:
+        kind = unpacked.kind
         yield _defect(
-            _after(prefix, "after its gzip stream"),
+            _after(prefix, f"after its {kind} stream"),
             _ARCHIVE_KEY,
             TRAILING_DATA,
-            f"{unpacked.trailing_size:,} bytes after the end of the gzip stream that are not"
-            " gzip: not read (what came before them was read whole)",
+            f"{unpacked.trailing_size:,} bytes after the end of the {kind} stream that are not"
+            f" {kind}: not read (what came before them was read whole)",
             unpacked.trailing,
         )
 
@@ -622,7 +623,7 @@ def read_ndjson(raw: BinaryIO, name: str, label: str, max_bytes: int) -> Iterato
             yield SourceFile(f"{name}:{number}", line, size, None, line is None)
         if not count:
             yield _without_documents(name, _stream_size(raw))
-        yield from _after_gzip(unpacked, name + "/")
+        yield from _after_stream(unpacked, name + "/")
     except READ_ERRORS as exc:
         raise SourceError(
             f"{label}: corrupt after {count} document line{'' if count == 1 else 's'} "
@@ -660,7 +661,7 @@ def read_json(raw: BinaryIO, name: str, label: str, max_bytes: int) -> Iterator[
     except READ_ERRORS as exc:
         raise SourceError(f"{label}: not readable ({_why(exc)})") from None
     yield SourceFile(name, data, size, None, data is None, key_path)
-    yield from _after_gzip(unpacked, name + "/")
+    yield from _after_stream(unpacked, name + "/")
 
 
 def iter_object(
