@@ -86,7 +86,7 @@ def test_ingest_archive_skips_escapes_links_and_devices(settings: Settings, tmp_
         "/tmp/absolute-evil.json": ("skipped", "unsafe-path"),
         "a/../../up-evil.json": ("skipped", "unsafe-path"),
         "a/" * 60 + "../" * 70 + "long-evil.json": ("skipped", "unsafe-path"),
-        "C:\\windows-evil.json": ("skipped", "unsafe-path"),
+        "C:\\\\windows-evil.json": ("skipped", "unsafe-path"),  # its backslash written twice
         "symlink.json": ("skipped", "not-a-regular-file"),
         "hardlink.json": ("skipped", "not-a-regular-file"),
         "device.json": ("skipped", "not-a-regular-file"),
@@ -107,12 +107,17 @@ def test_ingest_archive_with_undecodable_and_nul_names(settings: Settings, tmp_p
         info.size = len(USER)
         info.pax_headers = {"path": "nul\x00name.json"}
         archive.addfile(info, io.BytesIO(USER))
+        # a name written in letters as another's escape: a user of its own (the two were one
+        # document, one of them lost), its backslash written as `\\`
+        add(archive, "caf\\xe9.json", USER)
     result = ingest_cli(settings, data)
     assert (result.returncode, result.stderr) == (0, "")
     assert ledger(settings) == {
         "caf\\xe9.json": ("loaded", None),
         "nul\\x00name.json": ("loaded", None),
+        "caf\\\\xe9.json": ("loaded", None),
     }
+    assert query(settings, "select count(*) from raw.current_versions") == [(3,)]
 
 
 def test_ingest_gzip_bomb_is_stopped_by_the_size_limit(settings: Settings, tmp_path: Path) -> None:

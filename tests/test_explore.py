@@ -298,8 +298,9 @@ def test_defects_trim_the_characters_the_sql_trims() -> None:
     macros = (OPTIONS.dbt_project_dir / "macros" / "portable.sql").read_text(encoding="utf-8")
     [body] = re.findall(r"macro whitespace_escapes\(\) -%\}\s*\{\{ return\('([^']*)'\)", macros)
     escapes = [chr(int(code, 16)) for code in re.findall(r"\\\\u([0-9a-f]{4})", body)]
-    assert len(escapes) == 29 and set(escapes) == set(defects._TRIM)
+    assert len(escapes) == 30 and set(escapes) == set(defects._TRIM)
     assert defects.trimmed("\u00a0\ufeffAcme\u3000\u200b") == "Acme"
+    assert defects.trimmed("\u00ad\u00ad") == ""  # soft hyphens alone: nothing
 
 
 @pytest.mark.parametrize(

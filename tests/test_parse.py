@@ -226,3 +226,36 @@ def test_parse_an_array_element_that_is_no_user_costs_the_others_nothing() -> No
         "quarantined",
         "not-an-object",
     )
+
+
+def test_parse_an_array_inside_an_array_is_no_user_and_is_not_split_again() -> None:
+    # [[[...[{user}]...]]] 500 deep, beside a user: the whole batch failed with a RecursionError
+    # (each element was split again); an element that is an array is quarantined on its own
+    rule = KeyRule.parse("@file,user_id")
+    deep = b"".join(b'[{"user_id": "u%d"},' % i for i in range(500)) + b'{"user_id": "z"}'
+    data = b'[{"user_id": "a"}, ' + deep + b"]" * 500 + b"]"
+    got = classify(SourceFile("d/deep.json", data, len(data), key_path="deep.json"), "safe", rule)
+    assert isinstance(got, list)
+    assert [(o.name, o.status, o.parsed and o.parsed.reason) for o in got] == [
+        ("d/deep.json[0]", "clean", None),
+        ("d/deep.json[1]", "quarantined", "not-an-object"),
+    ]
+    assert got[1].key == "content:" + hashlib.sha256(got[1].content or b"").hexdigest()
+
+
+def test_parse_an_array_behind_a_comment_that_cannot_be_split_is_unidentified() -> None:
+    # a file opening an array holds users of its own: quarantined whole, it is none of them, so
+    # a complete dump holding it withholds its deletes; a comment before the `[` made it the
+    # file's own identity, and a `--full` delivery deleted its users
+    rule = KeyRule.parse("@file,user_id")
+    for data in (
+        b'// the users\n[{"user_id": "a"}, {"user_id": "b", "x": NaN}',
+        b'/* users */ # and more\n  [{"user_id": "a"}, {"user_id": "b"',
+        '// users\n[{"user_id": "a"'.encode("utf-16"),
+    ):
+        got = classify(SourceFile("d/arr.json", data, len(data), key_path="arr.json"), "safe", rule)
+        assert isinstance(got, Outcome) and got.status == "quarantined"
+        assert got.key == "content:" + hashlib.sha256(data).hexdigest()
+    one = b'// one user\n{"user_id": "a", "x": NaN}'
+    single = classify(SourceFile("d/u.json", one, len(one), key_path="u.json"), "safe", rule)
+    assert isinstance(single, Outcome) and single.key == "file:u.json"  # a user's own file

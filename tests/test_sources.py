@@ -869,3 +869,23 @@ def test_iter_source_an_empty_archive_inside_a_dump_or_a_prefix_is_quarantined()
             defect="unreadable-archive: empty: no tar data",
         )
     ]
+
+
+def test_iter_source_bytes_after_the_end_over_the_limit_keep_their_size_not_their_bytes(
+    tmp_path: Path,
+) -> None:
+    # what follows an archive's end, larger than DUEL_MAX_FILE_BYTES, was quarantined with its
+    # first bytes as if they were all of it (byte_size the limit, the detail the whole)
+    inner = io.BytesIO()
+    with tarfile.open(fileobj=inner, mode="w") as archive:
+        add(archive, "mixed/user_1.json", b"{}")
+    dump = tmp_path / "dump.tar.gz"
+    dump.write_bytes(gzip.compress(inner.getvalue()) + b"x" * 300)
+    *_, after = iter_source(dump, max_bytes=100)
+    assert (after.name, after.data, after.size) == ("(after its gzip stream)", None, 300)
+    assert after.defect is not None and after.defect.startswith("trailing-data: 300 bytes after")
+    dump.write_bytes(gzip.compress(inner.getvalue() + b"y" * 700))
+    *_, after = iter_source(dump, max_bytes=100)
+    assert (after.name, after.data, after.size) == ("(after its end-of-archive marker)", None, 700)
+    *_, whole = iter_source(dump, max_bytes=1000)
+    assert (whole.data, whole.size) == (b"y" * 700, 700)

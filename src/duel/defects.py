@@ -32,10 +32,11 @@ from duel.jsonb import numeric_fits
 
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "MISSING"})()
 # trim_whitespace in macros/portable.sql: Unicode's White_Space and the invisible characters
-# that stand in for a space (whitespace_escapes, the same list)
+# that stand in for a space or for nothing (zero width space, word joiner, BOM, soft hyphen:
+# whitespace_escapes, the same list)
 _TRIM = (
     " \t\n\r\f\v\u0085\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
-    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\u180e\u200b\u2060\ufeff"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\u180e\u200b\u2060\ufeff\u00ad"
 )
 # The key of `vars.placeholders` whose values are placeholders of every field, beside its own list
 EVERY_FIELD = "every_field"

@@ -29,7 +29,14 @@ from multiprocessing.pool import AsyncResult
 from typing import Any, NamedTuple
 
 from duel.identity import KeyRule, document_key, file_key
-from duel.repair import FileRepair, Parsed, array_texts, parse_document, with_file_repair
+from duel.repair import (
+    FileRepair,
+    Parsed,
+    array_texts,
+    decoded,
+    parse_document,
+    with_file_repair,
+)
 from duel.sources import SourceFile
 
 WINDOW = 2048  # files per unit of work handed to a parse worker
@@ -56,11 +63,17 @@ class Outcome(NamedTuple):  # a tuple, not a dataclass: built once per file on t
 
 
 def classify(
-    source: SourceFile, policy: str, rule: KeyRule, sha256: str | None = None
+    source: SourceFile,
+    policy: str,
+    rule: KeyRule,
+    sha256: str | None = None,
+    *,
+    element: bool = False,
 ) -> Outcome | list[Outcome]:
     """Parse (and if need be repair) one file: one outcome, or one per element when the file
-    is a JSON array of users (`sha256`: its bytes' hash, if already computed). Pure: safe
-    to run in a worker process."""
+    is a JSON array of users (`sha256`: its bytes' hash, if already computed; `element`: the
+    source is an element of such an array, never split again: an array in it is no user). Pure:
+    safe to run in a worker process."""
     if source.skip_reason is not None:
         return Outcome(source.name, "skipped", source.size, skip_reason=source.skip_reason)
     if source.defect is not None:  # neither data nor readable (a corrupt nested archive, ...)
@@ -95,22 +108,24 @@ def classify(
     data = source.data
     sha256 = sha256 or hashlib.sha256(data).hexdigest()
     parsed = parse_document(data, policy)
-    if parsed.status == "quarantined":
+    if parsed.status == "quarantined" and not element:
         for text, fix in array_texts(data, parsed):
             if (elements := _array_elements(text)) is not None:
                 return [
                     _with_file_repair(outcome, fix)
-                    for index, element in enumerate(elements)
+                    for index, part in enumerate(elements)
                     for outcome in _flat(
                         classify(
-                            SourceFile(f"{source.name}[{index}]", element, len(element)),
+                            SourceFile(f"{source.name}[{index}]", part, len(part)),
                             policy,
                             rule,
+                            element=True,
                         )
                     )
                 ]
-        if _ARRAY_START.match(data):  # users of their own, none of them the file: unidentified
+        if _opens_array(data):  # users of their own, none of them the file: unidentified
             source = source._replace(key_path=None)
+    if parsed.status == "quarantined":
         return Outcome(
             source.name,
             "quarantined",
@@ -154,13 +169,22 @@ _TOKENS = re.compile(rb'["\[\]{},]')
 _STRING_REST = re.compile(rb'(?:[^"\\]|\\.)*"', re.DOTALL)
 _CLOSERS = {ord("]"): ord("["), ord("}"): ord("{")}
 _JSON_SPACE = b" \t\r\n"
-# A file that opens an array, in UTF-8 (with or without its byte order mark) or UTF-16: it holds
-# users of their own (keyed by their fields), so when it cannot be split it is none of them
-_ARRAY_START = re.compile(
-    rb"(?:\xef\xbb\xbf)?[ \t\r\n]*\["  # UTF-8
-    rb"|\xff\xfe(?:[ \t\r\n]\x00)*\[\x00"  # UTF-16 little-endian
-    rb"|\xfe\xff(?:\x00[ \t\r\n])*\x00\["  # UTF-16 big-endian
-)
+# What may come before the `[` of a file that opens an array: whitespace and comments (which
+# the lossless fixes would remove)
+_BEFORE_ARRAY = re.compile(rb"(?:[ \t\r\n\f\v]++|//[^\n]*+|\#[^\n]*+|/\*(?:[^*]++|\*(?!/))*+\*/)*+")
+
+
+def _opens_array(data: bytes) -> bool:
+    """Whether a file opens a JSON array, once decoded (a byte order mark, UTF-16) and past
+    whitespace and comments: it holds users of their own (keyed by their fields), so when it
+    cannot be split it is none of them, and is quarantined unidentified (a complete dump
+    holding it withholds its deletes)."""
+    text = decoded(data)
+    if isinstance(text, Parsed):
+        return False
+    body = text[0]
+    match = _BEFORE_ARRAY.match(body)
+    return body[match.end() if match else 0 :][:1] == b"["
 
 
 def _array_elements(text: bytes) -> list[bytes] | None:

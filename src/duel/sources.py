@@ -109,10 +109,13 @@ def not_data_reason(name: str) -> str | None:
 
 def storable_name(name: str) -> str:
     """The name as text Postgres can store: bytes that are not UTF-8 (decoded by the readers with
-    surrogateescape) become `\\xNN`, and a NUL becomes `\\x00`. Only such names change."""
-    if name.isascii() and "\x00" not in name:
+    surrogateescape) become `\\xNN`, and a NUL becomes `\\x00`; so that no name is written
+    as another, a `\\` of the name itself becomes `\\\\` (a file named `u\\xff.json` in
+    letters is not the file named `u` + byte 0xFF). Only such names change."""
+    if name.isascii() and "\x00" not in name and "\\" not in name:
         return name  # the common case (hot path)
-    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    text = name.replace("\\", "\\\\")
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     return text.replace("\x00", "\\x00")
 
 
@@ -258,7 +261,8 @@ def _iter_members(
                     TRAILING_DATA,
                     f"{size:,} bytes after the tar archive's end-of-archive marker (another"
                     " archive appended?): not read as its members",
-                    data,
+                    _whole(data, size),
+                    size,
                 )
                 continue
             name = safe_member_name(member_name)
@@ -429,8 +433,15 @@ def _after_stream(unpacked: BinaryIO | None, prefix: str) -> Iterator[SourceFile
             TRAILING_DATA,
             f"{unpacked.trailing_size:,} bytes after the end of the {kind} stream that are not"
             f" {kind}: not read (what came before them was read whole)",
-            unpacked.trailing,
+            _whole(unpacked.trailing, unpacked.trailing_size),
+            unpacked.trailing_size,
         )
+
+
+def _whole(kept: bytes | None, size: int) -> bytes | None:
+    """Bytes kept of `size` (their first DUEL_MAX_FILE_BYTES), when they are all of them: a part
+    over the limit is quarantined by its size without its bytes, as a file over it is."""
+    return kept if kept is not None and len(kept) == size else None
 
 
 def _without_documents(name: str, size: int) -> SourceFile:

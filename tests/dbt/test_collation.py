@@ -83,7 +83,7 @@ def test_brand_ids_are_the_same_under_c_and_utf8_collations(
     }
     programs = [
         {"program_id": None, "brand": brand, "tasks_completed": [task], "total_sales_attributed": 1}
-        for brand in SPELLINGS
+        for brand in [*SPELLINGS, "\u00ad\u00ad"]  # soft hyphens alone: no brand (it was one)
     ]
     (data / "user_1.json").write_text(json.dumps({"user_id": None, "advocacy_programs": programs}))
     built = [
@@ -114,5 +114,8 @@ def test_brand_ids_are_the_same_under_c_and_utf8_collations(
             " where not is_unknown_brand order by 1",
         ) == sorted(expected)
         assert query(settings, "select count(distinct brand_id) from dbt.advocacy_programs") == [
-            (4,)
+            (5,)  # the four brands and the unknown brand
         ]
+        assert query(
+            settings, "select brand, brand_defect from dbt.advocacy_programs where brand is null"
+        ) == [(None, "empty")]

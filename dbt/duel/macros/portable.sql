@@ -323,7 +323,7 @@
 
 {# The characters, as \uXXXX escapes both engines' string literals read (Postgres' in e''). #}
 {% macro whitespace_escapes() -%}
-    {{ return('\\u0020\\u0009\\u000a\\u000d\\u000c\\u000b\\u0085\\u00a0\\u1680\\u2000\\u2001\\u2002\\u2003\\u2004\\u2005\\u2006\\u2007\\u2008\\u2009\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\u180e\\u200b\\u2060\\ufeff') }}
+    {{ return('\\u0020\\u0009\\u000a\\u000d\\u000c\\u000b\\u0085\\u00a0\\u1680\\u2000\\u2001\\u2002\\u2003\\u2004\\u2005\\u2006\\u2007\\u2008\\u2009\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\u180e\\u200b\\u2060\\ufeff\\u00ad') }}
 {%- endmacro %}
 
 {% macro default__trim_whitespace(text) -%}
