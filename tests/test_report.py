@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from duel.report import (
     MODELS,
     ReportResult,
     _included,
+    _join_span,
     _leaderboard,
     _ranked,
     _unknown_members,
@@ -185,6 +187,40 @@ def test_report_says_how_many_users_each_ranking_is_over(
         f"The rankings are over {engagement:,} of the {users:,} users by engagement, {reach:,}"
         f" by reach and {sales:,} by sales: the others have no known value to rank." in page
     )
+
+
+def test_report_says_the_first_and_last_join_months_are_parts_of_months(
+    real_built: Settings, report: ReportResult
+) -> None:
+    """The join-month charts' first and last bars are lower because the dump's join dates
+    begin and end inside those months; the note says so, with the dates (from the core model)."""
+    [(first, last)] = query(
+        real_built,
+        "select min(joined_at) at time zone 'UTC', max(joined_at) at time zone 'UTC' from dbt.base",
+    )
+    assert (first.day > 1, last.day < 28) == (True, True)  # type: ignore[union-attr]
+    page = " ".join(report.path.read_text().split())
+    assert (
+        f"The join dates run from {first.day} {first:%b %Y} to {last.day} {last:%b %Y} (UTC):"
+        f" {first:%b %Y} and {last:%b %Y} hold only part of their months, so their bars count"
+        " fewer days of joins than the others." in page
+    )
+
+
+def test_report_join_span_is_said_only_for_parts_of_months() -> None:
+    def span(first: datetime, last: datetime) -> str:
+        return _join_span(pd.DataFrame([{"first_joined_at": first, "last_joined_at": last}]))
+
+    whole = span(datetime(2024, 3, 1, tzinfo=UTC), datetime(2025, 2, 28, 23, 59, tzinfo=UTC))
+    one = span(datetime(2024, 3, 1, tzinfo=UTC), datetime(2025, 2, 10, tzinfo=UTC))
+    assert whole == _join_span(pd.DataFrame()) == ""
+    assert one == (
+        "The join dates run from 1 Mar 2024 to 10 Feb 2025 (UTC): Feb 2025 holds only part of"
+        " its month, so its bar counts fewer days of joins than the others."
+    )
+    # the month is the UTC one: 23:30 on the 29th at -02:00 is the 1st of March in UTC
+    late = datetime(2024, 2, 29, 23, 30, tzinfo=timezone(timedelta(hours=-2)))
+    assert span(late, datetime(2024, 3, 31, 12, tzinfo=UTC)) == ""
 
 
 def test_report_cli_writes_into_out(real_built: Settings, tmp_path: Path) -> None:

@@ -279,6 +279,34 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT
 
 
+def _join_span(overview: pd.DataFrame) -> str:
+    """What the join-month charts' first and last months hold when they are parts of a month
+    (the users' join dates begin after a month's first day, or end before its last): their
+    counts are of part of a month, which a bar lower than the others does not say. "" when
+    both are whole months, or no join date is known."""
+    if overview.empty:
+        return ""
+    first, last = overview["first_joined_at"].iloc[0], overview["last_joined_at"].iloc[0]
+    if pd.isna(first) or pd.isna(last):
+        return ""
+    first, last = pd.Timestamp(first).tz_convert("UTC"), pd.Timestamp(last).tz_convert("UTC")
+    partial = []
+    if first.day > 1:
+        partial.append(f"{first:%b %Y}")
+    if last.day < last.days_in_month and f"{last:%b %Y}" not in partial:
+        partial.append(f"{last:%b %Y}")
+    if not partial:
+        return ""
+    months, two = " and ".join(partial), len(partial) > 1
+    return (
+        f"The join dates run from {first.day} {first:%b %Y} to {last.day} {last:%b %Y} (UTC):"
+        f" {months} {'hold' if two else 'holds'} only part of"
+        f" {'their months' if two else 'its month'},"
+        f" so {'their bars count' if two else 'its bar counts'} fewer days of joins than the"
+        " others."
+    )
+
+
 def _included(overview: pd.DataFrame) -> str:
     """What the headline counts and sums hold that their figures do not show: users without
     programs and programs without tasks (no engagement to show), negative amounts and outliers
@@ -490,6 +518,7 @@ def build_tables(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
         "overview": _records(models["overview"])[0] if not models["overview"].empty else None,
         "coverage": _coverage(models["overview"]),
         "included": _included(models["overview"]),
+        "join_span": _join_span(models["overview"]),
         "latest_batch": _records(batches.tail(1))[0] if not batches.empty else None,
         "batches": _records(batches.iloc[::-1].head(20)),
         "clean": _records(current[summary_rows].sort_values("record_type")),

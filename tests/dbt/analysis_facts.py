@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
@@ -64,6 +65,7 @@ class User:
     label_source: str
     has_user_id: bool
     has_join_date: bool
+    joined_at: datetime | None  # the usable join date, as an instant (UTC when no offset)
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,16 @@ def _user(name: str, document: dict[str, Any]) -> User:
         source,
         candidates["user_id"] is not None,
         joined_at_defect(document.get("joined_at", MISSING)) is None,
+        _instant(document["joined_at"])
+        if joined_at_defect(document.get("joined_at", MISSING)) is None
+        else None,
     )
+
+
+def _instant(value: Any) -> datetime:
+    """A usable ISO-8601 join date as an instant: read with its offset, or as UTC without one."""
+    moment = datetime.fromisoformat(_text(value) or "")
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _task(task: dict[str, Any], user_key: Any, program_key: Any) -> Task:
@@ -209,6 +220,8 @@ def overview(rows: Rows, outlier_count: int = 0) -> dict[str, Any]:
         "user_id_known_share": share(with_user_id, len(users)),
         "joined_at_known": with_join_date,
         "joined_at_known_share": share(with_join_date, len(users)),
+        "first_joined_at": min((u.joined_at for u in users if u.joined_at), default=None),
+        "last_joined_at": max((u.joined_at for u in users if u.joined_at), default=None),
         "users_without_programs": len({u.user_key for u in users} - {p.user_key for p in programs}),
         **sales_measures(programs),
         "brand_known": with_brand,

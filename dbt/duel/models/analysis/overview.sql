@@ -32,6 +32,8 @@ user_measures as (
         {{ known_share('count(users.user_id)', 'count(*)') }} as user_id_known_share,
         cast(count(users.joined_at) as bigint) as joined_at_known,
         {{ known_share('count(users.joined_at)', 'count(*)') }} as joined_at_known_share,
+        min(users.joined_at) as first_joined_at,
+        max(users.joined_at) as last_joined_at,
         -- no program rows: an empty list (0) or an unusable one (NULL, unknown length)
         cast(
             count(*) filter (where users.program_count = 0 or users.program_count is null) as bigint
@@ -86,6 +88,8 @@ final as (
         user_measures.user_id_known_share,
         user_measures.joined_at_known,
         user_measures.joined_at_known_share,
+        user_measures.first_joined_at,
+        user_measures.last_joined_at,
         user_measures.users_without_programs,
         program_measures.program_count,
         program_measures.sales,
