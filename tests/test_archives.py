@@ -242,11 +242,13 @@ def test_decompressed_gzip_keeps_what_follows_its_last_member_when_not_gzip() ->
         assert isinstance(stream, StreamMembers)
         return out, stream.trailing, stream.trailing_size
 
-    assert read(GZIPPED * 2 + b"\0" * 700 + b"<html>oops</html>", 6) == (
+    assert read(GZIPPED * 2 + b"\0" * 700 + b"<html>oops</html>", 17) == (
         payload * 2,
-        b"<html>",
+        b"<html>oops</html>",
         17,
     )
+    # over `keep` (DUEL_MAX_FILE_BYTES): counted, not kept, as a file over the limit
+    assert read(GZIPPED + b"<html>oops</html>", 16) == (payload, None, 17)
     assert read(GZIPPED + bytes(4096), 100) == (payload, None, 0)
     assert read(GZIPPED + b"\0\0\x1f", 100) == (payload, b"\x1f", 1)  # a magic's half: not gzip
 
@@ -262,9 +264,9 @@ def test_decompressed_bzip2_and_xz_keep_what_follows_their_last_stream(
     that are not another stream kept and counted (bz2 and lzma dropped them without a word)."""
     payload = bytes(range(256)) * 400
     packed = compress(payload)
-    stream = decompressed(io.BytesIO(packed * 2 + bytes(8) + b"appended"), packed[:10], 4)
+    stream = decompressed(io.BytesIO(packed * 2 + bytes(8) + b"appended"), packed[:10], 7)
     assert isinstance(stream, StreamMembers)
-    assert (stream.read(), stream.trailing, stream.trailing_size) == (payload * 2, b"appe", 8)
+    assert (stream.read(), stream.trailing, stream.trailing_size) == (payload * 2, None, 8)
     plain = decompressed(io.BytesIO(packed + bytes(4)), packed[:10], 4)
     assert (plain.read(), getattr(plain, "trailing", "?")) == (payload, None)
     with pytest.raises(READ_ERRORS):  # cut short, as before

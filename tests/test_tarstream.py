@@ -192,5 +192,7 @@ def test_iter_members_gives_what_follows_the_end_of_archive_marker() -> None:
     after = list(iter_members(io.BytesIO(plain + b"\0" * 3 + b"appended" * 1000), 10))
     assert [(m.name, m.kind, m.size, m.data) for m in after] == [
         ("a.json", "file", 2, b"{}"),
-        ("", TRAILING, 8000, b"appended" * 1 + b"ap"),
+        ("", TRAILING, 8000, None),  # over the limit (10 bytes): its size, not its bytes
     ]
+    short = list(iter_members(io.BytesIO(plain + b"\0" * 3 + b"appended"), 10))
+    assert [(m.kind, m.size, m.data) for m in short][1:] == [(TRAILING, 8, b"appended")]

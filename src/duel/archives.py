@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from isal import isal_zlib
 
-from duel.tarstream import Member, TarFormatError
+from duel.tarstream import Member, TarFormatError, drain
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -124,9 +124,9 @@ class StreamMembers(io.RawIOBase):
     """A compressed stream's bytes (`kind`: gzip, bzip2 or xz), member after member, checked as
     gzip.GzipFile, bz2.BZ2File and lzma.LZMAFile check them, but for what follows the last
     member. Zero padding there is skipped; bytes that are not another member end the stream,
-    kept in `trailing` (the first `keep` of them) and counted in `trailing_size`. gzip raised
-    "not a gzipped file" in the read that also held the archive's last bytes (a dump with a few
-    bytes appended was refused whole), bz2 and lzma dropped them without a word."""
+    counted in `trailing_size` and kept in `trailing` when they are `keep` bytes at most. gzip
+    raised "not a gzipped file" in the read that also held the archive's last bytes (a dump
+    with a few bytes appended was refused whole), bz2 and lzma dropped them without a word."""
 
     def __init__(self, raw: BinaryIO, kind: str, keep: int = 0) -> None:
         super().__init__()
@@ -199,12 +199,7 @@ class StreamMembers(io.RawIOBase):
             self.ended = True
 
     def _trail(self, rest: bytes) -> None:
-        kept, size = [rest[: self.keep]], len(rest)
-        while more := self.raw.read(READ_SIZE):
-            if size < self.keep:
-                kept.append(more[: self.keep - size])
-            size += len(more)
-        self.trailing, self.trailing_size = b"".join(kept), size
+        self.trailing, self.trailing_size = drain(rest, lambda: self.raw.read(READ_SIZE), self.keep)
 
 
 def decompressed(stream: BinaryIO, head: bytes, keep: int = 0) -> BinaryIO:

@@ -33,7 +33,6 @@ from duel.repair import (
     FileRepair,
     Parsed,
     array_texts,
-    decoded,
     parse_document,
     with_file_repair,
 )
@@ -109,7 +108,9 @@ def classify(
     sha256 = sha256 or hashlib.sha256(data).hexdigest()
     parsed = parse_document(data, policy)
     if parsed.status == "quarantined" and not element:
+        body = None  # the file decoded: array_texts' first text
         for text, fix in array_texts(data, parsed):
+            body = body or text
             if (elements := _array_elements(text)) is not None:
                 return [
                     _with_file_repair(outcome, fix)
@@ -123,8 +124,8 @@ def classify(
                         )
                     )
                 ]
-        if _opens_array(data):  # users of their own, none of them the file: unidentified
-            source = source._replace(key_path=None)
+        if body is not None and _opens_array(body):  # users of their own, none of them the file
+            source = source._replace(key_path=None)  # unidentified
     if parsed.status == "quarantined":
         return Outcome(
             source.name,
@@ -174,15 +175,11 @@ _JSON_SPACE = b" \t\r\n"
 _BEFORE_ARRAY = re.compile(rb"(?:[ \t\r\n\f\v]++|//[^\n]*+|\#[^\n]*+|/\*(?:[^*]++|\*(?!/))*+\*/)*+")
 
 
-def _opens_array(data: bytes) -> bool:
-    """Whether a file opens a JSON array, once decoded (a byte order mark, UTF-16) and past
-    whitespace and comments: it holds users of their own (keyed by their fields), so when it
-    cannot be split it is none of them, and is quarantined unidentified (a complete dump
-    holding it withholds its deletes)."""
-    text = decoded(data)
-    if isinstance(text, Parsed):
-        return False
-    body = text[0]
+def _opens_array(body: bytes) -> bool:
+    """Whether a file's decoded text (`repair.decoded`: no byte order mark, UTF-16 transcoded)
+    opens a JSON array past whitespace and comments: it holds users of their own (keyed by their
+    fields), so when it cannot be split it is none of them, and is quarantined unidentified (a
+    complete dump holding it withholds its deletes)."""
     match = _BEFORE_ARRAY.match(body)
     return body[match.end() if match else 0 :][:1] == b"["
 

@@ -261,7 +261,7 @@ def _iter_members(
                     TRAILING_DATA,
                     f"{size:,} bytes after the tar archive's end-of-archive marker (another"
                     " archive appended?): not read as its members",
-                    _whole(data, size),
+                    data,
                     size,
                 )
                 continue
@@ -422,10 +422,11 @@ def _after(prefix: str, what: str) -> str:
 
 def _after_stream(unpacked: BinaryIO | None, prefix: str) -> Iterator[SourceFile]:
     """What follows a compressed stream's last member when it is not another one
-    (`archives.StreamMembers`), once the stream is read through: quarantined with its first
-    bytes, and unidentified (it may hold anyone: a complete dump holding it withholds its
-    deletes). What came before was read whole and checked, so it loads."""
-    if isinstance(unpacked, StreamMembers) and unpacked.trailing is not None:
+    (`archives.StreamMembers`), once the stream is read through: quarantined with its bytes
+    (over the size limit, with its size only), and unidentified (it may hold anyone: a
+    complete dump holding it withholds its deletes). What came before was read whole and
+    checked, so it loads."""
+    if isinstance(unpacked, StreamMembers) and unpacked.trailing_size:
         kind = unpacked.kind
         yield _defect(
             _after(prefix, f"after its {kind} stream"),
@@ -433,15 +434,9 @@ def _after_stream(unpacked: BinaryIO | None, prefix: str) -> Iterator[SourceFile
             TRAILING_DATA,
             f"{unpacked.trailing_size:,} bytes after the end of the {kind} stream that are not"
             f" {kind}: not read (what came before them was read whole)",
-            _whole(unpacked.trailing, unpacked.trailing_size),
+            unpacked.trailing,
             unpacked.trailing_size,
         )
-
-
-def _whole(kept: bytes | None, size: int) -> bytes | None:
-    """Bytes kept of `size` (their first DUEL_MAX_FILE_BYTES), when they are all of them: a part
-    over the limit is quarantined by its size without its bytes, as a file over it is."""
-    return kept if kept is not None and len(kept) == size else None
 
 
 def _without_documents(name: str, size: int) -> SourceFile:
@@ -550,7 +545,7 @@ def iter_directory(root: Path, max_bytes: int) -> Iterator[SourceFile]:
                 reason = not_data_reason(name)
                 if reason is None:
                     key_path = name if export_folder else identity_path(name)
-                    yield _read_file(prefix + base, name, max_bytes, key_path)
+                    yield _read_folder_file(prefix + base, name, max_bytes, key_path)
                 else:
                     yield SourceFile(name, skip_reason=reason)
             elif kind == _DIRECTORY:
@@ -562,23 +557,35 @@ def iter_directory(root: Path, max_bytes: int) -> Iterator[SourceFile]:
         stack.extend(reversed(subdirs))
 
 
-_UNREADABLE = "unreadable-file"
+class _Unreadable(Exception):
+    """A file that cannot be opened or read; `detail` says why, in one line."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def _read_folder_file(path: str, name: str, max_bytes: int, key_path: str) -> SourceFile:
+    """A folder's file (`_read_file`); one that cannot be read (gone since the listing, not
+    readable by us, a read error) is quarantined with the reason, under its identity: the other
+    files load, and its document keeps its current version, as neither changed nor deleted."""
+    try:
+        return _read_file(path, name, max_bytes, key_path)
+    except _Unreadable as exc:
+        return _defect(name, key_path, "unreadable-file", exc.detail)
 
 
 def _read_file(
     path: str | Path, name: str, max_bytes: int, key_path: str | None = None
 ) -> SourceFile:
     """One file's bytes, or `oversize` from its size alone. O_NOFOLLOW: a link swapped in after
-    the listing is refused, never followed. A file that cannot be read (gone since the listing,
-    not readable by us, a read error) is quarantined with the reason, under its identity: the
-    other files load, and its document keeps its current version, as neither changed nor
-    deleted."""
+    the listing is refused, never followed. _Unreadable if it cannot be opened or read."""
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             return SourceFile(name, skip_reason="symlink")
-        return _defect(name, key_path, _UNREADABLE, f"cannot open it ({exc.strerror})")
+        raise _Unreadable(f"cannot open it ({exc.strerror})") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -590,7 +597,7 @@ def _read_file(
         if len(data) > size:
             data = _read_grown(fd, data, max_bytes)
     except OSError as exc:
-        return _defect(name, key_path, _UNREADABLE, f"cannot read it ({exc.strerror})")
+        raise _Unreadable(f"cannot read it ({exc.strerror})") from None
     finally:
         os.close(fd)
     if len(data) > max_bytes:  # grew while we read it
@@ -647,11 +654,10 @@ def iter_json(path: Path, max_bytes: int) -> Iterator[SourceFile]:
     """A single JSON file, maybe compressed (keyed by its name without the compression suffix)."""
     name = storable_name(path.name)
     if name.lower().endswith(DATA_SUFFIX):
-        source = _read_file(path, name, max_bytes, name)
-        if source.defect is not None and source.defect.startswith(_UNREADABLE):
-            # the input itself: not one bad file of a dump, a run that cannot do its job
-            raise SourceError(f"{path}: {source.defect.partition(': ')[2]}", path=str(path))
-        yield source
+        try:
+            yield _read_file(path, name, max_bytes, name)
+        except _Unreadable as exc:  # the input itself: a run that cannot do its job
+            raise SourceError(f"{path}: {exc.detail}", path=str(path)) from None
         return
     try:
         with open(path, "rb") as handle:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple, cast
 
 if TYPE_CHECKING:
@@ -111,6 +111,22 @@ def _pax_records(data: bytes) -> dict[str, str]:
     return records
 
 
+def drain(head: bytes, read: Callable[[], bytes], keep: int) -> tuple[bytes | None, int]:
+    """`head` and what `read` gives until it gives nothing (what follows an archive's or a
+    compressed stream's end): (their bytes when they are `keep` bytes at most, else None; their
+    size). Read through, never holding more than `keep` bytes and a read's."""
+    kept: list[bytes] | None = []
+    size, chunk = 0, head
+    while chunk:
+        size += len(chunk)
+        if kept is not None and size <= keep:
+            kept.append(chunk)
+        else:
+            kept = None
+        chunk = read()
+    return (b"".join(kept) if kept is not None else None), size
+
+
 class _Buffer:
     """The archive's bytes, read CHUNK at a time into one buffer that headers and data are sliced
     out of by offset: most members cost no read call. Skipping discards CHUNK-sized reads, so a
@@ -173,25 +189,18 @@ class _Buffer:
         self.pos = min(start + size, len(self.buffer))
         return self.buffer[start : self.pos]
 
-    def rest(self, keep: int) -> tuple[bytes, int] | None:
-        """What follows, read through to the end of the stream: from its first byte that is not
-        zero (the end-of-archive marker's padding), its first `keep` bytes and its size; None
-        when nothing but zeros follows (as in every archive tar writes)."""
-        kept: list[bytes] = []
-        held = size = 0
-        chunk = self.buffer[self.pos :]
+    def rest(self, keep: int) -> tuple[bytes | None, int] | None:
+        """What follows, read through to the end of the stream, from its first byte that is not
+        zero (the end-of-archive marker's padding): `drain`'s (bytes, size); None when nothing
+        but zeros follows (as in every archive tar writes)."""
+        chunk = self.buffer[self.pos :].lstrip(b"\x00")
         self.buffer, self.pos = b"", 0
-        while True:
-            if not size:
-                chunk = chunk.lstrip(b"\x00")
-            if chunk:
-                if held < keep:
-                    kept.append(chunk[: keep - held])
-                    held += len(kept[-1])
-                size += len(chunk)
-            chunk = self.stream.read(CHUNK)
-            if not chunk:
-                return (b"".join(kept), size) if size else None
+        while not chunk:
+            more = self.stream.read(CHUNK)
+            if not more:
+                return None
+            chunk = more.lstrip(b"\x00")
+        return drain(chunk, lambda: self.stream.read(CHUNK), keep)
 
     def skip(self, size: int) -> None:
         """Discard the next `size` bytes, a chunk at a time."""
