@@ -492,24 +492,26 @@ def test_ingest_dump_with_bytes_after_its_end_loads_and_quarantines_them(
     settings: Settings, tmp_path: Path
 ) -> None:
     """A tar.gz with bytes appended after its gzip stream was refused whole, and a second
-    archive after a tar's end-of-archive marker (`cat a.tar b.tar`) was lost without a word:
-    the archive loads, and what follows it is quarantined with its bytes, unidentified (a
-    complete dump holding it withholds its deletes); in an archive inside it too."""
+    archive after a tar's end-of-archive marker (`cat a.tar.gz b.tar.gz`) was lost without a
+    word: the archives load, the second read on as `tar -i` reads it, and what follows them
+    that is neither is quarantined with its bytes, unidentified (a complete dump holding it
+    withholds its deletes); in an archive inside it too."""
     inner = gzip.compress(tar_bytes({"mixed/user_3.json": USER})) + b"junk"
     first = tar_bytes(
         {"mixed/user_1.json": USER, "mixed/user_2.json": USER, "mixed/inner.tar.gz": inner}
     )
     second = tar_bytes({"mixed/user_4.json": USER})
+    stray = b"stray bytes after the second archive\n"
     dump = tmp_path / "dump.tar.gz"
     appended = b"\r\n-- appended by a mailer --\r\n"
-    dump.write_bytes(gzip.compress(first + second) + appended)
+    dump.write_bytes(gzip.compress(first) + gzip.compress(second + stray) + appended)
     result = run_cli(settings, "ingest", str(dump), "--json", "--full")
     assert (result.returncode, json.loads(result.stdout)) == (
         0,
         {
             "batch_id": 1,
-            "files_seen": 6,
-            "loaded": 3,
+            "files_seen": 7,
+            "loaded": 4,
             "repaired": 0,
             "quarantined": 3,
             "skipped": 0,
@@ -526,9 +528,9 @@ def test_ingest_dump_with_bytes_after_its_end_loads_and_quarantines_them(
         (
             "(after its end-of-archive marker)",
             "trailing-data",
-            f"{len(second):,} bytes after the tar archive's end-of-archive marker (another"
-            " archive appended?): not read as its members",
-            len(second),
+            f"{len(stray)} bytes after the tar archive's end-of-archive marker that are not"
+            " another tar archive: not read",
+            len(stray),
         ),
         (
             "(after its gzip stream)",
@@ -545,10 +547,12 @@ def test_ingest_dump_with_bytes_after_its_end_loads_and_quarantines_them(
             4,
         ),
     ]
-    assert [bytes(row[4]) for row in rows] == [
-        second,
-        appended,
-        b"junk",
+    assert [bytes(row[4]) for row in rows] == [stray, appended, b"junk"]
+    assert query(settings, "select source_name from raw.current_versions order by 1") == [
+        ("mixed/inner.tar.gz/mixed/user_3.json",),
+        ("mixed/user_1.json",),
+        ("mixed/user_2.json",),
+        ("mixed/user_4.json",),
     ]
     # the next complete dump holds user_1 only: the deletes wait, as its bytes may hold them
     dump.write_bytes(gzip.compress(tar_bytes({"mixed/user_1.json": USER})) + b"junk")
@@ -563,7 +567,7 @@ def test_ingest_dump_with_bytes_after_its_end_loads_and_quarantines_them(
         "unchanged": 1,
         "deleted": 0,
         "keyless": 0,
-        "deletes_withheld": 2,
+        "deletes_withheld": 3,
     }
 
 

@@ -196,3 +196,33 @@ def test_iter_members_gives_what_follows_the_end_of_archive_marker() -> None:
     ]
     short = list(iter_members(io.BytesIO(plain + b"\0" * 3 + b"appended"), 10))
     assert [(m.kind, m.size, m.data) for m in short][1:] == [(TRAILING, 8, b"appended")]
+
+
+def test_iter_members_reads_on_into_an_archive_appended_after_the_marker() -> None:
+    """`cat a.tar b.tar`: past the first archive's end-of-archive marker (and any zero blocks),
+    a block that is a tar header starts another archive, read on as `tar -i` reads it; what is
+    not one is the trailing member, even when it is block-sized and after zero blocks."""
+
+    def archive(name: str, data: bytes) -> bytes:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    joined = archive("a.json", b"{}") + bytes(2048) + archive("b.json", b"[1]")
+    members = [(m.name, m.kind, m.data) for m in iter_members(io.BytesIO(joined), 10)]
+    assert members == [("a.json", "file", b"{}"), ("b.json", "file", b"[1]")]
+    # a block whose checksum is right but that names no tar format, or one with a wrong
+    # checksum, is not a header: it and what follows are trailing
+    fake = bytearray(archive("c.json", b"{}")[:512])
+    fake[257:263] = b"xxxxx\0"
+    fake[148:156] = b" " * 8
+    fake[148:156] = b"%06o\0 " % sum(fake)
+    for block in (bytes(fake), b"x" * 512):
+        after = list(iter_members(io.BytesIO(archive("a.json", b"{}") + block), 1024))
+        assert [(m.name, m.kind, m.size, m.data) for m in after] == [
+            ("a.json", "file", 2, b"{}"),
+            ("", TRAILING, 512, block),
+        ]

@@ -259,8 +259,8 @@ def _iter_members(
                     _after(prefix, "after its end-of-archive marker"),
                     _ARCHIVE_KEY,
                     TRAILING_DATA,
-                    f"{size:,} bytes after the tar archive's end-of-archive marker (another"
-                    " archive appended?): not read as its members",
+                    f"{size:,} bytes after the tar archive's end-of-archive marker that are not"
+                    " another tar archive: not read",
                     data,
                     size,
                 )

@@ -54,7 +54,7 @@ class TarFormatError(Exception):
 class Member(NamedTuple):  # a tuple, not a dataclass: built once per file on the hot path
     name: str
     size: int
-    kind: str  # file | dir | other | trailing (what follows the end-of-archive marker)
+    kind: str  # file | dir | other | trailing (what follows the end-of-archive marker, not tar)
     data: (
         bytes | None
     )  # the file's bytes; None when not read (other, dir, streamed, unwanted, over max_bytes)
@@ -90,6 +90,12 @@ def _checksum_ok(header: bytes, field: bytes) -> bool:
     if header.isascii():
         return stored == (zlib.adler32(header) & 0xFFFF) - (zlib.adler32(field) & 0xFFFF) + 8 * 32
     return stored == sum(header) - sum(field) + 8 * 32
+
+
+def _is_header(block: bytes) -> bool:
+    """Whether a block is a tar header: its checksum holds and it names a ustar or GNU format
+    (`ustar`), as every tar since 1988 writes."""
+    return block[257:262] == b"ustar" and _checksum_ok(block, _HEADER.unpack_from(block)[2])
 
 
 def _pax_records(data: bytes) -> dict[str, str]:
@@ -189,6 +195,24 @@ class _Buffer:
         self.pos = min(start + size, len(self.buffer))
         return self.buffer[start : self.pos]
 
+    def next_header(self) -> bytes | None:
+        """After an end-of-archive marker: past the zero blocks that follow it, the header of
+        another archive appended to this one (`cat a.tar b.tar`, which `tar -i` reads on), taken;
+        else None, with what follows left to `rest`."""
+        while True:
+            if self.pos + BLOCK > len(self.buffer):
+                self._fill(BLOCK)
+                if len(self.buffer) < BLOCK:
+                    return None
+            block = self.buffer[self.pos : self.pos + BLOCK]
+            if block == _ZERO_BLOCK:
+                self.pos += BLOCK
+                continue
+            if not _is_header(block):
+                return None
+            self.pos += BLOCK
+            return block
+
     def rest(self, keep: int) -> tuple[bytes | None, int] | None:
         """What follows, read through to the end of the stream, from its first byte that is not
         zero (the end-of-archive marker's padding): `drain`'s (bytes, size); None when nothing
@@ -271,9 +295,13 @@ def iter_members(
         if not header and first:  # not even an end-of-archive marker: a failed transfer
             raise TarFormatError(EMPTY)
         first = False
-        if not header or header == _ZERO_BLOCK:  # end-of-archive marker (or a bare end)
-            if header and (after := source.rest(max_bytes)) is not None:
-                yield Member("", after[1], TRAILING, after[0])
+        if header == _ZERO_BLOCK:  # end-of-archive marker: another archive may follow it
+            header = source.next_header() or b""
+            if not header:
+                if (after := source.rest(max_bytes)) is not None:
+                    yield Member("", after[1], TRAILING, after[0])
+                return
+        elif not header:  # a bare end, with no marker
             return
         name_field, size_field, checksum_field, kind, magic, prefix = _HEADER.unpack_from(header)
         if not _checksum_ok(header, checksum_field):
