@@ -11,7 +11,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from duel.report import (
     build_tables,
     defect_vocabulary,
     environment,
+    platform_comparison,
     read_models,
     render_report,
 )
@@ -294,6 +295,7 @@ def _platform(platform: str | None, tasks: int, likes_known: int, likes: int) ->
     rest of the measures unknown."""
     row: dict[str, Any] = {
         "platform": platform,
+        "is_unknown_platform": platform is None,
         "is_accepted_platform": platform in ("instagram", "tiktok", "facebook"),
         "task_count": tasks,
     }
@@ -311,7 +313,84 @@ def _platform(platform: str | None, tasks: int, likes_known: int, likes: int) ->
         "engagement_rate_tasks": 0,
         "engagement_rate_engagement": None,
         "engagement_rate_reach": None,
+        "engagement_stddev": None,
+        "engagement_average_low": None,
+        "engagement_average_high": None,
+        "engagement_rate_low": None,
+        "engagement_rate_high": None,
     }
+
+
+def _compared(platform: str, value: str, low: str, high: str, n: int) -> dict[str, Any]:
+    """An engagement_by_platform row with engagement per known task `value` (interval low to
+    high, "" for none) over `n` tasks, and a rate of a hundredth of it."""
+    row = _platform(platform, 1000, 0, 0)
+    bounds = (Decimal(low), Decimal(high)) if low else (None, None)
+    return row | {
+        "engagement_average": Decimal(value),
+        "engagement_known": n,
+        "engagement_average_low": bounds[0],
+        "engagement_average_high": bounds[1],
+        "engagement_rate": Decimal(value) / 10000,
+        "engagement_rate_tasks": n,
+        "engagement_rate_low": bounds[0] / 10000 if low else None,
+        "engagement_rate_high": bounds[1] / 10000 if low else None,
+    }
+
+
+def test_platform_comparison_says_when_the_intervals_tell_the_highest_apart() -> None:
+    """The highest platform on each measure, with its n and 95% interval; led "above every
+    other platform's interval" only when no other interval reaches its own; a platform with no
+    interval (one task) is never told apart; the unknown platform and a platform outside the
+    accepted ones are never compared."""
+    clear = [
+        _compared("tiktok", "400", "390", "410", 900),
+        _compared("instagram", "300", "290", "310", 800),
+        _compared("tik tok", "900", "800", "1000", 5),  # not accepted: not compared
+        _compared(None, "950", "900", "1000", 50),  # type: ignore[arg-type]
+    ]
+    assert platform_comparison(frame(clear)) == [
+        "Engagement per known task: tiktok is highest (400.0 over 900 tasks, 95% interval 390.0"
+        " to 410.0), above every other platform's interval.",
+        "Engagement rate: tiktok is highest (4.00% over 900 tasks, 95% interval 3.90% to 4.10%),"
+        " above every other platform's interval.",
+    ]
+    tied = [
+        _compared("facebook", "356.4", "323.2", "389.7", 73),
+        _compared("tiktok", "332.8", "327.1", "338.5", 2554),
+        _compared("instagram", "300.0", "295.0", "305.0", 2551),
+    ]
+    assert platform_comparison(frame(tied))[0] == (
+        "Engagement per known task: facebook is highest (356.4 over 73 tasks, 95% interval 323.2"
+        " to 389.7), but its interval overlaps tiktok's (327.1 to 338.5): this data does not"
+        " show which of facebook and tiktok engages most per task; instagram is below"
+        " facebook's interval."
+    )
+    alone = [_compared("facebook", "500", "", "", 1), _compared("tiktok", "300", "290", "310", 90)]
+    assert platform_comparison(frame(alone))[0] == (
+        "Engagement per known task: facebook is highest (500.0 over 1 task, too few tasks for an"
+        " interval): this data does not show which of facebook and tiktok engages most per task."
+    )
+    few = [_compared("tiktok", "400", "390", "410", 900), _compared("facebook", "10", "", "", 1)]
+    assert platform_comparison(frame(few))[0] == (
+        "Engagement per known task: tiktok is highest (400.0 over 900 tasks, 95% interval 390.0"
+        " to 410.0), but facebook has too few tasks: this data does not show which of tiktok and"
+        " facebook engages most per task."
+    )
+    assert platform_comparison(frame(clear[:1] + clear[2:])) == []  # one accepted platform
+
+
+def test_charts_engagement_by_platform_draws_each_interval_through_its_dot() -> None:
+    rows = [
+        _compared("tiktok", "332.8", "327.1", "338.5", 2554),
+        _compared("facebook", "356.4", "323.2", "389.7", 73),
+        _compared(None, "309.8", "", "", 1),  # type: ignore[arg-type]
+    ]
+    per_task, rate = charts.engagement_by_platform_chart(rows).data
+    assert list(per_task.y) == ["tiktok", "facebook", "unknown platform"]
+    assert [round(v, 6) for v in per_task.error_x.array] == [5.7, 33.3, 0]
+    assert [round(v, 6) for v in per_task.error_x.arrayminus] == [5.7, 33.2, 0]
+    assert [round(v, 8) for v in rate.error_x.array] == [0.00057, 0.00333, 0]
 
 
 def test_charts_draw_a_few_made_up_platforms_and_sum_the_rest() -> None:
@@ -1164,3 +1243,22 @@ def test_report_quality_headline_is_over_the_current_records_not_the_latest_batc
     rows = re.findall(r"<tr><td>#(\d+)</td>(.*?)</tr>", page, re.S)
     deleted = [(int(n), re.findall(r'<td class="n">([^<]*)</td>', cells)[-1]) for n, cells in rows]
     assert deleted == [(6, "1"), (5, "—"), (4, "—"), (3, "—"), (2, "—"), (1, "—")]
+
+
+def test_charts_engagement_over_time_draws_its_lines_from_zero() -> None:
+    """The join-month lines of engagement per task and rate start at zero: on axes fitted to
+    the points (320 to 340 on the real dump), months 6 % apart looked several times apart."""
+    row = _platform("tiktok", 10, 10, 3300) | {
+        "join_month": date(2024, 3, 1),
+        "engagement": Decimal(3300),
+        "engagement_known": 10,
+        "engagement_rate_engagement": Decimal(3300),
+        "engagement_rate_reach": Decimal(50000),
+        "engagement_rate_tasks": 10,
+    }
+    layout = charts.engagement_over_time_chart([row]).layout
+    assert (layout.yaxis.rangemode, layout.yaxis2.rangemode, layout.yaxis3.rangemode) == (
+        None,
+        "tozero",
+        "tozero",
+    )

@@ -235,6 +235,59 @@ def overview(rows: Rows, outlier_count: int = 0) -> dict[str, Any]:
     }
 
 
+# Student's t, 0.975 quantile, 1 to 30 degrees of freedom (macros/intervals.sql, said again),
+# then the row below between 40, 60, 120 and 1000
+T_975 = "12.706 4.303 3.182 2.776 2.571 2.447 2.365 2.306 2.262 2.228 2.201 2.179 2.160 2.145 2.131 2.120 2.110 2.101 2.093 2.086 2.080 2.074 2.069 2.064 2.060 2.056 2.052 2.048 2.045 2.042"  # noqa: E501
+
+
+def t_975(df: int) -> Decimal:
+    if df <= 30:
+        return Decimal(T_975.split()[df - 1])
+    for below, quantile in ((40, "2.042"), (60, "2.021"), (120, "2.000"), (1000, "1.980")):
+        if df < below:
+            return Decimal(quantile)
+    return Decimal("1.962")
+
+
+def intervals(tasks: list[Task]) -> dict[str, Any]:
+    """engagement_by_platform's 95 % intervals, exact: the mean's (t x s / sqrt(n)) and the
+    rate's (a ratio estimator's delta-method standard error)."""
+    out: dict[str, Any] = dict.fromkeys(
+        (
+            "engagement_stddev",
+            "engagement_average_low",
+            "engagement_average_high",
+            "engagement_rate_low",
+            "engagement_rate_high",
+        )
+    )
+    known = [Decimal(t.values["engagement"]) for t in tasks if t.values["engagement"] is not None]
+    rated = [
+        (Decimal(t.values["engagement"]), Decimal(t.values["reach"]))
+        for t in tasks
+        if t.values["engagement"] is not None and t.values["reach"] is not None
+    ]
+    with localcontext() as context:
+        context.prec = 60
+        if len(known) >= 2:
+            n = len(known)
+            mean = sum(known) / n
+            sd = (sum((v - mean) ** 2 for v in known) / (n - 1)).sqrt()
+            half = t_975(n - 1) * sd / Decimal(n).sqrt()
+            out["engagement_stddev"] = round_to(sd, "0.01")
+            out["engagement_average_low"] = round_to(mean - half, "0.01")
+            out["engagement_average_high"] = round_to(mean + half, "0.01")
+        reach = sum(r for _, r in rated)
+        if len(rated) >= 2 and reach:
+            n = len(rated)
+            ratio = sum(e for e, _ in rated) / reach
+            residuals = sum((e - ratio * r) ** 2 for e, r in rated)
+            half = t_975(n - 1) * (residuals * n / (n - 1)).sqrt() / reach
+            out["engagement_rate_low"] = round_to(ratio - half, "0.000001")
+            out["engagement_rate_high"] = round_to(ratio + half, "0.000001")
+    return out
+
+
 def by_platform(rows: Rows) -> dict[str | None, dict[str, Any]]:
     groups: dict[str | None, list[Task]] = defaultdict(list)
     for task in rows.tasks:
@@ -245,6 +298,7 @@ def by_platform(rows: Rows) -> dict[str | None, dict[str, Any]]:
             "is_accepted_platform": platform in PLATFORMS,
             "user_count": len({t.user_key for t in group}),
             **task_measures(group),
+            **intervals(group),
         }
         for platform, group in groups.items()
     }

@@ -246,32 +246,54 @@ def _dots(
     col: int,
     fmt: str,
     room: float = 2.2,
+    interval: tuple[str, str] | None = None,
 ) -> None:
     """A dot per row at `value`, labelled, on an axis fitted to the values (dots need no zero);
-    `room`: how much space (in paddings) the labels need right of the largest value."""
+    `room`: how much space (in paddings) the labels need right of the largest value.
+    `interval`: the columns of each value's low and high bound, drawn as a bar through its dot
+    (the label then sits above the dot, off the bar; the axis fits the bars)."""
+    values = pd.to_numeric(data[value], errors="coerce")
+    error_x = None
+    fitted = values.dropna()
+    if interval is not None:
+        lows = pd.to_numeric(data[interval[0]], errors="coerce")
+        highs = pd.to_numeric(data[interval[1]], errors="coerce")
+        error_x = {
+            "type": "data",
+            "symmetric": False,
+            "array": (highs - values).fillna(0).tolist(),
+            "arrayminus": (values - lows).fillna(0).tolist(),
+            "color": "#5B6473",
+            "thickness": 1.5,
+            "width": 5,
+        }
+        fitted = pd.concat([fitted, lows.dropna(), highs.dropna()])
+        room = 0.2
     fig.add_scatter(
         x=data[value],
         y=data["label"],
         mode="markers+text",
         text=text,
-        textposition="middle right",
+        textposition="top center" if interval is not None else "middle right",
         marker={"size": 14, "color": colour, "line": {"width": 1, "color": "white"}},
+        error_x=error_x,
         cliponaxis=False,
         showlegend=False,
         row=row,
         col=col,
         hovertemplate="%{y}: %{x:" + fmt + "}<extra></extra>",
     )
-    values = pd.to_numeric(data[value], errors="coerce").dropna()
-    if not values.empty:
-        low, high = float(values.min()), float(values.max())
+    if not fitted.empty:
+        low, high = float(fitted.min()), float(fitted.max())
         pad = (high - low) * 0.25 or abs(high) * 0.05 or 1.0
         fig.update_xaxes(range=[low - pad, high + room * pad], tickformat=",.0f", row=row, col=col)
 
 
 def engagement_by_platform_chart(platforms: Rows) -> go.Figure:
     """engagement_by_platform: engagement per task with known engagement, and the engagement rate,
-    per platform, each with the n it is over; the unknown platform in its own (grey) row."""
+    per platform, each with the n it is over and its 95 % interval (a bar through the dot:
+    platforms whose bars overlap are not told apart by the data); the unknown platform in its own
+    (grey) row."""
     data = frame(platforms)
     if data.empty:
         return empty_chart()
@@ -299,6 +321,7 @@ def engagement_by_platform_chart(platforms: Rows) -> go.Figure:
         1,
         1,
         ",.1f",
+        interval=("engagement_average_low", "engagement_average_high"),
     )
     _dots(
         fig,
@@ -312,11 +335,13 @@ def engagement_by_platform_chart(platforms: Rows) -> go.Figure:
         1,
         2,
         ".2%",
+        interval=("engagement_rate_low", "engagement_rate_high"),
     )
     fig.update_xaxes(tickformat=".1%", row=1, col=2)
-    fig.update_yaxes(autorange="reversed")
+    # reversed, the first row at the top, with room above it for its label (over its dot)
+    fig.update_yaxes(range=[len(data) - 0.5, -0.9])
     fig.update_annotations(font={"size": 13})
-    style(fig, height=70 * len(data) + 170)
+    style(fig, height=70 * len(data) + 190)
     # the last dot's label may run past its axis (drawn unclipped): a margin to hold it, so a
     # narrow page shows "(n = 72)", not "(n = 7"
     fig.update_layout(margin={"r": 100, "t": 90})
@@ -413,6 +438,9 @@ def engagement_over_time_chart(by_month: Rows) -> go.Figure:
                 hovertemplate="%{x}: %{y:" + fmt + "} over %{customdata[0]:,} tasks<extra></extra>",
             )
     fig.update_yaxes(tickformat=".1%", row=3, col=1)
+    # from zero: on an axis fitted to the points, months 6 % apart looked several times apart
+    for row in (2, 3):
+        fig.update_yaxes(rangemode="tozero", row=row, col=1)
     fig.update_layout(barmode="stack", xaxis3={"title": "users' join month", "type": "category"})
     fig.update_annotations(font={"size": 13})
     return style(fig, height=760)
