@@ -4,6 +4,7 @@ DAG's fan-out, on a real Postgres.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from conftest import query
 from tar_files import make_tar
 
 from duel import db
-from duel.exceptions import ConfigError, SourceError
+from duel.exceptions import ConfigError, IdentityCollision, SourceError
 from duel.load import ingest
 from duel.settings import Settings
 from duel.shards import (
@@ -222,3 +223,27 @@ def test_ingest_shards_an_ndjson_user_twice_is_unchanged_when_delivered_again(
         ]
         assert sum(r.unchanged for r in again) == 9
         assert query(settings, "select * from raw.current_versions order by 1") == pointers
+
+
+def test_sharded_ingest_refuses_two_folders_one_document_as_one_batch_does(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Two files that would be one document (`eu/user_1.json` and `us/user_1.json`, their
+    identity `user_1.json`) are in one shard, as a file goes by its identity: that shard's
+    batch refuses them as `duel ingest` does, and writes nothing; the others load."""
+    regions = tmp_path / "regions"
+    for folder, names in (("eu", (0, 1)), ("us", (1, 2))):
+        (regions / folder).mkdir(parents=True)
+        for n in names:
+            (regions / folder / f"user_{n}.json").write_text(f'{{"name": "{folder} {n}"}}')
+    specs = plan_shards(regions, 4)
+    holder = next(s for s in specs if s.holds("file:user_1.json"))
+    with pytest.raises(IdentityCollision, match=re.escape("'eu/user_1.json' and 'us/user_1.json'")):
+        ingest_shard(settings, regions, holder)
+    for spec in specs:
+        if spec != holder:
+            ingest_shard(settings, regions, spec)
+    assert query(settings, "select source_name from raw.current_versions order by 1") == [
+        ("eu/user_0.json",),
+        ("us/user_2.json",),
+    ]
