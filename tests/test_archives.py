@@ -528,8 +528,8 @@ def test_ingest_dump_with_bytes_after_its_end_loads_and_quarantines_them(
         (
             "(after its end-of-archive marker)",
             "trailing-data",
-            f"{len(stray)} bytes after the tar archive's end-of-archive marker that are not"
-            " another tar archive: not read",
+            f"{len(stray)} bytes after the tar archive's end-of-archive marker that do not"
+            " begin another tar archive: not read",
             len(stray),
         ),
         (
@@ -569,6 +569,54 @@ def test_ingest_dump_with_bytes_after_its_end_loads_and_quarantines_them(
         "keyless": 0,
         "deletes_withheld": 3,
     }
+
+
+def test_ingest_dump_with_a_corrupt_archive_appended_loads_what_came_before(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """An archive appended after the first one's end-of-archive marker, cut short or with a
+    damaged header: the first archive's members and the appended one's before the damage load,
+    and the rest is quarantined as trailing data, unidentified (the dump was refused whole)."""
+    first = tar_bytes({"mixed/user_1.json": USER})
+    second = tar_bytes({"mixed/user_2.json": USER, "mixed/user_3.json": USER})
+    member = 512 + (len(USER) + 511) // 512 * 512  # user_2.json's header and data
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(gzip.compress(first) + gzip.compress(second[: member + 176]))
+    damaged = tmp_path / "damaged.tar"
+    broken = bytearray(second)
+    broken[member + 10] ^= 0xFF  # in user_3.json's header
+    damaged.write_bytes(first + bytes(broken))
+    outcomes = []
+    for dump in (cut, damaged):
+        result = run_cli(settings, "ingest", str(dump), "--json")
+        summary = json.loads(result.stdout)
+        outcomes.append((result.returncode, summary["loaded"], summary["quarantined"]))
+    assert outcomes == [(0, 2, 1), (0, 0, 1)]  # user_1 and user_2 load, then are unchanged
+    assert query(settings, "select source_name from raw.current_versions order by 1") == [
+        ("mixed/user_1.json",),
+        ("mixed/user_2.json",),
+    ]
+    rows = query(
+        settings,
+        "select reason, detail, byte_size from raw.quarantine where source_name ="
+        " '(after its end-of-archive marker)' order by batch_id",
+    )
+    assert rows == [
+        (
+            "trailing-data",
+            "an archive appended after the tar archive's end-of-archive marker is corrupt"
+            " (unexpected end of archive): its members before the damage were read; the 176"
+            " bytes from the damage on are not",
+            176,
+        ),
+        (
+            "trailing-data",
+            "an archive appended after the tar archive's end-of-archive marker is corrupt"
+            f" (header checksum mismatch): its members before the damage were read; the"
+            f" {len(second) - member:,} bytes from the damage on are not",
+            len(second) - member,
+        ),
+    ]
 
 
 @pytest.mark.parametrize("suffix", [".zip", ".tar.xz"])

@@ -349,7 +349,7 @@ def test_data_output_overview_equals_the_model(
 
 
 @pytest.mark.slow  # executes the notebook on the real dump (and dbt)
-def test_data_output_platforms_are_compared_by_averages(
+def test_data_output_platforms_are_compared_with_their_intervals(
     output_run: NotebookNode, nb_settings: Settings
 ) -> None:
     # the real dump's answer: facebook is highest on both measures over some 70 known tasks,
@@ -362,18 +362,44 @@ def test_data_output_platforms_are_compared_by_averages(
         " from dbt_analysis.engagement_by_platform where is_accepted_platform order by platform",
     )
     assert [(r[0], *(float(v) for v in r[1:])) for r in rows] == [
-        ("facebook", 356.44, 323.20, 389.68, 0.068678, 0.058158, 0.079197),
-        ("instagram", 326.34, 320.69, 331.99, 0.062891, 0.061181, 0.0646),
-        ("tiktok", 332.81, 327.14, 338.49, 0.063531, 0.061861, 0.0652),
+        ("facebook", 356.44, 323.18, 389.70, 0.068678, 0.058153, 0.079203),
+        ("instagram", 326.34, 320.68, 331.99, 0.062891, 0.06118, 0.064602),
+        ("tiktok", 332.81, 327.14, 338.49, 0.063531, 0.061861, 0.065201),
     ]
     assert printed(output_run, "platform-answer") == (
         "Engagement per known task: facebook is highest (356.4 over 73 tasks, 95% interval 323.2"
         " to 389.7), but its interval overlaps tiktok's (327.1 to 338.5) and instagram's (320.7 to"
-        " 332.0): this data does not show which of facebook, tiktok and instagram engages most"
-        " per task.\n"
+        " 332.0): the report does not rank facebook, tiktok and instagram against each other by"
+        " engagement per known task (within overlapping 95% intervals a difference may be"
+        " chance; more tasks would tell).\n"
         "Engagement rate: facebook is highest (6.87% over 72 tasks, 95% interval 5.82% to 7.92%),"
         " but its interval overlaps tiktok's (6.19% to 6.52%) and instagram's (6.12% to 6.46%):"
-        " this data does not show which of facebook, tiktok and instagram has the highest rate.\n"
+        " the report does not rank facebook, tiktok and instagram against each other by"
+        " engagement rate (within overlapping 95% intervals a difference may be chance; more"
+        " tasks would tell).\n"
+    )
+
+
+@pytest.mark.slow  # executes the notebook on the real dump (and dbt)
+def test_data_output_join_months_are_a_range_not_a_ranking(
+    output_run: NotebookNode, nb_settings: Settings
+) -> None:
+    # it said "Users who joined in March 2024 have the most engagement per known task (340.3)",
+    # a month of 165 known tasks (its last 13 days: the joins begin on 19 March), 0.9 above
+    # December 2024's over 444
+    [(low, high, fewest, most)] = query(
+        nb_settings,
+        "select min(average), max(average), min(known), max(known) from ("
+        " select sum(engagement) / sum(engagement_known) as average,"
+        " sum(engagement_known) as known from dbt_analysis.engagement_by_join_month"
+        " where not is_unknown_join_month group by join_month) as months",
+    )
+    assert (round(float(low), 1), round(float(high), 1), fewest, most) == (319.4, 340.3, 165, 444)
+    assert printed(output_run, "time-answer") == (
+        "Engagement per known task by join month runs from 319.4 (March 2025) to 340.3 (March"
+        " 2024) across 13 join months of 165 to 444 known tasks each; with no interval per"
+        " month, no month is singled out. 4,667 of 10,000 tasks belong to users with no usable"
+        " join date.\n"
     )
 
 

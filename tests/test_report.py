@@ -338,11 +338,11 @@ def _compared(platform: str, value: str, low: str, high: str, n: int) -> dict[st
     }
 
 
-def test_platform_comparison_says_when_the_intervals_tell_the_highest_apart() -> None:
-    """The highest platform on each measure, with its n and 95% interval; led "above every
-    other platform's interval" only when no other interval reaches its own; a platform with no
-    interval (one task) is never told apart; the unknown platform and a platform outside the
-    accepted ones are never compared."""
+def test_platform_comparison_ranks_only_where_the_intervals_part() -> None:
+    """The highest platform on each measure, with its n and 95% interval; ranked above the
+    platforms whose intervals lie wholly below its own, not against those whose intervals
+    overlap it or that have none (one task); platforms level at the top are said to be level;
+    the unknown platform and a platform outside the accepted ones are never compared."""
     clear = [
         _compared("tiktok", "400", "390", "410", 900),
         _compared("instagram", "300", "290", "310", 800),
@@ -351,33 +351,70 @@ def test_platform_comparison_says_when_the_intervals_tell_the_highest_apart() ->
     ]
     assert platform_comparison(frame(clear)) == [
         "Engagement per known task: tiktok is highest (400.0 over 900 tasks, 95% interval 390.0"
-        " to 410.0), above every other platform's interval.",
-        "Engagement rate: tiktok is highest (4.00% over 900 tasks, 95% interval 3.90% to 4.10%),"
-        " above every other platform's interval.",
+        " to 410.0): its interval lies above instagram's.",
+        "Engagement rate: tiktok is highest (4.00% over 900 tasks, 95% interval 3.90% to 4.10%):"
+        " its interval lies above instagram's.",
     ]
-    tied = [
+    overlapping = [
         _compared("facebook", "356.4", "323.2", "389.7", 73),
         _compared("tiktok", "332.8", "327.1", "338.5", 2554),
         _compared("instagram", "300.0", "295.0", "305.0", 2551),
     ]
-    assert platform_comparison(frame(tied))[0] == (
+    assert platform_comparison(frame(overlapping))[0] == (
         "Engagement per known task: facebook is highest (356.4 over 73 tasks, 95% interval 323.2"
-        " to 389.7), but its interval overlaps tiktok's (327.1 to 338.5): this data does not"
-        " show which of facebook and tiktok engages most per task; instagram is below"
-        " facebook's interval."
+        " to 389.7), but its interval overlaps tiktok's (327.1 to 338.5): the report does not"
+        " rank facebook and tiktok against each other by engagement per known task (within"
+        " overlapping 95% intervals a difference may be chance; more tasks would tell); its"
+        " interval lies above instagram's."
     )
     alone = [_compared("facebook", "500", "", "", 1), _compared("tiktok", "300", "290", "310", 90)]
     assert platform_comparison(frame(alone))[0] == (
         "Engagement per known task: facebook is highest (500.0 over 1 task, too few tasks for an"
-        " interval): this data does not show which of facebook and tiktok engages most per task."
+        " interval): the report does not rank facebook and tiktok against each other by"
+        " engagement per known task (within overlapping 95% intervals a difference may be"
+        " chance; more tasks would tell)."
     )
     few = [_compared("tiktok", "400", "390", "410", 900), _compared("facebook", "10", "", "", 1)]
     assert platform_comparison(frame(few))[0] == (
         "Engagement per known task: tiktok is highest (400.0 over 900 tasks, 95% interval 390.0"
-        " to 410.0), but facebook has too few tasks: this data does not show which of tiktok and"
-        " facebook engages most per task."
+        " to 410.0), but facebook has too few tasks: the report does not rank tiktok and facebook"
+        " against each other by engagement per known task (within overlapping 95% intervals a"
+        " difference may be chance; more tasks would tell)."
+    )
+    level = [
+        _compared("tiktok", "215", "200", "230", 50),
+        _compared("facebook", "215", "", "", 1),
+        _compared("instagram", "100", "90", "110", 60),
+    ]
+    assert platform_comparison(frame(level))[0] == (
+        "Engagement per known task: facebook and tiktok are level at 215.0, but facebook has too"
+        " few tasks: the report does not rank facebook, tiktok and instagram against each other"
+        " by engagement per known task (within overlapping 95% intervals a difference may be"
+        " chance; more tasks would tell)."
+    )
+    both = [level[0], _compared("facebook", "215", "205", "225", 40), level[2]]
+    assert platform_comparison(frame(both))[0] == (
+        "Engagement per known task: facebook and tiktok are level at 215.0: their intervals lie"
+        " above instagram's."
     )
     assert platform_comparison(frame(clear[:1] + clear[2:])) == []  # one accepted platform
+
+
+def test_report_never_sums_an_accepted_platform_into_the_other_platforms() -> None:
+    """An accepted platform without a colour of its own (a platform added to the accepted list)
+    is never summed with the made-up labels: it has its row, ranked, in the charts and the
+    table, and the comparison sentence names only platforms the table shows."""
+    rows = [
+        _compared("tiktok", "300", "290", "310", 900),
+        _compared("reddit", "400", "390", "410", 24) | {"is_accepted_platform": True},
+        *(_platform(f"label {n}", 10 + n, 0, 0) for n in range(8)),
+    ]
+    shown = charts.platform_rows(rows)
+    assert list(shown["label"])[:2] == ["tiktok", "reddit"]
+    assert list(shown["label"])[-1] == "3 other platforms"  # labels 0-2; 3-7 drawn
+    assert platform_comparison(frame(rows))[0].startswith(
+        "Engagement per known task: reddit is highest (400.0 over 24 tasks"
+    )
 
 
 def test_charts_engagement_by_platform_draws_each_interval_through_its_dot() -> None:
@@ -1262,3 +1299,16 @@ def test_charts_engagement_over_time_draws_its_lines_from_zero() -> None:
         "tozero",
         "tozero",
     )
+
+
+def test_charts_dot_axes_never_repeat_a_tick_label() -> None:
+    """An axis fitted to one advocate at 13 spans about 2: its ticks (12.5, 13, 13.5, ...) were
+    written as whole numbers, "13 13 14 14"; they keep a decimal there, none on wide axes."""
+    one = pd.DataFrame(
+        [
+            {"ranking": r, "rank": 1, "is_tied": False, "label": "Ada", "user_key": "1", "value": v}
+            for r, v in (("engagement", Decimal(13)), ("reach", Decimal(500)))
+        ]
+    )
+    layout = charts.top_advocates_chart(one).layout
+    assert (layout.xaxis.tickformat, layout.xaxis2.tickformat) == (",.1f", ",.0f")

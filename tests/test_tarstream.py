@@ -226,3 +226,37 @@ def test_iter_members_reads_on_into_an_archive_appended_after_the_marker() -> No
             ("a.json", "file", 2, b"{}"),
             ("", TRAILING, 512, block),
         ]
+
+
+def test_iter_members_ends_a_corrupt_appended_archive_as_trailing() -> None:
+    """An appended archive cut short, or with a damaged header, ends as one trailing member with
+    its problem and the bytes from the damage on (the damaged header included); the members
+    before it stand. A corrupt first archive still raises."""
+
+    def archive(*names: str) -> bytes:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for name in names:
+                info = tarfile.TarInfo(name)
+                info.size = 2
+                tar.addfile(info, io.BytesIO(b"{}"))
+        return buffer.getvalue()
+
+    first, second = archive("a.json"), archive("b.json", "c.json")
+    cut = list(iter_members(io.BytesIO(first + second[: 1024 + 100]), 4096))
+    assert [(m.name, m.kind, m.size, m.data, m.problem) for m in cut] == [
+        ("a.json", "file", 2, b"{}", ""),
+        ("b.json", "file", 2, b"{}", ""),
+        ("", TRAILING, 100, second[1024:1124], "unexpected end of archive"),
+    ]
+    broken = bytearray(second)
+    broken[1024 + 3] ^= 0xFF
+    damaged = list(iter_members(io.BytesIO(first + bytes(broken)), 1 << 20))
+    assert [(m.name, m.size, m.problem) for m in damaged] == [
+        ("a.json", 2, ""),
+        ("b.json", 2, ""),
+        ("", len(second) - 1024, "header checksum mismatch"),
+    ]
+    assert damaged[-1].data == bytes(broken[1024:])
+    with pytest.raises(TarFormatError, match="unexpected end of archive"):
+        list(iter_members(io.BytesIO(second[: 1024 + 100]), 4096))

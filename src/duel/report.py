@@ -328,96 +328,110 @@ def _join_span(overview: pd.DataFrame) -> str:
     )
 
 
-# The platform comparisons: the measure, its interval's columns, the n it is over, its format,
-# and what it says of a platform (engagement_by_platform)
+# The platform comparisons (engagement_by_platform): what is compared, its column (its interval
+# in `<column>_low` and `<column>_high`), the n it is over, and its format
 _COMPARED = (
     (
         "engagement per known task",
         "engagement_average",
         "engagement_known",
         lambda v: f"{float(v):,.1f}",
-        "engages most per task",
     ),
-    (
-        "engagement rate",
-        "engagement_rate",
-        "engagement_rate_tasks",
-        lambda v: f"{float(v):.2%}",
-        "has the highest rate",
-    ),
+    ("engagement rate", "engagement_rate", "engagement_rate_tasks", lambda v: f"{float(v):.2%}"),
 )
+
+
+def is_ranked_platform(platforms: pd.DataFrame) -> pd.Series:
+    """Which rows of engagement_by_platform (or charts.platform_rows) are ranked: the accepted
+    platforms. Never the unknown platform (a data test: it is never accepted), a platform
+    outside the accepted ones (`tik tok`), or the made-up labels summed into one row (an
+    accepted platform is never summed)."""
+    return platforms["is_accepted_platform"].fillna(False).astype(bool)
+
+
+def platform_comparison(platforms: pd.DataFrame) -> list[str]:
+    """What engagement_by_platform lets one say of the accepted platforms, a sentence per
+    measure (engagement per known task, engagement rate): the highest, with its n and 95%
+    interval, and which others the report ranks below it: those whose interval lies wholly
+    below its own. A platform whose interval overlaps the highest one's is not ranked below it
+    (its difference may still be real; more tasks would tell): the real dump's facebook is
+    highest over 73 known tasks, against tiktok's and instagram's 2,550, and is not ranked
+    above them. The report shows these sentences under its platform table; data_output.ipynb
+    prints them."""
+    if platforms.empty:
+        return []
+    ranked = platforms[is_ranked_platform(platforms)]
+    return [
+        sentence for compared in _COMPARED if (sentence := _compare(ranked, *compared)) is not None
+    ]
 
 
 def _listed(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def platform_comparison(platforms: pd.DataFrame) -> list[str]:
-    """What engagement_by_platform lets one say of the accepted platforms, a sentence per
-    measure (engagement per known task, engagement rate): the highest, with its 95% interval
-    and n, and whether the data tells it from the others. A platform whose interval overlaps the
-    highest one's is not told apart from it, however far its own value is (facebook's 356.4 per
-    task over 73 known tasks in the real dump, against tiktok's 332.8 over 2,554). The report
-    shows these sentences under its platform table; data_output.ipynb prints them."""
-    if platforms.empty:
-        return []
-    ranked = platforms[
-        platforms["is_accepted_platform"].fillna(False).astype(bool)
-        & ~platforms["is_unknown_platform"].astype(bool)
-    ]
-    return [
-        sentence for compared in _COMPARED if (sentence := _compare(ranked, *compared)) is not None
-    ]
-
-
-def _bounds(row: pd.Series, value: str, shown: Callable[[Any], str]) -> str:
+def _interval(row: pd.Series, value: str, shown: Callable[[Any], str]) -> str:
     if _missing(row[f"{value}_low"]):
         return "too few tasks for an interval"
-    return f"{shown(row[f'{value}_low'])} to {shown(row[f'{value}_high'])}"
+    return f"95% interval {shown(row[f'{value}_low'])} to {shown(row[f'{value}_high'])}"
+
+
+def _tasks(count: Any) -> str:
+    return f"{int(count):,} task{'' if int(count) == 1 else 's'}"
 
 
 def _compare(
-    ranked: pd.DataFrame, what: str, value: str, n: str, shown: Callable[[Any], str], claim: str
+    ranked: pd.DataFrame, what: str, value: str, n: str, shown: Callable[[Any], str]
 ) -> str | None:
     """platform_comparison's sentence for one measure; None with fewer than two platforms."""
     low, high = f"{value}_low", f"{value}_high"
     known = ranked[ranked[value].notna()].sort_values([value, "platform"], ascending=[False, True])
     if len(known) < 2:
         return None
-    top, others = known.iloc[0], known.iloc[1:]
-    count, certain = int(top[n]), not _missing(top[low])
-    head = (
-        f"{what.capitalize()}: {top['platform']} is highest ({shown(top[value])} over"
-        f" {count:,} task{'' if count == 1 else 's'}, {'95% interval ' if certain else ''}"
-        f"{_bounds(top, value, shown)})"
-    )
-    # a platform without an interval, on either side, is never told apart
-    highs = pd.to_numeric(others[high], errors="coerce")  # Decimals and None from the model
-    tied = others[highs.isna() | (highs >= float(top[low]))] if certain else others
-    if tied.empty:
-        return f"{head}, above every other platform's interval."
-    listed = _listed([str(top["platform"]), *(str(p) for p in tied["platform"])])
-    overlapping = [
-        f"{row['platform']}'s ({_bounds(row, value, shown)})"
-        for _, row in tied.iterrows()
-        if not _missing(row[low])
-    ]
-    unsure = [str(row["platform"]) for _, row in tied.iterrows() if _missing(row[low])]
-    why = [f"its interval overlaps {_listed(overlapping)}"] if overlapping else []
-    if unsure:
-        why.append(f"{_listed(unsure)} {'has' if len(unsure) == 1 else 'have'} too few tasks")
-    below = [str(p) for p in others["platform"] if p not in set(tied["platform"])]
-    return (
-        head
-        + (f", but {', and '.join(why)}" if certain else "")
-        + f": this data does not show which of {listed} {claim}"
-        + (
-            f"; {_listed(below)} {'is' if len(below) == 1 else 'are'} below"
-            f" {top['platform']}'s interval."
-            if below
-            else "."
+    values = pd.to_numeric(known[value])
+    level = known[values == values.iloc[0]]  # the highest, and any level with it
+    others = known.drop(level.index)
+    one = len(level) == 1
+    top = level.iloc[0]
+    if one:
+        sentence = (
+            f"{what.capitalize()}: {top['platform']} is highest ({shown(top[value])} over"
+            f" {_tasks(top[n])}, {_interval(top, value, shown)})"
         )
-    )
+    else:
+        names = _listed([str(p) for p in level["platform"]])
+        sentence = f"{what.capitalize()}: {names} are level at {shown(top[value])}"
+    lows = pd.to_numeric(level[low], errors="coerce")
+    floor = None if lows.isna().any() else float(lows.min())  # the lowest low of the highest
+    highs = pd.to_numeric(others[high], errors="coerce")  # Decimals and None from the model
+    below = others[highs.notna() & (highs < floor)] if floor is not None else others.iloc[0:0]
+    tied = others.drop(below.index)
+    if not tied.empty:
+        reasons = []
+        overlapping = [
+            f"{row['platform']}'s ({shown(row[low])} to {shown(row[high])})"
+            for _, row in tied.iterrows()
+            if not _missing(row[low])
+        ]
+        if floor is not None and overlapping:
+            subject = "its interval overlaps" if one else "their intervals overlap"
+            reasons.append(f"{subject} {_listed(overlapping)}")
+        # without an interval: the others, and the level highest (a lone highest says so itself)
+        unsure = pd.concat([tied, level.iloc[0:0] if one else level])
+        few = [str(row["platform"]) for _, row in unsure.iterrows() if _missing(row[low])]
+        if few:
+            reasons.append(f"{_listed(few)} {'has' if len(few) == 1 else 'have'} too few tasks")
+        names = _listed([*(str(p) for p in level["platform"]), *(str(p) for p in tied["platform"])])
+        sentence += (
+            (f", but {', and '.join(reasons)}" if reasons else "")
+            + f": the report does not rank {names} against each other by {what} (within"
+            " overlapping 95% intervals a difference may be chance; more tasks would tell)"
+        )
+    if not below.empty:
+        lower = _listed([f"{p}'s" for p in below["platform"]])
+        subject = "its interval lies" if one else "their intervals lie"
+        sentence += f"{';' if not tied.empty else ':'} {subject} above {lower}"
+    return sentence + "."
 
 
 def _included(overview: pd.DataFrame) -> str:
@@ -622,7 +636,7 @@ def build_tables(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
                     & ~d["is_accepted_platform"].fillna(False).astype(bool)
                 )
             )
-            .assign(unranked=lambda d: d["unknown"] | d["is_folded"] | d["unaccepted"])
+            .assign(unranked=lambda d: ~is_ranked_platform(d))
             .sort_values(["unknown", "is_folded", "unaccepted"], kind="stable")
         )
     leaderboard, cut = _leaderboard(models["advocates"])

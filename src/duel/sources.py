@@ -250,7 +250,7 @@ def _iter_members(
     the first member is raised as _Broken, with the count."""
     count = 0
     try:
-        for member_name, size, kind, data, stream in members:
+        for member_name, size, kind, data, stream, problem in members:
             count += 1
             if kind == "dir":
                 continue
@@ -259,8 +259,12 @@ def _iter_members(
                     _after(prefix, "after its end-of-archive marker"),
                     _ARCHIVE_KEY,
                     TRAILING_DATA,
-                    f"{size:,} bytes after the tar archive's end-of-archive marker that are not"
-                    " another tar archive: not read",
+                    f"an archive appended after the tar archive's end-of-archive marker is"
+                    f" corrupt ({problem}): its members before the damage were read; the"
+                    f" {size:,} bytes from the damage on are not"
+                    if problem
+                    else f"{size:,} bytes after the tar archive's end-of-archive marker that do"
+                    " not begin another tar archive: not read",
                     data,
                     size,
                 )

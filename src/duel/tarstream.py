@@ -59,6 +59,9 @@ class Member(NamedTuple):  # a tuple, not a dataclass: built once per file on th
         bytes | None
     )  # the file's bytes; None when not read (other, dir, streamed, unwanted, over max_bytes)
     stream: BinaryIO | None = None  # a streamed member's bytes, valid until the next member
+    # a trailing member's damage: an archive appended after the marker that is corrupt (its
+    # members before the damage were read), "" when what follows the marker is not tar at all
+    problem: str = ""
 
 
 def _number(field: bytes) -> int:
@@ -213,17 +216,19 @@ class _Buffer:
             self.pos += BLOCK
             return block
 
-    def rest(self, keep: int) -> tuple[bytes | None, int] | None:
+    def rest(self, keep: int, padded: bool = True) -> tuple[bytes | None, int] | None:
         """What follows, read through to the end of the stream, from its first byte that is not
-        zero (the end-of-archive marker's padding): `drain`'s (bytes, size); None when nothing
-        but zeros follows (as in every archive tar writes)."""
-        chunk = self.buffer[self.pos :].lstrip(b"\x00")
+        zero (the end-of-archive marker's padding; `padded=False`: from the next byte):
+        `drain`'s (bytes, size); None when nothing (but zeros) follows (as in every archive tar
+        writes)."""
+        chunk = self.buffer[self.pos :]
+        chunk = chunk.lstrip(b"\x00") if padded else chunk
         self.buffer, self.pos = b"", 0
         while not chunk:
             more = self.stream.read(CHUNK)
             if not more:
                 return None
-            chunk = more.lstrip(b"\x00")
+            chunk = more.lstrip(b"\x00") if padded else more
         return drain(chunk, lambda: self.stream.read(CHUNK), keep)
 
     def skip(self, size: int) -> None:
@@ -284,8 +289,33 @@ def iter_members(
     A regular member larger than a chunk (or than max_bytes, if less) is told by its lowercased
     name; the small ones, most, are not looked at. If its name ends with one of `streamed`, it
     comes with a `stream` of its bytes, whatever its size (what the caller leaves unread of it is
-    skipped); if it ends with none of `wanted` (default: any name), it is skipped, never held."""
+    skipped); if it ends with none of `wanted` (default: any name), it is skipped, never held.
+
+    After the end-of-archive marker, another archive appended (`cat a.tar b.tar`) is read on,
+    as `tar -i` reads it; what is not one is a `trailing` member. An appended archive found
+    corrupt (cut short, a damaged header) ends as a `trailing` member too, with its `problem`
+    and the bytes from the damage on: its members before it stand, as the first archive's do.
+    A corrupt first archive raises TarFormatError."""
     source = _Buffer(stream)
+    appended: list[bool] = []  # [True] once past a marker
+    try:
+        yield from _members(source, max_bytes, wanted, streamed, appended)
+    except TarFormatError as error:
+        if not appended:
+            raise
+        data, size = source.rest(max_bytes, padded=False) or (b"", 0)
+        yield Member("", size, TRAILING, data, None, str(error))
+
+
+def _members(
+    source: _Buffer,
+    max_bytes: int,
+    wanted: tuple[str, ...],
+    streamed: tuple[str, ...],
+    appended: list[bool],
+) -> Iterator[Member]:
+    """iter_members' reading; `appended` gets True once an archive appended after the marker
+    is being read."""
     by_name = min(CHUNK, max_bytes)  # members larger than this are told by their name
     long_name: str | None = None
     pax: dict[str, str] = {}
@@ -296,15 +326,18 @@ def iter_members(
             raise TarFormatError(EMPTY)
         first = False
         if header == _ZERO_BLOCK:  # end-of-archive marker: another archive may follow it
-            header = source.next_header() or b""
-            if not header:
+            following = source.next_header()
+            if following is None:
                 if (after := source.rest(max_bytes)) is not None:
                     yield Member("", after[1], TRAILING, after[0])
                 return
+            header = following
+            appended[:] = [True]
         elif not header:  # a bare end, with no marker
             return
         name_field, size_field, checksum_field, kind, magic, prefix = _HEADER.unpack_from(header)
         if not _checksum_ok(header, checksum_field):
+            source.pos -= BLOCK  # the damaged header is the first byte of what is not read
             raise TarFormatError("header checksum mismatch")
         size = _number(size_field)
         if kind in EXTENDED:

@@ -37,6 +37,11 @@ BY_MONTH = (
     "select platform, join_month, task_count, reach_known, reach_average, reach"
     " from dbt_analysis.engagement_by_join_month order by 1"
 )
+INTERVALS = (
+    "select platform, engagement_average, engagement_average_low, engagement_average_high,"
+    " engagement_rate, engagement_rate_low, engagement_rate_high"
+    " from dbt_analysis.engagement_by_platform order by 1"
+)
 PROGRAMS = (
     "select program_position, total_sales_attributed, total_sales_attributed_defect"
     " from dbt.advocacy_programs order by 1"
@@ -174,6 +179,45 @@ CASES = {
                 ),  # negative: never scored
                 (Decimal("1000000000000.00"), False, False, None, None, False),
             ],
+        },
+    ),
+    # the 95% intervals: on facebook, two tasks of engagement 2 x 10^12 over a reach of 3 (a
+    # rate of 666666666666.666667, which a double holds to 4 decimals: the interval was
+    # centred on the double, above the rate, and its data test stopped the build); on tiktok,
+    # three tasks so far apart (engagement 15, 505 and 105, reach 200 each; t = 4.303 at 2
+    # degrees of freedom) that the low ends, clipped at 0, would be below it
+    "intervals-at-the-bounds": Case(
+        [
+            program(
+                1,
+                [
+                    task(n, platform="facebook", likes=TERA, comments=TERA, shares=0, reach=3)
+                    for n in (1, 2)
+                ]
+                + [task(3), task(4, likes=500), task(5, likes=100)],
+            )
+        ],
+        {
+            INTERVALS: [
+                (
+                    "facebook",
+                    Decimal("2000000000000.00"),
+                    Decimal("2000000000000.00"),
+                    Decimal("2000000000000.00"),
+                    Decimal("666666666666.666667"),
+                    Decimal("666666666666.666667"),
+                    Decimal("666666666666.666667"),
+                ),
+                (
+                    "tiktok",
+                    Decimal("208.33"),
+                    Decimal("0.00"),
+                    Decimal("856.33"),
+                    Decimal("1.041667"),
+                    Decimal("0.000000"),
+                    Decimal("4.281642"),
+                ),
+            ]
         },
     ),
 }

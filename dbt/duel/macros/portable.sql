@@ -73,6 +73,24 @@
     cast({{ expression }} as {{ spark__data_type(pg_type) }})
 {%- endmacro %}
 
+{#
+    The type for arithmetic that must keep every digit (engagement_by_platform's rate interval:
+    products of sums of counts near 10^12, squared): Postgres' numeric, exact and unbounded.
+    Spark's decimal stops at 38 digits, so double there, exact to about 16 significant digits
+    (far finer than the 6 decimals kept, at any real rate).
+#}
+{% macro exact_number_type() -%}
+    {{ return(adapter.dispatch('exact_number_type', 'duel')()) }}
+{%- endmacro %}
+
+{% macro default__exact_number_type() -%}
+    {{ return('numeric') }}
+{%- endmacro %}
+
+{% macro spark__exact_number_type() -%}
+    {{ return('double') }}
+{%- endmacro %}
+
 {# Postgres' `expr::type` shorthand (known_share's `count(...)::numeric`). #}
 {% macro typecast(expression, pg_type) -%}
     {{ return(adapter.dispatch('typecast', 'duel')(expression, pg_type)) }}

@@ -105,17 +105,19 @@ def coverage_chart(overview: Rows) -> go.Figure:
 
 
 def _folded_labels(
-    weights: Mapping[Any, Any], own_rows: tuple[str, ...]
+    weights: Mapping[Any, Any], own_rows: tuple[str, ...], kept: frozenset[str] = frozenset()
 ) -> tuple[dict[Any, str], str | None]:
     """label -> the label drawn, and the folded row's label (None when nothing is folded): each
     label as itself, shortened when long, but the made-up platform labels (no colour of their
-    own, not one of `own_rows`) beyond the OTHER_PLATFORMS_DRAWN with most weight, which are
-    drawn as one row, "<k> other platforms"."""
+    own, not one of `own_rows`, not `kept`: the accepted platforms) beyond the
+    OTHER_PLATFORMS_DRAWN with most weight, which are drawn as one row, "<k> other platforms"."""
     made_up = sorted(
         (
             label
             for label in weights
-            if label not in own_rows and platform_colour(label) == COLOURS["warn"]
+            if label not in own_rows
+            and label not in kept
+            and platform_colour(label) == COLOURS["warn"]
         ),
         key=lambda label: (-float(weights[label] or 0), str(label)),
     )
@@ -139,18 +141,22 @@ def _folded_labels(
 
 
 def _ordered(
-    data: pd.DataFrame, weight: str, own_rows: tuple[str, ...], folded: str | None
+    data: pd.DataFrame,
+    weight: str,
+    own_rows: tuple[str, ...],
+    folded: str | None,
+    kept: frozenset[str] = frozenset(),
 ) -> pd.DataFrame:
-    """The platforms with a colour of their own first (by name, as before), then the made-up
-    labels by `weight`, most first, then "<k> other platforms", then `own_rows` (unknown
-    platform, no tasks)."""
+    """The platforms with a colour of their own and the `kept` ones first (by name, as
+    before), then the made-up labels by `weight`, most first, then "<k> other platforms", then
+    `own_rows` (unknown platform, no tasks)."""
     rank = [
         (3, 0.0)
         if label in own_rows
         else (2, 0.0)
         if label == folded
         else (1, -float(n or 0))
-        if platform_colour(label) == COLOURS["warn"]
+        if platform_colour(label) == COLOURS["warn"] and label not in kept
         else (0, 0.0)
         for label, n in zip(data["label"], data[weight], strict=True)
     ]
@@ -173,11 +179,16 @@ def platform_rows(platforms: Rows) -> pd.DataFrame:
     made-up labels past the first few summed into one row before it (_folded_labels), whose
     shares, averages and rate are computed from the summed parts, as the models compute them.
     The platform charts and the report's platform table show these rows; `is_folded` marks the
-    summed one (its `platform` is its label)."""
+    summed one (its `platform` is its label). An accepted platform is never folded: it is what
+    the comparison ranks (report.platform_comparison)."""
     data = frame(platforms)
     labels = [UNKNOWN_PLATFORM if pd.isna(p) else str(p) for p in data["platform"]]
+    accepted = data.get("is_accepted_platform", pd.Series(False, index=data.index))
+    kept = frozenset(
+        label for label, yes in zip(labels, accepted.fillna(False), strict=True) if yes
+    )
     drawn, folded_label = _folded_labels(
-        dict(zip(labels, data["task_count"], strict=True)), (UNKNOWN_PLATFORM,)
+        dict(zip(labels, data["task_count"], strict=True)), (UNKNOWN_PLATFORM,), kept
     )
     data["label"] = [drawn[label] for label in labels]
     folded = data[data["label"] == folded_label]
@@ -198,7 +209,7 @@ def platform_rows(platforms: Rows) -> pd.DataFrame:
         )
         data = pd.concat([data.drop(folded.index), pd.DataFrame([row])], ignore_index=True)
     data["is_folded"] = data["label"] == folded_label
-    return _ordered(data, "task_count", (UNKNOWN_PLATFORM,), folded_label)
+    return _ordered(data, "task_count", (UNKNOWN_PLATFORM,), folded_label, kept)
 
 
 def coverage_by_platform_chart(platforms: Rows) -> go.Figure:
@@ -286,7 +297,13 @@ def _dots(
     if not fitted.empty:
         low, high = float(fitted.min()), float(fitted.max())
         pad = (high - low) * 0.25 or abs(high) * 0.05 or 1.0
-        fig.update_xaxes(range=[low - pad, high + room * pad], tickformat=",.0f", row=row, col=col)
+        # whole numbers, unless the axis spans so little that its ticks would repeat one
+        # ("13 13 14 14" for a single advocate at 13)
+        span = (high + room * pad) - (low - pad)
+        digits = 0 if span >= 10 else 1 if span >= 1 else 2
+        fig.update_xaxes(
+            range=[low - pad, high + room * pad], tickformat=f",.{digits}f", row=row, col=col
+        )
 
 
 def engagement_by_platform_chart(platforms: Rows) -> go.Figure:

@@ -16,18 +16,8 @@ measures as (
         -- would show: their 95 % intervals (macros/intervals.sql), so that a platform leading
         -- over a few known tasks is not read as leading
         cast(round(stddev_samp(tasks.engagement), 2) as numeric(38, 2)) as engagement_stddev,
-        {{ mean_interval('tasks.engagement', 'low') }} as engagement_average_low,
-        {{ mean_interval('tasks.engagement', 'high') }} as engagement_average_high,
-        {%- set products = [
-            ('engagement', 'engagement', 'yy'), ('engagement', 'reach', 'xy'), ('reach', 'reach', 'xx')
-        ] %}
-        {%- for a, b, name in products %}
-        sum(
-            {{ cast_as('tasks.' ~ a, 'double precision') }}
-            * {{ cast_as('tasks.' ~ b, 'double precision') }}
-        ) filter (where tasks.engagement is not null and tasks.reach is not null) as rate_{{ name }}
-        {%- if not loop.last %},{% endif %}
-        {%- endfor %}
+        {{ mean_interval('tasks.engagement', 'low', minimum=0) }} as engagement_average_low,
+        {{ mean_interval('tasks.engagement', 'high') }} as engagement_average_high
 
     from tasks
     group by 1, 2
@@ -55,6 +45,31 @@ platform_users as (
 
 ),
 
+-- each platform's rate residuals, sum((engagement x its reach sum - its engagement sum x
+-- reach)^2) over the tasks its rate is over, for the rate's interval (macros/intervals.sql,
+-- ratio_interval: a second pass over the tasks, against the platforms' sums; tasks_completed
+-- named again, as above)
+rate_residuals as (
+
+    select
+        residuals.platform,
+        sum(residuals.residual * residuals.residual) as squares
+    from (
+        select
+            rated.platform,
+            {{ cast_as('rated.engagement', exact_number_type()) }}
+            * {{ cast_as('sums.engagement_rate_reach', exact_number_type()) }}
+            - {{ cast_as('sums.engagement_rate_engagement', exact_number_type()) }}
+            * {{ cast_as('rated.reach', exact_number_type()) }} as residual
+        from {{ ref('tasks_completed') }} as rated
+        inner join measures as sums
+            on rated.platform is not distinct from sums.platform
+        where rated.engagement is not null and rated.reach is not null
+    ) as residuals
+    group by 1
+
+),
+
 final as (
 
     select
@@ -70,19 +85,20 @@ final as (
         measures.engagement_average_high,
         {%- for bound in ['low', 'high'] %}
         {{ ratio_interval(
+            'measures.engagement_rate',
             'measures.engagement_rate_tasks',
-            'measures.engagement_rate_engagement',
             'measures.engagement_rate_reach',
-            'measures.rate_yy',
-            'measures.rate_xy',
-            'measures.rate_xx',
-            bound
+            'rate_residuals.squares',
+            bound,
+            minimum=0
         ) }} as engagement_rate_{{ bound }}{% if not loop.last %},{% endif %}
         {%- endfor %}
 
     from measures
     inner join platform_users
         on measures.platform is not distinct from platform_users.platform
+    left join rate_residuals
+        on measures.platform is not distinct from rate_residuals.platform
 
 )
 
