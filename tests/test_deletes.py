@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
+import hashlib
 import io
 import json
 import zipfile
@@ -249,6 +251,62 @@ def test_cli_ingest_full_withholds_deletes_while_a_quarantined_line_is_unidentif
     assert query(
         settings, "select batch_id, is_full, deleted, deletes_withheld from raw.batches order by 1"
     ) == [(1, False, 0, None), (2, True, 0, 1), (3, True, 0, 1), (4, True, 1, 0)]
+
+
+def test_ingest_full_a_broken_line_whose_user_id_is_readable_is_that_users_delivery(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A broken NDJSON line whose user_id is whole before the damage is that user's delivery
+    (identity.salvaged_key): quarantined under its key, it keeps its user from being deleted and
+    withholds nothing, so the complete dump deletes the user it lacks."""
+    users = [json.dumps({"user_id": f"u{n}", "name": f"User {n}"}) for n in range(6)]
+    first = tmp_path / "users.ndjson"
+    first.write_text("\n".join(users) + "\n")
+    ingest(settings, first)
+    broken = tmp_path / "broken.ndjson"
+    broken.write_text("\n".join([*users[:3], users[3][:24], *users[4:5]]) + "\n")
+    assert users[3][:24] == '{"user_id": "u3", "name"'
+    result = ingest(settings, broken, full=True)
+    assert (result.quarantined, result.deleted, result.summary().get("deletes_withheld")) == (
+        1,
+        1,
+        None,
+    )
+    assert query(settings, "select source_name, document_key from raw.quarantine") == [
+        ("broken.ndjson:4", "user_id:u3")
+    ]
+    current = "select document_key from raw.current_versions where not is_deleted order by 1"
+    assert [k for (k,) in query(settings, current)] == [f"user_id:u{n}" for n in range(5)]
+
+
+def test_ingest_full_a_broken_file_keyed_by_a_field_first_is_its_readable_users_delivery(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Under a rule that reads a field before the path, a broken file whose user_id is whole
+    before the damage is that user's delivery; one cut before its user_id is still no one, and
+    a complete dump holding it withholds its deletes."""
+    fields_first = dataclasses.replace(settings, document_key="user_id,@file")
+    users = [json.dumps({"user_id": f"u{n}", "name": f"User {n}"}) for n in range(5)]
+    files = tmp_path / "files"
+    files.mkdir()
+    for n, user in enumerate(users):
+        (files / f"user_{n}.json").write_text(user)
+    ingest(fields_first, files)
+    (files / "user_4.json").write_text(users[4][:24])
+    (files / "user_2.json").unlink()
+    again = ingest(fields_first, files, full=True)
+    assert (again.quarantined, again.deleted) == (1, 1)
+    current = "select document_key from raw.current_versions where not is_deleted order by 1"
+    assert [k for (k,) in query(settings, current)] == [f"user_id:u{n}" for n in (0, 1, 3, 4)]
+    (files / "user_3.json").write_text(users[3][:12])  # `{"user_id": `: no one
+    (files / "user_1.json").unlink()
+    withheld = ingest(fields_first, files, full=True)
+    # u1, and u3 itself: no delivery of it can be told
+    assert (withheld.deleted, withheld.summary()["deletes_withheld"]) == (0, 2)
+    assert query(settings, "select document_key from raw.quarantine order by 1") == [
+        (f"content:{hashlib.sha256(users[3][:12].encode()).hexdigest()}",),
+        ("user_id:u4",),
+    ]
 
 
 def test_ingest_full_withholds_deletes_while_an_ndjson_member_is_unreadable(

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from duel.exceptions import ConfigError
-from duel.identity import MAX_KEY_BYTES, KeyRule, document_key, key_rule, load_placeholders
+from duel.identity import (
+    MAX_KEY_BYTES,
+    KeyRule,
+    document_key,
+    key_rule,
+    load_placeholders,
+    salvaged_key,
+)
 from duel.settings import Settings, load_settings
 
 PLACEHOLDERS = {"email": frozenset({"invalid-email"})}
@@ -137,3 +144,48 @@ def test_document_key_an_integer_beyond_64_bits_is_exact() -> None:
     document = b'{"user_id": 18446744073709551616123}'
     assert document_key(rule, None, document, "x") == "user_id:18446744073709551616123"
     assert document_key(rule, None, b'{"user_id": 1.5}', "x") == "content:x"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # the field whole before the damage: the user the whole document would be
+        (b'{"user_id": " U3 ", "na', "user_id:u3"),
+        (b'{"user_id": 12 ,', "user_id:12"),
+        (
+            b'\xef\xbb\xbf {"a": {"b": [1, {"c": "]"}]}, "user_id": 18446744073709551616123, "x',
+            "user_id:18446744073709551616123",
+        ),
+        (b'{"user\\u005fid": "q",', "user_id:q"),
+        # found but no one's: the next source, as in the whole document
+        (b'{"user_id": null, "email": " A@B.co ", "x', "email:a@b.co"),
+        # the value, or a source before the one found, may lie past the damage: no one
+        (b'{"user_id": "u3', None),
+        (b'{"user_id": 12', None),
+        (b'{"name": "A", "user_', None),
+        (b'{"user_id": null, "na', None),
+        (b'{"email": "a@b.co", "na', None),
+        # read no further than the damage: a bracket that closes another kind, a bad escape
+        (b'{"a": [1, 2}, "user_id": "x"}', None),
+        (b'{"a": "\\q", "user_id": "x"}', None),
+        # written twice (which one counts may be past the damage); no object; every source unusable
+        (b'{"user_id": "a", "user_id": "b", ', None),
+        (b'[{"user_id": "a"}', None),
+        (b'// c\n{"user_id": "a",', None),
+        (b'{"user_id": 1.5, "email": "invalid-email", "x', None),
+        (b'{"user_id": "u\xff", "x', None),
+    ],
+)
+def test_salvaged_key_reads_a_broken_documents_fields_up_to_the_damage(
+    text: bytes, expected: str | None
+) -> None:
+    rule = KeyRule.parse("@file,user_id,email", PLACEHOLDERS)
+    assert salvaged_key(rule, None, text) == expected
+
+
+def test_salvaged_key_of_a_file_of_its_own_is_its_path_when_the_rule_gets_to_it() -> None:
+    rule = KeyRule.parse("user_id,@file")
+    assert salvaged_key(rule, "a.json", b'{"user_id": true, "x') == "file:a.json"
+    assert salvaged_key(rule, "a.json", b'{"user_id": "u1", "x') == "user_id:u1"
+    assert salvaged_key(rule, "a.json", b'{"name": 1, "x') is None
+    assert salvaged_key(KeyRule.parse("@file,user_id"), "a.json", b"[") == "file:a.json"

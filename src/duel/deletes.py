@@ -11,9 +11,10 @@ The guard: a complete dump that would delete more than half of the current docum
 (MassDelete, nothing written) unless the caller allows it, and a "complete" dump holding no
 document at all is always refused: an empty or truncated dump never wipes the warehouse.
 
-A quarantined document that could not be identified (a broken NDJSON line or array element,
-an unreadable archive inside the dump or JSON array of users: no file of its own that is one
-user, and no key read from it) may be any of the absent documents: while a
+A quarantined document that could not be identified (a broken NDJSON line or array element
+cut before its key field, an unreadable archive inside the dump or JSON array of users: no file
+of its own that is one user, and no key read from it, identity.salvaged_key) may be any of the
+absent documents: while a
 complete dump holds one, its deletes are withheld (counted, none written), so a broken line
 never deletes its user. The next complete dump without one deletes them.
 """

@@ -16,6 +16,12 @@ A document with no usable key is identified by its content (`content:<sha256>`):
 merged with another user, but an edited copy of it is a new identity (with `--full`, the old one
 is deleted). The ingest counts these as `keyless`.
 
+A document that does not parse (quarantined) is keyed by the same rule from the top-level fields
+that are whole before the damage (`salvaged_key`): a broken NDJSON line `{"user_id": "u3", "na`
+is `user_id:u3`'s delivery, so it marks that user's version stale and a complete dump holding it
+does not delete u3. When the source that decides may lie past the damage, it is no one's
+(`content:`), and a complete dump holding it withholds its deletes (duel.deletes).
+
 Keys are text with their source as a prefix (`file:user_17.json`, `user_id:1ed6…`,
 `content:9f2c…`), so two sources never collide; dbt derives `user_key` from it. A key over
 MAX_KEY_BYTES (a user_id of 3,000 characters, a path that long) is its source and the sha256 of
@@ -29,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,11 +129,9 @@ def document_key(rule: KeyRule, key_path: str | None, document: bytes, sha256: s
     if (key := file_key(rule, key_path)) is not None:
         return key  # no field read
     fields: dict[str, Any] | None = None
-    for source in rule.sources:
-        if source == FILE_SOURCE:
-            if key_path is not None:
-                return path_key(key_path)
-            continue
+
+    def field(source: str) -> Any:
+        nonlocal fields
         if fields is None:
             value = jsonb.loads(document)
             fields = value if isinstance(value, dict) else {}
@@ -134,10 +139,113 @@ def document_key(rule: KeyRule, key_path: str | None, document: bytes, sha256: s
         if isinstance(field_value, float):  # an integer beyond 64 bits, as orjson reads it
             exact = jsonb.exact_loads(document)
             field_value = exact.get(source) if isinstance(exact, dict) else None
-        key = usable_value(field_value, rule.placeholders_of(source))
-        if key is not None:
+        return field_value
+
+    return _first_usable(rule, key_path, field) or CONTENT_PREFIX + sha256
+
+
+def salvaged_key(rule: KeyRule, key_path: str | None, data: bytes) -> str | None:
+    """The key of a document that could not be parsed (quarantined), from what of it can be read:
+    the rule's sources in order, as document_key takes them, each field from the top-level
+    members before the damage (`readable_members`). A field found but unusable passes on to the
+    next source, as it would in the whole document; one not found (it may lie past the damage)
+    or written twice stops: None, the document may be anyone (`{"user_id": "u3", "na` is
+    `user_id:u3`; `{"name": "A", "user_` is no one)."""
+    members: dict[str, Any] | None = None
+
+    def field(source: str) -> Any:
+        nonlocal members
+        if members is None:
+            members = readable_members(data) or {}
+        return members.get(source, _UNKNOWN)
+
+    return _first_usable(rule, key_path, field)
+
+
+_UNKNOWN = object()  # a field whose value cannot be known: which key the rule gives cannot be told
+
+
+def _first_usable(rule: KeyRule, key_path: str | None, field: Callable[[str], Any]) -> str | None:
+    """The key of the rule's first usable source: the file's path where `@file` comes (for a
+    file of its own), a field's value (`field(source)`) where usable_value finds one; None when
+    no source is usable, or a field's value is _UNKNOWN."""
+    for source in rule.sources:
+        if source == FILE_SOURCE:
+            if key_path is not None:
+                return path_key(key_path)
+            continue
+        value = field(source)
+        if value is _UNKNOWN:
+            return None
+        if (key := usable_value(value, rule.placeholders_of(source))) is not None:
             return bounded_key(source, key)
-    return CONTENT_PREFIX + sha256
+    return None
+
+
+# A top-level member of a broken document, read in order up to the damage: its name and the
+# colon, a scalar value (a container is skipped by its brackets), and what ends the member
+_SPACE = rb"[ \t\r\n]*"
+_MEMBER_NAME = re.compile(_SPACE + rb'"((?:[^"\\]|\\.)*)"' + _SPACE + rb":" + _SPACE, re.DOTALL)
+_SCALAR = re.compile(rb'"(?:[^"\\]|\\.)*"|[-+.0-9eE]+|true|false|null', re.DOTALL)
+_MEMBER_END = re.compile(_SPACE + rb"([,}])")
+_BRACKETS = re.compile(rb'["\[\]{}]')
+_STRING_END = re.compile(rb'(?:[^"\\]|\\.)*"', re.DOTALL)
+_NESTED = object()  # a container's value: present, and no one's key
+
+
+def readable_members(data: bytes) -> dict[str, Any] | None:
+    """The top-level members of a JSON object that are whole before its text breaks off or goes
+    wrong, name -> value (a container as present but no key, a name written twice as unknown);
+    None when the text does not open an object (after a UTF-8 byte order mark and whitespace:
+    an array, another encoding, a comment first). Values are read by the standard library, so
+    an integer keeps every digit, as document_key reads it."""
+    text = data.removeprefix(b"\xef\xbb\xbf")
+    position = len(text) - len(text.lstrip(b" \t\r\n"))
+    if text[position : position + 1] != b"{":
+        return None
+    members: dict[str, Any] = {}
+    position += 1
+    while (name := _MEMBER_NAME.match(text, position)) is not None:
+        value: Any
+        scalar = _SCALAR.match(text, name.end())
+        end = scalar.end() if scalar is not None else _container_end(text, name.end())
+        if end is None:
+            break
+        member_end = _MEMBER_END.match(text, end)
+        if member_end is None:
+            break  # the value may go on past the damage (`"u3` cut, `12` of `123`)
+        try:
+            key = jsonb.exact_loads(b'"' + name.group(1) + b'"')
+            value = jsonb.exact_loads(scalar.group()) if scalar is not None else _NESTED
+        except ValueError:  # an escape or a number that is not JSON, bytes that are not UTF-8
+            break
+        # a name written twice: which value a parser keeps may be past the damage
+        members[key] = _UNKNOWN if key in members else value
+        if member_end.group(1) == b"}":
+            break
+        position = member_end.end()
+    return members
+
+
+def _container_end(text: bytes, position: int) -> int | None:
+    """Where the object or array opening at `position` closes (past its last bracket), strings
+    read through; None when it does not open one there, or does not close as it opened."""
+    if text[position : position + 1] not in (b"{", b"["):
+        return None
+    opened = bytearray()
+    while (token := _BRACKETS.search(text, position)) is not None:
+        position, char = token.end(), token.group()
+        if char == b'"':
+            if (rest := _STRING_END.match(text, position)) is None:
+                return None
+            position = rest.end()
+        elif char in (b"{", b"["):
+            opened += char
+        elif not opened or opened.pop() != (ord("{") if char == b"}" else ord("[")):
+            return None  # a bracket that closes another kind: the damage
+        elif not opened:
+            return position
+    return None
 
 
 def usable_value(value: Any, placeholders: frozenset[str] = frozenset()) -> str | None:

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from multiprocessing.pool import AsyncResult
 from typing import Any, NamedTuple
 
-from duel.identity import KeyRule, document_key, file_key
+from duel.identity import KeyRule, document_key, file_key, salvaged_key
 from duel.repair import (
     FileRepair,
     Parsed,
@@ -135,7 +135,7 @@ def classify(
             parsed,
             None,
             data,
-            _quarantine_key(source, sha256, rule),
+            salvaged_key(rule, source.key_path, data) or _quarantine_key(source, sha256, rule),
         )
     if parsed.document is None:  # parse_document gives every loadable parse its document
         raise ValueError(f"{source.name}: {parsed.status} without a document")
@@ -154,7 +154,8 @@ def _with_file_repair(outcome: Outcome, fix: FileRepair | None) -> Outcome:
 def _quarantine_key(source: SourceFile, sha256: str, rule: KeyRule) -> str:
     """A quarantined file keeps its file identity when the key rule takes it from the path (so a
     stale current version can be told); a document without a file of its own, or under a rule
-    that reads a field first, cannot be identified without parsing it (a content key)."""
+    that reads a field first, is identified by what of it can be read (`salvaged_key`, for a
+    document that did not parse), else by its content: no one."""
     if (key := file_key(rule, source.key_path)) is not None:
         return key
     return (

@@ -368,3 +368,33 @@ def test_ndjson_snapshot_closes_changed_and_deleted_users(ndjson_history: Ndjson
         "select defect, sum(defect_count) from dbt_analysis.data_quality"
         " where field = 'document' group by 1",
     ) == [("keyless", 10)]
+
+
+def test_ndjson_broken_line_of_a_known_user_marks_its_version_stale(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A broken NDJSON line whose user_id is readable (identity.salvaged_key) is that user's
+    newer delivery: base keeps the version it had and says it is stale, as for a broken file of
+    its own; the next intact line mends it. A line broken before its user_id names no one."""
+    users = [json.dumps({"user_id": f"u{n}", "name": f"User {n}"}) for n in range(3)]
+    whole = tmp_path / "a.ndjson"
+    whole.write_text("\n".join(users) + "\n")
+    ingest(settings, whole)
+    build_models(settings, unit_tests=False)
+    broken = tmp_path / "b.ndjson"
+    broken.write_text("\n".join([users[0], users[1][:24], users[2][:12]]) + "\n")
+    assert ingest(settings, broken).quarantined == 2
+    build_models(settings, unit_tests=False)
+    stale = (
+        "select document_key, name, newer_quarantined_batch_id, is_clean from dbt.base"
+        " where has_newer_quarantined_delivery order by 1"
+    )
+    assert query(settings, stale) == [("user_id:u1", "User 1", 2, False)]
+    assert query(
+        settings,
+        "select defect, sum(defect_count) from dbt_analysis.data_quality"
+        " where field = 'document' and defect = 'stale' group by 1",
+    ) == [("stale", 1)]
+    ingest(settings, whole)
+    build_models(settings, unit_tests=False)
+    assert query(settings, stale) == []
