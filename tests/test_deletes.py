@@ -279,6 +279,24 @@ def test_ingest_full_a_broken_line_whose_user_id_is_readable_is_that_users_deliv
     assert [k for (k,) in query(settings, current)] == [f"user_id:u{n}" for n in range(5)]
 
 
+def test_ingest_full_two_users_on_one_line_are_no_one_and_delete_neither(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A line holding two users (a lost newline) is quarantined whole: it may be either, so it is
+    no one's, and a complete dump holding it withholds its deletes (keyed by the first user, it
+    deleted the second)."""
+    users = [json.dumps({"user_id": f"u{n}", "name": f"User {n}"}) for n in range(6)]
+    first = tmp_path / "users.ndjson"
+    first.write_text("\n".join(users) + "\n")
+    ingest(settings, first)
+    merged = tmp_path / "merged.ndjson"
+    merged.write_text("\n".join([*users[:3], users[3] + users[4], users[5]]) + "\n")
+    result = ingest(settings, merged, full=True)
+    assert (result.quarantined, result.deleted, result.summary()["deletes_withheld"]) == (1, 0, 2)
+    current = "select document_key from raw.current_versions where not is_deleted order by 1"
+    assert [k for (k,) in query(settings, current)] == [f"user_id:u{n}" for n in range(6)]
+
+
 def test_ingest_full_a_broken_file_keyed_by_a_field_first_is_its_readable_users_delivery(
     settings: Settings, tmp_path: Path
 ) -> None:

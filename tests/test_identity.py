@@ -174,6 +174,17 @@ def test_document_key_an_integer_beyond_64_bits_is_exact() -> None:
         (b'// c\n{"user_id": "a",', None),
         (b'{"user_id": 1.5, "email": "invalid-email", "x', None),
         (b'{"user_id": "u\xff", "x', None),
+        # two users on one line (a lost newline): either, so no one
+        (b'{"user_id": "u3", "name": "A"}{"user_id": "u4", "name": "B"}', None),
+        (b'{"user_id": "u3"} {"user_id": "u4"', None),
+        # a value no text column holds: the document was refused for it
+        (b'{"user_id": "a\\u0000b", "name": "x"}', None),
+        (b'{"user_id": "\\ud800", "name": "x"}', None),
+        (b'{"user_id": "u1", "bio": "a\\u0000b"}', "user_id:u1"),
+        # a skipped value must be JSON: a lost `{` would bring a nested user_id to the top
+        (b'{"profile": {"x": "a": 1}, "user_id": "evil"}, "user_id": "good"}', None),
+        (b'{"a": [1 /* ], "user_id": "evil", "b": " */], "user_id": "good", "name": "A', None),
+        (b"""{"a": ['"', '"], "user_id": "evil", "z": ["'], "user_id": "good", "name": "A""", None),
     ],
 )
 def test_salvaged_key_reads_a_broken_documents_fields_up_to_the_damage(

@@ -17,10 +17,11 @@ merged with another user, but an edited copy of it is a new identity (with `--fu
 is deleted). The ingest counts these as `keyless`.
 
 A document that does not parse (quarantined) is keyed by the same rule from the top-level fields
-that are whole before the damage (`salvaged_key`): a broken NDJSON line `{"user_id": "u3", "na`
-is `user_id:u3`'s delivery, so it marks that user's version stale and a complete dump holding it
-does not delete u3. When the source that decides may lie past the damage, it is no one's
-(`content:`), and a complete dump holding it withholds its deletes (duel.deletes).
+that read as strict JSON before the damage (`salvaged_key`): a broken NDJSON line
+`{"user_id": "u3", "na` is `user_id:u3`'s delivery, so it marks that user's version stale and a
+complete dump holding it does not delete u3. When the source that decides may lie past the
+damage, it is no one's (`content:`), and a complete dump holding it withholds its deletes
+(duel.deletes).
 
 Keys are text with their source as a prefix (`file:user_17.json`, `user_id:1ed6…`,
 `content:9f2c…`), so two sources never collide; dbt derives `user_key` from it. A key over
@@ -147,10 +148,10 @@ def document_key(rule: KeyRule, key_path: str | None, document: bytes, sha256: s
 def salvaged_key(rule: KeyRule, key_path: str | None, data: bytes) -> str | None:
     """The key of a document that could not be parsed (quarantined), from what of it can be read:
     the rule's sources in order, as document_key takes them, each field from the top-level
-    members before the damage (`readable_members`). A field found but unusable passes on to the
-    next source, as it would in the whole document; one not found (it may lie past the damage)
-    or written twice stops: None, the document may be anyone (`{"user_id": "u3", "na` is
-    `user_id:u3`; `{"name": "A", "user_` is no one)."""
+    members that read as JSON before the damage (`readable_members`). A field found but
+    unusable passes on to the next source, as it would in the whole document; one not found (it
+    may lie past the damage) or written twice stops: None, the document may be anyone
+    (`{"user_id": "u3", "na` is `user_id:u3`; `{"name": "A", "user_` is no one)."""
     members: dict[str, Any] | None = None
 
     def field(source: str) -> Any:
@@ -194,11 +195,14 @@ _NESTED = object()  # a container's value: present, and no one's key
 
 
 def readable_members(data: bytes) -> dict[str, Any] | None:
-    """The top-level members of a JSON object that are whole before its text breaks off or goes
-    wrong, name -> value (a container as present but no key, a name written twice as unknown);
-    None when the text does not open an object (after a UTF-8 byte order mark and whitespace:
-    an array, another encoding, a comment first). Values are read by the standard library, so
-    an integer keeps every digit, as document_key reads it."""
+    """The top-level members of a JSON object that read as strict JSON, each value whole, before
+    its text breaks off or goes wrong, name -> value (a container as present but no key, a name
+    written twice as unknown); reading stops at the first member that does not. None when the
+    text does not open an object (after a UTF-8 byte order mark and whitespace: an array,
+    another encoding, a comment first), or when something follows the object's end (two
+    documents on one line). Values are read by the standard library, so an integer keeps every
+    digit, as document_key reads it. Not seen: a name written again past the damage (a parser
+    keeps the last), so a broken `{"user_id": "u3", "name": "A" "user_id": "u4"}` is u3's."""
     text = data.removeprefix(b"\xef\xbb\xbf")
     position = len(text) - len(text.lstrip(b" \t\r\n"))
     if text[position : position + 1] != b"{":
@@ -216,15 +220,34 @@ def readable_members(data: bytes) -> dict[str, Any] | None:
             break  # the value may go on past the damage (`"u3` cut, `12` of `123`)
         try:
             key = jsonb.exact_loads(b'"' + name.group(1) + b'"')
-            value = jsonb.exact_loads(scalar.group()) if scalar is not None else _NESTED
-        except ValueError:  # an escape or a number that is not JSON, bytes that are not UTF-8
+            # the value read as strict JSON, a container whole: what is skipped must be JSON too,
+            # or a wrong bracket, a comment or a quote would bring its inner members to the top
+            value = jsonb.exact_loads(text[name.end() : end])
+        except (ValueError, RecursionError):  # not JSON, bytes that are not UTF-8, too deep
             break
+        if isinstance(value, dict | list):
+            value = _NESTED
+        elif isinstance(value, str) and not _storable(value):
+            break  # a NUL or a lone surrogate: no text column holds it (the document was refused)
         # a name written twice: which value a parser keeps may be past the damage
         members[key] = _UNKNOWN if key in members else value
         if member_end.group(1) == b"}":
+            if text[member_end.end() :].strip(b" \t\r\n"):
+                return None  # more after the object (two users on one line): it may be anyone
             break
         position = member_end.end()
     return members
+
+
+def _storable(text: str) -> bool:
+    """Whether Postgres' text holds `text`: no NUL, every code point encodable in UTF-8."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _container_end(text: bytes, position: int) -> int | None:
