@@ -34,6 +34,7 @@ failed the whole batch).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import unicodedata
 from collections.abc import Callable
@@ -183,15 +184,19 @@ def _first_usable(rule: KeyRule, key_path: str | None, field: Callable[[str], An
     return None
 
 
-# A top-level member of a broken document, read in order up to the damage: its name and the
-# colon, a scalar value (a container is skipped by its brackets), and what ends the member
-_SPACE = rb"[ \t\r\n]*"
-_MEMBER_NAME = re.compile(_SPACE + rb'"((?:[^"\\]|\\.)*)"' + _SPACE + rb":" + _SPACE, re.DOTALL)
-_SCALAR = re.compile(rb'"(?:[^"\\]|\\.)*"|[-+.0-9eE]+|true|false|null', re.DOTALL)
-_MEMBER_END = re.compile(_SPACE + rb"([,}])")
-_BRACKETS = re.compile(rb'["\[\]{}]')
-_STRING_END = re.compile(rb'(?:[^"\\]|\\.)*"', re.DOTALL)
+# A top-level member of a broken document, read in order up to the damage: its name, the colon,
+# its value (each read by the standard library's strict decoder, a container whole), what ends it
+_SPACE = re.compile(r"[ \t\r\n]*")
+_COLON = re.compile(r"[ \t\r\n]*:[ \t\r\n]*")
+_MEMBER_END = re.compile(r"[ \t\r\n]*([,}])")
 _NESTED = object()  # a container's value: present, and no one's key
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_not_json)  # strict: no control character in a string
 
 
 def readable_members(data: bytes) -> dict[str, Any] | None:
@@ -201,42 +206,51 @@ def readable_members(data: bytes) -> dict[str, Any] | None:
     text does not open an object (after a UTF-8 byte order mark and whitespace: an array,
     another encoding, a comment first), or when something follows the object's end (two
     documents on one line). Values are read by the standard library, so an integer keeps every
-    digit, as document_key reads it. Not seen: a name written again past the damage (a parser
-    keeps the last), so a broken `{"user_id": "u3", "name": "A" "user_id": "u4"}` is u3's."""
-    text = data.removeprefix(b"\xef\xbb\xbf")
-    position = len(text) - len(text.lstrip(b" \t\r\n"))
-    if text[position : position + 1] != b"{":
+    digit, as document_key reads it; a skipped object or array must be JSON too, or a wrong
+    bracket, a comment or a quote would bring its inner members to the top. Not seen: a name
+    written again past the damage (a parser keeps the last), so a broken
+    `{"user_id": "u3", "name": "A" "user_id": "u4"}` is u3's."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:  # the damage: the first byte that is not UTF-8
+        text = data[: error.start].decode("utf-8")
+    text = text.removeprefix("\ufeff")
+    position = _past_space(text, 0)
+    if text[position : position + 1] != "{":
         return None
     members: dict[str, Any] = {}
     position += 1
-    while (name := _MEMBER_NAME.match(text, position)) is not None:
-        value: Any
-        scalar = _SCALAR.match(text, name.end())
-        end = scalar.end() if scalar is not None else _container_end(text, name.end())
-        if end is None:
+    while True:
+        position = _past_space(text, position)
+        if text[position : position + 1] != '"':
             break
-        member_end = _MEMBER_END.match(text, end)
-        if member_end is None:
-            break  # the value may go on past the damage (`"u3` cut, `12` of `123`)
         try:
-            key = jsonb.exact_loads(b'"' + name.group(1) + b'"')
-            # the value read as strict JSON, a container whole: what is skipped must be JSON too,
-            # or a wrong bracket, a comment or a quote would bring its inner members to the top
-            value = jsonb.exact_loads(text[name.end() : end])
-        except (ValueError, RecursionError):  # not JSON, bytes that are not UTF-8, too deep
+            name, position = _DECODER.raw_decode(text, position)
+            if (colon := _COLON.match(text, position)) is None:
+                break
+            value, position = _DECODER.raw_decode(text, colon.end())
+        except (ValueError, RecursionError):  # not JSON, or too deep to read
             break
+        if (member_end := _MEMBER_END.match(text, position)) is None:
+            break  # the value may go on past the damage (`"u3` cut, `12` of `123`)
         if isinstance(value, dict | list):
             value = _NESTED
         elif isinstance(value, str) and not _storable(value):
             break  # a NUL or a lone surrogate: no text column holds it (the document was refused)
         # a name written twice: which value a parser keeps may be past the damage
-        members[key] = _UNKNOWN if key in members else value
-        if member_end.group(1) == b"}":
-            if text[member_end.end() :].strip(b" \t\r\n"):
+        members[name] = _UNKNOWN if name in members else value
+        if member_end.group(1) == "}":
+            if text[member_end.end() :].strip(" \t\r\n"):
                 return None  # more after the object (two users on one line): it may be anyone
             break
         position = member_end.end()
     return members
+
+
+def _past_space(text: str, position: int) -> int:
+    """The position past the JSON whitespace at `position`."""
+    space = _SPACE.match(text, position)
+    return space.end() if space is not None else position
 
 
 def _storable(text: str) -> bool:
@@ -248,27 +262,6 @@ def _storable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _container_end(text: bytes, position: int) -> int | None:
-    """Where the object or array opening at `position` closes (past its last bracket), strings
-    read through; None when it does not open one there, or does not close as it opened."""
-    if text[position : position + 1] not in (b"{", b"["):
-        return None
-    opened = bytearray()
-    while (token := _BRACKETS.search(text, position)) is not None:
-        position, char = token.end(), token.group()
-        if char == b'"':
-            if (rest := _STRING_END.match(text, position)) is None:
-                return None
-            position = rest.end()
-        elif char in (b"{", b"["):
-            opened += char
-        elif not opened or opened.pop() != (ord("{") if char == b"}" else ord("[")):
-            return None  # a bracket that closes another kind: the damage
-        elif not opened:
-            return position
-    return None
 
 
 def usable_value(value: Any, placeholders: frozenset[str] = frozenset()) -> str | None:
