@@ -355,49 +355,71 @@ def test_platform_comparison_ranks_only_where_the_intervals_part() -> None:
         "Engagement rate: tiktok is highest (4.00% over 900 tasks, 95% interval 3.90% to 4.10%):"
         " its interval lies above instagram's.",
     ]
-    overlapping = [
-        _compared("facebook", "356.4", "323.2", "389.7", 73),
-        _compared("tiktok", "332.8", "327.1", "338.5", 2554),
-        _compared("instagram", "300.0", "295.0", "305.0", 2551),
-    ]
-    assert platform_comparison(frame(overlapping))[0] == (
-        "Engagement per known task: facebook is highest (356.4 over 73 tasks, 95% interval 323.2"
-        " to 389.7), but its interval overlaps tiktok's (327.1 to 338.5): the report does not"
-        " rank facebook and tiktok against each other by engagement per known task (within"
-        " overlapping 95% intervals a difference may be chance; more tasks would tell); its"
-        " interval lies above instagram's."
-    )
-    alone = [_compared("facebook", "500", "", "", 1), _compared("tiktok", "300", "290", "310", 90)]
-    assert platform_comparison(frame(alone))[0] == (
-        "Engagement per known task: facebook is highest (500.0 over 1 task, too few tasks for an"
-        " interval): the report does not rank facebook and tiktok against each other by"
-        " engagement per known task (within overlapping 95% intervals a difference may be"
-        " chance; more tasks would tell)."
-    )
-    few = [_compared("tiktok", "400", "390", "410", 900), _compared("facebook", "10", "", "", 1)]
-    assert platform_comparison(frame(few))[0] == (
-        "Engagement per known task: tiktok is highest (400.0 over 900 tasks, 95% interval 390.0"
-        " to 410.0), but facebook has too few tasks: the report does not rank tiktok and facebook"
-        " against each other by engagement per known task (within overlapping 95% intervals a"
-        " difference may be chance; more tasks would tell)."
-    )
-    level = [
-        _compared("tiktok", "215", "200", "230", 50),
-        _compared("facebook", "215", "", "", 1),
-        _compared("instagram", "100", "90", "110", 60),
-    ]
-    assert platform_comparison(frame(level))[0] == (
-        "Engagement per known task: facebook and tiktok are level at 215.0, but facebook has too"
-        " few tasks: the report does not rank facebook, tiktok and instagram against each other"
-        " by engagement per known task (within overlapping 95% intervals a difference may be"
-        " chance; more tasks would tell)."
-    )
-    both = [level[0], _compared("facebook", "215", "205", "225", 40), level[2]]
-    assert platform_comparison(frame(both))[0] == (
-        "Engagement per known task: facebook and tiktok are level at 215.0: their intervals lie"
-        " above instagram's."
-    )
     assert platform_comparison(frame(clear[:1] + clear[2:])) == []  # one accepted platform
+
+
+_NOT_RANKED = (
+    " by engagement per known task (within overlapping 95% intervals a difference may be chance;"
+    " more tasks would tell)"
+)
+_LEVEL = [
+    _compared("tiktok", "215", "200", "230", 50),
+    _compared("facebook", "215", "", "", 1),
+    _compared("instagram", "100", "90", "110", 60),
+]
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        pytest.param(
+            [
+                _compared("facebook", "356.4", "323.2", "389.7", 73),
+                _compared("tiktok", "332.8", "327.1", "338.5", 2554),
+                _compared("instagram", "300.0", "295.0", "305.0", 2551),
+            ],
+            "Engagement per known task: facebook is highest (356.4 over 73 tasks, 95% interval"
+            " 323.2 to 389.7), but its interval overlaps tiktok's (327.1 to 338.5): the report does"
+            " not rank facebook and tiktok against each other" + _NOT_RANKED + "; its interval lies"
+            " above instagram's.",
+            id="overlapping",
+        ),
+        pytest.param(
+            [_compared("facebook", "500", "", "", 1), _compared("tiktok", "300", "290", "310", 90)],
+            "Engagement per known task: facebook is highest (500.0 over 1 task, too few tasks for"
+            " an interval): the report does not rank facebook and tiktok against each other"
+            + _NOT_RANKED
+            + ".",
+            id="highest-without-interval",
+        ),
+        pytest.param(
+            [_compared("tiktok", "400", "390", "410", 900), _compared("facebook", "10", "", "", 1)],
+            "Engagement per known task: tiktok is highest (400.0 over 900 tasks, 95% interval 390.0"
+            " to 410.0), but facebook has too few tasks: the report does not rank tiktok and"
+            " facebook against each other" + _NOT_RANKED + ".",
+            id="another-without-interval",
+        ),
+        pytest.param(
+            _LEVEL,
+            "Engagement per known task: facebook and tiktok are level at 215.0, but facebook has"
+            " too few tasks: the report does not rank facebook, tiktok and instagram against each"
+            " other" + _NOT_RANKED + ".",
+            id="level-one-without-interval",
+        ),
+        pytest.param(
+            [_LEVEL[0], _compared("facebook", "215", "205", "225", 40), _LEVEL[2]],
+            "Engagement per known task: facebook and tiktok are level at 215.0: their intervals"
+            " lie above instagram's.",
+            id="level-both-with-intervals",
+        ),
+    ],
+)
+def test_platform_comparison_says_why_it_does_not_rank(
+    rows: list[dict[str, Any]], expected: str
+) -> None:
+    """Where intervals overlap, or a platform has too few tasks for one, the sentence names the
+    platforms it does not rank against each other, and why; level platforms are said level."""
+    assert platform_comparison(frame(rows))[0] == expected
 
 
 def test_report_never_sums_an_accepted_platform_into_the_other_platforms() -> None:
