@@ -189,7 +189,6 @@ def _first_usable(rule: KeyRule, key_path: str | None, field: Callable[[str], An
 _SPACE = re.compile(r"[ \t\r\n]*")
 _COLON = re.compile(r"[ \t\r\n]*:[ \t\r\n]*")
 _MEMBER_END = re.compile(r"[ \t\r\n]*([,}])")
-_NESTED = object()  # a container's value: present, and no one's key
 
 
 def _not_json(constant: str) -> Any:
@@ -201,14 +200,14 @@ _DECODER = json.JSONDecoder(parse_constant=_not_json)  # strict: no control char
 
 def readable_members(data: bytes) -> dict[str, Any] | None:
     """The top-level members of a JSON object that read as strict JSON, each value whole, before
-    its text breaks off or goes wrong, name -> value (a container as present but no key, a name
-    written twice as unknown); reading stops at the first member that does not. None when the
-    text does not open an object (after a UTF-8 byte order mark and whitespace: an array,
-    another encoding, a comment first), or when something follows the object's end (two
-    documents on one line). Values are read by the standard library, so an integer keeps every
-    digit, as document_key reads it; a skipped object or array must be JSON too, or a wrong
-    bracket, a comment or a quote would bring its inner members to the top. Not seen: a name
-    written again past the damage (a parser keeps the last), so a broken
+    its text breaks off or goes wrong, name -> value (a container as read: usable_value finds no
+    key in it; a name written twice as unknown); reading stops at the first member that does
+    not. None when the text does not open an object (after a UTF-8 byte order mark and
+    whitespace: an array, another encoding, a comment first), or when something follows the
+    object's end (two documents on one line). Values are read by the standard library, so an
+    integer keeps every digit, as document_key reads it; a skipped object or array must be JSON
+    too, or a wrong bracket, a comment or a quote would bring its inner members to the top. Not
+    seen: a name written again past the damage (a parser keeps the last), so a broken
     `{"user_id": "u3", "name": "A" "user_id": "u4"}` is u3's."""
     try:
         text = data.decode("utf-8")
@@ -233,9 +232,7 @@ def readable_members(data: bytes) -> dict[str, Any] | None:
             break
         if (member_end := _MEMBER_END.match(text, position)) is None:
             break  # the value may go on past the damage (`"u3` cut, `12` of `123`)
-        if isinstance(value, dict | list):
-            value = _NESTED
-        elif isinstance(value, str) and not _storable(value):
+        if isinstance(value, str) and not _storable(value):
             break  # a NUL or a lone surrogate: no text column holds it (the document was refused)
         # a name written twice: which value a parser keeps may be past the damage
         members[name] = _UNKNOWN if name in members else value

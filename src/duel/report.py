@@ -629,13 +629,7 @@ def build_tables(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
         platforms = (
             charts.platform_rows(platforms)
             .assign(unknown=lambda d: d["platform"].isna())
-            .assign(
-                unaccepted=lambda d: (
-                    ~d["unknown"]
-                    & ~d["is_folded"]
-                    & ~d["is_accepted_platform"].fillna(False).astype(bool)
-                )
-            )
+            .assign(unaccepted=lambda d: ~d["unknown"] & ~d["is_folded"] & ~is_ranked_platform(d))
             .assign(unranked=lambda d: ~is_ranked_platform(d))
             .sort_values(["unknown", "is_folded", "unaccepted"], kind="stable")
         )
