@@ -8,7 +8,6 @@ the run (it is never skipped).
 from __future__ import annotations
 
 import importlib.metadata
-import itertools
 import os
 import shutil
 import socket
@@ -21,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+import psycopg.sql
 import pytest
 
 from duel import db, server
@@ -30,7 +30,6 @@ REPO = Path(__file__).resolve().parent.parent
 REAL_DATA = Path(
     os.environ.get("DUEL_REAL_DATA", REPO.parent / "shared" / "data" / "duel-original-10k.tar.gz")
 )
-_db_counter = itertools.count()
 # tests/airflow needs Airflow: `make test-airflow` runs it with .venv-airflow's python.
 collect_ignore = ["airflow"]
 try:
@@ -96,12 +95,53 @@ def pg_server(pg_home: Path) -> Iterator[Settings]:
 
 @pytest.fixture
 def settings(pg_server: Settings, tmp_path: Path) -> Settings:
-    """Settings pointing at a fresh, empty database (with the raw schema) for this test."""
-    fresh = pg_server.with_overrides(
-        pg_database=f"duel_t{os.getpid()}_{next(_db_counter)}", out_dir=tmp_path / "out"
-    )
+    """Settings pointing at a fresh, empty database (with the raw schema) for this test.
+
+    One name per worker process, `duel_t<pid>`, made anew for every test: what the worker's
+    earlier tests left under it is dropped first (the database and those named after it, such
+    as `<name>_other`, their build records and dbt target directories), all but dbt's partial
+    parse state. dbt parses the whole project again for a database name it has not parsed for
+    (the connection is part of its parse state): with a new name per test, every test that
+    builds paid that whole parse, 4 s of the 7 s a small ingest-and-build takes before its
+    first model. The partial parse is valid for any database of that name: dbt checks the
+    project's files, vars and environment against it, as for any build."""
+    fresh = pg_server.with_overrides(pg_database=f"duel_t{os.getpid()}", out_dir=tmp_path / "out")
+    _forget(pg_server, fresh)
     db.ensure_ready(fresh)
     return fresh
+
+
+def _forget(server: Settings, settings: Settings) -> None:
+    """Drop `settings`' database and every database named `<its name>_...`, their build records
+    (DUEL_HOME/builds) and their dbt target directories but for the partial parse state."""
+    name = settings.pg_database
+    with psycopg.connect(**server.conninfo(), autocommit=True) as conn:  # type: ignore[arg-type]
+        names = [
+            row[0]
+            for row in conn.execute(
+                "select datname from pg_database where datname = %s or starts_with(datname, %s)",
+                (name, name + "_"),
+            )
+        ]
+        for each in names:
+            drop = psycopg.sql.SQL("drop database {} with (force)")
+            conn.execute(drop.format(psycopg.sql.Identifier(each)))
+    slug = settings.database_slug
+
+    def named_after(name: str) -> bool:
+        return name == slug or name.startswith(slug + "_")
+
+    for record in (settings.home / "builds").glob("*.json"):
+        if named_after(record.name.removesuffix(".json")):
+            record.unlink()
+    for target in (settings.home / "dbt" / "target").glob("*"):
+        if not named_after(target.name):
+            continue
+        for path in target.iterdir():
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.name != "partial_parse.msgpack":
+                path.unlink()
 
 
 def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
