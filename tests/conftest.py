@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import psycopg.sql
 import pytest
+from psycopg import sql
 
 from duel import db, server
 from duel.settings import Settings, load_settings
@@ -115,7 +115,7 @@ def _forget(server: Settings, settings: Settings) -> None:
     """Drop `settings`' database and every database named `<its name>_...`, their build records
     (DUEL_HOME/builds) and their dbt target directories but for the partial parse state."""
     name = settings.pg_database
-    with psycopg.connect(**server.conninfo(), autocommit=True) as conn:  # type: ignore[arg-type]
+    with db.connect(server, database="postgres", autocommit=True, step="test") as conn:
         names = [
             row[0]
             for row in conn.execute(
@@ -124,8 +124,7 @@ def _forget(server: Settings, settings: Settings) -> None:
             )
         ]
         for each in names:
-            drop = psycopg.sql.SQL("drop database {} with (force)")
-            conn.execute(drop.format(psycopg.sql.Identifier(each)))
+            conn.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(each)))
     slug = settings.database_slug
 
     def named_after(name: str) -> bool:
