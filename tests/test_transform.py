@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -17,6 +18,7 @@ import pytest
 import yaml
 from conftest import REPO, run_cli
 
+from duel import changes
 from duel.exceptions import ServerError, StepFailed
 from duel.settings import Settings
 from duel.transform import (
@@ -39,10 +41,18 @@ version: 2
 models:
   - name: one_row
     data_tests:
-      - aggregate_equals:
-          name: one_row__has_two_rows
+      - invariants:
+          name: one_row__invariants
           arguments:
-            expected: "2"
+            rows:
+              one_row__id_is_two: "id = 2"
+              one_row__id_is_known: "id is not null"
+            totals:
+              one_row__has_two_rows:
+                expected: "2"
+              one_row__sums_to_one:
+                expression: "sum(id)"
+                expected: "1"
 """
 # A table of the duel.tests_written_since setting the build's connections had.
 SETTING_SEEN = (
@@ -58,8 +68,7 @@ GENERIC_TESTS = (
     "not_null",
     "relationships",
     "accepted_values",
-    "aggregate_equals",
-    "expression_is_true",
+    "invariants",
     "unique_combination_of_columns",
 )
 
@@ -144,8 +153,9 @@ def test_transform_cli_failure_exits_1_with_one_line(
 
 def test_transform_every_data_test_has_a_readable_name() -> None:
     """A failure names the test (`base__user_key__unique`), never a hash: every generic data test
-    in every yml has an explicit `name:` of the form <model>__<what it checks>, unique."""
-    names, unnamed = [], []
+    in every yml has an explicit `name:` of the form <model>__<what it checks>, unique; so has
+    every check of an invariants test (a failure names the checks that failed)."""
+    names, unnamed, checks = [], [], []
     project = REPO / "dbt" / "duel"
     for path in sorted([*project.glob("models/**/*.yml"), *project.glob("snapshots/**/*.yml")]):
         document = (
@@ -162,9 +172,21 @@ def test_transform_every_data_test_has_a_readable_name() -> None:
                 if kind not in GENERIC_TESTS or not name:
                     unnamed.append(f"{path.name}: {node['name']}: {kind}")
                 names.append(name)
+                if kind == "invariants":
+                    arguments = config["arguments"]
+                    checks += [
+                        (node["name"], check)
+                        for check in [*arguments.get("rows", {}), *arguments.get("totals", {})]
+                    ]
     assert unnamed == []
     assert len(names) == len(set(names)) and all("__" in name for name in names)
-    assert len(names) > 70
+    assert len(names) > 40
+    assert [
+        check
+        for model, check in checks
+        if not re.fullmatch(rf"{model}__[a-z][a-z0-9_]*", check) or check in names
+    ] == []
+    assert len(checks) == len({check for _, check in checks}) == 58
 
 
 @pytest.mark.slow
@@ -174,9 +196,62 @@ def test_transform_failed_generic_test_is_named_not_hashed(
     with pytest.raises(StepFailed) as raised:
         build_models(settings.with_overrides(dbt_project_dir=failing_project), select=["one_row"])
     assert raised.value.message == (
-        "dbt build failed: 1 of 2 failed: one_row__has_two_rows; one_row__has_two_rows: fail "
-        "(Got 1 result, configured to fail if != 0)"
+        "dbt build failed: 1 of 2 failed: one_row__invariants; one_row__invariants: fail "
+        "(Got 2 results, configured to fail if != 0; one_row__has_two_rows: 1 against 2, "
+        "one_row__id_is_two: 1 row)"
     )
+
+
+# An incremental model (each build appends a row of id 2) whose invariants test has a row check
+# (read only where written since the tested build, with the setting) and a total (always whole).
+SCOPED_ROWS = "{{ config(materialized='incremental') }}\nselect 2 as id\n"
+SCOPED_ROWS_TESTS = """
+version: 2
+models:
+  - name: scoped_rows
+    data_tests:
+      - invariants:
+          name: scoped_rows__invariants
+          arguments:
+            rows:
+              scoped_rows__id_is_two: "id = 2"
+            totals:
+              scoped_rows__has_no_id_one:
+                expression: "count(case when id = 1 then 1 end)"
+                expected: "0"
+"""
+
+
+@pytest.mark.slow
+def test_transform_invariants_rows_are_scoped_and_totals_whole(
+    settings: Settings, failing_project: Path
+) -> None:
+    """A row written before the tested build (`tests_since`) is not read by the row checks: it
+    was there when every test passed. The totals read every row, and a build without the
+    setting reads every row for both. The failure names the checks that failed."""
+    (failing_project / "models" / "scoped_rows.sql").write_text(SCOPED_ROWS)
+    (failing_project / "models" / "scoped_rows.yml").write_text(SCOPED_ROWS_TESTS)
+    project = settings.with_overrides(dbt_project_dir=failing_project)
+    assert build_models(project, select=["scoped_rows"]).counts == {"models": 1, "tests": 1}
+    with psycopg.connect(**project.conninfo(), autocommit=True) as conn:  # type: ignore[arg-type]
+        conn.execute("insert into dbt.scoped_rows (id) values (1)")
+    tested = changes.tested_through(project)[1]  # after the insert: the old row is not read
+    messages = []
+    for since in (tested, None):
+        with pytest.raises(StepFailed) as raised:
+            build_models(project, select=["scoped_rows"], tests_since=since)
+        messages.append(raised.value.message)
+    failed = "dbt build failed: 1 of 2 failed: scoped_rows__invariants; scoped_rows__invariants: "
+    assert messages == [
+        f"{failed}fail (Got 1 result, configured to fail if != 0; "
+        "scoped_rows__has_no_id_one: 1 against 0)",
+        f"{failed}fail (Got 2 results, configured to fail if != 0; "
+        "scoped_rows__has_no_id_one: 1 against 0, scoped_rows__id_is_two: 1 row)",
+    ]
+    with psycopg.connect(**project.conninfo()) as conn:  # type: ignore[arg-type]
+        assert conn.execute(
+            "select id, count(*) from dbt.scoped_rows group by id order by id"
+        ).fetchall() == [(1, 1), (2, 3)]
 
 
 @pytest.mark.slow

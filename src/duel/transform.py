@@ -23,12 +23,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from duel.exceptions import ConfigError, ServerError, StepFailed
+from duel.exceptions import ConfigError, DatabaseUnavailable, ServerError, StepFailed
 from duel.settings import Settings
 
 STEP = "dbt build"
@@ -46,6 +46,8 @@ SPARK_TARGET = "spark"
 # The nodes a scoped build (build_models' `tests_since`) leaves out: the views, with their tests
 # (dbt's eager indirect selection drops a test with its model).
 UNCHANGED_VIEWS = "config.materialized:view"
+# The session setting that scopes the data tests (dbt/duel/macros/incremental.sql).
+TESTS_SINCE_SETTING = "duel.tests_written_since"
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class NodeResult:
     kind: str
     status: str
     message: str
+    unique_id: str = ""
+    compiled_code: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,7 @@ def dbt_env(settings: Settings, tests_since: int | None = None) -> dict[str, str
     project = project_dir(settings)
     env.update(settings.libpq_env())
     if tests_since is not None:
-        env["PGOPTIONS"] = f"-c duel.tests_written_since={tests_since}"
+        env["PGOPTIONS"] = f"-c {TESTS_SINCE_SETTING}={tests_since}"
     env.update(
         {
             "DUEL_HOME": str(settings.home.resolve()),  # the spark target's warehouse is under it
@@ -228,6 +232,8 @@ def build_models(
     nodes = _read_results(results)
     failed = [n for n in nodes or () if n.status in FAILED]
     if code != 0 or failed or nodes is None:
+        if is_postgres(target):
+            failed = _name_failed_checks(settings, failed, tests_since)
         raise StepFailed(STEP, _failure_message(failed, nodes, output))
     if project is not None:
         _record_build(settings, project, full_refresh)
@@ -630,9 +636,80 @@ def _read_results(path: Path) -> list[NodeResult] | None:
                 _kind(unique_id),
                 str(result.get("status")),
                 _reason(result.get("message") or ""),
+                unique_id,
+                result.get("compiled_code") or "",
             )
         )
     return nodes
+
+
+# The generic test whose rows name the checks that failed (tests/generic/invariants.sql).
+INVARIANTS = "invariants"
+
+
+def _name_failed_checks(
+    settings: Settings, failed: list[NodeResult], tests_since: int | None
+) -> list[NodeResult]:
+    """The failed invariants tests, each with the checks that failed in its message: the test's
+    own query, run again in the build's scope (`tests_since`; a failure is rare, and its rows are
+    few), gives them. A test that cannot be read back keeps dbt's message."""
+    tests = _generic_tests(target_dir(settings) / "manifest.json")
+    named = []
+    for node in failed:
+        if node.status == "fail" and node.compiled_code and tests.get(node.unique_id) == INVARIANTS:
+            checks = _failed_checks(settings, node.compiled_code, tests_since)
+            if checks:
+                node = replace(node, message=f"{node.message}; {checks}")
+        named.append(node)
+    return named
+
+
+def _generic_tests(manifest: Path) -> dict[str, str]:
+    """{test's unique id: the generic test it is} from dbt's manifest (empty if unreadable)."""
+    try:
+        nodes = json.loads(manifest.read_text(encoding="utf-8")).get("nodes", {})
+    except (OSError, ValueError):
+        return {}
+    return {
+        unique_id: str((node.get("test_metadata") or {}).get("name"))
+        for unique_id, node in nodes.items()
+        if unique_id.startswith("test.") and node.get("test_metadata")
+    }
+
+
+def _failed_checks(settings: Settings, compiled_code: str, tests_since: int | None) -> str:
+    """ "check: 3 rows, other: 5 against 6", by name: what an invariants test's query returns."""
+    import psycopg
+    from psycopg import sql
+
+    from duel import db
+
+    query = sql.SQL(
+        "select failed_check, failing_rows, actual_value, expected_value from ({}) as failures"
+    ).format(sql.SQL(compiled_code))  # dbt's compiled test of this project, not user input
+    try:
+        with db.connect(settings, step=STEP) as connection:
+            if tests_since is not None:  # as dbt_env's PGOPTIONS set it for the build
+                connection.execute(
+                    "select set_config(%s, %s, false)", [TESTS_SINCE_SETTING, str(tests_since)]
+                )
+            rows = connection.execute(query).fetchall()
+    except (psycopg.Error, DatabaseUnavailable):
+        return ""
+    return ", ".join(
+        f"{check}: {_number(rows_broken)} row{'' if rows_broken == 1 else 's'}"
+        if rows_broken is not None
+        else f"{check}: {_number(actual)} against {_number(expected)}"
+        for check, rows_broken, actual, expected in sorted(rows)
+    )
+
+
+def _number(value: object) -> str:
+    """A numeric value as it reads: no trailing zeros, NULL for none."""
+    if value is None:
+        return "NULL"
+    text = str(value)
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _names(nodes: Iterable[NodeResult]) -> str:

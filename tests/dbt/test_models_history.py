@@ -128,13 +128,13 @@ def test_models_scoped_build_leaves_the_views_and_their_tests(history: History) 
     intermediate views nor runs their 11 tests; it still equals --full-refresh (above)."""
     whole, scoped = history.built
     assert (whole.counts, whole.scoped, scoped.counts, scoped.scoped) == (
-        {"models": 26, "snapshots": 1, "tests": 101},
+        {"models": 26, "snapshots": 1, "tests": 58},
         False,
-        {"models": 16, "snapshots": 1, "tests": 90},
+        {"models": 16, "snapshots": 1, "tests": 47},
         True,
     )
     # the summary says why the scoped build ran fewer nodes
-    assert scoped.describe().startswith("16 models, 1 snapshot, 90 tests built and passed in ")
+    assert scoped.describe().startswith("16 models, 1 snapshot, 47 tests built and passed in ")
     assert scoped.describe().endswith(
         " (tests of the rows written since the last build; its views kept)"
     )

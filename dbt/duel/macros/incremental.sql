@@ -292,13 +292,14 @@
     dbt's connections (PGOPTIONS) to the first transaction after that build. The row-level
     tests (`scoped_tests`) then read only the rows of a table written since then: a row written
     before was there, unchanged, when every test passed. `unique` checks the keys of those rows
-    against the whole table (tests/generic/unique.sql). Every other test (relationships,
-    aggregate_equals, unique_combination_of_columns, singular tests) and every test of a view
-    reads everything. Without the setting (`duel transform`, `duel run --force` or `--full`, a
+    against the whole table (tests/generic/unique.sql); `invariants` reads only those rows for
+    its row checks and the whole table for its totals (tests/generic/invariants.sql). Every
+    other test (relationships, unique_combination_of_columns, singular tests) and every test
+    of a view reads everything. Without the setting (`duel transform`, `duel run --force` or `--full`, a
     changed project, CI, the DAG) every test reads everything.
 #}
 {% macro scoped_tests() -%}
-    {{ return(['not_null', 'accepted_values', 'expression_is_true']) }}
+    {{ return(['not_null', 'accepted_values']) }}
 {%- endmacro %}
 
 {# The transaction id duel.tests_written_since holds (64 bits), NULL when it is not set. #}
