@@ -10,9 +10,10 @@
     - JSON numbers: Spark's VARIANT keeps a number's value, not its text (`1.50` reads back as
       `1.5`, `1e2` as `100.0`), so json_scalar of a number is equal as a number, not as text.
     - fold_text on Spark is upper-then-lower case mapping (ß spelled ss) without NFKC (Spark has
-      no Unicode normalisation function): `Straße`/`STRASSE` and `NESTLÉ`/`Nestlé` fold alike, but
-      compatibility forms (ligatures, full-width letters, a combining accent against the
-      precomposed letter) do not.
+      no Unicode normalisation function): `Straße`/`STRASSE`, `NESTLÉ`/`Nestlé`, `ﬁne`/`fine` and
+      the full-width forms of ASCII (`ＡＢ`/`ab`, mapped one by one) fold alike, but other
+      compatibility forms (full-width katakana, circled or superscript letters, ...) and a
+      combining accent against the precomposed letter do not.
     - numeric without a precision is decimal(38, 18) on Spark: a decimal string beyond 10^20 is
       out of range there (Postgres' numeric holds it; the measure ranges stop at 10^12 anyway).
     - timestamps: Spark's session time zone must be UTC (the `spark` profile sets it).
@@ -451,9 +452,17 @@
 
 {# Spark's upper and lower map one letter to one letter: casefold's ß -> ss is spelled out; the
    spaces NFKC makes a plain space (no-break, en to hair, narrow, medium, ideographic) are one;
-   the invisible characters are dropped as on Postgres. #}
+   the full-width forms of ASCII (U+FF01-FF5E: `ＡＢ`, `Ｎ／Ａ`), which NFKC makes ASCII, are
+   translated to it (spark_full_width below); the invisible characters are dropped as on
+   Postgres. #}
 {% macro spark__fold_text(text) -%}
-    lower(upper(replace(replace(regexp_replace(regexp_replace({{ text }}, '[\u00ad\u200b\u2060\ufeff]', ''), '[ \t\n\r\u000c\u000b\u00a0\u2000-\u200a\u202f\u205f\u3000]+', ' '), 'ß', 'ss'), 'ẞ', 'ss')))
+    lower(upper(replace(replace(regexp_replace(regexp_replace({{ spark_full_width(text) }}, '[\u00ad\u200b\u2060\ufeff]', ''), '[ \t\n\r\u000c\u000b\u00a0\u2000-\u200a\u202f\u205f\u3000]+', ' '), 'ß', 'ss'), 'ẞ', 'ss')))
+{%- endmacro %}
+
+{# `text` with each full-width form of an ASCII character (U+FF01-FF5E) as that character
+   (U+0021-007E), as NFKC maps them; Spark SQL literals, so `'` and `\` are escaped. #}
+{% macro spark_full_width(text) -%}
+    translate({{ text }}, '！＂＃＄％＆＇（）＊＋，－．／０１２３４５６７８９：；＜＝＞？＠ＡＢＣＤＥＦＧＨＩＪＫＬＭＮＯＰＱＲＳＴＵＶＷＸＹＺ［＼］＾＿｀ａｂｃｄｅｆｇｈｉｊｋｌｍｎｏｐｑｒｓｔｕｖｗｘｙｚ｛｜｝～', '!"#$%&\'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~')
 {%- endmacro %}
 
 {# --- times and aggregates --------------------------------------------------------------------- #}

@@ -13,6 +13,7 @@
     '{"v": "E\\u0301COLE"}', '{"v": "\\uff21\\uff22"}', '{"v": "a\\\\b"}',
     '{"v": "\\u00a0 Acme\\u00a0Group\\u3000\\ufeff"}', '{"v": "\\u200b\\u2003"}',
     '{"v": "Ac\\u00adme\\u200b Gr\\u2060oup\\ufeffs"}',
+    '{"v": "\\uff2e\\uff0f\\uff21"}', '{"v": "\\uff07\\uff3c\\uff02\\u3000\\uff11\\uff12\\uff4e\\uff29\\uff5e"}',
 ] -%}
 with
 
