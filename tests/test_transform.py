@@ -254,6 +254,36 @@ def test_transform_invariants_rows_are_scoped_and_totals_whole(
         ).fetchall() == [(1, 1), (2, 3)]
 
 
+# An invariants test whose check name is not an identifier: it would be quoted into the SQL.
+BADLY_NAMED_CHECK = """
+version: 2
+models:
+  - name: one_row
+    data_tests:
+      - invariants:
+          name: one_row__invariants
+          arguments:
+            rows:
+              "one_row__id'; drop table x; --": "id = 1"
+"""
+
+
+@pytest.mark.slow
+def test_transform_invariants_refuse_a_check_name_that_is_not_an_identifier(
+    settings: Settings, failing_project: Path
+) -> None:
+    """A check's name is written into the test's SQL as a literal: anything but a lower-case
+    identifier is refused when dbt compiles, before any node runs, in one line naming it."""
+    (failing_project / "models" / "one_row.yml").write_text(BADLY_NAMED_CHECK)
+    with pytest.raises(StepFailed) as raised:
+        build_models(settings.with_overrides(dbt_project_dir=failing_project), select=["one_row"])
+    assert raised.value.message == (
+        "dbt build failed: Compilation Error in test one_row__invariants (models/one_row.yml) "
+        "invariants: the check name 'one_row__id'; drop table x; --' is not a lower-case "
+        "identifier > in macro test_invariants (tests/generic/invariants.sql)"
+    )
+
+
 @pytest.mark.slow
 def test_transform_failed_model_gives_the_database_error(
     settings: Settings, failing_project: Path
