@@ -255,17 +255,24 @@ def test_transform_invariants_rows_are_scoped_and_totals_whole(
 
 
 # An invariants test whose check name is not an identifier: it would be quoted into the SQL.
-BADLY_NAMED_CHECK = """
-version: 2
-models:
-  - name: one_row
-    data_tests:
-      - invariants:
-          name: one_row__invariants
-          arguments:
-            rows:
-              "one_row__id'; drop table x; --": "id = 1"
-"""
+BADLY_NAMED_CHECK = yaml.safe_dump(
+    {
+        "version": 2,
+        "models": [
+            {
+                "name": "one_row",
+                "data_tests": [
+                    {
+                        "invariants": {
+                            "name": "one_row__invariants",
+                            "arguments": {"rows": {"one_row__id'; drop table x; --": "id = 1"}},
+                        }
+                    }
+                ],
+            }
+        ],
+    }
+)
 
 
 @pytest.mark.slow
