@@ -398,6 +398,22 @@ def test_warehouse_full_builds_join_documents_and_incremental_ones_look_them_up(
     assert (first, incremental, full) == (False, True, False)
 
 
+def test_warehouse_full_build_estimates_every_current_document(
+    settings: Settings, real_dir: Path, tmp_path: Path
+) -> None:
+    """In the form a full build reads, the current documents are estimated at about half of
+    them or more, not at one row: matched on both keys, the planner multiplied the two keys'
+    selectivities into one row whatever the size, and ran base's per-row work (extraction,
+    defect classes) in one process above the parallel join (int_current_documents.sql)."""
+    ingest_sample(settings, real_dir, tmp_path, files=20)
+    build_models(settings, unit_tests=False)
+    [(plan,)] = query(
+        settings, "explain (format json) select * from dbt_staging.int_current_documents"
+    )
+    [(documents,)] = query(settings, "select count(*) from dbt.base")
+    assert (documents, plan[0]["Plan"]["Plan Rows"] >= documents / 2) == (20, True)
+
+
 WATERMARKED = {  # compiled model -> what its comparisons of batch numbers compare with
     # batch_watermark(literal=false) but for the ledger's quarantined deliveries: see the macro
     "core/base.sql": ["1", "(select", "(select"],
