@@ -123,7 +123,7 @@ def test_portable_macros_render_todays_sql_on_postgres(postgres_rows: Rows) -> N
         if _squeeze(str(today)) != _squeeze(str(portable))
     ]
     assert differing == []
-    assert len(rendered) == 28
+    assert len(rendered) == 30
 
 
 def test_portable_macros_give_the_same_rows_on_spark(postgres_rows: Rows, spark_rows: Rows) -> None:

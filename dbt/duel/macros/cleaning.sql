@@ -7,7 +7,9 @@
     The models call `field_defect(entity, field)`, which classifies the raw JSON value in the
     column `<field>_json` (a JSON value: jsonb on Postgres, variant on Spark; NULL when the key is
     absent) into a defect class, NULL when the value is fine, and `field_value(entity, field)`, which casts the value, or
-    gives NULL when its class `<field>_defect` means the value is unusable. Each kind is a pair
+    gives NULL when its class `<field>_defect` means the value is unusable. Both read the
+    value's kind and trimmed text from the columns `<field>_kind` and `<field>_text`, which a
+    step before computes once per row (field_scalar_columns). Each kind is a pair
     of macros, `<kind>_defect(json, rule)` and `<kind>_value(json, defect, rule)`; unit tests pin them
     down (models/intermediate/*.yml). The classes are described in models/docs.md. Every
     database-specific construct goes through macros/portable.sql, so the rules build on Postgres
@@ -104,18 +106,55 @@
     {{ pattern_literal(var('defect_patterns')[name]) }}
 {%- endmacro %}
 
-{# Whitespace trimmed from text values: space, tab, newline, carriage return, form feed. #}
-{% macro json_text(json) -%}
-    (case when {{ json_kind(json) }} = 'string' then {{ trim_whitespace(json_scalar(json)) }} end)
+{#
+    Every field's JSON kind and trimmed text as `[expression, name]` pairs for
+    select_computed_once (macros/portable.sql): `<field>_kind`, and `<field>_text`, the text of a
+    JSON string or number, trimmed (numbers print in their canonical decimal form), NULL for any
+    other kind. The kind macros read these columns (field_kind, json_text, json_scalar_text), so
+    a model computes them in a step before its defect classes. Postgres has no
+    common-subexpression elimination: written out at every mention, a count's text was extracted
+    and trimmed up to ten times per row, 53 times per task (bench/analysis.md, twenty-seventh
+    pass). `fields`: some of the entity's fields (all of them by default).
+#}
+{% macro field_scalar_columns(entity, fields=none) -%}
+    {%- set columns = [] -%}
+    {%- for field in fields or var('fields')[entity] -%}
+        {%- set json = field ~ '_json' -%}
+        {%- do columns.append([json_kind(json), field ~ '_kind']) -%}
+        {%- do columns.append([
+            "(case when " ~ json_kind(json) ~ " in ('string', 'number') then "
+            ~ trim_whitespace(json_scalar(json)) ~ " end)",
+            field ~ '_text',
+        ]) -%}
+    {%- endfor -%}
+    {{ return(columns) }}
 {%- endmacro %}
 
-{# The text of a JSON string or number (numbers print in their canonical decimal form). #}
+{# The column field_scalar_columns computed for the JSON column `<field>_json`: `<field>_<what>`. #}
+{% macro field_scalar(json, what) -%}
+    {%- if not json.endswith('_json') -%}
+        {{ exceptions.raise_compiler_error("a field's JSON column is named <field>_json, not " ~ json) }}
+    {%- endif -%}
+    {{- json[:-5] ~ '_' ~ what -}}
+{%- endmacro %}
+
+{# The JSON kind of a field's value (jsonb_typeof on Postgres), NULL when the key is absent. #}
+{% macro field_kind(json) -%}
+    {{ field_scalar(json, 'kind') }}
+{%- endmacro %}
+
+{# The trimmed text of a JSON string, NULL for any other kind. #}
+{% macro json_text(json) -%}
+    (case when {{ field_kind(json) }} = 'string' then {{ field_scalar(json, 'text') }} end)
+{%- endmacro %}
+
+{# The trimmed text of a JSON string or number (numbers print in their canonical decimal form). #}
 {% macro json_scalar_text(json) -%}
-    (case when {{ json_kind(json) }} in ('string', 'number') then {{ trim_whitespace(json_scalar(json)) }} end)
+    {{ field_scalar(json, 'text') }}
 {%- endmacro %}
 
 {% macro is_missing(json) -%}
-    ({{ json }} is null or {{ json_kind(json) }} = 'null')
+    ({{ json }} is null or {{ field_kind(json) }} = 'null')
 {%- endmacro %}
 
 {% macro sql_list(values) -%}
@@ -132,7 +171,7 @@
 {# The first cases of every kind of text: missing, not a string, empty, a placeholder. #}
 {% macro text_cases(json, rule) -%}
         when {{ is_missing(json) }} then {{ defect_class('missing') }}
-        when {{ json_kind(json) }} <> 'string' then {{ defect_class('wrong-type') }}
+        when {{ field_kind(json) }} <> 'string' then {{ defect_class('wrong-type') }}
         when {{ json_text(json) }} = '' then {{ defect_class('empty') }}
         {{- placeholder_case(json, rule) }}
 {%- endmacro %}
@@ -186,7 +225,7 @@
 {% macro handle_defect(json, rule) -%}
     case
         when {{ is_missing(json) }} then {{ defect_class('missing') }}
-        when {{ json_kind(json) }} <> 'string' then {{ defect_class('wrong-type') }}
+        when {{ field_kind(json) }} <> 'string' then {{ defect_class('wrong-type') }}
         when {{ trim_leading(json_text(json), '@') }} = '' then {{ defect_class('empty') }}
         {{- placeholder_case(json, rule) }}
         when {{ regex_match(handle_text(json), pattern_literal(rule['pattern']), negate=true) }} then {{ defect_class('breaks-platform-rules') }}
@@ -231,8 +270,8 @@
 {% macro label_defect(json, rule) -%}
     case
         when {{ is_missing(json) }} then {{ defect_class('missing') }}
-        when {{ json_kind(json) }} = 'number' then {{ defect_class('number') }}
-        when {{ json_kind(json) }} <> 'string' then {{ defect_class('wrong-type') }}
+        when {{ field_kind(json) }} = 'number' then {{ defect_class('number') }}
+        when {{ field_kind(json) }} <> 'string' then {{ defect_class('wrong-type') }}
         when {{ json_text(json) }} = '' then {{ defect_class('empty') }}
         {{- placeholder_case(json, rule) }}
         when {{ regex_match(json_text(json), defect_pattern('label_number')) }} then {{ defect_class('number') }}
@@ -268,14 +307,14 @@
 #}
 {% macro number_defect_cases(json, rule) -%}
         when {{ is_missing(json) }} then {{ defect_class('missing') }}
-        when {{ json_kind(json) }} = 'string' and {{ json_text(json) }} = '' then {{ defect_class('empty') }}
+        when {{ field_kind(json) }} = 'string' and {{ json_text(json) }} = '' then {{ defect_class('empty') }}
         {%- if rule['placeholders'] %}
-        when {{ json_kind(json) }} = 'string' and {{ lower_text(json_text(json)) }} in {{ sql_list(rule['placeholders'] | map('lower')) }} then {{ defect_class('placeholder') }}
+        when {{ field_kind(json) }} = 'string' and {{ lower_text(json_text(json)) }} in {{ sql_list(rule['placeholders'] | map('lower')) }} then {{ defect_class('placeholder') }}
         {%- endif %}
-        when {{ json_kind(json) }} = 'string' and {{ regex_match(lower_text(json_text(json)), defect_pattern('not_a_number')) }} then {{ defect_class('not-a-number') }}
-        when {{ json_kind(json) }} not in ('number', 'string') then {{ defect_class('wrong-type') }}
-        when {{ json_kind(json) }} = 'string' and {{ regex_match(json_text(json), defect_pattern('decimal'), true, true) }} then {{ defect_class('non-numeric') }}
-        when {{ json_kind(json) }} = 'string' and not {{ input_is_valid(json_text(json), 'numeric') }} then {{ defect_class('out-of-range') }}
+        when {{ field_kind(json) }} = 'string' and {{ regex_match(lower_text(json_text(json)), defect_pattern('not_a_number')) }} then {{ defect_class('not-a-number') }}
+        when {{ field_kind(json) }} not in ('number', 'string') then {{ defect_class('wrong-type') }}
+        when {{ field_kind(json) }} = 'string' and {{ regex_match(json_text(json), defect_pattern('decimal'), true, true) }} then {{ defect_class('non-numeric') }}
+        when {{ field_kind(json) }} = 'string' and not {{ input_is_valid(json_text(json), 'numeric') }} then {{ defect_class('out-of-range') }}
         {{- unrepresentable_number_case(json) }}
 {%- endmacro %}
 
@@ -347,12 +386,12 @@
 {% macro list_defect(json, rule) -%}
     case
         when {{ is_missing(json) }} then {{ defect_class('missing') }}
-        when {{ json_kind(json) }} <> 'array' then {{ defect_class('wrong-type') }}
+        when {{ field_kind(json) }} <> 'array' then {{ defect_class('wrong-type') }}
     end
 {%- endmacro %}
 
 {% macro list_value(json, defect, rule={}) -%}
-    case when {{ json_kind(json) }} = 'array' then {{ json_array_length(json) }} end
+    case when {{ field_kind(json) }} = 'array' then {{ json_array_length(json) }} end
 {%- endmacro %}
 
 {#

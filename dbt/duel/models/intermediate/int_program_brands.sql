@@ -23,13 +23,23 @@ programs as (
 
 ),
 
+-- the brand's JSON kind and trimmed text, computed once per row (macros/cleaning.sql,
+-- field_scalar_columns)
+scalars as (
+
+    {{ select_computed_once(
+        'programs', 'field_scalars', field_scalar_columns('program', ['brand'])
+    ) }}
+
+),
+
 classified as (
 
     select
         *,
         {{ field_defect('program', 'brand') }} as brand_defect
 
-    from programs
+    from scalars
 
 ),
 

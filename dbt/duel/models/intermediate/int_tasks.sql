@@ -33,10 +33,18 @@ unnested as (
 
 ),
 
--- each field's defect class, computed once per row (macros/portable.sql)
+-- each field's JSON kind and trimmed text, computed once per row (macros/cleaning.sql,
+-- field_scalar_columns; macros/portable.sql, select_computed_once)
+scalars as (
+
+    {{ select_computed_once('unnested', 'field_scalars', field_scalar_columns('task')) }}
+
+),
+
+-- each field's defect class, computed once per row
 classified as (
 
-    {{ select_computed_once('unnested', 'defects', field_defect_columns('task')) }}
+    {{ select_computed_once('scalars', 'defects', field_defect_columns('task')) }}
 
 ),
 

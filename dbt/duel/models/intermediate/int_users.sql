@@ -28,10 +28,18 @@ extracted as (
 
 ),
 
--- each field's defect class, computed once per row (macros/portable.sql)
+-- each field's JSON kind and trimmed text, computed once per row (macros/cleaning.sql,
+-- field_scalar_columns; macros/portable.sql, select_computed_once)
+scalars as (
+
+    {{ select_computed_once('extracted', 'field_scalars', field_scalar_columns('user')) }}
+
+),
+
+-- each field's defect class, computed once per row
 classified as (
 
-    {{ select_computed_once('extracted', 'defects', field_defect_columns('user')) }}
+    {{ select_computed_once('scalars', 'defects', field_defect_columns('user')) }}
 
 ),
 
