@@ -123,15 +123,18 @@ def test_transform_missing_project_is_a_config_error(settings: Settings, tmp_pat
     )
 
 
+def _build_failure(settings: Settings, project: Path, model: str) -> str:
+    """The one-line message of a build of `model` in the dbt project `project`, which must fail."""
+    with pytest.raises(StepFailed) as raised:
+        build_models(settings.with_overrides(dbt_project_dir=project), select=[model])
+    return raised.value.message
+
+
 @pytest.mark.slow
 def test_transform_failed_test_raises_step_failed_naming_it(
     settings: Settings, failing_project: Path
 ) -> None:
-    with pytest.raises(StepFailed) as raised:
-        build_models(
-            settings.with_overrides(dbt_project_dir=failing_project), select=["always_fails"]
-        )
-    assert raised.value.message == (
+    assert _build_failure(settings, failing_project, "always_fails") == (
         "dbt build failed: 1 of 1 failed: always_fails; always_fails: fail (Got 1 result, "
         "configured to fail if != 0)"
     )
@@ -193,9 +196,7 @@ def test_transform_every_data_test_has_a_readable_name() -> None:
 def test_transform_failed_generic_test_is_named_not_hashed(
     settings: Settings, failing_project: Path
 ) -> None:
-    with pytest.raises(StepFailed) as raised:
-        build_models(settings.with_overrides(dbt_project_dir=failing_project), select=["one_row"])
-    assert raised.value.message == (
+    assert _build_failure(settings, failing_project, "one_row") == (
         "dbt build failed: 1 of 2 failed: one_row__invariants; one_row__invariants: fail "
         "(Got 2 results, configured to fail if != 0; one_row__has_two_rows: 1 against 2, "
         "one_row__id_is_two: 1 row)"
@@ -282,9 +283,7 @@ def test_transform_invariants_refuse_a_check_name_that_is_not_an_identifier(
     """A check's name is written into the test's SQL as a literal: anything but a lower-case
     identifier is refused when dbt compiles, before any node runs, in one line naming it."""
     (failing_project / "models" / "one_row.yml").write_text(BADLY_NAMED_CHECK)
-    with pytest.raises(StepFailed) as raised:
-        build_models(settings.with_overrides(dbt_project_dir=failing_project), select=["one_row"])
-    assert raised.value.message == (
+    assert _build_failure(settings, failing_project, "one_row") == (
         "dbt build failed: Compilation Error in test one_row__invariants (models/one_row.yml) "
         "invariants: the check name 'one_row__id'; drop table x; --' is not a lower-case "
         "identifier > in macro test_invariants (tests/generic/invariants.sql)"
@@ -295,11 +294,7 @@ def test_transform_invariants_refuse_a_check_name_that_is_not_an_identifier(
 def test_transform_failed_model_gives_the_database_error(
     settings: Settings, failing_project: Path
 ) -> None:
-    with pytest.raises(StepFailed) as raised:
-        build_models(
-            settings.with_overrides(dbt_project_dir=failing_project), select=["always_errors"]
-        )
-    assert raised.value.message == (
+    assert _build_failure(settings, failing_project, "always_errors") == (
         "dbt build failed: 1 of 1 failed: always_errors; always_errors: error (Database Error in "
         "model "
         "always_errors (models/always_errors.sql): bigint out of range)"

@@ -110,7 +110,7 @@
     Every field's JSON kind and trimmed text as `[expression, name]` pairs for
     select_computed_once (macros/portable.sql): `<field>_kind`, and `<field>_text`, the text of a
     JSON string or number, trimmed (numbers print in their canonical decimal form), NULL for any
-    other kind. The kind macros read these columns (field_kind, json_text, json_scalar_text), so
+    other kind. The kind macros read these columns (field_kind, json_text, json_number), so
     a model computes them in a step before its defect classes. Postgres has no
     common-subexpression elimination: written out at every mention, a count's text was extracted
     and trimmed up to ten times per row, 53 times per task (bench/analysis.md, twenty-seventh
@@ -146,11 +146,6 @@
 {# The trimmed text of a JSON string, NULL for any other kind. #}
 {% macro json_text(json) -%}
     (case when {{ field_kind(json) }} = 'string' then {{ field_scalar(json, 'text') }} end)
-{%- endmacro %}
-
-{# The trimmed text of a JSON string or number (numbers print in their canonical decimal form). #}
-{% macro json_scalar_text(json) -%}
-    {{ field_scalar(json, 'text') }}
 {%- endmacro %}
 
 {% macro is_missing(json) -%}
@@ -320,7 +315,7 @@
 
 {# The value of a JSON number or decimal string as numeric (only once number_defect_cases passed). #}
 {% macro json_number(json) -%}
-    {{ cast_as(json_scalar_text(json), 'numeric') }}
+    {{ cast_as(field_scalar(json, 'text'), 'numeric') }}
 {%- endmacro %}
 
 {#
