@@ -19,12 +19,14 @@ from conftest import query, run_cli
 from test_hostile import CORPUS, ingest_cli, ledger, peak_rss_mb
 
 from duel.archives import (
+    LEADING,
     READ_ERRORS,
     StreamMembers,
     compression,
     decompressed,
     iter_lines,
     read_bounded,
+    zip_members,
 )
 from duel.settings import Settings
 
@@ -616,6 +618,99 @@ def test_ingest_dump_with_a_corrupt_archive_appended_loads_what_came_before(
             f" {len(second) - member:,} bytes from the damage on are not",
             len(second) - member,
         ),
+    ]
+
+
+def _zip_contents(data: bytes, keep: int = 0) -> list[tuple[str, int, str, bytes | None, str]]:
+    """Each member of zip_members as (name, size, kind, bytes, problem), the bytes read."""
+    return [
+        (name, size, kind, stream.read() if stream is not None else held, problem)
+        for name, size, kind, held, stream, problem in zip_members(io.BytesIO(data), keep)
+    ]
+
+
+def test_zip_members_reads_zips_put_one_after_another() -> None:
+    """`cat a.zip b.zip c.zip`: each zip's end record says where it begins, so the ones before
+    the last are read too, in file order (unzip and zipfile read only the last one's
+    directory, and the others' members were lost without a word)."""
+    first = zip_bytes({"mixed/user_1.json": b"1"})
+    second = zip_bytes({"mixed/user_2.json": b"22", "mixed/user_3.json": b"333"})
+    third = zip_bytes({"mixed/user_1.json": b"4444"})
+    assert _zip_contents(first + second + third) == [
+        ("mixed/user_1.json", 1, "file", b"1", ""),
+        ("mixed/user_2.json", 2, "file", b"22", ""),
+        ("mixed/user_3.json", 3, "file", b"333", ""),
+        ("mixed/user_1.json", 4, "file", b"4444", ""),
+    ]
+    assert _zip_contents(first) == [("mixed/user_1.json", 1, "file", b"1", "")]
+
+
+SFX_STUB = b'#!/bin/sh\nexec unzip "$0"\n'  # what a self-extracting zip begins with
+
+
+@pytest.mark.parametrize(
+    ("cut", "keep", "kept", "problem"),
+    [
+        (False, 1 << 10, True, "it does not begin with a zip header"),
+        (False, 10, False, "it does not begin with a zip header"),
+        # a zip cut short, another appended: its members cannot be found without its directory
+        (True, 1 << 10, True, "File is not a zip file"),
+    ],
+)
+def test_zip_members_gives_the_bytes_before_a_zip_that_are_not_one(
+    cut: bool, keep: int, kept: bool, problem: str
+) -> None:
+    """What comes before a zip and is not a zip of its own comes first, as a LEADING member
+    with its size, its bytes within `keep`, and why it is not read; the zip after it loads."""
+    before = zip_bytes({"mixed/user_9.json": b"9" * 50})[:60] if cut else SFX_STUB
+    data = before + zip_bytes({"mixed/user_2.json": b"22"})
+    assert _zip_contents(data, keep) == [
+        ("", len(before), LEADING, before if kept else None, problem),
+        ("mixed/user_2.json", 2, "file", b"22", ""),
+    ]
+
+
+def test_ingest_zips_put_one_after_another_and_a_self_extracting_zip(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Every file of `cat a.zip b.zip` loads (only b's did, without a word about a's), and a
+    zip after a program (a self-extracting zip; the dump was refused as unrecognised bytes),
+    inside a dump or as the dump, loads with the program quarantined as leading data."""
+    stub = b"MZ\x90\x00 a self-extractor's program\n"
+    concatenated = tmp_path / "concatenated.zip"
+    concatenated.write_bytes(
+        zip_bytes({"mixed/user_1.json": USER}) + zip_bytes({"mixed/user_2.json": USER})
+    )
+    inside = tmp_path / "inside.tar.gz"
+    inside.write_bytes(
+        gzip.compress(tar_bytes({"mixed/sfx.zip": stub + zip_bytes({"user_3.json": USER})}))
+    )
+    extracting = tmp_path / "extracting.zip"
+    extracting.write_bytes(stub + zip_bytes({"mixed/user_4.json": USER}))
+    outcomes = []
+    for dump in (concatenated, inside, extracting):
+        result = run_cli(settings, "ingest", str(dump), "--json")
+        summary = json.loads(result.stdout)
+        outcomes.append((result.returncode, summary["loaded"], summary["quarantined"]))
+    assert outcomes == [(0, 2, 0), (0, 1, 1), (0, 1, 1)]
+    assert query(settings, "select source_name from raw.current_versions order by 1") == [
+        ("mixed/sfx.zip/user_3.json",),
+        ("mixed/user_1.json",),
+        ("mixed/user_2.json",),
+        ("mixed/user_4.json",),
+    ]
+    rows = query(
+        settings,
+        "select batch_id, source_name, reason, detail, byte_size, content from raw.quarantine"
+        " order by batch_id",
+    )
+    detail = (
+        f"{len(stub)} bytes before the zip archive that are not a zip archive of their own"
+        " (it does not begin with a zip header): not read"
+    )
+    assert [(*row[:5], bytes(row[5])) for row in rows] == [
+        (2, "mixed/sfx.zip (before its zip archive)", "leading-data", detail, len(stub), stub),
+        (3, "(before its zip archive)", "leading-data", detail, len(stub), stub),
     ]
 
 

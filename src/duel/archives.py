@@ -35,6 +35,9 @@ ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header; an empty zip'
 MAX_ZIP_MEMBERS = 50_000  # zipfile holds ~600 bytes per member of its directory
 MAX_ZIP_DIRECTORY = 8 << 20  # bytes of central directory, read whole by zipfile
 READ_SIZE = 1 << 18  # bounded reads go this far at a time
+# A zip_members member for the bytes before a zip that are not one (a self-extractor's stub, a
+# zip cut short before another was appended): its `problem` says why they are not read.
+LEADING = "leading"
 # isal's stub types the class as an instance
 _ISAL_ERROR = cast(type[Exception], isal_zlib.error)
 # What a corrupt, truncated or unsupported stream raises while it is read.
@@ -314,9 +317,10 @@ def _rest_of_line(
     return (held.getvalue() if held is not None else None), size, blank
 
 
-def _directory_bounds(handle: BinaryIO) -> tuple[int, int]:
+def _directory_bounds(handle: BinaryIO) -> tuple[int, int, int]:
     """(start, size) of a zip's central directory, from its end record (zip64 too), as zipfile
-    finds them (data before the archive, as in a self-extracting one, is allowed for)."""
+    finds them, and where the archive begins: after any data before it (a self-extractor's
+    stub, or another zip put there by `cat a.zip b.zip`), which zipfile allows for and skips."""
     end = handle.seek(0, io.SEEK_END)
     start = max(0, end - _EOCD.size - 0xFFFF)
     handle.seek(start)
@@ -324,7 +328,7 @@ def _directory_bounds(handle: BinaryIO) -> tuple[int, int]:
     at = tail.rfind(b"PK\x05\x06")
     if at < 0 or len(tail) - at < _EOCD.size:
         raise zipfile.BadZipFile("File is not a zip file")
-    *_, size, _offset, _comment = _EOCD.unpack_from(tail, at)
+    *_, size, offset, _comment = _EOCD.unpack_from(tail, at)
     record = start + at
     locator = at - _EOCD64_LOCATOR.size
     if locator >= 0 and tail[locator : locator + 4] == b"PK\x06\x07":
@@ -333,19 +337,19 @@ def _directory_bounds(handle: BinaryIO) -> tuple[int, int]:
         zip64 = handle.read(_EOCD64.size)
         if len(zip64) < _EOCD64.size or zip64[:4] != b"PK\x06\x06":
             raise zipfile.BadZipFile("corrupt zip64 end of central directory")
-        size = _EOCD64.unpack(zip64)[8]
+        size, offset = _EOCD64.unpack(zip64)[8:10]
     if size > record:
         raise zipfile.BadZipFile("the central directory is larger than the file")
     if size > MAX_ZIP_DIRECTORY:
         raise ArchiveLimitError(
             f"its directory is {size:,} bytes, over the limit of {MAX_ZIP_DIRECTORY:,}"
         )
-    return record - size, size
+    return record - size, size, max(0, record - size - offset)
 
 
 def _count_members(handle: BinaryIO) -> int:
     """How many members a zip's central directory lists (counted as zipfile will walk it)."""
-    start, size = _directory_bounds(handle)
+    start, size, _begins = _directory_bounds(handle)
     handle.seek(start)
     directory = handle.read(size)
     count = pos = 0
@@ -355,6 +359,68 @@ def _count_members(handle: BinaryIO) -> int:
         count += 1
     handle.seek(0)
     return count
+
+
+class _Head(io.RawIOBase):
+    """The first `size` bytes of a seekable stream, as a file of their own: what lies before a
+    zip archive, opened by zipfile as the archive it may be (`cat a.zip b.zip` puts a whole zip
+    there, whose directory b's does not list). It seeks the shared stream before every read,
+    as zipfile's own reads of the stream do."""
+
+    def __init__(self, handle: BinaryIO, size: int) -> None:
+        super().__init__()
+        self.handle, self.size, self.pos = handle, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, target: WriteableBuffer) -> int:
+        view = memoryview(target).cast("B")
+        want = min(len(view), self.size - self.pos)
+        if want <= 0:
+            return 0
+        self.handle.seek(self.pos)
+        data = self.handle.read(want)
+        view[: len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+
+def _zip_parts(handle: BinaryIO) -> tuple[list[BinaryIO], int, str]:
+    """The zips a file holds, first to last, each a stream that ends where that zip does (the
+    last one the handle itself), and the bytes before the first that are not a zip, with why.
+
+    A zip's end record says where its directory is and where the archive began; bytes before
+    that are read as another zip when they are one, as `cat a.zip b.zip` makes (unzip reads
+    only b, and a's members would be lost without a word). What is not is left for the caller
+    to quarantine: `(leading bytes, the reason they are not a zip)`. The last zip's errors are
+    raised, as an unreadable archive's."""
+    parts: list[BinaryIO] = [handle]
+    begins = _directory_bounds(handle)[2]
+    while begins > 0:
+        head = _Head(handle, begins)
+        try:
+            if not is_zip(head.read(len(ZIP_MAGIC[0]))):
+                raise zipfile.BadZipFile("it does not begin with a zip header")
+            earlier = _directory_bounds(cast(BinaryIO, head))[2]
+        except (*READ_ERRORS, ArchiveLimitError) as exc:
+            return parts[::-1], begins, str(exc)
+        head.seek(0)
+        parts.append(cast(BinaryIO, head))
+        begins = earlier
+    handle.seek(0)
+    return parts[::-1], 0, ""
 
 
 class _ZipMember(io.RawIOBase):
@@ -427,13 +493,40 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
     return info.orig_filename.replace("\\", "/")
 
 
-def zip_members(handle: BinaryIO) -> Iterator[Member]:
+def zip_after_data(stream: BinaryIO) -> bool:
+    """Whether a stream that seeks ends with a zip's end record and its archive begins after
+    other bytes (a self-extracting zip). Asked only of a stream that holds no tar: a tar whose
+    last member is a zip ends the same way."""
+    try:
+        return stream.seekable() and _directory_bounds(stream)[2] > 0
+    except (*READ_ERRORS, ArchiveLimitError):
+        return False
+
+
+def zip_members(handle: BinaryIO, keep: int = 0) -> Iterator[Member]:
     """A zip's members in directory order, each regular file with a `stream` of its bytes that
     is read only if the caller reads it (and valid until the next member); ArchiveLimitError
-    beyond MAX_ZIP_MEMBERS. Names have `/` between folders (_zip_name)."""
-    count = _count_members(handle)
+    beyond MAX_ZIP_MEMBERS. Names have `/` between folders (_zip_name).
+
+    Zips put one after another (`cat a.zip b.zip`) are read in turn, each by its own directory
+    (_zip_parts). Bytes before the first that are not a zip come first, as a LEADING member
+    with their size, their bytes when at most `keep`, and why they are not read."""
+    parts, leading, why = _zip_parts(handle)
+    count = sum(_count_members(part) for part in parts)
     if count > MAX_ZIP_MEMBERS:
         raise ArchiveLimitError(f"it has {count:,} members, over the limit of {MAX_ZIP_MEMBERS:,}")
+    if leading:
+        data = None
+        if leading <= keep:
+            handle.seek(0)
+            data = handle.read(leading)
+        yield Member("", leading, LEADING, data, None, why)
+    for part in parts:
+        yield from _members_of(part)
+
+
+def _members_of(handle: BinaryIO) -> Iterator[Member]:
+    """The members of the zip that ends where `handle` does."""
     with zipfile.ZipFile(handle) as archive:
         infos = archive.infolist()
         by_offset = sorted(infos, key=lambda info: info.header_offset)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from duel.archives import (
+    LEADING,
     READ_ERRORS,
     ArchiveLimitError,
     StreamMembers,
@@ -37,6 +38,7 @@ from duel.archives import (
     packed_kind,
     peekable,
     read_bounded,
+    zip_after_data,
     zip_members,
 )
 from duel.exceptions import SourceError
@@ -213,10 +215,10 @@ def read_archive(raw: BinaryIO, label: str, max_bytes: int) -> Iterator[SourceFi
         unpacked = None
         if is_zip(head):
             kind = "zip"
-            members = zip_members(stream)
+            members = zip_members(stream, max_bytes)
         else:
             unpacked = decompressed(stream, head, max_bytes)
-            members = iter_members(unpacked, max_bytes, WANTED, NESTED_SUFFIXES)
+            members = _tar_members(unpacked, max_bytes)
         yield from _iter_members(members, "", 0, max_bytes, MAX_HELD_BYTES)
         yield from _after_stream(unpacked, "")
     except ArchiveLimitError as exc:
@@ -231,6 +233,23 @@ def read_archive(raw: BinaryIO, label: str, max_bytes: int) -> Iterator[SourceFi
         if kind == "zip":
             raise SourceError(f"{label}: not a readable zip archive ({_why(exc)})") from None
         raise SourceError(not_an_archive(label, head, exc)) from None
+
+
+def _tar_members(unpacked: BinaryIO, max_bytes: int) -> Iterator[Member]:
+    """A tar's members; or, when an uncompressed stream that seeks holds no tar at all but ends
+    with a zip that begins after other bytes (a self-extracting zip: a program before the
+    archive, as unzip reads it), that zip's members, the bytes before it quarantined."""
+    members = iter_members(unpacked, max_bytes, WANTED, NESTED_SUFFIXES)
+    try:
+        first = next(members, None)
+    except READ_ERRORS:
+        if isinstance(unpacked, StreamMembers) or not zip_after_data(unpacked):
+            raise
+        yield from zip_members(unpacked, max_bytes)
+        return
+    if first is not None:
+        yield first
+        yield from members
 
 
 class _Broken(Exception):
@@ -265,6 +284,17 @@ def _iter_members(
                     if problem
                     else f"{size:,} bytes after the tar archive's end-of-archive marker that do"
                     " not begin another tar archive: not read",
+                    data,
+                    size,
+                )
+                continue
+            if kind == LEADING:
+                yield _defect(
+                    _after(prefix, "before its zip archive"),
+                    _ARCHIVE_KEY,
+                    LEADING_DATA,
+                    f"{size:,} bytes before the zip archive that are not a zip archive of their"
+                    f" own ({problem}): not read",
                     data,
                     size,
                 )
@@ -355,10 +385,10 @@ def _iter_nested(
                     f"{size:,} bytes; a zip inside an archive is read in memory, where "
                     f"nested archives hold {MAX_HELD_BYTES:,} bytes at most ({budget:,} left)"
                 )
-            members = zip_members(source)
+            members = zip_members(source, max_bytes)
         else:
             unpacked = decompressed(source, head, max_bytes)
-            members = iter_members(unpacked, max_bytes, WANTED, NESTED_SUFFIXES)
+            members = _tar_members(unpacked, max_bytes)
         yield from _iter_members(
             members, path + "/", depth + 1, max_bytes, budget - len(data or b"")
         )
@@ -416,6 +446,7 @@ def _iter_packed(
 
 
 TRAILING_DATA = "trailing-data"
+LEADING_DATA = "leading-data"
 
 
 def _after(prefix: str, what: str) -> str:
@@ -717,9 +748,9 @@ def _iter_archive_object(
     try:
         stream, head = peekable(open_stream())
         if is_zip(head):
-            members = zip_members(stream)
+            members = zip_members(stream, max_bytes)
         else:
-            members = iter_members(decompressed(stream, head), max_bytes, WANTED, NESTED_SUFFIXES)
+            members = _tar_members(decompressed(stream, head), max_bytes)
         yield from _iter_members(members, name + "/", 0, max_bytes, MAX_HELD_BYTES)
         return
     except ArchiveLimitError as exc:

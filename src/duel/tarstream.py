@@ -54,7 +54,9 @@ class TarFormatError(Exception):
 class Member(NamedTuple):  # a tuple, not a dataclass: built once per file on the hot path
     name: str
     size: int
-    kind: str  # file | dir | other | trailing (what follows the end-of-archive marker, not tar)
+    # file | dir | other | trailing (what follows the end-of-archive marker, not tar) | leading
+    # (archives.LEADING: what comes before a zip and is not one)
+    kind: str
     data: (
         bytes | None
     )  # the file's bytes; None when not read (other, dir, streamed, unwanted, over max_bytes)
