@@ -291,6 +291,23 @@ def test_transform_invariants_refuse_a_check_name_that_is_not_an_identifier(
 
 
 @pytest.mark.slow
+def test_transform_kind_macro_refuses_a_column_not_named_as_a_field_json(
+    settings: Settings, failing_project: Path
+) -> None:
+    """The kind macros read a field's kind and text from the columns its scalars step computed
+    once per row (`<field>_kind`, `<field>_text`), named after its `<field>_json` column: given
+    any other name they would read columns that do not exist, so dbt refuses it when it
+    compiles, in one line naming the column."""
+    (failing_project / "models" / "one_row.sql").write_text(
+        "select {{ json_text('likes') }} as likes from (select 1) as one_row"
+    )
+    assert _build_failure(settings, failing_project, "one_row") == (
+        "dbt build failed: Compilation Error in model one_row (models/one_row.sql) a field's JSON"
+        " column is named <field>_json, not likes > in macro field_scalar (macros/cleaning.sql)"
+    )
+
+
+@pytest.mark.slow
 def test_transform_failed_model_gives_the_database_error(
     settings: Settings, failing_project: Path
 ) -> None:
