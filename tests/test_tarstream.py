@@ -200,8 +200,9 @@ def test_iter_members_gives_what_follows_the_end_of_archive_marker() -> None:
 
 def test_iter_members_reads_on_into_an_archive_appended_after_the_marker() -> None:
     """`cat a.tar b.tar`: past the first archive's end-of-archive marker (and any zero blocks),
-    a block that is a tar header starts another archive, read on as `tar -i` reads it; what is
-    not one is the trailing member, even when it is block-sized and after zero blocks."""
+    a block that is a tar header (ustar, GNU or v7) starts another archive, read on as `tar -i`
+    reads it; what is not one is the trailing member, even when it is block-sized and after
+    zero blocks."""
 
     def archive(name: str, data: bytes) -> bytes:
         buffer = io.BytesIO()
@@ -211,9 +212,31 @@ def test_iter_members_reads_on_into_an_archive_appended_after_the_marker() -> No
             tar.addfile(info, io.BytesIO(data))
         return buffer.getvalue()
 
+    def v7(ustar: bytes) -> bytes:
+        """The archive with its headers in v7's format as GNU tar writes it (`tar
+        --format=v7`): no magic, version or owner names (its device numbers are kept)."""
+        blocks = bytearray(ustar)
+        for at in (0, 1024):  # the two members' headers (each with one block of data)
+            header = blocks[at : at + 512]
+            header[257:329] = bytes(72)
+            header[329:345] = b"0000000\x000000000\x00"
+            header[148:156] = b" " * 8
+            header[148:156] = b"%06o\0 " % sum(header)
+            blocks[at : at + 512] = header
+        return bytes(blocks)
+
     joined = archive("a.json", b"{}") + bytes(2048) + archive("b.json", b"[1]")
     members = [(m.name, m.kind, m.data) for m in iter_members(io.BytesIO(joined), 10)]
     assert members == [("a.json", "file", b"{}"), ("b.json", "file", b"[1]")]
+    # an appended archive in v7's format is read on too (it was trailing data)
+    older = v7(archive("c.json", b"[2]")[:1024] + archive("d.json", b"[3]"))
+    joined = archive("a.json", b"{}") + older
+    members = [(m.name, m.kind, m.data) for m in iter_members(io.BytesIO(joined), 10)]
+    assert members == [
+        ("a.json", "file", b"{}"),
+        ("c.json", "file", b"[2]"),
+        ("d.json", "file", b"[3]"),
+    ]
     # a block whose checksum is right but that names no tar format, or one with a wrong
     # checksum, is not a header: it and what follows are trailing
     fake = bytearray(archive("c.json", b"{}")[:512])

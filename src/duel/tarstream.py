@@ -35,6 +35,8 @@ EXTENDED = frozenset((b"L", b"x", b"g", b"K"))  # sets: every member is looked u
 MAX_EXTENDED = 1 << 20
 TRAILING = "trailing"
 _ZERO_BLOCK = bytes(BLOCK)
+_V7_TYPES = frozenset((b"0", b"\x00", b"1", b"2", b"5"))  # file, file, link, symlink, directory
+_V7_UNNAMED = bytes(329 - 257)  # a ustar header's magic, version, owner and group names
 _EMPTY_PREFIX = bytes(155)
 # what a stream with no byte of tar in it is called (a 0-byte file, a gzip of nothing)
 EMPTY = "empty: no tar data"
@@ -98,9 +100,14 @@ def _checksum_ok(header: bytes, field: bytes) -> bool:
 
 
 def _is_header(block: bytes) -> bool:
-    """Whether a block is a tar header: its checksum holds and it names a ustar or GNU format
-    (`ustar`), as every tar since 1988 writes."""
-    return block[257:262] == b"ustar" and _checksum_ok(block, _HEADER.unpack_from(block)[2])
+    """Whether a block is a tar header: its checksum holds, and it names a ustar or GNU format
+    (`ustar`), as every tar since 1988 writes, or it is a v7 header (`tar --format=v7`: a name,
+    a type v7 knows, and zeros where a later format names itself and the owners)."""
+    if block[257:262] != b"ustar" and not (
+        block[0] and block[156:157] in _V7_TYPES and block[257:329] == _V7_UNNAMED
+    ):
+        return False
+    return _checksum_ok(block, _HEADER.unpack_from(block)[2])
 
 
 def _pax_records(data: bytes) -> dict[str, str]:
