@@ -33,6 +33,11 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 	$(call venv,$(VENV),requirements.txt)
 	@# the notebooks' kernel "duel" (this venv's python): `jupyter nbconvert --execute` works after `make run`
 	$(BIN)/python -m ipykernel install --sys-prefix --name duel --display-name "Python (duel)" >/dev/null
+	@# nbconvert and JupyterLab reach their kernels over Unix sockets in Jupyter's private runtime
+	@# directory, not over TCP on loopback (unencrypted: ipykernel warns at every start)
+	mkdir -p $(VENV)/etc/jupyter
+	for app in nbconvert server; do \
+		echo '{"KernelManager": {"transport": "ipc"}}' > $(VENV)/etc/jupyter/jupyter_$${app}_config.json; done
 	touch $@
 
 install: $(VENV)/.installed ## Create .venv, install the pinned dependencies, register the notebooks' kernel "duel"

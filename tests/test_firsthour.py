@@ -133,6 +133,9 @@ def test_newcomer_notebooks_run_with_nbconvert_as_the_readme_says(newcomer: Newc
     command = readme_command(".venv/bin/jupyter nbconvert --to notebook --execute")
     done = newcomer.sh(command)
     assert done.returncode == 0, done.stderr[-3000:]
+    # nothing to worry a newcomer: the kernels run over Unix sockets (make install's config),
+    # so ipykernel's warning that a kernel over TCP is unencrypted is not printed
+    assert [line for line in done.stderr.splitlines() if "WARNING" in line] == []
     executed = sorted(p.name for p in (newcomer.clone / "out" / "notebooks").glob("*.ipynb"))
     assert executed == ["data_debugging.ipynb", "data_output.ipynb"]
     cleared = newcomer.sh(readme_command(".venv/bin/jupyter nbconvert --clear-output --inplace"))
