@@ -651,8 +651,8 @@ SFX_STUB = b'#!/bin/sh\nexec unzip "$0"\n'  # what a self-extracting zip begins 
 @pytest.mark.parametrize(
     ("cut", "keep", "kept", "problem"),
     [
-        (False, 1 << 10, True, "it does not begin with a zip header"),
-        (False, 10, False, "it does not begin with a zip header"),
+        (False, 1 << 10, True, "File is not a zip file"),
+        (False, 10, False, "File is not a zip file"),
         # a zip cut short, another appended: its members cannot be found without its directory
         (True, 1 << 10, True, "File is not a zip file"),
     ],
@@ -666,6 +666,28 @@ def test_zip_members_gives_the_bytes_before_a_zip_that_are_not_one(
     data = before + zip_bytes({"mixed/user_2.json": b"22"})
     assert _zip_contents(data, keep) == [
         ("", len(before), LEADING, before if kept else None, problem),
+        ("mixed/user_2.json", 2, "file", b"22", ""),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("stub", "problem"),
+    [
+        (SFX_STUB, "File is not a zip file"),
+        # the end record's signature as a constant in its code, as unzip's own code holds it
+        (SFX_STUB + b"PK\x05\x06" + bytes(30), "File is not a zip file: no end record at its end"),
+    ],
+)
+def test_zip_members_reads_the_zips_after_a_self_extractors_program(
+    stub: bytes, problem: str
+) -> None:
+    """A program, then two zips: the program is the leading member (its own bytes only), and
+    both zips' members are read; a signature inside the program is not taken for a zip."""
+    first = zip_bytes({"mixed/user_1.json": b"1"})
+    second = zip_bytes({"mixed/user_2.json": b"22"})
+    assert _zip_contents(stub + first + second, 1 << 10) == [
+        ("", len(stub), LEADING, stub, problem),
+        ("mixed/user_1.json", 1, "file", b"1", ""),
         ("mixed/user_2.json", 2, "file", b"22", ""),
     ]
 
@@ -706,7 +728,7 @@ def test_ingest_zips_put_one_after_another_and_a_self_extracting_zip(
     )
     detail = (
         f"{len(stub)} bytes before the zip archive that are not a zip archive of their own"
-        " (it does not begin with a zip header): not read"
+        " (File is not a zip file): not read"
     )
     assert [(*row[:5], bytes(row[5])) for row in rows] == [
         (2, "mixed/sfx.zip (before its zip archive)", "leading-data", detail, len(stub), stub),

@@ -360,6 +360,32 @@ def test_s3_zip_object_in_a_prefix_is_read_through_ranged_gets(
     ) == [("dump.zip/mixed/demo_user_0.json", "file:demo_user_0.json")]
 
 
+def test_s3_zips_after_a_program_in_one_object_are_all_read(
+    s3: Any, bucket: str, s3_settings: Settings
+) -> None:
+    """An object holding a program and two zips after it (a self-extracting zip that had more
+    appended), read through ranged GETs: both zips' members load, the program is quarantined
+    as leading data with its bytes."""
+    stub = b'#!/bin/sh\nexec unzip "$0"\n'
+    zips = []
+    for name in ("user_1.json", "user_2.json"):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(f"mixed/{name}", b'{"user_id": "%s"}' % name.encode())
+        zips.append(buffer.getvalue())
+    s3.put_object(Bucket=bucket, Key="zips/sfx.zip", Body=stub + b"".join(zips))
+    result = ingest(s3_settings, parse_location(f"s3://{bucket}/zips/"))
+    assert (result.loaded, result.quarantined, result.objects_read) == (2, 1, 1)
+    assert query(s3_settings, "select source_name from raw.current_versions order by 1") == [
+        ("sfx.zip/mixed/user_1.json",),
+        ("sfx.zip/mixed/user_2.json",),
+    ]
+    rows = query(s3_settings, "select source_name, reason, byte_size, content from raw.quarantine")
+    assert [(*row[:3], bytes(row[3])) for row in rows] == [
+        ("sfx.zip (before its zip archive)", "leading-data", len(stub), stub)
+    ]
+
+
 def test_cli_ingest_s3_summary_says_what_was_read(
     s3: Any, bucket: str, settings: Settings, s3_endpoint: tuple[str, _Requests], dump: Path
 ) -> None:

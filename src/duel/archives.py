@@ -317,10 +317,12 @@ def _rest_of_line(
     return (held.getvalue() if held is not None else None), size, blank
 
 
-def _directory_bounds(handle: BinaryIO) -> tuple[int, int, int]:
+def _directory_bounds(handle: BinaryIO, whole: bool = False) -> tuple[int, int, int]:
     """(start, size) of a zip's central directory, from its end record (zip64 too), as zipfile
     finds them, and where the archive begins: after any data before it (a self-extractor's
-    stub, or another zip put there by `cat a.zip b.zip`), which zipfile allows for and skips."""
+    stub, or another zip put there by `cat a.zip b.zip`), which zipfile allows for and skips.
+    `whole`: the end record and its comment must end the stream, as a zip's do when another
+    was put after it (a signature found elsewhere is not taken for one)."""
     end = handle.seek(0, io.SEEK_END)
     start = max(0, end - _EOCD.size - 0xFFFF)
     handle.seek(start)
@@ -328,7 +330,9 @@ def _directory_bounds(handle: BinaryIO) -> tuple[int, int, int]:
     at = tail.rfind(b"PK\x05\x06")
     if at < 0 or len(tail) - at < _EOCD.size:
         raise zipfile.BadZipFile("File is not a zip file")
-    *_, size, offset, _comment = _EOCD.unpack_from(tail, at)
+    *_, size, offset, comment = _EOCD.unpack_from(tail, at)
+    if whole and at + _EOCD.size + comment != len(tail):
+        raise zipfile.BadZipFile("File is not a zip file: no end record at its end")
     record = start + at
     locator = at - _EOCD64_LOCATOR.size
     if locator >= 0 and tail[locator : locator + 4] == b"PK\x06\x07":
@@ -403,21 +407,21 @@ def _zip_parts(handle: BinaryIO) -> tuple[list[BinaryIO], int, str]:
 
     A zip's end record says where its directory is and where the archive began; bytes before
     that are read as another zip when they are one, as `cat a.zip b.zip` makes (unzip reads
-    only b, and a's members would be lost without a word). What is not is left for the caller
-    to quarantine: `(leading bytes, the reason they are not a zip)`. The last zip's errors are
-    raised, as an unreadable archive's."""
+    only b, and a's members would be lost without a word): when they end with an end record
+    and zipfile reads the directory it points to. What is not (a self-extractor's program, a
+    zip cut short) is left for the caller to quarantine: `(leading bytes, the reason they are
+    not a zip)`. The last zip's errors are raised, as an unreadable archive's."""
     parts: list[BinaryIO] = [handle]
     begins = _directory_bounds(handle)[2]
     while begins > 0:
-        head = _Head(handle, begins)
+        head = cast(BinaryIO, _Head(handle, begins))
         try:
-            if not is_zip(head.read(len(ZIP_MAGIC[0]))):
-                raise zipfile.BadZipFile("it does not begin with a zip header")
-            earlier = _directory_bounds(cast(BinaryIO, head))[2]
+            earlier = _directory_bounds(head, whole=True)[2]
+            zipfile.ZipFile(head).close()  # its directory reads: not a signature by chance
         except (*READ_ERRORS, ArchiveLimitError) as exc:
             return parts[::-1], begins, str(exc)
         head.seek(0)
-        parts.append(cast(BinaryIO, head))
+        parts.append(head)
         begins = earlier
     handle.seek(0)
     return parts[::-1], 0, ""
