@@ -29,6 +29,7 @@ from duel.archives import (
     zip_members,
 )
 from duel.settings import Settings
+from duel.sources import iter_source
 
 USER = (CORPUS / "crlf.json").read_bytes()
 
@@ -689,6 +690,32 @@ def test_zip_members_reads_the_zips_after_a_self_extractors_program(
         ("", len(stub), LEADING, stub, problem),
         ("mixed/user_1.json", 1, "file", b"1", ""),
         ("mixed/user_2.json", 2, "file", b"22", ""),
+    ]
+
+
+def test_a_self_extracting_zip_with_adjusted_offsets_is_read_and_its_program_kept(
+    tmp_path: Path,
+) -> None:
+    """`zip -A` (or zipfile appending to a program) counts a self-extracting zip's offsets from
+    the program's first byte: the program is then inside the archive, before its first member,
+    where no member lists it. The dump is read as the zip it is (it was refused as
+    unrecognised bytes) and the program is quarantined as leading data with its bytes."""
+    dump = tmp_path / "installer.zip"
+    dump.write_bytes(SFX_STUB)
+    with zipfile.ZipFile(dump, "a") as archive:  # appended after the program, offsets adjusted
+        archive.writestr("mixed/user_1.json", b"{}")
+    assert [
+        (source.name, source.size, source.data, source.defect)
+        for source in iter_source(dump, 1 << 10)
+    ] == [
+        (
+            "(before its zip archive)",
+            len(SFX_STUB),
+            SFX_STUB,
+            f"leading-data: {len(SFX_STUB)} bytes before the zip archive that are not a zip"
+            " archive of their own (its directory lists no member there): not read",
+        ),
+        ("mixed/user_1.json", 2, b"{}", None),
     ]
 
 

@@ -498,13 +498,17 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
 
 
 def zip_after_data(stream: BinaryIO) -> bool:
-    """Whether a stream that seeks ends with a zip's end record and its archive begins after
-    other bytes (a self-extracting zip). Asked only of a stream that holds no tar: a tar whose
-    last member is a zip ends the same way."""
+    """Whether a stream that seeks, and does not begin as a zip, ends with a zip's end record:
+    a self-extracting zip (a program, then the archive, its offsets adjusted to the program or
+    not). Asked only of a stream that holds no tar: a tar whose last member is a zip ends the
+    same way."""
     try:
-        return stream.seekable() and _directory_bounds(stream)[2] > 0
+        if not stream.seekable():
+            return False
+        _directory_bounds(stream)
     except (*READ_ERRORS, ArchiveLimitError):
         return False
+    return True
 
 
 def zip_members(handle: BinaryIO, keep: int = 0) -> Iterator[Member]:
@@ -514,26 +518,37 @@ def zip_members(handle: BinaryIO, keep: int = 0) -> Iterator[Member]:
 
     Zips put one after another (`cat a.zip b.zip`) are read in turn, each by its own directory
     (_zip_parts). Bytes before the first that are not a zip come first, as a LEADING member
-    with their size, their bytes when at most `keep`, and why they are not read."""
+    with their size, their bytes when at most `keep`, and why they are not read; so do the
+    bytes before the first zip's first member when its offsets count them (`zip -A` on a
+    self-extracting zip: its program is then inside the archive, where no member lists it)."""
     parts, leading, why = _zip_parts(handle)
     count = sum(_count_members(part) for part in parts)
     if count > MAX_ZIP_MEMBERS:
         raise ArchiveLimitError(f"it has {count:,} members, over the limit of {MAX_ZIP_MEMBERS:,}")
     if leading:
-        data = None
-        if leading <= keep:
-            handle.seek(0)
-            data = handle.read(leading)
-        yield Member("", leading, LEADING, data, None, why)
-    for part in parts:
-        yield from _members_of(part)
+        yield _leading(handle, leading, keep, why)
+    for number, part in enumerate(parts):
+        yield from _members_of(part, keep if number == 0 and not leading else None)
 
 
-def _members_of(handle: BinaryIO) -> Iterator[Member]:
-    """The members of the zip that ends where `handle` does."""
+def _leading(handle: BinaryIO, size: int, keep: int, why: str) -> Member:
+    """The LEADING member of a zip's first `size` bytes (held when at most `keep`)."""
+    data = None
+    if size <= keep:
+        handle.seek(0)
+        data = handle.read(size)
+    return Member("", size, LEADING, data, None, why)
+
+
+def _members_of(handle: BinaryIO, keep: int | None = None) -> Iterator[Member]:
+    """The members of the zip that ends where `handle` does; with `keep`, first the bytes
+    before its first member when there are any (_leading)."""
     with zipfile.ZipFile(handle) as archive:
         infos = archive.infolist()
         by_offset = sorted(infos, key=lambda info: info.header_offset)
+        first = by_offset[0].header_offset if by_offset else archive.start_dir
+        if keep is not None and first > 0:
+            yield _leading(handle, first, keep, "its directory lists no member there")
         overlapping = {
             id(info)
             for info, after in itertools.pairwise(by_offset)
