@@ -32,6 +32,9 @@ def delivery_number(kind: str) -> int | None:
 
 
 ORDER = ("duel", "notebook", "dlt", "floor_read", "floor_parse", "floor_copy")
+# bench/run.py's defaults for what a whole run measures (the results' header names any other)
+DEFAULT_FORMS = "tar.gz,dir"
+DEFAULT_STREAM = 4
 LABELS = {
     "duel": "`duel ingest`",
     "notebook": "notebook method",
@@ -513,7 +516,8 @@ def write(results: dict, out: Path) -> None:
         f"- Load average (1 min) at start {m['load_at_start']:.1f}, at end "
         f"{m.get('load_at_end', 0):.1f} "
         "(the machine is shared: ratios from one interleaved run are steadier than absolute times)",
-        f"- Inputs: {'; '.join(origins)}; warm page cache; whole run "
+        f"- Inputs: {'; '.join(origins) or 'the end-to-end runs only (their table names them)'};"
+        " warm page cache; whole run "
         f"{results.get('seconds', 0) / 60:.0f} min",
         "",
         "## Targets (issues 7 and 15)",
@@ -522,7 +526,7 @@ def write(results: dict, out: Path) -> None:
         "",
         "## Ingest: every method on the same input, a fresh database each run",
         "",
-        *ingest_tables(summary),
+        *(ingest_tables(summary) or ["Not measured in this run.", ""]),
         "## End to end: `duel run` (ingest + dbt build + report)",
         "",
         *end_to_end_table(results["end_to_end"]),
@@ -540,17 +544,36 @@ def write(results: dict, out: Path) -> None:
         *notes(results, summary),
         "",
         *_analysis(out),
-        "![wall time and peak RSS per method](results.png)",
-        "",
     ]
+    # the chart is of the ingest methods: a run without them (--end-to-end-only) has none, and
+    # an earlier run's chart left beside these results would be read as theirs
+    if summary:
+        lines += ["![wall time and peak RSS per method](results.png)", ""]
     (out / "results.md").write_text("\n".join(lines), encoding="utf-8")
-    chart(summary, out / "results.png")
+    if summary:
+        chart(summary, out / "results.png")
+    else:
+        (out / "results.png").unlink(missing_ok=True)
 
 
 def _args(args: dict) -> str:
+    """The run's command line: its sizes and repetitions, and every option that left a part of
+    the full run out (the methods, the forms, the end-to-end runs or everything else)."""
     if args.get("quick"):
         return "--quick"
-    return f"--sizes {args['sizes']} --reps {args['reps']} --reps-large {args['reps_large']}"
+    words = [f"--sizes {args['sizes']} --reps {args['reps']} --reps-large {args['reps_large']}"]
+    methods = args.get("methods")
+    if methods and set(methods.split(",")) != set(ORDER):
+        words.append(f"--methods {methods}")
+    if args.get("forms", DEFAULT_FORMS) != DEFAULT_FORMS:
+        words.append(f"--forms {args['forms']}")
+    if args.get("stream", DEFAULT_STREAM) != DEFAULT_STREAM:
+        words.append(f"--stream {args['stream']}")
+    words += [flag for key, flag in _PARTIAL if args.get(key)]
+    return " ".join(words)
+
+
+_PARTIAL = (("end_to_end_only", "--end-to-end-only"), ("no_end_to_end", "--no-end-to-end"))
 
 
 if __name__ == "__main__":

@@ -374,7 +374,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--sizes", default="10000,100000,1000000", help="comma-separated file counts"
     )
-    parser.add_argument("--forms", default="tar.gz,dir", help="tar.gz, dir, or both")
+    parser.add_argument("--forms", default=report.DEFAULT_FORMS, help="tar.gz, dir, or both")
     parser.add_argument(
         "--reps", type=int, default=3, help="repetitions per size (median reported)"
     )
@@ -400,7 +400,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--stream",
         type=int,
-        default=4,
+        default=report.DEFAULT_STREAM,
         help="deliveries after the 1 %% changed one at the smallest generated size, each 1 %% "
         "apart from the one before (the two dumps in turn): a cost that grows with the "
         "deliveries shows as a later run slower than the first incremental one (0: none)",
