@@ -556,6 +556,10 @@ def write(results: dict, out: Path) -> None:
         (out / "results.png").unlink(missing_ok=True)
 
 
+# the options that leave out a whole part of the run, as results.md's command line names them
+_PARTIAL = (("end_to_end_only", "--end-to-end-only"), ("no_end_to_end", "--no-end-to-end"))
+
+
 def _args(args: dict) -> str:
     """The run's command line: its sizes and repetitions, and every option that left a part of
     the full run out (the methods, the forms, the end-to-end runs or everything else)."""
@@ -571,9 +575,6 @@ def _args(args: dict) -> str:
         words.append(f"--stream {args['stream']}")
     words += [flag for key, flag in _PARTIAL if args.get(key)]
     return " ".join(words)
-
-
-_PARTIAL = (("end_to_end_only", "--end-to-end-only"), ("no_end_to_end", "--no-end-to-end"))
 
 
 if __name__ == "__main__":
