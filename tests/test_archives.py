@@ -646,6 +646,47 @@ def test_zip_members_reads_zips_put_one_after_another() -> None:
     assert _zip_contents(first) == [("mixed/user_1.json", 1, "file", b"1", "")]
 
 
+# an empty zip: its end record alone
+EMPTY_ZIP = b"PK\x05\x06" + bytes(18)
+
+
+@pytest.mark.parametrize(
+    ("comment", "after"),
+    [
+        (b"see PK\x05\x06 in the spec", b""),
+        (b"PK\x05\x06" + bytes(40), b""),
+        (b"an empty zip: " + EMPTY_ZIP, b""),
+        (b"see PK\x05\x06 in the spec", b"bytes added after the zip"),
+        (b"PK\x05\x06", b"bytes added after the zip"),
+    ],
+)
+def test_zip_members_reads_a_zip_whose_comment_holds_the_end_record_signature(
+    comment: bytes, after: bytes
+) -> None:
+    """A zip's comment is free text, and may hold the end record's signature: zipfile takes the
+    last signature for the record and could not open such a zip, or found it empty. The record
+    is the one whose comment ends the zip and whose directory is one; each zip of `cat a.zip
+    b.zip` is read so too."""
+    first = zip_bytes({"mixed/user_1.json": b"1"}, comment)
+    second = zip_bytes({"mixed/user_2.json": b"22", "mixed/user_3.json": b"333"}, comment)
+    try:  # zipfile alone: an error, or no member
+        names: list[str] | None = zipfile.ZipFile(io.BytesIO(second + after)).namelist()
+    except zipfile.BadZipFile:
+        names = None
+    assert names in (None, [])
+    assert _zip_contents(second + after) == [
+        ("mixed/user_2.json", 2, "file", b"22", ""),
+        ("mixed/user_3.json", 3, "file", b"333", ""),
+    ]
+    if not after:
+        assert _zip_contents(first + second) == [
+            ("mixed/user_1.json", 1, "file", b"1", ""),
+            ("mixed/user_2.json", 2, "file", b"22", ""),
+            ("mixed/user_3.json", 3, "file", b"333", ""),
+        ]
+    assert _zip_contents(zip_bytes({}, comment)) == []
+
+
 SFX_STUB = b'#!/bin/sh\nexec unzip "$0"\n'  # what a self-extracting zip begins with
 
 
@@ -763,6 +804,31 @@ def test_ingest_zips_put_one_after_another_and_a_self_extracting_zip(
     ]
 
 
+def test_ingest_zip_whose_comment_holds_the_end_record_signature(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A zip whose comment quotes the end record's signature loads every member, as the dump and
+    inside one (`duel ingest` stopped with "not a readable zip archive", as zipfile does)."""
+    comment = b"exported by a tool that writes PK\x05\x06 into its note"
+    dump = tmp_path / "commented.zip"
+    dump.write_bytes(zip_bytes({"mixed/user_1.json": USER, "mixed/user_2.json": USER}, comment))
+    inside = tmp_path / "inside.tar.gz"
+    inside.write_bytes(
+        gzip.compress(tar_bytes({"mixed/part.zip": zip_bytes({"user_3.json": USER}, comment)}))
+    )
+    outcomes = []
+    for path in (dump, inside):
+        result = run_cli(settings, "ingest", str(path), "--json")
+        summary = json.loads(result.stdout)
+        outcomes.append((result.returncode, summary["loaded"], summary["quarantined"]))
+    assert outcomes == [(0, 2, 0), (0, 1, 0)]
+    assert query(settings, "select source_name from raw.current_versions order by 1") == [
+        ("mixed/part.zip/user_3.json",),
+        ("mixed/user_1.json",),
+        ("mixed/user_2.json",),
+    ]
+
+
 @pytest.mark.parametrize("suffix", [".zip", ".tar.xz"])
 def test_ingest_real_dataset_repacked_gives_the_same_rows(
     settings: Settings, pg_server: Settings, real_data: Path, tmp_path: Path, suffix: str
@@ -814,9 +880,10 @@ def tar_bytes(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def zip_bytes(files: dict[str, bytes]) -> bytes:
+def zip_bytes(files: dict[str, bytes], comment: bytes = b"") -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in files.items():
             archive.writestr(name, data)
+        archive.comment = comment
     return buffer.getvalue()

@@ -56,6 +56,7 @@ READ_ERRORS = (
     ValueError,
 )
 _EOCD = struct.Struct("<4s4H2LH")  # end of central directory record
+_EOCD_SIGNATURE = b"PK\x05\x06"
 _EOCD64_LOCATOR = struct.Struct("<4sLQL")
 _EOCD64 = struct.Struct("<4sQ2H2L4Q")
 _CENTRAL_HEADER = struct.Struct("<4s4B4HL2L5H2L")
@@ -323,20 +324,11 @@ def _directory_bounds(handle: BinaryIO, whole: bool = False) -> tuple[int, int, 
     stub, or another zip put there by `cat a.zip b.zip`), which zipfile allows for and skips.
     `whole`: the end record and its comment must end the stream, as a zip's do when another
     was put after it (a signature found elsewhere is not taken for one)."""
-    end = handle.seek(0, io.SEEK_END)
-    start = max(0, end - _EOCD.size - 0xFFFF)
-    handle.seek(start)
-    tail = handle.read()
-    at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or len(tail) - at < _EOCD.size:
-        raise zipfile.BadZipFile("File is not a zip file")
-    *_, size, offset, comment = _EOCD.unpack_from(tail, at)
-    if whole and at + _EOCD.size + comment != len(tail):
-        raise zipfile.BadZipFile("File is not a zip file: no end record at its end")
+    start, tail, at = _end_record(handle, whole)
+    *_, size, offset, _comment = _EOCD.unpack_from(tail, at)
     record = start + at
-    locator = at - _EOCD64_LOCATOR.size
-    if locator >= 0 and tail[locator : locator + 4] == b"PK\x06\x07":
-        record = start + locator - _EOCD64.size
+    if _zip64_locator(tail, at):
+        record = start + at - _EOCD64_LOCATOR.size - _EOCD64.size
         handle.seek(record)
         zip64 = handle.read(_EOCD64.size)
         if len(zip64) < _EOCD64.size or zip64[:4] != b"PK\x06\x06":
@@ -349,6 +341,76 @@ def _directory_bounds(handle: BinaryIO, whole: bool = False) -> tuple[int, int, 
             f"its directory is {size:,} bytes, over the limit of {MAX_ZIP_DIRECTORY:,}"
         )
     return record - size, size, max(0, record - size - offset)
+
+
+def _end_record(handle: BinaryIO, whole: bool = False) -> tuple[int, bytes, int]:
+    """A zip's last bytes (where they start, and they) and where in them its end record is.
+
+    The record is the last signature whose record and comment end the stream, and whose
+    directory starts with a directory entry's signature (or the first that lists no
+    directory, when none does). A comment may hold the signature itself (it is free text: a
+    note that quotes a zip's bytes, or a whole empty zip's record): zipfile takes the last
+    signature it finds for the record, reads the comment's bytes as one, and cannot open the
+    archive or finds it empty (zipfile_view). When no record ends the stream (bytes were added
+    after the zip's comment), the record is the last signature whose directory is one, else
+    the last signature, unless `whole` asks for a record at the end."""
+    end = handle.seek(0, io.SEEK_END)
+    start = max(0, end - _EOCD.size - 0xFFFF)
+    handle.seek(start)
+    tail = handle.read()
+    last = at = tail.rfind(_EOCD_SIGNATURE)
+    # the first record that ends the stream and lists nothing (the others are its comment's);
+    # the last that lists a directory, not at the end
+    empty = listed = -1
+    while at >= 0:
+        if len(tail) - at >= _EOCD.size:
+            *_, size, _offset, comment = _EOCD.unpack_from(tail, at)
+            ends = at + _EOCD.size + comment == len(tail)
+            if ends and size == 0:
+                empty = at
+            elif _zip64_locator(tail, at) or (
+                size > 0 and _directory_at(handle, start + at - size)
+            ):
+                if ends:
+                    return start, tail, at
+                listed = at if listed < 0 else listed
+        at = tail.rfind(_EOCD_SIGNATURE, 0, at)
+    if empty >= 0:
+        return start, tail, empty
+    if listed >= 0 and not whole:
+        return start, tail, listed
+    if last < 0 or len(tail) - last < _EOCD.size:
+        raise zipfile.BadZipFile("File is not a zip file")
+    if whole:
+        raise zipfile.BadZipFile("File is not a zip file: no end record at its end")
+    return start, tail, last
+
+
+def _directory_at(handle: BinaryIO, at: int) -> bool:
+    """Whether a directory entry begins `at`."""
+    if at < 0:
+        return False
+    handle.seek(at)
+    return handle.read(4) == b"PK\x01\x02"
+
+
+def _zip64_locator(tail: bytes, at: int) -> bool:
+    """Whether a zip64 locator precedes the end record at `at` (its directory is found through
+    the zip64 record, which _directory_bounds and zipfile check)."""
+    locator = at - _EOCD64_LOCATOR.size
+    return locator >= 0 and tail[locator : locator + 4] == b"PK\x06\x07"
+
+
+def zipfile_view(handle: BinaryIO) -> BinaryIO:
+    """The zip that ends where `handle` does, as zipfile can open it: the handle itself, or, when
+    its comment holds the end record's signature (_end_record), a view of it without the
+    comment (the record's comment length read as 0); its members' offsets are unchanged."""
+    start, tail, at = _end_record(handle)
+    handle.seek(0)
+    if tail.rfind(_EOCD_SIGNATURE) == at:
+        return handle
+    record = start + at
+    return cast(BinaryIO, _Head(handle, record + _EOCD.size, (record + _EOCD.size - 2, b"\0\0")))
 
 
 def _count_members(handle: BinaryIO) -> int:
@@ -368,12 +430,13 @@ def _count_members(handle: BinaryIO) -> int:
 class _Head(io.RawIOBase):
     """The first `size` bytes of a seekable stream, as a file of their own: what lies before a
     zip archive, opened by zipfile as the archive it may be (`cat a.zip b.zip` puts a whole zip
-    there, whose directory b's does not list). It seeks the shared stream before every read,
-    as zipfile's own reads of the stream do."""
+    there, whose directory b's does not list), or a zip without its comment (zipfile_view),
+    whose `patch` (position, bytes) is read in place of the stream's bytes there. It seeks the
+    shared stream before every read, as zipfile's own reads of the stream do."""
 
-    def __init__(self, handle: BinaryIO, size: int) -> None:
+    def __init__(self, handle: BinaryIO, size: int, patch: tuple[int, bytes] | None = None) -> None:
         super().__init__()
-        self.handle, self.size, self.pos = handle, size, 0
+        self.handle, self.size, self.pos, self.patch = handle, size, 0, patch
 
     def readable(self) -> bool:
         return True
@@ -397,6 +460,11 @@ class _Head(io.RawIOBase):
         self.handle.seek(self.pos)
         data = self.handle.read(want)
         view[: len(data)] = data
+        if self.patch is not None:
+            at, patch = self.patch
+            lo, hi = max(at, self.pos), min(at + len(patch), self.pos + len(data))
+            if lo < hi:
+                view[lo - self.pos : hi - self.pos] = patch[lo - at : hi - at]
         self.pos += len(data)
         return len(data)
 
@@ -417,7 +485,7 @@ def _zip_parts(handle: BinaryIO) -> tuple[list[BinaryIO], int, str]:
         head = cast(BinaryIO, _Head(handle, begins))
         try:
             earlier = _directory_bounds(head, whole=True)[2]
-            zipfile.ZipFile(head).close()  # its directory reads: not a signature by chance
+            zipfile.ZipFile(zipfile_view(head)).close()  # its directory reads: not by chance
         except (*READ_ERRORS, ArchiveLimitError) as exc:
             return parts[::-1], begins, str(exc)
         head.seek(0)
@@ -543,7 +611,7 @@ def _leading(handle: BinaryIO, size: int, keep: int, why: str) -> Member:
 def _members_of(handle: BinaryIO, keep: int | None = None) -> Iterator[Member]:
     """The members of the zip that ends where `handle` does; with `keep`, first the bytes
     before its first member when there are any (_leading)."""
-    with zipfile.ZipFile(handle) as archive:
+    with zipfile.ZipFile(zipfile_view(handle)) as archive:
         infos = archive.infolist()
         by_offset = sorted(infos, key=lambda info: info.header_offset)
         first = by_offset[0].header_offset if by_offset else archive.start_dir
