@@ -493,6 +493,21 @@ def _analysis(out: Path) -> list[str]:
     return [path.read_text(encoding="utf-8").rstrip(), ""] if path.is_file() else []
 
 
+def _venv_line(machine: dict) -> str:
+    """What duel ran from: its venv as requirements.txt pins it, or with what else was there."""
+    extras = machine.get("venv_extras")
+    if extras is None:  # a results.json from before this line
+        return "- duel's venv: not recorded"
+    if not extras:
+        return "- duel's venv: the packages of requirements.txt (as `make install` makes it)"
+    named = ", ".join(extras[:8]) + (", ..." if len(extras) > 8 else "")
+    return (
+        f"- duel's venv: **{len(extras)} packages that requirements.txt does not pin** ({named});"
+        " `make notebooks` adds JupyterLab's, one of which made dbt's every start 1.5 s slower"
+        " before duel's dbt processes left it out"
+    )
+
+
 def write(results: dict, out: Path) -> None:
     summary = summarise(results["runs"])
     m = results["machine"]
@@ -513,6 +528,7 @@ def write(results: dict, out: Path) -> None:
             else ""
         )
         + f"; Python {m['python']}",
+        _venv_line(m),
         f"- Load average (1 min) at start {m['load_at_start']:.1f}, at end "
         f"{m.get('load_at_end', 0):.1f} "
         "(the machine is shared: ratios from one interleaved run are steadier than absolute times)",

@@ -351,6 +351,38 @@ def machine() -> dict[str, object]:
     }
 
 
+# What duel's venv lists beyond its lock: the bench measures `duel` as `make install` makes it
+_INSTALLED = (
+    "import importlib.metadata as m, json; "
+    "print(json.dumps(sorted({d.metadata['Name'] for d in m.distributions()})))"
+)
+
+
+def _normalized(name: str) -> str:
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def venv_extras(duel: Path, lock: Path = REPO / "requirements.txt") -> list[str]:
+    """The distributions installed in `duel`'s venv that `lock` does not pin (duel itself and
+    the venv's own tools aside): what `make notebooks` or a hand install added. An extra package
+    can slow every run (the notebooks extra made dbt's import 1.5 s slower: bench/analysis.md),
+    so results.md names them."""
+    import subprocess
+
+    out = subprocess.run(
+        [str(duel.parent / "python"), "-c", _INSTALLED], capture_output=True, text=True, check=True
+    ).stdout
+    pinned = {
+        _normalized(line.split("==", 1)[0])
+        for line in lock.read_text(encoding="utf-8").splitlines()
+        if "==" in line and not line.lstrip().startswith("#")
+    }
+    tools = {"duel", "pip", "setuptools", "wheel", "uv"}
+    return sorted(name for name in json.loads(out) if _normalized(name) not in pinned | tools)
+
+
 def src_digest() -> str:
     """A digest of the package's source as it is on disk (it is installed editable)."""
     import hashlib
@@ -480,6 +512,7 @@ def main(argv: list[str]) -> int:
         "runs": [],
         "end_to_end": [],
     }
+    results["machine"]["venv_extras"] = venv_extras(bench.duel)  # type: ignore[index]
     bench.server("start")
     with bench.admin() as conn:
         results["machine"]["postgres"] = conn.execute("show server_version").fetchone()[0]  # type: ignore[index]

@@ -78,3 +78,47 @@ def test_bench_report_header_names_the_options_that_left_parts_out() -> None:
         "--sizes 10000,100000,1000000 --reps 3 --reps-large 2 --stream 0 --no-end-to-end"
     )
     assert args(whole | {"quick": True}) == "--quick"
+
+
+def test_bench_report_says_what_duel_s_venv_holds_beyond_its_lock() -> None:
+    """results.md names what duel ran from: the committed run of 2026-12-06 02:50 measured a
+    .venv with the notebooks extra in it, whose rfc3987_syntax made dbt's every start 1.5 s
+    slower, and nothing said so."""
+    line = _report()._venv_line
+    assert line({}) == "- duel's venv: not recorded"
+    assert line({"venv_extras": []}) == (
+        "- duel's venv: the packages of requirements.txt (as `make install` makes it)"
+    )
+    assert line({"venv_extras": ["jupyterlab", "lark"]}).startswith(
+        "- duel's venv: **2 packages that requirements.txt does not pin** (jupyterlab, lark);"
+    )
+
+
+def test_bench_venv_extras_are_the_distributions_the_lock_does_not_pin(tmp_path: Path) -> None:
+    """bench/run.py venv_extras: names compared as PEP 503 normalises them (`PyYAML` is pinned
+    by `pyyaml==`, `typing_extensions` by `typing-extensions==`)."""
+    import importlib.metadata
+    import sys
+
+    spec = importlib.util.spec_from_file_location("bench_run", REPO / "bench" / "run.py")
+    assert spec is not None and spec.loader is not None
+    run = importlib.util.module_from_spec(spec)
+    path = list(sys.path)
+    sys.modules["bench_run"] = run  # (its dataclasses look their module up)
+    try:
+        spec.loader.exec_module(run)  # (it puts bench/ on sys.path for its own modules)
+    finally:
+        sys.path[:] = path
+        for name in ("bench_run", "inputs", "measure", "report"):
+            sys.modules.pop(name, None)
+    names = {d.metadata["Name"] for d in importlib.metadata.distributions()}
+    assert {"PyYAML", "psycopg", "typing_extensions"} <= names
+    left_out = {"psycopg", "PyYAML"}
+    pins = [
+        f"{name.lower().replace('_', '-')}==1.0  # via something"
+        for name in sorted(names - left_out)
+    ]
+    lock = tmp_path / "requirements.txt"
+    lock.write_text("# a lock\n" + "\n".join(pins) + "\n", encoding="utf-8")
+    duel = Path(sys.executable).parent / "duel"
+    assert run.venv_extras(duel, lock) == ["PyYAML", "psycopg"]
