@@ -364,16 +364,24 @@ def _normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def venv_extras(duel: Path, lock: Path = REPO / "requirements.txt") -> list[str]:
+def venv_extras(duel: Path, lock: Path = REPO / "requirements.txt") -> list[str] | None:
     """The distributions installed in `duel`'s venv that `lock` does not pin (duel itself and
     the venv's own tools aside): what `make notebooks` or a hand install added. An extra package
     can slow every run (the notebooks extra made dbt's import 1.5 s slower: bench/analysis.md),
-    so results.md names them."""
+    so results.md names them. None when `duel`'s interpreter (its script's #! line) cannot say."""
     import subprocess
 
-    out = subprocess.run(
-        [str(duel.parent / "python"), "-c", _INSTALLED], capture_output=True, text=True, check=True
-    ).stdout
+    try:
+        line = duel.read_bytes().split(b"\n", 1)[0]
+        python = line[2:].decode().split()[0] if line.startswith(b"#!") else ""
+        out = subprocess.run(
+            [python or str(duel.parent / "python"), "-c", _INSTALLED],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, IndexError, UnicodeDecodeError, subprocess.CalledProcessError):
+        return None
     pinned = {
         _normalized(line.split("==", 1)[0])
         for line in lock.read_text(encoding="utf-8").splitlines()

@@ -95,8 +95,9 @@ def test_bench_report_says_what_duel_s_venv_holds_beyond_its_lock() -> None:
 
 
 def test_bench_venv_extras_are_the_distributions_the_lock_does_not_pin(tmp_path: Path) -> None:
-    """bench/run.py venv_extras: names compared as PEP 503 normalises them (`PyYAML` is pinned
-    by `pyyaml==`, `typing_extensions` by `typing-extensions==`)."""
+    """bench/run.py venv_extras: the packages of `duel`'s interpreter (its script's #! line)
+    that the lock does not pin, names compared as PEP 503 normalises them (`PyYAML` is pinned
+    by `pyyaml==`, `typing_extensions` by `typing-extensions==`); None without a `duel`."""
     import importlib.metadata
     import sys
 
@@ -122,3 +123,4 @@ def test_bench_venv_extras_are_the_distributions_the_lock_does_not_pin(tmp_path:
     lock.write_text("# a lock\n" + "\n".join(pins) + "\n", encoding="utf-8")
     duel = Path(sys.executable).parent / "duel"
     assert run.venv_extras(duel, lock) == ["PyYAML", "psycopg"]
+    assert run.venv_extras(tmp_path / "no-duel-here", lock) is None
