@@ -494,17 +494,30 @@ def _analysis(out: Path) -> list[str]:
 
 
 def _venv_line(machine: dict) -> str:
-    """What duel ran from: its venv as requirements.txt pins it, or with what else was there."""
-    extras = machine.get("venv_extras")
-    if extras is None:  # a results.json from before this line
+    """What duel ran from: its venv as requirements.txt pins it, or what else was there."""
+    venv = machine.get("venv")
+    if venv is None and machine.get("venv_extras") == []:  # 2026-12-06 05:49: no versions read
+        return "- duel's venv: no package that requirements.txt does not pin (versions not read)"
+    if venv is None and "venv_extras" in machine:
+        venv = {"extra": machine["venv_extras"], "other_versions": []}
+    if venv is None:
         return "- duel's venv: not recorded"
-    if not extras:
-        return "- duel's venv: the packages of requirements.txt (as `make install` makes it)"
-    named = ", ".join(extras[:8]) + (", ..." if len(extras) > 8 else "")
+    extra, other = venv["extra"], venv["other_versions"]
+    if not extra and not other:
+        return (
+            "- duel's venv: requirements.txt's packages at its versions"
+            " (as `make install` makes it)"
+        )
+    said = []
+    if extra:
+        named = ", ".join(extra[:8]) + (", ..." if len(extra) > 8 else "")
+        said.append(f"{len(extra)} packages that requirements.txt does not pin ({named})")
+    if other:
+        named = "; ".join(other[:4]) + ("; ..." if len(other) > 4 else "")
+        said.append(f"{len(other)} at versions it does not pin ({named})")
     return (
-        f"- duel's venv: **{len(extras)} packages that requirements.txt does not pin** ({named});"
-        " `make notebooks` adds JupyterLab's, one of which made dbt's every start 1.5 s slower"
-        " before duel's dbt processes left it out"
+        f"- duel's venv: **{' and '.join(said)}**; `make notebooks` adds JupyterLab's packages,"
+        " one of which made dbt's every start 1.5 s slower before duel's dbt processes left it out"
     )
 
 

@@ -351,10 +351,10 @@ def machine() -> dict[str, object]:
     }
 
 
-# What duel's venv lists beyond its lock: the bench measures `duel` as `make install` makes it
+# What duel's venv holds against its lock: the bench measures `duel` as `make install` makes it
 _INSTALLED = (
     "import importlib.metadata as m, json; "
-    "print(json.dumps(sorted({d.metadata['Name'] for d in m.distributions()})))"
+    "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"
 )
 
 
@@ -364,11 +364,13 @@ def _normalized(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def venv_extras(duel: Path, lock: Path = REPO / "requirements.txt") -> list[str] | None:
-    """The distributions installed in `duel`'s venv that `lock` does not pin (duel itself and
-    the venv's own tools aside): what `make notebooks` or a hand install added. An extra package
-    can slow every run (the notebooks extra made dbt's import 1.5 s slower: bench/analysis.md),
-    so results.md names them. None when `duel`'s interpreter (its script's #! line) cannot say."""
+def venv_against_lock(duel: Path, lock: Path = REPO / "requirements.txt") -> dict | None:
+    """What `duel`'s venv holds that `lock` does not say (duel itself and the venv's own tools
+    aside): `extra`, the distributions it does not pin (what `make notebooks` or a hand install
+    added), and `other_versions`, those installed at a version it does not pin ("name 1.2, lock
+    1.1"). Either can change every run (the notebooks extra made dbt's import 1.5 s slower:
+    bench/analysis.md), so results.md says them. None when `duel`'s interpreter (its script's
+    #! line) cannot say."""
     import subprocess
 
     try:
@@ -382,13 +384,23 @@ def venv_extras(duel: Path, lock: Path = REPO / "requirements.txt") -> list[str]
         ).stdout
     except (OSError, IndexError, UnicodeDecodeError, subprocess.CalledProcessError):
         return None
-    pinned = {
-        _normalized(line.split("==", 1)[0])
-        for line in lock.read_text(encoding="utf-8").splitlines()
-        if "==" in line and not line.lstrip().startswith("#")
-    }
+    pinned: dict[str, set[str]] = {}
+    for entry in lock.read_text(encoding="utf-8").splitlines():
+        if "==" in entry and not entry.lstrip().startswith("#"):
+            name, version = entry.split(";", 1)[0].split("==", 1)
+            pinned.setdefault(_normalized(name), set()).add(version.strip())
     tools = {"duel", "pip", "setuptools", "wheel", "uv"}
-    return sorted(name for name in json.loads(out) if _normalized(name) not in pinned | tools)
+    installed = {
+        name: version for name, version in json.loads(out).items() if _normalized(name) not in tools
+    }
+    return {
+        "extra": sorted(name for name in installed if _normalized(name) not in pinned),
+        "other_versions": sorted(
+            f"{name} {version}, lock {' or '.join(sorted(pinned[_normalized(name)]))}"
+            for name, version in installed.items()
+            if _normalized(name) in pinned and version not in pinned[_normalized(name)]
+        ),
+    }
 
 
 def src_digest() -> str:
@@ -520,7 +532,7 @@ def main(argv: list[str]) -> int:
         "runs": [],
         "end_to_end": [],
     }
-    results["machine"]["venv_extras"] = venv_extras(bench.duel)  # type: ignore[index]
+    results["machine"]["venv"] = venv_against_lock(bench.duel)  # type: ignore[index]
     bench.server("start")
     with bench.admin() as conn:
         results["machine"]["postgres"] = conn.execute("show server_version").fetchone()[0]  # type: ignore[index]

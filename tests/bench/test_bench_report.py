@@ -86,18 +86,28 @@ def test_bench_report_says_what_duel_s_venv_holds_beyond_its_lock() -> None:
     slower, and nothing said so."""
     line = _report()._venv_line
     assert line({}) == "- duel's venv: not recorded"
+    assert line({"venv": {"extra": [], "other_versions": []}}) == (
+        "- duel's venv: requirements.txt's packages at its versions (as `make install` makes it)"
+    )
     assert line({"venv_extras": []}) == (
-        "- duel's venv: the packages of requirements.txt (as `make install` makes it)"
+        "- duel's venv: no package that requirements.txt does not pin (versions not read)"
     )
-    assert line({"venv_extras": ["jupyterlab", "lark"]}).startswith(
-        "- duel's venv: **2 packages that requirements.txt does not pin** (jupyterlab, lark);"
+    assert line({"venv": {"extra": ["jupyterlab", "lark"], "other_versions": []}}).startswith(
+        "- duel's venv: **2 packages that requirements.txt does not pin (jupyterlab, lark)**;"
+    )
+    assert line(
+        {"venv": {"extra": ["lark"], "other_versions": ["dbt-core 1.11.2, lock 1.11.16"]}}
+    ).startswith(
+        "- duel's venv: **1 packages that requirements.txt does not pin (lark) and 1 at versions"
+        " it does not pin (dbt-core 1.11.2, lock 1.11.16)**;"
     )
 
 
-def test_bench_venv_extras_are_the_distributions_the_lock_does_not_pin(tmp_path: Path) -> None:
-    """bench/run.py venv_extras: the packages of `duel`'s interpreter (its script's #! line)
-    that the lock does not pin, names compared as PEP 503 normalises them (`PyYAML` is pinned
-    by `pyyaml==`, `typing_extensions` by `typing-extensions==`); None without a `duel`."""
+def test_bench_venv_against_lock_names_what_the_lock_does_not_say(tmp_path: Path) -> None:
+    """bench/run.py venv_against_lock: the packages of `duel`'s interpreter (its script's #!
+    line) that the lock does not pin, and those at another version, names compared as PEP 503
+    normalises them (`PyYAML` is pinned by `pyyaml==`, `typing_extensions` by
+    `typing-extensions==`) and markers left aside; None without a `duel`."""
     import importlib.metadata
     import sys
 
@@ -112,15 +122,25 @@ def test_bench_venv_extras_are_the_distributions_the_lock_does_not_pin(tmp_path:
         sys.path[:] = path
         for name in ("bench_run", "inputs", "measure", "report"):
             sys.modules.pop(name, None)
-    names = {d.metadata["Name"] for d in importlib.metadata.distributions()}
-    assert {"PyYAML", "psycopg", "typing_extensions"} <= names
-    left_out = {"psycopg", "PyYAML"}
+    versions = {d.metadata["Name"]: d.version for d in importlib.metadata.distributions()}
+    assert {"PyYAML", "psycopg", "typing_extensions", "click"} <= set(versions)
     pins = [
-        f"{name.lower().replace('_', '-')}==1.0  # via something"
-        for name in sorted(names - left_out)
+        f"{name.lower().replace('_', '-')}=={version} ; python_full_version >= '3.11'"
+        for name, version in sorted(versions.items())
+        if name not in {"psycopg", "PyYAML", "click"}
     ]
+    pins.append("click==0.0.1")  # another version
+    pins.append(f"click=={versions['click']} ; sys_platform == 'win32'")  # a pin for elsewhere
     lock = tmp_path / "requirements.txt"
-    lock.write_text("# a lock\n" + "\n".join(pins) + "\n", encoding="utf-8")
+    lock.write_text("# a lock\n" + "\n    # via x\n".join(pins) + "\n", encoding="utf-8")
     duel = Path(sys.executable).parent / "duel"
-    assert run.venv_extras(duel, lock) == ["PyYAML", "psycopg"]
-    assert run.venv_extras(tmp_path / "no-duel-here", lock) is None
+    assert run.venv_against_lock(duel, lock) == {
+        "extra": ["PyYAML", "psycopg"],
+        "other_versions": [],
+    }
+    lock.write_text("\n".join(pins[:-1]) + "\n", encoding="utf-8")
+    assert run.venv_against_lock(duel, lock) == {
+        "extra": ["PyYAML", "psycopg"],
+        "other_versions": [f"click {versions['click']}, lock 0.0.1"],
+    }
+    assert run.venv_against_lock(tmp_path / "no-duel-here", lock) is None
