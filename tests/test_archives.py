@@ -687,6 +687,30 @@ def test_zip_members_reads_a_zip_whose_comment_holds_the_end_record_signature(
     assert _zip_contents(zip_bytes({}, comment)) == []
 
 
+class _CountedReads(io.BytesIO):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.reads = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.reads += 1
+        return super().read(size)
+
+
+def test_zip_end_record_search_reads_a_bounded_number_of_candidates() -> None:
+    """A comment made of end records (500 or 2,000 of them, each listing a 1-byte directory)
+    costs a few dozen reads either way, not one or more per record (a GET each, from S3): the
+    search looks at the last 16 signatures, and such a zip is refused as zipfile refuses it."""
+    fake = b"PK\x05\x06" + bytes(8) + (1).to_bytes(4, "little") + bytes(6)
+    reads = []
+    for count in (500, 2000):
+        stream = _CountedReads(zip_bytes({"mixed/user_1.json": b"1"}, fake * count))
+        with pytest.raises(zipfile.BadZipFile, match="Truncated central directory"):
+            list(zip_members(stream))
+        reads.append(stream.reads)
+    assert max(reads) < 100  # (one per record would be thousands)
+
+
 SFX_STUB = b'#!/bin/sh\nexec unzip "$0"\n'  # what a self-extracting zip begins with
 
 

@@ -57,6 +57,10 @@ READ_ERRORS = (
 )
 _EOCD = struct.Struct("<4s4H2LH")  # end of central directory record
 _EOCD_SIGNATURE = b"PK\x05\x06"
+# The signatures at a zip's end looked at for its end record (_end_record), each with a read:
+# a comment quotes the signature a few times, where bytes made of it would cost a read (a GET,
+# in S3) for each.
+_END_RECORD_CANDIDATES = 16
 _EOCD64_LOCATOR = struct.Struct("<4sLQL")
 _EOCD64 = struct.Struct("<4sQ2H2L4Q")
 _CENTRAL_HEADER = struct.Struct("<4s4B4HL2L5H2L")
@@ -362,7 +366,9 @@ def _end_record(handle: BinaryIO, whole: bool = False) -> tuple[int, bytes, int]
     # the first record that ends the stream and lists nothing (the others are its comment's);
     # the last that lists a directory, not at the end
     empty = listed = -1
-    while at >= 0:
+    for _ in range(_END_RECORD_CANDIDATES):
+        if at < 0:
+            break
         if len(tail) - at >= _EOCD.size:
             *_, size, _offset, comment = _EOCD.unpack_from(tail, at)
             ends = at + _EOCD.size + comment == len(tail)
