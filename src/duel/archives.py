@@ -357,7 +357,9 @@ def _end_record(handle: BinaryIO, whole: bool = False) -> tuple[int, bytes, int]
     signature it finds for the record, reads the comment's bytes as one, and cannot open the
     archive or finds it empty (zipfile_view). When no record ends the stream (bytes were added
     after the zip's comment), the record is the last signature whose directory is one, else
-    the last signature, unless `whole` asks for a record at the end."""
+    the last signature (as zipfile takes it), which `whole` wants at the end. (A directory
+    that does not end where the record begins, such as one followed by a signature record, is
+    not checked, and its record is taken as zipfile takes it.)"""
     end = handle.seek(0, io.SEEK_END)
     start = max(0, end - _EOCD.size - 0xFFFF)
     handle.seek(start)
@@ -370,8 +372,8 @@ def _end_record(handle: BinaryIO, whole: bool = False) -> tuple[int, bytes, int]
         if at < 0:
             break
         if len(tail) - at >= _EOCD.size:
-            *_, size, _offset, comment = _EOCD.unpack_from(tail, at)
-            ends = at + _EOCD.size + comment == len(tail)
+            size = _EOCD.unpack_from(tail, at)[-3]
+            ends = _ends(tail, at)
             if ends and size == 0:
                 empty = at
             elif _zip64_locator(tail, at) or (
@@ -387,9 +389,14 @@ def _end_record(handle: BinaryIO, whole: bool = False) -> tuple[int, bytes, int]
         return start, tail, listed
     if last < 0 or len(tail) - last < _EOCD.size:
         raise zipfile.BadZipFile("File is not a zip file")
-    if whole:
+    if whole and not _ends(tail, last):
         raise zipfile.BadZipFile("File is not a zip file: no end record at its end")
     return start, tail, last
+
+
+def _ends(tail: bytes, at: int) -> bool:
+    """Whether the end record at `at` and its comment end `tail`."""
+    return at + _EOCD.size + _EOCD.unpack_from(tail, at)[-1] == len(tail)
 
 
 def _directory_at(handle: BinaryIO, at: int) -> bool:
