@@ -496,10 +496,13 @@ def _analysis(out: Path) -> list[str]:
 def _venv_line(machine: dict) -> str:
     """What duel ran from: its venv as requirements.txt pins it, or what else was there."""
     venv = machine.get("venv")
-    if venv is None and machine.get("venv_extras") == []:  # 2026-12-06 05:49: no versions read
-        return "- duel's venv: no package that requirements.txt does not pin (versions not read)"
-    if venv is None and "venv_extras" in machine:
-        venv = {"extra": machine["venv_extras"], "other_versions": []}
+    if "venv_extras" in machine:  # the run of 2026-12-06 05:49 read the names, not the versions
+        extra = machine["venv_extras"]
+        return (
+            f"- duel's venv: {len(extra)} packages that requirements.txt does not pin"
+            + (f" ({', '.join(extra)})" if extra else "")
+            + " (versions not read)"
+        )
     if venv is None:
         return "- duel's venv: not recorded"
     extra, other = venv["extra"], venv["other_versions"]
@@ -515,10 +518,8 @@ def _venv_line(machine: dict) -> str:
     if other:
         named = "; ".join(other[:4]) + ("; ..." if len(other) > 4 else "")
         said.append(f"{len(other)} at versions it does not pin ({named})")
-    return (
-        f"- duel's venv: **{' and '.join(said)}**; `make notebooks` adds JupyterLab's packages,"
-        " one of which made dbt's every start 1.5 s slower before duel's dbt processes left it out"
-    )
+    # (such a package can change every run: bench/analysis.md, 2026-12-06 05:49)
+    return f"- duel's venv: **{' and '.join(said)}**, not what `make install` makes"
 
 
 def write(results: dict, out: Path) -> None:

@@ -358,12 +358,6 @@ _INSTALLED = (
 )
 
 
-def _normalized(name: str) -> str:
-    import re
-
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def venv_against_lock(duel: Path, lock: Path = REPO / "requirements.txt") -> dict | None:
     """What `duel`'s venv holds that `lock` does not say (duel itself and the venv's own tools
     aside): `extra`, the distributions it does not pin (what `make notebooks` or a hand install
@@ -384,21 +378,29 @@ def venv_against_lock(duel: Path, lock: Path = REPO / "requirements.txt") -> dic
         ).stdout
     except (OSError, IndexError, UnicodeDecodeError, subprocess.CalledProcessError):
         return None
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
     pinned: dict[str, set[str]] = {}
     for entry in lock.read_text(encoding="utf-8").splitlines():
-        if "==" in entry and not entry.lstrip().startswith("#"):
-            name, version = entry.split(";", 1)[0].split("==", 1)
-            pinned.setdefault(_normalized(name), set()).add(version.strip())
+        try:
+            requirement = Requirement(entry.split("#", 1)[0])
+        except InvalidRequirement:  # a comment, a blank or an option line
+            continue
+        versions = {spec.version for spec in requirement.specifier if spec.operator == "=="}
+        pinned.setdefault(canonicalize_name(requirement.name), set()).update(versions)
     tools = {"duel", "pip", "setuptools", "wheel", "uv"}
     installed = {
-        name: version for name, version in json.loads(out).items() if _normalized(name) not in tools
+        canonicalize_name(name): (name, version)
+        for name, version in json.loads(out).items()
+        if canonicalize_name(name) not in tools
     }
     return {
-        "extra": sorted(name for name in installed if _normalized(name) not in pinned),
+        "extra": sorted(name for key, (name, _) in installed.items() if key not in pinned),
         "other_versions": sorted(
-            f"{name} {version}, lock {' or '.join(sorted(pinned[_normalized(name)]))}"
-            for name, version in installed.items()
-            if _normalized(name) in pinned and version not in pinned[_normalized(name)]
+            f"{name} {version}, lock {' or '.join(sorted(pinned[key]))}"
+            for key, (name, version) in installed.items()
+            if key in pinned and version not in pinned[key]
         ),
     }
 
