@@ -8,9 +8,11 @@ second run over an unchanged prefix GETs no object and stores nothing.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import itertools
+import json
 import logging
 import os
 import re
@@ -166,6 +168,57 @@ def test_s3_prefix_loads_what_the_local_directory_loads(
     assert current(s3_settings) == current(local)
     assert current(s3_settings)[0][:1] == ("file:demo_user_0.json",)
     assert query(s3_settings, "select source_uri from raw.batches") == [(f"s3://{bucket}/daily/",)]
+
+
+def test_s3_prefix_of_every_kind_loads_what_the_local_directory_loads(
+    s3: Any,
+    bucket: str,
+    s3_settings: Settings,
+    s3_endpoint: tuple[str, _Requests],
+    pg_server: Settings,
+    dump: Path,
+    tmp_path: Path,
+) -> None:
+    """JSON, compressed JSON, NDJSON and archives side by side (a local directory skipped all
+    but the JSON as `not-json`): the prefix and the directory give the same current versions,
+    under the same names and keys, and the same ledger."""
+    mixed = tmp_path / "mixed"
+    (mixed / "demo").mkdir(parents=True)
+    users = sorted((dump / "demo").iterdir())
+    for path in users[:3]:
+        (mixed / "demo" / path.name).write_bytes(path.read_bytes())
+    for path in users[3:5]:
+        (mixed / "demo" / f"{path.name}.gz").write_bytes(gzip.compress(path.read_bytes()))
+    lines = [json.dumps(json.loads(path.read_bytes())) for path in users[5:8]]
+    (mixed / "demo" / "more.ndjson").write_text("\n".join(lines) + "\n")
+    late = tmp_path / "late"
+    late.mkdir()
+    for path in users[8:]:
+        (late / path.name).write_bytes(path.read_bytes())
+    (mixed / "late.tar.gz").write_bytes(tar_gz(late, "demo"))
+    (mixed / "demo" / "._late.tar.gz").write_bytes(b"\x00\x05\x16\x07")
+    upload_directory(s3, bucket, mixed, "daily/")
+    result = ingest(s3_settings, parse_location(f"s3://{bucket}/daily/"))
+    local = other_database(pg_server, "local_kinds")
+    local_result = ingest(local, mixed)
+    assert counts(result) == {**counts(local_result), "objects_listed": 8, "objects_read": 8}
+    # the macOS metadata beside the archive is skipped by its name, never fetched
+    assert sorted(s3_endpoint[1].object_gets(bucket)) == sorted(
+        f"daily/{path.relative_to(mixed).as_posix()}"
+        for path in mixed.rglob("*")
+        if path.is_file() and not path.name.startswith("._")
+    )
+    assert (result.files_seen, result.loaded, result.skipped) == (USERS + 1, USERS, 1)
+    assert current(s3_settings) == current(local)
+    ledger = "select source_name, status, reason from raw.batch_files order by 1, 2"
+    assert query(s3_settings, ledger) == query(local, ledger)
+    assert query(local, ledger) == [
+        ("demo/._late.tar.gz", "skipped", "macos-metadata"),
+        *[(f"demo/{path.name}", "loaded", None) for path in users[:3]],
+        *[(f"demo/{path.name}.gz", "loaded", None) for path in users[3:5]],
+        *[(f"demo/more.ndjson:{line}", "loaded", None) for line in (1, 2, 3)],
+        *[(f"late.tar.gz/demo/{path.name}", "loaded", None) for path in users[8:]],
+    ]
 
 
 def test_s3_second_run_reads_no_object_and_stores_nothing(

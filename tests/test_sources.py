@@ -122,6 +122,50 @@ def test_iter_source_directory_reports_links_and_recurses(tmp_path: Path) -> Non
     ]
 
 
+def test_iter_source_directory_reads_archives_ndjson_and_compressed_json_as_members(
+    tmp_path: Path,
+) -> None:
+    """A folder's .json.gz, .ndjson/.jsonl and archives were skipped as `not-json` (a folder of
+    compressed exports loaded nothing, though the same files load from a tar.gz or a prefix):
+    each is read as such a member of an archive, a .json.gz keyed as its .json would be."""
+    export = tmp_path / "export"
+    (export / "eu").mkdir(parents=True)
+    (export / "user_1.json").write_bytes(b"{}")  # a data file of its own: the export folder
+    (export / "eu" / "user_2.json.gz").write_bytes(gzip.compress(b'{"a": 2}'))
+    (export / "eu" / "users.ndjson").write_bytes(b'{"a": 3}\n\n{"a": 4}\n')
+    (export / "more.jsonl.xz").write_bytes(lzma.compress(b'{"a": 5}\n'))
+    make_tar(export / "old.tar.gz", [("mixed/user_6.json", b'{"a": 6}')])
+    with zipfile.ZipFile(export / "eu" / "new.zip", "w") as archive:
+        archive.writestr("user_7.json", b'{"a": 7}')
+    (export / "._old.tar.gz").write_bytes(b"\x00\x05\x16\x07")  # macOS metadata, not an archive
+    (export / "broken.tar.gz").write_bytes(b"\x1f\x8b not gzip")
+    os.symlink(export / "old.tar.gz", export / "link.tar.gz")
+    assert list(iter_source(export, max_bytes=100)) == [
+        SourceFile("._old.tar.gz", skip_reason="macos-metadata"),
+        SourceFile(
+            "broken.tar.gz",
+            b"\x1f\x8b not gzip",
+            11,
+            defect="unreadable-archive: Gzip/zlib wrapper specifies unsupported compress method",
+        ),
+        SourceFile("link.tar.gz", skip_reason="symlink"),
+        SourceFile("more.jsonl.xz:1", b'{"a": 5}\n', 9),
+        SourceFile("old.tar.gz/mixed/user_6.json", b'{"a": 6}', 8, key_path="user_6.json"),
+        SourceFile("user_1.json", b"{}", 2, key_path="user_1.json"),
+        SourceFile("eu/new.zip/user_7.json", b'{"a": 7}', 8, key_path="user_7.json"),
+        SourceFile("eu/user_2.json.gz", b'{"a": 2}', 8, key_path="eu/user_2.json"),
+        SourceFile("eu/users.ndjson:1", b'{"a": 3}\n', 9),
+        SourceFile("eu/users.ndjson:3", b'{"a": 4}\n', 9),
+    ]
+    # given above the export folder (a folder of folders), the first folder is left out of a
+    # .json.gz's key as of a .json's
+    keys = {f.name: f.key_path for f in iter_source(tmp_path, max_bytes=100)}
+    assert (keys["export/user_1.json"], keys["export/eu/user_2.json.gz"]) == (
+        "user_1.json",
+        "eu/user_2.json",
+    )
+
+
 def test_iter_source_directory_file_gone_before_it_is_read_is_quarantined_alone(
     tmp_path: Path,
 ) -> None:

@@ -86,6 +86,7 @@ class SourceFile(NamedTuple):  # a tuple, not a dataclass: built once per file o
     defect: str | None = None
 
 
+NOT_JSON = "not-json"  # the skip reason of a file that is not a data file by its name
 NO_DOCUMENTS = "no-documents"  # the skip reason of an NDJSON file without a line of text
 
 
@@ -105,7 +106,7 @@ def not_data_reason(name: str) -> str | None:
     if base.startswith("._") or base == ".DS_Store":
         return "macos-metadata"
     if not base.lower().endswith(DATA_SUFFIX):
-        return "not-json"
+        return NOT_JSON
     return None
 
 
@@ -413,14 +414,19 @@ def _iter_nested(
 
 
 def _iter_packed(
-    stream: BinaryIO | bytes, path: str, name: str, size: int, max_bytes: int, budget: int
+    stream: BinaryIO | bytes,
+    path: str,
+    name: str,
+    size: int,
+    max_bytes: int,
+    budget: int,
+    keyed: Callable[[str], str] = identity_path,
 ) -> Iterator[SourceFile]:
-    """An NDJSON member (one document per line) or a compressed JSON member."""
+    """An NDJSON member (one document per line) or a compressed JSON member; `keyed` gives the
+    latter's key path from its name without the compression suffix."""
     data, count = None, 0
     lines = name.lower().endswith(NDJSON_SUFFIXES)
-    key_path = identity_path(
-        name if lines else name.rsplit(".", 1)[0]
-    )  # a .json.gz is keyed as its .json
+    key_path = keyed(name if lines else name.rsplit(".", 1)[0])  # a .json.gz is keyed as its .json
     try:
         source, head, data = hold(stream, size, min(budget, max_bytes))
         unpacked = decompressed(source, head, max_bytes)
@@ -560,7 +566,9 @@ def iter_directory(root: Path, max_bytes: int) -> Iterator[SourceFile]:
     of its own is the export folder: `root/eu/user_1.json` is `eu/user_1.json`, as in a tar.gz
     of that folder, never `user_1.json`, which is the folder's own `user_1.json`. One that holds
     only folders is taken as given above it: each file's first folder is left out
-    (identity_path), as in an archive."""
+    (identity_path), as in an archive. An archive, NDJSON or compressed JSON file is read as
+    such a member of an archive (and as such an object of a prefix, `iter_object`): its members
+    `name/member`, its lines `name:LINE`, a `.json.gz` keyed as the `.json` beside it would be."""
     stack = [(os.fspath(root), "")]
     export_folder: bool | None = None  # whether `root` is the export folder (its own files)
     while stack:
@@ -581,6 +589,9 @@ def iter_directory(root: Path, max_bytes: int) -> Iterator[SourceFile]:
                 if reason is None:
                     key_path = name if export_folder else identity_path(name)
                     yield _read_folder_file(prefix + base, name, max_bytes, key_path)
+                elif _is_nested(name, reason):
+                    keyed = _as_given if export_folder else identity_path
+                    yield from _iter_folder_nested(prefix + base, name, max_bytes, keyed)
                 else:
                     yield SourceFile(name, skip_reason=reason)
             elif kind == _DIRECTORY:
@@ -608,6 +619,46 @@ def _read_folder_file(path: str, name: str, max_bytes: int, key_path: str) -> So
         return _read_file(path, name, max_bytes, key_path)
     except _Unreadable as exc:
         return _defect(name, key_path, "unreadable-file", exc.detail)
+
+
+def _as_given(name: str) -> str:
+    return name
+
+
+def _is_nested(name: str, reason: str) -> bool:
+    """Whether a file `not_data_reason` gave `reason` is an archive, NDJSON or compressed JSON
+    file (read as one), not a file that is not data (macOS metadata stays that, whatever its
+    suffix)."""
+    return reason == NOT_JSON and name.lower().endswith(NESTED_SUFFIXES)
+
+
+def _iter_folder_nested(
+    path: str, name: str, max_bytes: int, keyed: Callable[[str], str]
+) -> Iterator[SourceFile]:
+    """A folder's archive, NDJSON or compressed JSON file (`_iter_nested_object`), opened as
+    `_read_file` opens a file: a link is refused, never followed; one that cannot be opened is
+    quarantined with the reason, keyed as its document when it holds one (a `.json.gz`)."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            yield SourceFile(name, skip_reason="symlink")
+            return
+        packed = name.lower().endswith(PACKED_JSON_SUFFIXES)
+        key_path = keyed(name.rsplit(".", 1)[0]) if packed else None
+        yield _defect(name, key_path, "unreadable-file", f"cannot open it ({exc.strerror})")
+        return
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            yield SourceFile(name, skip_reason="not-a-regular-file")
+            return
+
+        def rewound() -> BinaryIO:
+            handle.seek(0)
+            return handle
+
+        yield from _iter_nested_object(rewound, name, info.st_size, max_bytes, keyed)
 
 
 def _read_file(
@@ -732,12 +783,26 @@ def iter_object(
             yield SourceFile(name, None, size, None, True, key_path)
         else:
             yield _read_member(open_stream(), name, key_path, size, max_bytes)
-    elif name.lower().endswith(ARCHIVE_SUFFIXES):
-        yield from _iter_archive_object(open_stream, name, size, max_bytes)
-    elif name.lower().endswith(NESTED_SUFFIXES):
-        yield from _iter_packed(open_stream(), name, name, size, max_bytes, MAX_HELD_BYTES)
+    elif _is_nested(name, reason):
+        yield from _iter_nested_object(open_stream, name, size, max_bytes)
     else:
         yield SourceFile(name, size=size, skip_reason=reason)
+
+
+def _iter_nested_object(
+    open_stream: Callable[[], BinaryIO],
+    name: str,
+    size: int,
+    max_bytes: int,
+    keyed: Callable[[str], str] = identity_path,
+) -> Iterator[SourceFile]:
+    """An archive, NDJSON or compressed JSON file of a prefix or a folder, read as such a member
+    of an archive; `keyed` gives a compressed JSON file's key path from its name without the
+    compression suffix."""
+    if name.lower().endswith(ARCHIVE_SUFFIXES):
+        yield from _iter_archive_object(open_stream, name, size, max_bytes)
+    else:
+        yield from _iter_packed(open_stream(), name, name, size, max_bytes, MAX_HELD_BYTES, keyed)
 
 
 def _iter_archive_object(
