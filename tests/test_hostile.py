@@ -39,7 +39,7 @@ VERDICTS = {
     "escaped-emoji-pair.json": ("loaded", None, None),
     "latin1.json": ("quarantined", "not-utf8", None),
     "lone-surrogate-truncated.json": ("quarantined", "unrepairable", None),
-    "lone-surrogate.json": ("quarantined", "unrepairable", None),
+    "lone-surrogate.json": ("quarantined", "unpaired-surrogate", None),
     "lossless-mixed.json": ("repaired", None, "lossless"),
     "nan-literal.json": ("quarantined", "repair-rewrites-content", "rewritten"),
     "not-json.txt": ("skipped", "not-json", None),

@@ -272,6 +272,42 @@ def test_ingest_ndjson_one_document_per_line(settings: Settings, tmp_path: Path)
     ) == [("users.ndjson:1", "1"), ("users.ndjson:3", "2")]
 
 
+def test_ingest_half_a_surrogate_pair_quarantines_its_line_or_element_alone(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Valid JSON whose string holds half of a UTF-16 pair (an emoji cut in two): the line or the
+    array element holding it is quarantined as such, with its bytes; its neighbours load."""
+    (tmp_path / "users.ndjson").write_bytes(
+        b'{"user_id": null, "n": 1}\n{"user_id": null, "n": 2, "name": "Bo \\ud83d"}\n'
+    )
+    (tmp_path / "users.json").write_bytes(
+        b'[{"user_id": null, "n": 3, "x": "\\udc00"}, {"user_id": null, "n": 4}]'
+    )
+    result = ingest(settings, tmp_path)
+    assert (result.loaded, result.quarantined) == (2, 2)
+    assert query(
+        settings, "select source_name, document->>'n' from raw.user_documents order by 1"
+    ) == [("users.json[1]", "4"), ("users.ndjson:1", "1")]
+    assert query(
+        settings,
+        "select source_name, reason, split_part(detail, ' (', 1), convert_from(content, 'UTF8')"
+        " from raw.quarantine order by 1",
+    ) == [
+        (
+            "users.json[0]",
+            "unpaired-surrogate",
+            "a string holds \\udc00, half of a UTF-16 surrogate pair",
+            '{"user_id": null, "n": 3, "x": "\\udc00"}',
+        ),
+        (
+            "users.ndjson:2",
+            "unpaired-surrogate",
+            "a string holds \\ud83d, half of a UTF-16 surrogate pair",
+            '{"user_id": null, "n": 2, "name": "Bo \\ud83d"}\n',
+        ),
+    ]
+
+
 def test_ingest_ndjson_line_endings_and_order_change_nothing(
     settings: Settings, tmp_path: Path
 ) -> None:

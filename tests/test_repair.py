@@ -170,6 +170,44 @@ def test_parse_document_quarantines_hopeless_input(data: bytes, reason: str, det
     assert (parsed.status, parsed.reason, parsed.detail) == ("quarantined", reason, detail)
 
 
+@pytest.mark.parametrize(
+    ("data", "half", "where"),
+    [
+        # a whole user but for the emoji cut in two: before, "unrepairable" (a repair's verdict)
+        (TEXT.replace('"Ann"', '"Ann \\ud83d"').encode(), "\\ud83d", "no low surrogate in string"),
+        # a document lacking most keys: before, "repair-incomplete ... lacks user_id, ..."
+        (b'{"email": "x@y.z", "name": "x\\udc00"}', "\\udc00", "invalid high surrogate in string"),
+        # in a key, deep in a list, after a valid pair
+        (b'{"\\ud800": 1}', "\\ud800", "no low surrogate in string"),
+        (b'{"a": [{"b": ["\\ud83d\\ude00", "\\udbff"]}]}', "\\udbff", "no low surrogate in string"),
+    ],
+)
+def test_parse_document_valid_json_with_half_a_surrogate_pair_is_quarantined_as_such(
+    data: bytes, half: str, where: str
+) -> None:
+    parsed = parse_document(data)
+    assert (parsed.status, parsed.reason, parsed.repair) == (
+        "quarantined",
+        "unpaired-surrogate",
+        None,
+    )
+    assert parsed.detail is not None and parsed.detail.startswith(
+        f"a string holds {half}, half of a UTF-16 surrogate pair (a character cut in two), which"
+        f" Postgres jsonb cannot store ({where}: line "
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a": "\\ud83d\\ude00"}',  # a pair: one character
+        b'{"a": "\\\\ud800"}',  # an escaped backslash, then the text ud800
+    ],
+)
+def test_parse_document_surrogate_pairs_and_escaped_backslashes_load(data: bytes) -> None:
+    assert parse_document(data).status == "clean"
+
+
 def test_parse_document_utf8_bom_is_an_encoding_fix() -> None:
     parsed = parse_document(b"\xef\xbb\xbf" + TEXT.encode())
     assert parsed == Parsed(

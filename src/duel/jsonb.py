@@ -12,7 +12,8 @@ whole batch. Found here, it is quarantined alone:
 - `\\u0000` (jsonb text cannot hold NUL).
 
 Unpaired surrogate escapes, the last thing jsonb refuses, never get here: orjson refuses them,
-and so does `repair._loads_exact`.
+and `repair._loads_exact` quarantines a document that is valid JSON but for one as
+`unpaired-surrogate`.
 
 The checks run on every file of a dump, so each starts with a scan that is nearly free when
 there is nothing to find.

@@ -18,7 +18,8 @@ A file needing an encoding fix and another repair gets the other's kind, `fixes`
 
 Hostile input never crashes the caller and never takes long. Whatever Postgres jsonb would
 refuse is quarantined here, never sent to COPY, where it would fail the whole batch:
-`\\u0000`, unpaired surrogates, numbers beyond `numeric`, nesting deeper than
+`\\u0000`, unpaired surrogates (`unpaired-surrogate` when the file is valid JSON otherwise:
+not a syntax error, so not repaired), numbers beyond `numeric`, nesting deeper than
 `jsonb.MAX_DEPTH` (`duel.jsonb`). Several JSON values in one file are quarantined whole (no user
 is dropped silently); json-repair, which is quadratic on some inputs, only sees files up to
 MAX_REWRITE_BYTES.
@@ -58,6 +59,7 @@ _CLOSERS = {"{": "}", "[": "]"}
 _STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_CHAR = re.compile("[\ud800-\udfff]")
 _DIGITS = frozenset("0123456789")
 _LAST_NUMBER = re.compile(r"-?[0-9][0-9.eE+-]*$")
 MAX_DIFF_CHARS = 4000
@@ -159,18 +161,44 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class UnpairedSurrogate(ValueError):
+    """Valid JSON whose string holds half of a UTF-16 surrogate pair (`\\ud83d` without its
+    `\\ude00`: a character cut in two, often an emoji by a truncating export), which Postgres
+    jsonb refuses. Not a syntax error: the file is quarantined as `unpaired-surrogate`, never
+    sent to a repair, whose verdict would name what the repair did rather than this."""
+
+
+def _unpaired(value: Any) -> str | None:
+    """The first unpaired surrogate in `value`'s strings and keys (Python's parse joins every
+    pair into one character, so any surrogate left is unpaired), or None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if found := _SURROGATE_CHAR.search(item):
+                return found.group()
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
 def _loads_exact(data: bytes) -> Any:
     """The standard library's parse, for valid JSON that orjson refuses but jsonb stores exactly:
-    numbers beyond a double's range (1e400). Raises ValueError for anything else invalid."""
+    numbers beyond a double's range (1e400). Raises UnpairedSurrogate for valid JSON holding an
+    unpaired surrogate escape, ValueError for anything else invalid."""
     text = data.decode("utf-8")  # UnicodeDecodeError is a ValueError
     try:
         value = json.loads(text, parse_int=str, parse_float=str, parse_constant=_refuse_constant)
-        if _SURROGATE_ESCAPE.search(text):  # Python accepts unpaired surrogates; jsonb does not
-            json.dumps(value, ensure_ascii=False).encode(
-                "utf-8"
-            )  # UnicodeEncodeError: a ValueError
     except RecursionError:
         raise ValueError("nesting too deep") from None
+    if _SURROGATE_ESCAPE.search(text) and (half := _unpaired(value)) is not None:
+        raise UnpairedSurrogate(
+            f"a string holds \\u{ord(half):04x}, half of a UTF-16 surrogate pair (a character "
+            "cut in two), which Postgres jsonb cannot store"
+        )
     return value
 
 
@@ -218,6 +246,8 @@ def _parse(body: bytes, policy: str, encoding: tuple[str, ...]) -> Parsed:
     except orjson.JSONDecodeError as exc:
         try:
             value, by_orjson = _loads_exact(body), False
+        except UnpairedSurrogate as unpaired:
+            return quarantine("unpaired-surrogate", f"{unpaired} ({exc})", parse_error=str(exc))
         except ValueError:
             return _repair(body, str(exc), policy, encoding)
     if not isinstance(value, dict):
