@@ -164,6 +164,15 @@ def test_iter_source_directory_reads_archives_ndjson_and_compressed_json_as_memb
         "user_1.json",
         "eu/user_2.json",
     )
+    # a copy with every file compressed is an export folder as the plain one is: the same keys
+    packed = tmp_path / "packed"
+    (packed / "eu").mkdir(parents=True)
+    (packed / "user_1.json.gz").write_bytes(gzip.compress(b"{}"))
+    (packed / "eu" / "user_2.json.gz").write_bytes(gzip.compress(b'{"a": 2}'))
+    assert [f.key_path for f in iter_source(packed, max_bytes=100)] == [
+        "user_1.json",
+        "eu/user_2.json",
+    ]
 
 
 def test_iter_source_directory_file_gone_before_it_is_read_is_quarantined_alone(

@@ -554,8 +554,16 @@ def _listing(directory: str) -> list[str]:
 
 
 def _holds_data(entries: list[str]) -> bool:
-    """Whether a directory (its _listing) holds a data file of its own, not only in folders."""
-    return any(entry[-1] == _FILE and not_data_reason(entry[:-2]) is None for entry in entries)
+    """Whether a directory (its _listing) holds a data file of its own, not only in folders: a
+    .json file, or a compressed one (a folder's .json.gz are keyed as its .json would be, so a
+    copy with every file compressed keys alike)."""
+    return any(
+        entry[-1] == _FILE
+        and (
+            not_data_reason(entry[:-2]) is None or entry[:-2].lower().endswith(PACKED_JSON_SUFFIXES)
+        )
+        for entry in entries
+    )
 
 
 def iter_directory(root: Path, max_bytes: int) -> Iterator[SourceFile]:
