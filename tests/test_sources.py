@@ -829,6 +829,29 @@ def test_iter_source_encrypted_zip_member_is_a_defect(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("method", "named"),
+    [(99, "AES encryption"), (9, "deflate64"), (93, "zstandard"), (77, "unknown")],
+)
+def test_iter_source_zip_member_of_a_method_not_read_is_a_defect_naming_it(
+    tmp_path: Path, method: int, named: str
+) -> None:
+    """zipfile says only "That compression method is not supported": the defect names it."""
+    data = bytearray(zip_bytes({"a.json": USER, "b.json": b"{}"}, zipfile.ZIP_STORED))
+    for at in (data.index(b"PK\x03\x04") + 8, data.index(b"PK\x01\x02") + 10):
+        data[at : at + 2] = method.to_bytes(2, "little")  # the first member's, both headers
+    files = iter_source(write(tmp_path / "m.zip", bytes(data)), max_bytes=100)
+    assert [(f.name, f.data, f.defect) for f in files] == [
+        (
+            "a.json",
+            USER,  # its bytes as the zip holds them: stored
+            f"unreadable-member: compression method {method} ({named}); zips are read when"
+            " stored, deflated, bzip2- or lzma-compressed",
+        ),
+        ("b.json", b"{}", None),
+    ]
+
+
 def test_iter_source_names_do_not_depend_on_the_size_limit(tmp_path: Path) -> None:
     """The same files, by name, whatever DUEL_MAX_FILE_BYTES (check_shards lists the input with
     a limit of 0): a small zip comes read from its tar, a large one streamed, and either is held
