@@ -59,7 +59,6 @@ _CLOSERS = {"{": "}", "[": "]"}
 _STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_SURROGATE_CHAR = re.compile("[\ud800-\udfff]")
 _DIGITS = frozenset("0123456789")
 _LAST_NUMBER = re.compile(r"-?[0-9][0-9.eE+-]*$")
 MAX_DIFF_CHARS = 4000
@@ -168,23 +167,6 @@ class UnpairedSurrogate(ValueError):
     sent to a repair, whose verdict would name what the repair did rather than this."""
 
 
-def _unpaired(value: Any) -> str | None:
-    """The first unpaired surrogate in `value`'s strings and keys (Python's parse joins every
-    pair into one character, so any surrogate left is unpaired), or None."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if found := _SURROGATE_CHAR.search(item):
-                return found.group()
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return None
-
-
 def _loads_exact(data: bytes) -> Any:
     """The standard library's parse, for valid JSON that orjson refuses but jsonb stores exactly:
     numbers beyond a double's range (1e400). Raises UnpairedSurrogate for valid JSON holding an
@@ -192,13 +174,15 @@ def _loads_exact(data: bytes) -> Any:
     text = data.decode("utf-8")  # UnicodeDecodeError is a ValueError
     try:
         value = json.loads(text, parse_int=str, parse_float=str, parse_constant=_refuse_constant)
+        if _SURROGATE_ESCAPE.search(text):  # Python accepts unpaired surrogates; jsonb does not
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
     except RecursionError:
         raise ValueError("nesting too deep") from None
-    if _SURROGATE_ESCAPE.search(text) and (half := _unpaired(value)) is not None:
+    except UnicodeEncodeError as exc:  # the first character UTF-8 cannot hold: a lone surrogate
         raise UnpairedSurrogate(
-            f"a string holds \\u{ord(half):04x}, half of a UTF-16 surrogate pair (a character "
-            "cut in two), which Postgres jsonb cannot store"
-        )
+            f"a string holds \\u{ord(exc.object[exc.start]):04x}, half of a UTF-16 surrogate"
+            " pair (a character cut in two), which Postgres jsonb cannot store"
+        ) from None
     return value
 
 
