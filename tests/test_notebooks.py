@@ -7,6 +7,7 @@ import json
 import os
 import re
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import nbformat
@@ -381,25 +382,30 @@ def test_data_output_platforms_are_compared_with_their_intervals(
 
 
 @pytest.mark.slow  # executes the notebook on the real dump (and dbt)
-def test_data_output_join_months_are_a_range_not_a_ranking(
+def test_data_output_join_months_are_compared_within_a_platform_by_their_intervals(
     output_run: NotebookNode, nb_settings: Settings
 ) -> None:
     # it said "Users who joined in March 2024 have the most engagement per known task (340.3)",
     # a month of 165 known tasks (its last 13 days: the joins begin on 19 March), 0.9 above
-    # December 2024's over 444
-    [(low, high, fewest, most)] = query(
+    # December 2024's over 444; then a range with no interval, over every platform at once.
+    # Within a platform, every month's interval overlaps every other's on the real dump: the
+    # nearest to parting are instagram's, the highest low end (April 2024's) below the lowest
+    # high end (October 2024's)
+    [(highest_low, lowest_high)] = query(
         nb_settings,
-        "select min(average), max(average), min(known), max(known) from ("
-        " select sum(engagement) / sum(engagement_known) as average,"
-        " sum(engagement_known) as known from dbt_analysis.engagement_by_join_month"
-        " where not is_unknown_join_month group by join_month) as months",
+        "select max(engagement_average_low), min(engagement_average_high)"
+        " from dbt_analysis.engagement_by_join_month"
+        " where platform = 'instagram' and join_month is not null",
     )
-    assert (round(float(low), 1), round(float(high), 1), fewest, most) == (319.4, 340.3, 165, 444)
+    assert (highest_low, lowest_high) == (Decimal("321.46"), Decimal("327.67"))
+    sentences = [
+        f"{what} by join month, compared within each platform: within facebook, instagram and"
+        " tiktok every month's 95% interval overlaps every other's, so no month is singled out"
+        " (a month of fewer than two tasks has no interval and is not compared)."
+        for what in ("Engagement per known task", "Engagement rate")
+    ]
     assert printed(output_run, "time-answer") == (
-        "Engagement per known task by join month runs from 319.4 (March 2025) to 340.3 (March"
-        " 2024) across 13 join months of 165 to 444 known tasks each; with no interval per"
-        " month, no month is singled out. 4,667 of 10,000 tasks belong to users with no usable"
-        " join date.\n"
+        "\n".join(sentences) + "\n4,667 of 10,000 tasks belong to users with no usable join date.\n"
     )
 
 

@@ -40,6 +40,7 @@ from duel.report import (
     build_tables,
     defect_vocabulary,
     environment,
+    join_month_comparison,
     platform_comparison,
     read_models,
     render_report,
@@ -321,6 +322,33 @@ def _platform(platform: str | None, tasks: int, likes_known: int, likes: int) ->
     }
 
 
+def _month(
+    platform: str | None,
+    month: date | None,
+    known: int,
+    average: tuple[int, int | None, int | None] | None,
+    rate: tuple[str, str | None, str | None] | None = None,
+) -> dict[str, Any]:
+    """An engagement_by_join_month row: `known` tasks with known engagement and reach, its
+    engagement per task and rate as (value, low, high), None for no interval (NULLs)."""
+    value, low, high = average if average is not None else (None, None, None)
+    r_value, r_low, r_high = (
+        (None if v is None else Decimal(v) for v in rate) if rate is not None else (None,) * 3
+    )
+    return _platform(platform, max(known, 1), known, 0) | {
+        "join_month": month,
+        "is_unknown_join_month": month is None,
+        "engagement_known": known,
+        "engagement_average": value if known else None,
+        "engagement_average_low": low,
+        "engagement_average_high": high,
+        "engagement_rate": r_value if known else None,
+        "engagement_rate_tasks": known,
+        "engagement_rate_low": r_low,
+        "engagement_rate_high": r_high,
+    }
+
+
 def _compared(platform: str, value: str, low: str, high: str, n: int) -> dict[str, Any]:
     """An engagement_by_platform row with engagement per known task `value` (interval low to
     high, "" for none) over `n` tasks, and a rate of a hundredth of it."""
@@ -356,6 +384,47 @@ def test_platform_comparison_ranks_only_where_the_intervals_part() -> None:
         " its interval lies above instagram's.",
     ]
     assert platform_comparison(frame(clear[:1] + clear[2:])) == []  # one accepted platform
+
+
+def test_join_month_comparison_names_months_apart_within_a_platform_never_across() -> None:
+    """Months are compared within each accepted platform by their 95% intervals: the pair
+    whose intervals part is named, with both; a platform whose months all overlap is said to
+    single none out; a month without an interval (one task), the undated tasks, the unknown
+    platform and a platform outside the accepted ones are not compared."""
+    mar, apr, may = date(2024, 3, 1), date(2024, 4, 1), date(2024, 5, 1)
+    rows = [
+        _month("tiktok", mar, 97, (360, 340, 380), ("0.06", "0.05", "0.07")),
+        _month("tiktok", apr, 197, (320, 300, 339), ("0.062", "0.055", "0.069")),
+        _month("tiktok", may, 1, (900, None, None), ("0.2", None, None)),  # no interval
+        _month("tiktok", None, 900, (100, 95, 105), ("0.01", "0.009", "0.011")),  # undated
+        _month("instagram", mar, 68, (350, 316, 385), ("0.063", "0.054", "0.072")),
+        _month("instagram", apr, 230, (340, 321, 358), ("0.066", "0.06", "0.072")),
+        _month(None, mar, 50, (900, 880, 920)),  # the unknown platform
+        _month(None, apr, 50, (10, 5, 15)),
+        _month("tik tok", mar, 50, (900, 880, 920)),  # not an accepted platform
+        _month("tik tok", apr, 50, (10, 5, 15)),
+    ]
+    platforms = frame(
+        [
+            _platform("tiktok", 1, 1, 1),
+            _platform("instagram", 1, 1, 1),
+            _platform("tik tok", 1, 1, 1),
+            _platform(None, 1, 1, 1),  # type: ignore[arg-type]
+        ]
+    )
+    assert join_month_comparison(frame(rows), platforms) == [
+        "Engagement per known task by join month, compared within each platform: tiktok's Mar"
+        " 2024 (360.0 over 97 tasks, 95% interval 340.0 to 380.0) lies above its Apr 2024 (320.0"
+        " over 197 tasks, 95% interval 300.0 to 339.0), beyond both intervals (of many pairs of"
+        " months, one may differ this much by chance); within instagram every month's 95%"
+        " interval overlaps every other's, so no month is singled out (a month of fewer than two"
+        " tasks has no interval and is not compared).",
+        "Engagement rate by join month, compared within each platform: within instagram and"
+        " tiktok every month's 95% interval overlaps every other's, so no month is singled out"
+        " (a month of fewer than two tasks has no interval and is not compared).",
+    ]
+    # one month with an interval per platform: nothing to compare
+    assert join_month_comparison(frame(rows[:1] + rows[2:5]), platforms) == []
 
 
 _NOT_RANKED = (
@@ -616,16 +685,8 @@ def test_charts_engagement_over_time_draws_a_month_without_users_empty() -> None
     # users joined in January and March: February is on the axis, no bar and a gap in the
     # lines (it was left out, and the lines went straight from January to March)
     rows = [
-        {
-            **_platform("tiktok", 10, 10, 100),
-            "join_month": month,
-            "engagement": Decimal(100),
-            "engagement_known": 10,
-            "engagement_rate_engagement": Decimal(100),
-            "engagement_rate_reach": Decimal(1000),
-            "engagement_rate_tasks": 10,
-        }
-        for month in (pd.Timestamp("2024-01-01"), pd.Timestamp("2024-03-01"), None)
+        _month("tiktok", month, 10, (10, 8, 12))
+        for month in (date(2024, 1, 1), date(2024, 3, 1), None)
     ]
     figure = charts.engagement_over_time_chart(rows)
     bars, average = figure.data[0], figure.data[1]
@@ -633,6 +694,58 @@ def test_charts_engagement_over_time_draws_a_month_without_users_empty() -> None
     assert list(bars.y) == [10, 0, 10, 10]
     assert list(average.x) == ["Jan 2024", "Feb 2024", "Mar 2024"]
     assert [None if pd.isna(v) else v for v in average.y] == [10.0, None, 10.0]
+
+
+def test_charts_engagement_over_time_draws_each_platform_with_its_intervals() -> None:
+    """Each platform's engagement per task and rate by join month, with the 95% interval of
+    every point as its bar (none where the model has none), side by side with the other
+    platforms' in a month; the undated column a dot of its own, no line into it. Across
+    platforms a month's value mixed its platforms, and no point had an interval."""
+    jan, feb = date(2024, 1, 1), date(2024, 2, 1)
+    rows = [
+        _month("tiktok", jan, 10, (100, 90, 110), ("0.05", "0.04", "0.06")),
+        _month("tiktok", feb, 1, (120, None, None), ("0.07", None, None)),  # one task: no interval
+        _month("tiktok", None, 4, (80, 70, 95), ("0.03", "0.02", "0.05")),
+        _month("instagram", jan, 3, (200, 150, 250), ("0.08", "0.01", "0.15")),
+        _month("instagram", feb, 0, None),  # tasks, none with known engagement: no point
+    ]
+    figure = charts.engagement_over_time_chart(rows)
+    lines = [
+        (
+            t.name,
+            t.yaxis,
+            t.mode,
+            t.offsetgroup,
+            list(t.x),
+            [None if pd.isna(v) else float(v) for v in t.y],
+            [round(float(v), 6) for v in t.error_y.arrayminus],
+            [round(float(v), 6) for v in t.error_y.array],
+        )
+        for t in figure.data
+        if t.type == "scatter"
+    ]
+    assert lines == [
+        ("instagram", "y2", "lines+markers", "instagram", ["Jan 2024", "Feb 2024"], [200.0, None],
+         [50.0, 0.0], [50.0, 0.0]),
+        ("instagram", "y3", "lines+markers", "instagram", ["Jan 2024", "Feb 2024"], [0.08, None],
+         [0.07, 0.0], [0.07, 0.0]),
+        ("tiktok", "y2", "lines+markers", "tiktok", ["Jan 2024", "Feb 2024"], [100.0, 120.0],
+         [10.0, 0.0], [10.0, 0.0]),
+        ("tiktok", "y2", "markers", "tiktok", ["no join date"], [80.0], [10.0], [15.0]),
+        ("tiktok", "y3", "lines+markers", "tiktok", ["Jan 2024", "Feb 2024"], [0.05, 0.07],
+         [0.01, 0.0], [0.01, 0.0]),
+        ("tiktok", "y3", "markers", "tiktok", ["no join date"], [0.03], [0.01], [0.02]),
+    ]  # fmt: skip
+    tiktok = next(t for t in figure.data if t.type == "scatter" and t.name == "tiktok")
+    assert [list(c) for c in tiktok.customdata] == [
+        [10, " (95% interval 90.0 to 110.0)"],
+        [1, ""],
+    ]
+    assert figure.layout.scattermode == "group"
+    # the bars one stack over each month's whole width, apart from the points' offset groups
+    assert {(t.alignmentgroup, t.offsetgroup) for t in figure.data if t.type == "bar"} == {
+        ("tasks", "tasks")
+    }
 
 
 def test_charts_engagement_by_platform_keeps_its_labels_on_a_narrow_page() -> None:
@@ -1304,23 +1417,39 @@ def test_report_quality_headline_is_over_the_current_records_not_the_latest_batc
     assert deleted == [(6, "1"), (5, "—"), (4, "—"), (3, "—"), (2, "—"), (1, "—")]
 
 
-def test_charts_engagement_over_time_draws_its_lines_from_zero() -> None:
+def test_charts_engagement_over_time_draws_no_line_for_a_label_two_platforms_share() -> None:
+    # a platform spelt "Unknown Platform" (kept, case-folded, flagged unknown-value) is drawn
+    # under the unknown platform's label: their bars stack, and neither has one value of its own
+    # to draw (their two rows of a month failed the chart, and the report with it)
+    jan = date(2024, 1, 1)
+    rows = [
+        _month(None, jan, 5, (10, 8, 12)),
+        _month("unknown platform", jan, 5, (30, 28, 32)),
+        _month("tiktok", jan, 5, (20, 18, 22)),
+    ]
+    figure = charts.engagement_over_time_chart(rows)
+    assert [(t.type, t.name, list(t.y)) for t in figure.data] == [
+        ("bar", "tiktok", [5]),
+        ("scatter", "tiktok", [20.0]),
+        ("bar", "unknown platform", [10]),
+    ]
+
+
+def test_charts_engagement_over_time_draws_its_lines_from_zero_to_above_the_highest_point() -> None:
     """The join-month lines of engagement per task and rate start at zero: on axes fitted to
-    the points (320 to 340 on the real dump), months 6 % apart looked several times apart."""
-    row = _platform("tiktok", 10, 10, 3300) | {
-        "join_month": date(2024, 3, 1),
-        "engagement": Decimal(3300),
-        "engagement_known": 10,
-        "engagement_rate_engagement": Decimal(3300),
-        "engagement_rate_reach": Decimal(50000),
-        "engagement_rate_tasks": 10,
-    }
-    layout = charts.engagement_over_time_chart([row]).layout
-    assert (layout.yaxis.rangemode, layout.yaxis2.rangemode, layout.yaxis3.rangemode) == (
-        None,
-        "tozero",
-        "tozero",
-    )
+    the points (320 to 340 on the real dump), months 6 % apart looked several times apart. They
+    end a little above the highest point, not the highest bar: a month of two tasks has a bar
+    to 1,921 on the real dump, which would flatten every other line."""
+    rows = [
+        _month("tiktok", date(2024, 3, 1), 10, (330, 300, 360), ("0.064", "0.05", "0.08")),
+        _month("facebook", date(2024, 3, 1), 2, (402, 0, 1921), ("0.05", "0", "0.11")),
+    ]
+    layout = charts.engagement_over_time_chart(rows).layout
+    assert (
+        layout.yaxis.range,
+        tuple(round(v, 6) for v in layout.yaxis2.range),
+        tuple(round(v, 6) for v in layout.yaxis3.range),
+    ) == (None, (0, 522.6), (0, 0.0832))
 
 
 def test_charts_dot_axes_never_repeat_a_tick_label() -> None:

@@ -193,7 +193,7 @@ def test_transform_every_data_test_has_a_readable_name() -> None:
         for model, check in checks
         if not re.fullmatch(rf"{model}__[a-z][a-z0-9_]*", check) or check in names
     ] == []
-    assert len(checks) == len({check for _, check in checks}) == 58
+    assert len(checks) == len({check for _, check in checks}) == 59
 
 
 @pytest.mark.slow

@@ -434,6 +434,67 @@ def _compare(
     return sentence + "."
 
 
+def join_month_comparison(by_month: pd.DataFrame, platforms: pd.DataFrame) -> list[str]:
+    """What engagement_by_join_month lets one say of the join months, a sentence per measure
+    (engagement per known task, engagement rate): within each accepted platform (as
+    platform_comparison ranks them), never across platforms, whose mix differs from month to
+    month, whether two of its dated months differ beyond their 95% intervals. If the highest
+    low end of a platform's months lies above the lowest high end, those two months do (they
+    are two months: a month's low end is never above its own high end), and the sentence names
+    them; otherwise every month's interval overlaps every other's, and no month is singled
+    out. Months over fewer than two tasks have no interval and are not compared. The report
+    shows these sentences under its join-month chart; data_output.ipynb prints them."""
+    if by_month.empty or platforms.empty:
+        return []
+    accepted = set(platforms.loc[is_ranked_platform(platforms), "platform"])
+    dated = by_month[by_month["join_month"].notna() & by_month["platform"].isin(accepted)]
+    sentences = []
+    for what, value, n, shown in _COMPARED:
+        low, high = f"{value}_low", f"{value}_high"
+        apart, overlapping = [], []
+        for platform, part in dated.groupby("platform", sort=True):
+            part = part[part[low].notna()]
+            part = part.assign(low=pd.to_numeric(part[low]), high=pd.to_numeric(part[high]))
+            if len(part) < 2:
+                continue
+            # the month with the highest low end, and the one with the lowest high end
+            above = part.sort_values("low", kind="stable").iloc[-1]
+            below = part.sort_values("high", kind="stable").iloc[0]
+            if above["low"] <= below["high"]:
+                overlapping.append(str(platform))
+                continue
+            apart.append(
+                f"{platform}'s {_month_stated(above, value, n, shown)} lies above its"
+                f" {_month_stated(below, value, n, shown)}, beyond both intervals"
+            )
+        if not apart and not overlapping:
+            continue
+        parts = []
+        if apart:
+            parts.append(
+                "; ".join(apart) + " (of many pairs of months, one may differ this much by chance)"
+            )
+        if overlapping:
+            parts.append(
+                f"within {_listed(overlapping)} every month's 95% interval overlaps every other's,"
+                " so no month is singled out"
+            )
+        sentences.append(
+            f"{what.capitalize()} by join month, compared within each platform: {'; '.join(parts)}"
+            " (a month of fewer than two tasks has no interval and is not compared)."
+        )
+    return sentences
+
+
+def _month_stated(row: pd.Series, value: str, n: str, shown: Callable[[Any], str]) -> str:
+    """`Mar 2024 (350.6 over 68 tasks, 95% interval 316.4 to 384.8)`: an engagement_by_join_month
+    row's month, its value, n and interval."""
+    return (
+        f"{pd.Timestamp(row['join_month']):%b %Y} ({shown(row[value])} over {_tasks(row[n])},"
+        f" {_interval(row, value, shown)})"
+    )
+
+
 def _included(overview: pd.DataFrame) -> str:
     """What the headline counts and sums hold that their figures do not show: users without
     programs and programs without tasks (no engagement to show), negative amounts and outliers
@@ -651,6 +712,7 @@ def build_tables(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
         "latest_quality": _latest_quality(batches, quality, models["quality_summary"]),
         "platforms": _records(platforms) if not platforms.empty else [],
         "platform_comparison": platform_comparison(models["platforms"]),
+        "join_month_comparison": join_month_comparison(models["by_month"], models["platforms"]),
         "leaderboard": leaderboard,
         "leaderboard_cut": cut,
         "ranked": ranking_coverage_sentence(models["ranked"]),

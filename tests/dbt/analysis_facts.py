@@ -14,7 +14,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from functools import cache
 from typing import Any
@@ -319,6 +319,30 @@ def by_platform(rows: Rows) -> dict[str | None, dict[str, Any]]:
             **intervals(group),
         }
         for platform, group in groups.items()
+    }
+
+
+def by_join_month(rows: Rows) -> dict[tuple[date | None, str | None], dict[str, Any]]:
+    """engagement_by_join_month, exact: per (the user's UTC join month, platform), as
+    by_platform, with the month's flag."""
+    months = {
+        user.user_key: (
+            None if user.joined_at is None else user.joined_at.astimezone(UTC).date().replace(day=1)
+        )
+        for user in rows.users
+    }
+    groups: dict[tuple[date | None, str | None], list[Task]] = defaultdict(list)
+    for task in rows.tasks:
+        groups[(months[task.user_key], task.platform)].append(task)
+    return {
+        (month, platform): {
+            "is_unknown_join_month": month is None,
+            "is_unknown_platform": platform is None,
+            "user_count": len({t.user_key for t in group}),
+            **task_measures(group),
+            **intervals(group),
+        }
+        for (month, platform), group in groups.items()
     }
 
 

@@ -7,13 +7,23 @@ tests only read it.
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from analysis_facts import MEASURES, Rows, analysis_rows, by_platform, outliers, overview, ranking
+from analysis_facts import (
+    MEASURES,
+    Rows,
+    analysis_rows,
+    by_join_month,
+    by_platform,
+    outliers,
+    overview,
+    ranking,
+)
 from json_facts import compute_facts
 
 from duel.settings import Settings
@@ -71,6 +81,24 @@ def test_engagement_by_platform_coverage_matches_the_files(
         facebook["engagement_known"],
         facebook["engagement_rate_tasks"],
     ) == (1202, 73, 72)
+
+
+def test_engagement_by_join_month_with_its_intervals_matches_the_files(
+    real_built: Settings, rows: Rows
+) -> None:
+    model = {
+        (r.pop("join_month"), r.pop("platform")): r
+        for r in fetch(real_built, "select * from dbt_analysis.engagement_by_join_month")
+    }
+    assert model == by_join_month(rows)
+    # the real dump's values the report's sentences read: instagram's first (part) month, over
+    # 68 known tasks, and the one month whose facebook engagement is known twice
+    assert (
+        model[(date(2024, 3, 1), "instagram")]["engagement_average_low"],
+        model[(date(2024, 3, 1), "instagram")]["engagement_average_high"],
+        model[(date(2024, 5, 1), "facebook")]["engagement_known"],
+        model[(date(2024, 5, 1), "facebook")]["engagement_average_high"],
+    ) == (Decimal("316.44"), Decimal("384.79"), 2, Decimal("1920.99"))
 
 
 def test_engagement_rate_is_its_own_parts_everywhere(real_built: Settings) -> None:

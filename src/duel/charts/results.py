@@ -366,11 +366,15 @@ def engagement_by_platform_chart(platforms: Rows) -> go.Figure:
 
 
 def engagement_over_time_chart(by_month: Rows) -> go.Figure:
-    """engagement_by_join_month: per join month, the tasks (stacked by platform), the engagement per
-    task with known engagement and the engagement rate (all platforms, each point with its n). Users
-    with no usable join date are the last column, "no join date", with their size: never dropped.
-    A month between the first and the last without a user is drawn empty (no bar, a gap in the
-    lines)."""
+    """engagement_by_join_month: per join month, the tasks (stacked by platform), and each
+    platform's engagement per task with known engagement and engagement rate, each point with
+    its n and its 95 % interval (a bar through it), the platforms side by side in a month: a
+    month is compared with another within a platform, never across a changing platform mix.
+    Users with no usable join date are the last column, "no join date", with their size: never
+    dropped. A month between the first and the last without a user is drawn empty (no bar, a
+    gap in the lines). The value axes run from zero to a little above the highest point: a
+    bar wider than that (a point over a few tasks) runs off the top, its whole interval in its
+    hover text."""
     data = frame(by_month)
     if data.empty:
         return empty_chart("no tasks")
@@ -381,7 +385,7 @@ def engagement_over_time_chart(by_month: Rows) -> go.Figure:
         ],
         platform_label=[UNKNOWN_PLATFORM if pd.isna(p) else str(p) for p in data["platform"]],
     )
-    drawn, _ = _folded_labels(
+    drawn, folded = _folded_labels(
         data.groupby("platform_label")["task_count"].sum().to_dict(), (UNKNOWN_PLATFORM,)
     )
     data["platform_label"] = data["platform_label"].map(drawn)
@@ -393,24 +397,6 @@ def engagement_over_time_chart(by_month: Rows) -> go.Figure:
         if known_months
         else []
     ) + ([NO_JOIN_DATE] if data["join_month"].isna().any() else [])
-    per_month = (
-        data.groupby("month")
-        .agg(
-            tasks=("task_count", "sum"),
-            engagement=("engagement", "sum"),
-            known=("engagement_known", "sum"),
-            rate_engagement=("engagement_rate_engagement", "sum"),
-            rate_reach=("engagement_rate_reach", "sum"),
-            rate_tasks=("engagement_rate_tasks", "sum"),
-        )
-        .reindex(months)
-    )
-    per_month["average"] = per_month["engagement"] / per_month["known"].where(
-        per_month["known"] > 0
-    )
-    per_month["rate"] = per_month["rate_engagement"] / per_month["rate_reach"].where(
-        per_month["rate_reach"] > 0
-    )
     fig = make_subplots(
         rows=3,
         cols=1,
@@ -419,48 +405,107 @@ def engagement_over_time_chart(by_month: Rows) -> go.Figure:
         row_heights=[0.4, 0.3, 0.3],
         subplot_titles=(
             "Tasks, by the users' join month",
-            "Engagement per task with known engagement",
-            "Engagement rate",
+            "Engagement per task with known engagement (95% interval)",
+            "Engagement rate (95% interval)",
         ),
     )
+    measures = (
+        ("engagement_average", "engagement_known", ",.1f", 2),
+        ("engagement_rate", "engagement_rate_tasks", ".2%", 3),
+    )
+    tops = {2: 0.0, 3: 0.0}
     for platform, part in data.groupby("platform_label", sort=True):
+        colour = platform_colour(None if platform == UNKNOWN_PLATFORM else platform)
         tasks = part.groupby("month")["task_count"].sum().reindex(months)
         fig.add_bar(
             x=months,
             y=tasks.fillna(0),
             name=str(platform),
+            legendgroup=str(platform),
+            # one stack, placed apart from the points' offset groups (below), which would
+            # otherwise share each month's width with it
+            alignmentgroup="tasks",
+            offsetgroup="tasks",
             row=1,
             col=1,
-            marker_color=platform_colour(None if platform == UNKNOWN_PLATFORM else platform),
+            marker_color=colour,
             hovertemplate=f"{platform}, %{{x}}: %{{y:,}} tasks<extra></extra>",
         )
-    dated = [m for m in months if m != NO_JOIN_DATE]
-    for row, (value, n, fmt) in enumerate(
-        (("average", "known", ",.1f"), ("rate", "rate_tasks", ".2%")), 2
-    ):
-        for part, colour, mode in (
-            (per_month.loc[dated], COLOURS["primary"], "lines+markers"),
-            (per_month.loc[[m for m in months if m == NO_JOIN_DATE]], COLOURS["muted"], "markers"),
-        ):
-            fig.add_scatter(
-                x=list(part.index),
-                y=part[value],
-                mode=mode,
-                showlegend=False,
-                row=row,
-                col=1,
-                line={"color": colour, "width": 2.5},
-                marker={"size": 9, "color": colour},
-                customdata=part[[n]].fillna(0),
-                hovertemplate="%{x}: %{y:" + fmt + "} over %{customdata[0]:,} tasks<extra></extra>",
+        # a folded row sums several labels: no one value, nor interval, of its own to draw; so
+        # does a label two platforms share (a platform spelt "unknown platform" beside the
+        # unknown one), whose bars stack
+        if platform == folded or part["month"].duplicated().any():
+            continue
+        points = part.set_index("month").reindex(months)
+        for value, n, fmt, row in measures:
+            values = pd.to_numeric(points[value], errors="coerce")
+            lows = pd.to_numeric(points[f"{value}_low"], errors="coerce")
+            highs = pd.to_numeric(points[f"{value}_high"], errors="coerce")
+            if values.notna().any():
+                tops[row] = max(tops[row], float(values.max()))
+            plotted = pd.DataFrame(
+                {
+                    "value": values,
+                    "low": lows,
+                    "high": highs,
+                    "n": points[n].fillna(0).astype(int),
+                    "interval": [
+                        "" if pd.isna(low) else f" (95% interval {low:{fmt}} to {high:{fmt}})"
+                        for low, high in zip(lows, highs, strict=True)
+                    ],
+                },
+                index=months,
             )
+            # the dated months joined by a line; the undated column, no point in time, a dot
+            undated = plotted.index == NO_JOIN_DATE
+            for mode, segment in (
+                ("lines+markers", plotted[~undated]),
+                ("markers", plotted[undated]),
+            ):
+                if not segment["value"].notna().any():
+                    continue
+                fig.add_scatter(
+                    x=list(segment.index),
+                    y=segment["value"],
+                    mode=mode,
+                    name=str(platform),
+                    legendgroup=str(platform),
+                    # side by side in a month (layout scattermode): one offset per platform
+                    alignmentgroup="points",
+                    offsetgroup=str(platform),
+                    showlegend=False,
+                    row=row,
+                    col=1,
+                    line={"color": colour, "width": 2},
+                    marker={"size": 7, "color": colour},
+                    error_y={
+                        "type": "data",
+                        "symmetric": False,
+                        "array": (segment["high"] - segment["value"]).fillna(0).tolist(),
+                        "arrayminus": (segment["value"] - segment["low"]).fillna(0).tolist(),
+                        "color": colour,
+                        "thickness": 1.2,
+                        "width": 3,
+                    },
+                    customdata=list(zip(segment["n"], segment["interval"], strict=True)),
+                    hovertemplate=f"{platform}, "
+                    + "%{x}: %{y:"
+                    + fmt
+                    + "} over %{customdata[0]:,} tasks%{customdata[1]}<extra></extra>",
+                )
     fig.update_yaxes(tickformat=".1%", row=3, col=1)
-    # from zero: on an axis fitted to the points, months 6 % apart looked several times apart
-    for row in (2, 3):
-        fig.update_yaxes(rangemode="tozero", row=row, col=1)
-    fig.update_layout(barmode="stack", xaxis3={"title": "users' join month", "type": "category"})
+    # from zero (on an axis fitted to the points, months 6 % apart looked several times apart)
+    # to a little above the highest point: a bar over two tasks may span thousands
+    for row, top in tops.items():
+        fig.update_yaxes(range=[0, top * 1.3 or 1], row=row, col=1)
+    fig.update_layout(
+        barmode="stack",
+        scattermode="group",
+        scattergap=0.5,
+        xaxis3={"title": "users' join month", "type": "category"},
+    )
     fig.update_annotations(font={"size": 13})
-    return style(fig, height=760)
+    return style(fig, height=820)
 
 
 class Top(NamedTuple):

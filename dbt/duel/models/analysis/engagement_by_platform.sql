@@ -15,9 +15,7 @@ measures as (
         -- how far each platform's engagement per task and rate could be from what more tasks
         -- would show: their 95 % intervals (macros/intervals.sql), so that a platform leading
         -- over a few known tasks is not read as leading
-        cast(round(stddev_samp(tasks.engagement), 2) as numeric(38, 2)) as engagement_stddev,
-        {{ mean_interval('tasks.engagement', 'low', minimum=0) }} as engagement_average_low,
-        {{ mean_interval('tasks.engagement', 'high') }} as engagement_average_high
+        {{ engagement_interval_aggregates('tasks') }}
 
     from tasks
     group by 1, 2
@@ -45,10 +43,12 @@ platform_users as (
 
 ),
 
+{%- if not rate_residuals_in_one_pass() %}
+
 -- each platform's rate residuals, sum((engagement x its reach sum - its engagement sum x
--- reach)^2) over the tasks its rate is over, for the rate's interval (macros/intervals.sql,
--- ratio_interval: a second pass over the tasks, against the platforms' sums; tasks_completed
--- named again, as above)
+-- reach)^2) over the tasks its rate is over, for the rate's interval, where the target does
+-- not sum them in the aggregate above (macros/intervals.sql, rate_squares: a second pass over
+-- the tasks, against the platforms' sums; tasks_completed named again, as above)
 rate_residuals as (
 
     select
@@ -69,6 +69,7 @@ rate_residuals as (
     group by 1
 
 ),
+{%- endif %}
 
 final as (
 
@@ -80,25 +81,15 @@ final as (
         ) as is_accepted_platform,
         cast(platform_users.user_count as bigint) as user_count,
         {{ task_measure_columns('measures') }},
-        measures.engagement_stddev,
-        measures.engagement_average_low,
-        measures.engagement_average_high,
-        {%- for bound in ['low', 'high'] %}
-        {{ ratio_interval(
-            'measures.engagement_rate',
-            'measures.engagement_rate_tasks',
-            'measures.engagement_rate_reach',
-            'rate_residuals.squares',
-            bound,
-            minimum=0
-        ) }} as engagement_rate_{{ bound }}{% if not loop.last %},{% endif %}
-        {%- endfor %}
+        {{ engagement_interval_columns('measures', 'rate_residuals') }}
 
     from measures
     inner join platform_users
         on measures.platform is not distinct from platform_users.platform
+    {%- if not rate_residuals_in_one_pass() %}
     left join rate_residuals
         on measures.platform is not distinct from rate_residuals.platform
+    {%- endif %}
 
 )
 
