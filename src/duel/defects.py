@@ -40,6 +40,9 @@ _TRIM = (
 )
 # The key of `vars.placeholders` whose values are placeholders of every field, beside its own list
 EVERY_FIELD = "every_field"
+# the class of every field of a list's element that is not an object (vars.defect_classes;
+# macros/cleaning.sql, field_defect_columns): a record with no fields, never one "missing" them
+NOT_AN_OBJECT = "not-an-object"
 _FLAGS = {"case": re.IGNORECASE | re.ASCII, "exact": re.ASCII}
 # the `~*` (case-insensitive) patterns of macros/cleaning.sql; the others are matched with `~`
 _CASE_INSENSITIVE = frozenset({"uuid", "url", "iso_timestamp", "iso_offset", "decimal"})

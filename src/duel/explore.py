@@ -31,7 +31,16 @@ from statistics import fmean, median
 from typing import Any
 
 from duel import jsonb, parse, state
-from duel.defects import MISSING, Integer, Rules, load_rules, lower_text, parse_json, trimmed
+from duel.defects import (
+    MISSING,
+    NOT_AN_OBJECT,
+    Integer,
+    Rules,
+    load_rules,
+    lower_text,
+    parse_json,
+    trimmed,
+)
 from duel.exceptions import ConfigError, SourceError
 from duel.identity import CONTENT_PREFIX, key_rule
 from duel.parse import Outcome
@@ -97,7 +106,7 @@ def json_type(value: Any) -> str:
 def iter_records(document: Any) -> Iterator[tuple[str, Any]]:
     """(entity, object) for the user, then each program, then each task, as dbt unnests them:
     elements of a list that is not a list give nothing, an element that is not an object is a
-    record whose every field is missing."""
+    record with no fields (each of them `not-an-object`: judge)."""
     yield "user", document
     programs = document.get("advocacy_programs") if isinstance(document, dict) else None
     for program in programs if isinstance(programs, list) else []:
@@ -288,7 +297,9 @@ def judge(rules: Rules, document: Any, repaired: bool = False, keyless: bool = F
         values = []
         for rule in rules.entity(entity):
             value = field_value(record, rule.name)
-            defect = rule.defect(value)
+            # a list's element that is not an object has no fields (macros/cleaning.sql,
+            # field_defect_columns); the document itself always is one (else it is quarantined)
+            defect = rule.defect(value) if isinstance(record, dict) else NOT_AN_OBJECT
             shown = value if defect == "placeholder" and isinstance(value, str) else None
             values.append((rule.name, json_type(value), defect, shown))
         records.append((entity, tuple(values)))

@@ -13,6 +13,7 @@ import pytest
 from conftest import query, run_cli
 from dumps import Literal, program, task, user, write_dump
 
+from duel import explore
 from duel.exceptions import SourceError
 from duel.load import ingest
 from duel.settings import Settings
@@ -266,8 +267,9 @@ def test_models_programs_and_tasks_that_are_not_objects_build_green(
     settings: Settings, tmp_path: Path
 ) -> None:
     """A program or a task that is not a JSON object (a string, a number, null, a list) is a
-    row whose every field is missing (macros/portable.sql, json_fields_from reads an object's
-    fields and nothing of anything else); the objects beside them are read as usual."""
+    row with no fields, each of them `not-an-object` (macros/cleaning.sql,
+    field_defect_columns), where they were `missing`, which sent a reader looking for absent
+    keys; the objects beside them are read as usual, and data_quality counts the class."""
     programs = ["a program", 7, None, [1], program(5, ["a task", 0, task(3)])]
     ingest_and_build(settings, tmp_path / "not-objects", {"user_1.json": user(1, programs)})
     assert query(
@@ -275,10 +277,10 @@ def test_models_programs_and_tasks_that_are_not_objects_build_green(
         "select program_position, program_id_defect, brand_defect, tasks_completed_defect,"
         " task_count from dbt.advocacy_programs order by 1",
     ) == [
-        (1, "missing", "missing", "missing", None),
-        (2, "missing", "missing", "missing", None),
-        (3, "missing", "missing", "missing", None),
-        (4, "missing", "missing", "missing", None),
+        (1, "not-an-object", "not-an-object", "not-an-object", None),
+        (2, "not-an-object", "not-an-object", "not-an-object", None),
+        (3, "not-an-object", "not-an-object", "not-an-object", None),
+        (4, "not-an-object", "not-an-object", "not-an-object", None),
         (5, None, None, None, 3),
     ]
     assert query(
@@ -286,10 +288,32 @@ def test_models_programs_and_tasks_that_are_not_objects_build_green(
         "select task_position, task_id_defect, platform_defect, likes_defect, reach, engagement"
         " from dbt.tasks_completed order by 1",
     ) == [
-        (1, "missing", "missing", "missing", None, None),
-        (2, "missing", "missing", "missing", None, None),
+        (1, "not-an-object", "not-an-object", "not-an-object", None, None),
+        (2, "not-an-object", "not-an-object", "not-an-object", None, None),
         (3, None, None, None, 200, 15),
     ]
+    loaded = query(
+        settings,
+        "select record_type, field, defect, sum(defect_count)::int, sum(records)::int"
+        " from dbt_analysis.data_quality where defect = 'not-an-object' group by 1, 2, 3",
+    )
+    assert sorted(loaded) == [
+        *(
+            ("program", field, "not-an-object", 4, 5)
+            for field in ("brand", "program_id", "tasks_completed", "total_sales_attributed")
+        ),
+        *(
+            ("task", field, "not-an-object", 2, 3)
+            for field in ("comments", "likes", "platform", "post_url", "reach", "shares", "task_id")
+        ),
+    ]
+    # what the notebook's exploration counts before the load (duel.explore) is the same
+    explored = [
+        (d.record_type, d.field, d.defect, d.count, d.records)
+        for d in explore.defect_counts(settings, tmp_path / "not-objects")
+        if d.defect == "not-an-object"
+    ]
+    assert explored == sorted(loaded)
 
 
 @pytest.mark.slow

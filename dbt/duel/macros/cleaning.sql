@@ -40,11 +40,21 @@
     {{ context[rule['kind'] ~ '_value'](field ~ '_json', field ~ '_defect', rule) }}
 {%- endmacro %}
 
-{# Every field's defect class as `[expression, '<field>_defect']`, for select_computed_once. #}
-{% macro field_defect_columns(entity) -%}
+{#
+    Every field's defect class as `[expression, '<field>_defect']`, for select_computed_once.
+    `record_kind`: for a record that is an element of a list (a program, a task), the column
+    holding the element's JSON kind: an element that is not an object (a string, a number,
+    null, a list) has no fields, and each of them is `not-an-object` rather than `missing`.
+#}
+{% macro field_defect_columns(entity, record_kind=none) -%}
     {%- set columns = [] -%}
     {%- for field in var('fields')[entity] -%}
-        {%- do columns.append([field_defect(entity, field), field ~ '_defect']) -%}
+        {%- set defect = field_defect(entity, field) -%}
+        {%- if record_kind is not none -%}
+            {%- set defect = "case when " ~ record_kind ~ " <> 'object' then "
+                ~ defect_class('not-an-object') ~ " else " ~ defect ~ " end" -%}
+        {%- endif -%}
+        {%- do columns.append([defect, field ~ '_defect']) -%}
     {%- endfor -%}
     {{ return(columns) }}
 {%- endmacro %}

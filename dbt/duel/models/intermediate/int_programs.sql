@@ -17,6 +17,8 @@ unnested as (
         current_documents.content_sha256,
         current_documents.batch_id,
         cast(program.program_position as integer) as program_position,
+        -- the element's JSON kind: one that is not an object has no fields (field_defect_columns)
+        {{ json_kind('program.program_json') }} as record_json_kind,
         {%- for field in var('fields')['program'] %}
         {{ json_field('program_fields', 'program.program_json', field) }} as {{ field }}_json
         {{- ',' if not loop.last }}
@@ -42,7 +44,9 @@ scalars as (
 -- each field's defect class, computed once per row
 classified as (
 
-    {{ select_computed_once('scalars', 'defects', field_defect_columns('program')) }}
+    {{ select_computed_once(
+        'scalars', 'defects', field_defect_columns('program', 'record_json_kind')
+    ) }}
 
 ),
 

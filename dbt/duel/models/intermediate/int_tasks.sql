@@ -15,6 +15,8 @@ unnested as (
         current_documents.batch_id,
         cast(program.program_position as integer) as program_position,
         cast(task.task_position as integer) as task_position,
+        -- the element's JSON kind: one that is not an object has no fields (field_defect_columns)
+        {{ json_kind('task.task_json') }} as record_json_kind,
         {%- for field in var('fields')['task'] %}
         {{ json_field('task_fields', 'task.task_json', field) }} as {{ field }}_json
         {{- ',' if not loop.last }}
@@ -44,7 +46,9 @@ scalars as (
 -- each field's defect class, computed once per row
 classified as (
 
-    {{ select_computed_once('scalars', 'defects', field_defect_columns('task')) }}
+    {{ select_computed_once(
+        'scalars', 'defects', field_defect_columns('task', 'record_json_kind')
+    ) }}
 
 ),
 
