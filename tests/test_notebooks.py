@@ -399,9 +399,10 @@ def test_data_output_join_months_are_compared_within_a_platform_by_their_interva
     )
     assert (highest_low, lowest_high) == (Decimal("321.46"), Decimal("327.67"))
     sentences = [
-        f"{what} by join month, compared within each platform: within facebook, instagram and"
-        " tiktok every month's 95% interval overlaps every other's, so no month is singled out"
-        " (a month of fewer than two tasks has no interval and is not compared)."
+        f"{what} by join month, compared within each platform: within facebook (2 of 13 months"
+        " with an interval), instagram and tiktok every month's 95% interval overlaps every"
+        " other's, so no month is singled out (a month of fewer than two tasks has no interval"
+        " and is not compared)."
         for what in ("Engagement per known task", "Engagement rate")
     ]
     assert printed(output_run, "time-answer") == (

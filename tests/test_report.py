@@ -390,7 +390,8 @@ def test_join_month_comparison_names_months_apart_within_a_platform_never_across
     """Months are compared within each accepted platform by their 95% intervals: the pair
     whose intervals part is named, with both; a platform whose months all overlap is said to
     single none out; a month without an interval (one task), the undated tasks, the unknown
-    platform and a platform outside the accepted ones are not compared."""
+    platform and a platform outside the accepted ones are not compared, and a platform some of
+    whose months are not says over how many it is (the real dump's facebook: 2 of 13)."""
     mar, apr, may = date(2024, 3, 1), date(2024, 4, 1), date(2024, 5, 1)
     rows = [
         _month("tiktok", mar, 97, (360, 340, 380), ("0.06", "0.05", "0.07")),
@@ -413,15 +414,16 @@ def test_join_month_comparison_names_months_apart_within_a_platform_never_across
         ]
     )
     assert join_month_comparison(frame(rows), platforms) == [
-        "Engagement per known task by join month, compared within each platform: tiktok's Mar"
-        " 2024 (360.0 over 97 tasks, 95% interval 340.0 to 380.0) lies above its Apr 2024 (320.0"
-        " over 197 tasks, 95% interval 300.0 to 339.0), beyond both intervals (of many pairs of"
-        " months, one may differ this much by chance); within instagram every month's 95%"
-        " interval overlaps every other's, so no month is singled out (a month of fewer than two"
-        " tasks has no interval and is not compared).",
+        "Engagement per known task by join month, compared within each platform: tiktok (2 of 3"
+        " months with an interval): Mar 2024 (360.0 over 97 tasks, 95% interval 340.0 to 380.0)"
+        " lies above Apr 2024 (320.0 over 197 tasks, 95% interval 300.0 to 339.0), beyond both"
+        " intervals (of many pairs of months, one may differ this much by chance); within"
+        " instagram every month's 95% interval overlaps every other's, so no month is singled"
+        " out (a month of fewer than two tasks has no interval and is not compared).",
         "Engagement rate by join month, compared within each platform: within instagram and"
-        " tiktok every month's 95% interval overlaps every other's, so no month is singled out"
-        " (a month of fewer than two tasks has no interval and is not compared).",
+        " tiktok (2 of 3 months with an interval) every month's 95% interval overlaps every"
+        " other's, so no month is singled out (a month of fewer than two tasks has no interval"
+        " and is not compared).",
     ]
     # one month with an interval per platform: nothing to compare
     assert join_month_comparison(frame(rows[:1] + rows[2:5]), platforms) == []

@@ -442,8 +442,11 @@ def join_month_comparison(by_month: pd.DataFrame, platforms: pd.DataFrame) -> li
     low end of a platform's months lies above the lowest high end, those two months do (they
     are two months: a month's low end is never above its own high end), and the sentence names
     them; otherwise every month's interval overlaps every other's, and no month is singled
-    out. Months over fewer than two tasks have no interval and are not compared. The report
-    shows these sentences under its join-month chart; data_output.ipynb prints them."""
+    out. Months over fewer than two tasks have no interval and are not compared; a platform
+    some of whose months are not says over how many of them it is ("facebook (2 of 13 months
+    with an interval)" on the real dump), so that "no month is singled out" is not read as
+    holding for months never compared. The report shows these sentences under its join-month
+    chart; data_output.ipynb prints them."""
     if by_month.empty or platforms.empty:
         return []
     accepted = set(platforms.loc[is_ranked_platform(platforms), "platform"])
@@ -452,19 +455,26 @@ def join_month_comparison(by_month: pd.DataFrame, platforms: pd.DataFrame) -> li
     for what, value, n, shown in _COMPARED:
         low, high = f"{value}_low", f"{value}_high"
         apart, overlapping = [], []
-        for platform, part in dated.groupby("platform", sort=True):
-            part = part[part[low].notna()]
+        for platform, months in dated.groupby("platform", sort=True):
+            part = months[months[low].notna()]
             part = part.assign(low=pd.to_numeric(part[low]), high=pd.to_numeric(part[high]))
             if len(part) < 2:
                 continue
+            # how many of its months are compared, when not all are: a platform whose tasks are
+            # mostly undated or unknown (the real dump's facebook) is compared over a few months
+            label = str(platform) + (
+                f" ({len(part)} of {len(months)} months with an interval)"
+                if len(part) < len(months)
+                else ""
+            )
             # the month with the highest low end, and the one with the lowest high end
             above = part.sort_values("low", kind="stable").iloc[-1]
             below = part.sort_values("high", kind="stable").iloc[0]
             if above["low"] <= below["high"]:
-                overlapping.append(str(platform))
+                overlapping.append(label)
                 continue
             apart.append(
-                f"{platform}'s {_month_stated(above, value, n, shown)} lies above its"
+                f"{label}: {_month_stated(above, value, n, shown)} lies above"
                 f" {_month_stated(below, value, n, shown)}, beyond both intervals"
             )
         if not apart and not overlapping:

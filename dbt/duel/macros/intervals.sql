@@ -79,19 +79,20 @@
       sums (engagement_rate_reach, engagement_rate_engagement). Every term is an integer in
       numeric, so the identity holds to the last digit: the same S as the residuals summed one
       by one (the one-pass form with a rounded ratio R in place of Y / X is what cancelled).
-      engagement_by_join_month at 1M tasks: 6.0-6.6 s, against 7.9-8.2 s with a second pass
-      over the tasks and their users' join months (and 5.6-5.8 s without intervals).
-    - Elsewhere (Spark, whose exact type is double, where that form cancels and whose decimal
-      stops at 38 digits), the residuals are summed in a second pass over the tasks, against the
-      groups' sums: the model's `rate_residuals`, its `squares` column.
+      At 1M tasks it took engagement_by_platform's select from about 3.0 s to 1.8 s, and gave
+      engagement_by_join_month its intervals for about 0.7 s where a second pass cost 3-4 s
+      (bench/analysis.md, thirtieth pass).
+    - Where the exact type is not exact (Spark: double, where that form cancels; its decimal
+      stops at 38 digits), the residuals are summed in a second pass over the tasks, against
+      the groups' sums: the model's `rate_residuals`, its `squares` column.
 
-    rate_residuals_in_one_pass(): which of the two the target takes. rate_moments(tasks): the
+    rate_residuals_in_one_pass(): which of the two the target takes (exact_number_type). rate_moments(tasks): the
     sums the first needs, as `, <sum> as rate_..._moment` columns to end a group's aggregate
     (nothing for the second). rate_squares(measures, residuals): S for a row of the aggregate
     `measures`, or of the second pass's `residuals`.
 #}
 {% macro rate_residuals_in_one_pass() -%}
-    {{ return(target.type == 'postgres') }}
+    {{ return(exact_number_type() == 'numeric') }}
 {%- endmacro %}
 
 {% macro rate_moments(tasks) -%}

@@ -46,11 +46,9 @@ measures as (
 
 -- each group's rate residuals, sum((engagement x its reach sum - its engagement sum x reach)^2)
 -- over the tasks its rate is over, for the rate's interval, where the target does not sum them
--- in the aggregate above (macros/intervals.sql, rate_squares: a second pass over the tasks,
--- against the groups' sums). tasks_completed and base are named again, not through `joined`: a
--- CTE read twice is materialised whole. The groups are matched on each key's NULL flag and its
--- value (NULL as a value no key has), an equality hashed, where `is not distinct from` compared
--- every task with every group.
+-- in the aggregate above (macros/intervals.sql, rate_squares: a second pass over the tasks and
+-- their users' join months, against the groups' sums). tasks_completed and base are named
+-- again, not through `joined`: a CTE read twice is materialised whole.
 rate_residuals as (
 
     select
@@ -78,11 +76,8 @@ rate_residuals as (
         ) as rated
         inner join measures as sums
             on
-                (rated.join_month is null) = sums.is_unknown_join_month
-                and coalesce(rated.join_month, {{ cast_as("'0001-01-01'", 'date') }})
-                = coalesce(sums.join_month, {{ cast_as("'0001-01-01'", 'date') }})
-                and (rated.platform is null) = sums.is_unknown_platform
-                and coalesce(rated.platform, '') = coalesce(sums.platform, '')
+                rated.join_month is not distinct from sums.join_month
+                and rated.platform is not distinct from sums.platform
     ) as residuals
     group by 1, 2
 
