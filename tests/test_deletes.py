@@ -354,13 +354,16 @@ def test_ingest_full_withholds_deletes_while_an_ndjson_member_is_unreadable(
         ("d/inner.zip", lambda packed: packed[: len(packed) // 2]),
         # an array of users that cannot be split (cut short): none of them is the file
         ("d/users.json", lambda users: users[:-2]),
+        # as is a list of users an object wraps, `{"users": [...]}`
+        ("d/wrapped.json", lambda users: users[:-3]),
     ],
 )
 def test_ingest_full_withholds_deletes_while_a_file_of_many_users_is_unreadable(
     settings: Settings, tmp_path: Path, name: str, broken: Any
 ) -> None:
-    """A nested archive or a JSON array of users holds users keyed by their fields: quarantined,
-    it is none of them (it was keyed by its own path, so a complete dump deleted its users)."""
+    """A nested archive or a JSON array of users (or one an object wraps) holds users keyed by
+    their fields: quarantined, it is none of them (it was keyed by its own path, so a complete
+    dump deleted its users)."""
     users = [{"user_id": f"u{n}", "name": f"User {n}"} for n in range(3)]
     if name.endswith(".zip"):
         buffer = io.BytesIO()
@@ -368,6 +371,8 @@ def test_ingest_full_withholds_deletes_while_a_file_of_many_users_is_unreadable(
             for n, user in enumerate(users):
                 archive.writestr(f"mixed/user_{n}.json", json.dumps(user))
         whole = buffer.getvalue()
+    elif name == "d/wrapped.json":
+        whole = json.dumps({"users": users}).encode()
     else:
         whole = json.dumps(users).encode()
     others = [(f"d/other_{n}.json", json.dumps({"name": f"Other {n}"}).encode()) for n in range(4)]

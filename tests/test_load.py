@@ -272,6 +272,38 @@ def test_ingest_ndjson_one_document_per_line(settings: Settings, tmp_path: Path)
     ) == [("users.ndjson:1", "1"), ("users.ndjson:3", "2")]
 
 
+def test_ingest_an_object_wrapping_users_loads_each_and_counts_them(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`{"users": [a, 42, b]}` beside a user's own file: a and b load as documents of their own,
+    keyed by their user_id, 42 is quarantined alone with its bytes, and the ledger has a row for
+    each (files_seen 4 for 2 files); the wrapper was one user with every field missing."""
+    (tmp_path / "export.json").write_bytes(
+        b'{"users": [\n  {"user_id": "a", "n": 1.50},\n  42,\n  {"user_id": "b"}\n]}\n'
+    )
+    (tmp_path / "user_c.json").write_bytes(b'{"user_id": "c"}')
+    result = ingest(settings, tmp_path)
+    assert (result.files_seen, result.loaded, result.quarantined) == (4, 3, 1)
+    assert query(
+        settings,
+        "select source_name, document_key, document::text from raw.user_documents order by 1",
+    ) == [
+        ("export.json[0]", "user_id:a", '{"n": 1.50, "user_id": "a"}'),
+        ("export.json[2]", "user_id:b", '{"user_id": "b"}'),
+        ("user_c.json", "file:user_c.json", '{"user_id": "c"}'),
+    ]
+    assert query(
+        settings,
+        "select source_name, status, reason from raw.batch_files order by source_name",
+    ) == [
+        ("export.json[0]", "loaded", None),
+        ("export.json[1]", "quarantined", "not-an-object"),
+        ("export.json[2]", "loaded", None),
+        ("user_c.json", "loaded", None),
+    ]
+    assert query(settings, "select convert_from(content, 'UTF8') from raw.quarantine") == [("42",)]
+
+
 def test_ingest_half_a_surrogate_pair_quarantines_its_line_or_element_alone(
     settings: Settings, tmp_path: Path
 ) -> None:

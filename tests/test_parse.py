@@ -259,3 +259,73 @@ def test_parse_an_array_behind_a_comment_that_cannot_be_split_is_unidentified() 
     one = b'// one user\n{"user_id": "a", "x": NaN}'
     single = classify(SourceFile("d/u.json", one, len(one), key_path="u.json"), "safe", rule)
     assert isinstance(single, Outcome) and single.key == "file:u.json"  # a user's own file
+
+
+def _split(data: bytes) -> list[tuple[str, str, str | None, bytes | None, object]]:
+    rule = KeyRule.parse("@file,user_id")
+    got = classify(SourceFile("d/u.json", data, len(data), key_path="u.json"), "safe", rule)
+    return [
+        (o.name, o.status, o.key, o.parsed and o.parsed.document, o.parsed and o.parsed.repair)
+        for o in (got if isinstance(got, list) else [got])
+    ]
+
+
+def test_parse_an_object_wrapping_a_list_of_users_loads_each_user() -> None:
+    # {"users": [...]} (an API's export) was loaded as one user with every field missing, its
+    # users in no table: it is split as a top-level array is, each user its own bytes
+    a, b = b'{"user_id": "a", "n": 1.50}', b'{"user_id": "b"}'
+    assert _split(b'{"users": [' + a + b", " + b + b"]}") == [
+        ("d/u.json[0]", "clean", "user_id:a", a, None),
+        ("d/u.json[1]", "clean", "user_id:b", b, None),
+    ]
+    # whitespace anywhere, any member name that is no user field, an element that is no user
+    # quarantined alone; the file's byte order mark recorded on each user
+    spaced = b'\xef\xbb\xbf\n{ "data" :\n  [\n ' + a + b",\n 42 ]\n}\n"
+    assert _split(spaced) == [
+        ("d/u.json[0]", "repaired", "user_id:a", a, {"kind": "encoding", "fixes": ["utf-8-bom"]}),
+        ("d/u.json[1]", "quarantined", "content:" + hashlib.sha256(b"42").hexdigest(), None, None),
+    ]
+    # a comment before it: split once the lossless fixes made it JSON, each user recording them
+    assert _split(b'// export\n{"users": [' + a + b"]}") == [
+        ("d/u.json[0]", "repaired", "user_id:a", a, {"kind": "lossless", "fixes": ["comment"]}),
+    ]
+
+
+def test_parse_an_object_that_is_not_only_a_list_of_users_is_one_user() -> None:
+    # a user whose one field is a list of objects; a list of no objects; a second member beside
+    # the list: each is one document, keyed by its file, as before
+    for data in (
+        b'{"advocacy_programs": [{"brand": "Acme"}]}',
+        b'{"users": [1, 2]}',
+        b'{"users": [{"user_id": "a"}], "total": 1}',
+        b'{"users": []}',
+    ):
+        assert _split(data) == [("d/u.json", "clean", "file:u.json", data, None)]
+
+
+def test_parse_an_object_wrapping_users_that_cannot_be_split_is_unidentified() -> None:
+    # cut short inside its list: quarantined whole, and none of its users (as an array is), so a
+    # complete dump holding it withholds its deletes; inside an array it is no user, on its own
+    cut = b'{"users": [{"user_id": "a"}, {"user_id": "b"'
+    [(name, status, key, _, _)] = _split(cut)
+    assert (name, status, key) == (
+        "d/u.json",
+        "quarantined",
+        "content:" + hashlib.sha256(cut).hexdigest(),
+    )
+    inner = b'{"users": [{"user_id": "a"}]}'
+    [(name, status, key, _, _)] = _split(b"[" + inner + b"]")
+    assert (name, status, key) == (
+        "d/u.json[0]",
+        "quarantined",
+        "content:" + hashlib.sha256(inner).hexdigest(),
+    )
+    rule = KeyRule.parse("@file,user_id")
+    wrapped = classify(
+        SourceFile("d/u.json", b"[" + inner + b"]", 31, key_path="u.json"), "safe", rule
+    )
+    assert isinstance(wrapped, list) and wrapped[0].parsed is not None
+    assert (wrapped[0].parsed.reason, wrapped[0].parsed.detail) == (
+        "not-an-object",
+        'top level is an object holding a list of users under "users"',
+    )

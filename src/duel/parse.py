@@ -16,6 +16,7 @@ it unchanged, or parses it after all (`reclassify`) when this batch moved the do
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 import multiprocessing.pool
 import queue
@@ -30,6 +31,7 @@ from typing import Any, NamedTuple
 
 from duel.identity import KeyRule, document_key, file_key, salvaged_key
 from duel.repair import (
+    USER_KEYS,
     FileRepair,
     Parsed,
     array_texts,
@@ -111,7 +113,7 @@ def classify(
         body = None  # the file decoded: array_texts' first text
         for text, fix in array_texts(data, parsed):
             body = body or text
-            if (elements := _array_elements(text)) is not None:
+            if (elements := _users_of(text)) is not None:
                 return [
                     _with_file_repair(outcome, fix)
                     for index, part in enumerate(elements)
@@ -124,7 +126,7 @@ def classify(
                         )
                     )
                 ]
-        if body is not None and _opens_array(body):  # users of their own, none of them the file
+        if body is not None and _opens_users(body):  # users of their own, none of them the file
             source = source._replace(key_path=None)  # unidentified
     if parsed.status == "quarantined":
         return Outcome(
@@ -176,13 +178,48 @@ _JSON_SPACE = b" \t\r\n"
 _BEFORE_ARRAY = re.compile(rb"(?:[ \t\r\n\f\v]++|//[^\n]*+|\#[^\n]*+|/\*(?:[^*]++|\*(?!/))*+\*/)*+")
 
 
-def _opens_array(body: bytes) -> bool:
+# The head of a list of users wrapped in an object (`repair.wrapped_users`): the object's first
+# member's name, and its value opening a list
+_WRAPPER_HEAD = re.compile(rb'\{[ \t\r\n]*+"((?:[^"\\]++|\\.)*+)"[ \t\r\n]*+:[ \t\r\n]*+(\[)')
+
+
+def _opens_users(body: bytes) -> bool:
     """Whether a file's decoded text (`repair.decoded`: no byte order mark, UTF-16 transcoded)
-    opens a JSON array past whitespace and comments: it holds users of their own (keyed by their
-    fields), so when it cannot be split it is none of them, and is quarantined unidentified (a
-    complete dump holding it withholds its deletes)."""
+    opens a JSON array, or an object whose first member, under a name that is no user field,
+    opens a list (as one wrapping a list of users does, `repair.wrapped_users`), past whitespace
+    and comments: it holds users of their own (keyed by their fields), so when it cannot be
+    split it is none of them, and is quarantined unidentified (a complete dump holding it
+    withholds its deletes)."""
     match = _BEFORE_ARRAY.match(body)
-    return body[match.end() if match else 0 :][:1] == b"["
+    start = match.end() if match else 0
+    return body[start : start + 1] == b"[" or _wrapper_head(body, start) is not None
+
+
+def _wrapper_head(text: bytes, start: int) -> re.Match[bytes] | None:
+    """The head of a list of users wrapped in an object at `start`, if `text` opens one there:
+    its member's name is no user field."""
+    head = _WRAPPER_HEAD.match(text, start)
+    if head is None:
+        return None
+    try:
+        name = json.loads(b'"' + head.group(1) + b'"')
+    except ValueError:
+        return None
+    return None if name in USER_KEYS else head
+
+
+def _users_of(text: bytes) -> list[bytes] | None:
+    """The users of a text that holds several: a JSON array's elements, or those of the list an
+    object wraps (`{"users": [...]}`, `repair.wrapped_users`: its one member, so nothing but
+    the list and the object's `}` follow it); None when it is neither, or cannot be split."""
+    if (elements := _array_elements(text)) is not None:
+        return elements
+    start = len(text) - len(text.lstrip(_JSON_SPACE))
+    head = _wrapper_head(text, start)
+    end = len(text.rstrip(_JSON_SPACE))
+    if head is None or text[end - 1 : end] != b"}":
+        return None
+    return _array_elements(text[head.start(2) : end - 1])
 
 
 def _array_elements(text: bytes) -> list[bytes] | None:

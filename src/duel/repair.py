@@ -222,6 +222,24 @@ def _encoding_repair(encoding: tuple[str, ...]) -> FileRepair | None:
     return FileRepair(ENCODING_ERRORS[encoding[0]], {"kind": "encoding", "fixes": list(encoding)})
 
 
+def wrapped_users(value: dict[str, Any]) -> str | None:
+    """What makes an object a list of users wrapped in an object (an API's export,
+    `{"users": [{...}, ...]}`), as the quarantine detail that says so; None for a user. It is
+    one: its only member holds a list with an object in it, under a name that is no user field
+    (`{"advocacy_programs": [...]}` is a user with every other field missing). `duel.parse`
+    splits it into its users as it splits a top-level array; it was loaded as one user with
+    every field missing, its users in no table."""
+    if len(value) != 1:
+        return None
+    ((name, inner),) = value.items()
+    if name in USER_KEYS or not isinstance(inner, list):
+        return None
+    if not any(isinstance(element, dict) for element in inner):
+        return None
+    member = json.dumps(name, ensure_ascii=False)
+    return f"top level is an object holding a list of users under {member}"
+
+
 def _parse(body: bytes, policy: str, encoding: tuple[str, ...]) -> Parsed:
     """The verdict on decoded text; `encoding` names the fixes that decoded it."""
     by_orjson = True
@@ -238,6 +256,8 @@ def _parse(body: bytes, policy: str, encoding: tuple[str, ...]) -> Parsed:
         return quarantine(
             "not-an-object", f"top level is {type(value).__name__}, not a user object"
         )
+    if (wrapper := wrapped_users(value)) is not None:
+        return quarantine("not-an-object", wrapper)
     refused = jsonb.refusal(body, value, by_orjson)
     if refused is not None:
         return quarantine(*refused)
@@ -377,6 +397,8 @@ def _lossless(text: str, error: str, encoding: tuple[str, ...]) -> Parsed | None
             f"top level is {type(value).__name__}, not a user object",
             parse_error=error,
         )
+    if (wrapper := wrapped_users(value)) is not None:
+        return quarantine("not-an-object", wrapper, parse_error=error)
     refused = jsonb.refusal(
         document, value
     )  # first: the proof's parser could not follow 1,000 levels

@@ -39,6 +39,7 @@ EXTRA = {
     "mixed/empty.json": b"",
     "mixed/list.json": b"[1, 2]",
     "mixed/pair.json": b'[{"user_id": "a", "name": "A"}, {"user_id": "b", "name": "B"}]',
+    "mixed/wrapped.json": b'{"users": [{"user_id": "c", "name": "C"}, {"user_id": "d"}]}',
     "mixed/latin1.json": '{"name": "Zoë"}'.encode("latin-1"),
     "mixed/._user_1.json": b"\x00\x05\x16\x07",
     "mixed/notes.txt": b"not data",
@@ -49,8 +50,8 @@ EXTRA = {
 def dump(real_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small tar.gz, built in a temp dir, never committed: 200 files of the real dataset (the
     malformed ones among its first files included) and one file of each other kind (empty, not an
-    object, a JSON array of two users, not UTF-8, a macOS metadata file, a user file
-    delivered twice)."""
+    object, a JSON array of two users, two users an object wraps, not UTF-8, a macOS metadata
+    file, a user file delivered twice)."""
     chosen: list[tuple[str, bytes]] = []
     malformed = 0
     with tarfile.open(real_data) as archive:

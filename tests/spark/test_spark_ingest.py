@@ -129,7 +129,7 @@ def test_spark_ingest_dump_has_every_kind(postgres_raw: dict[str, list[tuple[Any
     for row in postgres_raw["batch_files"]:
         statuses[row[3]] = statuses.get(row[3], 0) + 1
     assert statuses == {
-        "loaded": 182,
+        "loaded": 184,
         "repaired": 20,
         "unchanged": 1,
         "quarantined": 3,
