@@ -292,11 +292,13 @@ def test_parse_an_object_wrapping_a_list_of_users_loads_each_user() -> None:
 
 
 def test_parse_an_object_that_is_not_only_a_list_of_users_is_one_user() -> None:
-    # a user whose one field is a list of objects; a list of no objects; a second member beside
-    # the list: each is one document, keyed by its file, as before
+    # a user whose one field is a list of objects, under its name or another (its programs'
+    # list renamed: they have no user field); a list whose first element is no user; a second
+    # member beside the list: each is one document, keyed by its file, as before
     for data in (
         b'{"advocacy_programs": [{"brand": "Acme"}]}',
-        b'{"users": [1, 2]}',
+        b'{"programs": [{"brand": "Acme", "tasks_completed": []}]}',
+        b'{"users": [1, {"user_id": "a"}]}',
         b'{"users": [{"user_id": "a"}], "total": 1}',
         b'{"users": []}',
     ):

@@ -34,7 +34,7 @@ from duel.identity import KeyRule
 from duel.jsonb import NUL_ESCAPE
 from duel.load import ingest
 from duel.parse import classify
-from duel.repair import USER_KEYS, UTF8_BOM, parse_document, wrapped_users
+from duel.repair import USER_FIELDS, USER_KEYS, UTF8_BOM, parse_document, wrapped_users
 from duel.settings import Settings
 from duel.sources import SourceFile
 
@@ -380,6 +380,31 @@ def exact(text: str | bytes) -> Any:
     return json.loads(text, parse_float=lambda n: ("number", n), parse_int=lambda n: ("number", n))
 
 
+def assert_users_load_as_written(wrapper: dict[str, Any], data: bytes) -> None:
+    """duel.parse splits a list of users an object wraps, and each of its users loads as written
+    (what is no user, or an empty element a trailing comma left, is quarantined on its own)."""
+    rule = KeyRule.parse("@file,user_id")
+    got = classify(SourceFile("u.json", data, len(data), key_path="u.json"), "safe", rule)
+    assert isinstance(got, list), got
+    [inner] = wrapper.values()
+    users = [e for e in inner if isinstance(e, dict) and wrapped_users(e) is None]
+    loaded = [o.parsed.document for o in got if o.status != "quarantined" and o.parsed]
+    assert [exact(document) for document in loaded] == [exact(json.dumps(u)) for u in users]
+
+
+# A user: an object with a user field among others; a list of users an object wraps: its one
+# member, under a name that is no user field, a list whose first element is a user
+USERS = st.dictionaries(st.sampled_from(USER_KEYS) | TEXTS, VALUES, min_size=1, max_size=4).filter(
+    lambda user: not USER_FIELDS.isdisjoint(user)
+)
+WRAPPERS = st.builds(
+    lambda name, first, rest: {name: [first, *rest]},
+    TEXTS.filter(lambda name: name not in USER_FIELDS),
+    USERS,
+    st.lists(USERS | VALUES, max_size=3),
+)
+
+
 @given(OBJECTS, st.randoms(use_true_random=False), st.booleans())
 def test_parse_document_lossless_damage_loads_identical_content(
     value: dict[str, Any], rng: random.Random, bom: bool
@@ -388,18 +413,9 @@ def test_parse_document_lossless_damage_loads_identical_content(
     text = writer.write(value)
     data = (UTF8_BOM if bom else b"") + text.encode()
     parsed = parse_document(data)
-    if wrapped_users(value) is not None:
-        # a list of users an object wraps is no one user: duel.parse splits it, and each of its
-        # users loads as written (what is no user, or an empty element a trailing comma left,
-        # is quarantined on its own)
+    if wrapped_users(value) is not None:  # a list of users an object wraps is no one user
         assert (parsed.status, parsed.reason) == ("quarantined", "not-an-object")
-        rule = KeyRule.parse("@file,user_id")
-        got = classify(SourceFile("u.json", data, len(data), key_path="u.json"), "safe", rule)
-        assert isinstance(got, list)
-        [inner] = value.values()
-        users = [e for e in inner if isinstance(e, dict) and wrapped_users(e) is None]
-        loaded = [o.parsed.document for o in got if o.status != "quarantined" and o.parsed]
-        assert [exact(document) for document in loaded] == [exact(json.dumps(u)) for u in users]
+        assert_users_load_as_written(value, data)
         return
     fixes = sorted(writer.applied | ({"utf-8-bom"} if bom else set()))
     expected = (
@@ -411,6 +427,18 @@ def test_parse_document_lossless_damage_loads_identical_content(
     )
     assert (parsed.status, parsed.repair) == expected
     assert exact(parsed.document) == exact(json.dumps(value))  # type: ignore[arg-type]
+
+
+@given(WRAPPERS, st.randoms(use_true_random=False), st.booleans())
+def test_parse_a_wrapper_with_lossless_damage_loads_its_users_as_written(
+    wrapper: dict[str, Any], rng: random.Random, bom: bool
+) -> None:
+    """`{"users": [...]}` written with random lossless damage (comments, trailing commas,
+    single quotes, whitespace) and perhaps a byte order mark: split into its users, each as
+    written."""
+    data = (UTF8_BOM if bom else b"") + Writer(rng).write(wrapper).encode()
+    assert wrapped_users(wrapper) is not None
+    assert_users_load_as_written(wrapper, data)
 
 
 @given(OBJECTS, st.sampled_from(CONTENT_DAMAGE), st.randoms(use_true_random=False))

@@ -29,9 +29,9 @@ from contextlib import contextmanager
 from multiprocessing.pool import AsyncResult
 from typing import Any, NamedTuple
 
-from duel.identity import KeyRule, document_key, file_key, salvaged_key
+from duel.identity import KeyRule, document_key, file_key, readable_members, salvaged_key
 from duel.repair import (
-    USER_KEYS,
+    USER_FIELDS,
     FileRepair,
     Parsed,
     array_texts,
@@ -179,25 +179,28 @@ _BEFORE_ARRAY = re.compile(rb"(?:[ \t\r\n\f\v]++|//[^\n]*+|\#[^\n]*+|/\*(?:[^*]+
 
 
 # The head of a list of users wrapped in an object (`repair.wrapped_users`): the object's first
-# member's name, and its value opening a list
-_WRAPPER_HEAD = re.compile(rb'\{[ \t\r\n]*+"((?:[^"\\]++|\\.)*+)"[ \t\r\n]*+:[ \t\r\n]*+(\[)')
+# member's name, and its value opening a list whose first element opens an object
+_WRAPPER_HEAD = re.compile(
+    rb'\{[ \t\r\n]*+"((?:[^"\\]++|\\.)*+)"[ \t\r\n]*+:[ \t\r\n]*+(\[)[ \t\r\n]*+(?=\{)'
+)
 
 
 def _opens_users(body: bytes) -> bool:
     """Whether a file's decoded text (`repair.decoded`: no byte order mark, UTF-16 transcoded)
     opens a JSON array, or an object whose first member, under a name that is no user field,
-    opens a list (as one wrapping a list of users does, `repair.wrapped_users`), past whitespace
-    and comments: it holds users of their own (keyed by their fields), so when it cannot be
-    split it is none of them, and is quarantined unidentified (a complete dump holding it
-    withholds its deletes)."""
+    opens a list of objects (as a list of users an object wraps does, `repair.wrapped_users`),
+    past whitespace and comments: it holds users of their own (keyed by their fields), so when
+    it cannot be split it is none of them, and is quarantined unidentified (a complete dump
+    holding it withholds its deletes). Whether that first object has a user field is not asked
+    of a text that cannot be split."""
     match = _BEFORE_ARRAY.match(body)
     start = match.end() if match else 0
     return body[start : start + 1] == b"[" or _wrapper_head(body, start) is not None
 
 
 def _wrapper_head(text: bytes, start: int) -> re.Match[bytes] | None:
-    """The head of a list of users wrapped in an object at `start`, if `text` opens one there:
-    its member's name is no user field."""
+    """The head of a list of objects wrapped in an object at `start`, if `text` opens one there
+    under a member name that is no user field."""
     head = _WRAPPER_HEAD.match(text, start)
     if head is None:
         return None
@@ -205,13 +208,14 @@ def _wrapper_head(text: bytes, start: int) -> re.Match[bytes] | None:
         name = json.loads(b'"' + head.group(1) + b'"')
     except ValueError:
         return None
-    return None if name in USER_KEYS else head
+    return None if name in USER_FIELDS else head
 
 
 def _users_of(text: bytes) -> list[bytes] | None:
     """The users of a text that holds several: a JSON array's elements, or those of the list an
-    object wraps (`{"users": [...]}`, `repair.wrapped_users`: its one member, so nothing but
-    the list and the object's `}` follow it); None when it is neither, or cannot be split."""
+    object wraps (`repair.wrapped_users`: its one member, so nothing but the list and the
+    object's `}` follow it, and its first element has a user field); None when it is neither,
+    or cannot be split."""
     if (elements := _array_elements(text)) is not None:
         return elements
     start = len(text) - len(text.lstrip(_JSON_SPACE))
@@ -219,7 +223,10 @@ def _users_of(text: bytes) -> list[bytes] | None:
     end = len(text.rstrip(_JSON_SPACE))
     if head is None or text[end - 1 : end] != b"}":
         return None
-    return _array_elements(text[head.start(2) : end - 1])
+    elements = _array_elements(text[head.start(2) : end - 1])
+    if not elements or USER_FIELDS.isdisjoint(readable_members(elements[0]) or ()):
+        return None
+    return elements
 
 
 def _array_elements(text: bytes) -> list[bytes] | None:

@@ -48,6 +48,7 @@ USER_KEYS = (
     "joined_at",
     "advocacy_programs",
 )
+USER_FIELDS = frozenset(USER_KEYS)
 PROGRAM_KEYS = ("program_id", "brand", "tasks_completed", "total_sales_attributed")
 TASK_KEYS = ("task_id", "platform", "post_url", "likes", "comments", "shares", "reach")
 
@@ -224,17 +225,19 @@ def _encoding_repair(encoding: tuple[str, ...]) -> FileRepair | None:
 
 def wrapped_users(value: dict[str, Any]) -> str | None:
     """What makes an object a list of users wrapped in an object (an API's export,
-    `{"users": [{...}, ...]}`), as the quarantine detail that says so; None for a user. It is
-    one: its only member holds a list with an object in it, under a name that is no user field
-    (`{"advocacy_programs": [...]}` is a user with every other field missing). `duel.parse`
-    splits it into its users as it splits a top-level array; it was loaded as one user with
-    every field missing, its users in no table."""
+    `{"users": [{"user_id": ...}, ...]}`), as the quarantine detail that says so; None for a
+    user. It is one: its only member, under a name that is no user field, holds a list whose
+    first element is an object with a user field. `{"advocacy_programs": [...]}`, or a user
+    whose one field is a list of objects under another name (`{"programs": [{"brand": ...}]}`),
+    is a user with its fields missing. `duel.parse` splits a wrapper into its users as it splits
+    a top-level array; it was loaded as one user with every field missing, its users in no
+    table."""
     if len(value) != 1:
         return None
     ((name, inner),) = value.items()
-    if name in USER_KEYS or not isinstance(inner, list):
+    if name in USER_FIELDS or not isinstance(inner, list) or not inner:
         return None
-    if not any(isinstance(element, dict) for element in inner):
+    if not isinstance(inner[0], dict) or USER_FIELDS.isdisjoint(inner[0]):
         return None
     member = json.dumps(name, ensure_ascii=False)
     return f"top level is an object holding a list of users under {member}"
