@@ -83,13 +83,18 @@ test: install browser ## Run the whole test suite (real Postgres, real dbt, real
 test-fast: install ## The suite without the tests marked slow (dbt builds, notebooks, end-to-end runs): the edit-test loop
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_WORKERS) $(PYTEST_PROGRESS) $(PYTEST_ARGS)
 
-.PHONY: test-py312
+.PHONY: py312 test-py312
 # pyenv's 3.12 first (its shim only works when 3.12 is selected), then any python3.12 that runs.
 PYTHON312 ?= $(shell for p in $$HOME/.pyenv/versions/3.12*/bin/python3.12 $$(command -v python3.12); do \
 	"$$p" -c 'import sys' 2>/dev/null && { echo "$$p"; break; }; done)
-test-py312: browser ## Run the fast suite (not marked slow) on Python 3.12 in .venv-py312
+.venv-py312/.installed: pyproject.toml requirements.txt
 	@test -n "$(PYTHON312)" || { echo "no python3.12 found: set PYTHON312=/path/to/python3.12"; exit 1; }
 	$(call venv,.venv-py312,requirements.txt,$(PYTHON312))
+	touch $@
+
+py312: .venv-py312/.installed ## Create .venv-py312 (duel on Python 3.12) for test-py312
+
+test-py312: py312 browser ## Run the fast suite (not marked slow) on Python 3.12 in .venv-py312
 	.venv-py312/bin/python -m pytest -m "not slow" -p no:cacheprovider $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 .PHONY: browser
