@@ -13,7 +13,7 @@ export DBT_PROFILES_DIR := $(CURDIR)/dbt/duel
 .PHONY: help install run data test test-fast lint format lock db-start db-stop db-status clean airflow airflow-up test-airflow
 
 help: ## Show this help
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-14s %s\n", $$1, $$2}'
 
 # $(call venv,DIR,LOCK[,PYTHON[,VERB]]): the venv DIR (made with PYTHON, default $(PYTHON)) with
 # uv in it (the same pins, minutes faster) and LOCK's pins (`uv pip VERB`, default install), then
