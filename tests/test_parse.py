@@ -11,6 +11,21 @@ from duel.parse import Outcome, Prefetch, chunks, classify, read_chunks
 from duel.sources import SourceFile
 
 
+def _classify(data: bytes) -> list[Outcome]:
+    """`d/u.json`'s outcomes under the rule `@file,user_id`: one, or one per user it holds."""
+    rule = KeyRule.parse("@file,user_id")
+    got = classify(SourceFile("d/u.json", data, len(data), key_path="u.json"), "safe", rule)
+    return got if isinstance(got, list) else [got]
+
+
+def _split(data: bytes) -> list[tuple[str, str, str | None, bytes | None, object]]:
+    """(name, status, key, document, repair) of each of `d/u.json`'s outcomes."""
+    return [
+        (o.name, o.status, o.key, o.parsed and o.parsed.document, o.parsed and o.parsed.repair)
+        for o in _classify(data)
+    ]
+
+
 def test_parse_prefetch_hands_chunks_in_order_and_raises_the_readers_error_in_the_writer() -> None:
     def chunks():
         yield ["a"]
@@ -143,36 +158,26 @@ def test_parse_an_array_in_utf16_or_behind_a_comment_loads_its_users_with_the_re
     # both were quarantined whole, every user in them with them: UTF-16 (with its byte order
     # mark, unambiguous) is transcoded, a comment before the array or inside it removed (the
     # lossless fixes, proven), and each user records what its file took
-    rule = KeyRule.parse("@file,user_id")
     text = '[{"user_id": "a", "n": 1.50}, {"user_id": "b"}]'
-
-    def users(data: bytes) -> list[tuple[str, str, str | None, object, object]]:
-        got = classify(SourceFile("d/u.json", data, len(data), key_path="u.json"), "safe", rule)
-        assert isinstance(got, list)
-        return [
-            (o.name, o.status, o.key, o.parsed and o.parsed.document, o.parsed and o.parsed.repair)
-            for o in got
-        ]
-
     a, b = b'{"user_id": "a", "n": 1.50}', b'{"user_id": "b"}'
     utf16 = {"kind": "encoding", "fixes": ["utf-16"]}
-    assert users(text.encode("utf-16-le").join([b"\xff\xfe", b""])) == [
+    assert _split(text.encode("utf-16-le").join([b"\xff\xfe", b""])) == [
         ("d/u.json[0]", "repaired", "user_id:a", a, utf16),
         ("d/u.json[1]", "repaired", "user_id:b", b, utf16),
     ]
     commented = ("// exported 2026-12-01\n" + text).encode()
     comment = {"kind": "lossless", "fixes": ["comment"]}
-    assert users(commented) == [
+    assert _split(commented) == [
         ("d/u.json[0]", "repaired", "user_id:a", a, comment),
         ("d/u.json[1]", "repaired", "user_id:b", b, comment),
     ]
     both = {"kind": "lossless", "fixes": ["comment", "utf-16"]}
-    assert users(b"\xfe\xff" + ("/* users */ " + text).encode("utf-16-be")) == [
+    assert _split(b"\xfe\xff" + ("/* users */ " + text).encode("utf-16-be")) == [
         ("d/u.json[0]", "repaired", "user_id:a", a, both),
         ("d/u.json[1]", "repaired", "user_id:b", b, both),
     ]
     # a user repaired on its own keeps its repair's kind, the file's fix named beside its own
-    own = users(b"\xef\xbb\xbf" + b'[{"user_id": "a",}]')
+    own = _split(b"\xef\xbb\xbf" + b'[{"user_id": "a",}]')
     assert own == [
         (
             "d/u.json[0]",
@@ -261,15 +266,6 @@ def test_parse_an_array_behind_a_comment_that_cannot_be_split_is_unidentified() 
     assert isinstance(single, Outcome) and single.key == "file:u.json"  # a user's own file
 
 
-def _split(data: bytes) -> list[tuple[str, str, str | None, bytes | None, object]]:
-    rule = KeyRule.parse("@file,user_id")
-    got = classify(SourceFile("d/u.json", data, len(data), key_path="u.json"), "safe", rule)
-    return [
-        (o.name, o.status, o.key, o.parsed and o.parsed.document, o.parsed and o.parsed.repair)
-        for o in (got if isinstance(got, list) else [got])
-    ]
-
-
 def test_parse_an_object_wrapping_a_list_of_users_loads_each_user() -> None:
     # {"users": [...]} (an API's export) was loaded as one user with every field missing, its
     # users in no table: it is split as a top-level array is, each user its own bytes
@@ -303,6 +299,9 @@ def test_parse_an_object_that_is_not_only_a_list_of_users_is_one_user() -> None:
         b'{"users": []}',
     ):
         assert _split(data) == [("d/u.json", "clean", "file:u.json", data, None)]
+    # broken (NaN is no JSON), the renamed list is not split either: its programs are no users
+    broken = b'{"programs": [{"brand": "Acme"}, {"brand": NaN}]}'
+    assert [(name, status) for name, status, *_ in _split(broken)] == [("d/u.json", "quarantined")]
 
 
 def test_parse_an_object_wrapping_users_that_cannot_be_split_is_unidentified() -> None:
@@ -316,18 +315,14 @@ def test_parse_an_object_wrapping_users_that_cannot_be_split_is_unidentified() -
         "content:" + hashlib.sha256(cut).hexdigest(),
     )
     inner = b'{"users": [{"user_id": "a"}]}'
-    [(name, status, key, _, _)] = _split(b"[" + inner + b"]")
-    assert (name, status, key) == (
+    [wrapped] = _classify(b"[" + inner + b"]")
+    assert wrapped.parsed is not None
+    assert (wrapped.name, wrapped.status, wrapped.key) == (
         "d/u.json[0]",
         "quarantined",
         "content:" + hashlib.sha256(inner).hexdigest(),
     )
-    rule = KeyRule.parse("@file,user_id")
-    wrapped = classify(
-        SourceFile("d/u.json", b"[" + inner + b"]", 31, key_path="u.json"), "safe", rule
-    )
-    assert isinstance(wrapped, list) and wrapped[0].parsed is not None
-    assert (wrapped[0].parsed.reason, wrapped[0].parsed.detail) == (
+    assert (wrapped.parsed.reason, wrapped.parsed.detail) == (
         "not-an-object",
         'top level is an object holding a list of users under "users"',
     )
