@@ -73,6 +73,7 @@ def test_ingest_archive_skips_escapes_links_and_devices(settings: Settings, tmp_
     assert (result.returncode, result.stderr) == (0, "")
     assert json.loads(result.stdout) == {
         "batch_id": 1,
+        "files_read": 12,
         "files_seen": 12,
         "loaded": 2,
         "repaired": 0,
@@ -137,6 +138,7 @@ def test_ingest_gzip_bomb_is_stopped_by_the_size_limit(settings: Settings, tmp_p
     peak, stdout = peak_rss_mb(settings, data)
     assert json.loads(stdout) == {
         "batch_id": 1,
+        "files_read": 2,
         "files_seen": 2,
         "loaded": 1,
         "repaired": 0,
@@ -331,6 +333,7 @@ def test_ingest_bzip2_and_xz_bombs_are_stopped_by_the_size_limit(
     peak, stdout = peak_rss_mb(settings, data)
     assert json.loads(stdout) == {
         "batch_id": 1,
+        "files_read": 2,
         "files_seen": 2,
         "loaded": 1,
         "repaired": 0,
@@ -372,6 +375,7 @@ def test_ingest_zip_bomb_is_stopped_by_the_size_limit(settings: Settings, tmp_pa
     peak, stdout = peak_rss_mb(settings, data)
     assert json.loads(stdout) == {
         "batch_id": 1,
+        "files_read": 5,
         "files_seen": 5,
         "loaded": 1,
         "repaired": 0,
@@ -430,6 +434,7 @@ def test_ingest_archives_nested_deep_are_bounded(settings: Settings, tmp_path: P
     peak, stdout = peak_rss_mb(settings, data)
     assert json.loads(stdout) == {
         "batch_id": 1,
+        "files_read": 7,
         "files_seen": 7,
         "loaded": 4,
         "repaired": 0,
@@ -468,6 +473,7 @@ def test_ingest_corrupt_nested_archive_is_quarantined_and_strict_fails(
         2,
         {
             "batch_id": 1,
+            "files_read": 2,
             "files_seen": 2,
             "loaded": 1,
             "repaired": 0,
@@ -513,6 +519,7 @@ def test_ingest_dump_with_bytes_after_its_end_loads_and_quarantines_them(
         0,
         {
             "batch_id": 1,
+            "files_read": 4,  # what follows an archive or a stream is no file of its own
             "files_seen": 7,
             "loaded": 4,
             "repaired": 0,
@@ -562,6 +569,7 @@ def test_ingest_dump_with_bytes_after_its_end_loads_and_quarantines_them(
     again = json.loads(run_cli(settings, "ingest", str(dump), "--json", "--full").stdout)
     assert again == {
         "batch_id": 2,
+        "files_read": 1,
         "files_seen": 2,
         "loaded": 0,
         "repaired": 0,
@@ -879,6 +887,7 @@ def test_ingest_real_dataset_repacked_gives_the_same_rows(
         == ingest(other, repacked).summary()
         == {
             "batch_id": 1,
+            "files_read": 10000,
             "files_seen": 10000,
             "loaded": 10000,
             "repaired": 222,

@@ -24,6 +24,7 @@ def test_ingest_json_summary(settings: Settings, real_data: Path) -> None:
         0,
         {
             "batch_id": 1,
+            "files_read": 10000,
             "files_seen": 10000,
             "loaded": 10000,
             "repaired": 222,
@@ -43,6 +44,7 @@ def test_ingest_strict_exits_2_when_quarantined(settings: Settings, tmp_path: Pa
         2,
         {
             "batch_id": 1,
+            "files_read": 1,
             "files_seen": 1,
             "loaded": 0,
             "repaired": 0,
@@ -62,7 +64,8 @@ def test_ingest_human_summary_on_stderr(settings: Settings, tmp_path: Path) -> N
     assert (result.returncode, result.stdout) == (0, "")
     assert result.stderr.splitlines() == [
         f"batch 1 from {tmp_path}",
-        "  files seen           2",
+        "  files read           2",
+        "  documents            2",
         "  loaded               0  (repaired 0)",
         "  unchanged            0",
         "  quarantined          1  (not-an-object 1)",

@@ -48,6 +48,7 @@ def test_ingest_full_deletes_absent_documents(settings: Settings, tmp_path: Path
     )
     assert result.summary() == {
         "batch_id": 2,
+        "files_read": 8,
         "files_seen": 8,
         "loaded": 0,
         "repaired": 0,

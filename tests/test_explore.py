@@ -93,17 +93,32 @@ def test_count_files_small_dump(small_dump: Path) -> None:
         quarantined=1,
         skipped=1,
         reasons={"quarantined: not-an-object": 1, "skipped: not-json": 1},
+        files_read=4,
+    )
+
+
+def test_count_files_counts_documents_and_the_files_that_hold_them(tmp_path: Path) -> None:
+    (tmp_path / "users.ndjson").write_bytes(b'{"user_id": "a"}\n{"user_id": "b"}\n[1]\n')
+    (tmp_path / "array.json").write_bytes(b'[{"user_id": "c"}, {"user_id": "d"}]')
+    assert explore.count_files(OPTIONS, tmp_path) == explore.FileCounts(
+        clean=4,
+        quarantined=1,
+        reasons={"quarantined: not-an-object": 1},
+        files_read=2,
     )
 
 
 def test_count_files_real_dataset(real_data: Path) -> None:
-    assert explore.count_files(OPTIONS, real_data) == explore.FileCounts(clean=9778, repaired=222)
+    assert explore.count_files(OPTIONS, real_data) == explore.FileCounts(
+        clean=9778, repaired=222, files_read=10000
+    )
 
 
 def test_count_files_agrees_with_ingest_ledger(settings: Settings, small_dump: Path) -> None:
     counts = explore.count_files(settings, small_dump)
     ingest(settings, small_dump)
     ledger = dict(query(settings, "select status, count(*)::int from raw.batch_files group by 1"))
+    assert query(settings, "select files_read from raw.batches") == [(counts.files_read,)]
     assert ledger == {
         "loaded": counts.clean,
         "repaired": counts.repaired,
@@ -114,10 +129,10 @@ def test_count_files_agrees_with_ingest_ledger(settings: Settings, small_dump: P
 
 def test_file_counts_rows_shares() -> None:
     assert explore.FileCounts(clean=3, repaired=1).rows() == [
-        {"status": "clean", "files": 3, "share": 0.75},
-        {"status": "repaired", "files": 1, "share": 0.25},
-        {"status": "quarantined", "files": 0, "share": 0.0},
-        {"status": "skipped", "files": 0, "share": 0.0},
+        {"status": "clean", "documents": 3, "share": 0.75},
+        {"status": "repaired", "documents": 1, "share": 0.25},
+        {"status": "quarantined", "documents": 0, "share": 0.0},
+        {"status": "skipped", "documents": 0, "share": 0.0},
     ]
 
 

@@ -27,6 +27,7 @@ from duel.settings import Settings, load_settings
 
 EMPTY = {"batch_files": 0, "user_documents": 0, "current_versions": 0, "quarantine": 0}
 REAL_SUMMARY = {
+    "files_read": 10000,
     "files_seen": 10000,
     "loaded": 10000,
     "repaired": 222,
@@ -139,6 +140,7 @@ def test_ingest_overlapping_runs_are_serialised(
     assert (code, stderr) == (0, "")
     assert json.loads(stdout) == {
         "batch_id": 2,
+        "files_read": 10000,
         "files_seen": 10000,
         "loaded": 0,
         "repaired": 0,

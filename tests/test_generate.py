@@ -340,6 +340,7 @@ def test_ingest_generated_tarball(settings: Settings, generated: tuple[Path, Wri
     result = ingest(settings, path)
     assert result.summary() == {
         "batch_id": 1,
+        "files_read": USERS,
         "files_seen": USERS,
         "loaded": USERS,
         "repaired": written.malformed,

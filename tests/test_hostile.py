@@ -153,6 +153,7 @@ def test_ingest_hostile_corpus_accounts_for_every_file(settings: Settings) -> No
     summary = json.loads(result.stdout)
     assert summary == {
         "batch_id": 1,
+        "files_read": 38,  # the array of users is one file
         "files_seen": 39,
         "loaded": 17,
         "repaired": 8,
@@ -238,6 +239,7 @@ def test_ingest_hostile_corpus_twice_changes_nothing(settings: Settings) -> None
     again = json.loads(ingest_cli(settings, CORPUS).stdout)
     assert again == {
         "batch_id": 2,
+        "files_read": 38,  # the array of users is one file
         "files_seen": 39,
         "loaded": 0,
         "repaired": 0,
@@ -269,6 +271,7 @@ def test_ingest_real_dataset_with_hostile_corpus(
     summary = json.loads(result.stdout)
     assert summary == {
         "batch_id": 1,
+        "files_read": 10038,
         "files_seen": 10039,
         "loaded": 10017,
         "repaired": 230,
@@ -345,6 +348,7 @@ def test_ingest_real_dataset_with_unstorable_files(
     summary = json.loads(result.stdout)
     assert summary == {
         "batch_id": 1,
+        "files_read": 10011,
         "files_seen": 10011,
         "loaded": 10004,
         "repaired": 222,

@@ -27,6 +27,7 @@ def test_ingest_real_dataset_counts(settings: Settings, real_data: Path) -> None
     result = ingest(settings, real_data)
     assert result.summary() == {
         "batch_id": 1,
+        "files_read": 10000,
         "files_seen": 10000,
         "loaded": 10000,
         "repaired": 222,
@@ -50,6 +51,7 @@ def test_ingest_twice_changes_nothing(settings: Settings, real_data: Path) -> No
     again = ingest(settings, real_data)
     assert again.summary() == {
         "batch_id": 2,
+        "files_read": 10000,
         "files_seen": 10000,
         "loaded": 0,
         "repaired": 0,
@@ -88,6 +90,7 @@ def test_ingest_changed_file_stores_one_new_version(
     result = ingest(settings, tmp_path)
     assert result.summary() == {
         "batch_id": 2,
+        "files_read": 1,
         "files_seen": 1,
         "loaded": 1,
         "repaired": 0,
@@ -143,6 +146,7 @@ def test_ingest_quarantines_hopeless_file_with_bytes_intact(
     result = ingest(settings, archive)
     assert result.summary() == {
         "batch_id": 1,
+        "files_read": 2,
         "files_seen": 2,
         "loaded": 1,
         "repaired": 0,
@@ -181,6 +185,7 @@ def test_ingest_skips_macos_metadata(settings: Settings, tmp_path: Path) -> None
     result = ingest(settings, archive)
     assert result.summary() == {
         "batch_id": 1,
+        "files_read": 4,
         "files_seen": 4,
         "loaded": 1,
         "repaired": 0,
@@ -266,10 +271,43 @@ def test_ingest_ndjson_one_document_per_line(settings: Settings, tmp_path: Path)
     path = tmp_path / "users.ndjson"
     path.write_bytes(b'{"user_id": null, "n": 1}\n\n{"user_id": null, "n": 2}\n[3]\n')
     result = ingest(settings, path)
-    assert (result.loaded, result.quarantined, result.files_seen) == (2, 1, 3)
+    assert (result.loaded, result.quarantined, result.files_seen, result.files_read) == (
+        2,
+        1,
+        3,
+        1,
+    )
     assert query(
         settings, "select source_name, document->>'n' from raw.user_documents order by 1"
     ) == [("users.ndjson:1", "1"), ("users.ndjson:3", "2")]
+
+
+def test_ingest_counts_each_file_read_once_however_many_documents_it_holds(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """files_seen counts documents (a line, an element, a file skipped as not data), so one
+    NDJSON file of thousands of users read as thousands of files; files_read counts each file
+    (an archive member) once, on the first ingest and on one that finds everything unchanged,
+    in the result and in raw.batches."""
+    members = [
+        ("mixed/users.ndjson", b'{"user_id": "a"}\n{"user_id": "b"}\n\n{"user_id": "c"}\n'),
+        ("mixed/user_d.json", b'{"user_id": "d"}'),
+        ("mixed/array.json", b'[{"user_id": "e"}, {"user_id": "f"}]'),
+        ("mixed/export.json", b'{"users": [{"user_id": "g"}, {"user_id": "h"}]}'),
+        ("mixed/notes.txt", b"not data"),
+        ("mixed/blank.ndjson", b"\n\n"),
+    ]
+    archive = make_tar(tmp_path / "dump.tar.gz", members)
+    first = ingest(settings, archive)
+    again = ingest(settings, archive)
+    counts = [
+        (r.files_read, r.files_seen, r.loaded, r.unchanged, r.skipped) for r in (first, again)
+    ]
+    assert counts == [(6, 10, 8, 0, 2), (6, 10, 0, 8, 2)]
+    assert query(settings, "select files_read, files_seen from raw.batches order by batch_id") == [
+        (6, 10),
+        (6, 10),
+    ]
 
 
 def test_ingest_an_object_wrapping_users_loads_each_and_counts_them(
@@ -277,13 +315,18 @@ def test_ingest_an_object_wrapping_users_loads_each_and_counts_them(
 ) -> None:
     """`{"users": [a, 42, b]}` beside a user's own file: a and b load as documents of their own,
     keyed by their user_id, 42 is quarantined alone with its bytes, and the ledger has a row for
-    each (files_seen 4 for 2 files); the wrapper was one user with every field missing."""
+    each (files_seen 4, files_read 2); the wrapper was one user with every field missing."""
     (tmp_path / "export.json").write_bytes(
         b'{"users": [\n  {"user_id": "a", "n": 1.50},\n  42,\n  {"user_id": "b"}\n]}\n'
     )
     (tmp_path / "user_c.json").write_bytes(b'{"user_id": "c"}')
     result = ingest(settings, tmp_path)
-    assert (result.files_seen, result.loaded, result.quarantined) == (4, 3, 1)
+    assert (result.files_read, result.files_seen, result.loaded, result.quarantined) == (
+        2,
+        4,
+        3,
+        1,
+    )
     assert query(
         settings,
         "select source_name, document_key, document::text from raw.user_documents order by 1",
@@ -490,6 +533,7 @@ def test_ingest_shards_load_side_by_side_but_exclude_whole_ingests(
             ingest(quick, tmp_path)
     assert ingest(quick, tmp_path).summary() == {
         "batch_id": 2,
+        "files_read": 2,
         "files_seen": 2,
         "loaded": 1,
         "repaired": 0,

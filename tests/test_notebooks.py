@@ -213,9 +213,10 @@ def test_data_debugging_file_counts_equal_the_ledger(
         )
     )
     total = sum(ledger.values())
+    [(files_read,)] = query(nb_settings, "select files_read from raw.batches where batch_id = 1")
     assert printed(debugging_first, "files-answer") == (
-        f"Of {total:,} files, {ledger.get('loaded', 0):,} are clean, {ledger.get('repaired', 0):,} "
-        "need a repair, "
+        f"Of {total:,} documents in {files_read:,} files, {ledger.get('loaded', 0):,} are clean, "
+        f"{ledger.get('repaired', 0):,} need a repair, "
         f"{ledger.get('quarantined', 0):,} would be quarantined and {ledger.get('skipped', 0):,} "
         "skipped.\n"
     )
@@ -225,16 +226,17 @@ def test_data_debugging_file_counts_equal_the_ledger(
 def test_data_debugging_batch_summary_equals_raw_batches(
     debugging_first: NotebookNode, nb_settings: Settings
 ) -> None:
-    [(loaded, repaired, unchanged, quarantined, skipped, seen)] = query(
+    [(loaded, repaired, unchanged, quarantined, skipped, seen, read)] = query(
         nb_settings,
-        "select loaded, repaired, unchanged, quarantined, skipped, files_seen from raw.batches"
-        " where batch_id = 1",
+        "select loaded, repaired, unchanged, quarantined, skipped, files_seen, files_read"
+        " from raw.batches where batch_id = 1",
     )
     assert printed(debugging_first, "load-answer") == (
         f"Batch 1: loaded {loaded:,} (repaired {repaired:,}), unchanged {unchanged:,}, "
-        f"quarantined {quarantined:,}, skipped {skipped:,} of {seen:,} files.\n"
+        f"quarantined {quarantined:,}, skipped {skipped:,} of {seen:,} documents in {read:,} "
+        "files.\n"
     )
-    assert (loaded, repaired, seen) == (10000, 222, 10000)
+    assert (loaded, repaired, seen, read) == (10000, 222, 10000, 10000)
 
 
 @pytest.mark.slow  # executes the notebook on the real dump (and dbt)
@@ -243,7 +245,7 @@ def test_data_debugging_rerun_loads_nothing_twice(
 ) -> None:
     assert printed(debugging_second, "load-answer") == (
         "Batch 2: loaded 0 (repaired 0), unchanged 10,000, quarantined 0, skipped 0 of 10,000 "
-        "files.\n"
+        "documents in 10,000 files.\n"
     )
     assert query(
         nb_settings, "select count(*), count(distinct source_name) from raw.user_documents"

@@ -189,6 +189,7 @@ def test_success_message_attaches_existing_files_only(tmp_path: Path) -> None:
     report.write_text("<html></html>")
     summary = {
         "batch_id": 3,
+        "files_read": 12,
         "files_seen": 12,
         "loaded": 10,
         "repaired": 1,
@@ -209,6 +210,7 @@ def test_success_message_attaches_existing_files_only(tmp_path: Path) -> None:
 def test_success_message_counts_deletes_and_keyless_documents_when_there_are_any() -> None:
     summary = {
         "batch_id": 4,
+        "files_read": 1,
         "files_seen": 9,
         "loaded": 1,
         "repaired": 0,
@@ -222,6 +224,7 @@ def test_success_message_counts_deletes_and_keyless_documents_when_there_are_any
     lines = success_message(summary).body.splitlines()
     assert [line.split()[0] for line in lines[3:]] == [
         "files",
+        "documents",
         "loaded",
         "unchanged",
         "quarantined",
@@ -229,7 +232,8 @@ def test_success_message_counts_deletes_and_keyless_documents_when_there_are_any
     ]
     body = success_message(summary | {"deleted": 2, "keyless": 1}).body
     assert body.splitlines()[3:] == [
-        "  files seen           9",
+        "  files read           1",
+        "  documents            9",
         "  loaded               1  (repaired 0)",
         "  unchanged            8",
         "  quarantined          0",
@@ -285,7 +289,7 @@ def test_run_success_mails_summary_with_report_attached(
     )
     assert mail["To"] == "ops@example.test, data@example.test"
     body = text_of(mail)
-    assert f"  files seen   {SLICE_FILES:>9,}\n" in body
+    assert f"  files read   {SLICE_FILES:>9,}\n  documents    {SLICE_FILES:>9,}\n" in body
     assert f"  loaded       {SLICE_FILES:>9,}  (repaired {summary['repaired']:,})\n" in body
     assert [
         line.split()[0]

@@ -140,9 +140,18 @@ def test_report_shows_the_run_summary(real_built: Settings, report: ReportResult
     stats = _stats(page)
     assert {
         k: stats[k]
-        for k in ("files seen", "loaded", "repaired", "quarantined", "skipped", "unchanged")
+        for k in (
+            "files read",
+            "documents",
+            "loaded",
+            "repaired",
+            "quarantined",
+            "skipped",
+            "unchanged",
+        )
     } | {"deleted": stats["deleted"]} == {
-        "files seen": "10,000",
+        "files read": "10,000",
+        "documents": "10,000",
         "loaded": "10,000",
         "repaired": "222",
         "quarantined": "0",
@@ -249,7 +258,7 @@ def test_charts_say_no_data_for_empty_models() -> None:
     empty = pd.DataFrame()
     builders = [
         charts.coverage_chart,
-        charts.files_per_batch_chart,
+        charts.documents_per_batch_chart,
         charts.defects_by_field_chart,
         charts.clean_share_chart,
         charts.coverage_by_platform_chart,
@@ -977,11 +986,12 @@ def test_charts_sales_outliers_draws_the_groups_with_outliers_then_the_largest()
     assert few.layout.title.subtitle.text == "all 10 scored programs"
 
 
-def test_charts_files_per_batch_shows_a_tiny_batch_as_tall_as_a_full_dump() -> None:
+def test_charts_documents_per_batch_shows_a_tiny_batch_as_tall_as_a_full_dump() -> None:
     batches = pd.DataFrame(
         [
             {
                 "batch_id": 2,
+                "files_read": 1,
                 "loaded": 1,
                 "repaired": 0,
                 "unchanged": 0,
@@ -990,6 +1000,7 @@ def test_charts_files_per_batch_shows_a_tiny_batch_as_tall_as_a_full_dump() -> N
             },
             {
                 "batch_id": 1,
+                "files_read": None,  # recorded by an earlier duel
                 "loaded": 10_000,
                 "repaired": 222,
                 "unchanged": 0,
@@ -998,6 +1009,7 @@ def test_charts_files_per_batch_shows_a_tiny_batch_as_tall_as_a_full_dump() -> N
             },
             {
                 "batch_id": 3,
+                "files_read": 1,  # one NDJSON file
                 "loaded": 3,
                 "repaired": 0,
                 "unchanged": 9_996,
@@ -1006,7 +1018,7 @@ def test_charts_files_per_batch_shows_a_tiny_batch_as_tall_as_a_full_dump() -> N
             },
         ]
     )
-    fig = charts.files_per_batch_chart(batches)
+    fig = charts.documents_per_batch_chart(batches)
     bars = {trace.name: trace for trace in fig.data if trace.type == "bar"}
     shares = {name: [round(v, 2) for v in bar.y] for name, bar in bars.items()}
     assert shares == {
@@ -1026,7 +1038,7 @@ def test_charts_files_per_batch_shows_a_tiny_batch_as_tall_as_a_full_dump() -> N
     (totals,) = [trace for trace in fig.data if trace.type == "scatter"]
     assert (list(totals.x), list(totals.text)) == (
         ["#1", "#2", "#3"],
-        ["10,000 files", "1 file", "10,000 files"],
+        ["10,000 documents", "1 document", "10,000 documents in 1 file"],
     )
 
 

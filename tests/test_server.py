@@ -312,19 +312,23 @@ def test_ensure_ready_adds_an_index_missing_from_an_earlier_database(pg_server: 
     assert "batch_files_quarantined" in plan[0][0]
 
 
-def test_ensure_ready_adds_a_column_missing_from_an_earlier_database(pg_server: Settings) -> None:
-    """raw.batches made before deletes_withheld was recorded gets the column on the next
-    connection; its batches keep their counts, the new column NULL (not recorded then)."""
+@pytest.mark.parametrize("column", ["deletes_withheld", "files_read"])
+def test_ensure_ready_adds_a_column_missing_from_an_earlier_database(
+    pg_server: Settings, column: str
+) -> None:
+    """raw.batches made before a count was recorded gets the column on the next connection;
+    its batches keep their counts, the new column NULL (not recorded then)."""
     earlier = _earlier_database(
         pg_server,
-        "raw_before_a_column",
-        "alter table raw.batches drop column deletes_withheld",
+        f"raw_before_{column}",
+        f"alter table raw.batches drop column {column}",
         "insert into raw.batches (source_uri, status, loaded, deleted, duel_version)"
         " values ('d.tar.gz', 'succeeded', 3, 1, '0.1.0')",
     )
     db.ensure_ready(earlier)
     assert query(
-        earlier, "select source_uri, loaded, deleted, deletes_withheld from raw.batches"
+        earlier,
+        f"select source_uri, loaded, deleted, {column} from raw.batches",
     ) == [("d.tar.gz", 3, 1, None)]
 
 

@@ -92,6 +92,7 @@ def test_ingest_shards_equal_one_batch(settings: Settings, real_data: Path) -> N
     check = check_shards(settings, real_data, results)
     assert check.summary() == {
         "batch_id": "1, 2, 3, 4",
+        "files_read": 10000,
         "files_seen": 10000,
         "loaded": 10000,
         "repaired": 222,
@@ -125,6 +126,7 @@ def test_ingest_shards_twice_loads_nothing(settings: Settings, real_dir: Path) -
         4,
         (5, 6, 7, 8),
         {
+            "files_read": 10000,
             "loaded": 0,
             "repaired": 0,
             "quarantined": 0,
@@ -157,6 +159,7 @@ def test_ingest_shards_keep_the_last_copy_of_a_repeated_name(
         3,
         (1, 2, 3),
         {
+            "files_read": 5,
             "loaded": 4,
             "repaired": 0,
             "quarantined": 0,
@@ -247,3 +250,17 @@ def test_sharded_ingest_refuses_two_folders_one_document_as_one_batch_does(
         ("eu/user_0.json",),
         ("us/user_2.json",),
     ]
+
+
+def test_ingest_shards_count_a_file_of_many_users_once(settings: Settings, tmp_path: Path) -> None:
+    # an NDJSON file's lines go to the shards by their keys: the file is counted by the one
+    # holding its first line, so the shards' files_read add up to one batch's
+    lines = b"".join(b'{"user_id": "u%d"}\n' % n for n in range(12))
+    path = make_tar(tmp_path / "dump.tar.gz", [("users.ndjson", lines), ("a.json", b"{}")])
+    results = ingest_all(settings, path, 3)
+    plain = other_database(settings, "plain")
+    whole = ingest(plain, path)
+    assert [(r.files_read, r.files_seen) for r in results] == [(0, 5), (1, 3), (1, 5)]
+    assert (sum(r.files_read for r in results), sum(r.files_seen for r in results)) == (2, 13)
+    assert (whole.files_read, whole.files_seen) == (2, 13)
+    assert check_shards(settings, path, results).totals["files_read"] == 2

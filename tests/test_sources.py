@@ -155,7 +155,7 @@ def test_iter_source_directory_reads_archives_ndjson_and_compressed_json_as_memb
         SourceFile("eu/new.zip/user_7.json", b'{"a": 7}', 8, key_path="user_7.json"),
         SourceFile("eu/user_2.json.gz", b'{"a": 2}', 8, key_path="eu/user_2.json"),
         SourceFile("eu/users.ndjson:1", b'{"a": 3}\n', 9),
-        SourceFile("eu/users.ndjson:3", b'{"a": 4}\n', 9),
+        SourceFile("eu/users.ndjson:3", b'{"a": 4}\n', 9, continued=True),
     ]
     # given above the export folder (a folder of folders), the first folder is left out of a
     # .json.gz's key as of a .json's
@@ -291,7 +291,7 @@ def test_iter_source_ndjson_names_lines(tmp_path: Path) -> None:
     # each line ends in one \n, whatever ended it in the file
     assert list(iter_source(path, max_bytes=100)) == [
         SourceFile("users.ndjson:1", b'{"a": 1}\n', 9),
-        SourceFile("users.ndjson:3", b'{"b": 2}\n', 9),
+        SourceFile("users.ndjson:3", b'{"b": 2}\n', 9, continued=True),
     ]
 
 
@@ -508,11 +508,11 @@ def test_iter_source_compressed_json_and_ndjson(tmp_path: Path) -> None:
         [SourceFile("user_4.json.gz", USER, 8, key_path="user_4.json")],
         [
             SourceFile("users.ndjson.gz:1", b'{"a": 1}\n', 9),
-            SourceFile("users.ndjson.gz:3", b'{"b": 2}\n', 9),
+            SourceFile("users.ndjson.gz:3", b'{"b": 2}\n', 9, continued=True),
         ],
         [
             SourceFile("users.jsonl.xz:1", b'{"a": 1}\n', 9),
-            SourceFile("users.jsonl.xz:3", b'{"b": 2}\n', 9),
+            SourceFile("users.jsonl.xz:3", b'{"b": 2}\n', 9, continued=True),
         ],
     ]
 
@@ -527,10 +527,10 @@ def test_iter_source_ndjson_line_over_the_limit_is_never_held(tmp_path: Path) ->
     assert list(iter_source(path, max_bytes=20)) == [
         SourceFile("users.ndjson.gz:1", b'{"a": 1}\n', 9),
         SourceFile(
-            "users.ndjson.gz:2", size=100_001, oversize=True
+            "users.ndjson.gz:2", size=100_001, oversize=True, continued=True
         ),  # line 3 is blank, however long
-        SourceFile("users.ndjson.gz:4", b"{}\n", 3),
-        SourceFile("users.ndjson.gz:5", size=50, oversize=True),
+        SourceFile("users.ndjson.gz:4", b"{}\n", 3, continued=True),
+        SourceFile("users.ndjson.gz:5", size=50, oversize=True, continued=True),
     ]
 
 
@@ -580,7 +580,7 @@ def test_iter_source_nested_archives_ndjson_and_compressed_json(tmp_path: Path) 
     assert list(iter_source(path, max_bytes=100)) == [
         SourceFile("outer/inner.tar.bz2/mixed/user_1.json", USER, 8, key_path="user_1.json"),
         SourceFile("outer/inner.tar.bz2/mixed/dump.ndjson:1", b'{"n": 1}\n', 9),
-        SourceFile("outer/inner.tar.bz2/mixed/dump.ndjson:2", b'{"n": 2}\n', 9),
+        SourceFile("outer/inner.tar.bz2/mixed/dump.ndjson:2", b'{"n": 2}\n', 9, continued=True),
         SourceFile("outer/inner.tar.bz2/mixed/notes.txt", size=2, skip_reason="not-json"),
         SourceFile("dump.jsonl.gz:1", b'{"n": 3}\n', 9),
         SourceFile("mixed/user_2.json.gz", b"{}", 2, key_path="user_2.json"),

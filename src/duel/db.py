@@ -250,7 +250,7 @@ RAW_RELATIONS = (
 
 # Columns added to a raw table later (table, column): a database without one gets the DDL too,
 # which adds it (`alter table ... add column if not exists`), its earlier rows NULL.
-RAW_COLUMNS = (("batches", "deletes_withheld"),)
+RAW_COLUMNS = (("batches", "deletes_withheld"), ("batches", "files_read"))
 
 
 def _create_raw_schema(conn: psycopg.Connection[Any]) -> None:

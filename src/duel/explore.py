@@ -140,13 +140,16 @@ def iter_documents(settings: Settings, path: Path) -> Iterator[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class FileCounts:
-    """Files by what the ingest would do with them; reasons for quarantined and skipped ones."""
+    """Documents by what the ingest would do with them (a file of several users, once per
+    user, as the ledger counts them); reasons for quarantined and skipped ones; `files_read` the
+    files that held them, each once (`IngestResult.files_read`)."""
 
     clean: int = 0
     repaired: int = 0
     quarantined: int = 0
     skipped: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    files_read: int = 0
 
     @property
     def total(self) -> int:
@@ -156,7 +159,7 @@ class FileCounts:
         return [
             {
                 "status": s,
-                "files": getattr(self, s),
+                "documents": getattr(self, s),
                 "share": getattr(self, s) / self.total if self.total else None,
             }
             for s in STATUSES
@@ -164,15 +167,22 @@ class FileCounts:
 
 
 def count_files(settings: Settings, path: Path) -> FileCounts:
-    """How many files are clean, repaired, quarantined or skipped (the ingest's own verdicts)."""
+    """How many documents are clean, repaired, quarantined or skipped (the ingest's own
+    verdicts), and in how many files."""
     counts: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
+    files_read = 0
     for outcome in iter_outcomes(settings, path):
         counts[outcome.status] += 1
+        files_read += not outcome.continued
         reason = outcome.skip_reason or (outcome.parsed.reason if outcome.parsed else None)
         if reason:
             reasons[f"{outcome.status}: {reason}"] += 1
-    return FileCounts(**{s: counts[s] for s in STATUSES}, reasons=dict(sorted(reasons.items())))
+    return FileCounts(
+        **{s: counts[s] for s in STATUSES},
+        reasons=dict(sorted(reasons.items())),
+        files_read=files_read,
+    )
 
 
 @dataclass(frozen=True)

@@ -81,8 +81,10 @@ LEDGER_TYPES = ("int8", "int4", "text", "text", "text", "text", "int8", "text")
 _LOADABLE = frozenset(("clean", "repaired"))
 _LOOKED_UP = frozenset(("clean", "repaired", KNOWN))  # outcomes whose key's current version counts
 # What a batch counts (IngestResult's fields, raw.batches' columns): files_seen = loaded +
-# quarantined + skipped + unchanged; repaired is part of loaded.
+# quarantined + skipped + unchanged counts documents (a file of many users, once per user);
+# files_read the files it read, each once; repaired is part of loaded.
 COUNTS = (
+    "files_read",
     "files_seen",
     "loaded",
     "repaired",
@@ -96,12 +98,17 @@ COUNTS = (
 
 @dataclass(frozen=True)
 class IngestResult:
-    """The batch summary (`duel ingest --json`). files_seen = loaded+quarantined+skipped+unchanged;
-    `deleted` counts the documents a complete (--full) dump tombstoned, `keyless` the loaded
-    documents identified by their content (no usable key, duel.identity)."""
+    """The batch summary (`duel ingest --json`). files_seen = loaded+quarantined+skipped+unchanged
+    counts documents (an NDJSON file, a JSON array or a wrapped list of users once per user, a
+    file skipped as not data once); `files_read` the files (archive members included) the batch
+    read, each once, however many documents it held (an object store's objects it did not read
+    are not among them: `objects_read`); `deleted` counts the documents a complete (--full) dump
+    tombstoned, `keyless` the loaded documents identified by their content (no usable key,
+    duel.identity)."""
 
     batch_id: int
     source: str
+    files_read: int = 0
     files_seen: int = 0
     loaded: int = 0
     repaired: int = 0
@@ -261,6 +268,8 @@ class _Batch:
                 _tally(self.skip_reasons, reason)
             counts["loaded" if status == "repaired" else status] += 1
             counts["files_seen"] += 1
+            if not outcome.continued:
+                counts["files_read"] += 1
             ledger.append(
                 (
                     batch_id,
@@ -827,7 +836,8 @@ def finish_batch(
     complete dump's absent documents not deleted (deletes.Deletes), None for a partial one."""
     conn.execute(
         "update raw.batches set status = 'succeeded', finished_at = clock_timestamp(),"
-        " files_seen = %(files_seen)s, loaded = %(loaded)s, repaired = %(repaired)s,"
+        " files_read = %(files_read)s, files_seen = %(files_seen)s, loaded = %(loaded)s,"
+        " repaired = %(repaired)s,"
         " quarantined = %(quarantined)s, skipped = %(skipped)s, unchanged = %(unchanged)s,"
         " deleted = %(deleted)s, keyless = %(keyless)s, deletes_withheld = %(withheld)s"
         " where batch_id = %(batch_id)s",

@@ -61,6 +61,9 @@ class Outcome(NamedTuple):  # a tuple, not a dataclass: built once per file on t
     content: bytes | None = None  # kept only for quarantined files
     key: str | None = None  # the document's identity (duel.identity); None for skipped files
     source: SourceFile | None = None  # kept only for a known file: parsed if it must be after all
+    # a document after the first of its file (`SourceFile.continued`; an array's elements after
+    # the first): the batch counts the file once, with its first
+    continued: bool = False
 
 
 def classify(
@@ -75,6 +78,19 @@ def classify(
     is a JSON array of users (`sha256`: its bytes' hash, if already computed; `element`: the
     source is an element of such an array, never split again: an array in it is no user). Pure:
     safe to run in a worker process."""
+    outcome = _classify(source, policy, rule, sha256, element)
+    if isinstance(outcome, list):  # the users of one file: the file counted with its first
+        return [
+            one._replace(continued=True) if index or source.continued else one
+            for index, one in enumerate(outcome)
+        ]
+    return outcome._replace(continued=True) if source.continued else outcome
+
+
+def _classify(
+    source: SourceFile, policy: str, rule: KeyRule, sha256: str | None, element: bool
+) -> Outcome | list[Outcome]:
+    """`classify`, before a document after the first of its file is marked `continued`."""
     if source.skip_reason is not None:
         return Outcome(source.name, "skipped", source.size, skip_reason=source.skip_reason)
     if source.defect is not None:  # neither data nor readable (a corrupt nested archive, ...)
@@ -314,7 +330,13 @@ def _sort_known(
         if (key, sha256) in hits:
             source = window[index]
             sorted_[index] = Outcome(
-                source.name, KNOWN, source.size, sha256, key=key, source=source
+                source.name,
+                KNOWN,
+                source.size,
+                sha256,
+                key=key,
+                source=source,
+                continued=source.continued,
             )
         else:
             hashes[index] = sha256

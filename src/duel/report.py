@@ -264,7 +264,7 @@ def build_figures(models: dict[str, pd.DataFrame]) -> dict[str, Any]:
     programs, outliers = models["programs"], models["outliers"]
     return {
         "coverage": charts.coverage_chart(models["overview"]),
-        "files_per_batch": charts.files_per_batch_chart(models["batches"]),
+        "documents_per_batch": charts.documents_per_batch_chart(models["batches"]),
         "defects_by_field": charts.defects_by_field_chart(models["quality"]),
         "clean_share": charts.clean_share_chart(models["quality"]),
         "coverage_by_platform": charts.coverage_by_platform_chart(models["platforms"]),

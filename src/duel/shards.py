@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from duel import db
 from duel.exceptions import ConfigError, ShardMismatch
 from duel.identity import file_key, key_rule
-from duel.load import IngestResult, delete_absent_from, ingest
+from duel.load import COUNTS, IngestResult, delete_absent_from, ingest
 from duel.parse import Outcome
 from duel.settings import Settings
 from duel.sources import SourceFile, check_source, iter_source
@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 
 MAX_SHARDS = 256
 _ELEMENT = re.compile(r"^(.*\.json)\[[0-9]+\]$", re.IGNORECASE)
-TOTALS = ("loaded", "repaired", "quarantined", "skipped", "unchanged", "deleted", "keyless")
+# the batch counts summed over shards (files_seen is checked against their ledger on its own)
+TOTALS = tuple(name for name in COUNTS if name != "files_seen")
 
 
 @dataclass(frozen=True, slots=True)

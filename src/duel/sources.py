@@ -75,7 +75,10 @@ class SourceFile(NamedTuple):  # a tuple, not a dataclass: built once per file o
     (duel.identity). A member inside a nested archive is named by its path through the
     archives (`outer/inner.tar.gz/mixed/user_1.json`) and keyed by its path in the innermost one.
     `defect` is `reason: detail` for a file that is neither data nor readable (a corrupt nested
-    archive, one nested too deep): it is quarantined with its bytes, if it was small enough."""
+    archive, one nested too deep): it is quarantined with its bytes, if it was small enough.
+    `continued`: a document after the first of its file (an NDJSON line after the first), or a
+    part of a file that is no file of its own (what follows an archive's end): a batch counts
+    each file it read once (`files_read`), however many documents it held."""
 
     name: str
     data: bytes | None = None
@@ -84,6 +87,7 @@ class SourceFile(NamedTuple):  # a tuple, not a dataclass: built once per file o
     oversize: bool = False
     key_path: str | None = None
     defect: str | None = None
+    continued: bool = False
 
 
 NOT_JSON = "not-json"  # the skip reason of a file that is not a data file by its name
@@ -287,6 +291,7 @@ def _iter_members(
                     " not begin another tar archive: not read",
                     data,
                     size,
+                    continued=True,
                 )
                 continue
             if kind == LEADING:
@@ -298,6 +303,7 @@ def _iter_members(
                     f" own ({problem}): not read",
                     data,
                     size,
+                    continued=True,
                 )
                 continue
             name = safe_member_name(member_name)
@@ -437,7 +443,9 @@ def _iter_packed(
             return
         for number, line, length in iter_lines(unpacked, max_bytes):
             count += 1
-            yield SourceFile(f"{path}:{number}", line, length, None, line is None)
+            yield SourceFile(
+                f"{path}:{number}", line, length, None, line is None, continued=count > 1
+            )
         if not count:
             yield _without_documents(path, size)
         yield from _after_stream(unpacked, path + "/")
@@ -448,7 +456,15 @@ def _iter_packed(
             else _why(exc)
         )
         # an NDJSON member holds many documents, keyed by their fields: it is none of them
-        yield _defect(path, None if lines else key_path, "unreadable-member", detail, data, size)
+        yield _defect(
+            path,
+            None if lines else key_path,
+            "unreadable-member",
+            detail,
+            data,
+            size,
+            continued=count > 0,  # the member was counted with its first line
+        )
 
 
 TRAILING_DATA = "trailing-data"
@@ -477,6 +493,7 @@ def _after_stream(unpacked: BinaryIO | None, prefix: str) -> Iterator[SourceFile
             f" {kind}: not read (what came before them was read whole)",
             unpacked.trailing,
             unpacked.trailing_size,
+            continued=True,
         )
 
 
@@ -502,8 +519,12 @@ def _defect(
     detail: str,
     data: bytes | None = None,
     size: int = 0,
+    *,
+    continued: bool = False,
 ) -> SourceFile:
-    """A file that should be data but cannot be read: the parse stage quarantines it."""
+    """A file that should be data but cannot be read: the parse stage quarantines it.
+    `continued`: a part of a file, not a file (`SourceFile.continued`): what follows an archive
+    or a compressed stream, or an NDJSON member's lines after one that could not be read."""
     one_line = " ".join(detail.split())
     return SourceFile(
         path,
@@ -513,6 +534,7 @@ def _defect(
         False,
         key_path,
         f"{reason}: {one_line}",
+        continued,
     )
 
 
@@ -732,7 +754,9 @@ def read_ndjson(raw: BinaryIO, name: str, label: str, max_bytes: int) -> Iterato
         unpacked = decompressed(stream, head, max_bytes)
         for number, line, size in iter_lines(unpacked, max_bytes):
             count += 1
-            yield SourceFile(f"{name}:{number}", line, size, None, line is None)
+            yield SourceFile(
+                f"{name}:{number}", line, size, None, line is None, continued=count > 1
+            )
         if not count:
             yield _without_documents(name, _stream_size(raw))
         yield from _after_stream(unpacked, name + "/")

@@ -41,6 +41,7 @@ import pyarrow as pa
 
 from duel import __version__, layout
 from duel.identity import CONTENT_PREFIX, KeyRule, key_rule
+from duel.load import COUNTS as LOAD_COUNTS
 from duel.load import IngestResult, refuse_without_data
 from duel.parse import Outcome, classify
 from duel.settings import Settings
@@ -63,6 +64,7 @@ INPUT_SCHEMA = pa.schema(
         ("oversize", pa.bool_()),
         ("key_path", pa.string()),
         ("defect", pa.string()),
+        ("continued", pa.bool_()),
     ]
 )
 # What the executors give back: one row per outcome (a JSON array of users is several).
@@ -82,6 +84,7 @@ OUTCOME_SCHEMA = pa.schema(
         ("detail", pa.string()),
         ("content", pa.binary()),
         ("proposed_repair", pa.string()),
+        ("continued", pa.bool_()),
     ]
 )
 # raw_schema.sql's columns, Spark types (jsonb as JSON text, bytea as binary, text as string).
@@ -89,7 +92,8 @@ TABLES = {
     "batches": "batch_id bigint, source_uri string, shard string, status string,"
     " started_at timestamp, finished_at timestamp, files_seen int, loaded int, repaired int,"
     " quarantined int, skipped int, unchanged int, deleted int, keyless int, is_full boolean,"
-    " document_key_rule string, error string, duel_version string, deletes_withheld int",
+    " document_key_rule string, error string, duel_version string, deletes_withheld int,"
+    " files_read int",
     "user_documents": "document_key string, content_sha256 string, source_name string,"
     " batch_id bigint, loaded_at timestamp, parse_status string, parse_error string,"
     " repair string, byte_size int, document string",
@@ -101,7 +105,8 @@ TABLES = {
     "batch_files": "batch_id bigint, file_seq int, source_name string, status string,"
     " reason string, document_key string, content_sha256 string, byte_size bigint",
 }
-COUNTS = ("files_seen", "loaded", "repaired", "quarantined", "skipped", "unchanged", "keyless")
+# what a Spark batch counts: the loader's counts but `deleted` (--full is not done on Spark)
+COUNTS = tuple(name for name in LOAD_COUNTS if name != "deleted")
 
 
 def spark_dir(settings: Settings) -> Path:
@@ -145,7 +150,7 @@ def spark_session(settings: Settings) -> SparkSession:
 
 # Columns added to a raw table later, last in its TABLES entry (an insert is by position): a
 # warehouse an earlier duel made gets them, its earlier rows NULL.
-ADDED_COLUMNS = {"batches": ("deletes_withheld int",)}
+ADDED_COLUMNS = {"batches": ("deletes_withheld int", "files_read int")}
 
 
 def ensure_raw_tables(spark: SparkSession) -> None:
@@ -203,6 +208,7 @@ def spark_ingest(
     return IngestResult(
         batch_id,
         str(path),
+        files_read=counts["files_read"],
         files_seen=counts["files_seen"],
         loaded=counts["loaded"],
         repaired=counts["repaired"],
@@ -278,6 +284,7 @@ def _outcome_row(index: int, part: int, outcome: Outcome) -> dict[str, Any]:
         "size": outcome.size,
         "sha256": outcome.sha256 or None,
         "document_key": outcome.key,
+        "continued": outcome.continued,
     }
     if parsed is None:
         return {**row, "reason": outcome.skip_reason}
@@ -371,6 +378,7 @@ def _ledger(spark: SparkSession, batch_id: int) -> DataFrame:
             numbered.detail,
             numbered.content,
             numbered.proposed_repair,
+            numbered.continued,
             coalesce(loadable.ends_as_it_was, false) as ends_as_it_was
         from numbered
         left join loadable on loadable.file_seq = numbered.file_seq
@@ -551,6 +559,7 @@ def _counts(spark: SparkSession) -> dict[str, int]:
     row = spark.sql(
         f"""
         select
+            count_if(not continued) as files_read,
             count(*) as files_seen,
             count_if(status in ('loaded', 'repaired')) as loaded,
             count_if(status = 'repaired') as repaired,

@@ -14,7 +14,8 @@ def _reasons(counts: dict[str, int]) -> str:
 def render_ingest(result: IngestResult) -> str:
     lines = [
         f"batch {result.batch_id} from {result.source}",
-        f"  files seen   {result.files_seen:>9,}",
+        f"  files read   {result.files_read:>9,}",
+        f"  documents    {result.files_seen:>9,}",
         f"  loaded       {result.loaded:>9,}  (repaired {result.repaired:,})",
         f"  unchanged    {result.unchanged:>9,}",
         f"  quarantined  {result.quarantined:>9,}"

@@ -338,12 +338,17 @@ def ndjson_history(
 
 def test_ndjson_identity_is_the_user_id_not_the_line(ndjson_history: NdjsonHistory) -> None:
     first, second = (r.summary() for r in ndjson_history.results)
-    assert {k: first[k] for k in ("files_seen", "loaded", "keyless")} == {
+    assert {k: first[k] for k in ("files_read", "files_seen", "loaded", "keyless")} == {
+        "files_read": 1,
         "files_seen": 40,
         "loaded": 40,
         "keyless": 10,
     }
-    assert {k: second[k] for k in ("files_seen", "loaded", "unchanged", "deleted", "keyless")} == {
+    assert {
+        k: second[k]
+        for k in ("files_read", "files_seen", "loaded", "unchanged", "deleted", "keyless")
+    } == {
+        "files_read": 1,
         "files_seen": 39,
         "loaded": 7,
         "unchanged": 32,

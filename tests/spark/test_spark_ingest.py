@@ -89,8 +89,8 @@ QUERIES = {
     " from raw.quarantine order by source_name, content_sha256",
     "batch_files": "select batch_id, file_seq, source_name, status, reason, document_key,"
     " content_sha256, byte_size from raw.batch_files order by batch_id, file_seq",
-    "batches": "select batch_id, status, files_seen, loaded, repaired, quarantined, skipped,"
-    " unchanged, deleted, keyless, deletes_withheld, is_full, document_key_rule"
+    "batches": "select batch_id, status, files_read, files_seen, loaded, repaired, quarantined,"
+    " skipped, unchanged, deleted, keyless, deletes_withheld, is_full, document_key_rule"
     " from raw.batches order by batch_id",
 }
 JSON_COLUMNS = {"user_documents": (6, 8), "quarantine": (9,)}
@@ -151,7 +151,10 @@ def test_spark_ingest_second_run_stores_nothing(
     results, first, second = spark_runs
     assert results[1].summary() == {
         "batch_id": 2,
-        "files_seen": results[0].files_seen,
+        # 208 files: 200 of the real dump, 7 of other kinds, one twice; the pair and the
+        # wrapper hold two users each
+        "files_read": 208,
+        "files_seen": 210,
         "loaded": 0,
         "repaired": 0,
         "quarantined": results[0].quarantined,
@@ -190,12 +193,14 @@ def test_spark_ingest_session_is_the_dbt_profiles(tmp_path: Path) -> None:
 def test_spark_ingest_adds_a_column_missing_from_an_earlier_warehouse(
     spark: SparkSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """raw.batches made before deletes_withheld was recorded gets the column (last: an insert is
-    by position), and a batch row then lands in its columns; the earlier rows keep NULL."""
+    """raw.batches made before deletes_withheld and files_read were recorded gets the columns
+    (last, in that order: an insert is by position), and a batch row then lands in its columns;
+    the earlier rows keep NULL."""
     from duel import spark_ingest as job
 
     with own_raw(spark, monkeypatch, "raw_earlier"):
-        earlier = job.TABLES["batches"].removesuffix(", deletes_withheld int")
+        earlier = job.TABLES["batches"].removesuffix(", deletes_withheld int, files_read int")
+        assert earlier != job.TABLES["batches"]
         spark.sql(f"create table raw_earlier.batches ({earlier}) using parquet")
         spark.sql(
             "insert into raw_earlier.batches (batch_id, source_uri, status, loaded)"
@@ -204,18 +209,18 @@ def test_spark_ingest_adds_a_column_missing_from_an_earlier_warehouse(
         job.ensure_raw_tables(spark)
         rule = job.key_rule(Settings())
         started = dt.datetime(2026, 1, 1)
-        counts = {**dict.fromkeys(job.COUNTS, 0), "loaded": 1}
+        counts = {**dict.fromkeys(job.COUNTS, 0), "loaded": 1, "files_read": 1}
         row = job._batch_row(spark, 2, "e.tar.gz", started, counts, rule)
         job._append(spark, "batches", row)
         columns = spark.table("raw_earlier.batches").columns
         rows = spark.sql(
-            "select batch_id, source_uri, loaded, deletes_withheld, document_key_rule"
+            "select batch_id, source_uri, loaded, deletes_withheld, files_read, document_key_rule"
             " from raw_earlier.batches order by batch_id"
         ).collect()
-    assert columns[-1] == "deletes_withheld"
+    assert columns[-2:] == ["deletes_withheld", "files_read"]
     assert [tuple(r) for r in rows] == [
-        (1, "d.tar.gz", 3, None, None),
-        (2, "e.tar.gz", 1, None, rule.text),
+        (1, "d.tar.gz", 3, None, None, None),
+        (2, "e.tar.gz", 1, None, 1, rule.text),
     ]
 
 

@@ -36,7 +36,7 @@ from duel.charts.quality import (
     current_documents,
     current_quality,
     defects_by_field_chart,
-    files_per_batch_chart,
+    documents_per_batch_chart,
 )
 from duel.charts.results import (
     COVERAGE,
@@ -75,11 +75,11 @@ __all__ = [
     "defect_colours",
     "defects_by_field_chart",
     "distributions_chart",
+    "documents_per_batch_chart",
     "empty_chart",
     "engagement_by_platform_chart",
     "engagement_over_time_chart",
     "field_profile_chart",
-    "files_per_batch_chart",
     "frame",
     "number_text",
     "platform_colour",

@@ -1,4 +1,4 @@
-"""Charts of the run and of data quality: files per batch, defects per field, clean records."""
+"""Charts of the run and of data quality: documents per batch, defects per field, clean records."""
 
 from __future__ import annotations
 
@@ -31,11 +31,12 @@ def _by_batch(rows: Rows) -> tuple[pd.DataFrame, list[str]]:
     return data, [f"#{b}" for b in data["batch_id"]]
 
 
-def files_per_batch_chart(batches: Rows) -> go.Figure:
-    """ingest_batches: per batch, the share of its files by outcome (loaded incl. repaired,
-    unchanged, ...), stacked to 100 %, with its number of files above the bar. Shares, not counts:
-    a batch of one file beside a full dump of 10,000 is a bar as tall as the dump's, not a line
-    too thin to see (the hover gives each count, the table above the chart every batch's)."""
+def documents_per_batch_chart(batches: Rows) -> go.Figure:
+    """ingest_batches: per batch, the share of its documents by outcome (loaded incl. repaired,
+    unchanged, ...), stacked to 100 %, with its number of documents above the bar, and of files
+    where they differ (one NDJSON file of many users). Shares, not counts: a batch of one file
+    beside a full dump of 10,000 is a bar as tall as the dump's, not a line too thin to see (the
+    hover gives each count, the table above the chart every batch's)."""
     data, labels = _by_batch(batches)
     if data.empty:
         return empty_chart("no batches yet")
@@ -47,25 +48,28 @@ def files_per_batch_chart(batches: Rows) -> go.Figure:
         "skipped": data["skipped"].fillna(0),
     }
     totals = pd.concat(counts.values(), axis=1).sum(axis=1)
+    # the files each batch read (NULL for a batch an earlier duel recorded)
+    files = data["files_read"] if "files_read" in data else pd.Series(None, index=data.index)
     fig = go.Figure()
     for status, values in counts.items():
         label = "loaded clean" if status == "loaded" else status
         fig.add_bar(
             x=labels,
-            # a batch without files has no shares: 0, and "0 files" above it
+            # a batch without documents has no shares: 0, and "0 documents" above it
             y=(100 * values / totals.where(totals > 0)).fillna(0),
             customdata=values,
             name=label,
             marker_color=STATUS_COLOURS[status],
             hovertemplate=(
-                f"batch %{{x}}<br>{label}: %{{customdata:,}} files (%{{y:.1f}} %)<extra></extra>"
+                f"batch %{{x}}<br>{label}: %{{customdata:,}} documents (%{{y:.1f}} %)"
+                "<extra></extra>"
             ),
         )
     fig.add_scatter(
         x=labels,
         y=[100] * len(labels),
         mode="text",
-        text=[f"{int(n):,} file{'' if n == 1 else 's'}" for n in totals],
+        text=[_documents_label(int(n), f) for n, f in zip(totals, files, strict=True)],
         textposition="top center",
         showlegend=False,
         hoverinfo="skip",
@@ -73,11 +77,19 @@ def files_per_batch_chart(batches: Rows) -> go.Figure:
     fig.update_layout(
         barmode="stack",
         xaxis_title="batch",
-        yaxis_title="share of the batch's files (%)",
+        yaxis_title="share of the batch's documents (%)",
         xaxis_type="category",
     )
     fig.update_yaxes(range=[0, 112], tickvals=[0, 25, 50, 75, 100])
-    return style(fig, "Files per batch, by outcome")
+    return style(fig, "Documents per batch, by outcome")
+
+
+def _documents_label(documents: int, files: float | None) -> str:
+    """`10,000 documents`; `9,778 documents in 1 file` when the files read were fewer."""
+    label = f"{documents:,} document{'' if documents == 1 else 's'}"
+    if files is None or pd.isna(files) or int(files) == documents:
+        return label
+    return f"{label} in {int(files):,} file{'' if files == 1 else 's'}"
 
 
 def current_quality(quality: Rows) -> pd.DataFrame:

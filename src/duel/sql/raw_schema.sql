@@ -16,6 +16,7 @@ create table if not exists raw.batches (
     status text not null check (status in ('running', 'succeeded', 'failed')),
     started_at timestamptz not null default now(),
     finished_at timestamptz,
+    files_read integer,
     files_seen integer,
     loaded integer,
     repaired integer,
@@ -31,6 +32,12 @@ create table if not exists raw.batches (
     duel_version text not null
 );
 comment on table raw.batches is 'One row per ingest run (batch): when, from where, outcome and counts.';
+-- (a database an earlier duel made gets the column; its batches keep NULL: not recorded then)
+alter table raw.batches add column if not exists files_read integer;
+comment on column raw.batches.files_read is
+    'The files (archive members included) the batch read, each once however many documents it held; files_seen counts documents (an NDJSON file or a JSON array of users once per user). NULL when not recorded.';
+comment on column raw.batches.files_seen is
+    'The documents the batch saw (loaded + quarantined + skipped + unchanged): a file of many users once per user, a file skipped as not data once.';
 -- (a database an earlier duel made gets the column; its batches keep NULL: not recorded then)
 alter table raw.batches add column if not exists deletes_withheld integer;
 comment on column raw.batches.deletes_withheld is

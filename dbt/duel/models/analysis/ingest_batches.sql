@@ -19,6 +19,7 @@ final as (
             round({{ seconds_between('started_at', 'finished_at') }}, 3)
             as numeric(12, 3)
         ) as seconds,
+        files_read,
         files_seen,
         loaded,
         repaired,

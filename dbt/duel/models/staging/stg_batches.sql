@@ -15,6 +15,7 @@ final as (
         {{ cast_as('status', 'text') }} as status,
         {{ cast_as('started_at', 'timestamptz') }} as started_at,
         {{ cast_as('finished_at', 'timestamptz') }} as finished_at,
+        cast(files_read as integer) as files_read,
         cast(files_seen as integer) as files_seen,
         cast(loaded as integer) as loaded,
         cast(repaired as integer) as repaired,
