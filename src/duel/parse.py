@@ -77,22 +77,18 @@ def classify(
     """Parse (and if need be repair) one file: one outcome, or one per element when the file
     is a JSON array of users (`sha256`: its bytes' hash, if already computed; `element`: the
     source is an element of such an array, never split again: an array in it is no user). Pure:
-    safe to run in a worker process."""
-    outcome = _classify(source, policy, rule, sha256, element)
-    if isinstance(outcome, list):  # the users of one file: the file counted with its first
-        return [
-            one._replace(continued=True) if index or source.continued else one
-            for index, one in enumerate(outcome)
-        ]
-    return outcome._replace(continued=True) if source.continued else outcome
-
-
-def _classify(
-    source: SourceFile, policy: str, rule: KeyRule, sha256: str | None, element: bool
-) -> Outcome | list[Outcome]:
-    """`classify`, before a document after the first of its file is marked `continued`."""
+    safe to run in a worker process. Each outcome is `continued` as its source is (a document
+    after the first of its file), and an array's users after the first are (the batch counts
+    the file once, with its first user)."""
+    continued = source.continued
     if source.skip_reason is not None:
-        return Outcome(source.name, "skipped", source.size, skip_reason=source.skip_reason)
+        return Outcome(
+            source.name,
+            "skipped",
+            source.size,
+            skip_reason=source.skip_reason,
+            continued=continued,
+        )
     if source.defect is not None:  # neither data nor readable (a corrupt nested archive, ...)
         reason, _, detail = source.defect.partition(": ")
         sha256 = hashlib.sha256(source.data).hexdigest() if source.data is not None else ""
@@ -105,6 +101,7 @@ def _classify(
             None,
             source.data,
             _quarantine_key(source, sha256, rule),
+            continued=continued,
         )
     if source.oversize or source.data is None:
         parsed = Parsed(
@@ -121,6 +118,7 @@ def _classify(
             None,
             None,
             _quarantine_key(source, "", rule),
+            continued=continued,
         )
     data = source.data
     sha256 = sha256 or hashlib.sha256(data).hexdigest()
@@ -135,7 +133,12 @@ def _classify(
                     for index, part in enumerate(elements)
                     for outcome in _flat(
                         classify(
-                            SourceFile(f"{source.name}[{index}]", part, len(part)),
+                            SourceFile(
+                                f"{source.name}[{index}]",
+                                part,
+                                len(part),
+                                continued=continued or index > 0,
+                            ),
                             policy,
                             rule,
                             element=True,
@@ -154,11 +157,14 @@ def _classify(
             None,
             data,
             salvaged_key(rule, source.key_path, data) or _quarantine_key(source, sha256, rule),
+            continued=continued,
         )
     if parsed.document is None:  # parse_document gives every loadable parse its document
         raise ValueError(f"{source.name}: {parsed.status} without a document")
     key = document_key(rule, source.key_path, parsed.document, sha256)
-    return Outcome(source.name, parsed.status, len(data), sha256, parsed, None, None, key)
+    return Outcome(
+        source.name, parsed.status, len(data), sha256, parsed, None, None, key, None, continued
+    )
 
 
 def _with_file_repair(outcome: Outcome, fix: FileRepair | None) -> Outcome:

@@ -161,7 +161,10 @@ def ingest_stage(
     """Ingest `data` as one batch, with a progress bar on stderr when it is a terminal (`full`:
     see duel.deletes). With `shard` ("i/N", from `plan_shards`) only that shard's files, as a
     batch of its own; a complete dump's deletes then wait for `check_shards`."""
-    with progress(f"ingesting {data}" + (f" shard {shard}" if shard else "")) as advance:
+    # the loader advances it by the documents it wrote (an NDJSON file, once per user)
+    with progress(
+        f"ingesting {data}" + (f" shard {shard}" if shard else ""), unit="documents"
+    ) as advance:
         if shard is not None:
             spec = ShardSpec.parse(shard)
             return shards.ingest_shard(

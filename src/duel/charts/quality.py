@@ -48,8 +48,7 @@ def documents_per_batch_chart(batches: Rows) -> go.Figure:
         "skipped": data["skipped"].fillna(0),
     }
     totals = pd.concat(counts.values(), axis=1).sum(axis=1)
-    # the files each batch read (NULL for a batch an earlier duel recorded)
-    files = data["files_read"] if "files_read" in data else pd.Series(None, index=data.index)
+    files = data["files_read"]  # the files each batch read (NULL: an earlier duel's batch)
     fig = go.Figure()
     for status, values in counts.items():
         label = "loaded clean" if status == "loaded" else status
