@@ -131,7 +131,10 @@ def run_settings(params: dict[str, Any]) -> Settings:
         "allow_new_layout": Param(
             False,
             type="boolean",
-            description="Load a dump whose files moved to another folder depth as new documents",
+            description=(
+                "Load a dump whose files moved to another folder depth, or delivered in "
+                "another form (files, then NDJSON), as new documents"
+            ),
         ),
         "document_key": Param(
             "",

@@ -6,14 +6,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from conftest import query, run_cli
+from dump_forms import as_files, as_ndjson, users
 from tar_files import make_tar
 from test_deletes import raw_counts
 
 from duel.exceptions import IdentityCollision, LayoutChanged
+from duel.identity import key_rule
 from duel.layout import SAMPLE, NewDocuments
 from duel.load import ingest
 from duel.pipeline import check_layout, ingest_stage, plan_shards
@@ -301,3 +304,130 @@ def test_a_directory_of_regional_folders_and_inner_archives_are_refused_or_kept_
     ]
     result = ingest(settings, make_tar(tmp_path / "nfc.tar.gz", same))
     assert (result.loaded, result.files_seen) == (2, 2)
+
+
+def test_a_dump_of_files_delivered_as_ndjson_is_refused_and_writes_nothing(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The same users as files, then as one NDJSON file: each line was `user_id:uN`, each
+    user a second document (the real dump's 9,778 readable users read 19,775). A user_id is
+    matched as a key holds it: trimmed and lower-cased (` U0` is `user_id:u0`)."""
+    ingest(settings, as_files(tmp_path / "a", users(range(4), prefix=" U")))
+    before = raw_counts(settings)
+    with pytest.raises(LayoutChanged) as refused:
+        ingest(settings, as_ndjson(tmp_path / "b", users(range(4))), full=True)
+    assert str(refused.value) == (
+        "refused: 4 of the 4 new documents of this dump are users delivered before as files "
+        "of their own (its 'user_id:u0' is the current 'U0.json', by its user_id; "
+        "a user in a file of its own is identified by the file's path, one in a file of many "
+        "users by its user_id), so loading it would add those users a second time; nothing "
+        "was written. Deliver it as files of their own, as the earlier dumps were, or run it "
+        "again with --allow-new-layout to load them as new documents"
+    )
+    assert (refused.value.moved, refused.value.checked, refused.value.new) == (4, 4, 4)
+    assert raw_counts(settings) == before
+    result = ingest(settings, tmp_path / "b", allow_new_layout=True)
+    assert (result.loaded, result.unchanged) == (4, 0)
+    assert query(settings, "select count(*) from raw.current_versions") == [(8,)]
+
+
+def test_a_dump_of_ndjson_delivered_as_files_or_an_array_is_refused(
+    settings: Settings, tmp_path: Path
+) -> None:
+    ingest(settings, as_ndjson(tmp_path / "a", users(range(3))))
+    before = raw_counts(settings)
+    with pytest.raises(LayoutChanged) as refused:
+        ingest(settings, as_files(tmp_path / "b", users(range(3), prefix="U")))
+    assert str(refused.value).startswith(
+        "refused: 3 of the 3 new documents of this dump are users delivered before in a file "
+        "of many users (its 'U0.json' is the current 'user_id:u0', by its user_id; "
+    )
+    assert str(refused.value).endswith(
+        "Deliver it as one file of many users (NDJSON, or a JSON array), as the earlier dumps "
+        "were, or run it again with --allow-new-layout to load them as new documents"
+    )
+    assert raw_counts(settings) == before
+    # as a JSON array, the same users are the same documents, keyed by their user_id: not
+    # refused (new versions of them: a version is its bytes, an element's are not a line's)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "users.json").write_text(json.dumps(users(range(3))))
+    assert ingest(settings, tmp_path / "c").loaded == 3
+    assert query(settings, "select document_key from raw.current_versions order by 1") == [
+        ("user_id:u0",),
+        ("user_id:u1",),
+        ("user_id:u2",),
+    ]
+
+
+def test_new_users_in_another_form_and_users_the_dump_still_holds_are_loaded(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Only a user the dump no longer delivers in the form it had is a move: new user_ids in an
+    NDJSON file beside the files, and users twice in the dump (their files and lines), load."""
+    ingest(settings, as_files(tmp_path / "a", users(range(5))))
+    both = as_files(tmp_path / "b", users(range(5)))
+    (both / "extra.ndjson").write_text(
+        "".join(json.dumps(u) + "\n" for u in users(range(10, 12)) + users(range(3)))
+    )
+    result = ingest(settings, both)
+    assert (result.loaded, result.unchanged) == (5, 5)
+    # half or fewer of the new lines are moves (u3 and u4, files absent): new users mostly
+    fresh = as_ndjson(tmp_path / "c", users(range(20, 23)) + users(range(3, 5)))
+    assert ingest(settings, fresh).loaded == 5
+
+
+def test_keyed_by_user_id_first_a_dump_keeps_its_users_in_any_form(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The remedy the refusal's README names: `user_id,@file` keys both forms alike, so the
+    guard has nothing to judge and each user stays one document (a new version of it: a
+    version is its bytes, and a line's end with them)."""
+    keyed = replace(settings, document_key="user_id,@file")
+    ingest(keyed, as_files(tmp_path / "a", users(range(3))))
+    result = ingest(keyed, as_ndjson(tmp_path / "b", users(range(3))), full=True)
+    assert (result.loaded, result.unchanged, result.deleted) == (3, 0, 0)
+    assert query(keyed, "select document_key, source_name from raw.current_versions") == [
+        ("user_id:u0", "users.ndjson:1"),
+        ("user_id:u1", "users.ndjson:2"),
+        ("user_id:u2", "users.ndjson:3"),
+    ]
+
+
+def test_a_shard_of_a_dump_in_another_form_is_refused_in_its_batch(
+    settings: Settings, tmp_path: Path
+) -> None:
+    ingest(settings, as_files(tmp_path / "a", users(range(2))))
+    lines = as_ndjson(tmp_path / "b", users(range(2)))
+    with pytest.raises(LayoutChanged, match=r"^refused: 2 of the 2 new documents .* as files"):
+        ingest_stage(settings, lines, shard="0/2")
+    assert ingest_stage(settings, lines, shard="0/2", allow_new_layout=True).loaded == 2
+
+
+def test_the_real_dump_delivered_again_as_one_ndjson_file_is_refused(
+    settings: Settings, real_data: Path, real_dir: Path, tmp_path: Path
+) -> None:
+    """The real dump, then its readable users as one NDJSON file: every user whose user_id
+    identifies them was loaded a second time (the overview read 19,775 users of 10,000)."""
+    ingest(settings, real_data)
+    before = raw_counts(settings)
+    placeholders = key_rule(settings).placeholders_of("user_id")
+    lines, user_ids = [], set()
+    for path in sorted((real_dir / "mixed").glob("*.json")):
+        try:
+            user = json.loads(path.read_bytes())
+        except ValueError:
+            continue  # a malformed file: no line of it
+        lines.append(json.dumps(user) + "\n")
+        value = user.get("user_id")
+        if isinstance(value, str) and value.strip() and value.strip().lower() not in placeholders:
+            user_ids.add(value.strip().lower())
+    (tmp_path / "lines").mkdir()
+    (tmp_path / "lines" / "users.ndjson").write_text("".join(lines))
+    with pytest.raises(LayoutChanged) as refused:
+        ingest(settings, tmp_path / "lines")
+    assert (refused.value.moved, refused.value.checked, refused.value.new) == (
+        SAMPLE,
+        SAMPLE,
+        len(user_ids),
+    )
+    assert raw_counts(settings) == before

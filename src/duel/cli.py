@@ -296,7 +296,8 @@ def dump_options(func: F) -> F:
     func = click.option(
         "--allow-new-layout",
         is_flag=True,
-        help="Load a dump whose files moved to another folder depth, or keyed by another "
+        help="Load a dump whose files moved to another folder depth, delivered in another form "
+        "(files of their own, then NDJSON or a JSON array, or back), or keyed by another "
         "--document-key rule than before, as new documents (refused otherwise: its users would "
         "be loaded a second time).",
     )(func)

@@ -53,7 +53,7 @@ FILE_SOURCE = "@file"
 DEFAULT_DOCUMENT_KEY = "@file,user_id"
 CONTENT_PREFIX = "content:"
 MAX_KEY_BYTES = 1024  # in UTF-8; a longer key is stored as its digest (bounded_key)
-_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,7 @@ class KeyRule:
                 "DUEL_DOCUMENT_KEY is empty: give top-level fields and/or @file, e.g. @file,user_id"
             )
         for source in sources:
-            if source != FILE_SOURCE and not _FIELD.match(source):
+            if source != FILE_SOURCE and not FIELD_NAME.match(source):
                 raise ConfigError(
                     f"DUEL_DOCUMENT_KEY: {source!r} is neither @file nor a top-level field name"
                 )

@@ -1,4 +1,5 @@
-"""The layout guard: a dump whose files moved to another folder depth is refused.
+"""The layout guard: a dump whose files moved to another folder depth, or whose users come in
+another form (files of their own, then lines of one NDJSON file), is refused.
 
 A file's identity is its path inside the dump without the dump's own top folder
 (`duel.sources.identity_path`): `mixed/user_17.json` and `export-2025-07-24/user_17.json` are
@@ -21,20 +22,25 @@ second at a million).
 A shard of the DAG holds part of the dump, so it cannot tell a move from a file another shard
 delivers: `preflight` makes the same judgement before the shards load, from the dump's file
 names alone (no file is read; the keys go to a temporary table the moves are compared with).
+
+A dump in another form (`check_form`) is judged alike, on a sample of the new documents of one
+form that are current documents of the other by the rule's field; a shard judges it in its own
+batch, since its lines' user_ids are not known before they are read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from duel import db
 from duel.exceptions import IdentityCollision, KeyRuleChanged, LayoutChanged
-from duel.identity import KeyRule, file_key
+from duel.identity import FIELD_NAME, FILE_SOURCE, KeyRule, file_key
 from duel.settings import Settings
 from duel.sources import SourceFile
 
@@ -91,10 +97,12 @@ def sample_order(key: str) -> int:
 
 
 class NewDocuments:
-    """The new file documents a batch adds: how many, and the SAMPLE of their keys with the
+    """The new documents a batch adds whose keys begin with `prefix` (its file documents, by
+    default; `user_id:` for check_form's): how many, and the SAMPLE of their keys with the
     smallest md5 (kept in a heap of at most SAMPLE while the batch runs)."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = FILE_PREFIX) -> None:
+        self.prefix = prefix
         self.count = 0
         self._heap: list[tuple[int, str]] = []  # (-order, key): the largest kept on top
 
@@ -109,9 +117,9 @@ class NewDocuments:
             heapq.heappush(self._heap, (-sample_order(key), key))
 
     def add(self, keys: list[str]) -> None:
-        heap = self._heap
+        heap, prefix = self._heap, self.prefix
         for key in keys:
-            if key.startswith(FILE_PREFIX):
+            if key.startswith(prefix):
                 self.count += 1
                 order = -sample_order(key)
                 if len(heap) < SAMPLE:
@@ -293,15 +301,21 @@ def _judge(
     if not new.sample:
         return 0
     conn.execute(_MOVES.format(delivered=delivered), {"keys": new.sample, **params})
-    row = conn.execute(
-        "select count(distinct new_key),"
-        " (select array[new_key, current_key] from duel_moves order by new_key, current_key"
-        " limit 1)"
-        " from duel_moves"
-    ).fetchone()
-    moved, example = (int(row[0]), row[1]) if row else (0, None)
+    moved, example = _counted(conn, "duel_moves")
     refuse_moves(moved, example, len(new.sample), new.count, allow=allow)
     return moved
+
+
+def _counted(conn: psycopg.Connection[Any], table: str) -> tuple[int, list[str] | None]:
+    """Of the (new_key, current_key) pairs in the temporary table `table` (duel_moves or
+    duel_form_moves, never a caller's text): how many new keys are moves, and the least pair."""
+    row = conn.execute(
+        sql.SQL(
+            "select count(distinct new_key), (select array[new_key, current_key] from {table}"
+            " order by new_key, current_key limit 1) from {table}"
+        ).format(table=sql.Identifier(table))
+    ).fetchone()
+    return (int(row[0]), row[1]) if row else (0, None)
 
 
 def refuse_moves(
@@ -324,3 +338,179 @@ def refuse_moves(
             checked=checked,
             new=new,
         )
+
+
+# A dump delivered in another form: the same users as files of their own one day (keyed by
+# their path, `file:user_17.json`) and as lines of an NDJSON file, or elements of an array, the
+# next (no path of their own: keyed by the rule's first field, `user_id:u17`), or the other way
+# round. Loaded as it is, each user would be a second document. A form move is a new key of one
+# form whose user is a current document of the other, absent from the dump, by the value of
+# the rule's first field ({field}: a name KeyRule.parse checked, [A-Za-z_][A-Za-z0-9_]*),
+# trimmed and lower-cased as a key's value is (duel.identity.usable_value). In the SQL both
+# engines speak ({value}: the engine's text of a top-level field of a JSON document `doc`); as
+# (new_key, current_key).
+#   - into lines (FORM_TO_LINES_SQL): {keys} the new `field:` keys (a relation of `key`),
+#     {documents} the current file documents' (document_key, is_deleted, document);
+#   - into files (FORM_TO_FILES_SQL): {keys} the new file documents' (key, document),
+#     {current} the current versions.
+FORM_TO_LINES_SQL = """
+    select new.key as new_key, current.document_key as current_key
+    from {keys} as new
+    inner join {documents} as current
+        on substr(new.key, {value_at}) = lower(trim({current_value}))
+    where
+        left(current.document_key, 5) = 'file:'
+        and not current.is_deleted
+        and not exists ({delivered})
+"""
+FORM_TO_FILES_SQL = """
+    select new.key as new_key, current.document_key as current_key
+    from {keys} as new
+    inner join {current} as current
+        on current.document_key = concat('{field}:', lower(trim({new_value})))
+    where not current.is_deleted and not exists ({delivered})
+"""
+
+
+def form_field(rule: KeyRule) -> str | None:
+    """The field a dump's users are keyed by when they have no file of their own, where the rule
+    keys a file of its own by its path (`user_id` under `@file,user_id`): a dump may change form
+    under that rule. None when it cannot (the rule has no field, or a field comes first and keys
+    both forms alike)."""
+    fields = [source for source in rule.sources if source != FILE_SOURCE]
+    if rule.sources[0] != FILE_SOURCE or not fields:
+        return None
+    return fields[0]
+
+
+def form_sql(template: str, field: str, value: Callable[[str, str], str], **relations: str) -> str:
+    """`template` (FORM_TO_LINES_SQL or FORM_TO_FILES_SQL) for `field`, in the engine whose text
+    of a document's field is `value(document, field)`."""
+    if not FIELD_NAME.fullmatch(field):  # KeyRule.parse refuses any other; never into SQL
+        raise ValueError(f"not a field name: {field!r}")
+    return template.format(
+        field=field,
+        value_at=len(field) + 2,
+        current_value=value("current.document", field),
+        new_value=value("new.document", field),
+        **relations,
+    )
+
+
+def _jsonb_value(document: str, field: str) -> str:
+    return f"{document} ->> '{field}'"
+
+
+# the relations of the templates on Postgres: the sample (%(keys)s), and what it is matched with
+_SAMPLE_KEYS = "(select unnest(%(keys)s::text[]) as key)"
+_CURRENT_FILES = """(
+    select current.document_key, current.is_deleted, version.document
+    from raw.current_versions as current
+    inner join raw.user_documents as version
+        on version.document_key = current.document_key
+        and version.content_sha256 = current.content_sha256
+    where current.document_key >= 'file:' collate "C"
+        and current.document_key < 'file;' collate "C"
+)"""
+_SAMPLE_FILES = """(
+    select mine.document_key as key, version.document
+    from unnest(%(keys)s::text[]) as sample (key)
+    inner join raw.current_versions as mine on mine.document_key = sample.key
+    inner join raw.user_documents as version
+        on version.document_key = mine.document_key
+        and version.content_sha256 = mine.content_sha256
+)"""
+_FORM_TO_LINES = "create temporary table duel_form_moves on commit drop as" + (
+    FORM_TO_LINES_SQL.replace("{keys}", _SAMPLE_KEYS).replace("{documents}", _CURRENT_FILES)
+)
+_FORM_TO_FILES = "create temporary table duel_form_moves on commit drop as" + (
+    FORM_TO_FILES_SQL.replace("{keys}", _SAMPLE_FILES).replace("{current}", "raw.current_versions")
+)
+
+
+def check_form(
+    conn: psycopg.Connection[Any],
+    batch_id: int,
+    rule: KeyRule,
+    files: NewDocuments,
+    lines: NewDocuments,
+    *,
+    allow: bool,
+) -> int:
+    """Refuse the batch (LayoutChanged) when more than MOVED_SHARE of the checked new documents
+    of one form (`files`: its new file documents; `lines`: its new documents keyed by the
+    rule's field, as `new_documents` tracks them) are current documents of the other, absent
+    from it, unless `allow`; returns how many are. Runs in the batch's transaction, after its
+    files are written and before any delete. Costs nothing when the database holds no current
+    document of the other form; else, into lines, a read of the current file documents."""
+    field = form_field(rule)
+    if field is None or allow:
+        return 0
+    moved = 0
+    params = {"batch": batch_id}
+    for new, into_lines in ((lines, True), (files, False)):
+        if not new.sample or not _holds(conn, FILE_PREFIX if into_lines else f"{field}:"):
+            continue
+        template = _FORM_TO_LINES if into_lines else _FORM_TO_FILES
+        query = form_sql(template, field, _jsonb_value, delivered=_BY_BATCH)
+        conn.execute(query, {"keys": new.sample, **params})
+        count, example = _counted(conn, "duel_form_moves")
+        conn.execute("drop table duel_form_moves")
+        refuse_form_change(
+            count, example, len(new.sample), new.count, field, into_lines=into_lines, allow=allow
+        )
+        moved += count
+    return moved
+
+
+def new_documents(rule: KeyRule) -> NewDocuments:
+    """What check_form's `lines` tracks under `rule`: the new documents keyed by its field."""
+    field = form_field(rule)
+    return NewDocuments(f"{field}:" if field else "\0")  # "\0": no key begins so
+
+
+def _holds(conn: psycopg.Connection[Any], prefix: str) -> bool:
+    """Whether a current document's key begins with `prefix`: a range of the primary key, in
+    byte order (a database whose collation is not C reads the table instead of the index, and
+    the answer is still right: `file:x` sorts after `file;` where punctuation is ignored)."""
+    row = conn.execute(
+        "select exists (select 1 from raw.current_versions where document_key >= %(low)s"
+        ' collate "C" and document_key < %(high)s collate "C" and not is_deleted)',
+        {"low": prefix, "high": prefix[:-1] + chr(ord(prefix[-1]) + 1)},
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def refuse_form_change(
+    moved: int,
+    example: list[str] | None,
+    checked: int,
+    new: int,
+    field: str,
+    *,
+    into_lines: bool,
+    allow: bool,
+) -> None:
+    """The refusal (LayoutChanged, one line) when more than MOVED_SHARE of the `checked` new
+    documents of one form (of `new` in all) are current documents of the other; `example`: one
+    (new key, current key) pair. Both engines judge by it."""
+    if moved <= MOVED_SHARE * checked or allow or example is None:
+        return
+    new_key, current_key = (key.removeprefix(FILE_PREFIX) for key in example)
+    of = f"a sample of {checked} of the " if checked < new else "the "
+    if into_lines:
+        before, again = "as files of their own", "as files of their own"
+    else:
+        before = "in a file of many users"
+        again = "as one file of many users (NDJSON, or a JSON array)"
+    raise LayoutChanged(
+        f"refused: {moved} of {of}{new} new documents of this dump are users delivered before "
+        f"{before} (its {new_key!r} is the current {current_key!r}, by its {field}; a user in "
+        f"a file of its own is identified by the file's path, one in a file of many users by "
+        f"its {field}), so loading it would add those users a second time; nothing was "
+        f"written. Deliver it {again}, as the earlier dumps were, or run it again with "
+        "--allow-new-layout to load them as new documents",
+        moved=moved,
+        checked=checked,
+        new=new,
+    )

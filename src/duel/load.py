@@ -174,6 +174,8 @@ class _Batch:
         self.moved = SeenKeys() if self.seen is None else None
         # the new file documents (duel.layout): none can be a move when the database was empty
         self.new = layout.NewDocuments()
+        # the new documents keyed by the rule's field (duel.layout.check_form)
+        self.new_lines = layout.new_documents(rule)
         # what the file names' identities leave out (duel.layout.check_collisions)
         self.left_out = layout.LeftOut()
         # where a moved pointer's state before the batch is kept aside (_move_current)
@@ -291,7 +293,9 @@ class _Batch:
         inserted = [o for key, o in moves.items() if key not in known]
         self._insert_current(inserted)
         if self.seen is None:
-            self.new.add([o.key for o in inserted if o.key is not None])
+            new_keys = [o.key for o in inserted if o.key is not None]
+            self.new.add(new_keys)
+            self.new_lines.add(new_keys)
         self._move_current([o for key, o in moves.items() if key in known])
         self._store_quarantine(quarantined)
         self._copy_ledger(ledger)
@@ -714,6 +718,10 @@ def ingest(
             layout.check_collisions(conn, batch_id, batch.left_out)
             if _holds_whole_dump(shard):
                 layout.check(conn, batch_id, batch.new, allow=allow_new_layout)
+            # a shard too: a user of the other form is a move unless this shard delivers it
+            layout.check_form(
+                conn, batch_id, rule, batch.new, batch.new_lines, allow=allow_new_layout
+            )
             if full:
                 counts = batch.counts
                 deleted = deletes.tombstone_absent(

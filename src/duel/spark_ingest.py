@@ -190,6 +190,7 @@ def spark_ingest(
     _check_rule(spark, rule.text, allow=allow_new_layout)
     _check_collisions(spark)
     _check_layout(spark, allow=allow_new_layout)  # before the first write
+    _check_form(spark, rule, allow=allow_new_layout)
     # the ledger view is fixed from here on: its counts are read once, before the first write
     counts, skip_reasons = _counts(spark), _reasons(spark, "skipped")
     refuse_without_data(str(path), counts, skip_reasons)
@@ -420,43 +421,126 @@ def _check_layout(spark: SparkSession, *, allow: bool) -> int:
     layout.NewDocuments samples) checked for being a current
     document's path with folders added or taken away at the front, that document not delivered
     by the dump; returns how many are such moves (layout.refuse_moves refuses)."""
-    new = spark.sql(
-        f"""
-        select ledger.document_key as key, min(ledger.file_seq) as seq
-        from duel_ledger as ledger
-        left anti join {RAW}.current_versions as current
-            on current.document_key = ledger.document_key
-        where ledger.status in ('loaded', 'repaired')
-            and left(ledger.document_key, 5) = '{layout.FILE_PREFIX}'
-        group by ledger.document_key
-        """
-    ).localCheckpoint()
-    total = new.count()
+    total = _sample_new(spark, layout.FILE_PREFIX, "duel_new_keys")
     if total == 0:
         return 0
-    new.selectExpr("key", "md5(key) as sample_order").orderBy("sample_order").limit(
-        layout.SAMPLE
-    ).createOrReplaceTempView("duel_new_keys")
     moves = layout.MOVES_SQL.format(
-        keys="duel_new_keys",
-        current=f"{RAW}.current_versions",
-        delivered="select 1 from duel_ledger as delivered"
-        " where delivered.document_key = current.document_key",
+        keys="duel_new_keys", current=f"{RAW}.current_versions", delivered=_DELIVERED
     )
+    moved, example, checked = _moves(spark, moves, "duel_new_keys")
+    layout.refuse_moves(moved, example, checked, total, allow=allow)
+    return moved
+
+
+def _moves(spark: SparkSession, moves: str, sample: str) -> tuple[int, list[str] | None, int]:
+    """Of the (new_key, current_key) pairs `moves` finds for the keys of the view `sample`: how
+    many new keys are moves, the least pair, and how many keys were checked."""
     (row,) = spark.sql(
         f"""
         with moves as ({moves})
         select
             count(distinct new_key) as moved,
             min(array(new_key, current_key)) as example,
-            (select count(*) from duel_new_keys) as checked
+            (select count(*) from {sample}) as checked
         from moves
         """
     ).collect()
-    moved, checked = int(row["moved"]), int(row["checked"])
     example = list(row["example"]) if row["example"] is not None else None
-    layout.refuse_moves(moved, example, checked, total, allow=allow)
+    return int(row["moved"]), example, int(row["checked"])
+
+
+# what "delivered by the dump" is, in duel.layout's SQL: this batch's ledger
+_DELIVERED = (
+    "select 1 from duel_ledger as delivered where delivered.document_key = current.document_key"
+)
+
+
+def _sample_new(spark: SparkSession, prefix: str, view: str) -> int:
+    """The new documents of this batch (`duel_ledger`) whose key begins with `prefix` (a key
+    with no current version): how many; the layout.SAMPLE of them with the smallest md5 (as
+    layout.NewDocuments samples) made the view `view` of (key, document: its first delivery's)."""
+    new = spark.sql(
+        f"""
+        select ledger.document_key as key, min_by(ledger.document, ledger.file_seq) as document
+        from duel_ledger as ledger
+        left anti join {RAW}.current_versions as current
+            on current.document_key = ledger.document_key
+        where ledger.status in ('loaded', 'repaired')
+            and startswith(ledger.document_key, {_literal(prefix)})
+        group by ledger.document_key
+        """
+    ).localCheckpoint()
+    total = new.count()
+    if total:
+        new.selectExpr("key", "document", "md5(key) as sample_order").orderBy("sample_order").limit(
+            layout.SAMPLE
+        ).createOrReplaceTempView(view)
+    return total
+
+
+def _literal(text: str) -> str:
+    """A Spark SQL string literal of `text` (a key prefix: its quotes and backslashes escaped)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _check_form(spark: SparkSession, rule: KeyRule, *, allow: bool) -> int:
+    """duel.layout.check_form's judgement of this batch (`duel_ledger`), before the first
+    write: its new documents of one form (files, or keyed by the rule's field) that are current
+    documents of the other absent from the dump; returns how many of the samples are."""
+    field = layout.form_field(rule)
+    if field is None or allow:
+        return 0
+    moved = 0
+    for prefix, other, into_lines in (
+        (f"{field}:", layout.FILE_PREFIX, True),
+        (layout.FILE_PREFIX, f"{field}:", False),
+    ):
+        held = spark.sql(
+            f"select 1 from {RAW}.current_versions"
+            f" where startswith(document_key, {_literal(other)}) and not is_deleted limit 1"
+        ).first()
+        if held is None:
+            continue
+        total = _sample_new(spark, prefix, "duel_form_keys")
+        if total == 0:
+            continue
+        if into_lines:
+            documents = f"""(
+                select current.document_key, current.is_deleted, version.document
+                from {RAW}.current_versions as current
+                inner join {RAW}.user_documents as version
+                    on version.document_key = current.document_key
+                    and version.content_sha256 = current.content_sha256
+                where startswith(current.document_key, '{layout.FILE_PREFIX}')
+            )"""
+            sql = layout.form_sql(
+                layout.FORM_TO_LINES_SQL,
+                field,
+                _json_value,
+                keys="duel_form_keys",
+                documents=documents,
+                delivered=_DELIVERED,
+            )
+        else:
+            sql = layout.form_sql(
+                layout.FORM_TO_FILES_SQL,
+                field,
+                _json_value,
+                keys="duel_form_keys",
+                current=f"{RAW}.current_versions",
+                delivered=_DELIVERED,
+            )
+        count, example, checked = _moves(spark, sql, "duel_form_keys")
+        layout.refuse_form_change(
+            count, example, checked, total, field, into_lines=into_lines, allow=allow
+        )
+        moved += count
     return moved
+
+
+def _json_value(document: str, field: str) -> str:
+    """Spark SQL's text of the top-level `field` of the JSON text `document`."""
+    return f"get_json_object({document}, '$.{field}')"
 
 
 def _new_documents(spark: SparkSession, batch_id: int) -> DataFrame:

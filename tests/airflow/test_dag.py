@@ -134,7 +134,8 @@ def test_dag_params_and_catchup(dag: dict[str, object]) -> None:
         "allow_new_layout": [
             False,
             {"type": "boolean"},
-            "Load a dump whose files moved to another folder depth as new documents",
+            "Load a dump whose files moved to another folder depth, or delivered in another "
+            "form (files, then NDJSON), as new documents",
         ],
         "document_key": [
             "",

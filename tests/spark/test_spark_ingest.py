@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
+from dump_forms import as_files, as_ndjson, users
 from psycopg.types.string import TextLoader
 from tar_files import make_tar
 
@@ -258,6 +259,37 @@ def test_spark_ingest_refuses_a_dump_moved_to_another_folder_depth(
         kept = spark_ingest(spark_settings, both, spark=spark)
         assert (kept.loaded, kept.unchanged) == (3, 3)  # the originals delivered: no move
         assert table("current_versions") == 9
+
+
+@pytest.mark.slow
+def test_spark_ingest_refuses_a_dump_delivered_in_another_form(
+    spark_settings: Settings, spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """duel.layout.check_form on Spark, as on Postgres: users delivered as files, then as one
+    NDJSON file (and the other way round), are refused before anything is written, in the words
+    Postgres refuses them in; with allow_new_layout they load as new documents; new users in
+    the other form load."""
+    from duel.exceptions import LayoutChanged
+
+    with own_raw(spark, monkeypatch, "raw_form") as table:
+        spark_ingest(spark_settings, as_files(tmp_path / "a", users(range(3))), spark=spark)
+        lines = as_ndjson(tmp_path / "b", users(range(3)))
+        with pytest.raises(LayoutChanged) as refused:
+            spark_ingest(spark_settings, lines, spark=spark)
+        assert str(refused.value).startswith(
+            "refused: 3 of the 3 new documents of this dump are users delivered before as files"
+            " of their own (its 'user_id:u0' is the current 'u0.json', by its user_id;"
+        )
+        assert (table("batches"), table("batch_files"), table("user_documents")) == (1, 3, 3)
+        fresh = as_ndjson(tmp_path / "c", users(range(10, 13)) + users(range(1)))
+        assert spark_ingest(spark_settings, fresh, spark=spark).loaded == 4
+        allowed = spark_ingest(spark_settings, lines, spark=spark, allow_new_layout=True)
+        assert (allowed.loaded, table("current_versions")) == (2, 9)
+        # back to files: the lines' users are current documents keyed by their user_id
+        again = as_files(tmp_path / "d", users(range(10, 13)))
+        with pytest.raises(LayoutChanged, match=r"^refused: 3 of the 3 new .* in a file of many"):
+            spark_ingest(spark_settings, again, spark=spark)
+        assert table("batches") == 3
 
 
 @pytest.mark.slow
