@@ -347,28 +347,31 @@ def refuse_moves(
 # form whose user is a current document of the other, absent from the dump, by the value of
 # the rule's first field ({field}: a name KeyRule.parse checked, [A-Za-z_][A-Za-z0-9_]*),
 # trimmed and lower-cased as a key's value is (duel.identity.usable_value). In the SQL both
-# engines speak ({value}: the engine's text of a top-level field of a JSON document `doc`); as
-# (new_key, current_key).
-#   - into lines (FORM_TO_LINES_SQL): {keys} the new `field:` keys (a relation of `key`),
-#     {documents} the current file documents' (document_key, is_deleted, document);
+# engines speak (form_sql fills in each engine's text of a document's top-level field), the
+# candidates, as (new_key, current_key); each engine then drops those whose current document
+# the dump delivers:
+#   - into lines (FORM_TO_LINES_SQL): {documents} the current file documents' (document_key,
+#     is_deleted, document), each matched with the sample's values by `{among_values}` (the
+#     engine's test that a value is one of the new keys' after `field:`), a hash lookup on
+#     Postgres whatever the plan: Postgres misjudges how many rows the current versions join
+#     their documents in (1 of 10,000), and a join with the sample looped over it for each
+#     (5 s at 10,000, 470 s at a million);
 #   - into files (FORM_TO_FILES_SQL): {keys} the new file documents' (key, document),
 #     {current} the current versions.
 FORM_TO_LINES_SQL = """
-    select new.key as new_key, current.document_key as current_key
-    from {keys} as new
-    inner join {documents} as current
-        on substr(new.key, {value_at}) = lower(trim({current_value}))
-    where
-        left(current.document_key, 5) = 'file:'
-        and not current.is_deleted
-        and not exists ({delivered})
+    select concat('{field}:', current.value) as new_key, current.document_key as current_key
+    from (
+        select document_key, is_deleted, lower(trim({current_value})) as value
+        from {documents} as current
+    ) as current
+    where not current.is_deleted and current.value {among_values}
 """
 FORM_TO_FILES_SQL = """
     select new.key as new_key, current.document_key as current_key
     from {keys} as new
     inner join {current} as current
         on current.document_key = concat('{field}:', lower(trim({new_value})))
-    where not current.is_deleted and not exists ({delivered})
+    where not current.is_deleted
 """
 
 
@@ -390,7 +393,6 @@ def form_sql(template: str, field: str, value: Callable[[str, str], str], **rela
         raise ValueError(f"not a field name: {field!r}")
     return template.format(
         field=field,
-        value_at=len(field) + 2,
         current_value=value("current.document", field),
         new_value=value("new.document", field),
         **relations,
@@ -401,8 +403,8 @@ def _jsonb_value(document: str, field: str) -> str:
     return f"{document} ->> '{field}'"
 
 
-# the relations of the templates on Postgres: the sample (%(keys)s), and what it is matched with
-_SAMPLE_KEYS = "(select unnest(%(keys)s::text[]) as key)"
+# the relations of the templates on Postgres: the sample (%(keys)s; %(values)s, its values
+# after `field:`, a constant array that Postgres hashes), and what it is matched with
 _CURRENT_FILES = """(
     select current.document_key, current.is_deleted, version.document
     from raw.current_versions as current
@@ -421,11 +423,22 @@ _SAMPLE_FILES = """(
         and version.content_sha256 = mine.content_sha256
 )"""
 _FORM_TO_LINES = "create temporary table duel_form_moves on commit drop as" + (
-    FORM_TO_LINES_SQL.replace("{keys}", _SAMPLE_KEYS).replace("{documents}", _CURRENT_FILES)
+    FORM_TO_LINES_SQL.replace("{documents}", _CURRENT_FILES).replace(
+        "{among_values}", "= any(%(values)s::text[])"
+    )
 )
 _FORM_TO_FILES = "create temporary table duel_form_moves on commit drop as" + (
     FORM_TO_FILES_SQL.replace("{keys}", _SAMPLE_FILES).replace("{current}", "raw.current_versions")
 )
+
+
+# the candidates whose current document the batch delivers: not moves
+_DELIVERED_MOVES = """
+    delete from duel_form_moves as moves where exists (
+        select 1 from raw.batch_files as delivered
+        where delivered.batch_id = %(batch)s and delivered.document_key = moves.current_key
+    )
+"""
 
 
 def check_form(
@@ -452,8 +465,14 @@ def check_form(
         if not new.sample or not _holds(conn, FILE_PREFIX if into_lines else f"{field}:"):
             continue
         template = _FORM_TO_LINES if into_lines else _FORM_TO_FILES
-        query = form_sql(template, field, _jsonb_value, delivered=_BY_BATCH)
-        conn.execute(query, {"keys": new.sample, **params})
+        sample = (  # into lines, the sample's values (after `field:`); into files, its keys
+            {"values": [key.removeprefix(f"{field}:") for key in new.sample]}
+            if into_lines
+            else {"keys": new.sample}
+        )
+        conn.execute(form_sql(template, field, _jsonb_value), sample)
+        conn.execute("analyze duel_form_moves")
+        conn.execute(_DELIVERED_MOVES, params)
         count, example = _counted(conn, "duel_form_moves")
         conn.execute("drop table duel_form_moves")
         refuse_form_change(

@@ -517,9 +517,8 @@ def _check_form(spark: SparkSession, rule: KeyRule, *, allow: bool) -> int:
                 layout.FORM_TO_LINES_SQL,
                 field,
                 _json_value,
-                keys="duel_form_keys",
                 documents=documents,
-                delivered=_DELIVERED,
+                among_values=f"in (select substr(key, {len(field) + 2}) from duel_form_keys)",
             )
         else:
             sql = layout.form_sql(
@@ -528,9 +527,12 @@ def _check_form(spark: SparkSession, rule: KeyRule, *, allow: bool) -> int:
                 _json_value,
                 keys="duel_form_keys",
                 current=f"{RAW}.current_versions",
-                delivered=_DELIVERED,
             )
-        count, example, checked = _moves(spark, sql, "duel_form_keys")
+        absent = (  # the candidates whose current document the dump delivers are not moves
+            f"select pairs.* from ({sql}) as pairs left anti join duel_ledger as delivered"
+            " on delivered.document_key = pairs.current_key"
+        )
+        count, example, checked = _moves(spark, absent, "duel_form_keys")
         layout.refuse_form_change(
             count, example, checked, total, field, into_lines=into_lines, allow=allow
         )
