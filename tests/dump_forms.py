@@ -26,3 +26,18 @@ def as_ndjson(path: Path, people: list[dict[str, object]]) -> Path:
     path.mkdir(parents=True)
     (path / "users.ndjson").write_text("".join(json.dumps(user) + "\n" for user in people))
     return path
+
+
+def readable_as_ndjson(folder: Path, target: Path) -> list[dict[str, object]]:
+    """The users of the JSON files in `folder` that parse as objects (a malformed file has no
+    line), as one NDJSON file `target/users.ndjson`; returns them."""
+    people = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            user = json.loads(path.read_bytes())
+        except ValueError:
+            continue
+        if isinstance(user, dict):
+            people.append(user)
+    as_ndjson(target, people)
+    return people

@@ -449,11 +449,13 @@ def check_form(
     lines: NewDocuments,
     *,
     allow: bool,
+    scope: str = "this dump",
 ) -> int:
     """Refuse the batch (LayoutChanged) when more than MOVED_SHARE of the checked new documents
     of one form (`files`: its new file documents; `lines`: its new documents keyed by the
     rule's field, as `new_documents` tracks them) are current documents of the other, absent
-    from it, unless `allow`; returns how many are. Runs in the batch's transaction, after its
+    from it, unless `allow` (`scope`: what the batch holds, in the refusal: "shard 1/4 of this
+    dump"); returns how many are. Runs in the batch's transaction, after its
     files are written and before any delete. Costs nothing when the database holds no current
     document of the other form; else, into lines, a read of the current file documents."""
     field = form_field(rule)
@@ -476,7 +478,14 @@ def check_form(
         count, example = _counted(conn, "duel_form_moves")
         conn.execute("drop table duel_form_moves")
         refuse_form_change(
-            count, example, len(new.sample), new.count, field, into_lines=into_lines, allow=allow
+            count,
+            example,
+            len(new.sample),
+            new.count,
+            field,
+            into_lines=into_lines,
+            allow=allow,
+            scope=scope,
         )
         moved += count
     return moved
@@ -509,6 +518,7 @@ def refuse_form_change(
     *,
     into_lines: bool,
     allow: bool,
+    scope: str = "this dump",
 ) -> None:
     """The refusal (LayoutChanged, one line) when more than MOVED_SHARE of the `checked` new
     documents of one form (of `new` in all) are current documents of the other; `example`: one
@@ -523,7 +533,7 @@ def refuse_form_change(
         before = "in a file of many users"
         again = "as one file of many users (NDJSON, or a JSON array)"
     raise LayoutChanged(
-        f"refused: {moved} of {of}{new} new documents of this dump are users delivered before "
+        f"refused: {moved} of {of}{new} new documents of {scope} are users delivered before "
         f"{before} (its {new_key!r} is the current {current_key!r}, by its {field}; a user in "
         f"a file of its own is identified by the file's path, one in a file of many users by "
         f"its {field}), so loading it would add those users a second time; nothing was "

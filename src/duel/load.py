@@ -720,7 +720,13 @@ def ingest(
                 layout.check(conn, batch_id, batch.new, allow=allow_new_layout)
             # a shard too: a user of the other form is a move unless this shard delivers it
             layout.check_form(
-                conn, batch_id, rule, batch.new, batch.new_lines, allow=allow_new_layout
+                conn,
+                batch_id,
+                rule,
+                batch.new,
+                batch.new_lines,
+                allow=allow_new_layout,
+                scope="this dump" if _holds_whole_dump(shard) else f"shard {shard} of this dump",
             )
             if full:
                 counts = batch.counts

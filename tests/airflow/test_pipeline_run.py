@@ -9,6 +9,7 @@ webhook served by the test, so the callbacks are seen arriving.
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import psycopg
 import pytest
 from airflow_harness import airflow_env, differences, explain, fingerprints, run_airflow, task_tries
 from conftest import cli_env, query, run_cli
+from dump_forms import readable_as_ndjson
 
 from duel.settings import Settings
 
@@ -263,3 +265,55 @@ def test_dag_refuses_a_repackaged_dump_before_any_shard_loads(
         "refused: 1000 of a sample of 1000 of the 10000 new documents of this dump are current "
         "documents under another folder depth (its 'mixed/user_"
     )  # the example: the sample's first move, whose new key comes first (sampled by md5)
+
+
+def test_dag_refuses_the_real_dump_delivered_again_as_ndjson_in_each_shard(
+    settings: Settings,
+    airflow_home: Path,
+    real_data: Path,
+    real_dir: Path,
+    tmp_path: Path,
+    webhook: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """The real dump loaded, then its readable users as one NDJSON file: `prepare` cannot tell
+    a change of form from file names (a line's user_id is read with it), so each shard, holding
+    a quarter of the lines, refuses its part in its batch (duel.layout.check_form), without
+    retrying; none of the users is loaded a second time, and each failure is announced."""
+    assert run_cli(settings, "ingest", str(real_data)).returncode == 0
+    readable_as_ndjson(real_dir / "mixed", tmp_path / "lines")
+    url, received = webhook
+    run = dags_test(settings, airflow_home, tmp_path / "lines", DUEL_NOTIFY_WEBHOOK=url)
+    assert run.returncode == 1, explain(run)
+    assert [(task, state, tries) for task, _, state, tries in last_run(airflow_home)] == [
+        ("check_shards", "upstream_failed", 0),
+        ("dbt_build", "upstream_failed", 0),
+        ("export", "upstream_failed", 0),
+        ("ingest_shard", "failed", 1),
+        ("ingest_shard", "failed", 1),
+        ("ingest_shard", "failed", 1),
+        ("ingest_shard", "failed", 1),
+        ("notify", "upstream_failed", 0),
+        ("prepare", "success", 1),
+        ("report", "upstream_failed", 0),
+    ]
+    assert query(
+        settings,
+        "select count(*), count(*) filter (where left(document_key, 5) = 'file:') from"
+        " raw.current_versions",
+    ) == [(10000, 10000)]
+    refused = re.compile(
+        r"refused: 1000 of a sample of 1000 of the (\d+) new documents of shard \d/4 of this dump "
+        r"are users "
+        r"delivered before as files of their own \(its 'user_id:"
+    )
+    new = []
+    for message in received:
+        assert (message["duel"]["status"], message["duel"]["step"]) == (
+            "failed",
+            "ingest_shard (Airflow try 1)",
+        )
+        match = refused.match(message["duel"]["error"])
+        assert match is not None, message
+        new.append(int(match[1]))
+    # the shards' new users add up to the dump's: the 5,441 distinct usable user_ids
+    assert (len(new), sum(new)) == (4, 5441)
