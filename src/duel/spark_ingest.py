@@ -456,9 +456,10 @@ _DELIVERED = (
 
 
 def _sample_new(spark: SparkSession, prefix: str, view: str) -> int:
-    """The new documents of this batch (`duel_ledger`) whose key begins with `prefix` (a key
-    with no current version): how many; the layout.SAMPLE of them with the smallest md5 (as
-    layout.NewDocuments samples) made the view `view` of (key, document: its first delivery's)."""
+    """The new documents of this batch (`duel_ledger`) whose key begins with `prefix` (`file:`,
+    or a field name KeyRule.parse checked and `:`, quoted as is; a key with no current version):
+    how many; the layout.SAMPLE of them with the smallest md5 (as layout.NewDocuments samples)
+    made the view `view` of (key, document: its first delivery's)."""
     new = spark.sql(
         f"""
         select ledger.document_key as key, min_by(ledger.document, ledger.file_seq) as document
@@ -466,7 +467,7 @@ def _sample_new(spark: SparkSession, prefix: str, view: str) -> int:
         left anti join {RAW}.current_versions as current
             on current.document_key = ledger.document_key
         where ledger.status in ('loaded', 'repaired')
-            and startswith(ledger.document_key, {_literal(prefix)})
+            and startswith(ledger.document_key, '{prefix}')
         group by ledger.document_key
         """
     ).localCheckpoint()
@@ -476,11 +477,6 @@ def _sample_new(spark: SparkSession, prefix: str, view: str) -> int:
             layout.SAMPLE
         ).createOrReplaceTempView(view)
     return total
-
-
-def _literal(text: str) -> str:
-    """A Spark SQL string literal of `text` (a key prefix: its quotes and backslashes escaped)."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _check_form(spark: SparkSession, rule: KeyRule, *, allow: bool) -> int:
@@ -497,7 +493,7 @@ def _check_form(spark: SparkSession, rule: KeyRule, *, allow: bool) -> int:
     ):
         held = spark.sql(
             f"select 1 from {RAW}.current_versions"
-            f" where startswith(document_key, {_literal(other)}) and not is_deleted limit 1"
+            f" where startswith(document_key, '{other}') and not is_deleted limit 1"
         ).first()
         if held is None:
             continue
