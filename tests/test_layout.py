@@ -348,10 +348,16 @@ def test_a_dump_of_ndjson_delivered_as_files_or_an_array_is_refused(
     )
     assert raw_counts(settings) == before
     # as a JSON array, the same users are the same documents, keyed by their user_id: not
-    # refused (new versions of them: a version is its bytes, an element's are not a line's)
+    # refused, and each its current version delivered again (an element's bytes are not a
+    # line's, their content is the same)
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "users.json").write_text(json.dumps(users(range(3))))
-    assert ingest(settings, tmp_path / "c").loaded == 3
+    array = ingest(settings, tmp_path / "c")
+    assert (array.loaded, array.unchanged, array.unchanged_reasons) == (
+        0,
+        3,
+        {"same-content": 3},
+    )
     assert query(settings, "select document_key from raw.current_versions order by 1") == [
         ("user_id:u0",),
         ("user_id:u1",),
@@ -380,15 +386,25 @@ def test_keyed_by_user_id_first_a_dump_keeps_its_users_in_any_form(
     settings: Settings, tmp_path: Path
 ) -> None:
     """The remedy the refusal's README names: `user_id,@file` keys both forms alike, so the
-    guard has nothing to judge and each user stays one document (a new version of it: a
-    version is its bytes, and a line's end with them)."""
+    guard has nothing to judge and each user stays one document, its current version
+    delivered again (a line's bytes are not its file's, their content is the same); a changed
+    user is a new version."""
     keyed = replace(settings, document_key="user_id,@file")
     ingest(keyed, as_files(tmp_path / "a", users(range(3))))
-    result = ingest(keyed, as_ndjson(tmp_path / "b", users(range(3))), full=True)
-    assert (result.loaded, result.unchanged, result.deleted) == (3, 0, 0)
-    assert query(keyed, "select document_key, source_name from raw.current_versions") == [
-        ("user_id:u0", "users.ndjson:1"),
-        ("user_id:u1", "users.ndjson:2"),
+    people = users(range(3))
+    people[2]["name"] = "Changed"
+    result = ingest(keyed, as_ndjson(tmp_path / "b", people), full=True)
+    assert (result.loaded, result.unchanged, result.deleted, result.unchanged_reasons) == (
+        1,
+        2,
+        0,
+        {"same-content": 2},
+    )
+    assert query(
+        keyed, "select document_key, source_name from raw.current_versions order by 1"
+    ) == [
+        ("user_id:u0", "mixed/u0.json"),
+        ("user_id:u1", "mixed/u1.json"),
         ("user_id:u2", "users.ndjson:3"),
     ]
 

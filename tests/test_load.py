@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import random
+import re
 import string
 import tarfile
 from pathlib import Path
@@ -116,6 +118,149 @@ def test_ingest_changed_file_stores_one_new_version(
         " where source_name = 'mixed/user_1.json'",
     ) == [(hashlib.sha256(new_bytes).hexdigest(), 2)]
     assert query(settings, "select count(*) from raw.user_documents") == [(10001,)]
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_ingest_the_same_content_in_other_bytes_is_its_current_version_again(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """An exporter that writes the same users otherwise (compact, keys in another order,
+    escapes for accents, CRLF) changes nothing: each document is its current version delivered
+    again, `unchanged` (reason same-content), no version stored, its pointer as it was. A
+    number written otherwise (1.5 as 1.50) is what the models read, so a new version, as a
+    changed value is."""
+    first = {
+        "a": b'{\n  "user_id": "u0",\n  "name": "Jos\xc3\xa9",\n  "sales": 1.5\n}',
+        "b": b'{\n  "user_id": "u1",\n  "name": "Ann",\n  "tags": [1, 2]\n}',
+        "c": b'{"user_id": "u2", "name": "Bo", "sales": 1.5}',
+        "d": b'{"user_id": "u3", "name": "Cy"}',
+    }
+    second = {
+        "a": b'{"sales":1.5,"name":"Jos\\u00e9","user_id":"u0"}',  # compact, reordered, escaped
+        "b": b'{\r\n"user_id" : "u1",\r\n"tags":[1,2],"name":"Ann"}\r\n',  # CRLF, reordered
+        "c": b'{"user_id": "u2", "name": "Bo", "sales": 1.50}',  # a number written otherwise
+        "d": b'{"user_id": "u3", "name": "Cy!"}',  # a changed value
+    }
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name, data in first.items():
+        (folder / f"{name}.json").write_bytes(data)
+    ingest(settings, tmp_path)
+    pointers = query(settings, "select * from raw.current_versions order by 1")
+    for name, data in second.items():
+        (folder / f"{name}.json").write_bytes(data)
+    result = ingest(settings, tmp_path)
+    assert (result.loaded, result.unchanged, result.unchanged_reasons) == (
+        2,
+        2,
+        {"same-content": 2},
+    )
+    assert result.summary()["same_content"] == 2
+    ledger = "select source_name, status, reason, content_sha256, byte_size from raw.batch_files"
+    assert query(settings, ledger + " where batch_id = 2 order by 1") == [
+        ("mixed/a.json", "unchanged", "same-content", _sha(first["a"]), len(second["a"])),
+        ("mixed/b.json", "unchanged", "same-content", _sha(first["b"]), len(second["b"])),
+        ("mixed/c.json", "loaded", None, _sha(second["c"]), len(second["c"])),
+        ("mixed/d.json", "loaded", None, _sha(second["d"]), len(second["d"])),
+    ]
+    assert query(
+        settings, "select source_name, batch_id from raw.user_documents order by 1, 2"
+    ) == [
+        ("mixed/a.json", 1),
+        ("mixed/b.json", 1),
+        ("mixed/c.json", 1),
+        ("mixed/c.json", 2),
+        ("mixed/d.json", 1),
+        ("mixed/d.json", 2),
+    ]
+    moved = query(settings, "select * from raw.current_versions order by 1")
+    assert [row for row in moved if row[0] in ("file:a.json", "file:b.json")] == pointers[:2]
+    # delivered again: the same again (no alias of the other bytes is kept, so they are
+    # compared again)
+    again = ingest(settings, tmp_path)
+    assert (again.loaded, again.unchanged, again.unchanged_reasons) == (
+        0,
+        4,
+        {"same-content": 2},
+    )
+    assert query(settings, "select * from raw.current_versions order by 1") == moved
+
+
+# JSON's whitespace outside its strings (a string is matched whole, and kept)
+_BETWEEN_TOKENS = re.compile(rb'("(?:\\.|[^"\\])*")|[ \t\r\n]+')
+
+
+def test_ingest_the_real_dump_written_compactly_is_unchanged(
+    settings: Settings, real_dir: Path, tmp_path: Path
+) -> None:
+    """The real dump again, each of its well-formed files without the whitespace between its
+    tokens (as an exporter that stops indenting writes it): every user is its current version
+    delivered again, nothing is stored; its malformed files, as they were, are unchanged."""
+    ingest(settings, real_dir)
+    before = query(settings, "select * from raw.current_versions order by 1")
+    (tmp_path / "mixed").mkdir()
+    compacted = 0
+    for path in sorted((real_dir / "mixed").glob("*.json")):
+        data = path.read_bytes()
+        try:
+            json.loads(data)
+        except ValueError:
+            (tmp_path / "mixed" / path.name).write_bytes(data)
+            continue
+        squeezed = _BETWEEN_TOKENS.sub(lambda match: match.group(1) or b"", data)
+        assert json.loads(squeezed) == json.loads(data)
+        compacted += squeezed != data
+        (tmp_path / "mixed" / path.name).write_bytes(squeezed)
+    assert compacted == 9778
+    result = ingest(settings, tmp_path)
+    assert result.summary() == {
+        "batch_id": 2,
+        "files_read": 10000,
+        "files_seen": 10000,
+        "loaded": 0,
+        "repaired": 0,
+        "quarantined": 0,
+        "skipped": 0,
+        "unchanged": 10000,
+        "deleted": 0,
+        "keyless": 0,
+        "same_content": compacted,
+    }
+    assert query(settings, "select count(*) from raw.user_documents") == [(10000,)]
+    assert query(settings, "select * from raw.current_versions order by 1") == before
+
+
+def test_ingest_the_same_content_parsed_otherwise_or_deleted_is_a_new_version(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The same document is not enough: a version that needed a repair (a trailing comma)
+    delivered clean is a new version (the models say whether a user's file was repaired), and
+    a document a complete dump deleted comes back as a version, whatever its content."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "cut.json").write_bytes(b'{"user_id": "u0", "name": "A",}')
+    (folder / "gone.json").write_bytes(b'{"user_id": "u1", "name": "B"}')
+    first = ingest(settings, tmp_path)
+    assert (first.loaded, first.repaired) == (2, 1)
+    (folder / "gone.json").unlink()
+    assert ingest(settings, tmp_path, full=True).deleted == 1
+    (folder / "cut.json").write_bytes(b'{"user_id": "u0", "name": "A"}')
+    (folder / "gone.json").write_bytes(b'{"name": "B", "user_id": "u1"}')
+    result = ingest(settings, tmp_path)
+    assert (result.loaded, result.repaired, result.unchanged, result.unchanged_reasons) == (
+        2,
+        0,
+        0,
+        {},
+    )
+    assert query(
+        settings,
+        "select document_key, parse_status, is_deleted from raw.current_versions"
+        " join raw.user_documents using (document_key, content_sha256) order by 1",
+    ) == [("file:cut.json", "clean", False), ("file:gone.json", "clean", False)]
 
 
 def test_ingest_reverted_file_becomes_current_without_a_copy(

@@ -209,6 +209,27 @@ def test_pipeline_a_stale_document_delivered_intact_is_built_again(
 
 
 @pytest.mark.slow
+def test_pipeline_a_dump_written_otherwise_is_nothing_changed(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The same users written otherwise (indented, keys in reverse order, accents escaped):
+    each is its current version delivered again, so nothing is built, no snapshot row opens,
+    and every table and output stays as it was; the summary says they came in other bytes."""
+    data = _dump(tmp_path / "d", range(3))
+    first = pipeline.run_pipeline(settings, data, notify=False)
+    assert (first.nothing_changed, first.ingest.loaded) == (False, 3)
+    tables, outputs = every_row(settings), _outputs(settings)
+    for path in (data / "mixed").glob("*.json"):
+        user = json.loads(path.read_bytes())
+        path.write_text(json.dumps(dict(reversed(user.items())), indent=4, ensure_ascii=True))
+    again = pipeline.run_pipeline(settings, data, notify=False)
+    assert (again.nothing_changed, again.ingest.loaded, again.ingest.unchanged) == (True, 0, 3)
+    assert again.ingest.unchanged_reasons == {"same-content": 3}
+    assert every_row(settings) == tables
+    assert _outputs(settings) == outputs
+    assert "  unchanged            3  (same-content 3)" in render_run(settings, again)
+
+
 def test_pipeline_a_broken_file_delivered_again_is_nothing_changed(
     settings: Settings, tmp_path: Path
 ) -> None:

@@ -11,6 +11,11 @@ whole batch. Found here, it is quarantined alone:
 - nesting deeper than MAX_DEPTH (see its comment for why that number);
 - `\\u0000` (jsonb text cannot hold NUL).
 
+And what jsonb makes of a document (`content`): two texts whose `jsonb` values Postgres writes
+alike are the same content, what the loader compares a document in other bytes than its current
+version's by (duel.load, `same-content`): Postgres compares them itself, the Spark ingest with
+`content`.
+
 Unpaired surrogate escapes, the last thing jsonb refuses, never get here: orjson refuses them,
 and `repair._loads_exact` quarantines a document that is valid JSON but for one as
 `unpaired-surrogate`.
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -217,3 +223,43 @@ def refusal(document: bytes, parsed: Any, parsed_by_orjson: bool = False) -> tup
     if number is not None:
         return "number-out-of-range", describe_number(number)
     return None
+
+
+def content(document: bytes | str) -> str:
+    """A text of `document` (valid JSON, as loaded) that is the same for two documents exactly
+    when Postgres writes their `jsonb` values alike (`cast(document as jsonb)::text`): an object's
+    keys sorted, the last of a repeated key kept, strings by their value (escapes, and the
+    whitespace between tokens, do not reach it), and a number as `numeric` writes it: its value
+    with as many decimals as it was written with, the exponent applied (`1.50` is `1.50`, not
+    `1.5`; `1.5e1` is `15`, `1e2` is `100`, `-0.0` is `0.0`). tests/test_jsonb.py holds it to the
+    server's text on random documents."""
+    value = json.loads(document, parse_float=Decimal, parse_int=Decimal, parse_constant=_refuse)
+    parts: list[str] = []
+    _write(value, parts.append)
+    return "".join(parts)
+
+
+def _refuse(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON, and jsonb holds no such number")
+
+
+def _write(value: Any, write: Any) -> None:
+    """`value` as `content` writes it (depth: at most MAX_DEPTH, within Python's recursion)."""
+    if isinstance(value, dict):
+        write("{")
+        for index, key in enumerate(sorted(value)):
+            write("," if index else "")
+            write(json.dumps(key))
+            write(":")
+            _write(value[key], write)
+        write("}")
+    elif isinstance(value, list):
+        write("[")
+        for index, item in enumerate(value):
+            write("," if index else "")
+            _write(item, write)
+        write("]")
+    elif isinstance(value, Decimal):
+        write(format(value.copy_abs() if value.is_zero() else value, "f"))
+    else:  # a string, true, false, null
+        write(json.dumps(value))

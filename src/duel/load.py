@@ -15,6 +15,14 @@ transaction, and parses it after all when this batch moved its document since. T
 exception kept out of that: a current version that needed a rewriting repair (loaded under the
 lenient policy) is parsed again, so a run under the safe policy quarantines it as before.
 
+A document in other bytes than its current version's (a new hash) that holds the same document
+as the models read it (compared as jsonb's text: key order, whitespace and escapes aside, every
+value and number as written) and parses alike (status, repair record) is that version delivered
+again: `unchanged`, with the ledger's reason `same-content` and the version's hash, and nothing
+is stored or moved (`_Batch._compare_with_current`, in the query per chunk that finds the
+versions stored before, for its documents of known keys only). So an exporter that writes the
+same users otherwise changes no table and opens no snapshot row.
+
 A document delivered more than once in a batch ends at its last copy; when that is the version
 it had before the batch, the batch restores its pointer and counts it unchanged
 (`_Batch.restore_repeated`).
@@ -79,6 +87,9 @@ LEDGER_COLUMNS = (
 )
 LEDGER_TYPES = ("int8", "int4", "text", "text", "text", "text", "int8", "text")
 _LOADABLE = frozenset(("clean", "repaired"))
+# The ledger's reason for a document delivered in other bytes than its current version's that
+# hold the same document (_Batch._compare_with_current): `unchanged`, that version delivered again.
+SAME_CONTENT = "same-content"
 _LOOKED_UP = frozenset(("clean", "repaired", KNOWN))  # outcomes whose key's current version counts
 # What a batch counts (IngestResult's fields, raw.batches' columns): files_seen = loaded +
 # quarantined + skipped + unchanged counts documents (a file of many users, once per user);
@@ -120,6 +131,8 @@ class IngestResult:
     full: bool = False
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
     skip_reasons: dict[str, int] = field(default_factory=dict)
+    # the unchanged documents that came in other bytes: reason SAME_CONTENT -> how many
+    unchanged_reasons: dict[str, int] = field(default_factory=dict)
     # a complete dump holding quarantined documents it could not identify: its deletes withheld
     deletes_withheld: deletes.Deletes = deletes.NONE
     objects_listed: int | None = None  # an object-store source: objects listed, and read
@@ -140,6 +153,8 @@ class IngestResult:
         summary = {key: getattr(self, key) for key in keys}
         if self.deletes_withheld.withheld:
             summary["deletes_withheld"] = self.deletes_withheld.withheld
+        if same := self.unchanged_reasons.get(SAME_CONTENT):
+            summary["same_content"] = same
         return summary
 
 
@@ -165,6 +180,7 @@ class _Batch:
         self.counts = dict.fromkeys(COUNTS, 0)
         self.quarantine_reasons: dict[str, int] = {}
         self.skip_reasons: dict[str, int] = {}
+        self.unchanged_reasons: dict[str, int] = {}
         self.seq = 0  # the ledger's file_seq: documents in the order they were seen
         row = conn.execute("select exists (select 1 from raw.current_versions)").fetchone()
         self.seen = None if row and row[0] else SeenKeys()
@@ -193,18 +209,20 @@ class _Batch:
             dict(self.counts),
             dict(self.quarantine_reasons),
             dict(self.skip_reasons),
+            dict(self.unchanged_reasons),
             self.seq,
         )
         try:
             with self.conn.transaction():
                 self._write_chunk(chunk)
         except psycopg.errors.DataError as error:
-            self.counts, self.quarantine_reasons, self.skip_reasons, self.seq = (
-                state[0],
-                state[1],
-                state[2],
-                state[3],
-            )
+            (
+                self.counts,
+                self.quarantine_reasons,
+                self.skip_reasons,
+                self.unchanged_reasons,
+                self.seq,
+            ) = state
             if len(chunk) == 1:
                 self._write_chunk([_refused(chunk[0], error)])
                 return
@@ -233,6 +251,11 @@ class _Batch:
             ]
             self._write_chunk(parsed)  # the same lookups again, with the parsed files' keys
             return
+        # the loadable documents of keys with a current version: which hold its content in
+        # other bytes, and which are versions already stored (a document reverted)
+        same, existing = self._compare_with_current(
+            [o for o in chunk if o.status in _LOADABLE and o.key in known]
+        )
         current = dict(known)
         new_docs: dict[tuple[str, str], Outcome] = {}
         moves: dict[str, Outcome] = {}
@@ -245,12 +268,16 @@ class _Batch:
             status = outcome.status
             reason = None
             key = outcome.key
+            sha256 = outcome.sha256
             if status in _LOOKED_UP:  # a known file reaching here is its key's current version
-                sha256 = outcome.sha256
                 if key is None or sha256 is None:  # parse.classify gives every loadable both
                     raise ValueError(f"{outcome.name}: a loadable document without key or hash")
                 if current.get(key) == sha256:
                     status = "unchanged"
+                elif id(outcome) in same and current.get(key) == known[key]:
+                    # its current version in other bytes: that version delivered again
+                    status, reason, sha256 = "unchanged", SAME_CONTENT, known[key]
+                    _tally(self.unchanged_reasons, reason)
                 else:
                     new_docs[(key, sha256)] = outcome
                     moves[key] = outcome
@@ -279,7 +306,7 @@ class _Batch:
                     outcome.name,
                     status,
                     reason,
-                    outcome.sha256 or None,
+                    sha256 or None,
                     outcome.size,
                     key,
                 )
@@ -288,7 +315,6 @@ class _Batch:
         self.seq = seq
         if self.moved is not None:
             self.moved.check_and_add(moves)
-        existing = self._existing_versions([o for o in new_docs.values() if o.key in known])
         self._copy_documents([o for key, o in new_docs.items() if key not in existing])
         inserted = [o for key, o in moves.items() if key not in known]
         self._insert_current(inserted)
@@ -340,17 +366,35 @@ class _Batch:
         ).fetchall()
         return dict(rows)
 
-    def _existing_versions(self, outcomes: list[Outcome]) -> set[tuple[str, str]]:
-        """Versions already stored (a document reverted to an earlier content): not copied again."""
+    def _compare_with_current(
+        self, outcomes: list[Outcome]
+    ) -> tuple[set[int], set[tuple[str, str]]]:
+        """Of these loadable documents, whose key has a current version: those (by id) in other
+        bytes that hold what that version holds, the same document as the models read it (its
+        jsonb, compared as jsonb's text: every key, value and number as written, key order,
+        whitespace and escapes aside) parsed alike (status and repair record), which are that
+        version delivered again (SAME_CONTENT); and the (key, hash) versions already stored (a
+        document reverted to an earlier content), not copied again. One query."""
         if not outcomes:
-            return set()
+            return set(), set()
         rows = self.conn.execute(
-            "select document_key, content_sha256 from raw.user_documents"
-            " where document_key = any(%s) and content_sha256 = any(%s)",
-            ([o.key for o in outcomes], [o.sha256 for o in outcomes]),
+            _COMPARED_WITH_CURRENT,
+            (
+                [o.key for o in outcomes],
+                [o.sha256 for o in outcomes],
+                [_text(_parsed(o).document) for o in outcomes],
+                [_parsed(o).status for o in outcomes],
+                [_text(_repair_json(_parsed(o))) for o in outcomes],
+            ),
             binary=True,
         ).fetchall()
-        return {(key, sha) for key, sha in rows}
+        same = {id(outcomes[index - 1]) for index, is_same, _ in rows if is_same}
+        stored = {
+            (outcomes[index - 1].key or "", outcomes[index - 1].sha256 or "")
+            for index, _, is_stored in rows
+            if is_stored
+        }
+        return same, stored
 
     def _copy_documents(self, outcomes: list[Outcome]) -> None:
         if not outcomes:
@@ -363,7 +407,7 @@ class _Batch:
             write_row, batch_id = copy.write_row, self.batch_id
             for o in outcomes:
                 parsed = _parsed(o)
-                repair = orjson.dumps(parsed.repair) if parsed.repair is not None else None
+                repair = _repair_json(parsed)
                 write_row(
                     (
                         o.key,
@@ -478,6 +522,43 @@ class _Batch:
                 write_row(row)
 
 
+# For each document (its 1-based index in the arrays): whether it holds, in other bytes, what its
+# key's current version holds, compared as jsonb's text, which writes every key and value as the
+# models read it (the key order, whitespace and escapes of the bytes do not reach it, a number's
+# digits do: 1.50 and 1.5 are two texts; a tombstone holds no document); and whether its
+# version is stored already. Each current version is looked up by its key (`offset 0` keeps the
+# lookup a lookup: joined, the unnest was planned against a scan of every current version, 50 ms
+# a chunk at 100k documents).
+_COMPARED_WITH_CURRENT = """
+    select
+        delivered.index,
+        coalesce(
+            version.parse_status = delivered.parse_status
+            and version.repair is not distinct from cast(delivered.repair as jsonb)
+            and cast(version.document as text) = cast(cast(delivered.document as jsonb) as text),
+            false
+        ),
+        exists (
+            select from raw.user_documents as stored
+            where stored.document_key = delivered.document_key
+                and stored.content_sha256 = delivered.content_sha256
+        )
+    from unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) with ordinality
+        as delivered (document_key, content_sha256, document, parse_status, repair, index)
+    left join lateral (
+        select version.parse_status, version.repair, version.document
+        from raw.current_versions as current
+        inner join raw.user_documents as version
+            on version.document_key = current.document_key
+            and version.content_sha256 = current.content_sha256
+        where current.document_key = delivered.document_key
+            and current.content_sha256 <> delivered.content_sha256
+            and not current.is_deleted
+        offset 0
+    ) as version on true
+"""
+
+
 # The pointers this batch moved and then moved back to the version they had before it (see
 # _Batch.restore_repeated): each gets its row from before the batch again, and its document's
 # deliveries in this batch of a version held before it become `unchanged`. Gives how many of
@@ -578,6 +659,15 @@ def _refused(outcome: Outcome, error: psycopg.Error) -> Outcome:
     if content is None and outcome.parsed is not None:
         content = outcome.parsed.document  # the text as it would have been stored
     return outcome._replace(status="quarantined", parsed=parsed, content=content)
+
+
+def _repair_json(parsed: Parsed) -> bytes | None:
+    """A parse's repair record as JSON text (raw.user_documents.repair)."""
+    return orjson.dumps(parsed.repair) if parsed.repair is not None else None
+
+
+def _text(data: bytes | None) -> str | None:
+    return None if data is None else data.decode()
 
 
 def _tally(counter: dict[str, int], reason: str | None) -> None:
@@ -778,6 +868,7 @@ def ingest(
         full=full,
         quarantine_reasons=batch.quarantine_reasons,
         skip_reasons=batch.skip_reasons,
+        unchanged_reasons=batch.unchanged_reasons,
         objects_listed=plan.objects_listed if plan is not None else None,
         objects_read=plan.objects_read if plan is not None else None,
         deletes_withheld=deleted,

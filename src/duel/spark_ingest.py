@@ -13,7 +13,9 @@ content_sha256), so the same dump again stores no document, only its batch and l
   code.
 - Writing: set-based, in Spark SQL, with the loader's rules: in the order the files were seen, a
   document whose content equals its current version (or its previous delivery in this dump) is
-  `unchanged`; every other delivery is a new version (stored once per key and hash) and the
+  `unchanged`, and so is one in other bytes that holds the same content (reason `same-content`:
+  its text as Postgres jsonb writes it, `duel.jsonb.content`, and parsed alike); every other
+  delivery is a new version (stored once per key and hash) and the
   last one becomes current, unless the last is the version the document had (a document twice
   in one dump: it ends as it was, its copies of versions held before `unchanged`); a
   quarantined file is stored once per (name, hash).
@@ -39,10 +41,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pyarrow as pa
 
-from duel import __version__, layout
+from duel import __version__, jsonb, layout
 from duel.identity import CONTENT_PREFIX, KeyRule, key_rule
 from duel.load import COUNTS as LOAD_COUNTS
-from duel.load import IngestResult, refuse_without_data
+from duel.load import SAME_CONTENT, IngestResult, refuse_without_data
 from duel.parse import Outcome, classify
 from duel.settings import Settings
 from duel.sources import SourceFile, iter_source
@@ -185,6 +187,7 @@ def spark_ingest(
     batch_id = _next_batch_id(spark)
     outcomes = _classified(spark, source_files, settings.repair_policy, rule)
     outcomes.createOrReplaceTempView("duel_outcomes")
+    spark.udf.register("duel_content", _content, "string")
     ledger = _ledger(spark, batch_id).localCheckpoint()
     ledger.createOrReplaceTempView("duel_ledger")
     _check_rule(spark, rule.text, allow=allow_new_layout)
@@ -219,6 +222,7 @@ def spark_ingest(
         keyless=counts["keyless"],
         quarantine_reasons=_reasons(spark, "quarantined"),
         skip_reasons=skip_reasons,
+        unchanged_reasons=_reasons(spark, "unchanged"),
     )
 
 
@@ -315,10 +319,18 @@ def _spark_schema(schema: pa.Schema) -> str:
     return ", ".join(f"{field.name} {kinds[field.type]}" for field in schema)
 
 
+def _content(document: str | None) -> str | None:
+    """duel.jsonb.content, as the Spark SQL function `duel_content` (a Python UDF)."""
+    return None if document is None else jsonb.content(document)
+
+
 def _ledger(spark: SparkSession, batch_id: int) -> DataFrame:
     """Every outcome with its ledger status, in the order seen: the loader's rules, set-based.
     A loadable delivery is `unchanged` when its hash is its key's previous delivery's in this
-    dump, or for the first delivery, the current version's; else it is a new version. A key
+    dump, or for the first delivery, the current version's, or (`same-content`, with that
+    version's hash) the current version's content in other bytes, parsed alike (duel.load's
+    _Batch._compare_with_current: Postgres compares the jsonb texts, here `duel_content` of both,
+    computed for those deliveries only); else it is a new version. A key
     whose last delivery in this dump is its current version (not deleted) ends as it was: its
     deliveries of a version held before are `unchanged` too (load._Batch.restore_repeated),
     and its current version stays (`ends_as_it_was`, read by _replace_current_versions)."""
@@ -344,11 +356,39 @@ def _ledger(spark: SparkSession, batch_id: int) -> DataFrame:
                         rows between unbounded preceding and unbounded following
                     ) = current.content_sha256 and not current.is_deleted,
                     false
-                ) as ends_as_it_was
+                ) as ends_as_it_was,
+                lag(numbered.sha256) over (
+                    partition by numbered.document_key order by numbered.file_seq
+                ) is null as is_first
             from numbered
             left join {RAW}.current_versions as current
                 on current.document_key = numbered.document_key
             where numbered.status in ('clean', 'repaired')
+        ),
+        -- a first delivery in other bytes than its current version's, parsed alike: its
+        -- content is compared (the Python function only on these rows)
+        other_bytes as (
+            select
+                numbered.file_seq,
+                current.content_sha256 as current_sha256,
+                numbered.document as delivered,
+                stored.document as stored
+            from numbered
+            inner join loadable on loadable.file_seq = numbered.file_seq
+            inner join {RAW}.current_versions as current
+                on current.document_key = numbered.document_key
+            inner join {RAW}.user_documents as stored
+                on stored.document_key = current.document_key
+                and stored.content_sha256 = current.content_sha256
+            where loadable.is_first
+                and not current.is_deleted
+                and numbered.sha256 <> current.content_sha256
+                and stored.parse_status = numbered.status
+                and stored.repair <=> numbered.repair
+        ),
+        same_content as (
+            select file_seq, current_sha256 from other_bytes
+            where duel_content(delivered) = duel_content(stored)
         ),
         held as (
             select distinct stored.document_key, stored.content_sha256
@@ -363,14 +403,20 @@ def _ledger(spark: SparkSession, batch_id: int) -> DataFrame:
             case
                 when numbered.status not in ('clean', 'repaired') then numbered.status
                 when numbered.sha256 = loadable.previous_sha256 then 'unchanged'
+                when same_content.file_seq is not null then 'unchanged'
                 when loadable.ends_as_it_was and held.document_key is not null then 'unchanged'
                 when numbered.status = 'clean' then 'loaded'
                 else 'repaired'
             end as status,
-            case when numbered.status in ('quarantined', 'skipped') then numbered.reason end
-                as reason,
+            case
+                when numbered.status in ('quarantined', 'skipped') then numbered.reason
+                when same_content.file_seq is not null then '{SAME_CONTENT}'
+            end as reason,
             numbered.document_key,
-            numbered.sha256 as content_sha256,
+            case
+                when same_content.file_seq is not null then same_content.current_sha256
+                else numbered.sha256
+            end as content_sha256,
             numbered.size as byte_size,
             numbered.status as parse_status,
             numbered.parse_error,
@@ -383,6 +429,7 @@ def _ledger(spark: SparkSession, batch_id: int) -> DataFrame:
             coalesce(loadable.ends_as_it_was, false) as ends_as_it_was
         from numbered
         left join loadable on loadable.file_seq = numbered.file_seq
+        left join same_content on same_content.file_seq = numbered.file_seq
         left join held
             on held.document_key = numbered.document_key
             and held.content_sha256 = numbered.sha256

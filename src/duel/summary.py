@@ -17,7 +17,8 @@ def render_ingest(result: IngestResult) -> str:
         f"  files read   {result.files_read:>9,}",
         f"  documents    {result.files_seen:>9,}",
         f"  loaded       {result.loaded:>9,}  (repaired {result.repaired:,})",
-        f"  unchanged    {result.unchanged:>9,}",
+        f"  unchanged    {result.unchanged:>9,}"
+        + (f"  ({_reasons(result.unchanged_reasons)})" if result.unchanged_reasons else ""),
         f"  quarantined  {result.quarantined:>9,}"
         + (f"  ({_reasons(result.quarantine_reasons)})" if result.quarantine_reasons else ""),
         f"  skipped      {result.skipped:>9,}"

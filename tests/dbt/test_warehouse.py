@@ -595,7 +595,9 @@ def test_warehouse_base_mends_a_stale_document_delivered_intact(
 
     deliver("broken", {stale: b'{"user_id": '})  # batch 2, quarantined: stale
     assert query(settings, flagged) == [(stale, 2)]
-    deliver("other", {changed: (real_dir / changed).read_bytes() + b"\n"})  # batch 3
+    # batch 3: another document changed (a member added; its bytes with a newline more would be
+    # the same content, its current version delivered again)
+    deliver("other", {changed: b'{"added": 1, ' + (real_dir / changed).read_bytes()[1:]})
     assert query(settings, flagged) == [(stale, 2)]  # nothing new for the stale one: still so
     deliver("intact", {stale: original})  # batch 4, the current version's bytes: mended
     assert query(settings, flagged) == []

@@ -366,6 +366,66 @@ def test_spark_ingest_a_document_twice_in_one_dump_ends_as_on_postgres(
 
 
 @pytest.mark.slow
+def test_spark_ingest_the_same_content_in_other_bytes_is_unchanged_as_on_postgres(
+    spark_settings: Settings,
+    spark: SparkSession,
+    pg_server: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same users written otherwise (compact, keys reordered, an accent escaped, CRLF): on
+    both engines each is its current version delivered again (`same-content`, that version's
+    hash in the ledger), and a number written otherwise or a changed value is a new version;
+    the ledgers and current versions are the same row for row."""
+    first = [
+        ("mixed/a.json", '{\n  "user_id": "u0",\n  "name": "Jos\u00e9",\n  "sales": 1.5\n}'),
+        ("mixed/b.json", '{"user_id": "u1", "tags": [1, 2]}'),
+        ("mixed/c.json", '{"user_id": "u2", "sales": 1.5}'),
+        ("mixed/d.json", '{"user_id": "u3", "name": "Cy"}'),
+    ]
+    second = [
+        ("mixed/a.json", '{"sales":1.5,"name":"Jos\\u00e9","user_id":"u0"}'),
+        ("mixed/b.json", '{\r\n"tags":[1,2],\r\n"user_id":"u1"}\r\n'),
+        ("mixed/c.json", '{"user_id": "u2", "sales": 1.50}'),
+        ("mixed/d.json", '{"user_id": "u3", "name": "Cy!"}'),
+    ]
+    dumps = [
+        make_tar(tmp_path / f"{n}.tar.gz", [(name, text.encode()) for name, text in files])
+        for n, files in enumerate((first, second))
+    ]
+    postgres = pg_server.with_overrides(pg_database="duel_spark_same_content")
+    db.ensure_ready(postgres)
+    with own_raw(spark, monkeypatch, "raw_same"):
+        on_spark = [spark_ingest(spark_settings, dump, spark=spark) for dump in dumps]
+        on_postgres = [ingest(postgres, dump) for dump in dumps]
+        assert [r.summary() for r in on_spark] == [r.summary() for r in on_postgres]
+        assert (on_spark[1].loaded, on_spark[1].unchanged, on_spark[1].unchanged_reasons) == (
+            2,
+            2,
+            {"same-content": 2},
+        )
+        tables = {
+            "batch_files": "select source_name, status, reason, content_sha256, byte_size"
+            " from {raw}.batch_files where batch_id = 2 order by 1",
+            "current_versions": "select document_key, content_sha256, batch_id"
+            " from {raw}.current_versions order by 1",
+        }
+        with psycopg.connect(**postgres.conninfo()) as conn:  # type: ignore[arg-type]
+            for sql in tables.values():
+                spark_rows = [tuple(row) for row in spark.sql(sql.format(raw="raw_same")).collect()]
+                assert spark_rows == conn.execute(sql.format(raw="raw")).fetchall()
+        reasons = spark.sql(
+            "select source_name, reason from raw_same.batch_files where batch_id = 2 order by 1"
+        ).collect()
+        assert [tuple(row) for row in reasons] == [
+            ("mixed/a.json", "same-content"),
+            ("mixed/b.json", "same-content"),
+            ("mixed/c.json", None),
+            ("mixed/d.json", None),
+        ]
+
+
+@pytest.mark.slow
 def test_spark_ingest_refuses_a_dump_without_data(
     spark_settings: Settings, spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
