@@ -377,17 +377,25 @@ class _Batch:
         document reverted to an earlier content), not copied again. One query."""
         if not outcomes:
             return set(), set()
-        rows = self.conn.execute(
-            _COMPARED_WITH_CURRENT,
-            (
-                [o.key for o in outcomes],
-                [o.sha256 for o in outcomes],
-                [_text(_parsed(o).document) for o in outcomes],
-                [_parsed(o).status for o in outcomes],
-                [_text(_repair_json(_parsed(o))) for o in outcomes],
-            ),
-            binary=True,
-        ).fetchall()
+        # one JSON array, each document's text in it as it is (orjson.Fragment): the server
+        # parses it once, where five arrays of text were dumped element by element
+        delivered = orjson.dumps(
+            [
+                {
+                    "key": o.key,
+                    "sha256": o.sha256,
+                    "status": _parsed(o).status,
+                    "document": orjson.Fragment(_parsed(o).document or b"null"),
+                    **(
+                        {"repair": orjson.Fragment(repair)}
+                        if (repair := _repair_json(_parsed(o))) is not None
+                        else {}
+                    ),
+                }
+                for o in outcomes
+            ]
+        )
+        rows = self.conn.execute(_COMPARED_WITH_CURRENT, (delivered.decode(),)).fetchall()
         same = {id(outcomes[index - 1]) for index, is_same, _ in rows if is_same}
         stored = {
             (outcomes[index - 1].key or "", outcomes[index - 1].sha256 or "")
@@ -522,7 +530,7 @@ class _Batch:
                 write_row(row)
 
 
-# For each document (its 1-based index in the arrays): whether it holds, in other bytes, what its
+# For each document (its 1-based index in the array): whether it holds, in other bytes, what its
 # key's current version holds, compared as jsonb's text, which writes every key and value as the
 # models read it (the key order, whitespace and escapes of the bytes do not reach it, a number's
 # digits do: 1.50 and 1.5 are two texts; a tombstone holds no document); and whether its
@@ -534,8 +542,8 @@ _COMPARED_WITH_CURRENT = """
         delivered.index,
         coalesce(
             version.parse_status = delivered.parse_status
-            and version.repair is not distinct from cast(delivered.repair as jsonb)
-            and cast(version.document as text) = cast(cast(delivered.document as jsonb) as text),
+            and version.repair is not distinct from delivered.repair
+            and cast(version.document as text) = cast(delivered.document as text),
             false
         ),
         exists (
@@ -543,8 +551,16 @@ _COMPARED_WITH_CURRENT = """
             where stored.document_key = delivered.document_key
                 and stored.content_sha256 = delivered.content_sha256
         )
-    from unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) with ordinality
-        as delivered (document_key, content_sha256, document, parse_status, repair, index)
+    from jsonb_array_elements(cast(%s as jsonb)) with ordinality as element (value, index)
+    cross join lateral (
+        select
+            element.index,
+            element.value ->> 'key' as document_key,
+            element.value ->> 'sha256' as content_sha256,
+            element.value ->> 'status' as parse_status,
+            element.value -> 'repair' as repair,
+            element.value -> 'document' as document
+    ) as delivered
     left join lateral (
         select version.parse_status, version.repair, version.document
         from raw.current_versions as current
@@ -664,10 +680,6 @@ def _refused(outcome: Outcome, error: psycopg.Error) -> Outcome:
 def _repair_json(parsed: Parsed) -> bytes | None:
     """A parse's repair record as JSON text (raw.user_documents.repair)."""
     return orjson.dumps(parsed.repair) if parsed.repair is not None else None
-
-
-def _text(data: bytes | None) -> str | None:
-    return None if data is None else data.decode()
 
 
 def _tally(counter: dict[str, int], reason: str | None) -> None:

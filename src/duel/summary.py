@@ -8,7 +8,7 @@ from duel.settings import DEFAULT_PG, DEMO_DATABASE, Settings
 
 
 def _reasons(counts: dict[str, int]) -> str:
-    return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()))
+    return ", ".join(f"{reason} {n:,}" for reason, n in sorted(counts.items()))
 
 
 def render_ingest(result: IngestResult) -> str:
