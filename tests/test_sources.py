@@ -829,9 +829,11 @@ def test_iter_source_encrypted_zip_member_is_a_defect(tmp_path: Path) -> None:
     ]
 
 
+# zstandard (93) only where zipfile does not read it (Python 3.14 does)
 @pytest.mark.parametrize(
     ("method", "named"),
-    [(99, "AES encryption"), (9, "deflate64"), (93, "zstandard"), (77, "unknown")],
+    [(99, "AES encryption"), (9, "deflate64"), (98, "PPMd"), (77, "unknown")]
+    + ([] if hasattr(zipfile, "ZIP_ZSTANDARD") else [(93, "zstandard")]),
 )
 def test_iter_source_zip_member_of_a_method_not_read_is_a_defect_naming_it(
     tmp_path: Path, method: int, named: str

@@ -535,8 +535,8 @@ class _Batch:
 # models read it (the key order, whitespace and escapes of the bytes do not reach it, a number's
 # digits do: 1.50 and 1.5 are two texts; a tombstone holds no document); and whether its
 # version is stored already. Each current version is looked up by its key (`offset 0` keeps the
-# lookup a lookup: joined, the unnest was planned against a scan of every current version, 50 ms
-# a chunk at 100k documents).
+# lookup a lookup: joined, the documents were planned against a scan of every current version,
+# 50 ms a chunk at 100k documents).
 _COMPARED_WITH_CURRENT = """
     select
         delivered.index,
