@@ -388,7 +388,7 @@ class _Batch:
                     "document": orjson.Fragment(_parsed(o).document or b"null"),
                     **(
                         {"repair": orjson.Fragment(repair)}
-                        if (repair := _repair_json(_parsed(o))) is not None
+                        if (repair := repair_json(_parsed(o))) is not None
                         else {}
                     ),
                 }
@@ -415,7 +415,7 @@ class _Batch:
             write_row, batch_id = copy.write_row, self.batch_id
             for o in outcomes:
                 parsed = _parsed(o)
-                repair = _repair_json(parsed)
+                repair = repair_json(parsed)
                 write_row(
                     (
                         o.key,
@@ -677,7 +677,7 @@ def _refused(outcome: Outcome, error: psycopg.Error) -> Outcome:
     return outcome._replace(status="quarantined", parsed=parsed, content=content)
 
 
-def _repair_json(parsed: Parsed) -> bytes | None:
+def repair_json(parsed: Parsed) -> bytes | None:
     """A parse's repair record as JSON text (raw.user_documents.repair)."""
     return orjson.dumps(parsed.repair) if parsed.repair is not None else None
 

@@ -44,7 +44,7 @@ import pyarrow as pa
 from duel import __version__, jsonb, layout
 from duel.identity import CONTENT_PREFIX, KeyRule, key_rule
 from duel.load import COUNTS as LOAD_COUNTS
-from duel.load import SAME_CONTENT, IngestResult, refuse_without_data
+from duel.load import SAME_CONTENT, IngestResult, refuse_without_data, repair_json
 from duel.parse import Outcome, classify
 from duel.settings import Settings
 from duel.sources import SourceFile, iter_source
@@ -293,8 +293,8 @@ def _outcome_row(index: int, part: int, outcome: Outcome) -> dict[str, Any]:
     }
     if parsed is None:
         return {**row, "reason": outcome.skip_reason}
-    repair = orjson.dumps(parsed.repair).decode() if parsed.repair is not None else None
-    row.update(parse_error=parsed.parse_error, repair=repair)
+    repair = repair_json(parsed)
+    row.update(parse_error=parsed.parse_error, repair=repair.decode() if repair else None)
     if outcome.status == "quarantined":
         proposed = None
         if parsed.repair is not None:
