@@ -187,6 +187,10 @@ def test_ingest_the_same_content_in_other_bytes_is_its_current_version_again(
         {"same-content": 2},
     )
     assert query(settings, "select * from raw.current_versions order by 1") == moved
+    # the batches record them apart from the other unchanged documents
+    assert query(
+        settings, "select batch_id, loaded, unchanged, same_content from raw.batches order by 1"
+    ) == [(1, 4, 0, 0), (2, 2, 2, 2), (3, 0, 4, 2)]
 
 
 # JSON's whitespace outside its strings (a string is matched whole, and kept)
@@ -231,6 +235,9 @@ def test_ingest_the_real_dump_written_compactly_is_unchanged(
     }
     assert query(settings, "select count(*) from raw.user_documents") == [(10000,)]
     assert query(settings, "select * from raw.current_versions order by 1") == before
+    assert query(
+        settings, "select unchanged, same_content from raw.batches where batch_id = 2"
+    ) == [(10000, 9778)]
 
 
 def test_ingest_the_same_content_parsed_otherwise_or_deleted_is_a_new_version(

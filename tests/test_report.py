@@ -1429,6 +1429,31 @@ def test_report_quality_headline_is_over_the_current_records_not_the_latest_batc
     rows = re.findall(r"<tr><td>#(\d+)</td>(.*?)</tr>", page, re.S)
     deleted = [(int(n), re.findall(r'<td class="n">([^<]*)</td>', cells)[-1]) for n, cells in rows]
     assert deleted == [(6, "1"), (5, "—"), (4, "—"), (3, "—"), (2, "—"), (1, "—")]
+    # user_1 written otherwise (indented, keys reversed: the same document), user_2 changed: the
+    # run summary and the batches table say how many of the unchanged came in other bytes
+    written = json.loads((data / "user_1.json").read_text())
+    reordered = dict(reversed(list(written.items())))
+    (data / "user_1.json").write_text(json.dumps(reordered, indent=2))
+    _user(data, 2, clean=False)
+    seventh = pipeline.run_pipeline(settings, data, notify=False)
+    assert (
+        seventh.ingest.loaded,
+        seventh.ingest.unchanged,
+        seventh.ingest.unchanged_reasons,
+    ) == (1, 2, {"same-content": 1})
+    page = (settings.out_dir / "report.html").read_text()
+    assert re.findall(
+        r'<div class="value">([^<]+)</div><div class="label">unchanged</div>'
+        r'<div class="sub">([^<]+)</div>',
+        page,
+    ) == [("2", "1 of them in other bytes")]
+    cells = re.findall(
+        r"<tr><td>#(\d+)</td>.*?<td class=\"n\">(\d+)<br><span class=\"sub\">"
+        r"([^<]+)</span></td>",
+        page,
+        re.S,
+    )
+    assert cells == [("7", "2", "1 in other bytes")]
 
 
 def test_charts_engagement_over_time_draws_no_line_for_a_label_two_platforms_share() -> None:

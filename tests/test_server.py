@@ -312,7 +312,7 @@ def test_ensure_ready_adds_an_index_missing_from_an_earlier_database(pg_server: 
     assert "batch_files_quarantined" in plan[0][0]
 
 
-@pytest.mark.parametrize("column", ["deletes_withheld", "files_read"])
+@pytest.mark.parametrize("column", ["deletes_withheld", "files_read", "same_content"])
 def test_ensure_ready_adds_a_column_missing_from_an_earlier_database(
     pg_server: Settings, column: str
 ) -> None:

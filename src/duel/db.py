@@ -250,7 +250,11 @@ RAW_RELATIONS = (
 
 # Columns added to a raw table later (table, column): a database without one gets the DDL too,
 # which adds it (`alter table ... add column if not exists`), its earlier rows NULL.
-RAW_COLUMNS = (("batches", "deletes_withheld"), ("batches", "files_read"))
+RAW_COLUMNS = (
+    ("batches", "deletes_withheld"),
+    ("batches", "files_read"),
+    ("batches", "same_content"),
+)
 
 
 def _create_raw_schema(conn: psycopg.Connection[Any]) -> None:

@@ -844,7 +844,13 @@ def ingest(
                 batch.counts["deleted"] = deleted.deleted
             if _holds_whole_dump(shard):
                 refuse_without_data(source, batch.counts, batch.skip_reasons)
-            finish_batch(conn, batch_id, batch.counts, withheld=deleted.withheld if full else None)
+            finish_batch(
+                conn,
+                batch_id,
+                batch.counts,
+                withheld=deleted.withheld if full else None,
+                same_content=batch.unchanged_reasons.get(SAME_CONTENT, 0),
+            )
     except psycopg.Error as error:
         if conn.broken:  # the connection is gone: the server stopped or the network failed
             unavailable = db.unavailable(settings, error, "ingest", path=source)
@@ -948,17 +954,20 @@ def finish_batch(
     batch_id: int,
     counts: dict[str, int],
     withheld: int | None = None,
+    same_content: int = 0,
 ) -> None:
     """Mark a batch succeeded, with its counts (in the batch's own transaction); `withheld`: a
-    complete dump's absent documents not deleted (deletes.Deletes), None for a partial one."""
+    complete dump's absent documents not deleted (deletes.Deletes), None for a partial one;
+    `same_content`: of the unchanged, those in other bytes (SAME_CONTENT)."""
     conn.execute(
         "update raw.batches set status = 'succeeded', finished_at = clock_timestamp(),"
         " files_read = %(files_read)s, files_seen = %(files_seen)s, loaded = %(loaded)s,"
         " repaired = %(repaired)s,"
         " quarantined = %(quarantined)s, skipped = %(skipped)s, unchanged = %(unchanged)s,"
+        " same_content = %(same_content)s,"
         " deleted = %(deleted)s, keyless = %(keyless)s, deletes_withheld = %(withheld)s"
         " where batch_id = %(batch_id)s",
-        {**counts, "batch_id": batch_id, "withheld": withheld},
+        {**counts, "batch_id": batch_id, "withheld": withheld, "same_content": same_content},
     )
 
 

@@ -95,7 +95,7 @@ TABLES = {
     " started_at timestamp, finished_at timestamp, files_seen int, loaded int, repaired int,"
     " quarantined int, skipped int, unchanged int, deleted int, keyless int, is_full boolean,"
     " document_key_rule string, error string, duel_version string, deletes_withheld int,"
-    " files_read int",
+    " files_read int, same_content int",
     "user_documents": "document_key string, content_sha256 string, source_name string,"
     " batch_id bigint, loaded_at timestamp, parse_status string, parse_error string,"
     " repair string, byte_size int, document string",
@@ -152,7 +152,7 @@ def spark_session(settings: Settings) -> SparkSession:
 
 # Columns added to a raw table later, last in its TABLES entry (an insert is by position): a
 # warehouse an earlier duel made gets them, its earlier rows NULL.
-ADDED_COLUMNS = {"batches": ("deletes_withheld int", "files_read int")}
+ADDED_COLUMNS = {"batches": ("deletes_withheld int", "files_read int", "same_content int")}
 
 
 def ensure_raw_tables(spark: SparkSession) -> None:
@@ -208,7 +208,10 @@ def spark_ingest(
         ),
     )
     _replace_current_versions(spark, batch_id)
-    _append(spark, "batches", _batch_row(spark, batch_id, str(path), started, counts, rule))
+    unchanged_reasons = _reasons(spark, "unchanged")
+    same_content = unchanged_reasons.get(SAME_CONTENT, 0)
+    row = _batch_row(spark, batch_id, str(path), started, counts, rule, same_content)
+    _append(spark, "batches", row)
     return IngestResult(
         batch_id,
         str(path),
@@ -222,7 +225,7 @@ def spark_ingest(
         keyless=counts["keyless"],
         quarantine_reasons=_reasons(spark, "quarantined"),
         skip_reasons=skip_reasons,
-        unchanged_reasons=_reasons(spark, "unchanged"),
+        unchanged_reasons=unchanged_reasons,
     )
 
 
@@ -719,6 +722,7 @@ def _batch_row(
     started: dt.datetime,
     counts: dict[str, int],
     rule: KeyRule,
+    same_content: int = 0,
 ) -> DataFrame:
     finished = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     row = {
@@ -729,6 +733,7 @@ def _batch_row(
         "started_at": started,
         "finished_at": finished,
         **counts,
+        "same_content": same_content,  # of the unchanged, those in other bytes
         "deleted": 0,
         "deletes_withheld": None,  # not a complete dump (--full is not done on Spark)
         "is_full": False,

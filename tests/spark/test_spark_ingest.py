@@ -91,8 +91,8 @@ QUERIES = {
     "batch_files": "select batch_id, file_seq, source_name, status, reason, document_key,"
     " content_sha256, byte_size from raw.batch_files order by batch_id, file_seq",
     "batches": "select batch_id, status, files_read, files_seen, loaded, repaired, quarantined,"
-    " skipped, unchanged, deleted, keyless, deletes_withheld, is_full, document_key_rule"
-    " from raw.batches order by batch_id",
+    " skipped, unchanged, same_content, deleted, keyless, deletes_withheld, is_full,"
+    " document_key_rule from raw.batches order by batch_id",
 }
 JSON_COLUMNS = {"user_documents": (6, 8), "quarantine": (9,)}
 
@@ -194,13 +194,15 @@ def test_spark_ingest_session_is_the_dbt_profiles(tmp_path: Path) -> None:
 def test_spark_ingest_adds_a_column_missing_from_an_earlier_warehouse(
     spark: SparkSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """raw.batches made before deletes_withheld and files_read were recorded gets the columns
-    (last, in that order: an insert is by position), and a batch row then lands in its columns;
-    the earlier rows keep NULL."""
+    """raw.batches made before deletes_withheld, files_read and same_content were recorded gets
+    the columns (last, in that order: an insert is by position), and a batch row then lands in
+    its columns; the earlier rows keep NULL."""
     from duel import spark_ingest as job
 
     with own_raw(spark, monkeypatch, "raw_earlier"):
-        earlier = job.TABLES["batches"].removesuffix(", deletes_withheld int, files_read int")
+        earlier = job.TABLES["batches"].removesuffix(
+            ", deletes_withheld int, files_read int, same_content int"
+        )
         assert earlier != job.TABLES["batches"]
         spark.sql(f"create table raw_earlier.batches ({earlier}) using parquet")
         spark.sql(
@@ -215,13 +217,13 @@ def test_spark_ingest_adds_a_column_missing_from_an_earlier_warehouse(
         job._append(spark, "batches", row)
         columns = spark.table("raw_earlier.batches").columns
         rows = spark.sql(
-            "select batch_id, source_uri, loaded, deletes_withheld, files_read, document_key_rule"
-            " from raw_earlier.batches order by batch_id"
+            "select batch_id, source_uri, loaded, deletes_withheld, files_read, same_content,"
+            " document_key_rule from raw_earlier.batches order by batch_id"
         ).collect()
-    assert columns[-2:] == ["deletes_withheld", "files_read"]
+    assert columns[-3:] == ["deletes_withheld", "files_read", "same_content"]
     assert [tuple(r) for r in rows] == [
-        (1, "d.tar.gz", 3, None, None, None),
-        (2, "e.tar.gz", 1, None, 1, rule.text),
+        (1, "d.tar.gz", 3, None, None, None, None),
+        (2, "e.tar.gz", 1, None, 1, 0, rule.text),
     ]
 
 
@@ -409,6 +411,8 @@ def test_spark_ingest_the_same_content_in_other_bytes_is_unchanged_as_on_postgre
             " from {raw}.batch_files where batch_id = 2 order by 1",
             "current_versions": "select document_key, content_sha256, batch_id"
             " from {raw}.current_versions order by 1",
+            "batches": "select batch_id, loaded, unchanged, same_content"
+            " from {raw}.batches order by 1",
         }
         with psycopg.connect(**postgres.conninfo()) as conn:  # type: ignore[arg-type]
             for sql in tables.values():
@@ -423,6 +427,8 @@ def test_spark_ingest_the_same_content_in_other_bytes_is_unchanged_as_on_postgre
             ("mixed/c.json", None),
             ("mixed/d.json", None),
         ]
+        batches = spark.sql("select batch_id, unchanged, same_content from raw_same.batches")
+        assert sorted(tuple(row) for row in batches.collect()) == [(1, 0, 0), (2, 2, 2)]
 
 
 @pytest.mark.slow

@@ -42,6 +42,10 @@ comment on column raw.batches.files_seen is
 alter table raw.batches add column if not exists deletes_withheld integer;
 comment on column raw.batches.deletes_withheld is
     'A complete dump''s documents absent from it but not deleted, because it held quarantined documents it could not identify (one may be any of them); NULL when not a complete dump or not recorded.';
+-- (a database an earlier duel made gets the column; its batches keep NULL: not recorded then)
+alter table raw.batches add column if not exists same_content integer;
+comment on column raw.batches.same_content is
+    'Of the unchanged documents, those delivered in other bytes than their current version''s that hold the same document (whitespace, key order, escapes; ledger reason same-content); NULL when not recorded.';
 
 create table if not exists raw.user_documents (
     document_key text not null,

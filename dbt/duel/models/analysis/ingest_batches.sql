@@ -26,6 +26,7 @@ final as (
         quarantined,
         skipped,
         unchanged,
+        same_content,
         deleted,
         keyless,
         deletes_withheld,

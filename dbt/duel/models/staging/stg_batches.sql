@@ -22,6 +22,7 @@ final as (
         cast(quarantined as integer) as quarantined,
         cast(skipped as integer) as skipped,
         cast(unchanged as integer) as unchanged,
+        cast(same_content as integer) as same_content,
         cast(deleted as integer) as deleted,
         cast(keyless as integer) as keyless,
         cast(deletes_withheld as integer) as deletes_withheld,
