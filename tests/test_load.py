@@ -19,7 +19,7 @@ from conftest import query
 from tar_files import make_tar
 from test_repair import TEXT
 
-from duel import parse
+from duel import load, parse
 from duel.identity import KeyRule
 from duel.load import ingest
 from duel.settings import Settings
@@ -131,7 +131,8 @@ def test_ingest_the_same_content_in_other_bytes_is_its_current_version_again(
     escapes for accents, CRLF) changes nothing: each document is its current version delivered
     again, `unchanged` (reason same-content), no version stored, its pointer as it was. A
     number written otherwise (1.5 as 1.50) is what the models read, so a new version, as a
-    changed value is."""
+    changed value is. The other bytes are recorded (raw.content_aliases): delivered again they
+    are known by their hash while their version is current, parsed again once it is not."""
     first = {
         "a": b'{\n  "user_id": "u0",\n  "name": "Jos\xc3\xa9",\n  "sales": 1.5\n}',
         "b": b'{\n  "user_id": "u1",\n  "name": "Ann",\n  "tags": [1, 2]\n}',
@@ -178,19 +179,47 @@ def test_ingest_the_same_content_in_other_bytes_is_its_current_version_again(
     ]
     moved = query(settings, "select * from raw.current_versions order by 1")
     assert [row for row in moved if row[0] in ("file:a.json", "file:b.json")] == pointers[:2]
-    # delivered again: the same again (no alias of the other bytes is kept, so they are
-    # compared again)
+    # the other bytes are recorded as holding their version: delivered again, they are known by
+    # their hash (not parsed), and the batch says the same as the first time
+    assert query(settings, "select * from raw.content_aliases order by 1") == [
+        ("file:a.json", _sha(second["a"]), _sha(first["a"]), 2),
+        ("file:b.json", _sha(second["b"]), _sha(first["b"]), 2),
+    ]
+    with load._KnownVersions(settings) as known:
+        asked = [(f"file:{name}.json", _sha(data)) for name, data in second.items()]
+        assert known([*asked, ("file:a.json", _sha(b"other"))]) == {
+            ("file:a.json", _sha(second["a"])): _sha(first["a"]),
+            ("file:b.json", _sha(second["b"])): _sha(first["b"]),
+            ("file:c.json", _sha(second["c"])): _sha(second["c"]),
+            ("file:d.json", _sha(second["d"])): _sha(second["d"]),
+        }
     again = ingest(settings, tmp_path)
     assert (again.loaded, again.unchanged, again.unchanged_reasons) == (
         0,
         4,
         {"same-content": 2},
     )
+    assert query(settings, ledger + " where batch_id = 3 order by 1") == [
+        ("mixed/a.json", "unchanged", "same-content", _sha(first["a"]), len(second["a"])),
+        ("mixed/b.json", "unchanged", "same-content", _sha(first["b"]), len(second["b"])),
+        ("mixed/c.json", "unchanged", None, _sha(second["c"]), len(second["c"])),
+        ("mixed/d.json", "unchanged", None, _sha(second["d"]), len(second["d"])),
+    ]
     assert query(settings, "select * from raw.current_versions order by 1") == moved
+    assert query(settings, "select count(*) from raw.content_aliases") == [(2,)]
+    # a.json changed: its alias no longer names the current version, so the bytes of that
+    # earlier version are parsed and compared with the current one, and load as a version
+    (folder / "a.json").write_bytes(b'{"user_id": "u0", "name": "Jose"}')
+    ingest(settings, tmp_path)
+    with load._KnownVersions(settings) as known:
+        assert known([("file:a.json", _sha(second["a"]))]) == {}
+    (folder / "a.json").write_bytes(second["a"])
+    back = ingest(settings, tmp_path)
+    assert (back.loaded, back.unchanged, back.unchanged_reasons) == (1, 3, {"same-content": 1})
     # the batches record them apart from the other unchanged documents
     assert query(
         settings, "select batch_id, loaded, unchanged, same_content from raw.batches order by 1"
-    ) == [(1, 4, 0, 0), (2, 2, 2, 2), (3, 0, 4, 2)]
+    ) == [(1, 4, 0, 0), (2, 2, 2, 2), (3, 0, 4, 2), (4, 1, 3, 1), (5, 1, 3, 1)]
 
 
 # JSON's whitespace outside its strings (a string is matched whole, and kept)

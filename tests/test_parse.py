@@ -90,8 +90,10 @@ def test_parse_read_chunks_keeps_order_and_only_what_keep_accepts() -> None:
 @pytest.mark.parametrize("workers", [0, 2])
 def test_parse_known_files_are_not_parsed_and_keep_their_place(workers: int) -> None:
     """Files the database holds as current versions (the `known` answer) come out as `known`
-    outcomes with their key and hash, unparsed, in file order among the parsed ones, a JSON
-    array's elements included; a file keyed by its content is never asked about."""
+    outcomes with their key and the version's hash, unparsed, in file order among the parsed
+    ones, a JSON array's elements included; a file whose bytes hold its current version's
+    content in other bytes (an alias: the answer is another hash) carries both hashes; a file
+    keyed by its content is never asked about."""
     import hashlib
 
     files = [
@@ -103,21 +105,39 @@ def test_parse_known_files_are_not_parsed_and_keep_their_place(workers: int) -> 
     ]
     asked: list[list[tuple[str, str]]] = []
 
-    def known(pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    def known(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
         asked.append(pairs)
-        return {pair for pair in pairs if pair[0] in ("file:a.json", "file:c.json")}
+        return {
+            (key, sha): sha if key == "file:a.json" else "v" * 64
+            for key, sha in pairs
+            if key in ("file:a.json", "file:c.json")
+        }
 
     with read_chunks(
         files, "safe", KeyRule.parse("@file"), workers=workers, chunk_rows=10, known=known
     ) as stream:
-        got = [(o.name, o.status, o.key, o.parsed is None) for chunk in stream for o in chunk]
-    assert got == [
+        got = [
+            (o.name, o.status, o.key, o.sha256, o.bytes_sha256, o.parsed is None)
+            for chunk in stream
+            for o in chunk
+        ]
+    a_sha, c_sha = (hashlib.sha256(files[n].data or b"").hexdigest() for n in (0, 3))
+    b0, b1, e = (
+        "content:" + hashlib.sha256(text).hexdigest()
+        for text in (b'{"v": 2}', b'{"v": 3}', b'{"v": 5}')
+    )
+    assert [row[:3] + row[5:] for row in got] == [
         ("d/a.json", "known", "file:a.json", True),
-        ("d/b.json[0]", "clean", "content:" + hashlib.sha256(b'{"v": 2}').hexdigest(), False),
-        ("d/b.json[1]", "clean", "content:" + hashlib.sha256(b'{"v": 3}').hexdigest(), False),
+        ("d/b.json[0]", "clean", b0, False),
+        ("d/b.json[1]", "clean", b1, False),
         ("d/.DS_Store", "skipped", None, True),
         ("d/c.json", "known", "file:c.json", True),
-        ("d/e.ndjson:1", "clean", "content:" + hashlib.sha256(b'{"v": 5}').hexdigest(), False),
+        ("d/e.ndjson:1", "clean", e, False),
+    ]
+    # a.json is its version's bytes; c.json holds version "vvv..." in other bytes
+    assert [(row[3], row[4]) for row in got if row[1] == "known"] == [
+        (a_sha, None),
+        ("v" * 64, c_sha),
     ]
     assert asked == [
         [

@@ -228,6 +228,12 @@ def test_pipeline_a_dump_written_otherwise_is_nothing_changed(
     assert every_row(settings) == tables
     assert _outputs(settings) == outputs
     assert "  unchanged            3  (same-content 3)" in render_run(settings, again)
+    # delivered a third time in those bytes: known by their hash (raw.content_aliases), the same
+    third = pipeline.run_pipeline(settings, data, notify=False)
+    assert (third.nothing_changed, third.ingest.unchanged_reasons) == (True, {"same-content": 3})
+    assert query(settings, "select count(*) from raw.content_aliases") == [(3,)]
+    assert every_row(settings) == tables
+    assert _outputs(settings) == outputs
 
 
 def test_pipeline_a_broken_file_delivered_again_is_nothing_changed(

@@ -65,11 +65,11 @@ def test_server_lifecycle_through_cli(pg_home: Path) -> None:
         assert (again.returncode, again.stdout, again.stderr) == (0, started.stdout, "")
         assert run_cli(settings, "db", "status").stdout == started.stdout
         with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
-            # batches, batch_files, current_versions, model_builds, object_listing, quarantine,
-            # user_documents
+            # batches, batch_files, content_aliases, current_versions, model_builds,
+            # object_listing, quarantine, user_documents
             assert conn.execute(
                 "select count(*) from information_schema.tables where table_schema = 'raw'"
-            ).fetchone() == (7,)
+            ).fetchone() == (8,)
             assert conn.execute("show listen_addresses").fetchone() == ("127.0.0.1",)
             assert conn.execute("show unix_socket_directories").fetchone() == ("",)
     finally:
@@ -243,6 +243,7 @@ def test_ensure_ready_uses_a_running_server_and_creates_the_database(pg_server: 
     assert tables == [
         ("batch_files",),
         ("batches",),
+        ("content_aliases",),
         ("current_versions",),
         ("model_builds",),
         ("object_listing",),
@@ -310,6 +311,25 @@ def test_ensure_ready_adds_an_index_missing_from_an_earlier_database(pg_server: 
     assert quarantine == [("mixed/user_0.json", "ab")]
     assert quarantine_indexes == [("raw.quarantine_source_file", False)]  # both replaced
     assert "batch_files_quarantined" in plan[0][0]
+
+
+def test_ensure_ready_adds_a_table_missing_from_an_earlier_database(pg_server: Settings) -> None:
+    """raw.content_aliases (later than the other tables) is made in a database an earlier duel
+    made, on the next connection; the other tables keep their rows."""
+    earlier = _earlier_database(
+        pg_server,
+        "raw_before_aliases",
+        "drop table raw.content_aliases",
+        "insert into raw.batches (source_uri, status, loaded, duel_version)"
+        " values ('d.tar.gz', 'succeeded', 3, '0.1.0')",
+    )
+    db.ensure_ready(earlier)
+    assert query(
+        earlier,
+        "select a.attname from pg_attribute as a where a.attrelid = 'raw.content_aliases'::regclass"
+        " and a.attnum > 0 order by a.attnum",
+    ) == [("document_key",), ("alias_sha256",), ("content_sha256",), ("batch_id",)]
+    assert query(earlier, "select source_uri, loaded from raw.batches") == [("d.tar.gz", 3)]
 
 
 @pytest.mark.parametrize("column", ["deletes_withheld", "files_read", "same_content"])

@@ -242,6 +242,7 @@ RAW_RELATIONS = (
     "quarantine",
     "batch_files",
     "object_listing",
+    "content_aliases",
     "batch_files_quarantined",
     "quarantine_source_file",
     "model_builds",

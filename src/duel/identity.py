@@ -105,6 +105,12 @@ def bounded_key(source: str, value: str) -> str:
     return f"{source}~sha256:{hashlib.sha256(_utf8(value)).hexdigest()}"
 
 
+def is_path_key(key: str) -> bool:
+    """Whether a document key was taken from a file's path (`path_key`): a file of its own,
+    which the ingest can know by its bytes' hash without parsing it (duel.parse)."""
+    return key.startswith(("file:", "file~sha256:"))
+
+
 def path_key(key_path: str) -> str:
     """The key of a file identified by its identity path, in Unicode's composed form (NFC): a
     name written decomposed (`u` + combining diaeresis, as macOS tools write `ü`) is the same

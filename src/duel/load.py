@@ -21,7 +21,9 @@ value and number as written) and parses alike (status, repair record) is that ve
 again: `unchanged`, with the ledger's reason `same-content` and the version's hash, and nothing
 is stored or moved (`_Batch._compare_with_current`, in the query per chunk that finds the
 versions stored before, for its documents of known keys only). So an exporter that writes the
-same users otherwise changes no table and opens no snapshot row.
+same users otherwise changes no table and opens no snapshot row. The other bytes of a file of
+its own are recorded (raw.content_aliases): delivered again while that version is current, they
+are known by their hash (`_KnownVersions`), not parsed and compared again.
 
 A document delivered more than once in a batch ends at its last copy; when that is the version
 it had before the batch, the batch restores its pointer and counts it unchanged
@@ -38,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import psycopg
-from psycopg import postgres
+from psycopg import postgres, sql
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
@@ -53,7 +55,7 @@ from duel.exceptions import (
     MassDelete,
     SourceError,
 )
-from duel.identity import CONTENT_PREFIX, KeyRule, key_rule
+from duel.identity import CONTENT_PREFIX, KeyRule, is_path_key, key_rule
 from duel.parse import KNOWN, Outcome, SeenKeys, read_chunks, reclassify
 from duel.repair import Parsed
 from duel.settings import Settings
@@ -260,6 +262,9 @@ class _Batch:
         new_docs: dict[tuple[str, str], Outcome] = {}
         moves: dict[str, Outcome] = {}
         quarantined: list[Outcome] = []
+        # (key, bytes' hash, version's hash) of files found to hold their current version in
+        # other bytes: known by that hash at their next delivery (raw.content_aliases)
+        aliases: list[tuple[str, str, str]] = []
         ledger: list[tuple[Any, ...]] = []  # raw.batch_files rows, ready to COPY
         counts = self.counts
         batch_id = self.batch_id
@@ -274,10 +279,15 @@ class _Batch:
                     raise ValueError(f"{outcome.name}: a loadable document without key or hash")
                 if current.get(key) == sha256:
                     status = "unchanged"
+                    if outcome.bytes_sha256 is not None:  # known by an alias of its bytes
+                        reason = SAME_CONTENT
+                        _tally(self.unchanged_reasons, reason)
                 elif id(outcome) in same and current.get(key) == known[key]:
                     # its current version in other bytes: that version delivered again
                     status, reason, sha256 = "unchanged", SAME_CONTENT, known[key]
                     _tally(self.unchanged_reasons, reason)
+                    if is_path_key(key) and outcome.sha256 is not None:
+                        aliases.append((key, outcome.sha256, sha256))
                 else:
                     new_docs[(key, sha256)] = outcome
                     moves[key] = outcome
@@ -324,6 +334,7 @@ class _Batch:
             self.new_lines.add(new_keys)
         self._move_current([o for key, o in moves.items() if key in known])
         self._store_quarantine(quarantined)
+        self._store_aliases(aliases)
         self._copy_ledger(ledger)
 
     def _stale_known(self, chunk: list[Outcome], known: dict[str, str]) -> set[int]:
@@ -486,6 +497,21 @@ class _Batch:
         self.counts["repaired"] -= repaired
         self.counts["unchanged"] += loaded + repaired
 
+    def _store_aliases(self, aliases: list[tuple[str, str, str]]) -> None:
+        """Record bytes that hold a stored version's content (few: a dump written otherwise
+        once); bytes recorded before keep their first record (the same content either way)."""
+        if not aliases:
+            return
+        keys, hashes, versions = (list(column) for column in zip(*aliases, strict=True))
+        self.conn.execute(
+            "insert into raw.content_aliases"
+            " (document_key, alias_sha256, content_sha256, batch_id)"
+            " select m.key, m.alias, m.version, %s"
+            " from unnest(%s::text[], %s::text[], %s::text[]) as m (key, alias, version)"
+            " on conflict (document_key, alias_sha256) do nothing",
+            (self.batch_id, keys, hashes, versions),
+        )
+
     def _store_quarantine(self, outcomes: list[Outcome]) -> None:
         if not outcomes:
             return
@@ -627,24 +653,43 @@ _RESTORE_REPEATED = """
 class _KnownVersions:
     """`parse.KnownVersions` on a connection of its own (the read stage runs in another thread
     than the batch's transaction): of the (key, sha256) pairs asked, those that are their key's
-    current version, not deleted, and not one that needed a rewriting repair (see module doc).
-    It sees the database as committed before the batch; `_Batch` checks again in the batch."""
+    current version, not deleted, and not one that needed a rewriting repair (see module doc),
+    with the version's hash: their own, or, for bytes an earlier batch found to hold the
+    current version's content in other bytes (raw.content_aliases), that version's. The
+    aliases are asked only for the pairs the first query did not find (the changed files of a
+    dump in the usual form), and not at all when there are none. It sees the database as
+    committed before the batch; `_Batch` checks again in the batch."""
 
-    _QUERY = """
-        select current.document_key, current.content_sha256
-        from raw.current_versions as current
-        where current.document_key = any(array(select jsonb_array_elements_text(%s::jsonb)))
-            and not current.is_deleted
+    # a current version that needed a rewriting repair is parsed again (see module doc)
+    _NOT_REWRITTEN = sql.SQL("""
+            not current.is_deleted
             and not exists (
                 select 1 from raw.user_documents as version
                 where version.document_key = current.document_key
                     and version.content_sha256 = current.content_sha256
                     and version.repair ->> 'kind' = 'rewritten'
             )
-    """
+    """)
+    _QUERY = sql.SQL("""
+        select current.document_key, current.content_sha256
+        from raw.current_versions as current
+        where current.document_key = any(array(select jsonb_array_elements_text(%s::jsonb)))
+            and {}
+    """).format(_NOT_REWRITTEN)
+    _ALIASES = sql.SQL("""
+        select alias.document_key, alias.alias_sha256, alias.content_sha256
+        from raw.content_aliases as alias
+        inner join raw.current_versions as current
+            on current.document_key = alias.document_key
+            and current.content_sha256 = alias.content_sha256
+        where alias.document_key = any(array(select jsonb_array_elements_text(%s::jsonb)))
+            and {}
+    """).format(_NOT_REWRITTEN)
 
     def __init__(self, settings: Settings) -> None:
         self.conn = db.connect(settings, autocommit=True, step="ingest")
+        row = self.conn.execute("select exists (select from raw.content_aliases)").fetchone()
+        self.has_aliases = bool(row and row[0])
 
     def __enter__(self) -> _KnownVersions:
         return self
@@ -652,9 +697,17 @@ class _KnownVersions:
     def __exit__(self, *exc: object) -> None:
         self.conn.close()
 
-    def __call__(self, pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    def __call__(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
         rows = self.conn.execute(self._QUERY, (db.text_list(key for key, _ in pairs),), binary=True)
-        return set(pairs).intersection(rows.fetchall())
+        asked = set(pairs)
+        hits = {pair: pair[1] for pair in asked.intersection(rows.fetchall())}
+        missed = {key for key, sha256 in asked if (key, sha256) not in hits}
+        if missed and self.has_aliases:
+            aliased = self.conn.execute(self._ALIASES, (db.text_list(missed),), binary=True)
+            for key, alias, version in aliased.fetchall():
+                if (key, alias) in asked and (key, alias) not in hits:
+                    hits[(key, alias)] = version
+        return hits
 
 
 def _parsed(outcome: Outcome) -> Parsed:

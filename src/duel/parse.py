@@ -4,7 +4,8 @@ and handed to the database side (`duel.load`) in chunks, read a few chunks ahead
 Parsing is a pure function of the file's bytes (no database): it runs in this process, or in
 worker processes when the ingest asks for them, with only a few windows of files in flight at
 once. A file is not parsed when the database already holds its bytes as its document's current
-version (`KnownVersions`, asked once per window): it is `known`, and the database side calls
+version, or has found them to hold that version's content in other bytes before (an alias,
+duel.load), (`KnownVersions`, asked once per window): it is `known`, and the database side calls
 it unchanged, or parses it after all (`reclassify`) when this batch moved the document since.
 `read_chunks` is the whole pipeline as the ingest uses it:
 
@@ -45,8 +46,9 @@ FIRST_CHUNK = 500  # files in the first write chunk; chunks double from there up
 CHUNK_BYTES = 64 << 20  # cut a write chunk early when its documents hold this much memory
 KNOWN = "known"  # an Outcome's status: the current version's bytes, not parsed (see module doc)
 
-# (key, sha256) pairs of files not yet parsed -> those that are their key's current version
-KnownVersions = Callable[[list[tuple[str, str]]], set[tuple[str, str]]]
+# (key, sha256) pairs of files not yet parsed -> of those that are their key's current version,
+# the version's hash: their own, or the version's whose content they hold in other bytes
+KnownVersions = Callable[[list[tuple[str, str]]], dict[tuple[str, str], str]]
 
 
 class Outcome(NamedTuple):  # a tuple, not a dataclass: built once per file on the hot path
@@ -64,6 +66,9 @@ class Outcome(NamedTuple):  # a tuple, not a dataclass: built once per file on t
     # a document after the first of its file (`SourceFile.continued`; an array's elements after
     # the first): the batch counts the file once, with its first
     continued: bool = False
+    # a known file whose bytes hold its current version's content in other bytes (an alias):
+    # its bytes' own hash (`sha256` is then the version's)
+    bytes_sha256: str | None = None
 
 
 def classify(
@@ -298,7 +303,7 @@ def reclassify(outcome: Outcome, policy: str, rule: KeyRule) -> list[Outcome]:
     """A known file parsed after all (the database side found its document moved by this batch)."""
     if outcome.source is None:
         raise ValueError(f"{outcome.name}: a known file without its bytes")
-    return _flat(classify(outcome.source, policy, rule, outcome.sha256))
+    return _flat(classify(outcome.source, policy, rule, outcome.bytes_sha256 or outcome.sha256))
 
 
 def _classify_window(
@@ -324,25 +329,26 @@ def _candidates(window: list[SourceFile], rule: KeyRule) -> list[tuple[int, str,
 def _sort_known(
     window: list[SourceFile],
     candidates: list[tuple[int, str, str]],
-    asked: Future[set[tuple[str, str]]] | None,
+    asked: Future[dict[tuple[str, str], str]] | None,
 ) -> tuple[list[Outcome | None], list[tuple[SourceFile, str | None]]]:
     """The window's known files as outcomes (None where a file must be parsed), and the files to
-    parse with their hashes, once the database has answered (`asked`: which candidates it
-    holds as current versions)."""
-    hits = asked.result() if asked is not None else set()
+    parse with their hashes, once the database has answered (`asked`: of the candidates it
+    holds as current versions, the version's hash)."""
+    hits = asked.result() if asked is not None else {}
     sorted_: list[Outcome | None] = [None] * len(window)
     hashes: dict[int, str] = {}
     for index, key, sha256 in candidates:
-        if (key, sha256) in hits:
+        if (version := hits.get((key, sha256))) is not None:
             source = window[index]
             sorted_[index] = Outcome(
                 source.name,
                 KNOWN,
                 source.size,
-                sha256,
+                version,
                 key=key,
                 source=source,
                 continued=source.continued,
+                bytes_sha256=sha256 if version != sha256 else None,
             )
         else:
             hashes[index] = sha256

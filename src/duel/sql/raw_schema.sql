@@ -126,6 +126,16 @@ comment on table raw.batch_files is
 create index if not exists batch_files_quarantined on raw.batch_files
     (batch_id, document_key) where status = 'quarantined';
 
+create table if not exists raw.content_aliases (
+    document_key text not null,
+    alias_sha256 text not null,
+    content_sha256 text not null,
+    batch_id bigint not null,
+    primary key (document_key, alias_sha256)
+);
+comment on table raw.content_aliases is
+    'One row per file bytes found to hold a stored version of their document in other bytes (the same document as the models read it, parsed alike; ledger reason same-content): a later delivery of those bytes while that version is current is known by their hash, as the version''s own bytes are, not parsed again. Written by the batch that found them.';
+
 create table if not exists raw.object_listing (
     source_uri text not null,
     object_key text not null,
