@@ -207,7 +207,7 @@ def test_success_message_attaches_existing_files_only(tmp_path: Path) -> None:
     }
 
 
-def test_success_message_counts_deletes_and_keyless_documents_when_there_are_any() -> None:
+def test_success_message_counts_deletes_keyless_and_same_content_when_there_are_any() -> None:
     summary = {
         "batch_id": 4,
         "files_read": 1,
@@ -230,12 +230,13 @@ def test_success_message_counts_deletes_and_keyless_documents_when_there_are_any
         "quarantined",
         "skipped",
     ]
-    body = success_message(summary | {"deleted": 2, "keyless": 1}).body
+    body = success_message(summary | {"deleted": 2, "keyless": 1, "same_content": 7}).body
     assert body.splitlines()[3:] == [
         "  files read           1",
         "  documents            9",
         "  loaded               1  (repaired 0)",
-        "  unchanged            8",
+        "  unchanged            8  (7 of them in other bytes: the same documents"
+        " written otherwise)",
         "  quarantined          0",
         "  skipped              0",
         "  deleted              2  (a complete dump: current documents it did not hold)",

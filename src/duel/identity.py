@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from duel.settings import Settings
 
 FILE_SOURCE = "@file"
+PATH_SOURCE = "file"  # what a key taken from a file's path starts with (path_key)
 DEFAULT_DOCUMENT_KEY = "@file,user_id"
 CONTENT_PREFIX = "content:"
 MAX_KEY_BYTES = 1024  # in UTF-8; a longer key is stored as its digest (bounded_key)
@@ -108,7 +109,7 @@ def bounded_key(source: str, value: str) -> str:
 def is_path_key(key: str) -> bool:
     """Whether a document key was taken from a file's path (`path_key`): a file of its own,
     which the ingest can know by its bytes' hash without parsing it (duel.parse)."""
-    return key.startswith(("file:", "file~sha256:"))
+    return key.startswith((f"{PATH_SOURCE}:", f"{PATH_SOURCE}~sha256:"))
 
 
 def path_key(key_path: str) -> str:
@@ -117,7 +118,7 @@ def path_key(key_path: str) -> str:
     file as the same name composed."""
     if not key_path.isascii():
         key_path = unicodedata.normalize("NFC", key_path)
-    return bounded_key("file", key_path)
+    return bounded_key(PATH_SOURCE, key_path)
 
 
 def _utf8(text: str) -> bytes:

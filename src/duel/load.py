@@ -701,12 +701,13 @@ class _KnownVersions:
         rows = self.conn.execute(self._QUERY, (db.text_list(key for key, _ in pairs),), binary=True)
         asked = set(pairs)
         hits = {pair: pair[1] for pair in asked.intersection(rows.fetchall())}
+        if not self.has_aliases or len(hits) == len(asked):
+            return hits
         missed = {key for key, sha256 in asked if (key, sha256) not in hits}
-        if missed and self.has_aliases:
-            aliased = self.conn.execute(self._ALIASES, (db.text_list(missed),), binary=True)
-            for key, alias, version in aliased.fetchall():
-                if (key, alias) in asked and (key, alias) not in hits:
-                    hits[(key, alias)] = version
+        aliased = self.conn.execute(self._ALIASES, (db.text_list(missed),), binary=True)
+        for key, alias, version in aliased.fetchall():
+            if (key, alias) in asked and (key, alias) not in hits:
+                hits[(key, alias)] = version
         return hits
 
 
