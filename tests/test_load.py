@@ -668,6 +668,56 @@ def test_ingest_a_document_delivered_twice_in_one_dump_is_unchanged_when_deliver
         (2, 0),
         (2, 0),
     ]
+    # each later batch moved the pointer and moved it back: it replaced nothing
+    assert query(settings, "select count(*) from raw.replaced_versions") == [(0,)]
+
+
+def test_ingest_records_every_state_a_pointer_replaced(settings: Settings, tmp_path: Path) -> None:
+    """raw.replaced_versions: a changed document, a deleted one and its return each leave the
+    state they replaced, current from the batch that made it current to the one that replaced
+    it (the batches' times); a document changed twice in one batch leaves one row, and a
+    document new in a batch none."""
+    a1, a2, a3 = (orjson.dumps({"user_id": None, "n": n}) for n in (1, 2, 3))
+    b1 = orjson.dumps({"user_id": None, "m": 1})
+    (tmp_path / "d1").mkdir()
+    (tmp_path / "d1" / "a.json").write_bytes(a1)
+    (tmp_path / "d1" / "b.json").write_bytes(b1)
+    ingest(settings, tmp_path / "d1")
+    (tmp_path / "d2").mkdir()
+    (tmp_path / "d2" / "a.json").write_bytes(a2)
+    assert ingest(settings, tmp_path / "d2", full=True).deleted == 1
+    twice = tmp_path / "twice.tar"  # a.json twice, then b.json back as it was
+    with tarfile.open(twice, "w") as archive:
+        for name, data in (("a.json", a3), ("a.json", a1), ("b.json", b1)):
+            info = tarfile.TarInfo(f"d3/{name}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    assert ingest(settings, twice).loaded == 3
+    sha = {
+        hashlib.sha256(data).hexdigest(): name
+        for name, data in (("a1", a1), ("a2", a2), ("b1", b1))
+    }
+    sha["deleted"] = "tombstone"
+    rows = query(
+        settings,
+        "select r.document_key, r.content_sha256, r.batch_id, r.is_deleted, began.batch_id,"
+        " ended.batch_id, r.replaced_by_batch_id"
+        " from raw.replaced_versions as r"
+        " join raw.batches as began on began.started_at = r.valid_from"
+        " join raw.batches as ended on ended.started_at = r.valid_to"
+        " order by 1, r.valid_from",
+    )
+    assert [(k, sha[s], *rest) for k, s, *rest in rows] == [
+        ("file:a.json", "a1", 1, False, 1, 2, 2),
+        ("file:a.json", "a2", 2, False, 2, 3, 3),
+        ("file:b.json", "b1", 1, False, 1, 2, 2),
+        ("file:b.json", "tombstone", 2, True, 2, 3, 3),
+    ]
+    assert query(
+        settings,
+        "select c.document_key, c.batch_id, c.is_deleted, c.updated_at = b.started_at"
+        " from raw.current_versions as c join raw.batches as b using (batch_id) order by 1",
+    ) == [("file:a.json", 3, False, True), ("file:b.json", 3, False, True)]
 
 
 def test_ingest_parallel_gives_same_rows_as_single_process(

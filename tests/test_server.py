@@ -66,10 +66,10 @@ def test_server_lifecycle_through_cli(pg_home: Path) -> None:
         assert run_cli(settings, "db", "status").stdout == started.stdout
         with psycopg.connect(**settings.conninfo()) as conn:  # type: ignore[arg-type]
             # batches, batch_files, content_aliases, current_versions, model_builds,
-            # object_listing, quarantine, user_documents
+            # object_listing, quarantine, replaced_versions, user_documents
             assert conn.execute(
                 "select count(*) from information_schema.tables where table_schema = 'raw'"
-            ).fetchone() == (8,)
+            ).fetchone() == (9,)
             assert conn.execute("show listen_addresses").fetchone() == ("127.0.0.1",)
             assert conn.execute("show unix_socket_directories").fetchone() == ("",)
     finally:
@@ -248,6 +248,7 @@ def test_ensure_ready_uses_a_running_server_and_creates_the_database(pg_server: 
         ("model_builds",),
         ("object_listing",),
         ("quarantine",),
+        ("replaced_versions",),
         ("user_documents",),
     ]
 
@@ -313,23 +314,60 @@ def test_ensure_ready_adds_an_index_missing_from_an_earlier_database(pg_server: 
     assert "batch_files_quarantined" in plan[0][0]
 
 
-def test_ensure_ready_adds_a_table_missing_from_an_earlier_database(pg_server: Settings) -> None:
-    """raw.content_aliases (later than the other tables) is made in a database an earlier duel
-    made, on the next connection; the other tables keep their rows."""
+@pytest.mark.parametrize(
+    ("table", "dropped", "columns"),
+    [
+        (
+            "content_aliases",
+            ["drop table raw.content_aliases"],
+            ["document_key", "alias_sha256", "content_sha256", "batch_id"],
+        ),
+        (
+            "replaced_versions",
+            [
+                "drop trigger current_versions_replaced on raw.current_versions",
+                "drop function raw.record_replaced_versions",
+                "drop table raw.replaced_versions",
+            ],
+            [
+                "document_key",
+                "content_sha256",
+                "source_name",
+                "batch_id",
+                "is_deleted",
+                "valid_from",
+                "valid_to",
+                "replaced_by_batch_id",
+            ],
+        ),
+    ],
+)
+def test_ensure_ready_adds_a_table_missing_from_an_earlier_database(
+    pg_server: Settings, table: str, dropped: list[str], columns: list[str]
+) -> None:
+    """A raw table later than the others (raw.content_aliases; raw.replaced_versions with the
+    trigger that writes it) is made in a database an earlier duel made, on the next connection;
+    the other tables keep their rows."""
     earlier = _earlier_database(
         pg_server,
-        "raw_before_aliases",
-        "drop table raw.content_aliases",
+        f"raw_before_{table}",
+        *dropped,
         "insert into raw.batches (source_uri, status, loaded, duel_version)"
         " values ('d.tar.gz', 'succeeded', 3, '0.1.0')",
     )
     db.ensure_ready(earlier)
     assert query(
         earlier,
-        "select a.attname from pg_attribute as a where a.attrelid = 'raw.content_aliases'::regclass"
+        "select a.attname from pg_attribute as a where a.attrelid = %s::regclass"
         " and a.attnum > 0 order by a.attnum",
-    ) == [("document_key",), ("alias_sha256",), ("content_sha256",), ("batch_id",)]
+        (f"raw.{table}",),
+    ) == [(column,) for column in columns]
     assert query(earlier, "select source_uri, loaded from raw.batches") == [("d.tar.gz", 3)]
+    assert query(
+        earlier,
+        "select tgname from pg_trigger"
+        " where tgrelid = 'raw.current_versions'::regclass and not tgisinternal",
+    ) == [("current_versions_replaced",)]
 
 
 @pytest.mark.parametrize("column", ["deletes_withheld", "files_read", "same_content"])

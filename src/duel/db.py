@@ -243,6 +243,7 @@ RAW_RELATIONS = (
     "batch_files",
     "object_listing",
     "content_aliases",
+    "replaced_versions",
     "batch_files_quarantined",
     "quarantine_source_file",
     "model_builds",

@@ -134,6 +134,7 @@ class FilesHistory:
     changed: list[str]
     final: Docs
     incremental: dict[str, list[tuple[object, ...]]]  # REBUILT after the last incremental build
+    dumps: list[tuple[Path, bool]]  # each dump in turn, and whether it is complete (--full)
 
 
 @pytest.fixture(scope="module")
@@ -168,21 +169,22 @@ def files_history(
         "user_65.json": everyone["user_65.json"],
         "user_2.json": edited(d3["user_2.json"], "partial"),
     }
-    results = [
-        ingest(settings, write_tar(tmp / "d1.tar.gz", "mixed", d1)),
-        ingest(settings, write_dir(tmp / "d2", "export-2025-07-24", d2), full=True),
+    dumps = [
+        (write_tar(tmp / "d1.tar.gz", "mixed", d1), False),
+        (write_dir(tmp / "d2", "export-2025-07-24", d2), True),
+        (write_tar(tmp / "d3.tar.gz", "export-2025-07-25", d3_broken), True),
+        (write_tar(tmp / "d4.tar.gz", "delta", d4), False),
     ]
+    results = [ingest(settings, path, full=full) for path, full in dumps[:2]]
     build_models(
         settings, unit_tests=False
     )  # after d1 and d2 together: the snapshot sees d2 only (one build)
     # the later builds test only the rows written since the build before (as `duel run` does)
     tested = changes.tested_through(settings)[1]
-    results.append(
-        ingest(settings, write_tar(tmp / "d3.tar.gz", "export-2025-07-25", d3_broken), full=True)
-    )
+    results.append(ingest(settings, dumps[2][0], full=True))
     build_models(settings, tests_since=tested, unit_tests=False)
     tested = changes.tested_through(settings)[1]
-    results.append(ingest(settings, write_tar(tmp / "d4.tar.gz", "delta", d4)))
+    results.append(ingest(settings, dumps[3][0]))
     build_models(settings, tests_since=tested, unit_tests=False)
     incremental = {
         table: rows(settings, table, set()) for table in built_tables(settings, REBUILT_SCHEMAS)
@@ -191,7 +193,7 @@ def files_history(
     reference = fresh(pg_server, "duel_dumps_files_reference", tmp)
     ingest(reference, write_tar(tmp / "final.tar.gz", "final", final))
     build_models(reference, unit_tests=False)
-    return FilesHistory(settings, reference, results, changed, final, incremental)
+    return FilesHistory(settings, reference, results, changed, final, incremental, dumps)
 
 
 def test_dumps_summaries_count_changes_and_deletes(files_history: FilesHistory) -> None:
@@ -251,13 +253,14 @@ def test_dumps_quarantined_delivery_marks_the_previous_version_stale(
 
 def test_dumps_snapshot_closes_one_row_per_change_or_delete(files_history: FilesHistory) -> None:
     settings = files_history.settings
-    # build 1 -> 2: 2 changed again, 3 deleted (user_50 and user_51 came back: new open rows);
-    # build 2 -> 3: user_2 changed
+    # closed: the second dump's 10 changes and 8 deletes (ingested with the first before the
+    # first build: the first dump's versions are recorded all the same); the third's 2 changes
+    # and 3 deletes (user_50 and user_51 came back: new open rows); the fourth's user_2
     assert query(
         settings,
         "select count(*) filter (where dbt_valid_to is not null),"
         " count(*) filter (where dbt_valid_to is null) from dbt_snapshots.users_snapshot",
-    ) == [(6, len(files_history.final))]
+    ) == [(10 + 8 + 2 + 3 + 1, len(files_history.final))]
     assert (
         query(
             settings,
@@ -272,10 +275,64 @@ def test_dumps_snapshot_closes_one_row_per_change_or_delete(files_history: Files
         " where document_key in ('file:user_40.json', 'file:user_50.json', 'file:user_2.json')"
         " group by 1 order by 1",
     ) == [
-        ("file:user_2.json", 3 if "user_2.json" in files_history.changed[:2] else 2),
+        ("file:user_2.json", 4 if "user_2.json" in files_history.changed[:2] else 3),
         ("file:user_40.json", 1),
-        ("file:user_50.json", 1),
+        ("file:user_50.json", 2),
     ]
+
+
+# each snapshot row by the batches its version's interval runs between (every batch's started_at
+# is its transaction's time, the pointers' updated_at), and whether its flags are unknown
+SNAPSHOT_BATCHES = """
+    select
+        snapshot.document_key,
+        snapshot.content_sha256,
+        began.batch_id,
+        ended.batch_id,
+        snapshot.is_duplicate_email is null
+    from dbt_snapshots.users_snapshot as snapshot
+    inner join raw.batches as began on began.started_at = snapshot.dbt_valid_from
+    left join raw.batches as ended on ended.started_at = snapshot.dbt_valid_to
+    order by 1, 3
+"""
+
+
+def test_dumps_snapshot_history_does_not_depend_on_when_builds_ran(
+    files_history: FilesHistory, pg_server: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The same four dumps built once, after the last (files_history built after the second,
+    the third and the fourth): the same versions, each from and to the same batches, a delete
+    dated by the batch that deleted, not by a build; the versions no build saw have their
+    cross-document flags unknown (NULL), and only those."""
+    once = fresh(pg_server, "duel_dumps_files_once", tmp_path_factory.mktemp("once"))
+    for path, full in files_history.dumps:
+        ingest(once, path, full=full)
+    build_models(once, unit_tests=False)
+    built_each_time = query(files_history.settings, SNAPSHOT_BATCHES)
+    built_once = query(once, SNAPSHOT_BATCHES)
+    assert [row[:4] for row in built_once] == [row[:4] for row in built_each_time]
+    for settings in (once, files_history.settings):
+        assert query(
+            settings,
+            "select count(*) from dbt_snapshots.users_snapshot as snapshot"
+            " where dbt_valid_to is not null and not exists"
+            " (select from raw.batches where started_at = snapshot.dbt_valid_to)",
+        ) == [(0,)]
+    # unknown: every version the one build did not see (all but the current), and in
+    # files_history the first dump's versions replaced by the second before its first build
+    assert sum(row[4] for row in built_once) == sum(row[3] is not None for row in built_once)
+    assert [row[:4] for row in built_each_time if row[4]] == [
+        row[:4] for row in built_each_time if row[2] == 1 and row[3] == 2
+    ]
+    by_key = {
+        k: [row[2:4] for row in built_once if row[0] == k]
+        for k in ("file:user_40.json", "file:user_50.json", "file:user_59.json")
+    }
+    assert by_key == {
+        "file:user_40.json": [(1, 3)],  # deleted by the third dump
+        "file:user_50.json": [(1, 2), (3, None)],  # deleted by the second, back in the third
+        "file:user_59.json": [(1, None)],
+    }
 
 
 def test_dumps_deleted_documents_keep_their_versions_in_raw(files_history: FilesHistory) -> None:

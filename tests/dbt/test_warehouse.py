@@ -446,6 +446,7 @@ def test_warehouse_incremental_builds_compare_batches_with_a_literal_on_fresh_st
         ("batches",),
         ("current_versions",),
         ("quarantine",),
+        ("replaced_versions",),
         ("user_documents",),
     ]
     compiled = target_dir(settings) / "compiled" / "duel" / "models"
@@ -659,8 +660,8 @@ def test_warehouse_full_builds_scan_and_join_where_incremental_ones_look_up_keys
 # the snapshot's staging query (macros/snapshot_staging.sql) as dbt logs it: its source is
 # filtered to the keys of base's rows written since the snapshot was
 CHANGED_KEYS_ONLY = re.compile(
-    r'create temporary table "users_snapshot__dbt_tmp\d*"[^;]*?as source_query\s+'
-    r'where user_key in \(\s+select user_key from "[^"]+"\."dbt"\."base"\s+where coalesce\('
+    r'create temporary table "users_snapshot__dbt_tmp\d*"[^;]*?in_scope as \([^;]*?'
+    r'select document_key, false as gone from "[^"]+"\."dbt"\."base"\s+where coalesce\('
 )
 
 
@@ -668,7 +669,8 @@ def test_warehouse_snapshot_reads_only_the_users_base_wrote_since_it(
     settings: Settings, real_dir: Path, tmp_path: Path
 ) -> None:
     """users_snapshot's builds after the first read, as its changes, only the users whose rows
-    base wrote since the snapshot's last build (key_relation), not every user, and close
+    base wrote since the snapshot's last build (key_relation; with those whose pointers moved
+    and those deleted: macros/snapshot_staging.sql, user_version_changes), not every user, and close
     versions through an index on dbt_scd_id (index_snapshot_versions)."""
     ingest_sample(settings, real_dir, tmp_path, files=20)
     dbt_run(settings, "--select", "+base")

@@ -26,6 +26,9 @@
     {%- if not key_model or strategy.hard_deletes == 'new_record' or strategy.unique_key is not string -%}
         {{ return(dbt.default__snapshot_staging_table(strategy, source_sql, target_relation)) }}
     {%- endif -%}
+    {%- if config.get('versions_between_builds') and strategy.hard_deletes == 'invalidate' -%}
+        {{ return(user_version_changes(strategy, source_sql, target_relation)) }}
+    {%- endif -%}
     {%- set keys = ref(key_model) -%}
     {%- set key = strategy.unique_key -%}
     {%- set columns = config.get('snapshot_table_column_names') or get_snapshot_table_column_names() -%}
@@ -92,12 +95,7 @@
 
         select snapshotted.{{ columns.dbt_scd_id }}
         from {{ target_relation }} as snapshotted
-        where
-            snapshotted.{{ columns.dbt_valid_to }} is null
-            and not exists (
-                select from {{ keys }} as kept
-                where kept.{{ key }} = snapshotted.{{ key }}
-            )
+        where {{ open_and_gone('snapshotted', keys, key, columns) }}
 
     ),
     {%- endif %}
@@ -161,6 +159,15 @@
     {%- endif %}
 {%- endmacro %}
 
+{# An open version (of the snapshot row `alias`) whose key is no longer in `keys`: deleted. #}
+{% macro open_and_gone(alias, keys, key, columns) -%}
+    {{ alias }}.{{ columns.dbt_valid_to }} is null
+            and not exists (
+                select from {{ keys }} as kept
+                where kept.{{ key }} = {{ alias }}.{{ key }}
+            )
+{%- endmacro %}
+
 {#
     Post-hook of a snapshot: an index on its version ids (dbt_scd_id), by which dbt's merge closes
     the versions a build replaced (`update ... from staging where dbt_scd_id = ...`). Without it
@@ -173,4 +180,292 @@
         create index if not exists {{ key_name([this.identifier, 'dbt_scd_id'], 'idx') }}
         on {{ this }} (dbt_scd_id)
     {%- endif -%}
+{%- endmacro %}
+
+{#
+    users_snapshot's changes with the versions between builds (config `versions_between_builds`,
+    Postgres): every version a document has had, each from when it became current to when it
+    was replaced, whether or not a build ran while it was current.
+
+    A snapshot only sees the rows of the model it reads, as they are at each build: a document
+    changed twice between two builds (two dumps ingested, then one build, as after a day whose
+    build failed), or born and deleted between them, would keep no trace of its versions in
+    between, and a delete would be dated by the build that saw it. raw.replaced_versions holds
+    every state a document's pointer held and lost, with its interval (written by a trigger on
+    raw.current_versions, src/duel/sql/raw_schema.sql). For each document whose history may
+    have moved since the snapshot was last written (base's rows written since, pointers moved
+    since, open versions whose document left base), the states that began after the snapshot
+    last saw it (`seen_through`: its open version's start, or its last closed version's end):
+    - its open version is closed when the next state began (a new version, or a tombstone:
+      a delete is dated by the batch that deleted it);
+    - each version replaced since is inserted, closed at its replacement, its columns those
+      base would have given it (macros/users.sql: the same cleaning, the same columns); the
+      flags that depend on other documents or later deliveries (is_duplicate_email,
+      has_newer_quarantined_delivery, newer_quarantined_batch_id and is_clean, unless the
+      version's own defects rule it out) are NULL: not known for a version no build saw;
+    - base's row, when it began since, is inserted open, as dbt's own query would.
+    Versions replaced after base's row began (a batch that committed during this build) are
+    left for the next build. Without `target_relation` (the snapshot's first build,
+    postgres__build_snapshot_table) every document's every state is read. Rows are those of
+    dbt's staging query, in its columns, so dbt's merge applies them as its own.
+#}
+{% macro user_version_changes(strategy, source_sql, target_relation=none) -%}
+    {%- set first_build = target_relation is none -%}
+    {%- set key = strategy.unique_key -%}
+    {%- set keys = ref(config.get('key_relation')) -%}
+    {%- set replaced = source('raw', 'replaced_versions') -%}
+    {%- set pointers = source('raw', 'current_versions') -%}
+    {%- set documents = source('raw', 'user_documents') -%}
+    {%- set columns = config.get('snapshot_table_column_names') or get_snapshot_table_column_names() -%}
+    {%- set never = "cast('-infinity' as timestamptz)" -%}
+    {%- set names = adapter.get_columns_in_relation(keys) | map(attribute='quoted') | join(', ') -%}
+    with
+
+    {%- if first_build %}
+
+    seen as (
+
+        select
+            cast(null as text) as document_key,
+            {{ never }} as seen_through,
+            cast(null as text) as open_scd_id
+        where false
+
+    ),
+    {%- else %}
+
+    -- the snapshot's last write, read once (macros/incremental.sql, last_written)
+    last_write as materialized (
+
+        select {{ last_written() }} as xid
+
+    ),
+
+    -- the documents whose history may have moved since then, and whether each is an open
+    -- version's whose document left base (deleted)
+    in_scope as (
+
+        select document_key, bool_or(gone) as gone
+        from (
+            select document_key, false as gone from {{ keys }}
+            where {{ written_since_this('', '(select xid from last_write)') }}
+
+            union all
+
+            select document_key, false from {{ replaced }}
+            where {{ written_since_this('', '(select xid from last_write)') }}
+
+            union all
+
+            select open_version.document_key, true
+            from {{ target_relation }} as open_version
+            where {{ open_and_gone('open_version', keys, key, columns) }}
+        ) as scoped
+        group by document_key
+
+    ),
+
+    -- when the snapshot last saw each of them, and its open version
+    seen as (
+
+        select
+            snapshotted.document_key,
+            in_scope.gone,
+            max(coalesce(
+                snapshotted.{{ columns.dbt_valid_to }}, snapshotted.{{ columns.dbt_valid_from }}
+            )) as seen_through,
+            max(snapshotted.{{ columns.dbt_scd_id }})
+                filter (where snapshotted.{{ columns.dbt_valid_to }} is null) as open_scd_id
+        from {{ target_relation }} as snapshotted
+        inner join in_scope on in_scope.document_key = snapshotted.document_key
+        group by snapshotted.document_key, in_scope.gone
+
+    ),
+    {%- endif %}
+
+    -- base's rows that began since: of those base wrote since (a row written before was
+    -- there at the last build). The snapshot's source is base itself (key_relation), read by
+    -- its rows' xmin, not through the snapshot's query: matched with in_scope instead, the
+    -- planner (which guesses 200 keys for it) looked every row up by its key when base was
+    -- written whole (a full refresh: 1M lookups, 6.4 s)
+    current_rows as (
+
+        select source_row.*
+        from {{ keys }} as source_row
+        left join seen on seen.document_key = source_row.document_key
+        where
+            source_row.{{ strategy.updated_at }} > coalesce(seen.seen_through, {{ never }})
+            {%- if not first_build %}
+            and {{ written_since_this('source_row', '(select xid from last_write)') }}
+            {%- endif %}
+
+    ),
+
+    -- the states replaced since (before base's row began), and the tombstones since of the
+    -- documents that left base (the time their open version closes)
+    later_states as (
+
+        select
+            replaced.document_key,
+            replaced.content_sha256,
+            replaced.source_name,
+            replaced.batch_id,
+            replaced.is_deleted,
+            replaced.valid_from as state_from,
+            replaced.valid_to as state_to
+        from {{ replaced }} as replaced
+        left join seen on seen.document_key = replaced.document_key
+        left join {{ keys }} as current_row on current_row.document_key = replaced.document_key
+        where
+            replaced.valid_from > coalesce(seen.seen_through, {{ never }})
+            and replaced.valid_from
+                < coalesce(current_row.{{ strategy.updated_at }}, cast('infinity' as timestamptz))
+            {%- if not first_build %}
+            and replaced.document_key in (select in_scope.document_key from in_scope)
+            {%- endif %}
+        {%- if not first_build %}
+
+        union all
+
+        select
+            pointer.document_key,
+            pointer.content_sha256,
+            pointer.source_name,
+            pointer.batch_id,
+            pointer.is_deleted,
+            pointer.updated_at,
+            cast(null as timestamptz)
+        from seen
+        inner join {{ pointers }} as pointer on pointer.document_key = seen.document_key
+        where
+            seen.gone
+            and pointer.is_deleted
+            and pointer.updated_at > seen.seen_through
+        {%- endif %}
+
+    ),
+
+    -- the versions among them, as base would have read them
+    replaced_documents as (
+
+        select
+            state.document_key,
+            state.source_name,
+            state.content_sha256,
+            state.batch_id,
+            version.loaded_at,
+            state.state_from as updated_at,
+            version.parse_status,
+            version.document
+        from later_states as state
+        inner join {{ documents }} as version
+            on version.document_key = state.document_key
+            and version.content_sha256 = state.content_sha256
+        where not state.is_deleted
+
+    ),
+
+    replaced_users as (
+
+        {{ clean_users('replaced_documents') }}
+
+    ),
+
+    -- (the columns by name: the snapshot's source is base, whose columns these are)
+    versions as (
+
+        select {{ names }}
+        from (
+            select
+                {{ user_row_columns(flags_known=false) }}
+            from replaced_users
+        ) as replaced_rows
+
+        union all
+
+        select {{ names }} from current_rows
+
+    ),
+
+    insertions as (
+
+        select
+            {%- if not first_build %}
+            'insert' as dbt_change_type,
+            {%- endif %}
+            versions.*,
+            {%- if first_build %}
+            {{ strategy.scd_id }} as {{ columns.dbt_scd_id }},
+            {%- else %}
+            versions.{{ key }} as dbt_unique_key,
+            {%- endif %}
+            versions.{{ strategy.updated_at }} as {{ columns.dbt_updated_at }},
+            versions.{{ strategy.updated_at }} as {{ columns.dbt_valid_from }},
+            state.state_to as {{ columns.dbt_valid_to }}
+            {%- if not first_build %},
+            {{ strategy.scd_id }} as {{ columns.dbt_scd_id }}
+            {%- endif %}
+        from versions
+        left join later_states as state
+            on state.document_key = versions.document_key
+            and state.state_from = versions.{{ strategy.updated_at }}
+            and not state.is_deleted
+
+    )
+    {%- if first_build %}
+
+    select * from insertions
+    {%- else %},
+
+    -- each open version closed when the next state began (a document that left base with no
+    -- state recorded since: at this build)
+    closes as (
+
+        select
+            seen.open_scd_id,
+            seen.gone,
+            coalesce(min(state.began), {{ snapshot_get_time() }}) as closed_at
+        from seen
+        left join (
+            select document_key, state_from as began from later_states
+            union all
+            select document_key, {{ strategy.updated_at }} from current_rows
+        ) as state on state.document_key = seen.document_key
+        where seen.open_scd_id is not null
+        group by seen.open_scd_id, seen.gone
+        having min(state.began) is not null or seen.gone
+
+    ),
+
+    updates as (
+
+        select
+            case when closes.gone then 'delete' else 'update' end as dbt_change_type,
+            nothing.*,
+            nothing.{{ key }} as dbt_unique_key,
+            closes.closed_at as {{ columns.dbt_updated_at }},
+            closes.closed_at as {{ columns.dbt_valid_from }},
+            closes.closed_at as {{ columns.dbt_valid_to }},
+            closes.open_scd_id as {{ columns.dbt_scd_id }}
+        from closes
+        left join (select * from versions where false) as nothing on false
+
+    )
+
+    select * from insertions
+    union all
+    select * from updates
+    {%- endif %}
+{%- endmacro %}
+
+{#
+    A snapshot's first build: with `versions_between_builds`, every version recorded so far
+    (user_version_changes), not only the current ones; otherwise dbt's.
+#}
+{% macro postgres__build_snapshot_table(strategy, sql) -%}
+    {%- if config.get('versions_between_builds') and config.get('key_relation')
+        and strategy.hard_deletes == 'invalidate' -%}
+        {{ return(user_version_changes(strategy, sql)) }}
+    {%- endif -%}
+    {{ return(dbt.default__build_snapshot_table(strategy, sql)) }}
 {%- endmacro %}

@@ -136,6 +136,59 @@ create table if not exists raw.content_aliases (
 comment on table raw.content_aliases is
     'One row per file bytes found to hold a stored version of their document in other bytes (the same document as the models read it, parsed alike; ledger reason same-content): a later delivery of those bytes while that version is current is known by their hash, as the version''s own bytes are, not parsed again. Written by the batch that found them.';
 
+-- What each document's current-version pointer held before it moved: every state but the current
+-- one, with the interval it was current. raw.current_versions says only where a pointer is now,
+-- so a document changed twice between two builds (or born and deleted between them) would
+-- leave the snapshot (dbt_snapshots.users_snapshot) no trace of its versions in between. The
+-- rows are written by a trigger on raw.current_versions, so every statement that moves a
+-- pointer records it: a new version, a return, a tombstone, and the restore of a pointer a
+-- batch moved and moved back (duel.load._RESTORE_REPEATED), which removes the row that batch
+-- wrote, the batch having replaced nothing. A pointer moved twice by one batch is recorded
+-- once: its state before the batch, replaced at the batch's time (the pointer's `updated_at`,
+-- the batch's transaction time, is each state's start). Batches move a document's pointer in
+-- the order of their numbers (the ingest lock; a shard's keys are its own), so a move to a
+-- lower batch is that restore.
+create table if not exists raw.replaced_versions (
+    document_key text not null,
+    content_sha256 text not null,
+    source_name text not null,
+    batch_id bigint not null,
+    is_deleted boolean not null,
+    valid_from timestamptz not null,
+    valid_to timestamptz not null,
+    replaced_by_batch_id bigint not null,
+    primary key (document_key, replaced_by_batch_id)
+);
+comment on table raw.replaced_versions is
+    'One row per state a document''s current-version pointer held and lost: which version (or tombstone, is_deleted) was current from valid_from until valid_to, which batch made it current (batch_id) and which replaced it. With raw.current_versions, every version each document had and when. Written by a trigger on raw.current_versions.';
+
+create or replace function raw.record_replaced_versions() returns trigger
+language plpgsql as $$
+begin
+    -- a pointer moved back to its state before the batch that had moved it: that batch
+    -- replaced nothing
+    delete from raw.replaced_versions as replaced
+    using moved_from as before
+    inner join moved_to as after on after.document_key = before.document_key
+    where after.batch_id < before.batch_id
+        and replaced.document_key = before.document_key
+        and replaced.replaced_by_batch_id = before.batch_id;
+    -- a pointer moved by a later batch: the state it held until now
+    insert into raw.replaced_versions (document_key, content_sha256, source_name, batch_id,
+        is_deleted, valid_from, valid_to, replaced_by_batch_id)
+    select before.document_key, before.content_sha256, before.source_name, before.batch_id,
+        before.is_deleted, before.updated_at, after.updated_at, after.batch_id
+    from moved_from as before
+    inner join moved_to as after on after.document_key = before.document_key
+    where after.batch_id > before.batch_id;
+    return null;
+end
+$$;
+create or replace trigger current_versions_replaced
+    after update on raw.current_versions
+    referencing old table as moved_from new table as moved_to
+    for each statement execute function raw.record_replaced_versions();
+
 create table if not exists raw.object_listing (
     source_uri text not null,
     object_key text not null,

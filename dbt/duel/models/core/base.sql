@@ -254,36 +254,9 @@ flagged as (
 
 final as (
 
+    -- (macros/users.sql: the snapshot's versions between builds have the same columns)
     select
-        user_key,
-        document_key,
-        user_id,
-        name,
-        email,
-        instagram_handle,
-        tiktok_handle,
-        joined_at,
-        program_count,
-        source_name as source_file,
-        content_sha256,
-        batch_id,
-        loaded_at,
-        updated_at,
-        parse_status = 'repaired' as is_repaired,
-        newer_quarantined_batch_id is not null as has_newer_quarantined_delivery,
-        newer_quarantined_batch_id,
-        user_id is not null as is_identifiable,
-        is_duplicate_email,
-        user_id_defect,
-        name_defect,
-        email_defect,
-        instagram_handle_defect,
-        tiktok_handle_defect,
-        joined_at_defect,
-        advocacy_programs_defect,
-        has_no_defects
-        and not is_duplicate_email
-        and newer_quarantined_batch_id is null as is_clean
+        {{ user_row_columns() }}
 
     from flagged
 
