@@ -300,32 +300,43 @@ SNAPSHOT_BATCHES = """
 def test_dumps_snapshot_history_does_not_depend_on_when_builds_ran(
     files_history: FilesHistory, pg_server: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """The same four dumps built once, after the last (files_history built after the second,
-    the third and the fourth): the same versions, each from and to the same batches, a delete
-    dated by the batch that deleted, not by a build; the versions no build saw have their
-    cross-document flags unknown (NULL), and only those."""
-    once = fresh(pg_server, "duel_dumps_files_once", tmp_path_factory.mktemp("once"))
-    for path, full in files_history.dumps:
-        ingest(once, path, full=full)
-    build_models(once, unit_tests=False)
+    """The same four dumps built after the first and the last only (files_history built after
+    the second, the third and the fourth): the same versions, each from and to the same
+    batches, a delete dated by the batch that deleted, not by a build, whether the snapshot's
+    first build or a later one met the versions in between; the versions no build saw have
+    their cross-document flags unknown (NULL), and only those."""
+    twice = fresh(pg_server, "duel_dumps_files_twice", tmp_path_factory.mktemp("twice"))
+    for number, (path, full) in enumerate(files_history.dumps, start=1):
+        ingest(twice, path, full=full)
+        if number in (1, len(files_history.dumps)):
+            build_models(twice, unit_tests=False)
     built_each_time = query(files_history.settings, SNAPSHOT_BATCHES)
-    built_once = query(once, SNAPSHOT_BATCHES)
-    assert [row[:4] for row in built_once] == [row[:4] for row in built_each_time]
-    for settings in (once, files_history.settings):
+    built_twice = query(twice, SNAPSHOT_BATCHES)
+    assert [row[:4] for row in built_twice] == [row[:4] for row in built_each_time]
+    for settings in (twice, files_history.settings):
         assert query(
             settings,
             "select count(*) from dbt_snapshots.users_snapshot as snapshot"
             " where dbt_valid_to is not null and not exists"
             " (select from raw.batches where started_at = snapshot.dbt_valid_to)",
         ) == [(0,)]
-    # unknown: every version the one build did not see (all but the current), and in
-    # files_history the first dump's versions replaced by the second before its first build
-    assert sum(row[4] for row in built_once) == sum(row[3] is not None for row in built_once)
+    # unknown: the versions no build saw: here those of the second and third dumps replaced
+    # before the last build, in files_history the first dump's replaced by the second
+    assert [row[:4] for row in built_twice if row[4]] == [
+        row[:4] for row in built_twice if row[2] in (2, 3) and row[3] is not None
+    ]
+    # user_0's and user_1's second versions (changed again by the third dump), user_2's (by
+    # the fourth)
+    assert [row[0] for row in built_twice if row[4]] == [
+        "file:user_0.json",
+        "file:user_1.json",
+        "file:user_2.json",
+    ]
     assert [row[:4] for row in built_each_time if row[4]] == [
         row[:4] for row in built_each_time if row[2] == 1 and row[3] == 2
     ]
     by_key = {
-        k: [row[2:4] for row in built_once if row[0] == k]
+        k: [row[2:4] for row in built_twice if row[0] == k]
         for k in ("file:user_40.json", "file:user_50.json", "file:user_59.json")
     }
     assert by_key == {

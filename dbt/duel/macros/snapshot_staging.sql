@@ -241,8 +241,8 @@
 
     ),
 
-    -- the documents whose history may have moved since then, and whether each is an open
-    -- version's whose document left base (deleted)
+    -- the documents whose history may have moved since then, and whether each has an open
+    -- version but has left base (deleted)
     in_scope as (
 
         select document_key, bool_or(gone) as gone
