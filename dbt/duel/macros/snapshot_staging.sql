@@ -27,7 +27,7 @@
         {{ return(dbt.default__snapshot_staging_table(strategy, source_sql, target_relation)) }}
     {%- endif -%}
     {%- if config.get('versions_between_builds') and strategy.hard_deletes == 'invalidate' -%}
-        {{ return(user_version_changes(strategy, source_sql, target_relation)) }}
+        {{ return(user_version_changes(strategy, target_relation)) }}
     {%- endif -%}
     {%- set keys = ref(key_model) -%}
     {%- set key = strategy.unique_key -%}
@@ -207,9 +207,10 @@
     Versions replaced after base's row began (a batch that committed during this build) are
     left for the next build. Without `target_relation` (the snapshot's first build,
     postgres__build_snapshot_table) every document's every state is read. Rows are those of
-    dbt's staging query, in its columns, so dbt's merge applies them as its own.
+    dbt's staging query, in its columns, so dbt's merge applies them as its own. The snapshot's
+    own query is not read: its source is `key_relation` (base), read by table and row version.
 #}
-{% macro user_version_changes(strategy, source_sql, target_relation=none) -%}
+{% macro user_version_changes(strategy, target_relation=none) -%}
     {%- set first_build = target_relation is none -%}
     {%- set key = strategy.unique_key -%}
     {%- set keys = ref(config.get('key_relation')) -%}
@@ -465,7 +466,7 @@
 {% macro postgres__build_snapshot_table(strategy, sql) -%}
     {%- if config.get('versions_between_builds') and config.get('key_relation')
         and strategy.hard_deletes == 'invalidate' -%}
-        {{ return(user_version_changes(strategy, sql)) }}
+        {{ return(user_version_changes(strategy)) }}
     {%- endif -%}
     {{ return(dbt.default__build_snapshot_table(strategy, sql)) }}
 {%- endmacro %}
