@@ -364,7 +364,7 @@ def test_transform_docs_describe_every_model_and_column(real_built: Settings) ->
         built = set(catalog["nodes"][unique_id]["columns"])
         undocumented += [f"{unique_id}.{name}" for name in sorted(built - described)]
     assert undocumented == []
-    assert len([n for n in manifest["nodes"].values() if n["resource_type"] == "model"]) == 26
+    assert len([n for n in manifest["nodes"].values() if n["resource_type"] == "model"]) == 29
 
 
 def test_transform_commands_have_examples(settings: Settings) -> None:

@@ -37,8 +37,9 @@ LINEAGE = {
     "is_clean",
 }
 CORE = ("dbt.base", "dbt.advocacy_programs", "dbt.tasks_completed")
-# the tables a full refresh rebuilds (the snapshot keeps history, so it is not among them)
-REBUILT_SCHEMAS = ("dbt", "dbt_lookup", "dbt_analysis")
+# the tables a full refresh rebuilds (the snapshot keeps history, so it is not among them; the
+# sums kept by difference and their contributions are in dbt_staging)
+REBUILT_SCHEMAS = ("dbt", "dbt_lookup", "dbt_analysis", "dbt_staging")
 
 
 def real_docs(real_dir: Path, count: int) -> Docs:
@@ -83,6 +84,13 @@ def edited(data: bytes, tag: str) -> bytes:
     tasks.append({**added, "reach": 50})
     if len(programs) > 1:
         programs.pop()
+    return json.dumps(document, indent=4).encode()
+
+
+def without_programs(data: bytes) -> bytes:
+    """A new version with no programs left: of the user, only base's row is rewritten."""
+    document = json.loads(data)
+    document["advocacy_programs"] = []
     return json.dumps(document, indent=4).encode()
 
 
@@ -144,7 +152,7 @@ def files_history(
     """Four dumps of 60 real users: a tar.gz under mixed/, a complete directory under another
     folder (10 changed, 8 deleted, 5 new), a complete tar.gz under a third folder (2 changed
     again, a deleted user back as he was, another back changed, 3 deleted, user_5 broken so it is
-    quarantined), and a partial tar.gz (1 new, 1 changed)."""
+    quarantined), and a partial tar.gz (1 new, 1 changed: its programs all gone)."""
     tmp = tmp_path_factory.mktemp("files-history")
     settings = fresh(pg_server, "duel_dumps_files", tmp)
     everyone = real_docs(real_dir, 66)
@@ -165,9 +173,11 @@ def files_history(
     d3_broken = d3 | {
         "user_5.json": d2["user_5.json"][: len(d2["user_5.json"]) // 2] + b'"unclosed'
     }
+    # the fourth dump's user_2 has no programs left: the sums kept by difference must lose what
+    # its programs and tasks added, though no row of them is written (int_brand_sums)
     d4 = {
         "user_65.json": everyone["user_65.json"],
-        "user_2.json": edited(d3["user_2.json"], "partial"),
+        "user_2.json": without_programs(edited(d3["user_2.json"], "partial")),
     }
     dumps = [
         (write_tar(tmp / "d1.tar.gz", "mixed", d1), False),
@@ -223,12 +233,13 @@ def test_dumps_identity_ignores_the_dumps_folder(files_history: FilesHistory) ->
 
 
 def test_dumps_incremental_build_equals_full_refresh(files_history: FilesHistory) -> None:
-    """Every table of dbt, dbt_lookup and dbt_analysis, every column, after three incremental
-    builds (changes, deletes, returns, a quarantined delivery, a delta)."""
+    """Every table of dbt, dbt_lookup and dbt_analysis, and the sums kept by difference with
+    their contributions (dbt_staging), every column, after three incremental builds (changes,
+    deletes, returns, a quarantined delivery, a delta, a user left without programs)."""
     settings = files_history.settings
     build_models(settings, full_refresh=True, unit_tests=False)
     tables = built_tables(settings, REBUILT_SCHEMAS)
-    assert (len(tables), sorted(files_history.incremental)) == (16, tables)
+    assert (len(tables), sorted(files_history.incremental)) == (22, tables)
     for table in tables:
         assert rows(settings, table, set()) == files_history.incremental[table], table
 

@@ -79,7 +79,7 @@ def ingest_and_build(settings: Settings, directory: Path, files: dict[str, Any])
 def transform_exits_0(settings: Settings) -> bool:
     result = run_cli(settings, "transform")
     assert result.returncode == 0, result.stderr
-    return result.stderr.startswith("dbt build: 26 models, 1 snapshot, ")
+    return result.stderr.startswith("dbt build: 29 models, 1 snapshot, ")
 
 
 @pytest.mark.slow

@@ -39,7 +39,14 @@ MODELS = (
     "dbt_analysis.data_quality",
     "dbt_analysis.data_quality_summary",
     "dbt_analysis.ingest_batches",
+    *(f"dbt_staging.{name}" for name in ("int_task_sums", "int_brand_sums", "int_defect_sums")),
+    *(
+        f"dbt_staging.{name}__contributions"
+        for name in ("int_task_sums", "int_brand_sums", "int_defect_sums")
+    ),
 )
+# the sums kept by difference (dbt/duel/macros/differences.sql), beside their contributions
+SUMS = ("dbt_staging.int_task_sums", "dbt_staging.int_brand_sums", "dbt_staging.int_defect_sums")
 CHANGED = "mixed/user_0.json"  # gets user_1415's email and a second program with no tasks
 EMPTIED = "mixed/user_1.json"  # loses its only program
 SHARES_EMAIL = "mixed/user_1415.json"
@@ -54,10 +61,27 @@ class History:
     changed: Tables  # two changed files ingested as a new batch, built incrementally
     refreshed: Tables  # then built with --full-refresh
     built: tuple[BuildResult, BuildResult]  # the first build, and the scoped one
+    # per sums model, the users whose contributions the incremental build wrote
+    recomputed: dict[str, list[tuple[str, int]]]
 
 
 def tables(settings: Settings) -> Tables:
     return {name: query(settings, f"select t::text from {name} t order by 1") for name in MODELS}
+
+
+def recomputed_contributions(settings: Settings) -> dict[str, list[tuple[str, int]]]:
+    """Per sums model, the source file of every user whose contributions the last build wrote
+    (the table's newest row version) and how many rows it wrote for them."""
+    return {
+        table: query(
+            settings,
+            f"select b.source_file, count(*)::int from {table}__contributions c"
+            " join dbt.base b using (user_key)"
+            f" where c.xmin = (select xmin from {table}__contributions order by age(xmin) limit 1)"
+            " group by 1 order by 1",
+        )
+        for table in SUMS
+    }
 
 
 def changed_delivery(real_dir: Path, target: Path) -> Path:
@@ -99,8 +123,9 @@ def history(
     ingest(settings, changed_delivery(real_dir, tmp_path_factory.mktemp("delivery")))
     scoped = build_models(settings, tests_since=tested, unit_tests=False)
     changed = tables(settings)
+    recomputed = recomputed_contributions(settings)
     build_models(settings, full_refresh=True, unit_tests=False)
-    return History(settings, first, again, changed, tables(settings), (whole, scoped))
+    return History(settings, first, again, changed, tables(settings), (whole, scoped), recomputed)
 
 
 @pytest.mark.slow
@@ -123,18 +148,37 @@ def test_models_incremental_build_equals_full_refresh(history: History) -> None:
 
 
 @pytest.mark.slow
+def test_models_sums_are_kept_by_difference(history: History) -> None:
+    """The incremental build of a sums model recomputed the contributions of the users it had
+    to (the two changed, and the one sharing an email, whose base row is rewritten) and no
+    other: the emptied user's tasks and brands were removed, none written; the others' 9,000
+    and more were left as they were (and the sums equal --full-refresh's: above)."""
+    assert history.recomputed == {
+        # user_0: one platform in one join month; user_1415 likewise, rewritten unchanged
+        "dbt_staging.int_task_sums": [(CHANGED, 1), (SHARES_EMAIL, 1)],
+        # user_0's brands: its first program's and Brand New Co's
+        "dbt_staging.int_brand_sums": [(CHANGED, 2), (SHARES_EMAIL, 1)],
+        # each user's record; user_0's two programs in two defect groups, and its task;
+        # user_1415's program and task; the emptied user_1 has its record alone
+        "dbt_staging.int_defect_sums": [(CHANGED, 4), (EMPTIED, 1), (SHARES_EMAIL, 3)],
+    }
+    refreshed = history.refreshed["dbt_staging.int_task_sums__contributions"]
+    assert len(refreshed) > 9_000
+
+
+@pytest.mark.slow
 def test_models_scoped_build_leaves_the_views_and_their_tests(history: History) -> None:
     """The scoped build (the last build ran this project) neither recreates the 10 staging and
     intermediate views nor runs their 11 tests; it still equals --full-refresh (above)."""
     whole, scoped = history.built
     assert (whole.counts, whole.scoped, scoped.counts, scoped.scoped) == (
-        {"models": 26, "snapshots": 1, "tests": 58},
+        {"models": 29, "snapshots": 1, "tests": 58},
         False,
-        {"models": 16, "snapshots": 1, "tests": 47},
+        {"models": 19, "snapshots": 1, "tests": 47},
         True,
     )
     # the summary says why the scoped build ran fewer nodes
-    assert scoped.describe().startswith("16 models, 1 snapshot, 47 tests built and passed in ")
+    assert scoped.describe().startswith("19 models, 1 snapshot, 47 tests built and passed in ")
     assert scoped.describe().endswith(
         " (tests of the rows written since the last build; its views kept)"
     )

@@ -78,24 +78,74 @@
 {%- endmacro %}
 
 {#
-    A SELECT of `relation`'s records counted (`records`) per batch, `is_clean`, the `flags` (SQL
-    expressions, aliased where they are not plain columns) and every field's defect class
-    (`<field>_defect`), with the entity as `record_type`: data_quality unpivots the fields of
-    these groups, not of every record.
+    The columns a record's defect group is kept by (int_defect_sums), in order: the record type,
+    its batch, whether it is clean, the user flags (`user_defect_flags`: NULL for programs and
+    tasks), and every field's defect class of users, programs and tasks (field names are unique
+    across the three; NULL for another entity's fields).
 #}
-{% macro defect_groups(entity, relation, flags=[]) -%}
-    {%- set columns = [relation ~ '.batch_id', relation ~ '.is_clean'] + flags -%}
-    {%- for field in var('fields')[entity] -%}
-        {%- do columns.append(relation ~ '.' ~ field ~ '_defect') -%}
+{% macro defect_group_columns() -%}
+    {%- set columns = ['record_type', 'batch_id', 'is_clean'] -%}
+    {%- for flag in user_defect_flags('users') -%}
+        {%- do columns.append(flag[1]) -%}
     {%- endfor -%}
+    {%- for entity in ['user', 'program', 'task'] -%}
+        {%- for field in var('fields')[entity] -%}
+            {%- do columns.append(field ~ '_defect') -%}
+        {%- endfor -%}
+    {%- endfor -%}
+    {{ return(columns) }}
+{%- endmacro %}
+
+{#
+    What data_quality and data_quality_summary count of a user record beyond its fields' classes,
+    as [expression over `users` (base), name]: whether the whole record (the user, its
+    programs and tasks) is clean (`unclean` names the users with an unclean program or task,
+    joined), whether its file was repaired, its email shared, its newest delivery quarantined,
+    and whether it has no usable key.
+#}
+{% macro user_defect_flags(users, unclean='unclean_users') -%}
+    {{ return([
+        [users ~ '.is_clean and ' ~ unclean ~ '.user_key is null', 'is_clean_record'],
+        [users ~ '.is_repaired', 'is_repaired'],
+        [users ~ '.is_duplicate_email', 'is_duplicate_email'],
+        [users ~ '.has_newer_quarantined_delivery', 'has_newer_quarantined_delivery'],
+        [text_starts_with(users ~ '.document_key', "'content:'"), 'is_keyless'],
+    ]) }}
+{%- endmacro %}
+
+{#
+    A SELECT of `relation`'s records (each with its user_key) counted (`records`) per user and
+    defect group (defect_group_columns): int_defect_sums' contributions, from which data_quality
+    unpivots the fields of these groups, not of every record. `flags`: whether `relation` has
+    the columns user_defect_flags() names (users: true; programs and tasks: NULL); a user is one
+    record, its row counted as it is, not grouped.
+#}
+{% macro defect_groups(entity, relation, flags=false) -%}
+    {%- set given = {'record_type': "'" ~ entity ~ "'", 'batch_id': relation ~ '.batch_id', 'is_clean': relation ~ '.is_clean'} -%}
+    {%- for flag in user_defect_flags(relation) if flags -%}
+        {%- do given.update({flag[1]: relation ~ '.' ~ flag[1]}) -%}
+    {%- endfor -%}
+    {%- for field in var('fields')[entity] -%}
+        {%- do given.update({field ~ '_defect': relation ~ '.' ~ field ~ '_defect'}) -%}
+    {%- endfor -%}
+    {%- set flag_names = user_defect_flags('users') | map(attribute=1) | list -%}
     select
-        {%- for column in columns %}
-        {{ column }},
+        {{ relation }}.user_key,
+        {%- for column in defect_group_columns() %}
+        {%- if column in given %}
+        {{ given[column] }} as {{ column }},
+        {%- else %}
+        {{ cast_as('null', 'boolean' if column in flag_names else 'text') }} as {{ column }},
+        {%- endif %}
         {%- endfor %}
-        '{{ entity }}' as record_type,
-        count(*) as records
+        {%- if flags %}
+        cast(1 as bigint) as records
     from {{ relation }}
-    group by {% for column in columns %}{{ loop.index }}{{ ', ' if not loop.last }}{% endfor %}
+        {%- else %}
+        cast(count(*) as bigint) as records
+    from {{ relation }}
+    group by {% for n in range(defect_group_columns() | length + 1) %}{{ n + 1 }}{{ ', ' if not loop.last }}{% endfor %}
+        {%- endif %}
 {%- endmacro %}
 
 {# A defect class as a SQL literal; a class that is not in var `defect_classes` does not compile. #}

@@ -46,35 +46,102 @@
 {%- endmacro %}
 
 {#
-    task_measures() over groups of groups: the same columns from the rows of `partials`, each
-    holding task_measures() of a finer group (engagement_by_program's programs, for a brand).
-    Sums of sums and of counts are the sums over the tasks; an average is the sum over the
-    known count (as avg() computes it), a share the known count over the tasks; the rate
-    divides the summed parts it is made of.
+    The additive parts of task_measures() over the tasks `tasks` (grouped by the caller), for
+    sums kept by difference (macros/differences.sql): the counts, and every sum as 0 where no
+    value is known (a difference of NULLs is no difference); task_measures_rollup() reads them
+    as it reads task_measures(), a sum NULL where its known count is 0. Then the sums
+    engagement_interval_rollup() needs (`squares`): the known engagements' squares and the rate's
+    moments (macros/intervals.sql). task_sum_names(squares): their column names, in order.
 #}
-{% macro task_measures_rollup(partials) -%}
-        cast(sum({{ partials }}.task_count) as bigint) as task_count,
+{% macro task_sums(tasks, squares=true) -%}
+        cast(count({{ tasks }}.task_key) as bigint) as task_count,
     {%- for measure in task_measure_names() %}
-        cast(sum({{ partials }}.{{ measure }}) as numeric(38, 0)) as {{ measure }},
-        cast(sum({{ partials }}.{{ measure }}_known) as bigint) as {{ measure }}_known,
-        {{ known_share('sum(' ~ partials ~ '.' ~ measure ~ '_known)', 'sum(' ~ partials ~ '.task_count)') }} as {{ measure }}_known_share,
+        cast(coalesce(sum({{ tasks }}.{{ measure }}), 0) as numeric(38, 0)) as {{ measure }},
+        cast(count({{ tasks }}.{{ measure }}) as bigint) as {{ measure }}_known,
+    {%- endfor %}
         cast(
-            round(sum({{ partials }}.{{ measure }}) / nullif(sum({{ partials }}.{{ measure }}_known), 0), 2)
+            count({{ tasks }}.task_key) filter (where {{ tasks }}.engagement is not null and {{ tasks }}.reach is not null)
+            as bigint
+        ) as engagement_rate_tasks,
+        cast(coalesce(sum({{ tasks }}.engagement) filter (where {{ tasks }}.reach is not null), 0) as numeric(38, 0))
+            as engagement_rate_engagement,
+        cast(coalesce(sum({{ tasks }}.reach) filter (where {{ tasks }}.engagement is not null), 0) as numeric(38, 0))
+            as engagement_rate_reach
+    {%- if squares %},
+        {{ engagement_square_sums(tasks) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro task_sum_names(squares=true) -%}
+    {%- set names = ['task_count'] -%}
+    {%- for measure in task_measure_names() -%}
+        {%- do names.extend([measure, measure ~ '_known']) -%}
+    {%- endfor -%}
+    {%- do names.extend(['engagement_rate_tasks', 'engagement_rate_engagement', 'engagement_rate_reach']) -%}
+    {{ return(names + (engagement_square_names() if squares else [])) }}
+{%- endmacro %}
+
+{#
+    task_measures() over groups of groups: the same columns from the rows of `partials`, each
+    holding task_measures() of a finer group (engagement_by_program's programs, for a brand) or
+    task_sums() (int_task_sums' groups). Sums of sums and of counts are the sums over the tasks
+    (NULL where no value is known: a partial's sum may be NULL or 0 then); an average is the
+    sum over the known count (as avg() computes it), a share the known count over the tasks;
+    the rate divides the summed parts it is made of. `aggregate=false`: of one row of `partials`
+    that is already the group's (engagement_by_brand over int_brand_sums, one row per brand),
+    without aggregating it again.
+#}
+{% macro rollup_total(partials, column, aggregate) -%}
+    {%- if aggregate -%}
+        sum({{ partials }}.{{ column }})
+    {%- else -%}
+        {{ partials }}.{{ column }}
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro task_measures_rollup(partials, aggregate=true) -%}
+        cast({{ rollup_total(partials, 'task_count', aggregate) }} as bigint) as task_count,
+    {%- for measure in task_measure_names() %}
+        cast(
+            case when {{ rollup_total(partials, measure ~ '_known', aggregate) }} > 0 then {{ rollup_total(partials, measure, aggregate) }} end
+            as numeric(38, 0)
+        ) as {{ measure }},
+        cast({{ rollup_total(partials, measure ~ '_known', aggregate) }} as bigint) as {{ measure }}_known,
+        {{ known_share(rollup_total(partials, measure ~ '_known', aggregate), rollup_total(partials, 'task_count', aggregate)) }} as {{ measure }}_known_share,
+        cast(
+            round({{ rollup_total(partials, measure, aggregate) }} / nullif({{ rollup_total(partials, measure ~ '_known', aggregate) }}, 0), 2)
             as numeric(38, 2)
         ) as {{ measure }}_average,
     {%- endfor %}
         cast(
             round(
-                sum({{ partials }}.engagement_rate_engagement)
-                / nullif(sum({{ partials }}.engagement_rate_reach), 0),
+                {{ rollup_total(partials, 'engagement_rate_engagement', aggregate) }}
+                / nullif({{ rollup_total(partials, 'engagement_rate_reach', aggregate) }}, 0),
                 6
             )
             as numeric(38, 6)
         ) as engagement_rate,
-        cast(sum({{ partials }}.engagement_rate_tasks) as bigint) as engagement_rate_tasks,
-        cast(sum({{ partials }}.engagement_rate_engagement) as numeric(38, 0))
-            as engagement_rate_engagement,
-        cast(sum({{ partials }}.engagement_rate_reach) as numeric(38, 0)) as engagement_rate_reach
+        cast({{ rollup_total(partials, 'engagement_rate_tasks', aggregate) }} as bigint) as engagement_rate_tasks,
+        cast(
+            case when {{ rollup_total(partials, 'engagement_rate_tasks', aggregate) }} > 0 then {{ rollup_total(partials, 'engagement_rate_engagement', aggregate) }} end
+            as numeric(38, 0)
+        ) as engagement_rate_engagement,
+        cast(
+            case when {{ rollup_total(partials, 'engagement_rate_tasks', aggregate) }} > 0 then {{ rollup_total(partials, 'engagement_rate_reach', aggregate) }} end
+            as numeric(38, 0)
+        ) as engagement_rate_reach
+{%- endmacro %}
+
+{#
+    A group's measures from rows of int_task_sums (`sums`, grouped by the caller): its users (a
+    user's tasks on a platform are in one join month, so each is one contribution of the
+    group's rows), task_measures_rollup() and the engagement intervals
+    (engagement_interval_rollup, macros/intervals.sql).
+#}
+{% macro task_sums_rollup(sums) -%}
+        cast(sum({{ sums }}.contributions) as bigint) as user_count,
+        {{ task_measures_rollup(sums) }},
+        {{ engagement_interval_rollup(sums) }}
 {%- endmacro %}
 
 {# The columns of task_measures() read from `relation`, its counts 0 where it has no row (a LEFT JOIN). #}
@@ -105,6 +172,40 @@
         cast(round(avg({{ programs }}.total_sales_attributed), 2) as numeric(38, 2)) as sales_average,
         cast(count({{ programs }}.program_key) filter (where {{ programs }}.total_sales_attributed < 0) as bigint)
             as sales_negative
+{%- endmacro %}
+
+{#
+    The additive parts of sales_measures() over the programs `programs` (grouped by the caller),
+    for sums kept by difference: the sales 0 where none is known; sales_measures_rollup() reads
+    them, and sales_measures() of finer groups, as sales_measures() over their programs.
+    sales_sum_names(): their column names, in order.
+#}
+{% macro sales_sums(programs) -%}
+        cast(count({{ programs }}.program_key) as bigint) as program_count,
+        cast(coalesce(sum({{ programs }}.total_sales_attributed), 0) as numeric(38, 2)) as sales,
+        cast(count({{ programs }}.total_sales_attributed) as bigint) as sales_known,
+        cast(count({{ programs }}.program_key) filter (where {{ programs }}.total_sales_attributed < 0) as bigint)
+            as sales_negative
+{%- endmacro %}
+
+{% macro sales_sum_names() -%}
+    {{ return(['program_count', 'sales', 'sales_known', 'sales_negative']) }}
+{%- endmacro %}
+
+{% macro sales_measures_rollup(partials, aggregate=true) -%}
+        cast({{ rollup_total(partials, 'program_count', aggregate) }} as bigint) as program_count,
+        cast(
+            case when {{ rollup_total(partials, 'sales_known', aggregate) }} > 0 then {{ rollup_total(partials, 'sales', aggregate) }} end
+            as numeric(38, 2)
+        ) as sales,
+        cast({{ rollup_total(partials, 'sales_known', aggregate) }} as bigint) as sales_known,
+        {{ known_share(rollup_total(partials, 'sales_known', aggregate), rollup_total(partials, 'program_count', aggregate)) }}
+            as sales_known_share,
+        cast(
+            round({{ rollup_total(partials, 'sales', aggregate) }} / nullif({{ rollup_total(partials, 'sales_known', aggregate) }}, 0), 2)
+            as numeric(38, 2)
+        ) as sales_average,
+        cast({{ rollup_total(partials, 'sales_negative', aggregate) }} as bigint) as sales_negative
 {%- endmacro %}
 
 {% macro sales_measure_columns(relation) -%}

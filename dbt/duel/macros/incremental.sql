@@ -93,24 +93,6 @@
 {%- endmacro %}
 
 {#
-    A pre_hook for a model whose parallel plan repeats its own work: no parallel workers for
-    this model's transaction (`set local`) on Postgres. engagement_by_brand at 1M programs: in
-    parallel, Postgres joined the brands to the aggregated programs with a hash of the
-    aggregate built in each process, so the whole aggregation (a sort of 1M rows) ran twice, on
-    both cores, while the other models of the build waited for them; in one process it runs
-    once and the query is no slower (CREATE TABLE AS, alternating: 5.8 / 5.9 / 5.9 s in
-    parallel, 4.8 / 4.5 / 5.9 s in one process). data_quality_summary the same way: the hash
-    of its defective users (an aggregate of 1M programs and tasks) was built in each of the
-    three processes, 3.4 s of CPU against 1.5 s in one, for the same 1.3-1.8 s. Elsewhere it
-    renders nothing, and dbt runs no hook.
-#}
-{% macro in_one_process() -%}
-    {%- if target.type == 'postgres' -%}
-        set local max_parallel_workers_per_gather = 0
-    {%- endif -%}
-{%- endmacro %}
-
-{#
     The documents an incremental build of `this` replaces, as user_keys: those whose current
     version changed since the model's watermark (a new version, a return, a tombstone) and every
     deleted document (idempotent: a deleted document has no rows left to delete).
@@ -270,15 +252,15 @@
 {%- endmacro %}
 
 {#
-    The transaction that last wrote `this` (an incremental model), as a 32-bit id: the newest
-    of its rows' xmin (the one with the smallest age). NULL when `this` has no rows, or when
-    that was more than 2^30 transactions ago (too far to compare 32-bit ids safely; a frozen
-    row's raw xmin can be older than 2^31, its age then negative).
+    The transaction that last wrote `relation` (default `this`, an incremental model), as a
+    32-bit id: the newest of its rows' xmin (the one with the smallest age). NULL when it has no
+    rows, or when that was more than 2^30 transactions ago (too far to compare 32-bit ids
+    safely; a frozen row's raw xmin can be older than 2^31, its age then negative).
 #}
-{% macro last_written() -%}
+{% macro last_written(relation=none) -%}
     (
         select case when age(xmin) between 0 and 1073741824 then xmin::text::bigint end
-        from {{ this }}
+        from {{ this if relation is none else relation }}
         order by age(xmin)
         limit 1
     )

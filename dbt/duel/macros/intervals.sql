@@ -29,19 +29,37 @@
 {%- endmacro %}
 
 {#
-    The interval of the mean of `values` (an expression, aggregated over the group): mean -/+ t x
-    s / sqrt(n), n the known values, s their sample standard deviation; NULL below two known
-    values. `bound`: 'low' or 'high'. numeric(38, 2), as the averages.
+    The interval of the mean of n known values from their sums (engagement_interval_rollup):
+    mean -/+ t x s / sqrt(n), s their sample standard deviation (stddev_from_sums); NULL below
+    two known values. The mean is their sum over n in the exact type (numeric: as avg()
+    divides; double on Spark, as its avg() of integers). `bound`: 'low' or 'high'. numeric(38, 2), as the averages.
 #}
-{% macro mean_interval(values, bound, minimum=none) -%}
+{% macro mean_interval(n, total, stddev, bound, minimum=none) -%}
     {%- set edge -%}
-        avg({{ values }}) {{ '-' if bound == 'low' else '+' }} {{ t_quantile_975('count(' ~ values ~ ') - 1') }}
-            * stddev_samp({{ values }}) / sqrt({{ cast_as('count(' ~ values ~ ')', 'numeric') }})
+        {{ cast_as(total, exact_number_type()) }} / nullif({{ n }}, 0) {{ '-' if bound == 'low' else '+' }} {{ t_quantile_975(n ~ ' - 1') }}
+            * {{ stddev }} / sqrt({{ cast_as(n, 'numeric') }})
     {%- endset -%}
     cast(
         round({{ clipped(edge, minimum) if bound == 'low' else edge }}, 2)
         as numeric(38, 2)
     )
+{%- endmacro %}
+
+{#
+    The sample standard deviation of n values from their sum and the sum of their squares:
+    sqrt((n sum(y^2) - sum(y)^2) / (n (n - 1))), as Postgres' stddev_samp computes it from the
+    same two sums (exact in numeric; 0 where rounding could make the numerator negative, as
+    there). NULL below two values.
+#}
+{% macro stddev_from_sums(n, total, squares) -%}
+    {%- set wide = exact_number_type() -%}
+    case
+        when {{ n }} > 1
+            then sqrt(
+                greatest({{ cast_as(n, wide) }} * {{ squares }} - {{ cast_as(total, wide) }} * {{ total }}, 0)
+                / ({{ cast_as(n, wide) }} * ({{ n }} - 1))
+            )
+    end
 {%- endmacro %}
 
 {#
@@ -101,10 +119,20 @@
     {%- for name, left, right in [
         ('yy', 'engagement', 'engagement'), ('xy', 'engagement', 'reach'), ('xx', 'reach', 'reach')
     ] %},
-        sum({{ cast_as(tasks ~ '.' ~ left, exact_number_type()) }} * {{ tasks }}.{{ right }})
-            filter (where {{ rated }}) as rate_{{ name }}_moment
+        cast(
+            coalesce(
+                sum({{ cast_as(tasks ~ '.' ~ left, exact_number_type()) }} * {{ tasks }}.{{ right }})
+                    filter (where {{ rated }}),
+                0
+            )
+            as {{ square_sum_type() }}
+        ) as rate_{{ name }}_moment
     {%- endfor -%}
     {%- endif -%}
+{%- endmacro %}
+
+{% macro rate_moment_names() -%}
+    {{ return(['rate_yy_moment', 'rate_xy_moment', 'rate_xx_moment'] if rate_residuals_in_one_pass() else []) }}
 {%- endmacro %}
 
 {% macro rate_squares(measures, residuals) -%}
@@ -120,18 +148,47 @@
 
 {#
     A group's engagement intervals, as engagement_by_platform and engagement_by_join_month hold
-    them. engagement_interval_aggregates(tasks): to end the group's aggregate over the tasks
-    `tasks`, the standard deviation of the known engagement, the mean's interval and the sums
-    rate_squares reads (rate_moments). engagement_interval_columns(measures, residuals): the
-    model's five columns from a row of that aggregate (and of the second pass's `residuals`,
-    where the target sums them there): engagement_stddev, engagement_average_low and _high,
-    engagement_rate_low and _high.
+    them, from additive sums (so a group's can be kept by difference, macros/differences.sql).
+    engagement_square_sums(tasks): to end an aggregate over the tasks `tasks`, the sum of the
+    known engagements' squares and the sums rate_squares reads (rate_moments), 0 where none is
+    known; engagement_square_names(): their column names. engagement_interval_rollup(partials):
+    to end an aggregate over rows holding them and task_sums() (int_task_sums), the standard
+    deviation of the known engagement, the mean's interval and the rate's moments.
+    engagement_interval_columns(measures, residuals): the model's five columns from a row of
+    that aggregate (and of the second pass's `residuals`, where the target sums them there):
+    engagement_stddev, engagement_average_low and _high, engagement_rate_low and _high.
 #}
-{% macro engagement_interval_aggregates(tasks) -%}
-        cast(round(stddev_samp({{ tasks }}.engagement), 2) as numeric(38, 2)) as engagement_stddev,
-        {{ mean_interval(tasks ~ '.engagement', 'low', minimum=0) }} as engagement_average_low,
-        {{ mean_interval(tasks ~ '.engagement', 'high') }} as engagement_average_high
+{% macro engagement_square_sums(tasks) -%}
+        cast(
+            coalesce(sum({{ cast_as(tasks ~ '.engagement', exact_number_type()) }} * {{ tasks }}.engagement), 0)
+            as {{ square_sum_type() }}
+        ) as engagement_squares
         {{- rate_moments(tasks) }}
+{%- endmacro %}
+
+{#
+    The type of a sum of products of two measures (squares, moments): integers below 10^24 each
+    (dbt_project.yml measure_ranges), summed over up to 9.3 x 10^18 rows, below 10^44: 48
+    digits on Postgres; double on Spark, as exact_number_type.
+#}
+{% macro square_sum_type() -%}
+    {{ return('numeric(48, 0)' if exact_number_type() == 'numeric' else exact_number_type()) }}
+{%- endmacro %}
+
+{% macro engagement_square_names() -%}
+    {{ return(['engagement_squares'] + rate_moment_names()) }}
+{%- endmacro %}
+
+{% macro engagement_interval_rollup(partials) -%}
+    {%- set n = 'sum(' ~ partials ~ '.engagement_known)' -%}
+    {%- set total = 'sum(' ~ partials ~ '.engagement)' -%}
+    {%- set stddev = stddev_from_sums(n, total, 'sum(' ~ partials ~ '.engagement_squares)') -%}
+        cast(round({{ stddev }}, 2) as numeric(38, 2)) as engagement_stddev,
+        {{ mean_interval(n, total, stddev, 'low', minimum=0) }} as engagement_average_low,
+        {{ mean_interval(n, total, stddev, 'high') }} as engagement_average_high
+    {%- for name in rate_moment_names() %},
+        sum({{ partials }}.{{ name }}) as {{ name }}
+    {%- endfor -%}
 {%- endmacro %}
 
 {% macro engagement_interval_columns(measures, residuals) -%}

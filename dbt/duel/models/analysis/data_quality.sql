@@ -6,18 +6,6 @@ users as (
 
 ),
 
-programs as (
-
-    select * from {{ ref('advocacy_programs') }}
-
-),
-
-tasks as (
-
-    select * from {{ ref('tasks_completed') }}
-
-),
-
 quarantine as (
 
     select * from {{ ref('stg_quarantine') }}
@@ -36,34 +24,34 @@ current_versions as (
 
 ),
 
-{#
-    Records are first counted per batch and combination of defect classes (a few hundred groups
-    where there are millions of records: defects are rare and few), and the fields unpivoted from
-    those groups: the same counts as unpivoting every record, for a fraction of the work.
-#}
-{% set user_flags = [
-    'users.is_repaired',
-    'users.is_duplicate_email',
-    'users.has_newer_quarantined_delivery',
-    text_starts_with('users.document_key', "'content:'") ~ ' as is_keyless',
-] %}
+-- records per batch, cleanliness and combination of defect classes (NULL when clean), of
+-- users, programs and tasks: a few hundred groups where there are millions of records (defects
+-- are rare and few), kept by difference on Postgres (int_defect_sums); the fields are unpivoted
+-- from those groups, the same counts as unpivoting every record for a fraction of the work
+defect_sums as (
 
--- records per batch, cleanliness and combination of defect classes (NULL when clean)
+    select * from {{ ref('int_defect_sums') }}
+
+),
+
 user_groups as (
 
-    {{ defect_groups('user', 'users', user_flags) }}
+    select * from defect_sums
+    where record_type = 'user'
 
 ),
 
 program_groups as (
 
-    {{ defect_groups('program', 'programs') }}
+    select * from defect_sums
+    where record_type = 'program'
 
 ),
 
 task_groups as (
 
-    {{ defect_groups('task', 'tasks') }}
+    select * from defect_sums
+    where record_type = 'task'
 
 ),
 

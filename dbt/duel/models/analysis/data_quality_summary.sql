@@ -1,24 +1,11 @@
-{# built in one process: in parallel, Postgres aggregated the defective users (1M programs and
-   tasks at 1M users) once per process, 3.4 s of CPU against 1.5 s (bench/analysis.md) #}
-{{ config(pre_hook="{{ in_one_process() }}") }}
-
 with
 
-users as (
+-- the user records per batch and defect group, with whether each whole record (the user, its
+-- programs and tasks) is clean: kept by difference on Postgres (int_defect_sums)
+user_groups as (
 
-    select * from {{ ref('base') }}
-
-),
-
-programs as (
-
-    select * from {{ ref('advocacy_programs') }}
-
-),
-
-tasks as (
-
-    select * from {{ ref('tasks_completed') }}
+    select * from {{ ref('int_defect_sums') }}
+    where record_type = 'user'
 
 ),
 
@@ -34,30 +21,20 @@ batches as (
 
 ),
 
--- a record is one user document with its programs and tasks: clean when none of them has a defect
-unclean_users as (
-
-    select user_key from programs
-    where not is_clean
-    union
-    select user_key from tasks
-    where not is_clean
-
-),
-
 records as (
 
     select
-        users.batch_id,
-        cast(count(*) as bigint) as records,
+        user_groups.batch_id,
+        cast(sum(user_groups.records) as bigint) as records,
         cast(
-            count(*) filter (where users.is_clean and unclean_users.user_key is null) as bigint
+            coalesce(sum(user_groups.records) filter (where user_groups.is_clean_record), 0)
+            as bigint
         ) as clean_records,
-        cast(count(*) filter (where users.is_repaired) as bigint) as repaired_files
+        cast(
+            coalesce(sum(user_groups.records) filter (where user_groups.is_repaired), 0) as bigint
+        ) as repaired_files
 
-    from users
-    left join unclean_users
-        on users.user_key = unclean_users.user_key
+    from user_groups
     group by 1
 
 ),

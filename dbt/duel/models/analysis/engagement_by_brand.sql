@@ -1,6 +1,3 @@
-{# built in one process: in parallel, Postgres aggregated the programs once per process #}
-{{ config(pre_hook="{{ in_one_process() }}") }}
-
 with
 
 brands as (
@@ -9,24 +6,25 @@ brands as (
 
 ),
 
--- one row per program with its tasks' measures: a brand's are their sums (task_measures_rollup),
--- so the tasks are not read again
-programs as (
+-- the sums of each brand's programs and tasks (kept by difference on Postgres): the programs
+-- and tasks are not read again
+brand_sums as (
 
-    select * from {{ ref('engagement_by_program') }}
+    select * from {{ ref('int_brand_sums') }}
 
 ),
 
+-- one row per brand already: its measures from its own row, not aggregated again
 brand_measures as (
 
     select
-        programs.brand_id,
-        cast(count(distinct programs.user_key) as bigint) as user_count,
-        {{ sales_measures('programs') }},
-        {{ task_measures_rollup('programs') }}
+        brand_sums.brand_id,
+        -- a user's programs of a brand are one contribution
+        cast(brand_sums.contributions as bigint) as user_count,
+        {{ sales_measures_rollup('brand_sums', aggregate=false) }},
+        {{ task_measures_rollup('brand_sums', aggregate=false) }}
 
-    from programs
-    group by 1
+    from brand_sums
 
 ),
 

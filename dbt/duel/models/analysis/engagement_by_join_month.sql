@@ -1,44 +1,25 @@
 with
 
-tasks as (
+-- the tasks' sums per join month and platform (kept by difference on Postgres): the tasks are
+-- not read again
+task_sums as (
 
-    select * from {{ ref('tasks_completed') }}
-
-),
-
-users as (
-
-    select * from {{ ref('base') }}
-
-),
-
-joined as (
-
-    select
-        {{ utc_month('users.joined_at') }} as join_month,
-        tasks.*
-
-    from tasks
-    inner join users
-        on tasks.user_key = users.user_key
+    select * from {{ ref('int_task_sums') }}
 
 ),
 
 measures as (
 
     select
-        join_month,
-        join_month is null as is_unknown_join_month,
-        platform,
-        platform is null as is_unknown_platform,
-        cast(count(distinct user_key) as bigint) as user_count,
-        {{ task_measures('joined') }},
-        -- how far each group's engagement per task and rate could be from what more tasks would
-        -- show: their 95 % intervals (macros/intervals.sql), as engagement_by_platform's, so that
-        -- a month leading over a few known tasks is not read as leading
-        {{ engagement_interval_aggregates('joined') }}
+        task_sums.join_month,
+        task_sums.join_month is null as is_unknown_join_month,
+        task_sums.platform,
+        task_sums.platform is null as is_unknown_platform,
+        -- the users, the tasks' measures and their 95 % intervals, as engagement_by_platform's,
+        -- so that a month leading over a few known tasks is not read as leading
+        {{ task_sums_rollup('task_sums') }}
 
-    from joined
+    from task_sums
     group by 1, 2, 3, 4
 
 ),

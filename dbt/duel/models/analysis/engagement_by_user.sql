@@ -8,8 +8,16 @@
         on_schema_change='fail',
         pre_hook="{{ scans_whole_when_built_whole() }}",
         post_hook="{{ apply_keys() }}",
+        indexes=[
+            {'columns': ['engagement']},
+            {'columns': ['reach']},
+            {'columns': ['sales']},
+        ],
     )
 }}
+
+-- the ranked measures are indexed: top_advocates reads each ranking's greatest values in their
+-- order, not every user
 
 -- incremental: only the users whose rows in base, advocacy_programs or tasks_completed were
 -- written since this table was (macros/incremental.sql, replace_keys), each user's row being

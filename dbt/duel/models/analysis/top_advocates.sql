@@ -9,38 +9,11 @@ users as (
 
 ),
 
--- the ranked measures alone: read by each ranking below, so Postgres materializes it (narrow
--- rows); `users` is read once, by the final join
-measures as (
-
-    select
-        user_key,
-        {{ rankings | join(',\n        ') }}
-    from {{ ref('engagement_by_user') }}
-
-),
-
--- every user with a known value of the ranked measure, whatever identifiers they have; the
--- value is the sum of the user's known values. Only the key is carried through the ranking:
--- the other columns are joined to the ranks kept. The value is typed in each branch: Spark
--- types a union by its first branch's scale, which would round the sales.
-candidates as (
-
-    {% for measure in rankings %}
-    select
-        '{{ measure }}' as ranking,
-        cast({{ measure }} as numeric(38, 2)) as value,
-        user_key
-    from measures
-    where {{ measure }} is not null
-    {{ 'union all' if not loop.last }}
-    {% endfor %}
-
-),
-
--- each ranking's value at place {{ limit }}: the least of its {{ limit }} greatest values (a top-N,
--- not a sort of every candidate). A rank counts the greater values, so the ranks within
--- {{ limit }} are exactly the values at or above it, a tie across place {{ limit }} included whole
+-- each ranking's value at place {{ limit }}: the least of its {{ limit }} greatest values, read
+-- in the order of the measure's index on engagement_by_user ({{ limit }} rows, not a sort of every
+-- user: at 1M users the model took 2.3-3.1 s of a 1 %-changed build, bench/analysis.md
+-- thirty-fourth pass). The values are typed in each branch: Spark types a union by its first
+-- branch's scale, which would round the sales.
 thresholds as (
 
     {% for measure in rankings %}
@@ -48,12 +21,34 @@ thresholds as (
         '{{ measure }}' as ranking,
         min(top_values.value) as threshold
     from (
-        select candidates.value
-        from candidates
-        where candidates.ranking = '{{ measure }}'
-        order by candidates.value desc
+        select cast(ranked_users.{{ measure }} as numeric(38, 2)) as value
+        from {{ ref('engagement_by_user') }} as ranked_users
+        where ranked_users.{{ measure }} is not null
+        order by ranked_users.{{ measure }} desc
         limit {{ limit }}
     ) as top_values
+    {{ 'union all' if not loop.last }}
+    {% endfor %}
+
+),
+
+-- every user whose value is at or above its ranking's threshold, found by the same index (a
+-- measure's value and its numeric(38, 2) are the same number: counts are integers, sales have
+-- two decimals). A rank counts the greater values, so these are exactly the ranks within
+-- {{ limit }}, a tie across place {{ limit }} included whole. Only the key and the value are
+-- carried through the ranking: the other columns are joined to the ranks kept.
+candidates as (
+
+    {% for measure in rankings %}
+    select
+        '{{ measure }}' as ranking,
+        cast(ranked_users.{{ measure }} as numeric(38, 2)) as value,
+        ranked_users.user_key
+    from {{ ref('engagement_by_user') }} as ranked_users
+    where ranked_users.{{ measure }} >= (
+        select thresholds.threshold from thresholds
+        where thresholds.ranking = '{{ measure }}'
+    )
     {{ 'union all' if not loop.last }}
     {% endfor %}
 
@@ -67,9 +62,6 @@ ranked as (
         rank() over (partition by candidates.ranking order by candidates.value desc) as rank,
         count(*) over (partition by candidates.ranking, candidates.value) > 1 as is_tied
     from candidates
-    inner join thresholds
-        on candidates.ranking = thresholds.ranking
-    where candidates.value >= thresholds.threshold
 
 ),
 
@@ -105,6 +97,8 @@ final as (
     from ranked
     inner join users
         on ranked.user_key = users.user_key
+    -- the ranked users looked up by key, not every user hashed for a join with a few rows
+    where {{ in_computed_list('users.user_key', 'select kept.user_key from ranked as kept') }}
 
 )
 
