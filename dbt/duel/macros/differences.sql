@@ -10,7 +10,9 @@
     `{{ sums_of(contributions) }}`, and it is configured with key, group_by, sums, changed_by
     (the models whose rows, written since the last build, mark a key changed) and either
     key_relation (the model every current key is in: a key gone from it is subtracted) or
-    gone_keys (a macro naming the keys that may have left since, deleted_user_keys below).
+    gone_keys='deleted_user_keys' (the users deleted since, below). A changed definition (a
+    measure, a group column) needs a full build: duel makes one after any change of the
+    project (duel.transform), `dbt build` from a terminal needs --full-refresh.
 
     On Postgres (materialized='sums_by_difference') the contributions are kept in a second
     table beside it, `<model>__contributions`, indexed by key, and an incremental build:
