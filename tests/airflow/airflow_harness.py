@@ -32,9 +32,10 @@ VOLATILE = {
     "dbt_valid_from",
     "dbt_valid_to",
 }
-# Tables with rows per batch: compared by totals over their batches, which sharding must not change.
+# Tables with rows per batch: compared by totals over their batches, which sharding must not change
+# (grouped by the columns named, or, for None, by every column but batch_id and the totals).
 BATCH_TOTALS = ("files_seen", "loaded", "repaired", "quarantined", "skipped", "unchanged")
-PER_BATCH = {
+PER_BATCH: dict[str, tuple[tuple[str, ...] | None, tuple[str, ...]]] = {
     "raw.batches": (("status",), BATCH_TOTALS),
     "dbt_staging.stg_batches": (("status",), BATCH_TOTALS),
     "dbt_analysis.ingest_batches": (("status",), BATCH_TOTALS),
@@ -43,6 +44,8 @@ PER_BATCH = {
         (),
         ("records", "clean_records", "repaired_files", "quarantined_files"),
     ),
+    # the records per batch and defect group (sums kept by difference)
+    "dbt_staging.int_defect_sums": (None, ("contributions", "records")),
 }
 
 
@@ -116,7 +119,12 @@ def fingerprints(settings: Settings) -> dict[str, Any]:
         for schema, table, columns in tables:
             name = f'"{schema}"."{table}"'
             if f"{schema}.{table}" in PER_BATCH:
-                groups, sums = PER_BATCH[f"{schema}.{table}"]
+                named, sums = PER_BATCH[f"{schema}.{table}"]
+                groups = (
+                    named
+                    if named is not None
+                    else tuple(f'"{c}"' for c in columns if c != "batch_id" and c not in sums)
+                )
                 select = [*groups, *(f"sum({c})::bigint" for c in sums)]
                 group_by = f" group by {', '.join(groups)}" if groups else ""
                 rows = conn.execute(f"select {', '.join(select)} from {name}{group_by}").fetchall()
