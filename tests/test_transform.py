@@ -452,7 +452,8 @@ def test_transform_prestarted_build_is_the_build_with_its_settings(
         )
     assert prestarted.process is not None and prestarted.process.returncode == 0
     # its last line, the exit code, is not dbt's output: that ends with dbt's own last line
-    assert lines[-1].endswith("Done. PASS=2 WARN=0 ERROR=0 SKIP=0 NO-OP=0 TOTAL=2")
+    # (the model and the two on-run-start hooks: analyze_sources, create_user_changes)
+    assert lines[-1].endswith("Done. PASS=3 WARN=0 ERROR=0 SKIP=0 NO-OP=0 TOTAL=3")
     assert not any("\x1e" in line for line in lines)
     # scoped: the view stg_batches is left out, with its two tests
     assert (result.counts, result.scoped) == ({"models": 1}, True)

@@ -63,6 +63,10 @@ class History:
     built: tuple[BuildResult, BuildResult]  # the first build, and the scoped one
     # per sums model, the users whose contributions the incremental build wrote
     recomputed: dict[str, list[tuple[str, int]]]
+    # dbt_changes.changed_users after each build: (source file or None for "every user", xid)
+    listed: tuple[list[tuple[str | None, int]], ...]
+    # the users whose engagement_by_user rows the incremental build wrote
+    rewritten: list[tuple[str]]
 
 
 def tables(settings: Settings) -> Tables:
@@ -82,6 +86,16 @@ def recomputed_contributions(settings: Settings) -> dict[str, list[tuple[str, in
         )
         for table in SUMS
     }
+
+
+def listed_users(settings: Settings) -> list[tuple[str | None, int]]:
+    """The list of changed users (dbt/duel/macros/user_changes.sql): each user's source file
+    (None: the row "every user") and the transaction that last listed it."""
+    return query(
+        settings,
+        "select b.source_file, c.changed_at::text::bigint from dbt_changes.changed_users c"
+        " left join dbt.base b using (user_key) order by 2, 1",
+    )
 
 
 def changed_delivery(real_dir: Path, target: Path) -> Path:
@@ -116,16 +130,36 @@ def history(
     ingest(settings, real_data)
     whole = build_models(settings, unit_tests=False)
     first = tables(settings)
+    listed = [listed_users(settings)]
     ingest(settings, real_data)
     build_models(settings, unit_tests=False)
     again = tables(settings)
+    listed.append(listed_users(settings))
     tested = changes.tested_through(settings)[1]  # its tests read only what changes now
     ingest(settings, changed_delivery(real_dir, tmp_path_factory.mktemp("delivery")))
     scoped = build_models(settings, tests_since=tested, unit_tests=False)
     changed = tables(settings)
+    listed.append(listed_users(settings))
     recomputed = recomputed_contributions(settings)
+    rewritten = query(
+        settings,
+        "select b.source_file from dbt_analysis.engagement_by_user e"
+        " join dbt.base b using (user_key) where e.xmin ="
+        " (select xmin from dbt_analysis.engagement_by_user order by age(xmin) limit 1) order by 1",
+    )
     build_models(settings, full_refresh=True, unit_tests=False)
-    return History(settings, first, again, changed, tables(settings), (whole, scoped), recomputed)
+    listed.append(listed_users(settings))
+    return History(
+        settings,
+        first,
+        again,
+        changed,
+        tables(settings),
+        (whole, scoped),
+        recomputed,
+        tuple(listed),
+        rewritten,
+    )
 
 
 @pytest.mark.slow
@@ -164,6 +198,26 @@ def test_models_sums_are_kept_by_difference(history: History) -> None:
     }
     refreshed = history.refreshed["dbt_staging.int_task_sums__contributions"]
     assert len(refreshed) > 9_000
+
+
+@pytest.mark.slow
+def test_models_changed_users_are_listed_by_the_build_that_changed_them(history: History) -> None:
+    """dbt_changes.changed_users (macros/user_changes.sql): the first build lists "every user"
+    and no user; a build with nothing new lists nothing more; the incremental build lists the
+    users whose rows it wrote or deleted (the two changed, the one sharing an email), each
+    after the first build, and engagement_by_user rewrote those users' rows and no other; a
+    --full-refresh lists "every user" again, after them."""
+    first, again, changed, refreshed = history.listed
+    [(every, built)] = first
+    assert every is None
+    assert again == first
+    assert changed[0] == first[0]
+    # each user dated by the last core model that wrote it (base, then its programs and tasks)
+    assert sorted(file for file, _ in changed[1:]) == [CHANGED, EMPTIED, SHARES_EMAIL]
+    assert all(xid > built for _, xid in changed[1:])
+    assert refreshed[:-1] == changed[1:]
+    assert refreshed[-1][0] is None and refreshed[-1][1] > changed[-1][1]
+    assert history.rewritten == [(CHANGED,), (EMPTIED,), (SHARES_EMAIL,)]
 
 
 @pytest.mark.slow

@@ -7,28 +7,27 @@
     sums, never NULL; 0 where nothing is known). Its table holds one row per group: `group_by`,
     `contributions` (how many contribution rows the group has: with one row per key and group,
     its keys) and the sum of every measure over the group's contributions. The model's SQL is
-    `{{ sums_of(contributions) }}`, and it is configured with key, group_by, sums, changed_by
-    (the models whose rows, written since the last build, mark a key changed) and either
-    key_relation (the model every current key is in: a key gone from it is subtracted) or
-    gone_keys='deleted_user_keys' (the users deleted since, below). A changed definition (a
-    measure, a group column) needs a full build: duel makes one after any change of the
-    project (duel.transform), `dbt build` from a terminal needs --full-refresh.
+    `{{ sums_of(contributions) }}`, and it is configured with key (user_key: the users whose
+    rows changed are read from dbt_changes.changed_users, macros/user_changes.sql), group_by
+    and sums. A changed definition (a measure, a group column) needs a full build: duel makes
+    one after any change of the project (duel.transform), `dbt build` from a terminal needs
+    --full-refresh.
 
     On Postgres (materialized='sums_by_difference') the contributions are kept in a second
     table beside it, `<model>__contributions`, indexed by key, and an incremental build:
-    1. takes the keys in scope: those of rows of `changed_by` written since the sums were last
-       written (row versions, macros/incremental.sql written_since) and the keys that may have
-       gone (`gone_keys`);
+    1. takes the keys in scope: the users whose rows in base, advocacy_programs or
+       tasks_completed were written or deleted since the sums were last written (the list of
+       changed users, macros/user_changes.sql: changed, returned and deleted users alike);
     2. computes their contributions anew (the model's SQL, restricted to the scope by
        `in_difference_scope(column)`);
     3. adds to each group the difference, new contributions minus the old ones of the same keys,
        in one MERGE: a group whose contributions fall to 0 is deleted, a new one inserted;
     4. replaces the keys' contributions.
     One transaction: the sums always equal those of the contributions kept beside them, which
-    always equal the model's SQL over every key. A full build (the first, --full-refresh, or a
-    contributions table missing) computes every contribution and groups them. Both give the
-    same rows: sums of integers and of exact numerics, which addition and subtraction keep
-    exact. Elsewhere (Spark) the model is a table: `sums_of` renders the grouping of the
+    always equal the model's SQL over every key. A full build (the first, --full-refresh, a
+    contributions table missing, or the list saying every user changed since: a core model
+    built whole) computes every contribution and groups them. Both give the same rows: sums
+    of integers and of exact numerics, which addition and subtraction keep exact. Elsewhere (Spark) the model is a table: `sums_of` renders the grouping of the
     contributions itself, the same columns.
 #}
 
@@ -42,7 +41,8 @@
     {%- endif -%}
     {%- set existing = adapter.get_relation(this.database, this.schema, this.identifier) -%}
     {%- set kept = adapter.get_relation(this.database, this.schema, contributions_of(this).identifier) -%}
-    {{ return(existing is not none and existing.type == 'table' and kept is not none) }}
+    {{ return(existing is not none and existing.type == 'table' and kept is not none
+        and user_changes_since() is not none) }}
 {%- endmacro %}
 
 {# The contributions table of a sums model `relation`. #}
@@ -62,6 +62,7 @@
     row (int_defect_sums' contributions 0.49 s, its deletes 0.47 s; as a list 0.32 and 0.06 s).
 #}
 {% macro in_difference_scope(column) -%}
+    {{- changed_users_depends() -}}
     {%- if builds_by_difference() -%}
         {{ in_scope(column) }}
     {%- else -%}
@@ -71,26 +72,6 @@
 
 {% macro in_scope(column) -%}
     {{ in_computed_list(column, 'select ' ~ adapter.quote(config.get('key')) ~ ' from ' ~ difference_scope()) }}
-{%- endmacro %}
-
-{#
-    The keys whose contributions may have left `key_relation` since the transaction `since` (a
-    literal, or null: since ever): a superset is enough (a key still there is recomputed). By
-    default (keys_gone_from_key_relation) every kept key not in `key_relation` (an anti-join of every contribution: 1M users, 3M contributions, 1.0-1.8
-    s). For user keys, config gone_keys='deleted_user_keys': a user leaves base only when its document's pointer
-    becomes a tombstone (raw.current_versions, is_deleted), a row written since (0.06 s).
-#}
-{% macro keys_gone_from_key_relation() -%}
-    {%- set key = adapter.quote(config.get('key')) -%}
-    select {{ key }} from {{ contributions_of(this) }}
-    except
-    select {{ key }} from {{ ref(config.get('key_relation')) }}
-{%- endmacro %}
-
-{% macro deleted_user_keys(since) -%}
-    select {{ surrogate_key(['document_key']) }} as user_key
-    from {{ source('raw', 'current_versions') }}
-    where is_deleted and {{ written_since_this('', since) }}
 {%- endmacro %}
 
 {#
@@ -163,34 +144,17 @@
 {%- endmacro %}
 
 {#
-    An incremental build (steps 1-4 above). The scope's watermark is the newest row version of
-    the sums table, read now and written as a literal (written_since_this); every key when
-    there is none (no group: no contribution either). Each incremental build writes one row of
-    it at least (the last statement), so the watermark is this build's even where no group
-    changed; the sums table is small, where reading the contributions' newest row version
-    scanned them all (1M users: 0.4 s).
+    An incremental build (steps 1-4 above): the users changed since the model's last build
+    (user_changes_since), which every build records (record_model_build, below).
 #}
 {% macro sums_difference_sql(target, kept, sql) -%}
     {%- set key = adapter.quote(config.get('key')) -%}
     {%- set group_by = config.get('group_by') | map('string') | list -%}
     {%- set sums = ['contributions'] + config.get('sums') | list -%}
-    {%- set since = single_value('select ' ~ last_written(target)) -%}
-    {%- set since = 'null' if since is none else since | int -%}
     {%- set new = adapter.quote(target.identifier ~ '__new') -%}
     {%- set delta = adapter.quote(target.identifier ~ '__delta') -%}
     create temporary table {{ difference_scope() }} on commit drop as
-    {%- for name in config.get('changed_by') %}
-    select {{ key }} from {{ ref(name) }}
-    where {{ written_since_this('', since) }}
-    union
-    {%- endfor %}
-    (
-        {%- if config.get('gone_keys') == 'deleted_user_keys' %}
-        {{ deleted_user_keys(since) }}
-        {%- else %}
-        {{ keys_gone_from_key_relation() }}
-        {%- endif %}
-    );
+    select user_key as {{ key }} from ({{ users_changed_since(user_changes_since()) }}) as changed;
     analyze {{ difference_scope() }};
 
     create temporary table {{ new }} on commit drop as (
@@ -253,10 +217,7 @@
     where {{ in_scope(key) }};
 
     insert into {{ kept }}
-    select * from {{ new }};
-
-    update {{ target }} set contributions = contributions
-    where ctid = (select ctid from {{ target }} limit 1)
+    select * from {{ new }}
 {%- endmacro %}
 
 {% materialization sums_by_difference, adapter='postgres' %}
@@ -279,6 +240,10 @@
             {{ sums_rebuild_sql(target, kept) }}
         {%- endcall -%}
     {%- endif -%}
+
+    {%- call statement('record_build') -%}
+        {{ record_model_build() }}
+    {%- endcall -%}
 
     {{ run_hooks(post_hooks, inside_transaction=True) }}
     {% do persist_docs(target, model) %}

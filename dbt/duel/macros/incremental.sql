@@ -117,6 +117,8 @@
        since the watermark, so a document whose new version has no programs or tasks, or that
        is gone, keeps no old rows;
     3. the new rows are inserted.
+    The users of the rows deleted in 2 and inserted in 3 are recorded as changed in the same
+    transaction (macros/user_changes.sql), for the models downstream.
 
     (delete+insert on user_key alone keeps the rows of a deleted document and of a document whose
     new version has no rows; a second delete in a hook, as before, was a second path to keep in
@@ -146,8 +148,12 @@
         select {{ child['to_column'] }} from {{ source }}
     );
     {%- endfor %}
-    delete from {{ target }}
-    where user_key in ({{ replaced }});
+    with deleted as (
+        delete from {{ target }}
+        where user_key in ({{ replaced }})
+        returning user_key
+    )
+    {{ record_user_changes('select user_key from deleted union select user_key from ' ~ source) }};
 
     insert into {{ target }} ({{ columns }})
     select {{ columns }} from {{ source }}
@@ -336,65 +342,36 @@
 {%- endmacro %}
 
 {#
-    last_written(), read once when the model runs and written as a literal ('null' when there is
-    none): a model that asks it of several upstream tables scans `this` once, not once per table
-    (at a million rows, about 0.4 s a scan). Only `this` is read, which nothing else writes
-    meanwhile. When not executing, and on Spark (no xmin), the subquery itself.
-#}
-{% macro last_written_literal() -%}
-    {%- if execute and target.type == 'postgres' -%}
-        {%- set value = single_value('select ' ~ last_written()) -%}
-        {{- 'null' if value is none else value | int -}}
-    {%- else -%}
-        {{- last_written() -}}
-    {%- endif -%}
-{%- endmacro %}
-
-{#
-    The keys (`key`) of the rows of the models `models` (names for ref) written since `this` was
-    last written (written_since_this): the keys an incremental analysis model recomputes. The
-    tables themselves are read, not CTEs over them (a row's xmin is not among `select *`'s
-    columns).
-#}
-{% macro keys_written_since_this(key, models) -%}
-    {%- set since = last_written_literal() -%}
-    {%- for name in models %}
-    select {{ key }} from {{ ref(name) }}
-    where {{ written_since_this('', since) }}
-    {%- if not loop.last %}
-
-    union
-    {% endif -%}
-    {%- endfor %}
-{%- endmacro %}
-
-{#
     incremental_strategy='replace_keys', for the analysis models that aggregate by one key
-    (`unique_key`: engagement_by_user by user_key, engagement_by_program by program_key): the
-    new rows replace the rows of their keys, and the rows whose key is gone from the model's
-    `key_relation` (the model it aggregates, e.g. base) are deleted. The model selects the
-    keys whose upstream rows were written since its last build (written_since_this); a full
-    refresh runs the same query over every key, so both give the same rows. The model's key is
-    its primary key (apply_keys), which the first delete looks its keys up by: without it that
-    delete read the whole table (engagement_by_user at 1M users, 22,208 keys: 2.4 s against
-    0.16 s), and its `unique` test is then free (macros/keys.sql, unique_enforced). Two deletes, not
-    one with `or`: each is a hash join, where the `or` kept Postgres from planning either as one
-    (engagement_by_user at 1M users, 22,208 keys replaced: 4.5 s as one statement, 0.8 + 1.5 s
-    as two).
+    (`unique_key`: engagement_by_user by user_key, engagement_by_program by program_key), each
+    row of one user (a `user_key` column): the new rows replace the rows of their keys, and the
+    rows of the users changed since the model's last build (macros/user_changes.sql,
+    stage_changed_users) that the new rows do not bring back (a deleted user, a dropped
+    program) are deleted. The model selects the keys of those users; a full refresh runs the
+    same query over every key, so both give the same rows. When the model has to take every
+    user (user_changes_since is none: a core model built whole since its last build), its new
+    rows are all its rows, and every old one is deleted. The model's key is its primary key
+    (apply_keys), which the first delete looks its keys up by: without it that delete read the
+    whole table (engagement_by_user at 1M users, 22,208 keys: 2.4 s against 0.16 s), and its
+    `unique` test is then free (macros/keys.sql, unique_enforced). The rows of the users gone
+    were found before by an anti-join of the model and the model it aggregates (base, 1.5 s
+    at 1M users); they are now looked up by the changed users' keys.
 #}
 {% macro get_incremental_replace_keys_sql(arg_dict) -%}
     {%- set target = arg_dict['target_relation'] -%}
     {%- set source = arg_dict['temp_relation'] -%}
     {%- set key = arg_dict['unique_key'] -%}
     {%- set columns = get_quoted_csv(arg_dict['dest_columns'] | map(attribute='name')) -%}
+    {%- set since = user_changes_since() %}
+    {%- if since is none %}
+    delete from {{ target }};
+    {%- else %}
     delete from {{ target }}
     where {{ key }} in (select {{ key }} from {{ source }});
 
-    delete from {{ target }} as existing
-    where not exists (
-        select from {{ ref(config.get('key_relation')) }} as kept
-        where kept.{{ key }} = existing.{{ key }}
-    );
+    delete from {{ target }}
+    where user_key in (select user_key from {{ changed_users_table() }});
+    {%- endif %}
 
     insert into {{ target }} ({{ columns }})
     select {{ columns }} from {{ source }}

@@ -1,18 +1,21 @@
-{# replace_keys reads row versions (xmin), a Postgres column: elsewhere a table rebuilt whole #}
+{# replace_keys reads the changed users (dbt_changes) on Postgres: elsewhere a table built whole #}
 {{
     config(
         materialized='incremental' if target.type == 'postgres' else 'table',
         incremental_strategy='replace_keys',
         unique_key='program_key',
-        key_relation='advocacy_programs',
         on_schema_change='fail',
-        post_hook="{{ apply_keys() }}",
+        pre_hook="{{ stage_changed_users() }}",
+        post_hook=["{{ apply_keys() }}", "{{ record_model_build() }}"],
     )
 }}
 
--- incremental: only the programs whose rows in advocacy_programs or tasks_completed were written
--- since this table was (macros/incremental.sql, replace_keys), or whose brand's name changed,
--- each program's row being an aggregate of that program's rows alone
+-- the list of changed users is read after the three core models (macros/user_changes.sql)
+{{ changed_users_depends() }}
+
+-- incremental: only the programs of the users whose rows changed since this table was written
+-- (macros/user_changes.sql; the strategy: macros/incremental.sql, replace_keys), or whose
+-- brand's name changed, each program's row being an aggregate of that program's rows alone
 
 with
 
@@ -37,7 +40,12 @@ tasks as (
 {% if is_incremental() %}
 
 changed_programs as (
-    {{ keys_written_since_this('program_key', ['advocacy_programs', 'tasks_completed']) }}
+
+    -- the programs of the users whose rows changed (those of a deleted program are gone: the
+    -- strategy deletes them)
+    select changed.program_key
+    from {{ ref('advocacy_programs') }} as changed
+    where {{ in_changed_users('changed.user_key') }}
 
     union
 

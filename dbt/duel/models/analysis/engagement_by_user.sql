@@ -1,13 +1,12 @@
-{# replace_keys reads row versions (xmin), a Postgres column: elsewhere a table rebuilt whole #}
+{# replace_keys reads the changed users (dbt_changes) on Postgres: elsewhere a table built whole #}
 {{
     config(
         materialized='incremental' if target.type == 'postgres' else 'table',
         incremental_strategy='replace_keys',
         unique_key='user_key',
-        key_relation='base',
         on_schema_change='fail',
-        pre_hook="{{ scans_whole_when_built_whole() }}",
-        post_hook="{{ apply_keys() }}",
+        pre_hook=["{{ scans_whole_when_built_whole() }}", "{{ stage_changed_users() }}"],
+        post_hook=["{{ apply_keys() }}", "{{ record_model_build() }}"],
         indexes=[
             {'columns': ['engagement']},
             {'columns': ['reach']},
@@ -19,9 +18,12 @@
 -- the ranked measures are indexed: top_advocates reads each ranking's greatest values in their
 -- order, not every user
 
--- incremental: only the users whose rows in base, advocacy_programs or tasks_completed were
--- written since this table was (macros/incremental.sql, replace_keys), each user's row being
--- an aggregate of that user's rows alone
+-- the list of changed users is read after the three core models (macros/user_changes.sql)
+{{ changed_users_depends() }}
+
+-- incremental: only the users whose rows in base, advocacy_programs or tasks_completed changed
+-- since this table was written (macros/user_changes.sql; the strategy: macros/incremental.sql,
+-- replace_keys), each user's row being an aggregate of that user's rows alone
 
 with
 
@@ -43,14 +45,6 @@ tasks as (
 
 ),
 
-{% if is_incremental() %}
-
-changed_users as (
-    {{ keys_written_since_this('user_key', ['base', 'advocacy_programs', 'tasks_completed']) }}
-),
-
-{% endif %}
-
 program_measures as (
 
     select
@@ -59,7 +53,7 @@ program_measures as (
 
     from programs
     {% if is_incremental() %}
-    where programs.user_key in (select changed_users.user_key from changed_users)
+    where {{ in_changed_users('programs.user_key') }}
     {% endif %}
     group by 1
 
@@ -73,7 +67,7 @@ task_measures as (
 
     from tasks
     {% if is_incremental() %}
-    where tasks.user_key in (select changed_users.user_key from changed_users)
+    where {{ in_changed_users('tasks.user_key') }}
     {% endif %}
     group by 1
 
@@ -116,7 +110,7 @@ final as (
     left join task_measures
         on users.user_key = task_measures.user_key
     {% if is_incremental() %}
-    where users.user_key in (select changed_users.user_key from changed_users)
+    where {{ in_changed_users('users.user_key') }}
     {% endif %}
 
 )

@@ -3,7 +3,7 @@
         materialized='incremental',
         incremental_strategy='replace_documents',
         on_schema_change='fail',
-        post_hook="{{ apply_keys() }}",
+        post_hook=["{{ apply_keys() }}", "{{ record_whole_build() }}"],
         indexes=[
             {'columns': ['user_key']},
             {'columns': ['brand_id']},

@@ -4,7 +4,7 @@
         incremental_strategy='replace_documents',
         on_schema_change='fail',
         pre_hook="{{ scans_whole_when_built_whole() }}",
-        post_hook="{{ apply_keys() }}",
+        post_hook=["{{ apply_keys() }}", "{{ record_whole_build() }}"],
         indexes=[
             {'columns': ['document_key'], 'unique': true},
             {'columns': ['email'], 'type': 'hash'},

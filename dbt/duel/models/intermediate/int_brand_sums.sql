@@ -9,16 +9,11 @@
         key='user_key',
         group_by=['brand_id'],
         sums=sales_sum_names() + task_sum_names(squares=false),
-        changed_by=['base', 'advocacy_programs', 'tasks_completed'],
-        gone_keys='deleted_user_keys',
     )
 }}
 
--- the users deleted since the last build leave the sums (macros/differences.sql, gone_keys)
--- depends_on: {{ source('raw', 'current_versions') }}
-
--- a user whose new version has no programs has only base's row rewritten (changed_by)
--- depends_on: {{ ref('base') }}
+-- the users in scope: those whose rows in base, advocacy_programs or tasks_completed changed
+-- since the last build, deleted users among them (macros/user_changes.sql)
 
 -- each user's contribution to a brand: the additive sums of their programs of the brand, and
 -- of those programs' tasks

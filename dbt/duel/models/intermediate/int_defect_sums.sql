@@ -9,13 +9,11 @@
         key='user_key',
         group_by=defect_group_columns(),
         sums=['records'],
-        changed_by=['base', 'advocacy_programs', 'tasks_completed'],
-        gone_keys='deleted_user_keys',
     )
 }}
 
--- the users deleted since the last build leave the sums (macros/differences.sql, gone_keys)
--- depends_on: {{ source('raw', 'current_versions') }}
+-- the users in scope: those whose rows in base, advocacy_programs or tasks_completed changed
+-- since the last build, deleted users among them (macros/user_changes.sql)
 
 -- each user's contribution to a group: its own record, and its programs and tasks counted per
 -- defect group (macros/cleaning.sql defect_groups)
