@@ -16,7 +16,7 @@
     On Postgres (materialized='sums_by_difference') the contributions are kept in a second
     table beside it, `<model>__contributions`, indexed by key, and an incremental build:
     1. takes the keys in scope: the users whose rows in base, advocacy_programs or
-       tasks_completed were written or deleted since the sums were last written (the list of
+       tasks_completed were written or deleted since the sums' last build (the list of
        changed users, macros/user_changes.sql: changed, returned and deleted users alike);
     2. computes their contributions anew (the model's SQL, restricted to the scope by
        `in_difference_scope(column)`);
@@ -27,8 +27,9 @@
     always equal the model's SQL over every key. A full build (the first, --full-refresh, a
     contributions table missing, or the list saying every user changed since: a core model
     built whole) computes every contribution and groups them. Both give the same rows: sums
-    of integers and of exact numerics, which addition and subtraction keep exact. Elsewhere (Spark) the model is a table: `sums_of` renders the grouping of the
-    contributions itself, the same columns.
+    of integers and of exact numerics, which addition and subtraction keep exact. Elsewhere
+    (Spark) the model is a table: `sums_of` renders the grouping of the contributions itself,
+    the same columns.
 #}
 
 {# Whether this build of the model adds differences (an incremental build on Postgres). #}

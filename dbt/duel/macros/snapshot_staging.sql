@@ -159,6 +159,21 @@
     {%- endif %}
 {%- endmacro %}
 
+{#
+    Base's rows (of alias `alias`, keyed by `key`, user_key) written since the snapshot's last
+    build: those of the users listed as changed since (macros/user_changes.sql, staged by the
+    snapshot's pre_hook), or, when the list cannot say (`since` none: no build of the snapshot
+    recorded, or base built whole since), those whose row version is newer than the
+    snapshot's last write.
+#}
+{% macro base_written_since(alias, key, since) -%}
+    {%- if since is none -%}
+        {{ written_since_this(alias, '(select xid from last_write)') }}
+    {%- else -%}
+        {{ in_changed_users((alias ~ '.' if alias) ~ key, depends=false) }}
+    {%- endif -%}
+{%- endmacro %}
+
 {# An open version (of the snapshot row `alias`) whose key is no longer in `keys`: deleted. #}
 {% macro open_and_gone(alias, keys, key, columns) -%}
     {{ alias }}.{{ columns.dbt_valid_to }} is null
@@ -193,8 +208,9 @@
     between, and a delete would be dated by the build that saw it. raw.replaced_versions holds
     every state a document's pointer held and lost, with its interval (written by a trigger on
     raw.current_versions, src/duel/sql/raw_schema.sql). For each document whose history may
-    have moved since the snapshot was last written (base's rows written since, pointers moved
-    since, open versions whose document left base), the states that began after the snapshot
+    have moved since the snapshot's last build (base's rows of the users listed as changed
+    since, macros/user_changes.sql, or base's rows written since when the list cannot say;
+    pointers moved since; open versions of those users whose document left base), the states that began after the snapshot
     last saw it (`seen_through`: its open version's start, or its last closed version's end):
     - its open version is closed when the next state began (a new version, or a tombstone:
       a delete is dated by the batch that deleted it);
@@ -212,6 +228,7 @@
 #}
 {% macro user_version_changes(strategy, target_relation=none) -%}
     {%- set first_build = target_relation is none -%}
+    {%- set since = none if first_build else user_changes_since() -%}
     {%- set key = strategy.unique_key -%}
     {%- set keys = ref(config.get('key_relation')) -%}
     {%- set replaced = source('raw', 'replaced_versions') -%}
@@ -235,12 +252,23 @@
     ),
     {%- else %}
 
+    {%- if since is none %}
+
     -- the snapshot's last write, read once (macros/incremental.sql, last_written)
     last_write as materialized (
 
         select {{ last_written() }} as xid
 
     ),
+    {%- else %}
+
+    -- the snapshot's last build (macros/user_changes.sql), as a 32-bit transaction id
+    last_write as materialized (
+
+        select {{ since % 4294967296 }}::bigint as xid
+
+    ),
+    {%- endif %}
 
     -- the documents whose history may have moved since then, and whether each has an open
     -- version but has left base (deleted)
@@ -249,7 +277,7 @@
         select document_key, bool_or(gone) as gone
         from (
             select document_key, false as gone from {{ keys }}
-            where {{ written_since_this('', '(select xid from last_write)') }}
+            where {{ base_written_since('', key, since) }}
 
             union all
 
@@ -261,6 +289,9 @@
             select open_version.document_key, true
             from {{ target_relation }} as open_version
             where {{ open_and_gone('open_version', keys, key, columns) }}
+            {%- if since is not none %}
+                and {{ in_changed_users('open_version.' ~ key, depends=false) }}
+            {%- endif %}
         ) as scoped
         group by document_key
 
@@ -297,7 +328,7 @@
         where
             source_row.{{ strategy.updated_at }} > coalesce(seen.seen_through, {{ never }})
             {%- if not first_build %}
-            and {{ written_since_this('source_row', '(select xid from last_write)') }}
+            and {{ base_written_since('source_row', key, since) }}
             {%- endif %}
 
     ),

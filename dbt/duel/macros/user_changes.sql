@@ -21,7 +21,9 @@
     models are scanned for row versions (a model of 1M rows, about 0.4 s a scan). Every model
     that reads the list depends on the three core models (changed_users_depends), so all of a
     build's writes to the list are committed before the model's own transaction, whose id is
-    then newer than theirs. On Spark there is no list: those models build whole.
+    then newer than theirs. users_snapshot reads it too, for base's changes (it depends on base:
+    a later write by the other two only dates a user it has already seen, which `greatest`
+    keeps from hiding a newer change). On Spark there is no list: those models build whole.
 #}
 
 {# The list, dbt_changes.changed_users, and the builds of the models that read it, model_builds. #}
@@ -34,12 +36,12 @@
 {%- endmacro %}
 
 {#
-    on-run-start of `dbt run` and `dbt build` on Postgres: the list, if it is missing, with the
-    row "every user changed now" (what happened before it existed is not known), and the
-    table of builds.
+    on-run-start of `dbt run`, `dbt build` and `dbt snapshot` (users_snapshot records its
+    builds) on Postgres: the list, if it is missing, with the row "every user changed now"
+    (what happened before it existed is not known), and the table of builds.
 #}
 {% macro create_user_changes() -%}
-    {%- if execute and target.type == 'postgres' and flags.WHICH in ('run', 'build') -%}
+    {%- if execute and target.type == 'postgres' and flags.WHICH in ('run', 'build', 'snapshot', 'retry') -%}
         {%- set changes = user_changes_relation() -%}
         create schema if not exists {{ adapter.quote(changes.schema) }};
         do $create$
@@ -117,9 +119,9 @@
 
 {#
     The transaction since which `this` has to take the users changed, as an integer: its last
-    build's. None when it must build whole instead: no build of it is recorded, the list is
-    missing, or "every user" was recorded since. Read when the model runs; none when not
-    executing.
+    build's. None when it must build whole instead: no build of it is recorded (or none in the
+    last 2^30 transactions), the list is missing, or "every user" was recorded since. Read when
+    the model runs; none when not executing.
 #}
 {% macro user_changes_since() -%}
     {%- if not execute or target.type != 'postgres' -%}
@@ -131,10 +133,13 @@
         or adapter.get_relation(builds.database, builds.schema, builds.identifier) is none -%}
         {{ return(none) }}
     {%- endif -%}
+    {#- (within 2^30 transactions, so that its 32-bit id compares with row versions) -#}
     {%- set found -%}
         select builds.built_at::text
         from {{ builds }} as builds
         where builds.model = {{ text_literal(this | string) }}
+            and pg_snapshot_xmax(pg_current_snapshot())::text::bigint
+                - builds.built_at::text::bigint < 1073741824
             and not exists (
                 select from {{ changes }} as changes
                 where changes.user_key is null and changes.changed_at >= builds.built_at
@@ -160,7 +165,7 @@
     Nothing when the model builds whole or takes every user, and elsewhere.
 #}
 {% macro stage_changed_users() -%}
-    {%- if is_incremental() -%}
+    {%- if is_incremental() or model.resource_type == 'snapshot' -%}
         {%- set since = user_changes_since() -%}
         {%- if since is not none -%}
             create temporary table {{ changed_users_table() }} on commit drop as
@@ -177,10 +182,13 @@
 {#
     For an incremental model (replace_keys): `column` is one of the users whose rows changed
     since `this` was last built (stage_changed_users); true when it must take every user
-    (user_changes_since is none), and when not executing.
+    (user_changes_since is none), and when not executing. `depends=false` for a snapshot,
+    which depends on the model it reads (base) alone.
 #}
-{% macro in_changed_users(column) -%}
-    {{- changed_users_depends() -}}
+{% macro in_changed_users(column, depends=true) -%}
+    {%- if depends -%}
+        {{- changed_users_depends() -}}
+    {%- endif -%}
     {%- if user_changes_since() is none -%}
         true
     {%- else -%}
