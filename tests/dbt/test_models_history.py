@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import query
 from json_facts import file_key, key
+from psycopg import sql
 
 from duel import changes, db
 from duel.load import ingest
@@ -67,6 +68,11 @@ class History:
     listed: tuple[list[tuple[str | None, int]], ...]
     # the users whose engagement_by_user rows the incremental build wrote
     rewritten: list[tuple[str]]
+    # the three files delivered again as they were, base alone built with --full-refresh, then
+    # every model built incrementally (each reader takes every user), and then --full-refresh
+    alone: Tables
+    alone_refreshed: Tables
+    alone_keys: list[tuple[str]]  # advocacy_programs' foreign keys then
 
 
 def tables(settings: Settings) -> Tables:
@@ -119,6 +125,36 @@ def changed_delivery(real_dir: Path, target: Path) -> Path:
     return target
 
 
+def copied(settings: Settings, name: str) -> Settings:
+    """A new database `name`, a copy of settings' database (Postgres' CREATE DATABASE ...
+    TEMPLATE)."""
+    with db.connect(settings, database="postgres", autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {}").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("create database {} template {}").format(
+                sql.Identifier(name), sql.Identifier(settings.pg_database)
+            )
+        )
+    return settings.with_overrides(pg_database=name)
+
+
+def foreign_keys(settings: Settings, table: str) -> list[tuple[str]]:
+    return query(
+        settings,
+        "select conname from pg_constraint where conrelid = %s::regclass and contype = 'f'"
+        " order by 1",
+        (table,),
+    )
+
+
+def original_delivery(real_dir: Path, target: Path) -> Path:
+    """The files changed_delivery changes, as the real dump has them."""
+    (target / "mixed").mkdir(parents=True)
+    for name in (CHANGED, EMPTIED, SHARES_EMAIL):
+        shutil.copy(real_dir / name, target / name)
+    return target
+
+
 @pytest.fixture(scope="module")
 def history(
     pg_server: Settings, real_data: Path, real_dir: Path, tmp_path_factory: pytest.TempPathFactory
@@ -149,16 +185,27 @@ def history(
     )
     build_models(settings, full_refresh=True, unit_tests=False)
     listed.append(listed_users(settings))
+    refreshed = tables(settings)
+    # on a copy, so the tests below read this database as the full refresh left it
+    copy = copied(settings, "duel_dbt_history_alone")
+    ingest(copy, original_delivery(real_dir, tmp_path_factory.mktemp("original")))
+    build_models(copy, full_refresh=True, select=["base"], unit_tests=False)
+    build_models(copy, unit_tests=False)
+    alone = tables(copy)
+    build_models(copy, full_refresh=True, unit_tests=False)
     return History(
         settings,
         first,
         again,
         changed,
-        tables(settings),
+        refreshed,
         (whole, scoped),
         recomputed,
         tuple(listed),
         rewritten,
+        alone,
+        tables(copy),
+        foreign_keys(copy, "dbt.advocacy_programs"),
     )
 
 
@@ -179,6 +226,24 @@ def test_models_incremental_build_equals_full_refresh(history: History) -> None:
     assert {
         name: history.changed[name] == history.refreshed[name] for name in MODELS
     } == dict.fromkeys(MODELS, True)
+
+
+@pytest.mark.slow
+def test_models_incremental_build_after_a_lone_full_refresh_equals_full_refresh(
+    history: History,
+) -> None:
+    """base rebuilt whole on its own lists "every user": the next incremental build of the models
+    that read the list (engagement_by_user, engagement_by_program, the sums, the snapshot) takes
+    every user, and advocacy_programs gets its foreign key to the new base back."""
+    differing = [name for name in MODELS if history.alone[name] != history.alone_refreshed[name]]
+    assert differing == []
+    # the three files are back as they were, and so are their users' and programs' measures
+    for name in ("dbt_analysis.engagement_by_user", "dbt_analysis.engagement_by_program"):
+        assert history.alone[name] == history.first[name], name
+    assert history.alone_keys == [
+        ("advocacy_programs_brand_id_fkey",),
+        ("advocacy_programs_user_key_fkey",),
+    ]
 
 
 @pytest.mark.slow

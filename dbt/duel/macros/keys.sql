@@ -21,7 +21,8 @@
     Foreign keys are DEFERRABLE INITIALLY DEFERRED: an incremental build deletes and re-inserts a
     parent row in one transaction (delete+insert), and the check waits for the commit, when the
     row is back. Rows that go for good (a program a new version dropped, a deleted document) take
-    their children with them first (macros/incremental.sql).
+    their children with them first (macros/incremental.sql). When the hook has a key to add or
+    rename, it first runs the checks still pending (`set constraints all immediate`).
 #}
 
 {% macro postgres__get_table_columns_and_constraints() -%}
@@ -135,6 +136,10 @@
             {%- do statements.append('alter index ' ~ this.schema ~ '."' ~ row[0] ~ '" rename to ' ~ name) -%}
         {%- endif -%}
     {%- endfor -%}
+    {#- Postgres refuses to alter a table with checks still pending in this transaction (an
+        incremental build's deletes queue the deferred foreign-key checks): run them now. The
+        rows are back by the post-hook, so they pass as they would at the commit. -#}
+    {%- if statements -%}{%- do statements.insert(0, 'set constraints all immediate') -%}{%- endif -%}
     {{ return(statements | join(';\n')) }}
 {%- endmacro %}
 
