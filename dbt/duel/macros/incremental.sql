@@ -438,8 +438,7 @@
     finished after 5 minutes; with this hook and autovacuum off the whole build took its usual
     time (bench/analysis.md, nineteenth pass).
 
-    "Created or replaced in this transaction": the table's pg_class row was written by it (a
-    CREATE TABLE, or the rename of the rebuilt table into place). An incremental build inserts
+    "Created or replaced in this transaction" is built_whole_here. An incremental build inserts
     and deletes rows and writes no pg_class row, so it gathers nothing: a few changed rows
     leave the statistics as they were (autovacuum's thresholds decide, as before). A table no
     model reads (the analysis models the report and exports read) is left to autovacuum.
@@ -450,12 +449,21 @@
         and is_read_by_a_build(model.unique_id) -%}
         do $analyze$
         begin
-            if (select xmin = pg_current_xact_id()::xid from pg_class where oid = {{ text_literal(this | string) }}::regclass) then
+            if {{ built_whole_here() }} then
                 execute {{ text_literal('analyze ' ~ this) }};
             end if;
         end
         $analyze$
     {%- endif -%}
+{%- endmacro %}
+
+{#
+    Whether this transaction created `this` or replaced it whole (a condition, Postgres): it
+    wrote the table's pg_class row (a CREATE TABLE, or the rename of the rebuilt table into
+    place); an incremental build writes rows only.
+#}
+{% macro built_whole_here() -%}
+    (select xmin = pg_current_xact_id()::xid from pg_class where oid = {{ text_literal(this | string) }}::regclass)
 {%- endmacro %}
 
 {# Whether a model or a snapshot of the project reads the node `unique_id`. #}

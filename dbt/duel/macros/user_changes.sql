@@ -82,15 +82,15 @@
 {%- endmacro %}
 
 {#
-    A post_hook of the core models: when this transaction built `this` whole (its pg_class row
-    written by it, as macros/incremental.sql analyze_when_built_whole asks), every user changed.
+    A post_hook of the core models: when this transaction built `this` whole
+    (macros/incremental.sql built_whole_here), every user changed.
     An incremental build records its users in the strategy. Elsewhere it renders nothing.
 #}
 {% macro record_whole_build() -%}
     {%- if execute and target.type == 'postgres' -%}
         do $record$
         begin
-            if (select xmin = pg_current_xact_id()::xid from pg_class where oid = {{ text_literal(this | string) }}::regclass) then
+            if {{ built_whole_here() }} then
                 {{ record_user_changes('select null::uuid') }};
             end if;
         end
