@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import query
+from conftest import free_port, query
 from json_facts import file_key, key
 from psycopg import sql
 
-from duel import changes, db
+from duel import changes, db, server
 from duel.load import ingest
-from duel.settings import Settings
+from duel.settings import Settings, load_settings
 from duel.transform import BuildResult, build_models
 
 MODELS = (
@@ -399,3 +401,58 @@ def test_models_changed_file_closes_and_opens_a_snapshot_row(history: History) -
     assert query(
         history.settings, "select count(*), count(dbt_valid_to) from dbt_snapshots.users_snapshot"
     ) == [(10002, 2)]
+
+
+# --- a list older than the readers can trust: a server of its own ------------------------------
+
+
+@pytest.fixture
+def own_server() -> Iterator[Settings]:
+    """An embedded server for this test alone: its transaction counter is moved."""
+    home = Path(tempfile.mkdtemp(prefix="duel-xid-", dir="/tmp"))
+    home.chmod(0o755)
+    settings = load_settings(
+        {"PGPORT": str(free_port()), "PGDATABASE": "duel_xid", "DUEL_HOME": str(home / "state")},
+        dotenv=None,
+    )
+    server.start(settings)
+    db.ensure_ready(settings)
+    yield settings
+    server.stop(settings, immediate=True)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_models_list_older_than_two_to_the_thirty_transactions_takes_every_user(
+    own_server: Settings, real_dir: Path, tmp_path: Path
+) -> None:
+    """A reader compares the 32-bit ids of row versions with its last build's, so it trusts the
+    list only within 2^30 transactions of that build (macros/user_changes.sql,
+    user_changes_since). Past that it takes every user: here the server's transaction epoch is
+    moved on by one (2^32 transactions, pg_resetwal) between two builds, and engagement_by_user
+    rewrites every row where the list would have named three users; the tables still equal
+    --full-refresh."""
+    settings = own_server.with_overrides(out_dir=tmp_path / "out")
+    first = tmp_path / "first"
+    (first / "mixed").mkdir(parents=True)
+    names = {f"mixed/user_{n}.json" for n in range(200)} | {CHANGED, EMPTIED, SHARES_EMAIL}
+    for name in names:
+        shutil.copy(real_dir / name, first / name)
+    ingest(settings, first)
+    build_models(settings, unit_tests=False)
+    server.stop(settings)
+    server._pg("pg_resetwal", "-e", "1", "-D", str(settings.pgdata.resolve()))
+    server.start(settings)
+    ingest(settings, changed_delivery(real_dir, tmp_path / "changed"))
+    build_models(settings, unit_tests=False)
+    after = tables(settings)
+    newest = query(
+        settings,
+        "select count(*) filter (where xmin = (select xmin from"
+        " dbt_analysis.engagement_by_user order by age(xmin) limit 1)), count(*)"
+        " from dbt_analysis.engagement_by_user",
+    )
+    assert newest == [(len(names), len(names))]
+    build_models(settings, full_refresh=True, unit_tests=False)
+    refreshed = tables(settings)
+    assert [name for name in MODELS if after[name] != refreshed[name]] == []
