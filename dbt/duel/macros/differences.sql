@@ -154,9 +154,7 @@
     {%- set sums = ['contributions'] + config.get('sums') | list -%}
     {%- set new = adapter.quote(target.identifier ~ '__new') -%}
     {%- set delta = adapter.quote(target.identifier ~ '__delta') -%}
-    create temporary table {{ difference_scope() }} on commit drop as
-    select user_key as {{ key }} from ({{ users_changed_since(user_changes_since()) }}) as changed;
-    analyze {{ difference_scope() }};
+    {{ staged_users_changed_since(difference_scope(), user_changes_since(), config.get('key')) }};
 
     create temporary table {{ new }} on commit drop as (
         {{ sql }}

@@ -168,11 +168,20 @@
     {%- if is_incremental() or model.resource_type == 'snapshot' -%}
         {%- set since = user_changes_since() -%}
         {%- if since is not none -%}
-            create temporary table {{ changed_users_table() }} on commit drop as
-            {{ users_changed_since(since) }};
-            analyze {{ changed_users_table() }}
+            {{ staged_users_changed_since(changed_users_table(), since) }}
         {%- endif -%}
     {%- endif -%}
+{%- endmacro %}
+
+{#
+    The users changed since `since`, copied into the temporary table `table` (quoted) of this
+    transaction, one column `column`, and analyzed: the one staging of the list, for the
+    readers' pre_hook above and the sums' scope (macros/differences.sql).
+#}
+{% macro staged_users_changed_since(table, since, column='user_key') -%}
+    create temporary table {{ table }} on commit drop as
+    select user_key as {{ adapter.quote(column) }} from ({{ users_changed_since(since) }}) as changed;
+    analyze {{ table }}
 {%- endmacro %}
 
 {% macro changed_users_table() -%}
