@@ -130,8 +130,8 @@ def test_ingest_overlapping_runs_are_serialised(
     assert (impatient.returncode, impatient.stdout, impatient.stderr) == (
         1,
         "",
-        "error: another run holds the ingest lock (waited 1s); try again when it finishes, "
-        "or raise DUEL_LOCK_TIMEOUT\n",
+        "error: another run holds the ingest lock (waited 1s): an ingest, or a build of the "
+        "models; try again when it finishes, or raise DUEL_LOCK_TIMEOUT\n",
     )
     patient = start_ingest(settings, real_dir)
     code, stdout, stderr = finish(first)

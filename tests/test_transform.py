@@ -333,6 +333,54 @@ def test_transform_cli_selects_and_reports_json(settings: Settings) -> None:
     assert result.stderr.startswith("dbt build: 1 model, 2 tests built and passed in ")
 
 
+BUSY = (
+    "another run holds the ingest lock (waited 1s): an ingest, or a build of the models; "
+    "try again when it finishes, or raise DUEL_LOCK_TIMEOUT"
+)
+
+
+@pytest.mark.slow
+def test_transform_a_build_and_an_ingest_exclude_each_other(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A build waits for an ingest still writing, and says so after DUEL_LOCK_TIMEOUT without
+    starting dbt; while dbt runs it holds ingests off: an ingest tried then waits, and loads
+    once the build is done. The build says the newest batch it saw (read under the lock)."""
+    from duel.exceptions import LockTimeout
+    from duel.load import ingest
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.json").write_bytes(b'{"user_id": null, "n": 1}')
+    quick = settings.with_overrides(lock_timeout_s=1.0)
+    results = target_dir(settings) / "run_results.json"
+    with psycopg.connect(**settings.conninfo()) as held:  # type: ignore[arg-type]
+        held.execute("select pg_advisory_xact_lock(hashtext('duel.ingest'))")  # an ingest's
+        with pytest.raises(LockTimeout) as raised:
+            build_models(quick, select=["stg_batches"])
+    assert (raised.value.message, results.exists()) == (BUSY, False)
+
+    refused: list[str] = []
+
+    def ingest_meanwhile(line: str) -> None:
+        if not refused:  # at dbt's first line of output
+            try:
+                ingest(quick, data)
+            except LockTimeout as error:
+                refused.append(error.message)
+            else:
+                refused.append("loaded during the build")
+
+    during = build_models(quick, select=["stg_batches"], on_line=ingest_meanwhile)
+    assert (refused, during.batch_through, during.counts) == (
+        [BUSY],
+        0,
+        {"models": 1, "tests": 2},
+    )
+    assert ingest(quick, data).loaded == 1
+    assert build_models(quick, select=["stg_batches"]).batch_through == 1
+
+
 @pytest.mark.slow
 def test_transform_progress_counts_the_nodes_not_the_hook(settings: Settings) -> None:
     """Progress moves once per node of the build: on-run-start's hook ("1 of 1 OK hook") is

@@ -33,7 +33,7 @@ it had before the batch, the batch restores its pointer and counts it unchanged
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import nullcontext, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -741,6 +741,38 @@ def _tally(counter: dict[str, int], reason: str | None) -> None:
         counter[reason] = counter.get(reason, 0) + 1
 
 
+def _lock_busy(lock_timeout_s: float) -> LockTimeout:
+    return LockTimeout(
+        f"another run holds the ingest lock (waited {lock_timeout_s:g}s): an ingest, or a build "
+        "of the models; try again when it finishes, or raise DUEL_LOCK_TIMEOUT"
+    )
+
+
+@contextmanager
+def ingests_held_off(settings: Settings, step: str = "transform") -> Iterator[None]:
+    """The ingest lock, held exclusively while the block runs (a session lock, on a connection
+    of its own), after waiting up to lock_timeout_s for the run that holds it. What a build of
+    the models holds (duel.transform.build_models): no batch commits while dbt reads the raw
+    tables, so that every model of one build sees the same batches, and what the build records
+    it saw and tested (the newest batch, the transaction its tests reach) is read before any
+    later batch; an ingest waits for the build, as for another ingest, and a build for an
+    ingest still writing."""
+    with db.connect(settings, autocommit=True, step=step) as conn:
+        conn.execute(
+            "select set_config('lock_timeout', %s, false)",
+            (f"{int(settings.lock_timeout_s * 1000)}ms",),
+        )
+        try:
+            conn.execute("select pg_advisory_lock(hashtext(%s))", (LOCK_KEY,))
+        except psycopg.errors.LockNotAvailable:
+            raise _lock_busy(settings.lock_timeout_s) from None
+        try:
+            yield
+        finally:  # closing the connection would release it too
+            with suppress(psycopg.Error):
+                conn.execute("select pg_advisory_unlock(hashtext(%s))", (LOCK_KEY,))
+
+
 def _open_batch(
     conn: psycopg.Connection[Any],
     source: str,
@@ -764,10 +796,7 @@ def _open_batch(
             conn.execute("select pg_advisory_xact_lock_shared(hashtext(%s))", (LOCK_KEY,))
             conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"{LOCK_KEY}:{shard}",))
     except psycopg.errors.LockNotAvailable:
-        raise LockTimeout(
-            f"another run holds the ingest lock (waited {lock_timeout_s:g}s); try again when it "
-            "finishes, or raise DUEL_LOCK_TIMEOUT"
-        ) from None
+        raise _lock_busy(lock_timeout_s) from None
     conn.execute("set local lock_timeout = 0")
     row = conn.execute(
         "insert into raw.batches"

@@ -431,22 +431,23 @@ def _run_stages(
                 last_build=unchanged.finished_at,
                 outputs_rewritten=rewrite,
             )
-        built_through = changes.last_batch_id(settings)  # before the build: what it sees, at least
         # the data tests read only the rows written since the last complete build (all of them on
         # --force and --full, or when that build is not this project's)
         tests_since = None if force or full else changes.test_scope(settings)
         preloading = preload_later_stages()
-        _timed(
-            "transform",
-            lambda: transform_stage(
-                settings, tests_since=tests_since, prestarted=prestarted
-            ).describe(),
-            steps,
-        )
+        built: list[BuildResult] = []
+
+        def run_transform() -> str:
+            built.append(transform_stage(settings, tests_since=tests_since, prestarted=prestarted))
+            return built[0].describe()
+
+        _timed("transform", run_transform, steps)
         preloading.join()  # the report imports nothing at the same time as the thread
-        tested = changes.tested_through(settings)
         report, export = _report_and_export(settings, steps)
-        changes.record_build(settings, built_through, report, export.manifest, tested)
+        # what the build saw and tested, read while it held ingests off (BuildResult)
+        changes.record_build(
+            settings, built[0].batch_through, report, export.manifest, built[0].tested_through
+        )
         return RunOutcome(results[0], tuple(steps), settings, servers[0], demo)
 
 

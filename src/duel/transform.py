@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -77,6 +78,11 @@ class BuildResult:
     warnings: tuple[NodeResult, ...] = ()
     scoped: bool = False  # build_models' `tests_since`: new rows tested, views left as they were
     full_refresh: bool = False  # every model built from scratch (`--full-refresh`)
+    # On Postgres, read while the build held ingests off (duel.load.ingests_held_off): the newest
+    # batch it saw, every one up to it in the models, and duel.changes.tested_through after its
+    # tests passed (every row written before that transaction was tested)
+    batch_through: int = 0
+    tested_through: tuple[str, int] = ("", 0)
 
     def summary(self) -> dict[str, object]:
         return {
@@ -205,6 +211,11 @@ def build_models(
     `prestarted`: a dbt process started ahead for these settings and target, which runs the
     build (one that cannot is cancelled, and a new process runs it).
 
+    On Postgres the build holds ingests off while dbt runs (duel.load.ingests_held_off): it
+    waits for an ingest still writing, up to DUEL_LOCK_TIMEOUT (then LockTimeout, before dbt
+    starts), and an ingest started meanwhile waits for it; the BuildResult says which batches
+    it saw and which rows its tests reached, read under that lock.
+
     A whole build (no `select`) on Postgres is recorded in raw.model_builds with the project's
     hash, and is a full refresh when the models were built by another project
     (`built_by_another_project`): an upgrade or an edited model never leaves rows of the earlier
@@ -212,7 +223,7 @@ def build_models(
     """
     # a whole build on Postgres is a full refresh when the models were built by another project;
     # the project is hashed once, before dbt reads it: the record names what this build ran
-    from duel.changes import project_hash
+    from duel.changes import last_batch_id, project_hash, tested_through
 
     project = project_hash(settings) if not select and is_postgres(target) else None
     if project is not None and not full_refresh and built_by_another_project(settings, project):
@@ -228,21 +239,24 @@ def build_models(
     for selector in select or ():
         args += ["--select", selector]
     results = target_dir(settings) / "run_results.json"
-    results.unlink(missing_ok=True)  # a stale file must not be read as this run's outcome
-    started = time.perf_counter()
     if prestarted is not None and not prestarted.serves(settings, target):
         prestarted.cancel()
         prestarted = None
-    code, output = _run(settings, args, on_line, on_progress, tests_since, prestarted)
-    seconds = time.perf_counter() - started
-    nodes = _read_results(results)
-    failed = [n for n in nodes or () if n.status in FAILED]
-    if code != 0 or failed or nodes is None:
-        if is_postgres(target):
-            failed = _name_failed_checks(settings, failed, tests_since)
-        raise StepFailed(STEP, _failure_message(failed, nodes, output))
-    if project is not None:
-        _record_build(settings, project, full_refresh)
+    with _ingests_held_off(settings, target):
+        batch_through = last_batch_id(settings) if is_postgres(target) else 0
+        results.unlink(missing_ok=True)  # a stale file must not be read as this run's outcome
+        started = time.perf_counter()
+        code, output = _run(settings, args, on_line, on_progress, tests_since, prestarted)
+        seconds = time.perf_counter() - started
+        nodes = _read_results(results)
+        failed = [n for n in nodes or () if n.status in FAILED]
+        if code != 0 or failed or nodes is None:
+            if is_postgres(target):
+                failed = _name_failed_checks(settings, failed, tests_since)
+            raise StepFailed(STEP, _failure_message(failed, nodes, output))
+        if project is not None:
+            _record_build(settings, project, full_refresh)
+        tested = tested_through(settings) if is_postgres(target) else ("", 0)
     counts = {kind: n for kind in KINDS if (n := sum(1 for node in nodes if node.kind == kind))}
     return BuildResult(
         seconds,
@@ -250,7 +264,18 @@ def build_models(
         tuple(n for n in nodes if n.status == "warn"),
         scoped=tests_since is not None and is_postgres(target),
         full_refresh=full_refresh,
+        batch_through=batch_through,
+        tested_through=tested,
     )
+
+
+def _ingests_held_off(settings: Settings, target: str | None) -> AbstractContextManager[None]:
+    """A build on Postgres holds ingests off while it runs (duel.load.ingests_held_off)."""
+    if not is_postgres(target):
+        return nullcontext()
+    from duel.load import ingests_held_off
+
+    return ingests_held_off(settings, step=STEP)
 
 
 # The models' last whole build (raw.model_builds), and whether models exist at all: a database
