@@ -163,12 +163,22 @@
     rows, it took them for a handful and joined engagement_by_user's three 1M-row tables to
     them row by row (at 1M users, 22,208 changed: cancelled after 14 minutes, against 7.7 s).
     Nothing when the model builds whole or takes every user, and elsewhere.
+
+    The transaction also prices a random page read at 1.1 sequential ones (`set local
+    random_page_cost`, Postgres' own advice for data in memory or on SSD; its default, 4, is
+    for spinning disks), so that a few percent of the users are looked up by the tables'
+    user_key indexes, and a large share still scanned and hashed: the planner knows the list's
+    size. At 1M users and 22,208 changed, with the default it read base, advocacy_programs and
+    tasks_completed whole for engagement_by_user (2.7 s cold, 1.1 s warm) and deleted the
+    changed users' rows by a scan of the model (0.39 s); looked up, 0.83 and 0.11 s
+    (bench/analysis.md, 2026-12-07 19:12).
 #}
 {% macro stage_changed_users() -%}
     {%- if is_incremental() or model.resource_type == 'snapshot' -%}
         {%- set since = user_changes_since() -%}
         {%- if since is not none -%}
-            {{ staged_users_changed_since(changed_users_table(), since) }}
+            {{ staged_users_changed_since(changed_users_table(), since) }};
+            set local random_page_cost = 1.1
         {%- endif -%}
     {%- endif -%}
 {%- endmacro %}
