@@ -741,6 +741,14 @@ def _tally(counter: dict[str, int], reason: str | None) -> None:
         counter[reason] = counter.get(reason, 0) + 1
 
 
+def _wait_for_locks(conn: psycopg.Connection[Any], lock_timeout_s: float, *, local: bool) -> None:
+    """Make this connection wait up to lock_timeout_s for a lock (for the transaction when
+    local, else for the session)."""
+    conn.execute(
+        "select set_config('lock_timeout', %s, %s)", (f"{int(lock_timeout_s * 1000)}ms", local)
+    )
+
+
 def _lock_busy(lock_timeout_s: float) -> LockTimeout:
     return LockTimeout(
         f"another run holds the ingest lock (waited {lock_timeout_s:g}s): an ingest, or a build "
@@ -758,10 +766,7 @@ def ingests_held_off(settings: Settings, step: str = "transform") -> Iterator[No
     later batch; an ingest waits for the build, as for another ingest, and a build for an
     ingest still writing."""
     with db.connect(settings, autocommit=True, step=step) as conn:
-        conn.execute(
-            "select set_config('lock_timeout', %s, false)",
-            (f"{int(settings.lock_timeout_s * 1000)}ms",),
-        )
+        _wait_for_locks(conn, settings.lock_timeout_s, local=False)
         try:
             conn.execute("select pg_advisory_lock(hashtext(%s))", (LOCK_KEY,))
         except psycopg.errors.LockNotAvailable:
@@ -786,9 +791,7 @@ def _open_batch(
     A shard ("i/n", a slice of one input planned by duel.shards: disjoint by file name) holds it
     shared, plus its own shard's lock: the shards of one plan load side by side, while any
     whole ingest waits for them (and they for it)."""
-    conn.execute(
-        "select set_config('lock_timeout', %s, true)", (f"{int(lock_timeout_s * 1000)}ms",)
-    )
+    _wait_for_locks(conn, lock_timeout_s, local=True)
     try:
         if shard is None:
             conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (LOCK_KEY,))
