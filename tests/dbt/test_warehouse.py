@@ -178,18 +178,40 @@ def test_warehouse_every_table_and_base_column_has_a_comment(real_built: Setting
     assert table_comment.startswith("One row per current user document")
 
 
-def test_warehouse_every_analysis_column_has_a_comment(real_built: Settings) -> None:
-    assert (
-        query(
-            real_built,
-            """
-        select c.relname || '.' || a.attname from pg_attribute a join pg_class c on c.oid =
-          a.attrelid
-        where c.relnamespace = 'dbt_analysis'::regnamespace and c.relkind = 'r' and a.attnum > 0
-          and not a.attisdropped and coalesce(col_description(a.attrelid, a.attnum), '') = ''""",
-        )
-        == []
+def test_warehouse_every_model_column_has_a_comment(real_built: Settings) -> None:
+    """Every column of every relation a model or the snapshot builds carries its yml description:
+    the tables whose contract is enforced (their columns not asked for, macros/docs.sql) and the
+    views, the snapshot and the sums' tables (asked for once). The sums' `__contributions` side
+    tables are the materialization's own, described as tables only (macros/differences.sql)."""
+    uncommented = query(
+        real_built,
+        """
+        select c.relnamespace::regnamespace::text || '.' || c.relname || '.' || a.attname
+        from pg_attribute a join pg_class c on c.oid = a.attrelid
+        where c.relnamespace::regnamespace::text in ('dbt', 'dbt_lookup', 'dbt_analysis',
+          'dbt_staging', 'dbt_snapshots')
+          and c.relkind in ('r', 'v') and right(c.relname, 15) <> '__contributions'
+          and a.attnum > 0 and not a.attisdropped
+          and coalesce(col_description(a.attrelid, a.attnum), '') = ''
+        order by 1""",
     )
+    assert uncommented == []
+    # one column of each kind of relation, with its own text (a view, the snapshot, a sums table)
+    described = query(
+        real_built,
+        """
+        select c.relname || '.' || a.attname, left(col_description(a.attrelid, a.attnum), 40)
+        from pg_attribute a join pg_class c on c.oid = a.attrelid
+        where (c.oid, a.attname) in (('dbt_staging.stg_current_versions'::regclass,
+          'document_key'), ('dbt_snapshots.users_snapshot'::regclass, 'dbt_valid_to'),
+          ('dbt_staging.int_brand_sums'::regclass, 'brand_id'))
+        order by 1""",
+    )
+    assert described == [
+        ("int_brand_sums.brand_id", "The brand's id: the md5 of the normalise"),
+        ("stg_current_versions.document_key", "The document's identity, as duel's inges"),
+        ("users_snapshot.dbt_valid_to", "When a newer version replaced this one, "),
+    ]
 
 
 def test_warehouse_money_has_a_declared_scale(real_built: Settings) -> None:
